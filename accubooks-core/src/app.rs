@@ -1,0 +1,439 @@
+//! The application handle that hosts share, its builder and its lifecycle.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::Tokens;
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::db::Database;
+use crate::deps::{self, DependencySpec, PlaidProbe, Registry, StripeProbe};
+use crate::health::{HealthReport, ProbePolicy};
+use crate::health::report::{DependencyView, HealthInputs};
+use crate::http::{Route, RouteTable};
+use crate::metrics::Metrics;
+use crate::resources::Resources;
+
+/// Where the instance is in its life, as `/ready` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Startup has not finished: the first probes are still running.
+    Starting,
+    /// Serving.
+    Ready,
+    /// A graceful shutdown has begun.
+    Draining,
+}
+
+impl Phase {
+    /// The lowercase name used by `/ready`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Ready => "ready",
+            Phase::Draining => "draining",
+        }
+    }
+
+    fn from_u8(value: u8) -> Self {
+        match value {
+            0 => Phase::Starting,
+            1 => Phase::Ready,
+            _ => Phase::Draining,
+        }
+    }
+}
+
+/// A running AccuBooks instance. Cheap to clone: every clone is the same
+/// instance.
+#[derive(Clone)]
+pub struct AccuBooks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    registry: Registry,
+    database: Database,
+    broker: Broker,
+    metrics: Metrics,
+    routes: RouteTable,
+    tokens: Tokens,
+    resources: Resources,
+    phase: AtomicU8,
+    phase_changed: watch::Sender<Phase>,
+    started: Instant,
+    started_at: DateTime<Utc>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Assembles an instance. Obtain one with [`AccuBooks::builder`].
+pub struct Builder {
+    config: Config,
+    checks: Vec<DependencySpec>,
+    critical: Vec<&'static str>,
+    routes: Vec<Route>,
+    policy: ProbePolicy,
+}
+
+impl Builder {
+    /// Registers a host dependency, probed and reported like the built-in ones.
+    pub fn check(mut self, spec: DependencySpec) -> Self {
+        self.checks.push(spec);
+        self
+    }
+
+    /// Declares a dependency critical: while it is down, health is
+    /// `unhealthy` and answered 503. Works for built-in names too.
+    pub fn critical(mut self, name: &'static str) -> Self {
+        self.critical.push(name);
+        self
+    }
+
+    /// Adds a host route; it gets the same pipeline, guard and metrics.
+    pub fn route(mut self, route: Route) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// Sets how the built-in dependencies are probed.
+    pub fn probe_policy(mut self, policy: ProbePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Builds and starts the instance without waiting on any dependency:
+    /// pools and connections are created lazily, the monitors run in the
+    /// background, and `/ready` turns ready once the first probes finish or
+    /// `DB_INIT_TIMEOUT_MS` passes. Must be called within a Tokio runtime.
+    pub async fn build(self) -> crate::Result<AccuBooks> {
+        let Builder {
+            config,
+            checks,
+            critical,
+            routes: host_routes,
+            policy,
+        } = self;
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
+        let metrics = Metrics::new();
+        let database = Database::new(&config.database_url, config.pool)?;
+        let broker = Broker::new(&config.redis_url, policy.timeout)?;
+
+        let mut specs = vec![
+            DependencySpec::new(deps::DATABASE, Arc::new(database.clone()))
+                .unavailable(
+                    "DATABASE_UNAVAILABLE",
+                    "Database unavailable. Server running in degraded mode.",
+                )
+                .policy(ProbePolicy {
+                    // A first probe may also apply migrations.
+                    timeout: policy.timeout.max(config.pool.connect_timeout),
+                    ..policy
+                }),
+            DependencySpec::new(deps::REDIS, Arc::new(broker.clone()))
+                .unavailable(
+                    "JOBS_UNAVAILABLE",
+                    "Background jobs are unavailable. Please retry shortly.",
+                )
+                .policy(policy),
+        ];
+        specs.push(match &config.stripe {
+            Some(credentials) => DependencySpec::new(
+                deps::STRIPE,
+                Arc::new(StripeProbe::new(credentials.clone(), policy.timeout)),
+            ),
+            None => DependencySpec::disabled(deps::STRIPE),
+        }
+        .unavailable(
+            "PAYMENTS_UNAVAILABLE",
+            "Payments are unavailable right now. Please retry shortly.",
+        )
+        .policy(policy));
+        specs.push(match &config.plaid {
+            Some(credentials) => DependencySpec::new(
+                deps::PLAID,
+                Arc::new(PlaidProbe::new(credentials.clone(), policy.timeout)),
+            ),
+            None => DependencySpec::disabled(deps::PLAID),
+        }
+        .unavailable(
+            "BANK_INTEGRATION_UNAVAILABLE",
+            "Bank integration is unavailable right now. Please retry shortly.",
+        )
+        .policy(policy));
+        specs.extend(checks);
+        for name in &critical {
+            if !specs.iter().any(|s| s.name() == *name) {
+                return Err(crate::Error::Setup(format!(
+                    "the critical dependency {name:?} is not registered"
+                )));
+            }
+        }
+        let specs = specs
+            .into_iter()
+            .map(|s| {
+                let is_critical = critical.contains(&s.name());
+                s.critical(is_critical)
+            })
+            .collect();
+        let registry = Registry::new(specs, &metrics)?;
+        if let Some(db) = registry.get(deps::DATABASE) {
+            database.attach(Arc::clone(db));
+        }
+
+        let mut routes = crate::http::core_routes();
+        routes.extend(host_routes);
+        for route in &routes {
+            if let Some(unknown) = route.dependencies().iter().find(|d| registry.get(d).is_none()) {
+                return Err(crate::Error::Setup(format!(
+                    "route {} {} needs the unregistered dependency {unknown:?}",
+                    route.method(),
+                    route.path()
+                )));
+            }
+        }
+        let routes = RouteTable::new(routes)?;
+        let tokens = Tokens::new(&config.jwt_secret)?;
+
+        let (shutdown, _) = watch::channel(false);
+        let app = AccuBooks {
+            inner: Arc::new(Inner {
+                config,
+                registry,
+                database,
+                broker,
+                metrics,
+                routes,
+                tokens,
+                resources: Resources::default(),
+                phase: AtomicU8::new(Phase::Starting as u8),
+                phase_changed: watch::Sender::new(Phase::Starting),
+                started: Instant::now(),
+                started_at: Utc::now(),
+                shutdown,
+                tasks: Mutex::new(Vec::new()),
+            }),
+        };
+        app.start_background_tasks();
+        Ok(app)
+    }
+}
+
+impl AccuBooks {
+    /// Starts assembling an instance from `config`.
+    pub fn builder(config: Config) -> Builder {
+        Builder {
+            config,
+            checks: Vec::new(),
+            critical: Vec::new(),
+            routes: Vec::new(),
+            policy: ProbePolicy::default(),
+        }
+    }
+
+    fn start_background_tasks(&self) {
+        let stopped = self.inner.shutdown.subscribe();
+        let mut tasks = self.inner.registry.spawn_monitors(&stopped);
+
+        let app = self.clone();
+        tasks.push(tokio::spawn(async move {
+            let init_timeout = app.config().pool.init_timeout;
+            let first_round = app.registry().first_round();
+            if tokio::time::timeout(init_timeout, first_round).await.is_err() {
+                tracing::warn!(
+                    timeout_ms = u64::try_from(init_timeout.as_millis()).unwrap_or(u64::MAX),
+                    "first dependency probes did not finish in DB_INIT_TIMEOUT_MS; ready anyway"
+                );
+            }
+            app.set_phase_if(Phase::Starting, Phase::Ready);
+        }));
+
+        let app = self.clone();
+        let mut stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                app.inner.resources.sample();
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stopped.changed() => return,
+                }
+            }
+        }));
+        *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
+    }
+
+    fn set_phase_if(&self, from: Phase, to: Phase) -> bool {
+        let changed = self
+            .inner
+            .phase
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if changed {
+            self.inner.phase_changed.send_replace(to);
+            tracing::info!(phase = to.as_str(), "lifecycle phase changed");
+        }
+        changed
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The dependency registry.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The database and its guard.
+    pub fn database(&self) -> &Database {
+        &self.inner.database
+    }
+
+    /// The Redis connection.
+    pub fn broker(&self) -> &Broker {
+        &self.inner.broker
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The route table, which hosts mount.
+    pub fn routes(&self) -> &RouteTable {
+        &self.inner.routes
+    }
+
+    /// The token issuer and verifier.
+    pub fn tokens(&self) -> &Tokens {
+        &self.inner.tokens
+    }
+
+    /// The lifecycle phase.
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.inner.phase.load(Ordering::Acquire))
+    }
+
+    /// Time since the instance was built.
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// When the instance was built.
+    pub fn started_at(&self) -> DateTime<Utc> {
+        self.inner.started_at
+    }
+
+    /// The health report, from kept state only.
+    pub fn health(&self) -> HealthReport {
+        let dependencies = self
+            .registry()
+            .iter()
+            .map(|dep| DependencyView {
+                name: dep.name(),
+                state: dep.state(),
+                critical: dep.is_critical(),
+                affected_routes: if dep.is_available() {
+                    Vec::new()
+                } else {
+                    self.routes().affected_by(dep.name())
+                },
+            })
+            .collect();
+        HealthReport::build(&HealthInputs {
+            draining: self.phase() == Phase::Draining,
+            environment: self.config().environment.as_str(),
+            uptime: self.uptime(),
+            now: Utc::now(),
+            resources: self.inner.resources.latest(),
+            dependencies,
+        })
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render_metrics(&self) -> String {
+        self.metrics()
+            .render(self.uptime(), self.inner.resources.latest())
+    }
+
+    /// Begins a graceful shutdown: `/ready` answers `draining`, health turns
+    /// `unhealthy`, and hosts stop accepting connections. Idempotent.
+    pub fn begin_drain(&self) {
+        if self.set_phase_if(Phase::Starting, Phase::Draining)
+            || self.set_phase_if(Phase::Ready, Phase::Draining)
+        {
+            tracing::info!("graceful shutdown started: draining in-flight requests");
+        }
+    }
+
+    /// Resolves once a graceful shutdown has begun.
+    pub async fn draining(&self) {
+        let mut rx = self.inner.phase_changed.subscribe();
+        // The sender lives as long as self.
+        let _ = rx.wait_for(|phase| *phase == Phase::Draining).await;
+    }
+
+    /// Stops the monitors and closes the pools. Call after the host has
+    /// stopped serving.
+    pub async fn close(&self) {
+        self.begin_drain();
+        self.inner.shutdown.send_replace(true);
+        self.metrics().set_down();
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            task.abort();
+        }
+        self.database().close().await;
+        tracing::info!("closed");
+    }
+
+    /// Runs a host's server future until it ends, applying the drain timeout
+    /// once a graceful shutdown has begun, then closes the instance.
+    ///
+    /// The server must itself stop accepting when [`AccuBooks::draining`]
+    /// resolves (every host adapter wires that up).
+    pub async fn serve_until_drained<F>(&self, server: F) -> std::io::Result<()>
+    where
+        F: Future<Output = std::io::Result<()>>,
+    {
+        let mut server = std::pin::pin!(server);
+        let result = tokio::select! {
+            result = &mut server => result,
+            () = self.draining() => {
+                let limit = self.config().drain_timeout;
+                match tokio::time::timeout(limit, &mut server).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!(
+                            timeout_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+                            "drain timeout passed with requests still in flight; closing anyway"
+                        );
+                        Ok(())
+                    }
+                }
+            }
+        };
+        self.close().await;
+        result
+    }
+
+    /// Begins a graceful shutdown when the process receives SIGTERM or
+    /// SIGINT (Ctrl-C). Spawns a task; returns at once.
+    pub fn drain_on_signal(&self) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            crate::lifecycle::shutdown_signal().await;
+            app.begin_drain();
+        });
+    }
+}

@@ -1,0 +1,572 @@
+//! Configuration from the environment, as in section 1 of the contract.
+//!
+//! [`Config::from_env`] reads `.env` and the process environment;
+//! [`Config::from_vars`] takes any map, which tests and the Python bindings use.
+//! Validation collects every problem before failing, so an operator fixes a
+//! deployment in one pass, and no message ever repeats a secret.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use secrecy::{ExposeSecret, SecretString};
+
+/// The deployment environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Local work: defaults are filled in, logs are human-readable.
+    Development,
+    /// Automated tests: like development.
+    Test,
+    /// Production: required variables must be set, logs are JSON.
+    Production,
+}
+
+impl Environment {
+    /// The name used in health output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Test => "test",
+            Environment::Production => "production",
+        }
+    }
+}
+
+/// Where the database lives.
+#[derive(Clone)]
+pub enum DatabaseUrl {
+    /// `postgres://…` or `postgresql://…`.
+    Postgres(SecretString),
+    /// `sqlite://…` or `sqlite:…`.
+    Sqlite(String),
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Postgres(_) => f.write_str("Postgres([REDACTED])"),
+            DatabaseUrl::Sqlite(path) => write!(f, "Sqlite({path:?})"),
+        }
+    }
+}
+
+/// Credentials of a third-party API. Present only when configured.
+#[derive(Clone, Debug)]
+pub struct ApiCredentials {
+    /// Stripe's secret key, or Plaid's client id.
+    pub key: SecretString,
+    /// Stripe's webhook signing secret, or Plaid's secret.
+    pub secret: SecretString,
+    /// The API base URL (a fake server in tests).
+    pub api_base: String,
+}
+
+/// Pool settings of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// `DB_POOL_MIN`.
+    pub min: u32,
+    /// `DB_POOL_MAX`.
+    pub max: u32,
+    /// `DB_IDLE_TIMEOUT_MS`.
+    pub idle_timeout: Duration,
+    /// `DB_CONNECT_TIMEOUT_MS`: the longest wait for a connection.
+    pub connect_timeout: Duration,
+    /// `DB_INIT_TIMEOUT_MS`: the longest startup waits for the first probe.
+    pub init_timeout: Duration,
+    /// `DB_STATEMENT_TIMEOUT_MS`: the longest one database operation may take.
+    pub statement_timeout: Duration,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `ACCUBOOKS_ENV` or `NODE_ENV`.
+    pub environment: Environment,
+    /// `PORT`.
+    pub port: u16,
+    /// `HOSTNAME`.
+    pub hostname: String,
+    /// `DATABASE_URL`.
+    pub database_url: DatabaseUrl,
+    /// `JWT_SECRET`.
+    pub jwt_secret: SecretString,
+    /// `SESSION_SECRET`.
+    pub session_secret: SecretString,
+    /// `FRONTEND_URL`, the allowed CORS origin.
+    pub frontend_url: String,
+    /// `REDIS_URL`, or one built from `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`.
+    pub redis_url: SecretString,
+    /// `SLOW_REQUEST_MS`.
+    pub slow_request: Duration,
+    /// Database pool settings.
+    pub pool: PoolConfig,
+    /// `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET`, `STRIPE_API_BASE`.
+    pub stripe: Option<ApiCredentials>,
+    /// `PLAID_CLIENT_ID`, `PLAID_SECRET`, `PLAID_API_BASE`.
+    pub plaid: Option<ApiCredentials>,
+    /// `METRICS_TOKEN`.
+    pub metrics_token: Option<SecretString>,
+    /// `REQUEST_TIMEOUT_MS`: the longest a request may run before a 503.
+    pub request_timeout: Duration,
+    /// `BODY_LIMIT_BYTES`: larger bodies are refused with 413.
+    pub body_limit: usize,
+    /// `DRAIN_TIMEOUT_MS`: how long a graceful shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+    /// Warnings found while loading (generated secrets, defaults); logged at startup.
+    pub warnings: Vec<String>,
+}
+
+/// One invalid or missing variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The variable's name.
+    pub variable: &'static str,
+    /// What is wrong and how to fix it. Never contains the value of a secret.
+    pub message: String,
+}
+
+/// Every problem found in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The problems, in the order of the contract's table.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problem{}):",
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        )?;
+        for problem in &self.problems {
+            writeln!(f, "  - {}: {}", problem.variable, problem.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// The exit code for a configuration error, as in the contract.
+pub const CONFIG_EXIT_CODE: i32 = 2;
+
+/// Reads variables and records problems as it goes.
+struct Reader<'a> {
+    vars: &'a HashMap<String, String>,
+    problems: Vec<ConfigProblem>,
+    warnings: Vec<String>,
+    production: bool,
+}
+
+impl<'a> Reader<'a> {
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.vars
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn problem(&mut self, variable: &'static str, message: impl Into<String>) {
+        self.problems.push(ConfigProblem {
+            variable,
+            message: message.into(),
+        });
+    }
+
+    fn number<T>(&mut self, name: &'static str, default: T, min: T, max: T) -> T
+    where
+        T: std::str::FromStr + PartialOrd + Copy + fmt::Display,
+    {
+        let Some(raw) = self.get(name) else {
+            return default;
+        };
+        match raw.parse::<T>() {
+            Ok(value) if value >= min && value <= max => value,
+            _ => {
+                // Numbers are not secrets, so echoing the value helps.
+                let message = format!("must be a whole number from {min} to {max}, got {raw:?}");
+                self.problem(name, message);
+                default
+            }
+        }
+    }
+
+    fn millis(&mut self, name: &'static str, default: u64) -> Duration {
+        Duration::from_millis(self.number(name, default, 1, 86_400_000))
+    }
+
+    fn secret(&mut self, name: &'static str) -> SecretString {
+        match self.get(name) {
+            Some(value) if value.chars().count() >= 32 => SecretString::from(value.to_owned()),
+            Some(_) => {
+                self.problem(name, "must be at least 32 characters long");
+                generated_secret()
+            }
+            None if self.production => {
+                self.problem(
+                    name,
+                    "is required in production (at least 32 random characters)",
+                );
+                generated_secret()
+            }
+            None => {
+                self.warnings.push(format!(
+                    "{name} is not set: using a random secret for this process only \
+                     (tokens will not survive a restart)"
+                ));
+                generated_secret()
+            }
+        }
+    }
+
+    fn credentials(
+        &mut self,
+        id_var: &'static str,
+        secret_var: &'static str,
+        base_var: &'static str,
+        default_base: &str,
+    ) -> Option<ApiCredentials> {
+        let id = self.get(id_var).map(str::to_owned);
+        let secret = self.get(secret_var).map(str::to_owned);
+        let api_base = self
+            .get(base_var)
+            .unwrap_or(default_base)
+            .trim_end_matches('/')
+            .to_owned();
+        if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
+            self.problem(base_var, "must be an http:// or https:// URL");
+        }
+        match (id, secret) {
+            (Some(key), Some(secret)) => Some(ApiCredentials {
+                key: key.into(),
+                secret: secret.into(),
+                api_base,
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn generated_secret() -> SecretString {
+    let secret: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(48)
+        .map(char::from)
+        .collect();
+    SecretString::from(secret)
+}
+
+impl Config {
+    /// Loads `.env` (when present; existing variables win) and reads the
+    /// process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        // A missing .env is normal; a malformed one is reported by the
+        // variables it fails to provide.
+        let _ = dotenvy::dotenv();
+        Config::from_vars(std::env::vars())
+    }
+
+    /// [`Config::from_env`] for a standalone process: on a configuration
+    /// error, prints every problem to standard error and exits with code 2.
+    pub fn from_env_or_exit() -> Config {
+        Config::from_env().unwrap_or_else(|err| {
+            eprintln!("accubooks: {err}");
+            std::process::exit(CONFIG_EXIT_CODE)
+        })
+    }
+
+    /// Reads the configuration from name/value pairs.
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars: HashMap<String, String> = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let mut r = Reader {
+            vars: &vars,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            production: false,
+        };
+
+        let environment = match r.get("ACCUBOOKS_ENV").or_else(|| r.get("NODE_ENV")) {
+            None => Environment::Development,
+            Some(name) => match name.to_ascii_lowercase().as_str() {
+                "development" | "dev" => Environment::Development,
+                "test" => Environment::Test,
+                "production" | "prod" => Environment::Production,
+                other => {
+                    let message =
+                        format!("must be development, test or production, got {other:?}");
+                    r.problem("ACCUBOOKS_ENV", message);
+                    Environment::Development
+                }
+            },
+        };
+        r.production = environment == Environment::Production;
+
+        let port = r.number("PORT", 5000u16, 0, u16::MAX);
+        let hostname = r.get("HOSTNAME").unwrap_or("0.0.0.0").to_owned();
+
+        let database_url = match r.get("DATABASE_URL") {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                DatabaseUrl::Postgres(SecretString::from(url.to_owned()))
+            }
+            Some(url) if url.starts_with("sqlite:") => DatabaseUrl::Sqlite(url.to_owned()),
+            Some(_) => {
+                // The URL may hold a password: describe it, never repeat it.
+                r.problem(
+                    "DATABASE_URL",
+                    "must start with postgres://, postgresql:// or sqlite:",
+                );
+                DatabaseUrl::Sqlite(String::new())
+            }
+            None if r.production => {
+                r.problem(
+                    "DATABASE_URL",
+                    "is required in production (postgres://user:password@host/db)",
+                );
+                DatabaseUrl::Sqlite(String::new())
+            }
+            None => DatabaseUrl::Sqlite("sqlite://accubooks.db".to_owned()),
+        };
+
+        let jwt_secret = r.secret("JWT_SECRET");
+        let session_secret = r.secret("SESSION_SECRET");
+
+        let frontend_url = match r.get("FRONTEND_URL") {
+            Some(url) if r.production && !url.starts_with("https://") => {
+                r.problem("FRONTEND_URL", "must be an https:// URL in production");
+                url.to_owned()
+            }
+            Some(url) => url.to_owned(),
+            None if r.production => {
+                r.problem(
+                    "FRONTEND_URL",
+                    "is required in production (the https:// origin of the web app)",
+                );
+                String::new()
+            }
+            None => "http://localhost:3000".to_owned(),
+        };
+
+        let redis_url = match r.get("REDIS_URL") {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                SecretString::from(url.to_owned())
+            }
+            Some(_) => {
+                r.problem("REDIS_URL", "must start with redis:// or rediss://");
+                SecretString::from(String::new())
+            }
+            None => {
+                let host = r.get("REDIS_HOST").unwrap_or("localhost").to_owned();
+                let port = r.number("REDIS_PORT", 6379u16, 1, u16::MAX);
+                let auth = match r.get("REDIS_PASSWORD") {
+                    Some(password) => format!(":{password}@"),
+                    None => String::new(),
+                };
+                SecretString::from(format!("redis://{auth}{host}:{port}"))
+            }
+        };
+
+        let slow_request = r.millis("SLOW_REQUEST_MS", 1500);
+        let min = r.number("DB_POOL_MIN", 2u32, 0, 1000);
+        let max = r.number("DB_POOL_MAX", 20u32, 1, 1000);
+        if min > max {
+            r.problem("DB_POOL_MIN", "must not be larger than DB_POOL_MAX");
+        }
+        let pool = PoolConfig {
+            min,
+            max,
+            idle_timeout: r.millis("DB_IDLE_TIMEOUT_MS", 30_000),
+            connect_timeout: r.millis("DB_CONNECT_TIMEOUT_MS", 2_000),
+            init_timeout: r.millis("DB_INIT_TIMEOUT_MS", 5_000),
+            statement_timeout: r.millis("DB_STATEMENT_TIMEOUT_MS", 5_000),
+        };
+
+        let stripe = r.credentials(
+            "STRIPE_SECRET_KEY",
+            "STRIPE_WEBHOOK_SECRET",
+            "STRIPE_API_BASE",
+            "https://api.stripe.com",
+        );
+        let plaid = r.credentials(
+            "PLAID_CLIENT_ID",
+            "PLAID_SECRET",
+            "PLAID_API_BASE",
+            "https://production.plaid.com",
+        );
+        let metrics_token = r
+            .get("METRICS_TOKEN")
+            .map(|t| SecretString::from(t.to_owned()));
+
+        let request_timeout = r.millis("REQUEST_TIMEOUT_MS", 10_000);
+        let body_limit = r.number("BODY_LIMIT_BYTES", 1_048_576usize, 1024, 1 << 30);
+        let drain_timeout = r.millis("DRAIN_TIMEOUT_MS", 10_000);
+
+        if !r.problems.is_empty() {
+            return Err(ConfigError {
+                problems: r.problems,
+            });
+        }
+        Ok(Config {
+            environment,
+            port,
+            hostname,
+            database_url,
+            jwt_secret,
+            session_secret,
+            frontend_url,
+            redis_url,
+            slow_request,
+            pool,
+            stripe,
+            plaid,
+            metrics_token,
+            request_timeout,
+            body_limit,
+            drain_timeout,
+            warnings: r.warnings,
+        })
+    }
+
+    /// The address to listen on, `HOSTNAME:PORT`.
+    pub fn listen_addr(&self) -> String {
+        if self.hostname.contains(':') {
+            format!("[{}]:{}", self.hostname, self.port)
+        } else {
+            format!("{}:{}", self.hostname, self.port)
+        }
+    }
+
+    /// Whether a presented metrics token matches `METRICS_TOKEN`, compared in
+    /// constant time.
+    pub fn metrics_token_matches(&self, presented: &str) -> bool {
+        let Some(expected) = &self.metrics_token else {
+            return false;
+        };
+        let expected = expected.expose_secret().as_bytes();
+        let presented = presented.as_bytes();
+        if expected.len() != presented.len() {
+            return false;
+        }
+        expected
+            .iter()
+            .zip(presented)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn development_defaults_need_nothing() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.environment, Environment::Development);
+        assert_eq!(config.port, 5000);
+        assert!(matches!(&config.database_url, DatabaseUrl::Sqlite(u) if u == "sqlite://accubooks.db"));
+        assert_eq!(config.pool.max, 20);
+        assert_eq!(config.pool.init_timeout, Duration::from_millis(5000));
+        assert!(config.stripe.is_none() && config.plaid.is_none());
+        assert_eq!(config.jwt_secret.expose_secret().len(), 48);
+        assert!(config.warnings.iter().any(|w| w.contains("JWT_SECRET")));
+        assert_eq!(
+            config.redis_url.expose_secret(),
+            "redis://localhost:6379",
+            "REDIS_HOST/REDIS_PORT defaults"
+        );
+    }
+
+    #[test]
+    fn production_names_every_problem_and_never_a_secret() {
+        let err = load(&[
+            ("ACCUBOOKS_ENV", "production"),
+            ("JWT_SECRET", "short-secret-value"),
+            ("FRONTEND_URL", "http://app.example.com"),
+            ("PORT", "eighty"),
+        ])
+        .unwrap_err();
+        let names: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            names,
+            [
+                "PORT",
+                "DATABASE_URL",
+                "JWT_SECRET",
+                "SESSION_SECRET",
+                "FRONTEND_URL"
+            ]
+        );
+        let text = err.to_string();
+        assert!(!text.contains("short-secret-value"), "{text}");
+        assert!(text.contains("5 problems"), "{text}");
+    }
+
+    #[test]
+    fn a_bad_database_url_is_described_not_echoed() {
+        let err = load(&[("DATABASE_URL", "mysql://root:hunter2@db/books")]).unwrap_err();
+        assert_eq!(err.problems[0].variable, "DATABASE_URL");
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn node_env_is_a_fallback_and_redis_parts_compose_a_url() {
+        let config = load(&[
+            ("NODE_ENV", "test"),
+            ("REDIS_HOST", "cache"),
+            ("REDIS_PORT", "6380"),
+            ("REDIS_PASSWORD", "pw"),
+        ])
+        .unwrap();
+        assert_eq!(config.environment, Environment::Test);
+        assert_eq!(config.redis_url.expose_secret(), "redis://:pw@cache:6380");
+    }
+
+    #[test]
+    fn third_parties_are_enabled_only_with_both_credentials() {
+        let config = load(&[
+            ("STRIPE_SECRET_KEY", "sk_test_1"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_1"),
+            ("STRIPE_API_BASE", "http://127.0.0.1:9/"),
+            ("PLAID_CLIENT_ID", "only-id"),
+        ])
+        .unwrap();
+        assert_eq!(config.stripe.unwrap().api_base, "http://127.0.0.1:9");
+        assert!(config.plaid.is_none());
+    }
+
+    #[test]
+    fn metrics_token_comparison() {
+        let config = load(&[("METRICS_TOKEN", "s3cret")]).unwrap();
+        assert!(config.metrics_token_matches("s3cret"));
+        assert!(!config.metrics_token_matches("s3cre"));
+        assert!(!config.metrics_token_matches("s3cret!"));
+        assert!(!load(&[]).unwrap().metrics_token_matches(""));
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let config = load(&[
+            ("DATABASE_URL", "postgres://u:topsecret@h/db"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdefXYZ"),
+        ])
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("topsecret") && !debug.contains("XYZ"), "{debug}");
+    }
+}

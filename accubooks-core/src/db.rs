@@ -1,0 +1,330 @@
+//! The database: a lazily connected sqlx pool (PostgreSQL or SQLite, chosen by
+//! `DATABASE_URL`), its probe, its migrations and the guard every query goes
+//! through.
+//!
+//! Creating a [`Database`] performs no I/O. Migrations run the first time the
+//! probe reaches the server. [`Database::run`] is the guard: it refuses at
+//! once while the outage is known, bounds every operation by the statement
+//! timeout, and feeds connection-class failures back into the registry.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::future::BoxFuture;
+use secrecy::ExposeSecret;
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
+use tokio::task::JoinHandle;
+
+use crate::config::{DatabaseUrl, PoolConfig};
+use crate::deps::{Dependency, Probe};
+use crate::error::{Error, Fault, Result};
+use crate::health::Event;
+
+/// A pool of either backend. Cloning is cheap.
+#[derive(Clone, Debug)]
+pub enum Pool {
+    /// PostgreSQL, the production store.
+    Postgres(PgPool),
+    /// SQLite, the embedded default.
+    Sqlite(SqlitePool),
+}
+
+impl Pool {
+    /// Closes every connection and refuses new ones.
+    pub async fn close(&self) {
+        match self {
+            Pool::Postgres(pool) => pool.close().await,
+            Pool::Sqlite(pool) => pool.close().await,
+        }
+    }
+
+    /// Which backend this is, for logs and health.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Pool::Postgres(_) => "postgres",
+            Pool::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+/// The database and its guard.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    config: PoolConfig,
+    migrated: AtomicBool,
+    migration: tokio::sync::Mutex<Option<JoinHandle<Result<(), Fault>>>>,
+    dependency: std::sync::OnceLock<Arc<Dependency>>,
+}
+
+impl Database {
+    /// Creates the pool without connecting.
+    pub fn new(url: &DatabaseUrl, config: PoolConfig) -> Result<Self> {
+        let pool = match url {
+            DatabaseUrl::Postgres(url) => {
+                let connect = PgConnectOptions::from_str(url.expose_secret()).map_err(|_| {
+                    Error::Setup("DATABASE_URL is not a valid PostgreSQL URL".to_owned())
+                })?;
+                Pool::Postgres(pool_options(&config).connect_lazy_with(connect))
+            }
+            DatabaseUrl::Sqlite(url) => {
+                let connect = SqliteConnectOptions::from_str(url)
+                    .map_err(|_| Error::Setup("DATABASE_URL is not a valid SQLite URL".to_owned()))?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // WAL with NORMAL is durable against process crashes; FULL
+                    // also survives power loss, which acknowledged writes need.
+                    .synchronous(SqliteSynchronous::Full)
+                    .foreign_keys(true)
+                    .busy_timeout(config.statement_timeout);
+                Pool::Sqlite(pool_options(&config).connect_lazy_with(connect))
+            }
+        };
+        Ok(Database {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                migrated: AtomicBool::new(false),
+                migration: tokio::sync::Mutex::new(None),
+                dependency: std::sync::OnceLock::new(),
+            }),
+        })
+    }
+
+    /// Connects the guard to the registry entry it reports to. Called once
+    /// by the application builder.
+    pub(crate) fn attach(&self, dependency: Arc<Dependency>) {
+        let _ = self.inner.dependency.set(dependency);
+    }
+
+    /// The pool, for code that has already passed the guard.
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// Whether migrations have been applied.
+    pub fn is_migrated(&self) -> bool {
+        self.inner.migrated.load(Ordering::Acquire)
+    }
+
+    /// Runs `operation` against the pool, guarded:
+    ///
+    /// - while the database is known to be down, fails at once with
+    ///   [`Error::DatabaseUnavailable`] without touching the pool;
+    /// - an operation that takes longer than `DB_STATEMENT_TIMEOUT_MS` is
+    ///   abandoned and reported as a timeout;
+    /// - a connection-class error marks the database unavailable at once and
+    ///   becomes [`Error::DatabaseUnavailable`];
+    /// - any other database error is returned as [`Error::Query`].
+    pub async fn run<T, F, Fut>(&self, operation: F) -> Result<T>
+    where
+        F: FnOnce(Pool) -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let dependency = self.inner.dependency.get();
+        if let Some(dep) = dependency {
+            if !dep.is_available() {
+                let fault = dep
+                    .state()
+                    .last_error
+                    .unwrap_or(Fault::temporary("NOT_CONNECTED"));
+                return Err(Error::DatabaseUnavailable(fault));
+            }
+        }
+        let outcome =
+            tokio::time::timeout(self.inner.config.statement_timeout, operation(self.pool().clone()))
+                .await;
+        match outcome {
+            Ok(Ok(value)) => {
+                if let Some(dep) = dependency {
+                    dep.report_success();
+                }
+                Ok(value)
+            }
+            Ok(Err(err)) => match classify(&err) {
+                Some(fault) => {
+                    if let Some(dep) = dependency {
+                        dep.report(Event::TrafficFailed(fault));
+                    }
+                    Err(Error::DatabaseUnavailable(fault))
+                }
+                None => Err(Error::Query(err)),
+            },
+            Err(_elapsed) => {
+                if let Some(dep) = dependency {
+                    dep.report(Event::TrafficTimedOut);
+                }
+                Err(Error::DatabaseUnavailable(Fault::TIMEOUT))
+            }
+        }
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.inner.pool.close().await;
+    }
+
+    async fn ping(&self) -> Result<(), Fault> {
+        let result = match &self.inner.pool {
+            Pool::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Pool::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+        };
+        result.map_err(|err| classify(&err).unwrap_or(Fault::temporary("QUERY_FAILED")))
+    }
+
+    async fn ensure_migrated(&self) -> Result<(), Fault> {
+        if self.is_migrated() {
+            return Ok(());
+        }
+        let mut slot = self.inner.migration.lock().await;
+        if self.is_migrated() {
+            return Ok(());
+        }
+        // The migration runs in its own task so that a probe timing out
+        // while waiting does not abort it half-way; the next probe waits on
+        // the same task.
+        let pool = self.inner.pool.clone();
+        let task = slot.get_or_insert_with(|| tokio::spawn(migrate(pool)));
+        let result = task.await;
+        *slot = None;
+        match result {
+            Ok(Ok(())) => {
+                self.inner.migrated.store(true, Ordering::Release);
+                tracing::info!(backend = self.inner.pool.backend(), "database migrations applied");
+                Ok(())
+            }
+            Ok(Err(fault)) => Err(fault),
+            Err(_) => Err(Fault::permanent("MIGRATION_FAILED")),
+        }
+    }
+}
+
+impl Probe for Database {
+    fn check(&self) -> BoxFuture<'_, Result<(), Fault>> {
+        Box::pin(async move {
+            self.ping().await?;
+            self.ensure_migrated().await
+        })
+    }
+}
+
+fn pool_options<DB: sqlx::Database>(config: &PoolConfig) -> PoolOptions<DB> {
+    PoolOptions::new()
+        .min_connections(config.min.min(config.max))
+        .max_connections(config.max)
+        .acquire_timeout(config.connect_timeout)
+        .idle_timeout(config.idle_timeout)
+}
+
+async fn migrate(pool: Pool) -> Result<(), Fault> {
+    let result = match &pool {
+        Pool::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
+        Pool::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await,
+    };
+    result.map_err(|err| {
+        match &err {
+            sqlx::migrate::MigrateError::Execute(inner) => {
+                if let Some(fault) = classify(inner) {
+                    return fault;
+                }
+                tracing::error!(error = %err, "a database migration failed");
+            }
+            _ => tracing::error!(error = %err, "database migrations cannot be applied"),
+        }
+        Fault::permanent("MIGRATION_FAILED")
+    })
+}
+
+/// Sorts a sqlx error into "the database cannot be reached" (with a safe
+/// code and its transience) or `None` for an error of the query itself.
+pub fn classify(err: &sqlx::Error) -> Option<Fault> {
+    match err {
+        sqlx::Error::Io(io) => Some(Fault::from_io(io)),
+        sqlx::Error::PoolTimedOut => Some(Fault::TIMEOUT),
+        sqlx::Error::PoolClosed => Some(Fault::temporary("POOL_CLOSED")),
+        sqlx::Error::WorkerCrashed => Some(Fault::temporary("CONNECTION_RESET")),
+        sqlx::Error::Tls(_) => Some(Fault::permanent("TLS_FAILED")),
+        sqlx::Error::Protocol(_) => Some(Fault::temporary("PROTOCOL_ERROR")),
+        sqlx::Error::Configuration(_) => Some(Fault::permanent("BAD_CONFIGURATION")),
+        sqlx::Error::Database(db) => {
+            let code = db.code()?;
+            classify_sqlstate(&code)
+        }
+        _ => None,
+    }
+}
+
+/// PostgreSQL SQLSTATEs that mean the connection, not the statement, failed.
+/// SQLite's codes are numeric and never connection-class.
+fn classify_sqlstate(code: &str) -> Option<Fault> {
+    match code {
+        "28P01" | "28000" => Some(Fault::permanent("AUTHENTICATION_FAILED")),
+        "3D000" => Some(Fault::permanent("UNKNOWN_DATABASE")),
+        "53300" => Some(Fault::temporary("TOO_MANY_CONNECTIONS")),
+        "57P01" | "57P02" | "57P03" => Some(Fault::temporary("SERVER_SHUTTING_DOWN")),
+        // SQLite: SQLITE_CANTOPEN (14) and SQLITE_IOERR (10) mean the file is gone.
+        "14" => Some(Fault::permanent("CANNOT_OPEN")),
+        "10" => Some(Fault::temporary("IO_ERROR")),
+        _ if code.starts_with("08") => Some(Fault::temporary("CONNECTION_FAILURE")),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Transience;
+
+    #[test]
+    fn connection_errors_are_classified_with_transience() {
+        let refused = sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into());
+        assert_eq!(classify(&refused), Some(Fault::temporary("CONNECTION_REFUSED")));
+        assert_eq!(classify(&sqlx::Error::PoolTimedOut), Some(Fault::TIMEOUT));
+        assert_eq!(
+            classify_sqlstate("28P01").map(|f| f.transience),
+            Some(Transience::Permanent)
+        );
+        assert_eq!(
+            classify_sqlstate("08006").map(|f| f.transience),
+            Some(Transience::Temporary)
+        );
+        // Constraint violations are the query's fault, not the connection's.
+        assert_eq!(classify_sqlstate("23505"), None);
+        assert_eq!(classify(&sqlx::Error::RowNotFound), None);
+    }
+
+    #[tokio::test]
+    async fn sqlite_probe_migrates_once_and_guard_reports() {
+        let dir = std::env::temp_dir().join(format!("accubooks-db-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = DatabaseUrl::Sqlite(format!("sqlite://{}/books.db", dir.display()));
+        let config = crate::Config::from_vars(Vec::<(String, String)>::new())
+            .unwrap()
+            .pool;
+        let db = Database::new(&url, config).unwrap();
+        assert!(!db.is_migrated(), "creating the pool must not touch the database");
+        db.check().await.unwrap();
+        assert!(db.is_migrated());
+        db.check().await.unwrap();
+        let tables: i64 = db
+            .run(|pool| async move {
+                let Pool::Sqlite(pool) = pool else { unreachable!() };
+                sqlx::query_scalar("SELECT count(*) FROM accounts")
+                    .fetch_one(&pool)
+                    .await
+            })
+            .await
+            .unwrap();
+        assert_eq!(tables, 0);
+        db.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,198 @@
+//! The one place where an error becomes a status code and a JSON body.
+
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+
+use super::Response;
+use crate::error::Error;
+
+/// An error answer of the HTTP API, as section 4 of the contract describes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// 400: the request cannot be parsed.
+    #[error("{message}")]
+    Malformed {
+        /// What to fix.
+        message: String,
+    },
+    /// 401: no token, or a token that is invalid or expired.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 403: the token's role may not do this, or the peer may not read metrics.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// 404: no such route, or no such record in this organization.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the path exists, the method does not.
+    #[error("This path does not accept the {0} method.")]
+    MethodNotAllowed(String),
+    /// 409: the request conflicts with the current state.
+    #[error("{message}")]
+    Conflict {
+        /// Machine code.
+        code: &'static str,
+        /// What happened.
+        message: String,
+    },
+    /// 413: the body is larger than `BODY_LIMIT_BYTES`.
+    #[error("The request body is larger than the limit of {limit} bytes.")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// 422: well-formed JSON with invalid content.
+    #[error("{message}")]
+    Invalid {
+        /// Machine code, e.g. `UNBALANCED_ENTRY`.
+        code: &'static str,
+        /// What to fix.
+        message: String,
+    },
+    /// 503: a dependency the route needs is down.
+    #[error("{message}")]
+    Unavailable {
+        /// Machine code, e.g. `DATABASE_UNAVAILABLE`.
+        code: &'static str,
+        /// What happened.
+        message: &'static str,
+        /// Seconds the client should wait before retrying.
+        retry_after: u32,
+    },
+    /// 503: the request did not finish within `REQUEST_TIMEOUT_MS`.
+    #[error("The request did not finish within {timeout_ms} ms. Please retry.")]
+    Timeout {
+        /// The limit that was exceeded.
+        timeout_ms: u64,
+    },
+    /// 500: a bug. Details go to the log, never to the client.
+    #[error("An internal error occurred. Quote the request id when reporting it.")]
+    Internal,
+}
+
+/// The database's 503, word for word as in the contract.
+pub const DATABASE_UNAVAILABLE: ApiError = ApiError::Unavailable {
+    code: "DATABASE_UNAVAILABLE",
+    message: "Database unavailable. Server running in degraded mode.",
+    retry_after: 1,
+};
+
+impl ApiError {
+    /// A 400 with a message.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        ApiError::Malformed {
+            message: message.into(),
+        }
+    }
+
+    /// A 422 with a code and a message.
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Malformed { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable { .. } | ApiError::Timeout { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Malformed { .. } => "MALFORMED_REQUEST",
+            ApiError::Unauthorized(_) => "UNAUTHORIZED",
+            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
+            ApiError::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
+            ApiError::Conflict { code, .. }
+            | ApiError::Invalid { code, .. }
+            | ApiError::Unavailable { code, .. } => code,
+            ApiError::Timeout { .. } => "REQUEST_TIMEOUT",
+            ApiError::Internal => "INTERNAL_ERROR",
+        }
+    }
+
+    /// Renders the JSON answer, with the request id in body and header.
+    pub fn into_response(self, request_id: &str) -> Response {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: String,
+            code: &'a str,
+            request_id: &'a str,
+        }
+        let body = Body {
+            error: self.to_string(),
+            code: self.code(),
+            request_id,
+        };
+        let mut response = super::json_response(self.status(), &body);
+        if let ApiError::Unavailable { retry_after, .. } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        } else if let ApiError::Timeout { .. } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::DatabaseUnavailable(_) => DATABASE_UNAVAILABLE,
+            other => {
+                tracing::error!(error = %other, "request failed");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_unavailable_matches_the_contract() {
+        let response = DATABASE_UNAVAILABLE.into_response("req-1");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "error": "Database unavailable. Server running in degraded mode.",
+                "code": "DATABASE_UNAVAILABLE",
+                "request_id": "req-1",
+            })
+        );
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let err: ApiError = Error::Setup("secret detail".into()).into();
+        let response = err.into_response("r");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!String::from_utf8_lossy(response.body()).contains("secret detail"));
+    }
+}

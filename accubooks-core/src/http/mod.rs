@@ -1,0 +1,100 @@
+//! The framework-neutral HTTP layer: `http` 1.x requests in, responses out.
+//!
+//! Hosts hand every request to [`AccuBooks::handle`](crate::AccuBooks::handle);
+//! the pipeline here assigns the request id, finds the route, applies the
+//! dependency guard and access rule, bounds body size and duration, catches
+//! panics, and records logs and metrics. Status codes and error bodies are
+//! decided in [`ApiError`] alone.
+
+mod accounts;
+mod error;
+mod monitoring;
+mod pipeline;
+mod route;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use error::{ApiError, DATABASE_UNAVAILABLE};
+pub use pipeline::REQUEST_ID_HEADER;
+pub use route::{Access, Handler, Route, RouteTable};
+
+use crate::auth::Principal;
+
+/// A response with its whole body.
+pub type Response = http::Response<Bytes>;
+
+/// A request that matched a route, with its body read.
+#[derive(Debug)]
+pub struct Request {
+    /// Method, URI, headers and extensions.
+    pub parts: http::request::Parts,
+    /// The body, at most `BODY_LIMIT_BYTES` long.
+    pub body: Bytes,
+    /// Path parameters, by name.
+    pub params: Vec<(String, String)>,
+    /// The request id, echoed in the response and logs.
+    pub request_id: String,
+    /// The peer's address, when the host knows it.
+    pub peer: Option<SocketAddr>,
+    /// The caller, for routes that need a token.
+    pub principal: Option<Principal>,
+}
+
+impl Request {
+    /// A path parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The caller; only `None` on public routes.
+    pub fn principal(&self) -> Result<Principal, ApiError> {
+        self.principal
+            .ok_or(ApiError::Unauthorized("This route needs a token."))
+    }
+
+    /// A request header as text.
+    pub fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.parts.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Parses the JSON body: malformed JSON is a 400, valid JSON of the wrong
+    /// shape (unknown or missing fields, wrong types) a 422.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.body).map_err(|err| {
+            use serde_json::error::Category;
+            match err.classify() {
+                Category::Data => ApiError::invalid("INVALID_FIELD", format!("Invalid request body: {err}.")),
+                Category::Syntax | Category::Eof | Category::Io => {
+                    ApiError::malformed(format!("The body is not valid JSON: {err}."))
+                }
+            }
+        })
+    }
+}
+
+/// A JSON response with `status`.
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
+    let bytes = serde_json::to_vec(body).expect("response bodies serialize");
+    let mut response = http::Response::new(Bytes::from(bytes));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Every route the core serves.
+pub(crate) fn core_routes() -> Vec<Route> {
+    let mut routes = monitoring::routes();
+    routes.extend(accounts::routes());
+    routes
+}

@@ -1,0 +1,256 @@
+//! The request pipeline every host shares.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::{FutureExt, Stream, StreamExt};
+use http::{HeaderMap, HeaderValue, header};
+use tracing::Instrument;
+
+use super::route::{Access, Lookup, Route};
+use super::{ApiError, Request, Response};
+use crate::app::AccuBooks;
+
+/// The header that carries the request id in both directions.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The route label of requests that matched no route, so that scanners
+/// cannot blow up the metrics' cardinality.
+const UNMATCHED: &str = "unmatched";
+
+impl AccuBooks {
+    /// Handles one request: the single entry point of every host.
+    ///
+    /// `body` is the request body as a stream of chunks; it is read up to
+    /// `BODY_LIMIT_BYTES`. `peer` is the client's address when the host knows
+    /// it (the metrics access rule needs it). Never fails: every problem is
+    /// an answer, and a panicking handler is answered 500.
+    pub async fn handle<S, B, E>(
+        &self,
+        parts: http::request::Parts,
+        body: S,
+        peer: Option<SocketAddr>,
+    ) -> Response
+    where
+        S: Stream<Item = Result<B, E>> + Send,
+        B: Buf,
+        E: std::fmt::Display,
+    {
+        let started = Instant::now();
+        let request_id = request_id(&parts.headers);
+        let method = parts.method.clone();
+        let lookup = self.routes().lookup(&parts.method, parts.uri.path());
+        let (route_label, quiet) = match &lookup {
+            Lookup::Found(route, _) => (route.path, route.quiet),
+            _ => (UNMATCHED, false),
+        };
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %method,
+            route = route_label,
+        );
+        let result = self
+            .dispatch(lookup, parts, body, peer, &request_id)
+            .instrument(span.clone())
+            .await;
+        let mut response = match result {
+            Ok(response) => response,
+            Err(err) => {
+                if err.status().is_server_error() {
+                    span.in_scope(|| tracing::warn!(code = err.code(), "request failed"));
+                }
+                err.into_response(&request_id)
+            }
+        };
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+
+        let elapsed = started.elapsed();
+        let status = response.status();
+        self.metrics()
+            .observe_request(method.as_str(), route_label, status, elapsed);
+        let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        span.in_scope(|| {
+            if elapsed >= self.config().slow_request {
+                self.metrics().count_slow_request(method.as_str(), route_label);
+                tracing::warn!(status = status.as_u16(), duration_ms, "slow request");
+            } else if quiet && !status.is_server_error() {
+                tracing::debug!(status = status.as_u16(), duration_ms, "request finished");
+            } else {
+                tracing::info!(status = status.as_u16(), duration_ms, "request finished");
+            }
+        });
+        response
+    }
+
+    async fn dispatch<S, B, E>(
+        &self,
+        lookup: Lookup<'_>,
+        parts: http::request::Parts,
+        body: S,
+        peer: Option<SocketAddr>,
+        request_id: &str,
+    ) -> Result<Response, ApiError>
+    where
+        S: Stream<Item = Result<B, E>> + Send,
+        B: Buf,
+        E: std::fmt::Display,
+    {
+        let (route, params) = match lookup {
+            Lookup::Found(route, params) => (route, params),
+            Lookup::WrongMethod => return Err(ApiError::MethodNotAllowed(parts.method.to_string())),
+            Lookup::Missing => {
+                return Err(ApiError::NotFound("No route matches this path.".to_owned()));
+            }
+        };
+        let principal = match route.access {
+            Access::Public => None,
+            Access::Role(min) => {
+                let authorization = parts
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                let principal = self.tokens().verify(authorization)?;
+                if principal.role < min {
+                    return Err(ApiError::Forbidden("Your role may not do this."));
+                }
+                Some(principal)
+            }
+        };
+        self.guard(route)?;
+        let limit = self.config().body_limit;
+        let timeout = self.config().request_timeout;
+        let work = async {
+            let body = read_body(&parts.headers, body, limit).await?;
+            let request = Request {
+                parts,
+                body,
+                params,
+                request_id: request_id.to_owned(),
+                peer,
+                principal,
+            };
+            AssertUnwindSafe(route.handler.call(self.clone(), request))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    tracing::error!(panic = panic_message(&*panic), "request handler panicked");
+                    Err(ApiError::Internal)
+                })
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .unwrap_or(Err(ApiError::Timeout {
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            }))
+    }
+
+    /// Answers 503 at once when a dependency the route needs is known to be
+    /// down: no pool, no connect timeout.
+    fn guard(&self, route: &Route) -> Result<(), ApiError> {
+        for name in &route.needs {
+            if let Some(dependency) = self.registry().get(name) {
+                if !dependency.is_available() {
+                    let unavailable = dependency.unavailable();
+                    return Err(ApiError::Unavailable {
+                        code: unavailable.code,
+                        message: unavailable.message,
+                        retry_after: 1,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The client's request id when it is reasonable, otherwise a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+async fn read_body<S, B, E>(headers: &HeaderMap, body: S, limit: usize) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, E>> + Send,
+    B: Buf,
+    E: std::fmt::Display,
+{
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut body = std::pin::pin!(body);
+    let mut buffer = BytesMut::with_capacity(declared.map_or(0, |len| len as usize));
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|err| {
+            ApiError::malformed(format!("The request body could not be read: {err}."))
+        })?;
+        if buffer.len() + chunk.remaining() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        buffer.put(chunk);
+    }
+    Ok(buffer.freeze())
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("non-text panic payload")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_taken_only_when_safe() {
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&headers), "abc-123");
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("bad id\"<script>"));
+        assert_eq!(request_id(&headers).len(), 32);
+        assert_eq!(request_id(&HeaderMap::new()).len(), 32);
+    }
+
+    #[tokio::test]
+    async fn body_limit_applies_to_streams_and_declared_lengths() {
+        let chunks = || {
+            futures::stream::iter((0..2).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![0u8; 600]))))
+        };
+        let err = read_body(&HeaderMap::new(), chunks(), 1000)
+            .await
+            .unwrap_err();
+        assert_eq!(err, ApiError::PayloadTooLarge { limit: 1000 });
+        let body = read_body(&HeaderMap::new(), chunks(), 1200)
+            .await
+            .unwrap();
+        assert_eq!(body.len(), 1200);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5000"));
+        let err = read_body(&headers, futures::stream::empty::<Result<Bytes, std::io::Error>>(), 1000)
+            .await
+            .unwrap_err();
+        assert_eq!(err, ApiError::PayloadTooLarge { limit: 1000 });
+    }
+}

@@ -1,0 +1,176 @@
+//! The route table: every route the core serves, with what it needs.
+//!
+//! Each route declares its access rule and the dependencies it cannot work
+//! without, so the pipeline can answer 503 before running it and the health
+//! report can name the routes an outage affects.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use http::Method;
+
+use super::{ApiError, Request, Response};
+use crate::app::AccuBooks;
+use crate::auth::Role;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, no token (monitoring, login).
+    Public,
+    /// A valid token whose role is at least this one.
+    Role(Role),
+}
+
+/// Runs a request that matched a route.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles the request.
+    fn call(&self, app: AccuBooks, request: Request) -> BoxFuture<'static, Result<Response, ApiError>>;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(AccuBooks, Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response, ApiError>> + Send + 'static,
+{
+    fn call(&self, app: AccuBooks, request: Request) -> BoxFuture<'static, Result<Response, ApiError>> {
+        Box::pin(self(app, request))
+    }
+}
+
+/// One route.
+#[derive(Clone)]
+pub struct Route {
+    pub(crate) method: Method,
+    pub(crate) path: &'static str,
+    pub(crate) needs: Vec<&'static str>,
+    pub(crate) access: Access,
+    pub(crate) quiet: bool,
+    pub(crate) handler: Arc<dyn Handler>,
+}
+
+impl Route {
+    /// A route for `method` and `path` (`{name}` marks a parameter), open to
+    /// any authenticated user until [`Route::access`] says otherwise.
+    pub fn new(method: Method, path: &'static str, handler: impl Handler) -> Self {
+        Route {
+            method,
+            path,
+            needs: Vec::new(),
+            access: Access::Role(Role::Viewer),
+            quiet: false,
+            handler: Arc::new(handler),
+        }
+    }
+
+    /// Declares a dependency the route cannot work without.
+    pub fn needs(mut self, dependency: &'static str) -> Self {
+        self.needs.push(dependency);
+        self
+    }
+
+    /// Sets who may call it.
+    pub fn access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Logs successful requests at debug level only (monitoring endpoints
+    /// are polled constantly).
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The path template.
+    pub fn path(&self) -> &'static str {
+        self.path
+    }
+
+    /// The dependencies it needs.
+    pub fn dependencies(&self) -> &[&'static str] {
+        &self.needs
+    }
+}
+
+/// The result of looking a request up.
+pub(crate) enum Lookup<'a> {
+    Found(&'a Route, Vec<(String, String)>),
+    WrongMethod,
+    Missing,
+}
+
+/// All routes, indexed for lookup.
+pub struct RouteTable {
+    routes: Vec<Route>,
+    by_method: HashMap<Method, matchit::Router<usize>>,
+    paths: matchit::Router<()>,
+}
+
+impl RouteTable {
+    /// Indexes `routes`. Fails on a duplicate or malformed path.
+    pub fn new(routes: Vec<Route>) -> crate::Result<Self> {
+        let mut by_method: HashMap<Method, matchit::Router<usize>> = HashMap::new();
+        let mut paths = matchit::Router::new();
+        for (index, route) in routes.iter().enumerate() {
+            by_method
+                .entry(route.method.clone())
+                .or_default()
+                .insert(route.path, index)
+                .map_err(|e| {
+                    crate::Error::Setup(format!("route {} {}: {e}", route.method, route.path))
+                })?;
+            // The same path under another method is expected here.
+            let _ = paths.insert(route.path, ());
+        }
+        Ok(RouteTable {
+            routes,
+            by_method,
+            paths,
+        })
+    }
+
+    pub(crate) fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
+        if let Some(found) = self.by_method.get(method).and_then(|r| r.at(path).ok()) {
+            let params = found
+                .params
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            return Lookup::Found(&self.routes[*found.value], params);
+        }
+        if self.paths.at(path).is_ok() {
+            Lookup::WrongMethod
+        } else {
+            Lookup::Missing
+        }
+    }
+
+    /// Whether the core answers this method and path itself (a wrong method
+    /// on a known path counts: the core answers 405). Hosts that share a
+    /// router use it to leave other paths to their own routes.
+    pub fn serves(&self, method: &Method, path: &str) -> bool {
+        !matches!(self.lookup(method, path), Lookup::Missing)
+    }
+
+    /// Every route, in registration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
+    }
+
+    /// `"METHOD /path"` of every route that needs `dependency`.
+    pub fn affected_by(&self, dependency: &str) -> Vec<String> {
+        self.routes
+            .iter()
+            .filter(|r| r.needs.contains(&dependency))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+}

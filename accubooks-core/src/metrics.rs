@@ -1,0 +1,262 @@
+//! Prometheus metrics of one AccuBooks instance.
+//!
+//! Each instance owns its own [`prometheus::Registry`], so several instances
+//! (tests, embedded hosts) never collide, and any host serves the text of
+//! [`Metrics::render`].
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::health::Status;
+use crate::resources::ResourceSample;
+
+/// The content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Handles to every series; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    up: IntGauge,
+    database_available: IntGauge,
+    redis_available: IntGauge,
+    uptime_seconds: IntGauge,
+    memory_used_bytes: IntGauge,
+    memory_total_bytes: IntGauge,
+    dependency_up: IntGaugeVec,
+    dependency_state_changes: IntCounterVec,
+    probe_duration: HistogramVec,
+    http_duration: HistogramVec,
+    slow_requests: IntCounterVec,
+    render_duration: Histogram,
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let gauge = IntGauge::new(name, help).expect("metric names are valid");
+    registry
+        .register(Box::new(gauge.clone()))
+        .expect("each metric is registered once");
+    gauge
+}
+
+impl Metrics {
+    /// Creates and registers every series.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| {
+            registry.register(c).expect("each metric is registered once");
+        };
+        let dependency_up = IntGaugeVec::new(
+            Opts::new(
+                "accubooks_dependency_up",
+                "1 when the dependency is connected, 0 otherwise (disabled ones are absent).",
+            ),
+            &["dependency"],
+        )
+        .expect("valid metric");
+        reg(Box::new(dependency_up.clone()));
+        let dependency_state_changes = IntCounterVec::new(
+            Opts::new(
+                "accubooks_dependency_state_changes_total",
+                "Transitions of a dependency's status, by the status entered.",
+            ),
+            &["dependency", "to"],
+        )
+        .expect("valid metric");
+        reg(Box::new(dependency_state_changes.clone()));
+        let probe_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "accubooks_dependency_probe_duration_seconds",
+                "Duration of background health probes.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["dependency"],
+        )
+        .expect("valid metric");
+        reg(Box::new(probe_duration.clone()));
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "accubooks_http_request_duration_seconds",
+                "Duration of HTTP requests, by route template and status.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        reg(Box::new(http_duration.clone()));
+        let slow_requests = IntCounterVec::new(
+            Opts::new(
+                "accubooks_http_slow_requests_total",
+                "Requests slower than SLOW_REQUEST_MS, by route template.",
+            ),
+            &["method", "route"],
+        )
+        .expect("valid metric");
+        reg(Box::new(slow_requests.clone()));
+        let render_duration = Histogram::with_opts(HistogramOpts::new(
+            "accubooks_metrics_render_duration_seconds",
+            "Time spent rendering this exposition.",
+        ))
+        .expect("valid metric");
+        reg(Box::new(render_duration.clone()));
+
+        let metrics = Metrics {
+            up: gauge(&registry, "accubooks_up", "1 while the process serves requests."),
+            database_available: gauge(
+                &registry,
+                "accubooks_database_available",
+                "1 when the database is connected.",
+            ),
+            redis_available: gauge(
+                &registry,
+                "accubooks_redis_available",
+                "1 when Redis is connected.",
+            ),
+            uptime_seconds: gauge(
+                &registry,
+                "accubooks_uptime_seconds",
+                "Seconds since the instance started.",
+            ),
+            memory_used_bytes: gauge(
+                &registry,
+                "accubooks_memory_used_bytes",
+                "Resident memory of the process.",
+            ),
+            memory_total_bytes: gauge(
+                &registry,
+                "accubooks_memory_total_bytes",
+                "Total memory of the machine.",
+            ),
+            registry,
+            dependency_up,
+            dependency_state_changes,
+            probe_duration,
+            http_duration,
+            slow_requests,
+            render_duration,
+        };
+        metrics.up.set(1);
+        metrics
+    }
+
+    /// Records a dependency's status (at registration and on every change).
+    pub fn set_dependency_status(&self, dependency: &str, status: Status, changed: bool) {
+        let up = i64::from(status == Status::Connected);
+        if status != Status::Disabled {
+            self.dependency_up.with_label_values(&[dependency]).set(up);
+        }
+        match dependency {
+            crate::deps::DATABASE => self.database_available.set(up),
+            crate::deps::REDIS => self.redis_available.set(up),
+            _ => {}
+        }
+        if changed {
+            self.dependency_state_changes
+                .with_label_values(&[dependency, status.as_str()])
+                .inc();
+        }
+    }
+
+    /// Records how long a probe took.
+    pub fn observe_probe(&self, dependency: &str, elapsed: Duration) {
+        self.probe_duration
+            .with_label_values(&[dependency])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a finished HTTP request.
+    pub fn observe_request(
+        &self,
+        method: &str,
+        route: &str,
+        status: http::StatusCode,
+        elapsed: Duration,
+    ) {
+        self.http_duration
+            .with_label_values(&[method, route, status.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a request slower than `SLOW_REQUEST_MS`.
+    pub fn count_slow_request(&self, method: &str, route: &str) {
+        self.slow_requests.with_label_values(&[method, route]).inc();
+    }
+
+    /// Marks the instance as no longer serving (shutdown).
+    pub fn set_down(&self) {
+        self.up.set(0);
+    }
+
+    /// Renders the text exposition, refreshing the sampled gauges first.
+    pub fn render(&self, uptime: Duration, resources: ResourceSample) -> String {
+        let timer = self.render_duration.start_timer();
+        self.uptime_seconds
+            .set(i64::try_from(uptime.as_secs()).unwrap_or(i64::MAX));
+        self.memory_used_bytes
+            .set(i64::try_from(resources.memory_used_bytes).unwrap_or(i64::MAX));
+        self.memory_total_bytes
+            .set(i64::try_from(resources.memory_total_bytes).unwrap_or(i64::MAX));
+        let mut buffer = Vec::with_capacity(16 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("encoding gathered metrics into a Vec cannot fail");
+        timer.observe_duration();
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_contract_series() {
+        let metrics = Metrics::new();
+        metrics.set_dependency_status(crate::deps::DATABASE, Status::Unavailable, true);
+        metrics.set_dependency_status(crate::deps::REDIS, Status::Connected, true);
+        metrics.observe_request(
+            "GET",
+            "/api/monitoring/live",
+            http::StatusCode::OK,
+            Duration::from_millis(1),
+        );
+        let text = metrics.render(
+            Duration::from_secs(42),
+            ResourceSample {
+                memory_used_bytes: 1000,
+                memory_total_bytes: 2000,
+                cpu_usage_percent: 0.0,
+            },
+        );
+        for line in [
+            "accubooks_up 1",
+            "accubooks_database_available 0",
+            "accubooks_redis_available 1",
+            "accubooks_uptime_seconds 42",
+            "accubooks_memory_used_bytes 1000",
+            "accubooks_memory_total_bytes 2000",
+            "accubooks_dependency_up{dependency=\"database\"} 0",
+            "accubooks_dependency_state_changes_total{dependency=\"redis\",to=\"connected\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.contains(
+            "accubooks_http_request_duration_seconds_count{method=\"GET\",route=\"/api/monitoring/live\",status=\"200\"} 1"
+        ));
+    }
+}

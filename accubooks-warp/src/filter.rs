@@ -1,0 +1,80 @@
+use std::net::SocketAddr;
+
+use accubooks_core::AccuBooks;
+use bytes::{Buf, Bytes};
+use futures::Stream;
+use http::{HeaderMap, Method};
+use tokio::net::TcpListener;
+use warp::filters::path::FullPath;
+use warp::{Filter, Rejection};
+
+/// A filter answering every path of the core's table; other paths are
+/// rejected as not found, so a host's `or` reaches its own routes.
+pub fn filter(
+    app: AccuBooks,
+) -> impl Filter<Extract = (http::Response<Bytes>,), Error = Rejection> + Clone {
+    let served = warp::any()
+        .map(move || app.clone())
+        .and(warp::method())
+        .and(warp::path::full())
+        .and_then(|app: AccuBooks, method: Method, path: FullPath| async move {
+            if app.routes().serves(&method, path.as_str()) {
+                Ok((app, method, path))
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one();
+    let query = warp::query::raw()
+        .or(warp::any().map(String::new))
+        .unify();
+    served
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
+        .and(warp::body::stream())
+        .then(handle)
+}
+
+async fn handle(
+    app: AccuBooks,
+    method: Method,
+    path: FullPath,
+    query: String,
+    headers: HeaderMap,
+    peer: Option<SocketAddr>,
+    body: impl Stream<Item = Result<impl Buf, warp::Error>> + Send,
+) -> http::Response<Bytes> {
+    let uri = if query.is_empty() {
+        path.as_str().to_owned()
+    } else {
+        format!("{}?{query}", path.as_str())
+    };
+    let (mut parts, ()) = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(())
+        .expect("a method and path from a parsed request form a valid request")
+        .into_parts();
+    parts.headers = headers;
+    app.handle(parts, body, peer).await
+}
+
+/// Serves the core on `listener` until a graceful shutdown (see
+/// [`AccuBooks::begin_drain`] and [`AccuBooks::drain_on_signal`]) has drained
+/// in-flight requests, then closes the instance.
+pub async fn serve(app: AccuBooks, listener: TcpListener) -> std::io::Result<()> {
+    let drained = {
+        let app = app.clone();
+        async move { app.draining().await }
+    };
+    let server = warp::serve(filter(app.clone()))
+        .incoming(listener)
+        .graceful(drained)
+        .run();
+    app.serve_until_drained(async {
+        server.await;
+        Ok(())
+    })
+    .await
+}

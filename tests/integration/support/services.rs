@@ -1,0 +1,565 @@
+//! Private PostgreSQL 15 and Redis servers for integration tests.
+//!
+//! Every server gets its own temporary directory, a free loopback port and its own
+//! process group, so a test can kill, pause, resume and restart it without touching
+//! the servers of other tests running in parallel. The servers are plain
+//! `std::process` children (not tokio handles) so they can be created in one tokio
+//! runtime and dropped in another.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// Where Debian installs the PostgreSQL 15 server binaries.
+pub const PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+
+/// How often readiness is polled while a server starts.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// How long a server may take to accept connections before start/restart panics.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How many fresh ports `start()` tries when the chosen one was taken in the meantime.
+const START_ATTEMPTS: usize = 5;
+
+/// How long `kill()` waits for orphaned group members (postgres backends) to die.
+const GROUP_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A free TCP port on 127.0.0.1 (bind :0, read the port, drop the listener).
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("binding 127.0.0.1:0 to find a free port")
+        .port()
+}
+
+/// A private PostgreSQL 15 server (trust auth, superuser `postgres`) for one test.
+pub struct Postgres {
+    server: Server,
+    port: u16,
+    // Declared last so the server is killed before its directory is removed.
+    dir: TempDir,
+}
+
+impl Postgres {
+    /// Creates a fresh cluster in a temp dir and starts it on a free loopback port.
+    ///
+    /// Panics (with the server log tail) if the server does not accept connections
+    /// within [`READY_TIMEOUT`].
+    pub async fn start() -> Postgres {
+        let dir = tempfile::Builder::new()
+            .prefix("accubooks-pg-")
+            .tempdir()
+            .expect("creating the postgres temp dir");
+        // The server may run as `postgres`, which must reach the data dir and own the
+        // socket dir.
+        set_mode(dir.path(), 0o755);
+        let data = dir.path().join("data");
+        fs::create_dir(&data).expect("creating the postgres data dir");
+        set_mode(&data, 0o700);
+        if is_root() {
+            let (uid, gid) = postgres_ids();
+            for path in [dir.path(), data.as_path()] {
+                chown(path, Some(uid), Some(gid))
+                    .unwrap_or_else(|e| panic!("chown {} to postgres: {e}", path.display()));
+            }
+        }
+
+        let output = pg_command("initdb", dir.path())
+            .arg("-D")
+            .arg(&data)
+            // Fixed locale and encoding keep the cluster independent of the CI environment.
+            .args(["--auth=trust", "--no-sync", "-U", "postgres"])
+            .args(["--encoding=UTF8", "--locale=C"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("running initdb");
+        assert!(
+            output.status.success(),
+            "initdb failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+
+        let log = dir.path().join("postgres.log");
+        let mut attempt = 1;
+        loop {
+            let port = free_port();
+            let spawned =
+                spawn_and_wait(&log, Self::command(dir.path(), port), port, pg_isready).await;
+            match spawned {
+                Ok(server) => return Postgres { server, port, dir },
+                // Another process may grab the port between free_port() and bind().
+                Err(e) if e.port_in_use && attempt < START_ATTEMPTS => attempt += 1,
+                Err(e) => panic!("postgres on port {port} did not start: {}", e.message),
+            }
+        }
+    }
+
+    /// The TCP port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The connection URL: `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// SIGKILLs the postmaster and its backends and waits until they are gone.
+    pub fn kill(&mut self) {
+        if self.server.kill() {
+            // A killed postmaster leaves its small SysV segment behind; over many test
+            // runs these would exhaust the system-wide segment limit.
+            remove_pg_shmem(&self.dir.path().join("data"));
+        }
+    }
+
+    /// SIGSTOPs the whole server: TCP connects still succeed but nothing answers.
+    /// Does nothing while the server is killed.
+    pub fn pause(&self) {
+        self.server.pause();
+    }
+
+    /// SIGCONTs the server after [`Postgres::pause`].
+    pub fn resume(&self) {
+        self.server.resume();
+    }
+
+    /// Starts the server again on the same port and data dir, killing it first if it
+    /// still runs; postgres performs crash recovery. Panics like [`Postgres::start`].
+    pub async fn restart(&mut self) {
+        self.kill();
+        // The postmaster is known dead; a leftover lock file whose pid got reused would
+        // make postgres refuse to start.
+        let data = self.dir.path().join("data");
+        remove_if_exists(&data.join("postmaster.pid"));
+        remove_if_exists(&self.dir.path().join(format!(".s.PGSQL.{}.lock", self.port)));
+
+        let (dir, port) = (self.dir.path(), self.port);
+        let log = dir.join("postgres.log");
+        self.server = restart_on_same_port(&log, || Self::command(dir, port), port, pg_isready)
+            .await
+            .unwrap_or_else(|message| panic!("postgres on port {port} did not restart: {message}"));
+    }
+
+    fn command(dir: &Path, port: u16) -> Command {
+        let mut command = pg_command("postgres", dir);
+        command
+            .arg("-D")
+            .arg(dir.join("data"))
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-k")
+            .arg(dir)
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", "fsync=off"])
+            .args(["-c", "synchronous_commit=on"])
+            .args(["-c", "full_page_writes=off"])
+            .args(["-c", "max_connections=200"]);
+        command
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A private Redis server without persistence for one test.
+pub struct Redis {
+    server: Server,
+    port: u16,
+    // Declared last so the server is killed before its directory is removed.
+    dir: TempDir,
+}
+
+impl Redis {
+    /// Starts `redis-server` on a free loopback port in a fresh temp dir.
+    ///
+    /// Panics (with the server log tail) if it does not answer PING within
+    /// [`READY_TIMEOUT`].
+    pub async fn start() -> Redis {
+        let dir = tempfile::Builder::new()
+            .prefix("accubooks-redis-")
+            .tempdir()
+            .expect("creating the redis temp dir");
+        let log = dir.path().join("redis.log");
+        let mut attempt = 1;
+        loop {
+            let port = free_port();
+            let spawned =
+                spawn_and_wait(&log, Self::command(dir.path(), port), port, redis_ping).await;
+            match spawned {
+                Ok(server) => return Redis { server, port, dir },
+                // Another process may grab the port between free_port() and bind().
+                Err(e) if e.port_in_use && attempt < START_ATTEMPTS => attempt += 1,
+                Err(e) => panic!("redis on port {port} did not start: {}", e.message),
+            }
+        }
+    }
+
+    /// The TCP port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The connection URL: `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILLs the server and waits until it is reaped.
+    pub fn kill(&mut self) {
+        self.server.kill();
+    }
+
+    /// SIGSTOPs the server: TCP connects still succeed but nothing answers.
+    /// Does nothing while the server is killed.
+    pub fn pause(&self) {
+        self.server.pause();
+    }
+
+    /// SIGCONTs the server after [`Redis::pause`].
+    pub fn resume(&self) {
+        self.server.resume();
+    }
+
+    /// Starts the server again on the same port (empty, as nothing is persisted),
+    /// killing it first if it still runs. Panics like [`Redis::start`].
+    pub async fn restart(&mut self) {
+        self.server.kill();
+        let (dir, port) = (self.dir.path(), self.port);
+        let log = dir.join("redis.log");
+        self.server = restart_on_same_port(&log, || Self::command(dir, port), port, redis_ping)
+            .await
+            .unwrap_or_else(|message| panic!("redis on port {port} did not restart: {message}"));
+    }
+
+    fn command(dir: &Path, port: u16) -> Command {
+        let mut command = Command::new("redis-server");
+        command
+            .arg("--port")
+            .arg(port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .current_dir(dir);
+        command
+    }
+}
+
+/// A server process that leads its own process group, so signals reach its children.
+struct Server {
+    child: Option<Child>,
+    paused: AtomicBool,
+}
+
+impl Server {
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Returns whether there was a running process to kill.
+    fn kill(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let pgid = child.id();
+        if self.paused.swap(false, Ordering::SeqCst) {
+            let _ = signal_group(pgid, libc::SIGCONT);
+        }
+        let _ = signal_group(pgid, libc::SIGKILL);
+        let _ = child.wait();
+        // Postgres backends are orphaned once the postmaster is reaped; a restart fails
+        // while any of them still holds the old shared memory segment.
+        let deadline = Instant::now() + GROUP_EXIT_TIMEOUT;
+        while group_has_live_members(pgid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    fn pause(&self) {
+        if let Some(pid) = self.pid() {
+            signal_group(pid, libc::SIGSTOP).expect("SIGSTOP to the server process group");
+            self.paused.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn resume(&self) {
+        if let Some(pid) = self.pid() {
+            signal_group(pid, libc::SIGCONT).expect("SIGCONT to the server process group");
+            self.paused.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Also covers servers that never became ready, e.g. when a start panics.
+        self.kill();
+    }
+}
+
+/// Why a server did not become ready.
+struct StartError {
+    message: String,
+    port_in_use: bool,
+}
+
+/// Spawns `command` in its own process group with output appended to `log` and polls
+/// `ready(port)` until it succeeds, the process exits or [`READY_TIMEOUT`] passes.
+async fn spawn_and_wait(
+    log: &Path,
+    mut command: Command,
+    port: u16,
+    ready: fn(u16) -> bool,
+) -> Result<Server, StartError> {
+    let log_start = fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", log.display()));
+    let err = out.try_clone().expect("cloning the log file handle");
+    let program = format!("{command:?}");
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {program}: {e}"));
+    let mut server = Server {
+        child: Some(child),
+        paused: AtomicBool::new(false),
+    };
+
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let exited = server
+            .child
+            .as_mut()
+            .and_then(|child| child.try_wait().ok().flatten());
+        if let Some(status) = exited {
+            server.child = None;
+            let new_output = read_from(log, log_start);
+            return Err(StartError {
+                port_in_use: new_output.contains("Address already in use"),
+                message: format!(
+                    "{program} exited with {status}; log {}:\n{}",
+                    log.display(),
+                    tail(&new_output)
+                ),
+            });
+        }
+        if ready(port) {
+            return Ok(server);
+        }
+        if Instant::now() >= deadline {
+            server.kill();
+            return Err(StartError {
+                port_in_use: false,
+                message: format!(
+                    "{program} not ready after {READY_TIMEOUT:?}; log {}:\n{}",
+                    log.display(),
+                    tail(&read_from(log, log_start))
+                ),
+            });
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Like [`spawn_and_wait`], but retries while the fixed port is briefly taken (for
+/// example by a client socket that happened to get it as its ephemeral port).
+async fn restart_on_same_port(
+    log: &Path,
+    command: impl Fn() -> Command,
+    port: u16,
+    ready: fn(u16) -> bool,
+) -> Result<Server, String> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        match spawn_and_wait(log, command(), port, ready).await {
+            Ok(server) => return Ok(server),
+            Err(e) if e.port_in_use && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.message),
+        }
+    }
+}
+
+/// A command for a PostgreSQL binary, dropped to the `postgres` user when we are root
+/// because initdb and postgres refuse to run as root.
+fn pg_command(binary: &str, dir: &Path) -> Command {
+    let program = Path::new(PG_BIN_DIR).join(binary);
+    let mut command = if is_root() {
+        // setpriv execs, so the child pid is the server's own pid.
+        let mut command = Command::new("setpriv");
+        command
+            .args([
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ])
+            .arg(program);
+        command
+    } else {
+        Command::new(program)
+    };
+    // The postgres user may not be able to enter our working directory.
+    command.current_dir(dir);
+    command
+}
+
+fn pg_isready(port: u16) -> bool {
+    Command::new(Path::new(PG_BIN_DIR).join("pg_isready"))
+        .args(["-q", "-h", "127.0.0.1", "-U", "postgres", "-t", "1", "-p"])
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+fn redis_ping(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let mut reply = [0_u8; 5];
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .is_ok()
+        && stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG"
+}
+
+/// The uid and gid of the `postgres` user.
+fn postgres_ids() -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let output = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .expect("running id");
+        assert!(output.status.success(), "there is no postgres user");
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .expect("id prints a number")
+    };
+    (id("-u"), id("-g"))
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
+fn remove_if_exists(path: &Path) {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            panic!("removing {}: {e}", path.display())
+        }
+        _ => {}
+    }
+}
+
+/// The contents of `path` from byte `offset` on (what the latest spawn wrote).
+fn read_from(path: &Path, offset: u64) -> String {
+    let mut text = Vec::new();
+    if let Ok(mut file) = File::open(path) {
+        let _ = file.seek(SeekFrom::Start(offset));
+        let _ = file.read_to_end(&mut text);
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Whether any process of group `pgid` is still alive (zombies do not count: whoever
+/// inherited them may never reap them, and they no longer hold resources).
+fn group_has_live_members(pgid: u32) -> bool {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // The command name may contain spaces and parentheses; fields follow the last ')'.
+        let Some((_, fields)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let mut fields = fields.split_whitespace();
+        let state = fields.next();
+        let group = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
+        group == Some(pgid) && !matches!(state, Some("Z" | "X"))
+    })
+}
+
+/// Removes the SysV shared memory segment named in the data dir's `postmaster.pid`
+/// (line 7 holds the key and the segment id), ignoring an absent file or segment.
+fn remove_pg_shmem(data: &Path) {
+    let Ok(pid_file) = fs::read_to_string(data.join("postmaster.pid")) else {
+        return;
+    };
+    let shmid = pid_file
+        .lines()
+        .nth(6)
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|id| id.parse::<libc::c_int>().ok());
+    if let Some(shmid) = shmid {
+        let _ = remove_shm_segment(shmid);
+    }
+}
+
+#[allow(unsafe_code)]
+fn remove_shm_segment(shmid: libc::c_int) -> io::Result<()> {
+    // SAFETY: IPC_RMID ignores the buffer argument, so a null pointer is allowed; the id
+    // comes from the lock file of a server whose processes are all dead.
+    let rc = unsafe { libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[allow(unsafe_code)]
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[allow(unsafe_code)]
+fn signal_group(pgid: u32, signal: libc::c_int) -> io::Result<()> {
+    let pgid = libc::pid_t::try_from(pgid).expect("pid fits in pid_t");
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; the negated
+    // pid addresses the process group the server was spawned into.
+    let rc = unsafe { libc::kill(-pgid, signal) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
