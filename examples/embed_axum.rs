@@ -26,12 +26,16 @@ async fn main() -> std::io::Result<()> {
 
     let books = AccuBooks::builder(config)
         .route(
-            Route::new(Method::GET, "/api/host/status", |app: AccuBooks, _| async move {
-                Ok(json_response(
-                    StatusCode::OK,
-                    &serde_json::json!({"host": "embed_axum", "phase": app.phase().as_str()}),
-                ))
-            })
+            Route::new(
+                Method::GET,
+                "/api/host/status",
+                |app: AccuBooks, _| async move {
+                    Ok(json_response(
+                        StatusCode::OK,
+                        &serde_json::json!({"host": "embed_axum", "phase": app.phase().as_str()}),
+                    ))
+                },
+            )
             .access(Access::Public),
         )
         .build()
@@ -41,10 +45,16 @@ async fn main() -> std::io::Result<()> {
 
     // The host's own routes sit beside AccuBooks's.
     let host = Router::new()
-        .route("/hello", get(|| async { "hello from the host application\n" }))
+        .route(
+            "/hello",
+            get(|| async { "hello from the host application\n" }),
+        )
         .merge(accubooks_axum::router(books.clone()));
 
-    println!("host with accubooks listening on http://{}", listener.local_addr()?);
+    println!(
+        "host with accubooks listening on http://{}",
+        listener.local_addr()?
+    );
     let drained = {
         let books = books.clone();
         async move { books.draining().await }

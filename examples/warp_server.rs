@@ -17,6 +17,9 @@ async fn main() -> std::io::Result<()> {
         .await
         .map_err(std::io::Error::other)?;
     app.drain_on_signal();
-    println!("accubooks (warp) listening on http://{}", listener.local_addr()?);
+    println!(
+        "accubooks (warp) listening on http://{}",
+        listener.local_addr()?
+    );
     accubooks_warp::serve(app, listener).await
 }

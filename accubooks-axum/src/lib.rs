@@ -8,4 +8,4 @@
 
 mod router;
 
-pub use router::{router, serve};
+pub use router::{router, serve, standalone};

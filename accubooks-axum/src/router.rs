@@ -4,34 +4,49 @@ use std::net::SocketAddr;
 use accubooks_core::AccuBooks;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::routing::{MethodFilter, on};
 use tokio::net::TcpListener;
 
-/// A router serving every route of the core's table.
+/// A router serving every route of the core's table, to `merge` or `nest`
+/// beside the host's own routes (it works with any host state type).
 ///
-/// The client's address reaches the core (for the metrics access rule) when
-/// the host serves with `into_make_service_with_connect_info::<SocketAddr>()`.
-pub fn router(app: AccuBooks) -> Router {
-    let mut by_path: BTreeMap<&'static str, Option<MethodFilter>> = BTreeMap::new();
+/// Paths outside the table are left to the host. The client's address
+/// reaches the core (for the metrics access rule) when the host serves with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
+pub fn router<S>(app: AccuBooks) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let mut by_path: BTreeMap<&'static str, MethodFilter> = BTreeMap::new();
     for route in app.routes().iter() {
         let Ok(filter) = MethodFilter::try_from(route.method().clone()) else {
             tracing::warn!(method = %route.method(), path = route.path(), "axum cannot route this method");
             continue;
         };
-        let entry = by_path.entry(route.path()).or_default();
-        *entry = Some(entry.map_or(filter, |f| f.or(filter)));
+        by_path
+            .entry(route.path())
+            .and_modify(|f| *f = f.or(filter))
+            .or_insert(filter);
     }
     by_path
         .into_iter()
-        .filter_map(|(path, filter)| Some((path, filter?)))
         .fold(Router::new(), |router, (path, filter)| {
-            router.route(path, on(filter, handle))
+            let app = app.clone();
+            router.route(
+                path,
+                on(filter, move |request: Request| forward(app, request)),
+            )
         })
-        .with_state(app)
 }
 
-async fn handle(State(app): State<AccuBooks>, request: Request) -> http::Response<Body> {
+/// [`router`] plus a fallback that lets the core answer every other path
+/// (a JSON 404): the whole application of the standalone server.
+pub fn standalone(app: AccuBooks) -> Router {
+    router(app.clone()).fallback(move |request: Request| forward(app, request))
+}
+
+async fn forward(app: AccuBooks, request: Request) -> http::Response<Body> {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -42,11 +57,11 @@ async fn handle(State(app): State<AccuBooks>, request: Request) -> http::Respons
         .map(Body::from)
 }
 
-/// Serves the core on `listener` until a graceful shutdown (see
+/// Serves [`standalone`] on `listener` until a graceful shutdown (see
 /// [`AccuBooks::begin_drain`] and [`AccuBooks::drain_on_signal`]) has drained
 /// in-flight requests, then closes the instance.
 pub async fn serve(app: AccuBooks, listener: TcpListener) -> std::io::Result<()> {
-    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let service = standalone(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let drained = {
         let app = app.clone();
         async move { app.draining().await }

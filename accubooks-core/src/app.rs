@@ -14,8 +14,8 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::db::Database;
 use crate::deps::{self, DependencySpec, PlaidProbe, Registry, StripeProbe};
-use crate::health::{HealthReport, ProbePolicy};
 use crate::health::report::{DependencyView, HealthInputs};
+use crate::health::{HealthReport, ProbePolicy};
 use crate::http::{Route, RouteTable};
 use crate::metrics::Metrics;
 use crate::resources::Resources;
@@ -146,30 +146,34 @@ impl Builder {
                 )
                 .policy(policy),
         ];
-        specs.push(match &config.stripe {
-            Some(credentials) => DependencySpec::new(
-                deps::STRIPE,
-                Arc::new(StripeProbe::new(credentials.clone(), policy.timeout)),
-            ),
-            None => DependencySpec::disabled(deps::STRIPE),
-        }
-        .unavailable(
-            "PAYMENTS_UNAVAILABLE",
-            "Payments are unavailable right now. Please retry shortly.",
-        )
-        .policy(policy));
-        specs.push(match &config.plaid {
-            Some(credentials) => DependencySpec::new(
-                deps::PLAID,
-                Arc::new(PlaidProbe::new(credentials.clone(), policy.timeout)),
-            ),
-            None => DependencySpec::disabled(deps::PLAID),
-        }
-        .unavailable(
-            "BANK_INTEGRATION_UNAVAILABLE",
-            "Bank integration is unavailable right now. Please retry shortly.",
-        )
-        .policy(policy));
+        specs.push(
+            match &config.stripe {
+                Some(credentials) => DependencySpec::new(
+                    deps::STRIPE,
+                    Arc::new(StripeProbe::new(credentials.clone(), policy.timeout)),
+                ),
+                None => DependencySpec::disabled(deps::STRIPE),
+            }
+            .unavailable(
+                "PAYMENTS_UNAVAILABLE",
+                "Payments are unavailable right now. Please retry shortly.",
+            )
+            .policy(policy),
+        );
+        specs.push(
+            match &config.plaid {
+                Some(credentials) => DependencySpec::new(
+                    deps::PLAID,
+                    Arc::new(PlaidProbe::new(credentials.clone(), policy.timeout)),
+                ),
+                None => DependencySpec::disabled(deps::PLAID),
+            }
+            .unavailable(
+                "BANK_INTEGRATION_UNAVAILABLE",
+                "Bank integration is unavailable right now. Please retry shortly.",
+            )
+            .policy(policy),
+        );
         specs.extend(checks);
         for name in &critical {
             if !specs.iter().any(|s| s.name() == *name) {
@@ -193,7 +197,11 @@ impl Builder {
         let mut routes = crate::http::core_routes();
         routes.extend(host_routes);
         for route in &routes {
-            if let Some(unknown) = route.dependencies().iter().find(|d| registry.get(d).is_none()) {
+            if let Some(unknown) = route
+                .dependencies()
+                .iter()
+                .find(|d| registry.get(d).is_none())
+            {
                 return Err(crate::Error::Setup(format!(
                     "route {} {} needs the unregistered dependency {unknown:?}",
                     route.method(),
@@ -248,7 +256,10 @@ impl AccuBooks {
         tasks.push(tokio::spawn(async move {
             let init_timeout = app.config().pool.init_timeout;
             let first_round = app.registry().first_round();
-            if tokio::time::timeout(init_timeout, first_round).await.is_err() {
+            if tokio::time::timeout(init_timeout, first_round)
+                .await
+                .is_err()
+            {
                 tracing::warn!(
                     timeout_ms = u64::try_from(init_timeout.as_millis()).unwrap_or(u64::MAX),
                     "first dependency probes did not finish in DB_INIT_TIMEOUT_MS; ready anyway"
@@ -389,7 +400,8 @@ impl AccuBooks {
         self.begin_drain();
         self.inner.shutdown.send_replace(true);
         self.metrics().set_down();
-        let tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for task in tasks {
             task.abort();
         }

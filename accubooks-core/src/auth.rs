@@ -124,7 +124,10 @@ mod tests {
     fn round_trip() {
         let p = principal();
         let token = tokens().issue(p, Duration::from_secs(60));
-        assert_eq!(tokens().verify(Some(&format!("Bearer {token}"))).unwrap(), p);
+        assert_eq!(
+            tokens().verify(Some(&format!("Bearer {token}"))).unwrap(),
+            p
+        );
     }
 
     #[test]
@@ -155,7 +158,8 @@ mod tests {
             iat: 1,
             exp: 2,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &t.encoding).unwrap();
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &t.encoding).unwrap();
         let err = t.verify(Some(&format!("Bearer {token}"))).unwrap_err();
         assert!(err.to_string().contains("expired"));
     }

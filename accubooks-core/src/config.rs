@@ -304,8 +304,7 @@ impl Config {
                 "test" => Environment::Test,
                 "production" | "prod" => Environment::Production,
                 other => {
-                    let message =
-                        format!("must be development, test or production, got {other:?}");
+                    let message = format!("must be development, test or production, got {other:?}");
                     r.problem("ACCUBOOKS_ENV", message);
                     Environment::Development
                 }
@@ -479,7 +478,9 @@ mod tests {
         let config = load(&[]).unwrap();
         assert_eq!(config.environment, Environment::Development);
         assert_eq!(config.port, 5000);
-        assert!(matches!(&config.database_url, DatabaseUrl::Sqlite(u) if u == "sqlite://accubooks.db"));
+        assert!(
+            matches!(&config.database_url, DatabaseUrl::Sqlite(u) if u == "sqlite://accubooks.db")
+        );
         assert_eq!(config.pool.max, 20);
         assert_eq!(config.pool.init_timeout, Duration::from_millis(5000));
         assert!(config.stripe.is_none() && config.plaid.is_none());
@@ -567,6 +568,9 @@ mod tests {
         ])
         .unwrap();
         let debug = format!("{config:?}");
-        assert!(!debug.contains("topsecret") && !debug.contains("XYZ"), "{debug}");
+        assert!(
+            !debug.contains("topsecret") && !debug.contains("XYZ"),
+            "{debug}"
+        );
     }
 }

@@ -139,9 +139,11 @@ impl Database {
                 return Err(Error::DatabaseUnavailable(fault));
             }
         }
-        let outcome =
-            tokio::time::timeout(self.inner.config.statement_timeout, operation(self.pool().clone()))
-                .await;
+        let outcome = tokio::time::timeout(
+            self.inner.config.statement_timeout,
+            operation(self.pool().clone()),
+        )
+        .await;
         match outcome {
             Ok(Ok(value)) => {
                 if let Some(dep) = dependency {
@@ -172,10 +174,14 @@ impl Database {
         self.inner.pool.close().await;
     }
 
+    /// Checks the server without waiting inside the pool: an idle pooled
+    /// connection is pinged when there is one; otherwise a fresh connection
+    /// is opened. (The pool itself retries refused connections until its
+    /// acquire timeout, which would turn "refused" into a slow "timeout".)
     async fn ping(&self) -> Result<(), Fault> {
         let result = match &self.inner.pool {
-            Pool::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
-            Pool::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Pool::Postgres(pool) => ping_one(pool).await,
+            Pool::Sqlite(pool) => ping_one(pool).await,
         };
         result.map_err(|err| classify(&err).unwrap_or(Fault::temporary("QUERY_FAILED")))
     }
@@ -198,7 +204,10 @@ impl Database {
         match result {
             Ok(Ok(())) => {
                 self.inner.migrated.store(true, Ordering::Release);
-                tracing::info!(backend = self.inner.pool.backend(), "database migrations applied");
+                tracing::info!(
+                    backend = self.inner.pool.backend(),
+                    "database migrations applied"
+                );
                 Ok(())
             }
             Ok(Err(fault)) => Err(fault),
@@ -213,6 +222,24 @@ impl Probe for Database {
             self.ping().await?;
             self.ensure_migrated().await
         })
+    }
+}
+
+async fn ping_one<DB>(pool: &sqlx::Pool<DB>) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    use sqlx::Connection;
+    match pool.try_acquire() {
+        Some(mut pooled) => pooled.ping().await,
+        None => {
+            let mut fresh = DB::Connection::connect_with(&*pool.connect_options()).await?;
+            let result = fresh.ping().await;
+            // Closing politely is best effort; the check already has its answer.
+            let _ = fresh.close().await;
+            result
+        }
     }
 }
 
@@ -286,7 +313,10 @@ mod tests {
     #[test]
     fn connection_errors_are_classified_with_transience() {
         let refused = sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into());
-        assert_eq!(classify(&refused), Some(Fault::temporary("CONNECTION_REFUSED")));
+        assert_eq!(
+            classify(&refused),
+            Some(Fault::temporary("CONNECTION_REFUSED"))
+        );
         assert_eq!(classify(&sqlx::Error::PoolTimedOut), Some(Fault::TIMEOUT));
         assert_eq!(
             classify_sqlstate("28P01").map(|f| f.transience),
@@ -310,13 +340,18 @@ mod tests {
             .unwrap()
             .pool;
         let db = Database::new(&url, config).unwrap();
-        assert!(!db.is_migrated(), "creating the pool must not touch the database");
+        assert!(
+            !db.is_migrated(),
+            "creating the pool must not touch the database"
+        );
         db.check().await.unwrap();
         assert!(db.is_migrated());
         db.check().await.unwrap();
         let tables: i64 = db
             .run(|pool| async move {
-                let Pool::Sqlite(pool) = pool else { unreachable!() };
+                let Pool::Sqlite(pool) = pool else {
+                    unreachable!()
+                };
                 sqlx::query_scalar("SELECT count(*) FROM accounts")
                     .fetch_one(&pool)
                     .await

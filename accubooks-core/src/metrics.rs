@@ -48,7 +48,9 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let reg = |c: Box<dyn prometheus::core::Collector>| {
-            registry.register(c).expect("each metric is registered once");
+            registry
+                .register(c)
+                .expect("each metric is registered once");
         };
         let dependency_up = IntGaugeVec::new(
             Opts::new(
@@ -110,7 +112,11 @@ impl Metrics {
         reg(Box::new(render_duration.clone()));
 
         let metrics = Metrics {
-            up: gauge(&registry, "accubooks_up", "1 while the process serves requests."),
+            up: gauge(
+                &registry,
+                "accubooks_up",
+                "1 while the process serves requests.",
+            ),
             database_available: gauge(
                 &registry,
                 "accubooks_database_available",
@@ -253,7 +259,10 @@ mod tests {
             "accubooks_dependency_up{dependency=\"database\"} 0",
             "accubooks_dependency_state_changes_total{dependency=\"redis\",to=\"connected\"} 1",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
         assert!(text.contains(
             "accubooks_http_request_duration_seconds_count{method=\"GET\",route=\"/api/monitoring/live\",status=\"200\"} 1"

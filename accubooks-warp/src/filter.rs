@@ -17,26 +17,54 @@ pub fn filter(
         .map(move || app.clone())
         .and(warp::method())
         .and(warp::path::full())
-        .and_then(|app: AccuBooks, method: Method, path: FullPath| async move {
-            if app.routes().serves(&method, path.as_str()) {
-                Ok((app, method, path))
-            } else {
-                Err(warp::reject::not_found())
-            }
-        })
+        .and_then(
+            |app: AccuBooks, method: Method, path: FullPath| async move {
+                if app.routes().serves(&method, path.as_str()) {
+                    Ok((app, method, path))
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            },
+        )
         .untuple_one();
-    let query = warp::query::raw()
-        .or(warp::any().map(String::new))
-        .unify();
-    served
-        .and(query)
+    served.and(request_parts()).then(forward)
+}
+
+/// [`filter`] plus a fallback that lets the core answer every other path
+/// (a JSON 404): the whole application of the standalone server.
+pub fn standalone(
+    app: AccuBooks,
+) -> impl Filter<Extract = (http::Response<Bytes>,), Error = Rejection> + Clone {
+    let fallback = {
+        let app = app.clone();
+        warp::any()
+            .map(move || app.clone())
+            .and(warp::method())
+            .and(warp::path::full())
+            .and(request_parts())
+            .then(forward)
+    };
+    filter(app).or(fallback).unify()
+}
+
+/// Query, headers, peer and body: what the core needs besides method and path.
+fn request_parts() -> impl Filter<
+    Extract = (
+        String,
+        HeaderMap,
+        Option<SocketAddr>,
+        impl Stream<Item = Result<impl Buf, warp::Error>> + Send,
+    ),
+    Error = Rejection,
+> + Clone {
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    query
         .and(warp::header::headers_cloned())
         .and(warp::addr::remote())
         .and(warp::body::stream())
-        .then(handle)
 }
 
-async fn handle(
+async fn forward(
     app: AccuBooks,
     method: Method,
     path: FullPath,
@@ -60,7 +88,7 @@ async fn handle(
     app.handle(parts, body, peer).await
 }
 
-/// Serves the core on `listener` until a graceful shutdown (see
+/// Serves [`standalone`] on `listener` until a graceful shutdown (see
 /// [`AccuBooks::begin_drain`] and [`AccuBooks::drain_on_signal`]) has drained
 /// in-flight requests, then closes the instance.
 pub async fn serve(app: AccuBooks, listener: TcpListener) -> std::io::Result<()> {
@@ -68,7 +96,7 @@ pub async fn serve(app: AccuBooks, listener: TcpListener) -> std::io::Result<()>
         let app = app.clone();
         async move { app.draining().await }
     };
-    let server = warp::serve(filter(app.clone()))
+    let server = warp::serve(standalone(app.clone()))
         .incoming(listener)
         .graceful(drained)
         .run();

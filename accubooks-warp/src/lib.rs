@@ -7,4 +7,4 @@
 
 mod filter;
 
-pub use filter::{filter, serve};
+pub use filter::{filter, serve, standalone};

@@ -1,1 +1,9 @@
+//! Cross-crate tests against real PostgreSQL and Redis: the contract suite
+//! run on every host, fault tests that kill, pause and restart the
+//! dependencies, and process-level tests of the standalone server.
 
+pub mod support;
+
+mod contract;
+mod faults;
+mod process;

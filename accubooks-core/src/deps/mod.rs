@@ -176,8 +176,7 @@ impl Dependency {
         };
         if transition.changed {
             let status = transition.state.status;
-            self.metrics
-                .set_dependency_status(self.name, status, true);
+            self.metrics.set_dependency_status(self.name, status, true);
             match (status, transition.state.last_error) {
                 (Status::Unavailable, Some(fault)) => tracing::warn!(
                     dependency = self.name,
@@ -245,7 +244,8 @@ struct FirstRound(Arc<watch::Sender<usize>>);
 
 impl FirstRound {
     fn done(self) {
-        self.0.send_modify(|pending| *pending = pending.saturating_sub(1));
+        self.0
+            .send_modify(|pending| *pending = pending.saturating_sub(1));
     }
 }
 
@@ -389,7 +389,10 @@ mod tests {
         registry.first_round().await;
         let db = registry.get(DATABASE).unwrap();
         assert_eq!(db.state().status, Status::Unavailable);
-        assert_eq!(registry.get(STRIPE).unwrap().state().status, Status::Disabled);
+        assert_eq!(
+            registry.get(STRIPE).unwrap().state().status,
+            Status::Disabled
+        );
 
         switch.up.store(true, Ordering::SeqCst);
         wait_for(db, Status::Connected).await;
@@ -418,7 +421,10 @@ mod tests {
     fn names_are_unique() {
         let metrics = Metrics::new();
         let result = Registry::new(
-            vec![DependencySpec::disabled(PLAID), DependencySpec::disabled(PLAID)],
+            vec![
+                DependencySpec::disabled(PLAID),
+                DependencySpec::disabled(PLAID),
+            ],
             &metrics,
         );
         assert!(matches!(result, Err(crate::Error::Setup(_))));

@@ -70,7 +70,11 @@ pub struct HealthReport {
 }
 
 /// The job queues, whose health follows Redis.
-const QUEUES: [&str; 3] = ["recurring-invoices", "payroll-processing", "report-generation"];
+const QUEUES: [&str; 3] = [
+    "recurring-invoices",
+    "payroll-processing",
+    "report-generation",
+];
 
 fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -83,9 +87,10 @@ impl HealthReport {
             .dependencies
             .iter()
             .any(|d| d.critical && d.state.status != Status::Connected);
-        let any_down = inputs.dependencies.iter().any(|d| {
-            !matches!(d.state.status, Status::Connected | Status::Disabled)
-        });
+        let any_down = inputs
+            .dependencies
+            .iter()
+            .any(|d| !matches!(d.state.status, Status::Connected | Status::Disabled));
         let overall = if inputs.draining || critical_down {
             Overall::Unhealthy
         } else if any_down {
@@ -232,17 +237,26 @@ mod tests {
         assert_eq!(body["service"], "accubooks");
         assert_eq!(body["timestamp"], "2026-02-02T20:00:00.000Z");
         assert_eq!(body["uptime"], 3600);
-        assert_eq!(body["resources"]["memory"], json!({"used": 256, "total": 512, "unit": "MB"}));
+        assert_eq!(
+            body["resources"]["memory"],
+            json!({"used": 256, "total": 512, "unit": "MB"})
+        );
         let db = &body["dependencies"]["database"];
         assert_eq!(db["status"], "unavailable");
         assert_eq!(db["initialized"], false);
-        assert_eq!(db["error"], json!({"code": "CONNECTION_REFUSED", "kind": "temporary"}));
+        assert_eq!(
+            db["error"],
+            json!({"code": "CONNECTION_REFUSED", "kind": "temporary"})
+        );
         assert_eq!(db["affected_routes"], json!(["GET /api/accounts"]));
         assert_eq!(
             body["dependencies"]["jobQueues"],
             json!({"status": "healthy", "queues": {"recurring-invoices": true, "payroll-processing": true, "report-generation": true}})
         );
-        assert_eq!(body["dependencies"]["stripe"], json!({"status": "disabled", "initialized": false}));
+        assert_eq!(
+            body["dependencies"]["stripe"],
+            json!({"status": "disabled", "initialized": false})
+        );
     }
 
     #[test]
@@ -252,7 +266,11 @@ mod tests {
             view("plaid", DepState::disabled(now())),
         ]));
         assert_eq!(report.overall, Overall::Healthy);
-        assert!(report.body["dependencies"]["database"].get("affected_routes").is_none());
+        assert!(
+            report.body["dependencies"]["database"]
+                .get("affected_routes")
+                .is_none()
+        );
     }
 
     #[test]

@@ -317,7 +317,10 @@ mod tests {
         let connected = run(&[Event::ProbeSucceeded]);
         let once = connected.apply(Event::ProbeFailed(REFUSED), t(10), Thresholds::default());
         assert_eq!(once.state.status, Status::Connected);
-        assert!(once.reprobe_now, "a first failure must be confirmed quickly");
+        assert!(
+            once.reprobe_now,
+            "a first failure must be confirmed quickly"
+        );
         assert!(!once.changed);
         let twice = once
             .state
@@ -339,7 +342,11 @@ mod tests {
     #[test]
     fn permanent_probe_fault_marks_unavailable_at_once() {
         let connected = run(&[Event::ProbeSucceeded]);
-        let next = connected.apply(Event::ProbeFailed(BAD_PASSWORD), t(5), Thresholds::default());
+        let next = connected.apply(
+            Event::ProbeFailed(BAD_PASSWORD),
+            t(5),
+            Thresholds::default(),
+        );
         assert_eq!(next.state.status, Status::Unavailable);
         assert_eq!(
             next.state.last_error.map(|f| f.transience),
@@ -415,7 +422,11 @@ mod tests {
         assert_eq!(first, policy.retry_min);
         for i in 0..10 {
             down = down
-                .apply(Event::ProbeFailed(REFUSED), t(100 + i), Thresholds::default())
+                .apply(
+                    Event::ProbeFailed(REFUSED),
+                    t(100 + i),
+                    Thresholds::default(),
+                )
                 .state;
         }
         let later = policy.next_delay(&down, false, 0.5);

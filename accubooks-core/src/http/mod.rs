@@ -71,7 +71,9 @@ impl Request {
         serde_json::from_slice(&self.body).map_err(|err| {
             use serde_json::error::Category;
             match err.classify() {
-                Category::Data => ApiError::invalid("INVALID_FIELD", format!("Invalid request body: {err}.")),
+                Category::Data => {
+                    ApiError::invalid("INVALID_FIELD", format!("Invalid request body: {err}."))
+                }
                 Category::Syntax | Category::Eof | Category::Io => {
                     ApiError::malformed(format!("The body is not valid JSON: {err}."))
                 }

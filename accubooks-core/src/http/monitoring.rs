@@ -29,7 +29,10 @@ pub(crate) fn routes() -> Vec<Route> {
 type Answer = std::future::Ready<Result<Response, ApiError>>;
 
 fn live(_: AccuBooks, _: Request) -> Answer {
-    std::future::ready(Ok(json_response(StatusCode::OK, &json!({"status": "alive"}))))
+    std::future::ready(Ok(json_response(
+        StatusCode::OK,
+        &json!({"status": "alive"}),
+    )))
 }
 
 fn ready(app: AccuBooks, _: Request) -> Answer {
@@ -39,7 +42,10 @@ fn ready(app: AccuBooks, _: Request) -> Answer {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    std::future::ready(Ok(json_response(status, &json!({"status": phase.as_str()}))))
+    std::future::ready(Ok(json_response(
+        status,
+        &json!({"status": phase.as_str()}),
+    )))
 }
 
 fn health(app: AccuBooks, _: Request) -> Answer {
@@ -104,7 +110,15 @@ mod tests {
 
     #[test]
     fn internal_peers() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "::1", "fd00::1", "::ffff:10.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+        ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["8.8.8.8", "172.32.0.1", "2001:db8::1", "::ffff:1.1.1.1"] {

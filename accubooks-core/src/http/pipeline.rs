@@ -76,7 +76,8 @@ impl AccuBooks {
         let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         span.in_scope(|| {
             if elapsed >= self.config().slow_request {
-                self.metrics().count_slow_request(method.as_str(), route_label);
+                self.metrics()
+                    .count_slow_request(method.as_str(), route_label);
                 tracing::warn!(status = status.as_u16(), duration_ms, "slow request");
             } else if quiet && !status.is_server_error() {
                 tracing::debug!(status = status.as_u16(), duration_ms, "request finished");
@@ -102,7 +103,9 @@ impl AccuBooks {
     {
         let (route, params) = match lookup {
             Lookup::Found(route, params) => (route, params),
-            Lookup::WrongMethod => return Err(ApiError::MethodNotAllowed(parts.method.to_string())),
+            Lookup::WrongMethod => {
+                return Err(ApiError::MethodNotAllowed(parts.method.to_string()));
+            }
             Lookup::Missing => {
                 return Err(ApiError::NotFound("No route matches this path.".to_owned()));
             }
@@ -228,7 +231,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("abc-123"));
         assert_eq!(request_id(&headers), "abc-123");
-        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("bad id\"<script>"));
+        headers.insert(
+            REQUEST_ID_HEADER,
+            HeaderValue::from_static("bad id\"<script>"),
+        );
         assert_eq!(request_id(&headers).len(), 32);
         assert_eq!(request_id(&HeaderMap::new()).len(), 32);
     }
@@ -236,21 +242,25 @@ mod tests {
     #[tokio::test]
     async fn body_limit_applies_to_streams_and_declared_lengths() {
         let chunks = || {
-            futures::stream::iter((0..2).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![0u8; 600]))))
+            futures::stream::iter(
+                (0..2).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![0u8; 600]))),
+            )
         };
         let err = read_body(&HeaderMap::new(), chunks(), 1000)
             .await
             .unwrap_err();
         assert_eq!(err, ApiError::PayloadTooLarge { limit: 1000 });
-        let body = read_body(&HeaderMap::new(), chunks(), 1200)
-            .await
-            .unwrap();
+        let body = read_body(&HeaderMap::new(), chunks(), 1200).await.unwrap();
         assert_eq!(body.len(), 1200);
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5000"));
-        let err = read_body(&headers, futures::stream::empty::<Result<Bytes, std::io::Error>>(), 1000)
-            .await
-            .unwrap_err();
+        let err = read_body(
+            &headers,
+            futures::stream::empty::<Result<Bytes, std::io::Error>>(),
+            1000,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err, ApiError::PayloadTooLarge { limit: 1000 });
     }
 }

@@ -27,7 +27,11 @@ pub enum Access {
 /// Runs a request that matched a route.
 pub trait Handler: Send + Sync + 'static {
     /// Handles the request.
-    fn call(&self, app: AccuBooks, request: Request) -> BoxFuture<'static, Result<Response, ApiError>>;
+    fn call(
+        &self,
+        app: AccuBooks,
+        request: Request,
+    ) -> BoxFuture<'static, Result<Response, ApiError>>;
 }
 
 impl<F, Fut> Handler for F
@@ -35,7 +39,11 @@ where
     F: Fn(AccuBooks, Request) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Response, ApiError>> + Send + 'static,
 {
-    fn call(&self, app: AccuBooks, request: Request) -> BoxFuture<'static, Result<Response, ApiError>> {
+    fn call(
+        &self,
+        app: AccuBooks,
+        request: Request,
+    ) -> BoxFuture<'static, Result<Response, ApiError>> {
         Box::pin(self(app, request))
     }
 }

@@ -1,0 +1,468 @@
+//! The contract suite of `../shared/CONTRACT.md`, written once and run on
+//! every host. A case takes the host and starts its own server.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use accubooks_core::auth::Role;
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::server::{Host, TestServer, base_vars, median, set};
+use crate::support::services::{Postgres, Redis};
+
+/// Generates one `#[tokio::test]` per host for each case.
+macro_rules! on_every_host {
+    ($($case:ident),* $(,)?) => {
+        mod axum_host {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Host::Axum).await
+                }
+            )*
+        }
+        mod warp_host {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Host::Warp).await
+                }
+            )*
+        }
+    };
+}
+
+on_every_host!(
+    live_answers_alive,
+    ready_turns_ready_then_draining,
+    health_is_degraded_and_discreet_with_everything_down,
+    health_is_healthy_with_real_dependencies,
+    metrics_expose_the_contract_series_and_pass_promtool,
+    metrics_token_is_required_when_set,
+    request_ids_are_echoed,
+    database_routes_answer_503_at_once_during_an_outage,
+    unknown_paths_and_methods_are_json_errors,
+    oversized_bodies_are_refused_with_413,
+    panics_are_answered_500_and_the_server_goes_on,
+    slow_requests_time_out_and_are_counted,
+    tokens_are_checked,
+);
+
+async fn live_answers_alive(host: Host) {
+    let server = TestServer::start(host, base_vars()).await;
+    let response = server.get("/api/monitoring/live").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"status": "alive"})
+    );
+}
+
+async fn ready_turns_ready_then_draining(host: Host) {
+    let mut vars = base_vars();
+    // A first probe that cannot finish (a paused PostgreSQL) is cut short
+    // by DB_INIT_TIMEOUT_MS: readiness never waits longer.
+    set(&mut vars, "DB_INIT_TIMEOUT_MS", "300");
+    let server = TestServer::start(host, vars).await;
+    let first = server.get("/api/monitoring/ready").await;
+    if first.status() == StatusCode::SERVICE_UNAVAILABLE {
+        assert_eq!(
+            first.json::<Value>().await.unwrap(),
+            json!({"status": "starting"})
+        );
+    }
+    server.wait_ready().await;
+    let ready = server.get("/api/monitoring/ready").await;
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({"status": "ready"})
+    );
+
+    server.app.begin_drain();
+    let draining = server.get("/api/monitoring/ready").await;
+    assert_eq!(draining.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        draining.json::<Value>().await.unwrap(),
+        json!({"status": "draining"})
+    );
+    let health = server.get("/api/monitoring/health").await;
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(health.json::<Value>().await.unwrap()["status"], "unhealthy");
+}
+
+async fn health_is_degraded_and_discreet_with_everything_down(host: Host) {
+    let mut vars = base_vars();
+    set(&mut vars, "STRIPE_SECRET_KEY", "sk_test_never_shown_1234");
+    set(&mut vars, "STRIPE_WEBHOOK_SECRET", "whsec_never_shown_5678");
+    set(
+        &mut vars,
+        "STRIPE_API_BASE",
+        format!("http://127.0.0.1:{}", crate::support::services::free_port()),
+    );
+    let server = TestServer::start(host, vars).await;
+    server
+        .wait_for_dependency("database", "unavailable", Duration::from_secs(5))
+        .await;
+    server
+        .wait_for_dependency("redis", "unavailable", Duration::from_secs(5))
+        .await;
+    server
+        .wait_for_dependency("stripe", "unavailable", Duration::from_secs(5))
+        .await;
+    let response = server.get("/api/monitoring/health").await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "degraded still answers 200"
+    );
+    let text = response.text().await.unwrap();
+    for secret in [
+        "127.0.0.1",
+        "postgres://",
+        "sk_test_never_shown",
+        "whsec_never_shown",
+        "refused (os error",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "health must not show {secret:?}: {text}"
+        );
+    }
+    let health: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["service"], "accubooks");
+    assert_eq!(health["environment"], "test");
+    assert!(health["version"].is_string() && health["uptime"].is_u64());
+    assert!(health["timestamp"].as_str().unwrap().ends_with('Z'));
+    let database = &health["dependencies"]["database"];
+    assert_eq!(database["status"], "unavailable");
+    assert_eq!(database["initialized"], false);
+    assert_eq!(
+        database["error"],
+        json!({"code": "CONNECTION_REFUSED", "kind": "temporary"})
+    );
+    assert!(
+        database["affected_routes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("GET /api/accounts"))
+    );
+    assert!(database["consecutive_failures"].as_u64().unwrap() >= 1);
+    assert_eq!(health["dependencies"]["jobQueues"]["status"], "unavailable");
+    assert_eq!(
+        health["dependencies"]["jobQueues"]["queues"]["recurring-invoices"],
+        false
+    );
+    assert_eq!(health["dependencies"]["stripe"]["status"], "unavailable");
+    assert_eq!(
+        health["dependencies"]["plaid"],
+        json!({"status": "disabled", "initialized": false})
+    );
+    assert_eq!(health["resources"]["memory"]["unit"], "MB");
+    assert!(health["resources"]["memory"]["total"].as_u64().unwrap() > 0);
+    assert!(health["resources"]["cpu"]["usage_percent"].is_number());
+}
+
+async fn health_is_healthy_with_real_dependencies(host: Host) {
+    let (pg, redis) = tokio::join!(Postgres::start(), Redis::start());
+    let mut vars = base_vars();
+    set(&mut vars, "DATABASE_URL", pg.url());
+    set(&mut vars, "REDIS_URL", redis.url());
+    let server = TestServer::start(host, vars).await;
+    server
+        .wait_for_dependency("database", "connected", Duration::from_secs(10))
+        .await;
+    server
+        .wait_for_dependency("redis", "connected", Duration::from_secs(10))
+        .await;
+    let health = server.health().await;
+    assert_eq!(health["status"], "healthy", "{health}");
+    assert_eq!(health["dependencies"]["database"]["initialized"], true);
+    assert!(health["dependencies"]["database"]["last_success"].is_string());
+    assert_eq!(health["dependencies"]["jobQueues"]["status"], "healthy");
+    let accounts = server
+        .get_as("/api/accounts", &server.token(Role::Viewer))
+        .await;
+    assert_eq!(accounts.status(), StatusCode::OK);
+    assert_eq!(accounts.json::<Value>().await.unwrap(), json!([]));
+}
+
+async fn metrics_expose_the_contract_series_and_pass_promtool(host: Host) {
+    let server = TestServer::start(host, base_vars()).await;
+    server.wait_ready().await;
+    // One request of each kind so the histograms have samples.
+    server.get("/api/accounts").await;
+    let response = server.get("/api/monitoring/metrics").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let text = response.text().await.unwrap();
+    for series in [
+        "accubooks_up 1",
+        "accubooks_database_available 0",
+        "accubooks_redis_available 0",
+        "accubooks_uptime_seconds ",
+        "accubooks_memory_used_bytes ",
+        "accubooks_memory_total_bytes ",
+        "accubooks_dependency_up{dependency=\"database\"} 0",
+        "accubooks_dependency_state_changes_total{dependency=\"database\",to=\"unavailable\"} 1",
+        "accubooks_dependency_probe_duration_seconds_count{dependency=\"redis\"} ",
+        "accubooks_http_request_duration_seconds_count{method=\"GET\",route=\"/api/accounts\",status=\"401\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(series)),
+            "missing {series:?} in\n{text}"
+        );
+    }
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (Debian package prometheus; .ci/run installs it)");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+async fn metrics_token_is_required_when_set(host: Host) {
+    let mut vars = base_vars();
+    set(&mut vars, "METRICS_TOKEN", "metrics-token-42");
+    let server = TestServer::start(host, vars).await;
+    let url = format!("{}/api/monitoring/metrics", server.base);
+    let none = server.client.get(&url).send().await.unwrap();
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    let wrong = server
+        .client
+        .get(&url)
+        .bearer_auth("metrics-token-4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = wrong.json().await.unwrap();
+    assert!(!body.to_string().contains("metrics-token-42"));
+    let right = server
+        .client
+        .get(&url)
+        .bearer_auth("metrics-token-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), StatusCode::OK);
+}
+
+async fn request_ids_are_echoed(host: Host) {
+    let server = TestServer::start(host, base_vars()).await;
+    let response = server
+        .client
+        .get(format!("{}/api/accounts", server.base))
+        .header("X-Request-Id", "client-chosen-id-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "client-chosen-id-1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["request_id"], "client-chosen-id-1");
+    assert_eq!(body["code"], "UNAUTHORIZED");
+    let generated = server.get("/api/monitoring/live").await;
+    assert_eq!(generated.headers()["x-request-id"].len(), 32);
+}
+
+async fn database_routes_answer_503_at_once_during_an_outage(host: Host) {
+    let server = TestServer::start(host, base_vars()).await;
+    server
+        .wait_for_dependency("database", "unavailable", Duration::from_secs(5))
+        .await;
+    let token = server.token(Role::Viewer);
+    let mut latencies = Vec::new();
+    for _ in 0..50 {
+        let started = Instant::now();
+        let response = server.get_as("/api/accounts", &token).await;
+        latencies.push(started.elapsed());
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "DATABASE_UNAVAILABLE");
+        assert_eq!(
+            body["error"],
+            "Database unavailable. Server running in degraded mode."
+        );
+    }
+    eprintln!(
+        "figure: {host:?} median 503 latency during a database outage: {:?}",
+        median(latencies)
+    );
+    // Monitoring and other routes keep working meanwhile.
+    assert_eq!(
+        server.get("/api/monitoring/live").await.status(),
+        StatusCode::OK
+    );
+}
+
+async fn unknown_paths_and_methods_are_json_errors(host: Host) {
+    let server = TestServer::start(host, base_vars()).await;
+    let missing = server.get("/api/no-such-thing").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.json::<Value>().await.unwrap()["code"], "NOT_FOUND");
+    let wrong = server
+        .client
+        .delete(format!("{}/api/monitoring/live", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+async fn oversized_bodies_are_refused_with_413(host: Host) {
+    let mut vars = base_vars();
+    set(&mut vars, "BODY_LIMIT_BYTES", "65536");
+    let server = TestServer::start(host, vars).await;
+    let url = format!("{}/api/test/echo", server.base);
+    let small = server
+        .client
+        .post(&url)
+        .body(vec![b'x'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.json::<Value>().await.unwrap(), json!({"bytes": 1000}));
+    // A client that announces 10 MB gets its 413 before sending the body.
+    let head = "POST /api/test/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10485760\r\n\r\n";
+    let answer = raw_exchange(&server.base, head.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("PAYLOAD_TOO_LARGE"), "{answer}");
+    // Without a Content-Length (chunked), the limit holds as the body streams in.
+    let mut chunked =
+        b"POST /api/test/echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..80 {
+        chunked.extend_from_slice(b"400\r\n");
+        chunked.extend_from_slice(&[b'y'; 1024]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    let answer = raw_exchange(&server.base, &chunked).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
+
+/// Writes `request` on a fresh connection and reads what the server answers
+/// (tolerating the server closing before taking everything).
+async fn raw_exchange(base: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(request).await;
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("the server answers without waiting for the rest of the body")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+async fn panics_are_answered_500_and_the_server_goes_on(host: Host) {
+    let server = TestServer::start(host, base_vars()).await;
+    for _ in 0..3 {
+        let response = server.get("/api/test/panic").await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "INTERNAL_ERROR");
+        assert_eq!(body["request_id"], request_id.as_str());
+        assert!(!body.to_string().contains("a handler bug"));
+    }
+    assert_eq!(
+        server.get("/api/monitoring/live").await.status(),
+        StatusCode::OK
+    );
+}
+
+async fn slow_requests_time_out_and_are_counted(host: Host) {
+    let mut vars = base_vars();
+    set(&mut vars, "SLOW_REQUEST_MS", "50");
+    set(&mut vars, "REQUEST_TIMEOUT_MS", "400");
+    let server = TestServer::start(host, vars).await;
+    let slow = server
+        .get("/api/test/sleep/{ms}".replace("{ms}", "100").as_str())
+        .await;
+    assert_eq!(slow.status(), StatusCode::OK);
+    let started = Instant::now();
+    let stuck = server.get("/api/test/sleep/5000").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the request timeout bounds it"
+    );
+    assert_eq!(stuck.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        stuck.json::<Value>().await.unwrap()["code"],
+        "REQUEST_TIMEOUT"
+    );
+    let metrics = server
+        .get("/api/monitoring/metrics")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "accubooks_http_slow_requests_total{method=\"GET\",route=\"/api/test/sleep/{ms}\"}",
+            )
+        })
+        .unwrap_or_else(|| panic!("no slow request counter in\n{metrics}"));
+    assert!(line.ends_with(" 2"), "{line}");
+}
+
+async fn tokens_are_checked(host: Host) {
+    let (pg, _) = (Postgres::start().await, ());
+    let mut vars = base_vars();
+    set(&mut vars, "DATABASE_URL", pg.url());
+    let server = TestServer::start(host, vars).await;
+    server
+        .wait_for_dependency("database", "connected", Duration::from_secs(10))
+        .await;
+    let valid = server.token(Role::Viewer);
+    assert_eq!(
+        server.get_as("/api/accounts", &valid).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        server.get("/api/accounts").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let mut tampered = valid.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    assert_eq!(
+        server.get_as("/api/accounts", &tampered).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let payload = valid.split('.').nth(1).unwrap();
+    let unsigned = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
+    assert_eq!(
+        server.get_as("/api/accounts", &unsigned).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -1,0 +1,4 @@
+//! Helpers shared by every test module.
+
+pub mod server;
+pub mod services;

@@ -1,0 +1,230 @@
+//! AccuBooks served in-process over real HTTP, on the host under test.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use accubooks_core::auth::{Principal, Role};
+use accubooks_core::http::{Access, ApiError, Request, Response, Route, json_response};
+use accubooks_core::{AccuBooks, Config};
+use http::{Method, StatusCode};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// The HTTP host adapters under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// `accubooks-axum`.
+    Axum,
+    /// `accubooks-warp`.
+    Warp,
+}
+
+/// Variables every test server starts from: nothing reachable unless the
+/// test says so (closed ports for PostgreSQL and Redis), test environment.
+pub fn base_vars() -> Vec<(String, String)> {
+    let closed = super::services::free_port();
+    vec![
+        ("ACCUBOOKS_ENV".into(), "test".into()),
+        (
+            "DATABASE_URL".into(),
+            format!("postgres://postgres@127.0.0.1:{closed}/postgres"),
+        ),
+        ("REDIS_URL".into(), format!("redis://127.0.0.1:{closed}")),
+        (
+            "JWT_SECRET".into(),
+            "test-secret-test-secret-test-secret-0123".into(),
+        ),
+        (
+            "SESSION_SECRET".into(),
+            "test-session-secret-test-session-secret".into(),
+        ),
+    ]
+}
+
+/// Replaces or adds `name=value` in `vars`.
+pub fn set(vars: &mut Vec<(String, String)>, name: &str, value: impl Into<String>) {
+    vars.retain(|(k, _)| k != name);
+    vars.push((name.to_owned(), value.into()));
+}
+
+/// Routes a test host adds to the core's table; they run through the same
+/// pipeline as the core's own.
+fn test_routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::POST, "/api/test/echo", echo).access(Access::Public),
+        Route::new(Method::GET, "/api/test/panic", panics).access(Access::Public),
+        Route::new(Method::GET, "/api/test/sleep/{ms}", sleep).access(Access::Public),
+    ]
+}
+
+async fn echo(_: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let bytes = request.body.len();
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"bytes": bytes}),
+    ))
+}
+
+async fn panics(_: AccuBooks, _: Request) -> Result<Response, ApiError> {
+    panic!("a handler bug")
+}
+
+async fn sleep(_: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let ms: u64 = request
+        .param("ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"slept_ms": ms}),
+    ))
+}
+
+/// One AccuBooks instance served over HTTP on 127.0.0.1.
+pub struct TestServer {
+    /// The instance.
+    pub app: AccuBooks,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// A client without connection reuse surprises: short timeouts.
+    pub client: reqwest::Client,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Builds an instance from `vars` plus the test routes and serves it on
+    /// `host`, the way an embedding application would mount it.
+    pub async fn start(host: Host, vars: Vec<(String, String)>) -> TestServer {
+        let config = Config::from_vars(vars).expect("test configuration is valid");
+        let mut builder = AccuBooks::builder(config);
+        for route in test_routes() {
+            builder = builder.route(route);
+        }
+        let app = builder.build().await.expect("the instance builds");
+        Self::serve(host, app).await
+    }
+
+    /// Serves an already built instance.
+    pub async fn serve(host: Host, app: AccuBooks) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = match host {
+            Host::Axum => {
+                let service = accubooks_axum::standalone(app.clone())
+                    .into_make_service_with_connect_info::<SocketAddr>();
+                tokio::spawn(async move {
+                    axum::serve(listener, service).await.unwrap();
+                })
+            }
+            Host::Warp => {
+                let filter = accubooks_warp::standalone(app.clone());
+                tokio::spawn(async move {
+                    warp::serve(filter).incoming(listener).run().await;
+                })
+            }
+        };
+        TestServer {
+            app,
+            base: format!("http://{addr}"),
+            client: client(),
+            task,
+        }
+    }
+
+    /// A GET request.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// A GET request with a bearer token.
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// The parsed `/health` body.
+    pub async fn health(&self) -> Value {
+        self.get("/api/monitoring/health")
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// A valid token of a fresh organization with `role`.
+    pub fn token(&self, role: Role) -> String {
+        self.app.tokens().issue(
+            Principal {
+                user: Uuid::new_v4(),
+                organization: Uuid::new_v4(),
+                role,
+            },
+            Duration::from_secs(600),
+        )
+    }
+
+    /// Polls `/health` until `dependency` has `status`; returns how long it took.
+    pub async fn wait_for_dependency(
+        &self,
+        dependency: &str,
+        status: &str,
+        limit: Duration,
+    ) -> Duration {
+        let started = Instant::now();
+        loop {
+            let health = self.health().await;
+            if health["dependencies"][dependency]["status"] == status {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{dependency} did not become {status} within {limit:?}: {health}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until `/ready` answers 200.
+    pub async fn wait_ready(&self) {
+        let started = Instant::now();
+        while self.get("/api/monitoring/ready").await.status() != StatusCode::OK {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An HTTP client for tests: no proxy, bounded waits.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// Median of a set of durations.
+pub fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
