@@ -130,14 +130,14 @@ impl Database {
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
         let dependency = self.inner.dependency.get();
-        if let Some(dep) = dependency {
-            if !dep.is_available() {
-                let fault = dep
-                    .state()
-                    .last_error
-                    .unwrap_or(Fault::temporary("NOT_CONNECTED"));
-                return Err(Error::DatabaseUnavailable(fault));
-            }
+        if let Some(dep) = dependency
+            && !dep.is_available()
+        {
+            let fault = dep
+                .state()
+                .last_error
+                .unwrap_or(Fault::temporary("NOT_CONNECTED"));
+            return Err(Error::DatabaseUnavailable(fault));
         }
         let outcome = tokio::time::timeout(
             self.inner.config.statement_timeout,

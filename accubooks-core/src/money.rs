@@ -13,13 +13,7 @@ pub fn minor_digits(currency: &str) -> Option<u32> {
         "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
         // Four.
         "CLF" | "UYW" => 4,
-        code if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) => {
-            if KNOWN_TWO_DIGIT.contains(&code) {
-                2
-            } else {
-                return None;
-            }
-        }
+        code if KNOWN_TWO_DIGIT.contains(&code) => 2,
         _ => return None,
     };
     Some(digits)

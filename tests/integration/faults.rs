@@ -1,1 +1,308 @@
+//! Fault tests: real PostgreSQL and Redis killed, paused and restarted under
+//! a running server. Figures are printed (`figure:` lines, see
+//! `--nocapture`); assertions are about behaviour, with generous bounds.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use accubooks_core::auth::Role;
+use http::StatusCode;
+use serde_json::Value;
+
+use crate::support::server::{Host, TestServer, base_vars, median, set};
+use crate::support::services::{Postgres, Redis};
+
+async fn server_on(host: Host, pg: &Postgres, extra: &[(&str, &str)]) -> TestServer {
+    let mut vars = base_vars();
+    set(&mut vars, "DATABASE_URL", pg.url());
+    for (name, value) in extra {
+        set(&mut vars, name, *value);
+    }
+    TestServer::start(host, vars).await
+}
+
+/// Polls `/api/accounts` until it answers `status`; returns the wait.
+async fn until_accounts(
+    server: &TestServer,
+    token: &str,
+    status: StatusCode,
+    limit: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        if server.get_as("/api/accounts", token).await.status() == status {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "/api/accounts never answered {status} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_with_everything_down_and_recovers_when_the_database_appears() {
+    let mut pg = Postgres::start().await;
+    pg.kill();
+    let mut redis = Redis::start().await;
+    redis.kill();
+    let mut vars = base_vars();
+    set(&mut vars, "DATABASE_URL", pg.url());
+    set(&mut vars, "REDIS_URL", redis.url());
+    let server = TestServer::start(Host::Axum, vars).await;
+    assert_eq!(
+        server.get("/api/monitoring/live").await.status(),
+        StatusCode::OK
+    );
+    server.wait_ready().await;
+    let health = server.get("/api/monitoring/health").await;
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.json::<Value>().await.unwrap()["status"], "degraded");
+    let token = server.token(Role::Viewer);
+    assert_eq!(
+        server.get_as("/api/accounts", &token).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    pg.restart().await;
+    let recovered = until_accounts(&server, &token, StatusCode::OK, Duration::from_secs(10)).await;
+    eprintln!("figure: database appeared after startup; routes served again after {recovered:?}");
+    assert_eq!(
+        server.health().await["dependencies"]["database"]["initialized"],
+        true
+    );
+
+    redis.restart().await;
+    let redis_back = server
+        .wait_for_dependency("redis", "connected", Duration::from_secs(10))
+        .await;
+    eprintln!("figure: redis appeared after startup; connected after {redis_back:?}");
+    assert_eq!(server.health().await["status"], "healthy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_dies_under_load_then_returns_without_a_restart() {
+    let mut pg = Postgres::start().await;
+    let server = Arc::new(server_on(Host::Axum, &pg, &[]).await);
+    server
+        .wait_for_dependency("database", "connected", Duration::from_secs(10))
+        .await;
+    let token = Arc::new(server.token(Role::Viewer));
+
+    // Four clients hammer a database route for the whole test and record
+    // (when, status) of every answer.
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (server, token, stop) = (server.clone(), token.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let status = server.get_as("/api/accounts", &token).await.status();
+                    seen.push((started.elapsed(), status));
+                }
+                seen
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed_at = started.elapsed();
+    pg.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        server.get("/api/monitoring/live").await.status(),
+        StatusCode::OK
+    );
+    let restarted_at = {
+        pg.restart().await;
+        started.elapsed()
+    };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut seen = Vec::new();
+    for client in clients {
+        seen.extend(client.await.unwrap());
+    }
+    seen.sort_by_key(|(at, _)| *at);
+
+    let unexpected: Vec<_> = seen
+        .iter()
+        .filter(|(_, s)| *s != StatusCode::OK && *s != StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "only 200 and 503 are acceptable: {unexpected:?}"
+    );
+    let first_503 = seen
+        .iter()
+        .find(|(at, s)| *at >= killed_at && *s == StatusCode::SERVICE_UNAVAILABLE)
+        .expect("the outage was noticed")
+        .0;
+    let first_200_after = seen
+        .iter()
+        .find(|(at, s)| *at >= restarted_at && *s == StatusCode::OK)
+        .expect("the database came back without a restart")
+        .0;
+    let during: Vec<_> = seen
+        .iter()
+        .filter(|(at, _)| *at > first_503 && *at < restarted_at)
+        .collect();
+    assert!(
+        during
+            .iter()
+            .all(|(_, s)| *s == StatusCode::SERVICE_UNAVAILABLE)
+    );
+    eprintln!(
+        "figure: database killed under load: first 503 after {:?}, {} answers during the outage, served again {:?} after restart",
+        first_503 - killed_at,
+        during.len(),
+        first_200_after - restarted_at
+    );
+    let health = server.health().await;
+    assert_eq!(health["dependencies"]["database"]["status"], "connected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_database_death_is_noticed_by_the_monitor() {
+    let mut pg = Postgres::start().await;
+    let server = server_on(Host::Warp, &pg, &[]).await;
+    server
+        .wait_for_dependency("database", "connected", Duration::from_secs(10))
+        .await;
+    pg.kill();
+    let noticed = server
+        .wait_for_dependency("database", "unavailable", Duration::from_secs(5))
+        .await;
+    pg.restart().await;
+    let back = server
+        .wait_for_dependency("database", "connected", Duration::from_secs(5))
+        .await;
+    eprintln!(
+        "figure: idle server noticed the database die after {noticed:?} and return after {back:?}"
+    );
+    let health = server.health().await;
+    assert!(health["dependencies"]["database"]["last_failure"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_database_bounds_requests_and_turns_health_unavailable() {
+    let pg = Postgres::start().await;
+    let server = server_on(
+        Host::Axum,
+        &pg,
+        &[
+            ("DB_STATEMENT_TIMEOUT_MS", "800"),
+            ("DB_CONNECT_TIMEOUT_MS", "800"),
+            ("REQUEST_TIMEOUT_MS", "3000"),
+        ],
+    )
+    .await;
+    server
+        .wait_for_dependency("database", "connected", Duration::from_secs(10))
+        .await;
+    let token = server.token(Role::Viewer);
+    assert_eq!(
+        server.get_as("/api/accounts", &token).await.status(),
+        StatusCode::OK
+    );
+
+    pg.pause();
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let started = Instant::now();
+        let status = server.get_as("/api/accounts", &token).await.status();
+        answers.push((started.elapsed(), status));
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "bounded by the timeouts: {answers:?}"
+        );
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answers:?}");
+    }
+    let noticed = server
+        .wait_for_dependency("database", "unavailable", Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        server.get("/api/monitoring/live").await.status(),
+        StatusCode::OK
+    );
+    eprintln!(
+        "figure: hung database: answers {answers:?}; health unavailable {noticed:?} after those"
+    );
+
+    pg.resume();
+    let back = until_accounts(&server, &token, StatusCode::OK, Duration::from_secs(10)).await;
+    eprintln!("figure: hung database resumed; served again after {back:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_dies_and_returns_and_the_connection_heals_itself() {
+    let mut redis = Redis::start().await;
+    let mut vars = base_vars();
+    set(&mut vars, "REDIS_URL", redis.url());
+    let server = TestServer::start(Host::Warp, vars).await;
+    server
+        .wait_for_dependency("redis", "connected", Duration::from_secs(5))
+        .await;
+    redis.kill();
+    let noticed = server
+        .wait_for_dependency("redis", "unavailable", Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        server.health().await["dependencies"]["jobQueues"]["status"],
+        "unavailable"
+    );
+    // The rest of the API is unaffected.
+    assert_eq!(
+        server.get("/api/monitoring/live").await.status(),
+        StatusCode::OK
+    );
+    redis.restart().await;
+    let back = server
+        .wait_for_dependency("redis", "connected", Duration::from_secs(5))
+        .await;
+    eprintln!(
+        "figure: redis killed: noticed after {noticed:?}; reconnected {back:?} after restart"
+    );
+    // The same connection manager works again: a real command goes through.
+    let mut connection = server.app.broker().connection();
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(pong, "PONG");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_during_an_outage_costs_no_wait() {
+    let server = TestServer::start(Host::Axum, base_vars()).await;
+    server
+        .wait_for_dependency("database", "unavailable", Duration::from_secs(5))
+        .await;
+    let token = server.token(Role::Viewer);
+    let time = |path: &'static str| {
+        let (server, token) = (&server, token.clone());
+        async move {
+            let mut samples = Vec::new();
+            for _ in 0..200 {
+                let started = Instant::now();
+                let status = server.get_as(path, &token).await.status();
+                samples.push(started.elapsed());
+                assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            }
+            median(samples)
+        }
+    };
+    let outage = time("/api/accounts").await;
+    let live = time("/api/monitoring/live").await;
+    eprintln!("figure: median latency over loopback: 503 during outage {outage:?}, /live {live:?}");
+    // The 503 does no more work than /live; allow for noise, not for a wait
+    // on a pool or a connect timeout (which would be 2 s here).
+    assert!(
+        outage < live * 10 + Duration::from_millis(20),
+        "{outage:?} vs {live:?}"
+    );
+}

@@ -237,7 +237,7 @@ pub struct ProbePolicy {
 impl Default for ProbePolicy {
     fn default() -> Self {
         ProbePolicy {
-            interval_up: Duration::from_millis(1000),
+            interval_up: Duration::from_millis(500),
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_millis(400),
             timeout: Duration::from_millis(1000),

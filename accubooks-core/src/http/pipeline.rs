@@ -156,15 +156,15 @@ impl AccuBooks {
     /// down: no pool, no connect timeout.
     fn guard(&self, route: &Route) -> Result<(), ApiError> {
         for name in &route.needs {
-            if let Some(dependency) = self.registry().get(name) {
-                if !dependency.is_available() {
-                    let unavailable = dependency.unavailable();
-                    return Err(ApiError::Unavailable {
-                        code: unavailable.code,
-                        message: unavailable.message,
-                        retry_after: 1,
-                    });
-                }
+            if let Some(dependency) = self.registry().get(name)
+                && !dependency.is_available()
+            {
+                let unavailable = dependency.unavailable();
+                return Err(ApiError::Unavailable {
+                    code: unavailable.code,
+                    message: unavailable.message,
+                    retry_after: 1,
+                });
             }
         }
         Ok(())

@@ -276,10 +276,18 @@ impl Server {
             return false;
         };
         let pgid = child.id();
+        let orphans = children(pgid);
         if self.paused.swap(false, Ordering::SeqCst) {
             let _ = signal_group(pgid, libc::SIGCONT);
+            for child in &orphans {
+                let _ = signal_pid(*child, libc::SIGCONT);
+            }
         }
         let _ = signal_group(pgid, libc::SIGKILL);
+        // Backends left the group (setsid); a crash kills them too.
+        for child in &orphans {
+            let _ = signal_pid(*child, libc::SIGKILL);
+        }
         let _ = child.wait();
         // Postgres backends are orphaned once the postmaster is reaped; a restart fails
         // while any of them still holds the old shared memory segment.
@@ -293,12 +301,20 @@ impl Server {
     fn pause(&self) {
         if let Some(pid) = self.pid() {
             signal_group(pid, libc::SIGSTOP).expect("SIGSTOP to the server process group");
+            // Postgres backends call setsid(), leaving the group: without
+            // stopping them too, open connections would keep answering.
+            for child in children(pid) {
+                let _ = signal_pid(child, libc::SIGSTOP);
+            }
             self.paused.store(true, Ordering::SeqCst);
         }
     }
 
     fn resume(&self) {
         if let Some(pid) = self.pid() {
+            for child in children(pid) {
+                let _ = signal_pid(child, libc::SIGCONT);
+            }
             signal_group(pid, libc::SIGCONT).expect("SIGCONT to the server process group");
             self.paused.store(false, Ordering::SeqCst);
         }
@@ -515,6 +531,37 @@ fn group_has_live_members(pgid: u32) -> bool {
         let group = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
         group == Some(pgid) && !matches!(state, Some("Z" | "X"))
     })
+}
+
+/// Live direct children of `parent` (read from `/proc`).
+fn children(parent: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (_, fields) = stat.rsplit_once(')')?;
+            let mut fields = fields.split_whitespace();
+            let state = fields.next()?;
+            let ppid = fields.next()?.parse::<u32>().ok()?;
+            (ppid == parent && !matches!(state, "Z" | "X")).then_some(pid)
+        })
+        .collect()
+}
+
+#[allow(unsafe_code)]
+fn signal_pid(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).expect("pid fits in pid_t");
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::kill(pid, signal) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Removes the SysV shared memory segment named in the data dir's `postmaster.pid`
