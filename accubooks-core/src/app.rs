@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::Tokens;
+use crate::auth::{LoginLimiter, Tokens};
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::db::Database;
@@ -17,6 +17,7 @@ use crate::deps::{self, DependencySpec, PlaidProbe, Registry, StripeProbe};
 use crate::health::report::{DependencyView, HealthInputs};
 use crate::health::{HealthReport, ProbePolicy};
 use crate::http::{Route, RouteTable};
+use crate::ledger::Committer;
 use crate::metrics::Metrics;
 use crate::resources::Resources;
 
@@ -65,6 +66,8 @@ struct Inner {
     metrics: Metrics,
     routes: RouteTable,
     tokens: Tokens,
+    committer: Committer,
+    login_limiter: LoginLimiter,
     resources: Resources,
     phase: AtomicU8,
     phase_changed: watch::Sender<Phase>,
@@ -217,11 +220,13 @@ impl Builder {
             inner: Arc::new(Inner {
                 config,
                 registry,
-                database,
+                database: database.clone(),
                 broker,
                 metrics,
                 routes,
                 tokens,
+                committer: Committer::start(database.clone()),
+                login_limiter: LoginLimiter::new(),
                 resources: Resources::default(),
                 phase: AtomicU8::new(Phase::Starting as u8),
                 phase_changed: watch::Sender::new(Phase::Starting),
@@ -273,6 +278,7 @@ impl AccuBooks {
         tasks.push(tokio::spawn(async move {
             loop {
                 app.inner.resources.sample();
+                app.inner.login_limiter.forget_idle();
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = stopped.changed() => return,
@@ -328,6 +334,16 @@ impl AccuBooks {
     /// The token issuer and verifier.
     pub fn tokens(&self) -> &Tokens {
         &self.inner.tokens
+    }
+
+    /// The group-commit task that posts journal entries.
+    pub fn committer(&self) -> &Committer {
+        &self.inner.committer
+    }
+
+    /// The login attempt limiter.
+    pub fn login_limiter(&self) -> &LoginLimiter {
+        &self.inner.login_limiter
     }
 
     /// The lifecycle phase.

@@ -104,6 +104,46 @@ impl Tokens {
     }
 }
 
+/// Slows down password guessing: each key (an e-mail address, a client
+/// address) gets a burst of attempts that refills over time.
+pub struct LoginLimiter {
+    limiter: governor::DefaultKeyedRateLimiter<String>,
+}
+
+impl LoginLimiter {
+    /// Ten attempts per key at once, then one every six seconds.
+    pub fn new() -> Self {
+        let quota = governor::Quota::per_minute(std::num::NonZeroU32::new(10).expect("non-zero"));
+        LoginLimiter {
+            limiter: governor::RateLimiter::keyed(quota),
+        }
+    }
+
+    /// Spends one attempt of `key`, or says how long to wait.
+    pub fn check(&self, key: &str) -> Result<(), ApiError> {
+        use governor::clock::{Clock, DefaultClock};
+        self.limiter
+            .check_key(&key.to_owned())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                ApiError::RateLimited {
+                    retry_after: wait.as_secs().max(1),
+                }
+            })
+    }
+
+    /// Forgets keys whose budget is full again, bounding memory.
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+    }
+}
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        LoginLimiter::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +202,17 @@ mod tests {
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &t.encoding).unwrap();
         let err = t.verify(Some(&format!("Bearer {token}"))).unwrap_err();
         assert!(err.to_string().contains("expired"));
+    }
+
+    #[test]
+    fn login_attempts_are_limited_per_key() {
+        let limiter = LoginLimiter::new();
+        for _ in 0..10 {
+            limiter.check("email:a@b.c").unwrap();
+        }
+        let err = limiter.check("email:a@b.c").unwrap_err();
+        assert!(matches!(err, ApiError::RateLimited { retry_after } if retry_after >= 1));
+        limiter.check("email:other@b.c").unwrap();
     }
 
     #[test]

@@ -50,6 +50,12 @@ pub enum ApiError {
         /// What to fix.
         message: String,
     },
+    /// 429: too many attempts; retry after the given seconds.
+    #[error("Too many attempts. Retry in {retry_after} seconds.")]
+    RateLimited {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// 503: a dependency the route needs is down.
     #[error("{message}")]
     Unavailable {
@@ -105,6 +111,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } | ApiError::Timeout { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -125,6 +132,7 @@ impl ApiError {
             | ApiError::Invalid { code, .. }
             | ApiError::Unavailable { code, .. } => code,
             ApiError::Timeout { .. } => "REQUEST_TIMEOUT",
+            ApiError::RateLimited { .. } => "RATE_LIMITED",
             ApiError::Internal => "INTERNAL_ERROR",
         }
     }
@@ -144,6 +152,10 @@ impl ApiError {
         };
         let mut response = super::json_response(self.status(), &body);
         if let ApiError::Unavailable { retry_after, .. } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        } else if let ApiError::RateLimited { retry_after } = self {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

@@ -6,10 +6,12 @@
 //! panics, and records logs and metrics. Status codes and error bodies are
 //! decided in [`ApiError`] alone.
 
-mod accounts;
+mod auth_routes;
+mod books;
 mod error;
 mod monitoring;
 mod pipeline;
+mod reports;
 mod route;
 
 use std::net::SocketAddr;
@@ -24,6 +26,7 @@ pub use pipeline::REQUEST_ID_HEADER;
 pub use route::{Access, Handler, Route, RouteTable};
 
 use crate::auth::Principal;
+use crate::ledger::idempotency::IdempotencyKey;
 
 /// A response with its whole body.
 pub type Response = http::Response<Bytes>;
@@ -43,6 +46,9 @@ pub struct Request {
     pub peer: Option<SocketAddr>,
     /// The caller, for routes that need a token.
     pub principal: Option<Principal>,
+    /// The `Idempotency-Key` of a creating request whose key is new; the
+    /// handler stores its answer under it, in the same transaction as its write.
+    pub idempotency: Option<IdempotencyKey>,
 }
 
 impl Request {
@@ -97,6 +103,8 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Res
 /// Every route the core serves.
 pub(crate) fn core_routes() -> Vec<Route> {
     let mut routes = monitoring::routes();
-    routes.extend(accounts::routes());
+    routes.extend(auth_routes::routes());
+    routes.extend(books::routes());
+    routes.extend(reports::routes());
     routes
 }

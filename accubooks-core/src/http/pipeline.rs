@@ -12,6 +12,7 @@ use tracing::Instrument;
 use super::route::{Access, Lookup, Route};
 use super::{ApiError, Request, Response};
 use crate::app::AccuBooks;
+use crate::ledger::idempotency::{self, IdempotencyKey, Stored};
 
 /// The header that carries the request id in both directions.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -129,6 +130,13 @@ impl AccuBooks {
         let timeout = self.config().request_timeout;
         let work = async {
             let body = read_body(&parts.headers, body, limit).await?;
+            let idempotency = match self
+                .idempotency_key(route, &parts, &body, principal.as_ref())
+                .await?
+            {
+                KeyCheck::Replay(response) => return Ok(response),
+                KeyCheck::New(key) => key,
+            };
             let request = Request {
                 parts,
                 body,
@@ -136,20 +144,73 @@ impl AccuBooks {
                 request_id: request_id.to_owned(),
                 peer,
                 principal,
+                idempotency: idempotency.clone(),
             };
-            AssertUnwindSafe(route.handler.call(self.clone(), request))
+            let result = AssertUnwindSafe(route.handler.call(self.clone(), request))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|panic| {
                     tracing::error!(panic = panic_message(&*panic), "request handler panicked");
                     Err(ApiError::Internal)
-                })
+                });
+            match (result, idempotency) {
+                // A concurrent request with the same key committed first:
+                // answer what it answered.
+                (
+                    Err(ApiError::Conflict {
+                        code: "IDEMPOTENCY_KEY_IN_USE",
+                        ..
+                    }),
+                    Some(key),
+                ) => self.replay(&key).await,
+                (result, _) => result,
+            }
         };
         tokio::time::timeout(timeout, work)
             .await
             .unwrap_or(Err(ApiError::Timeout {
                 timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             }))
+    }
+
+    /// Reads the `Idempotency-Key` of a creating request: replays a stored
+    /// answer, refuses a key reused with another request, or hands a new key
+    /// to the handler.
+    async fn idempotency_key(
+        &self,
+        route: &Route,
+        parts: &http::request::Parts,
+        body: &[u8],
+        principal: Option<&crate::auth::Principal>,
+    ) -> Result<KeyCheck, ApiError> {
+        let (true, Some(principal)) = (route.idempotent, principal) else {
+            return Ok(KeyCheck::New(None));
+        };
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(KeyCheck::New(None));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|k| IdempotencyKey::is_valid_key(k))
+            .ok_or_else(|| {
+                ApiError::malformed("An Idempotency-Key has 1 to 200 visible ASCII characters.")
+            })?;
+        let key = IdempotencyKey::new(
+            &principal.organization.to_string(),
+            key,
+            parts.method.as_str(),
+            parts.uri.path(),
+            body,
+        );
+        match idempotency::lookup(self.database(), &key).await? {
+            Stored::Absent => Ok(KeyCheck::New(Some(key))),
+            stored => Ok(KeyCheck::Replay(replayed(stored)?)),
+        }
+    }
+
+    async fn replay(&self, key: &IdempotencyKey) -> Result<Response, ApiError> {
+        replayed(idempotency::lookup(self.database(), key).await?)
     }
 
     /// Answers 503 at once when a dependency the route needs is known to be
@@ -168,6 +229,33 @@ impl AccuBooks {
             }
         }
         Ok(())
+    }
+}
+
+enum KeyCheck {
+    Replay(Response),
+    New(Option<IdempotencyKey>),
+}
+
+fn replayed(stored: Stored) -> Result<Response, ApiError> {
+    match stored {
+        Stored::Replay { status, body } => {
+            let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+            let mut response = http::Response::new(Bytes::from(body));
+            *response.status_mut() = status;
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+            Ok(response)
+        }
+        Stored::Mismatch => Err(ApiError::invalid(
+            "IDEMPOTENCY_KEY_REUSED",
+            "This Idempotency-Key was used with a different request; use a new key.",
+        )),
+        Stored::Absent => Err(ApiError::Internal),
     }
 }
 

@@ -56,6 +56,7 @@ pub struct Route {
     pub(crate) needs: Vec<&'static str>,
     pub(crate) access: Access,
     pub(crate) quiet: bool,
+    pub(crate) idempotent: bool,
     pub(crate) handler: Arc<dyn Handler>,
 }
 
@@ -69,6 +70,7 @@ impl Route {
             needs: Vec::new(),
             access: Access::Role(Role::Viewer),
             quiet: false,
+            idempotent: false,
             handler: Arc::new(handler),
         }
     }
@@ -89,6 +91,15 @@ impl Route {
     /// are polled constantly).
     pub fn quiet(mut self) -> Self {
         self.quiet = true;
+        self
+    }
+
+    /// Honours `Idempotency-Key`: a repeated key replays the stored answer,
+    /// and the handler stores a new key's answer (see
+    /// [`Request::idempotency`](super::Request::idempotency)). For creating
+    /// routes that need the database.
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
         self
     }
 

@@ -1,0 +1,208 @@
+//! Routes of the books: accounts and journal entries.
+
+use http::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, Handler, Request, Response, Route, json_response};
+use crate::app::AccuBooks;
+use crate::auth::Role;
+use crate::deps::DATABASE;
+use crate::ledger::{self, Account, EntryInput, LedgerError};
+
+pub(crate) fn routes() -> Vec<Route> {
+    fn read(method: Method, path: &'static str, handler: impl Handler) -> Route {
+        Route::new(method, path, handler).needs(DATABASE)
+    }
+    fn write(method: Method, path: &'static str, handler: impl Handler) -> Route {
+        Route::new(method, path, handler)
+            .needs(DATABASE)
+            .access(super::Access::Role(Role::Accountant))
+            .idempotent()
+    }
+    vec![
+        read(Method::GET, "/api/accounts", list_accounts),
+        write(Method::POST, "/api/accounts", create_account),
+        write(Method::POST, "/api/journal-entries", post_entry),
+        write(Method::POST, "/api/journal-entries/batch", post_batch),
+        read(Method::GET, "/api/journal-entries/{id}", get_entry),
+        write(
+            Method::POST,
+            "/api/journal-entries/{id}/reverse",
+            reverse_entry,
+        ),
+    ]
+}
+
+/// An account as the API shows it.
+#[derive(Serialize)]
+pub(crate) struct AccountJson<'a> {
+    id: i64,
+    code: &'a str,
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: ledger::AccountType,
+    currency: &'a str,
+    parent: Option<&'a str>,
+    balance: String,
+}
+
+impl<'a> From<&'a Account> for AccountJson<'a> {
+    fn from(a: &'a Account) -> Self {
+        AccountJson {
+            id: a.id,
+            code: &a.code,
+            name: &a.name,
+            kind: a.kind,
+            currency: &a.currency,
+            parent: a.parent.as_deref(),
+            balance: a.balance_text(),
+        }
+    }
+}
+
+fn organization(request: &Request) -> Result<String, ApiError> {
+    Ok(request.principal()?.organization.to_string())
+}
+
+async fn list_accounts(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let accounts = ledger::list_accounts(app.database(), &organization(&request)?).await?;
+    let body: Vec<AccountJson<'_>> = accounts.iter().map(AccountJson::from).collect();
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn render_created<T: Serialize>(body: &T) -> (u16, String) {
+    (201, serde_json::to_string(body).expect("answers serialize"))
+}
+
+async fn create_account(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let new: ledger::NewAccount = request.json()?;
+    let render = |account: &Account| render_created(&AccountJson::from(account));
+    let key = request
+        .idempotency
+        .as_ref()
+        .map(|k| (k, &render as ledger::RenderAccount<'_>));
+    let account =
+        ledger::create_account(app.database(), &organization(&request)?, new, key).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &AccountJson::from(&account),
+    ))
+}
+
+async fn post_entry(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let input: EntryInput = request.json()?;
+    let organization = organization(&request)?;
+    let entry = ledger::prepare(app.database(), &organization, &input).await?;
+    let shown = entry.clone();
+    let idempotency = request.idempotency.clone().map(|key| {
+        let render: ledger::Render =
+            Box::new(move |ids: &[i64]| render_created(&shown.posted(ids[0])));
+        (key, render)
+    });
+    let ids = app
+        .committer()
+        .post(vec![entry.clone()], idempotency)
+        .await?;
+    Ok(json_response(StatusCode::CREATED, &entry.posted(ids[0])))
+}
+
+/// Most entries one batch may carry.
+const MAX_BATCH: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    entries: Vec<EntryInput>,
+}
+
+#[derive(Serialize)]
+struct BatchAnswer<'a> {
+    ids: &'a [i64],
+}
+
+async fn post_batch(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let batch: Batch = request.json()?;
+    if batch.entries.is_empty() || batch.entries.len() > MAX_BATCH {
+        return Err(ApiError::invalid(
+            "INVALID_BATCH",
+            format!("A batch carries 1 to {MAX_BATCH} entries."),
+        ));
+    }
+    let organization = organization(&request)?;
+    let entries = ledger::prepare_batch(app.database(), &organization, &batch.entries)
+        .await
+        .map_err(|(index, err)| match ApiError::from(err) {
+            ApiError::Invalid { code, message } => ApiError::Invalid {
+                code,
+                message: format!("Entry {}: {message}", index + 1),
+            },
+            other => other,
+        })?;
+    let idempotency = request.idempotency.clone().map(|key| {
+        let render: ledger::Render = Box::new(|ids: &[i64]| render_created(&BatchAnswer { ids }));
+        (key, render)
+    });
+    let ids = app.committer().post(entries, idempotency).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &BatchAnswer { ids: &ids },
+    ))
+}
+
+fn entry_id(request: &Request) -> Result<i64, ApiError> {
+    request
+        .param("id")
+        .and_then(|id| id.parse::<i64>().ok())
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::NotFound("There is no such journal entry.".to_owned()))
+}
+
+async fn get_entry(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let entry = ledger::get_entry(
+        app.database(),
+        &organization(&request)?,
+        entry_id(&request)?,
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, &entry))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReverseInput {
+    #[serde(default)]
+    date: Option<String>,
+}
+
+async fn reverse_entry(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let id = entry_id(&request)?;
+    let input: ReverseInput = if request.body.is_empty() {
+        ReverseInput::default()
+    } else {
+        request.json()?
+    };
+    let date = input.date.as_deref().map(ledger::parse_date).transpose()?;
+    let organization = organization(&request)?;
+    let mirror = ledger::reverse_entry(app.database(), &organization, id, date).await?;
+    let shown = mirror.clone();
+    let idempotency = request.idempotency.clone().map(|key| {
+        let render: ledger::Render =
+            Box::new(move |ids: &[i64]| render_created(&shown.posted(ids[0])));
+        (key, render)
+    });
+    let ids = app
+        .committer()
+        .post(vec![mirror.clone()], idempotency)
+        .await
+        .map_err(|err| match err {
+            LedgerError::Conflict {
+                code: "ALREADY_REVERSED",
+                ..
+            } => LedgerError::Conflict {
+                code: "ALREADY_REVERSED",
+                message: format!("Journal entry {id} was already reversed."),
+            },
+            other => other,
+        })?;
+    Ok(json_response(StatusCode::CREATED, &mirror.posted(ids[0])))
+}

@@ -1,0 +1,96 @@
+//! Report routes.
+
+use chrono::NaiveDate;
+use http::{Method, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::{ApiError, Handler, Request, Response, Route, json_response};
+use crate::app::AccuBooks;
+use crate::deps::DATABASE;
+use crate::ledger;
+
+pub(crate) fn routes() -> Vec<Route> {
+    fn read(path: &'static str, handler: impl Handler) -> Route {
+        Route::new(Method::GET, path, handler).needs(DATABASE)
+    }
+    vec![
+        read("/api/reports/trial-balance", trial_balance),
+        read("/api/reports/balance-sheet", balance_sheet),
+        read("/api/reports/income-statement", income_statement),
+        read("/api/reports/general-ledger", general_ledger),
+    ]
+}
+
+fn query<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(request.parts.uri.query().unwrap_or(""))
+        .map_err(|err| ApiError::invalid("INVALID_QUERY", format!("Invalid query string: {err}.")))
+}
+
+fn date_or_today(text: Option<&str>) -> Result<NaiveDate, ApiError> {
+    match text {
+        Some(text) => Ok(ledger::parse_date(text)?),
+        None => Ok(chrono::Utc::now().date_naive()),
+    }
+}
+
+fn organization(request: &Request) -> Result<String, ApiError> {
+    Ok(request.principal()?.organization.to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AsOf {
+    as_of: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Period {
+    from: String,
+    to: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LedgerQuery {
+    account: String,
+    from: String,
+    to: String,
+}
+
+async fn trial_balance(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let q: AsOf = query(&request)?;
+    let as_of = date_or_today(q.as_of.as_deref())?;
+    let report = ledger::trial_balance(app.database(), &organization(&request)?, as_of).await?;
+    Ok(json_response(StatusCode::OK, &report))
+}
+
+async fn balance_sheet(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let q: AsOf = query(&request)?;
+    let as_of = date_or_today(q.as_of.as_deref())?;
+    let report = ledger::balance_sheet(app.database(), &organization(&request)?, as_of).await?;
+    Ok(json_response(StatusCode::OK, &report))
+}
+
+async fn income_statement(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let q: Period = query(&request)?;
+    let (from, to) = (ledger::parse_date(&q.from)?, ledger::parse_date(&q.to)?);
+    let report =
+        ledger::income_statement(app.database(), &organization(&request)?, from, to).await?;
+    Ok(json_response(StatusCode::OK, &report))
+}
+
+async fn general_ledger(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let q: LedgerQuery = query(&request)?;
+    let (from, to) = (ledger::parse_date(&q.from)?, ledger::parse_date(&q.to)?);
+    let report = ledger::general_ledger(
+        app.database(),
+        &organization(&request)?,
+        &q.account,
+        from,
+        to,
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, &report))
+}

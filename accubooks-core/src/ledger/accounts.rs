@@ -1,0 +1,329 @@
+//! The chart of accounts.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::idempotency::{self, IdempotencyKey};
+use super::sql::{on_pool, placeholders};
+use super::{LedgerError, LedgerResult};
+use crate::db::Database;
+use crate::money;
+
+/// The five account types of double-entry bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountType {
+    /// Resources owned; normal balance debit.
+    Asset,
+    /// Obligations; normal balance credit.
+    Liability,
+    /// Owners' stake; normal balance credit.
+    Equity,
+    /// Income; normal balance credit.
+    Revenue,
+    /// Costs; normal balance debit.
+    Expense,
+}
+
+impl AccountType {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountType::Asset => "asset",
+            AccountType::Liability => "liability",
+            AccountType::Equity => "equity",
+            AccountType::Revenue => "revenue",
+            AccountType::Expense => "expense",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "asset" => AccountType::Asset,
+            "liability" => AccountType::Liability,
+            "equity" => AccountType::Equity,
+            "revenue" => AccountType::Revenue,
+            "expense" => AccountType::Expense,
+            _ => return None,
+        })
+    }
+
+    /// Whether a positive (debit) balance is normal for it.
+    pub fn is_debit_normal(self) -> bool {
+        matches!(self, AccountType::Asset | AccountType::Expense)
+    }
+}
+
+/// An account with its current balance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Its id.
+    pub id: i64,
+    /// Its code, unique within the organization.
+    pub code: String,
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub kind: AccountType,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The parent account's code, if any.
+    pub parent: Option<String>,
+    /// Balance in minor units, debits positive.
+    pub balance_minor: i64,
+}
+
+impl Account {
+    /// Fraction digits of its currency.
+    pub fn digits(&self) -> u32 {
+        money::minor_digits(&self.currency).unwrap_or(2)
+    }
+
+    /// The balance as a decimal string.
+    pub fn balance_text(&self) -> String {
+        money::format_minor(self.balance_minor, self.digits())
+    }
+}
+
+/// A request to open an account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    /// Code, unique within the organization: 1 to 20 letters, digits, `.`, `-` or `_`.
+    pub code: String,
+    /// Name, 1 to 200 characters.
+    pub name: String,
+    /// Type.
+    #[serde(rename = "type")]
+    pub kind: AccountType,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Code of the parent account (same type), if any.
+    #[serde(default)]
+    pub parent: Option<String>,
+}
+
+/// Checks an account code: short and free of characters that would make
+/// exports (hledger, beancount) ambiguous.
+pub(crate) fn validate_code(code: &str) -> LedgerResult<()> {
+    let ok = (1..=20).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(LedgerError::invalid(
+            "INVALID_ACCOUNT_CODE",
+            "An account code has 1 to 20 letters, digits, '.', '-' or '_'.",
+        ))
+    }
+}
+
+pub(crate) fn validate_name(name: &str) -> LedgerResult<()> {
+    let len = name.chars().count();
+    if (1..=200).contains(&len) && !name.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(LedgerError::invalid(
+            "INVALID_NAME",
+            "A name has 1 to 200 characters and no control characters.",
+        ))
+    }
+}
+
+pub(crate) fn validate_currency(currency: &str) -> LedgerResult<u32> {
+    money::minor_digits(currency).ok_or_else(|| {
+        LedgerError::invalid(
+            "UNKNOWN_CURRENCY",
+            format!("{currency:?} is not a supported ISO 4217 currency code (e.g. USD, EUR, JPY)."),
+        )
+    })
+}
+
+const SELECT_ACCOUNT: &str = "SELECT a.id, a.code, a.name, a.type, a.currency, p.code AS parent, a.balance \
+     FROM accounts a LEFT JOIN accounts p ON p.id = a.parent_id";
+
+fn account_from_row<R: Row>(row: &R) -> Result<Account, sqlx::Error>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let kind: String = row.try_get("type")?;
+    Ok(Account {
+        id: row.try_get("id")?,
+        code: row.try_get("code")?,
+        name: row.try_get("name")?,
+        kind: AccountType::parse(&kind)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown account type {kind:?}").into()))?,
+        currency: row.try_get("currency")?,
+        parent: row.try_get("parent")?,
+        balance_minor: row.try_get("balance")?,
+    })
+}
+
+/// The organization's accounts, ordered by code.
+pub async fn list_accounts(db: &Database, organization: &str) -> LedgerResult<Vec<Account>> {
+    let sql = format!("{SELECT_ACCOUNT} WHERE a.organization_id = $1 ORDER BY a.code");
+    let organization = organization.to_owned();
+    Ok(db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(&organization).fetch_all(&p).await?;
+                rows.iter().map(account_from_row).collect()
+            })
+        })
+        .await?)
+}
+
+/// The organization's accounts with these codes, by code. Unknown codes are
+/// simply absent.
+pub async fn accounts_by_code(
+    db: &Database,
+    organization: &str,
+    codes: &[&str],
+) -> LedgerResult<HashMap<String, Account>> {
+    if codes.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "{SELECT_ACCOUNT} WHERE a.organization_id = $1 AND a.code IN ({})",
+        placeholders(2, codes.len())
+    );
+    let organization = organization.to_owned();
+    let codes: Vec<String> = codes.iter().map(|c| (*c).to_owned()).collect();
+    let accounts: Vec<Account> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(&organization);
+                for code in &codes {
+                    query = query.bind(code);
+                }
+                let rows = query.fetch_all(&p).await?;
+                rows.iter().map(account_from_row).collect::<Result<Vec<_>, _>>()
+            })
+        })
+        .await?;
+    Ok(accounts.into_iter().map(|a| (a.code.clone(), a)).collect())
+}
+
+/// Renders the answer stored under an idempotency key for a new account.
+pub type RenderAccount<'a> = &'a (dyn Fn(&Account) -> (u16, String) + Send + Sync);
+
+/// Opens an account. With `idempotency`, the rendered answer is stored in
+/// the same transaction.
+pub async fn create_account(
+    db: &Database,
+    organization: &str,
+    new: NewAccount,
+    idempotency: Option<(&IdempotencyKey, RenderAccount<'_>)>,
+) -> LedgerResult<Account> {
+    validate_code(&new.code)?;
+    validate_name(&new.name)?;
+    validate_currency(&new.currency)?;
+    let parent_id = match &new.parent {
+        None => None,
+        Some(parent) => {
+            let found = accounts_by_code(db, organization, &[parent.as_str()]).await?;
+            let parent = found.get(parent.as_str()).ok_or_else(|| {
+                LedgerError::invalid(
+                    "UNKNOWN_ACCOUNT",
+                    format!("There is no account {parent:?} to be the parent."),
+                )
+            })?;
+            if parent.kind != new.kind {
+                return Err(LedgerError::invalid(
+                    "PARENT_TYPE_MISMATCH",
+                    "A parent account must have the same type as its child.",
+                ));
+            }
+            Some(parent.id)
+        }
+    };
+    let organization_owned = organization.to_owned();
+    let inserted = db
+        .run(|pool| {
+            let new = new.clone();
+            async move {
+                let sql = "INSERT INTO accounts (organization_id, code, name, type, currency, parent_id) \
+                           VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
+                let result: Result<Account, sqlx::Error> = on_pool!(pool, p => {
+                    let mut tx = p.begin().await?;
+                    let id: i64 = sqlx::query_scalar(sql)
+                        .bind(&organization_owned)
+                        .bind(&new.code)
+                        .bind(&new.name)
+                        .bind(new.kind.as_str())
+                        .bind(&new.currency)
+                        .bind(parent_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let account = Account {
+                        id,
+                        code: new.code,
+                        name: new.name,
+                        kind: new.kind,
+                        currency: new.currency,
+                        parent: new.parent,
+                        balance_minor: 0,
+                    };
+                    if let Some((key, render)) = idempotency {
+                        let (status, body) = render(&account);
+                        sqlx::query(idempotency::INSERT)
+                            .bind(&key.organization)
+                            .bind(&key.key)
+                            .bind(&key.request_hash)
+                            .bind(i32::from(status))
+                            .bind(&body)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(account)
+                });
+                match result {
+                    Ok(account) => Ok(Ok(account)),
+                    Err(err) if idempotency::is_key_violation(&err) => Ok(Err(LedgerError::Conflict {
+                        code: "IDEMPOTENCY_KEY_IN_USE",
+                        message: "Another request with this Idempotency-Key was committed first.".to_owned(),
+                    })),
+                    Err(err) if super::sql::is_unique_violation(&err) => Ok(Err(LedgerError::Conflict {
+                        code: "ACCOUNT_EXISTS",
+                        message: "An account with this code already exists.".to_owned(),
+                    })),
+                    Err(err) => Err(err),
+                }
+            }
+        })
+        .await?;
+    inserted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_names() {
+        assert!(validate_code("1000").is_ok());
+        assert!(validate_code("AR-1.2_x").is_ok());
+        for bad in [
+            "",
+            "has space",
+            "semi;colon",
+            "quote'",
+            "x".repeat(21).as_str(),
+            "ü",
+        ] {
+            assert!(validate_code(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_name("Cash at bank").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("tab\there").is_err());
+    }
+}

@@ -1,0 +1,459 @@
+//! Group commit: concurrent posting requests share one transaction.
+//!
+//! One commit per request caps posting at the disk's flush rate. Here a
+//! single task drains every job queued while the previous transaction was
+//! committing and writes them together, with bulk statements, so the flush
+//! is shared. Each request is still answered only after the transaction
+//! holding its entries has committed. If a group fails for a reason other
+//! than the connection (say, a duplicate idempotency key), its jobs are
+//! retried one by one so that only the faulty one fails.
+//!
+//! Balances are updated after locking the touched accounts in ascending id
+//! order, so concurrent committers (several server processes on one
+//! PostgreSQL) never deadlock.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use tokio::sync::{mpsc, oneshot};
+
+use super::entries::ValidEntry;
+use super::idempotency::{self, IdempotencyKey};
+use super::sql::value_rows;
+use super::{LedgerError, LedgerResult};
+use crate::db::{Database, Pool};
+use crate::error::Error;
+
+/// The most postings one group carries; larger groups would hold locks longer
+/// than they save in flushes.
+const MAX_GROUP_LINES: usize = 50_000;
+
+/// Renders the answer stored under an idempotency key, from the ids the
+/// entries received.
+pub type Render = Box<dyn Fn(&[i64]) -> (u16, String) + Send + Sync>;
+
+struct Job {
+    entries: Vec<ValidEntry>,
+    idempotency: Option<(IdempotencyKey, Render)>,
+    reply: oneshot::Sender<LedgerResult<Vec<i64>>>,
+}
+
+impl Job {
+    fn lines(&self) -> usize {
+        self.entries.iter().map(|e| e.lines.len()).sum()
+    }
+}
+
+/// The handle to the committing task. Cheap to clone.
+#[derive(Clone)]
+pub struct Committer {
+    sender: mpsc::Sender<Job>,
+}
+
+impl Committer {
+    /// Starts the committing task on `db`.
+    pub fn start(db: Database) -> Self {
+        let (sender, receiver) = mpsc::channel(4096);
+        tokio::spawn(run(db, receiver));
+        Committer { sender }
+    }
+
+    /// Posts `entries` atomically (all or none) and returns their ids, once
+    /// committed. With `idempotency`, the rendered answer is stored in the
+    /// same transaction.
+    pub async fn post(
+        &self,
+        entries: Vec<ValidEntry>,
+        idempotency: Option<(IdempotencyKey, Render)>,
+    ) -> LedgerResult<Vec<i64>> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            entries,
+            idempotency,
+            reply,
+        };
+        self.sender.send(job).await.map_err(|_| {
+            LedgerError::Storage(Error::Setup("the committer has stopped".to_owned()))
+        })?;
+        answer.await.map_err(|_| {
+            LedgerError::Storage(Error::Setup("the committer dropped a job".to_owned()))
+        })?
+    }
+}
+
+async fn run(db: Database, mut receiver: mpsc::Receiver<Job>) {
+    while let Some(first) = receiver.recv().await {
+        let mut lines = first.lines();
+        let mut group = vec![first];
+        while lines < MAX_GROUP_LINES {
+            match receiver.try_recv() {
+                Ok(job) => {
+                    lines += job.lines();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(&db, group).await;
+    }
+}
+
+async fn commit_group(db: &Database, group: Vec<Job>) {
+    let refs: Vec<&Job> = group.iter().collect();
+    match write(db, &refs).await {
+        Ok(ids) => {
+            for (job, ids) in group.into_iter().zip(ids) {
+                let _ = job.reply.send(Ok(ids));
+            }
+        }
+        Err(WriteError::Storage(Error::DatabaseUnavailable(fault))) => {
+            for job in group {
+                let _ = job
+                    .reply
+                    .send(Err(LedgerError::Storage(Error::DatabaseUnavailable(fault))));
+            }
+        }
+        Err(err) if group.len() == 1 => {
+            let job = group.into_iter().next().expect("one job");
+            let _ = job.reply.send(Err(err.into()));
+        }
+        Err(_) => {
+            // Something in the group is faulty: commit each job on its own
+            // so that only the faulty one fails.
+            for job in group {
+                let answer = write(db, &[&job])
+                    .await
+                    .map(|mut ids| ids.pop().expect("one job"));
+                let _ = job.reply.send(answer.map_err(LedgerError::from));
+            }
+        }
+    }
+}
+
+impl From<WriteError> for LedgerError {
+    fn from(err: WriteError) -> Self {
+        match err {
+            WriteError::IdempotencyRace => LedgerError::Conflict {
+                code: "IDEMPOTENCY_KEY_IN_USE",
+                message: "Another request with this Idempotency-Key was committed first."
+                    .to_owned(),
+            },
+            WriteError::AlreadyReversed => LedgerError::Conflict {
+                code: "ALREADY_REVERSED",
+                message: "This journal entry was already reversed.".to_owned(),
+            },
+            WriteError::Storage(err) => LedgerError::Storage(err),
+        }
+    }
+}
+
+enum WriteError {
+    IdempotencyRace,
+    AlreadyReversed,
+    Storage(Error),
+}
+
+/// Everything one transaction writes, flattened for bulk statements.
+struct Plan {
+    entries: Vec<(String, NaiveDate, String, Option<i64>)>,
+    /// (entry index, account id, amount)
+    lines: Vec<(usize, i64, i64)>,
+    /// account id -> net change
+    balances: BTreeMap<i64, i64>,
+    /// (account id, day) -> net change
+    days: BTreeMap<(i64, NaiveDate), i64>,
+}
+
+fn plan(jobs: &[&Job]) -> Plan {
+    let mut plan = Plan {
+        entries: Vec::new(),
+        lines: Vec::new(),
+        balances: BTreeMap::new(),
+        days: BTreeMap::new(),
+    };
+    for entry in jobs.iter().flat_map(|j| j.entries.iter()) {
+        let index = plan.entries.len();
+        plan.entries.push((
+            entry.organization.clone(),
+            entry.date,
+            entry.memo.clone(),
+            entry.reverses,
+        ));
+        for line in &entry.lines {
+            plan.lines.push((index, line.account_id, line.amount));
+            *plan.balances.entry(line.account_id).or_default() += line.amount;
+            *plan.days.entry((line.account_id, entry.date)).or_default() += line.amount;
+        }
+    }
+    // Movements that cancel out within the group need no write.
+    plan.balances.retain(|_, delta| *delta != 0);
+    plan.days.retain(|_, delta| *delta != 0);
+    plan
+}
+
+async fn write(db: &Database, jobs: &[&Job]) -> Result<Vec<Vec<i64>>, WriteError> {
+    let plan = plan(jobs);
+    let outcome = db
+        .run(|pool| async {
+            let ids = match pool {
+                Pool::Postgres(pool) => write_postgres(&pool, &plan, jobs).await,
+                Pool::Sqlite(pool) => write_sqlite(&pool, &plan, jobs).await,
+            };
+            // Connection-class errors must reach the guard, so only they
+            // travel as Err; query errors are sorted out below.
+            match ids {
+                Ok(ids) => Ok(Ok(ids)),
+                Err(err) if crate::db::classify(&err).is_some() => Err(err),
+                Err(err) => Ok(Err(err)),
+            }
+        })
+        .await;
+    match outcome {
+        Ok(Ok(ids)) => Ok(ids),
+        Ok(Err(err)) if idempotency::is_key_violation(&err) => Err(WriteError::IdempotencyRace),
+        Ok(Err(err)) if super::sql::is_unique_violation(&err) => Err(WriteError::AlreadyReversed),
+        Ok(Err(err)) => Err(WriteError::Storage(Error::Query(err))),
+        Err(err) => Err(WriteError::Storage(err)),
+    }
+}
+
+/// Splits the flat list of new ids back into one list per job.
+fn split_ids(jobs: &[&Job], ids: &[i64]) -> Vec<Vec<i64>> {
+    let mut rest = ids;
+    jobs.iter()
+        .map(|job| {
+            let (mine, others) = rest.split_at(job.entries.len());
+            rest = others;
+            mine.to_vec()
+        })
+        .collect()
+}
+
+/// The answers to store under idempotency keys, rendered with the new ids.
+fn answers<'a>(jobs: &[&'a Job], per_job: &[Vec<i64>]) -> Vec<(&'a IdempotencyKey, u16, String)> {
+    jobs.iter()
+        .zip(per_job)
+        .filter_map(|(job, ids)| {
+            let (key, render) = job.idempotency.as_ref()?;
+            let (status, body) = render(ids);
+            Some((key, status, body))
+        })
+        .collect()
+}
+
+async fn write_postgres(
+    pool: &sqlx::PgPool,
+    plan: &Plan,
+    jobs: &[&Job],
+) -> Result<Vec<Vec<i64>>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let account_ids: Vec<i64> = plan.balances.keys().copied().collect();
+    // Lock in id order first: concurrent committers then queue instead of deadlocking.
+    sqlx::query("SELECT id FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&account_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+    let count = i64::try_from(plan.entries.len()).unwrap_or(i64::MAX);
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT nextval(pg_get_serial_sequence('journal_entries', 'id')) FROM generate_series(1, $1)",
+    )
+    .bind(count)
+    .fetch_all(&mut *tx)
+    .await?;
+    let (orgs, dates, memos, reverses): (Vec<&str>, Vec<NaiveDate>, Vec<&str>, Vec<Option<i64>>) =
+        plan.entries
+            .iter()
+            .map(|(o, d, m, r)| (o.as_str(), *d, m.as_str(), *r))
+            .fold((vec![], vec![], vec![], vec![]), |mut acc, (o, d, m, r)| {
+                acc.0.push(o);
+                acc.1.push(d);
+                acc.2.push(m);
+                acc.3.push(r);
+                acc
+            });
+    sqlx::query(
+        "INSERT INTO journal_entries (id, organization_id, entry_date, memo, reverses) \
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::bigint[])",
+    )
+    .bind(&ids)
+    .bind(&orgs)
+    .bind(&dates)
+    .bind(&memos)
+    .bind(&reverses)
+    .execute(&mut *tx)
+    .await?;
+    let line_entries: Vec<i64> = plan.lines.iter().map(|(e, _, _)| ids[*e]).collect();
+    let line_accounts: Vec<i64> = plan.lines.iter().map(|(_, a, _)| *a).collect();
+    let line_amounts: Vec<i64> = plan.lines.iter().map(|(_, _, x)| *x).collect();
+    sqlx::query(
+        "INSERT INTO journal_lines (entry_id, account_id, amount) \
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[])",
+    )
+    .bind(&line_entries)
+    .bind(&line_accounts)
+    .bind(&line_amounts)
+    .execute(&mut *tx)
+    .await?;
+    let deltas: Vec<i64> = plan.balances.values().copied().collect();
+    sqlx::query(
+        "UPDATE accounts AS a SET balance = a.balance + d.delta \
+         FROM UNNEST($1::bigint[], $2::bigint[]) AS d(id, delta) WHERE a.id = d.id",
+    )
+    .bind(&account_ids)
+    .bind(&deltas)
+    .execute(&mut *tx)
+    .await?;
+    let day_accounts: Vec<i64> = plan.days.keys().map(|(a, _)| *a).collect();
+    let day_dates: Vec<NaiveDate> = plan.days.keys().map(|(_, d)| *d).collect();
+    let day_deltas: Vec<i64> = plan.days.values().copied().collect();
+    sqlx::query(
+        "INSERT INTO account_days (account_id, day, delta) \
+         SELECT * FROM UNNEST($1::bigint[], $2::date[], $3::bigint[]) \
+         ON CONFLICT (account_id, day) DO UPDATE SET delta = account_days.delta + EXCLUDED.delta",
+    )
+    .bind(&day_accounts)
+    .bind(&day_dates)
+    .bind(&day_deltas)
+    .execute(&mut *tx)
+    .await?;
+    let per_job = split_ids(jobs, &ids);
+    for (key, status, body) in answers(jobs, &per_job) {
+        sqlx::query(idempotency::INSERT)
+            .bind(&key.organization)
+            .bind(&key.key)
+            .bind(&key.request_hash)
+            .bind(i32::from(status))
+            .bind(&body)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(per_job)
+}
+
+/// Rows per multi-row INSERT on SQLite, below its limit of 32,766 bound values.
+const SQLITE_ROWS: usize = 2000;
+
+async fn write_sqlite(
+    pool: &sqlx::SqlitePool,
+    plan: &Plan,
+    jobs: &[&Job],
+) -> Result<Vec<Vec<i64>>, sqlx::Error> {
+    // IMMEDIATE takes the write lock up front: the ids below are then ours.
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM journal_entries")
+        .fetch_one(&mut *tx)
+        .await?;
+    let ids: Vec<i64> = (1..=plan.entries.len() as i64).map(|i| last + i).collect();
+    for (chunk_index, chunk) in plan.entries.chunks(SQLITE_ROWS).enumerate() {
+        let sql = format!(
+            "INSERT INTO journal_entries (id, organization_id, entry_date, memo, reverses) VALUES {}",
+            value_rows(1, chunk.len(), 5)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (offset, (org, date, memo, reverses)) in chunk.iter().enumerate() {
+            query = query
+                .bind(ids[chunk_index * SQLITE_ROWS + offset])
+                .bind(org)
+                .bind(date)
+                .bind(memo)
+                .bind(reverses);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    for chunk in plan.lines.chunks(SQLITE_ROWS) {
+        let sql = format!(
+            "INSERT INTO journal_lines (entry_id, account_id, amount) VALUES {}",
+            value_rows(1, chunk.len(), 3)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (entry, account, amount) in chunk {
+            query = query.bind(ids[*entry]).bind(account).bind(amount);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    for (account, delta) in &plan.balances {
+        sqlx::query("UPDATE accounts SET balance = balance + $1 WHERE id = $2")
+            .bind(delta)
+            .bind(account)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let days: Vec<(&(i64, NaiveDate), &i64)> = plan.days.iter().collect();
+    for chunk in days.chunks(SQLITE_ROWS) {
+        let sql = format!(
+            "INSERT INTO account_days (account_id, day, delta) VALUES {} \
+             ON CONFLICT (account_id, day) DO UPDATE SET delta = delta + excluded.delta",
+            value_rows(1, chunk.len(), 3)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for ((account, day), delta) in chunk {
+            query = query.bind(account).bind(day).bind(*delta);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    let per_job = split_ids(jobs, &ids);
+    for (key, status, body) in answers(jobs, &per_job) {
+        sqlx::query(idempotency::INSERT)
+            .bind(&key.organization)
+            .bind(&key.key)
+            .bind(&key.request_hash)
+            .bind(i32::from(status))
+            .bind(&body)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(per_job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::entries::ValidLine;
+
+    fn entry(date: &str, lines: &[(i64, i64)]) -> ValidEntry {
+        ValidEntry {
+            organization: "o".into(),
+            date: NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap(),
+            memo: String::new(),
+            reverses: None,
+            lines: lines
+                .iter()
+                .map(|(account_id, amount)| ValidLine {
+                    account_id: *account_id,
+                    account_code: account_id.to_string(),
+                    currency: "USD".into(),
+                    amount: *amount,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_plan_nets_movements_and_orders_accounts() {
+        let job = |entries: Vec<ValidEntry>| Job {
+            entries,
+            idempotency: None,
+            reply: oneshot::channel().0,
+        };
+        let a = job(vec![entry("2026-01-01", &[(2, 100), (1, -100)])]);
+        let b = job(vec![
+            entry("2026-01-01", &[(1, 100), (3, -100)]),
+            entry("2026-01-02", &[(3, 5), (2, -5)]),
+        ]);
+        let plan = plan(&[&a, &b]);
+        assert_eq!(plan.entries.len(), 3);
+        assert_eq!(plan.lines.len(), 6);
+        // Account 1 nets to zero and is not touched; the rest are in id order.
+        assert_eq!(
+            plan.balances.into_iter().collect::<Vec<_>>(),
+            vec![(2, 95), (3, -95)]
+        );
+        assert_eq!(plan.days.len(), 4);
+        assert_eq!(
+            split_ids(&[&a, &b], &[10, 11, 12]),
+            vec![vec![10], vec![11, 12]]
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! `Idempotency-Key`: the same key with the same request returns the first
+//! answer again; with another request it is refused.
+//!
+//! The answer is stored in the same transaction as the write it reports, so
+//! a crash can never leave a write without its key or a key without its
+//! write. Two concurrent requests with one key race on the primary key: the
+//! loser's transaction fails as a whole and it replays the winner's answer.
+
+use sha2::{Digest, Sha256};
+
+use crate::db::Database;
+use crate::ledger::sql::on_pool;
+
+/// A key sent by a client, with the fingerprint of the request it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The organization it belongs to (keys are per organization).
+    pub organization: String,
+    /// The client's key.
+    pub key: String,
+    /// SHA-256 of method, path and body.
+    pub request_hash: String,
+}
+
+impl IdempotencyKey {
+    /// Fingerprints a request.
+    pub fn new(organization: &str, key: &str, method: &str, path: &str, body: &[u8]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(method.as_bytes());
+        hasher.update([0]);
+        hasher.update(path.as_bytes());
+        hasher.update([0]);
+        hasher.update(body);
+        let digest = hasher.finalize();
+        let request_hash = digest.iter().map(|b| format!("{b:02x}")).collect();
+        IdempotencyKey {
+            organization: organization.to_owned(),
+            key: key.to_owned(),
+            request_hash,
+        }
+    }
+
+    /// Whether a client's key is acceptable: 1 to 200 visible ASCII characters.
+    pub fn is_valid_key(key: &str) -> bool {
+        (1..=200).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+    }
+}
+
+/// A stored answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// The key is new.
+    Absent,
+    /// The key was used with this request: here is the first answer.
+    Replay {
+        /// HTTP status.
+        status: u16,
+        /// JSON body.
+        body: String,
+    },
+    /// The key was used with a different request.
+    Mismatch,
+}
+
+/// Looks the key up.
+pub async fn lookup(db: &Database, key: &IdempotencyKey) -> crate::Result<Stored> {
+    let found: Option<(String, i64, String)> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                sqlx::query_as(
+                    "SELECT request_hash, CAST(status AS BIGINT), response FROM idempotency_keys \
+                     WHERE organization_id = $1 AND key = $2",
+                )
+                .bind(&key.organization)
+                .bind(&key.key)
+                .fetch_optional(&p)
+                .await
+            })
+        })
+        .await?;
+    Ok(match found {
+        None => Stored::Absent,
+        Some((hash, _, _)) if hash != key.request_hash => Stored::Mismatch,
+        Some((_, status, body)) => Stored::Replay {
+            status: u16::try_from(status).unwrap_or(200),
+            body,
+        },
+    })
+}
+
+/// The statement that stores an answer; bind organization, key, hash,
+/// status and body, in that order.
+pub(crate) const INSERT: &str = "INSERT INTO idempotency_keys \
+     (organization_id, key, request_hash, status, response) VALUES ($1, $2, $3, $4, $5)";
+
+/// Whether a unique violation came from the idempotency table (rather than
+/// from the write itself).
+pub(crate) fn is_key_violation(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
+            db.constraint().is_some_and(|c| c.contains("idempotency"))
+                || db.message().contains("idempotency_keys")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_depend_on_everything() {
+        let a = IdempotencyKey::new("org", "k", "POST", "/x", b"{}");
+        assert_eq!(a.request_hash.len(), 64);
+        assert_eq!(a, IdempotencyKey::new("org", "k", "POST", "/x", b"{}"));
+        assert_ne!(
+            a.request_hash,
+            IdempotencyKey::new("org", "k", "POST", "/y", b"{}").request_hash
+        );
+        assert_ne!(
+            a.request_hash,
+            IdempotencyKey::new("org", "k", "POST", "/x", b"{ }").request_hash
+        );
+    }
+
+    #[test]
+    fn key_syntax() {
+        assert!(IdempotencyKey::is_valid_key("a3f9-01"));
+        assert!(!IdempotencyKey::is_valid_key(""));
+        assert!(!IdempotencyKey::is_valid_key("has space"));
+        assert!(!IdempotencyKey::is_valid_key(&"k".repeat(201)));
+    }
+}

@@ -1,0 +1,79 @@
+//! The books: organizations and users, the chart of accounts, the journal
+//! and the reports, stored the same way on PostgreSQL and SQLite.
+//!
+//! Every function takes the organization it works for; nothing reads or
+//! writes across organizations.
+
+mod accounts;
+mod committer;
+mod entries;
+pub mod idempotency;
+mod identity;
+mod reports;
+pub(crate) mod sql;
+
+pub use accounts::{
+    Account, AccountType, NewAccount, RenderAccount, create_account, list_accounts,
+};
+pub use committer::{Committer, Render};
+pub use entries::{
+    Entry, EntryInput, EntryLine, LineInput, ValidEntry, get_entry, parse_date, prepare,
+    prepare_batch, reverse_entry,
+};
+pub use identity::{Credentials, NewUser, Registration, create_user, login, register};
+pub use reports::{
+    BalanceLine, BalanceSheet, GeneralLedger, IncomeStatement, LedgerRow, TrialBalance,
+    balance_sheet, general_ledger, income_statement, trial_balance,
+};
+
+/// Errors of the books, each a clear answer for the client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    /// The input is well-formed but not acceptable (422).
+    #[error("{message}")]
+    Invalid {
+        /// Machine code, e.g. `UNBALANCED_ENTRY`.
+        code: &'static str,
+        /// What to fix.
+        message: String,
+    },
+    /// Absent, or another organization's (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Conflicts with what exists (409).
+    #[error("{message}")]
+    Conflict {
+        /// Machine code.
+        code: &'static str,
+        /// What happened.
+        message: String,
+    },
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] crate::Error),
+}
+
+impl LedgerError {
+    pub(crate) fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        LedgerError::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<LedgerError> for crate::http::ApiError {
+    fn from(err: LedgerError) -> Self {
+        use crate::http::ApiError;
+        match err {
+            LedgerError::Invalid { code, message } => ApiError::Invalid { code, message },
+            LedgerError::NotFound(message) => ApiError::NotFound(message),
+            LedgerError::Conflict { code, message } => ApiError::Conflict { code, message },
+            LedgerError::Storage(err) => err.into(),
+        }
+    }
+}
+
+/// Shorthand for ledger results.
+pub type LedgerResult<T> = Result<T, LedgerError>;

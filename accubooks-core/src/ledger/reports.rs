@@ -1,0 +1,483 @@
+//! Reports computed from running balances and per-day movements, so their
+//! cost grows with the number of accounts, not of postings.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::accounts::AccountType;
+use super::sql::on_pool;
+use super::{LedgerError, LedgerResult};
+use crate::db::Database;
+use crate::money;
+
+/// One account's balance in a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BalanceLine {
+    /// Code.
+    pub code: String,
+    /// Name.
+    pub name: String,
+    /// Type.
+    #[serde(rename = "type")]
+    pub kind: AccountType,
+    /// Currency.
+    pub currency: String,
+    /// The debit balance, or "0.00".
+    pub debit: String,
+    /// The credit balance, or "0.00".
+    pub credit: String,
+    /// The signed balance in minor units (debits positive); not serialized.
+    #[serde(skip)]
+    pub balance_minor: i64,
+}
+
+/// Totals of one currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CurrencyTotals {
+    /// Currency.
+    pub currency: String,
+    /// Sum of debit balances.
+    pub debit: String,
+    /// Sum of credit balances.
+    pub credit: String,
+}
+
+/// `GET /api/reports/trial-balance`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrialBalance {
+    /// The date the balances are taken at (end of day).
+    pub as_of: NaiveDate,
+    /// Every account, by code.
+    pub accounts: Vec<BalanceLine>,
+    /// Total debits, when the books have one currency.
+    pub total_debit: Option<String>,
+    /// Total credits, when the books have one currency.
+    pub total_credit: Option<String>,
+    /// Totals per currency.
+    pub totals: Vec<CurrencyTotals>,
+}
+
+fn digits(currency: &str) -> u32 {
+    money::minor_digits(currency).unwrap_or(2)
+}
+
+fn balance_line(
+    code: String,
+    name: String,
+    kind: &str,
+    currency: String,
+    balance: i64,
+) -> Result<BalanceLine, sqlx::Error> {
+    let d = digits(&currency);
+    Ok(BalanceLine {
+        code,
+        name,
+        kind: AccountType::parse(kind)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown account type {kind:?}").into()))?,
+        debit: money::format_minor(balance.max(0), d),
+        credit: money::format_minor((-balance).max(0), d),
+        currency,
+        balance_minor: balance,
+    })
+}
+
+/// Every account's balance at the end of `as_of`.
+pub(crate) async fn balances_as_of(
+    db: &Database,
+    organization: &str,
+    as_of: NaiveDate,
+) -> LedgerResult<Vec<BalanceLine>> {
+    let organization = organization.to_owned();
+    // Current balance minus what moved after the date: for a recent date
+    // that touches only a few day rows per account.
+    let rows: Vec<(String, String, String, String, i64)> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                sqlx::query_as(
+                    "SELECT a.code, a.name, a.type, a.currency, \
+                     a.balance - COALESCE((SELECT SUM(d.delta) FROM account_days d \
+                                           WHERE d.account_id = a.id AND d.day > $2), 0) \
+                     FROM accounts a WHERE a.organization_id = $1 ORDER BY a.code",
+                )
+                .bind(&organization)
+                .bind(as_of)
+                .fetch_all(&p)
+                .await
+            })
+        })
+        .await?;
+    rows.into_iter()
+        .map(|(code, name, kind, currency, balance)| {
+            balance_line(code, name, &kind, currency, balance)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| LedgerError::Storage(crate::Error::Query(e)))
+}
+
+fn totals(lines: &[BalanceLine]) -> Vec<CurrencyTotals> {
+    let mut sums: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for line in lines {
+        let entry = sums.entry(line.currency.as_str()).or_default();
+        if line.balance_minor > 0 {
+            entry.0 += line.balance_minor;
+        } else {
+            entry.1 -= line.balance_minor;
+        }
+    }
+    sums.into_iter()
+        .map(|(currency, (debit, credit))| CurrencyTotals {
+            currency: currency.to_owned(),
+            debit: money::format_minor(debit, digits(currency)),
+            credit: money::format_minor(credit, digits(currency)),
+        })
+        .collect()
+}
+
+/// The trial balance at the end of `as_of`.
+pub async fn trial_balance(
+    db: &Database,
+    organization: &str,
+    as_of: NaiveDate,
+) -> LedgerResult<TrialBalance> {
+    let accounts = balances_as_of(db, organization, as_of).await?;
+    let totals = totals(&accounts);
+    let (total_debit, total_credit) = match totals.as_slice() {
+        [only] => (Some(only.debit.clone()), Some(only.credit.clone())),
+        _ => (None, None),
+    };
+    Ok(TrialBalance {
+        as_of,
+        accounts,
+        total_debit,
+        total_credit,
+        totals,
+    })
+}
+
+/// One line of a statement: an account and its amount in its normal sign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatementLine {
+    /// Code.
+    pub code: String,
+    /// Name.
+    pub name: String,
+    /// Currency.
+    pub currency: String,
+    /// The amount, positive when the balance is on the account's normal side.
+    pub amount: String,
+}
+
+fn statement_line(line: &BalanceLine, normal_sign: i64) -> StatementLine {
+    StatementLine {
+        code: line.code.clone(),
+        name: line.name.clone(),
+        currency: line.currency.clone(),
+        amount: money::format_minor(line.balance_minor * normal_sign, digits(&line.currency)),
+    }
+}
+
+/// Balance sheet totals of one currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BalanceSheetTotals {
+    /// Currency.
+    pub currency: String,
+    /// Total assets.
+    pub assets: String,
+    /// Total liabilities.
+    pub liabilities: String,
+    /// Total equity accounts.
+    pub equity: String,
+    /// Revenue less expenses not yet closed into equity.
+    pub current_earnings: String,
+    /// Liabilities + equity + current earnings; equals `assets`.
+    pub liabilities_and_equity: String,
+}
+
+/// `GET /api/reports/balance-sheet`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BalanceSheet {
+    /// The date.
+    pub as_of: NaiveDate,
+    /// Asset accounts.
+    pub assets: Vec<StatementLine>,
+    /// Liability accounts.
+    pub liabilities: Vec<StatementLine>,
+    /// Equity accounts.
+    pub equity: Vec<StatementLine>,
+    /// Totals per currency.
+    pub totals: Vec<BalanceSheetTotals>,
+}
+
+/// The balance sheet at the end of `as_of`.
+pub async fn balance_sheet(
+    db: &Database,
+    organization: &str,
+    as_of: NaiveDate,
+) -> LedgerResult<BalanceSheet> {
+    let lines = balances_as_of(db, organization, as_of).await?;
+    let pick = |kind: AccountType, sign: i64| -> Vec<StatementLine> {
+        lines
+            .iter()
+            .filter(|l| l.kind == kind)
+            .map(|l| statement_line(l, sign))
+            .collect()
+    };
+    // (assets, liabilities, equity, earnings) in normal sign, per currency.
+    let mut sums: BTreeMap<&str, [i64; 4]> = BTreeMap::new();
+    for line in &lines {
+        let slot = sums.entry(line.currency.as_str()).or_default();
+        match line.kind {
+            AccountType::Asset => slot[0] += line.balance_minor,
+            AccountType::Liability => slot[1] -= line.balance_minor,
+            AccountType::Equity => slot[2] -= line.balance_minor,
+            AccountType::Revenue | AccountType::Expense => slot[3] -= line.balance_minor,
+        }
+    }
+    let totals = sums
+        .into_iter()
+        .map(|(currency, [assets, liabilities, equity, earnings])| {
+            let d = digits(currency);
+            BalanceSheetTotals {
+                currency: currency.to_owned(),
+                assets: money::format_minor(assets, d),
+                liabilities: money::format_minor(liabilities, d),
+                equity: money::format_minor(equity, d),
+                current_earnings: money::format_minor(earnings, d),
+                liabilities_and_equity: money::format_minor(liabilities + equity + earnings, d),
+            }
+        })
+        .collect();
+    Ok(BalanceSheet {
+        as_of,
+        assets: pick(AccountType::Asset, 1),
+        liabilities: pick(AccountType::Liability, -1),
+        equity: pick(AccountType::Equity, -1),
+        totals,
+    })
+}
+
+/// Income statement totals of one currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IncomeTotals {
+    /// Currency.
+    pub currency: String,
+    /// Total revenue.
+    pub revenue: String,
+    /// Total expenses.
+    pub expenses: String,
+    /// Revenue less expenses.
+    pub net_income: String,
+}
+
+/// `GET /api/reports/income-statement`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IncomeStatement {
+    /// First day, inclusive.
+    pub from: NaiveDate,
+    /// Last day, inclusive.
+    pub to: NaiveDate,
+    /// Revenue accounts and what they earned in the period.
+    pub revenue: Vec<StatementLine>,
+    /// Expense accounts and what they cost in the period.
+    pub expenses: Vec<StatementLine>,
+    /// Totals per currency.
+    pub totals: Vec<IncomeTotals>,
+}
+
+/// Revenue and expenses between `from` and `to`, inclusive.
+pub async fn income_statement(
+    db: &Database,
+    organization: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> LedgerResult<IncomeStatement> {
+    if from > to {
+        return Err(LedgerError::invalid(
+            "INVALID_PERIOD",
+            "\"from\" must not be after \"to\".",
+        ));
+    }
+    let organization = organization.to_owned();
+    let rows: Vec<(String, String, String, String, i64)> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                sqlx::query_as(
+                    "SELECT a.code, a.name, a.type, a.currency, \
+                     COALESCE((SELECT SUM(d.delta) FROM account_days d \
+                               WHERE d.account_id = a.id AND d.day >= $2 AND d.day <= $3), 0) \
+                     FROM accounts a WHERE a.organization_id = $1 AND a.type IN ('revenue', 'expense') \
+                     ORDER BY a.code",
+                )
+                .bind(&organization)
+                .bind(from)
+                .bind(to)
+                .fetch_all(&p)
+                .await
+            })
+        })
+        .await?;
+    let lines: Vec<BalanceLine> = rows
+        .into_iter()
+        .map(|(code, name, kind, currency, movement)| {
+            balance_line(code, name, &kind, currency, movement)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| LedgerError::Storage(crate::Error::Query(e)))?;
+    let mut sums: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for line in &lines {
+        let slot = sums.entry(line.currency.as_str()).or_default();
+        match line.kind {
+            AccountType::Revenue => slot.0 -= line.balance_minor,
+            _ => slot.1 += line.balance_minor,
+        }
+    }
+    Ok(IncomeStatement {
+        from,
+        to,
+        revenue: lines
+            .iter()
+            .filter(|l| l.kind == AccountType::Revenue)
+            .map(|l| statement_line(l, -1))
+            .collect(),
+        expenses: lines
+            .iter()
+            .filter(|l| l.kind == AccountType::Expense)
+            .map(|l| statement_line(l, 1))
+            .collect(),
+        totals: sums
+            .into_iter()
+            .map(|(currency, (revenue, expenses))| {
+                let d = digits(currency);
+                IncomeTotals {
+                    currency: currency.to_owned(),
+                    revenue: money::format_minor(revenue, d),
+                    expenses: money::format_minor(expenses, d),
+                    net_income: money::format_minor(revenue - expenses, d),
+                }
+            })
+            .collect(),
+    })
+}
+
+/// One posting in a general ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerRow {
+    /// Entry date.
+    pub date: NaiveDate,
+    /// Entry id.
+    pub entry_id: i64,
+    /// Entry memo.
+    pub memo: String,
+    /// Debit, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debit: Option<String>,
+    /// Credit, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credit: Option<String>,
+    /// Balance after this posting (debits positive).
+    pub balance: String,
+}
+
+/// `GET /api/reports/general-ledger`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GeneralLedger {
+    /// The account's code.
+    pub account: String,
+    /// Its currency.
+    pub currency: String,
+    /// First day.
+    pub from: NaiveDate,
+    /// Last day.
+    pub to: NaiveDate,
+    /// Balance at the start of `from`.
+    pub opening_balance: String,
+    /// Balance at the end of `to` (or of the last row shown, when truncated).
+    pub closing_balance: String,
+    /// Postings in date order.
+    pub rows: Vec<LedgerRow>,
+    /// Whether rows were left out because there were more than the limit.
+    pub truncated: bool,
+}
+
+/// Most rows one general-ledger answer carries.
+pub const GENERAL_LEDGER_LIMIT: i64 = 10_000;
+
+/// The postings of one account between two dates, with running balances.
+pub async fn general_ledger(
+    db: &Database,
+    organization: &str,
+    code: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> LedgerResult<GeneralLedger> {
+    if from > to {
+        return Err(LedgerError::invalid(
+            "INVALID_PERIOD",
+            "\"from\" must not be after \"to\".",
+        ));
+    }
+    let accounts = super::accounts::accounts_by_code(db, organization, &[code]).await?;
+    let account = accounts
+        .get(code)
+        .ok_or_else(|| LedgerError::NotFound(format!("There is no account {code:?}.")))?
+        .clone();
+    let id = account.id;
+    let (opening, rows): (i64, Vec<(i64, NaiveDate, String, i64)>) = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                let opening: i64 = sqlx::query_scalar(
+                    "SELECT a.balance - COALESCE((SELECT SUM(d.delta) FROM account_days d \
+                     WHERE d.account_id = a.id AND d.day >= $2), 0) FROM accounts a WHERE a.id = $1",
+                )
+                .bind(id)
+                .bind(from)
+                .fetch_one(&p)
+                .await?;
+                let rows = sqlx::query_as(
+                    "SELECT e.id, e.entry_date, e.memo, l.amount FROM journal_lines l \
+                     JOIN journal_entries e ON e.id = l.entry_id \
+                     WHERE l.account_id = $1 AND e.entry_date >= $2 AND e.entry_date <= $3 \
+                     ORDER BY e.entry_date, e.id, l.id LIMIT $4",
+                )
+                .bind(id)
+                .bind(from)
+                .bind(to)
+                .bind(GENERAL_LEDGER_LIMIT + 1)
+                .fetch_all(&p)
+                .await?;
+                Ok((opening, rows))
+            })
+        })
+        .await?;
+    let d = account.digits();
+    let truncated = rows.len() as i64 > GENERAL_LEDGER_LIMIT;
+    let mut balance = opening;
+    let rows = rows
+        .into_iter()
+        .take(GENERAL_LEDGER_LIMIT as usize)
+        .map(|(entry_id, date, memo, amount)| {
+            balance += amount;
+            let text = money::format_minor(amount.abs(), d);
+            LedgerRow {
+                date,
+                entry_id,
+                memo,
+                debit: (amount > 0).then(|| text.clone()),
+                credit: (amount < 0).then_some(text),
+                balance: money::format_minor(balance, d),
+            }
+        })
+        .collect();
+    Ok(GeneralLedger {
+        account: account.code,
+        currency: account.currency,
+        from,
+        to,
+        opening_balance: money::format_minor(opening, d),
+        closing_balance: money::format_minor(balance, d),
+        rows,
+        truncated,
+    })
+}
