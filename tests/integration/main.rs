@@ -4,6 +4,7 @@
 
 pub mod support;
 
+mod books;
 mod contract;
 mod faults;
 mod process;

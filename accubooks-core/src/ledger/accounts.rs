@@ -252,7 +252,8 @@ pub async fn create_account(
             async move {
                 let sql = "INSERT INTO accounts (organization_id, code, name, type, currency, parent_id) \
                            VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
-                let result: Result<Account, sqlx::Error> = on_pool!(pool, p => {
+                let result: Result<Account, sqlx::Error> = async {
+                    on_pool!(pool, p => {
                     let mut tx = p.begin().await?;
                     let id: i64 = sqlx::query_scalar(sql)
                         .bind(&organization_owned)
@@ -285,7 +286,9 @@ pub async fn create_account(
                     }
                     tx.commit().await?;
                     Ok(account)
-                });
+                })
+                }
+                .await;
                 match result {
                     Ok(account) => Ok(Ok(account)),
                     Err(err) if idempotency::is_key_violation(&err) => Ok(Err(LedgerError::Conflict {

@@ -143,7 +143,8 @@ pub async fn register(db: &Database, registration: Registration) -> LedgerResult
         .run(|pool| async move {
             let org = principal.organization.to_string();
             let user = principal.user.to_string();
-            let result: Result<(), sqlx::Error> = on_pool!(pool, p => {
+            let result: Result<(), sqlx::Error> = async {
+                    on_pool!(pool, p => {
                 let mut tx = p.begin().await?;
                 sqlx::query("INSERT INTO organizations (id, name) VALUES ($1, $2)")
                     .bind(&org)
@@ -168,7 +169,9 @@ pub async fn register(db: &Database, registration: Registration) -> LedgerResult
                         .await?;
                 }
                 tx.commit().await
-            });
+            })
+            }
+            .await;
             match result {
                 Ok(()) => Ok(true),
                 Err(err) if super::sql::is_unique_violation(&err) => Ok(false),
@@ -234,7 +237,8 @@ pub async fn create_user(db: &Database, organization: Uuid, new: NewUser) -> Led
     };
     let created = db
         .run(|pool| async move {
-            let result: Result<_, sqlx::Error> = on_pool!(pool, p => {
+            let result: Result<_, sqlx::Error> = async {
+                    on_pool!(pool, p => {
                 sqlx::query("INSERT INTO users (id, organization_id, email, password_hash, role) VALUES ($1, $2, $3, $4, $5)")
                     .bind(id.to_string())
                     .bind(organization.to_string())
@@ -244,7 +248,9 @@ pub async fn create_user(db: &Database, organization: Uuid, new: NewUser) -> Led
                     .execute(&p)
                     .await
                     .map(drop)
-            });
+            })
+            }
+            .await;
             match result {
                 Ok(_) => Ok(true),
                 Err(err) if super::sql::is_unique_violation(&err) => Ok(false),

@@ -97,8 +97,8 @@ pub(crate) async fn balances_as_of(
             on_pool!(pool, p => {
                 sqlx::query_as(
                     "SELECT a.code, a.name, a.type, a.currency, \
-                     a.balance - COALESCE((SELECT SUM(d.delta) FROM account_days d \
-                                           WHERE d.account_id = a.id AND d.day > $2), 0) \
+                     CAST(a.balance - COALESCE((SELECT SUM(d.delta) FROM account_days d \
+                                           WHERE d.account_id = a.id AND d.day > $2), 0) AS BIGINT) \
                      FROM accounts a WHERE a.organization_id = $1 ORDER BY a.code",
                 )
                 .bind(&organization)
@@ -305,8 +305,8 @@ pub async fn income_statement(
             on_pool!(pool, p => {
                 sqlx::query_as(
                     "SELECT a.code, a.name, a.type, a.currency, \
-                     COALESCE((SELECT SUM(d.delta) FROM account_days d \
-                               WHERE d.account_id = a.id AND d.day >= $2 AND d.day <= $3), 0) \
+                     CAST(COALESCE((SELECT SUM(d.delta) FROM account_days d \
+                               WHERE d.account_id = a.id AND d.day >= $2 AND d.day <= $3), 0) AS BIGINT) \
                      FROM accounts a WHERE a.organization_id = $1 AND a.type IN ('revenue', 'expense') \
                      ORDER BY a.code",
                 )
@@ -428,8 +428,8 @@ pub async fn general_ledger(
         .run(|pool| async move {
             on_pool!(pool, p => {
                 let opening: i64 = sqlx::query_scalar(
-                    "SELECT a.balance - COALESCE((SELECT SUM(d.delta) FROM account_days d \
-                     WHERE d.account_id = a.id AND d.day >= $2), 0) FROM accounts a WHERE a.id = $1",
+                    "SELECT CAST(a.balance - COALESCE((SELECT SUM(d.delta) FROM account_days d \
+                     WHERE d.account_id = a.id AND d.day >= $2), 0) AS BIGINT) FROM accounts a WHERE a.id = $1",
                 )
                 .bind(id)
                 .bind(from)

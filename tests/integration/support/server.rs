@@ -98,6 +98,7 @@ impl TestServer {
     /// Builds an instance from `vars` plus the test routes and serves it on
     /// `host`, the way an embedding application would mount it.
     pub async fn start(host: Host, vars: Vec<(String, String)>) -> TestServer {
+        init_logs();
         let config = Config::from_vars(vars).expect("test configuration is valid");
         let mut builder = AccuBooks::builder(config);
         for route in test_routes() {
@@ -212,6 +213,15 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Sends warnings and errors to the test's captured output, so a failing
+/// test shows what the server logged.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()))
+        .try_init();
 }
 
 /// An HTTP client for tests: no proxy, bounded waits.
