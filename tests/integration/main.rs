@@ -6,5 +6,7 @@ pub mod support;
 
 mod books;
 mod contract;
+mod export;
 mod faults;
+mod invoices;
 mod process;

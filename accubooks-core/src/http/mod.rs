@@ -9,6 +9,8 @@
 mod auth_routes;
 mod books;
 mod error;
+mod export;
+mod invoices;
 mod monitoring;
 mod pipeline;
 mod reports;
@@ -106,5 +108,7 @@ pub(crate) fn core_routes() -> Vec<Route> {
     routes.extend(auth_routes::routes());
     routes.extend(books::routes());
     routes.extend(reports::routes());
+    routes.extend(export::routes());
+    routes.extend(invoices::routes());
     routes
 }

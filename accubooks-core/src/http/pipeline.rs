@@ -163,6 +163,13 @@ impl AccuBooks {
                     }),
                     Some(key),
                 ) => self.replay(&key).await,
+                (Ok(response), Some(key)) if response.status().is_success() => {
+                    // Handlers that write through the committer stored the
+                    // answer atomically with their write; for the others
+                    // this stores it now (a no-op when already stored).
+                    idempotency::store(self.database(), &key, &response).await?;
+                    Ok(response)
+                }
                 (result, _) => result,
             }
         };

@@ -22,12 +22,12 @@ pub(crate) fn routes() -> Vec<Route> {
     ]
 }
 
-fn query<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
+pub(crate) fn query<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
     serde_urlencoded::from_str(request.parts.uri.query().unwrap_or(""))
         .map_err(|err| ApiError::invalid("INVALID_QUERY", format!("Invalid query string: {err}.")))
 }
 
-fn date_or_today(text: Option<&str>) -> Result<NaiveDate, ApiError> {
+pub(crate) fn date_or_today(text: Option<&str>) -> Result<NaiveDate, ApiError> {
     match text {
         Some(text) => Ok(ledger::parse_date(text)?),
         None => Ok(chrono::Utc::now().date_naive()),

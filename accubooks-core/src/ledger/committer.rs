@@ -32,9 +32,49 @@ const MAX_GROUP_LINES: usize = 50_000;
 /// entries received.
 pub type Render = Box<dyn Fn(&[i64]) -> (u16, String) + Send + Sync>;
 
+/// A change to other records that must commit with a job's entries. Each
+/// guards the state it expects; if that state has changed meanwhile, the job
+/// fails with a conflict and nothing of it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// A draft invoice or credit note becomes issued by the job's entry.
+    Issue {
+        /// The invoice or credit note.
+        invoice_id: i64,
+        /// The issue date.
+        date: NaiveDate,
+    },
+    /// A payment settles part of an open invoice, posted by the job's entry.
+    Pay {
+        /// The organization.
+        organization: String,
+        /// The invoice.
+        invoice_id: i64,
+        /// Minor units.
+        amount: i64,
+        /// The payment date.
+        date: NaiveDate,
+    },
+    /// An issued credit note reduces what is owed on an open invoice.
+    Credit {
+        /// The invoice credited.
+        invoice_id: i64,
+        /// Minor units.
+        amount: i64,
+    },
+    /// An issued, unsettled invoice is voided by the job's (reversing) entry.
+    Void {
+        /// The invoice.
+        invoice_id: i64,
+        /// The void date.
+        date: NaiveDate,
+    },
+}
+
 struct Job {
     entries: Vec<ValidEntry>,
     idempotency: Option<(IdempotencyKey, Render)>,
+    effects: Vec<Effect>,
     reply: oneshot::Sender<LedgerResult<Vec<i64>>>,
 }
 
@@ -66,10 +106,23 @@ impl Committer {
         entries: Vec<ValidEntry>,
         idempotency: Option<(IdempotencyKey, Render)>,
     ) -> LedgerResult<Vec<i64>> {
+        self.post_with_effects(entries, idempotency, Vec::new())
+            .await
+    }
+
+    /// Like [`Committer::post`], with changes to other records committed in
+    /// the same transaction. Effects refer to the job's first entry.
+    pub async fn post_with_effects(
+        &self,
+        entries: Vec<ValidEntry>,
+        idempotency: Option<(IdempotencyKey, Render)>,
+        effects: Vec<Effect>,
+    ) -> LedgerResult<Vec<i64>> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             entries,
             idempotency,
+            effects,
             reply,
         };
         self.sender.send(job).await.map_err(|_| {
@@ -142,6 +195,12 @@ impl From<WriteError> for LedgerError {
                 code: "ALREADY_REVERSED",
                 message: "This journal entry was already reversed.".to_owned(),
             },
+            WriteError::StateChanged => LedgerError::Conflict {
+                code: "INVOICE_STATE_CHANGED",
+                message: "The invoice is not in a state that allows this (it may have been issued, paid, \
+                          credited or voided meanwhile); reload it."
+                    .to_owned(),
+            },
             WriteError::Storage(err) => LedgerError::Storage(err),
         }
     }
@@ -150,6 +209,7 @@ impl From<WriteError> for LedgerError {
 enum WriteError {
     IdempotencyRace,
     AlreadyReversed,
+    StateChanged,
     Storage(Error),
 }
 
@@ -211,6 +271,7 @@ async fn write(db: &Database, jobs: &[&Job]) -> Result<Vec<Vec<i64>>, WriteError
     match outcome {
         Ok(Ok(ids)) => Ok(ids),
         Ok(Err(err)) if idempotency::is_key_violation(&err) => Err(WriteError::IdempotencyRace),
+        Ok(Err(sqlx::Error::RowNotFound)) => Err(WriteError::StateChanged),
         Ok(Err(err)) if super::sql::is_unique_violation(&err) => Err(WriteError::AlreadyReversed),
         Ok(Err(err)) => Err(WriteError::Storage(Error::Query(err))),
         Err(err) => Err(WriteError::Storage(err)),
@@ -239,6 +300,89 @@ fn answers<'a>(jobs: &[&'a Job], per_job: &[Vec<i64>]) -> Vec<(&'a IdempotencyKe
             Some((key, status, body))
         })
         .collect()
+}
+
+/// Applies the jobs' effects inside the open transaction `$tx`. A guard
+/// that matches no row fails the transaction with `RowNotFound`, which the
+/// caller reports as a state conflict. (A macro: the body is the same SQL for
+/// both backends' transaction types.)
+macro_rules! apply_effects {
+    ($tx:expr, $jobs:expr, $per_job:expr) => {
+        for (job, ids) in $jobs.iter().zip($per_job.iter()) {
+            let Some(entry_id) = ids.first().copied() else { continue };
+            for effect in &job.effects {
+                let changed = match effect {
+                    Effect::Issue { invoice_id, date } => {
+                        sqlx::query(
+                            "UPDATE invoices SET status = 'issued', issue_date = $1, issue_entry_id = $2 \
+                             WHERE id = $3 AND status = 'draft'",
+                        )
+                        .bind(date)
+                        .bind(entry_id)
+                        .bind(invoice_id)
+                        .execute(&mut *$tx)
+                        .await?
+                        .rows_affected()
+                    }
+                    Effect::Pay { organization, invoice_id, amount, date } => {
+                        let changed = sqlx::query(
+                            "UPDATE invoices SET paid = paid + $1, status = CASE \
+                             WHEN total - credited - paid - $1 = 0 THEN 'paid' ELSE 'partially_paid' END \
+                             WHERE id = $2 AND status IN ('issued', 'partially_paid') \
+                             AND total - credited - paid >= $1",
+                        )
+                        .bind(amount)
+                        .bind(invoice_id)
+                        .execute(&mut *$tx)
+                        .await?
+                        .rows_affected();
+                        if changed == 1 {
+                            sqlx::query(
+                                "INSERT INTO payments (organization_id, invoice_id, amount, payment_date, entry_id) \
+                                 VALUES ($1, $2, $3, $4, $5)",
+                            )
+                            .bind(organization)
+                            .bind(invoice_id)
+                            .bind(amount)
+                            .bind(date)
+                            .bind(entry_id)
+                            .execute(&mut *$tx)
+                            .await?;
+                        }
+                        changed
+                    }
+                    Effect::Credit { invoice_id, amount } => {
+                        sqlx::query(
+                            "UPDATE invoices SET credited = credited + $1, status = CASE \
+                             WHEN total - credited - paid - $1 = 0 THEN 'paid' ELSE status END \
+                             WHERE id = $2 AND status IN ('issued', 'partially_paid') \
+                             AND total - credited - paid >= $1",
+                        )
+                        .bind(amount)
+                        .bind(invoice_id)
+                        .execute(&mut *$tx)
+                        .await?
+                        .rows_affected()
+                    }
+                    Effect::Void { invoice_id, date } => {
+                        sqlx::query(
+                            "UPDATE invoices SET status = 'void', void_date = $1, void_entry_id = $2 \
+                             WHERE id = $3 AND status = 'issued' AND paid = 0 AND credited = 0",
+                        )
+                        .bind(date)
+                        .bind(entry_id)
+                        .bind(invoice_id)
+                        .execute(&mut *$tx)
+                        .await?
+                        .rows_affected()
+                    }
+                };
+                if changed != 1 {
+                    return Err(sqlx::Error::RowNotFound);
+                }
+            }
+        }
+    };
 }
 
 async fn write_postgres(
@@ -317,6 +461,7 @@ async fn write_postgres(
     .execute(&mut *tx)
     .await?;
     let per_job = split_ids(jobs, &ids);
+    apply_effects!(tx, jobs, per_job);
     for (key, status, body) in answers(jobs, &per_job) {
         sqlx::query(idempotency::INSERT)
             .bind(&key.organization)
@@ -393,6 +538,7 @@ async fn write_sqlite(
         query.execute(&mut *tx).await?;
     }
     let per_job = split_ids(jobs, &ids);
+    apply_effects!(tx, jobs, per_job);
     for (key, status, body) in answers(jobs, &per_job) {
         sqlx::query(idempotency::INSERT)
             .bind(&key.organization)
@@ -435,6 +581,7 @@ mod tests {
         let job = |entries: Vec<ValidEntry>| Job {
             entries,
             idempotency: None,
+            effects: Vec::new(),
             reply: oneshot::channel().0,
         };
         let a = job(vec![entry("2026-01-01", &[(2, 100), (1, -100)])]);

@@ -88,6 +88,31 @@ pub async fn lookup(db: &Database, key: &IdempotencyKey) -> crate::Result<Stored
     })
 }
 
+/// Stores an answer unless one is stored already.
+pub async fn store(
+    db: &Database,
+    key: &IdempotencyKey,
+    response: &http::Response<bytes::Bytes>,
+) -> crate::Result<()> {
+    let status = i32::from(response.status().as_u16());
+    let body = String::from_utf8_lossy(response.body()).into_owned();
+    let sql = format!("{INSERT} ON CONFLICT (organization_id, key) DO NOTHING");
+    db.run(|pool| async move {
+        on_pool!(pool, p => {
+            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(&key.organization)
+                .bind(&key.key)
+                .bind(&key.request_hash)
+                .bind(status)
+                .bind(&body)
+                .execute(&p)
+                .await
+                .map(drop)
+        })
+    })
+    .await
+}
+
 /// The statement that stores an answer; bind organization, key, hash,
 /// status and body, in that order.
 pub(crate) const INSERT: &str = "INSERT INTO idempotency_keys \

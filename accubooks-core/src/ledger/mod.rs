@@ -7,20 +7,29 @@
 mod accounts;
 mod committer;
 mod entries;
+mod export;
 pub mod idempotency;
 mod identity;
+pub mod invoice_totals;
+mod invoices;
 mod reports;
 pub(crate) mod sql;
 
 pub use accounts::{
     Account, AccountType, NewAccount, RenderAccount, create_account, list_accounts,
 };
-pub use committer::{Committer, Render};
+pub use committer::{Committer, Effect, Render};
 pub use entries::{
     Entry, EntryInput, EntryLine, LineInput, ValidEntry, get_entry, parse_date, prepare,
     prepare_batch, reverse_entry,
 };
+pub use export::{ExportFormat, export_ledger};
 pub use identity::{Credentials, NewUser, Registration, create_user, login, register};
+pub use invoices::{
+    ArAging, Customer, Invoice, NewCreditNote, NewCustomer, NewInvoice, Settings, ar_aging,
+    create_customer, create_invoice, credit_note, get_invoice, get_settings, issue_invoice,
+    list_customers, list_invoices, put_settings, record_payment, void_invoice,
+};
 pub use reports::{
     BalanceLine, BalanceSheet, GeneralLedger, IncomeStatement, LedgerRow, TrialBalance,
     balance_sheet, general_ledger, income_statement, trial_balance,

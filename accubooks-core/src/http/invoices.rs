@@ -1,0 +1,185 @@
+//! Routes of customers, invoices, payments and credit notes.
+
+use http::{Method, StatusCode};
+use serde::Deserialize;
+
+use super::{Access, ApiError, Handler, Request, Response, Route, json_response};
+use crate::app::AccuBooks;
+use crate::auth::Role;
+use crate::deps::DATABASE;
+use crate::ledger::{self, NewCreditNote, NewCustomer, NewInvoice};
+
+pub(crate) fn routes() -> Vec<Route> {
+    fn read(path: &'static str, handler: impl Handler) -> Route {
+        Route::new(Method::GET, path, handler).needs(DATABASE)
+    }
+    fn write(path: &'static str, handler: impl Handler) -> Route {
+        Route::new(Method::POST, path, handler)
+            .needs(DATABASE)
+            .access(Access::Role(Role::Accountant))
+            .idempotent()
+    }
+    vec![
+        read("/api/customers", list_customers),
+        write("/api/customers", create_customer),
+        read("/api/invoices", list_invoices),
+        write("/api/invoices", create_invoice),
+        read("/api/invoices/{id}", get_invoice),
+        write("/api/invoices/{id}/issue", issue),
+        write("/api/invoices/{id}/payments", pay),
+        write("/api/invoices/{id}/void", void),
+        write("/api/invoices/{id}/credit-notes", credit),
+        read("/api/reports/ar-aging", ar_aging),
+        read("/api/settings", get_settings),
+        Route::new(Method::PUT, "/api/settings", put_settings)
+            .needs(DATABASE)
+            .access(Access::Role(Role::Owner)),
+    ]
+}
+
+fn organization(request: &Request) -> Result<String, ApiError> {
+    Ok(request.principal()?.organization.to_string())
+}
+
+fn invoice_id(request: &Request) -> Result<i64, ApiError> {
+    request
+        .param("id")
+        .and_then(|id| id.parse::<i64>().ok())
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::NotFound("There is no such invoice.".to_owned()))
+}
+
+/// A body that may be empty.
+fn optional_json<T: Default + serde::de::DeserializeOwned>(
+    request: &Request,
+) -> Result<T, ApiError> {
+    if request.body.is_empty() {
+        Ok(T::default())
+    } else {
+        request.json()
+    }
+}
+
+async fn create_customer(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let new: NewCustomer = request.json()?;
+    let customer = ledger::create_customer(app.database(), &organization(&request)?, new).await?;
+    Ok(json_response(StatusCode::CREATED, &customer))
+}
+
+async fn list_customers(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let customers = ledger::list_customers(app.database(), &organization(&request)?).await?;
+    Ok(json_response(StatusCode::OK, &customers))
+}
+
+async fn create_invoice(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let new: NewInvoice = request.json()?;
+    let invoice = ledger::create_invoice(app.database(), &organization(&request)?, new).await?;
+    Ok(json_response(StatusCode::CREATED, &invoice))
+}
+
+async fn list_invoices(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let invoices = ledger::list_invoices(app.database(), &organization(&request)?).await?;
+    Ok(json_response(StatusCode::OK, &invoices))
+}
+
+async fn get_invoice(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let invoice = ledger::get_invoice(
+        app.database(),
+        &organization(&request)?,
+        invoice_id(&request)?,
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, &invoice))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Dated {
+    #[serde(default)]
+    date: Option<String>,
+}
+
+async fn issue(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let body: Dated = optional_json(&request)?;
+    let invoice = ledger::issue_invoice(
+        app.database(),
+        app.committer(),
+        &organization(&request)?,
+        invoice_id(&request)?,
+        body.date.as_deref(),
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, &invoice))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Payment {
+    amount: crate::money::AmountText,
+    #[serde(default)]
+    date: Option<String>,
+}
+
+async fn pay(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let payment: Payment = request.json()?;
+    let invoice = ledger::record_payment(
+        app.database(),
+        app.committer(),
+        &organization(&request)?,
+        invoice_id(&request)?,
+        &payment.amount.0,
+        payment.date.as_deref(),
+    )
+    .await?;
+    Ok(json_response(StatusCode::CREATED, &invoice))
+}
+
+async fn void(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let body: Dated = optional_json(&request)?;
+    let invoice = ledger::void_invoice(
+        app.database(),
+        app.committer(),
+        &organization(&request)?,
+        invoice_id(&request)?,
+        body.date.as_deref(),
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, &invoice))
+}
+
+async fn credit(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let new: NewCreditNote = request.json()?;
+    let note = ledger::credit_note(
+        app.database(),
+        app.committer(),
+        &organization(&request)?,
+        invoice_id(&request)?,
+        new,
+    )
+    .await?;
+    Ok(json_response(StatusCode::CREATED, &note))
+}
+
+async fn get_settings(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let settings = ledger::get_settings(app.database(), &organization(&request)?).await?;
+    Ok(json_response(StatusCode::OK, &settings))
+}
+
+async fn put_settings(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let settings: ledger::Settings = request.json()?;
+    let settings = ledger::put_settings(app.database(), &organization(&request)?, settings).await?;
+    Ok(json_response(StatusCode::OK, &settings))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AsOf {
+    as_of: Option<String>,
+}
+
+async fn ar_aging(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let q: AsOf = super::reports::query(&request)?;
+    let as_of = super::reports::date_or_today(q.as_of.as_deref())?;
+    let report = ledger::ar_aging(app.database(), &organization(&request)?, as_of).await?;
+    Ok(json_response(StatusCode::OK, &report))
+}

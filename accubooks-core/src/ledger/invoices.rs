@@ -1,0 +1,1045 @@
+//! Customers, invoices, payments and credit notes, and the AR aging report.
+//!
+//! Lifecycle: draft → issued → partially paid → paid, or void. Issuing posts
+//! receivables against revenue and tax payable; a payment posts cash against
+//! receivables; a credit note posts sales returns and tax back against
+//! receivables; voiding reverses the issuing entry. Each posting commits in
+//! the same transaction as the invoice's change of state, through the
+//! committer's effects. "Overdue" is derived from the due date.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::accounts::{Account, accounts_by_code, validate_name};
+use super::committer::{Committer, Effect};
+use super::entries::{EntryInput, LineInput, ValidEntry, parse_date, validate, validate_memo};
+use super::invoice_totals::{self, LineFigures, TaxRounding};
+use super::sql::on_pool;
+use super::{LedgerError, LedgerResult};
+use crate::db::Database;
+use crate::money::{self, AmountText, Decimal};
+
+/// The accounts invoices post to (from the default chart).
+pub const CASH: &str = "1000";
+/// Accounts receivable.
+pub const RECEIVABLE: &str = "1100";
+/// Sales tax payable.
+pub const TAX_PAYABLE: &str = "2100";
+/// Sales revenue.
+pub const REVENUE: &str = "4000";
+/// Sales returns (credit notes).
+pub const RETURNS: &str = "4900";
+
+/// `POST /api/customers`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCustomer {
+    /// Name.
+    pub name: String,
+    /// E-mail address, optional.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// A customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Customer {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// E-mail address.
+    pub email: Option<String>,
+}
+
+/// An invoice line as a client sends it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewLine {
+    /// What was sold.
+    pub description: String,
+    /// Decimal string, positive, at most 4 fraction digits.
+    pub quantity: AmountText,
+    /// Decimal string in the invoice currency, not negative.
+    pub unit_price: AmountText,
+    /// Decimal fraction string from "0" to "1" (e.g. "0.0825"), at most 6 digits.
+    #[serde(default = "zero_rate")]
+    pub tax_rate: AmountText,
+}
+
+fn zero_rate() -> AmountText {
+    AmountText("0".to_owned())
+}
+
+/// `POST /api/invoices`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewInvoice {
+    /// The customer.
+    pub customer_id: i64,
+    /// `YYYY-MM-DD`.
+    pub due_date: String,
+    /// ISO 4217 code; defaults to the receivables account's currency.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// One or more lines.
+    pub lines: Vec<NewLine>,
+}
+
+/// `POST /api/invoices/{id}/credit-notes`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCreditNote {
+    /// `YYYY-MM-DD`; defaults to today.
+    #[serde(default)]
+    pub date: Option<String>,
+    /// What is credited.
+    pub lines: Vec<NewLine>,
+}
+
+/// An invoice line as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvoiceLine {
+    /// Description.
+    pub description: String,
+    /// Quantity.
+    pub quantity: String,
+    /// Unit price.
+    pub unit_price: String,
+    /// Tax rate.
+    pub tax_rate: String,
+    /// Quantity × unit price.
+    pub amount: String,
+    /// The line's tax.
+    pub tax: String,
+}
+
+/// An invoice or credit note as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Invoice {
+    /// Id.
+    pub id: i64,
+    /// `INV-000001` or `CN-000002`.
+    pub number: String,
+    /// `invoice` or `credit_note`.
+    pub kind: String,
+    /// The customer.
+    pub customer_id: i64,
+    /// For a credit note, the invoice it credits.
+    pub credits_invoice: Option<i64>,
+    /// Currency.
+    pub currency: String,
+    /// `draft`, `issued`, `partially_paid`, `paid` or `void`.
+    pub status: String,
+    /// Whether it is open and past its due date (today, UTC).
+    pub overdue: bool,
+    /// Due date.
+    pub due_date: NaiveDate,
+    /// Issue date.
+    pub issue_date: Option<NaiveDate>,
+    /// Void date.
+    pub void_date: Option<NaiveDate>,
+    /// `line` or `document`.
+    pub tax_rounding: String,
+    /// Sum of line amounts.
+    pub subtotal: String,
+    /// Tax.
+    pub tax: String,
+    /// Subtotal + tax.
+    pub total: String,
+    /// Paid so far.
+    pub paid: String,
+    /// Credited by credit notes.
+    pub credited: String,
+    /// Still owed.
+    pub outstanding: String,
+    /// The entry that issued it.
+    pub issue_entry_id: Option<i64>,
+    /// Lines.
+    pub lines: Vec<InvoiceLine>,
+    #[serde(skip)]
+    total_minor: i64,
+    #[serde(skip)]
+    outstanding_minor: i64,
+    #[serde(skip)]
+    subtotal_minor: i64,
+    #[serde(skip)]
+    tax_minor: i64,
+}
+
+fn digits(currency: &str) -> u32 {
+    money::minor_digits(currency).unwrap_or(2)
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> LedgerError {
+    LedgerError::invalid(code, message)
+}
+
+/// Adds a customer.
+pub async fn create_customer(
+    db: &Database,
+    organization: &str,
+    new: NewCustomer,
+) -> LedgerResult<Customer> {
+    validate_name(&new.name)?;
+    if let Some(email) = &new.email {
+        if email.len() > 254 || !email.contains('@') || email.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                "INVALID_EMAIL",
+                "Give a valid e-mail address or none.",
+            ));
+        }
+    }
+    let organization = organization.to_owned();
+    let (name, email) = (new.name.clone(), new.email.clone());
+    let id: i64 = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                sqlx::query_scalar("INSERT INTO customers (organization_id, name, email) VALUES ($1, $2, $3) RETURNING id")
+                    .bind(&organization)
+                    .bind(&name)
+                    .bind(&email)
+                    .fetch_one(&p)
+                    .await
+            })
+        })
+        .await?;
+    Ok(Customer {
+        id,
+        name: new.name,
+        email: new.email,
+    })
+}
+
+/// The organization's customers.
+pub async fn list_customers(db: &Database, organization: &str) -> LedgerResult<Vec<Customer>> {
+    let organization = organization.to_owned();
+    let rows: Vec<(i64, String, Option<String>)> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                sqlx::query_as("SELECT id, name, email FROM customers WHERE organization_id = $1 ORDER BY id")
+                    .bind(&organization)
+                    .fetch_all(&p)
+                    .await
+            })
+        })
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, email)| Customer { id, name, email })
+        .collect())
+}
+
+struct ParsedLine {
+    description: String,
+    quantity: Decimal,
+    unit_price: i64,
+    tax_rate: Decimal,
+}
+
+fn parse_lines(lines: &[NewLine], currency_digits: u32) -> LedgerResult<Vec<ParsedLine>> {
+    if lines.is_empty() || lines.len() > 500 {
+        return Err(invalid("INVALID_LINES", "An invoice has 1 to 500 lines."));
+    }
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let n = i + 1;
+            let description = line.description.trim();
+            if description.is_empty() || description.chars().count() > 500 || description.chars().any(char::is_control) {
+                return Err(invalid("INVALID_LINE", format!("Line {n}: a description has 1 to 500 characters.")));
+            }
+            let quantity = Decimal::parse(&line.quantity.0, 4)
+                .ok()
+                .filter(|q| q.mantissa > 0 && q.mantissa <= 1_000_000_000 * 10i128.pow(q.scale))
+                .ok_or_else(|| invalid("INVALID_QUANTITY", format!("Line {n}: a quantity is positive, at most 1000000000, with up to 4 fraction digits.")))?;
+            let unit_price = money::parse_minor(&line.unit_price.0, currency_digits)
+                .ok()
+                .filter(|p| *p >= 0)
+                .ok_or_else(|| invalid("INVALID_AMOUNT", format!("Line {n}: a unit price is a non-negative amount with at most {currency_digits} fraction digits.")))?;
+            let tax_rate = Decimal::parse(&line.tax_rate.0, 6)
+                .ok()
+                .filter(|r| r.mantissa >= 0 && r.mantissa <= 10i128.pow(r.scale))
+                .ok_or_else(|| invalid("INVALID_TAX_RATE", format!("Line {n}: a tax rate is a fraction from \"0\" to \"1\" (\"0.0825\" for 8.25 %), with up to 6 digits.")))?;
+            Ok(ParsedLine { description: description.to_owned(), quantity, unit_price, tax_rate })
+        })
+        .collect()
+}
+
+/// The organization's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// How invoice tax is rounded.
+    pub tax_rounding: TaxRounding,
+}
+
+/// Reads the organization's settings.
+pub async fn get_settings(db: &Database, organization: &str) -> LedgerResult<Settings> {
+    Ok(Settings {
+        tax_rounding: organization_rounding(db, organization).await?,
+    })
+}
+
+/// Replaces the organization's settings. Existing invoices keep the rounding
+/// they were computed with.
+pub async fn put_settings(
+    db: &Database,
+    organization: &str,
+    settings: Settings,
+) -> LedgerResult<Settings> {
+    let organization = organization.to_owned();
+    let rounding = settings.tax_rounding.as_str();
+    db.run(|pool| async move {
+        on_pool!(pool, p => {
+            sqlx::query("UPDATE organizations SET tax_rounding = $1 WHERE id = $2")
+                .bind(rounding)
+                .bind(&organization)
+                .execute(&p)
+                .await
+                .map(drop)
+        })
+    })
+    .await?;
+    Ok(settings)
+}
+
+async fn organization_rounding(db: &Database, organization: &str) -> LedgerResult<TaxRounding> {
+    let organization = organization.to_owned();
+    let rounding: Option<String> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                sqlx::query_scalar("SELECT tax_rounding FROM organizations WHERE id = $1")
+                    .bind(&organization)
+                    .fetch_optional(&p)
+                    .await
+            })
+        })
+        .await?;
+    Ok(rounding
+        .as_deref()
+        .and_then(TaxRounding::parse)
+        .unwrap_or(TaxRounding::Line))
+}
+
+async fn customer_exists(
+    db: &Database,
+    organization: &str,
+    customer_id: i64,
+) -> LedgerResult<bool> {
+    let organization = organization.to_owned();
+    let found: Option<i64> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                sqlx::query_scalar("SELECT id FROM customers WHERE id = $1 AND organization_id = $2")
+                    .bind(customer_id)
+                    .bind(&organization)
+                    .fetch_optional(&p)
+                    .await
+            })
+        })
+        .await?;
+    Ok(found.is_some())
+}
+
+/// What a new invoice or credit note row holds.
+struct Draft {
+    organization: String,
+    customer_id: i64,
+    kind: &'static str,
+    credits_invoice: Option<i64>,
+    currency: String,
+    due_date: NaiveDate,
+    rounding: TaxRounding,
+    lines: Vec<ParsedLine>,
+}
+
+async fn insert_draft(db: &Database, draft: Draft) -> LedgerResult<i64> {
+    let figures: Vec<LineFigures> = draft
+        .lines
+        .iter()
+        .map(|l| LineFigures {
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            tax_rate: l.tax_rate,
+        })
+        .collect();
+    let totals = invoice_totals::compute(&figures, draft.rounding)
+        .map_err(|_| invalid("AMOUNT_TOO_LARGE", "The invoice amounts are too large."))?;
+    let draft = &draft;
+    let totals = &totals;
+    let id = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                let mut tx = p.begin().await?;
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO invoices (organization_id, customer_id, kind, credits_invoice, currency, status, \
+                     due_date, tax_rounding, subtotal, tax, total) \
+                     VALUES ($1, $2, $3, $4, $5, 'draft', $6, $7, $8, $9, $10) RETURNING id",
+                )
+                .bind(&draft.organization)
+                .bind(draft.customer_id)
+                .bind(draft.kind)
+                .bind(draft.credits_invoice)
+                .bind(&draft.currency)
+                .bind(draft.due_date)
+                .bind(draft.rounding.as_str())
+                .bind(totals.subtotal)
+                .bind(totals.tax)
+                .bind(totals.total)
+                .fetch_one(&mut *tx)
+                .await?;
+                for (line, computed) in draft.lines.iter().zip(&totals.lines) {
+                    sqlx::query(
+                        "INSERT INTO invoice_lines (invoice_id, description, quantity, unit_price, tax_rate, amount, tax) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(id)
+                    .bind(&line.description)
+                    .bind(line.quantity.to_string())
+                    .bind(line.unit_price)
+                    .bind(line.tax_rate.to_string())
+                    .bind(computed.amount)
+                    .bind(computed.tax)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(id)
+            })
+        })
+        .await?;
+    Ok(id)
+}
+
+/// Creates a draft invoice with its totals.
+pub async fn create_invoice(
+    db: &Database,
+    organization: &str,
+    new: NewInvoice,
+) -> LedgerResult<Invoice> {
+    let due_date = parse_date(&new.due_date)?;
+    if !customer_exists(db, organization, new.customer_id).await? {
+        return Err(invalid(
+            "UNKNOWN_CUSTOMER",
+            format!("There is no customer {}.", new.customer_id),
+        ));
+    }
+    let accounts = posting_accounts(db, organization).await?;
+    let currency = match new.currency {
+        Some(currency) => currency,
+        None => accounts
+            .get(RECEIVABLE)
+            .map(|a| a.currency.clone())
+            .ok_or_else(|| {
+                invalid(
+                    "MISSING_ACCOUNT",
+                    format!("Invoices need account {RECEIVABLE} (receivables)."),
+                )
+            })?,
+    };
+    let currency_digits = super::accounts::validate_currency(&currency)?;
+    let lines = parse_lines(&new.lines, currency_digits)?;
+    let id = insert_draft(
+        db,
+        Draft {
+            organization: organization.to_owned(),
+            customer_id: new.customer_id,
+            kind: "invoice",
+            credits_invoice: None,
+            currency,
+            due_date,
+            rounding: organization_rounding(db, organization).await?,
+            lines,
+        },
+    )
+    .await?;
+    get_invoice(db, organization, id).await
+}
+
+async fn posting_accounts(
+    db: &Database,
+    organization: &str,
+) -> LedgerResult<HashMap<String, Account>> {
+    accounts_by_code(
+        db,
+        organization,
+        &[CASH, RECEIVABLE, TAX_PAYABLE, REVENUE, RETURNS],
+    )
+    .await
+}
+
+const SELECT_INVOICE: &str = "SELECT id, kind, customer_id, credits_invoice, currency, status, due_date, issue_date, \
+     void_date, tax_rounding, subtotal, tax, total, paid, credited, issue_entry_id FROM invoices";
+
+/// Reads an invoice or credit note of the organization, with its lines.
+pub async fn get_invoice(db: &Database, organization: &str, id: i64) -> LedgerResult<Invoice> {
+    let found = read_invoices(db, organization, Some(id)).await?;
+    found
+        .into_iter()
+        .next()
+        .ok_or_else(|| LedgerError::NotFound(format!("There is no invoice {id}.")))
+}
+
+/// The organization's invoices and credit notes, newest first, with lines.
+pub async fn list_invoices(db: &Database, organization: &str) -> LedgerResult<Vec<Invoice>> {
+    read_invoices(db, organization, None).await
+}
+
+async fn read_invoices(
+    db: &Database,
+    organization: &str,
+    only: Option<i64>,
+) -> LedgerResult<Vec<Invoice>> {
+    let organization = organization.to_owned();
+    let today = chrono::Utc::now().date_naive();
+    let sql = match only {
+        Some(_) => format!("{SELECT_INVOICE} WHERE organization_id = $1 AND id = $2"),
+        None => format!(
+            "{SELECT_INVOICE} WHERE organization_id = $1 AND id > $2 ORDER BY id DESC LIMIT 1000"
+        ),
+    };
+    let invoices = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(&organization)
+                    .bind(only.unwrap_or(0))
+                    .fetch_all(&p)
+                    .await?;
+                let mut invoices = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let id: i64 = row.try_get("id")?;
+                    let currency: String = row.try_get("currency")?;
+                    let d = digits(&currency);
+                    let kind: String = row.try_get("kind")?;
+                    let status: String = row.try_get("status")?;
+                    let due_date: NaiveDate = row.try_get("due_date")?;
+                    let (subtotal, tax, total, paid, credited): (i64, i64, i64, i64, i64) = (
+                        row.try_get("subtotal")?,
+                        row.try_get("tax")?,
+                        row.try_get("total")?,
+                        row.try_get("paid")?,
+                        row.try_get("credited")?,
+                    );
+                    let outstanding = if matches!(status.as_str(), "issued" | "partially_paid") && kind == "invoice" {
+                        total - paid - credited
+                    } else {
+                        0
+                    };
+                    let lines: Vec<(String, String, i64, String, i64, i64)> = sqlx::query_as(
+                        "SELECT description, quantity, unit_price, tax_rate, amount, tax FROM invoice_lines \
+                         WHERE invoice_id = $1 ORDER BY id",
+                    )
+                    .bind(id)
+                    .fetch_all(&p)
+                    .await?;
+                    invoices.push(Invoice {
+                        id,
+                        number: format!("{}-{id:06}", if kind == "invoice" { "INV" } else { "CN" }),
+                        overdue: outstanding > 0 && due_date < today,
+                        kind,
+                        customer_id: row.try_get("customer_id")?,
+                        credits_invoice: row.try_get("credits_invoice")?,
+                        status,
+                        due_date,
+                        issue_date: row.try_get("issue_date")?,
+                        void_date: row.try_get("void_date")?,
+                        tax_rounding: row.try_get("tax_rounding")?,
+                        subtotal: money::format_minor(subtotal, d),
+                        tax: money::format_minor(tax, d),
+                        total: money::format_minor(total, d),
+                        paid: money::format_minor(paid, d),
+                        credited: money::format_minor(credited, d),
+                        outstanding: money::format_minor(outstanding, d),
+                        issue_entry_id: row.try_get("issue_entry_id")?,
+                        lines: lines
+                            .into_iter()
+                            .map(|(description, quantity, unit_price, tax_rate, amount, tax)| InvoiceLine {
+                                description,
+                                quantity,
+                                unit_price: money::format_minor(unit_price, d),
+                                tax_rate,
+                                amount: money::format_minor(amount, d),
+                                tax: money::format_minor(tax, d),
+                            })
+                            .collect(),
+                        currency,
+                        total_minor: total,
+                        outstanding_minor: outstanding,
+                        subtotal_minor: subtotal,
+                        tax_minor: tax,
+                    });
+                }
+                Ok(invoices)
+            })
+        })
+        .await?;
+    Ok(invoices)
+}
+
+/// Builds a balanced entry from (account code, signed minor units) lines,
+/// skipping zero amounts, and validates it like any client entry.
+fn entry(
+    organization: &str,
+    accounts: &HashMap<String, Account>,
+    currency: &str,
+    date: NaiveDate,
+    memo: String,
+    lines: &[(&str, i64)],
+) -> LedgerResult<ValidEntry> {
+    for (code, _) in lines {
+        match accounts.get(*code) {
+            Some(account) if account.currency == currency => {}
+            _ => {
+                return Err(invalid(
+                    "MISSING_ACCOUNT",
+                    format!("Invoices in {currency} need account {code} in {currency}."),
+                ));
+            }
+        }
+    }
+    let d = digits(currency);
+    let input = EntryInput {
+        date: date.format("%Y-%m-%d").to_string(),
+        memo,
+        lines: lines
+            .iter()
+            .filter(|(_, amount)| *amount != 0)
+            .map(|(code, amount)| {
+                let text = AmountText(money::format_minor(amount.abs(), d));
+                LineInput {
+                    account: (*code).to_owned(),
+                    debit: (*amount > 0).then(|| text.clone()),
+                    credit: (*amount < 0).then_some(text),
+                }
+            })
+            .collect(),
+    };
+    validate_memo(&input.memo)?;
+    validate(organization, &input, accounts)
+}
+
+fn date_or_today(date: Option<&str>) -> LedgerResult<NaiveDate> {
+    date.map_or_else(|| Ok(chrono::Utc::now().date_naive()), parse_date)
+}
+
+/// Issues a draft invoice: posts receivables against revenue and tax.
+pub async fn issue_invoice(
+    db: &Database,
+    committer: &Committer,
+    organization: &str,
+    id: i64,
+    date: Option<&str>,
+) -> LedgerResult<Invoice> {
+    let date = date_or_today(date)?;
+    let invoice = get_invoice(db, organization, id).await?;
+    if invoice.kind != "invoice" || invoice.status != "draft" {
+        return Err(LedgerError::Conflict {
+            code: "INVOICE_NOT_DRAFT",
+            message: format!(
+                "Invoice {id} is {}; only drafts can be issued.",
+                invoice.status
+            ),
+        });
+    }
+    if invoice.total_minor == 0 {
+        return Err(invalid(
+            "EMPTY_INVOICE",
+            "An invoice with a total of zero cannot be issued.",
+        ));
+    }
+    let accounts = posting_accounts(db, organization).await?;
+    let posting = entry(
+        organization,
+        &accounts,
+        &invoice.currency,
+        date,
+        format!("Invoice {}", invoice.number),
+        &[
+            (RECEIVABLE, invoice.total_minor),
+            (REVENUE, -invoice.subtotal_minor),
+            (TAX_PAYABLE, -invoice.tax_minor),
+        ],
+    )?;
+    committer
+        .post_with_effects(
+            vec![posting],
+            None,
+            vec![Effect::Issue {
+                invoice_id: id,
+                date,
+            }],
+        )
+        .await?;
+    get_invoice(db, organization, id).await
+}
+
+/// Records a payment against an issued invoice: cash against receivables.
+pub async fn record_payment(
+    db: &Database,
+    committer: &Committer,
+    organization: &str,
+    id: i64,
+    amount: &str,
+    date: Option<&str>,
+) -> LedgerResult<Invoice> {
+    let date = date_or_today(date)?;
+    let invoice = get_invoice(db, organization, id).await?;
+    if invoice.kind != "invoice" || !matches!(invoice.status.as_str(), "issued" | "partially_paid")
+    {
+        return Err(LedgerError::Conflict {
+            code: "INVOICE_NOT_OPEN",
+            message: format!(
+                "Invoice {id} is {}; payments apply to issued, unpaid invoices.",
+                invoice.status
+            ),
+        });
+    }
+    let d = digits(&invoice.currency);
+    let minor = money::parse_minor(amount, d)
+        .ok()
+        .filter(|m| *m > 0)
+        .ok_or_else(|| {
+            invalid(
+                "INVALID_AMOUNT",
+                format!("A payment is a positive amount with at most {d} fraction digits."),
+            )
+        })?;
+    if minor > invoice.outstanding_minor {
+        return Err(invalid(
+            "OVERPAYMENT",
+            format!(
+                "The payment exceeds what is outstanding ({} {}).",
+                invoice.outstanding, invoice.currency
+            ),
+        ));
+    }
+    let accounts = posting_accounts(db, organization).await?;
+    let posting = entry(
+        organization,
+        &accounts,
+        &invoice.currency,
+        date,
+        format!("Payment for {}", invoice.number),
+        &[(CASH, minor), (RECEIVABLE, -minor)],
+    )?;
+    committer
+        .post_with_effects(
+            vec![posting],
+            None,
+            vec![Effect::Pay {
+                organization: organization.to_owned(),
+                invoice_id: id,
+                amount: minor,
+                date,
+            }],
+        )
+        .await?;
+    get_invoice(db, organization, id).await
+}
+
+/// Voids an invoice: a draft simply; an issued one without payments or
+/// credits by reversing its issuing entry.
+pub async fn void_invoice(
+    db: &Database,
+    committer: &Committer,
+    organization: &str,
+    id: i64,
+    date: Option<&str>,
+) -> LedgerResult<Invoice> {
+    let date = date_or_today(date)?;
+    let invoice = get_invoice(db, organization, id).await?;
+    match (
+        invoice.kind.as_str(),
+        invoice.status.as_str(),
+        invoice.issue_entry_id,
+    ) {
+        ("invoice", "draft", _) => {
+            let org = organization.to_owned();
+            let changed = db
+                .run(|pool| async move {
+                    on_pool!(pool, p => {
+                        sqlx::query("UPDATE invoices SET status = 'void', void_date = $1 WHERE id = $2 AND organization_id = $3 AND status = 'draft'")
+                            .bind(date)
+                            .bind(id)
+                            .bind(&org)
+                            .execute(&p)
+                            .await
+                            .map(|r| r.rows_affected())
+                    })
+                })
+                .await?;
+            if changed != 1 {
+                return Err(LedgerError::Conflict {
+                    code: "INVOICE_STATE_CHANGED",
+                    message: "The invoice changed meanwhile; reload it.".to_owned(),
+                });
+            }
+        }
+        ("invoice", "issued", Some(entry_id)) => {
+            let mirror =
+                super::entries::reverse_entry(db, organization, entry_id, Some(date)).await?;
+            committer
+                .post_with_effects(
+                    vec![mirror],
+                    None,
+                    vec![Effect::Void {
+                        invoice_id: id,
+                        date,
+                    }],
+                )
+                .await?;
+        }
+        _ => {
+            return Err(LedgerError::Conflict {
+                code: "INVOICE_NOT_VOIDABLE",
+                message: format!(
+                    "Invoice {id} is {}; only drafts and issued invoices without payments or credits can be voided.",
+                    invoice.status
+                ),
+            });
+        }
+    }
+    get_invoice(db, organization, id).await
+}
+
+/// Issues a credit note against an open invoice: sales returns and tax back
+/// against receivables, reducing what the customer owes.
+pub async fn credit_note(
+    db: &Database,
+    committer: &Committer,
+    organization: &str,
+    id: i64,
+    new: NewCreditNote,
+) -> LedgerResult<Invoice> {
+    let date = date_or_today(new.date.as_deref())?;
+    let invoice = get_invoice(db, organization, id).await?;
+    if invoice.kind != "invoice" || !matches!(invoice.status.as_str(), "issued" | "partially_paid")
+    {
+        return Err(LedgerError::Conflict {
+            code: "INVOICE_NOT_OPEN",
+            message: format!(
+                "Invoice {id} is {}; credit notes apply to issued, unpaid invoices.",
+                invoice.status
+            ),
+        });
+    }
+    let lines = parse_lines(&new.lines, digits(&invoice.currency))?;
+    let rounding = TaxRounding::parse(&invoice.tax_rounding).unwrap_or(TaxRounding::Line);
+    let figures: Vec<LineFigures> = lines
+        .iter()
+        .map(|l| LineFigures {
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            tax_rate: l.tax_rate,
+        })
+        .collect();
+    let totals = invoice_totals::compute(&figures, rounding)
+        .map_err(|_| invalid("AMOUNT_TOO_LARGE", "The credit note amounts are too large."))?;
+    if totals.total == 0 || totals.total > invoice.outstanding_minor {
+        return Err(invalid(
+            "INVALID_CREDIT",
+            format!(
+                "A credit note's total must be positive and at most what is outstanding ({} {}).",
+                invoice.outstanding, invoice.currency
+            ),
+        ));
+    }
+    let accounts = posting_accounts(db, organization).await?;
+    let credit_id = insert_draft(
+        db,
+        Draft {
+            organization: organization.to_owned(),
+            customer_id: invoice.customer_id,
+            kind: "credit_note",
+            credits_invoice: Some(id),
+            currency: invoice.currency.clone(),
+            due_date: date,
+            rounding,
+            lines,
+        },
+    )
+    .await?;
+    let posting = entry(
+        organization,
+        &accounts,
+        &invoice.currency,
+        date,
+        format!("Credit note CN-{credit_id:06} for {}", invoice.number),
+        &[
+            (RETURNS, totals.subtotal),
+            (TAX_PAYABLE, totals.tax),
+            (RECEIVABLE, -totals.total),
+        ],
+    );
+    let posted = match posting {
+        Ok(posting) => {
+            committer
+                .post_with_effects(
+                    vec![posting],
+                    None,
+                    vec![
+                        Effect::Issue {
+                            invoice_id: credit_id,
+                            date,
+                        },
+                        Effect::Credit {
+                            invoice_id: id,
+                            amount: totals.total,
+                        },
+                    ],
+                )
+                .await
+        }
+        Err(err) => Err(err),
+    };
+    if let Err(err) = posted {
+        // The credit note never took effect: leave no draft behind.
+        let org = organization.to_owned();
+        let _ = db
+            .run(|pool| async move {
+                on_pool!(pool, p => {
+                    let mut tx = p.begin().await?;
+                    sqlx::query("DELETE FROM invoice_lines WHERE invoice_id = $1").bind(credit_id).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM invoices WHERE id = $1 AND organization_id = $2 AND status = 'draft'")
+                        .bind(credit_id)
+                        .bind(&org)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await
+                })
+            })
+            .await;
+        return Err(err);
+    }
+    get_invoice(db, organization, credit_id).await
+}
+
+/// One customer's (or the total's) receivables by age.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AgingBuckets {
+    /// Not yet due.
+    pub current: String,
+    /// 1 to 30 days past due.
+    pub days_1_30: String,
+    /// 31 to 60 days past due.
+    pub days_31_60: String,
+    /// 61 to 90 days past due.
+    pub days_61_90: String,
+    /// More than 90 days past due.
+    pub over_90: String,
+    /// All of them.
+    pub total: String,
+}
+
+/// One customer's line of the aging report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgingRow {
+    /// The customer.
+    pub customer_id: i64,
+    /// Its name.
+    pub customer: String,
+    /// Currency.
+    pub currency: String,
+    /// The buckets.
+    #[serde(flatten)]
+    pub buckets: AgingBuckets,
+}
+
+/// `GET /api/reports/ar-aging`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArAging {
+    /// The date.
+    pub as_of: NaiveDate,
+    /// Per customer and currency.
+    pub customers: Vec<AgingRow>,
+    /// Per currency.
+    pub totals: Vec<AgingRow>,
+}
+
+fn buckets(sums: [i64; 5], d: u32) -> AgingBuckets {
+    AgingBuckets {
+        current: money::format_minor(sums[0], d),
+        days_1_30: money::format_minor(sums[1], d),
+        days_31_60: money::format_minor(sums[2], d),
+        days_61_90: money::format_minor(sums[3], d),
+        over_90: money::format_minor(sums[4], d),
+        total: money::format_minor(sums.iter().sum(), d),
+    }
+}
+
+/// Receivables outstanding at the end of `as_of`, by days past due.
+pub async fn ar_aging(
+    db: &Database,
+    organization: &str,
+    as_of: NaiveDate,
+) -> LedgerResult<ArAging> {
+    let organization = organization.to_owned();
+    // What each invoice issued by then still owed then: its total less the
+    // payments and credit notes dated up to then.
+    let rows: Vec<(i64, String, String, NaiveDate, i64)> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                sqlx::query_as(
+                    "SELECT c.id, c.name, i.currency, i.due_date, CAST(i.total \
+                       - COALESCE((SELECT SUM(pm.amount) FROM payments pm WHERE pm.invoice_id = i.id AND pm.payment_date <= $2), 0) \
+                       - COALESCE((SELECT SUM(cn.total) FROM invoices cn WHERE cn.credits_invoice = i.id \
+                                   AND cn.status <> 'draft' AND cn.issue_date <= $2), 0) AS BIGINT) \
+                     FROM invoices i JOIN customers c ON c.id = i.customer_id \
+                     WHERE i.organization_id = $1 AND i.kind = 'invoice' AND i.issue_date <= $2 \
+                       AND (i.void_date IS NULL OR i.void_date > $2)",
+                )
+                .bind(&organization)
+                .bind(as_of)
+                .fetch_all(&p)
+                .await
+            })
+        })
+        .await?;
+    let mut per_customer: BTreeMap<(i64, String), (String, [i64; 5])> = BTreeMap::new();
+    let mut per_currency: BTreeMap<String, [i64; 5]> = BTreeMap::new();
+    for (customer_id, name, currency, due_date, outstanding) in rows {
+        if outstanding <= 0 {
+            continue;
+        }
+        let late = (as_of - due_date).num_days();
+        let bucket = match late {
+            ..=0 => 0,
+            1..=30 => 1,
+            31..=60 => 2,
+            61..=90 => 3,
+            _ => 4,
+        };
+        per_customer
+            .entry((customer_id, currency.clone()))
+            .or_insert_with(|| (name, [0; 5]))
+            .1[bucket] += outstanding;
+        per_currency.entry(currency).or_default()[bucket] += outstanding;
+    }
+    Ok(ArAging {
+        as_of,
+        customers: per_customer
+            .into_iter()
+            .map(|((customer_id, currency), (customer, sums))| AgingRow {
+                customer_id,
+                customer,
+                buckets: buckets(sums, digits(&currency)),
+                currency,
+            })
+            .collect(),
+        totals: per_currency
+            .into_iter()
+            .map(|(currency, sums)| AgingRow {
+                customer_id: 0,
+                customer: "All customers".to_owned(),
+                buckets: buckets(sums, digits(&currency)),
+                currency,
+            })
+            .collect(),
+    })
+}
