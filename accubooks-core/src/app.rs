@@ -69,6 +69,7 @@ struct Inner {
     committer: Committer,
     login_limiter: LoginLimiter,
     resources: Resources,
+    openapi: std::sync::OnceLock<serde_json::Value>,
     phase: AtomicU8,
     phase_changed: watch::Sender<Phase>,
     started: Instant,
@@ -228,6 +229,7 @@ impl Builder {
                 committer: Committer::start(database.clone()),
                 login_limiter: LoginLimiter::new(),
                 resources: Resources::default(),
+                openapi: std::sync::OnceLock::new(),
                 phase: AtomicU8::new(Phase::Starting as u8),
                 phase_changed: watch::Sender::new(Phase::Starting),
                 started: Instant::now(),
@@ -344,6 +346,14 @@ impl AccuBooks {
     /// The login attempt limiter.
     pub fn login_limiter(&self) -> &LoginLimiter {
         &self.inner.login_limiter
+    }
+
+    /// The OpenAPI document of every route, built on first use.
+    pub fn openapi(&self) -> &serde_json::Value {
+        self.inner.openapi.get_or_init(|| {
+            serde_json::to_value(crate::http::openapi_document(self.routes()))
+                .expect("the OpenAPI document serializes")
+        })
     }
 
     /// The lifecycle phase.

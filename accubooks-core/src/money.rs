@@ -230,6 +230,22 @@ impl<'de> Deserialize<'de> for AmountText {
     }
 }
 
+impl utoipa::PartialSchema for AmountText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^-?[0-9]+(\.[0-9]+)?$"))
+            .description(Some(
+                "A decimal string such as \"1234.56\", with no more fraction digits than the \
+                 currency allows (ISO 4217). Never a JSON number.",
+            ))
+            .examples(["100.00"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for AmountText {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

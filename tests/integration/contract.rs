@@ -47,6 +47,7 @@ on_every_host!(
     panics_are_answered_500_and_the_server_goes_on,
     slow_requests_time_out_and_are_counted,
     tokens_are_checked,
+    openapi_documents_every_route,
 );
 
 async fn live_answers_alive(host: Host) {
@@ -465,4 +466,58 @@ async fn tokens_are_checked(host: Host) {
         server.get_as("/api/accounts", &unsigned).await.status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+async fn openapi_documents_every_route(host: Host) {
+    let server = TestServer::start(host, base_vars()).await;
+    let response = server.get("/api/openapi.json").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let doc: Value = response.json().await.unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3."),
+        "{}",
+        doc["openapi"]
+    );
+    for route in server.app.routes().iter() {
+        let operation = &doc["paths"][route.path()][route.method().as_str().to_lowercase()];
+        assert!(
+            operation.is_object(),
+            "{} {} is not documented",
+            route.method(),
+            route.path()
+        );
+    }
+    let post = &doc["paths"]["/api/journal-entries"]["post"];
+    assert_eq!(
+        post["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/EntryInput",
+        "{post}"
+    );
+    assert!(post["responses"]["422"].is_object() && post["responses"]["503"].is_object());
+    assert_eq!(post["security"], json!([{"bearer": []}]));
+    // Every reference points at a schema the document defines.
+    fn refs(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    found.push(r.clone());
+                }
+                map.values().for_each(|v| refs(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(found.len() > 20);
+    for reference in found {
+        let name = reference.trim_start_matches("#/components/schemas/");
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "dangling {reference}"
+        );
+    }
+    let money = &doc["components"]["schemas"]["AmountText"];
+    assert_eq!(money["type"], "string", "money is a string: {money}");
 }

@@ -18,14 +18,29 @@ pub(crate) fn routes() -> Vec<Route> {
     vec![
         Route::new(Method::POST, "/api/auth/register", register)
             .needs(DATABASE)
-            .access(Access::Public),
+            .access(Access::Public)
+            .summary("Create an organization, its owner and a default chart of accounts")
+            .body::<Registration>()
+            .returns::<TokenAnswer>(201),
         Route::new(Method::POST, "/api/auth/login", login)
             .needs(DATABASE)
-            .access(Access::Public),
+            .access(Access::Public)
+            .summary("Exchange credentials for a token (attempts are rate limited)")
+            .body::<Credentials>()
+            .returns::<TokenAnswer>(200),
         Route::new(Method::POST, "/api/users", create_user)
             .needs(DATABASE)
-            .access(Access::Role(Role::Owner)),
+            .access(Access::Role(Role::Owner))
+            .summary("Add a user to the organization (owners only)")
+            .body::<NewUser>(),
     ]
+}
+
+/// A bearer token.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct TokenAnswer {
+    /// HS256 JWT with claims sub, org, role, exp.
+    token: String,
 }
 
 async fn register(app: AccuBooks, request: Request) -> Result<Response, ApiError> {

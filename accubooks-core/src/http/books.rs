@@ -20,21 +20,38 @@ pub(crate) fn routes() -> Vec<Route> {
             .idempotent()
     }
     vec![
-        read(Method::GET, "/api/accounts", list_accounts),
-        write(Method::POST, "/api/accounts", create_account),
-        write(Method::POST, "/api/journal-entries", post_entry),
-        write(Method::POST, "/api/journal-entries/batch", post_batch),
-        read(Method::GET, "/api/journal-entries/{id}", get_entry),
+        read(Method::GET, "/api/accounts", list_accounts)
+            .summary("The chart of accounts with current balances")
+            .returns_list::<AccountJson<'static>>(200),
+        write(Method::POST, "/api/accounts", create_account)
+            .summary("Open an account")
+            .body::<ledger::NewAccount>()
+            .returns::<AccountJson<'static>>(201),
+        write(Method::POST, "/api/journal-entries", post_entry)
+            .summary("Post a balanced journal entry")
+            .body::<EntryInput>()
+            .returns::<ledger::Entry>(201),
+        write(Method::POST, "/api/journal-entries/batch", post_batch)
+            .summary("Post many entries atomically, in one transaction")
+            .body::<Batch>()
+            .returns::<BatchAnswer<'static>>(201),
+        read(Method::GET, "/api/journal-entries/{id}", get_entry)
+            .summary("A posted entry")
+            .returns::<ledger::Entry>(200),
         write(
             Method::POST,
             "/api/journal-entries/{id}/reverse",
             reverse_entry,
-        ),
+        )
+        .summary("Post the mirror entry of a posted one (once)")
+        .body::<ReverseInput>()
+        .returns::<ledger::Entry>(201),
     ]
 }
 
 /// An account as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Account)]
 pub(crate) struct AccountJson<'a> {
     id: i64,
     code: &'a str,
@@ -109,13 +126,13 @@ async fn post_entry(app: AccuBooks, request: Request) -> Result<Response, ApiErr
 /// Most entries one batch may carry.
 const MAX_BATCH: usize = 10_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Batch {
     entries: Vec<EntryInput>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct BatchAnswer<'a> {
     ids: &'a [i64],
 }
@@ -167,7 +184,7 @@ async fn get_entry(app: AccuBooks, request: Request) -> Result<Response, ApiErro
     Ok(json_response(StatusCode::OK, &entry))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReverseInput {
     #[serde(default)]

@@ -20,20 +20,52 @@ pub(crate) fn routes() -> Vec<Route> {
             .idempotent()
     }
     vec![
-        read("/api/customers", list_customers),
-        write("/api/customers", create_customer),
-        read("/api/invoices", list_invoices),
-        write("/api/invoices", create_invoice),
-        read("/api/invoices/{id}", get_invoice),
-        write("/api/invoices/{id}/issue", issue),
-        write("/api/invoices/{id}/payments", pay),
-        write("/api/invoices/{id}/void", void),
-        write("/api/invoices/{id}/credit-notes", credit),
-        read("/api/reports/ar-aging", ar_aging),
-        read("/api/settings", get_settings),
+        read("/api/customers", list_customers)
+            .summary("Customers")
+            .returns_list::<ledger::Customer>(200),
+        write("/api/customers", create_customer)
+            .summary("Add a customer")
+            .body::<NewCustomer>()
+            .returns::<ledger::Customer>(201),
+        read("/api/invoices", list_invoices)
+            .summary("Invoices and credit notes, newest first (at most 1000)")
+            .returns_list::<ledger::Invoice>(200),
+        write("/api/invoices", create_invoice)
+            .summary("Create a draft invoice; totals are computed once, here")
+            .body::<NewInvoice>()
+            .returns::<ledger::Invoice>(201),
+        read("/api/invoices/{id}", get_invoice)
+            .summary("An invoice or credit note")
+            .returns::<ledger::Invoice>(200),
+        write("/api/invoices/{id}/issue", issue)
+            .summary("Issue a draft: posts receivables, revenue and tax payable")
+            .body::<Dated>()
+            .returns::<ledger::Invoice>(200),
+        write("/api/invoices/{id}/payments", pay)
+            .summary("Record a (partial) payment: posts cash against receivables")
+            .body::<Payment>()
+            .returns::<ledger::Invoice>(201),
+        write("/api/invoices/{id}/void", void)
+            .summary("Void a draft, or an issued invoice without payments (reverses its posting)")
+            .body::<Dated>()
+            .returns::<ledger::Invoice>(200),
+        write("/api/invoices/{id}/credit-notes", credit)
+            .summary("Credit part of an open invoice: posts returns and tax against receivables")
+            .body::<NewCreditNote>()
+            .returns::<ledger::Invoice>(201),
+        read("/api/reports/ar-aging", ar_aging)
+            .summary("Receivables outstanding by days past due")
+            .query("as_of", "YYYY-MM-DD, default today (UTC)", false)
+            .returns::<ledger::ArAging>(200),
+        read("/api/settings", get_settings)
+            .summary("The organization's settings")
+            .returns::<ledger::Settings>(200),
         Route::new(Method::PUT, "/api/settings", put_settings)
             .needs(DATABASE)
-            .access(Access::Role(Role::Owner)),
+            .access(Access::Role(Role::Owner))
+            .summary("Replace the organization's settings (owners only)")
+            .body::<ledger::Settings>()
+            .returns::<ledger::Settings>(200),
     ]
 }
 
@@ -92,7 +124,7 @@ async fn get_invoice(app: AccuBooks, request: Request) -> Result<Response, ApiEr
     Ok(json_response(StatusCode::OK, &invoice))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Dated {
     #[serde(default)]
@@ -112,7 +144,7 @@ async fn issue(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, &invoice))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Payment {
     amount: crate::money::AmountText,

@@ -12,6 +12,7 @@ mod error;
 mod export;
 mod invoices;
 mod monitoring;
+mod openapi;
 mod pipeline;
 mod reports;
 mod route;
@@ -24,8 +25,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use error::{ApiError, DATABASE_UNAVAILABLE};
+pub use openapi::document as openapi_document;
 pub use pipeline::REQUEST_ID_HEADER;
-pub use route::{Access, Handler, Route, RouteTable};
+pub use route::{Access, Handler, Route, RouteDoc, RouteTable, SchemaFn};
 
 use crate::auth::Principal;
 use crate::ledger::idempotency::IdempotencyKey;
@@ -105,6 +107,7 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Res
 /// Every route the core serves.
 pub(crate) fn core_routes() -> Vec<Route> {
     let mut routes = monitoring::routes();
+    routes.extend(openapi::routes());
     routes.extend(auth_routes::routes());
     routes.extend(books::routes());
     routes.extend(reports::routes());

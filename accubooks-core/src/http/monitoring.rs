@@ -19,10 +19,14 @@ pub(crate) fn routes() -> Vec<Route> {
             .quiet()
     };
     vec![
-        public(Method::GET, "/api/monitoring/live", live),
-        public(Method::GET, "/api/monitoring/ready", ready),
-        public(Method::GET, "/api/monitoring/health", health),
-        public(Method::GET, "/api/monitoring/metrics", metrics),
+        public(Method::GET, "/api/monitoring/live", live)
+            .summary("200 while the process can answer"),
+        public(Method::GET, "/api/monitoring/ready", ready)
+            .summary("200 ready; 503 starting or draining"),
+        public(Method::GET, "/api/monitoring/health", health)
+            .summary("Dependency states from kept state; 503 when unhealthy"),
+        public(Method::GET, "/api/monitoring/metrics", metrics)
+            .summary("Prometheus text; METRICS_TOKEN or a private-network peer"),
     ]
 }
 

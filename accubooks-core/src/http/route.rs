@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use http::Method;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{ArrayBuilder, Schema};
+use utoipa::openapi::{Ref, RefOr};
 
 use super::{ApiError, Request, Response};
 use crate::app::AccuBooks;
@@ -22,6 +25,29 @@ pub enum Access {
     Public,
     /// A valid token whose role is at least this one.
     Role(Role),
+}
+
+/// Registers a type's schema (and those it refers to) and returns a
+/// reference to it, for the OpenAPI document.
+pub type SchemaFn = fn(&mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema>;
+
+/// What the OpenAPI document says of a route.
+#[derive(Clone, Default)]
+pub struct RouteDoc {
+    pub(crate) summary: Option<&'static str>,
+    pub(crate) body: Option<SchemaFn>,
+    pub(crate) returns: Option<(u16, SchemaFn)>,
+    pub(crate) query: Vec<(&'static str, &'static str, bool)>,
+}
+
+fn reference<T: ToSchema>(components: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema> {
+    T::schemas(components);
+    components.push((T::name().into_owned(), T::schema()));
+    RefOr::Ref(Ref::from_schema_name(T::name()))
+}
+
+fn list_of<T: ToSchema>(components: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema> {
+    ArrayBuilder::new().items(reference::<T>(components)).into()
 }
 
 /// Runs a request that matched a route.
@@ -57,6 +83,7 @@ pub struct Route {
     pub(crate) access: Access,
     pub(crate) quiet: bool,
     pub(crate) idempotent: bool,
+    pub(crate) doc: RouteDoc,
     pub(crate) handler: Arc<dyn Handler>,
 }
 
@@ -71,6 +98,7 @@ impl Route {
             access: Access::Role(Role::Viewer),
             quiet: false,
             idempotent: false,
+            doc: RouteDoc::default(),
             handler: Arc::new(handler),
         }
     }
@@ -100,6 +128,36 @@ impl Route {
     /// routes that need the database.
     pub fn idempotent(mut self) -> Self {
         self.idempotent = true;
+        self
+    }
+
+    /// A one-line description for the OpenAPI document.
+    pub fn summary(mut self, summary: &'static str) -> Self {
+        self.doc.summary = Some(summary);
+        self
+    }
+
+    /// Documents the JSON body the route takes.
+    pub fn body<T: ToSchema>(mut self) -> Self {
+        self.doc.body = Some(reference::<T>);
+        self
+    }
+
+    /// Documents the JSON answer on success.
+    pub fn returns<T: ToSchema>(mut self, status: u16) -> Self {
+        self.doc.returns = Some((status, reference::<T>));
+        self
+    }
+
+    /// Documents a JSON array answer on success.
+    pub fn returns_list<T: ToSchema>(mut self, status: u16) -> Self {
+        self.doc.returns = Some((status, list_of::<T>));
+        self
+    }
+
+    /// Documents a query parameter.
+    pub fn query(mut self, name: &'static str, description: &'static str, required: bool) -> Self {
+        self.doc.query.push((name, description, required));
         self
     }
 

@@ -12,7 +12,7 @@ use crate::db::Database;
 use crate::money;
 
 /// The five account types of double-entry bookkeeping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AccountType {
     /// Resources owned; normal balance debit.
@@ -89,7 +89,7 @@ impl Account {
 }
 
 /// A request to open an account.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
     /// Code, unique within the organization: 1 to 20 letters, digits, `.`, `-` or `_`.

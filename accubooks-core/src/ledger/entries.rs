@@ -17,7 +17,7 @@ use crate::money::{self, AmountText, MoneyError};
 pub const MAX_LINES: usize = 1000;
 
 /// A line as a client sends it: exactly one of `debit` and `credit`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineInput {
     /// The account's code.
@@ -31,7 +31,7 @@ pub struct LineInput {
 }
 
 /// An entry as a client sends it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntryInput {
     /// `YYYY-MM-DD`.
@@ -73,7 +73,7 @@ pub struct ValidEntry {
 }
 
 /// A posted line as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EntryLine {
     /// The account's code.
     pub account: String,
@@ -86,7 +86,7 @@ pub struct EntryLine {
 }
 
 /// A posted entry as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Entry {
     /// Its id.
     pub id: i64,

@@ -88,7 +88,7 @@ pub async fn export_ledger(
     }
     let organization = organization.to_owned();
     let postgres = matches!(db.pool(), Pool::Postgres(_));
-    let text = db
+    Ok(db
         .run(|pool| async move {
             on_pool!(pool, p => {
                 let mut tx = p.begin().await?;
@@ -112,15 +112,16 @@ pub async fn export_ledger(
                     .bind(as_of)
                     .fetch(&mut *tx);
                 while let Some(row) = lines.try_next().await? {
-                    journal.line(Line::from(row)).map_err(|e| sqlx::Error::Decode(e.into()))?;
+                    journal
+                        .line(Line::from(row))
+                        .map_err(|e| sqlx::Error::Decode(e.into()))?;
                 }
                 drop(lines);
                 tx.rollback().await?;
                 Ok(journal.finish())
             })
         })
-        .await?;
-    Ok(text)
+        .await?)
 }
 
 /// The day a beancount `balance` must carry to check the end of `as_of`
@@ -282,9 +283,13 @@ impl Journal {
                 }
             }
         }
+        let indent = match self.format {
+            ExportFormat::Hledger => "    ",
+            ExportFormat::Beancount => "  ",
+        };
         let _ = writeln!(
             out,
-            "    {name}  {} {}",
+            "{indent}{name}  {} {}",
             account.amount(line.amount),
             account.currency
         );
@@ -734,10 +739,10 @@ account expenses:5000  ; Account \"5000\"\u{FF1A} x; y
             "2026-01-31 open Assets:C1100-Da JPY\n  name: \"Account \\\"1100.a\\\": x; y\"\n  code: \"1100.a\"\n"
         ));
         assert!(text.contains(
-            "\n2026-01-31 * \"'; DROP TABLE x; --\\\"\"\n  entry: 7\n    Assets:C1000  100.00 USD\n    Income:C4000  -100.00 USD\n"
+            "\n2026-01-31 * \"'; DROP TABLE x; --\\\"\"\n  entry: 7\n  Assets:C1000  100.00 USD\n  Income:C4000  -100.00 USD\n"
         ));
         assert!(text.contains(
-            "\n2026-02-02 * \"Reversal of entry 9\"\n  entry: 11\n  reverses: 9\n    Assets:C1100-Da  1500 JPY\n"
+            "\n2026-02-02 * \"Reversal of entry 9\"\n  entry: 11\n  reverses: 9\n  Assets:C1100-Da  1500 JPY\n"
         ));
         assert!(
             text.ends_with(

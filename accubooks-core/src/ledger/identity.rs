@@ -14,7 +14,7 @@ use crate::auth::{Principal, Role};
 use crate::db::Database;
 
 /// `POST /api/auth/register`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
     /// The owner's e-mail address.
@@ -29,7 +29,7 @@ pub struct Registration {
 }
 
 /// `POST /api/auth/login`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// E-mail address.
@@ -39,7 +39,7 @@ pub struct Credentials {
 }
 
 /// `POST /api/users`: an owner adds a user to the organization.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// E-mail address.

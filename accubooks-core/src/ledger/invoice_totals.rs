@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::money::{self, Decimal, div_round_half_up};
 
 /// How tax is rounded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TaxRounding {
     /// Round each line's tax.

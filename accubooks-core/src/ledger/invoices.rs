@@ -34,7 +34,7 @@ pub const REVENUE: &str = "4000";
 pub const RETURNS: &str = "4900";
 
 /// `POST /api/customers`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCustomer {
     /// Name.
@@ -45,7 +45,7 @@ pub struct NewCustomer {
 }
 
 /// A customer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Customer {
     /// Id.
     pub id: i64,
@@ -56,7 +56,7 @@ pub struct Customer {
 }
 
 /// An invoice line as a client sends it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLine {
     /// What was sold.
@@ -75,7 +75,7 @@ fn zero_rate() -> AmountText {
 }
 
 /// `POST /api/invoices`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewInvoice {
     /// The customer.
@@ -90,7 +90,7 @@ pub struct NewInvoice {
 }
 
 /// `POST /api/invoices/{id}/credit-notes`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCreditNote {
     /// `YYYY-MM-DD`; defaults to today.
@@ -101,7 +101,7 @@ pub struct NewCreditNote {
 }
 
 /// An invoice line as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InvoiceLine {
     /// Description.
     pub description: String,
@@ -118,7 +118,7 @@ pub struct InvoiceLine {
 }
 
 /// An invoice or credit note as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Invoice {
     /// Id.
     pub id: i64,
@@ -271,7 +271,7 @@ fn parse_lines(lines: &[NewLine], currency_digits: u32) -> LedgerResult<Vec<Pars
 }
 
 /// The organization's settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// How invoice tax is rounded.
@@ -921,7 +921,7 @@ pub async fn credit_note(
 }
 
 /// One customer's (or the total's) receivables by age.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AgingBuckets {
     /// Not yet due.
     pub current: String,
@@ -938,7 +938,7 @@ pub struct AgingBuckets {
 }
 
 /// One customer's line of the aging report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AgingRow {
     /// The customer.
     pub customer_id: i64,
@@ -952,7 +952,7 @@ pub struct AgingRow {
 }
 
 /// `GET /api/reports/ar-aging`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ArAging {
     /// The date.
     pub as_of: NaiveDate,

@@ -13,7 +13,7 @@ use crate::db::Database;
 use crate::money;
 
 /// One account's balance in a report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BalanceLine {
     /// Code.
     pub code: String,
@@ -34,7 +34,7 @@ pub struct BalanceLine {
 }
 
 /// Totals of one currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CurrencyTotals {
     /// Currency.
     pub currency: String,
@@ -45,7 +45,7 @@ pub struct CurrencyTotals {
 }
 
 /// `GET /api/reports/trial-balance`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TrialBalance {
     /// The date the balances are taken at (end of day).
     pub as_of: NaiveDate,
@@ -157,7 +157,7 @@ pub async fn trial_balance(
 }
 
 /// One line of a statement: an account and its amount in its normal sign.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StatementLine {
     /// Code.
     pub code: String,
@@ -179,7 +179,7 @@ fn statement_line(line: &BalanceLine, normal_sign: i64) -> StatementLine {
 }
 
 /// Balance sheet totals of one currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BalanceSheetTotals {
     /// Currency.
     pub currency: String,
@@ -196,7 +196,7 @@ pub struct BalanceSheetTotals {
 }
 
 /// `GET /api/reports/balance-sheet`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BalanceSheet {
     /// The date.
     pub as_of: NaiveDate,
@@ -259,7 +259,7 @@ pub async fn balance_sheet(
 }
 
 /// Income statement totals of one currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IncomeTotals {
     /// Currency.
     pub currency: String,
@@ -272,7 +272,7 @@ pub struct IncomeTotals {
 }
 
 /// `GET /api/reports/income-statement`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IncomeStatement {
     /// First day, inclusive.
     pub from: NaiveDate,
@@ -362,7 +362,7 @@ pub async fn income_statement(
 }
 
 /// One posting in a general ledger.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LedgerRow {
     /// Entry date.
     pub date: NaiveDate,
@@ -381,7 +381,7 @@ pub struct LedgerRow {
 }
 
 /// `GET /api/reports/general-ledger`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct GeneralLedger {
     /// The account's code.
     pub account: String,

@@ -1,0 +1,223 @@
+//! The OpenAPI 3.1 document of the whole API, generated from the route
+//! table: every route appears with its method, path parameters, access rule,
+//! body and answer schemas (derived from the Rust types) and error answers.
+
+use http::{Method, StatusCode};
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, Paths};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{ComponentsBuilder, ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, Required, ResponseBuilder,
+};
+
+use super::route::{Access, RouteTable};
+use super::{ApiError, Request, Response, Route, json_response};
+use crate::app::AccuBooks;
+
+pub(crate) fn routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::GET, "/api/openapi.json", serve)
+            .access(Access::Public)
+            .summary("This document"),
+    ]
+}
+
+async fn serve(app: AccuBooks, _: Request) -> Result<Response, ApiError> {
+    Ok(json_response(StatusCode::OK, app.openapi()))
+}
+
+fn http_method(method: &Method) -> Option<HttpMethod> {
+    Some(match *method {
+        Method::GET => HttpMethod::Get,
+        Method::POST => HttpMethod::Post,
+        Method::PUT => HttpMethod::Put,
+        Method::DELETE => HttpMethod::Delete,
+        Method::PATCH => HttpMethod::Patch,
+        _ => return None,
+    })
+}
+
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Error")))
+                .build(),
+        )
+        .build()
+}
+
+/// Builds the document.
+pub fn document(routes: &RouteTable) -> OpenApi {
+    let mut schemas = Vec::new();
+    let mut paths = Paths::new();
+    for route in routes.iter() {
+        let Some(method) = http_method(route.method()) else {
+            continue;
+        };
+        let path = route.path();
+        let tag = path
+            .trim_start_matches("/api/")
+            .split('/')
+            .next()
+            .unwrap_or("api");
+        let mut operation = OperationBuilder::new()
+            .operation_id(Some(format!(
+                "{}{}",
+                route.method().as_str().to_lowercase(),
+                path.replace(['/', '-', '.'], "_").replace(['{', '}'], "")
+            )))
+            .summary(route.doc.summary)
+            .tag(tag);
+        for segment in path.split('/') {
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                operation = operation.parameter(
+                    ParameterBuilder::new()
+                        .name(name)
+                        .parameter_in(ParameterIn::Path)
+                        .required(Required::True)
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+                );
+            }
+        }
+        for (name, description, required) in &route.doc.query {
+            operation = operation.parameter(
+                ParameterBuilder::new()
+                    .name(*name)
+                    .parameter_in(ParameterIn::Query)
+                    .description(Some(*description))
+                    .required(if *required {
+                        Required::True
+                    } else {
+                        Required::False
+                    })
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+            );
+        }
+        if route.idempotent {
+            operation = operation.parameter(
+                ParameterBuilder::new()
+                    .name("Idempotency-Key")
+                    .parameter_in(ParameterIn::Header)
+                    .description(Some(
+                        "Repeating a request with the same key returns the first answer; \
+                         the same key with another body is refused (422 IDEMPOTENCY_KEY_REUSED).",
+                    ))
+                    .required(Required::False)
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+            );
+        }
+        if let Some(body) = route.doc.body {
+            let schema = body(&mut schemas);
+            operation = operation.request_body(Some(
+                RequestBodyBuilder::new()
+                    .content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(schema)).build(),
+                    )
+                    .required(Some(Required::True))
+                    .build(),
+            ));
+        }
+        let success = match route.doc.returns {
+            Some((status, schema)) => {
+                let schema = schema(&mut schemas);
+                (
+                    status.to_string(),
+                    ResponseBuilder::new()
+                        .description("Success")
+                        .content(
+                            "application/json",
+                            ContentBuilder::new().schema(Some(schema)).build(),
+                        )
+                        .build(),
+                )
+            }
+            None => (
+                "200".to_owned(),
+                ResponseBuilder::new().description("Success").build(),
+            ),
+        };
+        operation = operation.response(success.0, success.1);
+        if let Access::Role(role) = route.access {
+            operation = operation
+                .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+                .response(
+                    "401",
+                    error_response("No token, or an invalid or expired one"),
+                )
+                .response(
+                    "403",
+                    error_response(match role {
+                        crate::auth::Role::Viewer => "Never for a valid token",
+                        crate::auth::Role::Accountant => "The token's role is viewer",
+                        crate::auth::Role::Owner => "The token's role is not owner",
+                    }),
+                );
+        }
+        if route.doc.body.is_some() {
+            operation = operation
+                .response("400", error_response("Malformed JSON"))
+                .response("413", error_response("Body larger than BODY_LIMIT_BYTES"))
+                .response("422", error_response("Valid JSON with invalid content"));
+        }
+        if path.contains('{') {
+            operation =
+                operation.response("404", error_response("Absent, or another organization's"));
+        }
+        if !route.dependencies().is_empty() {
+            operation = operation.response(
+                "503",
+                error_response(
+                    "A dependency is down (e.g. DATABASE_UNAVAILABLE); retry after Retry-After",
+                ),
+            );
+        }
+        paths.add_path_operation(path, vec![method], operation);
+    }
+    let error = ObjectBuilder::new()
+        .property(
+            "error",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("A sentence for people")),
+        )
+        .property(
+            "code",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("A stable machine code")),
+        )
+        .property("request_id", ObjectBuilder::new().schema_type(Type::String))
+        .required("error")
+        .required("code")
+        .required("request_id");
+    let components = ComponentsBuilder::new()
+        .schemas_from_iter(schemas)
+        .schema("Error", error)
+        .security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        )
+        .build();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("AccuBooks")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "A resilient double-entry accounting API. Money is always a decimal string.",
+                )),
+        )
+        .paths(paths)
+        .components(Some(components))
+        .build()
+}
