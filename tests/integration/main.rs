@@ -10,3 +10,4 @@ mod export;
 mod faults;
 mod invoices;
 mod process;
+mod properties;
