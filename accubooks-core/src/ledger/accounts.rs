@@ -246,8 +246,7 @@ pub async fn create_account(
         }
     };
     let organization_owned = organization.to_owned();
-    let inserted = db
-        .run(|pool| {
+    db.run(|pool| {
             let new = new.clone();
             async move {
                 let sql = "INSERT INTO accounts (organization_id, code, name, type, currency, parent_id) \
@@ -303,8 +302,7 @@ pub async fn create_account(
                 }
             }
         })
-        .await?;
-    inserted
+        .await?
 }
 
 #[cfg(test)]

@@ -404,17 +404,10 @@ async fn write_postgres(
     .bind(count)
     .fetch_all(&mut *tx)
     .await?;
-    let (orgs, dates, memos, reverses): (Vec<&str>, Vec<NaiveDate>, Vec<&str>, Vec<Option<i64>>) =
-        plan.entries
-            .iter()
-            .map(|(o, d, m, r)| (o.as_str(), *d, m.as_str(), *r))
-            .fold((vec![], vec![], vec![], vec![]), |mut acc, (o, d, m, r)| {
-                acc.0.push(o);
-                acc.1.push(d);
-                acc.2.push(m);
-                acc.3.push(r);
-                acc
-            });
+    let orgs: Vec<&str> = plan.entries.iter().map(|e| e.0.as_str()).collect();
+    let dates: Vec<NaiveDate> = plan.entries.iter().map(|e| e.1).collect();
+    let memos: Vec<&str> = plan.entries.iter().map(|e| e.2.as_str()).collect();
+    let reverses: Vec<Option<i64>> = plan.entries.iter().map(|e| e.3).collect();
     sqlx::query(
         "INSERT INTO journal_entries (id, organization_id, entry_date, memo, reverses) \
          SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::bigint[])",

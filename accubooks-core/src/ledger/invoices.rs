@@ -185,13 +185,13 @@ pub async fn create_customer(
     new: NewCustomer,
 ) -> LedgerResult<Customer> {
     validate_name(&new.name)?;
-    if let Some(email) = &new.email {
-        if email.len() > 254 || !email.contains('@') || email.chars().any(char::is_whitespace) {
-            return Err(invalid(
-                "INVALID_EMAIL",
-                "Give a valid e-mail address or none.",
-            ));
-        }
+    if let Some(email) = &new.email
+        && (email.len() > 254 || !email.contains('@') || email.chars().any(char::is_whitespace))
+    {
+        return Err(invalid(
+            "INVALID_EMAIL",
+            "Give a valid e-mail address or none.",
+        ));
     }
     let organization = organization.to_owned();
     let (name, email) = (new.name.clone(), new.email.clone());
