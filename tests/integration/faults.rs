@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use accubooks_core::auth::Role;
 use http::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::server::{Host, TestServer, base_vars, median, set};
 use crate::support::services::{Postgres, Redis};
@@ -305,4 +305,66 @@ async fn a_503_during_an_outage_costs_no_wait() {
         outage < live * 10 + Duration::from_millis(20),
         "{outage:?} vs {live:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_and_plaid_outages_are_seen_and_healed() {
+    use crate::support::saas::{FakeSaas, PLAID_CLIENT, STRIPE_KEY};
+    let mut saas = FakeSaas::start().await;
+    let mut vars = base_vars();
+    set(&mut vars, "STRIPE_SECRET_KEY", STRIPE_KEY);
+    set(&mut vars, "STRIPE_WEBHOOK_SECRET", "whsec_fake");
+    set(&mut vars, "STRIPE_API_BASE", saas.base());
+    set(&mut vars, "PLAID_CLIENT_ID", PLAID_CLIENT.0);
+    set(&mut vars, "PLAID_SECRET", PLAID_CLIENT.1);
+    set(&mut vars, "PLAID_API_BASE", saas.base());
+    let server = TestServer::start(Host::Axum, vars).await;
+    server
+        .wait_for_dependency("stripe", "connected", Duration::from_secs(5))
+        .await;
+    server
+        .wait_for_dependency("plaid", "connected", Duration::from_secs(5))
+        .await;
+
+    saas.stop();
+    let noticed = server
+        .wait_for_dependency("stripe", "unavailable", Duration::from_secs(5))
+        .await;
+    server
+        .wait_for_dependency("plaid", "unavailable", Duration::from_secs(5))
+        .await;
+    let health = server.health().await;
+    assert_eq!(
+        health["dependencies"]["stripe"]["error"]["code"],
+        "CONNECTION_REFUSED"
+    );
+    assert!(
+        !health.to_string().contains(STRIPE_KEY) && !health.to_string().contains(PLAID_CLIENT.1)
+    );
+    saas.restart().await;
+    let back = server
+        .wait_for_dependency("stripe", "connected", Duration::from_secs(5))
+        .await;
+    server
+        .wait_for_dependency("plaid", "connected", Duration::from_secs(5))
+        .await;
+    eprintln!(
+        "figure: fake Stripe stopped: unavailable after {noticed:?}; connected {back:?} after restart"
+    );
+
+    // A revoked key is a permanent fault, not an outage that will pass.
+    let mut vars = base_vars();
+    set(&mut vars, "STRIPE_SECRET_KEY", "sk_test_revoked");
+    set(&mut vars, "STRIPE_WEBHOOK_SECRET", "whsec_fake");
+    set(&mut vars, "STRIPE_API_BASE", saas.base());
+    let revoked = TestServer::start(Host::Warp, vars).await;
+    revoked
+        .wait_for_dependency("stripe", "unavailable", Duration::from_secs(5))
+        .await;
+    let health = revoked.health().await;
+    assert_eq!(
+        health["dependencies"]["stripe"]["error"],
+        json!({"code": "AUTHENTICATION_FAILED", "kind": "permanent"})
+    );
+    assert_eq!(health["dependencies"]["plaid"]["status"], "disabled");
 }

@@ -1,4 +1,5 @@
 //! Helpers shared by every test module.
 
+pub mod saas;
 pub mod server;
 pub mod services;
