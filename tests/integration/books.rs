@@ -154,28 +154,6 @@ fn sale(amount: &str) -> Value {
     json!([{"account": "1000", "debit": amount}, {"account": "4000", "credit": amount}])
 }
 
-/// Generates one test per store for each case.
-macro_rules! on_every_store {
-    ($($case:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Store::Postgres).await
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Store::Sqlite).await
-                }
-            )*
-        }
-    };
-}
-
 on_every_store!(
     registration_login_and_the_default_chart,
     posting_moves_balances_and_every_report_agrees,

@@ -54,27 +54,6 @@ async fn act(
         .await
 }
 
-macro_rules! on_every_store {
-    ($($case:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Store::Postgres).await
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Store::Sqlite).await
-                }
-            )*
-        }
-    };
-}
-
 on_every_store!(
     an_invoice_goes_from_draft_to_paid_and_posts_each_step,
     voiding_reverses_an_unpaid_invoice,

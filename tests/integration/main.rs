@@ -4,6 +4,29 @@
 
 pub mod support;
 
+/// Generates one `#[tokio::test]` per store (`books::Store`) for each case:
+/// `$case(store)` is an async fn in the invoking module.
+macro_rules! on_every_store {
+    ($($case:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::books::Store::Postgres).await
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::books::Store::Sqlite).await
+                }
+            )*
+        }
+    };
+}
+
 mod books;
 mod contract;
 mod export;
