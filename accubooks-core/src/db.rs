@@ -11,6 +11,7 @@ use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use secrecy::ExposeSecret;
@@ -129,6 +130,17 @@ impl Database {
         F: FnOnce(Pool) -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
+        self.run_within(self.inner.config.statement_timeout, operation)
+            .await
+    }
+
+    /// [`Database::run`] with another time limit, for operations that are
+    /// long by nature (exports of whole books).
+    pub async fn run_within<T, F, Fut>(&self, limit: Duration, operation: F) -> Result<T>
+    where
+        F: FnOnce(Pool) -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
         let dependency = self.inner.dependency.get();
         if let Some(dep) = dependency
             && !dep.is_available()
@@ -139,11 +151,7 @@ impl Database {
                 .unwrap_or(Fault::temporary("NOT_CONNECTED"));
             return Err(Error::DatabaseUnavailable(fault));
         }
-        let outcome = tokio::time::timeout(
-            self.inner.config.statement_timeout,
-            operation(self.pool().clone()),
-        )
-        .await;
+        let outcome = tokio::time::timeout(limit, operation(self.pool().clone())).await;
         match outcome {
             Ok(Ok(value)) => {
                 if let Some(dep) = dependency {

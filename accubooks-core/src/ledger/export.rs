@@ -68,6 +68,10 @@ const LINES_SQL: &str = "SELECT e.id, e.entry_date, e.memo, e.reverses, l.accoun
 type AccountRow = (i64, String, String, String, String, i64);
 type LineRow = (i64, NaiveDate, String, Option<i64>, i64, i64);
 
+/// How long an export may read the database: whole books take longer
+/// than one statement may (`DB_STATEMENT_TIMEOUT_MS`).
+const EXPORT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The organization's books up to and including `as_of`, in `format`, ending
 /// with an exact balance assertion per account at the end of `as_of`.
 ///
@@ -89,7 +93,7 @@ pub async fn export_ledger(
     let organization = organization.to_owned();
     let postgres = matches!(db.pool(), Pool::Postgres(_));
     Ok(db
-        .run(|pool| async move {
+        .run_within(EXPORT_TIME_LIMIT, |pool| async move {
             on_pool!(pool, p => {
                 let mut tx = p.begin().await?;
                 if postgres {
