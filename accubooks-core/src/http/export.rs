@@ -10,7 +10,14 @@ use crate::deps::DATABASE;
 use crate::ledger::{self, ExportFormat};
 
 pub(crate) fn routes() -> Vec<Route> {
-    vec![Route::new(Method::GET, "/api/export/ledger", export_ledger).needs(DATABASE)]
+    vec![
+        Route::new(Method::GET, "/api/export/ledger", export_ledger)
+            .needs(DATABASE)
+            .timeout(crate::ledger::EXPORT_TIME_LIMIT)
+            .summary("The books as an hledger or beancount journal with exact balance assertions")
+            .query("format", "hledger or beancount", true)
+            .query("as_of", "YYYY-MM-DD, default today (UTC)", false),
+    ]
 }
 
 #[derive(Deserialize)]

@@ -127,7 +127,7 @@ impl AccuBooks {
         };
         self.guard(route)?;
         let limit = self.config().body_limit;
-        let timeout = self.config().request_timeout;
+        let timeout = route.timeout.unwrap_or(self.config().request_timeout);
         let work = async {
             let body = read_body(&parts.headers, body, limit).await?;
             let idempotency = match self

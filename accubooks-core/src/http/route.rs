@@ -83,6 +83,7 @@ pub struct Route {
     pub(crate) access: Access,
     pub(crate) quiet: bool,
     pub(crate) idempotent: bool,
+    pub(crate) timeout: Option<std::time::Duration>,
     pub(crate) doc: RouteDoc,
     pub(crate) handler: Arc<dyn Handler>,
 }
@@ -98,6 +99,7 @@ impl Route {
             access: Access::Role(Role::Viewer),
             quiet: false,
             idempotent: false,
+            timeout: None,
             doc: RouteDoc::default(),
             handler: Arc::new(handler),
         }
@@ -128,6 +130,12 @@ impl Route {
     /// routes that need the database.
     pub fn idempotent(mut self) -> Self {
         self.idempotent = true;
+        self
+    }
+
+    /// Overrides `REQUEST_TIMEOUT_MS` for a route that is long by nature.
+    pub fn timeout(mut self, limit: std::time::Duration) -> Self {
+        self.timeout = Some(limit);
         self
     }
 

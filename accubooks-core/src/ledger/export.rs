@@ -70,7 +70,7 @@ type LineRow = (i64, NaiveDate, String, Option<i64>, i64, i64);
 
 /// How long an export may read the database: whole books take longer
 /// than one statement may (`DB_STATEMENT_TIMEOUT_MS`).
-const EXPORT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+pub const EXPORT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The organization's books up to and including `as_of`, in `format`, ending
 /// with an exact balance assertion per account at the end of `as_of`.

@@ -23,7 +23,7 @@ pub use entries::{
     Entry, EntryInput, EntryLine, LineInput, ValidEntry, get_entry, parse_date, prepare,
     prepare_batch, reverse_entry,
 };
-pub use export::{ExportFormat, export_ledger};
+pub use export::{EXPORT_TIME_LIMIT, ExportFormat, export_ledger};
 pub use identity::{Credentials, NewUser, Registration, create_user, login, register};
 pub use invoices::{
     ArAging, Customer, Invoice, NewCreditNote, NewCustomer, NewInvoice, Settings, ar_aging,
