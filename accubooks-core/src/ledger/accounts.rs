@@ -274,14 +274,7 @@ pub async fn create_account(
                     };
                     if let Some((key, render)) = idempotency {
                         let (status, body) = render(&account);
-                        sqlx::query(idempotency::INSERT)
-                            .bind(&key.organization)
-                            .bind(&key.key)
-                            .bind(&key.request_hash)
-                            .bind(i32::from(status))
-                            .bind(&body)
-                            .execute(&mut *tx)
-                            .await?;
+                        idempotency::store_answer!(&mut *tx, key, status, body)?;
                     }
                     tx.commit().await?;
                     Ok(account)

@@ -456,14 +456,7 @@ async fn write_postgres(
     let per_job = split_ids(jobs, &ids);
     apply_effects!(tx, jobs, per_job);
     for (key, status, body) in answers(jobs, &per_job) {
-        sqlx::query(idempotency::INSERT)
-            .bind(&key.organization)
-            .bind(&key.key)
-            .bind(&key.request_hash)
-            .bind(i32::from(status))
-            .bind(&body)
-            .execute(&mut *tx)
-            .await?;
+        idempotency::store_answer!(&mut *tx, key, status, body)?;
     }
     tx.commit().await?;
     Ok(per_job)
@@ -533,14 +526,7 @@ async fn write_sqlite(
     let per_job = split_ids(jobs, &ids);
     apply_effects!(tx, jobs, per_job);
     for (key, status, body) in answers(jobs, &per_job) {
-        sqlx::query(idempotency::INSERT)
-            .bind(&key.organization)
-            .bind(&key.key)
-            .bind(&key.request_hash)
-            .bind(i32::from(status))
-            .bind(&body)
-            .execute(&mut *tx)
-            .await?;
+        idempotency::store_answer!(&mut *tx, key, status, body)?;
     }
     tx.commit().await?;
     Ok(per_job)

@@ -113,6 +113,23 @@ pub async fn store(
     .await
 }
 
+/// Stores an answer inside the caller's transaction: `store_answer!(&mut
+/// *tx, key, status, body)`. A macro because each backend's transaction is
+/// its own type.
+macro_rules! store_answer {
+    ($executor:expr, $key:expr, $status:expr, $body:expr) => {
+        sqlx::query($crate::ledger::idempotency::INSERT)
+            .bind(&$key.organization)
+            .bind(&$key.key)
+            .bind(&$key.request_hash)
+            .bind(i32::from($status))
+            .bind(&$body)
+            .execute($executor)
+            .await
+    };
+}
+pub(crate) use store_answer;
+
 /// The statement that stores an answer; bind organization, key, hash,
 /// status and body, in that order.
 pub(crate) const INSERT: &str = "INSERT INTO idempotency_keys \
