@@ -187,9 +187,16 @@ impl Database {
     /// is opened. (The pool itself retries refused connections until its
     /// acquire timeout, which would turn "refused" into a slow "timeout".)
     async fn ping(&self) -> Result<(), Fault> {
+        // During an outage the pooled connections are dead: check with a
+        // fresh one, so the return is seen on the first probe after it.
+        let fresh = !self
+            .inner
+            .dependency
+            .get()
+            .is_some_and(|dependency| dependency.is_available());
         let result = match &self.inner.pool {
-            Pool::Postgres(pool) => ping_one(pool).await,
-            Pool::Sqlite(pool) => ping_one(pool).await,
+            Pool::Postgres(pool) => ping_one(pool, fresh).await,
+            Pool::Sqlite(pool) => ping_one(pool, fresh).await,
         };
         result.map_err(|err| classify(&err).unwrap_or(Fault::temporary("QUERY_FAILED")))
     }
@@ -233,13 +240,13 @@ impl Probe for Database {
     }
 }
 
-async fn ping_one<DB>(pool: &sqlx::Pool<DB>) -> Result<(), sqlx::Error>
+async fn ping_one<DB>(pool: &sqlx::Pool<DB>, fresh: bool) -> Result<(), sqlx::Error>
 where
     DB: sqlx::Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
     use sqlx::Connection;
-    match pool.try_acquire() {
+    match pool.try_acquire().filter(|_| !fresh) {
         Some(mut pooled) => pooled.ping().await,
         None => {
             let mut fresh = DB::Connection::connect_with(&*pool.connect_options()).await?;

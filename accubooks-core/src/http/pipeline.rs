@@ -60,8 +60,16 @@ impl AccuBooks {
         let mut response = match result {
             Ok(response) => response,
             Err(err) => {
-                if err.status().is_server_error() {
-                    span.in_scope(|| tracing::warn!(code = err.code(), "request failed"));
+                // A known outage answers every request 503: its start and end
+                // are logged once by the registry, not once per request.
+                match &err {
+                    ApiError::Unavailable { .. } => {
+                        span.in_scope(|| tracing::debug!(code = err.code(), "request refused"));
+                    }
+                    _ if err.status().is_server_error() => {
+                        span.in_scope(|| tracing::warn!(code = err.code(), "request failed"));
+                    }
+                    _ => {}
                 }
                 err.into_response(&request_id)
             }
