@@ -1,0 +1,318 @@
+"""AccuBooks from Python: an embeddable, resilient accounting backend.
+
+Conventions of every method below:
+
+* Answers are plain ``dict``/``list`` objects shaped like the HTTP API's JSON
+  (see ``accubooks.types``); dates in them are ``datetime.date`` and money is
+  ``decimal.Decimal``, exact, with the currency's fraction digits.
+* Money in is ``Decimal`` or a decimal string (``"12.30"``). A ``float`` or an
+  ``int`` raises ``TypeError``: money is never a float, and an int could mean
+  cents or dollars.
+* Dates in are ``datetime.date`` or ``"YYYY-MM-DD"``; a ``datetime.datetime``
+  raises ``TypeError``.
+* Failures raise ``AccuBooksError`` subclasses with the HTTP API's ``code`` and
+  ``status`` (e.g. ``ValidationError`` with ``code == "UNBALANCED_ENTRY"``).
+  While the database is known to be down, calls raise ``DatabaseUnavailable``
+  at once; they succeed again by themselves once it is back.
+* Blocking calls release the GIL; handles may be shared between threads.
+"""
+
+from types import TracebackType
+from typing import Awaitable, Literal, Sequence, final
+
+from ._errors import AccuBooksError as AccuBooksError
+from ._errors import AuthenticationError as AuthenticationError
+from ._errors import ConfigError as ConfigError
+from ._errors import ConflictError as ConflictError
+from ._errors import DatabaseUnavailable as DatabaseUnavailable
+from ._errors import NotFoundError as NotFoundError
+from ._errors import PermissionDeniedError as PermissionDeniedError
+from ._errors import RateLimitedError as RateLimitedError
+from ._errors import ServiceUnavailable as ServiceUnavailable
+from ._errors import ValidationError as ValidationError
+from .types import (
+    Account,
+    AccountType,
+    BalanceSheet,
+    DateLike,
+    Entry,
+    EntryInput,
+    GeneralLedger,
+    Health,
+    IncomeStatement,
+    LineInput,
+    Role,
+    TrialBalance,
+    User,
+)
+
+__version__: str
+
+@final
+class AccuBooks:
+    """One AccuBooks instance: its database pool, dependency monitors and journal.
+
+    Construction never waits on a dependency: the database is connected (and
+    migrated) by a background probe; ``wait_ready()`` waits for the first one.
+    Use it as a context manager, or call ``close()``.
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        accubooks_env: str | None = None,
+        node_env: str | None = None,
+        port: int | str | None = None,
+        hostname: str | None = None,
+        jwt_secret: str | None = None,
+        session_secret: str | None = None,
+        frontend_url: str | None = None,
+        redis_url: str | None = None,
+        redis_host: str | None = None,
+        redis_port: int | str | None = None,
+        redis_password: str | None = None,
+        slow_request_ms: int | str | None = None,
+        db_pool_min: int | str | None = None,
+        db_pool_max: int | str | None = None,
+        db_idle_timeout_ms: int | str | None = None,
+        db_connect_timeout_ms: int | str | None = None,
+        db_init_timeout_ms: int | str | None = None,
+        db_statement_timeout_ms: int | str | None = None,
+        stripe_secret_key: str | None = None,
+        stripe_webhook_secret: str | None = None,
+        stripe_api_base: str | None = None,
+        plaid_client_id: str | None = None,
+        plaid_secret: str | None = None,
+        plaid_api_base: str | None = None,
+        metrics_token: str | None = None,
+        request_timeout_ms: int | str | None = None,
+        body_limit_bytes: int | str | None = None,
+        drain_timeout_ms: int | str | None = None,
+    ) -> None:
+        """Configures an instance from keywords: the contract's variables in
+        lower case (``jwt_secret=...`` is ``JWT_SECRET``). The process
+        environment is not read; ``ACCUBOOKS_ENV`` defaults to development and
+        ``DATABASE_URL`` to ``sqlite://accubooks.db``, as for the server.
+
+        Raises:
+            ConfigError: listing every invalid or missing variable.
+            TypeError: for a keyword that is not a variable of the contract.
+        """
+
+    @staticmethod
+    def from_env() -> AccuBooks:
+        """Configures an instance from the environment (and ``.env``), like the server."""
+
+    def health(self) -> Health:
+        """The body of ``GET /api/monitoring/health``, from kept state (never waits)."""
+
+    def ready(self) -> bool:
+        """Whether ``/api/monitoring/ready`` answers 200."""
+
+    def live(self) -> bool:
+        """Whether ``/api/monitoring/live`` answers 200: ``True`` until ``close()``."""
+
+    def metrics(self) -> str:
+        """The Prometheus text exposition of ``/api/monitoring/metrics``."""
+
+    def phase(self) -> str:
+        """``"starting"``, ``"ready"`` or ``"draining"``."""
+
+    def wait_ready(self, timeout: float = 5.0) -> bool:
+        """Waits until ready; ``False`` if ``timeout`` seconds pass first."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+
+    def close(self) -> None:
+        """Drains and stops its servers, stops the monitors, closes the pools. Idempotent."""
+
+    def __enter__(self) -> AccuBooks: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def register(
+        self, email: str, password: str, organization: str, currency: str = "USD"
+    ) -> Organization:
+        """Creates an organization, its owner (you) and its default chart of accounts
+        (1000 Cash, 1100 Accounts Receivable, 2000, 2100, 3000, 3900, 4000, 4900, 5000).
+
+        Raises:
+            ValidationError: ``INVALID_EMAIL``, ``WEAK_PASSWORD`` (fewer than 10
+                characters), ``UNKNOWN_CURRENCY``...
+            ConflictError: ``EMAIL_TAKEN``.
+        """
+
+    def login(self, email: str, password: str) -> Organization:
+        """The organization of a user, with the user's role.
+
+        Raises:
+            AuthenticationError: wrong e-mail address or password.
+            RateLimitedError: too many attempts for this e-mail address.
+        """
+
+    def organization(self, id: str) -> Organization:
+        """An existing organization by id, with owner rights (the host is calling).
+
+        Raises:
+            NotFoundError: there is no such organization.
+        """
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> Server:
+        """Serves the whole HTTP API of the contract on ``host:port`` (``0``: a free
+        port) in the background, and returns at once."""
+
+@final
+class Server:
+    """A running HTTP server of an ``AccuBooks`` handle.
+
+    It hosts the instance: ``stop()`` begins the instance's graceful shutdown
+    (``/ready`` answers ``draining``), drains in-flight requests and closes the
+    handle.
+    """
+
+    @property
+    def port(self) -> int: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def url(self) -> str:
+        """``http://host:port``, without a trailing slash."""
+
+    @property
+    def running(self) -> bool: ...
+    def stop(self, timeout: float | None = None) -> None:
+        """Drains and stops the server and closes its handle; waits at most
+        ``timeout`` seconds (default: ``DRAIN_TIMEOUT_MS`` plus one second)."""
+
+    def astop(self, timeout: float | None = None) -> Awaitable[None]:
+        """``stop()`` for asyncio code: an awaitable that does not block the event loop."""
+
+    def __enter__(self) -> Server: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+@final
+class Organization:
+    """One organization's books. Writing needs the accountant or owner role."""
+
+    @property
+    def id(self) -> str:
+        """The organization's id (a UUID)."""
+
+    @property
+    def user_id(self) -> str | None:
+        """The user who registered or logged in; ``None`` when opened by id."""
+
+    @property
+    def role(self) -> Role: ...
+    def token(self) -> str:
+        """A bearer token of the user for the HTTP API, valid for 12 hours.
+
+        Raises:
+            PermissionDeniedError: the organization was opened by id (no user).
+        """
+
+    def create_user(self, email: str, password: str, role: Role = "accountant") -> User:
+        """Adds a user to the organization (owners only)."""
+
+    def create_account(
+        self,
+        code: str,
+        name: str,
+        type: AccountType,
+        currency: str,
+        parent: str | None = None,
+    ) -> Account:
+        """Opens an account. ``parent`` is the code of an account of the same type.
+
+        Raises:
+            ConflictError: ``ACCOUNT_EXISTS``.
+            ValidationError: ``INVALID_ACCOUNT_CODE``, ``UNKNOWN_CURRENCY``...
+        """
+
+    def accounts(self) -> list[Account]:
+        """Every account with its balance (debits positive), by code."""
+
+    def post_entry(
+        self,
+        date: DateLike,
+        lines: Sequence[LineInput],
+        memo: str = "",
+        *,
+        idempotency_key: str | None = None,
+    ) -> Entry:
+        """Posts a balanced journal entry; answers it with its ``id``.
+
+        ``lines`` name accounts by code, each with exactly one of ``debit`` and
+        ``credit``. The same ``idempotency_key`` with the same entry answers the
+        first posting again instead of posting twice.
+
+        Raises:
+            ValidationError: ``UNBALANCED_ENTRY``, ``UNKNOWN_ACCOUNT``,
+                ``INVALID_AMOUNT``, ``INVALID_DATE``, ``IDEMPOTENCY_KEY_REUSED``...
+            TypeError: an amount is a ``float`` or an ``int``.
+        """
+
+    def post_entries(
+        self, entries: Sequence[EntryInput], *, idempotency_key: str | None = None
+    ) -> list[int]:
+        """Posts many entries at once (up to 10,000), all or none; their ids in order.
+
+        A failing entry is named in the message (``"Entry 3: ..."``).
+        """
+
+    def entry(self, id: int) -> Entry:
+        """One journal entry. Raises ``NotFoundError`` for another organization's."""
+
+    def reverse_entry(self, id: int, date: DateLike | None = None) -> Entry:
+        """Posts the mirror of an entry, dated ``date`` (default: the entry's date).
+
+        Raises:
+            ConflictError: ``ALREADY_REVERSED``, ``CANNOT_REVERSE_REVERSAL``.
+        """
+
+    def trial_balance(self, as_of: DateLike | None = None) -> TrialBalance:
+        """Every account's balance at the end of ``as_of`` (default: today, UTC)."""
+
+    def balance_sheet(self, as_of: DateLike | None = None) -> BalanceSheet:
+        """Assets, liabilities and equity at the end of ``as_of`` (default: today, UTC)."""
+
+    def income_statement(self, from_: DateLike, to: DateLike) -> IncomeStatement:
+        """Revenue and expenses from ``from_`` to ``to``, inclusive."""
+
+    def general_ledger(self, account: str, from_: DateLike, to: DateLike) -> GeneralLedger:
+        """One account's postings from ``from_`` to ``to``, with running balances."""
+
+    def export_ledger(
+        self, format: Literal["hledger", "beancount"], as_of: DateLike | None = None
+    ) -> str:
+        """The books up to the end of ``as_of`` (default: today, UTC) as a journal that
+        ``hledger check`` or ``bean-check`` accepts, ending with one balance assertion
+        per account (the trial balance's figures)."""
+
+__all__ = [
+    "__version__",
+    "AccuBooks",
+    "Organization",
+    "Server",
+    "AccuBooksError",
+    "ValidationError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "ConflictError",
+    "RateLimitedError",
+    "ServiceUnavailable",
+    "DatabaseUnavailable",
+    "ConfigError",
+]

@@ -1,0 +1,478 @@
+//! Values across the boundary.
+//!
+//! Out: the core's answers are serialized with serde_json exactly as the HTTP
+//! API sends them, then turned into plain Python objects. In book answers the
+//! known date fields become `datetime.date` and the known money fields
+//! `decimal.Decimal` (exact: built from the decimal string, never a float).
+//!
+//! In: dates are `datetime.date` or `"YYYY-MM-DD"`; money is `Decimal` or a
+//! decimal string. A `float` is refused (money is never a float), and so is
+//! an `int` (is `100` cents or dollars?).
+
+use std::sync::Arc;
+
+use accubooks_core::ledger::{EntryInput, LineInput};
+use accubooks_core::money::AmountText;
+use chrono::NaiveDate;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyBool, PyBytes, PyDate, PyDateTime, PyDict, PyFloat, PyInt, PyList, PyString, PyType,
+};
+use serde_json::Value;
+
+use crate::error::{Failure, Outcome, invalid};
+use crate::instance::{Instance, Org};
+use crate::server::{Server, ServerTask};
+
+/// Fields of book answers that hold a `YYYY-MM-DD` date.
+const DATE_FIELDS: &[&str] = &["date", "as_of", "from", "to"];
+
+/// Fields of book answers that hold money as a decimal string.
+const MONEY_FIELDS: &[&str] = &[
+    "amount",
+    "assets",
+    "balance",
+    "closing_balance",
+    "credit",
+    "current_earnings",
+    "debit",
+    "equity",
+    "expenses",
+    "liabilities",
+    "liabilities_and_equity",
+    "net_income",
+    "opening_balance",
+    "revenue",
+    "total_credit",
+    "total_debit",
+];
+
+/// The variables of the contract that `AccuBooks(**config)` accepts, in
+/// lower case.
+pub(crate) const VARIABLES: &[&str] = &[
+    "ACCUBOOKS_ENV",
+    "NODE_ENV",
+    "PORT",
+    "HOSTNAME",
+    "DATABASE_URL",
+    "JWT_SECRET",
+    "SESSION_SECRET",
+    "FRONTEND_URL",
+    "REDIS_URL",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_PASSWORD",
+    "SLOW_REQUEST_MS",
+    "DB_POOL_MIN",
+    "DB_POOL_MAX",
+    "DB_IDLE_TIMEOUT_MS",
+    "DB_CONNECT_TIMEOUT_MS",
+    "DB_INIT_TIMEOUT_MS",
+    "DB_STATEMENT_TIMEOUT_MS",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_API_BASE",
+    "PLAID_CLIENT_ID",
+    "PLAID_SECRET",
+    "PLAID_API_BASE",
+    "METRICS_TOKEN",
+    "REQUEST_TIMEOUT_MS",
+    "BODY_LIMIT_BYTES",
+    "DRAIN_TIMEOUT_MS",
+];
+
+/// How an answer is turned into Python objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// As JSON says, nothing more (health).
+    Plain,
+    /// Known date fields become `datetime.date`, money fields `Decimal`.
+    Books,
+}
+
+static DECIMAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+fn decimal_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    DECIMAL.import(py, "decimal", "Decimal")
+}
+
+/// A JSON value as Python objects.
+pub(crate) fn to_py<'py>(
+    py: Python<'py>,
+    value: &Value,
+    mode: Mode,
+) -> PyResult<Bound<'py, PyAny>> {
+    convert(py, value, mode, None)
+}
+
+fn convert<'py>(
+    py: Python<'py>,
+    value: &Value,
+    mode: Mode,
+    field: Option<&str>,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(flag) => PyBool::new(py, *flag).to_owned().into_any(),
+        Value::Number(number) => {
+            if let Some(int) = number.as_i64() {
+                int.into_pyobject(py)?.into_any()
+            } else if let Some(int) = number.as_u64() {
+                int.into_pyobject(py)?.into_any()
+            } else {
+                // Only health and metrics figures are fractional; money is
+                // always a string.
+                number
+                    .as_f64()
+                    .unwrap_or_default()
+                    .into_pyobject(py)?
+                    .into_any()
+            }
+        }
+        Value::String(text) => match (mode, field) {
+            (Mode::Books, Some(field)) if DATE_FIELDS.contains(&field) => {
+                match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+                    Ok(date) => date.into_pyobject(py)?.into_any(),
+                    Err(_) => PyString::new(py, text).into_any(),
+                }
+            }
+            (Mode::Books, Some(field)) if MONEY_FIELDS.contains(&field) => {
+                decimal_type(py)?.call1((text.as_str(),))?
+            }
+            _ => PyString::new(py, text).into_any(),
+        },
+        Value::Array(items) => {
+            let items = items
+                .iter()
+                .map(|item| convert(py, item, mode, None))
+                .collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, items)?.into_any()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (key, item) in map {
+                dict.set_item(key, convert(py, item, mode, Some(key))?)?;
+            }
+            dict.into_any()
+        }
+    })
+}
+
+/// A content error of the caller's input (422), as a Python exception.
+fn invalid_input(code: &'static str, message: String) -> PyErr {
+    invalid(code, message).into()
+}
+
+fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".to_owned())
+}
+
+/// A date argument: `datetime.date` or `"YYYY-MM-DD"` (checked by the core).
+/// A `datetime.datetime` is refused: which day it means depends on a time
+/// zone the caller should choose.
+pub(crate) fn date_arg(value: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
+    if value.is_instance_of::<PyDateTime>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a datetime.date, not a datetime.datetime: pass .date() of it in the time zone you mean"
+        )));
+    }
+    if value.is_instance_of::<PyDate>() {
+        let date: NaiveDate = value.extract()?;
+        return Ok(date.format("%Y-%m-%d").to_string());
+    }
+    if let Ok(text) = value.cast::<PyString>() {
+        return text.extract::<String>();
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be a datetime.date or a \"YYYY-MM-DD\" string, not {}",
+        type_name(value)
+    )))
+}
+
+/// An optional date argument.
+pub(crate) fn optional_date(
+    value: Option<&Bound<'_, PyAny>>,
+    what: &str,
+) -> PyResult<Option<String>> {
+    value
+        .filter(|v| !v.is_none())
+        .map(|v| date_arg(v, what))
+        .transpose()
+}
+
+/// A money argument: `Decimal` or a decimal string.
+fn amount_arg(value: &Bound<'_, PyAny>, place: &str) -> PyResult<AmountText> {
+    if let Ok(text) = value.cast::<PyString>() {
+        return Ok(AmountText(text.extract()?));
+    }
+    if value.is_instance(decimal_type(value.py())?)? {
+        // Fixed-point notation: Decimal("1E+2") is "100", never "1E+2".
+        let text: String = value.call_method1("__format__", ("f",))?.extract()?;
+        return Ok(AmountText(text));
+    }
+    let hint = "pass decimal.Decimal(\"12.30\") or the string \"12.30\"";
+    if value.is_instance_of::<PyFloat>() {
+        return Err(PyTypeError::new_err(format!(
+            "{place} is a float; money is never a float: {hint}"
+        )));
+    }
+    if value.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "{place} is an int, which could mean cents or dollars: {hint}"
+        )));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{place} must be a decimal.Decimal or a decimal string, not {}: {hint}",
+        type_name(value)
+    )))
+}
+
+fn text_arg(value: &Bound<'_, PyAny>, place: &str) -> PyResult<String> {
+    match value.cast::<PyString>() {
+        Ok(text) => text.extract::<String>(),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{place} must be a str, not {}",
+            type_name(value)
+        ))),
+    }
+}
+
+fn dict_arg<'a, 'py>(
+    value: &'a Bound<'py, PyAny>,
+    place: &str,
+    example: &str,
+) -> PyResult<&'a Bound<'py, PyDict>> {
+    value.cast::<PyDict>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{place} must be a dict such as {example}, not {}",
+            type_name(value)
+        ))
+    })
+}
+
+fn list_arg<'py>(value: &Bound<'py, PyAny>, place: &str) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let is_text = value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>();
+    if is_text || value.is_instance_of::<PyDict>() {
+        return Err(PyTypeError::new_err(format!(
+            "{place} must be a list, not {}",
+            type_name(value)
+        )));
+    }
+    value
+        .try_iter()
+        .map_err(|_| {
+            PyTypeError::new_err(format!("{place} must be a list, not {}", type_name(value)))
+        })?
+        .collect()
+}
+
+const LINE_EXAMPLE: &str = "{\"account\": \"1000\", \"debit\": Decimal(\"1.00\")}";
+
+/// The lines of an entry: dicts with `account` and one of `debit` and
+/// `credit`.
+pub(crate) fn lines_arg(value: &Bound<'_, PyAny>, prefix: &str) -> PyResult<Vec<LineInput>> {
+    list_arg(value, &format!("{prefix}lines"))?
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let place = format!("{prefix}Line {}", index + 1);
+            let dict = dict_arg(item, &place, LINE_EXAMPLE)?;
+            let mut line = LineInput {
+                account: String::new(),
+                debit: None,
+                credit: None,
+            };
+            let mut has_account = false;
+            for (key, field) in dict.iter() {
+                let key = text_arg(&key, &format!("{place}: a key"))?;
+                match key.as_str() {
+                    "account" => {
+                        line.account = text_arg(&field, &format!("{place}: \"account\""))?;
+                        has_account = true;
+                    }
+                    "debit" | "credit" if field.is_none() => {}
+                    "debit" => line.debit = Some(amount_arg(&field, &format!("{place}: \"debit\""))?),
+                    "credit" => {
+                        line.credit = Some(amount_arg(&field, &format!("{place}: \"credit\""))?)
+                    }
+                    other => {
+                        return Err(invalid_input(
+                            "INVALID_FIELD",
+                            format!(
+                                "{place}: unknown field {other:?}; a line has \"account\" and one of \"debit\" and \"credit\"."
+                            ),
+                        ));
+                    }
+                }
+            }
+            if !has_account {
+                return Err(invalid_input(
+                    "INVALID_FIELD",
+                    format!("{place}: \"account\" is missing."),
+                ));
+            }
+            Ok(line)
+        })
+        .collect()
+}
+
+/// One entry from its parts.
+pub(crate) fn entry_input(
+    date: &Bound<'_, PyAny>,
+    lines: &Bound<'_, PyAny>,
+    memo: String,
+    prefix: &str,
+) -> PyResult<EntryInput> {
+    Ok(EntryInput {
+        date: date_arg(date, &format!("{prefix}date"))?,
+        memo,
+        lines: lines_arg(lines, prefix)?,
+    })
+}
+
+/// The entries of a batch: dicts with `date`, `lines` and optionally `memo`.
+pub(crate) fn entries_arg(value: &Bound<'_, PyAny>) -> PyResult<Vec<EntryInput>> {
+    let example = "{\"date\": date(2026, 1, 31), \"lines\": [...], \"memo\": \"...\"}";
+    list_arg(value, "entries")?
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let place = format!("Entry {}", index + 1);
+            let dict = dict_arg(item, &place, example)?;
+            let (mut date, mut lines, mut memo) = (None, None, String::new());
+            for (key, field) in dict.iter() {
+                let key = text_arg(&key, &format!("{place}: a key"))?;
+                match key.as_str() {
+                    "date" => date = Some(field),
+                    "lines" => lines = Some(field),
+                    "memo" => memo = text_arg(&field, &format!("{place}: \"memo\""))?,
+                    other => {
+                        return Err(invalid_input(
+                            "INVALID_FIELD",
+                            format!("{place}: unknown field {other:?}; an entry has \"date\", \"lines\" and \"memo\"."),
+                        ));
+                    }
+                }
+            }
+            let missing = |name: &str| invalid_input("INVALID_FIELD", format!("{place}: {name:?} is missing."));
+            let date = date.ok_or_else(|| missing("date"))?;
+            let lines = lines.ok_or_else(|| missing("lines"))?;
+            entry_input(&date, &lines, memo, &format!("{place}: "))
+        })
+        .collect()
+}
+
+/// The configuration map of `AccuBooks(database_url, **config)`.
+pub(crate) fn config_vars(
+    database_url: Option<String>,
+    config: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Vec<(String, String)>> {
+    let mut vars = Vec::new();
+    if let Some(url) = database_url {
+        vars.push(("DATABASE_URL".to_owned(), url));
+    }
+    for (key, value) in config.into_iter().flat_map(|c| c.iter()) {
+        let key = text_arg(&key, "a configuration keyword")?;
+        let name = key.to_ascii_uppercase();
+        if key != key.to_ascii_lowercase() || !VARIABLES.contains(&name.as_str()) {
+            return Err(PyTypeError::new_err(format!(
+                "AccuBooks() got an unexpected keyword argument {key:?}: configuration keywords are the contract's variables in lower case, such as jwt_secret or redis_url"
+            )));
+        }
+        if value.is_none() {
+            continue;
+        }
+        let text = if value.is_instance_of::<PyBool>() {
+            None
+        } else if value.is_instance_of::<PyInt>() {
+            Some(value.str()?.extract::<String>()?)
+        } else {
+            value
+                .cast::<PyString>()
+                .ok()
+                .map(|s| s.extract::<String>())
+                .transpose()?
+        };
+        let text = text.ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "{key} must be a str or an int, not {}",
+                type_name(&value)
+            ))
+        })?;
+        vars.push((name, text));
+    }
+    Ok(vars)
+}
+
+/// What an operation answers, before it becomes Python objects.
+pub(crate) enum Payload {
+    /// A book answer (dates and money converted).
+    Books(Value),
+    /// Entry ids.
+    Ids(Vec<i64>),
+    /// `True` or `False`.
+    Flag(bool),
+    /// A `str`.
+    Text(String),
+    /// `None`.
+    Unit,
+    /// An asyncio organization handle.
+    AsyncOrg(Arc<Instance>, Org),
+    /// A running server.
+    Server(Arc<ServerTask>),
+}
+
+/// An answer for `future_into_py`: it becomes Python objects (or the
+/// exception) on the thread where `pyo3-async-runtimes` holds the GIL, never
+/// on a runtime worker.
+pub(crate) struct Reply(Outcome<Payload>);
+
+impl Reply {
+    /// A book answer.
+    pub(crate) fn books(outcome: Outcome<Value>) -> Self {
+        Reply(outcome.map(Payload::Books))
+    }
+
+    /// `None`, or the failure.
+    pub(crate) fn unit(outcome: Outcome<()>) -> Self {
+        Reply(outcome.map(|()| Payload::Unit))
+    }
+
+    /// Any payload.
+    pub(crate) fn new(outcome: Outcome<Payload>) -> Self {
+        Reply(outcome)
+    }
+}
+
+impl<'py> IntoPyObject<'py> for Reply {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self.0 {
+            Err(failure) => Err(failure.into_pyerr(py)),
+            Ok(Payload::Books(value)) => to_py(py, &value, Mode::Books),
+            Ok(Payload::Ids(ids)) => Ok(PyList::new(py, ids)?.into_any()),
+            Ok(Payload::Text(text)) => Ok(PyString::new(py, &text).into_any()),
+            Ok(Payload::Flag(flag)) => Ok(PyBool::new(py, flag).to_owned().into_any()),
+            Ok(Payload::Unit) => Ok(py.None().into_bound(py)),
+            Ok(Payload::AsyncOrg(instance, org)) => {
+                Ok(Bound::new(py, crate::aio::AsyncOrganization::new(instance, org))?.into_any())
+            }
+            Ok(Payload::Server(task)) => Ok(Bound::new(py, Server::new(task))?.into_any()),
+        }
+    }
+}
+
+impl From<Failure> for Reply {
+    fn from(failure: Failure) -> Self {
+        Reply(Err(failure))
+    }
+}
