@@ -34,6 +34,7 @@ SECRET = "bench-secret-bench-secret-bench-secret-0123456789"
 
 _processes: list["Process"] = []
 _dirs: list[Path] = []
+_clusters: list["Postgres"] = []
 
 
 def log(message: str) -> None:
@@ -272,6 +273,7 @@ class Postgres:
         self.settings.update(settings or {})
         self.port = free_port()
         self.process = Process("postgres", [], (log_dir or self.dir) / "postgres.log", cwd=self.dir)
+        _clusters.append(self)
         self.start()
 
     def _argv(self) -> list[str]:
@@ -516,6 +518,13 @@ def register(base: str, timeout: float = 30.0) -> str:
 
 def cleanup() -> None:
     """Kills every process started here (servers first) and removes temp dirs."""
+    for cluster in _clusters:
+        try:
+            # Also removes the SysV segment a killed postmaster leaves behind.
+            cluster.kill()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+    _clusters.clear()
     for p in reversed(_processes):
         try:
             if p.alive():
