@@ -77,12 +77,8 @@ impl<'a> From<&'a Account> for AccountJson<'a> {
     }
 }
 
-fn organization(request: &Request) -> Result<String, ApiError> {
-    Ok(request.principal()?.organization.to_string())
-}
-
 async fn list_accounts(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let accounts = ledger::list_accounts(app.database(), &organization(&request)?).await?;
+    let accounts = ledger::list_accounts(app.database(), &request.organization()?).await?;
     let body: Vec<AccountJson<'_>> = accounts.iter().map(AccountJson::from).collect();
     Ok(json_response(StatusCode::OK, &body))
 }
@@ -99,7 +95,7 @@ async fn create_account(app: AccuBooks, request: Request) -> Result<Response, Ap
         .as_ref()
         .map(|k| (k, &render as ledger::RenderAccount<'_>));
     let account =
-        ledger::create_account(app.database(), &organization(&request)?, new, key).await?;
+        ledger::create_account(app.database(), &request.organization()?, new, key).await?;
     Ok(json_response(
         StatusCode::CREATED,
         &AccountJson::from(&account),
@@ -108,7 +104,7 @@ async fn create_account(app: AccuBooks, request: Request) -> Result<Response, Ap
 
 async fn post_entry(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let input: EntryInput = request.json()?;
-    let organization = organization(&request)?;
+    let organization = request.organization()?;
     let entry = ledger::prepare(app.database(), &organization, &input).await?;
     let shown = entry.clone();
     let idempotency = request.idempotency.clone().map(|key| {
@@ -145,7 +141,7 @@ async fn post_batch(app: AccuBooks, request: Request) -> Result<Response, ApiErr
             format!("A batch carries 1 to {MAX_BATCH} entries."),
         ));
     }
-    let organization = organization(&request)?;
+    let organization = request.organization()?;
     let entries = ledger::prepare_batch(app.database(), &organization, &batch.entries)
         .await
         .map_err(|(index, err)| match ApiError::from(err) {
@@ -177,7 +173,7 @@ fn entry_id(request: &Request) -> Result<i64, ApiError> {
 async fn get_entry(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let entry = ledger::get_entry(
         app.database(),
-        &organization(&request)?,
+        &request.organization()?,
         entry_id(&request)?,
     )
     .await?;
@@ -199,7 +195,7 @@ async fn reverse_entry(app: AccuBooks, request: Request) -> Result<Response, Api
         request.json()?
     };
     let date = input.date.as_deref().map(ledger::parse_date).transpose()?;
-    let organization = organization(&request)?;
+    let organization = request.organization()?;
     let mirror = ledger::reverse_entry(app.database(), &organization, id, date).await?;
     let shown = mirror.clone();
     let idempotency = request.idempotency.clone().map(|key| {

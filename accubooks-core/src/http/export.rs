@@ -52,7 +52,7 @@ async fn export_ledger(app: AccuBooks, request: Request) -> Result<Response, Api
         Some(text) => ledger::parse_date(text)?,
         None => chrono::Utc::now().date_naive(),
     };
-    let organization = request.principal()?.organization.to_string();
+    let organization = request.organization()?;
     let text = ledger::export_ledger(app.database(), &organization, format, as_of).await?;
     let mut response = http::Response::new(Bytes::from(text));
     let headers = response.headers_mut();

@@ -69,10 +69,6 @@ pub(crate) fn routes() -> Vec<Route> {
     ]
 }
 
-fn organization(request: &Request) -> Result<String, ApiError> {
-    Ok(request.principal()?.organization.to_string())
-}
-
 fn invoice_id(request: &Request) -> Result<i64, ApiError> {
     request
         .param("id")
@@ -94,30 +90,30 @@ fn optional_json<T: Default + serde::de::DeserializeOwned>(
 
 async fn create_customer(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let new: NewCustomer = request.json()?;
-    let customer = ledger::create_customer(app.database(), &organization(&request)?, new).await?;
+    let customer = ledger::create_customer(app.database(), &request.organization()?, new).await?;
     Ok(json_response(StatusCode::CREATED, &customer))
 }
 
 async fn list_customers(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let customers = ledger::list_customers(app.database(), &organization(&request)?).await?;
+    let customers = ledger::list_customers(app.database(), &request.organization()?).await?;
     Ok(json_response(StatusCode::OK, &customers))
 }
 
 async fn create_invoice(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let new: NewInvoice = request.json()?;
-    let invoice = ledger::create_invoice(app.database(), &organization(&request)?, new).await?;
+    let invoice = ledger::create_invoice(app.database(), &request.organization()?, new).await?;
     Ok(json_response(StatusCode::CREATED, &invoice))
 }
 
 async fn list_invoices(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let invoices = ledger::list_invoices(app.database(), &organization(&request)?).await?;
+    let invoices = ledger::list_invoices(app.database(), &request.organization()?).await?;
     Ok(json_response(StatusCode::OK, &invoices))
 }
 
 async fn get_invoice(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let invoice = ledger::get_invoice(
         app.database(),
-        &organization(&request)?,
+        &request.organization()?,
         invoice_id(&request)?,
     )
     .await?;
@@ -136,7 +132,7 @@ async fn issue(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let invoice = ledger::issue_invoice(
         app.database(),
         app.committer(),
-        &organization(&request)?,
+        &request.organization()?,
         invoice_id(&request)?,
         body.date.as_deref(),
     )
@@ -157,7 +153,7 @@ async fn pay(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let invoice = ledger::record_payment(
         app.database(),
         app.committer(),
-        &organization(&request)?,
+        &request.organization()?,
         invoice_id(&request)?,
         &payment.amount.0,
         payment.date.as_deref(),
@@ -171,7 +167,7 @@ async fn void(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let invoice = ledger::void_invoice(
         app.database(),
         app.committer(),
-        &organization(&request)?,
+        &request.organization()?,
         invoice_id(&request)?,
         body.date.as_deref(),
     )
@@ -184,7 +180,7 @@ async fn credit(app: AccuBooks, request: Request) -> Result<Response, ApiError> 
     let note = ledger::credit_note(
         app.database(),
         app.committer(),
-        &organization(&request)?,
+        &request.organization()?,
         invoice_id(&request)?,
         new,
     )
@@ -193,13 +189,13 @@ async fn credit(app: AccuBooks, request: Request) -> Result<Response, ApiError> 
 }
 
 async fn get_settings(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let settings = ledger::get_settings(app.database(), &organization(&request)?).await?;
+    let settings = ledger::get_settings(app.database(), &request.organization()?).await?;
     Ok(json_response(StatusCode::OK, &settings))
 }
 
 async fn put_settings(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let settings: ledger::Settings = request.json()?;
-    let settings = ledger::put_settings(app.database(), &organization(&request)?, settings).await?;
+    let settings = ledger::put_settings(app.database(), &request.organization()?, settings).await?;
     Ok(json_response(StatusCode::OK, &settings))
 }
 
@@ -212,6 +208,6 @@ struct AsOf {
 async fn ar_aging(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let q: AsOf = super::reports::query(&request)?;
     let as_of = super::reports::date_or_today(q.as_of.as_deref())?;
-    let report = ledger::ar_aging(app.database(), &organization(&request)?, as_of).await?;
+    let report = ledger::ar_aging(app.database(), &request.organization()?, as_of).await?;
     Ok(json_response(StatusCode::OK, &report))
 }

@@ -70,6 +70,11 @@ impl Request {
             .ok_or(ApiError::Unauthorized("This route needs a token."))
     }
 
+    /// The caller's organization id, which scopes every query.
+    pub fn organization(&self) -> Result<String, ApiError> {
+        Ok(self.principal()?.organization.to_string())
+    }
+
     /// A request header as text.
     pub fn header(&self, name: header::HeaderName) -> Option<&str> {
         self.parts.headers.get(name).and_then(|v| v.to_str().ok())

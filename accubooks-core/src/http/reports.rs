@@ -49,10 +49,6 @@ pub(crate) fn date_or_today(text: Option<&str>) -> Result<NaiveDate, ApiError> {
     }
 }
 
-fn organization(request: &Request) -> Result<String, ApiError> {
-    Ok(request.principal()?.organization.to_string())
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AsOf {
@@ -77,14 +73,14 @@ struct LedgerQuery {
 async fn trial_balance(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let q: AsOf = query(&request)?;
     let as_of = date_or_today(q.as_of.as_deref())?;
-    let report = ledger::trial_balance(app.database(), &organization(&request)?, as_of).await?;
+    let report = ledger::trial_balance(app.database(), &request.organization()?, as_of).await?;
     Ok(json_response(StatusCode::OK, &report))
 }
 
 async fn balance_sheet(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let q: AsOf = query(&request)?;
     let as_of = date_or_today(q.as_of.as_deref())?;
-    let report = ledger::balance_sheet(app.database(), &organization(&request)?, as_of).await?;
+    let report = ledger::balance_sheet(app.database(), &request.organization()?, as_of).await?;
     Ok(json_response(StatusCode::OK, &report))
 }
 
@@ -92,7 +88,7 @@ async fn income_statement(app: AccuBooks, request: Request) -> Result<Response, 
     let q: Period = query(&request)?;
     let (from, to) = (ledger::parse_date(&q.from)?, ledger::parse_date(&q.to)?);
     let report =
-        ledger::income_statement(app.database(), &organization(&request)?, from, to).await?;
+        ledger::income_statement(app.database(), &request.organization()?, from, to).await?;
     Ok(json_response(StatusCode::OK, &report))
 }
 
@@ -101,7 +97,7 @@ async fn general_ledger(app: AccuBooks, request: Request) -> Result<Response, Ap
     let (from, to) = (ledger::parse_date(&q.from)?, ledger::parse_date(&q.to)?);
     let report = ledger::general_ledger(
         app.database(),
-        &organization(&request)?,
+        &request.organization()?,
         &q.account,
         from,
         to,
