@@ -268,7 +268,13 @@ fn pool_options<DB: sqlx::Database>(config: &PoolConfig) -> PoolOptions<DB> {
 
 async fn migrate(pool: Pool) -> Result<(), Fault> {
     let result = match &pool {
-        Pool::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
+        Pool::Postgres(pool) => {
+            let result = sqlx::migrate!("migrations/postgres").run(pool).await;
+            if result.is_ok() {
+                warn_if_policies_are_bypassed(pool).await;
+            }
+            result
+        }
         Pool::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await,
     };
     result.map_err(|err| {
@@ -283,6 +289,23 @@ async fn migrate(pool: Pool) -> Result<(), Fault> {
         }
         Fault::permanent("MIGRATION_FAILED")
     })
+}
+
+/// Row-level security keeps organizations apart only for roles it binds:
+/// superusers and BYPASSRLS roles see every row. Say so once, at start-up.
+async fn warn_if_policies_are_bypassed(pool: &PgPool) {
+    let bypassed: Result<(String, bool), _> = sqlx::query_as(
+        "SELECT current_user::text, rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(pool)
+    .await;
+    if let Ok((role, true)) = bypassed {
+        tracing::warn!(
+            %role,
+            "the database role is a superuser or has BYPASSRLS, so PostgreSQL row-level security \
+             does not separate organizations; connect as an ordinary role that owns the tables"
+        );
+    }
 }
 
 /// Sorts a sqlx error into "the database cannot be reached" (with a safe

@@ -56,6 +56,24 @@ impl Books {
         }
     }
 
+    /// The PostgreSQL server, on that store.
+    pub fn postgres(&self) -> Option<&Postgres> {
+        self._pg.as_ref()
+    }
+
+    /// Registers a new USD organization; returns the owner's token and the
+    /// organization's id.
+    pub async fn register_organization(&self, email: &str) -> (String, String) {
+        let (status, body) = self
+            .call("POST", "/api/auth/register", None, Some(json!({
+                "email": email, "password": "correct horse battery", "organization": "Acme", "currency": "USD"
+            })))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let text = |field: &str| body[field].as_str().unwrap().to_owned();
+        (text("token"), text("organization_id"))
+    }
+
     /// Registers a new organization and returns the owner's token.
     pub async fn register(&self, email: &str, currency: &str) -> String {
         let (status, body) = self
@@ -912,4 +930,120 @@ async fn parallel_posts_to_hot_accounts_keep_exact_balances(store: Store) {
     assert_eq!(books.balance(&token, "4000").await, "-6.40");
     let tb = books.trial_balance(&token, "2026-12-31").await;
     assert_eq!(tb["total_debit"], tb["total_credit"]);
+}
+
+/// Row-level security on PostgreSQL: even a query that forgets its
+/// `organization_id` condition, made with the application's own role, sees
+/// and touches only the organization its transaction names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_level_security_is_a_second_wall_on_postgres() {
+    use sqlx::{Connection as _, PgConnection};
+
+    let books = std::sync::Arc::new(Books::start(Store::Postgres).await);
+    let (a, org_a) = books.register_organization("a@wall.test").await;
+    let (b, org_b) = books.register_organization("b@wall.test").await;
+    // Both organizations post at once, so the committer's groups mix them.
+    let clients: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .flat_map(|token| (0..4).map(move |_| token.clone()))
+        .map(|token| {
+            let books = books.clone();
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    books.post(&token, "2026-05-01", sale("1.00")).await;
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    assert_eq!(books.balance(&a, "1000").await, "40.00");
+    assert_eq!(books.balance(&b, "1000").await, "40.00");
+    let (status, _) = books
+        .call(
+            "POST",
+            "/api/customers",
+            Some(&b),
+            Some(json!({"name": "Bea"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let pg = books.postgres().unwrap();
+    let mut app = PgConnection::connect(&pg.url()).await.unwrap();
+    let count = |table: &str| format!("SELECT count(*) FROM {table}");
+
+    // The rows exist: the superuser, whom no policy binds, sees both organizations.
+    let mut admin = PgConnection::connect(&pg.admin_url()).await.unwrap();
+    let lines: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count("journal_lines")))
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(lines, 160);
+
+    // Outside a scoped transaction the application's role sees nothing.
+    for table in [
+        "organizations",
+        "users",
+        "accounts",
+        "journal_entries",
+        "journal_lines",
+        "account_days",
+        "customers",
+    ] {
+        let seen: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count(table)))
+            .fetch_one(&mut app)
+            .await
+            .unwrap();
+        assert_eq!(seen, 0, "{table} is visible without a scope");
+    }
+
+    // Scoped to A, even a query naming B's rows finds none of them.
+    let mut tx = app.begin().await.unwrap();
+    sqlx::query("SELECT set_config('accubooks.organization', $1, true)")
+        .bind(&org_a)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let orgs: Vec<String> = sqlx::query_scalar("SELECT DISTINCT organization_id FROM accounts")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(orgs, vec![org_a.clone()]);
+    let lines: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count("journal_lines")))
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(lines, 80, "A's own lines only");
+    let customers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM customers WHERE organization_id = $1")
+            .bind(&org_b)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(customers, 0);
+    let moved = sqlx::query("UPDATE accounts SET balance = 0 WHERE organization_id = $1")
+        .bind(&org_b)
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(moved, 0, "B's balances cannot be touched from A's scope");
+    // Writing a row for B from A's scope is refused by the policy.
+    let refused = sqlx::query(
+        "INSERT INTO accounts (organization_id, code, name, type, currency) VALUES ($1, '9999', 'x', 'asset', 'USD')",
+    )
+    .bind(&org_b)
+    .execute(&mut *tx)
+    .await
+    .unwrap_err();
+    assert!(
+        refused.to_string().contains("row-level security"),
+        "{refused}"
+    );
+    tx.rollback().await.unwrap();
+
+    // Nothing above changed B's books.
+    assert_eq!(books.balance(&b, "1000").await, "40.00");
 }

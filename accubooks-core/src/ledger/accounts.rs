@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::idempotency::{self, IdempotencyKey};
-use super::sql::{on_pool, placeholders};
+use super::sql::{BeginScoped, on_pool, placeholders};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
 use crate::money;
@@ -174,7 +174,9 @@ pub async fn list_accounts(db: &Database, organization: &str) -> LedgerResult<Ve
     Ok(db
         .run(|pool| async move {
             on_pool!(pool, p => {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(&organization).fetch_all(&p).await?;
+                let mut tx = p.begin_for(&organization).await?;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(&organization).fetch_all(&mut *tx).await?;
+                tx.commit().await?;
                 rows.iter().map(account_from_row).collect()
             })
         })
@@ -204,7 +206,9 @@ pub async fn accounts_by_code(
                 for code in &codes {
                     query = query.bind(code);
                 }
-                let rows = query.fetch_all(&p).await?;
+                let mut tx = p.begin_for(&organization).await?;
+                let rows = query.fetch_all(&mut *tx).await?;
+                tx.commit().await?;
                 rows.iter().map(account_from_row).collect::<Result<Vec<_>, _>>()
             })
         })
@@ -253,7 +257,7 @@ pub async fn create_account(
                            VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
                 let result: Result<Account, sqlx::Error> = async {
                     on_pool!(pool, p => {
-                    let mut tx = p.begin().await?;
+                    let mut tx = p.begin_for(&organization_owned).await?;
                     let id: i64 = sqlx::query_scalar(sql)
                         .bind(&organization_owned)
                         .bind(&new.code)

@@ -12,14 +12,14 @@
 //! order, so concurrent committers (several server processes on one
 //! PostgreSQL) never deadlock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 use tokio::sync::{mpsc, oneshot};
 
 use super::entries::ValidEntry;
 use super::idempotency::{self, IdempotencyKey};
-use super::sql::value_rows;
+use super::sql::{BeginScoped, value_rows};
 use super::{LedgerError, LedgerResult};
 use crate::db::{Database, Pool};
 use crate::error::Error;
@@ -390,7 +390,10 @@ async fn write_postgres(
     plan: &Plan,
     jobs: &[&Job],
 ) -> Result<Vec<Vec<i64>>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    // Row-level security: the group may hold several organizations' entries.
+    let organizations: BTreeSet<&str> = plan.entries.iter().map(|e| e.0.as_str()).collect();
+    let organizations: Vec<&str> = organizations.into_iter().collect();
+    let mut tx = pool.begin_for(&organizations.join(",")).await?;
     let account_ids: Vec<i64> = plan.balances.keys().copied().collect();
     // Lock in id order first: concurrent committers then queue instead of deadlocking.
     sqlx::query("SELECT id FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE")

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::accounts::{Account, accounts_by_code};
-use super::sql::on_pool;
+use super::sql::{BeginScoped, on_pool};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
 use crate::money::{self, AmountText, MoneyError};
@@ -309,6 +309,7 @@ pub async fn get_entry(db: &Database, organization: &str, id: i64) -> LedgerResu
     let found = db
         .run(|pool| async move {
             on_pool!(pool, p => {
+                let mut tx = p.begin_for(&organization).await?;
                 let head = sqlx::query(
                     "SELECT e.id, e.entry_date, e.memo, e.reverses, r.id AS reversed_by \
                      FROM journal_entries e LEFT JOIN journal_entries r ON r.reverses = e.id \
@@ -316,7 +317,7 @@ pub async fn get_entry(db: &Database, organization: &str, id: i64) -> LedgerResu
                 )
                 .bind(id)
                 .bind(&organization)
-                .fetch_optional(&p)
+                .fetch_optional(&mut *tx)
                 .await?;
                 let Some(head) = head else { return Ok(None) };
                 let lines = sqlx::query(
@@ -324,8 +325,9 @@ pub async fn get_entry(db: &Database, organization: &str, id: i64) -> LedgerResu
                      JOIN accounts a ON a.id = l.account_id WHERE l.entry_id = $1 ORDER BY l.id",
                 )
                 .bind(id)
-                .fetch_all(&p)
+                .fetch_all(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 let lines = lines
                     .iter()
                     .map(|row| {

@@ -26,9 +26,9 @@ use chrono::NaiveDate;
 use futures::TryStreamExt;
 
 use super::accounts::AccountType;
-use super::sql::on_pool;
+use super::sql::{BeginScoped, on_pool};
 use super::{LedgerError, LedgerResult};
-use crate::db::{Database, Pool};
+use crate::db::Database;
 use crate::money;
 
 /// The journal dialect of an export.
@@ -91,16 +91,10 @@ pub async fn export_ledger(
         ));
     }
     let organization = organization.to_owned();
-    let postgres = matches!(db.pool(), Pool::Postgres(_));
     Ok(db
         .run_within(EXPORT_TIME_LIMIT, |pool| async move {
             on_pool!(pool, p => {
-                let mut tx = p.begin().await?;
-                if postgres {
-                    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                let mut tx = p.begin_snapshot_for(&organization).await?;
                 let accounts: Vec<AccountRow> = sqlx::query_as(ACCOUNTS_SQL)
                     .bind(&organization)
                     .bind(as_of)

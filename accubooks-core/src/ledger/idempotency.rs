@@ -9,7 +9,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::db::Database;
-use crate::ledger::sql::on_pool;
+use crate::ledger::sql::{BeginScoped, on_pool};
 
 /// A key sent by a client, with the fingerprint of the request it came with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,14 +67,17 @@ pub async fn lookup(db: &Database, key: &IdempotencyKey) -> crate::Result<Stored
     let found: Option<(String, i64, String)> = db
         .run(|pool| async move {
             on_pool!(pool, p => {
-                sqlx::query_as(
+                let mut tx = p.begin_for(&key.organization).await?;
+                let found = sqlx::query_as(
                     "SELECT request_hash, CAST(status AS BIGINT), response FROM idempotency_keys \
                      WHERE organization_id = $1 AND key = $2",
                 )
                 .bind(&key.organization)
                 .bind(&key.key)
-                .fetch_optional(&p)
-                .await
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(found)
             })
         })
         .await?;
@@ -99,15 +102,16 @@ pub async fn store(
     let sql = format!("{INSERT} ON CONFLICT (organization_id, key) DO NOTHING");
     db.run(|pool| async move {
         on_pool!(pool, p => {
+            let mut tx = p.begin_for(&key.organization).await?;
             sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(&key.organization)
                 .bind(&key.key)
                 .bind(&key.request_hash)
                 .bind(status)
                 .bind(&body)
-                .execute(&p)
-                .await
-                .map(drop)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
         })
     })
     .await

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::accounts::{AccountType, validate_currency, validate_name};
-use super::sql::on_pool;
+use super::sql::{BeginScoped, on_pool};
 use super::{LedgerError, LedgerResult};
 use crate::auth::{Principal, Role};
 use crate::db::Database;
@@ -145,7 +145,7 @@ pub async fn register(db: &Database, registration: Registration) -> LedgerResult
             let user = principal.user.to_string();
             let result: Result<(), sqlx::Error> = async {
                     on_pool!(pool, p => {
-                let mut tx = p.begin().await?;
+                let mut tx = p.begin_for(&org).await?;
                 sqlx::query("INSERT INTO organizations (id, name) VALUES ($1, $2)")
                     .bind(&org)
                     .bind(&organization_name)
@@ -196,10 +196,13 @@ pub async fn login(db: &Database, credentials: Credentials) -> LedgerResult<Prin
     let found: Option<(String, String, String, String)> = db
         .run(|pool| async move {
             on_pool!(pool, p => {
-                sqlx::query_as("SELECT id, organization_id, password_hash, role FROM users WHERE email = $1")
+                let mut tx = p.begin_for_login(&email).await?;
+                let found = sqlx::query_as("SELECT id, organization_id, password_hash, role FROM users WHERE email = $1")
                     .bind(&email)
-                    .fetch_optional(&p)
-                    .await
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(found)
             })
         })
         .await?;
@@ -239,15 +242,17 @@ pub async fn create_user(db: &Database, organization: Uuid, new: NewUser) -> Led
         .run(|pool| async move {
             let result: Result<_, sqlx::Error> = async {
                     on_pool!(pool, p => {
+                let organization = organization.to_string();
+                let mut tx = p.begin_for(&organization).await?;
                 sqlx::query("INSERT INTO users (id, organization_id, email, password_hash, role) VALUES ($1, $2, $3, $4, $5)")
                     .bind(id.to_string())
-                    .bind(organization.to_string())
+                    .bind(&organization)
                     .bind(&email)
                     .bind(&hash)
                     .bind(role)
-                    .execute(&p)
-                    .await
-                    .map(drop)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
             })
             }
             .await;

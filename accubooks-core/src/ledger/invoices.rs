@@ -17,7 +17,7 @@ use super::accounts::{Account, accounts_by_code, validate_name};
 use super::committer::{Committer, Effect};
 use super::entries::{EntryInput, LineInput, ValidEntry, parse_date, validate, validate_memo};
 use super::invoice_totals::{self, LineFigures, TaxRounding};
-use super::sql::on_pool;
+use super::sql::{BeginScoped, in_scope, on_pool};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
 use crate::money::{self, AmountText, Decimal};
@@ -197,14 +197,14 @@ pub async fn create_customer(
     let (name, email) = (new.name.clone(), new.email.clone());
     let id: i64 = db
         .run(|pool| async move {
-            on_pool!(pool, p => {
+            on_pool!(pool, p => in_scope!(p, &organization, tx => {
                 sqlx::query_scalar("INSERT INTO customers (organization_id, name, email) VALUES ($1, $2, $3) RETURNING id")
                     .bind(&organization)
                     .bind(&name)
                     .bind(&email)
-                    .fetch_one(&p)
-                    .await
-            })
+                    .fetch_one(&mut *tx)
+                    .await?
+            }))
         })
         .await?;
     Ok(Customer {
@@ -219,12 +219,12 @@ pub async fn list_customers(db: &Database, organization: &str) -> LedgerResult<V
     let organization = organization.to_owned();
     let rows: Vec<(i64, String, Option<String>)> = db
         .run(|pool| async move {
-            on_pool!(pool, p => {
+            on_pool!(pool, p => in_scope!(p, &organization, tx => {
                 sqlx::query_as("SELECT id, name, email FROM customers WHERE organization_id = $1 ORDER BY id")
                     .bind(&organization)
-                    .fetch_all(&p)
-                    .await
-            })
+                    .fetch_all(&mut *tx)
+                    .await?
+            }))
         })
         .await?;
     Ok(rows
@@ -295,14 +295,13 @@ pub async fn put_settings(
     let organization = organization.to_owned();
     let rounding = settings.tax_rounding.as_str();
     db.run(|pool| async move {
-        on_pool!(pool, p => {
+        on_pool!(pool, p => in_scope!(p, &organization, tx => {
             sqlx::query("UPDATE organizations SET tax_rounding = $1 WHERE id = $2")
                 .bind(rounding)
                 .bind(&organization)
-                .execute(&p)
-                .await
-                .map(drop)
-        })
+                .execute(&mut *tx)
+                .await?;
+        }))
     })
     .await?;
     Ok(settings)
@@ -312,12 +311,12 @@ async fn organization_rounding(db: &Database, organization: &str) -> LedgerResul
     let organization = organization.to_owned();
     let rounding: Option<String> = db
         .run(|pool| async move {
-            on_pool!(pool, p => {
+            on_pool!(pool, p => in_scope!(p, &organization, tx => {
                 sqlx::query_scalar("SELECT tax_rounding FROM organizations WHERE id = $1")
                     .bind(&organization)
-                    .fetch_optional(&p)
-                    .await
-            })
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }))
         })
         .await?;
     Ok(rounding
@@ -334,13 +333,13 @@ async fn customer_exists(
     let organization = organization.to_owned();
     let found: Option<i64> = db
         .run(|pool| async move {
-            on_pool!(pool, p => {
+            on_pool!(pool, p => in_scope!(p, &organization, tx => {
                 sqlx::query_scalar("SELECT id FROM customers WHERE id = $1 AND organization_id = $2")
                     .bind(customer_id)
                     .bind(&organization)
-                    .fetch_optional(&p)
-                    .await
-            })
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }))
         })
         .await?;
     Ok(found.is_some())
@@ -375,7 +374,7 @@ async fn insert_draft(db: &Database, draft: Draft) -> LedgerResult<i64> {
     let id = db
         .run(|pool| async move {
             on_pool!(pool, p => {
-                let mut tx = p.begin().await?;
+                let mut tx = p.begin_for(&draft.organization).await?;
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO invoices (organization_id, customer_id, kind, credits_invoice, currency, status, \
                      due_date, tax_rounding, subtotal, tax, total) \
@@ -506,10 +505,11 @@ async fn read_invoices(
     let invoices = db
         .run(|pool| async move {
             on_pool!(pool, p => {
+                let mut tx = p.begin_for(&organization).await?;
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                     .bind(&organization)
                     .bind(only.unwrap_or(0))
-                    .fetch_all(&p)
+                    .fetch_all(&mut *tx)
                     .await?;
                 let mut invoices = Vec::with_capacity(rows.len());
                 for row in &rows {
@@ -536,7 +536,7 @@ async fn read_invoices(
                          WHERE invoice_id = $1 ORDER BY id",
                     )
                     .bind(id)
-                    .fetch_all(&p)
+                    .fetch_all(&mut *tx)
                     .await?;
                     invoices.push(Invoice {
                         id,
@@ -575,6 +575,7 @@ async fn read_invoices(
                         tax_minor: tax,
                     });
                 }
+                tx.commit().await?;
                 Ok(invoices)
             })
         })
@@ -763,15 +764,15 @@ pub async fn void_invoice(
             let org = organization.to_owned();
             let changed = db
                 .run(|pool| async move {
-                    on_pool!(pool, p => {
+                    on_pool!(pool, p => in_scope!(p, &org, tx => {
                         sqlx::query("UPDATE invoices SET status = 'void', void_date = $1 WHERE id = $2 AND organization_id = $3 AND status = 'draft'")
                             .bind(date)
                             .bind(id)
                             .bind(&org)
-                            .execute(&p)
-                            .await
-                            .map(|r| r.rows_affected())
-                    })
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected()
+                    }))
                 })
                 .await?;
             if changed != 1 {
@@ -904,7 +905,7 @@ pub async fn credit_note(
         let _ = db
             .run(|pool| async move {
                 on_pool!(pool, p => {
-                    let mut tx = p.begin().await?;
+                    let mut tx = p.begin_for(&org).await?;
                     sqlx::query("DELETE FROM invoice_lines WHERE invoice_id = $1").bind(credit_id).execute(&mut *tx).await?;
                     sqlx::query("DELETE FROM invoices WHERE id = $1 AND organization_id = $2 AND status = 'draft'")
                         .bind(credit_id)
@@ -984,7 +985,7 @@ pub async fn ar_aging(
     // payments and credit notes dated up to then.
     let rows: Vec<(i64, String, String, NaiveDate, i64)> = db
         .run(|pool| async move {
-            on_pool!(pool, p => {
+            on_pool!(pool, p => in_scope!(p, &organization, tx => {
                 sqlx::query_as(
                     "SELECT c.id, c.name, i.currency, i.due_date, CAST(i.total \
                        - COALESCE((SELECT SUM(pm.amount) FROM payments pm WHERE pm.invoice_id = i.id AND pm.payment_date <= $2), 0) \
@@ -996,9 +997,9 @@ pub async fn ar_aging(
                 )
                 .bind(&organization)
                 .bind(as_of)
-                .fetch_all(&p)
-                .await
-            })
+                .fetch_all(&mut *tx)
+                .await?
+            }))
         })
         .await?;
     let mut per_customer: BTreeMap<(i64, String), (String, [i64; 5])> = BTreeMap::new();

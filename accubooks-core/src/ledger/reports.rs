@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use super::accounts::AccountType;
-use super::sql::on_pool;
+use super::sql::{BeginScoped, on_pool};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
 use crate::money;
@@ -95,7 +95,8 @@ pub(crate) async fn balances_as_of(
     let rows: Vec<(String, String, String, String, i64)> = db
         .run(|pool| async move {
             on_pool!(pool, p => {
-                sqlx::query_as(
+                let mut tx = p.begin_for(&organization).await?;
+                let rows = sqlx::query_as(
                     "SELECT a.code, a.name, a.type, a.currency, \
                      CAST(a.balance - COALESCE((SELECT SUM(d.delta) FROM account_days d \
                                            WHERE d.account_id = a.id AND d.day > $2), 0) AS BIGINT) \
@@ -103,8 +104,10 @@ pub(crate) async fn balances_as_of(
                 )
                 .bind(&organization)
                 .bind(as_of)
-                .fetch_all(&p)
-                .await
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(rows)
             })
         })
         .await?;
@@ -303,7 +306,8 @@ pub async fn income_statement(
     let rows: Vec<(String, String, String, String, i64)> = db
         .run(|pool| async move {
             on_pool!(pool, p => {
-                sqlx::query_as(
+                let mut tx = p.begin_for(&organization).await?;
+                let rows = sqlx::query_as(
                     "SELECT a.code, a.name, a.type, a.currency, \
                      CAST(COALESCE((SELECT SUM(d.delta) FROM account_days d \
                                WHERE d.account_id = a.id AND d.day >= $2 AND d.day <= $3), 0) AS BIGINT) \
@@ -313,8 +317,10 @@ pub async fn income_statement(
                 .bind(&organization)
                 .bind(from)
                 .bind(to)
-                .fetch_all(&p)
-                .await
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(rows)
             })
         })
         .await?;
@@ -424,16 +430,18 @@ pub async fn general_ledger(
         .ok_or_else(|| LedgerError::NotFound(format!("There is no account {code:?}.")))?
         .clone();
     let id = account.id;
+    let organization = organization.to_owned();
     let (opening, rows): (i64, Vec<(i64, NaiveDate, String, i64)>) = db
         .run(|pool| async move {
             on_pool!(pool, p => {
+                let mut tx = p.begin_for(&organization).await?;
                 let opening: i64 = sqlx::query_scalar(
                     "SELECT CAST(a.balance - COALESCE((SELECT SUM(d.delta) FROM account_days d \
                      WHERE d.account_id = a.id AND d.day >= $2), 0) AS BIGINT) FROM accounts a WHERE a.id = $1",
                 )
                 .bind(id)
                 .bind(from)
-                .fetch_one(&p)
+                .fetch_one(&mut *tx)
                 .await?;
                 let rows = sqlx::query_as(
                     "SELECT e.id, e.entry_date, e.memo, l.amount FROM journal_lines l \
@@ -445,8 +453,9 @@ pub async fn general_ledger(
                 .bind(from)
                 .bind(to)
                 .bind(GENERAL_LEDGER_LIMIT + 1)
-                .fetch_all(&p)
+                .fetch_all(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 Ok((opening, rows))
             })
         })

@@ -1,4 +1,7 @@
-//! Helpers for writing one query for both backends.
+//! Helpers for writing one query for both backends, and the transactions
+//! that PostgreSQL's row-level security scopes to an organization.
+
+use std::future::Future;
 
 /// Runs `$body` with `$pool` bound to the concrete sqlx pool of either
 /// backend; the body is compiled once per backend, so it may use any API
@@ -12,6 +15,143 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
+
+/// Runs `$body` in a transaction of `$p` (a pool) scoped to `$organization`
+/// and commits: `in_scope!(p, &org, tx => query.fetch_all(&mut *tx).await?)`
+/// evaluates to `Ok(rows)`.
+macro_rules! in_scope {
+    ($p:ident, $organization:expr, $tx:ident => $body:expr) => {{
+        let mut $tx = $crate::ledger::sql::BeginScoped::begin_for(&$p, $organization).await?;
+        let value = $body;
+        $tx.commit().await?;
+        Ok(value)
+    }};
+}
+pub(crate) use in_scope;
+
+/// The PostgreSQL setting the row-level security policies read: the
+/// organization ids (comma-separated) a transaction may see and write.
+const ORGANIZATION_SETTING: &str = "accubooks.organization";
+
+/// The setting that lets a login transaction read the user rows of one
+/// e-mail address, before the organization is known.
+const LOGIN_SETTING: &str = "accubooks.login_email";
+
+/// Opens transactions scoped for row-level security. On PostgreSQL the
+/// scope is a transaction-local setting (`set_config(…, true)`), so it ends
+/// with the transaction and a pooled connection never carries it to another
+/// request; a query outside such a transaction sees no organization's rows.
+/// SQLite has no row-level security: there the scope is only the `WHERE
+/// organization_id = …` every query carries anyway.
+pub(crate) trait BeginScoped {
+    /// The backend.
+    type Db: sqlx::Database;
+
+    /// A transaction that sees the rows of `organizations` (one id, or
+    /// several joined by commas).
+    fn begin_for(
+        &self,
+        organizations: &str,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+
+    /// A read-only transaction over one consistent snapshot of the rows of
+    /// `organization`, for reads made of several queries (an export).
+    fn begin_snapshot_for(
+        &self,
+        organization: &str,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+
+    /// A transaction that sees the user rows of one e-mail address.
+    fn begin_for_login(
+        &self,
+        email: &str,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+}
+
+impl BeginScoped for sqlx::PgPool {
+    type Db = sqlx::Postgres;
+
+    fn begin_for(
+        &self,
+        organizations: &str,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send
+    {
+        begin_with(self, ORGANIZATION_SETTING, organizations, false)
+    }
+
+    fn begin_snapshot_for(
+        &self,
+        organization: &str,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send
+    {
+        begin_with(self, ORGANIZATION_SETTING, organization, true)
+    }
+
+    fn begin_for_login(
+        &self,
+        email: &str,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send
+    {
+        begin_with(self, LOGIN_SETTING, email, false)
+    }
+}
+
+fn begin_with(
+    pool: &sqlx::PgPool,
+    setting: &'static str,
+    value: &str,
+    snapshot: bool,
+) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send + use<>
+{
+    let (pool, value) = (pool.clone(), value.to_owned());
+    async move {
+        let mut tx = pool.begin().await?;
+        if snapshot {
+            // Must precede every query of the transaction, set_config's too.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("SELECT set_config($1, $2, true)")
+            .bind(setting)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+}
+
+impl BeginScoped for sqlx::SqlitePool {
+    type Db = sqlx::Sqlite;
+
+    fn begin_for(
+        &self,
+        _organizations: &str,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send
+    {
+        let pool = self.clone();
+        async move { pool.begin().await }
+    }
+
+    fn begin_snapshot_for(
+        &self,
+        _organization: &str,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send
+    {
+        // In WAL mode a read transaction keeps the snapshot of its first read.
+        let pool = self.clone();
+        async move { pool.begin().await }
+    }
+
+    fn begin_for_login(
+        &self,
+        _email: &str,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send
+    {
+        let pool = self.clone();
+        async move { pool.begin().await }
+    }
+}
 
 /// `$first, $first+1, …` placeholders for `count` values.
 pub(crate) fn placeholders(first: usize, count: usize) -> String {

@@ -97,7 +97,11 @@ impl Postgres {
             let spawned =
                 spawn_and_wait(&log, Self::command(dir.path(), port), port, pg_isready).await;
             match spawned {
-                Ok(server) => return Postgres { server, port, dir },
+                Ok(server) => {
+                    let pg = Postgres { server, port, dir };
+                    pg.create_application_role();
+                    return pg;
+                }
                 // Another process may grab the port between free_port() and bind().
                 Err(e) if e.port_in_use && attempt < START_ATTEMPTS => attempt += 1,
                 Err(e) => panic!("postgres on port {port} did not start: {}", e.message),
@@ -110,9 +114,48 @@ impl Postgres {
         self.port
     }
 
-    /// The connection URL: `postgres://postgres@127.0.0.1:PORT/postgres`.
+    /// The URL the application connects with:
+    /// `postgres://accubooks@127.0.0.1:PORT/accubooks`, an ordinary role
+    /// owning its database, as in production, so row-level security binds it.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        format!("postgres://{APP_ROLE}@127.0.0.1:{}/{APP_ROLE}", self.port)
+    }
+
+    /// The superuser's URL, for tests that inspect the database from outside.
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{APP_ROLE}", self.port)
+    }
+
+    /// Creates the application's role (no superuser, no BYPASSRLS) and its
+    /// database.
+    fn create_application_role(&self) {
+        for sql in [
+            format!("CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS"),
+            format!("CREATE DATABASE {APP_ROLE} OWNER {APP_ROLE}"),
+        ] {
+            let output = Command::new(Path::new(PG_BIN_DIR).join("psql"))
+                .args([
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                ])
+                .args(["-d", "postgres", "-p"])
+                .arg(self.port.to_string())
+                .args(["-c", &sql])
+                .stdin(Stdio::null())
+                .output()
+                .expect("running psql");
+            assert!(
+                output.status.success(),
+                "{sql} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
     }
 
     /// SIGKILLs the postmaster and its backends and waits until they are gone.
@@ -420,6 +463,9 @@ async fn restart_on_same_port(
 
 /// A command for a PostgreSQL binary, dropped to the `postgres` user when we are root
 /// because initdb and postgres refuse to run as root.
+/// The role and database the application uses in tests.
+const APP_ROLE: &str = "accubooks";
+
 fn pg_command(binary: &str, dir: &Path) -> Command {
     let program = Path::new(PG_BIN_DIR).join(binary);
     let mut command = if is_root() {
