@@ -107,12 +107,29 @@ class PrivatePostgres:
         for _ in range(5):
             self.port = free_port()
             if self._spawn():
+                self._create_application_role()
                 return
         raise AssertionError(f"postgres did not start:\n{self._log_tail()}")
 
     @property
     def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        """An ordinary role owning its database, as in production, so
+        PostgreSQL's row-level security binds the bindings too."""
+        return f"postgres://accubooks@127.0.0.1:{self.port}/accubooks"
+
+    def _create_application_role(self) -> None:
+        for sql in (
+            "CREATE ROLE accubooks LOGIN NOSUPERUSER NOBYPASSRLS",
+            "CREATE DATABASE accubooks OWNER accubooks",
+        ):
+            done = subprocess.run(
+                [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"]
+                + ["-U", "postgres", "-d", "postgres", "-p", str(self.port), "-c", sql],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+            )
+            assert done.returncode == 0, f"{sql} failed: {done.stderr}"
 
     def _command(self, binary: str) -> List[str]:
         program = str(PG_BIN / binary)

@@ -323,7 +323,7 @@ def row_startup(pg, redis, axum_bin, warp_bin):
     """Row 4: start-up with every dependency down, hanging, and up."""
     closed = sv.free_port()
     down = sv.server_env(0, f"postgres://postgres@127.0.0.1:{closed}/accubooks", f"redis://127.0.0.1:{closed}")
-    up = sv.server_env(0, pg.url("accubooks"), redis.url())
+    up = sv.server_env(0, pg.app_url("accubooks"), redis.url())
     out = {}
     for label, env in (("down", down), ("up", up)):
         for host, binary in (("axum", axum_bin), ("warp", warp_bin)):
@@ -367,8 +367,8 @@ def posting_runs(prefix: str, server, token) -> dict:
 def row_trial_balance(pg, redis, server_bin):
     """Row 6: BENCH_POSTINGS postings in a database of their own, then the
     trial balance next to the plain SQL sum and hledger."""
-    pg.psql("CREATE DATABASE tb")
-    tb = sv.Server("tb-axum", server_bin, sv.server_env(sv.free_port(), pg.url("tb"), redis.url(),
+    pg.create_app_database("tb")
+    tb = sv.Server("tb-axum", server_bin, sv.server_env(sv.free_port(), pg.app_url("tb"), redis.url(),
                                                        BODY_LIMIT_BYTES="8388608"), LOG_DIR)
     tb.start()
     tb.wait_ready()
@@ -448,15 +448,15 @@ def row_python(pg, redis, server_bin):
     if r.returncode != 0:
         last = (r.stderr.strip().splitlines() or ["?"])[-1]
         return {"skipped": f"skipped: `accubooks` is not importable from .venv ({last})"}
-    pg.psql("CREATE DATABASE py")
-    cfg = {"database_url": pg.url("py"), "redis_url": redis.url(), "secret": sv.SECRET, "seconds": SECONDS,
+    pg.create_app_database("py")
+    cfg = {"database_url": pg.app_url("py"), "redis_url": redis.url(), "secret": sv.SECRET, "seconds": SECONDS,
            "sequential": 1000, "threads": 32}
     argv = [str(python), str(Path(__file__).resolve().parent / "bench_python.py"), json.dumps(cfg)]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=LOG_DIR)
     if r.returncode != 0:
         return {"skipped": f"failed: {r.stderr.strip()[-300:]}"}
     py = record("python", parse_json_line(r.stdout, argv))
-    server = sv.Server("py-http-axum", server_bin, sv.server_env(sv.free_port(), pg.url("py"), redis.url()), LOG_DIR)
+    server = sv.Server("py-http-axum", server_bin, sv.server_env(sv.free_port(), pg.app_url("py"), redis.url()), LOG_DIR)
     server.start()
     server.wait_ready()
     server.wait_dependency("database", "connected")
@@ -507,10 +507,10 @@ def main() -> int:
     pg = sv.Postgres(log_dir=LOG_DIR)
     set_fsync(pg, "off")
     redis = sv.Redis(log_dir=LOG_DIR)
-    pg.psql("CREATE DATABASE accubooks")
+    pg.create_app_database("accubooks")
     log(f"postgres on {pg.port}, redis on {redis.port}")
 
-    env = lambda: sv.server_env(sv.free_port(), pg.url("accubooks"), redis.url())  # noqa: E731
+    env = lambda: sv.server_env(sv.free_port(), pg.app_url("accubooks"), redis.url())  # noqa: E731
     axum = sv.Server("axum", BIN / "server", env(), LOG_DIR)
     warp = sv.Server("warp", BIN / "warp_server", env(), LOG_DIR)
     hello = sv.Server("hello_axum", BIN / "hello_axum", env(), LOG_DIR, live_path="/")

@@ -297,7 +297,22 @@ class Postgres:
                 raise
 
     def url(self, database: str = "postgres") -> str:
+        """The superuser's URL (no row-level security binds it)."""
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_app_database(self, database: str) -> str:
+        """Creates `database` owned by the ordinary role `accubooks` (as in
+        production, so PostgreSQL's row-level security binds the server) and
+        returns the URL the server connects with."""
+        exists = self.psql("SELECT 1 FROM pg_roles WHERE rolname = 'accubooks'").strip()
+        if not exists:
+            self.psql("CREATE ROLE accubooks LOGIN NOSUPERUSER NOBYPASSRLS")
+        self.psql(f"CREATE DATABASE {database} OWNER accubooks")
+        return self.app_url(database)
+
+    def app_url(self, database: str) -> str:
+        """The URL of a database made by `create_app_database`."""
+        return f"postgres://accubooks@127.0.0.1:{self.port}/{database}"
 
     def kill(self) -> None:
         shmid = None
