@@ -61,6 +61,7 @@ on_every_store!(
     document_rounding_is_an_organization_setting,
     ar_aging_buckets_by_days_past_due,
     invoices_are_private_to_their_organization,
+    concurrent_retries_create_one_customer_and_one_invoice,
 );
 
 async fn an_invoice_goes_from_draft_to_paid_and_posts_each_step(store: Store) {
@@ -468,4 +469,60 @@ async fn invoices_are_private_to_their_organization(store: Store) {
         .call("GET", "/api/customers", Some(&stranger), None)
         .await;
     assert_eq!(customers, json!([]));
+}
+
+/// The same creating request sent many times at once with one
+/// Idempotency-Key (a client retrying over a flaky network) creates one
+/// customer and one invoice, and every copy gets the first answer.
+async fn concurrent_retries_create_one_customer_and_one_invoice(store: Store) {
+    let (books, token, customer) = setup(store).await;
+    let books = std::sync::Arc::new(books);
+    let token = std::sync::Arc::new(token);
+    let send_copies = |path: &'static str, body: Value, key: &'static str| {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (books, token, body) = (books.clone(), token.clone(), body.clone());
+                tokio::spawn(async move {
+                    books
+                        .call_with(
+                            "POST",
+                            path,
+                            Some(&token),
+                            Some(body),
+                            &[("Idempotency-Key", key)],
+                        )
+                        .await
+                })
+            })
+            .collect();
+        async move {
+            let mut answers = Vec::new();
+            for task in tasks {
+                let (status, body) = task.await.unwrap();
+                assert_eq!(status, StatusCode::CREATED, "{body}");
+                answers.push(body);
+            }
+            answers
+        }
+    };
+
+    let answers = send_copies("/api/customers", json!({"name": "Initech"}), "cust-1").await;
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    let (_, customers) = books
+        .call("GET", "/api/customers", Some(&token), None)
+        .await;
+    let initech = customers
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "Initech")
+        .count();
+    assert_eq!(initech, 1, "{customers}");
+
+    let body = json!({"customer_id": customer, "due_date": "2026-03-01",
+                      "lines": [{"description": "Work", "quantity": "1", "unit_price": "10.00", "tax_rate": "0"}]});
+    let answers = send_copies("/api/invoices", body, "inv-1").await;
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    let (_, invoices) = books.call("GET", "/api/invoices", Some(&token), None).await;
+    assert_eq!(invoices.as_array().unwrap().len(), 1, "{invoices}");
 }

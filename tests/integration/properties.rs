@@ -89,6 +89,7 @@ async fn run(ops: Vec<Op>) {
             name: "C".into(),
             email: None,
         },
+        None,
     )
     .await
     .unwrap();
@@ -161,7 +162,7 @@ async fn run(ops: Vec<Op>) {
                     })).collect::<Vec<_>>(),
                 }))
                 .unwrap();
-                let draft = ledger::create_invoice(db, &org, new).await.unwrap();
+                let draft = ledger::create_invoice(db, &org, new, None).await.unwrap();
                 if ledger::issue_invoice(db, app.committer(), &org, draft.id, Some("2026-02-01"))
                     .await
                     .is_ok()

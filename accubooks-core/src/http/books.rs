@@ -3,7 +3,7 @@
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, Handler, Request, Response, Route, json_response};
+use super::{ApiError, Handler, Request, Response, Route, json_response, render_created};
 use crate::app::AccuBooks;
 use crate::auth::Role;
 use crate::deps::DATABASE;
@@ -83,17 +83,13 @@ async fn list_accounts(app: AccuBooks, request: Request) -> Result<Response, Api
     Ok(json_response(StatusCode::OK, &body))
 }
 
-fn render_created<T: Serialize>(body: &T) -> (u16, String) {
-    (201, serde_json::to_string(body).expect("answers serialize"))
-}
-
 async fn create_account(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let new: ledger::NewAccount = request.json()?;
     let render = |account: &Account| render_created(&AccountJson::from(account));
     let key = request
         .idempotency
         .as_ref()
-        .map(|k| (k, &render as ledger::RenderAccount<'_>));
+        .map(|k| (k, &render as ledger::RenderRecord<'_, Account>));
     let account =
         ledger::create_account(app.database(), &request.organization()?, new, key).await?;
     Ok(json_response(

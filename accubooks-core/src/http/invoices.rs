@@ -3,7 +3,7 @@
 use http::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::{Access, ApiError, Handler, Request, Response, Route, json_response};
+use super::{Access, ApiError, Handler, Request, Response, Route, json_response, render_created};
 use crate::app::AccuBooks;
 use crate::auth::Role;
 use crate::deps::DATABASE;
@@ -90,7 +90,10 @@ fn optional_json<T: Default + serde::de::DeserializeOwned>(
 
 async fn create_customer(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let new: NewCustomer = request.json()?;
-    let customer = ledger::create_customer(app.database(), &request.organization()?, new).await?;
+    let render = |customer: &ledger::Customer| render_created(customer);
+    let idempotency = request.idempotency.as_ref().map(|k| (k, &render as _));
+    let customer =
+        ledger::create_customer(app.database(), &request.organization()?, new, idempotency).await?;
     Ok(json_response(StatusCode::CREATED, &customer))
 }
 
@@ -101,7 +104,10 @@ async fn list_customers(app: AccuBooks, request: Request) -> Result<Response, Ap
 
 async fn create_invoice(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let new: NewInvoice = request.json()?;
-    let invoice = ledger::create_invoice(app.database(), &request.organization()?, new).await?;
+    let render = |invoice: &ledger::Invoice| render_created(invoice);
+    let idempotency = request.idempotency.as_ref().map(|k| (k, &render as _));
+    let invoice =
+        ledger::create_invoice(app.database(), &request.organization()?, new, idempotency).await?;
     Ok(json_response(StatusCode::CREATED, &invoice))
 }
 

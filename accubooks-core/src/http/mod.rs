@@ -109,6 +109,13 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Res
     response
 }
 
+/// A 201 answer rendered for storing under an idempotency key, inside the
+/// transaction that makes it: the same bytes [`json_response`] sends.
+pub(crate) fn render_created<T: Serialize + ?Sized>(body: &T) -> (u16, String) {
+    let text = serde_json::to_string(body).expect("response bodies serialize");
+    (StatusCode::CREATED.as_u16(), text)
+}
+
 /// Every route the core serves.
 pub(crate) fn core_routes() -> Vec<Route> {
     let mut routes = monitoring::routes();

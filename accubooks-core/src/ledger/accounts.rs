@@ -216,8 +216,9 @@ pub async fn accounts_by_code(
     Ok(accounts.into_iter().map(|a| (a.code.clone(), a)).collect())
 }
 
-/// Renders the answer stored under an idempotency key for a new account.
-pub type RenderAccount<'a> = &'a (dyn Fn(&Account) -> (u16, String) + Send + Sync);
+/// Renders the answer (status, JSON body) stored under an idempotency key
+/// for a newly created record, inside the transaction that creates it.
+pub type RenderRecord<'a, T> = &'a (dyn Fn(&T) -> (u16, String) + Send + Sync);
 
 /// Opens an account. With `idempotency`, the rendered answer is stored in
 /// the same transaction.
@@ -225,7 +226,7 @@ pub async fn create_account(
     db: &Database,
     organization: &str,
     new: NewAccount,
-    idempotency: Option<(&IdempotencyKey, RenderAccount<'_>)>,
+    idempotency: Option<(&IdempotencyKey, RenderRecord<'_, Account>)>,
 ) -> LedgerResult<Account> {
     validate_code(&new.code)?;
     validate_name(&new.name)?;
@@ -287,10 +288,7 @@ pub async fn create_account(
                 .await;
                 match result {
                     Ok(account) => Ok(Ok(account)),
-                    Err(err) if idempotency::is_key_violation(&err) => Ok(Err(LedgerError::Conflict {
-                        code: "IDEMPOTENCY_KEY_IN_USE",
-                        message: "Another request with this Idempotency-Key was committed first.".to_owned(),
-                    })),
+                    Err(err) if idempotency::is_key_violation(&err) => Ok(Err(idempotency::key_in_use())),
                     Err(err) if super::sql::is_unique_violation(&err) => Ok(Err(LedgerError::Conflict {
                         code: "ACCOUNT_EXISTS",
                         message: "An account with this code already exists.".to_owned(),

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::db::Database;
 use crate::ledger::sql::{BeginScoped, on_pool};
+use crate::ledger::{LedgerError, LedgerResult};
 
 /// A key sent by a client, with the fingerprint of the request it came with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +139,26 @@ pub(crate) use store_answer;
 /// status and body, in that order.
 pub(crate) const INSERT: &str = "INSERT INTO idempotency_keys \
      (organization_id, key, request_hash, status, response) VALUES ($1, $2, $3, $4, $5)";
+
+/// The conflict of a request whose twin (same key) committed first; the
+/// pipeline answers it with the twin's stored answer.
+pub(crate) fn key_in_use() -> LedgerError {
+    LedgerError::Conflict {
+        code: "IDEMPOTENCY_KEY_IN_USE",
+        message: "Another request with this Idempotency-Key was committed first.".to_owned(),
+    }
+}
+
+/// Sorts out a write whose transaction stored an idempotency answer: a key
+/// violation means a concurrent twin won the race. Other errors stay
+/// storage errors, for the database guard.
+pub(crate) fn settle<T>(result: Result<T, sqlx::Error>) -> Result<LedgerResult<T>, sqlx::Error> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(err) if is_key_violation(&err) => Ok(Err(key_in_use())),
+        Err(err) => Err(err),
+    }
+}
 
 /// Whether a unique violation came from the idempotency table (rather than
 /// from the write itself).

@@ -13,9 +13,10 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::accounts::{Account, accounts_by_code, validate_name};
+use super::accounts::{Account, RenderRecord, accounts_by_code, validate_name};
 use super::committer::{Committer, Effect};
 use super::entries::{EntryInput, LineInput, ValidEntry, parse_date, validate, validate_memo};
+use super::idempotency::{self, IdempotencyKey};
 use super::invoice_totals::{self, LineFigures, TaxRounding};
 use super::sql::{BeginScoped, in_scope, on_pool};
 use super::{LedgerError, LedgerResult};
@@ -178,11 +179,13 @@ fn invalid(code: &'static str, message: impl Into<String>) -> LedgerError {
     LedgerError::invalid(code, message)
 }
 
-/// Adds a customer.
+/// Adds a customer. With `idempotency`, the rendered answer is stored in
+/// the same transaction.
 pub async fn create_customer(
     db: &Database,
     organization: &str,
     new: NewCustomer,
+    idempotency: Option<(&IdempotencyKey, RenderRecord<'_, Customer>)>,
 ) -> LedgerResult<Customer> {
     validate_name(&new.name)?;
     if let Some(email) = &new.email
@@ -194,24 +197,32 @@ pub async fn create_customer(
         ));
     }
     let organization = organization.to_owned();
-    let (name, email) = (new.name.clone(), new.email.clone());
-    let id: i64 = db
-        .run(|pool| async move {
+    let new = &new;
+    db.run(|pool| async move {
+        let created: Result<Customer, sqlx::Error> = async {
             on_pool!(pool, p => in_scope!(p, &organization, tx => {
-                sqlx::query_scalar("INSERT INTO customers (organization_id, name, email) VALUES ($1, $2, $3) RETURNING id")
+                let id = sqlx::query_scalar("INSERT INTO customers (organization_id, name, email) VALUES ($1, $2, $3) RETURNING id")
                     .bind(&organization)
-                    .bind(&name)
-                    .bind(&email)
+                    .bind(&new.name)
+                    .bind(&new.email)
                     .fetch_one(&mut *tx)
-                    .await?
+                    .await?;
+                let customer = Customer {
+                    id,
+                    name: new.name.clone(),
+                    email: new.email.clone(),
+                };
+                if let Some((key, render)) = idempotency {
+                    let (status, body) = render(&customer);
+                    idempotency::store_answer!(&mut *tx, key, status, body)?;
+                }
+                customer
             }))
-        })
-        .await?;
-    Ok(Customer {
-        id,
-        name: new.name,
-        email: new.email,
+        }
+        .await;
+        idempotency::settle(created)
     })
+    .await?
 }
 
 /// The organization's customers.
@@ -357,7 +368,92 @@ struct Draft {
     lines: Vec<ParsedLine>,
 }
 
-async fn insert_draft(db: &Database, draft: Draft) -> LedgerResult<i64> {
+/// Reads invoices with their lines inside the open transaction `$tx`,
+/// with `$sql` (a [`SELECT_INVOICE`] query binding the organization and an
+/// id): evaluates to `Vec<Invoice>`, with `?` on query errors. (A macro:
+/// each backend's transaction is its own type.)
+macro_rules! read_invoices_in {
+    ($tx:expr, $sql:expr, $organization:expr, $only:expr, $today:expr) => {{
+        let rows = sqlx::query(sqlx::AssertSqlSafe($sql))
+            .bind($organization)
+            .bind($only.unwrap_or(0))
+            .fetch_all(&mut *$tx)
+            .await?;
+        let mut invoices = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let currency: String = row.try_get("currency")?;
+            let d = digits(&currency);
+            let kind: String = row.try_get("kind")?;
+            let status: String = row.try_get("status")?;
+            let due_date: NaiveDate = row.try_get("due_date")?;
+            let (subtotal, tax, total, paid, credited): (i64, i64, i64, i64, i64) = (
+                row.try_get("subtotal")?,
+                row.try_get("tax")?,
+                row.try_get("total")?,
+                row.try_get("paid")?,
+                row.try_get("credited")?,
+            );
+            let outstanding = if matches!(status.as_str(), "issued" | "partially_paid") && kind == "invoice" {
+                total - paid - credited
+            } else {
+                0
+            };
+            let lines: Vec<(String, String, i64, String, i64, i64)> = sqlx::query_as(
+                "SELECT description, quantity, unit_price, tax_rate, amount, tax FROM invoice_lines \
+                 WHERE invoice_id = $1 ORDER BY id",
+            )
+            .bind(id)
+            .fetch_all(&mut *$tx)
+            .await?;
+            invoices.push(Invoice {
+                id,
+                number: format!("{}-{id:06}", if kind == "invoice" { "INV" } else { "CN" }),
+                overdue: outstanding > 0 && due_date < $today,
+                kind,
+                customer_id: row.try_get("customer_id")?,
+                credits_invoice: row.try_get("credits_invoice")?,
+                status,
+                due_date,
+                issue_date: row.try_get("issue_date")?,
+                void_date: row.try_get("void_date")?,
+                tax_rounding: row.try_get("tax_rounding")?,
+                subtotal: money::format_minor(subtotal, d),
+                tax: money::format_minor(tax, d),
+                total: money::format_minor(total, d),
+                paid: money::format_minor(paid, d),
+                credited: money::format_minor(credited, d),
+                outstanding: money::format_minor(outstanding, d),
+                issue_entry_id: row.try_get("issue_entry_id")?,
+                lines: lines
+                    .into_iter()
+                    .map(|(description, quantity, unit_price, tax_rate, amount, tax)| InvoiceLine {
+                        description,
+                        quantity,
+                        unit_price: money::format_minor(unit_price, d),
+                        tax_rate,
+                        amount: money::format_minor(amount, d),
+                        tax: money::format_minor(tax, d),
+                    })
+                    .collect(),
+                currency,
+                total_minor: total,
+                outstanding_minor: outstanding,
+                subtotal_minor: subtotal,
+                tax_minor: tax,
+            });
+        }
+        invoices
+    }};
+}
+
+/// Inserts a draft and reads it back; with `idempotency`, stores the
+/// rendered answer in the same transaction.
+async fn insert_draft(
+    db: &Database,
+    draft: Draft,
+    idempotency: Option<(&IdempotencyKey, RenderRecord<'_, Invoice>)>,
+) -> LedgerResult<Invoice> {
     let figures: Vec<LineFigures> = draft
         .lines
         .iter()
@@ -371,8 +467,9 @@ async fn insert_draft(db: &Database, draft: Draft) -> LedgerResult<i64> {
         .map_err(|_| invalid("AMOUNT_TOO_LARGE", "The invoice amounts are too large."))?;
     let draft = &draft;
     let totals = &totals;
-    let id = db
-        .run(|pool| async move {
+    let today = chrono::Utc::now().date_naive();
+    db.run(|pool| async move {
+        let inserted: Result<Invoice, sqlx::Error> = async {
             on_pool!(pool, p => {
                 let mut tx = p.begin_for(&draft.organization).await?;
                 let id: i64 = sqlx::query_scalar(
@@ -407,19 +504,32 @@ async fn insert_draft(db: &Database, draft: Draft) -> LedgerResult<i64> {
                     .execute(&mut *tx)
                     .await?;
                 }
+                let sql = invoice_query(Some(id));
+                let invoice = read_invoices_in!(tx, sql.as_str(), &draft.organization, Some(id), today)
+                    .pop()
+                    .ok_or(sqlx::Error::RowNotFound)?;
+                if let Some((key, render)) = idempotency {
+                    let (status, body) = render(&invoice);
+                    idempotency::store_answer!(&mut *tx, key, status, body)?;
+                }
                 tx.commit().await?;
-                Ok(id)
+                Ok(invoice)
             })
-        })
-        .await?;
-    Ok(id)
+        }
+        .await;
+        idempotency::settle(inserted)
+    })
+    .await?
 }
 
 /// Creates a draft invoice with its totals.
+///
+/// With `idempotency`, the rendered answer is stored in the same transaction.
 pub async fn create_invoice(
     db: &Database,
     organization: &str,
     new: NewInvoice,
+    idempotency: Option<(&IdempotencyKey, RenderRecord<'_, Invoice>)>,
 ) -> LedgerResult<Invoice> {
     let due_date = parse_date(&new.due_date)?;
     if !customer_exists(db, organization, new.customer_id).await? {
@@ -443,7 +553,7 @@ pub async fn create_invoice(
     };
     let currency_digits = super::accounts::validate_currency(&currency)?;
     let lines = parse_lines(&new.lines, currency_digits)?;
-    let id = insert_draft(
+    insert_draft(
         db,
         Draft {
             organization: organization.to_owned(),
@@ -455,9 +565,9 @@ pub async fn create_invoice(
             rounding: organization_rounding(db, organization).await?,
             lines,
         },
+        idempotency,
     )
-    .await?;
-    get_invoice(db, organization, id).await
+    .await
 }
 
 async fn posting_accounts(
@@ -474,6 +584,16 @@ async fn posting_accounts(
 
 const SELECT_INVOICE: &str = "SELECT id, kind, customer_id, credits_invoice, currency, status, due_date, issue_date, \
      void_date, tax_rounding, subtotal, tax, total, paid, credited, issue_entry_id FROM invoices";
+
+/// The query [`read_invoices_in`] runs: one invoice, or the newest 1000.
+fn invoice_query(only: Option<i64>) -> String {
+    match only {
+        Some(_) => format!("{SELECT_INVOICE} WHERE organization_id = $1 AND id = $2"),
+        None => format!(
+            "{SELECT_INVOICE} WHERE organization_id = $1 AND id > $2 ORDER BY id DESC LIMIT 1000"
+        ),
+    }
+}
 
 /// Reads an invoice or credit note of the organization, with its lines.
 pub async fn get_invoice(db: &Database, organization: &str, id: i64) -> LedgerResult<Invoice> {
@@ -496,85 +616,12 @@ async fn read_invoices(
 ) -> LedgerResult<Vec<Invoice>> {
     let organization = organization.to_owned();
     let today = chrono::Utc::now().date_naive();
-    let sql = match only {
-        Some(_) => format!("{SELECT_INVOICE} WHERE organization_id = $1 AND id = $2"),
-        None => format!(
-            "{SELECT_INVOICE} WHERE organization_id = $1 AND id > $2 ORDER BY id DESC LIMIT 1000"
-        ),
-    };
+    let sql = invoice_query(only);
     let invoices = db
         .run(|pool| async move {
             on_pool!(pool, p => {
                 let mut tx = p.begin_for(&organization).await?;
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                    .bind(&organization)
-                    .bind(only.unwrap_or(0))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let mut invoices = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let id: i64 = row.try_get("id")?;
-                    let currency: String = row.try_get("currency")?;
-                    let d = digits(&currency);
-                    let kind: String = row.try_get("kind")?;
-                    let status: String = row.try_get("status")?;
-                    let due_date: NaiveDate = row.try_get("due_date")?;
-                    let (subtotal, tax, total, paid, credited): (i64, i64, i64, i64, i64) = (
-                        row.try_get("subtotal")?,
-                        row.try_get("tax")?,
-                        row.try_get("total")?,
-                        row.try_get("paid")?,
-                        row.try_get("credited")?,
-                    );
-                    let outstanding = if matches!(status.as_str(), "issued" | "partially_paid") && kind == "invoice" {
-                        total - paid - credited
-                    } else {
-                        0
-                    };
-                    let lines: Vec<(String, String, i64, String, i64, i64)> = sqlx::query_as(
-                        "SELECT description, quantity, unit_price, tax_rate, amount, tax FROM invoice_lines \
-                         WHERE invoice_id = $1 ORDER BY id",
-                    )
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    invoices.push(Invoice {
-                        id,
-                        number: format!("{}-{id:06}", if kind == "invoice" { "INV" } else { "CN" }),
-                        overdue: outstanding > 0 && due_date < today,
-                        kind,
-                        customer_id: row.try_get("customer_id")?,
-                        credits_invoice: row.try_get("credits_invoice")?,
-                        status,
-                        due_date,
-                        issue_date: row.try_get("issue_date")?,
-                        void_date: row.try_get("void_date")?,
-                        tax_rounding: row.try_get("tax_rounding")?,
-                        subtotal: money::format_minor(subtotal, d),
-                        tax: money::format_minor(tax, d),
-                        total: money::format_minor(total, d),
-                        paid: money::format_minor(paid, d),
-                        credited: money::format_minor(credited, d),
-                        outstanding: money::format_minor(outstanding, d),
-                        issue_entry_id: row.try_get("issue_entry_id")?,
-                        lines: lines
-                            .into_iter()
-                            .map(|(description, quantity, unit_price, tax_rate, amount, tax)| InvoiceLine {
-                                description,
-                                quantity,
-                                unit_price: money::format_minor(unit_price, d),
-                                tax_rate,
-                                amount: money::format_minor(amount, d),
-                                tax: money::format_minor(tax, d),
-                            })
-                            .collect(),
-                        currency,
-                        total_minor: total,
-                        outstanding_minor: outstanding,
-                        subtotal_minor: subtotal,
-                        tax_minor: tax,
-                    });
-                }
+                let invoices = read_invoices_in!(tx, sql.as_str(), &organization, only, today);
                 tx.commit().await?;
                 Ok(invoices)
             })
@@ -864,8 +911,10 @@ pub async fn credit_note(
             rounding,
             lines,
         },
+        None,
     )
-    .await?;
+    .await?
+    .id;
     let posting = entry(
         organization,
         &accounts,

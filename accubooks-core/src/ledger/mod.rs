@@ -15,9 +15,7 @@ mod invoices;
 mod reports;
 pub(crate) mod sql;
 
-pub use accounts::{
-    Account, AccountType, NewAccount, RenderAccount, create_account, list_accounts,
-};
+pub use accounts::{Account, AccountType, NewAccount, RenderRecord, create_account, list_accounts};
 pub use committer::{Committer, Effect, Render};
 pub use entries::{
     Entry, EntryInput, EntryLine, LineInput, ValidEntry, get_entry, parse_date, prepare,
