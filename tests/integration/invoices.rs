@@ -61,7 +61,7 @@ on_every_store!(
     document_rounding_is_an_organization_setting,
     ar_aging_buckets_by_days_past_due,
     invoices_are_private_to_their_organization,
-    concurrent_retries_create_one_customer_and_one_invoice,
+    concurrent_retries_with_one_key_write_once,
 );
 
 async fn an_invoice_goes_from_draft_to_paid_and_posts_each_step(store: Store) {
@@ -471,22 +471,23 @@ async fn invoices_are_private_to_their_organization(store: Store) {
     assert_eq!(customers, json!([]));
 }
 
-/// The same creating request sent many times at once with one
-/// Idempotency-Key (a client retrying over a flaky network) creates one
-/// customer and one invoice, and every copy gets the first answer.
-async fn concurrent_retries_create_one_customer_and_one_invoice(store: Store) {
+/// The same request sent many times at once with one Idempotency-Key (a
+/// client retrying over a flaky network) creates one customer, one invoice
+/// and one payment, and every copy gets the first answer.
+async fn concurrent_retries_with_one_key_write_once(store: Store) {
     let (books, token, customer) = setup(store).await;
     let books = std::sync::Arc::new(books);
     let token = std::sync::Arc::new(token);
-    let send_copies = |path: &'static str, body: Value, key: &'static str| {
+    let send_copies = |path: String, body: Value, key: &'static str| {
         let tasks: Vec<_> = (0..8)
             .map(|_| {
-                let (books, token, body) = (books.clone(), token.clone(), body.clone());
+                let (books, token, body, path) =
+                    (books.clone(), token.clone(), body.clone(), path.clone());
                 tokio::spawn(async move {
                     books
                         .call_with(
                             "POST",
-                            path,
+                            &path,
                             Some(&token),
                             Some(body),
                             &[("Idempotency-Key", key)],
@@ -499,14 +500,19 @@ async fn concurrent_retries_create_one_customer_and_one_invoice(store: Store) {
             let mut answers = Vec::new();
             for task in tasks {
                 let (status, body) = task.await.unwrap();
-                assert_eq!(status, StatusCode::CREATED, "{body}");
+                assert!(status.is_success(), "{status} {body}");
                 answers.push(body);
             }
             answers
         }
     };
 
-    let answers = send_copies("/api/customers", json!({"name": "Initech"}), "cust-1").await;
+    let answers = send_copies(
+        "/api/customers".into(),
+        json!({"name": "Initech"}),
+        "cust-1",
+    )
+    .await;
     assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
     let (_, customers) = books
         .call("GET", "/api/customers", Some(&token), None)
@@ -521,8 +527,27 @@ async fn concurrent_retries_create_one_customer_and_one_invoice(store: Store) {
 
     let body = json!({"customer_id": customer, "due_date": "2026-03-01",
                       "lines": [{"description": "Work", "quantity": "1", "unit_price": "10.00", "tax_rate": "0"}]});
-    let answers = send_copies("/api/invoices", body, "inv-1").await;
+    let answers = send_copies("/api/invoices".into(), body, "inv-1").await;
     assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
     let (_, invoices) = books.call("GET", "/api/invoices", Some(&token), None).await;
     assert_eq!(invoices.as_array().unwrap().len(), 1, "{invoices}");
+
+    // Money moves once however many copies of a payment arrive together.
+    let id = &answers[0]["id"];
+    let answers = send_copies(
+        format!("/api/invoices/{id}/issue"),
+        json!({"date": "2026-02-01"}),
+        "issue-1",
+    )
+    .await;
+    assert!(
+        answers.iter().all(|a| a["status"] == "issued"),
+        "{answers:?}"
+    );
+    let payment = json!({"amount": "4.00", "date": "2026-02-10"});
+    let answers = send_copies(format!("/api/invoices/{id}/payments"), payment, "pay-1").await;
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    assert_eq!(answers[0]["paid"], "4.00");
+    assert_eq!(books.balance(&token, "1000").await, "4.00");
+    assert_eq!(books.balance(&token, "1100").await, "6.00");
 }

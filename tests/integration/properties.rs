@@ -163,9 +163,16 @@ async fn run(ops: Vec<Op>) {
                 }))
                 .unwrap();
                 let draft = ledger::create_invoice(db, &org, new, None).await.unwrap();
-                if ledger::issue_invoice(db, app.committer(), &org, draft.id, Some("2026-02-01"))
-                    .await
-                    .is_ok()
+                if ledger::issue_invoice(
+                    db,
+                    app.committer(),
+                    &org,
+                    draft.id,
+                    Some("2026-02-01"),
+                    None,
+                )
+                .await
+                .is_ok()
                 {
                     invoices.push(draft.id);
                 }
@@ -187,6 +194,7 @@ async fn run(ops: Vec<Op>) {
                         id,
                         &text(amount).0,
                         Some("2026-02-15"),
+                        None,
                     )
                     .await
                     .unwrap();

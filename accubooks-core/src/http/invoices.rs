@@ -141,6 +141,7 @@ async fn issue(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
         &request.organization()?,
         invoice_id(&request)?,
         body.date.as_deref(),
+        request.idempotency.clone(),
     )
     .await?;
     Ok(json_response(StatusCode::OK, &invoice))
@@ -163,6 +164,7 @@ async fn pay(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
         invoice_id(&request)?,
         &payment.amount.0,
         payment.date.as_deref(),
+        request.idempotency.clone(),
     )
     .await?;
     Ok(json_response(StatusCode::CREATED, &invoice))
@@ -176,6 +178,7 @@ async fn void(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
         &request.organization()?,
         invoice_id(&request)?,
         body.date.as_deref(),
+        request.idempotency.clone(),
     )
     .await?;
     Ok(json_response(StatusCode::OK, &invoice))
@@ -189,6 +192,7 @@ async fn credit(app: AccuBooks, request: Request) -> Result<Response, ApiError> 
         &request.organization()?,
         invoice_id(&request)?,
         new,
+        request.idempotency.clone(),
     )
     .await?;
     Ok(json_response(StatusCode::CREATED, &note))

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{FutureExt, Stream, StreamExt};
@@ -20,6 +20,10 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The route label of requests that matched no route, so that scanners
 /// cannot blow up the metrics' cardinality.
 const UNMATCHED: &str = "unmatched";
+
+/// How long a retry waits for the answer of its twin whose write committed
+/// but whose answer is still being rendered.
+const PENDING_ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 impl AccuBooks {
     /// Handles one request: the single entry point of every host.
@@ -162,15 +166,15 @@ impl AccuBooks {
                     Err(ApiError::Internal)
                 });
             match (result, idempotency) {
-                // A concurrent request with the same key committed first:
-                // answer what it answered.
-                (
-                    Err(ApiError::Conflict {
-                        code: "IDEMPOTENCY_KEY_IN_USE",
-                        ..
-                    }),
-                    Some(key),
-                ) => self.replay(&key).await,
+                // A conflict may be a twin with the same key that committed
+                // first (the key itself, or the state it changed, such as an
+                // invoice it issued): then answer what it answered.
+                (Err(conflict @ ApiError::Conflict { .. }), Some(key)) => {
+                    match idempotency::lookup(self.database(), &key).await? {
+                        Stored::Absent => Err(conflict),
+                        _ => self.replay(&key).await,
+                    }
+                }
                 (Ok(response), Some(key)) if response.status().is_success() => {
                     // Handlers that write through the committer stored the
                     // answer atomically with their write; for the others
@@ -220,12 +224,31 @@ impl AccuBooks {
         );
         match idempotency::lookup(self.database(), &key).await? {
             Stored::Absent => Ok(KeyCheck::New(Some(key))),
+            Stored::Pending => Ok(KeyCheck::Replay(self.replay(&key).await?)),
             stored => Ok(KeyCheck::Replay(replayed(stored)?)),
         }
     }
 
+    /// The answer stored under a key whose write has committed, waiting a
+    /// little while it is being rendered.
     async fn replay(&self, key: &IdempotencyKey) -> Result<Response, ApiError> {
-        replayed(idempotency::lookup(self.database(), key).await?)
+        let deadline = tokio::time::Instant::now() + PENDING_ANSWER_WAIT;
+        loop {
+            match idempotency::lookup(self.database(), key).await? {
+                Stored::Pending if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Stored::Pending => {
+                    return Err(ApiError::Conflict {
+                        code: "IDEMPOTENCY_KEY_IN_PROGRESS",
+                        message: "The request with this Idempotency-Key was written but its answer is not \
+                                  ready; retry shortly, or read the resource to see its state."
+                            .to_owned(),
+                    });
+                }
+                stored => return replayed(stored),
+            }
+        }
     }
 
     /// Answers 503 at once when a dependency the route needs is known to be
@@ -270,7 +293,7 @@ fn replayed(stored: Stored) -> Result<Response, ApiError> {
             "IDEMPOTENCY_KEY_REUSED",
             "This Idempotency-Key was used with a different request; use a new key.",
         )),
-        Stored::Absent => Err(ApiError::Internal),
+        Stored::Absent | Stored::Pending => Err(ApiError::Internal),
     }
 }
 

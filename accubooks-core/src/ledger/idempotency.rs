@@ -61,6 +61,21 @@ pub enum Stored {
     },
     /// The key was used with a different request.
     Mismatch,
+    /// The request's write committed but its answer is not stored yet: it
+    /// is being rendered, or the process died in between.
+    Pending,
+}
+
+/// The status stored with the write of a request whose answer is rendered
+/// only after it commits (it reads back what the write changed); the
+/// pipeline replaces it with the answer.
+const PENDING: u16 = 0;
+
+/// A placeholder answer for the committer to store with a job's write: the
+/// key is taken atomically with the write, so a retry can never write twice,
+/// and [`store`] fills in the answer after the commit.
+pub fn pending(key: IdempotencyKey) -> (IdempotencyKey, super::committer::Render) {
+    (key, Box::new(|_: &[i64]| (PENDING, String::new())))
 }
 
 /// Looks the key up.
@@ -85,6 +100,7 @@ pub async fn lookup(db: &Database, key: &IdempotencyKey) -> crate::Result<Stored
     Ok(match found {
         None => Stored::Absent,
         Some((hash, _, _)) if hash != key.request_hash => Stored::Mismatch,
+        Some((_, status, _)) if status == i64::from(PENDING) => Stored::Pending,
         Some((_, status, body)) => Stored::Replay {
             status: u16::try_from(status).unwrap_or(200),
             body,
@@ -92,7 +108,8 @@ pub async fn lookup(db: &Database, key: &IdempotencyKey) -> crate::Result<Stored
     })
 }
 
-/// Stores an answer unless one is stored already.
+/// Stores an answer unless one is stored already (a pending placeholder is
+/// replaced).
 pub async fn store(
     db: &Database,
     key: &IdempotencyKey,
@@ -100,7 +117,11 @@ pub async fn store(
 ) -> crate::Result<()> {
     let status = i32::from(response.status().as_u16());
     let body = String::from_utf8_lossy(response.body()).into_owned();
-    let sql = format!("{INSERT} ON CONFLICT (organization_id, key) DO NOTHING");
+    let sql = format!(
+        "{INSERT} ON CONFLICT (organization_id, key) DO UPDATE \
+         SET status = EXCLUDED.status, response = EXCLUDED.response \
+         WHERE idempotency_keys.status = {PENDING} AND idempotency_keys.request_hash = EXCLUDED.request_hash"
+    );
     db.run(|pool| async move {
         on_pool!(pool, p => {
             let mut tx = p.begin_for(&key.organization).await?;

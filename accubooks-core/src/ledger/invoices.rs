@@ -683,6 +683,7 @@ pub async fn issue_invoice(
     organization: &str,
     id: i64,
     date: Option<&str>,
+    idempotency: Option<IdempotencyKey>,
 ) -> LedgerResult<Invoice> {
     let date = date_or_today(date)?;
     let invoice = get_invoice(db, organization, id).await?;
@@ -717,7 +718,7 @@ pub async fn issue_invoice(
     committer
         .post_with_effects(
             vec![posting],
-            None,
+            idempotency.map(idempotency::pending),
             vec![Effect::Issue {
                 invoice_id: id,
                 date,
@@ -735,6 +736,7 @@ pub async fn record_payment(
     id: i64,
     amount: &str,
     date: Option<&str>,
+    idempotency: Option<IdempotencyKey>,
 ) -> LedgerResult<Invoice> {
     let date = date_or_today(date)?;
     let invoice = get_invoice(db, organization, id).await?;
@@ -779,7 +781,7 @@ pub async fn record_payment(
     committer
         .post_with_effects(
             vec![posting],
-            None,
+            idempotency.map(idempotency::pending),
             vec![Effect::Pay {
                 organization: organization.to_owned(),
                 invoice_id: id,
@@ -799,6 +801,7 @@ pub async fn void_invoice(
     organization: &str,
     id: i64,
     date: Option<&str>,
+    idempotency: Option<IdempotencyKey>,
 ) -> LedgerResult<Invoice> {
     let date = date_or_today(date)?;
     let invoice = get_invoice(db, organization, id).await?;
@@ -835,7 +838,7 @@ pub async fn void_invoice(
             committer
                 .post_with_effects(
                     vec![mirror],
-                    None,
+                    idempotency.map(idempotency::pending),
                     vec![Effect::Void {
                         invoice_id: id,
                         date,
@@ -864,6 +867,7 @@ pub async fn credit_note(
     organization: &str,
     id: i64,
     new: NewCreditNote,
+    idempotency: Option<IdempotencyKey>,
 ) -> LedgerResult<Invoice> {
     let date = date_or_today(new.date.as_deref())?;
     let invoice = get_invoice(db, organization, id).await?;
@@ -932,7 +936,7 @@ pub async fn credit_note(
             committer
                 .post_with_effects(
                     vec![posting],
-                    None,
+                    idempotency.map(idempotency::pending),
                     vec![
                         Effect::Issue {
                             invoice_id: credit_id,
