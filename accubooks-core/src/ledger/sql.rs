@@ -47,105 +47,94 @@ pub(crate) trait BeginScoped {
     /// The backend.
     type Db: sqlx::Database;
 
+    /// Opens a transaction with this scope.
+    fn begin_scoped(
+        &self,
+        scope: Scope<'_>,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+
     /// A transaction that sees the rows of `organizations` (one id, or
     /// several joined by commas).
     fn begin_for(
         &self,
         organizations: &str,
-    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send
+    {
+        self.begin_scoped(Scope::Organizations(organizations))
+    }
 
     /// A read-only transaction over one consistent snapshot of the rows of
     /// `organization`, for reads made of several queries (an export).
     fn begin_snapshot_for(
         &self,
         organization: &str,
-    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send
+    {
+        self.begin_scoped(Scope::Snapshot(organization))
+    }
 
     /// A transaction that sees the user rows of one e-mail address.
     fn begin_for_login(
         &self,
         email: &str,
-    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send
+    {
+        self.begin_scoped(Scope::Login(email))
+    }
+}
+
+/// What a transaction may see.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scope<'a> {
+    /// The rows of these organizations (ids joined by commas).
+    Organizations(&'a str),
+    /// One organization's rows, read-only, on one snapshot.
+    Snapshot(&'a str),
+    /// The user rows of one e-mail address.
+    Login(&'a str),
 }
 
 impl BeginScoped for sqlx::PgPool {
     type Db = sqlx::Postgres;
 
-    fn begin_for(
+    fn begin_scoped(
         &self,
-        organizations: &str,
+        scope: Scope<'_>,
     ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send
     {
-        begin_with(self, ORGANIZATION_SETTING, organizations, false)
-    }
-
-    fn begin_snapshot_for(
-        &self,
-        organization: &str,
-    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send
-    {
-        begin_with(self, ORGANIZATION_SETTING, organization, true)
-    }
-
-    fn begin_for_login(
-        &self,
-        email: &str,
-    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send
-    {
-        begin_with(self, LOGIN_SETTING, email, false)
-    }
-}
-
-fn begin_with(
-    pool: &sqlx::PgPool,
-    setting: &'static str,
-    value: &str,
-    snapshot: bool,
-) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send + use<>
-{
-    let (pool, value) = (pool.clone(), value.to_owned());
-    async move {
-        let mut tx = pool.begin().await?;
-        if snapshot {
-            // Must precede every query of the transaction, set_config's too.
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        let (setting, value, snapshot) = match scope {
+            Scope::Organizations(ids) => (ORGANIZATION_SETTING, ids, false),
+            Scope::Snapshot(id) => (ORGANIZATION_SETTING, id, true),
+            Scope::Login(email) => (LOGIN_SETTING, email, false),
+        };
+        let (pool, value) = (self.clone(), value.to_owned());
+        async move {
+            let mut tx = pool.begin().await?;
+            if snapshot {
+                // Must precede every query of the transaction, set_config's too.
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("SELECT set_config($1, $2, true)")
+                .bind(setting)
+                .bind(value)
                 .execute(&mut *tx)
                 .await?;
+            Ok(tx)
         }
-        sqlx::query("SELECT set_config($1, $2, true)")
-            .bind(setting)
-            .bind(value)
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
     }
 }
 
 impl BeginScoped for sqlx::SqlitePool {
     type Db = sqlx::Sqlite;
 
-    fn begin_for(
+    /// Every scope is a plain transaction: the queries' own conditions are
+    /// the scope, and in WAL mode a read transaction keeps the snapshot of
+    /// its first read.
+    fn begin_scoped(
         &self,
-        _organizations: &str,
-    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send
-    {
-        let pool = self.clone();
-        async move { pool.begin().await }
-    }
-
-    fn begin_snapshot_for(
-        &self,
-        _organization: &str,
-    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send
-    {
-        // In WAL mode a read transaction keeps the snapshot of its first read.
-        let pool = self.clone();
-        async move { pool.begin().await }
-    }
-
-    fn begin_for_login(
-        &self,
-        _email: &str,
+        _scope: Scope<'_>,
     ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send
     {
         let pool = self.clone();
