@@ -10,12 +10,16 @@
 //!
 //! Balances are updated after locking the touched accounts in ascending id
 //! order, so concurrent committers (several server processes on one
-//! PostgreSQL) never deadlock.
+//! PostgreSQL) never deadlock. On PostgreSQL two groups are in flight: the
+//! accounts are locked only after the group's entries and lines are inserted,
+//! so one group's inserts run (on another core) while the previous group
+//! holds the locks and waits for its flush.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::entries::ValidEntry;
 use super::idempotency::{self, IdempotencyKey};
@@ -27,6 +31,10 @@ use crate::error::Error;
 /// The most postings one group carries; larger groups would hold locks longer
 /// than they save in flushes.
 const MAX_GROUP_LINES: usize = 50_000;
+
+/// Groups written at once on PostgreSQL: one inserting while the other
+/// holds the account locks and commits. More would only queue on the locks.
+const POSTGRES_GROUPS_IN_FLIGHT: usize = 2;
 
 /// Renders the answer stored under an idempotency key, from the ids the
 /// entries received.
@@ -135,7 +143,19 @@ impl Committer {
 }
 
 async fn run(db: Database, mut receiver: mpsc::Receiver<Job>) {
+    // SQLite has one writer (BEGIN IMMEDIATE): a second group would only wait.
+    let in_flight = match db.pool() {
+        Pool::Postgres(_) => POSTGRES_GROUPS_IN_FLIGHT,
+        Pool::Sqlite(_) => 1,
+    };
+    let slots = Arc::new(Semaphore::new(in_flight));
     while let Some(first) = receiver.recv().await {
+        // Gather the group once a slot is free, so it takes in every job
+        // that arrived while the slots were busy.
+        let slot = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let mut lines = first.lines();
         let mut group = vec![first];
         while lines < MAX_GROUP_LINES {
@@ -147,7 +167,11 @@ async fn run(db: Database, mut receiver: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(&db, group).await;
+        let db = db.clone();
+        tokio::spawn(async move {
+            commit_group(&db, group).await;
+            drop(slot);
+        });
     }
 }
 
@@ -186,11 +210,7 @@ async fn commit_group(db: &Database, group: Vec<Job>) {
 impl From<WriteError> for LedgerError {
     fn from(err: WriteError) -> Self {
         match err {
-            WriteError::IdempotencyRace => LedgerError::Conflict {
-                code: "IDEMPOTENCY_KEY_IN_USE",
-                message: "Another request with this Idempotency-Key was committed first."
-                    .to_owned(),
-            },
+            WriteError::IdempotencyRace => idempotency::key_in_use(),
             WriteError::AlreadyReversed => LedgerError::Conflict {
                 code: "ALREADY_REVERSED",
                 message: "This journal entry was already reversed.".to_owned(),
@@ -199,6 +219,11 @@ impl From<WriteError> for LedgerError {
                 code: "INVOICE_STATE_CHANGED",
                 message: "The invoice is not in a state that allows this (it may have been issued, paid, \
                           credited or voided meanwhile); reload it."
+                    .to_owned(),
+            },
+            WriteError::AccountMissing => LedgerError::Conflict {
+                code: "UNKNOWN_ACCOUNT",
+                message: "An account of this entry does not exist (any more); reload the chart of accounts."
                     .to_owned(),
             },
             WriteError::Storage(err) => LedgerError::Storage(err),
@@ -210,41 +235,49 @@ enum WriteError {
     IdempotencyRace,
     AlreadyReversed,
     StateChanged,
+    AccountMissing,
     Storage(Error),
 }
 
+/// What a backend writer returns (as `sqlx::Error::InvalidArgument`) when an
+/// account a line names is not there: journal_lines has no foreign key to
+/// accounts (migration 0003), this check stands in for it.
+const ACCOUNT_MISSING: &str = "accubooks: a posting names a missing account";
+
 /// Everything one transaction writes, flattened for bulk statements.
-struct Plan {
-    entries: Vec<(String, NaiveDate, String, Option<i64>)>,
-    /// (entry index, account id, amount)
-    lines: Vec<(usize, i64, i64)>,
+struct Plan<'a> {
+    entries: Vec<&'a ValidEntry>,
+    /// (entry index, line number from 1, account id, amount)
+    lines: Vec<(usize, i32, i64, i64)>,
+    /// Every account a line names, in ascending id order (the lock order).
+    accounts: Vec<i64>,
     /// account id -> net change
     balances: BTreeMap<i64, i64>,
     /// (account id, day) -> net change
     days: BTreeMap<(i64, NaiveDate), i64>,
+    /// The distinct organizations of the entries.
+    organizations: BTreeSet<&'a str>,
 }
 
-fn plan(jobs: &[&Job]) -> Plan {
+fn plan<'a>(jobs: &[&'a Job]) -> Plan<'a> {
     let mut plan = Plan {
-        entries: Vec::new(),
-        lines: Vec::new(),
+        entries: jobs.iter().flat_map(|j| j.entries.iter()).collect(),
+        lines: Vec::with_capacity(jobs.iter().map(|j| j.lines()).sum()),
+        accounts: Vec::new(),
         balances: BTreeMap::new(),
         days: BTreeMap::new(),
+        organizations: BTreeSet::new(),
     };
-    for entry in jobs.iter().flat_map(|j| j.entries.iter()) {
-        let index = plan.entries.len();
-        plan.entries.push((
-            entry.organization.clone(),
-            entry.date,
-            entry.memo.clone(),
-            entry.reverses,
-        ));
-        for line in &entry.lines {
-            plan.lines.push((index, line.account_id, line.amount));
+    for (index, entry) in plan.entries.iter().enumerate() {
+        plan.organizations.insert(&entry.organization);
+        for (number, line) in (1..).zip(&entry.lines) {
+            plan.lines
+                .push((index, number, line.account_id, line.amount));
             *plan.balances.entry(line.account_id).or_default() += line.amount;
             *plan.days.entry((line.account_id, entry.date)).or_default() += line.amount;
         }
     }
+    plan.accounts = plan.balances.keys().copied().collect();
     // Movements that cancel out within the group need no write.
     plan.balances.retain(|_, delta| *delta != 0);
     plan.days.retain(|_, delta| *delta != 0);
@@ -272,6 +305,9 @@ async fn write(db: &Database, jobs: &[&Job]) -> Result<Vec<Vec<i64>>, WriteError
         Ok(Ok(ids)) => Ok(ids),
         Ok(Err(err)) if idempotency::is_key_violation(&err) => Err(WriteError::IdempotencyRace),
         Ok(Err(sqlx::Error::RowNotFound)) => Err(WriteError::StateChanged),
+        Ok(Err(sqlx::Error::InvalidArgument(text))) if text == ACCOUNT_MISSING => {
+            Err(WriteError::AccountMissing)
+        }
         Ok(Err(err)) if super::sql::is_unique_violation(&err) => Err(WriteError::AlreadyReversed),
         Ok(Err(err)) => Err(WriteError::Storage(Error::Query(err))),
         Err(err) => Err(WriteError::Storage(err)),
@@ -387,30 +423,32 @@ macro_rules! apply_effects {
 
 async fn write_postgres(
     pool: &sqlx::PgPool,
-    plan: &Plan,
+    plan: &Plan<'_>,
     jobs: &[&Job],
 ) -> Result<Vec<Vec<i64>>, sqlx::Error> {
-    // Row-level security: the group may hold several organizations' entries.
-    let organizations: BTreeSet<&str> = plan.entries.iter().map(|e| e.0.as_str()).collect();
-    let organizations: Vec<&str> = organizations.into_iter().collect();
+    // Row-level security scopes every statement below to the group's
+    // organizations (a group may hold several): `begin_for` runs
+    // `set_config('accubooks.organization', …, true)` right after BEGIN.
+    let organizations: Vec<&str> = plan.organizations.iter().copied().collect();
     let mut tx = pool.begin_for(&organizations.join(",")).await?;
-    let account_ids: Vec<i64> = plan.balances.keys().copied().collect();
-    // Lock in id order first: concurrent committers then queue instead of deadlocking.
-    sqlx::query("SELECT id FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind(&account_ids)
-        .fetch_all(&mut *tx)
-        .await?;
     let count = i64::try_from(plan.entries.len()).unwrap_or(i64::MAX);
     let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT nextval(pg_get_serial_sequence('journal_entries', 'id')) FROM generate_series(1, $1)",
+        // The sequence is looked up once: pg_get_serial_sequence is only
+        // stable, so in the select list it ran (with catalog scans) per id.
+        "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence('journal_entries', 'id')::regclass AS seq) \
+         SELECT nextval(s.seq) FROM s, generate_series(1, $1)",
     )
     .bind(count)
     .fetch_all(&mut *tx)
     .await?;
-    let orgs: Vec<&str> = plan.entries.iter().map(|e| e.0.as_str()).collect();
-    let dates: Vec<NaiveDate> = plan.entries.iter().map(|e| e.1).collect();
-    let memos: Vec<&str> = plan.entries.iter().map(|e| e.2.as_str()).collect();
-    let reverses: Vec<Option<i64>> = plan.entries.iter().map(|e| e.3).collect();
+    let orgs: Vec<&str> = plan
+        .entries
+        .iter()
+        .map(|e| e.organization.as_str())
+        .collect();
+    let dates: Vec<NaiveDate> = plan.entries.iter().map(|e| e.date).collect();
+    let memos: Vec<&str> = plan.entries.iter().map(|e| e.memo.as_str()).collect();
+    let reverses: Vec<Option<i64>> = plan.entries.iter().map(|e| e.reverses).collect();
     sqlx::query(
         "INSERT INTO journal_entries (id, organization_id, entry_date, memo, reverses) \
          SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::bigint[])",
@@ -422,24 +460,41 @@ async fn write_postgres(
     .bind(&reverses)
     .execute(&mut *tx)
     .await?;
-    let line_entries: Vec<i64> = plan.lines.iter().map(|(e, _, _)| ids[*e]).collect();
-    let line_accounts: Vec<i64> = plan.lines.iter().map(|(_, a, _)| *a).collect();
-    let line_amounts: Vec<i64> = plan.lines.iter().map(|(_, _, x)| *x).collect();
+    let line_entries: Vec<i64> = plan.lines.iter().map(|l| ids[l.0]).collect();
+    let line_numbers: Vec<i32> = plan.lines.iter().map(|l| l.1).collect();
+    let line_accounts: Vec<i64> = plan.lines.iter().map(|l| l.2).collect();
+    let line_amounts: Vec<i64> = plan.lines.iter().map(|l| l.3).collect();
     sqlx::query(
-        "INSERT INTO journal_lines (entry_id, account_id, amount) \
-         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[])",
+        "INSERT INTO journal_lines (entry_id, line_no, account_id, amount) \
+         SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::bigint[], $4::bigint[])",
     )
     .bind(&line_entries)
+    .bind(&line_numbers)
     .bind(&line_accounts)
     .bind(&line_amounts)
     .execute(&mut *tx)
     .await?;
+    // Lock the accounts in id order: concurrent committers then queue instead
+    // of deadlocking. Locking only now, after the inserts above, keeps the
+    // locks for just the balance updates and the commit, so the next group's
+    // inserts overlap this one's flush. Every named account is locked, also
+    // those whose movements cancel out, because this stands in for
+    // journal_lines' foreign key to accounts (dropped by migration 0003).
+    let locked: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&plan.accounts)
+            .fetch_all(&mut *tx)
+            .await?;
+    if locked.len() != plan.accounts.len() {
+        return Err(sqlx::Error::InvalidArgument(ACCOUNT_MISSING.to_owned()));
+    }
+    let balance_accounts: Vec<i64> = plan.balances.keys().copied().collect();
     let deltas: Vec<i64> = plan.balances.values().copied().collect();
     sqlx::query(
         "UPDATE accounts AS a SET balance = a.balance + d.delta \
          FROM UNNEST($1::bigint[], $2::bigint[]) AS d(id, delta) WHERE a.id = d.id",
     )
-    .bind(&account_ids)
+    .bind(&balance_accounts)
     .bind(&deltas)
     .execute(&mut *tx)
     .await?;
@@ -470,11 +525,22 @@ const SQLITE_ROWS: usize = 2000;
 
 async fn write_sqlite(
     pool: &sqlx::SqlitePool,
-    plan: &Plan,
+    plan: &Plan<'_>,
     jobs: &[&Job],
 ) -> Result<Vec<Vec<i64>>, sqlx::Error> {
     // IMMEDIATE takes the write lock up front: the ids below are then ours.
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    // Stands in for journal_lines' foreign key to accounts, as on PostgreSQL.
+    let accounts = serde_json::to_string(&plan.accounts).expect("ids serialize");
+    let found: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM accounts WHERE id IN (SELECT value FROM json_each($1))",
+    )
+    .bind(&accounts)
+    .fetch_one(&mut *tx)
+    .await?;
+    if usize::try_from(found).ok() != Some(plan.accounts.len()) {
+        return Err(sqlx::Error::InvalidArgument(ACCOUNT_MISSING.to_owned()));
+    }
     let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM journal_entries")
         .fetch_one(&mut *tx)
         .await?;
@@ -485,24 +551,28 @@ async fn write_sqlite(
             value_rows(1, chunk.len(), 5)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (offset, (org, date, memo, reverses)) in chunk.iter().enumerate() {
+        for (offset, entry) in chunk.iter().enumerate() {
             query = query
                 .bind(ids[chunk_index * SQLITE_ROWS + offset])
-                .bind(org)
-                .bind(date)
-                .bind(memo)
-                .bind(reverses);
+                .bind(&entry.organization)
+                .bind(entry.date)
+                .bind(&entry.memo)
+                .bind(entry.reverses);
         }
         query.execute(&mut *tx).await?;
     }
     for chunk in plan.lines.chunks(SQLITE_ROWS) {
         let sql = format!(
-            "INSERT INTO journal_lines (entry_id, account_id, amount) VALUES {}",
-            value_rows(1, chunk.len(), 3)
+            "INSERT INTO journal_lines (entry_id, line_no, account_id, amount) VALUES {}",
+            value_rows(1, chunk.len(), 4)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (entry, account, amount) in chunk {
-            query = query.bind(ids[*entry]).bind(account).bind(amount);
+        for (entry, number, account, amount) in chunk {
+            query = query
+                .bind(ids[*entry])
+                .bind(number)
+                .bind(account)
+                .bind(amount);
         }
         query.execute(&mut *tx).await?;
     }
@@ -574,6 +644,17 @@ mod tests {
         let plan = plan(&[&a, &b]);
         assert_eq!(plan.entries.len(), 3);
         assert_eq!(plan.lines.len(), 6);
+        // Lines are numbered from 1 within their entry.
+        assert_eq!(
+            plan.lines.iter().map(|l| (l.0, l.1)).collect::<Vec<_>>(),
+            vec![(0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (2, 2)]
+        );
+        // Every named account is locked and checked, even one that nets to zero.
+        assert_eq!(plan.accounts, vec![1, 2, 3]);
+        assert_eq!(
+            plan.organizations.into_iter().collect::<Vec<_>>(),
+            vec!["o"]
+        );
         // Account 1 nets to zero and is not touched; the rest are in id order.
         assert_eq!(
             plan.balances.into_iter().collect::<Vec<_>>(),

@@ -278,12 +278,13 @@ pub async fn prepare_batch(
     organization: &str,
     inputs: &[EntryInput],
 ) -> Result<Vec<ValidEntry>, (usize, LedgerError)> {
-    let mut codes: Vec<&str> = inputs
+    // Deduplicated through a set: a batch names few accounts on many lines,
+    // and sorting every line's code first showed in profiles.
+    let codes: std::collections::BTreeSet<&str> = inputs
         .iter()
         .flat_map(|e| e.lines.iter().map(|l| l.account.as_str()))
         .collect();
-    codes.sort_unstable();
-    codes.dedup();
+    let codes: Vec<&str> = codes.into_iter().collect();
     if codes.len() > MAX_LINES {
         return Err((
             0,
@@ -322,7 +323,7 @@ pub async fn get_entry(db: &Database, organization: &str, id: i64) -> LedgerResu
                 let Some(head) = head else { return Ok(None) };
                 let lines = sqlx::query(
                     "SELECT a.code, a.currency, l.amount FROM journal_lines l \
-                     JOIN accounts a ON a.id = l.account_id WHERE l.entry_id = $1 ORDER BY l.id",
+                     JOIN accounts a ON a.id = l.account_id WHERE l.entry_id = $1 ORDER BY l.line_no",
                 )
                 .bind(id)
                 .fetch_all(&mut *tx)

@@ -63,7 +63,7 @@ const ACCOUNTS_SQL: &str = "SELECT a.id, a.code, a.name, a.type, a.currency, \
 const LINES_SQL: &str = "SELECT e.id, e.entry_date, e.memo, e.reverses, l.account_id, l.amount \
      FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id \
      WHERE e.organization_id = $1 AND e.entry_date <= $2 \
-     ORDER BY e.entry_date, e.id, l.id";
+     ORDER BY e.entry_date, e.id, l.line_no";
 
 type AccountRow = (i64, String, String, String, String, i64);
 type LineRow = (i64, NaiveDate, String, Option<i64>, i64, i64);

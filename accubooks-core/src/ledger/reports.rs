@@ -447,7 +447,7 @@ pub async fn general_ledger(
                     "SELECT e.id, e.entry_date, e.memo, l.amount FROM journal_lines l \
                      JOIN journal_entries e ON e.id = l.entry_id \
                      WHERE l.account_id = $1 AND e.entry_date >= $2 AND e.entry_date <= $3 \
-                     ORDER BY e.entry_date, e.id, l.id LIMIT $4",
+                     ORDER BY e.entry_date, e.id, l.line_no LIMIT $4",
                 )
                 .bind(id)
                 .bind(from)
