@@ -179,7 +179,7 @@ impl Instance {
 
     /// The body of `GET /api/monitoring/health`.
     pub(crate) fn health(&self) -> Value {
-        self.app.health().body
+        serde_json::to_value(self.app.health().body).expect("the health body serializes")
     }
 
     /// The Prometheus text of `GET /api/monitoring/metrics`.
@@ -622,7 +622,8 @@ fn replayed(stored: Stored) -> Outcome<Value> {
             "IDEMPOTENCY_KEY_REUSED",
             "This Idempotency-Key was used with a different request; use a new key.",
         )),
-        Stored::Absent => Err(Failure::Api(ApiError::Internal)),
+        // Entries store their answer with their write: never pending here.
+        Stored::Absent | Stored::Pending => Err(Failure::Api(ApiError::Internal)),
     }
 }
 

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value, json};
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 
 use super::{DepState, Status};
 use crate::resources::ResourceSample;
@@ -66,7 +67,43 @@ pub struct HealthReport {
     /// The verdict, which decides the status code.
     pub overall: Overall,
     /// The JSON body of section 2 of the contract.
-    pub body: Value,
+    pub body: HealthBody,
+}
+
+/// The `/health` body. It serializes straight from the kept state (no
+/// intermediate `serde_json::Value`: `/health` is polled all day).
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthBody {
+    status: &'static str,
+    service: &'static str,
+    version: &'static str,
+    environment: &'static str,
+    timestamp: String,
+    uptime: u64,
+    dependencies: Dependencies,
+    resources: Resources,
+}
+
+/// Every dependency by name, with `jobQueues` after Redis.
+#[derive(Debug, Clone)]
+struct Dependencies(Vec<DependencyView>);
+
+#[derive(Debug, Clone, Serialize)]
+struct Resources {
+    memory: Memory,
+    cpu: Cpu,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Memory {
+    used: u64,
+    total: u64,
+    unit: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Cpu {
+    usage_percent: f64,
 }
 
 /// The job queues, whose health follows Redis.
@@ -98,85 +135,102 @@ impl HealthReport {
         } else {
             Overall::Healthy
         };
-
-        let mut dependencies = Map::new();
-        for dep in &inputs.dependencies {
-            dependencies.insert(dep.name.to_owned(), dependency_json(dep));
-            if dep.name == crate::deps::REDIS {
-                dependencies.insert("jobQueues".to_owned(), job_queues_json(dep.state.status));
-            }
-        }
-
         let mb = |bytes: u64| bytes / (1024 * 1024);
-        let body = json!({
-            "status": overall.as_str(),
-            "service": "accubooks",
-            "version": env!("CARGO_PKG_VERSION"),
-            "environment": inputs.environment,
-            "timestamp": timestamp(inputs.now),
-            "uptime": inputs.uptime.as_secs(),
-            "dependencies": dependencies,
-            "resources": {
-                "memory": {
-                    "used": mb(inputs.resources.memory_used_bytes),
-                    "total": mb(inputs.resources.memory_total_bytes),
-                    "unit": "MB",
+        let body = HealthBody {
+            status: overall.as_str(),
+            service: "accubooks",
+            version: env!("CARGO_PKG_VERSION"),
+            environment: inputs.environment,
+            timestamp: timestamp(inputs.now),
+            uptime: inputs.uptime.as_secs(),
+            dependencies: Dependencies(inputs.dependencies.clone()),
+            resources: Resources {
+                memory: Memory {
+                    used: mb(inputs.resources.memory_used_bytes),
+                    total: mb(inputs.resources.memory_total_bytes),
+                    unit: "MB",
                 },
-                "cpu": {"usage_percent": inputs.resources.cpu_usage_percent},
+                cpu: Cpu {
+                    usage_percent: inputs.resources.cpu_usage_percent,
+                },
             },
-        });
+        };
         HealthReport { overall, body }
     }
 }
 
-fn dependency_json(dep: &DependencyView) -> Value {
-    let state = &dep.state;
-    let mut value = json!({
-        "status": state.status.as_str(),
-        "initialized": state.initialized,
-    });
-    if state.status == Status::Disabled {
-        return value;
+impl Serialize for Dependencies {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for dep in &self.0 {
+            map.serialize_entry(dep.name, dep)?;
+            if dep.name == crate::deps::REDIS {
+                map.serialize_entry("jobQueues", &JobQueues(dep.state.status))?;
+            }
+        }
+        map.end()
     }
-    let extra = json!({
-        "since": timestamp(state.since),
-        "last_success": state.last_success.map(timestamp),
-        "last_failure": state.last_failure.map(timestamp),
-        "consecutive_failures": state.consecutive_failures,
-        "critical": dep.critical,
-        "error": state.last_error.map(|fault| json!({
-            "code": fault.code,
-            "kind": fault.transience.as_str(),
-        })),
-    });
-    let (Value::Object(map), Value::Object(extra)) = (&mut value, extra) else {
-        unreachable!("both are objects")
-    };
-    map.extend(extra);
-    if state.status != Status::Connected && !dep.affected_routes.is_empty() {
-        map.insert("affected_routes".to_owned(), json!(dep.affected_routes));
-    }
-    value
 }
 
-fn job_queues_json(redis: Status) -> Value {
-    let up = redis == Status::Connected;
-    let status = match redis {
-        Status::Connected => "healthy",
-        Status::Disabled => "disabled",
-        Status::Initializing => "initializing",
-        Status::Unavailable => "unavailable",
-    };
-    let queues: Map<String, Value> = QUEUES
-        .iter()
-        .map(|q| ((*q).to_owned(), Value::Bool(up)))
-        .collect();
-    json!({"status": status, "queues": queues})
+impl Serialize for DependencyView {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct ErrorJson {
+            code: &'static str,
+            kind: &'static str,
+        }
+        let state = &self.state;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("status", state.status.as_str())?;
+        map.serialize_entry("initialized", &state.initialized)?;
+        if state.status != Status::Disabled {
+            map.serialize_entry("since", &timestamp(state.since))?;
+            map.serialize_entry("last_success", &state.last_success.map(timestamp))?;
+            map.serialize_entry("last_failure", &state.last_failure.map(timestamp))?;
+            map.serialize_entry("consecutive_failures", &state.consecutive_failures)?;
+            map.serialize_entry("critical", &self.critical)?;
+            let error = state.last_error.map(|fault| ErrorJson {
+                code: fault.code,
+                kind: fault.transience.as_str(),
+            });
+            map.serialize_entry("error", &error)?;
+            if state.status != Status::Connected && !self.affected_routes.is_empty() {
+                map.serialize_entry("affected_routes", &self.affected_routes)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// The job queues' health, which follows Redis's status.
+struct JobQueues(Status);
+
+impl Serialize for JobQueues {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Queues(bool);
+        impl Serialize for Queues {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(QUEUES.iter().map(|queue| (queue, self.0)))
+            }
+        }
+        let status = match self.0 {
+            Status::Connected => "healthy",
+            Status::Disabled => "disabled",
+            Status::Initializing => "initializing",
+            Status::Unavailable => "unavailable",
+        };
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("status", status)?;
+        map.serialize_entry("queues", &Queues(self.0 == Status::Connected))?;
+        map.end()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
     use crate::error::Fault;
     use crate::health::{Event, Thresholds};
 
@@ -232,7 +286,7 @@ mod tests {
             view("stripe", DepState::disabled(now())),
         ]));
         assert_eq!(report.overall, Overall::Degraded);
-        let body = &report.body;
+        let body = &serde_json::to_value(&report.body).unwrap();
         assert_eq!(body["status"], "degraded");
         assert_eq!(body["service"], "accubooks");
         assert_eq!(body["timestamp"], "2026-02-02T20:00:00.000Z");
@@ -266,8 +320,9 @@ mod tests {
             view("plaid", DepState::disabled(now())),
         ]));
         assert_eq!(report.overall, Overall::Healthy);
+        let body = serde_json::to_value(&report.body).unwrap();
         assert!(
-            report.body["dependencies"]["database"]
+            body["dependencies"]["database"]
                 .get("affected_routes")
                 .is_none()
         );

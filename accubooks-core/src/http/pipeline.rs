@@ -51,12 +51,22 @@ impl AccuBooks {
             Lookup::Found(route, _) => (route.path, route.quiet),
             _ => (UNMATCHED, false),
         };
-        let span = tracing::info_span!(
-            "request",
-            request_id = %request_id,
-            method = %method,
-            route = route_label,
-        );
+        // Quiet routes (monitoring, polled all day) skip the span unless
+        // debug logs are on: building it costs more than answering them.
+        // Whatever they do log still carries the request id (see `logged`).
+        let span = if quiet {
+            tracing::debug_span!("request", request_id = %request_id, method = %method, route = route_label)
+        } else {
+            tracing::info_span!("request", request_id = %request_id, method = %method, route = route_label)
+        };
+        let logged = |log: &dyn Fn()| {
+            if span.is_disabled() {
+                tracing::info_span!("request", request_id = %request_id, method = %method, route = route_label)
+                    .in_scope(log);
+            } else {
+                span.in_scope(log);
+            }
+        };
         let result = self
             .dispatch(lookup, parts, body, peer, &request_id)
             .instrument(span.clone())
@@ -71,7 +81,7 @@ impl AccuBooks {
                         span.in_scope(|| tracing::debug!(code = err.code(), "request refused"));
                     }
                     _ if err.status().is_server_error() => {
-                        span.in_scope(|| tracing::warn!(code = err.code(), "request failed"));
+                        logged(&|| tracing::warn!(code = err.code(), "request failed"));
                     }
                     _ => {}
                 }
@@ -87,17 +97,17 @@ impl AccuBooks {
         self.metrics()
             .observe_request(method.as_str(), route_label, status, elapsed);
         let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        span.in_scope(|| {
-            if elapsed >= self.config().slow_request {
-                self.metrics()
-                    .count_slow_request(method.as_str(), route_label);
-                tracing::warn!(status = status.as_u16(), duration_ms, "slow request");
-            } else if quiet && !status.is_server_error() {
+        if elapsed >= self.config().slow_request {
+            self.metrics()
+                .count_slow_request(method.as_str(), route_label);
+            logged(&|| tracing::warn!(status = status.as_u16(), duration_ms, "slow request"));
+        } else if quiet && !status.is_server_error() {
+            span.in_scope(|| {
                 tracing::debug!(status = status.as_u16(), duration_ms, "request finished");
-            } else {
-                tracing::info!(status = status.as_u16(), duration_ms, "request finished");
-            }
-        });
+            });
+        } else {
+            logged(&|| tracing::info!(status = status.as_u16(), duration_ms, "request finished"));
+        }
         response
     }
 
@@ -142,12 +152,18 @@ impl AccuBooks {
         let timeout = route.timeout.unwrap_or(self.config().request_timeout);
         let work = async {
             let body = read_body(&parts.headers, body, limit).await?;
-            let idempotency = match self
-                .idempotency_key(route, &parts, &body, principal.as_ref())
-                .await?
-            {
-                KeyCheck::Replay(response) => return Ok(response),
-                KeyCheck::New(key) => key,
+            // The idempotency steps query the database: their futures are
+            // large and boxed, so that every other request's future stays
+            // small (it is moved several times on its way through the host).
+            let idempotency = if route.idempotent {
+                match Box::pin(self.idempotency_key(route, &parts, &body, principal.as_ref()))
+                    .await?
+                {
+                    KeyCheck::Replay(response) => return Ok(response),
+                    KeyCheck::New(key) => key,
+                }
+            } else {
+                None
             };
             let request = Request {
                 parts,
@@ -165,24 +181,9 @@ impl AccuBooks {
                     tracing::error!(panic = panic_message(&*panic), "request handler panicked");
                     Err(ApiError::Internal)
                 });
-            match (result, idempotency) {
-                // A conflict may be a twin with the same key that committed
-                // first (the key itself, or the state it changed, such as an
-                // invoice it issued): then answer what it answered.
-                (Err(conflict @ ApiError::Conflict { .. }), Some(key)) => {
-                    match idempotency::lookup(self.database(), &key).await? {
-                        Stored::Absent => Err(conflict),
-                        _ => self.replay(&key).await,
-                    }
-                }
-                (Ok(response), Some(key)) if response.status().is_success() => {
-                    // Handlers that write through the committer stored the
-                    // answer atomically with their write; for the others
-                    // this stores it now (a no-op when already stored).
-                    idempotency::store(self.database(), &key, &response).await?;
-                    Ok(response)
-                }
-                (result, _) => result,
+            match idempotency {
+                Some(key) => Box::pin(self.settle_idempotent(result, key)).await,
+                None => result,
             }
         };
         tokio::time::timeout(timeout, work)
@@ -226,6 +227,33 @@ impl AccuBooks {
             Stored::Absent => Ok(KeyCheck::New(Some(key))),
             Stored::Pending => Ok(KeyCheck::Replay(self.replay(&key).await?)),
             stored => Ok(KeyCheck::Replay(replayed(stored)?)),
+        }
+    }
+
+    /// Completes a request that carried an `Idempotency-Key`.
+    async fn settle_idempotent(
+        &self,
+        result: Result<Response, ApiError>,
+        key: IdempotencyKey,
+    ) -> Result<Response, ApiError> {
+        match result {
+            // A conflict may be a twin with the same key that committed first
+            // (the key itself, or the state it changed, such as an invoice it
+            // issued): then answer what it answered.
+            Err(conflict @ ApiError::Conflict { .. }) => {
+                match idempotency::lookup(self.database(), &key).await? {
+                    Stored::Absent => Err(conflict),
+                    _ => self.replay(&key).await,
+                }
+            }
+            Ok(response) if response.status().is_success() => {
+                // Handlers that write through the committer stored the answer
+                // (or its pending mark) atomically with their write; this
+                // stores it now (a no-op when already stored).
+                idempotency::store(self.database(), &key, &response).await?;
+                Ok(response)
+            }
+            result => result,
         }
     }
 
