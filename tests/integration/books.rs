@@ -1044,6 +1044,95 @@ async fn row_level_security_is_a_second_wall_on_postgres() {
     );
     tx.rollback().await.unwrap();
 
+    // Posted entries are immutable in the database itself, scope or not.
+    for sql in [
+        "UPDATE journal_lines SET amount = amount * 2",
+        "DELETE FROM journal_entries",
+    ] {
+        let refused = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("immutable"),
+            "{sql}: {refused}"
+        );
+    }
+
+    // An entry of A that names one of B's accounts (no route lets one; this
+    // goes round them) is refused (here by the policy on journal_lines,
+    // before the committer's own account check), and nothing of it is written.
+    let b_cash: i64 =
+        sqlx::query_scalar("SELECT id FROM accounts WHERE organization_id = $1 AND code = '1000'")
+            .bind(&org_b)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    let line = |account_id, amount| accubooks_core::ledger::ValidLine {
+        account_id,
+        account_code: "1000".to_owned(),
+        currency: "USD".to_owned(),
+        amount,
+    };
+    let smuggled = accubooks_core::ledger::ValidEntry {
+        organization: org_a.clone(),
+        date: chrono::NaiveDate::from_ymd_opt(2026, 5, 2).unwrap(),
+        memo: "smuggled".to_owned(),
+        reverses: None,
+        lines: vec![line(b_cash, 100), line(b_cash, -100)],
+    };
+    let refused = books
+        .server
+        .app
+        .committer()
+        .post(vec![smuggled], None)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("row-level security"),
+        "{refused:?}"
+    );
+    let entries: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count("journal_entries")))
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(entries, 80);
+
     // Nothing above changed B's books.
     assert_eq!(books.balance(&b, "1000").await, "40.00");
+}
+
+/// Journal lines have no foreign key to accounts (migration 0003 dropped it
+/// for speed); the committer's own check stands in for it. On SQLite it is
+/// the only guard (PostgreSQL's row policy refuses such a line too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_committer_refuses_lines_on_missing_accounts() {
+    let books = Books::start(Store::Sqlite).await;
+    let (token, org) = books.register_organization("ghost@acme.test").await;
+    let line = |account_id, amount| accubooks_core::ledger::ValidLine {
+        account_id,
+        account_code: "9999".to_owned(),
+        currency: "USD".to_owned(),
+        amount,
+    };
+    let ghost = accubooks_core::ledger::ValidEntry {
+        organization: org,
+        date: chrono::NaiveDate::from_ymd_opt(2026, 5, 2).unwrap(),
+        memo: "ghost".to_owned(),
+        reverses: None,
+        lines: vec![line(999_999, 100), line(999_998, -100)],
+    };
+    let refused = books
+        .server
+        .app
+        .committer()
+        .post(vec![ghost], None)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("UNKNOWN_ACCOUNT"),
+        "{refused:?}"
+    );
+    let tb = books.trial_balance(&token, "2026-12-31").await;
+    assert_eq!(tb["total_debit"], "0.00", "{tb}");
 }

@@ -18,7 +18,7 @@ pub(crate) mod sql;
 pub use accounts::{Account, AccountType, NewAccount, RenderRecord, create_account, list_accounts};
 pub use committer::{Committer, Effect, Render};
 pub use entries::{
-    Entry, EntryInput, EntryLine, LineInput, ValidEntry, get_entry, parse_date, prepare,
+    Entry, EntryInput, EntryLine, LineInput, ValidEntry, ValidLine, get_entry, parse_date, prepare,
     prepare_batch, reverse_entry,
 };
 pub use export::{EXPORT_TIME_LIMIT, ExportFormat, export_ledger};
