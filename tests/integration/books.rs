@@ -1068,19 +1068,7 @@ async fn row_level_security_is_a_second_wall_on_postgres() {
             .fetch_one(&mut admin)
             .await
             .unwrap();
-    let line = |account_id, amount| accubooks_core::ledger::ValidLine {
-        account_id,
-        account_code: "1000".to_owned(),
-        currency: "USD".to_owned(),
-        amount,
-    };
-    let smuggled = accubooks_core::ledger::ValidEntry {
-        organization: org_a.clone(),
-        date: chrono::NaiveDate::from_ymd_opt(2026, 5, 2).unwrap(),
-        memo: "smuggled".to_owned(),
-        reverses: None,
-        lines: vec![line(b_cash, 100), line(b_cash, -100)],
-    };
+    let smuggled = raw_entry(&org_a, b_cash, b_cash);
     let refused = books
         .server
         .app
@@ -1109,19 +1097,7 @@ async fn row_level_security_is_a_second_wall_on_postgres() {
 async fn the_committer_refuses_lines_on_missing_accounts() {
     let books = Books::start(Store::Sqlite).await;
     let (token, org) = books.register_organization("ghost@acme.test").await;
-    let line = |account_id, amount| accubooks_core::ledger::ValidLine {
-        account_id,
-        account_code: "9999".to_owned(),
-        currency: "USD".to_owned(),
-        amount,
-    };
-    let ghost = accubooks_core::ledger::ValidEntry {
-        organization: org,
-        date: chrono::NaiveDate::from_ymd_opt(2026, 5, 2).unwrap(),
-        memo: "ghost".to_owned(),
-        reverses: None,
-        lines: vec![line(999_999, 100), line(999_998, -100)],
-    };
+    let ghost = raw_entry(&org, 999_999, 999_998);
     let refused = books
         .server
         .app
@@ -1135,4 +1111,22 @@ async fn the_committer_refuses_lines_on_missing_accounts() {
     );
     let tb = books.trial_balance(&token, "2026-12-31").await;
     assert_eq!(tb["total_debit"], "0.00", "{tb}");
+}
+
+/// A 1.00 entry of `organization` from `debit` to `credit` (account ids),
+/// built past the validation every route applies, to test the walls behind it.
+fn raw_entry(organization: &str, debit: i64, credit: i64) -> accubooks_core::ledger::ValidEntry {
+    let line = |account_id, amount| accubooks_core::ledger::ValidLine {
+        account_id,
+        account_code: "1000".to_owned(),
+        currency: "USD".to_owned(),
+        amount,
+    };
+    accubooks_core::ledger::ValidEntry {
+        organization: organization.to_owned(),
+        date: chrono::NaiveDate::from_ymd_opt(2026, 5, 2).unwrap(),
+        memo: "raw".to_owned(),
+        reverses: None,
+        lines: vec![line(debit, 100), line(credit, -100)],
+    }
 }
