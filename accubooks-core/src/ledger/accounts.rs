@@ -1,6 +1,7 @@
 //! The chart of accounts.
 
 use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -216,6 +217,78 @@ pub async fn accounts_by_code(
     Ok(accounts.into_iter().map(|a| (a.code.clone(), a)).collect())
 }
 
+/// Accounts by organization and code, kept so that validating a posting
+/// costs no round trip. An account's id, code, type and currency never
+/// change and accounts are never deleted, so an entry never goes stale;
+/// balances are not kept (they are zero here). Restart the server after
+/// restoring its database from a backup.
+#[derive(Debug, Default)]
+pub struct AccountCache {
+    accounts: RwLock<HashMap<(String, String), Account>>,
+}
+
+/// Beyond this many accounts the cache starts over.
+const ACCOUNT_CACHE_LIMIT: usize = 100_000;
+
+impl AccountCache {
+    fn get(&self, organization: &str, codes: &[&str]) -> (HashMap<String, Account>, Vec<String>) {
+        let accounts = self.accounts.read().unwrap_or_else(PoisonError::into_inner);
+        let mut found = HashMap::with_capacity(codes.len());
+        let mut missing = Vec::new();
+        for code in codes {
+            match accounts.get(&(organization.to_owned(), (*code).to_owned())) {
+                Some(account) => {
+                    found.insert((*code).to_owned(), account.clone());
+                }
+                None => missing.push((*code).to_owned()),
+            }
+        }
+        (found, missing)
+    }
+
+    fn insert(&self, organization: &str, found: &HashMap<String, Account>) {
+        let mut accounts = self
+            .accounts
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if accounts.len() + found.len() > ACCOUNT_CACHE_LIMIT {
+            accounts.clear();
+        }
+        for account in found.values() {
+            let kept = Account {
+                balance_minor: 0,
+                ..account.clone()
+            };
+            accounts.insert((organization.to_owned(), account.code.clone()), kept);
+        }
+    }
+}
+
+/// The organization's accounts with these codes, for validating postings:
+/// from the cache where it knows them, else from the database. Their
+/// balances are zero, not current. Unknown codes are simply absent.
+pub async fn accounts_for_posting(
+    db: &Database,
+    organization: &str,
+    codes: &[&str],
+) -> LedgerResult<HashMap<String, Account>> {
+    let cache = db.account_cache();
+    let (mut found, missing) = cache.get(organization, codes);
+    if !missing.is_empty() {
+        let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
+        let fetched = accounts_by_code(db, organization, &missing).await?;
+        cache.insert(organization, &fetched);
+        found.extend(fetched.into_iter().map(|(code, account)| {
+            let account = Account {
+                balance_minor: 0,
+                ..account
+            };
+            (code, account)
+        }));
+    }
+    Ok(found)
+}
+
 /// Renders the answer (status, JSON body) stored under an idempotency key
 /// for a newly created record, inside the transaction that creates it.
 pub type RenderRecord<'a, T> = &'a (dyn Fn(&T) -> (u16, String) + Send + Sync);
@@ -303,6 +376,31 @@ pub async fn create_account(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_account_cache_is_per_organization_and_keeps_no_balances() {
+        let account = |id, code: &str| Account {
+            id,
+            code: code.to_owned(),
+            name: "Cash".to_owned(),
+            kind: AccountType::Asset,
+            currency: "USD".to_owned(),
+            parent: None,
+            balance_minor: 1234,
+        };
+        let cache = AccountCache::default();
+        cache.insert(
+            "org-a",
+            &HashMap::from([("1000".to_owned(), account(1, "1000"))]),
+        );
+        let (found, missing) = cache.get("org-a", &["1000", "4000"]);
+        assert_eq!(found["1000"].id, 1);
+        assert_eq!(found["1000"].balance_minor, 0);
+        assert_eq!(missing, vec!["4000".to_owned()]);
+        let (found, missing) = cache.get("org-b", &["1000"]);
+        assert!(found.is_empty());
+        assert_eq!(missing, vec!["1000".to_owned()]);
+    }
 
     #[test]
     fn codes_and_names() {

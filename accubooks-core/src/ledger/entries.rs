@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::accounts::{Account, accounts_by_code};
+use super::accounts::{Account, accounts_for_posting};
 use super::sql::{BeginScoped, on_pool};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
@@ -267,7 +267,7 @@ pub async fn prepare(
             format!("An entry has at most {MAX_LINES} lines."),
         ));
     }
-    let accounts = accounts_by_code(db, organization, &codes).await?;
+    let accounts = accounts_for_posting(db, organization, &codes).await?;
     validate(organization, input, &accounts)
 }
 
@@ -294,7 +294,7 @@ pub async fn prepare_batch(
             ),
         ));
     }
-    let accounts = accounts_by_code(db, organization, &codes)
+    let accounts = accounts_for_posting(db, organization, &codes)
         .await
         .map_err(|e| (0, e))?;
     inputs
@@ -376,7 +376,7 @@ pub async fn reverse_entry(
         });
     }
     let codes: Vec<&str> = entry.lines.iter().map(|l| l.account.as_str()).collect();
-    let accounts = accounts_by_code(db, organization, &codes).await?;
+    let accounts = accounts_for_posting(db, organization, &codes).await?;
     let mirrored = EntryInput {
         date: date.unwrap_or(entry.date).format("%Y-%m-%d").to_string(),
         memo: format!("Reversal of entry {id}"),

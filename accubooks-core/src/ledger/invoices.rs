@@ -13,7 +13,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::accounts::{Account, RenderRecord, accounts_by_code, validate_name};
+use super::accounts::{Account, RenderRecord, accounts_for_posting, validate_name};
 use super::committer::{Committer, Effect};
 use super::entries::{EntryInput, LineInput, ValidEntry, parse_date, validate, validate_memo};
 use super::idempotency::{self, IdempotencyKey};
@@ -574,7 +574,7 @@ async fn posting_accounts(
     db: &Database,
     organization: &str,
 ) -> LedgerResult<HashMap<String, Account>> {
-    accounts_by_code(
+    accounts_for_posting(
         db,
         organization,
         &[CASH, RECEIVABLE, TAX_PAYABLE, REVENUE, RETURNS],

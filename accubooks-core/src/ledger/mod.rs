@@ -15,7 +15,9 @@ mod invoices;
 mod reports;
 pub(crate) mod sql;
 
-pub use accounts::{Account, AccountType, NewAccount, RenderRecord, create_account, list_accounts};
+pub use accounts::{
+    Account, AccountCache, AccountType, NewAccount, RenderRecord, create_account, list_accounts,
+};
 pub use committer::{Committer, Effect, Render};
 pub use entries::{
     Entry, EntryInput, EntryLine, LineInput, ValidEntry, ValidLine, get_entry, parse_date, prepare,
