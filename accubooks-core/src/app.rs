@@ -2,9 +2,10 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -15,7 +16,7 @@ use crate::config::Config;
 use crate::db::Database;
 use crate::deps::{self, DependencySpec, PlaidProbe, Registry, StripeProbe};
 use crate::health::report::{DependencyView, HealthInputs};
-use crate::health::{HealthReport, ProbePolicy};
+use crate::health::{HealthReport, Overall, ProbePolicy};
 use crate::http::{Route, RouteTable};
 use crate::ledger::Committer;
 use crate::metrics::Metrics;
@@ -76,6 +77,15 @@ struct Inner {
     started_at: DateTime<Utc>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    health_json: Mutex<Option<RenderedHealth>>,
+}
+
+/// A rendered `/health` body and what it was rendered for.
+struct RenderedHealth {
+    millis: i64,
+    phase: Phase,
+    overall: Overall,
+    body: Bytes,
 }
 
 /// Assembles an instance. Obtain one with [`AccuBooks::builder`].
@@ -236,6 +246,7 @@ impl Builder {
                 started_at: Utc::now(),
                 shutdown,
                 tasks: Mutex::new(Vec::new()),
+                health_json: Mutex::new(None),
             }),
         };
         app.start_background_tasks();
@@ -373,6 +384,40 @@ impl AccuBooks {
 
     /// The health report, from kept state only.
     pub fn health(&self) -> HealthReport {
+        self.health_at(Utc::now())
+    }
+
+    /// The `/health` body as JSON with its verdict. Its timestamp has
+    /// millisecond precision, so it is rendered at most once per millisecond
+    /// (and lifecycle phase): pollers under load share a rendering, and a
+    /// state change shows at most a millisecond later.
+    pub fn health_json(&self) -> (Overall, Bytes) {
+        let now = Utc::now();
+        let (millis, phase) = (now.timestamp_millis(), self.phase());
+        let mut rendered = self
+            .inner
+            .health_json
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = rendered.as_ref()
+            && r.millis == millis
+            && r.phase == phase
+        {
+            return (r.overall, r.body.clone());
+        }
+        let report = self.health_at(now);
+        let body =
+            Bytes::from(serde_json::to_vec(&report.body).expect("the health body serializes"));
+        *rendered = Some(RenderedHealth {
+            millis,
+            phase,
+            overall: report.overall,
+            body: body.clone(),
+        });
+        (report.overall, body)
+    }
+
+    fn health_at(&self, now: DateTime<Utc>) -> HealthReport {
         let dependencies = self
             .registry()
             .iter()
@@ -391,7 +436,7 @@ impl AccuBooks {
             draining: self.phase() == Phase::Draining,
             environment: self.config().environment.as_str(),
             uptime: self.uptime(),
-            now: Utc::now(),
+            now,
             resources: self.inner.resources.latest(),
             dependencies,
         })

@@ -33,12 +33,13 @@ pub(crate) fn routes() -> Vec<Route> {
 type Answer = std::future::Ready<Result<Response, ApiError>>;
 
 fn live(_: AccuBooks, _: Request) -> Answer {
-    std::future::ready(Ok(static_json(StatusCode::OK, br#"{"status":"alive"}"#)))
+    let body = Bytes::from_static(br#"{"status":"alive"}"#);
+    std::future::ready(Ok(json_body(StatusCode::OK, body)))
 }
 
-/// A JSON answer whose body never changes: no serializing per request.
-fn static_json(status: StatusCode, body: &'static [u8]) -> Response {
-    let mut response = http::Response::new(Bytes::from_static(body));
+/// A JSON answer from bytes already rendered.
+fn json_body(status: StatusCode, body: Bytes) -> Response {
+    let mut response = http::Response::new(body);
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -61,13 +62,13 @@ fn ready(app: AccuBooks, _: Request) -> Answer {
 }
 
 fn health(app: AccuBooks, _: Request) -> Answer {
-    let report = app.health();
-    let status = if report.overall == Overall::Unhealthy {
+    let (overall, body) = app.health_json();
+    let status = if overall == Overall::Unhealthy {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
-    let mut response = json_response(status, &report.body);
+    let mut response = json_body(status, body);
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
