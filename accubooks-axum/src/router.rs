@@ -2,11 +2,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use accubooks_core::AccuBooks;
+use accubooks_core::connections::{ClientAddr, serve_connections};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::routing::{MethodFilter, on};
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 /// A router serving every route of the core's table, to `merge` or `nest`
 /// beside the host's own routes (it works with any host state type).
@@ -47,10 +50,11 @@ pub fn standalone(app: AccuBooks) -> Router {
 }
 
 async fn forward(app: AccuBooks, request: Request) -> http::Response<Body> {
-    let peer = request
-        .extensions()
+    let extensions = request.extensions();
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0);
+        .map(|info| info.0)
+        .or_else(|| extensions.get::<ClientAddr>().map(|client| client.0));
     let (parts, body) = request.into_parts();
     app.handle(parts, body.into_data_stream(), peer)
         .await
@@ -59,13 +63,21 @@ async fn forward(app: AccuBooks, request: Request) -> http::Response<Body> {
 
 /// Serves [`standalone`] on `listener` until a graceful shutdown (see
 /// [`AccuBooks::begin_drain`] and [`AccuBooks::drain_on_signal`]) has drained
-/// in-flight requests, then closes the instance.
+/// in-flight requests, then closes the instance. Connections get the core's
+/// bounds (`HEADER_READ_TIMEOUT_MS`, `IDLE_TIMEOUT_MS`, `MAX_CONNECTIONS`).
 pub async fn serve(app: AccuBooks, listener: TcpListener) -> std::io::Result<()> {
-    let service = standalone(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let router = standalone(app.clone());
+    let service = tower::service_fn(move |request: http::Request<Incoming>| {
+        router.clone().oneshot(request.map(Body::new))
+    });
     let drained = {
         let app = app.clone();
         async move { app.draining().await }
     };
-    let server = axum::serve(listener, service).with_graceful_shutdown(drained);
-    app.serve_until_drained(server.into_future()).await
+    let limits = app.config().limits;
+    app.serve_until_drained(async move {
+        serve_connections(listener, limits, service, drained).await;
+        Ok(())
+    })
+    .await
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::{LoginLimiter, Tokens};
+use crate::auth::{AuthLimits, MemberCache, PasswordHashing, Tokens};
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::db::Database;
@@ -68,7 +68,10 @@ struct Inner {
     routes: RouteTable,
     tokens: Tokens,
     committer: Committer,
-    login_limiter: LoginLimiter,
+    auth_limits: AuthLimits,
+    password_hashing: PasswordHashing,
+    members: MemberCache,
+    work_limits: crate::limits::WorkLimits,
     resources: Resources,
     openapi: std::sync::OnceLock<serde_json::Value>,
     phase: AtomicU8,
@@ -226,6 +229,10 @@ impl Builder {
         let routes = RouteTable::new(routes)?;
         let tokens = Tokens::new(&config.jwt_secret)?;
 
+        let auth_limits = AuthLimits::new(config.limits.registrations_per_hour);
+        let password_hashing = PasswordHashing::new(config.limits.password_hashing_workers);
+        let work_limits = crate::limits::WorkLimits::new(&config.limits);
+
         let (shutdown, _) = watch::channel(false);
         let app = AccuBooks {
             inner: Arc::new(Inner {
@@ -237,7 +244,10 @@ impl Builder {
                 routes,
                 tokens,
                 committer: Committer::start(database.clone()),
-                login_limiter: LoginLimiter::new(),
+                auth_limits,
+                password_hashing,
+                members: MemberCache::default(),
+                work_limits,
                 resources: Resources::default(),
                 openapi: std::sync::OnceLock::new(),
                 phase: AtomicU8::new(Phase::Starting as u8),
@@ -291,7 +301,8 @@ impl AccuBooks {
         tasks.push(tokio::spawn(async move {
             loop {
                 app.inner.resources.sample();
-                app.inner.login_limiter.forget_idle();
+                app.inner.auth_limits.forget_idle();
+                app.inner.members.forget_expired();
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = stopped.changed() => return,
@@ -354,9 +365,24 @@ impl AccuBooks {
         &self.inner.committer
     }
 
-    /// The login attempt limiter.
-    pub fn login_limiter(&self) -> &LoginLimiter {
-        &self.inner.login_limiter
+    /// The attempt budgets of login and registration.
+    pub fn auth_limits(&self) -> &AuthLimits {
+        &self.inner.auth_limits
+    }
+
+    /// The password-hashing pool every path that hashes or verifies uses.
+    pub fn password_hashing(&self) -> &PasswordHashing {
+        &self.inner.password_hashing
+    }
+
+    /// The current roles of recent callers.
+    pub fn members(&self) -> &MemberCache {
+        &self.inner.members
+    }
+
+    /// The bounds on concurrent heavy work (exports, large batches).
+    pub fn work_limits(&self) -> &crate::limits::WorkLimits {
+        &self.inner.work_limits
     }
 
     /// The OpenAPI document of every route, built on first use.

@@ -1,11 +1,14 @@
 //! Bearer tokens: HS256 JWTs signed with `JWT_SECRET`, as in section 4 of
 //! the contract.
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::http::ApiError;
@@ -45,13 +48,16 @@ pub struct Principal {
     pub role: Role,
 }
 
+/// The claims of section 5 of the contract. `iat` is written but optional:
+/// a token minted elsewhere with exactly `sub`, `org`, `role` and `exp` is valid.
 #[derive(Serialize, Deserialize)]
 struct Claims {
     sub: Uuid,
     org: Uuid,
     role: Role,
     exp: u64,
-    iat: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
 }
 
 /// Issues and verifies tokens.
@@ -84,7 +90,7 @@ impl Tokens {
             sub: principal.user,
             org: principal.organization,
             role: principal.role,
-            iat: now,
+            iat: Some(now),
             exp: now + lifetime.as_secs(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -116,29 +122,42 @@ impl Tokens {
     }
 }
 
-/// Slows down password guessing: each key (an e-mail address, a client
-/// address) gets a burst of attempts that refills over time.
-pub struct LoginLimiter {
+/// A client went over a rate limit: retry after this many seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Too many attempts. Retry in {retry_after} seconds.")]
+pub struct Throttled {
+    /// Seconds to wait.
+    pub retry_after: u64,
+}
+
+/// A keyed rate limiter (a `governor` GCRA per key): each key (an e-mail
+/// address, a client address) gets a burst of attempts that refills over
+/// time. Keys whose budget is full again are forgotten every second, so
+/// memory follows the keys seen recently; callers bound each key's length.
+pub struct KeyedLimiter {
     limiter: governor::DefaultKeyedRateLimiter<String>,
 }
 
-impl LoginLimiter {
-    /// Ten attempts per key at once, then one every six seconds.
-    pub fn new() -> Self {
-        let quota = governor::Quota::per_minute(std::num::NonZeroU32::new(10).expect("non-zero"));
-        LoginLimiter {
+impl KeyedLimiter {
+    /// A burst of `burst` attempts per key, refilling one every `refill`.
+    pub fn new(burst: u32, refill: Duration) -> Self {
+        let burst = std::num::NonZeroU32::new(burst.max(1)).expect("at least 1");
+        let quota = governor::Quota::with_period(refill.max(Duration::from_millis(1)))
+            .expect("a non-zero period")
+            .allow_burst(burst);
+        KeyedLimiter {
             limiter: governor::RateLimiter::keyed(quota),
         }
     }
 
     /// Spends one attempt of `key`, or says how long to wait.
-    pub fn check(&self, key: &str) -> Result<(), ApiError> {
+    pub fn check(&self, key: &str) -> Result<(), Throttled> {
         use governor::clock::{Clock, DefaultClock};
         self.limiter
             .check_key(&key.to_owned())
             .map_err(|not_until| {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
-                ApiError::RateLimited {
+                Throttled {
                     retry_after: wait.as_secs().max(1),
                 }
             })
@@ -148,11 +167,175 @@ impl LoginLimiter {
     pub fn forget_idle(&self) {
         self.limiter.retain_recent();
     }
+
+    /// How many keys it holds now.
+    pub fn len(&self) -> usize {
+        self.limiter.len()
+    }
+
+    /// Whether it holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.limiter.is_empty()
+    }
 }
 
-impl Default for LoginLimiter {
-    fn default() -> Self {
-        LoginLimiter::new()
+/// The attempt budgets of the public auth routes.
+pub struct AuthLimits {
+    /// Login: ten attempts per client address and per e-mail address at
+    /// once, then one every six seconds.
+    pub login: KeyedLimiter,
+    /// Registration, per client address: `REGISTRATIONS_PER_HOUR` at once,
+    /// refilling evenly over the hour.
+    pub register: KeyedLimiter,
+}
+
+impl AuthLimits {
+    /// The budgets, with `registrations_per_hour` per client address.
+    pub fn new(registrations_per_hour: u32) -> Self {
+        let per_hour = registrations_per_hour.max(1);
+        AuthLimits {
+            login: KeyedLimiter::new(10, Duration::from_secs(6)),
+            register: KeyedLimiter::new(per_hour, Duration::from_secs(3600) / per_hour),
+        }
+    }
+
+    /// Spends a login attempt: the client address's budget first (so one
+    /// client cannot create a key per invented e-mail address), then the
+    /// e-mail address's (normalized and bounded in length by the caller).
+    pub fn check_login(&self, client: Option<IpAddr>, email: &str) -> Result<(), Throttled> {
+        if let Some(ip) = client {
+            self.login.check(&format!("ip:{ip}"))?;
+        }
+        self.login.check(&format!("email:{email}"))
+    }
+
+    /// Spends a registration of `client` (unknown clients share one budget).
+    pub fn check_register(&self, client: Option<IpAddr>) -> Result<(), Throttled> {
+        let key = client.map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"));
+        self.register.check(&key)
+    }
+
+    /// Forgets idle keys of every budget.
+    pub fn forget_idle(&self) {
+        self.login.forget_idle();
+        self.register.forget_idle();
+    }
+}
+
+/// Password hashing is deliberately expensive (Argon2id, 19 MiB and tens of
+/// milliseconds of a core each), so it runs on a small pool of its own: at
+/// most `workers` hashes at once, at most `4 × workers` more waiting, and
+/// any further caller is told at once to come back ([`HashingBusy`]) rather
+/// than queueing without end on Tokio's blocking pool (512 threads).
+#[derive(Clone)]
+pub struct PasswordHashing {
+    running: Arc<Semaphore>,
+    admitted: Arc<Semaphore>,
+}
+
+/// Every password-hashing worker is busy and the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("The server is busy checking passwords. Retry in a second.")]
+pub struct HashingBusy;
+
+impl PasswordHashing {
+    /// A pool of `workers` (at least one).
+    pub fn new(workers: usize) -> Self {
+        let workers = workers.max(1);
+        PasswordHashing {
+            running: Arc::new(Semaphore::new(workers)),
+            admitted: Arc::new(Semaphore::new(workers * 5)),
+        }
+    }
+
+    /// One worker per core.
+    pub fn per_core() -> Self {
+        PasswordHashing::new(std::thread::available_parallelism().map_or(2, usize::from))
+    }
+
+    /// Runs `work` on a hashing worker. The permits travel with the work, so
+    /// a caller that gives up (a timed-out request) frees its slot only when
+    /// the hash it started is done.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, HashingBusy>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let admitted = Arc::clone(&self.admitted)
+            .try_acquire_owned()
+            .map_err(|_| HashingBusy)?;
+        let running = Arc::clone(&self.running)
+            .acquire_owned()
+            .await
+            .map_err(|_| HashingBusy)?;
+        tokio::task::spawn_blocking(move || {
+            let _permits = (admitted, running);
+            work()
+        })
+        .await
+        .map_err(|_| HashingBusy)
+    }
+}
+
+/// How long a user's current role is trusted without reading it again. A
+/// change made through this instance takes effect at once (it invalidates
+/// the entry); one made through another instance sharing the database takes
+/// effect here within this time.
+pub const MEMBER_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// The current role of each user who called recently, so that a token's
+/// role claim is never trusted on its own: a demoted user's token carries
+/// the new role and a removed user's token stops working, at once.
+#[derive(Default)]
+pub struct MemberCache {
+    entries: std::sync::Mutex<std::collections::HashMap<Uuid, Member>>,
+}
+
+#[derive(Clone, Copy)]
+struct Member {
+    organization: Uuid,
+    role: Option<Role>,
+    read_at: std::time::Instant,
+}
+
+impl MemberCache {
+    /// The cached role of `user` in `organization`: `Some(None)` for a user
+    /// known to be gone, `None` when the cache cannot say.
+    pub fn get(&self, user: Uuid, organization: Uuid) -> Option<Option<Role>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(&user)
+            .filter(|m| m.organization == organization && m.read_at.elapsed() < MEMBER_CACHE_TTL)
+            .map(|m| m.role)
+    }
+
+    /// Remembers what the database said of `user` (`None`: no such user).
+    pub fn put(&self, user: Uuid, organization: Uuid, role: Option<Role>) {
+        let member = Member {
+            organization,
+            role,
+            read_at: std::time::Instant::now(),
+        };
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user, member);
+    }
+
+    /// Forgets `user` after a change of its role or its removal.
+    pub fn invalidate(&self, user: Uuid) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&user);
+    }
+
+    /// Drops expired entries, bounding memory to the users seen recently.
+    pub fn forget_expired(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, m| m.read_at.elapsed() < MEMBER_CACHE_TTL);
     }
 }
 
@@ -201,13 +384,26 @@ mod tests {
     }
 
     #[test]
+    fn a_token_with_exactly_the_contract_claims_is_valid() {
+        let t = tokens();
+        let (sub, org) = (Uuid::new_v4(), Uuid::new_v4());
+        let exp = u64::try_from(chrono::Utc::now().timestamp()).unwrap() + 60;
+        let claims = serde_json::json!({"sub": sub, "org": org, "role": "viewer", "exp": exp});
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &t.encoding).unwrap();
+        let principal = t.verify(Some(&format!("Bearer {token}"))).unwrap();
+        assert_eq!((principal.user, principal.organization), (sub, org));
+        assert_eq!(principal.role, Role::Viewer);
+    }
+
+    #[test]
     fn rejects_expired_tokens() {
         let t = tokens();
         let claims = Claims {
             sub: Uuid::new_v4(),
             org: Uuid::new_v4(),
             role: Role::Owner,
-            iat: 1,
+            iat: Some(1),
             exp: 2,
         };
         let token =
@@ -218,13 +414,64 @@ mod tests {
 
     #[test]
     fn login_attempts_are_limited_per_key() {
-        let limiter = LoginLimiter::new();
+        let limits = AuthLimits::new(3);
         for _ in 0..10 {
-            limiter.check("email:a@b.c").unwrap();
+            limits.check_login(None, "a@b.c").unwrap();
         }
-        let err = limiter.check("email:a@b.c").unwrap_err();
-        assert!(matches!(err, ApiError::RateLimited { retry_after } if retry_after >= 1));
-        limiter.check("email:other@b.c").unwrap();
+        let err = limits.check_login(None, "a@b.c").unwrap_err();
+        assert!(err.retry_after >= 1);
+        limits.check_login(None, "other@b.c").unwrap();
+    }
+
+    #[test]
+    fn the_client_address_is_spent_before_the_email() {
+        let limits = AuthLimits::new(3);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        for n in 0..10 {
+            limits
+                .check_login(Some(ip), &format!("user{n}@b.c"))
+                .unwrap();
+        }
+        assert!(limits.check_login(Some(ip), "user10@b.c").is_err());
+        // The refused attempt never created a key for its invented address:
+        // ten e-mail keys and the client's own.
+        assert_eq!(limits.login.len(), 11);
+    }
+
+    #[test]
+    fn registrations_are_limited_per_client_address() {
+        let limits = AuthLimits::new(3);
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        for _ in 0..3 {
+            limits.check_register(Some(a)).unwrap();
+        }
+        let err = limits.check_register(Some(a)).unwrap_err();
+        assert!(err.retry_after > 60, "{err:?}");
+        limits.check_register(Some(b)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn password_hashing_admits_a_bounded_queue() {
+        let pool = PasswordHashing::new(1);
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let wait = Arc::new(std::sync::Mutex::new(wait));
+        let mut running = Vec::new();
+        // One running and four waiting fill it; the sixth is refused at once.
+        for _ in 0..5 {
+            let (pool, wait) = (pool.clone(), Arc::clone(&wait));
+            running.push(tokio::spawn(async move {
+                pool.run(move || wait.lock().unwrap().recv().unwrap()).await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(pool.run(|| ()).await, Err(HashingBusy));
+        for _ in 0..5 {
+            release.send(()).unwrap();
+        }
+        for task in running {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(pool.run(|| 7).await, Ok(7));
     }
 
     #[test]

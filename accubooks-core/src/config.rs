@@ -81,6 +81,40 @@ pub struct PoolConfig {
     pub statement_timeout: Duration,
 }
 
+/// Bounds that keep one client, or one organization, from exhausting the
+/// server. Every value has a default sized for one modest machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `HEADER_READ_TIMEOUT_MS` (10 s): the longest a client may take to send
+    /// a request's headers, and on HTTP/1 to begin the next request on a
+    /// kept-alive connection.
+    pub header_read_timeout: Duration,
+    /// `IDLE_TIMEOUT_MS` (60 s): a connection on which no byte moves for this
+    /// long is closed (after the request in progress, if any).
+    pub idle_timeout: Duration,
+    /// `MAX_CONNECTIONS` (1024): open connections per listener; a client
+    /// beyond it is answered 503 and disconnected.
+    pub max_connections: usize,
+    /// `REGISTRATIONS_PER_HOUR` (20): registrations per client address.
+    pub registrations_per_hour: u32,
+    /// `PASSWORD_HASHING_WORKERS` (one per core): concurrent Argon2 hashes.
+    pub password_hashing_workers: usize,
+    /// `EXPORTS_PER_ORGANIZATION` (2): concurrent ledger exports of one
+    /// organization.
+    pub exports_per_organization: usize,
+    /// `EXPORTS_MAX` (a quarter of `DB_POOL_MAX`, at least 1): concurrent
+    /// exports in all.
+    pub exports_total: usize,
+    /// `LARGE_BATCH_ENTRIES` (1000): a batch of more entries counts as large.
+    pub large_batch_entries: usize,
+    /// `LARGE_BATCHES_PER_ORGANIZATION` (2): concurrent large batches of one
+    /// organization.
+    pub large_batches_per_organization: usize,
+    /// `LARGE_BATCHES_MAX` (a quarter of `DB_POOL_MAX`, at least 1):
+    /// concurrent large batches in all.
+    pub large_batches_total: usize,
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -116,6 +150,8 @@ pub struct Config {
     pub body_limit: usize,
     /// `DRAIN_TIMEOUT_MS`: how long a graceful shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// Connection, authentication and heavy-work bounds.
+    pub limits: Limits,
     /// Warnings found while loading (generated secrets, defaults); logged at startup.
     pub warnings: Vec<String>,
 }
@@ -410,6 +446,25 @@ impl Config {
         let request_timeout = r.millis("REQUEST_TIMEOUT_MS", 10_000);
         let body_limit = r.number("BODY_LIMIT_BYTES", 1_048_576usize, 1024, 1 << 30);
         let drain_timeout = r.millis("DRAIN_TIMEOUT_MS", 10_000);
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let pool_share = (max as usize / 4).max(1);
+        let limits = Limits {
+            header_read_timeout: r.millis("HEADER_READ_TIMEOUT_MS", 10_000),
+            idle_timeout: r.millis("IDLE_TIMEOUT_MS", 60_000),
+            max_connections: r.number("MAX_CONNECTIONS", 1024usize, 1, 1_000_000),
+            registrations_per_hour: r.number("REGISTRATIONS_PER_HOUR", 20u32, 1, 1_000_000),
+            password_hashing_workers: r.number("PASSWORD_HASHING_WORKERS", cores, 1, 256),
+            exports_per_organization: r.number("EXPORTS_PER_ORGANIZATION", 2usize, 1, 1000),
+            exports_total: r.number("EXPORTS_MAX", pool_share, 1, 1000),
+            large_batch_entries: r.number("LARGE_BATCH_ENTRIES", 1000usize, 1, 10_000),
+            large_batches_per_organization: r.number(
+                "LARGE_BATCHES_PER_ORGANIZATION",
+                2usize,
+                1,
+                1000,
+            ),
+            large_batches_total: r.number("LARGE_BATCHES_MAX", pool_share, 1, 1000),
+        };
 
         if !r.problems.is_empty() {
             return Err(ConfigError {
@@ -433,6 +488,7 @@ impl Config {
             request_timeout,
             body_limit,
             drain_timeout,
+            limits,
             warnings: r.warnings,
         })
     }
@@ -484,6 +540,10 @@ mod tests {
         assert_eq!(config.pool.max, 20);
         assert_eq!(config.pool.init_timeout, Duration::from_millis(5000));
         assert!(config.stripe.is_none() && config.plaid.is_none());
+        assert_eq!(config.limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.limits.max_connections, 1024);
+        assert_eq!(config.limits.exports_total, 5, "a quarter of the pool");
+        assert_eq!(config.limits.registrations_per_hour, 20);
         assert_eq!(config.jwt_secret.expose_secret().len(), 48);
         assert!(config.warnings.iter().any(|w| w.contains("JWT_SECRET")));
         assert_eq!(

@@ -17,6 +17,25 @@ use crate::resources::ResourceSample;
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The label of a request's method: one of the methods HTTP defines, or
+/// `OTHER`. Label values must come from a closed set: a client inventing
+/// methods must not be able to grow the exposition (or the logs).
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
 /// Handles to every series; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -179,11 +198,12 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Records a finished HTTP request.
+    /// Records a finished HTTP request. `method` is a [`method_label`] and
+    /// `route` a route template (or `unmatched`): both from closed sets.
     pub fn observe_request(
         &self,
-        method: &str,
-        route: &str,
+        method: &'static str,
+        route: &'static str,
         status: http::StatusCode,
         elapsed: Duration,
     ) {
@@ -193,7 +213,7 @@ impl Metrics {
     }
 
     /// Counts a request slower than `SLOW_REQUEST_MS`.
-    pub fn count_slow_request(&self, method: &str, route: &str) {
+    pub fn count_slow_request(&self, method: &'static str, route: &'static str) {
         self.slow_requests.with_label_values(&[method, route]).inc();
     }
 
@@ -229,6 +249,13 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        let invented = http::Method::from_bytes(&[b'X'; 2048]).unwrap();
+        assert_eq!(method_label(&invented), "OTHER");
+        assert_eq!(method_label(&http::Method::PATCH), "PATCH");
+    }
 
     #[test]
     fn renders_the_contract_series() {

@@ -96,7 +96,9 @@ fn class_name(err: &ApiError) -> &'static str {
 
 fn retry_after(err: &ApiError) -> Option<u64> {
     match err {
-        ApiError::RateLimited { retry_after } => Some(*retry_after),
+        ApiError::RateLimited { retry_after } | ApiError::Overloaded { retry_after, .. } => {
+            Some(*retry_after)
+        }
         ApiError::Unavailable { retry_after, .. } => Some(u64::from(*retry_after)),
         ApiError::Timeout { .. } => Some(1),
         _ => None,

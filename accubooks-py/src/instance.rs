@@ -17,6 +17,7 @@ use accubooks_core::ledger::{
     self, Account, AccountType, Credentials, EntryInput, ExportFormat, LedgerError, NewAccount,
     NewUser, Registration,
 };
+use accubooks_core::limits::Work;
 use accubooks_core::{AccuBooks, Config, Phase, deps};
 use chrono::NaiveDate;
 use serde_json::{Value, json};
@@ -245,27 +246,36 @@ impl Instance {
     /// Creates an organization, its owner and its default chart.
     pub(crate) async fn register(&self, registration: Registration) -> Outcome<Org> {
         self.guarded(async {
-            let principal = ledger::register(self.app.database(), registration).await?;
+            let principal = ledger::register(
+                self.app.database(),
+                self.app.password_hashing(),
+                registration,
+            )
+            .await?;
             Ok(Org::from_principal(principal))
         })
         .await
     }
 
-    /// Checks credentials, with the login limiter of the HTTP route (per
-    /// e-mail address).
+    /// Checks credentials, with the attempt budgets of the HTTP route (per
+    /// e-mail address; an in-process caller has no client address).
     pub(crate) async fn login(&self, credentials: Credentials) -> Outcome<Org> {
         self.guarded(async {
-            let email_key = format!("email:{}", credentials.email.trim().to_lowercase());
-            self.app.login_limiter().check(&email_key)?;
-            let principal = ledger::login(self.app.database(), credentials)
-                .await
-                .map_err(|err| match ApiError::from(err) {
-                    ApiError::Invalid {
-                        code: "INVALID_CREDENTIALS",
-                        ..
-                    } => ApiError::Unauthorized("The e-mail address or the password is wrong."),
-                    other => other,
-                })?;
+            let principal = ledger::login(
+                self.app.database(),
+                self.app.password_hashing(),
+                self.app.auth_limits(),
+                None,
+                credentials,
+            )
+            .await
+            .map_err(|err| match ApiError::from(err) {
+                ApiError::Invalid {
+                    code: "INVALID_CREDENTIALS",
+                    ..
+                } => ApiError::Unauthorized("The e-mail address or the password is wrong."),
+                other => other,
+            })?;
             Ok(Org::from_principal(principal))
         })
         .await
@@ -325,7 +335,13 @@ impl Instance {
                 password,
                 role,
             };
-            let id = ledger::create_user(self.app.database(), org.id, new).await?;
+            let id = ledger::create_user(
+                self.app.database(),
+                self.app.password_hashing(),
+                org.id,
+                new,
+            )
+            .await?;
             Ok(json!({"id": id, "email": shown_email, "role": role_name(role)}))
         })
         .await
@@ -462,6 +478,11 @@ impl Instance {
                     Ok(key) => key,
                     Err(answer) => return Ok(answer),
                 };
+                let _slot = self
+                    .app
+                    .work_limits()
+                    .acquire_batch(&org.key(), inputs.len())
+                    .map_err(ApiError::from)?;
                 let entries = ledger::prepare_batch(self.app.database(), &org.key(), &inputs)
                     .await
                     .map_err(|(index, err)| match ApiError::from(err) {
@@ -590,6 +611,11 @@ impl Instance {
         })?;
         let as_of = date_or_today(as_of.as_deref())?;
         self.guarded(async {
+            let _slot = self
+                .app
+                .work_limits()
+                .acquire(Work::Export, &org.key())
+                .map_err(ApiError::from)?;
             Ok(ledger::export_ledger(self.app.database(), &org.key(), format, as_of).await?)
         })
         .await

@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 
 use accubooks_core::AccuBooks;
+use accubooks_core::connections::{ClientAddr, serve_connections};
 use bytes::{Buf, Bytes};
 use futures::Stream;
 use http::{HeaderMap, Method};
@@ -58,9 +59,16 @@ fn request_parts() -> impl Filter<
     Error = Rejection,
 > + Clone {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    // Served by `serve`, the client's address is the core's extension;
+    // served by `warp::serve`, warp's own.
+    let peer = warp::addr::remote()
+        .and(warp::ext::optional::<ClientAddr>())
+        .map(|warp: Option<SocketAddr>, core: Option<ClientAddr>| {
+            core.map(|client| client.0).or(warp)
+        });
     query
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(peer)
         .and(warp::body::stream())
 }
 
@@ -90,18 +98,17 @@ async fn forward(
 
 /// Serves [`standalone`] on `listener` until a graceful shutdown (see
 /// [`AccuBooks::begin_drain`] and [`AccuBooks::drain_on_signal`]) has drained
-/// in-flight requests, then closes the instance.
+/// in-flight requests, then closes the instance. Connections get the core's
+/// bounds (`HEADER_READ_TIMEOUT_MS`, `IDLE_TIMEOUT_MS`, `MAX_CONNECTIONS`).
 pub async fn serve(app: AccuBooks, listener: TcpListener) -> std::io::Result<()> {
+    let service = warp::service(standalone(app.clone()));
     let drained = {
         let app = app.clone();
         async move { app.draining().await }
     };
-    let server = warp::serve(standalone(app.clone()))
-        .incoming(listener)
-        .graceful(drained)
-        .run();
-    app.serve_until_drained(async {
-        server.await;
+    let limits = app.config().limits;
+    app.serve_until_drained(async move {
+        serve_connections(listener, limits, service, drained).await;
         Ok(())
     })
     .await

@@ -65,7 +65,9 @@ async fn ready_turns_ready_then_draining(host: Host) {
     // A first probe that cannot finish (a paused PostgreSQL) is cut short
     // by DB_INIT_TIMEOUT_MS: readiness never waits longer.
     set(&mut vars, "DB_INIT_TIMEOUT_MS", "300");
-    let server = TestServer::start(host, vars).await;
+    // Mounted in a host that keeps serving: its own `serve` would stop
+    // accepting once the drain begins (the process tests cover that).
+    let server = TestServer::start_mounted(host, vars).await;
     let first = server.get("/api/monitoring/ready").await;
     if first.status() == StatusCode::SERVICE_UNAVAILABLE {
         assert_eq!(
@@ -183,10 +185,12 @@ async fn health_is_healthy_with_real_dependencies(host: Host) {
     assert!(health["dependencies"]["database"]["last_success"].is_string());
     assert_eq!(health["dependencies"]["jobQueues"]["status"], "healthy");
     let accounts = server
-        .get_as("/api/accounts", &server.token(Role::Viewer))
+        .get_as("/api/accounts", &server.user_token(Role::Viewer).await)
         .await;
     assert_eq!(accounts.status(), StatusCode::OK);
-    assert_eq!(accounts.json::<Value>().await.unwrap(), json!([]));
+    // The user's organization, with its default chart.
+    let accounts: Value = accounts.json().await.unwrap();
+    assert_eq!(accounts.as_array().map(Vec::len), Some(9), "{accounts}");
 }
 
 async fn metrics_expose_the_contract_series_and_pass_promtool(host: Host) {
@@ -294,7 +298,7 @@ async fn database_routes_answer_503_at_once_during_an_outage(host: Host) {
     server
         .wait_for_dependency("database", "unavailable", Duration::from_secs(5))
         .await;
-    let token = server.token(Role::Viewer);
+    let token = server.token_of_nobody(Role::Viewer);
     let mut latencies = Vec::new();
     for _ in 0..50 {
         let started = Instant::now();
@@ -342,6 +346,7 @@ async fn oversized_bodies_are_refused_with_413(host: Host) {
     let small = server
         .client
         .post(&url)
+        .header("content-type", "application/json")
         .body(vec![b'x'; 1000])
         .send()
         .await
@@ -444,7 +449,7 @@ async fn tokens_are_checked(host: Host) {
     server
         .wait_for_dependency("database", "connected", Duration::from_secs(10))
         .await;
-    let valid = server.token(Role::Viewer);
+    let valid = server.user_token(Role::Viewer).await;
     assert_eq!(
         server.get_as("/api/accounts", &valid).await.status(),
         StatusCode::OK

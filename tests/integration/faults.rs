@@ -60,15 +60,27 @@ async fn starts_with_everything_down_and_recovers_when_the_database_appears() {
     let health = server.get("/api/monitoring/health").await;
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(health.json::<Value>().await.unwrap()["status"], "degraded");
-    let token = server.token(Role::Viewer);
+    let token = server.token_of_nobody(Role::Viewer);
     assert_eq!(
         server.get_as("/api/accounts", &token).await.status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
 
     pg.restart().await;
-    let recovered = until_accounts(&server, &token, StatusCode::OK, Duration::from_secs(10)).await;
+    // Served again: the books were asked, and know no such user.
+    let recovered = until_accounts(
+        &server,
+        &token,
+        StatusCode::UNAUTHORIZED,
+        Duration::from_secs(10),
+    )
+    .await;
     eprintln!("figure: database appeared after startup; routes served again after {recovered:?}");
+    let user = server.user_token(Role::Viewer).await;
+    assert_eq!(
+        server.get_as("/api/accounts", &user).await.status(),
+        StatusCode::OK
+    );
     assert_eq!(
         server.health().await["dependencies"]["database"]["initialized"],
         true
@@ -97,7 +109,7 @@ async fn database_dies_under_load_then_returns_without_a_restart() {
     server
         .wait_for_dependency("database", "connected", Duration::from_secs(10))
         .await;
-    let token = Arc::new(server.token(Role::Viewer));
+    let token = Arc::new(server.user_token(Role::Viewer).await);
 
     // Four clients hammer a database route for the whole test and record
     // when each request was sent, when it was answered, and the status.
@@ -241,7 +253,7 @@ async fn a_hung_database_bounds_requests_and_turns_health_unavailable() {
     server
         .wait_for_dependency("database", "connected", Duration::from_secs(10))
         .await;
-    let token = server.token(Role::Viewer);
+    let token = server.user_token(Role::Viewer).await;
     assert_eq!(
         server.get_as("/api/accounts", &token).await.status(),
         StatusCode::OK
@@ -319,7 +331,7 @@ async fn a_503_during_an_outage_costs_no_wait() {
     server
         .wait_for_dependency("database", "unavailable", Duration::from_secs(5))
         .await;
-    let token = server.token(Role::Viewer);
+    let token = server.token_of_nobody(Role::Viewer);
     let time = |path: &'static str| {
         let (server, token) = (&server, token.clone());
         async move {

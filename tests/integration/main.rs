@@ -31,6 +31,7 @@ mod books;
 mod contract;
 mod export;
 mod faults;
+mod hardening;
 mod invoices;
 mod process;
 mod properties;

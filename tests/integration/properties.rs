@@ -72,6 +72,7 @@ async fn run(ops: Vec<Op>) {
     let db = app.database();
     let principal: Principal = ledger::register(
         db,
+        app.password_hashing(),
         Registration {
             email: "p@acme.test".into(),
             password: "property password".into(),

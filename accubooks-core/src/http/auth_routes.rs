@@ -9,30 +9,61 @@ use super::{Access, ApiError, Request, Response, Route, json_response};
 use crate::app::AccuBooks;
 use crate::auth::Role;
 use crate::deps::DATABASE;
-use crate::ledger::{self, Credentials, NewUser, Registration};
+use crate::ledger::{self, Credentials, NewUser, Registration, RoleChange, User};
+use uuid::Uuid;
 
 /// How long a token is valid.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 pub(crate) fn routes() -> Vec<Route> {
+    let owner = Access::Role(Role::Owner);
     vec![
         Route::new(Method::POST, "/api/auth/register", register)
             .needs(DATABASE)
             .access(Access::Public)
             .summary("Create an organization, its owner and a default chart of accounts")
             .body::<Registration>()
-            .returns::<TokenAnswer>(201),
+            .returns::<TokenAnswer>(201)
+            .answers(409, "The e-mail address is taken (EMAIL_TAKEN)")
+            .answers(
+                429,
+                "Too many registrations from this client address (REGISTRATIONS_PER_HOUR)",
+            ),
         Route::new(Method::POST, "/api/auth/login", login)
             .needs(DATABASE)
             .access(Access::Public)
             .summary("Exchange credentials for a token (attempts are rate limited)")
             .body::<Credentials>()
-            .returns::<TokenAnswer>(200),
+            .returns::<TokenAnswer>(200)
+            .answers(401, "Wrong e-mail address or password")
+            .answers(
+                429,
+                "Too many attempts from this client or for this e-mail address",
+            ),
+        Route::new(Method::GET, "/api/users", list_users)
+            .needs(DATABASE)
+            .access(owner)
+            .summary("The organization's users (owners only)")
+            .returns_list::<User>(200),
         Route::new(Method::POST, "/api/users", create_user)
             .needs(DATABASE)
-            .access(Access::Role(Role::Owner))
+            .access(owner)
             .summary("Add a user to the organization (owners only)")
-            .body::<NewUser>(),
+            .body::<NewUser>()
+            .returns::<User>(201)
+            .answers(409, "The e-mail address is taken (EMAIL_TAKEN)"),
+        Route::new(Method::PUT, "/api/users/{id}", set_role)
+            .needs(DATABASE)
+            .access(owner)
+            .summary("Change a user's role; it applies to the user's existing tokens at once")
+            .body::<RoleChange>()
+            .returns::<User>(200)
+            .answers(409, "The last owner cannot be demoted (LAST_OWNER)"),
+        Route::new(Method::DELETE, "/api/users/{id}", remove_user)
+            .needs(DATABASE)
+            .access(owner)
+            .summary("Remove a user; the user's existing tokens stop working at once")
+            .answers(409, "The last owner cannot be removed (LAST_OWNER)"),
     ]
 }
 
@@ -43,9 +74,17 @@ struct TokenAnswer {
     token: String,
 }
 
+fn client(request: &Request) -> Option<std::net::IpAddr> {
+    request.peer.map(|peer| peer.ip())
+}
+
 async fn register(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let registration: Registration = request.json()?;
-    let principal = ledger::register(app.database(), registration).await?;
+    // Each registration costs an Argon2 hash: a budget per client address.
+    app.auth_limits()
+        .check_register(client(&request))
+        .map_err(ledger::LedgerError::from)?;
+    let principal = ledger::register(app.database(), app.password_hashing(), registration).await?;
     let token = app.tokens().issue(principal, TOKEN_LIFETIME);
     Ok(json_response(
         StatusCode::CREATED,
@@ -59,33 +98,65 @@ async fn register(app: AccuBooks, request: Request) -> Result<Response, ApiError
 
 async fn login(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let credentials: Credentials = request.json()?;
-    // Slow down guessing: a budget of attempts per e-mail and per client
-    // address, refilled over time.
-    let email_key = format!("email:{}", credentials.email.trim().to_lowercase());
-    let peer_key = request.peer.map(|p| format!("ip:{}", p.ip()));
-    for key in std::iter::once(email_key).chain(peer_key) {
-        app.login_limiter().check(&key)?;
-    }
-    let principal = ledger::login(app.database(), credentials)
-        .await
-        .map_err(|err| match ApiError::from(err) {
-            ApiError::Invalid {
-                code: "INVALID_CREDENTIALS",
-                ..
-            } => ApiError::Unauthorized("The e-mail address or the password is wrong."),
-            other => other,
-        })?;
+    let principal = ledger::login(
+        app.database(),
+        app.password_hashing(),
+        app.auth_limits(),
+        client(&request),
+        credentials,
+    )
+    .await
+    .map_err(|err| match ApiError::from(err) {
+        ApiError::Invalid {
+            code: "INVALID_CREDENTIALS",
+            ..
+        } => ApiError::Unauthorized("The e-mail address or the password is wrong."),
+        other => other,
+    })?;
     let token = app.tokens().issue(principal, TOKEN_LIFETIME);
     Ok(json_response(StatusCode::OK, &json!({"token": token})))
 }
 
+async fn list_users(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let organization = request.principal()?.organization;
+    let users = ledger::list_users(app.database(), organization).await?;
+    Ok(json_response(StatusCode::OK, &users))
+}
+
 async fn create_user(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let new: NewUser = request.json()?;
-    let (email, role) = (new.email.trim().to_lowercase(), new.role);
+    let (email, role) = (ledger::normalize_email(&new.email)?, new.role);
     let organization = request.principal()?.organization;
-    let id = ledger::create_user(app.database(), organization, new).await?;
+    let id = ledger::create_user(app.database(), app.password_hashing(), organization, new).await?;
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({"id": id, "email": email, "role": role}),
+        &User { id, email, role },
     ))
+}
+
+fn user_id(request: &Request) -> Result<Uuid, ApiError> {
+    request
+        .param("id")
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| {
+            ApiError::NotFound("No user with this id exists in the organization.".to_owned())
+        })
+}
+
+async fn set_role(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let change: RoleChange = request.json()?;
+    let (organization, user) = (request.principal()?.organization, user_id(&request)?);
+    let changed = ledger::set_role(app.database(), organization, user, change.role).await;
+    app.members().invalidate(user);
+    Ok(json_response(StatusCode::OK, &changed?))
+}
+
+async fn remove_user(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let (organization, user) = (request.principal()?.organization, user_id(&request)?);
+    let removed = ledger::remove_user(app.database(), organization, user).await;
+    app.members().invalidate(user);
+    removed?;
+    let mut response = http::Response::new(bytes::Bytes::new());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    Ok(response)
 }

@@ -34,7 +34,11 @@ pub(crate) fn routes() -> Vec<Route> {
         write(Method::POST, "/api/journal-entries/batch", post_batch)
             .summary("Post many entries atomically, in one transaction")
             .body::<Batch>()
-            .returns::<BatchAnswer<'static>>(201),
+            .returns::<BatchAnswer<'static>>(201)
+            .answers(
+                429,
+                "Too many large batches run at once (LARGE_BATCHES_PER_ORGANIZATION, LARGE_BATCHES_MAX)",
+            ),
         read(Method::GET, "/api/journal-entries/{id}", get_entry)
             .summary("A posted entry")
             .returns::<ledger::Entry>(200),
@@ -138,6 +142,9 @@ async fn post_batch(app: AccuBooks, request: Request) -> Result<Response, ApiErr
         ));
     }
     let organization = request.organization()?;
+    let _slot = app
+        .work_limits()
+        .acquire_batch(&organization, batch.entries.len())?;
     let entries = ledger::prepare_batch(app.database(), &organization, &batch.entries)
         .await
         .map_err(|(index, err)| match ApiError::from(err) {

@@ -25,9 +25,10 @@ pub enum ApiError {
     /// 404: no such route, or no such record in this organization.
     #[error("{0}")]
     NotFound(String),
-    /// 405: the path exists, the method does not.
+    /// 405: the path exists, the method does not. Holds the method's metric
+    /// label (a known method or `OTHER`), never the client's unbounded text.
     #[error("This path does not accept the {0} method.")]
-    MethodNotAllowed(String),
+    MethodNotAllowed(&'static str),
     /// 409: the request conflicts with the current state.
     #[error("{message}")]
     Conflict {
@@ -42,6 +43,9 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// 415: a body that is not JSON.
+    #[error("Send the body as JSON, with Content-Type: application/json.")]
+    UnsupportedMediaType,
     /// 422: well-formed JSON with invalid content.
     #[error("{message}")]
     Invalid {
@@ -53,6 +57,15 @@ pub enum ApiError {
     /// 429: too many attempts; retry after the given seconds.
     #[error("Too many attempts. Retry in {retry_after} seconds.")]
     RateLimited {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// 429: too much heavy work of one kind runs at once (exports, large
+    /// batches); retry after the given seconds.
+    #[error("{message}")]
+    Overloaded {
+        /// What is full.
+        message: String,
         /// Seconds to wait.
         retry_after: u64,
     },
@@ -111,7 +124,10 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RateLimited { .. } | ApiError::Overloaded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable { .. } | ApiError::Timeout { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -133,6 +149,8 @@ impl ApiError {
             | ApiError::Unavailable { code, .. } => code,
             ApiError::Timeout { .. } => "REQUEST_TIMEOUT",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
+            ApiError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ApiError::Overloaded { .. } => "TOO_MANY_CONCURRENT",
             ApiError::Internal => "INTERNAL_ERROR",
         }
     }
@@ -155,7 +173,9 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-        } else if let ApiError::RateLimited { retry_after } = self {
+        } else if let ApiError::RateLimited { retry_after }
+        | ApiError::Overloaded { retry_after, .. } = self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
@@ -165,6 +185,15 @@ impl ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+impl From<crate::limits::Overloaded> for ApiError {
+    fn from(err: crate::limits::Overloaded) -> Self {
+        ApiError::Overloaded {
+            message: err.message,
+            retry_after: err.retry_after,
+        }
     }
 }
 

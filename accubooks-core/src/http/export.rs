@@ -16,7 +16,11 @@ pub(crate) fn routes() -> Vec<Route> {
             .timeout(crate::ledger::EXPORT_TIME_LIMIT)
             .summary("The books as an hledger or beancount journal with exact balance assertions")
             .query("format", "hledger or beancount", true)
-            .query("as_of", "YYYY-MM-DD, default today (UTC)", false),
+            .query("as_of", "YYYY-MM-DD, default today (UTC)", false)
+            .answers(
+                429,
+                "Too many exports run at once (EXPORTS_PER_ORGANIZATION, EXPORTS_MAX)",
+            ),
     ]
 }
 
@@ -53,6 +57,9 @@ async fn export_ledger(app: AccuBooks, request: Request) -> Result<Response, Api
         None => chrono::Utc::now().date_naive(),
     };
     let organization = request.organization()?;
+    let _slot = app
+        .work_limits()
+        .acquire(crate::limits::Work::Export, &organization)?;
     let text = ledger::export_ledger(app.database(), &organization, format, as_of).await?;
     let mut response = http::Response::new(Bytes::from(text));
     let headers = response.headers_mut();

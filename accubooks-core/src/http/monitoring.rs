@@ -90,7 +90,9 @@ fn metrics_answer(app: &AccuBooks, request: &Request) -> Result<Response, ApiErr
                 "Metrics need an Authorization: Bearer <METRICS_TOKEN> header.",
             ));
         }
-    } else if !request.peer.is_some_and(|peer| is_internal(peer.ip())) {
+    } else if came_through_a_proxy(request)
+        || !request.peer.is_some_and(|peer| is_internal(peer.ip()))
+    {
         return Err(ApiError::Forbidden(
             "Metrics are served to loopback and private-network peers only; set METRICS_TOKEN to allow others.",
         ));
@@ -101,6 +103,14 @@ fn metrics_answer(app: &AccuBooks, request: &Request) -> Result<Response, ApiErr
         HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     Ok(response)
+}
+
+/// A request relayed by a proxy: its TCP peer is the proxy, which may sit on
+/// loopback or a private network while the client is anywhere. Such a
+/// request is never internal by address (behind a proxy, set METRICS_TOKEN).
+fn came_through_a_proxy(request: &Request) -> bool {
+    let headers = &request.parts.headers;
+    headers.contains_key(header::FORWARDED) || headers.contains_key("x-forwarded-for")
 }
 
 /// Loopback, RFC 1918, IPv6 unique-local and link-local addresses.

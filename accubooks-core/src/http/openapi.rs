@@ -162,7 +162,11 @@ pub fn document(routes: &RouteTable) -> OpenApi {
             operation = operation
                 .response("400", error_response("Malformed JSON"))
                 .response("413", error_response("Body larger than BODY_LIMIT_BYTES"))
+                .response("415", error_response("A body that is not application/json"))
                 .response("422", error_response("Valid JSON with invalid content"));
+        }
+        for (status, description) in &route.doc.answers {
+            operation = operation.response(status.to_string(), error_response(description));
         }
         if path.contains('{') {
             operation =

@@ -45,7 +45,9 @@ impl AccuBooks {
     {
         let started = Instant::now();
         let request_id = request_id(&parts.headers);
-        let method = parts.method.clone();
+        // The client's method may be any token of any length: only its
+        // closed-set label reaches metrics, logs and answers.
+        let method = crate::metrics::method_label(&parts.method);
         let lookup = self.routes().lookup(&parts.method, parts.uri.path());
         let (route_label, quiet) = match &lookup {
             Lookup::Found(route, _) => (route.path, route.quiet),
@@ -55,13 +57,13 @@ impl AccuBooks {
         // debug logs are on: building it costs more than answering them.
         // Whatever they do log still carries the request id (see `logged`).
         let span = if quiet {
-            tracing::debug_span!("request", request_id = %request_id, method = %method, route = route_label)
+            tracing::debug_span!("request", request_id = %request_id, method, route = route_label)
         } else {
-            tracing::info_span!("request", request_id = %request_id, method = %method, route = route_label)
+            tracing::info_span!("request", request_id = %request_id, method, route = route_label)
         };
         let logged = |log: &dyn Fn()| {
             if span.is_disabled() {
-                tracing::info_span!("request", request_id = %request_id, method = %method, route = route_label)
+                tracing::info_span!("request", request_id = %request_id, method, route = route_label)
                     .in_scope(log);
             } else {
                 span.in_scope(log);
@@ -95,11 +97,10 @@ impl AccuBooks {
         let elapsed = started.elapsed();
         let status = response.status();
         self.metrics()
-            .observe_request(method.as_str(), route_label, status, elapsed);
+            .observe_request(method, route_label, status, elapsed);
         let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         if elapsed >= self.config().slow_request {
-            self.metrics()
-                .count_slow_request(method.as_str(), route_label);
+            self.metrics().count_slow_request(method, route_label);
             logged(&|| tracing::warn!(status = status.as_u16(), duration_ms, "slow request"));
         } else if quiet && !status.is_server_error() {
             span.in_scope(|| {
@@ -127,31 +128,46 @@ impl AccuBooks {
         let (route, params) = match lookup {
             Lookup::Found(route, params) => (route, params),
             Lookup::WrongMethod => {
-                return Err(ApiError::MethodNotAllowed(parts.method.to_string()));
+                return Err(ApiError::MethodNotAllowed(crate::metrics::method_label(
+                    &parts.method,
+                )));
             }
             Lookup::Missing => {
                 return Err(ApiError::NotFound("No route matches this path.".to_owned()));
             }
         };
-        let principal = match route.access {
+        let claimed = match route.access {
             Access::Public => None,
-            Access::Role(min) => {
+            Access::Role(_) => {
                 let authorization = parts
                     .headers
                     .get(header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok());
-                let principal = self.tokens().verify(authorization)?;
+                Some(self.tokens().verify(authorization)?)
+            }
+        };
+        self.guard(route)?;
+        // The token proves who calls; what they may do is the user's role
+        // now, read from the books (briefly cached), not the role claimed.
+        let principal = match (claimed, route.access) {
+            (Some(claimed), Access::Role(min)) => {
+                let principal = Box::pin(self.current_principal(claimed)).await?;
                 if principal.role < min {
                     return Err(ApiError::Forbidden("Your role may not do this."));
                 }
                 Some(principal)
             }
+            _ => None,
         };
-        self.guard(route)?;
         let limit = self.config().body_limit;
         let timeout = route.timeout.unwrap_or(self.config().request_timeout);
         let work = async {
             let body = read_body(&parts.headers, body, limit).await?;
+            // Only JSON bodies: a form or text/plain body is what a web page
+            // can send cross-site without a CORS preflight.
+            if !body.is_empty() && !is_json(&parts.headers) {
+                return Err(ApiError::UnsupportedMediaType);
+            }
             // The idempotency steps query the database: their futures are
             // large and boxed, so that every other request's future stays
             // small (it is moved several times on its way through the host).
@@ -191,6 +207,27 @@ impl AccuBooks {
             .unwrap_or(Err(ApiError::Timeout {
                 timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             }))
+    }
+
+    /// The caller as the books know them now: the role of the user's row
+    /// (so a demotion takes effect at once), 401 when the user was removed.
+    async fn current_principal(
+        &self,
+        claimed: crate::auth::Principal,
+    ) -> Result<crate::auth::Principal, ApiError> {
+        let (user, organization) = (claimed.user, claimed.organization);
+        let role = match self.members().get(user, organization) {
+            Some(role) => role,
+            None => {
+                let role = crate::ledger::member_role(self.database(), organization, user).await?;
+                self.members().put(user, organization, role);
+                role
+            }
+        };
+        let role = role.ok_or(ApiError::Unauthorized(
+            "The user of this token no longer exists. Log in again.",
+        ))?;
+        Ok(crate::auth::Principal { role, ..claimed })
     }
 
     /// Reads the `Idempotency-Key` of a creating request: replays a stored
@@ -325,6 +362,24 @@ fn replayed(stored: Stored) -> Result<Response, ApiError> {
     }
 }
 
+/// Whether the body is declared JSON: `application/json` or a
+/// `application/<anything>+json` type, with any parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence
+            .get(..12)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case("application/"))
+            && essence.len() > 17
+            && essence[essence.len() - 5..].eq_ignore_ascii_case("+json")
+}
+
 /// The client's request id when it is reasonable, otherwise a new one.
 fn request_id(headers: &HeaderMap) -> String {
     headers
@@ -391,6 +446,28 @@ mod tests {
         );
         assert_eq!(request_id(&headers).len(), 32);
         assert_eq!(request_id(&HeaderMap::new()).len(), 32);
+    }
+
+    #[test]
+    fn only_json_bodies_are_json() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+            is_json(&headers)
+        };
+        assert!(with("application/json"));
+        assert!(with("Application/JSON; charset=utf-8"));
+        assert!(with("application/merge-patch+json"));
+        for other in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonp",
+            "application/+json",
+        ] {
+            assert!(!with(other), "{other}");
+        }
+        assert!(!is_json(&HeaderMap::new()));
     }
 
     #[tokio::test]

@@ -38,6 +38,7 @@ pub struct RouteDoc {
     pub(crate) body: Option<SchemaFn>,
     pub(crate) returns: Option<(u16, SchemaFn)>,
     pub(crate) query: Vec<(&'static str, &'static str, bool)>,
+    pub(crate) answers: Vec<(u16, &'static str)>,
 }
 
 fn reference<T: ToSchema>(components: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema> {
@@ -160,6 +161,12 @@ impl Route {
     /// Documents a JSON array answer on success.
     pub fn returns_list<T: ToSchema>(mut self, status: u16) -> Self {
         self.doc.returns = Some((status, list_of::<T>));
+        self
+    }
+
+    /// Documents an error answer particular to this route.
+    pub fn answers(mut self, status: u16, description: &'static str) -> Self {
+        self.doc.answers.push((status, description));
         self
     }
 

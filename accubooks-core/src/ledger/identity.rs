@@ -4,13 +4,15 @@
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use serde::Deserialize;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::accounts::{AccountType, validate_currency, validate_name};
-use super::sql::{BeginScoped, on_pool};
+use super::sql::{BeginScoped, in_scope, on_pool};
 use super::{LedgerError, LedgerResult};
-use crate::auth::{Principal, Role};
+use crate::auth::{AuthLimits, PasswordHashing, Principal, Role};
 use crate::db::Database;
 
 /// `POST /api/auth/register`.
@@ -64,9 +66,19 @@ pub const DEFAULT_CHART: &[(&str, &str, AccountType)] = &[
     ("5000", "Operating Expenses", AccountType::Expense),
 ];
 
-fn normalize_email(email: &str) -> LedgerResult<String> {
+/// The longest e-mail address accepted (RFC 5321's path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
+
+/// Trims and lowercases an e-mail address, or refuses one that is too long
+/// or not shaped like an address (422). Checked before anything else is
+/// done with it, so no limiter or query ever sees an unbounded one.
+pub fn normalize_email(email: &str) -> LedgerResult<String> {
+    // Measured before trimming too: a megabyte of spaces is no address.
+    if email.len() > 4 * MAX_EMAIL_LEN {
+        return Err(invalid_email());
+    }
     let email = email.trim().to_lowercase();
-    let valid = email.len() <= 254
+    let valid = email.len() <= MAX_EMAIL_LEN
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
                 && domain.contains('.')
@@ -77,11 +89,15 @@ fn normalize_email(email: &str) -> LedgerResult<String> {
     if valid {
         Ok(email)
     } else {
-        Err(LedgerError::invalid(
-            "INVALID_EMAIL",
-            "Give a valid e-mail address.",
-        ))
+        Err(invalid_email())
     }
+}
+
+fn invalid_email() -> LedgerError {
+    LedgerError::invalid(
+        "INVALID_EMAIL",
+        "Give a valid e-mail address (at most 254 characters).",
+    )
 }
 
 fn check_password(password: &str) -> LedgerResult<()> {
@@ -95,44 +111,53 @@ fn check_password(password: &str) -> LedgerResult<()> {
     }
 }
 
-async fn hash_password(password: String) -> LedgerResult<String> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|hash| hash.to_string())
-    })
-    .await
-    .ok()
-    .and_then(Result::ok)
-    .ok_or_else(|| LedgerError::Storage(crate::Error::Setup("password hashing failed".to_owned())))
+async fn hash_password(hashing: &PasswordHashing, password: String) -> LedgerResult<String> {
+    hashing
+        .run(move || {
+            Argon2::default()
+                .hash_password(password.as_bytes())
+                .map(|hash| hash.to_string())
+        })
+        .await?
+        .map_err(|_| {
+            LedgerError::Storage(crate::Error::Setup("password hashing failed".to_owned()))
+        })
 }
 
 /// A valid hash of a random password: verifying against it when the e-mail
 /// is unknown makes a failed login take as long whether or not the user exists.
 const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2Fw1fQ9FBSxDXLzvz8GVtOkeLS6yy3ugWgtWPbTRr4o";
 
-async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
+async fn verify_password(
+    hashing: &PasswordHashing,
+    password: String,
+    hash: String,
+) -> LedgerResult<bool> {
+    Ok(hashing
+        .run(move || {
+            PasswordHash::new(&hash)
+                .map(|parsed| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .await?)
 }
 
 /// Creates an organization, its owner and its default chart of accounts.
-pub async fn register(db: &Database, registration: Registration) -> LedgerResult<Principal> {
+pub async fn register(
+    db: &Database,
+    hashing: &PasswordHashing,
+    registration: Registration,
+) -> LedgerResult<Principal> {
     let email = normalize_email(&registration.email)?;
     check_password(&registration.password)?;
     validate_name(&registration.organization)?;
     let currency = registration.currency.unwrap_or_else(|| "USD".to_owned());
     validate_currency(&currency)?;
-    let hash = hash_password(registration.password).await?;
+    let hash = hash_password(hashing, registration.password).await?;
     let principal = Principal {
         user: Uuid::new_v4(),
         organization: Uuid::new_v4(),
@@ -189,10 +214,18 @@ pub async fn register(db: &Database, registration: Registration) -> LedgerResult
     }
 }
 
-/// Checks credentials. Fails the same way for an unknown e-mail and a wrong
-/// password.
-pub async fn login(db: &Database, credentials: Credentials) -> LedgerResult<Principal> {
-    let email = credentials.email.trim().to_lowercase();
+/// Checks credentials, spending an attempt of the client's and the e-mail
+/// address's budgets first. Fails the same way for an unknown e-mail and a
+/// wrong password (`INVALID_CREDENTIALS`).
+pub async fn login(
+    db: &Database,
+    hashing: &PasswordHashing,
+    limits: &AuthLimits,
+    client: Option<IpAddr>,
+    credentials: Credentials,
+) -> LedgerResult<Principal> {
+    let email = normalize_email(&credentials.email)?;
+    limits.check_login(client, &email)?;
     let found: Option<(String, String, String, String)> = db
         .run(|pool| async move {
             on_pool!(pool, p => {
@@ -209,17 +242,13 @@ pub async fn login(db: &Database, credentials: Credentials) -> LedgerResult<Prin
     let hash = found
         .as_ref()
         .map_or(DECOY_HASH.to_owned(), |f| f.2.clone());
-    let matches = verify_password(credentials.password, hash).await;
+    let matches = verify_password(hashing, credentials.password, hash).await?;
     let rejected = || LedgerError::Invalid {
         code: "INVALID_CREDENTIALS",
         message: "The e-mail address or the password is wrong.".to_owned(),
     };
     let (user, organization, _, role) = found.filter(|_| matches).ok_or_else(rejected)?;
-    let role = match role.as_str() {
-        "owner" => Role::Owner,
-        "accountant" => Role::Accountant,
-        _ => Role::Viewer,
-    };
+    let role = parse_role(&role);
     Ok(Principal {
         user: user.parse().map_err(|_| rejected())?,
         organization: organization.parse().map_err(|_| rejected())?,
@@ -228,16 +257,17 @@ pub async fn login(db: &Database, credentials: Credentials) -> LedgerResult<Prin
 }
 
 /// Adds a user to the owner's organization.
-pub async fn create_user(db: &Database, organization: Uuid, new: NewUser) -> LedgerResult<Uuid> {
+pub async fn create_user(
+    db: &Database,
+    hashing: &PasswordHashing,
+    organization: Uuid,
+    new: NewUser,
+) -> LedgerResult<Uuid> {
     let email = normalize_email(&new.email)?;
     check_password(&new.password)?;
-    let hash = hash_password(new.password).await?;
+    let hash = hash_password(hashing, new.password).await?;
     let id = Uuid::new_v4();
-    let role = match new.role {
-        Role::Owner => "owner",
-        Role::Accountant => "accountant",
-        Role::Viewer => "viewer",
-    };
+    let role = role_name(new.role);
     let created = db
         .run(|pool| async move {
             let result: Result<_, sqlx::Error> = async {
@@ -273,6 +303,194 @@ pub async fn create_user(db: &Database, organization: Uuid, new: NewUser) -> Led
     }
 }
 
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Owner => "owner",
+        Role::Accountant => "accountant",
+        Role::Viewer => "viewer",
+    }
+}
+
+fn parse_role(name: &str) -> Role {
+    match name {
+        "owner" => Role::Owner,
+        "accountant" => Role::Accountant,
+        _ => Role::Viewer,
+    }
+}
+
+/// A user of an organization, as `GET /api/users` lists it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct User {
+    /// The user id (a token's `sub`).
+    #[schema(value_type = String, format = "uuid")]
+    pub id: Uuid,
+    /// E-mail address.
+    pub email: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// `PUT /api/users/{id}`: an owner changes a user's role.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChange {
+    /// The new role.
+    pub role: Role,
+}
+
+/// The current role of `user` in `organization`, `None` when no such user
+/// exists there (removed, or never was): what every request's access check
+/// trusts instead of the role its token claims.
+pub async fn member_role(
+    db: &Database,
+    organization: Uuid,
+    user: Uuid,
+) -> LedgerResult<Option<Role>> {
+    let (organization, user) = (organization.to_string(), user.to_string());
+    let role: Option<(String,)> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => in_scope!(p, &organization, tx => {
+                sqlx::query_as("SELECT role FROM users WHERE id = $1 AND organization_id = $2")
+                    .bind(&user)
+                    .bind(&organization)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }))
+        })
+        .await?;
+    Ok(role.map(|(name,)| parse_role(&name)))
+}
+
+/// The users of `organization`, by e-mail address.
+pub async fn list_users(db: &Database, organization: Uuid) -> LedgerResult<Vec<User>> {
+    let organization = organization.to_string();
+    let rows: Vec<(String, String, String)> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => in_scope!(p, &organization, tx => {
+                sqlx::query_as("SELECT id, email, role FROM users WHERE organization_id = $1 ORDER BY email")
+                    .bind(&organization)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }))
+        })
+        .await?;
+    rows.into_iter()
+        .map(|(id, email, role)| {
+            let id = id.parse().map_err(|_| {
+                LedgerError::Storage(crate::Error::Setup(format!("user id {id:?} is not a UUID")))
+            })?;
+            Ok(User {
+                id,
+                email,
+                role: parse_role(&role),
+            })
+        })
+        .collect()
+}
+
+/// What a change of the users of an organization found.
+enum Change {
+    Done(User),
+    Missing,
+    LastOwner,
+}
+
+/// Changes a user's role (`Some`) or removes the user (`None`), refusing to
+/// leave the organization without an owner. The first statement is a no-op
+/// update of the organization's row: it serializes changes of one
+/// organization's users on both backends (a row lock on PostgreSQL, the
+/// write lock on SQLite), so two owners demoting each other at once cannot
+/// both succeed.
+async fn change_user(
+    db: &Database,
+    organization: Uuid,
+    user: Uuid,
+    role: Option<Role>,
+) -> LedgerResult<User> {
+    let (org, id) = (organization.to_string(), user.to_string());
+    let change = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                let mut tx = p.begin_for(&org).await?;
+                sqlx::query("UPDATE organizations SET name = name WHERE id = $1")
+                    .bind(&org)
+                    .execute(&mut *tx)
+                    .await?;
+                let found: Option<(String, String)> = sqlx::query_as(
+                    "SELECT email, role FROM users WHERE id = $1 AND organization_id = $2",
+                )
+                .bind(&id)
+                .bind(&org)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((email, current)) = found else {
+                    return Ok(Change::Missing);
+                };
+                let (owners,): (i64,) = sqlx::query_as(
+                    "SELECT count(*) FROM users WHERE organization_id = $1 AND role = 'owner'",
+                )
+                .bind(&org)
+                .fetch_one(&mut *tx)
+                .await?;
+                if current == "owner" && role != Some(Role::Owner) && owners <= 1 {
+                    return Ok(Change::LastOwner);
+                }
+                match role {
+                    Some(role) => {
+                        sqlx::query("UPDATE users SET role = $1 WHERE id = $2 AND organization_id = $3")
+                            .bind(role_name(role))
+                            .bind(&id)
+                            .bind(&org)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    None => {
+                        sqlx::query("DELETE FROM users WHERE id = $1 AND organization_id = $2")
+                            .bind(&id)
+                            .bind(&org)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(Change::Done(User {
+                    id: user,
+                    email,
+                    role: role.unwrap_or_else(|| parse_role(&current)),
+                }))
+            })
+        })
+        .await?;
+    match change {
+        Change::Done(user) => Ok(user),
+        Change::Missing => Err(LedgerError::NotFound(
+            "No user with this id exists in the organization.".to_owned(),
+        )),
+        Change::LastOwner => Err(LedgerError::Conflict {
+            code: "LAST_OWNER",
+            message: "This is the organization's last owner: make another user an owner first."
+                .to_owned(),
+        }),
+    }
+}
+
+/// Gives `user` a new role; the last owner cannot be demoted (409 `LAST_OWNER`).
+pub async fn set_role(
+    db: &Database,
+    organization: Uuid,
+    user: Uuid,
+    role: Role,
+) -> LedgerResult<User> {
+    change_user(db, organization, user, Some(role)).await
+}
+
+/// Removes `user`; the last owner cannot be removed (409 `LAST_OWNER`).
+/// Returns the user as it was.
+pub async fn remove_user(db: &Database, organization: Uuid, user: Uuid) -> LedgerResult<User> {
+    change_user(db, organization, user, None).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,18 +501,34 @@ mod tests {
             normalize_email(" Ann@Example.COM ").unwrap(),
             "ann@example.com"
         );
-        for bad in ["", "no-at", "@x.com", "a@b", "a b@c.com", "a@.com"] {
+        let long = format!("{}@example.com", "a".repeat(250));
+        let huge = format!("{}@example.com", "a".repeat(1_000_000));
+        for bad in [
+            "",
+            "no-at",
+            "@x.com",
+            "a@b",
+            "a b@c.com",
+            "a@.com",
+            &long,
+            &huge,
+        ] {
             assert!(normalize_email(bad).is_err(), "{bad:?}");
         }
     }
 
     #[tokio::test]
     async fn the_decoy_hash_parses_and_rejects() {
-        assert!(!verify_password("anything at all".to_owned(), DECOY_HASH.to_owned()).await);
-        let hash = hash_password("correct horse battery".to_owned())
+        let pool = PasswordHashing::new(1);
+        let verify = |password: &str, hash: String| {
+            let (pool, password) = (pool.clone(), password.to_owned());
+            async move { verify_password(&pool, password, hash).await.unwrap() }
+        };
+        assert!(!verify("anything at all", DECOY_HASH.to_owned()).await);
+        let hash = hash_password(&pool, "correct horse battery".to_owned())
             .await
             .unwrap();
-        assert!(verify_password("correct horse battery".to_owned(), hash.clone()).await);
-        assert!(!verify_password("wrong horse battery".to_owned(), hash).await);
+        assert!(verify("correct horse battery", hash.clone()).await);
+        assert!(!verify("wrong horse battery", hash).await);
     }
 }

@@ -24,7 +24,10 @@ pub use entries::{
     prepare_batch, reverse_entry,
 };
 pub use export::{EXPORT_TIME_LIMIT, ExportFormat, export_ledger};
-pub use identity::{Credentials, NewUser, Registration, create_user, login, register};
+pub use identity::{
+    Credentials, MAX_EMAIL_LEN, NewUser, Registration, RoleChange, User, create_user, list_users,
+    login, member_role, normalize_email, register, remove_user, set_role,
+};
 pub use invoices::{
     ArAging, Customer, Invoice, NewCreditNote, NewCustomer, NewInvoice, Settings, ar_aging,
     create_customer, create_invoice, credit_note, get_invoice, get_settings, issue_invoice,
@@ -58,6 +61,12 @@ pub enum LedgerError {
         /// What happened.
         message: String,
     },
+    /// Too many attempts from this client or for this key (429).
+    #[error(transparent)]
+    Throttled(#[from] crate::auth::Throttled),
+    /// Every password-hashing worker is busy (503, retry shortly).
+    #[error(transparent)]
+    HashingBusy(#[from] crate::auth::HashingBusy),
     /// The storage failed.
     #[error(transparent)]
     Storage(#[from] crate::Error),
@@ -79,6 +88,14 @@ impl From<LedgerError> for crate::http::ApiError {
             LedgerError::Invalid { code, message } => ApiError::Invalid { code, message },
             LedgerError::NotFound(message) => ApiError::NotFound(message),
             LedgerError::Conflict { code, message } => ApiError::Conflict { code, message },
+            LedgerError::Throttled(t) => ApiError::RateLimited {
+                retry_after: t.retry_after,
+            },
+            LedgerError::HashingBusy(_) => ApiError::Unavailable {
+                code: "SERVER_BUSY",
+                message: "The server is busy checking passwords. Retry in a second.",
+                retry_after: 1,
+            },
             LedgerError::Storage(err) => err.into(),
         }
     }

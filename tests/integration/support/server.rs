@@ -40,6 +40,8 @@ pub fn base_vars() -> Vec<(String, String)> {
             "SESSION_SECRET".into(),
             "test-session-secret-test-session-secret".into(),
         ),
+        // Every test registers from 127.0.0.1; the limit has its own test.
+        ("REGISTRATIONS_PER_HOUR".into(), "1000000".into()),
     ]
 }
 
@@ -108,10 +110,19 @@ impl TestServer {
         Self::serve(host, app).await
     }
 
-    /// Serves an already built instance.
-    pub async fn serve(host: Host, app: AccuBooks) -> TestServer {
+    /// Like [`TestServer::start`], but mounted the way an embedding host
+    /// mounts AccuBooks beside its own routes (`router`/`filter` under the
+    /// framework's plain server): the host's server, not the instance,
+    /// decides when to stop, so a draining instance is still seen answering.
+    pub async fn start_mounted(host: Host, vars: Vec<(String, String)>) -> TestServer {
+        init_logs();
+        let config = Config::from_vars(vars).expect("test configuration is valid");
+        let app = AccuBooks::builder(config)
+            .build()
+            .await
+            .expect("the instance builds");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
         let task = match host {
             Host::Axum => {
                 let service = accubooks_axum::standalone(app.clone())
@@ -127,6 +138,26 @@ impl TestServer {
                 })
             }
         };
+        TestServer {
+            app,
+            base: format!("http://{addr}"),
+            client: client(),
+            task,
+        }
+    }
+
+    /// Serves an already built instance with the host adapter's own
+    /// `serve`, as the standalone servers do (connection bounds included).
+    pub async fn serve(host: Host, app: AccuBooks) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let served = app.clone();
+        let task = tokio::spawn(async move {
+            match host {
+                Host::Axum => accubooks_axum::serve(served, listener).await.unwrap(),
+                Host::Warp => accubooks_warp::serve(served, listener).await.unwrap(),
+            }
+        });
         TestServer {
             app,
             base: format!("http://{addr}"),
@@ -163,8 +194,50 @@ impl TestServer {
             .unwrap()
     }
 
-    /// A valid token of a fresh organization with `role`.
-    pub fn token(&self, role: Role) -> String {
+    /// A token of a fresh organization with `role` whose user exists in
+    /// the books (created through the core, as registration does).
+    pub async fn user_token(&self, role: Role) -> String {
+        let app = &self.app;
+        let registration = serde_json::from_value(serde_json::json!({
+            "email": format!("owner-{}@example.com", Uuid::new_v4().simple()),
+            "password": "correct horse battery",
+            "organization": "Test Books",
+        }))
+        .unwrap();
+        let owner =
+            accubooks_core::ledger::register(app.database(), app.password_hashing(), registration)
+                .await
+                .expect("registration succeeds (is the database up?)");
+        let principal = if role == Role::Owner {
+            owner
+        } else {
+            let new = serde_json::from_value(serde_json::json!({
+                "email": format!("user-{}@example.com", Uuid::new_v4().simple()),
+                "password": "correct horse battery",
+                "role": role,
+            }))
+            .unwrap();
+            let user = accubooks_core::ledger::create_user(
+                app.database(),
+                app.password_hashing(),
+                owner.organization,
+                new,
+            )
+            .await
+            .unwrap();
+            Principal {
+                user,
+                role,
+                ..owner
+            }
+        };
+        app.tokens().issue(principal, Duration::from_secs(600))
+    }
+
+    /// A validly signed token of a user who does not exist: enough where
+    /// the answer comes before the user is looked up (a 503 during a
+    /// database outage), and answered 401 everywhere else.
+    pub fn token_of_nobody(&self, role: Role) -> String {
         self.app.tokens().issue(
             Principal {
                 user: Uuid::new_v4(),
