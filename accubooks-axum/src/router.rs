@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use accubooks_core::AccuBooks;
@@ -6,7 +6,7 @@ use accubooks_core::connections::{ClientAddr, serve_connections};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::routing::{MethodFilter, on};
+use axum::routing::any;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -14,33 +14,20 @@ use tower::ServiceExt;
 /// A router serving every route of the core's table, to `merge` or `nest`
 /// beside the host's own routes (it works with any host state type).
 ///
-/// Paths outside the table are left to the host. The client's address
-/// reaches the core (for the metrics access rule) when the host serves with
-/// `into_make_service_with_connect_info::<SocketAddr>()`.
+/// Every method of a path in the table goes to the core, so a wrong method
+/// is the core's JSON `405` with `Allow`, as on every host. Paths outside the
+/// table are left to the host. The client's address reaches the core (for
+/// the metrics access rule) when the host serves with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, or through [`serve`].
 pub fn router<S>(app: AccuBooks) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    let mut by_path: BTreeMap<&'static str, MethodFilter> = BTreeMap::new();
-    for route in app.routes().iter() {
-        let Ok(filter) = MethodFilter::try_from(route.method().clone()) else {
-            tracing::warn!(method = %route.method(), path = route.path(), "axum cannot route this method");
-            continue;
-        };
-        by_path
-            .entry(route.path())
-            .and_modify(|f| *f = f.or(filter))
-            .or_insert(filter);
-    }
-    by_path
-        .into_iter()
-        .fold(Router::new(), |router, (path, filter)| {
-            let app = app.clone();
-            router.route(
-                path,
-                on(filter, move |request: Request| forward(app, request)),
-            )
-        })
+    let paths: BTreeSet<&'static str> = app.routes().iter().map(|route| route.path()).collect();
+    paths.into_iter().fold(Router::new(), |router, path| {
+        let app = app.clone();
+        router.route(path, any(move |request: Request| forward(app, request)))
+    })
 }
 
 /// [`router`] plus a fallback that lets the core answer every other path

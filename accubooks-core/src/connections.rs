@@ -43,6 +43,40 @@ use crate::config::Limits;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// A host's application as a service of hyper's requests: what an axum
+/// `Router` (through `tower::service_fn`) and `warp::service` give.
+pub trait HostService:
+    tower_service::Service<
+        http::Request<Incoming>,
+        Response = http::Response<Self::Body>,
+        Error = Self::Failure,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+    /// The response body.
+    type Body: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+    /// The error of the service (hosts' are `Infallible`).
+    type Failure: Into<BoxError>;
+}
+
+impl<S, B> HostService for S
+where
+    S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+{
+    type Body = B;
+    type Failure = S::Error;
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What a client over `MAX_CONNECTIONS` is told before it is disconnected.
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 98\r\n\r\n\
@@ -51,21 +85,13 @@ content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent
 /// Serves `service` on every connection `listener` accepts, within
 /// `limits`, until `shutdown` resolves; then stops accepting and returns
 /// once every open connection has finished.
-pub async fn serve_connections<S, B>(
+pub async fn serve_connections<S>(
     listener: TcpListener,
     limits: Limits,
     service: S,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HostService,
 {
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let (closing, closing_seen) = watch::channel(());
@@ -104,22 +130,12 @@ pub async fn serve_connections<S, B>(
     closing.closed().await;
 }
 
-async fn serve_one<S, B>(
+async fn serve_one<S: HostService>(
     stream: TcpStream,
     service: Tracked<S>,
     limits: Limits,
     mut closing: watch::Receiver<()>,
-) where
-    S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) {
     let activity = Arc::clone(&service.activity);
     let io = TokioIo::new(Counted {
         inner: stream,

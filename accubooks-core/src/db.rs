@@ -132,6 +132,9 @@ impl Database {
     ///   abandoned and reported as a timeout;
     /// - a connection-class error marks the database unavailable at once and
     ///   becomes [`Error::DatabaseUnavailable`];
+    /// - an operation still running (or waiting for a pooled connection)
+    ///   when the database becomes known to be down is abandoned at once
+    ///   with [`Error::DatabaseUnavailable`];
     /// - any other database error is returned as [`Error::Query`].
     pub async fn run<T, F, Fut>(&self, operation: F) -> Result<T>
     where
@@ -149,6 +152,51 @@ impl Database {
         F: FnOnce(Pool) -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
+        self.guarded(limit, true, operation).await
+    }
+
+    /// [`Database::run`] for the committer's group transactions, which are
+    /// not abandoned when an outage is declared meanwhile: their answer
+    /// acknowledges a commit, so they end only by committing or by failing
+    /// (a connection error, the time limit).
+    pub(crate) async fn run_to_completion<T, F, Fut>(&self, operation: F) -> Result<T>
+    where
+        F: FnOnce(Pool) -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        self.guarded(self.inner.config.statement_timeout, false, operation)
+            .await
+    }
+
+    /// Waits for `begin` (taking a pooled connection and opening a
+    /// transaction, so nothing is written yet) unless an outage is declared
+    /// meanwhile: then fails at once, as a pool timeout would after
+    /// `DB_CONNECT_TIMEOUT_MS`. For operations that are not abandoned
+    /// otherwise ([`Database::run_to_completion`]).
+    pub(crate) async fn begin_unless_down<T>(
+        &self,
+        begin: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, sqlx::Error> {
+        match self.inner.dependency.get() {
+            Some(dep) => tokio::select! {
+                biased;
+                begun = begin => begun,
+                () = dep.until_unavailable() => Err(sqlx::Error::PoolTimedOut),
+            },
+            None => begin.await,
+        }
+    }
+
+    async fn guarded<T, F, Fut>(
+        &self,
+        limit: Duration,
+        abandon_on_outage: bool,
+        operation: F,
+    ) -> Result<T>
+    where
+        F: FnOnce(Pool) -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
         let dependency = self.inner.dependency.get();
         if let Some(dep) = dependency
             && !dep.is_available()
@@ -159,7 +207,18 @@ impl Database {
                 .unwrap_or(Fault::temporary("NOT_CONNECTED"));
             return Err(Error::DatabaseUnavailable(fault));
         }
-        let outcome = tokio::time::timeout(limit, operation(self.pool().clone())).await;
+        let work = tokio::time::timeout(limit, operation(self.pool().clone()));
+        let outcome = match dependency.filter(|_| abandon_on_outage) {
+            Some(dep) => tokio::select! {
+                biased;
+                outcome = work => outcome,
+                () = dep.until_unavailable() => {
+                    let fault = dep.state().last_error.unwrap_or(Fault::temporary("NOT_CONNECTED"));
+                    return Err(Error::DatabaseUnavailable(fault));
+                }
+            },
+            None => work.await,
+        };
         match outcome {
             Ok(Ok(value)) => {
                 if let Some(dep) = dependency {

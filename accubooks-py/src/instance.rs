@@ -268,14 +268,7 @@ impl Instance {
                 None,
                 credentials,
             )
-            .await
-            .map_err(|err| match ApiError::from(err) {
-                ApiError::Invalid {
-                    code: "INVALID_CREDENTIALS",
-                    ..
-                } => ApiError::Unauthorized("The e-mail address or the password is wrong."),
-                other => other,
-            })?;
+            .await?;
             Ok(Org::from_principal(principal))
         })
         .await

@@ -11,28 +11,6 @@ use serde_json::{Value, json};
 use crate::support::server::{Host, TestServer, base_vars, median, set};
 use crate::support::services::{Postgres, Redis};
 
-/// Generates one `#[tokio::test]` per host for each case.
-macro_rules! on_every_host {
-    ($($case:ident),* $(,)?) => {
-        mod axum_host {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Host::Axum).await
-                }
-            )*
-        }
-        mod warp_host {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Host::Warp).await
-                }
-            )*
-        }
-    };
-}
-
 on_every_host!(
     live_answers_alive,
     ready_turns_ready_then_draining,
@@ -329,13 +307,30 @@ async fn unknown_paths_and_methods_are_json_errors(host: Host) {
     let missing = server.get("/api/no-such-thing").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert_eq!(missing.json::<Value>().await.unwrap()["code"], "NOT_FOUND");
-    let wrong = server
-        .client
-        .delete(format!("{}/api/monitoring/live", server.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
+    // Served standalone and mounted in a host's own router alike.
+    let mounted = TestServer::start_mounted(host, base_vars()).await;
+    for server in [&server, &mounted] {
+        for (method, path, allow) in [
+            (http::Method::DELETE, "/api/accounts", "GET, POST"),
+            (http::Method::PUT, "/api/monitoring/live", "GET"),
+        ] {
+            let wrong = server
+                .client
+                .request(method.clone(), format!("{}{path}", server.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                wrong.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert_eq!(wrong.headers()["allow"], allow, "{method} {path}");
+            let body: Value = wrong.json().await.unwrap();
+            assert_eq!(body["code"], "METHOD_NOT_ALLOWED", "{method} {path}");
+            assert!(body["request_id"].is_string());
+        }
+    }
 }
 
 async fn oversized_bodies_are_refused_with_413(host: Host) {

@@ -417,3 +417,109 @@ async fn stripe_and_plaid_outages_are_seen_and_healed() {
     );
     assert_eq!(health["dependencies"]["plaid"]["status"], "disabled");
 }
+
+/// Requests already waiting for a pooled connection when PostgreSQL dies are
+/// answered 503 as soon as the outage is known, not after their own
+/// `DB_CONNECT_TIMEOUT_MS` (here 8 s): reads and postings, on both hosts.
+async fn waiters_are_answered_when_the_outage_is_known(host: Host) {
+    let mut pg = Postgres::start().await;
+    let server = Arc::new(
+        server_on(
+            host,
+            &pg,
+            &[
+                ("DB_POOL_MAX", "1"),
+                ("DB_POOL_MIN", "1"),
+                ("DB_CONNECT_TIMEOUT_MS", "8000"),
+                ("REQUEST_TIMEOUT_MS", "20000"),
+            ],
+        )
+        .await,
+    );
+    server
+        .wait_for_dependency("database", "connected", Duration::from_secs(10))
+        .await;
+    let token = Arc::new(server.user_token(Role::Accountant).await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    // Sixteen clients on one pooled connection: at any moment most of them
+    // wait for it.
+    let clients: Vec<_> = (0..16)
+        .map(|n| {
+            let (server, token, stop) = (server.clone(), token.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = started.elapsed();
+                    let request = if n % 2 == 0 {
+                        server.client.get(format!("{}/api/accounts", server.base))
+                    } else {
+                        server
+                            .client
+                            .post(format!("{}/api/journal-entries", server.base))
+                            .json(&json!({"date": "2026-01-31", "lines": [
+                                {"account": "1000", "debit": "1.00"},
+                                {"account": "4000", "credit": "1.00"}]}))
+                    };
+                    let status = match request.bearer_auth(token.as_str()).send().await {
+                        Ok(response) => response.status(),
+                        Err(_) => StatusCode::BAD_GATEWAY,
+                    };
+                    seen.push(Answer {
+                        sent,
+                        answered: started.elapsed(),
+                        status,
+                    });
+                }
+                seen
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed_at = started.elapsed();
+    pg.kill();
+    server
+        .wait_for_dependency("database", "unavailable", Duration::from_secs(10))
+        .await;
+    let known_at = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut seen = Vec::new();
+    for client in clients {
+        seen.extend(client.await.unwrap());
+    }
+    let unexpected: Vec<_> = seen
+        .iter()
+        .filter(|a| !matches!(a.status.as_u16(), 200 | 201 | 503))
+        .collect();
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+    // Every request in flight at the kill was answered soon after the
+    // outage was known.
+    let last_in_flight = seen
+        .iter()
+        .filter(|a| a.sent <= killed_at)
+        .map(|a| a.answered)
+        .max()
+        .unwrap();
+    eprintln!(
+        "figure: {host:?} killed at {killed_at:?}, known down at {known_at:?}, last request in flight answered at {last_in_flight:?}"
+    );
+    assert!(
+        last_in_flight < known_at + Duration::from_secs(2),
+        "answered at {last_in_flight:?}, outage known at {known_at:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|a| a.status == StatusCode::SERVICE_UNAVAILABLE)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_answered_when_the_outage_is_known_on_axum() {
+    waiters_are_answered_when_the_outage_is_known(Host::Axum).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_answered_when_the_outage_is_known_on_warp() {
+    waiters_are_answered_when_the_outage_is_known(Host::Warp).await;
+}

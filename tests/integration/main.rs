@@ -27,6 +27,28 @@ macro_rules! on_every_store {
     };
 }
 
+/// Generates one `#[tokio::test]` per host for each case.
+macro_rules! on_every_host {
+    ($($case:ident),* $(,)?) => {
+        mod axum_host {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Host::Axum).await
+                }
+            )*
+        }
+        mod warp_host {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Host::Warp).await
+                }
+            )*
+        }
+    };
+}
+
 mod books;
 mod contract;
 mod export;

@@ -127,6 +127,8 @@ pub struct Dependency {
     // path is one atomic load.
     available: AtomicBool,
     wake: Notify,
+    // Wakes every operation waiting on this dependency when it goes down.
+    went_down: Notify,
     metrics: Metrics,
 }
 
@@ -194,7 +196,27 @@ impl Dependency {
         if transition.reprobe_now || (transition.changed && !self.is_available()) {
             self.wake.notify_one();
         }
+        if transition.changed && !self.is_available() {
+            self.went_down.notify_waiters();
+        }
         transition
+    }
+
+    /// Resolves once the dependency is not available: at once if it is not
+    /// now, else when it goes down. Operations race their work against it,
+    /// so that those already waiting (for a pooled connection, say) are
+    /// answered as soon as an outage is known, not at their own timeout.
+    pub async fn until_unavailable(&self) {
+        loop {
+            let notified = self.went_down.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check, so a change in between is seen.
+            notified.as_mut().enable();
+            if !self.is_available() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Reports a successful use by real traffic. Cheap while connected: only
@@ -282,6 +304,7 @@ impl Registry {
                 state: Mutex::new(state),
                 available: AtomicBool::new(false),
                 wake: Notify::new(),
+                went_down: Notify::new(),
                 metrics: metrics.clone(),
             }));
         }

@@ -105,14 +105,7 @@ async fn login(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
         client(&request),
         credentials,
     )
-    .await
-    .map_err(|err| match ApiError::from(err) {
-        ApiError::Invalid {
-            code: "INVALID_CREDENTIALS",
-            ..
-        } => ApiError::Unauthorized("The e-mail address or the password is wrong."),
-        other => other,
-    })?;
+    .await?;
     let token = app.tokens().issue(principal, TOKEN_LIFETIME);
     Ok(json_response(StatusCode::OK, &json!({"token": token})))
 }

@@ -25,10 +25,15 @@ pub enum ApiError {
     /// 404: no such route, or no such record in this organization.
     #[error("{0}")]
     NotFound(String),
-    /// 405: the path exists, the method does not. Holds the method's metric
-    /// label (a known method or `OTHER`), never the client's unbounded text.
-    #[error("This path does not accept the {0} method.")]
-    MethodNotAllowed(&'static str),
+    /// 405: the path exists, the method does not.
+    #[error("This path does not accept the {method} method; it accepts {allow}.")]
+    MethodNotAllowed {
+        /// The method's metric label (a known method or `OTHER`), never the
+        /// client's unbounded text.
+        method: &'static str,
+        /// The methods the path accepts, for the `Allow` header.
+        allow: String,
+    },
     /// 409: the request conflicts with the current state.
     #[error("{message}")]
     Conflict {
@@ -120,7 +125,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -142,7 +147,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "UNAUTHORIZED",
             ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::NotFound(_) => "NOT_FOUND",
-            ApiError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
+            ApiError::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
             ApiError::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             ApiError::Conflict { code, .. }
             | ApiError::Invalid { code, .. }
@@ -179,6 +184,10 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        } else if let ApiError::MethodNotAllowed { allow, .. } = &self
+            && let Ok(value) = HeaderValue::from_str(allow)
+        {
+            response.headers_mut().insert(header::ALLOW, value);
         } else if let ApiError::Timeout { .. } = self {
             response
                 .headers_mut()

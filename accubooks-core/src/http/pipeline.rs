@@ -127,10 +127,11 @@ impl AccuBooks {
     {
         let (route, params) = match lookup {
             Lookup::Found(route, params) => (route, params),
-            Lookup::WrongMethod => {
-                return Err(ApiError::MethodNotAllowed(crate::metrics::method_label(
-                    &parts.method,
-                )));
+            Lookup::WrongMethod(allow) => {
+                return Err(ApiError::MethodNotAllowed {
+                    method: crate::metrics::method_label(&parts.method),
+                    allow,
+                });
             }
             Lookup::Missing => {
                 return Err(ApiError::NotFound("No route matches this path.".to_owned()));

@@ -195,7 +195,8 @@ impl Route {
 /// The result of looking a request up.
 pub(crate) enum Lookup<'a> {
     Found(&'a Route, Vec<(String, String)>),
-    WrongMethod,
+    /// The path exists under other methods: these, as an `Allow` value.
+    WrongMethod(String),
     Missing,
 }
 
@@ -239,7 +240,14 @@ impl RouteTable {
             return Lookup::Found(&self.routes[*found.value], params);
         }
         if self.paths.at(path).is_ok() {
-            Lookup::WrongMethod
+            let mut allowed: Vec<&str> = self
+                .by_method
+                .iter()
+                .filter(|(_, router)| router.at(path).is_ok())
+                .map(|(method, _)| method.as_str())
+                .collect();
+            allowed.sort_unstable();
+            Lookup::WrongMethod(allowed.join(", "))
         } else {
             Lookup::Missing
         }

@@ -287,10 +287,10 @@ fn plan<'a>(jobs: &[&'a Job]) -> Plan<'a> {
 async fn write(db: &Database, jobs: &[&Job]) -> Result<Vec<Vec<i64>>, WriteError> {
     let plan = plan(jobs);
     let outcome = db
-        .run(|pool| async {
+        .run_to_completion(|pool| async {
             let ids = match pool {
-                Pool::Postgres(pool) => write_postgres(&pool, &plan, jobs).await,
-                Pool::Sqlite(pool) => write_sqlite(&pool, &plan, jobs).await,
+                Pool::Postgres(pool) => write_postgres(db, &pool, &plan, jobs).await,
+                Pool::Sqlite(pool) => write_sqlite(db, &pool, &plan, jobs).await,
             };
             // Connection-class errors must reach the guard, so only they
             // travel as Err; query errors are sorted out below.
@@ -422,6 +422,7 @@ macro_rules! apply_effects {
 }
 
 async fn write_postgres(
+    db: &Database,
     pool: &sqlx::PgPool,
     plan: &Plan<'_>,
     jobs: &[&Job],
@@ -430,7 +431,9 @@ async fn write_postgres(
     // organizations (a group may hold several): `begin_for` runs
     // `set_config('accubooks.organization', …, true)` right after BEGIN.
     let organizations: Vec<&str> = plan.organizations.iter().copied().collect();
-    let mut tx = pool.begin_for(&organizations.join(",")).await?;
+    let mut tx = db
+        .begin_unless_down(pool.begin_for(&organizations.join(",")))
+        .await?;
     let count = i64::try_from(plan.entries.len()).unwrap_or(i64::MAX);
     let ids: Vec<i64> = sqlx::query_scalar(
         // The sequence is looked up once: pg_get_serial_sequence is only
@@ -524,12 +527,15 @@ async fn write_postgres(
 const SQLITE_ROWS: usize = 2000;
 
 async fn write_sqlite(
+    db: &Database,
     pool: &sqlx::SqlitePool,
     plan: &Plan<'_>,
     jobs: &[&Job],
 ) -> Result<Vec<Vec<i64>>, sqlx::Error> {
     // IMMEDIATE takes the write lock up front: the ids below are then ours.
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = db
+        .begin_unless_down(pool.begin_with("BEGIN IMMEDIATE"))
+        .await?;
     // Stands in for journal_lines' foreign key to accounts, as on PostgreSQL.
     let accounts = serde_json::to_string(&plan.accounts).expect("ids serialize");
     let found: i64 = sqlx::query_scalar(

@@ -216,7 +216,7 @@ pub async fn register(
 
 /// Checks credentials, spending an attempt of the client's and the e-mail
 /// address's budgets first. Fails the same way for an unknown e-mail and a
-/// wrong password (`INVALID_CREDENTIALS`).
+/// wrong password ([`LedgerError::InvalidCredentials`]).
 pub async fn login(
     db: &Database,
     hashing: &PasswordHashing,
@@ -243,10 +243,7 @@ pub async fn login(
         .as_ref()
         .map_or(DECOY_HASH.to_owned(), |f| f.2.clone());
     let matches = verify_password(hashing, credentials.password, hash).await?;
-    let rejected = || LedgerError::Invalid {
-        code: "INVALID_CREDENTIALS",
-        message: "The e-mail address or the password is wrong.".to_owned(),
-    };
+    let rejected = || LedgerError::InvalidCredentials;
     let (user, organization, _, role) = found.filter(|_| matches).ok_or_else(rejected)?;
     let role = parse_role(&role);
     Ok(Principal {

@@ -61,6 +61,9 @@ pub enum LedgerError {
         /// What happened.
         message: String,
     },
+    /// Login with an unknown e-mail address or a wrong password (401).
+    #[error("The e-mail address or the password is wrong.")]
+    InvalidCredentials,
     /// Too many attempts from this client or for this key (429).
     #[error(transparent)]
     Throttled(#[from] crate::auth::Throttled),
@@ -88,6 +91,9 @@ impl From<LedgerError> for crate::http::ApiError {
             LedgerError::Invalid { code, message } => ApiError::Invalid { code, message },
             LedgerError::NotFound(message) => ApiError::NotFound(message),
             LedgerError::Conflict { code, message } => ApiError::Conflict { code, message },
+            LedgerError::InvalidCredentials => {
+                ApiError::Unauthorized("The e-mail address or the password is wrong.")
+            }
             LedgerError::Throttled(t) => ApiError::RateLimited {
                 retry_after: t.retry_after,
             },
