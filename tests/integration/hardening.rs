@@ -25,6 +25,7 @@ on_every_host!(
 );
 
 on_every_store!(
+    text_with_nul_is_refused_and_changes_nothing,
     tokens_follow_their_user,
     two_owners_demoting_each_other_leave_one_owner,
 );
@@ -739,4 +740,52 @@ async fn two_owners_demoting_each_other_leave_one_owner(store: Store) {
         assert_eq!(owners, 1, "round {round}: {statuses:?} {users}");
         let _ = Role::Owner;
     }
+}
+
+async fn text_with_nul_is_refused_and_changes_nothing(store: Store) {
+    let books = Books::start(store).await;
+    let owner = books.register("nul@text.test", "USD").await;
+    let before = books.trial_balance(&owner, "2026-12-31").await;
+    let line = |code: &str| json!([{"account": code, "debit": "1.00"}, {"account": "4000", "credit": "1.00"}]);
+    let cases = [
+        (
+            "/api/journal-entries",
+            json!({"date": "2026-01-31", "lines": line("10\u{0}00")}),
+        ),
+        (
+            "/api/journal-entries",
+            json!({"date": "2026-01-31", "memo": "a\u{0}b", "lines": line("1000")}),
+        ),
+        (
+            "/api/journal-entries/batch",
+            json!({"entries": [{"date": "2026-01-31", "lines": line("1000\u{0}")}]}),
+        ),
+        (
+            "/api/accounts",
+            json!({"code": "7\u{0}", "name": "Nul", "type": "asset", "currency": "USD"}),
+        ),
+        ("/api/customers", json!({"name": "Nul\u{0} Ltd"})),
+    ];
+    for (path, body) in cases {
+        let (status, answer) = books.call("POST", path, Some(&owner), Some(body)).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("INVALID_TEXT")),
+            "{path}: {answer}"
+        );
+    }
+    let (status, _) = books
+        .call(
+            "GET",
+            "/api/reports/trial-balance?as_of=2026%0012-31",
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(books.trial_balance(&owner, "2026-12-31").await, before);
+    let (_, customers) = books
+        .call("GET", "/api/customers", Some(&owner), None)
+        .await;
+    assert_eq!(customers, json!([]));
 }

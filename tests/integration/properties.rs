@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use accubooks_core::auth::Principal;
-use accubooks_core::ledger::{self, EntryInput, LineInput, NewCustomer, NewInvoice, Registration};
+use accubooks_core::ledger::{
+    self, EntryInput, LedgerError, LineInput, NewCustomer, NewInvoice, Registration,
+};
 use accubooks_core::money::AmountText;
 use accubooks_core::{AccuBooks, Config};
 use proptest::prelude::*;
@@ -95,6 +97,8 @@ async fn run(ops: Vec<Op>) {
     .await
     .unwrap();
     let mut entries: Vec<i64> = Vec::new();
+    let mut reversed = std::collections::HashSet::new();
+    let mut reversals = std::collections::HashSet::new();
     let mut invoices: Vec<i64> = Vec::new();
     for op in ops {
         match op {
@@ -131,9 +135,29 @@ async fn run(ops: Vec<Op>) {
                     continue;
                 }
                 let id = entries[nth % entries.len()];
-                // Already reversed or itself a reversal: refused, and nothing changes.
-                if let Ok(mirror) = ledger::reverse_entry(db, &org, id, None).await {
-                    entries.extend(app.committer().post(vec![mirror], None).await.unwrap());
+                // Already reversed or itself a reversal: refused, and nothing
+                // changes; anything else must post its mirror.
+                let refusal = if reversed.contains(&id) {
+                    Some("ALREADY_REVERSED")
+                } else if reversals.contains(&id) {
+                    Some("CANNOT_REVERSE_REVERSAL")
+                } else {
+                    None
+                };
+                let reversal = ledger::reverse_entry(db, &org, id, None).await;
+                match (refusal, reversal) {
+                    (None, Ok(mirror)) => {
+                        let posted = app.committer().post(vec![mirror], None).await.unwrap();
+                        reversed.insert(id);
+                        reversals.extend(posted.iter().copied());
+                        entries.extend(posted);
+                    }
+                    (Some(expected), Err(LedgerError::Conflict { code, .. })) => {
+                        assert_eq!(code, expected, "reversing entry {id}");
+                    }
+                    (expected, outcome) => {
+                        panic!("reversing entry {id}: expected {expected:?}, got {outcome:?}")
+                    }
                 }
             }
             Op::Invoice {
@@ -164,7 +188,7 @@ async fn run(ops: Vec<Op>) {
                 }))
                 .unwrap();
                 let draft = ledger::create_invoice(db, &org, new, None).await.unwrap();
-                if ledger::issue_invoice(
+                let issued = ledger::issue_invoice(
                     db,
                     app.committer(),
                     &org,
@@ -172,10 +196,16 @@ async fn run(ops: Vec<Op>) {
                     Some("2026-02-01"),
                     None,
                 )
-                .await
-                .is_ok()
-                {
-                    invoices.push(draft.id);
+                .await;
+                // Only an invoice totalling zero (every price zero) is refused.
+                match issued {
+                    Ok(_) => invoices.push(draft.id),
+                    Err(LedgerError::Invalid { code, .. })
+                        if accubooks_core::money::parse_minor(&draft.total, 2).ok() == Some(0) =>
+                    {
+                        assert_eq!(code, "EMPTY_INVOICE");
+                    }
+                    Err(err) => panic!("issuing invoice {}: {err}", draft.id),
                 }
             }
             Op::Pay { nth, percent } => {

@@ -210,6 +210,18 @@ impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
         match err {
             Error::DatabaseUnavailable(_) => DATABASE_UNAVAILABLE,
+            // A value the database refuses (SQLSTATE class 22, "data
+            // exception": a NUL in text, a number out of range) is bad
+            // input that validation let through: a 422, never a 500.
+            Error::Query(sqlx::Error::Database(db))
+                if db.code().is_some_and(|code| code.starts_with("22")) =>
+            {
+                tracing::warn!(error = %db, "the database refused a value validation let through");
+                ApiError::invalid(
+                    "INVALID_VALUE",
+                    "A value of the request cannot be stored; check its text and number fields.",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "request failed");
                 ApiError::Internal

@@ -169,6 +169,14 @@ impl AccuBooks {
             if !body.is_empty() && !is_json(&parts.headers) {
                 return Err(ApiError::UnsupportedMediaType);
             }
+            // PostgreSQL refuses NUL in text: refuse it here, for every route
+            // and both backends alike.
+            if has_nul_escape(&body) || query_has_nul(parts.uri.query()) {
+                return Err(ApiError::invalid(
+                    "INVALID_TEXT",
+                    "Text may not contain the NUL character (\\u0000).",
+                ));
+            }
             // The idempotency steps query the database: their futures are
             // large and boxed, so that every other request's future stays
             // small (it is moved several times on its way through the host).
@@ -381,6 +389,29 @@ fn is_json(headers: &HeaderMap) -> bool {
             && essence[essence.len() - 5..].eq_ignore_ascii_case("+json")
 }
 
+/// Whether a JSON text holds the escape `\u0000` (JSON can carry NUL in no
+/// other way): a `u0000` after an odd run of backslashes.
+fn has_nul_escape(json: &[u8]) -> bool {
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        let run = json[i..].iter().take_while(|&&b| b == b'\\').count();
+        if run % 2 == 1 && json[i + run..].starts_with(b"u0000") {
+            return true;
+        }
+        i += run;
+    }
+    false
+}
+
+/// Whether a query string decodes to text with a NUL (`%00`).
+fn query_has_nul(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.as_bytes().windows(3).any(|w| w == b"%00"))
+}
+
 /// The client's request id when it is reasonable, otherwise a new one.
 fn request_id(headers: &HeaderMap) -> String {
     headers
@@ -447,6 +478,20 @@ mod tests {
         );
         assert_eq!(request_id(&headers).len(), 32);
         assert_eq!(request_id(&HeaderMap::new()).len(), 32);
+    }
+
+    #[test]
+    fn nul_escapes_are_found_and_only_they() {
+        assert!(has_nul_escape(br#"{"code":"10\u00000"}"#));
+        assert!(has_nul_escape(br#"{"a":"\\\u0000"}"#));
+        assert!(
+            !has_nul_escape(br#"{"a":"\\u0000"}"#),
+            "an escaped backslash, then text"
+        );
+        assert!(!has_nul_escape(br#"{"a":"\u0001 u0000"}"#));
+        assert!(!has_nul_escape(b"{}"));
+        assert!(query_has_nul(Some("as_of=2026%00")));
+        assert!(!query_has_nul(Some("as_of=2026-01-01")));
     }
 
     #[test]

@@ -54,8 +54,6 @@ pub enum Effect {
     },
     /// A payment settles part of an open invoice, posted by the job's entry.
     Pay {
-        /// The organization.
-        organization: String,
         /// The invoice.
         invoice_id: i64,
         /// Minor units.
@@ -338,37 +336,42 @@ fn answers<'a>(jobs: &[&'a Job], per_job: &[Vec<i64>]) -> Vec<(&'a IdempotencyKe
         .collect()
 }
 
-/// Applies the jobs' effects inside the open transaction `$tx`. A guard
-/// that matches no row fails the transaction with `RowNotFound`, which the
-/// caller reports as a state conflict. (A macro: the body is the same SQL for
+/// Applies the jobs' effects inside the open transaction `$tx`, each to a
+/// row of the organization of the job's entry (every statement names it:
+/// SQLite has no row-level security). A guard that matches no row fails the
+/// transaction with `RowNotFound`, which the caller reports as a state
+/// conflict. (A macro: the body is the same SQL for
 /// both backends' transaction types.)
 macro_rules! apply_effects {
     ($tx:expr, $jobs:expr, $per_job:expr) => {
         for (job, ids) in $jobs.iter().zip($per_job.iter()) {
             let Some(entry_id) = ids.first().copied() else { continue };
+            let organization = &job.entries[0].organization;
             for effect in &job.effects {
                 let changed = match effect {
                     Effect::Issue { invoice_id, date } => {
                         sqlx::query(
                             "UPDATE invoices SET status = 'issued', issue_date = $1, issue_entry_id = $2 \
-                             WHERE id = $3 AND status = 'draft'",
+                             WHERE id = $3 AND organization_id = $4 AND status = 'draft'",
                         )
                         .bind(date)
                         .bind(entry_id)
                         .bind(invoice_id)
+                        .bind(organization)
                         .execute(&mut *$tx)
                         .await?
                         .rows_affected()
                     }
-                    Effect::Pay { organization, invoice_id, amount, date } => {
+                    Effect::Pay { invoice_id, amount, date } => {
                         let changed = sqlx::query(
                             "UPDATE invoices SET paid = paid + $1, status = CASE \
                              WHEN total - credited - paid - $1 = 0 THEN 'paid' ELSE 'partially_paid' END \
-                             WHERE id = $2 AND status IN ('issued', 'partially_paid') \
+                             WHERE id = $2 AND organization_id = $3 AND status IN ('issued', 'partially_paid') \
                              AND total - credited - paid >= $1",
                         )
                         .bind(amount)
                         .bind(invoice_id)
+                        .bind(organization)
                         .execute(&mut *$tx)
                         .await?
                         .rows_affected();
@@ -391,11 +394,12 @@ macro_rules! apply_effects {
                         sqlx::query(
                             "UPDATE invoices SET credited = credited + $1, status = CASE \
                              WHEN total - credited - paid - $1 = 0 THEN 'paid' ELSE status END \
-                             WHERE id = $2 AND status IN ('issued', 'partially_paid') \
+                             WHERE id = $2 AND organization_id = $3 AND status IN ('issued', 'partially_paid') \
                              AND total - credited - paid >= $1",
                         )
                         .bind(amount)
                         .bind(invoice_id)
+                        .bind(organization)
                         .execute(&mut *$tx)
                         .await?
                         .rows_affected()
@@ -403,11 +407,12 @@ macro_rules! apply_effects {
                     Effect::Void { invoice_id, date } => {
                         sqlx::query(
                             "UPDATE invoices SET status = 'void', void_date = $1, void_entry_id = $2 \
-                             WHERE id = $3 AND status = 'issued' AND paid = 0 AND credited = 0",
+                             WHERE id = $3 AND organization_id = $4 AND status = 'issued' AND paid = 0 AND credited = 0",
                         )
                         .bind(date)
                         .bind(entry_id)
                         .bind(invoice_id)
+                        .bind(organization)
                         .execute(&mut *$tx)
                         .await?
                         .rows_affected()

@@ -373,12 +373,26 @@ struct Draft {
 /// id): evaluates to `Vec<Invoice>`, with `?` on query errors. (A macro:
 /// each backend's transaction is its own type.)
 macro_rules! read_invoices_in {
-    ($tx:expr, $sql:expr, $organization:expr, $only:expr, $today:expr) => {{
-        let rows = sqlx::query(sqlx::AssertSqlSafe($sql))
+    ($tx:expr, $organization:expr, $only:expr, $today:expr) => {{
+        let rows = sqlx::query(sqlx::AssertSqlSafe(invoice_query($only)))
             .bind($organization)
             .bind($only.unwrap_or(0))
             .fetch_all(&mut *$tx)
             .await?;
+        // Every line of those invoices in one query, not one per invoice.
+        let line_rows: Vec<(i64, String, String, i64, String, i64, i64)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(lines_query($only)))
+                .bind($organization)
+                .bind($only.unwrap_or(0))
+                .fetch_all(&mut *$tx)
+                .await?;
+        let mut lines_of: HashMap<i64, Vec<(String, String, i64, String, i64, i64)>> = HashMap::new();
+        for (invoice_id, description, quantity, unit_price, tax_rate, amount, tax) in line_rows {
+            lines_of
+                .entry(invoice_id)
+                .or_default()
+                .push((description, quantity, unit_price, tax_rate, amount, tax));
+        }
         let mut invoices = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: i64 = row.try_get("id")?;
@@ -399,13 +413,7 @@ macro_rules! read_invoices_in {
             } else {
                 0
             };
-            let lines: Vec<(String, String, i64, String, i64, i64)> = sqlx::query_as(
-                "SELECT description, quantity, unit_price, tax_rate, amount, tax FROM invoice_lines \
-                 WHERE invoice_id = $1 ORDER BY id",
-            )
-            .bind(id)
-            .fetch_all(&mut *$tx)
-            .await?;
+            let lines = lines_of.remove(&id).unwrap_or_default();
             invoices.push(Invoice {
                 id,
                 number: format!("{}-{id:06}", if kind == "invoice" { "INV" } else { "CN" }),
@@ -504,8 +512,7 @@ async fn insert_draft(
                     .execute(&mut *tx)
                     .await?;
                 }
-                let sql = invoice_query(Some(id));
-                let invoice = read_invoices_in!(tx, sql.as_str(), &draft.organization, Some(id), today)
+                let invoice = read_invoices_in!(tx, &draft.organization, Some(id), today)
                     .pop()
                     .ok_or(sqlx::Error::RowNotFound)?;
                 if let Some((key, render)) = idempotency {
@@ -586,13 +593,26 @@ const SELECT_INVOICE: &str = "SELECT id, kind, customer_id, credits_invoice, cur
      void_date, tax_rounding, subtotal, tax, total, paid, credited, issue_entry_id FROM invoices";
 
 /// The query [`read_invoices_in`] runs: one invoice, or the newest 1000.
-fn invoice_query(only: Option<i64>) -> String {
+/// The invoices to read: one (`$2`) or the newest thousand of the
+/// organization (`$1`).
+fn invoice_filter(only: Option<i64>) -> &'static str {
     match only {
-        Some(_) => format!("{SELECT_INVOICE} WHERE organization_id = $1 AND id = $2"),
-        None => format!(
-            "{SELECT_INVOICE} WHERE organization_id = $1 AND id > $2 ORDER BY id DESC LIMIT 1000"
-        ),
+        Some(_) => "WHERE organization_id = $1 AND id = $2",
+        None => "WHERE organization_id = $1 AND id > $2 ORDER BY id DESC LIMIT 1000",
     }
+}
+
+fn invoice_query(only: Option<i64>) -> String {
+    format!("{SELECT_INVOICE} {}", invoice_filter(only))
+}
+
+/// The lines of the invoices [`invoice_query`] reads, by invoice.
+fn lines_query(only: Option<i64>) -> String {
+    format!(
+        "SELECT invoice_id, description, quantity, unit_price, tax_rate, amount, tax FROM invoice_lines \
+         WHERE invoice_id IN (SELECT id FROM invoices {}) ORDER BY invoice_id, id",
+        invoice_filter(only)
+    )
 }
 
 /// Reads an invoice or credit note of the organization, with its lines.
@@ -616,12 +636,11 @@ async fn read_invoices(
 ) -> LedgerResult<Vec<Invoice>> {
     let organization = organization.to_owned();
     let today = chrono::Utc::now().date_naive();
-    let sql = invoice_query(only);
     let invoices = db
         .run(|pool| async move {
             on_pool!(pool, p => {
                 let mut tx = p.begin_for(&organization).await?;
-                let invoices = read_invoices_in!(tx, sql.as_str(), &organization, only, today);
+                let invoices = read_invoices_in!(tx, &organization, only, today);
                 tx.commit().await?;
                 Ok(invoices)
             })
@@ -783,7 +802,6 @@ pub async fn record_payment(
             vec![posting],
             idempotency.map(idempotency::pending),
             vec![Effect::Pay {
-                organization: organization.to_owned(),
                 invoice_id: id,
                 amount: minor,
                 date,
