@@ -172,6 +172,27 @@ pub fn document(routes: &RouteTable) -> OpenApi {
             operation =
                 operation.response("404", error_response("Absent, or another organization's"));
         }
+        if !route.doc.query.is_empty() {
+            operation = operation.response(
+                "422",
+                error_response("A query parameter is missing, unknown or invalid"),
+            );
+        }
+        if route.idempotent {
+            operation = operation
+                .response("400", error_response("A malformed Idempotency-Key"))
+                .response(
+                    "409",
+                    error_response(
+                        "A conflict with the current state, or the first request with this \
+                         Idempotency-Key is still being answered (IDEMPOTENCY_KEY_IN_PROGRESS)",
+                    ),
+                )
+                .response(
+                    "422",
+                    error_response("Invalid content, or an Idempotency-Key reused with another request"),
+                );
+        }
         if !route.dependencies().is_empty() {
             operation = operation.response(
                 "503",
