@@ -190,7 +190,9 @@ pub fn document(routes: &RouteTable) -> OpenApi {
                 )
                 .response(
                     "422",
-                    error_response("Invalid content, or an Idempotency-Key reused with another request"),
+                    error_response(
+                        "Invalid content, or an Idempotency-Key reused with another request",
+                    ),
                 );
         }
         if !route.dependencies().is_empty() {

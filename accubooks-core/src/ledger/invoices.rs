@@ -386,12 +386,17 @@ macro_rules! read_invoices_in {
                 .bind($only.unwrap_or(0))
                 .fetch_all(&mut *$tx)
                 .await?;
-        let mut lines_of: HashMap<i64, Vec<(String, String, i64, String, i64, i64)>> = HashMap::new();
+        let mut lines_of: HashMap<i64, Vec<(String, String, i64, String, i64, i64)>> =
+            HashMap::new();
         for (invoice_id, description, quantity, unit_price, tax_rate, amount, tax) in line_rows {
-            lines_of
-                .entry(invoice_id)
-                .or_default()
-                .push((description, quantity, unit_price, tax_rate, amount, tax));
+            lines_of.entry(invoice_id).or_default().push((
+                description,
+                quantity,
+                unit_price,
+                tax_rate,
+                amount,
+                tax,
+            ));
         }
         let mut invoices = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -408,11 +413,12 @@ macro_rules! read_invoices_in {
                 row.try_get("paid")?,
                 row.try_get("credited")?,
             );
-            let outstanding = if matches!(status.as_str(), "issued" | "partially_paid") && kind == "invoice" {
-                total - paid - credited
-            } else {
-                0
-            };
+            let outstanding =
+                if matches!(status.as_str(), "issued" | "partially_paid") && kind == "invoice" {
+                    total - paid - credited
+                } else {
+                    0
+                };
             let lines = lines_of.remove(&id).unwrap_or_default();
             invoices.push(Invoice {
                 id,
@@ -435,14 +441,16 @@ macro_rules! read_invoices_in {
                 issue_entry_id: row.try_get("issue_entry_id")?,
                 lines: lines
                     .into_iter()
-                    .map(|(description, quantity, unit_price, tax_rate, amount, tax)| InvoiceLine {
-                        description,
-                        quantity,
-                        unit_price: money::format_minor(unit_price, d),
-                        tax_rate,
-                        amount: money::format_minor(amount, d),
-                        tax: money::format_minor(tax, d),
-                    })
+                    .map(
+                        |(description, quantity, unit_price, tax_rate, amount, tax)| InvoiceLine {
+                            description,
+                            quantity,
+                            unit_price: money::format_minor(unit_price, d),
+                            tax_rate,
+                            amount: money::format_minor(amount, d),
+                            tax: money::format_minor(tax, d),
+                        },
+                    )
                     .collect(),
                 currency,
                 total_minor: total,
