@@ -62,6 +62,7 @@ on_every_store!(
     ar_aging_buckets_by_days_past_due,
     invoices_are_private_to_their_organization,
     concurrent_retries_with_one_key_write_once,
+    concurrent_credit_notes_for_the_whole_amount_issue_one,
 );
 
 async fn an_invoice_goes_from_draft_to_paid_and_posts_each_step(store: Store) {
@@ -550,4 +551,61 @@ async fn concurrent_retries_with_one_key_write_once(store: Store) {
     assert_eq!(answers[0]["paid"], "4.00");
     assert_eq!(books.balance(&token, "1000").await, "4.00");
     assert_eq!(books.balance(&token, "1100").await, "6.00");
+}
+
+/// Four credit notes for the whole open amount at once: one is issued with
+/// its posting; the others change nothing and leave no credit note behind
+/// (the note, its posting and the credit are one transaction).
+async fn concurrent_credit_notes_for_the_whole_amount_issue_one(store: Store) {
+    let (books, token, customer) = setup(store).await;
+    let draft = invoice(
+        &books,
+        &token,
+        customer,
+        "2026-04-30",
+        json!([{"description": "Desk", "quantity": "1", "unit_price": "200.00", "tax_rate": "0"}]),
+    )
+    .await;
+    let (status, _) = act(&books, &token, &draft["id"], "issue", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let whole = json!({"lines": [{"description": "returned", "quantity": "1", "unit_price": "200.00", "tax_rate": "0"}]});
+    let attempts = (0..4).map(|_| {
+        act(
+            &books,
+            &token,
+            &draft["id"],
+            "credit-notes",
+            Some(whole.clone()),
+        )
+    });
+    let statuses: Vec<StatusCode> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| matches!(s.as_u16(), 201 | 409 | 422)),
+        "{statuses:?}"
+    );
+    let (_, all) = books.call("GET", "/api/invoices", Some(&token), None).await;
+    let notes: Vec<_> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "credit_note")
+        .collect();
+    assert_eq!(notes.len(), 1, "{all}");
+    assert_eq!(notes[0]["status"], "issued");
+    assert_eq!(books.balance(&token, "1100").await, "0.00");
+    assert_eq!(books.balance(&token, "4900").await, "200.00");
 }

@@ -68,6 +68,9 @@ pub enum Effect {
         /// Minor units.
         amount: i64,
     },
+    /// A credit note is created, issued by the job's entry, in the same
+    /// transaction (so no draft is ever left behind by a failed posting).
+    CreditNote(Box<CreditNoteRows>),
     /// An issued, unsettled invoice is voided by the job's (reversing) entry.
     Void {
         /// The invoice.
@@ -75,6 +78,21 @@ pub enum Effect {
         /// The void date.
         date: NaiveDate,
     },
+}
+
+/// The rows of a credit note, computed by the invoices module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreditNoteRows {
+    pub(crate) customer_id: i64,
+    pub(crate) credits_invoice: i64,
+    pub(crate) currency: String,
+    pub(crate) date: NaiveDate,
+    pub(crate) tax_rounding: &'static str,
+    pub(crate) subtotal: i64,
+    pub(crate) tax: i64,
+    pub(crate) total: i64,
+    /// Description, quantity, unit price, tax rate, amount and tax per line.
+    pub(crate) lines: Vec<(String, String, i64, String, i64, i64)>,
 }
 
 struct Job {
@@ -403,6 +421,41 @@ macro_rules! apply_effects {
                         .execute(&mut *$tx)
                         .await?
                         .rows_affected()
+                    }
+                    Effect::CreditNote(note) => {
+                        let id: i64 = sqlx::query_scalar(
+                            "INSERT INTO invoices (organization_id, customer_id, kind, credits_invoice, currency, \
+                             status, due_date, issue_date, issue_entry_id, tax_rounding, subtotal, tax, total) \
+                             VALUES ($1, $2, 'credit_note', $3, $4, 'issued', $5, $5, $6, $7, $8, $9, $10) RETURNING id",
+                        )
+                        .bind(organization)
+                        .bind(note.customer_id)
+                        .bind(note.credits_invoice)
+                        .bind(&note.currency)
+                        .bind(note.date)
+                        .bind(entry_id)
+                        .bind(note.tax_rounding)
+                        .bind(note.subtotal)
+                        .bind(note.tax)
+                        .bind(note.total)
+                        .fetch_one(&mut *$tx)
+                        .await?;
+                        for (description, quantity, unit_price, tax_rate, amount, tax) in &note.lines {
+                            sqlx::query(
+                                "INSERT INTO invoice_lines (invoice_id, description, quantity, unit_price, tax_rate, amount, tax) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                            )
+                            .bind(id)
+                            .bind(description)
+                            .bind(quantity)
+                            .bind(unit_price)
+                            .bind(tax_rate)
+                            .bind(amount)
+                            .bind(tax)
+                            .execute(&mut *$tx)
+                            .await?;
+                        }
+                        1
                     }
                     Effect::Void { invoice_id, date } => {
                         sqlx::query(

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::accounts::{Account, RenderRecord, accounts_for_posting, validate_name};
-use super::committer::{Committer, Effect};
+use super::committer::{Committer, CreditNoteRows, Effect};
 use super::entries::{EntryInput, LineInput, ValidEntry, parse_date, validate, validate_memo};
 use super::idempotency::{self, IdempotencyKey};
 use super::invoice_totals::{self, LineFigures, TaxRounding};
@@ -356,22 +356,20 @@ async fn customer_exists(
     Ok(found.is_some())
 }
 
-/// What a new invoice or credit note row holds.
+/// What a new draft invoice holds.
 struct Draft {
     organization: String,
     customer_id: i64,
-    kind: &'static str,
-    credits_invoice: Option<i64>,
     currency: String,
     due_date: NaiveDate,
     rounding: TaxRounding,
     lines: Vec<ParsedLine>,
 }
 
-/// Reads invoices with their lines inside the open transaction `$tx`,
-/// with `$sql` (a [`SELECT_INVOICE`] query binding the organization and an
-/// id): evaluates to `Vec<Invoice>`, with `?` on query errors. (A macro:
-/// each backend's transaction is its own type.)
+/// Reads invoices with their lines inside the open transaction `$tx`: the
+/// one with id `$only`, or the organization's newest thousand when `None`
+/// (two queries whatever their number). Evaluates to `Vec<Invoice>`, with
+/// `?` on query errors. (A macro: each backend's transaction is its own type.)
 macro_rules! read_invoices_in {
     ($tx:expr, $organization:expr, $only:expr, $today:expr) => {{
         let rows = sqlx::query(sqlx::AssertSqlSafe(invoice_query($only)))
@@ -489,14 +487,12 @@ async fn insert_draft(
             on_pool!(pool, p => {
                 let mut tx = p.begin_for(&draft.organization).await?;
                 let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO invoices (organization_id, customer_id, kind, credits_invoice, currency, status, \
+                    "INSERT INTO invoices (organization_id, customer_id, kind, currency, status, \
                      due_date, tax_rounding, subtotal, tax, total) \
-                     VALUES ($1, $2, $3, $4, $5, 'draft', $6, $7, $8, $9, $10) RETURNING id",
+                     VALUES ($1, $2, 'invoice', $3, 'draft', $4, $5, $6, $7, $8) RETURNING id",
                 )
                 .bind(&draft.organization)
                 .bind(draft.customer_id)
-                .bind(draft.kind)
-                .bind(draft.credits_invoice)
                 .bind(&draft.currency)
                 .bind(draft.due_date)
                 .bind(draft.rounding.as_str())
@@ -573,8 +569,6 @@ pub async fn create_invoice(
         Draft {
             organization: organization.to_owned(),
             customer_id: new.customer_id,
-            kind: "invoice",
-            credits_invoice: None,
             currency,
             due_date,
             rounding: organization_rounding(db, organization).await?,
@@ -929,75 +923,89 @@ pub async fn credit_note(
         ));
     }
     let accounts = posting_accounts(db, organization).await?;
-    let credit_id = insert_draft(
-        db,
-        Draft {
-            organization: organization.to_owned(),
-            customer_id: invoice.customer_id,
-            kind: "credit_note",
-            credits_invoice: Some(id),
-            currency: invoice.currency.clone(),
-            due_date: date,
-            rounding,
-            lines,
-        },
-        None,
-    )
-    .await?
-    .id;
     let posting = entry(
         organization,
         &accounts,
         &invoice.currency,
         date,
-        format!("Credit note CN-{credit_id:06} for {}", invoice.number),
+        format!("Credit note for {}", invoice.number),
         &[
             (RETURNS, totals.subtotal),
             (TAX_PAYABLE, totals.tax),
             (RECEIVABLE, -totals.total),
         ],
-    );
-    let posted = match posting {
-        Ok(posting) => {
-            committer
-                .post_with_effects(
-                    vec![posting],
-                    idempotency.map(idempotency::pending),
-                    vec![
-                        Effect::Issue {
-                            invoice_id: credit_id,
-                            date,
-                        },
-                        Effect::Credit {
-                            invoice_id: id,
-                            amount: totals.total,
-                        },
-                    ],
+    )?;
+    let note = CreditNoteRows {
+        customer_id: invoice.customer_id,
+        credits_invoice: id,
+        currency: invoice.currency.clone(),
+        date,
+        tax_rounding: rounding.as_str(),
+        subtotal: totals.subtotal,
+        tax: totals.tax,
+        total: totals.total,
+        lines: lines
+            .iter()
+            .zip(&totals.lines)
+            .map(|(line, computed)| {
+                (
+                    line.description.clone(),
+                    line.quantity.to_string(),
+                    line.unit_price,
+                    line.tax_rate.to_string(),
+                    computed.amount,
+                    computed.tax,
                 )
-                .await
-        }
-        Err(err) => Err(err),
-    };
-    if let Err(err) = posted {
-        // The credit note never took effect: leave no draft behind.
-        let org = organization.to_owned();
-        let _ = db
-            .run(|pool| async move {
-                on_pool!(pool, p => {
-                    let mut tx = p.begin_for(&org).await?;
-                    sqlx::query("DELETE FROM invoice_lines WHERE invoice_id = $1").bind(credit_id).execute(&mut *tx).await?;
-                    sqlx::query("DELETE FROM invoices WHERE id = $1 AND organization_id = $2 AND status = 'draft'")
-                        .bind(credit_id)
-                        .bind(&org)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await
-                })
             })
-            .await;
-        return Err(err);
-    }
+            .collect(),
+    };
+    // The credit note, its posting and the credit on the invoice are one
+    // transaction: all of them or nothing.
+    let ids = committer
+        .post_with_effects(
+            vec![posting],
+            idempotency.map(idempotency::pending),
+            vec![
+                Effect::CreditNote(Box::new(note)),
+                Effect::Credit {
+                    invoice_id: id,
+                    amount: totals.total,
+                },
+            ],
+        )
+        .await?;
+    let entry_id = ids.first().copied().ok_or_else(|| {
+        LedgerError::Storage(crate::Error::Setup(
+            "a credit note posted no entry".to_owned(),
+        ))
+    })?;
+    let credit_id = credit_note_of_entry(db, organization, entry_id).await?;
     get_invoice(db, organization, credit_id).await
+}
+
+/// The credit note the entry `entry_id` issued.
+async fn credit_note_of_entry(
+    db: &Database,
+    organization: &str,
+    entry_id: i64,
+) -> LedgerResult<i64> {
+    let organization = organization.to_owned();
+    let id: Option<i64> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => in_scope!(p, &organization, tx => {
+                sqlx::query_scalar(
+                    "SELECT id FROM invoices WHERE organization_id = $1 AND issue_entry_id = $2 AND kind = 'credit_note'",
+                )
+                .bind(&organization)
+                .bind(entry_id)
+                .fetch_optional(&mut *tx)
+                .await?
+            }))
+        })
+        .await?;
+    id.ok_or_else(|| {
+        LedgerError::NotFound(format!("No credit note was issued by entry {entry_id}."))
+    })
 }
 
 /// One customer's (or the total's) receivables by age.

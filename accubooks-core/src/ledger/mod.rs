@@ -18,7 +18,7 @@ pub(crate) mod sql;
 pub use accounts::{
     Account, AccountCache, AccountType, NewAccount, RenderRecord, create_account, list_accounts,
 };
-pub use committer::{Committer, Effect, Render};
+pub use committer::{Committer, CreditNoteRows, Effect, Render};
 pub use entries::{
     Entry, EntryInput, EntryLine, LineInput, ValidEntry, ValidLine, get_entry, parse_date, prepare,
     prepare_batch, reverse_entry,
