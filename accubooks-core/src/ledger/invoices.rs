@@ -118,6 +118,93 @@ pub struct InvoiceLine {
     pub tax: String,
 }
 
+/// Whether a document bills the customer or credits an invoice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceKind {
+    /// Bills the customer.
+    Invoice,
+    /// Credits an issued invoice.
+    CreditNote,
+}
+
+/// Where a document is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceStatus {
+    /// Editable, posts nothing.
+    Draft,
+    /// Posted; nothing paid yet.
+    Issued,
+    /// Posted; partly paid or credited.
+    PartiallyPaid,
+    /// Settled by payments and credits.
+    Paid,
+    /// Cancelled (an issued one's posting reversed).
+    Void,
+}
+
+impl InvoiceKind {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvoiceKind::Invoice => "invoice",
+            InvoiceKind::CreditNote => "credit_note",
+        }
+    }
+
+    fn parse(name: &str) -> Result<Self, sqlx::Error> {
+        match name {
+            "invoice" => Ok(InvoiceKind::Invoice),
+            "credit_note" => Ok(InvoiceKind::CreditNote),
+            other => Err(unknown_value("kind", other)),
+        }
+    }
+}
+
+impl InvoiceStatus {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvoiceStatus::Draft => "draft",
+            InvoiceStatus::Issued => "issued",
+            InvoiceStatus::PartiallyPaid => "partially_paid",
+            InvoiceStatus::Paid => "paid",
+            InvoiceStatus::Void => "void",
+        }
+    }
+
+    /// Issued and not settled: payments and credit notes apply.
+    pub fn is_open(self) -> bool {
+        matches!(self, InvoiceStatus::Issued | InvoiceStatus::PartiallyPaid)
+    }
+
+    fn parse(name: &str) -> Result<Self, sqlx::Error> {
+        match name {
+            "draft" => Ok(InvoiceStatus::Draft),
+            "issued" => Ok(InvoiceStatus::Issued),
+            "partially_paid" => Ok(InvoiceStatus::PartiallyPaid),
+            "paid" => Ok(InvoiceStatus::Paid),
+            "void" => Ok(InvoiceStatus::Void),
+            other => Err(unknown_value("status", other)),
+        }
+    }
+}
+
+impl std::fmt::Display for InvoiceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored value the schema's CHECK constraint should have refused.
+fn unknown_value(column: &str, value: &str) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: format!("unknown invoice {column} {value:?}").into(),
+    }
+}
+
 /// An invoice or credit note as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Invoice {
@@ -126,7 +213,7 @@ pub struct Invoice {
     /// `INV-000001` or `CN-000002`.
     pub number: String,
     /// `invoice` or `credit_note`.
-    pub kind: String,
+    pub kind: InvoiceKind,
     /// The customer.
     pub customer_id: i64,
     /// For a credit note, the invoice it credits.
@@ -134,7 +221,7 @@ pub struct Invoice {
     /// Currency.
     pub currency: String,
     /// `draft`, `issued`, `partially_paid`, `paid` or `void`.
-    pub status: String,
+    pub status: InvoiceStatus,
     /// Whether it is open and past its due date (today, UTC).
     pub overdue: bool,
     /// Due date.
@@ -401,8 +488,8 @@ macro_rules! read_invoices_in {
             let id: i64 = row.try_get("id")?;
             let currency: String = row.try_get("currency")?;
             let d = digits(&currency);
-            let kind: String = row.try_get("kind")?;
-            let status: String = row.try_get("status")?;
+            let kind = InvoiceKind::parse(row.try_get("kind")?)?;
+            let status = InvoiceStatus::parse(row.try_get("status")?)?;
             let due_date: NaiveDate = row.try_get("due_date")?;
             let (subtotal, tax, total, paid, credited): (i64, i64, i64, i64, i64) = (
                 row.try_get("subtotal")?,
@@ -411,16 +498,21 @@ macro_rules! read_invoices_in {
                 row.try_get("paid")?,
                 row.try_get("credited")?,
             );
-            let outstanding =
-                if matches!(status.as_str(), "issued" | "partially_paid") && kind == "invoice" {
-                    total - paid - credited
-                } else {
-                    0
-                };
+            let outstanding = if status.is_open() && kind == InvoiceKind::Invoice {
+                total - paid - credited
+            } else {
+                0
+            };
             let lines = lines_of.remove(&id).unwrap_or_default();
             invoices.push(Invoice {
                 id,
-                number: format!("{}-{id:06}", if kind == "invoice" { "INV" } else { "CN" }),
+                number: format!(
+                    "{}-{id:06}",
+                    match kind {
+                        InvoiceKind::Invoice => "INV",
+                        InvoiceKind::CreditNote => "CN",
+                    }
+                ),
                 overdue: outstanding > 0 && due_date < $today,
                 kind,
                 customer_id: row.try_get("customer_id")?,
@@ -708,7 +800,7 @@ pub async fn issue_invoice(
 ) -> LedgerResult<Invoice> {
     let date = date_or_today(date)?;
     let invoice = get_invoice(db, organization, id).await?;
-    if invoice.kind != "invoice" || invoice.status != "draft" {
+    if invoice.kind != InvoiceKind::Invoice || invoice.status != InvoiceStatus::Draft {
         return Err(LedgerError::Conflict {
             code: "INVOICE_NOT_DRAFT",
             message: format!(
@@ -761,8 +853,7 @@ pub async fn record_payment(
 ) -> LedgerResult<Invoice> {
     let date = date_or_today(date)?;
     let invoice = get_invoice(db, organization, id).await?;
-    if invoice.kind != "invoice" || !matches!(invoice.status.as_str(), "issued" | "partially_paid")
-    {
+    if invoice.kind != InvoiceKind::Invoice || !invoice.status.is_open() {
         return Err(LedgerError::Conflict {
             code: "INVOICE_NOT_OPEN",
             message: format!(
@@ -825,12 +916,8 @@ pub async fn void_invoice(
 ) -> LedgerResult<Invoice> {
     let date = date_or_today(date)?;
     let invoice = get_invoice(db, organization, id).await?;
-    match (
-        invoice.kind.as_str(),
-        invoice.status.as_str(),
-        invoice.issue_entry_id,
-    ) {
-        ("invoice", "draft", _) => {
+    match (invoice.kind, invoice.status, invoice.issue_entry_id) {
+        (InvoiceKind::Invoice, InvoiceStatus::Draft, _) => {
             let org = organization.to_owned();
             let changed = db
                 .run(|pool| async move {
@@ -852,7 +939,7 @@ pub async fn void_invoice(
                 });
             }
         }
-        ("invoice", "issued", Some(entry_id)) => {
+        (InvoiceKind::Invoice, InvoiceStatus::Issued, Some(entry_id)) => {
             let mirror =
                 super::entries::reverse_entry(db, organization, entry_id, Some(date)).await?;
             committer
@@ -891,8 +978,7 @@ pub async fn credit_note(
 ) -> LedgerResult<Invoice> {
     let date = date_or_today(new.date.as_deref())?;
     let invoice = get_invoice(db, organization, id).await?;
-    if invoice.kind != "invoice" || !matches!(invoice.status.as_str(), "issued" | "partially_paid")
-    {
+    if invoice.kind != InvoiceKind::Invoice || !invoice.status.is_open() {
         return Err(LedgerError::Conflict {
             code: "INVOICE_NOT_OPEN",
             message: format!(

@@ -9,11 +9,11 @@ mod committer;
 mod entries;
 mod export;
 pub mod idempotency;
-mod identity;
 pub mod invoice_totals;
 mod invoices;
 mod reports;
 pub(crate) mod sql;
+mod users;
 
 pub use accounts::{
     Account, AccountCache, AccountType, NewAccount, RenderRecord, create_account, list_accounts,
@@ -24,18 +24,18 @@ pub use entries::{
     prepare_batch, reverse_entry,
 };
 pub use export::{EXPORT_TIME_LIMIT, ExportFormat, export_ledger};
-pub use identity::{
-    Credentials, MAX_EMAIL_LEN, NewUser, Registration, RoleChange, User, create_user, list_users,
-    login, member_role, normalize_email, register, remove_user, set_role,
-};
 pub use invoices::{
-    ArAging, Customer, Invoice, NewCreditNote, NewCustomer, NewInvoice, Settings, ar_aging,
-    create_customer, create_invoice, credit_note, get_invoice, get_settings, issue_invoice,
-    list_customers, list_invoices, put_settings, record_payment, void_invoice,
+    ArAging, Customer, Invoice, InvoiceKind, InvoiceStatus, NewCreditNote, NewCustomer, NewInvoice,
+    Settings, ar_aging, create_customer, create_invoice, credit_note, get_invoice, get_settings,
+    issue_invoice, list_customers, list_invoices, put_settings, record_payment, void_invoice,
 };
 pub use reports::{
     BalanceLine, BalanceSheet, GeneralLedger, IncomeStatement, LedgerRow, TrialBalance,
     balance_sheet, general_ledger, income_statement, trial_balance,
+};
+pub use users::{
+    Credentials, MAX_EMAIL_LEN, NewUser, Registration, RoleChange, User, create_user, list_users,
+    login, member_role, normalize_email, register, remove_user, set_role,
 };
 
 /// Errors of the books, each a clear answer for the client.
