@@ -362,7 +362,7 @@ pub async fn create_account(
                 match result {
                     Ok(account) => Ok(Ok(account)),
                     Err(err) if idempotency::is_key_violation(&err) => Ok(Err(idempotency::key_in_use())),
-                    Err(err) if super::sql::is_unique_violation(&err) => Ok(Err(LedgerError::Conflict {
+                    Err(err) if super::sql::unique_violation(&err) == Some(super::sql::Unique::AccountCode) => Ok(Err(LedgerError::Conflict {
                         code: "ACCOUNT_EXISTS",
                         message: "An account with this code already exists.".to_owned(),
                     })),

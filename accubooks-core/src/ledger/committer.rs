@@ -23,7 +23,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::entries::ValidEntry;
 use super::idempotency::{self, IdempotencyKey};
-use super::sql::{BeginScoped, value_rows};
+use super::sql::{BeginScoped, Unique, value_rows};
 use super::{LedgerError, LedgerResult};
 use crate::db::{Database, Pool};
 use crate::error::Error;
@@ -255,10 +255,22 @@ enum WriteError {
     Storage(Error),
 }
 
-/// What a backend writer returns (as `sqlx::Error::InvalidArgument`) when an
-/// account a line names is not there: journal_lines has no foreign key to
-/// accounts (migration 0003), this check stands in for it.
-const ACCOUNT_MISSING: &str = "accubooks: a posting names a missing account";
+/// Why a backend writer rolled a group's transaction back.
+enum Refused {
+    /// An account a line names is not there: journal_lines has no foreign
+    /// key to accounts (migration 0003), the writer's check stands in for it.
+    AccountMissing,
+    /// An effect's guard matched no row: the invoice changed meanwhile.
+    StateChanged,
+    /// The database refused a statement (or the connection failed).
+    Sql(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Refused {
+    fn from(err: sqlx::Error) -> Self {
+        Refused::Sql(err)
+    }
+}
 
 /// Everything one transaction writes, flattened for bulk statements.
 struct Plan<'a> {
@@ -309,23 +321,23 @@ async fn write(db: &Database, jobs: &[&Job]) -> Result<Vec<Vec<i64>>, WriteError
                 Pool::Sqlite(pool) => write_sqlite(db, &pool, &plan, jobs).await,
             };
             // Connection-class errors must reach the guard, so only they
-            // travel as Err; query errors are sorted out below.
+            // travel as Err; refusals are sorted out below.
             match ids {
                 Ok(ids) => Ok(Ok(ids)),
-                Err(err) if crate::db::classify(&err).is_some() => Err(err),
-                Err(err) => Ok(Err(err)),
+                Err(Refused::Sql(err)) if crate::db::classify(&err).is_some() => Err(err),
+                Err(refused) => Ok(Err(refused)),
             }
         })
         .await;
     match outcome {
         Ok(Ok(ids)) => Ok(ids),
-        Ok(Err(err)) if idempotency::is_key_violation(&err) => Err(WriteError::IdempotencyRace),
-        Ok(Err(sqlx::Error::RowNotFound)) => Err(WriteError::StateChanged),
-        Ok(Err(sqlx::Error::InvalidArgument(text))) if text == ACCOUNT_MISSING => {
-            Err(WriteError::AccountMissing)
-        }
-        Ok(Err(err)) if super::sql::is_unique_violation(&err) => Err(WriteError::AlreadyReversed),
-        Ok(Err(err)) => Err(WriteError::Storage(Error::Query(err))),
+        Ok(Err(Refused::StateChanged)) => Err(WriteError::StateChanged),
+        Ok(Err(Refused::AccountMissing)) => Err(WriteError::AccountMissing),
+        Ok(Err(Refused::Sql(err))) => match super::sql::unique_violation(&err) {
+            Some(Unique::IdempotencyKey) => Err(WriteError::IdempotencyRace),
+            Some(Unique::Reversal) => Err(WriteError::AlreadyReversed),
+            _ => Err(WriteError::Storage(Error::Query(err))),
+        },
         Err(err) => Err(WriteError::Storage(err)),
     }
 }
@@ -357,8 +369,7 @@ fn answers<'a>(jobs: &[&'a Job], per_job: &[Vec<i64>]) -> Vec<(&'a IdempotencyKe
 /// Applies the jobs' effects inside the open transaction `$tx`, each to a
 /// row of the organization of the job's entry (every statement names it:
 /// SQLite has no row-level security). A guard that matches no row fails the
-/// transaction with `RowNotFound`, which the caller reports as a state
-/// conflict. (A macro: the body is the same SQL for
+/// transaction with [`Refused::StateChanged`], a state conflict. (A macro: the body is the same SQL for
 /// both backends' transaction types.)
 macro_rules! apply_effects {
     ($tx:expr, $jobs:expr, $per_job:expr) => {
@@ -472,7 +483,7 @@ macro_rules! apply_effects {
                     }
                 };
                 if changed != 1 {
-                    return Err(sqlx::Error::RowNotFound);
+                    return Err(Refused::StateChanged);
                 }
             }
         }
@@ -484,7 +495,7 @@ async fn write_postgres(
     pool: &sqlx::PgPool,
     plan: &Plan<'_>,
     jobs: &[&Job],
-) -> Result<Vec<Vec<i64>>, sqlx::Error> {
+) -> Result<Vec<Vec<i64>>, Refused> {
     // Row-level security scopes every statement below to the group's
     // organizations (a group may hold several): `begin_for` runs
     // `set_config('accubooks.organization', …, true)` right after BEGIN.
@@ -547,7 +558,7 @@ async fn write_postgres(
             .fetch_all(&mut *tx)
             .await?;
     if locked.len() != plan.accounts.len() {
-        return Err(sqlx::Error::InvalidArgument(ACCOUNT_MISSING.to_owned()));
+        return Err(Refused::AccountMissing);
     }
     let balance_accounts: Vec<i64> = plan.balances.keys().copied().collect();
     let deltas: Vec<i64> = plan.balances.values().copied().collect();
@@ -589,7 +600,7 @@ async fn write_sqlite(
     pool: &sqlx::SqlitePool,
     plan: &Plan<'_>,
     jobs: &[&Job],
-) -> Result<Vec<Vec<i64>>, sqlx::Error> {
+) -> Result<Vec<Vec<i64>>, Refused> {
     // IMMEDIATE takes the write lock up front: the ids below are then ours.
     let mut tx = db
         .begin_unless_down(pool.begin_with("BEGIN IMMEDIATE"))
@@ -603,7 +614,7 @@ async fn write_sqlite(
     .fetch_one(&mut *tx)
     .await?;
     if usize::try_from(found).ok() != Some(plan.accounts.len()) {
-        return Err(sqlx::Error::InvalidArgument(ACCOUNT_MISSING.to_owned()));
+        return Err(Refused::AccountMissing);
     }
     let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM journal_entries")
         .fetch_one(&mut *tx)

@@ -184,13 +184,7 @@ pub(crate) fn settle<T>(result: Result<T, sqlx::Error>) -> Result<LedgerResult<T
 /// Whether a unique violation came from the idempotency table (rather than
 /// from the write itself).
 pub(crate) fn is_key_violation(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
-            db.constraint().is_some_and(|c| c.contains("idempotency"))
-                || db.message().contains("idempotency_keys")
-        }
-        _ => false,
-    }
+    super::sql::unique_violation(err) == Some(super::sql::Unique::IdempotencyKey)
 }
 
 #[cfg(test)]

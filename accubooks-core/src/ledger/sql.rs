@@ -159,9 +159,51 @@ pub(crate) fn value_rows(first: usize, rows: usize, width: usize) -> String {
         .join(", ")
 }
 
-/// Whether a query error is a unique-constraint violation.
-pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation)
+/// The unique constraints the books rely on to refuse a second write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unique {
+    /// An `Idempotency-Key` of the organization, already taken.
+    IdempotencyKey,
+    /// A second reversal of one entry.
+    Reversal,
+    /// An e-mail address of another user.
+    Email,
+    /// An account code of the organization.
+    AccountCode,
+    /// Any other.
+    Other,
+}
+
+/// Which unique constraint a query error violated, if it is such a
+/// violation. PostgreSQL names the constraint; SQLite names only the
+/// columns, in its message (`UNIQUE constraint failed: table.column, …`),
+/// which is all it offers.
+pub(crate) fn unique_violation(err: &sqlx::Error) -> Option<Unique> {
+    let sqlx::Error::Database(db) = err else {
+        return None;
+    };
+    if db.kind() != sqlx::error::ErrorKind::UniqueViolation {
+        return None;
+    }
+    let target = match db.constraint() {
+        Some(constraint) => constraint.to_owned(),
+        None => db
+            .message()
+            .strip_prefix("UNIQUE constraint failed: ")
+            .unwrap_or_default()
+            .replace('.', "_"),
+    };
+    Some(if target.starts_with("idempotency_keys") {
+        Unique::IdempotencyKey
+    } else if target.starts_with("journal_entries_revers") {
+        Unique::Reversal
+    } else if target.starts_with("users_email") {
+        Unique::Email
+    } else if target.starts_with("accounts_organization_id") {
+        Unique::AccountCode
+    } else {
+        Unique::Other
+    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::accounts::{AccountType, validate_currency, validate_name};
-use super::sql::{BeginScoped, in_scope, on_pool};
+use super::sql::{BeginScoped, Unique, in_scope, on_pool};
 use super::{LedgerError, LedgerResult};
 use crate::auth::{AuthLimits, PasswordHashing, Principal, Role};
 use crate::db::Database;
@@ -199,7 +199,7 @@ pub async fn register(
             .await;
             match result {
                 Ok(()) => Ok(true),
-                Err(err) if super::sql::is_unique_violation(&err) => Ok(false),
+                Err(err) if super::sql::unique_violation(&err) == Some(Unique::Email) => Ok(false),
                 Err(err) => Err(err),
             }
         })
@@ -285,7 +285,7 @@ pub async fn create_user(
             .await;
             match result {
                 Ok(_) => Ok(true),
-                Err(err) if super::sql::is_unique_violation(&err) => Ok(false),
+                Err(err) if super::sql::unique_violation(&err) == Some(Unique::Email) => Ok(false),
                 Err(err) => Err(err),
             }
         })
