@@ -11,8 +11,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::http::ApiError;
-
 /// A user's role within an organization, from least to most powerful.
 #[derive(
     Debug,
@@ -60,6 +58,29 @@ struct Claims {
     iat: Option<u64>,
 }
 
+/// Why a request's token was not accepted (each is a 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.message())]
+pub enum TokenError {
+    /// No `Authorization: Bearer` header.
+    Missing,
+    /// Past its `exp`.
+    Expired,
+    /// Malformed, wrongly signed or of another algorithm.
+    Invalid,
+}
+
+impl TokenError {
+    /// What the client is told.
+    pub fn message(self) -> &'static str {
+        match self {
+            TokenError::Missing => "This route needs an Authorization: Bearer <token> header.",
+            TokenError::Expired => "The token has expired. Log in again.",
+            TokenError::Invalid => "The token is not valid. Log in again.",
+        }
+    }
+}
+
 /// Issues and verifies tokens.
 #[derive(Clone)]
 pub struct Tokens {
@@ -99,20 +120,16 @@ impl Tokens {
 
     /// Verifies the `Authorization` header value. Only HS256 is accepted,
     /// which also rules out `alg: none`.
-    pub fn verify(&self, authorization: Option<&str>) -> Result<Principal, ApiError> {
+    pub fn verify(&self, authorization: Option<&str>) -> Result<Principal, TokenError> {
         let token = authorization
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthorized(
-                "This route needs an Authorization: Bearer <token> header.",
-            ))?;
+            .ok_or(TokenError::Missing)?;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|err| match err.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                    ApiError::Unauthorized("The token has expired. Log in again.")
-                }
-                _ => ApiError::Unauthorized("The token is not valid. Log in again."),
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
             })?;
         Ok(Principal {
             user: data.claims.sub,
@@ -409,7 +426,7 @@ mod tests {
         let token =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &t.encoding).unwrap();
         let err = t.verify(Some(&format!("Bearer {token}"))).unwrap_err();
-        assert!(err.to_string().contains("expired"));
+        assert_eq!(err, TokenError::Expired);
     }
 
     #[test]

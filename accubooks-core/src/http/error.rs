@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::Response;
 use crate::error::Error;
+use crate::ledger::LedgerError;
 
 /// An error answer of the HTTP API, as section 4 of the contract describes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -194,6 +195,35 @@ impl ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+/// The books' errors, each a clear answer for the client.
+impl From<LedgerError> for ApiError {
+    fn from(err: LedgerError) -> Self {
+        match err {
+            LedgerError::Invalid { code, message } => ApiError::Invalid { code, message },
+            LedgerError::NotFound(message) => ApiError::NotFound(message),
+            LedgerError::Conflict { code, message } => ApiError::Conflict { code, message },
+            LedgerError::InvalidCredentials => {
+                ApiError::Unauthorized("The e-mail address or the password is wrong.")
+            }
+            LedgerError::Throttled(t) => ApiError::RateLimited {
+                retry_after: t.retry_after,
+            },
+            LedgerError::HashingBusy(_) => ApiError::Unavailable {
+                code: "SERVER_BUSY",
+                message: "The server is busy checking passwords. Retry in a second.",
+                retry_after: 1,
+            },
+            LedgerError::Storage(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::auth::TokenError> for ApiError {
+    fn from(err: crate::auth::TokenError) -> Self {
+        ApiError::Unauthorized(err.message())
     }
 }
 

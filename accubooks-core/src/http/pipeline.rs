@@ -296,7 +296,8 @@ impl AccuBooks {
                 // Handlers that write through the committer stored the answer
                 // (or its pending mark) atomically with their write; this
                 // stores it now (a no-op when already stored).
-                idempotency::store(self.database(), &key, &response).await?;
+                let status = response.status().as_u16();
+                idempotency::store(self.database(), &key, status, response.body()).await?;
                 Ok(response)
             }
             result => result,

@@ -113,10 +113,11 @@ pub async fn lookup(db: &Database, key: &IdempotencyKey) -> crate::Result<Stored
 pub async fn store(
     db: &Database,
     key: &IdempotencyKey,
-    response: &http::Response<bytes::Bytes>,
+    status: u16,
+    body: &[u8],
 ) -> crate::Result<()> {
-    let status = i32::from(response.status().as_u16());
-    let body = String::from_utf8_lossy(response.body()).into_owned();
+    let status = i32::from(status);
+    let body = String::from_utf8_lossy(body).into_owned();
     let sql = format!(
         "{INSERT} ON CONFLICT (organization_id, key) DO UPDATE \
          SET status = EXCLUDED.status, response = EXCLUDED.response \

@@ -84,28 +84,5 @@ impl LedgerError {
     }
 }
 
-impl From<LedgerError> for crate::http::ApiError {
-    fn from(err: LedgerError) -> Self {
-        use crate::http::ApiError;
-        match err {
-            LedgerError::Invalid { code, message } => ApiError::Invalid { code, message },
-            LedgerError::NotFound(message) => ApiError::NotFound(message),
-            LedgerError::Conflict { code, message } => ApiError::Conflict { code, message },
-            LedgerError::InvalidCredentials => {
-                ApiError::Unauthorized("The e-mail address or the password is wrong.")
-            }
-            LedgerError::Throttled(t) => ApiError::RateLimited {
-                retry_after: t.retry_after,
-            },
-            LedgerError::HashingBusy(_) => ApiError::Unavailable {
-                code: "SERVER_BUSY",
-                message: "The server is busy checking passwords. Retry in a second.",
-                retry_after: 1,
-            },
-            LedgerError::Storage(err) => err.into(),
-        }
-    }
-}
-
 /// Shorthand for ledger results.
 pub type LedgerResult<T> = Result<T, LedgerError>;
