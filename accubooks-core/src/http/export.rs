@@ -16,7 +16,7 @@ pub(crate) fn routes() -> Vec<Route> {
             .timeout(crate::ledger::EXPORT_TIME_LIMIT)
             .summary("The books as an hledger or beancount journal with exact balance assertions")
             .query("format", "hledger or beancount", true)
-            .query("as_of", "YYYY-MM-DD, default today (UTC)", false)
+            .query_date("as_of", "Default today (UTC)", false)
             .answers(
                 429,
                 "Too many exports run at once (EXPORTS_PER_ORGANIZATION, EXPORTS_MAX)",

@@ -55,7 +55,7 @@ pub(crate) fn routes() -> Vec<Route> {
             .returns::<ledger::Invoice>(201),
         read("/api/reports/ar-aging", ar_aging)
             .summary("Receivables outstanding by days past due")
-            .query("as_of", "YYYY-MM-DD, default today (UTC)", false)
+            .query_date("as_of", "Default today (UTC)", false)
             .returns::<ledger::ArAging>(200),
         read("/api/settings", get_settings)
             .summary("The organization's settings")

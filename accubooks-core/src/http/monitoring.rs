@@ -22,11 +22,24 @@ pub(crate) fn routes() -> Vec<Route> {
         public(Method::GET, "/api/monitoring/live", live)
             .summary("200 while the process can answer"),
         public(Method::GET, "/api/monitoring/ready", ready)
-            .summary("200 ready; 503 starting or draining"),
+            .summary("200 ready; 503 starting or draining")
+            .answers_too(
+                503,
+                "Starting or draining: {\"status\":\"starting\"|\"draining\"}",
+            ),
         public(Method::GET, "/api/monitoring/health", health)
-            .summary("Dependency states from kept state; 503 when unhealthy"),
+            .summary("Dependency states from kept state; 503 when unhealthy")
+            .answers_too(
+                503,
+                "Unhealthy (draining, or a critical dependency down), same body",
+            ),
         public(Method::GET, "/api/monitoring/metrics", metrics)
-            .summary("Prometheus text; METRICS_TOKEN or a private-network peer"),
+            .summary("Prometheus text; METRICS_TOKEN or a private-network peer")
+            .answers(401, "METRICS_TOKEN is set and was not presented")
+            .answers(
+                403,
+                "METRICS_TOKEN is unset and the client is not on a private network",
+            ),
     ]
 }
 

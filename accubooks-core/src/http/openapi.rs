@@ -5,7 +5,7 @@
 use http::{Method, StatusCode};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, Paths};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ComponentsBuilder, ObjectBuilder, Type};
+use utoipa::openapi::schema::{ComponentsBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, Required, ResponseBuilder,
@@ -83,18 +83,22 @@ pub fn document(routes: &RouteTable) -> OpenApi {
                 );
             }
         }
-        for (name, description, required) in &route.doc.query {
+        for param in &route.doc.query {
+            let mut schema = ObjectBuilder::new().schema_type(Type::String);
+            if param.date {
+                schema = schema.format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)));
+            }
             operation = operation.parameter(
                 ParameterBuilder::new()
-                    .name(*name)
+                    .name(param.name)
                     .parameter_in(ParameterIn::Query)
-                    .description(Some(*description))
-                    .required(if *required {
+                    .description(Some(param.description))
+                    .required(if param.required {
                         Required::True
                     } else {
                         Required::False
                     })
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+                    .schema(Some(schema)),
             );
         }
         if route.idempotent {
@@ -107,9 +111,30 @@ pub fn document(routes: &RouteTable) -> OpenApi {
                          the same key with another body is refused (422 IDEMPOTENCY_KEY_REUSED).",
                     ))
                     .required(Required::False)
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .min_length(Some(1))
+                            .max_length(Some(200))
+                            .pattern(Some("^[!-~]{1,200}$")),
+                    )),
             );
         }
+        operation = operation.parameter(
+            ParameterBuilder::new()
+                .name("X-Request-Id")
+                .parameter_in(ParameterIn::Header)
+                .description(Some(
+                    "Echoed in the answer, its error body and the logs; \
+                     any other value is replaced by a generated id.",
+                ))
+                .required(Required::False)
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^[A-Za-z0-9._:-]{1,128}$")),
+                )),
+        );
         if let Some(body) = route.doc.body {
             let schema = body(&mut schemas);
             operation = operation.request_body(Some(
@@ -165,8 +190,13 @@ pub fn document(routes: &RouteTable) -> OpenApi {
                 .response("415", error_response("A body that is not application/json"))
                 .response("422", error_response("Valid JSON with invalid content"));
         }
-        for (status, description) in &route.doc.answers {
-            operation = operation.response(status.to_string(), error_response(description));
+        for (status, description, error_body) in &route.doc.answers {
+            let response = if *error_body {
+                error_response(description)
+            } else {
+                ResponseBuilder::new().description(*description).build()
+            };
+            operation = operation.response(status.to_string(), response);
         }
         if path.contains('{') {
             operation =

@@ -17,23 +17,24 @@ pub(crate) fn routes() -> Vec<Route> {
     vec![
         read("/api/reports/trial-balance", trial_balance)
             .summary("Every account's debit or credit balance at the end of a day")
-            .query("as_of", "YYYY-MM-DD, default today (UTC)", false)
+            .query_date("as_of", "Default today (UTC)", false)
             .returns::<ledger::TrialBalance>(200),
         read("/api/reports/balance-sheet", balance_sheet)
             .summary("Assets, liabilities and equity, with current earnings")
-            .query("as_of", "YYYY-MM-DD, default today (UTC)", false)
+            .query_date("as_of", "Default today (UTC)", false)
             .returns::<ledger::BalanceSheet>(200),
         read("/api/reports/income-statement", income_statement)
             .summary("Revenue and expenses of a period")
-            .query("from", "YYYY-MM-DD, inclusive", true)
-            .query("to", "YYYY-MM-DD, inclusive", true)
+            .query_date("from", "Inclusive", true)
+            .query_date("to", "Inclusive", true)
             .returns::<ledger::IncomeStatement>(200),
         read("/api/reports/general-ledger", general_ledger)
             .summary("One account's postings with running balances")
             .query("account", "The account's code", true)
-            .query("from", "YYYY-MM-DD, inclusive", true)
-            .query("to", "YYYY-MM-DD, inclusive", true)
-            .returns::<ledger::GeneralLedger>(200),
+            .query_date("from", "Inclusive", true)
+            .query_date("to", "Inclusive", true)
+            .returns::<ledger::GeneralLedger>(200)
+            .answers(404, "No account with this code in the organization"),
     ]
 }
 

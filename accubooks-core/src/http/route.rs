@@ -37,8 +37,20 @@ pub struct RouteDoc {
     pub(crate) summary: Option<&'static str>,
     pub(crate) body: Option<SchemaFn>,
     pub(crate) returns: Option<(u16, SchemaFn)>,
-    pub(crate) query: Vec<(&'static str, &'static str, bool)>,
-    pub(crate) answers: Vec<(u16, &'static str)>,
+    pub(crate) query: Vec<QueryParam>,
+    /// Other answers: status, description, and whether the body is the
+    /// error body (else the route's own, as `/ready`'s `{"status"}`).
+    pub(crate) answers: Vec<(u16, &'static str, bool)>,
+}
+
+/// A documented query parameter.
+#[derive(Clone, Copy)]
+pub(crate) struct QueryParam {
+    pub(crate) name: &'static str,
+    pub(crate) description: &'static str,
+    pub(crate) required: bool,
+    /// A date (`YYYY-MM-DD`), documented as `format: date`.
+    pub(crate) date: bool,
 }
 
 fn reference<T: ToSchema>(components: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema> {
@@ -166,13 +178,41 @@ impl Route {
 
     /// Documents an error answer particular to this route.
     pub fn answers(mut self, status: u16, description: &'static str) -> Self {
-        self.doc.answers.push((status, description));
+        self.doc.answers.push((status, description, true));
+        self
+    }
+
+    /// Documents another answer whose body is the route's own, not the
+    /// error body (`/ready` answering 503 `{"status":"starting"}`).
+    pub fn answers_too(mut self, status: u16, description: &'static str) -> Self {
+        self.doc.answers.push((status, description, false));
         self
     }
 
     /// Documents a query parameter.
     pub fn query(mut self, name: &'static str, description: &'static str, required: bool) -> Self {
-        self.doc.query.push((name, description, required));
+        self.doc.query.push(QueryParam {
+            name,
+            description,
+            required,
+            date: false,
+        });
+        self
+    }
+
+    /// Documents a query parameter that is a date, `YYYY-MM-DD`.
+    pub fn query_date(
+        mut self,
+        name: &'static str,
+        description: &'static str,
+        required: bool,
+    ) -> Self {
+        self.doc.query.push(QueryParam {
+            name,
+            description,
+            required,
+            date: true,
+        });
         self
     }
 
