@@ -318,19 +318,21 @@ impl AsyncOrganization {
     }
 
     /// Posts the mirror of an entry, dated `date` (default: the entry's date).
-    #[pyo3(signature = (id, date = None))]
+    #[pyo3(signature = (id, date = None, *, idempotency_key = None))]
     fn reverse_entry<'py>(
         &self,
         py: Python<'py>,
         id: i64,
         date: Option<&Bound<'py, PyAny>>,
+        idempotency_key: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let date = convert::optional_date(date, "date")?;
         let (instance, org) = self.parts();
-        books(
-            py,
-            async move { instance.reverse_entry(&org, id, date).await },
-        )
+        books(py, async move {
+            instance
+                .reverse_entry(&org, id, date, idempotency_key)
+                .await
+        })
     }
 
     /// The trial balance at the end of `as_of` (default: today, UTC).

@@ -290,15 +290,20 @@ impl Organization {
     }
 
     /// Posts the mirror of an entry, dated `date` (default: the entry's date).
-    #[pyo3(signature = (id, date = None))]
+    #[pyo3(signature = (id, date = None, *, idempotency_key = None))]
     fn reverse_entry<'py>(
         &self,
         py: Python<'py>,
         id: i64,
         date: Option<&Bound<'py, PyAny>>,
+        idempotency_key: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let date = convert::optional_date(date, "date")?;
-        books(py, self.instance.reverse_entry(&self.org, id, date))
+        books(
+            py,
+            self.instance
+                .reverse_entry(&self.org, id, date, idempotency_key),
+        )
     }
 
     /// The trial balance at the end of `as_of` (default: today, UTC).

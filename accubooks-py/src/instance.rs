@@ -529,27 +529,31 @@ impl Instance {
         org: &Org,
         id: i64,
         date: Option<String>,
+        key: Option<String>,
     ) -> Outcome<Value> {
         org.require(Role::Accountant)?;
         let date = date.as_deref().map(parse_date).transpose()?;
         self.guarded(async {
-            let mirror = ledger::reverse_entry(self.app.database(), &org.key(), id, date).await?;
-            let ids = self
-                .app
-                .committer()
-                .post(vec![mirror.clone()], None)
-                .await
-                .map_err(|err| match err {
-                    LedgerError::Conflict {
-                        code: "ALREADY_REVERSED",
-                        ..
-                    } => LedgerError::Conflict {
-                        code: "ALREADY_REVERSED",
-                        message: format!("Journal entry {id} was already reversed."),
-                    },
-                    other => other,
-                })?;
-            to_value(&mirror.posted(ids[0]))
+            let body = json!({ "date": date });
+            let path = format!("{ENTRY_PATH}/{id}/reverse");
+            let key = match self.check_key(org, key, &path, &body).await? {
+                Ok(key) => key,
+                Err(answer) => return Ok(answer),
+            };
+            let render: ledger::RenderEntry = created::<ledger::Entry>;
+            let reversal = ledger::post_reversal(
+                self.app.database(),
+                self.app.committer(),
+                &org.key(),
+                id,
+                date,
+                key.clone().map(|key| (key, render)),
+            )
+            .await;
+            match reversal {
+                Ok(entry) => to_value(&entry),
+                Err(err) => self.lost_race(err, key).await,
+            }
         })
         .await
     }
@@ -767,9 +771,16 @@ mod tests {
             .unwrap();
         assert_eq!(ids.len(), 2);
         let id = posted["id"].as_i64().unwrap();
-        books.reverse_entry(&org, id, None).await.unwrap();
+        let key = || Some("reverse-once".to_owned());
+        let first = books.reverse_entry(&org, id, None, key()).await.unwrap();
+        // The same key again replays the first answer; without one, the
+        // entry is already reversed.
         assert_eq!(
-            code(books.reverse_entry(&org, id, None).await.unwrap_err()),
+            books.reverse_entry(&org, id, None, key()).await.unwrap(),
+            first
+        );
+        assert_eq!(
+            code(books.reverse_entry(&org, id, None, None).await.unwrap_err()),
             "ALREADY_REVERSED"
         );
         let trial = books

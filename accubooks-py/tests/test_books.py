@@ -69,8 +69,9 @@ def test_register_post_reverse_and_report(open_books: Open, database_url: str) -
         org.post_entry(JAN, sale("1.00", debit="9999"))
     assert unknown.value.code == "UNKNOWN_ACCOUNT"
 
-    # Reversal: the mirror entry, once.
-    reversal = org.reverse_entry(first["id"], datetime.date(2026, 3, 1))
+    # Reversal: the mirror entry, once; a repeated key replays the first answer.
+    reversal = org.reverse_entry(first["id"], datetime.date(2026, 3, 1), idempotency_key="rev-1")
+    assert org.reverse_entry(first["id"], "2026-03-01", idempotency_key="rev-1") == reversal
     assert reversal["reverses"] == first["id"] and reversal["date"] == datetime.date(2026, 3, 1)
     assert reversal["lines"][0] == {"account": "1000", "credit": Decimal("100.10")}
     assert org.entry(first["id"])["reversed_by"] == reversal["id"]

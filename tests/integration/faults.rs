@@ -102,27 +102,26 @@ struct Answer {
     status: StatusCode,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn database_dies_under_load_then_returns_without_a_restart() {
-    let mut pg = Postgres::start().await;
-    let server = Arc::new(server_on(Host::Axum, &pg, &[]).await);
-    server
-        .wait_for_dependency("database", "connected", Duration::from_secs(10))
-        .await;
-    let token = Arc::new(server.user_token(Role::Viewer).await);
-
-    // Four clients hammer a database route for the whole test and record
-    // when each request was sent, when it was answered, and the status.
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (server, token, stop) = (server.clone(), token.clone(), stop.clone());
+/// Starts `count` clients that each repeat `request(n)` (n: the client's
+/// number) until `stop`, and answer what they saw, timed from `started`.
+fn load_clients<F, Fut>(
+    count: usize,
+    started: Instant,
+    stop: &Arc<AtomicBool>,
+    request: F,
+) -> Vec<tokio::task::JoinHandle<Vec<Answer>>>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = StatusCode> + Send,
+{
+    (0..count)
+        .map(|n| {
+            let (request, stop) = (request.clone(), stop.clone());
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let sent = started.elapsed();
-                    let status = server.get_as("/api/accounts", &token).await.status();
+                    let status = request(n).await;
                     seen.push(Answer {
                         sent,
                         answered: started.elapsed(),
@@ -132,7 +131,27 @@ async fn database_dies_under_load_then_returns_without_a_restart() {
                 seen
             })
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_dies_under_load_then_returns_without_a_restart() {
+    let mut pg = Postgres::start().await;
+    let server = Arc::new(server_on(Host::Axum, &pg, &[]).await);
+    server
+        .wait_for_dependency("database", "connected", Duration::from_secs(10))
+        .await;
+    let token = Arc::new(server.user_token(Role::Viewer).await);
+    let server_for_clients = server.clone();
+
+    // Four clients hammer a database route for the whole test and record
+    // when each request was sent, when it was answered, and the status.
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let clients = load_clients(4, started, &stop, move |_| {
+        let (server, token) = (server_for_clients.clone(), token.clone());
+        async move { server.get_as("/api/accounts", &token).await.status() }
+    });
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let killed_at = started.elapsed();
@@ -444,37 +463,26 @@ async fn waiters_are_answered_when_the_outage_is_known(host: Host) {
     let started = Instant::now();
     // Sixteen clients on one pooled connection: at any moment most of them
     // wait for it.
-    let clients: Vec<_> = (0..16)
-        .map(|n| {
-            let (server, token, stop) = (server.clone(), token.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let sent = started.elapsed();
-                    let request = if n % 2 == 0 {
-                        server.client.get(format!("{}/api/accounts", server.base))
-                    } else {
-                        server
-                            .client
-                            .post(format!("{}/api/journal-entries", server.base))
-                            .json(&json!({"date": "2026-01-31", "lines": [
-                                {"account": "1000", "debit": "1.00"},
-                                {"account": "4000", "credit": "1.00"}]}))
-                    };
-                    let status = match request.bearer_auth(token.as_str()).send().await {
-                        Ok(response) => response.status(),
-                        Err(_) => StatusCode::BAD_GATEWAY,
-                    };
-                    seen.push(Answer {
-                        sent,
-                        answered: started.elapsed(),
-                        status,
-                    });
-                }
-                seen
-            })
-        })
-        .collect();
+    let (for_clients, token_for_clients) = (server.clone(), token.clone());
+    let clients = load_clients(16, started, &stop, move |n| {
+        let (server, token) = (for_clients.clone(), token_for_clients.clone());
+        async move {
+            let request = if n % 2 == 0 {
+                server.client.get(format!("{}/api/accounts", server.base))
+            } else {
+                server
+                    .client
+                    .post(format!("{}/api/journal-entries", server.base))
+                    .json(&json!({"date": "2026-01-31", "lines": [
+                        {"account": "1000", "debit": "1.00"},
+                        {"account": "4000", "credit": "1.00"}]}))
+            };
+            match request.bearer_auth(token.as_str()).send().await {
+                Ok(response) => response.status(),
+                Err(_) => StatusCode::BAD_GATEWAY,
+            }
+        }
+    });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let killed_at = started.elapsed();
     pg.kill();

@@ -234,17 +234,7 @@ async fn connections_over_the_cap_are_refused_with_503(host: Host) {
 }
 
 async fn bodies_must_be_json(host: Host) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut vars = base_vars();
-    set(
-        &mut vars,
-        "DATABASE_URL",
-        format!("sqlite://{}/books.db", dir.path().display()),
-    );
-    let server = TestServer::start(host, vars).await;
-    server
-        .wait_for_dependency("database", "connected", Duration::from_secs(10))
-        .await;
+    let (server, _dir) = sqlite_server_on(host, &[]).await;
     let body = r#"{"email":"csrf@example.com","password":"correct horse battery","organization":"Forged"}"#;
     let url = format!("{}/api/auth/register", server.base);
     for content_type in [
@@ -278,8 +268,13 @@ async fn bodies_must_be_json(host: Host) {
     assert_eq!(response.status(), StatusCode::CREATED);
 }
 
-/// A server on a fresh SQLite file with `extra` variables.
+/// An axum server on a fresh SQLite file with `extra` variables.
 async fn sqlite_server(extra: &[(&str, &str)]) -> (TestServer, tempfile::TempDir) {
+    sqlite_server_on(Host::Axum, extra).await
+}
+
+/// A server on `host` on a fresh SQLite file with `extra` variables.
+async fn sqlite_server_on(host: Host, extra: &[(&str, &str)]) -> (TestServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut vars = base_vars();
     set(
@@ -290,7 +285,7 @@ async fn sqlite_server(extra: &[(&str, &str)]) -> (TestServer, tempfile::TempDir
     for (name, value) in extra {
         set(&mut vars, name, *value);
     }
-    let server = TestServer::start(Host::Axum, vars).await;
+    let server = TestServer::start(host, vars).await;
     server
         .wait_for_dependency("database", "connected", Duration::from_secs(10))
         .await;

@@ -7,7 +7,7 @@ use super::{ApiError, Handler, Request, Response, Route, json_response, render_c
 use crate::app::AccuBooks;
 use crate::auth::Role;
 use crate::deps::DATABASE;
-use crate::ledger::{self, Account, EntryInput, LedgerError};
+use crate::ledger::{self, Account, EntryInput};
 
 pub(crate) fn routes() -> Vec<Route> {
     fn read(method: Method, path: &'static str, handler: impl Handler) -> Route {
@@ -199,26 +199,16 @@ async fn reverse_entry(app: AccuBooks, request: Request) -> Result<Response, Api
     };
     let date = input.date.as_deref().map(ledger::parse_date).transpose()?;
     let organization = request.organization()?;
-    let mirror = ledger::reverse_entry(app.database(), &organization, id, date).await?;
-    let shown = mirror.clone();
-    let idempotency = request.idempotency.clone().map(|key| {
-        let render: ledger::Render =
-            Box::new(move |ids: &[i64]| render_created(&shown.posted(ids[0])));
-        (key, render)
-    });
-    let ids = app
-        .committer()
-        .post(vec![mirror.clone()], idempotency)
-        .await
-        .map_err(|err| match err {
-            LedgerError::Conflict {
-                code: "ALREADY_REVERSED",
-                ..
-            } => LedgerError::Conflict {
-                code: "ALREADY_REVERSED",
-                message: format!("Journal entry {id} was already reversed."),
-            },
-            other => other,
-        })?;
-    Ok(json_response(StatusCode::CREATED, &mirror.posted(ids[0])))
+    let render: ledger::RenderEntry = render_created::<ledger::Entry>;
+    let idempotency = request.idempotency.clone().map(|key| (key, render));
+    let entry = ledger::post_reversal(
+        app.database(),
+        app.committer(),
+        &organization,
+        id,
+        date,
+        idempotency,
+    )
+    .await?;
+    Ok(json_response(StatusCode::CREATED, &entry))
 }

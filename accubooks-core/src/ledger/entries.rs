@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::accounts::{Account, accounts_for_posting};
+use super::committer::{Committer, Render};
+use super::idempotency::IdempotencyKey;
 use super::sql::{BeginScoped, on_pool};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
@@ -352,6 +354,44 @@ pub async fn get_entry(db: &Database, organization: &str, id: i64) -> LedgerResu
         })
         .await?;
     found.ok_or_else(|| LedgerError::NotFound(format!("There is no journal entry {id}.")))
+}
+
+/// How an idempotent answer of a posted entry is stored: a status and the
+/// JSON body (every door stores the same, so any door can replay it).
+pub type RenderEntry = fn(&Entry) -> (u16, String);
+
+/// Reverses entry `id` once: builds its mirror (dated `date`, default the
+/// entry's date) and posts it through the committer; with `idempotency`, the
+/// answer is stored with the write. `409 ALREADY_REVERSED` if it was, also
+/// when a concurrent reversal won.
+pub async fn post_reversal(
+    db: &Database,
+    committer: &Committer,
+    organization: &str,
+    id: i64,
+    date: Option<NaiveDate>,
+    idempotency: Option<(IdempotencyKey, RenderEntry)>,
+) -> LedgerResult<Entry> {
+    let mirror = reverse_entry(db, organization, id, date).await?;
+    let shown = mirror.clone();
+    let idempotency = idempotency.map(|(key, render)| {
+        let render: Render = Box::new(move |ids: &[i64]| render(&shown.posted(ids[0])));
+        (key, render)
+    });
+    let ids = committer
+        .post(vec![mirror.clone()], idempotency)
+        .await
+        .map_err(|err| match err {
+            LedgerError::Conflict {
+                code: "ALREADY_REVERSED",
+                ..
+            } => LedgerError::Conflict {
+                code: "ALREADY_REVERSED",
+                message: format!("Journal entry {id} was already reversed."),
+            },
+            other => other,
+        })?;
+    Ok(mirror.posted(ids[0]))
 }
 
 /// Builds the mirror of a posted entry, dated `date`. Fails if it is

@@ -20,8 +20,8 @@ pub use accounts::{
 };
 pub use committer::{Committer, CreditNoteRows, Effect, Render};
 pub use entries::{
-    Entry, EntryInput, EntryLine, LineInput, ValidEntry, ValidLine, get_entry, parse_date, prepare,
-    prepare_batch, reverse_entry,
+    Entry, EntryInput, EntryLine, LineInput, RenderEntry, ValidEntry, ValidLine, get_entry,
+    parse_date, post_reversal, prepare, prepare_batch, reverse_entry,
 };
 pub use export::{EXPORT_TIME_LIMIT, ExportFormat, export_ledger};
 pub use invoices::{

@@ -274,8 +274,12 @@ class Organization:
     def entry(self, id: int) -> Entry:
         """One journal entry. Raises ``NotFoundError`` for another organization's."""
 
-    def reverse_entry(self, id: int, date: DateLike | None = None) -> Entry:
+    def reverse_entry(
+        self, id: int, date: DateLike | None = None, *, idempotency_key: str | None = None
+    ) -> Entry:
         """Posts the mirror of an entry, dated ``date`` (default: the entry's date).
+
+        With ``idempotency_key``, a repeated call returns the first answer again.
 
         Raises:
             ConflictError: ``ALREADY_REVERSED``, ``CANNOT_REVERSE_REVERSAL``.
