@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use accubooks_core::auth::Role;
 use accubooks_core::limits::Work;
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -733,7 +732,6 @@ async fn two_owners_demoting_each_other_leave_one_owner(store: Store) {
             .filter(|u| u["role"] == "owner")
             .count();
         assert_eq!(owners, 1, "round {round}: {statuses:?} {users}");
-        let _ = Role::Owner;
     }
 }
 
