@@ -252,8 +252,13 @@ pub struct PasswordHashing {
 
 /// Every password-hashing worker is busy and the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("The server is busy checking passwords. Retry in a second.")]
+#[error("{}", HashingBusy::MESSAGE)]
 pub struct HashingBusy;
+
+impl HashingBusy {
+    /// What the client is told.
+    pub const MESSAGE: &'static str = "The server is busy checking passwords. Retry in a second.";
+}
 
 impl PasswordHashing {
     /// A pool of `workers` (at least one).
@@ -263,11 +268,6 @@ impl PasswordHashing {
             running: Arc::new(Semaphore::new(workers)),
             admitted: Arc::new(Semaphore::new(workers * 5)),
         }
-    }
-
-    /// One worker per core.
-    pub fn per_core() -> Self {
-        PasswordHashing::new(std::thread::available_parallelism().map_or(2, usize::from))
     }
 
     /// Runs `work` on a hashing worker. The permits travel with the work, so

@@ -270,16 +270,9 @@ struct Tracked<S> {
     activity: Arc<Activity>,
 }
 
-impl<S, B> hyper::service::Service<http::Request<Incoming>> for Tracked<S>
-where
-    S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<B>;
-    type Error = S::Error;
+impl<S: HostService> hyper::service::Service<http::Request<Incoming>> for Tracked<S> {
+    type Response = http::Response<S::Body>;
+    type Error = S::Failure;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {

@@ -322,20 +322,19 @@ impl Instance {
         org.require(Role::Owner)?;
         let role = parse_role(role)?;
         self.guarded(async {
-            let shown_email = email.trim().to_lowercase();
             let new = NewUser {
                 email,
                 password,
                 role,
             };
-            let id = ledger::create_user(
+            let user = ledger::create_user(
                 self.app.database(),
                 self.app.password_hashing(),
                 org.id,
                 new,
             )
             .await?;
-            Ok(json!({"id": id, "email": shown_email, "role": role_name(role)}))
+            to_value(&user)
         })
         .await
     }

@@ -642,7 +642,11 @@ async fn tokens_follow_their_user(store: Store) {
         );
     }
 
-    // Removed: the token is refused outright; the id is gone.
+    // Removed (204, as the OpenAPI document says): the token is refused
+    // outright; the id is gone.
+    let (_, document) = books.call("GET", "/api/openapi.json", None, None).await;
+    let removal = &document["paths"]["/api/users/{id}"]["delete"]["responses"];
+    assert!(removal["204"].is_object(), "{removal}");
     let (status, _) = user_call(
         &books,
         "DELETE",

@@ -63,6 +63,7 @@ pub(crate) fn routes() -> Vec<Route> {
             .needs(DATABASE)
             .access(owner)
             .summary("Remove a user; the user's existing tokens stop working at once")
+            .returns_empty(204)
             .answers(409, "The last owner cannot be removed (LAST_OWNER)"),
     ]
 }
@@ -81,9 +82,7 @@ fn client(request: &Request) -> Option<std::net::IpAddr> {
 async fn register(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let registration: Registration = request.json()?;
     // Each registration costs an Argon2 hash: a budget per client address.
-    app.auth_limits()
-        .check_register(client(&request))
-        .map_err(ledger::LedgerError::from)?;
+    app.auth_limits().check_register(client(&request))?;
     let principal = ledger::register(app.database(), app.password_hashing(), registration).await?;
     let token = app.tokens().issue(principal, TOKEN_LIFETIME);
     Ok(json_response(
@@ -118,13 +117,10 @@ async fn list_users(app: AccuBooks, request: Request) -> Result<Response, ApiErr
 
 async fn create_user(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let new: NewUser = request.json()?;
-    let (email, role) = (ledger::normalize_email(&new.email)?, new.role);
     let organization = request.principal()?.organization;
-    let id = ledger::create_user(app.database(), app.password_hashing(), organization, new).await?;
-    Ok(json_response(
-        StatusCode::CREATED,
-        &User { id, email, role },
-    ))
+    let user =
+        ledger::create_user(app.database(), app.password_hashing(), organization, new).await?;
+    Ok(json_response(StatusCode::CREATED, &user))
 }
 
 fn user_id(request: &Request) -> Result<Uuid, ApiError> {

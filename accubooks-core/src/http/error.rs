@@ -208,15 +208,21 @@ impl From<LedgerError> for ApiError {
             LedgerError::InvalidCredentials => {
                 ApiError::Unauthorized("The e-mail address or the password is wrong.")
             }
-            LedgerError::Throttled(t) => ApiError::RateLimited {
-                retry_after: t.retry_after,
-            },
+            LedgerError::Throttled(throttled) => throttled.into(),
             LedgerError::HashingBusy(_) => ApiError::Unavailable {
                 code: "SERVER_BUSY",
-                message: "The server is busy checking passwords. Retry in a second.",
+                message: crate::auth::HashingBusy::MESSAGE,
                 retry_after: 1,
             },
             LedgerError::Storage(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::auth::Throttled> for ApiError {
+    fn from(throttled: crate::auth::Throttled) -> Self {
+        ApiError::RateLimited {
+            retry_after: throttled.retry_after,
         }
     }
 }

@@ -162,7 +162,7 @@ pub fn document(routes: &RouteTable) -> OpenApi {
                 )
             }
             None => (
-                "200".to_owned(),
+                route.doc.empty_success.unwrap_or(200).to_string(),
                 ResponseBuilder::new().description("Success").build(),
             ),
         };

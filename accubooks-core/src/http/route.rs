@@ -41,6 +41,8 @@ pub struct RouteDoc {
     /// Other answers: status, description, and whether the body is the
     /// error body (else the route's own, as `/ready`'s `{"status"}`).
     pub(crate) answers: Vec<(u16, &'static str, bool)>,
+    /// The success status of a route answering no body (default 200).
+    pub(crate) empty_success: Option<u16>,
 }
 
 /// A documented query parameter.
@@ -173,6 +175,12 @@ impl Route {
     /// Documents a JSON array answer on success.
     pub fn returns_list<T: ToSchema>(mut self, status: u16) -> Self {
         self.doc.returns = Some((status, list_of::<T>));
+        self
+    }
+
+    /// Documents a success answer without a body (`204` of a removal).
+    pub fn returns_empty(mut self, status: u16) -> Self {
+        self.doc.empty_success = Some(status);
         self
     }
 

@@ -1,5 +1,6 @@
 //! Organizations and their users: registration, login and user management.
-//! Passwords are hashed with Argon2id; hashing runs on the blocking pool.
+//! Passwords are hashed with Argon2id on the password-hashing pool
+//! ([`PasswordHashing`]).
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -253,18 +254,19 @@ pub async fn login(
     })
 }
 
-/// Adds a user to the owner's organization.
+/// Adds a user to the owner's organization; answers it as listed.
 pub async fn create_user(
     db: &Database,
     hashing: &PasswordHashing,
     organization: Uuid,
     new: NewUser,
-) -> LedgerResult<Uuid> {
+) -> LedgerResult<User> {
     let email = normalize_email(&new.email)?;
     check_password(&new.password)?;
     let hash = hash_password(hashing, new.password).await?;
     let id = Uuid::new_v4();
-    let role = role_name(new.role);
+    let role = new.role;
+    let shown = email.clone();
     let created = db
         .run(|pool| async move {
             let result: Result<_, sqlx::Error> = async {
@@ -276,7 +278,7 @@ pub async fn create_user(
                     .bind(&organization)
                     .bind(&email)
                     .bind(&hash)
-                    .bind(role)
+                    .bind(role_name(role))
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await
@@ -291,7 +293,11 @@ pub async fn create_user(
         })
         .await?;
     if created {
-        Ok(id)
+        Ok(User {
+            id,
+            email: shown,
+            role,
+        })
     } else {
         Err(LedgerError::Conflict {
             code: "EMAIL_TAKEN",

@@ -226,7 +226,7 @@ impl TestServer {
             .await
             .unwrap();
             Principal {
-                user,
+                user: user.id,
                 role,
                 ..owner
             }
