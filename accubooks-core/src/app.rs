@@ -385,6 +385,11 @@ impl AccuBooks {
         &self.inner.work_limits
     }
 
+    /// The use cases, which every door calls.
+    pub fn books(&self) -> crate::usecases::Books<'_> {
+        crate::usecases::Books::new(self)
+    }
+
     /// The OpenAPI document of every route, built on first use.
     pub fn openapi(&self) -> &serde_json::Value {
         self.inner.openapi.get_or_init(|| {

@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod money;
 pub mod resources;
 pub mod telemetry;
+pub mod usecases;
 
 pub use app::{AccuBooks, Builder, Phase};
 pub use config::{Config, ConfigError, Environment};

@@ -51,6 +51,7 @@ pub struct Metrics {
     probe_duration: HistogramVec,
     http_duration: HistogramVec,
     slow_requests: IntCounterVec,
+    operation_duration: HistogramVec,
     render_duration: Histogram,
 }
 
@@ -123,6 +124,20 @@ impl Metrics {
         )
         .expect("valid metric");
         reg(Box::new(slow_requests.clone()));
+        let operation_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "accubooks_operation_duration_seconds",
+                "Duration of use cases, whichever door called them (HTTP or in-process), \
+                 by operation and outcome (ok, refused, failed).",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["operation", "outcome"],
+        )
+        .expect("valid metric");
+        reg(Box::new(operation_duration.clone()));
         let render_duration = Histogram::with_opts(HistogramOpts::new(
             "accubooks_metrics_render_duration_seconds",
             "Time spent rendering this exposition.",
@@ -167,6 +182,7 @@ impl Metrics {
             probe_duration,
             http_duration,
             slow_requests,
+            operation_duration,
             render_duration,
         };
         metrics.up.set(1);
@@ -215,6 +231,19 @@ impl Metrics {
     /// Counts a request slower than `SLOW_REQUEST_MS`.
     pub fn count_slow_request(&self, method: &'static str, route: &'static str) {
         self.slow_requests.with_label_values(&[method, route]).inc();
+    }
+
+    /// Records a finished use case. `operation` is a use case's name and
+    /// `outcome` one of `ok`, `refused`, `failed`: both from closed sets.
+    pub fn observe_operation(
+        &self,
+        operation: &'static str,
+        outcome: &'static str,
+        elapsed: Duration,
+    ) {
+        self.operation_duration
+            .with_label_values(&[operation, outcome])
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Marks the instance as no longer serving (shutdown).

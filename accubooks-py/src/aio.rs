@@ -7,7 +7,6 @@
 //! holds the GIL. Reading kept state (health, metrics, phase) never waits, so
 //! those methods are plain functions, as in the blocking class.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use accubooks_core::Config;
@@ -15,21 +14,11 @@ use accubooks_core::ledger::{Credentials, Registration};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3_async_runtimes::tokio::future_into_py;
-use serde_json::Value;
 
 use crate::blocking::{config_from_args, start};
-use crate::convert::{self, Mode, Payload, Reply, to_py};
-use crate::error::Outcome;
-use crate::instance::{Instance, Org, role_name};
+use crate::convert::{Mode, Payload, Reply, to_py};
+use crate::instance::{Instance, Org};
 use crate::server::{ServerTask, seconds};
-
-/// Hands a book operation to the event loop.
-fn books<'py, F>(py: Python<'py>, operation: F) -> PyResult<Bound<'py, PyAny>>
-where
-    F: Future<Output = Outcome<Value>> + Send + 'static,
-{
-    future_into_py(py, async move { Ok(Reply::books(operation.await)) })
-}
 
 /// An AccuBooks instance for asyncio code.
 #[pyclass(frozen, module = "accubooks.aio")]
@@ -195,222 +184,17 @@ impl AsyncAccuBooks {
     }
 }
 
-/// One organization's books, for asyncio code.
+/// One organization's books, for asyncio code; its methods are in
+/// [`crate::organization`].
 #[pyclass(frozen, module = "accubooks.aio")]
 pub(crate) struct AsyncOrganization {
-    instance: Arc<Instance>,
-    org: Org,
+    pub(crate) instance: Arc<Instance>,
+    pub(crate) org: Org,
 }
 
 impl AsyncOrganization {
     /// A handle on `org`.
     pub(crate) fn new(instance: Arc<Instance>, org: Org) -> Self {
         AsyncOrganization { instance, org }
-    }
-
-    fn parts(&self) -> (Arc<Instance>, Org) {
-        (Arc::clone(&self.instance), self.org)
-    }
-}
-
-#[pymethods]
-impl AsyncOrganization {
-    /// The organization's id (a UUID).
-    #[getter]
-    fn id(&self) -> String {
-        self.org.id.to_string()
-    }
-
-    /// The user who registered or logged in; `None` when opened by id.
-    #[getter]
-    fn user_id(&self) -> Option<String> {
-        self.org.user.map(|u| u.to_string())
-    }
-
-    /// `"owner"`, `"accountant"` or `"viewer"`.
-    #[getter]
-    fn role(&self) -> &'static str {
-        role_name(self.org.role)
-    }
-
-    /// A bearer token of the user for the HTTP API (never waits).
-    fn token(&self) -> PyResult<String> {
-        Ok(self.instance.token(&self.org)?)
-    }
-
-    /// Adds a user (owners only).
-    #[pyo3(signature = (email, password, role = "accountant".to_owned()))]
-    fn create_user<'py>(
-        &self,
-        py: Python<'py>,
-        email: String,
-        password: String,
-        role: String,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let (instance, org) = self.parts();
-        books(py, async move {
-            instance.create_user(&org, email, password, &role).await
-        })
-    }
-
-    /// Opens an account.
-    #[pyo3(signature = (code, name, r#type, currency, parent = None))]
-    fn create_account<'py>(
-        &self,
-        py: Python<'py>,
-        code: String,
-        name: String,
-        r#type: String,
-        currency: String,
-        parent: Option<String>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let (instance, org) = self.parts();
-        books(py, async move {
-            instance
-                .create_account(&org, code, name, &r#type, currency, parent)
-                .await
-        })
-    }
-
-    /// The accounts with their balances, by code.
-    fn accounts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (instance, org) = self.parts();
-        books(py, async move { instance.accounts(&org).await })
-    }
-
-    /// Posts one balanced entry.
-    #[pyo3(signature = (date, lines, memo = "", *, idempotency_key = None))]
-    fn post_entry<'py>(
-        &self,
-        py: Python<'py>,
-        date: &Bound<'py, PyAny>,
-        lines: &Bound<'py, PyAny>,
-        memo: &str,
-        idempotency_key: Option<String>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let input = convert::entry_input(date, lines, memo.to_owned(), "")?;
-        let (instance, org) = self.parts();
-        books(py, async move {
-            instance.post_entry(&org, input, idempotency_key).await
-        })
-    }
-
-    /// Posts many entries at once, all or none; their ids in order.
-    #[pyo3(signature = (entries, *, idempotency_key = None))]
-    fn post_entries<'py>(
-        &self,
-        py: Python<'py>,
-        entries: &Bound<'py, PyAny>,
-        idempotency_key: Option<String>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let inputs = convert::entries_arg(entries)?;
-        let (instance, org) = self.parts();
-        future_into_py(py, async move {
-            let ids = instance.post_entries(&org, inputs, idempotency_key).await;
-            Ok(Reply::new(ids.map(Payload::Ids)))
-        })
-    }
-
-    /// One journal entry.
-    fn entry<'py>(&self, py: Python<'py>, id: i64) -> PyResult<Bound<'py, PyAny>> {
-        let (instance, org) = self.parts();
-        books(py, async move { instance.entry(&org, id).await })
-    }
-
-    /// Posts the mirror of an entry, dated `date` (default: the entry's date).
-    #[pyo3(signature = (id, date = None, *, idempotency_key = None))]
-    fn reverse_entry<'py>(
-        &self,
-        py: Python<'py>,
-        id: i64,
-        date: Option<&Bound<'py, PyAny>>,
-        idempotency_key: Option<String>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let date = convert::optional_date(date, "date")?;
-        let (instance, org) = self.parts();
-        books(py, async move {
-            instance
-                .reverse_entry(&org, id, date, idempotency_key)
-                .await
-        })
-    }
-
-    /// The trial balance at the end of `as_of` (default: today, UTC).
-    #[pyo3(signature = (as_of = None))]
-    fn trial_balance<'py>(
-        &self,
-        py: Python<'py>,
-        as_of: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let as_of = convert::optional_date(as_of, "as_of")?;
-        let (instance, org) = self.parts();
-        books(py, async move { instance.trial_balance(&org, as_of).await })
-    }
-
-    /// The balance sheet at the end of `as_of` (default: today, UTC).
-    #[pyo3(signature = (as_of = None))]
-    fn balance_sheet<'py>(
-        &self,
-        py: Python<'py>,
-        as_of: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let as_of = convert::optional_date(as_of, "as_of")?;
-        let (instance, org) = self.parts();
-        books(py, async move { instance.balance_sheet(&org, as_of).await })
-    }
-
-    /// Revenue and expenses from `from_` to `to`, inclusive.
-    fn income_statement<'py>(
-        &self,
-        py: Python<'py>,
-        from_: &Bound<'py, PyAny>,
-        to: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let from = convert::date_arg(from_, "from_")?;
-        let to = convert::date_arg(to, "to")?;
-        let (instance, org) = self.parts();
-        books(py, async move {
-            instance.income_statement(&org, from, to).await
-        })
-    }
-
-    /// One account's postings from `from_` to `to`, with running balances.
-    fn general_ledger<'py>(
-        &self,
-        py: Python<'py>,
-        account: String,
-        from_: &Bound<'py, PyAny>,
-        to: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let from = convert::date_arg(from_, "from_")?;
-        let to = convert::date_arg(to, "to")?;
-        let (instance, org) = self.parts();
-        books(py, async move {
-            instance.general_ledger(&org, account, from, to).await
-        })
-    }
-
-    /// The books up to `as_of` as an `hledger` or `beancount` journal.
-    #[pyo3(signature = (format, as_of = None))]
-    fn export_ledger<'py>(
-        &self,
-        py: Python<'py>,
-        format: String,
-        as_of: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let as_of = convert::optional_date(as_of, "as_of")?;
-        let (instance, org) = self.parts();
-        future_into_py(py, async move {
-            let text = instance.export_ledger(&org, &format, as_of).await;
-            Ok(Reply::new(text.map(Payload::Text)))
-        })
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "<accubooks.aio.AsyncOrganization id={} role={}>",
-            self.org.id,
-            role_name(self.org.role)
-        )
     }
 }

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use accubooks_core::ledger::{EntryInput, LineInput};
+use accubooks_core::ledger::{EntryInput, LineInput, NewLine};
 use accubooks_core::money::AmountText;
 use chrono::NaiveDate;
 use pyo3::exceptions::PyTypeError;
@@ -27,7 +27,15 @@ use crate::instance::{Instance, Org};
 use crate::server::{Server, ServerTask};
 
 /// Fields of book answers that hold a `YYYY-MM-DD` date.
-const DATE_FIELDS: &[&str] = &["date", "as_of", "from", "to"];
+const DATE_FIELDS: &[&str] = &[
+    "date",
+    "as_of",
+    "from",
+    "to",
+    "due_date",
+    "issue_date",
+    "void_date",
+];
 
 /// Fields of book answers that hold money as a decimal string.
 const MONEY_FIELDS: &[&str] = &[
@@ -36,7 +44,12 @@ const MONEY_FIELDS: &[&str] = &[
     "balance",
     "closing_balance",
     "credit",
+    "credited",
+    "current",
     "current_earnings",
+    "days_1_30",
+    "days_31_60",
+    "days_61_90",
     "debit",
     "equity",
     "expenses",
@@ -44,9 +57,18 @@ const MONEY_FIELDS: &[&str] = &[
     "liabilities_and_equity",
     "net_income",
     "opening_balance",
+    "outstanding",
+    "over_90",
+    "paid",
+    "quantity",
     "revenue",
+    "subtotal",
+    "tax",
+    "tax_rate",
+    "total",
     "total_credit",
     "total_debit",
+    "unit_price",
 ];
 
 /// The variables of the contract that `AccuBooks(**config)` accepts, in
@@ -207,7 +229,7 @@ pub(crate) fn optional_date(
 }
 
 /// A money argument: `Decimal` or a decimal string.
-fn amount_arg(value: &Bound<'_, PyAny>, place: &str) -> PyResult<AmountText> {
+pub(crate) fn amount_arg(value: &Bound<'_, PyAny>, place: &str) -> PyResult<AmountText> {
     if let Ok(text) = value.cast::<PyString>() {
         return Ok(AmountText(text.extract()?));
     }
@@ -322,6 +344,49 @@ pub(crate) fn lines_arg(value: &Bound<'_, PyAny>, prefix: &str) -> PyResult<Vec<
         .collect()
 }
 
+const INVOICE_LINE_EXAMPLE: &str = "{\"description\": \"Consulting\", \"quantity\": Decimal(\"2\"), \"unit_price\": Decimal(\"150.00\"), \"tax_rate\": Decimal(\"0.08\")}";
+
+/// The lines of an invoice or credit note: dicts with `description`,
+/// `quantity`, `unit_price` and optionally `tax_rate` (decimals).
+pub(crate) fn invoice_lines_arg(value: &Bound<'_, PyAny>) -> PyResult<Vec<NewLine>> {
+    list_arg(value, "lines")?
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let place = format!("Line {}", index + 1);
+            let dict = dict_arg(item, &place, INVOICE_LINE_EXAMPLE)?;
+            let (mut description, mut quantity, mut unit_price) = (None, None, None);
+            let mut tax_rate = AmountText("0".to_owned());
+            for (key, field) in dict.iter() {
+                let key = text_arg(&key, &format!("{place}: a key"))?;
+                let at = format!("{place}: {key:?}");
+                match key.as_str() {
+                    "description" => description = Some(text_arg(&field, &at)?),
+                    "quantity" => quantity = Some(amount_arg(&field, &at)?),
+                    "unit_price" => unit_price = Some(amount_arg(&field, &at)?),
+                    "tax_rate" => tax_rate = amount_arg(&field, &at)?,
+                    other => {
+                        return Err(invalid_input(
+                            "INVALID_FIELD",
+                            format!(
+                                "{place}: unknown field {other:?}; a line has \"description\", \"quantity\", \"unit_price\" and \"tax_rate\"."
+                            ),
+                        ));
+                    }
+                }
+            }
+            let missing =
+                |name: &str| invalid_input("INVALID_FIELD", format!("{place}: {name:?} is missing."));
+            Ok(NewLine {
+                description: description.ok_or_else(|| missing("description"))?,
+                quantity: quantity.ok_or_else(|| missing("quantity"))?,
+                unit_price: unit_price.ok_or_else(|| missing("unit_price"))?,
+                tax_rate,
+            })
+        })
+        .collect()
+}
+
 /// One entry from its parts.
 pub(crate) fn entry_input(
     date: &Bound<'_, PyAny>,
@@ -414,12 +479,8 @@ pub(crate) fn config_vars(
 pub(crate) enum Payload {
     /// A book answer (dates and money converted).
     Books(Value),
-    /// Entry ids.
-    Ids(Vec<i64>),
     /// `True` or `False`.
     Flag(bool),
-    /// A `str`.
-    Text(String),
     /// `None`.
     Unit,
     /// An asyncio organization handle.
@@ -459,8 +520,6 @@ impl<'py> IntoPyObject<'py> for Reply {
         match self.0 {
             Err(failure) => Err(failure.into_pyerr(py)),
             Ok(Payload::Books(value)) => to_py(py, &value, Mode::Books),
-            Ok(Payload::Ids(ids)) => Ok(PyList::new(py, ids)?.into_any()),
-            Ok(Payload::Text(text)) => Ok(PyString::new(py, &text).into_any()),
             Ok(Payload::Flag(flag)) => Ok(PyBool::new(py, flag).to_owned().into_any()),
             Ok(Payload::Unit) => Ok(py.None().into_bound(py)),
             Ok(Payload::AsyncOrg(instance, org)) => {

@@ -4,10 +4,12 @@
 //! re-exported by the `accubooks` package (see `python/accubooks`).
 //!
 //! One [`Instance`](instance::Instance) (an `AccuBooks` handle of the core)
-//! sits behind every Python handle. Its operations are plain async Rust in
-//! [`instance`], shared by the blocking classes ([`blocking`]), which run them
-//! on the shared Tokio runtime with the GIL released, and the asyncio classes
-//! ([`aio`]), which hand them to the event loop with `pyo3-async-runtimes`.
+//! sits behind every Python handle. Every book method calls one use case of
+//! the core ([`accubooks_core::usecases`], which the HTTP routes call too).
+//! The methods are written once, in [`organization`], and expanded into the
+//! blocking class ([`blocking`]), which runs them on the shared Tokio
+//! runtime with the GIL released, and the asyncio class ([`aio`]), which
+//! hands them to the event loop with `pyo3-async-runtimes`.
 //! Values cross the boundary in [`convert`]; errors become the exception
 //! classes of `accubooks._errors` in [`error`].
 
@@ -16,6 +18,7 @@ mod blocking;
 mod convert;
 mod error;
 mod instance;
+mod organization;
 mod runtime;
 mod server;
 

@@ -1,7 +1,5 @@
 //! Registration, login and user management.
 
-use std::time::Duration;
-
 use http::{Method, StatusCode};
 use serde_json::json;
 
@@ -9,11 +7,9 @@ use super::{Access, ApiError, Request, Response, Route, json_response};
 use crate::app::AccuBooks;
 use crate::auth::Role;
 use crate::deps::DATABASE;
-use crate::ledger::{self, Credentials, NewUser, Registration, RoleChange, User};
+use crate::ledger::{Credentials, NewUser, Registration, RoleChange, User};
+use crate::usecases::Client;
 use uuid::Uuid;
-
-/// How long a token is valid.
-pub const TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 pub(crate) fn routes() -> Vec<Route> {
     let owner = Access::Role(Role::Owner);
@@ -75,20 +71,17 @@ struct TokenAnswer {
     token: String,
 }
 
-fn client(request: &Request) -> Option<std::net::IpAddr> {
-    request.peer.map(|peer| peer.ip())
+fn client(request: &Request) -> Client {
+    Client::Remote(request.peer.map(|peer| peer.ip()))
 }
 
 async fn register(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let registration: Registration = request.json()?;
-    // Each registration costs an Argon2 hash: a budget per client address.
-    app.auth_limits().check_register(client(&request))?;
-    let principal = ledger::register(app.database(), app.password_hashing(), registration).await?;
-    let token = app.tokens().issue(principal, TOKEN_LIFETIME);
+    let books = app.books();
+    let principal = books.register(request.json()?, client(&request)).await?;
     Ok(json_response(
         StatusCode::CREATED,
         &json!({
-            "token": token,
+            "token": books.token(principal),
             "organization_id": principal.organization,
             "user_id": principal.user,
         }),
@@ -96,30 +89,20 @@ async fn register(app: AccuBooks, request: Request) -> Result<Response, ApiError
 }
 
 async fn login(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let credentials: Credentials = request.json()?;
-    let principal = ledger::login(
-        app.database(),
-        app.password_hashing(),
-        app.auth_limits(),
-        client(&request),
-        credentials,
-    )
-    .await?;
-    let token = app.tokens().issue(principal, TOKEN_LIFETIME);
+    let books = app.books();
+    let principal = books.login(request.json()?, client(&request)).await?;
+    let token = books.token(principal);
     Ok(json_response(StatusCode::OK, &json!({"token": token})))
 }
 
 async fn list_users(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let organization = request.principal()?.organization;
-    let users = ledger::list_users(app.database(), organization).await?;
+    let users = app.books().users(&request.principal()?).await?;
     Ok(json_response(StatusCode::OK, &users))
 }
 
 async fn create_user(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let new: NewUser = request.json()?;
-    let organization = request.principal()?.organization;
-    let user =
-        ledger::create_user(app.database(), app.password_hashing(), organization, new).await?;
+    let (caller, new) = (request.principal()?, request.json()?);
+    let user = app.books().create_user(&caller, new).await?;
     Ok(json_response(StatusCode::CREATED, &user))
 }
 
@@ -134,17 +117,14 @@ fn user_id(request: &Request) -> Result<Uuid, ApiError> {
 
 async fn set_role(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let change: RoleChange = request.json()?;
-    let (organization, user) = (request.principal()?.organization, user_id(&request)?);
-    let changed = ledger::set_role(app.database(), organization, user, change.role).await;
-    app.members().invalidate(user);
-    Ok(json_response(StatusCode::OK, &changed?))
+    let (caller, user) = (request.principal()?, user_id(&request)?);
+    let changed = app.books().set_role(&caller, user, change.role).await?;
+    Ok(json_response(StatusCode::OK, &changed))
 }
 
 async fn remove_user(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let (organization, user) = (request.principal()?.organization, user_id(&request)?);
-    let removed = ledger::remove_user(app.database(), organization, user).await;
-    app.members().invalidate(user);
-    removed?;
+    let (caller, user) = (request.principal()?, user_id(&request)?);
+    app.books().remove_user(&caller, user).await?;
     let mut response = http::Response::new(bytes::Bytes::new());
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)

@@ -219,6 +219,34 @@ impl From<LedgerError> for ApiError {
     }
 }
 
+impl From<crate::usecases::Error> for ApiError {
+    fn from(err: crate::usecases::Error) -> Self {
+        use crate::usecases::Error as E;
+        match err {
+            E::Ledger(err) => err.into(),
+            E::Forbidden => ApiError::Forbidden("Your role may not do this."),
+            E::UnknownUser => {
+                ApiError::Unauthorized("The user of this token no longer exists. Log in again.")
+            }
+            E::Unavailable(unavailable) => ApiError::Unavailable {
+                code: unavailable.code,
+                message: unavailable.message,
+                retry_after: 1,
+            },
+            E::TimedOut { limit_ms } => ApiError::Timeout {
+                timeout_ms: limit_ms,
+            },
+            E::Overloaded(overloaded) => overloaded.into(),
+            err @ E::InvalidKey => ApiError::malformed(err.to_string()),
+            err @ E::KeyReused => ApiError::invalid("IDEMPOTENCY_KEY_REUSED", err.to_string()),
+            err @ E::KeyInProgress => ApiError::Conflict {
+                code: "IDEMPOTENCY_KEY_IN_PROGRESS",
+                message: err.to_string(),
+            },
+        }
+    }
+}
+
 impl From<crate::auth::Throttled> for ApiError {
     fn from(throttled: crate::auth::Throttled) -> Self {
         ApiError::RateLimited {

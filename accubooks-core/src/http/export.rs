@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{ApiError, Request, Response, Route};
 use crate::app::AccuBooks;
 use crate::deps::DATABASE;
-use crate::ledger::{self, ExportFormat};
+use crate::ledger::ExportFormat;
 
 pub(crate) fn routes() -> Vec<Route> {
     vec![
@@ -39,28 +39,13 @@ fn file_name(format: ExportFormat) -> &'static str {
 }
 
 async fn export_ledger(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let q: ExportQuery = serde_urlencoded::from_str(request.parts.uri.query().unwrap_or(""))
-        .map_err(|err| {
-            ApiError::invalid("INVALID_QUERY", format!("Invalid query string: {err}."))
-        })?;
-    let format = ExportFormat::parse(&q.format).ok_or_else(|| {
-        ApiError::invalid(
-            "INVALID_FORMAT",
-            format!(
-                "{:?} is not an export format: use \"hledger\" or \"beancount\".",
-                q.format
-            ),
-        )
-    })?;
-    let as_of = match q.as_of.as_deref() {
-        Some(text) => ledger::parse_date(text)?,
-        None => chrono::Utc::now().date_naive(),
-    };
-    let organization = request.organization()?;
-    let _slot = app
-        .work_limits()
-        .acquire(crate::limits::Work::Export, &organization)?;
-    let text = ledger::export_ledger(app.database(), &organization, format, as_of).await?;
+    let q: ExportQuery = super::reports::query(&request)?;
+    let format = ExportFormat::from_name(&q.format)?;
+    let as_of = super::reports::optional_date(q.as_of.as_deref())?;
+    let books = app.books();
+    let text = books
+        .export_ledger(&request.principal()?, format, as_of)
+        .await?;
     let mut response = http::Response::new(Bytes::from(text));
     let headers = response.headers_mut();
     headers.insert(

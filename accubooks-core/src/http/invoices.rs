@@ -3,11 +3,12 @@
 use http::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::{Access, ApiError, Handler, Request, Response, Route, json_response, render_created};
+use super::{Access, ApiError, Handler, Request, Response, Route, answer_response, json_response};
 use crate::app::AccuBooks;
 use crate::auth::Role;
 use crate::deps::DATABASE;
 use crate::ledger::{self, NewCreditNote, NewCustomer, NewInvoice};
+use crate::usecases::{Dated, Payment};
 
 pub(crate) fn routes() -> Vec<Route> {
     fn read(path: &'static str, handler: impl Handler) -> Route {
@@ -69,143 +70,72 @@ pub(crate) fn routes() -> Vec<Route> {
     ]
 }
 
-fn invoice_id(request: &Request) -> Result<i64, ApiError> {
-    request
-        .param("id")
-        .and_then(|id| id.parse::<i64>().ok())
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::NotFound("There is no such invoice.".to_owned()))
-}
-
-/// A body that may be empty.
-fn optional_json<T: Default + serde::de::DeserializeOwned>(
-    request: &Request,
-) -> Result<T, ApiError> {
-    if request.body.is_empty() {
-        Ok(T::default())
-    } else {
-        request.json()
-    }
-}
+const NO_SUCH_INVOICE: &str = "There is no such invoice.";
 
 async fn create_customer(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let new: NewCustomer = request.json()?;
-    let render = |customer: &ledger::Customer| render_created(customer);
-    let idempotency = request.idempotency.as_ref().map(|k| (k, &render as _));
-    let customer =
-        ledger::create_customer(app.database(), &request.organization()?, new, idempotency).await?;
-    Ok(json_response(StatusCode::CREATED, &customer))
+    let (caller, new, key) = (request.principal()?, request.json()?, request.key()?);
+    let customer = app.books().create_customer(&caller, new, key).await?;
+    Ok(answer_response(StatusCode::CREATED, &customer))
 }
 
 async fn list_customers(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let customers = ledger::list_customers(app.database(), &request.organization()?).await?;
+    let customers = app.books().customers(&request.principal()?).await?;
     Ok(json_response(StatusCode::OK, &customers))
 }
 
 async fn create_invoice(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let new: NewInvoice = request.json()?;
-    let render = |invoice: &ledger::Invoice| render_created(invoice);
-    let idempotency = request.idempotency.as_ref().map(|k| (k, &render as _));
-    let invoice =
-        ledger::create_invoice(app.database(), &request.organization()?, new, idempotency).await?;
-    Ok(json_response(StatusCode::CREATED, &invoice))
+    let (caller, new, key) = (request.principal()?, request.json()?, request.key()?);
+    let invoice = app.books().create_invoice(&caller, new, key).await?;
+    Ok(answer_response(StatusCode::CREATED, &invoice))
 }
 
 async fn list_invoices(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let invoices = ledger::list_invoices(app.database(), &request.organization()?).await?;
+    let invoices = app.books().invoices(&request.principal()?).await?;
     Ok(json_response(StatusCode::OK, &invoices))
 }
 
 async fn get_invoice(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let invoice = ledger::get_invoice(
-        app.database(),
-        &request.organization()?,
-        invoice_id(&request)?,
-    )
-    .await?;
+    let (caller, id) = (request.principal()?, request.id(NO_SUCH_INVOICE)?);
+    let invoice = app.books().invoice(&caller, id).await?;
     Ok(json_response(StatusCode::OK, &invoice))
-}
-
-#[derive(Deserialize, Default, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct Dated {
-    #[serde(default)]
-    date: Option<String>,
 }
 
 async fn issue(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let body: Dated = optional_json(&request)?;
-    let invoice = ledger::issue_invoice(
-        app.database(),
-        app.committer(),
-        &request.organization()?,
-        invoice_id(&request)?,
-        body.date.as_deref(),
-        request.idempotency.clone(),
-    )
-    .await?;
-    Ok(json_response(StatusCode::OK, &invoice))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct Payment {
-    amount: crate::money::AmountText,
-    #[serde(default)]
-    date: Option<String>,
+    let (caller, id) = (request.principal()?, request.id(NO_SUCH_INVOICE)?);
+    let (input, key) = (request.optional_json()?, request.key()?);
+    let invoice = app.books().issue_invoice(&caller, id, input, key).await?;
+    Ok(answer_response(StatusCode::OK, &invoice))
 }
 
 async fn pay(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let payment: Payment = request.json()?;
-    let invoice = ledger::record_payment(
-        app.database(),
-        app.committer(),
-        &request.organization()?,
-        invoice_id(&request)?,
-        &payment.amount.0,
-        payment.date.as_deref(),
-        request.idempotency.clone(),
-    )
-    .await?;
-    Ok(json_response(StatusCode::CREATED, &invoice))
+    let (caller, id) = (request.principal()?, request.id(NO_SUCH_INVOICE)?);
+    let (payment, key) = (request.json()?, request.key()?);
+    let invoice = app.books().pay_invoice(&caller, id, payment, key).await?;
+    Ok(answer_response(StatusCode::CREATED, &invoice))
 }
 
 async fn void(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let body: Dated = optional_json(&request)?;
-    let invoice = ledger::void_invoice(
-        app.database(),
-        app.committer(),
-        &request.organization()?,
-        invoice_id(&request)?,
-        body.date.as_deref(),
-        request.idempotency.clone(),
-    )
-    .await?;
-    Ok(json_response(StatusCode::OK, &invoice))
+    let (caller, id) = (request.principal()?, request.id(NO_SUCH_INVOICE)?);
+    let (input, key) = (request.optional_json()?, request.key()?);
+    let invoice = app.books().void_invoice(&caller, id, input, key).await?;
+    Ok(answer_response(StatusCode::OK, &invoice))
 }
 
 async fn credit(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let new: NewCreditNote = request.json()?;
-    let note = ledger::credit_note(
-        app.database(),
-        app.committer(),
-        &request.organization()?,
-        invoice_id(&request)?,
-        new,
-        request.idempotency.clone(),
-    )
-    .await?;
-    Ok(json_response(StatusCode::CREATED, &note))
+    let (caller, id) = (request.principal()?, request.id(NO_SUCH_INVOICE)?);
+    let (new, key) = (request.json()?, request.key()?);
+    let note = app.books().credit_note(&caller, id, new, key).await?;
+    Ok(answer_response(StatusCode::CREATED, &note))
 }
 
 async fn get_settings(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let settings = ledger::get_settings(app.database(), &request.organization()?).await?;
+    let settings = app.books().settings(&request.principal()?).await?;
     Ok(json_response(StatusCode::OK, &settings))
 }
 
 async fn put_settings(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let settings: ledger::Settings = request.json()?;
-    let settings = ledger::put_settings(app.database(), &request.organization()?, settings).await?;
+    let (caller, settings) = (request.principal()?, request.json()?);
+    let settings = app.books().put_settings(&caller, settings).await?;
     Ok(json_response(StatusCode::OK, &settings))
 }
 
@@ -217,7 +147,7 @@ struct AsOf {
 
 async fn ar_aging(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let q: AsOf = super::reports::query(&request)?;
-    let as_of = super::reports::date_or_today(q.as_of.as_deref())?;
-    let report = ledger::ar_aging(app.database(), &request.organization()?, as_of).await?;
+    let as_of = super::reports::optional_date(q.as_of.as_deref())?;
+    let report = app.books().ar_aging(&request.principal()?, as_of).await?;
     Ok(json_response(StatusCode::OK, &report))
 }

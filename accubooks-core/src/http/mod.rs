@@ -30,7 +30,7 @@ pub use pipeline::REQUEST_ID_HEADER;
 pub use route::{Access, Handler, Route, RouteDoc, RouteTable, SchemaFn};
 
 use crate::auth::Principal;
-use crate::ledger::idempotency::IdempotencyKey;
+use crate::usecases::{Answer, ClientKey};
 
 /// A response with its whole body.
 pub type Response = http::Response<Bytes>;
@@ -50,9 +50,6 @@ pub struct Request {
     pub peer: Option<SocketAddr>,
     /// The caller, for routes that need a token.
     pub principal: Option<Principal>,
-    /// The `Idempotency-Key` of a creating request whose key is new; the
-    /// handler stores its answer under it, in the same transaction as its write.
-    pub idempotency: Option<IdempotencyKey>,
 }
 
 impl Request {
@@ -70,9 +67,39 @@ impl Request {
             .ok_or(ApiError::Unauthorized("This route needs a token."))
     }
 
-    /// The caller's organization id, which scopes every query.
-    pub fn organization(&self) -> Result<String, ApiError> {
-        Ok(self.principal()?.organization.to_string())
+    /// The request's `Idempotency-Key`, if it carries one. The use case
+    /// checks its syntax; one that is not even text is refused here alike.
+    pub fn key(&self) -> Result<Option<ClientKey>, ApiError> {
+        let Some(value) = self.parts.headers.get("idempotency-key") else {
+            return Ok(None);
+        };
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::from(crate::usecases::Error::InvalidKey))?;
+        let key = ClientKey::new(text).with_http_fingerprint(
+            self.parts.method.as_str(),
+            self.parts.uri.path(),
+            &self.body,
+        );
+        Ok(Some(key))
+    }
+
+    /// A path parameter that is a record id: a positive integer, else the
+    /// record does not exist (`404 NOT_FOUND`, saying `missing`).
+    pub fn id(&self, missing: &'static str) -> Result<i64, ApiError> {
+        self.param("id")
+            .and_then(|id| id.parse::<i64>().ok())
+            .filter(|id| *id > 0)
+            .ok_or_else(|| ApiError::NotFound(missing.to_owned()))
+    }
+
+    /// A JSON body that may be empty (then `T::default()`).
+    pub fn optional_json<T: Default + DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.is_empty() {
+            Ok(T::default())
+        } else {
+            self.json()
+        }
     }
 
     /// A request header as text.
@@ -109,11 +136,21 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Res
     response
 }
 
-/// A 201 answer rendered for storing under an idempotency key, inside the
-/// transaction that makes it: the same bytes [`json_response`] sends.
-pub(crate) fn render_created<T: Serialize + ?Sized>(body: &T) -> (u16, String) {
-    let text = serde_json::to_string(body).expect("response bodies serialize");
-    (StatusCode::CREATED.as_u16(), text)
+/// The answer of a creating use case with `status`: the first call's and
+/// its replays' bodies are the same bytes; a replay is marked
+/// `Idempotent-Replayed: true`.
+pub(crate) fn answer_response<T: Serialize>(status: StatusCode, answer: &Answer<T>) -> Response {
+    let mut response = http::Response::new(Bytes::from(answer.to_json()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if answer.is_replay() {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
 }
 
 /// Every route the core serves.

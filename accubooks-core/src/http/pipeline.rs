@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{FutureExt, Stream, StreamExt};
@@ -12,7 +12,6 @@ use tracing::Instrument;
 use super::route::{Access, Lookup, Route};
 use super::{ApiError, Request, Response};
 use crate::app::AccuBooks;
-use crate::ledger::idempotency::{self, IdempotencyKey, Stored};
 
 /// The header that carries the request id in both directions.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -20,10 +19,6 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The route label of requests that matched no route, so that scanners
 /// cannot blow up the metrics' cardinality.
 const UNMATCHED: &str = "unmatched";
-
-/// How long a retry waits for the answer of its twin whose write committed
-/// but whose answer is still being rendered.
-const PENDING_ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 impl AccuBooks {
     /// Handles one request: the single entry point of every host.
@@ -177,19 +172,6 @@ impl AccuBooks {
                     "Text may not contain the NUL character (\\u0000).",
                 ));
             }
-            // The idempotency steps query the database: their futures are
-            // large and boxed, so that every other request's future stays
-            // small (it is moved several times on its way through the host).
-            let idempotency = if route.idempotent {
-                match Box::pin(self.idempotency_key(route, &parts, &body, principal.as_ref()))
-                    .await?
-                {
-                    KeyCheck::Replay(response) => return Ok(response),
-                    KeyCheck::New(key) => key,
-                }
-            } else {
-                None
-            };
             let request = Request {
                 parts,
                 body,
@@ -197,19 +179,14 @@ impl AccuBooks {
                 request_id: request_id.to_owned(),
                 peer,
                 principal,
-                idempotency: idempotency.clone(),
             };
-            let result = AssertUnwindSafe(route.handler.call(self.clone(), request))
+            AssertUnwindSafe(route.handler.call(self.clone(), request))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|panic| {
                     tracing::error!(panic = panic_message(&*panic), "request handler panicked");
                     Err(ApiError::Internal)
-                });
-            match idempotency {
-                Some(key) => Box::pin(self.settle_idempotent(result, key)).await,
-                None => result,
-            }
+                })
         };
         tokio::time::timeout(timeout, work)
             .await
@@ -219,111 +196,12 @@ impl AccuBooks {
     }
 
     /// The caller as the books know them now: the role of the user's row
-    /// (so a demotion takes effect at once), 401 when the user was removed.
+    /// (briefly cached), not the role claimed; 401 when the user was removed.
     async fn current_principal(
         &self,
         claimed: crate::auth::Principal,
     ) -> Result<crate::auth::Principal, ApiError> {
-        let (user, organization) = (claimed.user, claimed.organization);
-        let role = match self.members().get(user, organization) {
-            Some(role) => role,
-            None => {
-                let role = crate::ledger::member_role(self.database(), organization, user).await?;
-                self.members().put(user, organization, role);
-                role
-            }
-        };
-        let role = role.ok_or(ApiError::Unauthorized(
-            "The user of this token no longer exists. Log in again.",
-        ))?;
-        Ok(crate::auth::Principal { role, ..claimed })
-    }
-
-    /// Reads the `Idempotency-Key` of a creating request: replays a stored
-    /// answer, refuses a key reused with another request, or hands a new key
-    /// to the handler.
-    async fn idempotency_key(
-        &self,
-        route: &Route,
-        parts: &http::request::Parts,
-        body: &[u8],
-        principal: Option<&crate::auth::Principal>,
-    ) -> Result<KeyCheck, ApiError> {
-        let (true, Some(principal)) = (route.idempotent, principal) else {
-            return Ok(KeyCheck::New(None));
-        };
-        let Some(value) = parts.headers.get("idempotency-key") else {
-            return Ok(KeyCheck::New(None));
-        };
-        let key = value
-            .to_str()
-            .ok()
-            .filter(|k| IdempotencyKey::is_valid_key(k))
-            .ok_or_else(|| {
-                ApiError::malformed("An Idempotency-Key has 1 to 200 visible ASCII characters.")
-            })?;
-        let key = IdempotencyKey::new(
-            &principal.organization.to_string(),
-            key,
-            parts.method.as_str(),
-            parts.uri.path(),
-            body,
-        );
-        match idempotency::lookup(self.database(), &key).await? {
-            Stored::Absent => Ok(KeyCheck::New(Some(key))),
-            Stored::Pending => Ok(KeyCheck::Replay(self.replay(&key).await?)),
-            stored => Ok(KeyCheck::Replay(replayed(stored)?)),
-        }
-    }
-
-    /// Completes a request that carried an `Idempotency-Key`.
-    async fn settle_idempotent(
-        &self,
-        result: Result<Response, ApiError>,
-        key: IdempotencyKey,
-    ) -> Result<Response, ApiError> {
-        match result {
-            // A conflict may be a twin with the same key that committed first
-            // (the key itself, or the state it changed, such as an invoice it
-            // issued): then answer what it answered.
-            Err(conflict @ ApiError::Conflict { .. }) => {
-                match idempotency::lookup(self.database(), &key).await? {
-                    Stored::Absent => Err(conflict),
-                    _ => self.replay(&key).await,
-                }
-            }
-            Ok(response) if response.status().is_success() => {
-                // Handlers that write through the committer stored the answer
-                // (or its pending mark) atomically with their write; this
-                // stores it now (a no-op when already stored).
-                let status = response.status().as_u16();
-                idempotency::store(self.database(), &key, status, response.body()).await?;
-                Ok(response)
-            }
-            result => result,
-        }
-    }
-
-    /// The answer stored under a key whose write has committed, waiting a
-    /// little while it is being rendered.
-    async fn replay(&self, key: &IdempotencyKey) -> Result<Response, ApiError> {
-        let deadline = tokio::time::Instant::now() + PENDING_ANSWER_WAIT;
-        loop {
-            match idempotency::lookup(self.database(), key).await? {
-                Stored::Pending if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Stored::Pending => {
-                    return Err(ApiError::Conflict {
-                        code: "IDEMPOTENCY_KEY_IN_PROGRESS",
-                        message: "The request with this Idempotency-Key was written but its answer is not \
-                                  ready; retry shortly, or read the resource to see its state."
-                            .to_owned(),
-                    });
-                }
-                stored => return replayed(stored),
-            }
-        }
+        Ok(self.books().current_principal(claimed).await?)
     }
 
     /// Answers 503 at once when a dependency the route needs is known to be
@@ -342,33 +220,6 @@ impl AccuBooks {
             }
         }
         Ok(())
-    }
-}
-
-enum KeyCheck {
-    Replay(Response),
-    New(Option<IdempotencyKey>),
-}
-
-fn replayed(stored: Stored) -> Result<Response, ApiError> {
-    match stored {
-        Stored::Replay { status, body } => {
-            let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
-            let mut response = http::Response::new(Bytes::from(body));
-            *response.status_mut() = status;
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-            Ok(response)
-        }
-        Stored::Mismatch => Err(ApiError::invalid(
-            "IDEMPOTENCY_KEY_REUSED",
-            "This Idempotency-Key was used with a different request; use a new key.",
-        )),
-        Stored::Absent | Stored::Pending => Err(ApiError::Internal),
     }
 }
 

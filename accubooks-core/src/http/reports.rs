@@ -43,11 +43,10 @@ pub(crate) fn query<T: DeserializeOwned>(request: &Request) -> Result<T, ApiErro
         .map_err(|err| ApiError::invalid("INVALID_QUERY", format!("Invalid query string: {err}.")))
 }
 
-pub(crate) fn date_or_today(text: Option<&str>) -> Result<NaiveDate, ApiError> {
-    match text {
-        Some(text) => Ok(ledger::parse_date(text)?),
-        None => Ok(chrono::Utc::now().date_naive()),
-    }
+/// An optional date of a query: `None` when absent (the use case then
+/// takes today), `422 INVALID_DATE` when not `YYYY-MM-DD`.
+pub(crate) fn optional_date(text: Option<&str>) -> Result<Option<NaiveDate>, ApiError> {
+    Ok(text.map(ledger::parse_date).transpose()?)
 }
 
 #[derive(Deserialize)]
@@ -73,36 +72,40 @@ struct LedgerQuery {
 
 async fn trial_balance(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let q: AsOf = query(&request)?;
-    let as_of = date_or_today(q.as_of.as_deref())?;
-    let report = ledger::trial_balance(app.database(), &request.organization()?, as_of).await?;
+    let as_of = optional_date(q.as_of.as_deref())?;
+    let report = app
+        .books()
+        .trial_balance(&request.principal()?, as_of)
+        .await?;
     Ok(json_response(StatusCode::OK, &report))
 }
 
 async fn balance_sheet(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let q: AsOf = query(&request)?;
-    let as_of = date_or_today(q.as_of.as_deref())?;
-    let report = ledger::balance_sheet(app.database(), &request.organization()?, as_of).await?;
+    let as_of = optional_date(q.as_of.as_deref())?;
+    let report = app
+        .books()
+        .balance_sheet(&request.principal()?, as_of)
+        .await?;
     Ok(json_response(StatusCode::OK, &report))
 }
 
 async fn income_statement(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let q: Period = query(&request)?;
     let (from, to) = (ledger::parse_date(&q.from)?, ledger::parse_date(&q.to)?);
-    let report =
-        ledger::income_statement(app.database(), &request.organization()?, from, to).await?;
+    let books = app.books();
+    let report = books
+        .income_statement(&request.principal()?, from, to)
+        .await?;
     Ok(json_response(StatusCode::OK, &report))
 }
 
 async fn general_ledger(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let q: LedgerQuery = query(&request)?;
     let (from, to) = (ledger::parse_date(&q.from)?, ledger::parse_date(&q.to)?);
-    let report = ledger::general_ledger(
-        app.database(),
-        &request.organization()?,
-        &q.account,
-        from,
-        to,
-    )
-    .await?;
+    let books = app.books();
+    let report = books
+        .general_ledger(&request.principal()?, &q.account, from, to)
+        .await?;
     Ok(json_response(StatusCode::OK, &report))
 }

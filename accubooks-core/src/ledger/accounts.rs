@@ -89,8 +89,37 @@ impl Account {
     }
 }
 
+/// An account as every door shows it: the balance as a decimal string.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Account)]
+pub(crate) struct AccountShown<'a> {
+    id: i64,
+    code: &'a str,
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: AccountType,
+    currency: &'a str,
+    parent: Option<&'a str>,
+    balance: String,
+}
+
+impl Serialize for Account {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        AccountShown {
+            id: self.id,
+            code: &self.code,
+            name: &self.name,
+            kind: self.kind,
+            currency: &self.currency,
+            parent: self.parent.as_deref(),
+            balance: self.balance_text(),
+        }
+        .serialize(serializer)
+    }
+}
+
 /// A request to open an account.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
     /// Code, unique within the organization: 1 to 20 letters, digits, `.`, `-` or `_`.

@@ -41,12 +41,15 @@ pub enum ExportFormat {
 }
 
 impl ExportFormat {
-    /// Parses `hledger` or `beancount`.
-    pub fn parse(text: &str) -> Option<Self> {
+    /// `hledger` or `beancount`; `422 INVALID_FORMAT` otherwise.
+    pub fn from_name(text: &str) -> LedgerResult<Self> {
         match text {
-            "hledger" => Some(ExportFormat::Hledger),
-            "beancount" => Some(ExportFormat::Beancount),
-            _ => None,
+            "hledger" => Ok(ExportFormat::Hledger),
+            "beancount" => Ok(ExportFormat::Beancount),
+            _ => Err(LedgerError::invalid(
+                "INVALID_FORMAT",
+                format!("{text:?} is not an export format: use \"hledger\" or \"beancount\"."),
+            )),
         }
     }
 }
@@ -788,11 +791,15 @@ account expenses:5000  ; Account \"5000\"\u{FF1A} x; y
 
     #[test]
     fn formats_parse() {
-        assert_eq!(ExportFormat::parse("hledger"), Some(ExportFormat::Hledger));
-        assert_eq!(
-            ExportFormat::parse("beancount"),
-            Some(ExportFormat::Beancount)
-        );
-        assert_eq!(ExportFormat::parse("ledger"), None);
+        let name = |text| ExportFormat::from_name(text).ok();
+        assert_eq!(name("hledger"), Some(ExportFormat::Hledger));
+        assert_eq!(name("beancount"), Some(ExportFormat::Beancount));
+        assert!(matches!(
+            ExportFormat::from_name("ledger"),
+            Err(LedgerError::Invalid {
+                code: "INVALID_FORMAT",
+                ..
+            })
+        ));
     }
 }

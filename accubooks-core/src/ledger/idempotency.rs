@@ -19,26 +19,51 @@ pub struct IdempotencyKey {
     pub organization: String,
     /// The client's key.
     pub key: String,
-    /// SHA-256 of method, path and body.
+    /// SHA-256 of the operation, its target and its canonical input.
     pub request_hash: String,
+    /// A fingerprint of the same request as an earlier release stored it,
+    /// also accepted on lookup.
+    pub legacy_hash: Option<String>,
+}
+
+fn hex_sha256(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            hasher.update([0]);
+        }
+        hasher.update(part);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl IdempotencyKey {
-    /// Fingerprints a request.
-    pub fn new(organization: &str, key: &str, method: &str, path: &str, body: &[u8]) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(method.as_bytes());
-        hasher.update([0]);
-        hasher.update(path.as_bytes());
-        hasher.update([0]);
-        hasher.update(body);
-        let digest = hasher.finalize();
-        let request_hash = digest.iter().map(|b| format!("{b:02x}")).collect();
+    /// Fingerprints a request from its operation's name, the record it acts
+    /// on and the JSON of its typed input.
+    pub fn for_operation(
+        organization: &str,
+        key: &str,
+        operation: &str,
+        target: Option<i64>,
+        input: &[u8],
+    ) -> Self {
+        let target = target.map(|id| id.to_string()).unwrap_or_default();
         IdempotencyKey {
             organization: organization.to_owned(),
             key: key.to_owned(),
-            request_hash,
+            request_hash: hex_sha256(&[b"v2", operation.as_bytes(), target.as_bytes(), input]),
+            legacy_hash: None,
         }
+    }
+
+    /// The fingerprint releases before the use-case layer stored: method,
+    /// path and raw body of the HTTP request.
+    pub fn http_fingerprint(method: &str, path: &str, body: &[u8]) -> String {
+        hex_sha256(&[method.as_bytes(), path.as_bytes(), body])
     }
 
     /// Whether a client's key is acceptable: 1 to 200 visible ASCII characters.
@@ -54,9 +79,7 @@ pub enum Stored {
     Absent,
     /// The key was used with this request: here is the first answer.
     Replay {
-        /// HTTP status.
-        status: u16,
-        /// JSON body.
+        /// The answer's JSON.
         body: String,
     },
     /// The key was used with a different request.
@@ -67,9 +90,14 @@ pub enum Stored {
 }
 
 /// The status stored with the write of a request whose answer is rendered
-/// only after it commits (it reads back what the write changed); the
-/// pipeline replaces it with the answer.
+/// only after it commits (it reads back what the write changed); the use
+/// case replaces it with the answer.
 const PENDING: u16 = 0;
+
+/// The status of a stored answer. (Rows written before the use-case layer
+/// hold the HTTP status of their answer instead: any other value than
+/// [`PENDING`] is an answer.)
+pub const ANSWERED: u16 = 1;
 
 /// A placeholder answer for the committer to store with a job's write: the
 /// key is taken atomically with the write, so a retry can never write twice,
@@ -99,25 +127,20 @@ pub async fn lookup(db: &Database, key: &IdempotencyKey) -> crate::Result<Stored
         .await?;
     Ok(match found {
         None => Stored::Absent,
-        Some((hash, _, _)) if hash != key.request_hash => Stored::Mismatch,
+        Some((hash, _, _))
+            if hash != key.request_hash && key.legacy_hash.as_ref() != Some(&hash) =>
+        {
+            Stored::Mismatch
+        }
         Some((_, status, _)) if status == i64::from(PENDING) => Stored::Pending,
-        Some((_, status, body)) => Stored::Replay {
-            status: u16::try_from(status).unwrap_or(200),
-            body,
-        },
+        Some((_, _, body)) => Stored::Replay { body },
     })
 }
 
 /// Stores an answer unless one is stored already (a pending placeholder is
 /// replaced).
-pub async fn store(
-    db: &Database,
-    key: &IdempotencyKey,
-    status: u16,
-    body: &[u8],
-) -> crate::Result<()> {
-    let status = i32::from(status);
-    let body = String::from_utf8_lossy(body).into_owned();
+pub async fn store(db: &Database, key: &IdempotencyKey, body: &str) -> crate::Result<()> {
+    let status = i32::from(ANSWERED);
     let sql = format!(
         "{INSERT} ON CONFLICT (organization_id, key) DO UPDATE \
          SET status = EXCLUDED.status, response = EXCLUDED.response \
@@ -131,7 +154,7 @@ pub async fn store(
                 .bind(&key.key)
                 .bind(&key.request_hash)
                 .bind(status)
-                .bind(&body)
+                .bind(body)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await
@@ -194,16 +217,22 @@ mod tests {
 
     #[test]
     fn fingerprints_depend_on_everything() {
-        let a = IdempotencyKey::new("org", "k", "POST", "/x", b"{}");
-        assert_eq!(a.request_hash.len(), 64);
-        assert_eq!(a, IdempotencyKey::new("org", "k", "POST", "/x", b"{}"));
+        let key = |operation, target, input: &[u8]| {
+            IdempotencyKey::for_operation("org", "k", operation, target, input).request_hash
+        };
+        let a = key("post_entry", None, b"{}");
+        assert_eq!(a.len(), 64);
+        assert_eq!(a, key("post_entry", None, b"{}"));
+        assert_ne!(a, key("create_account", None, b"{}"));
+        assert_ne!(a, key("post_entry", Some(1), b"{}"));
+        assert_ne!(a, key("post_entry", None, b"[]"));
         assert_ne!(
-            a.request_hash,
-            IdempotencyKey::new("org", "k", "POST", "/y", b"{}").request_hash
+            key("issue_invoice", Some(1), b"{}"),
+            key("issue_invoice", Some(2), b"{}")
         );
         assert_ne!(
-            a.request_hash,
-            IdempotencyKey::new("org", "k", "POST", "/x", b"{ }").request_hash
+            IdempotencyKey::http_fingerprint("POST", "/x", b"{}"),
+            IdempotencyKey::http_fingerprint("POST", "/x", b"{ }")
         );
     }
 

@@ -35,7 +35,7 @@ pub const REVENUE: &str = "4000";
 pub const RETURNS: &str = "4900";
 
 /// `POST /api/customers`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCustomer {
     /// Name.
@@ -57,7 +57,7 @@ pub struct Customer {
 }
 
 /// An invoice line as a client sends it.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLine {
     /// What was sold.
@@ -76,7 +76,7 @@ fn zero_rate() -> AmountText {
 }
 
 /// `POST /api/invoices`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewInvoice {
     /// The customer.
@@ -91,7 +91,7 @@ pub struct NewInvoice {
 }
 
 /// `POST /api/invoices/{id}/credit-notes`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCreditNote {
     /// `YYYY-MM-DD`; defaults to today.

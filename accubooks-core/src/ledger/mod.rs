@@ -15,6 +15,7 @@ mod reports;
 pub(crate) mod sql;
 mod users;
 
+pub(crate) use accounts::AccountShown;
 pub use accounts::{
     Account, AccountCache, AccountType, NewAccount, RenderRecord, create_account, list_accounts,
 };
@@ -26,8 +27,9 @@ pub use entries::{
 pub use export::{EXPORT_TIME_LIMIT, ExportFormat, export_ledger};
 pub use invoices::{
     ArAging, Customer, Invoice, InvoiceKind, InvoiceStatus, NewCreditNote, NewCustomer, NewInvoice,
-    Settings, ar_aging, create_customer, create_invoice, credit_note, get_invoice, get_settings,
-    issue_invoice, list_customers, list_invoices, put_settings, record_payment, void_invoice,
+    NewLine, Settings, ar_aging, create_customer, create_invoice, credit_note, get_invoice,
+    get_settings, issue_invoice, list_customers, list_invoices, put_settings, record_payment,
+    void_invoice,
 };
 pub use reports::{
     BalanceLine, BalanceSheet, GeneralLedger, IncomeStatement, LedgerRow, TrialBalance,

@@ -1,0 +1,79 @@
+//! The one error of every use case.
+
+use crate::deps::Unavailable;
+use crate::ledger::LedgerError;
+
+/// Why a use case did not do what it was asked. Each door maps it to its
+/// own form (HTTP: [`ApiError`](crate::http::ApiError), in one place).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// What the books refused or failed at.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The caller's role may not do this.
+    #[error("Your role may not do this.")]
+    Forbidden,
+    /// The caller's user was removed from the organization.
+    #[error("The user of this token no longer exists. Log in again.")]
+    UnknownUser,
+    /// A dependency the operation needs is known to be down.
+    #[error("{}", .0.message)]
+    Unavailable(Unavailable),
+    /// The operation did not finish within its time limit.
+    #[error("The operation did not finish within {limit_ms} ms. Please retry.")]
+    TimedOut {
+        /// The limit.
+        limit_ms: u64,
+    },
+    /// Too much heavy work of this kind runs already.
+    #[error(transparent)]
+    Overloaded(#[from] crate::limits::Overloaded),
+    /// The `Idempotency-Key` is not 1 to 200 visible ASCII characters.
+    #[error("An Idempotency-Key has 1 to 200 visible ASCII characters.")]
+    InvalidKey,
+    /// The `Idempotency-Key` was used with a different request.
+    #[error("This Idempotency-Key was used with a different request; use a new key.")]
+    KeyReused,
+    /// The request with this key was written but its answer is not ready.
+    #[error(
+        "The request with this Idempotency-Key was written but its answer is not ready; \
+         retry shortly, or read the resource to see its state."
+    )]
+    KeyInProgress,
+}
+
+impl From<crate::Error> for Error {
+    fn from(err: crate::Error) -> Self {
+        Error::Ledger(LedgerError::Storage(err))
+    }
+}
+
+impl Error {
+    /// Whether the operation was refused (bad input, a conflict, a known
+    /// outage, a limit) rather than failed.
+    pub(crate) fn is_refusal(&self) -> bool {
+        !matches!(
+            self,
+            Error::TimedOut { .. }
+                | Error::Ledger(LedgerError::Storage(
+                    crate::Error::Query(_) | crate::Error::Setup(_)
+                ))
+        )
+    }
+
+    /// Adds the position of an entry in a batch to the message of an
+    /// invalid entry.
+    pub(crate) fn in_entry(err: LedgerError, index: usize) -> Self {
+        match err {
+            LedgerError::Invalid { code, message } => Error::Ledger(LedgerError::Invalid {
+                code,
+                message: format!("Entry {}: {message}", index + 1),
+            }),
+            other => Error::Ledger(other),
+        }
+    }
+}
+
+/// Shorthand for use-case results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,257 @@
+//! Customers, invoices, payments, credit notes and settings.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::idempotent::{Keyed, stored};
+use super::{Answer, Books, ClientKey, Result, org};
+use crate::auth::{Principal, Role};
+use crate::ledger::{
+    self, ArAging, Customer, Invoice, NewCreditNote, NewCustomer, NewInvoice, Settings,
+};
+use crate::money::AmountText;
+
+/// An action that may carry a date (default: today, UTC).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dated {
+    /// `YYYY-MM-DD`.
+    #[serde(default)]
+    pub date: Option<String>,
+}
+
+/// A payment received against an invoice.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Payment {
+    /// Decimal string in the invoice's currency, positive.
+    pub amount: AmountText,
+    /// `YYYY-MM-DD`; default today (UTC).
+    #[serde(default)]
+    pub date: Option<String>,
+}
+
+/// Which action on an existing invoice.
+#[derive(Clone, Copy)]
+enum Action {
+    Issue,
+    Void,
+}
+
+impl Books<'_> {
+    /// The organization's customers.
+    pub async fn customers(&self, caller: &Principal) -> Result<Vec<Customer>> {
+        self.run("customers", Some(caller), Role::Viewer, async {
+            Ok(ledger::list_customers(self.app.database(), &org(caller)).await?)
+        })
+        .await
+    }
+
+    /// Adds a customer.
+    pub async fn create_customer(
+        &self,
+        caller: &Principal,
+        new: NewCustomer,
+        key: Option<ClientKey>,
+    ) -> Result<Answer<Customer>> {
+        let keyed = Keyed {
+            operation: "create_customer",
+            target: None,
+            input: &new,
+        };
+        let new = &new;
+        self.run("create_customer", Some(caller), Role::Accountant, async {
+            self.keyed(caller, key, keyed, |key| async move {
+                let render = |customer: &Customer| stored(customer);
+                let key = key
+                    .as_ref()
+                    .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
+                let db = self.app.database();
+                Ok(ledger::create_customer(db, &org(caller), new.clone(), key).await?)
+            })
+            .await
+        })
+        .await
+    }
+
+    /// Invoices and credit notes, newest first (at most 1000).
+    pub async fn invoices(&self, caller: &Principal) -> Result<Vec<Invoice>> {
+        self.run("invoices", Some(caller), Role::Viewer, async {
+            Ok(ledger::list_invoices(self.app.database(), &org(caller)).await?)
+        })
+        .await
+    }
+
+    /// An invoice or credit note.
+    pub async fn invoice(&self, caller: &Principal, id: i64) -> Result<Invoice> {
+        self.run("invoice", Some(caller), Role::Viewer, async {
+            Ok(ledger::get_invoice(self.app.database(), &org(caller), id).await?)
+        })
+        .await
+    }
+
+    /// Creates a draft invoice; its totals are computed once, here.
+    pub async fn create_invoice(
+        &self,
+        caller: &Principal,
+        new: NewInvoice,
+        key: Option<ClientKey>,
+    ) -> Result<Answer<Invoice>> {
+        let keyed = Keyed {
+            operation: "create_invoice",
+            target: None,
+            input: &new,
+        };
+        let new = &new;
+        self.run("create_invoice", Some(caller), Role::Accountant, async {
+            self.keyed(caller, key, keyed, |key| async move {
+                let render = |invoice: &Invoice| stored(invoice);
+                let key = key
+                    .as_ref()
+                    .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
+                let db = self.app.database();
+                Ok(ledger::create_invoice(db, &org(caller), new.clone(), key).await?)
+            })
+            .await
+        })
+        .await
+    }
+
+    /// Issues a draft: posts receivables against revenue and tax payable.
+    pub async fn issue_invoice(
+        &self,
+        caller: &Principal,
+        id: i64,
+        input: Dated,
+        key: Option<ClientKey>,
+    ) -> Result<Answer<Invoice>> {
+        self.act("issue_invoice", Action::Issue, caller, id, input, key)
+            .await
+    }
+
+    /// Voids a draft, or an issued invoice without payments or credits (by
+    /// reversing its posting).
+    pub async fn void_invoice(
+        &self,
+        caller: &Principal,
+        id: i64,
+        input: Dated,
+        key: Option<ClientKey>,
+    ) -> Result<Answer<Invoice>> {
+        self.act("void_invoice", Action::Void, caller, id, input, key)
+            .await
+    }
+
+    async fn act(
+        &self,
+        operation: &'static str,
+        action: Action,
+        caller: &Principal,
+        id: i64,
+        input: Dated,
+        key: Option<ClientKey>,
+    ) -> Result<Answer<Invoice>> {
+        let keyed = Keyed {
+            operation,
+            target: Some(id),
+            input: &input,
+        };
+        self.run(operation, Some(caller), Role::Accountant, async {
+            self.keyed(caller, key, keyed, |key| async {
+                let (db, committer) = (self.app.database(), self.app.committer());
+                let (organization, date) = (org(caller), input.date.as_deref());
+                Ok(match action {
+                    Action::Issue => {
+                        ledger::issue_invoice(db, committer, &organization, id, date, key).await?
+                    }
+                    Action::Void => {
+                        ledger::void_invoice(db, committer, &organization, id, date, key).await?
+                    }
+                })
+            })
+            .await
+        })
+        .await
+    }
+
+    /// Records a (partial) payment: posts cash against receivables.
+    pub async fn pay_invoice(
+        &self,
+        caller: &Principal,
+        id: i64,
+        payment: Payment,
+        key: Option<ClientKey>,
+    ) -> Result<Answer<Invoice>> {
+        let keyed = Keyed {
+            operation: "pay_invoice",
+            target: Some(id),
+            input: &payment,
+        };
+        self.run("pay_invoice", Some(caller), Role::Accountant, async {
+            self.keyed(caller, key, keyed, |key| async {
+                Ok(ledger::record_payment(
+                    self.app.database(),
+                    self.app.committer(),
+                    &org(caller),
+                    id,
+                    &payment.amount.0,
+                    payment.date.as_deref(),
+                    key,
+                )
+                .await?)
+            })
+            .await
+        })
+        .await
+    }
+
+    /// Credits part of an open invoice: posts returns and tax against
+    /// receivables. Answers the credit note.
+    pub async fn credit_note(
+        &self,
+        caller: &Principal,
+        id: i64,
+        new: NewCreditNote,
+        key: Option<ClientKey>,
+    ) -> Result<Answer<Invoice>> {
+        let keyed = Keyed {
+            operation: "credit_note",
+            target: Some(id),
+            input: &new,
+        };
+        self.run("credit_note", Some(caller), Role::Accountant, async {
+            self.keyed(caller, key, keyed, |key| async {
+                let (db, committer) = (self.app.database(), self.app.committer());
+                Ok(ledger::credit_note(db, committer, &org(caller), id, new.clone(), key).await?)
+            })
+            .await
+        })
+        .await
+    }
+
+    /// Receivables outstanding at the end of `as_of` (default: today, UTC),
+    /// by days past due.
+    pub async fn ar_aging(&self, caller: &Principal, as_of: Option<NaiveDate>) -> Result<ArAging> {
+        self.run("ar_aging", Some(caller), Role::Viewer, async {
+            let as_of = super::reports::or_today(as_of);
+            Ok(ledger::ar_aging(self.app.database(), &org(caller), as_of).await?)
+        })
+        .await
+    }
+
+    /// The organization's settings.
+    pub async fn settings(&self, caller: &Principal) -> Result<Settings> {
+        self.run("settings", Some(caller), Role::Viewer, async {
+            Ok(ledger::get_settings(self.app.database(), &org(caller)).await?)
+        })
+        .await
+    }
+
+    /// Replaces the organization's settings (owners only).
+    pub async fn put_settings(&self, caller: &Principal, settings: Settings) -> Result<Settings> {
+        self.run("put_settings", Some(caller), Role::Owner, async {
+            Ok(ledger::put_settings(self.app.database(), &org(caller), settings).await?)
+        })
+        .await
+    }
+}

@@ -1,0 +1,470 @@
+//! The methods of `accubooks.Organization` and
+//! `accubooks.aio.AsyncOrganization`, written once.
+//!
+//! [`organization_classes!`] takes one list of book methods and expands it
+//! twice: into the blocking class (the call runs on the shared runtime with
+//! the GIL released) and into the asyncio class (the call is handed to the
+//! event loop). Each method's body converts its Python arguments while it
+//! holds the GIL, then gives a `Send` future that calls one use case of the
+//! core and answers its JSON. `python/stubgen.py` writes the asyncio stub
+//! from the blocking one in the same way.
+
+use std::sync::Arc;
+
+use accubooks_core::ledger::{ExportFormat, NewCreditNote, NewCustomer, NewInvoice, NewUser};
+use accubooks_core::usecases::{Batch, Dated, Payment};
+use pyo3::prelude::*;
+use pyo3_async_runtimes::tokio::future_into_py;
+use serde_json::Value;
+
+use crate::convert::{self, Mode, Reply, to_py};
+use crate::error::invalid;
+use crate::instance::{json, key, parse_role, role_name};
+
+/// The methods both organization classes share: `fn name [instance, org]
+/// (arguments) { conversions; async move { the call } }`. `instance` and
+/// `org` name the handle's parts inside the body.
+macro_rules! organization_classes {
+    (
+        $(
+            $(#[doc = $doc:literal])*
+            #[pyo3(signature = $signature:tt)]
+            fn $name:ident [$instance:ident, $org:ident] ($($arg:ident : $ty:ty),* $(,)?) $body:block
+        )*
+    ) => {
+        #[pymethods]
+        impl crate::blocking::Organization {
+            $(
+                $(#[doc = $doc])*
+                #[pyo3(signature = $signature)]
+                // The Python signature decides the arguments (create_account's seven).
+                #[allow(clippy::too_many_arguments)]
+                fn $name<'py>(&self, py: Python<'py>, $($arg: $ty),*) -> PyResult<Bound<'py, PyAny>> {
+                    let ($instance, $org) = (Arc::clone(&self.instance), self.org);
+                    let call = $body;
+                    let value = crate::runtime::block_on(py, call)?;
+                    to_py(py, &value, Mode::Books)
+                }
+            )*
+
+            /// The organization's id (a UUID).
+            #[getter]
+            fn id(&self) -> String {
+                self.org.id.to_string()
+            }
+
+            /// The user who registered or logged in; `None` when opened by id.
+            #[getter]
+            fn user_id(&self) -> Option<String> {
+                self.org.user.map(|u| u.to_string())
+            }
+
+            /// `"owner"`, `"accountant"` or `"viewer"`: the role it was opened with.
+            #[getter]
+            fn role(&self) -> &'static str {
+                role_name(self.org.role)
+            }
+
+            /// A bearer token of the user for the HTTP API, valid for 12 hours.
+            fn token(&self) -> PyResult<String> {
+                Ok(self.instance.token(&self.org)?)
+            }
+
+            fn __repr__(&self) -> String {
+                format!("<accubooks.Organization id={} role={}>", self.org.id, role_name(self.org.role))
+            }
+        }
+
+        #[pymethods]
+        impl crate::aio::AsyncOrganization {
+            $(
+                $(#[doc = $doc])*
+                #[pyo3(signature = $signature)]
+                // The Python signature decides the arguments (create_account's seven).
+                #[allow(clippy::too_many_arguments)]
+                fn $name<'py>(&self, py: Python<'py>, $($arg: $ty),*) -> PyResult<Bound<'py, PyAny>> {
+                    let ($instance, $org) = (Arc::clone(&self.instance), self.org);
+                    let call = $body;
+                    future_into_py(py, async move { Ok(Reply::books(call.await)) })
+                }
+            )*
+
+            /// The organization's id (a UUID).
+            #[getter]
+            fn id(&self) -> String {
+                self.org.id.to_string()
+            }
+
+            /// The user who registered or logged in; `None` when opened by id.
+            #[getter]
+            fn user_id(&self) -> Option<String> {
+                self.org.user.map(|u| u.to_string())
+            }
+
+            /// `"owner"`, `"accountant"` or `"viewer"`: the role it was opened with.
+            #[getter]
+            fn role(&self) -> &'static str {
+                role_name(self.org.role)
+            }
+
+            /// A bearer token of the user for the HTTP API (never waits).
+            fn token(&self) -> PyResult<String> {
+                Ok(self.instance.token(&self.org)?)
+            }
+
+            fn __repr__(&self) -> String {
+                format!("<accubooks.aio.AsyncOrganization id={} role={}>", self.org.id, role_name(self.org.role))
+            }
+        }
+    };
+}
+
+/// A user id argument.
+fn user_arg(text: &str) -> PyResult<uuid::Uuid> {
+    text.trim().parse().map_err(|_| {
+        invalid(
+            "INVALID_FIELD",
+            format!("{text:?} is not a user id (a UUID)."),
+        )
+        .into()
+    })
+}
+
+fn dated(date: Option<&Bound<'_, PyAny>>) -> PyResult<Dated> {
+    Ok(Dated {
+        date: convert::optional_date(date, "date")?,
+    })
+}
+
+fn date_value(text: &str) -> PyResult<chrono::NaiveDate> {
+    accubooks_core::ledger::parse_date(text).map_err(|err| crate::error::Failure::from(err).into())
+}
+
+fn optional_date_value(
+    value: Option<&Bound<'_, PyAny>>,
+    what: &str,
+) -> PyResult<Option<chrono::NaiveDate>> {
+    convert::optional_date(value, what)?
+        .as_deref()
+        .map(date_value)
+        .transpose()
+}
+
+organization_classes! {
+    /// Adds a user (owners only).
+    #[pyo3(signature = (email, password, role = "accountant"))]
+    fn create_user [instance, org] (email: String, password: String, role: &str) {
+        let new = NewUser { email, password, role: parse_role(role)? };
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().create_user(&caller, new).await)
+        }
+    }
+
+    /// The organization's users (owners only).
+    #[pyo3(signature = ())]
+    fn users [instance, org] () {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().users(&caller).await)
+        }
+    }
+
+    /// Changes a user's role (owners only); it applies to their tokens at once.
+    #[pyo3(signature = (user_id, role))]
+    fn set_role [instance, org] (user_id: &str, role: &str) {
+        let (user, role) = (user_arg(user_id)?, parse_role(role)?);
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().set_role(&caller, user, role).await)
+        }
+    }
+
+    /// Removes a user (owners only); their tokens stop working at once.
+    #[pyo3(signature = (user_id))]
+    fn remove_user [instance, org] (user_id: &str) {
+        let user = user_arg(user_id)?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().remove_user(&caller, user).await)
+        }
+    }
+
+    /// Opens an account.
+    #[pyo3(signature = (code, name, r#type, currency, parent = None, *, idempotency_key = None))]
+    fn create_account [instance, org] (
+        code: String,
+        name: String,
+        r#type: &str,
+        currency: String,
+        parent: Option<String>,
+        idempotency_key: Option<String>,
+    ) {
+        let kind = accubooks_core::ledger::AccountType::parse(r#type).ok_or_else(|| {
+            invalid(
+                "INVALID_FIELD",
+                format!("{type:?} is not an account type: use asset, liability, equity, revenue or expense.", type = r#type),
+            )
+        })?;
+        let new = accubooks_core::ledger::NewAccount { code, name, kind, currency, parent };
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().create_account(&caller, new, key(idempotency_key)).await)
+        }
+    }
+
+    /// The accounts with their balances, by code.
+    #[pyo3(signature = ())]
+    fn accounts [instance, org] () {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().accounts(&caller).await)
+        }
+    }
+
+    /// Posts one balanced entry.
+    #[pyo3(signature = (date, lines, memo = "", *, idempotency_key = None))]
+    fn post_entry [instance, org] (
+        date: &Bound<'_, PyAny>,
+        lines: &Bound<'_, PyAny>,
+        memo: &str,
+        idempotency_key: Option<String>,
+    ) {
+        let input = convert::entry_input(date, lines, memo.to_owned(), "")?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().post_entry(&caller, input, key(idempotency_key)).await)
+        }
+    }
+
+    /// Posts many entries at once, all or none; their ids in order.
+    #[pyo3(signature = (entries, *, idempotency_key = None))]
+    fn post_entries [instance, org] (entries: &Bound<'_, PyAny>, idempotency_key: Option<String>) {
+        let batch = Batch { entries: convert::entries_arg(entries)? };
+        async move {
+            let caller = instance.caller(&org).await?;
+            let posted = json(instance.books().post_batch(&caller, batch, key(idempotency_key)).await)?;
+            Ok::<_, crate::error::Failure>(posted.get("ids").cloned().unwrap_or(Value::Null))
+        }
+    }
+
+    /// One journal entry.
+    #[pyo3(signature = (id))]
+    fn entry [instance, org] (id: i64) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().entry(&caller, id).await)
+        }
+    }
+
+    /// Posts the mirror of an entry, dated `date` (default: the entry's date).
+    #[pyo3(signature = (id, date = None, *, idempotency_key = None))]
+    fn reverse_entry [instance, org] (
+        id: i64,
+        date: Option<&Bound<'_, PyAny>>,
+        idempotency_key: Option<String>,
+    ) {
+        let input = dated(date)?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().reverse_entry(&caller, id, input, key(idempotency_key)).await)
+        }
+    }
+
+    /// The trial balance at the end of `as_of` (default: today, UTC).
+    #[pyo3(signature = (as_of = None))]
+    fn trial_balance [instance, org] (as_of: Option<&Bound<'_, PyAny>>) {
+        let as_of = optional_date_value(as_of, "as_of")?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().trial_balance(&caller, as_of).await)
+        }
+    }
+
+    /// The balance sheet at the end of `as_of` (default: today, UTC).
+    #[pyo3(signature = (as_of = None))]
+    fn balance_sheet [instance, org] (as_of: Option<&Bound<'_, PyAny>>) {
+        let as_of = optional_date_value(as_of, "as_of")?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().balance_sheet(&caller, as_of).await)
+        }
+    }
+
+    /// Revenue and expenses from `from_` to `to`, inclusive.
+    #[pyo3(signature = (from_, to))]
+    fn income_statement [instance, org] (from_: &Bound<'_, PyAny>, to: &Bound<'_, PyAny>) {
+        let from = date_value(&convert::date_arg(from_, "from_")?)?;
+        let to = date_value(&convert::date_arg(to, "to")?)?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().income_statement(&caller, from, to).await)
+        }
+    }
+
+    /// One account's postings from `from_` to `to`, with running balances.
+    #[pyo3(signature = (account, from_, to))]
+    fn general_ledger [instance, org] (account: String, from_: &Bound<'_, PyAny>, to: &Bound<'_, PyAny>) {
+        let from = date_value(&convert::date_arg(from_, "from_")?)?;
+        let to = date_value(&convert::date_arg(to, "to")?)?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().general_ledger(&caller, &account, from, to).await)
+        }
+    }
+
+    /// Receivables outstanding at the end of `as_of` (default: today, UTC), by days past due.
+    #[pyo3(signature = (as_of = None))]
+    fn ar_aging [instance, org] (as_of: Option<&Bound<'_, PyAny>>) {
+        let as_of = optional_date_value(as_of, "as_of")?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().ar_aging(&caller, as_of).await)
+        }
+    }
+
+    /// The books up to `as_of` as an `hledger` or `beancount` journal (a `str`).
+    #[pyo3(signature = (format, as_of = None))]
+    fn export_ledger [instance, org] (format: &str, as_of: Option<&Bound<'_, PyAny>>) {
+        let format = ExportFormat::from_name(format).map_err(crate::error::Failure::from)?;
+        let as_of = optional_date_value(as_of, "as_of")?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().export_ledger(&caller, format, as_of).await)
+        }
+    }
+
+    /// Adds a customer.
+    #[pyo3(signature = (name, email = None, *, idempotency_key = None))]
+    fn create_customer [instance, org] (name: String, email: Option<String>, idempotency_key: Option<String>) {
+        let new = NewCustomer { name, email };
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().create_customer(&caller, new, key(idempotency_key)).await)
+        }
+    }
+
+    /// The organization's customers.
+    #[pyo3(signature = ())]
+    fn customers [instance, org] () {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().customers(&caller).await)
+        }
+    }
+
+    /// Creates a draft invoice from lines of `description`, `quantity`, `unit_price` and `tax_rate`.
+    #[pyo3(signature = (customer_id, due_date, lines, currency = None, *, idempotency_key = None))]
+    fn create_invoice [instance, org] (
+        customer_id: i64,
+        due_date: &Bound<'_, PyAny>,
+        lines: &Bound<'_, PyAny>,
+        currency: Option<String>,
+        idempotency_key: Option<String>,
+    ) {
+        let new = NewInvoice {
+            customer_id,
+            due_date: convert::date_arg(due_date, "due_date")?,
+            currency,
+            lines: convert::invoice_lines_arg(lines)?,
+        };
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().create_invoice(&caller, new, key(idempotency_key)).await)
+        }
+    }
+
+    /// Invoices and credit notes, newest first (at most 1000).
+    #[pyo3(signature = ())]
+    fn invoices [instance, org] () {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().invoices(&caller).await)
+        }
+    }
+
+    /// An invoice or credit note.
+    #[pyo3(signature = (id))]
+    fn invoice [instance, org] (id: i64) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().invoice(&caller, id).await)
+        }
+    }
+
+    /// Issues a draft: posts receivables, revenue and tax payable.
+    #[pyo3(signature = (id, date = None, *, idempotency_key = None))]
+    fn issue_invoice [instance, org] (id: i64, date: Option<&Bound<'_, PyAny>>, idempotency_key: Option<String>) {
+        let input = dated(date)?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().issue_invoice(&caller, id, input, key(idempotency_key)).await)
+        }
+    }
+
+    /// Voids a draft, or an issued invoice without payments (reversing its posting).
+    #[pyo3(signature = (id, date = None, *, idempotency_key = None))]
+    fn void_invoice [instance, org] (id: i64, date: Option<&Bound<'_, PyAny>>, idempotency_key: Option<String>) {
+        let input = dated(date)?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().void_invoice(&caller, id, input, key(idempotency_key)).await)
+        }
+    }
+
+    /// Records a (partial) payment: posts cash against receivables.
+    #[pyo3(signature = (id, amount, date = None, *, idempotency_key = None))]
+    fn pay_invoice [instance, org] (
+        id: i64,
+        amount: &Bound<'_, PyAny>,
+        date: Option<&Bound<'_, PyAny>>,
+        idempotency_key: Option<String>,
+    ) {
+        let payment = Payment {
+            amount: convert::amount_arg(amount, "amount")?,
+            date: convert::optional_date(date, "date")?,
+        };
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().pay_invoice(&caller, id, payment, key(idempotency_key)).await)
+        }
+    }
+
+    /// Credits part of an open invoice; answers the credit note.
+    #[pyo3(signature = (id, lines, date = None, *, idempotency_key = None))]
+    fn credit_note [instance, org] (
+        id: i64,
+        lines: &Bound<'_, PyAny>,
+        date: Option<&Bound<'_, PyAny>>,
+        idempotency_key: Option<String>,
+    ) {
+        let new = NewCreditNote {
+            date: convert::optional_date(date, "date")?,
+            lines: convert::invoice_lines_arg(lines)?,
+        };
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().credit_note(&caller, id, new, key(idempotency_key)).await)
+        }
+    }
+
+    /// The organization's settings.
+    #[pyo3(signature = ())]
+    fn settings [instance, org] () {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().settings(&caller).await)
+        }
+    }
+
+    /// Replaces the settings (owners only): `tax_rounding` is `"line"` or `"document"`.
+    #[pyo3(signature = (tax_rounding))]
+    fn put_settings [instance, org] (tax_rounding: &str) {
+        let settings = serde_json::from_value(serde_json::json!({ "tax_rounding": tax_rounding }))
+            .map_err(|_| invalid("INVALID_FIELD", format!("{tax_rounding:?} is not a tax rounding: use \"line\" or \"document\".")))?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().put_settings(&caller, settings).await)
+        }
+    }
+}
