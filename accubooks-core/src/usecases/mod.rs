@@ -90,7 +90,10 @@ impl Books<'_> {
                 return Err(Error::Forbidden);
             }
             self.guard()?;
-            tokio::time::timeout(limit, work)
+            // Boxed: a use case's future nests the ledger's, and a door's
+            // nests the use case's; one allocation keeps every door's future
+            // small (and within the compiler's layout depth).
+            tokio::time::timeout(limit, Box::pin(work))
                 .await
                 .unwrap_or(Err(Error::TimedOut {
                     limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),

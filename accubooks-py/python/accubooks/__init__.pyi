@@ -33,15 +33,21 @@ from ._errors import ValidationError as ValidationError
 from .types import (
     Account,
     AccountType,
+    Amount,
+    ArAging,
     BalanceSheet,
+    Customer,
     DateLike,
     Entry,
     EntryInput,
     GeneralLedger,
     Health,
     IncomeStatement,
+    Invoice,
+    InvoiceLineInput,
     LineInput,
     Role,
+    Settings,
     TrialBalance,
     User,
 )
@@ -223,7 +229,29 @@ class Organization:
         """
 
     def create_user(self, email: str, password: str, role: Role = "accountant") -> User:
-        """Adds a user to the organization (owners only)."""
+        """Adds a user to the organization (owners only).
+
+        Raises:
+            ConflictError: ``EMAIL_TAKEN``.
+        """
+
+    def users(self) -> list[User]:
+        """The organization's users (owners only)."""
+
+    def set_role(self, user_id: str, role: Role) -> User:
+        """Changes a user's role (owners only); it applies to their existing handles
+        and tokens at once.
+
+        Raises:
+            ConflictError: ``LAST_OWNER`` (the last owner cannot be demoted).
+        """
+
+    def remove_user(self, user_id: str) -> None:
+        """Removes a user (owners only); their handles and tokens stop working at once.
+
+        Raises:
+            ConflictError: ``LAST_OWNER`` (the last owner cannot be removed).
+        """
 
     def create_account(
         self,
@@ -232,6 +260,8 @@ class Organization:
         type: AccountType,
         currency: str,
         parent: str | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> Account:
         """Opens an account. ``parent`` is the code of an account of the same type.
 
@@ -255,7 +285,8 @@ class Organization:
 
         ``lines`` name accounts by code, each with exactly one of ``debit`` and
         ``credit``. The same ``idempotency_key`` with the same entry answers the
-        first posting again instead of posting twice.
+        first posting again instead of posting twice, also when the first came
+        over HTTP with the same key.
 
         Raises:
             ValidationError: ``UNBALANCED_ENTRY``, ``UNKNOWN_ACCOUNT``,
@@ -297,12 +328,92 @@ class Organization:
     def general_ledger(self, account: str, from_: DateLike, to: DateLike) -> GeneralLedger:
         """One account's postings from ``from_`` to ``to``, with running balances."""
 
+    def ar_aging(self, as_of: DateLike | None = None) -> ArAging:
+        """Receivables outstanding at the end of ``as_of`` (default: today, UTC), by days
+        past due, per customer and in total."""
+
     def export_ledger(
         self, format: Literal["hledger", "beancount"], as_of: DateLike | None = None
     ) -> str:
         """The books up to the end of ``as_of`` (default: today, UTC) as a journal that
         ``hledger check`` or ``bean-check`` accepts, ending with one balance assertion
         per account (the trial balance's figures)."""
+
+    def create_customer(
+        self, name: str, email: str | None = None, *, idempotency_key: str | None = None
+    ) -> Customer:
+        """Adds a customer."""
+
+    def customers(self) -> list[Customer]:
+        """The organization's customers."""
+
+    def create_invoice(
+        self,
+        customer_id: int,
+        due_date: DateLike,
+        lines: Sequence[InvoiceLineInput],
+        currency: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Invoice:
+        """Creates a draft invoice; its totals are computed once, here, with the
+        organization's tax rounding. ``currency`` defaults to the receivables account's."""
+
+    def invoices(self) -> list[Invoice]:
+        """Invoices and credit notes, newest first (at most 1000)."""
+
+    def invoice(self, id: int) -> Invoice:
+        """One invoice or credit note."""
+
+    def issue_invoice(
+        self, id: int, date: DateLike | None = None, *, idempotency_key: str | None = None
+    ) -> Invoice:
+        """Issues a draft (default date: today, UTC): posts receivables against revenue
+        and tax payable.
+
+        Raises:
+            ConflictError: ``INVOICE_NOT_DRAFT``.
+            ValidationError: ``EMPTY_INVOICE``.
+        """
+
+    def void_invoice(
+        self, id: int, date: DateLike | None = None, *, idempotency_key: str | None = None
+    ) -> Invoice:
+        """Voids a draft, or an issued invoice without payments or credits (reversing
+        its posting)."""
+
+    def pay_invoice(
+        self,
+        id: int,
+        amount: Amount,
+        date: DateLike | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Invoice:
+        """Records a (partial) payment: posts cash against receivables.
+
+        Raises:
+            ValidationError: ``OVERPAYMENT``, ``INVALID_AMOUNT``.
+            ConflictError: ``INVOICE_NOT_OPEN``.
+        """
+
+    def credit_note(
+        self,
+        id: int,
+        lines: Sequence[InvoiceLineInput],
+        date: DateLike | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Invoice:
+        """Credits part of an open invoice: posts returns and tax against receivables.
+        Answers the credit note."""
+
+    def settings(self) -> Settings:
+        """The organization's settings."""
+
+    def put_settings(self, tax_rounding: Literal["line", "document"]) -> Settings:
+        """Replaces the organization's settings (owners only). Existing invoices keep
+        the rounding they were computed with."""
 
 __all__ = [
     "__version__",

@@ -32,6 +32,13 @@ __all__ = [
     "IncomeStatement",
     "LedgerRow",
     "GeneralLedger",
+    "Customer",
+    "InvoiceLineInput",
+    "InvoiceLine",
+    "Invoice",
+    "AgingRow",
+    "ArAging",
+    "Settings",
     "Health",
 ]
 
@@ -195,6 +202,78 @@ GeneralLedger = TypedDict(
         "truncated": bool,
     },
 )
+
+class Customer(TypedDict):
+    id: int
+    name: str
+    email: Optional[str]
+
+
+class _InvoiceLineInputBase(TypedDict):
+    description: str
+    quantity: Amount
+    unit_price: Amount
+
+
+class InvoiceLineInput(_InvoiceLineInputBase, total=False):
+    """A line to invoice or credit; ``tax_rate`` is a fraction (``"0.0825"``), default 0."""
+
+    tax_rate: Amount
+
+
+class InvoiceLine(TypedDict):
+    description: str
+    quantity: Decimal
+    unit_price: Decimal
+    tax_rate: Decimal
+    amount: Decimal
+    tax: Decimal
+
+
+class Invoice(TypedDict):
+    id: int
+    number: str
+    kind: Literal["invoice", "credit_note"]
+    customer_id: int
+    credits_invoice: Optional[int]
+    currency: str
+    status: Literal["draft", "issued", "partially_paid", "paid", "void"]
+    overdue: bool
+    due_date: datetime.date
+    issue_date: Optional[datetime.date]
+    void_date: Optional[datetime.date]
+    tax_rounding: Literal["line", "document"]
+    subtotal: Decimal
+    tax: Decimal
+    total: Decimal
+    paid: Decimal
+    credited: Decimal
+    outstanding: Decimal
+    issue_entry_id: Optional[int]
+    lines: List[InvoiceLine]
+
+
+class AgingRow(TypedDict, total=False):
+    customer_id: int
+    customer: str
+    currency: str
+    current: Decimal
+    days_1_30: Decimal
+    days_31_60: Decimal
+    days_61_90: Decimal
+    over_90: Decimal
+    total: Decimal
+
+
+class ArAging(TypedDict):
+    as_of: datetime.date
+    customers: List[AgingRow]
+    totals: List[AgingRow]
+
+
+class Settings(TypedDict):
+    tax_rounding: Literal["line", "document"]
+
 
 #: The body of ``GET /api/monitoring/health``, exactly (see the contract).
 Health = Dict[str, Any]
