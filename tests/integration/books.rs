@@ -1,4 +1,6 @@
-//! The books over HTTP, the same cases on PostgreSQL and on SQLite.
+//! The books over HTTP, the same cases on PostgreSQL and on SQLite, through
+//! the axum and the warp host (the Python API runs its own books suites in
+//! `accubooks-py/tests`, on the same use cases).
 
 use std::time::Duration;
 
@@ -17,6 +19,25 @@ pub enum Store {
     Sqlite,
 }
 
+/// A store behind a host: the door a suite runs through.
+#[derive(Debug, Clone, Copy)]
+pub struct Door {
+    /// Where the books are kept.
+    pub store: Store,
+    /// Which host serves them.
+    pub host: Host,
+}
+
+impl From<Store> for Door {
+    /// The store behind the axum host.
+    fn from(store: Store) -> Self {
+        Door {
+            store,
+            host: Host::Axum,
+        }
+    }
+}
+
 /// A server on a fresh store, with what keeps the store alive.
 pub struct Books {
     /// The server.
@@ -26,8 +47,9 @@ pub struct Books {
 }
 
 impl Books {
-    /// Starts a server on a fresh `store`, connected.
-    pub async fn start(store: Store) -> Books {
+    /// Starts a server on a fresh store, connected.
+    pub async fn start(door: impl Into<Door>) -> Books {
+        let Door { store, host } = door.into();
         let dir = tempfile::tempdir().unwrap();
         let mut vars = base_vars();
         let pg = match store {
@@ -45,7 +67,7 @@ impl Books {
                 None
             }
         };
-        let server = TestServer::start(Host::Axum, vars).await;
+        let server = TestServer::start(host, vars).await;
         server
             .wait_for_dependency("database", "connected", Duration::from_secs(10))
             .await;
@@ -172,7 +194,7 @@ fn sale(amount: &str) -> Value {
     json!([{"account": "1000", "debit": amount}, {"account": "4000", "credit": amount}])
 }
 
-on_every_store!(
+on_every_door!(
     registration_login_and_the_default_chart,
     posting_moves_balances_and_every_report_agrees,
     reversal_mirrors_an_entry_once,
@@ -186,8 +208,8 @@ on_every_store!(
     parallel_posts_to_hot_accounts_keep_exact_balances,
 );
 
-async fn registration_login_and_the_default_chart(store: Store) {
-    let books = Books::start(store).await;
+async fn registration_login_and_the_default_chart(door: Door) {
+    let books = Books::start(door).await;
     let token = books.register("owner@acme.test", "USD").await;
     let (status, accounts) = books.call("GET", "/api/accounts", Some(&token), None).await;
     assert_eq!(status, StatusCode::OK);
@@ -271,8 +293,8 @@ async fn registration_login_and_the_default_chart(store: Store) {
     assert_eq!(limited, Some(StatusCode::TOO_MANY_REQUESTS));
 }
 
-async fn posting_moves_balances_and_every_report_agrees(store: Store) {
-    let books = Books::start(store).await;
+async fn posting_moves_balances_and_every_report_agrees(door: Door) {
+    let books = Books::start(door).await;
     let token = books.register("a@acme.test", "USD").await;
     let id = books.post(&token, "2026-01-31", sale("100.00")).await;
     books
@@ -360,8 +382,8 @@ async fn posting_moves_balances_and_every_report_agrees(store: Store) {
     assert_eq!(ledger["closing_balance"], "69.75");
 }
 
-async fn reversal_mirrors_an_entry_once(store: Store) {
-    let books = Books::start(store).await;
+async fn reversal_mirrors_an_entry_once(door: Door) {
+    let books = Books::start(door).await;
     let token = books.register("r@acme.test", "USD").await;
     let id = books.post(&token, "2026-03-01", sale("42.10")).await;
     let (status, reversal) = books
@@ -415,8 +437,8 @@ async fn reversal_mirrors_an_entry_once(store: Store) {
     assert_eq!(tb["total_debit"], "42.10");
 }
 
-async fn idempotency_keys_replay_the_first_answer(store: Store) {
-    let books = Books::start(store).await;
+async fn idempotency_keys_replay_the_first_answer(door: Door) {
+    let books = Books::start(door).await;
     let token = books.register("i@acme.test", "USD").await;
     let body = json!({"date": "2026-01-02", "lines": sale("10.00")});
     let key = [("Idempotency-Key", "order-17")];
@@ -507,8 +529,8 @@ async fn idempotency_keys_replay_the_first_answer(store: Store) {
     assert_ne!(theirs["id"], first["id"]);
 }
 
-async fn concurrent_duplicates_of_one_key_post_once(store: Store) {
-    let books = std::sync::Arc::new(Books::start(store).await);
+async fn concurrent_duplicates_of_one_key_post_once(door: Door) {
+    let books = std::sync::Arc::new(Books::start(door).await);
     let token = std::sync::Arc::new(books.register("c@acme.test", "USD").await);
     let tasks: Vec<_> = (0..12)
         .map(|_| {
@@ -537,8 +559,8 @@ async fn concurrent_duplicates_of_one_key_post_once(store: Store) {
     assert_eq!(books.balance(&token, "1000").await, "5.00");
 }
 
-async fn bad_input_is_refused_and_changes_nothing(store: Store) {
-    let books = Books::start(store).await;
+async fn bad_input_is_refused_and_changes_nothing(door: Door) {
+    let books = Books::start(door).await;
     let token = books.register("b@acme.test", "USD").await;
     let (status, _) = books
         .call(
@@ -701,8 +723,8 @@ async fn bad_input_is_refused_and_changes_nothing(store: Store) {
     );
 }
 
-async fn tokens_roles_and_organizations_are_walls(store: Store) {
-    let books = Books::start(store).await;
+async fn tokens_roles_and_organizations_are_walls(door: Door) {
+    let books = Books::start(door).await;
     let owner = books.register("o@acme.test", "USD").await;
     let id = books.post(&owner, "2026-01-01", sale("3.00")).await;
     assert_eq!(
@@ -791,8 +813,8 @@ async fn tokens_roles_and_organizations_are_walls(store: Store) {
     assert_eq!(books.balance(&owner, "1000").await, "3.00");
 }
 
-async fn reports_as_of_past_dates(store: Store) {
-    let books = Books::start(store).await;
+async fn reports_as_of_past_dates(door: Door) {
+    let books = Books::start(door).await;
     let token = books.register("d@acme.test", "USD").await;
     books.post(&token, "2026-01-10", sale("100.00")).await;
     books.post(&token, "2026-02-10", sale("50.00")).await;
@@ -843,8 +865,8 @@ async fn reports_as_of_past_dates(store: Store) {
     );
 }
 
-async fn batches_post_atomically(store: Store) {
-    let books = Books::start(store).await;
+async fn batches_post_atomically(door: Door) {
+    let books = Books::start(door).await;
     let token = books.register("batch@acme.test", "USD").await;
     let entries: Vec<Value> = (0..200)
         .map(|i| json!({"date": "2026-04-01", "memo": format!("sale {i}"), "lines": sale("1.25")}))
@@ -881,8 +903,8 @@ async fn batches_post_atomically(store: Store) {
     assert_eq!(books.balance(&token, "1000").await, "250.00");
 }
 
-async fn currencies_follow_iso_4217(store: Store) {
-    let books = Books::start(store).await;
+async fn currencies_follow_iso_4217(door: Door) {
+    let books = Books::start(door).await;
     let yen = books.register("jp@acme.test", "JPY").await;
     books.post(&yen, "2026-01-01", sale("1500")).await;
     assert_eq!(books.balance(&yen, "1000").await, "1500");
@@ -903,8 +925,8 @@ async fn currencies_follow_iso_4217(store: Store) {
     assert_eq!(books.balance(&dinar, "4000").await, "-1.005");
 }
 
-async fn parallel_posts_to_hot_accounts_keep_exact_balances(store: Store) {
-    let books = std::sync::Arc::new(Books::start(store).await);
+async fn parallel_posts_to_hot_accounts_keep_exact_balances(door: Door) {
+    let books = std::sync::Arc::new(Books::start(door).await);
     let token = std::sync::Arc::new(books.register("hot@acme.test", "USD").await);
     let clients: Vec<_> = (0..8)
         .map(|client| {

@@ -1,13 +1,13 @@
 //! Customers, invoices, payments, credit notes and AR aging over HTTP, on
-//! PostgreSQL and on SQLite.
+//! PostgreSQL and on SQLite, through the axum and the warp host.
 
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::books::{Books, Store};
+use crate::books::{Books, Door};
 
-async fn setup(store: Store) -> (Books, String, i64) {
-    let books = Books::start(store).await;
+async fn setup(door: Door) -> (Books, String, i64) {
+    let books = Books::start(door).await;
     let token = books
         .register(&format!("inv-{}@acme.test", uuid::Uuid::new_v4()), "USD")
         .await;
@@ -54,7 +54,7 @@ async fn act(
         .await
 }
 
-on_every_store!(
+on_every_door!(
     an_invoice_goes_from_draft_to_paid_and_posts_each_step,
     voiding_reverses_an_unpaid_invoice,
     credit_notes_reduce_what_is_owed,
@@ -65,8 +65,8 @@ on_every_store!(
     concurrent_credit_notes_for_the_whole_amount_issue_one,
 );
 
-async fn an_invoice_goes_from_draft_to_paid_and_posts_each_step(store: Store) {
-    let (books, token, customer) = setup(store).await;
+async fn an_invoice_goes_from_draft_to_paid_and_posts_each_step(door: Door) {
+    let (books, token, customer) = setup(door).await;
     let draft = invoice(
         &books,
         &token,
@@ -193,8 +193,8 @@ async fn an_invoice_goes_from_draft_to_paid_and_posts_each_step(store: Store) {
     assert_eq!(tb["total_debit"], tb["total_credit"]);
 }
 
-async fn voiding_reverses_an_unpaid_invoice(store: Store) {
-    let (books, token, customer) = setup(store).await;
+async fn voiding_reverses_an_unpaid_invoice(door: Door) {
+    let (books, token, customer) = setup(door).await;
     let lines = json!([{"description": "Consulting", "quantity": "3", "unit_price": "80.00", "tax_rate": "0.2"}]);
     let draft = invoice(&books, &token, customer, "2026-03-31", lines.clone()).await;
     let (status, voided) = act(&books, &token, &draft["id"], "void", None).await;
@@ -246,8 +246,8 @@ async fn voiding_reverses_an_unpaid_invoice(store: Store) {
     );
 }
 
-async fn credit_notes_reduce_what_is_owed(store: Store) {
-    let (books, token, customer) = setup(store).await;
+async fn credit_notes_reduce_what_is_owed(door: Door) {
+    let (books, token, customer) = setup(door).await;
     let draft = invoice(
         &books,
         &token,
@@ -319,8 +319,8 @@ async fn credit_notes_reduce_what_is_owed(store: Store) {
     );
 }
 
-async fn document_rounding_is_an_organization_setting(store: Store) {
-    let (books, token, customer) = setup(store).await;
+async fn document_rounding_is_an_organization_setting(door: Door) {
+    let (books, token, customer) = setup(door).await;
     let lines = json!([
         {"description": "a", "quantity": "1", "unit_price": "0.10", "tax_rate": "0.05"},
         {"description": "b", "quantity": "1", "unit_price": "0.10", "tax_rate": "0.05"},
@@ -370,8 +370,8 @@ async fn document_rounding_is_an_organization_setting(store: Store) {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
-async fn ar_aging_buckets_by_days_past_due(store: Store) {
-    let (books, token, customer) = setup(store).await;
+async fn ar_aging_buckets_by_days_past_due(door: Door) {
+    let (books, token, customer) = setup(door).await;
     let line = |amount: &str| json!([{"description": "x", "quantity": "1", "unit_price": amount}]);
     for (due, amount) in [
         ("2026-06-30", "100.00"),
@@ -432,8 +432,8 @@ async fn ar_aging_buckets_by_days_past_due(store: Store) {
     assert_eq!(early["totals"], json!([]));
 }
 
-async fn invoices_are_private_to_their_organization(store: Store) {
-    let (books, token, customer) = setup(store).await;
+async fn invoices_are_private_to_their_organization(door: Door) {
+    let (books, token, customer) = setup(door).await;
     let draft = invoice(
         &books,
         &token,
@@ -475,8 +475,8 @@ async fn invoices_are_private_to_their_organization(store: Store) {
 /// The same request sent many times at once with one Idempotency-Key (a
 /// client retrying over a flaky network) creates one customer, one invoice
 /// and one payment, and every copy gets the first answer.
-async fn concurrent_retries_with_one_key_write_once(store: Store) {
-    let (books, token, customer) = setup(store).await;
+async fn concurrent_retries_with_one_key_write_once(door: Door) {
+    let (books, token, customer) = setup(door).await;
     let books = std::sync::Arc::new(books);
     let token = std::sync::Arc::new(token);
     let send_copies = |path: String, body: Value, key: &'static str| {
@@ -556,8 +556,8 @@ async fn concurrent_retries_with_one_key_write_once(store: Store) {
 /// Four credit notes for the whole open amount at once: one is issued with
 /// its posting; the others change nothing and leave no credit note behind
 /// (the note, its posting and the credit are one transaction).
-async fn concurrent_credit_notes_for_the_whole_amount_issue_one(store: Store) {
-    let (books, token, customer) = setup(store).await;
+async fn concurrent_credit_notes_for_the_whole_amount_issue_one(door: Door) {
+    let (books, token, customer) = setup(door).await;
     let draft = invoice(
         &books,
         &token,

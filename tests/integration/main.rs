@@ -27,6 +27,32 @@ macro_rules! on_every_store {
     };
 }
 
+/// Generates one `#[tokio::test]` per store and host for each case:
+/// `$case(door)` is an async fn in the invoking module taking a
+/// `books::Door`. The books suites run through every door this way.
+macro_rules! on_every_door {
+    ($($case:ident),* $(,)?) => {
+        on_every_door!(@host axum_postgres, Postgres, Axum; $($case),*);
+        on_every_door!(@host axum_sqlite, Sqlite, Axum; $($case),*);
+        on_every_door!(@host warp_postgres, Postgres, Warp; $($case),*);
+        on_every_door!(@host warp_sqlite, Sqlite, Warp; $($case),*);
+    };
+    (@host $module:ident, $store:ident, $host:ident; $($case:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let door = $crate::books::Door {
+                        store: $crate::books::Store::$store,
+                        host: $crate::support::server::Host::$host,
+                    };
+                    super::$case(door).await
+                }
+            )*
+        }
+    };
+}
+
 /// Generates one `#[tokio::test]` per host for each case.
 macro_rules! on_every_host {
     ($($case:ident),* $(,)?) => {
