@@ -45,7 +45,7 @@ async fn forward(app: AccuBooks, request: Request) -> http::Response<Body> {
     let (parts, body) = request.into_parts();
     app.handle(parts, body.into_data_stream(), peer)
         .await
-        .map(Body::from)
+        .map(Body::new)
 }
 
 /// Serves [`standalone`] on `listener` until a graceful shutdown (see

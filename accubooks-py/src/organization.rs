@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use accubooks_core::http::ApiError;
 use accubooks_core::ledger::{ExportFormat, NewCreditNote, NewCustomer, NewInvoice, NewUser};
 use accubooks_core::usecases::{Batch, Dated, Payment};
 use pyo3::prelude::*;
@@ -330,7 +331,9 @@ organization_classes! {
         let as_of = optional_date_value(as_of, "as_of")?;
         async move {
             let caller = instance.caller(&org).await?;
-            json(instance.books().export_ledger(&caller, format, as_of).await)
+            let export = instance.books().export_ledger(&caller, format, as_of).await;
+            let text = export.map_err(ApiError::from)?.into_text().await?;
+            Ok::<_, crate::error::Failure>(Value::String(text))
         }
     }
 

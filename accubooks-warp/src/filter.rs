@@ -2,18 +2,17 @@ use std::net::SocketAddr;
 
 use accubooks_core::AccuBooks;
 use accubooks_core::connections::{ClientAddr, serve_connections};
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use futures::Stream;
 use http::{HeaderMap, Method};
 use tokio::net::TcpListener;
 use warp::filters::path::FullPath;
+use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
 /// A filter answering every path of the core's table; other paths are
 /// rejected as not found, so a host's `or` reaches its own routes.
-pub fn filter(
-    app: AccuBooks,
-) -> impl Filter<Extract = (http::Response<Bytes>,), Error = Rejection> + Clone {
+pub fn filter(app: AccuBooks) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let served = warp::any()
         .map(move || app.clone())
         .and(warp::method())
@@ -33,9 +32,7 @@ pub fn filter(
 
 /// [`filter`] plus a fallback that lets the core answer every other path
 /// (a JSON 404): the whole application of the standalone server.
-pub fn standalone(
-    app: AccuBooks,
-) -> impl Filter<Extract = (http::Response<Bytes>,), Error = Rejection> + Clone {
+pub fn standalone(app: AccuBooks) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let fallback = {
         let app = app.clone();
         warp::any()
@@ -80,7 +77,7 @@ async fn forward(
     headers: HeaderMap,
     peer: Option<SocketAddr>,
     body: impl Stream<Item = Result<impl Buf, warp::Error>> + Send,
-) -> http::Response<Bytes> {
+) -> Response {
     let uri = if query.is_empty() {
         path.as_str().to_owned()
     } else {
@@ -93,7 +90,20 @@ async fn forward(
         .expect("a method and path from a parsed request form a valid request")
         .into_parts();
     parts.headers = headers;
-    app.handle(parts, body, peer).await
+    reply(app.handle(parts, body, peer).await)
+}
+
+/// The core's response as warp's: a whole body as it is (with its length),
+/// a streamed one (the export) as a stream.
+fn reply(response: accubooks_core::http::Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let mut reply = match body.into_inner() {
+        Ok(bytes) => Response::new(bytes.into()),
+        Err(chunks) => warp::reply::stream(chunks).into_response(),
+    };
+    *reply.status_mut() = parts.status;
+    *reply.headers_mut() = parts.headers;
+    reply
 }
 
 /// Serves [`standalone`] on `listener` until a graceful shutdown (see

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::books::{Books, Store};
+use crate::books::{Books, Door, Store};
+use crate::support::server::Host;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_on_postgres() {
@@ -18,6 +19,90 @@ async fn export_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_on_sqlite() {
     exports_are_checked_by_hledger_and_beancount(Store::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_exports_stream_in_chunks_through_every_host() {
+    for host in [Host::Axum, Host::Warp] {
+        large_export_streams(host).await;
+    }
+}
+
+/// Books whose journal is about a megabyte arrive in many chunks (no
+/// `Content-Length`: the server never held the whole text), and the text
+/// put together is still a journal the tools accept, with the balances of
+/// the trial balance.
+async fn large_export_streams(host: Host) {
+    let books = Books::start(Door {
+        store: Store::Sqlite,
+        host,
+    })
+    .await;
+    let token = books.register("big-export@acme.test", "USD").await;
+    let memo = "A long memo so that each entry takes room in the journal: ".repeat(3);
+    for batch in 0..3 {
+        let entries: Vec<Value> = (0..1000)
+            .map(|n| {
+                json!({
+                    "date": format!("2026-01-{:02}", 1 + (n % 28)),
+                    "memo": format!("{memo}{batch}-{n}"),
+                    "lines": [{"account": "1000", "debit": "1.25"}, {"account": "4000", "credit": "1.25"}],
+                })
+            })
+            .collect();
+        let (status, body) = books
+            .call(
+                "POST",
+                "/api/journal-entries/batch",
+                Some(&token),
+                Some(json!({ "entries": entries })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    for format in ["hledger", "beancount"] {
+        let mut response = books
+            .server
+            .client
+            .get(format!(
+                "{}/api/export/ledger?format={format}&as_of=2026-12-31",
+                books.server.base
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers().get("content-length").is_none(),
+            "{host:?}: a streamed export has no length"
+        );
+        let (mut chunks, mut text) = (0, Vec::new());
+        while let Some(chunk) = response.chunk().await.unwrap() {
+            chunks += 1;
+            text.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.len() > 500_000, "{}", text.len());
+        assert!(chunks >= 5, "{host:?} {format}: {chunks} chunks");
+        let dir = tempfile::tempdir().unwrap();
+        if format == "hledger" {
+            let file = write(dir.path(), "big.journal", &text);
+            let outcome = hledger(&["check", "--strict"], &file).await;
+            assert!(outcome.ok, "{}", outcome.output);
+            let expected = trial_balance_by_hledger_name(&books, &token, "2026-12-31").await;
+            assert_eq!(expected["assets:1000"], "3750.00 USD");
+            assert_eq!(hledger_assertions(&text), expected);
+        } else {
+            let outcome = bean_check(&write(dir.path(), "big.beancount", &text)).await;
+            assert!(
+                outcome.ok && outcome.output.is_empty(),
+                "{}",
+                outcome.output
+            );
+            assert!(text.contains("2027-01-01 balance Assets:C1000  3750.00 ~ 0.00 USD"));
+        }
+    }
 }
 
 const EVIL_MEMO: &str = "'; DROP TABLE x; --\"\nünïcödé 帳簿: type:Z | (x) ;";

@@ -125,7 +125,7 @@ async fn set_role(app: AccuBooks, request: Request) -> Result<Response, ApiError
 async fn remove_user(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let (caller, user) = (request.principal()?, user_id(&request)?);
     app.books().remove_user(&caller, user).await?;
-    let mut response = http::Response::new(bytes::Bytes::new());
+    let mut response = http::Response::new(super::Body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)
 }

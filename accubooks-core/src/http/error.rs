@@ -303,7 +303,8 @@ mod tests {
         let response = DATABASE_UNAVAILABLE.into_response("req-1");
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
-        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(response.body().as_bytes().unwrap()).unwrap();
         assert_eq!(
             body,
             serde_json::json!({
@@ -319,6 +320,8 @@ mod tests {
         let err: ApiError = Error::Setup("secret detail".into()).into();
         let response = err.into_response("r");
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(!String::from_utf8_lossy(response.body()).contains("secret detail"));
+        assert!(
+            !String::from_utf8_lossy(response.body().as_bytes().unwrap()).contains("secret detail")
+        );
     }
 }

@@ -1,10 +1,10 @@
 //! `GET /api/export/ledger`: the books as an hledger or beancount journal.
 
-use bytes::Bytes;
+use futures::StreamExt;
 use http::{HeaderValue, Method, header};
 use serde::Deserialize;
 
-use super::{ApiError, Request, Response, Route};
+use super::{ApiError, Body, Request, Response, Route};
 use crate::app::AccuBooks;
 use crate::deps::DATABASE;
 use crate::ledger::ExportFormat;
@@ -43,10 +43,18 @@ async fn export_ledger(app: AccuBooks, request: Request) -> Result<Response, Api
     let format = ExportFormat::from_name(&q.format)?;
     let as_of = super::reports::optional_date(q.as_of.as_deref())?;
     let books = app.books();
-    let text = books
+    let stream = books
         .export_ledger(&request.principal()?, format, as_of)
         .await?;
-    let mut response = http::Response::new(Bytes::from(text));
+    // A failure midway aborts the response (the client sees it incomplete);
+    // it is logged here, with the request id of the span.
+    let chunks = stream.map(|chunk| {
+        chunk.map_err(|err| {
+            tracing::warn!(error = %err, "the export failed midway");
+            std::io::Error::other("the export failed midway")
+        })
+    });
+    let mut response = http::Response::new(Body::stream(chunks));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -7,6 +7,7 @@
 //! decided in [`ApiError`] alone.
 
 mod auth_routes;
+mod body;
 mod books;
 mod error;
 mod export;
@@ -24,6 +25,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use body::{Body, Chunks};
 pub use error::{ApiError, DATABASE_UNAVAILABLE};
 pub use openapi::document as openapi_document;
 pub use pipeline::REQUEST_ID_HEADER;
@@ -32,8 +34,8 @@ pub use route::{Access, Handler, Route, RouteDoc, RouteTable, SchemaFn};
 use crate::auth::Principal;
 use crate::usecases::{Answer, ClientKey};
 
-/// A response with its whole body.
-pub type Response = http::Response<Bytes>;
+/// A response, with its whole body or a stream of it.
+pub type Response = http::Response<Body>;
 
 /// A request that matched a route, with its body read.
 #[derive(Debug)]
@@ -127,7 +129,7 @@ impl Request {
 /// A JSON response with `status`.
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
     let bytes = serde_json::to_vec(body).expect("response bodies serialize");
-    let mut response = http::Response::new(Bytes::from(bytes));
+    let mut response = http::Response::new(Body::from(bytes));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -140,7 +142,7 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Res
 /// its replays' bodies are the same bytes; a replay is marked
 /// `Idempotent-Replayed: true`.
 pub(crate) fn answer_response<T: Serialize>(status: StatusCode, answer: &Answer<T>) -> Response {
-    let mut response = http::Response::new(Bytes::from(answer.to_json()));
+    let mut response = http::Response::new(Body::from(answer.to_json()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::json;
 
-use super::{Access, ApiError, Request, Response, Route, json_response};
+use super::{Access, ApiError, Body, Request, Response, Route, json_response};
 use crate::app::{AccuBooks, Phase};
 use crate::health::Overall;
 
@@ -52,7 +52,7 @@ fn live(_: AccuBooks, _: Request) -> Answer {
 
 /// A JSON answer from bytes already rendered.
 fn json_body(status: StatusCode, body: Bytes) -> Response {
-    let mut response = http::Response::new(body);
+    let mut response = http::Response::new(Body::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -110,7 +110,7 @@ fn metrics_answer(app: &AccuBooks, request: &Request) -> Result<Response, ApiErr
             "Metrics are served to loopback and private-network peers only; set METRICS_TOKEN to allow others.",
         ));
     }
-    let mut response = http::Response::new(Bytes::from(app.render_metrics()));
+    let mut response = http::Response::new(Body::from(app.render_metrics()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(crate::metrics::CONTENT_TYPE),

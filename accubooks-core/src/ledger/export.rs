@@ -22,6 +22,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
+use bytes::Bytes;
 use chrono::NaiveDate;
 use futures::TryStreamExt;
 
@@ -75,54 +76,155 @@ type LineRow = (i64, NaiveDate, String, Option<i64>, i64, i64);
 /// than one statement may (`DB_STATEMENT_TIMEOUT_MS`).
 pub const EXPORT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// How much journal text is gathered before it is sent as one chunk.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// How many chunks may wait for a slow reader before the export waits too.
+const CHUNKS_AHEAD: usize = 4;
+
 /// The organization's books up to and including `as_of`, in `format`, ending
 /// with an exact balance assertion per account at the end of `as_of`.
 ///
 /// The accounts and the journal are read in one read-only transaction (a
 /// repeatable-read snapshot on PostgreSQL), so a concurrent posting cannot
-/// make the assertions disagree with the entries.
+/// make the assertions disagree with the entries. The text is streamed:
+/// a task reads the lines and sends the journal in chunks of about 64 KiB,
+/// at most a few ahead of the reader, so memory does not grow with the
+/// books. This answers once the first chunk is ready, so a failure to start
+/// (the database down, a bad date) is an error here; a failure midway ends
+/// the stream with an error instead. The whole export is bounded by
+/// [`EXPORT_TIME_LIMIT`].
 pub async fn export_ledger(
     db: &Database,
     organization: &str,
     format: ExportFormat,
     as_of: NaiveDate,
-) -> LedgerResult<String> {
+) -> LedgerResult<ExportStream> {
     if format == ExportFormat::Beancount && beancount_check_date(as_of).is_none() {
         return Err(LedgerError::invalid(
             "INVALID_DATE",
             "beancount checks balances at the start of the next day; \"as_of\" must be before 9999-12-31.",
         ));
     }
-    let organization = organization.to_owned();
-    Ok(db
-        .run_within(EXPORT_TIME_LIMIT, |pool| async move {
-            on_pool!(pool, p => {
-                let mut tx = p.begin_snapshot_for(&organization).await?;
-                let accounts: Vec<AccountRow> = sqlx::query_as(ACCOUNTS_SQL)
-                    .bind(&organization)
-                    .bind(as_of)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let accounts = accounts
-                    .into_iter()
-                    .map(ExportAccount::from_row)
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut journal = Journal::new(format, &organization, as_of, accounts);
-                let mut lines = sqlx::query_as::<_, LineRow>(LINES_SQL)
-                    .bind(&organization)
-                    .bind(as_of)
-                    .fetch(&mut *tx);
-                while let Some(row) = lines.try_next().await? {
-                    journal
-                        .line(Line::from(row))
-                        .map_err(|e| sqlx::Error::Decode(e.into()))?;
-                }
-                drop(lines);
-                tx.rollback().await?;
-                Ok(journal.finish())
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+    let (db, organization) = (db.clone(), organization.to_owned());
+    tokio::spawn(async move {
+        let failed = sender.clone();
+        let written = db
+            .run_within(EXPORT_TIME_LIMIT, |pool| async move {
+                on_pool!(pool, p => {
+                    let mut tx = p.begin_snapshot_for(&organization).await?;
+                    let accounts: Vec<AccountRow> = sqlx::query_as(ACCOUNTS_SQL)
+                        .bind(&organization)
+                        .bind(as_of)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let accounts = accounts
+                        .into_iter()
+                        .map(ExportAccount::from_row)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let mut journal = Journal::new(format, &organization, as_of, accounts);
+                    let mut lines = sqlx::query_as::<_, LineRow>(LINES_SQL)
+                        .bind(&organization)
+                        .bind(as_of)
+                        .fetch(&mut *tx);
+                    let mut started = false;
+                    let mut reading = true;
+                    while reading {
+                        let row = lines.try_next().await?;
+                        if let Some(row) = row {
+                            journal
+                                .line(Line::from(row))
+                                .map_err(|e| sqlx::Error::Decode(e.into()))?;
+                            if journal.body.len() < CHUNK_BYTES {
+                                continue;
+                            }
+                        } else {
+                            reading = false;
+                        }
+                        // The header waits for the first line: beancount
+                        // opens the accounts on the first entry's date.
+                        let mut chunk = if started { String::new() } else { journal.header() };
+                        started = true;
+                        chunk.push_str(&journal.take_body());
+                        if !reading {
+                            chunk.push_str(&journal.footer());
+                        }
+                        // A reader that went away ends the export quietly.
+                        if sender.send(Ok(Bytes::from(chunk))).await.is_err() {
+                            break;
+                        }
+                    }
+                    drop(lines);
+                    tx.rollback().await
+                })
             })
+            .await;
+        if let Err(err) = written {
+            let _ = failed.send(Err(LedgerError::Storage(err))).await;
+        }
+    });
+    match receiver.recv().await {
+        Some(Ok(first)) => Ok(ExportStream {
+            first: Some(first),
+            receiver,
+            held: None,
+        }),
+        Some(Err(err)) => Err(err),
+        None => Err(LedgerError::Storage(crate::Error::Setup(
+            "the export ended before writing anything".to_owned(),
+        ))),
+    }
+}
+
+/// The chunks of a journal being exported, in order. An error ends it
+/// early (the books could not be read to the end).
+pub struct ExportStream {
+    first: Option<Bytes>,
+    receiver: tokio::sync::mpsc::Receiver<LedgerResult<Bytes>>,
+    /// What must live as long as the export (its slot of the work limits).
+    held: Option<Box<dyn Send + Sync>>,
+}
+
+impl ExportStream {
+    /// Keeps `value` until the stream is dropped.
+    pub fn holding(mut self, value: impl Send + Sync + 'static) -> Self {
+        self.held = Some(Box::new(value));
+        self
+    }
+
+    /// The next chunk, or `None` at the end.
+    pub async fn next_chunk(&mut self) -> Option<LedgerResult<Bytes>> {
+        match self.first.take() {
+            Some(first) => Some(Ok(first)),
+            None => self.receiver.recv().await,
+        }
+    }
+
+    /// The whole journal as one text, for a caller that wants it whole.
+    pub async fn into_text(mut self) -> LedgerResult<String> {
+        let mut text = Vec::new();
+        while let Some(chunk) = self.next_chunk().await {
+            text.extend_from_slice(&chunk?);
+        }
+        String::from_utf8(text).map_err(|_| {
+            LedgerError::Storage(crate::Error::Setup("the export is not UTF-8".to_owned()))
         })
-        .await?)
+    }
+}
+
+impl futures::Stream for ExportStream {
+    type Item = LedgerResult<Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        match self.first.take() {
+            Some(first) => std::task::Poll::Ready(Some(Ok(first))),
+            None => self.receiver.poll_recv(cx),
+        }
+    }
 }
 
 /// The day a beancount `balance` must carry to check the end of `as_of`
@@ -297,8 +399,15 @@ impl Journal {
         Ok(())
     }
 
-    /// The whole text: header and declarations, transactions, assertions.
-    fn finish(self) -> String {
+    /// The transactions written since the last call.
+    fn take_body(&mut self) -> String {
+        std::mem::take(&mut self.body)
+    }
+
+    /// What comes before the transactions: a comment, options and the
+    /// account declarations (beancount opens them on the first entry's
+    /// date, so this waits for the first line).
+    fn header(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -307,78 +416,92 @@ impl Journal {
             self.as_of
         );
         match self.format {
-            ExportFormat::Hledger => self.finish_hledger(out),
-            ExportFormat::Beancount => self.finish_beancount(out),
-        }
-    }
-
-    fn finish_hledger(self, mut out: String) -> String {
-        out.push_str("; Accounts are named <type>:<code>; the account's name follows it.\n");
-        out.push_str("\ndecimal-mark .\n\n");
-        for (currency, digits) in currencies(&self.accounts) {
-            // hledger wants a decimal mark in the sample even without decimals.
-            let zeros = "0".repeat(digits as usize);
-            let _ = writeln!(out, "commodity 1000.{zeros} {currency}");
-        }
-        out.push('\n');
-        for (account, name) in self.accounts.iter().zip(&self.names) {
-            let _ = writeln!(out, "account {name}  ; {}", hledger_comment(&account.name));
-        }
-        out.push_str(&self.body);
-        if !self.accounts.is_empty() {
-            let _ = writeln!(
-                out,
-                "\n{} AccuBooks balances at the end of {}",
-                self.as_of, self.as_of
-            );
-            for (account, name) in self.accounts.iter().zip(&self.names) {
-                // `==`: the account holds exactly this and no other commodity.
-                let _ = writeln!(
-                    out,
-                    "    {name}  {} {cur} == {} {cur}",
-                    account.amount(0),
-                    account.amount(account.balance),
-                    cur = account.currency
+            ExportFormat::Hledger => {
+                out.push_str(
+                    "; Accounts are named <type>:<code>; the account's name follows it.\n",
                 );
+                out.push_str("\ndecimal-mark .\n\n");
+                for (currency, digits) in currencies(&self.accounts) {
+                    // hledger wants a decimal mark in the sample even without decimals.
+                    let zeros = "0".repeat(digits as usize);
+                    let _ = writeln!(out, "commodity 1000.{zeros} {currency}");
+                }
+                out.push('\n');
+                for (account, name) in self.accounts.iter().zip(&self.names) {
+                    let _ = writeln!(out, "account {name}  ; {}", hledger_comment(&account.name));
+                }
+            }
+            ExportFormat::Beancount => {
+                out.push_str(
+                    "; Accounts are named <Type>:C<code> with '-' written -H, '.' -D and '_' -U.\n\n",
+                );
+                if let Some(main) = main_currency(&self.accounts) {
+                    let _ = writeln!(out, "option \"operating_currency\" \"{main}\"\n");
+                }
+                let opened = self.first_date.map_or(self.as_of, |d| d.min(self.as_of));
+                for (account, name) in self.accounts.iter().zip(&self.names) {
+                    let _ = writeln!(
+                        out,
+                        "{opened} open {name} {}\n  name: {}\n  code: {}",
+                        account.currency,
+                        beancount_string(&account.name),
+                        beancount_string(&account.code)
+                    );
+                }
             }
         }
         out
     }
 
-    fn finish_beancount(self, mut out: String) -> String {
-        out.push_str(
-            "; Accounts are named <Type>:C<code> with '-' written -H, '.' -D and '_' -U.\n\n",
-        );
-        if let Some(main) = main_currency(&self.accounts) {
-            let _ = writeln!(out, "option \"operating_currency\" \"{main}\"\n");
+    /// What comes after the transactions: one exact balance assertion per
+    /// account at the end of the export date.
+    fn footer(&self) -> String {
+        let mut out = String::new();
+        if self.accounts.is_empty() {
+            return out;
         }
-        let opened = self.first_date.map_or(self.as_of, |d| d.min(self.as_of));
-        for (account, name) in self.accounts.iter().zip(&self.names) {
-            let _ = writeln!(
-                out,
-                "{opened} open {name} {}\n  name: {}\n  code: {}",
-                account.currency,
-                beancount_string(&account.name),
-                beancount_string(&account.code)
-            );
-        }
-        out.push_str(&self.body);
-        if !self.accounts.is_empty() {
-            out.push('\n');
-            // A beancount balance holds at the start of its day, and without
-            // an explicit tolerance it allows one unit of the last digit.
-            let checked = beancount_check_date(self.as_of).unwrap_or(self.as_of);
-            for (account, name) in self.accounts.iter().zip(&self.names) {
+        match self.format {
+            ExportFormat::Hledger => {
                 let _ = writeln!(
                     out,
-                    "{checked} balance {name}  {} ~ {} {}",
-                    account.amount(account.balance),
-                    account.amount(0),
-                    account.currency
+                    "\n{} AccuBooks balances at the end of {}",
+                    self.as_of, self.as_of
                 );
+                for (account, name) in self.accounts.iter().zip(&self.names) {
+                    // `==`: the account holds exactly this and no other commodity.
+                    let _ = writeln!(
+                        out,
+                        "    {name}  {} {cur} == {} {cur}",
+                        account.amount(0),
+                        account.amount(account.balance),
+                        cur = account.currency
+                    );
+                }
+            }
+            ExportFormat::Beancount => {
+                out.push('\n');
+                // A beancount balance holds at the start of its day, and without
+                // an explicit tolerance it allows one unit of the last digit.
+                let checked = beancount_check_date(self.as_of).unwrap_or(self.as_of);
+                for (account, name) in self.accounts.iter().zip(&self.names) {
+                    let _ = writeln!(
+                        out,
+                        "{checked} balance {name}  {} ~ {} {}",
+                        account.amount(account.balance),
+                        account.amount(0),
+                        account.currency
+                    );
+                }
             }
         }
         out
+    }
+
+    /// The whole text at once, as the stream sends it in pieces.
+    #[cfg(test)]
+    fn finish(mut self) -> String {
+        let body = self.take_body();
+        self.header() + &body + &self.footer()
     }
 }
 

@@ -24,7 +24,7 @@ pub use entries::{
     Entry, EntryInput, EntryLine, LineInput, RenderEntry, ValidEntry, ValidLine, get_entry,
     parse_date, post_reversal, prepare, prepare_batch, reverse_entry,
 };
-pub use export::{EXPORT_TIME_LIMIT, ExportFormat, export_ledger};
+pub use export::{EXPORT_TIME_LIMIT, ExportFormat, ExportStream, export_ledger};
 pub use invoices::{
     ArAging, Customer, Invoice, InvoiceKind, InvoiceStatus, NewCreditNote, NewCustomer, NewInvoice,
     NewLine, Settings, ar_aging, create_customer, create_invoice, credit_note, get_invoice,

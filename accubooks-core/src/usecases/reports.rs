@@ -5,8 +5,8 @@ use chrono::NaiveDate;
 use super::{Books, Result, org};
 use crate::auth::{Principal, Role};
 use crate::ledger::{
-    self, BalanceSheet, EXPORT_TIME_LIMIT, ExportFormat, GeneralLedger, IncomeStatement,
-    TrialBalance,
+    self, BalanceSheet, EXPORT_TIME_LIMIT, ExportFormat, ExportStream, GeneralLedger,
+    IncomeStatement, TrialBalance,
 };
 use crate::limits::Work;
 
@@ -75,21 +75,25 @@ impl Books<'_> {
 
     /// The books up to the end of `as_of` (default: today, UTC) as an
     /// hledger or beancount journal, with an exact balance assertion per
-    /// account. Bounded per organization and in all (`EXPORTS_*`).
+    /// account, streamed in chunks. Bounded per organization and in all
+    /// (`EXPORTS_*`): the slot is held until the stream ends or is dropped.
+    /// The time limit here is to the first chunk; the whole export has
+    /// [`EXPORT_TIME_LIMIT`] too.
     pub async fn export_ledger(
         &self,
         caller: &Principal,
         format: ExportFormat,
         as_of: Option<NaiveDate>,
-    ) -> Result<String> {
+    ) -> Result<ExportStream> {
         let work = async {
             let organization = org(caller);
-            let _slot = self
+            let slot = self
                 .app
                 .work_limits()
                 .acquire(Work::Export, &organization)?;
             let db = self.app.database();
-            Ok(ledger::export_ledger(db, &organization, format, or_today(as_of)).await?)
+            let stream = ledger::export_ledger(db, &organization, format, or_today(as_of)).await?;
+            Ok(stream.holding(slot))
         };
         self.run_within(
             "export_ledger",
