@@ -11,15 +11,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::{AuthLimits, MemberCache, PasswordHashing, Tokens};
-use crate::broker::Broker;
 use crate::config::Config;
 use crate::db::Database;
 use crate::deps::{self, DependencySpec, PlaidProbe, Registry, StripeProbe};
 use crate::health::report::{DependencyView, HealthInputs};
 use crate::health::{HealthReport, Overall, ProbePolicy};
 use crate::http::{Route, RouteTable};
-use crate::ledger::Committer;
+use crate::ledger::Ledger;
 use crate::metrics::Metrics;
+use crate::redis_client::RedisClient;
 use crate::resources::Resources;
 
 /// Where the instance is in its life, as `/ready` reports it.
@@ -63,11 +63,11 @@ struct Inner {
     config: Config,
     registry: Registry,
     database: Database,
-    broker: Broker,
+    redis: RedisClient,
     metrics: Metrics,
     routes: RouteTable,
     tokens: Tokens,
-    committer: Committer,
+    ledger: Ledger,
     auth_limits: AuthLimits,
     password_hashing: PasswordHashing,
     members: MemberCache,
@@ -143,7 +143,7 @@ impl Builder {
         }
         let metrics = Metrics::new();
         let database = Database::new(&config.database_url, config.pool)?;
-        let broker = Broker::new(&config.redis_url, policy.timeout)?;
+        let redis = RedisClient::new(&config.redis_url, policy.timeout)?;
 
         let mut specs = vec![
             DependencySpec::new(deps::DATABASE, Arc::new(database.clone()))
@@ -156,7 +156,7 @@ impl Builder {
                     timeout: policy.timeout.max(config.pool.connect_timeout),
                     ..policy
                 }),
-            DependencySpec::new(deps::REDIS, Arc::new(broker.clone()))
+            DependencySpec::new(deps::REDIS, Arc::new(redis.clone()))
                 .unavailable(
                     "JOBS_UNAVAILABLE",
                     "Background jobs are unavailable. Please retry shortly.",
@@ -239,11 +239,11 @@ impl Builder {
                 config,
                 registry,
                 database: database.clone(),
-                broker,
+                redis,
                 metrics,
                 routes,
                 tokens,
-                committer: Committer::start(database.clone()),
+                ledger: Ledger::start(database.clone()),
                 auth_limits,
                 password_hashing,
                 members: MemberCache::default(),
@@ -341,8 +341,8 @@ impl AccuBooks {
     }
 
     /// The Redis connection.
-    pub fn broker(&self) -> &Broker {
-        &self.inner.broker
+    pub fn redis(&self) -> &RedisClient {
+        &self.inner.redis
     }
 
     /// The metrics.
@@ -360,9 +360,9 @@ impl AccuBooks {
         &self.inner.tokens
     }
 
-    /// The group-commit task that posts journal entries.
-    pub fn committer(&self) -> &Committer {
-        &self.inner.committer
+    /// The ledger: the database with the account cache and the committer.
+    pub fn ledger(&self) -> &Ledger {
+        &self.inner.ledger
     }
 
     /// The attempt budgets of login and registration.
@@ -470,6 +470,13 @@ impl AccuBooks {
             now,
             resources: self.inner.resources.latest(),
             dependencies,
+            // The queues run on Redis (until they get a monitor of their own).
+            job_queues: self
+                .registry()
+                .get(deps::REDIS)
+                .map_or(crate::health::Status::Disabled, |redis| {
+                    redis.state().status
+                }),
         })
     }
 

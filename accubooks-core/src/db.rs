@@ -64,8 +64,6 @@ struct Inner {
     migrated: AtomicBool,
     migration: tokio::sync::Mutex<Option<JoinHandle<Result<(), Fault>>>>,
     dependency: std::sync::OnceLock<Arc<Dependency>>,
-    /// What the ledger keeps about this database's accounts.
-    accounts: crate::ledger::AccountCache,
 }
 
 impl Database {
@@ -98,7 +96,6 @@ impl Database {
                 migrated: AtomicBool::new(false),
                 migration: tokio::sync::Mutex::new(None),
                 dependency: std::sync::OnceLock::new(),
-                accounts: crate::ledger::AccountCache::default(),
             }),
         })
     }
@@ -107,11 +104,6 @@ impl Database {
     /// by the application builder.
     pub(crate) fn attach(&self, dependency: Arc<Dependency>) {
         let _ = self.inner.dependency.set(dependency);
-    }
-
-    /// The accounts the ledger has looked up in this database.
-    pub(crate) fn account_cache(&self) -> &crate::ledger::AccountCache {
-        &self.inner.accounts
     }
 
     /// The pool, for code that has already passed the guard.

@@ -20,7 +20,6 @@
 
 pub mod app;
 pub mod auth;
-pub mod broker;
 pub mod config;
 pub mod connections;
 pub mod db;
@@ -33,6 +32,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
 pub mod money;
+pub mod redis_client;
 pub mod resources;
 pub mod telemetry;
 pub mod usecases;

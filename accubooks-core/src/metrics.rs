@@ -41,8 +41,8 @@ pub fn method_label(method: &http::Method) -> &'static str {
 pub struct Metrics {
     registry: Registry,
     up: IntGauge,
-    database_available: IntGauge,
-    redis_available: IntGauge,
+    /// `accubooks_<dependency>_available`, one per dependency.
+    available: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<&'static str, IntGauge>>>,
     uptime_seconds: IntGauge,
     memory_used_bytes: IntGauge,
     memory_total_bytes: IntGauge,
@@ -151,16 +151,7 @@ impl Metrics {
                 "accubooks_up",
                 "1 while the process serves requests.",
             ),
-            database_available: gauge(
-                &registry,
-                "accubooks_database_available",
-                "1 when the database is connected.",
-            ),
-            redis_available: gauge(
-                &registry,
-                "accubooks_redis_available",
-                "1 when Redis is connected.",
-            ),
+            available: std::sync::Arc::default(),
             uptime_seconds: gauge(
                 &registry,
                 "accubooks_uptime_seconds",
@@ -189,22 +180,44 @@ impl Metrics {
         metrics
     }
 
-    /// Records a dependency's status (at registration and on every change).
-    pub fn set_dependency_status(&self, dependency: &str, status: Status, changed: bool) {
+    /// Records a dependency's status (at registration and on every change),
+    /// also as `accubooks_<dependency>_available` (the contract's
+    /// `accubooks_database_available` and `accubooks_redis_available`).
+    pub fn set_dependency_status(&self, dependency: &'static str, status: Status, changed: bool) {
         let up = i64::from(status == Status::Connected);
         if status != Status::Disabled {
             self.dependency_up.with_label_values(&[dependency]).set(up);
         }
-        match dependency {
-            crate::deps::DATABASE => self.database_available.set(up),
-            crate::deps::REDIS => self.redis_available.set(up),
-            _ => {}
-        }
+        self.available(dependency).set(up);
         if changed {
             self.dependency_state_changes
                 .with_label_values(&[dependency, status.as_str()])
                 .inc();
         }
+    }
+
+    /// The availability gauge of a dependency, registered on first use.
+    fn available(&self, dependency: &'static str) -> IntGauge {
+        let mut gauges = self
+            .available
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        gauges
+            .entry(dependency)
+            .or_insert_with(|| {
+                // A host may name its own dependencies freely; a metric name
+                // holds only letters, digits and underscores.
+                let name: String = dependency
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                gauge(
+                    &self.registry,
+                    &format!("accubooks_{name}_available"),
+                    &format!("1 when the dependency {dependency} is connected."),
+                )
+            })
+            .clone()
     }
 
     /// Records how long a probe took.

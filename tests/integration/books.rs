@@ -1094,6 +1094,7 @@ async fn row_level_security_is_a_second_wall_on_postgres() {
     let refused = books
         .server
         .app
+        .ledger()
         .committer()
         .post(vec![smuggled], None)
         .await
@@ -1123,6 +1124,7 @@ async fn the_committer_refuses_lines_on_missing_accounts() {
     let refused = books
         .server
         .app
+        .ledger()
         .committer()
         .post(vec![ghost], None)
         .await

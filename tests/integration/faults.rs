@@ -336,7 +336,7 @@ async fn redis_dies_and_returns_and_the_connection_heals_itself() {
         "figure: redis killed: noticed after {noticed:?}; reconnected {back:?} after restart"
     );
     // The same connection manager works again: a real command goes through.
-    let mut connection = server.app.broker().connection();
+    let mut connection = server.app.redis().connection();
     let pong: String = redis::cmd("PING")
         .query_async(&mut connection)
         .await

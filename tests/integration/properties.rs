@@ -127,8 +127,14 @@ async fn run(ops: Vec<Op>) {
                         },
                     ],
                 };
-                let entry = ledger::prepare(db, &org, &input).await.unwrap();
-                entries.extend(app.committer().post(vec![entry], None).await.unwrap());
+                let entry = ledger::prepare(app.ledger(), &org, &input).await.unwrap();
+                entries.extend(
+                    app.ledger()
+                        .committer()
+                        .post(vec![entry], None)
+                        .await
+                        .unwrap(),
+                );
             }
             Op::Reverse { nth } => {
                 if entries.is_empty() {
@@ -144,10 +150,15 @@ async fn run(ops: Vec<Op>) {
                 } else {
                     None
                 };
-                let reversal = ledger::reverse_entry(db, &org, id, None).await;
+                let reversal = ledger::reverse_entry(app.ledger(), &org, id, None).await;
                 match (refusal, reversal) {
                     (None, Ok(mirror)) => {
-                        let posted = app.committer().post(vec![mirror], None).await.unwrap();
+                        let posted = app
+                            .ledger()
+                            .committer()
+                            .post(vec![mirror], None)
+                            .await
+                            .unwrap();
                         reversed.insert(id);
                         reversals.extend(posted.iter().copied());
                         entries.extend(posted);
@@ -187,16 +198,12 @@ async fn run(ops: Vec<Op>) {
                     })).collect::<Vec<_>>(),
                 }))
                 .unwrap();
-                let draft = ledger::create_invoice(db, &org, new, None).await.unwrap();
-                let issued = ledger::issue_invoice(
-                    db,
-                    app.committer(),
-                    &org,
-                    draft.id,
-                    Some("2026-02-01"),
-                    None,
-                )
-                .await;
+                let draft = ledger::create_invoice(app.ledger(), &org, new, None)
+                    .await
+                    .unwrap();
+                let issued =
+                    ledger::issue_invoice(app.ledger(), &org, draft.id, Some("2026-02-01"), None)
+                        .await;
                 // Only an invoice totalling zero (every price zero) is refused.
                 match issued {
                     Ok(_) => invoices.push(draft.id),
@@ -219,8 +226,7 @@ async fn run(ops: Vec<Op>) {
                 let amount = outstanding * i64::from(percent) / 100;
                 if amount > 0 {
                     ledger::record_payment(
-                        db,
-                        app.committer(),
+                        app.ledger(),
                         &org,
                         id,
                         &text(amount).0,

@@ -59,6 +59,9 @@ pub struct HealthInputs {
     pub resources: ResourceSample,
     /// Every registered dependency.
     pub dependencies: Vec<DependencyView>,
+    /// The status of what carries the job queues (the host decides which
+    /// dependency that is; Redis in the standalone server).
+    pub job_queues: Status,
 }
 
 /// The computed report.
@@ -84,9 +87,9 @@ pub struct HealthBody {
     resources: Resources,
 }
 
-/// Every dependency by name, with `jobQueues` after Redis.
+/// Every dependency by name, then `jobQueues`.
 #[derive(Debug, Clone)]
-struct Dependencies(Vec<DependencyView>);
+struct Dependencies(Vec<DependencyView>, Status);
 
 #[derive(Debug, Clone, Serialize)]
 struct Resources {
@@ -106,7 +109,7 @@ struct Cpu {
     usage_percent: f64,
 }
 
-/// The job queues, whose health follows Redis.
+/// The job queues, whose health follows what carries them.
 const QUEUES: [&str; 3] = [
     "recurring-invoices",
     "payroll-processing",
@@ -143,7 +146,7 @@ impl HealthReport {
             environment: inputs.environment,
             timestamp: timestamp(inputs.now),
             uptime: inputs.uptime.as_secs(),
-            dependencies: Dependencies(inputs.dependencies.clone()),
+            dependencies: Dependencies(inputs.dependencies.clone(), inputs.job_queues),
             resources: Resources {
                 memory: Memory {
                     used: mb(inputs.resources.memory_used_bytes),
@@ -164,10 +167,8 @@ impl Serialize for Dependencies {
         let mut map = serializer.serialize_map(None)?;
         for dep in &self.0 {
             map.serialize_entry(dep.name, dep)?;
-            if dep.name == crate::deps::REDIS {
-                map.serialize_entry("jobQueues", &JobQueues(dep.state.status))?;
-            }
         }
+        map.serialize_entry("jobQueues", &JobQueues(self.1))?;
         map.end()
     }
 }
@@ -202,7 +203,7 @@ impl Serialize for DependencyView {
     }
 }
 
-/// The job queues' health, which follows Redis's status.
+/// The job queues' health, which follows their carrier's status.
 struct JobQueues(Status);
 
 impl Serialize for JobQueues {
@@ -274,6 +275,10 @@ mod tests {
                 memory_total_bytes: 512 << 20,
                 cpu_usage_percent: 3.2,
             },
+            job_queues: deps
+                .iter()
+                .find(|d| d.name == "redis")
+                .map_or(Status::Disabled, |d| d.state.status),
             dependencies: deps,
         }
     }

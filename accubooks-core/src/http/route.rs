@@ -139,10 +139,9 @@ impl Route {
         self
     }
 
-    /// Honours `Idempotency-Key`: a repeated key replays the stored answer,
-    /// and the handler stores a new key's answer (see
-    /// [`Request::idempotency`](super::Request::idempotency)). For creating
-    /// routes that need the database.
+    /// Documents the `Idempotency-Key` header and its answers (`400`, `409`,
+    /// `422`). The handler passes [`Request::key`](super::Request::key) to
+    /// its use case, which replays or stores the answer.
     pub fn idempotent(mut self) -> Self {
         self.idempotent = true;
         self

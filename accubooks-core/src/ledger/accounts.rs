@@ -297,11 +297,11 @@ impl AccountCache {
 /// from the cache where it knows them, else from the database. Their
 /// balances are zero, not current. Unknown codes are simply absent.
 pub async fn accounts_for_posting(
-    db: &Database,
+    ledger: &super::Ledger,
     organization: &str,
     codes: &[&str],
 ) -> LedgerResult<HashMap<String, Account>> {
-    let cache = db.account_cache();
+    let (db, cache) = (ledger.database(), ledger.accounts());
     let (mut found, missing) = cache.get(organization, codes);
     if !missing.is_empty() {
         let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
@@ -318,7 +318,7 @@ pub async fn accounts_for_posting(
     Ok(found)
 }
 
-/// Renders the answer (status, JSON body) stored under an idempotency key
+/// Renders the answer (stored status, JSON) stored under an idempotency key
 /// for a newly created record, inside the transaction that creates it.
 pub type RenderRecord<'a, T> = &'a (dyn Fn(&T) -> (u16, String) + Send + Sync);
 

@@ -37,7 +37,10 @@ const MAX_GROUP_LINES: usize = 50_000;
 const POSTGRES_GROUPS_IN_FLIGHT: usize = 2;
 
 /// Renders the answer stored under an idempotency key, from the ids the
-/// entries received.
+/// entries received: its stored status ([`idempotency::ANSWERED`], or the
+/// pending mark) and its JSON.
+///
+/// [`idempotency::ANSWERED`]: super::idempotency::ANSWERED
 pub type Render = Box<dyn Fn(&[i64]) -> (u16, String) + Send + Sync>;
 
 /// A change to other records that must commit with a job's entries. Each

@@ -7,8 +7,9 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use super::Ledger;
 use super::accounts::{Account, accounts_for_posting};
-use super::committer::{Committer, Render};
+use super::committer::Render;
 use super::idempotency::IdempotencyKey;
 use super::sql::{BeginScoped, on_pool};
 use super::{LedgerError, LedgerResult};
@@ -256,7 +257,7 @@ pub fn validate(
 
 /// Validates an entry, looking its accounts up.
 pub async fn prepare(
-    db: &Database,
+    ledger: &Ledger,
     organization: &str,
     input: &EntryInput,
 ) -> LedgerResult<ValidEntry> {
@@ -269,14 +270,14 @@ pub async fn prepare(
             format!("An entry has at most {MAX_LINES} lines."),
         ));
     }
-    let accounts = accounts_for_posting(db, organization, &codes).await?;
+    let accounts = accounts_for_posting(ledger, organization, &codes).await?;
     validate(organization, input, &accounts)
 }
 
 /// Validates many entries with one account lookup. On failure, says which
 /// entry (by index) is at fault.
 pub async fn prepare_batch(
-    db: &Database,
+    ledger: &Ledger,
     organization: &str,
     inputs: &[EntryInput],
 ) -> Result<Vec<ValidEntry>, (usize, LedgerError)> {
@@ -296,7 +297,7 @@ pub async fn prepare_batch(
             ),
         ));
     }
-    let accounts = accounts_for_posting(db, organization, &codes)
+    let accounts = accounts_for_posting(ledger, organization, &codes)
         .await
         .map_err(|e| (0, e))?;
     inputs
@@ -356,8 +357,8 @@ pub async fn get_entry(db: &Database, organization: &str, id: i64) -> LedgerResu
     found.ok_or_else(|| LedgerError::NotFound(format!("There is no journal entry {id}.")))
 }
 
-/// How an idempotent answer of a posted entry is stored: a status and the
-/// JSON body (every door stores the same, so any door can replay it).
+/// How an idempotent answer of a posted entry is stored: its stored status
+/// and its JSON (every door stores the same, so any door can replay it).
 pub type RenderEntry = fn(&Entry) -> (u16, String);
 
 /// Reverses entry `id` once: builds its mirror (dated `date`, default the
@@ -365,14 +366,14 @@ pub type RenderEntry = fn(&Entry) -> (u16, String);
 /// answer is stored with the write. `409 ALREADY_REVERSED` if it was, also
 /// when a concurrent reversal won.
 pub async fn post_reversal(
-    db: &Database,
-    committer: &Committer,
+    ledger: &Ledger,
     organization: &str,
     id: i64,
     date: Option<NaiveDate>,
     idempotency: Option<(IdempotencyKey, RenderEntry)>,
 ) -> LedgerResult<Entry> {
-    let mirror = reverse_entry(db, organization, id, date).await?;
+    let committer = ledger.committer();
+    let mirror = reverse_entry(ledger, organization, id, date).await?;
     let shown = mirror.clone();
     let idempotency = idempotency.map(|(key, render)| {
         let render: Render = Box::new(move |ids: &[i64]| render(&shown.posted(ids[0])));
@@ -397,11 +398,12 @@ pub async fn post_reversal(
 /// Builds the mirror of a posted entry, dated `date`. Fails if it is
 /// absent, already reversed, or itself a reversal.
 pub async fn reverse_entry(
-    db: &Database,
+    ledger: &Ledger,
     organization: &str,
     id: i64,
     date: Option<NaiveDate>,
 ) -> LedgerResult<ValidEntry> {
+    let db = ledger.database();
     let entry = get_entry(db, organization, id).await?;
     if let Some(by) = entry.reversed_by {
         return Err(LedgerError::Conflict {
@@ -416,7 +418,7 @@ pub async fn reverse_entry(
         });
     }
     let codes: Vec<&str> = entry.lines.iter().map(|l| l.account.as_str()).collect();
-    let accounts = accounts_for_posting(db, organization, &codes).await?;
+    let accounts = accounts_for_posting(ledger, organization, &codes).await?;
     let mirrored = EntryInput {
         date: date.unwrap_or(entry.date).format("%Y-%m-%d").to_string(),
         memo: format!("Reversal of entry {id}"),

@@ -96,7 +96,7 @@ const PENDING: u16 = 0;
 
 /// The status of a stored answer. (Rows written before the use-case layer
 /// hold the HTTP status of their answer instead: any other value than
-/// [`PENDING`] is an answer.)
+/// the pending mark, 0, is an answer.)
 pub const ANSWERED: u16 = 1;
 
 /// A placeholder answer for the committer to store with a job's write: the

@@ -13,8 +13,9 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use super::Ledger;
 use super::accounts::{Account, RenderRecord, accounts_for_posting, validate_name};
-use super::committer::{Committer, CreditNoteRows, Effect};
+use super::committer::{CreditNoteRows, Effect};
 use super::entries::{EntryInput, LineInput, ValidEntry, parse_date, validate, validate_memo};
 use super::idempotency::{self, IdempotencyKey};
 use super::invoice_totals::{self, LineFigures, TaxRounding};
@@ -629,11 +630,12 @@ async fn insert_draft(
 ///
 /// With `idempotency`, the rendered answer is stored in the same transaction.
 pub async fn create_invoice(
-    db: &Database,
+    ledger: &Ledger,
     organization: &str,
     new: NewInvoice,
     idempotency: Option<(&IdempotencyKey, RenderRecord<'_, Invoice>)>,
 ) -> LedgerResult<Invoice> {
+    let db = ledger.database();
     let due_date = parse_date(&new.due_date)?;
     if !customer_exists(db, organization, new.customer_id).await? {
         return Err(invalid(
@@ -641,7 +643,7 @@ pub async fn create_invoice(
             format!("There is no customer {}.", new.customer_id),
         ));
     }
-    let accounts = posting_accounts(db, organization).await?;
+    let accounts = posting_accounts(ledger, organization).await?;
     let currency = match new.currency {
         Some(currency) => currency,
         None => accounts
@@ -672,11 +674,11 @@ pub async fn create_invoice(
 }
 
 async fn posting_accounts(
-    db: &Database,
+    ledger: &Ledger,
     organization: &str,
 ) -> LedgerResult<HashMap<String, Account>> {
     accounts_for_posting(
-        db,
+        ledger,
         organization,
         &[CASH, RECEIVABLE, TAX_PAYABLE, REVENUE, RETURNS],
     )
@@ -791,13 +793,13 @@ fn date_or_today(date: Option<&str>) -> LedgerResult<NaiveDate> {
 
 /// Issues a draft invoice: posts receivables against revenue and tax.
 pub async fn issue_invoice(
-    db: &Database,
-    committer: &Committer,
+    ledger: &Ledger,
     organization: &str,
     id: i64,
     date: Option<&str>,
     idempotency: Option<IdempotencyKey>,
 ) -> LedgerResult<Invoice> {
+    let (db, committer) = (ledger.database(), ledger.committer());
     let date = date_or_today(date)?;
     let invoice = get_invoice(db, organization, id).await?;
     if invoice.kind != InvoiceKind::Invoice || invoice.status != InvoiceStatus::Draft {
@@ -815,7 +817,7 @@ pub async fn issue_invoice(
             "An invoice with a total of zero cannot be issued.",
         ));
     }
-    let accounts = posting_accounts(db, organization).await?;
+    let accounts = posting_accounts(ledger, organization).await?;
     let posting = entry(
         organization,
         &accounts,
@@ -843,14 +845,14 @@ pub async fn issue_invoice(
 
 /// Records a payment against an issued invoice: cash against receivables.
 pub async fn record_payment(
-    db: &Database,
-    committer: &Committer,
+    ledger: &Ledger,
     organization: &str,
     id: i64,
     amount: &str,
     date: Option<&str>,
     idempotency: Option<IdempotencyKey>,
 ) -> LedgerResult<Invoice> {
+    let (db, committer) = (ledger.database(), ledger.committer());
     let date = date_or_today(date)?;
     let invoice = get_invoice(db, organization, id).await?;
     if invoice.kind != InvoiceKind::Invoice || !invoice.status.is_open() {
@@ -881,7 +883,7 @@ pub async fn record_payment(
             ),
         ));
     }
-    let accounts = posting_accounts(db, organization).await?;
+    let accounts = posting_accounts(ledger, organization).await?;
     let posting = entry(
         organization,
         &accounts,
@@ -907,13 +909,13 @@ pub async fn record_payment(
 /// Voids an invoice: a draft simply; an issued one without payments or
 /// credits by reversing its issuing entry.
 pub async fn void_invoice(
-    db: &Database,
-    committer: &Committer,
+    ledger: &Ledger,
     organization: &str,
     id: i64,
     date: Option<&str>,
     idempotency: Option<IdempotencyKey>,
 ) -> LedgerResult<Invoice> {
+    let (db, committer) = (ledger.database(), ledger.committer());
     let date = date_or_today(date)?;
     let invoice = get_invoice(db, organization, id).await?;
     match (invoice.kind, invoice.status, invoice.issue_entry_id) {
@@ -941,7 +943,7 @@ pub async fn void_invoice(
         }
         (InvoiceKind::Invoice, InvoiceStatus::Issued, Some(entry_id)) => {
             let mirror =
-                super::entries::reverse_entry(db, organization, entry_id, Some(date)).await?;
+                super::entries::reverse_entry(ledger, organization, entry_id, Some(date)).await?;
             committer
                 .post_with_effects(
                     vec![mirror],
@@ -969,13 +971,13 @@ pub async fn void_invoice(
 /// Issues a credit note against an open invoice: sales returns and tax back
 /// against receivables, reducing what the customer owes.
 pub async fn credit_note(
-    db: &Database,
-    committer: &Committer,
+    ledger: &Ledger,
     organization: &str,
     id: i64,
     new: NewCreditNote,
     idempotency: Option<IdempotencyKey>,
 ) -> LedgerResult<Invoice> {
+    let (db, committer) = (ledger.database(), ledger.committer());
     let date = date_or_today(new.date.as_deref())?;
     let invoice = get_invoice(db, organization, id).await?;
     if invoice.kind != InvoiceKind::Invoice || !invoice.status.is_open() {
@@ -1008,7 +1010,7 @@ pub async fn credit_note(
             ),
         ));
     }
-    let accounts = posting_accounts(db, organization).await?;
+    let accounts = posting_accounts(ledger, organization).await?;
     let posting = entry(
         organization,
         &accounts,

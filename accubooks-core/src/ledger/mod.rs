@@ -2,7 +2,9 @@
 //! and the reports, stored the same way on PostgreSQL and SQLite.
 //!
 //! Every function takes the organization it works for; nothing reads or
-//! writes across organizations.
+//! writes across organizations. Reading functions take the [`Database`];
+//! those that post take the [`Ledger`], which adds what the ledger keeps
+//! beside it: the account cache and the committer.
 
 mod accounts;
 mod committer;
@@ -14,6 +16,8 @@ mod invoices;
 mod reports;
 pub(crate) mod sql;
 mod users;
+
+use crate::db::Database;
 
 pub(crate) use accounts::AccountShown;
 pub use accounts::{
@@ -39,6 +43,41 @@ pub use users::{
     Credentials, MAX_EMAIL_LEN, NewUser, Registration, RoleChange, User, create_user, list_users,
     login, member_role, normalize_email, register, remove_user, set_role,
 };
+
+/// The ledger's handle: the database it keeps the books in, the accounts
+/// it has looked up there (ids, types and currencies, never balances) and
+/// the group-commit task that posts entries. Cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    db: Database,
+    accounts: std::sync::Arc<AccountCache>,
+    committer: Committer,
+}
+
+impl Ledger {
+    /// The ledger of `db`; starts its committer (on the current runtime).
+    pub fn start(db: Database) -> Self {
+        Ledger {
+            committer: Committer::start(db.clone()),
+            accounts: std::sync::Arc::default(),
+            db,
+        }
+    }
+
+    /// The database.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The task that posts entries, in groups.
+    pub fn committer(&self) -> &Committer {
+        &self.committer
+    }
+
+    pub(crate) fn accounts(&self) -> &AccountCache {
+        &self.accounts
+    }
+}
 
 /// Errors of the books, each a clear answer for the client.
 #[derive(Debug, thiserror::Error)]

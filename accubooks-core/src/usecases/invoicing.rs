@@ -109,8 +109,8 @@ impl Books<'_> {
                 let key = key
                     .as_ref()
                     .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
-                let db = self.app.database();
-                Ok(ledger::create_invoice(db, &org(caller), new.clone(), key).await?)
+                let books = self.app.ledger();
+                Ok(ledger::create_invoice(books, &org(caller), new.clone(), key).await?)
             })
             .await
         })
@@ -158,14 +158,14 @@ impl Books<'_> {
         };
         self.run(operation, Some(caller), Role::Accountant, async {
             self.keyed(caller, key, keyed, |key| async {
-                let (db, committer) = (self.app.database(), self.app.committer());
-                let (organization, date) = (org(caller), input.date.as_deref());
+                let (books, date) = (self.app.ledger(), input.date.as_deref());
+                let organization = org(caller);
                 Ok(match action {
                     Action::Issue => {
-                        ledger::issue_invoice(db, committer, &organization, id, date, key).await?
+                        ledger::issue_invoice(books, &organization, id, date, key).await?
                     }
                     Action::Void => {
-                        ledger::void_invoice(db, committer, &organization, id, date, key).await?
+                        ledger::void_invoice(books, &organization, id, date, key).await?
                     }
                 })
             })
@@ -190,8 +190,7 @@ impl Books<'_> {
         self.run("pay_invoice", Some(caller), Role::Accountant, async {
             self.keyed(caller, key, keyed, |key| async {
                 Ok(ledger::record_payment(
-                    self.app.database(),
-                    self.app.committer(),
+                    self.app.ledger(),
                     &org(caller),
                     id,
                     &payment.amount.0,
@@ -221,8 +220,8 @@ impl Books<'_> {
         };
         self.run("credit_note", Some(caller), Role::Accountant, async {
             self.keyed(caller, key, keyed, |key| async {
-                let (db, committer) = (self.app.database(), self.app.committer());
-                Ok(ledger::credit_note(db, committer, &org(caller), id, new.clone(), key).await?)
+                let books = self.app.ledger();
+                Ok(ledger::credit_note(books, &org(caller), id, new.clone(), key).await?)
             })
             .await
         })

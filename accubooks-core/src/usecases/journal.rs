@@ -76,14 +76,19 @@ impl Books<'_> {
         };
         self.run("post_entry", Some(caller), Role::Accountant, async {
             self.keyed(caller, key, keyed, |key| async {
-                let entry = ledger::prepare(self.app.database(), &org(caller), &input).await?;
+                let entry = ledger::prepare(self.app.ledger(), &org(caller), &input).await?;
                 let shown = entry.clone();
                 let key = key.map(|key| {
                     let render: ledger::Render =
                         Box::new(move |ids: &[i64]| stored(&shown.posted(ids[0])));
                     (key, render)
                 });
-                let ids = self.app.committer().post(vec![entry.clone()], key).await?;
+                let ids = self
+                    .app
+                    .ledger()
+                    .committer()
+                    .post(vec![entry.clone()], key)
+                    .await?;
                 Ok(entry.posted(ids[0]))
             })
             .await
@@ -119,7 +124,7 @@ impl Books<'_> {
                     .app
                     .work_limits()
                     .acquire_batch(&organization, entries.len())?;
-                let valid = ledger::prepare_batch(self.app.database(), &organization, entries)
+                let valid = ledger::prepare_batch(self.app.ledger(), &organization, entries)
                     .await
                     .map_err(|(index, err)| Error::in_entry(err, index))?;
                 let key = key.map(|key| {
@@ -127,7 +132,7 @@ impl Books<'_> {
                         Box::new(|ids: &[i64]| stored(&Posted { ids: ids.to_vec() }));
                     (key, render)
                 });
-                let ids = self.app.committer().post(valid, key).await?;
+                let ids = self.app.ledger().committer().post(valid, key).await?;
                 Ok(Posted { ids })
             })
             .await
@@ -162,8 +167,7 @@ impl Books<'_> {
             self.keyed(caller, key, keyed, |key| async move {
                 let render: ledger::RenderEntry = stored::<Entry>;
                 Ok(ledger::post_reversal(
-                    self.app.database(),
-                    self.app.committer(),
+                    self.app.ledger(),
                     &org(caller),
                     id,
                     date,

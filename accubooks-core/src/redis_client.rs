@@ -14,11 +14,11 @@ use crate::error::{Error, Fault, Result};
 
 /// A self-healing Redis connection.
 #[derive(Clone)]
-pub struct Broker {
+pub struct RedisClient {
     manager: ConnectionManager,
 }
 
-impl Broker {
+impl RedisClient {
     /// Prepares the connection without connecting. `timeout` bounds each
     /// connection attempt and each command.
     pub fn new(url: &SecretString, timeout: Duration) -> Result<Self> {
@@ -33,7 +33,7 @@ impl Broker {
             .set_max_delay(Duration::from_millis(200));
         let manager = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|_| Error::Setup("the Redis connection cannot be configured".to_owned()))?;
-        Ok(Broker { manager })
+        Ok(RedisClient { manager })
     }
 
     /// A handle for issuing commands.
@@ -60,7 +60,7 @@ pub fn classify(err: &redis::RedisError) -> Fault {
     }
 }
 
-impl Probe for Broker {
+impl Probe for RedisClient {
     fn check(&self) -> BoxFuture<'_, Result<(), Fault>> {
         Box::pin(async move {
             let mut connection = self.manager.clone();
