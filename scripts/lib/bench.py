@@ -511,7 +511,7 @@ def main() -> int:
     pg = sv.Postgres(log_dir=LOG_DIR)
     set_fsync(pg, "off")
     redis = sv.Redis(log_dir=LOG_DIR)
-    pg.create_app_database("accubooks")
+    # (The launcher made the application's role and database `accubooks`.)
     log(f"postgres on {pg.port}, redis on {redis.port}")
 
     env = lambda: sv.server_env(sv.free_port(), pg.app_url("accubooks"), redis.url())  # noqa: E731

@@ -1,22 +1,49 @@
-"""Private PostgreSQL 15, Redis and AccuBooks server processes for scripts/bench
-and scripts/chaos (Python 3 standard library only).
+#!/usr/bin/env python3
+"""The launcher of private PostgreSQL 15 and Redis servers, and the process
+helpers of scripts/bench, scripts/chaos and scripts/fuzz (Python 3 standard
+library only).
 
-The approach is that of tests/integration/support/services.rs: every server gets
-its own temporary directory, a free loopback port and its own process group, so
-a script can kill, pause, resume and restart it. PostgreSQL runs as the
-`postgres` user (through setpriv, which execs, so the pid is the server's own)
-when we are root. Backends call setsid() and leave the postmaster's group, so
-signals also go to each child found through /proc/*/stat.
+This file is the one place that knows how a private server is started: the
+initdb flags, the postgresql.conf settings, running PostgreSQL as the
+`postgres` user when we are root, the socket dir, the application role and
+database `accubooks` (an ordinary role owning its database, so row-level
+security binds it, as in production) and the redis-server flags. Its users:
 
-Every process started here is registered and killed by `cleanup()`, which runs
-at exit and on SIGINT/SIGTERM: a script never leaves a server behind.
+- tests/integration/support/services.rs (the Rust integration tests) runs the
+  command line below and keeps the processes (process groups, kill, SIGSTOP,
+  restart) and readiness polling in Rust;
+- accubooks-py/tests/conftest.py (the Python package's tests) imports this file
+  and uses `Postgres`;
+- scripts/bench, scripts/chaos and scripts/fuzz import it as `services as sv`.
+
+Command line (`python3 scripts/lib/services.py SUBCOMMAND --help`):
+
+  postgres --dir DIR --port PORT [--fast] [-c NAME=VALUE ...]
+      initdb's DIR/data when it is not a cluster yet, then execs (as
+      `postgres` through setpriv when root) into the server in the
+      foreground: the pid that was spawned becomes the postmaster's, so the
+      caller's SIGKILL, SIGSTOP and SIGCONT reach it. The socket is in DIR.
+  init-postgres --dir DIR
+      only the initdb part (for callers that time the server start apart).
+  create-app-database --port PORT [--database NAME]
+      creates the role `accubooks` and the database NAME (default
+      `accubooks`) owned by it, unless they exist; prints the URL.
+  redis --dir DIR --port PORT
+      execs into redis-server (no persistence) with DIR as its dir.
+
+The Python API: every server gets its own temporary directory, a free loopback
+port and its own process group, so a script can kill, pause, resume and
+restart it. Backends call setsid() and leave the postmaster's group, so
+signals also go to each child found through /proc/*/stat. Every process
+started here is registered and killed by `cleanup()`, which runs at exit and
+on SIGINT/SIGTERM once `install_cleanup()` was called: a script never leaves a
+server behind.
 """
 
 from __future__ import annotations
 
+import argparse
 import atexit
-import http.client
-import json
 import os
 import shutil
 import signal
@@ -29,8 +56,23 @@ from pathlib import Path
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 READY_TIMEOUT = 15.0
-REPO = Path(__file__).resolve().parents[2]
+LAUNCHER = Path(__file__).resolve()
+REPO = LAUNCHER.parents[2]
 SECRET = "bench-secret-bench-secret-bench-secret-0123456789"
+
+# The role the application connects as, and its database.
+APP_ROLE = "accubooks"
+APP_DATABASE = "accubooks"
+
+# Settings of every private PostgreSQL.
+BASE_SETTINGS = {"listen_addresses": "127.0.0.1", "max_connections": "200"}
+# `--fast`, for tests: without fsync a restart after SIGKILL recovers in a
+# fraction of a second instead of syncing the data dir; a killed process (not
+# a crashed machine) loses nothing either way.
+FAST_SETTINGS = {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "on"}
+
+# How many fresh ports a first start tries when the chosen one was taken.
+START_ATTEMPTS = 5
 
 _processes: list["Process"] = []
 _dirs: list[Path] = []
@@ -43,9 +85,10 @@ def log(message: str) -> None:
 
 
 def free_port() -> int:
+    """A port nobody listens on right now (bind :0, read it, close)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def is_root() -> bool:
@@ -53,9 +96,180 @@ def is_root() -> bool:
 
 
 def make_dir(prefix: str) -> Path:
+    """A temp dir removed by `cleanup()`."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
     _dirs.append(path)
     return path
+
+
+# ---------------------------------------------------------------------------
+# How a private server is started (the single source of truth).
+# ---------------------------------------------------------------------------
+
+
+def pg_argv(binary: str, *args: str) -> list[str]:
+    """The command of a PostgreSQL binary, dropped to the `postgres` user when
+    we are root (initdb and postgres refuse to run as root). setpriv execs, so
+    the pid is the binary's own."""
+    path = str(PG_BIN / binary)
+    if is_root():
+        return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", path, *args]
+    return [path, *args]
+
+
+def init_postgres(directory: Path) -> Path:
+    """Makes `directory` a server dir: the cluster in `directory/data` (initdb'd
+    unless it already is a cluster), the socket in `directory`. As root both
+    belong to `postgres`, which must also be able to traverse every parent.
+    Returns the data dir; raises RuntimeError when initdb fails."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o755)
+    data = directory / "data"
+    data.mkdir(mode=0o700, exist_ok=True)
+    if is_root():
+        import pwd
+
+        entry = pwd.getpwnam("postgres")
+        for path in (directory, data):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    if (data / "PG_VERSION").exists():
+        return data
+    r = subprocess.run(
+        # Fixed locale and encoding keep the cluster independent of the environment.
+        pg_argv("initdb", "-D", str(data), "--auth=trust", "--no-sync", "-U", "postgres",
+                "--encoding=UTF8", "--locale=C"),
+        # The postgres user may not be able to enter our working directory.
+        cwd=directory, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"initdb failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+    return data
+
+
+def postgres_settings(fast: bool = False, settings: dict[str, str] | None = None) -> dict[str, str]:
+    """BASE_SETTINGS, FAST_SETTINGS when `fast`, then `settings` (later wins)."""
+    merged = dict(BASE_SETTINGS)
+    if fast:
+        merged.update(FAST_SETTINGS)
+    merged.update(settings or {})
+    return merged
+
+
+def postgres_argv(directory: Path, port: int, settings: dict[str, str]) -> list[str]:
+    """The server of `init_postgres(directory)` on `port`, in the foreground."""
+    args = ["-D", str(directory / "data"), "-p", str(port), "-k", str(directory)]
+    for name, value in settings.items():
+        args += ["-c", f"{name}={value}"]
+    return pg_argv("postgres", *args)
+
+
+def redis_argv(directory: Path, port: int) -> list[str]:
+    """A Redis without persistence on `port`, in the foreground."""
+    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(directory)]
+
+
+def psql(port: int, sql: str, database: str = "postgres", timeout: float = 600) -> str:
+    """Runs `sql` as the superuser; returns the unaligned tuples-only output."""
+    r = subprocess.run(
+        [str(PG_BIN / "psql"), "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", str(port),
+         "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1"],
+        input=sql, capture_output=True, text=True, timeout=timeout,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"psql failed: {r.stderr.strip()}")
+    return r.stdout
+
+
+def app_url(port: int, database: str = APP_DATABASE) -> str:
+    """The URL the application connects with to `database`."""
+    return f"postgres://{APP_ROLE}@127.0.0.1:{port}/{database}"
+
+
+def create_app_database(port: int, database: str = APP_DATABASE) -> str:
+    """Creates the ordinary role `accubooks` (no superuser, no BYPASSRLS) and
+    `database` owned by it, unless they exist, so PostgreSQL's row-level
+    security binds the application as in production. Returns its URL."""
+    name = database.replace("'", "''")
+    # One psql run; \gexec runs each generated statement on its own, outside a
+    # transaction, as CREATE DATABASE needs.
+    psql(port, f"""
+        SELECT 'CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS'
+        WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') \\gexec
+        SELECT format('CREATE DATABASE %I OWNER {APP_ROLE}', '{name}')
+        WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{name}') \\gexec
+    """)
+    return app_url(port, database)
+
+
+def launcher_argv(*args: str) -> list[str]:
+    """This file's command line, run by the interpreter running us (-S: it
+    needs the standard library only, so site-packages are skipped)."""
+    return [sys.executable, "-S", str(LAUNCHER), *args]
+
+
+def _exec(argv: list[str], directory: Path) -> None:
+    os.chdir(directory)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvp(argv[0], argv)
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line (see the module docs)."""
+    parser = argparse.ArgumentParser(
+        prog="services.py", description="Starts private PostgreSQL 15 and Redis servers for tests.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    pg = commands.add_parser("postgres", help="initdb DIR when needed, then exec into the server")
+    pg.add_argument("--dir", type=Path, required=True, help="server dir: cluster in DIR/data, socket in DIR")
+    pg.add_argument("--port", type=int, required=True)
+    pg.add_argument("--fast", action="store_true", help="fsync and full_page_writes off (for tests)")
+    pg.add_argument("-c", dest="settings", type=_setting, action="append", default=[],
+                    metavar="NAME=VALUE", help="a server setting (repeatable; later wins)")
+
+    init = commands.add_parser("init-postgres", help="initdb DIR/data unless it is a cluster")
+    init.add_argument("--dir", type=Path, required=True)
+
+    app = commands.add_parser("create-app-database", help="the role accubooks and its database")
+    app.add_argument("--port", type=int, required=True)
+    app.add_argument("--database", default=APP_DATABASE)
+
+    redis = commands.add_parser("redis", help="exec into redis-server without persistence")
+    redis.add_argument("--dir", type=Path, required=True)
+    redis.add_argument("--port", type=int, required=True)
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "postgres":
+            directory = args.dir.resolve()
+            init_postgres(directory)
+            settings = postgres_settings(args.fast, dict(args.settings))
+            _exec(postgres_argv(directory, args.port, settings), directory)
+        elif args.command == "init-postgres":
+            init_postgres(args.dir.resolve())
+        elif args.command == "create-app-database":
+            print(create_app_database(args.port, args.database))
+        elif args.command == "redis":
+            directory = args.dir.resolve()
+            directory.mkdir(parents=True, exist_ok=True)
+            _exec(redis_argv(directory, args.port), directory)
+    except (RuntimeError, OSError) as e:
+        print(f"services.py {args.command}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Processes and servers for Python callers.
+# ---------------------------------------------------------------------------
 
 
 def children(parent: int) -> list[int]:
@@ -108,6 +322,10 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
+# Python 3.11 has process_group; setsid also makes the child a group leader.
+_NEW_GROUP = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
+
+
 class Process:
     """A child in its own process group, output appended to a log file."""
 
@@ -120,13 +338,16 @@ class Process:
         self.proc: subprocess.Popen | None = None
         self.paused = False
         self.spawned_at = 0.0
+        self.log_offset = 0
         self.expected_exit = False
         _processes.append(self)
 
     def spawn(self) -> None:
         out = open(self.log_path, "ab")
+        self.log_offset = out.tell()
         self.spawned_at = time.time()
         self.expected_exit = False
+        self.paused = False
         self.proc = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
@@ -134,7 +355,7 @@ class Process:
             stderr=subprocess.STDOUT,
             env=self.env,
             cwd=self.cwd,
-            process_group=0,
+            **_NEW_GROUP,
         )
         out.close()
 
@@ -149,7 +370,8 @@ class Process:
         return self.proc.poll() if self.proc else None
 
     def kill(self) -> bool:
-        """SIGKILLs the group and orphaned children; waits until they are gone."""
+        """SIGKILLs the group and orphaned children; waits until they are gone.
+        Returns whether there was a process (alive or not yet reaped)."""
         if self.proc is None:
             return False
         self.expected_exit = True
@@ -208,12 +430,14 @@ class Process:
             return ""
         return "\n".join(text[-lines:])
 
-
-def pg_argv(binary: str, *args: str) -> list[str]:
-    path = str(PG_BIN / binary)
-    if is_root():
-        return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", path, *args]
-    return [path, *args]
+    def log_since_spawn(self) -> str:
+        """What the latest spawn wrote to the log."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self.log_offset)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
 
 
 def _pg_ready(port: int) -> bool:
@@ -236,85 +460,102 @@ def _redis_ready(port: int) -> bool:
         return False
 
 
+class _PortInUse(RuntimeError):
+    pass
+
+
 def _wait_ready(process: Process, ready, port: int) -> None:
     deadline = time.time() + READY_TIMEOUT
     while time.time() < deadline:
         if not process.alive():
-            raise RuntimeError(f"{process.name} exited ({process.exit_code()}):\n{process.log_tail()}")
+            output = process.log_since_spawn()
+            error = _PortInUse if "Address already in use" in output else RuntimeError
+            tail = "\n".join(output.splitlines()[-30:])
+            raise error(f"{process.name} on port {port} exited ({process.exit_code()}); "
+                        f"log {process.log_path}:\n{tail}")
         if ready(port):
             return
         time.sleep(0.02)
     process.kill()
-    raise RuntimeError(f"{process.name} not ready after {READY_TIMEOUT}s:\n{process.log_tail()}")
+    raise RuntimeError(f"{process.name} on port {port} not ready after {READY_TIMEOUT}s; "
+                       f"log {process.log_path}:\n{process.log_tail()}")
+
+
+def _start(process: Process, argv, ready, port: int, first: bool) -> int:
+    """Spawns `argv(port)` and waits until `ready(port)`; returns the port.
+    While the port is taken (another process may grab it between free_port()
+    and bind(), or a client socket hold it for a moment), a first start tries
+    fresh ports and a restart tries the same port again for READY_TIMEOUT."""
+    deadline = time.time() + READY_TIMEOUT
+    attempt = 1
+    while True:
+        process.argv = argv(port)
+        process.spawn()
+        try:
+            _wait_ready(process, ready, port)
+            return port
+        except _PortInUse:
+            if first and attempt < START_ATTEMPTS:
+                attempt += 1
+                port = free_port()
+            elif not first and time.time() < deadline:
+                time.sleep(0.1)
+            else:
+                raise
 
 
 class Postgres:
-    """A private PostgreSQL 15 cluster (trust auth, superuser `postgres`)."""
+    """A private PostgreSQL 15 server (trust auth, superuser `postgres`) with
+    the application role and database `accubooks`, started through this
+    file's `postgres` command line."""
 
-    def __init__(self, settings: dict[str, str] | None = None, log_dir: Path | None = None):
-        self.dir = make_dir("accubooks-pg-")
-        os.chmod(self.dir, 0o755)
-        self.data = self.dir / "data"
-        self.data.mkdir(mode=0o700)
-        if is_root():
-            import pwd
-
-            entry = pwd.getpwnam("postgres")
-            for p in (self.dir, self.data):
-                os.chown(p, entry.pw_uid, entry.pw_gid)
-        r = subprocess.run(
-            pg_argv("initdb", "-D", str(self.data), "--auth=trust", "--no-sync", "-U", "postgres",
-                    "--encoding=UTF8", "--locale=C"),
-            cwd=self.dir, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        )
-        if r.returncode != 0:
-            raise RuntimeError(f"initdb failed:\n{r.stdout}{r.stderr}")
-        self.settings = {"listen_addresses": "127.0.0.1", "max_connections": "200"}
-        self.settings.update(settings or {})
+    def __init__(self, settings: dict[str, str] | None = None, log_dir: Path | None = None,
+                 fast: bool = False, prefix: str = "accubooks-pg-"):
+        self.dir = make_dir(prefix)
+        self.data = init_postgres(self.dir)
+        self.settings = postgres_settings(fast, settings)
         self.port = free_port()
-        self.process = Process("postgres", [], (log_dir or self.dir) / "postgres.log", cwd=self.dir)
+        self.process = Process("postgres", [], (log_dir or self.dir) / "postgres.log")
+        self._started = False
         _clusters.append(self)
         self.start()
+        create_app_database(self.port)
 
-    def _argv(self) -> list[str]:
-        args = ["-D", str(self.data), "-p", str(self.port), "-k", str(self.dir)]
-        for k, v in self.settings.items():
-            args += ["-c", f"{k}={v}"]
-        return pg_argv("postgres", *args)
+    def _argv(self, port: int) -> list[str]:
+        args = ["postgres", "--dir", str(self.dir), "--port", str(port)]
+        for name, value in self.settings.items():
+            args += ["-c", f"{name}={value}"]
+        return launcher_argv(*args)
 
     def start(self) -> None:
-        for attempt in range(50):
-            self.process.argv = self._argv()
-            self.process.spawn()
-            try:
-                _wait_ready(self.process, _pg_ready, self.port)
-                return
-            except RuntimeError as e:
-                # A client socket may hold the port for a moment.
-                if "Address already in use" in str(e) and attempt < 49:
-                    time.sleep(0.1)
-                    continue
-                raise
+        """Starts the server unless it runs (the constructor already did)."""
+        if self.process.alive():
+            return
+        self.port = _start(self.process, self._argv, _pg_ready, self.port, first=not self._started)
+        self._started = True
 
-    def url(self, database: str = "postgres") -> str:
-        """The superuser's URL (no row-level security binds it)."""
-        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+    @property
+    def url(self) -> str:
+        """`postgres://accubooks@127.0.0.1:PORT/accubooks`: an ordinary role
+        owning its database, as in production, so row-level security binds it."""
+        return app_url(self.port)
+
+    @property
+    def admin_url(self) -> str:
+        """The superuser's URL of the `accubooks` database (no row-level security binds it)."""
+        return f"postgres://postgres@127.0.0.1:{self.port}/{APP_DATABASE}"
 
     def create_app_database(self, database: str) -> str:
-        """Creates `database` owned by the ordinary role `accubooks` (as in
-        production, so PostgreSQL's row-level security binds the server) and
-        returns the URL the server connects with."""
-        exists = self.psql("SELECT 1 FROM pg_roles WHERE rolname = 'accubooks'").strip()
-        if not exists:
-            self.psql("CREATE ROLE accubooks LOGIN NOSUPERUSER NOBYPASSRLS")
-        self.psql(f"CREATE DATABASE {database} OWNER accubooks")
-        return self.app_url(database)
+        """Creates `database` owned by the role `accubooks` unless it exists
+        and returns the URL the application connects with."""
+        return create_app_database(self.port, database)
 
     def app_url(self, database: str) -> str:
         """The URL of a database made by `create_app_database`."""
-        return f"postgres://accubooks@127.0.0.1:{self.port}/{database}"
+        return app_url(self.port, database)
 
     def kill(self) -> None:
+        """SIGKILLs the postmaster and its backends and waits until they are gone."""
         shmid = None
         try:
             line = (self.data / "postmaster.pid").read_text().splitlines()[6]
@@ -322,12 +563,17 @@ class Postgres:
         except (OSError, IndexError):
             pass
         if self.process.kill() and shmid and shutil.which("ipcrm"):
-            # A killed postmaster leaves its SysV segment behind.
+            # A killed postmaster leaves its SysV segment behind; over many
+            # runs these would exhaust the system-wide limit.
             subprocess.run(["ipcrm", "-m", shmid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process.proc = None
 
     def restart(self) -> None:
-        """Starts again on the same port and data dir (crash recovery)."""
+        """Starts again on the same port and data dir (crash recovery), killing
+        the server first if it still runs."""
         self.kill()
+        # The postmaster is known dead; a leftover lock file whose pid got
+        # reused would make postgres refuse to start.
         for stale in (self.data / "postmaster.pid", self.dir / f".s.PGSQL.{self.port}.lock"):
             try:
                 stale.unlink()
@@ -336,44 +582,47 @@ class Postgres:
         self.start()
 
     def pause(self) -> None:
+        """SIGSTOPs the server: TCP connects still succeed but nothing answers."""
         self.process.pause()
 
     def resume(self) -> None:
         self.process.resume()
 
     def psql(self, sql: str, database: str = "postgres", timeout: float = 600) -> str:
-        r = subprocess.run(
-            ["psql", "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-             "-d", database, "-v", "ON_ERROR_STOP=1"],
-            input=sql, capture_output=True, text=True, timeout=timeout,
-        )
-        if r.returncode != 0:
-            raise RuntimeError(f"psql failed: {r.stderr.strip()}")
-        return r.stdout
+        return psql(self.port, sql, database, timeout)
+
+    def close(self) -> None:
+        """Kills the server and removes its directory (as `cleanup()` would)."""
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if self in _clusters:
+            _clusters.remove(self)
+        if self.process in _processes:
+            _processes.remove(self.process)
+        if self.dir in _dirs:
+            _dirs.remove(self.dir)
 
 
 class Redis:
-    """A private Redis without persistence."""
+    """A private Redis without persistence, started through this file's
+    `redis` command line."""
 
     def __init__(self, log_dir: Path | None = None):
         self.dir = make_dir("accubooks-redis-")
         self.port = free_port()
-        self.process = Process("redis", [], (log_dir or self.dir) / "redis.log", cwd=self.dir)
+        self.process = Process("redis", [], (log_dir or self.dir) / "redis.log")
+        self._started = False
         self.start()
 
+    def _argv(self, port: int) -> list[str]:
+        return launcher_argv("redis", "--dir", str(self.dir), "--port", str(port))
+
     def start(self) -> None:
-        for attempt in range(50):
-            self.process.argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                                 "--save", "", "--appendonly", "no", "--dir", str(self.dir)]
-            self.process.spawn()
-            try:
-                _wait_ready(self.process, _redis_ready, self.port)
-                return
-            except RuntimeError as e:
-                if "Address already in use" in str(e) and attempt < 49:
-                    time.sleep(0.1)
-                    continue
-                raise
+        """Starts the server unless it runs (the constructor already did)."""
+        if self.process.alive():
+            return
+        self.port = _start(self.process, self._argv, _redis_ready, self.port, first=not self._started)
+        self._started = True
 
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}"
@@ -382,6 +631,7 @@ class Redis:
         self.process.kill()
 
     def restart(self) -> None:
+        """Starts again on the same port (empty: nothing is persisted)."""
         self.kill()
         self.start()
 
@@ -486,6 +736,10 @@ class Server:
 def request(method: str, url: str, body=None, token: str | None = None, headers: dict | None = None,
             timeout: float = 10.0):
     """One request on a fresh connection: (status or None on a transport error, parsed body)."""
+    # Imported here: the command line, which every test server start runs, does not need them.
+    import http.client
+    import json
+
     assert url.startswith("http://")
     hostport, _, path = url[len("http://"):].partition("/")
     host, _, port = hostport.partition(":")
@@ -562,3 +816,7 @@ def install_cleanup() -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

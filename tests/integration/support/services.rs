@@ -1,24 +1,35 @@
 //! Private PostgreSQL 15 and Redis servers for integration tests.
 //!
-//! Every server gets its own temporary directory, a free loopback port and its own
-//! process group, so a test can kill, pause, resume and restart it without touching
-//! the servers of other tests running in parallel. The servers are plain
-//! `std::process` children (not tokio handles) so they can be created in one tokio
-//! runtime and dropped in another.
+//! How a server is started (initdb flags, server settings, running as `postgres`
+//! when root, the socket dir, the application role and database, redis-server
+//! flags) is decided in one place shared with the scripts and the Python tests: the
+//! launcher `scripts/lib/services.py` ([`LAUNCHER`]). This module spawns its command
+//! line, which execs into the server, so the spawned pid is the server's own (or
+//! setpriv's, which execs too).
+//!
+//! What stays here is the process handling: every server gets its own temporary
+//! directory, a free loopback port and its own process group, so a test can kill,
+//! pause, resume and restart it without touching the servers of other tests running
+//! in parallel; readiness polling; retrying on another port when the chosen one was
+//! taken. The servers are plain `std::process` children (not tokio handles) so they
+//! can be created in one tokio runtime and dropped in another.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::{PermissionsExt, chown};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// Where Debian installs the PostgreSQL 15 server binaries.
+/// The launcher that starts private servers (run with `python3`).
+pub const LAUNCHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lib/services.py");
+
+/// Where Debian installs the PostgreSQL 15 binaries (for `pg_isready`).
 pub const PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 
 /// How often readiness is polled while a server starts.
@@ -59,36 +70,9 @@ impl Postgres {
             .prefix("accubooks-pg-")
             .tempdir()
             .expect("creating the postgres temp dir");
-        // The server may run as `postgres`, which must reach the data dir and own the
-        // socket dir.
-        set_mode(dir.path(), 0o755);
-        let data = dir.path().join("data");
-        fs::create_dir(&data).expect("creating the postgres data dir");
-        set_mode(&data, 0o700);
-        if is_root() {
-            let (uid, gid) = postgres_ids();
-            for path in [dir.path(), data.as_path()] {
-                chown(path, Some(uid), Some(gid))
-                    .unwrap_or_else(|e| panic!("chown {} to postgres: {e}", path.display()));
-            }
-        }
-
-        let output = pg_command("initdb", dir.path())
-            .arg("-D")
-            .arg(&data)
-            // Fixed locale and encoding keep the cluster independent of the CI environment.
-            .args(["--auth=trust", "--no-sync", "-U", "postgres"])
-            .args(["--encoding=UTF8", "--locale=C"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("running initdb");
-        assert!(
-            output.status.success(),
-            "initdb failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-        );
+        // The cluster goes to dir/data (owned by `postgres` when we are root) before
+        // the first spawn, so READY_TIMEOUT times the server start alone.
+        run_launcher(launcher("init-postgres").arg("--dir").arg(dir.path()));
 
         let log = dir.path().join("postgres.log");
         let mut attempt = 1;
@@ -129,33 +113,11 @@ impl Postgres {
     /// Creates the application's role (no superuser, no BYPASSRLS) and its
     /// database.
     fn create_application_role(&self) {
-        for sql in [
-            format!("CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS"),
-            format!("CREATE DATABASE {APP_ROLE} OWNER {APP_ROLE}"),
-        ] {
-            let output = Command::new(Path::new(PG_BIN_DIR).join("psql"))
-                .args([
-                    "-X",
-                    "-q",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "postgres",
-                ])
-                .args(["-d", "postgres", "-p"])
-                .arg(self.port.to_string())
-                .args(["-c", &sql])
-                .stdin(Stdio::null())
-                .output()
-                .expect("running psql");
-            assert!(
-                output.status.success(),
-                "{sql} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
+        run_launcher(
+            launcher("create-app-database")
+                .arg("--port")
+                .arg(self.port.to_string()),
+        );
     }
 
     /// SIGKILLs the postmaster and its backends and waits until they are gone.
@@ -195,20 +157,16 @@ impl Postgres {
             .unwrap_or_else(|message| panic!("postgres on port {port} did not restart: {message}"));
     }
 
+    /// The server of `dir` on `port` in the foreground; `--fast` turns fsync and
+    /// full-page writes off, so a restart after SIGKILL recovers quickly.
     fn command(dir: &Path, port: u16) -> Command {
-        let mut command = pg_command("postgres", dir);
+        let mut command = launcher("postgres");
         command
-            .arg("-D")
-            .arg(dir.join("data"))
-            .arg("-p")
-            .arg(port.to_string())
-            .arg("-k")
+            .arg("--dir")
             .arg(dir)
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", "fsync=off"])
-            .args(["-c", "synchronous_commit=on"])
-            .args(["-c", "full_page_writes=off"])
-            .args(["-c", "max_connections=200"]);
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--fast");
         command
     }
 }
@@ -290,14 +248,12 @@ impl Redis {
     }
 
     fn command(dir: &Path, port: u16) -> Command {
-        let mut command = Command::new("redis-server");
+        let mut command = launcher("redis");
         command
-            .arg("--port")
-            .arg(port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir)
-            .current_dir(dir);
+            .arg("--port")
+            .arg(port.to_string());
         command
     }
 }
@@ -461,31 +417,51 @@ async fn restart_on_same_port(
     }
 }
 
-/// A command for a PostgreSQL binary, dropped to the `postgres` user when we are root
-/// because initdb and postgres refuse to run as root.
-/// The role and database the application uses in tests.
+/// The role and database the application uses in tests (made by the launcher).
 const APP_ROLE: &str = "accubooks";
 
-fn pg_command(binary: &str, dir: &Path) -> Command {
-    let program = Path::new(PG_BIN_DIR).join(binary);
-    let mut command = if is_root() {
-        // setpriv execs, so the child pid is the server's own pid.
-        let mut command = Command::new("setpriv");
-        command
-            .args([
-                "--reuid=postgres",
-                "--regid=postgres",
-                "--init-groups",
-                "--",
-            ])
-            .arg(program);
-        command
-    } else {
-        Command::new(program)
-    };
-    // The postgres user may not be able to enter our working directory.
-    command.current_dir(dir);
+/// A [`LAUNCHER`] subcommand. `-S`: the launcher needs the standard library only,
+/// so the interpreter skips site-packages and their start-up hooks.
+fn launcher(subcommand: &str) -> Command {
+    let mut command = Command::new(python());
+    command.arg("-S").arg(LAUNCHER).arg(subcommand);
     command
+}
+
+/// The interpreter of `python3` on PATH, resolved once to the real executable: a
+/// version manager's shim (pyenv) costs about a quarter second per run.
+fn python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let output = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("running python3, which the launcher needs");
+        let path = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        assert!(
+            output.status.success() && !path.is_empty(),
+            "python3 does not name its executable: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        PathBuf::from(path)
+    })
+}
+
+/// Runs a one-shot launcher subcommand; panics with its output when it fails.
+fn run_launcher(command: &mut Command) {
+    let program = format!("{command:?}");
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
 }
 
 fn pg_isready(port: u16) -> bool {
@@ -511,27 +487,6 @@ fn redis_ping(port: u16) -> bool {
         && stream.write_all(b"PING\r\n").is_ok()
         && stream.read_exact(&mut reply).is_ok()
         && &reply == b"+PONG"
-}
-
-/// The uid and gid of the `postgres` user.
-fn postgres_ids() -> (u32, u32) {
-    let id = |flag: &str| -> u32 {
-        let output = Command::new("id")
-            .args([flag, "postgres"])
-            .output()
-            .expect("running id");
-        assert!(output.status.success(), "there is no postgres user");
-        String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .parse()
-            .expect("id prints a number")
-    };
-    (id("-u"), id("-g"))
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
 }
 
 fn remove_if_exists(path: &Path) {
@@ -636,12 +591,6 @@ fn remove_shm_segment(shmid: libc::c_int) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
-}
-
-#[allow(unsafe_code)]
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 #[allow(unsafe_code)]
