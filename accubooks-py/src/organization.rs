@@ -424,7 +424,7 @@ organization_classes! {
         idempotency_key: Option<String>,
     ) {
         let payment = Payment {
-            amount: convert::amount_arg(amount, "amount")?,
+            amount: convert::amount_arg(amount, || "amount".to_owned())?,
             date: convert::optional_date(date, "date")?,
         };
         async move {

@@ -172,6 +172,14 @@ def test_one_request_is_the_same_through_every_door(open_books: Open, database_u
         assert status == 201 and json.loads(body)["id"] == reversal["id"]
         assert headers.get("idempotent-replayed") == "true"
 
+    # The use cases count their work whichever door called them: two posts
+    # (one over HTTP, one replayed from Python), one refused reuse.
+    metrics = books.metrics()
+    series = "accubooks_operation_duration_seconds_count"
+    assert f'{series}{{operation="post_entry",outcome="ok"}} 2' in metrics
+    assert f'{series}{{operation="post_entry",outcome="refused"}} 1' in metrics
+    assert f'{series}{{operation="reverse_entry",outcome="ok"}} 2' in metrics
+
 
 def raw_post(url: str, text: str, headers: Dict[str, str]) -> tuple[int, Dict[str, str], bytes]:
     import urllib.error
