@@ -15,8 +15,8 @@ use accubooks_core::ledger::{EntryInput, LineInput, NewLine};
 use accubooks_core::money::AmountText;
 use chrono::NaiveDate;
 use pyo3::exceptions::PyTypeError;
-use pyo3::prelude::*;
 use pyo3::intern;
+use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
     PyBool, PyBytes, PyDate, PyDateTime, PyDict, PyFloat, PyInt, PyList, PyString, PyType,
@@ -314,8 +314,11 @@ const LINE_EXAMPLE: &str = "{\"account\": \"1000\", \"debit\": Decimal(\"1.00\")
 /// only on error: a batch of 10,000 entries converts in milliseconds.
 pub(crate) fn lines_arg(value: &Bound<'_, PyAny>, prefix: &str) -> PyResult<Vec<LineInput>> {
     let py = value.py();
-    let (account_key, debit_key, credit_key) =
-        (intern!(py, "account"), intern!(py, "debit"), intern!(py, "credit"));
+    let (account_key, debit_key, credit_key) = (
+        intern!(py, "account"),
+        intern!(py, "debit"),
+        intern!(py, "credit"),
+    );
     list_arg(value, &format!("{prefix}lines"))?
         .iter()
         .enumerate()
@@ -323,18 +326,19 @@ pub(crate) fn lines_arg(value: &Bound<'_, PyAny>, prefix: &str) -> PyResult<Vec<
             let place = || format!("{prefix}Line {}", index + 1);
             let dict = dict_arg(item, place, LINE_EXAMPLE)?;
             let mut known = 0;
-            let mut amount = |key: &Bound<'_, PyString>, name: &str| -> PyResult<Option<AmountText>> {
-                match dict.get_item(key)? {
-                    None => Ok(None),
-                    Some(field) => {
-                        known += 1;
-                        if field.is_none() {
-                            return Ok(None);
+            let mut amount =
+                |key: &Bound<'_, PyString>, name: &str| -> PyResult<Option<AmountText>> {
+                    match dict.get_item(key)? {
+                        None => Ok(None),
+                        Some(field) => {
+                            known += 1;
+                            if field.is_none() {
+                                return Ok(None);
+                            }
+                            amount_arg(&field, || format!("{}: \"{name}\"", place())).map(Some)
                         }
-                        amount_arg(&field, || format!("{}: \"{name}\"", place())).map(Some)
                     }
-                }
-            };
+                };
             let debit = amount(debit_key, "debit")?;
             let credit = amount(credit_key, "credit")?;
             let account = match dict.get_item(account_key)? {
@@ -448,16 +452,23 @@ pub(crate) fn entry_input(
 pub(crate) fn entries_arg(value: &Bound<'_, PyAny>) -> PyResult<Vec<EntryInput>> {
     let example = "{\"date\": date(2026, 1, 31), \"lines\": [...], \"memo\": \"...\"}";
     let py = value.py();
-    let (date_key, lines_key, memo_key) =
-        (intern!(py, "date"), intern!(py, "lines"), intern!(py, "memo"));
+    let (date_key, lines_key, memo_key) = (
+        intern!(py, "date"),
+        intern!(py, "lines"),
+        intern!(py, "memo"),
+    );
     list_arg(value, "entries")?
         .iter()
         .enumerate()
         .map(|(index, item)| {
             let place = || format!("Entry {}", index + 1);
             let dict = dict_arg(item, place, example)?;
-            let missing =
-                |name: &str| invalid_input("INVALID_FIELD", format!("{}: {name:?} is missing.", place()));
+            let missing = |name: &str| {
+                invalid_input(
+                    "INVALID_FIELD",
+                    format!("{}: {name:?} is missing.", place()),
+                )
+            };
             let date = dict.get_item(date_key)?.ok_or_else(|| missing("date"))?;
             let lines = dict.get_item(lines_key)?.ok_or_else(|| missing("lines"))?;
             let memo = match dict.get_item(memo_key)? {
@@ -473,7 +484,12 @@ pub(crate) fn entries_arg(value: &Bound<'_, PyAny>) -> PyResult<Vec<EntryInput>>
                     "an entry has \"date\", \"lines\" and \"memo\"",
                 ));
             }
-            entry_input(&date, &lines, memo.unwrap_or_default(), &format!("{}: ", place()))
+            entry_input(
+                &date,
+                &lines,
+                memo.unwrap_or_default(),
+                &format!("{}: ", place()),
+            )
         })
         .collect()
 }

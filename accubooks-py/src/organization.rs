@@ -33,18 +33,37 @@ macro_rules! organization_classes {
             fn $name:ident [$instance:ident, $org:ident] ($($arg:ident : $ty:ty),* $(,)?) $body:block
         )*
     ) => {
+        organization_classes!(@class crate::blocking::Organization, "accubooks.Organization",
+            |py, call| {
+                let value = crate::runtime::block_on(py, call)?;
+                to_py(py, &value, Mode::Books)
+            };
+            $( $(#[doc = $doc])* #[pyo3(signature = $signature)]
+               fn $name [$instance, $org] ($($arg : $ty),*) $body )*);
+        organization_classes!(@class crate::aio::AsyncOrganization, "accubooks.aio.AsyncOrganization",
+            |py, call| future_into_py(py, async move { Ok(Reply::books(call.await)) });
+            $( $(#[doc = $doc])* #[pyo3(signature = $signature)]
+               fn $name [$instance, $org] ($($arg : $ty),*) $body )*);
+    };
+    (
+        @class $class:path, $python_name:literal, |$py:ident, $call:ident| $finish:expr;
+        $(
+            $(#[doc = $doc:literal])*
+            #[pyo3(signature = $signature:tt)]
+            fn $name:ident [$instance:ident, $org:ident] ($($arg:ident : $ty:ty),*) $body:block
+        )*
+    ) => {
         #[pymethods]
-        impl crate::blocking::Organization {
+        impl $class {
             $(
                 $(#[doc = $doc])*
                 #[pyo3(signature = $signature)]
                 // The Python signature decides the arguments (create_account's seven).
                 #[allow(clippy::too_many_arguments)]
-                fn $name<'py>(&self, py: Python<'py>, $($arg: $ty),*) -> PyResult<Bound<'py, PyAny>> {
+                fn $name<'py>(&self, $py: Python<'py>, $($arg: $ty),*) -> PyResult<Bound<'py, PyAny>> {
                     let ($instance, $org) = (Arc::clone(&self.instance), self.org);
-                    let call = $body;
-                    let value = crate::runtime::block_on(py, call)?;
-                    to_py(py, &value, Mode::Books)
+                    let $call = $body;
+                    $finish
                 }
             )*
 
@@ -66,55 +85,14 @@ macro_rules! organization_classes {
                 role_name(self.org.role)
             }
 
-            /// A bearer token of the user for the HTTP API, valid for 12 hours.
+            /// A bearer token of the user for the HTTP API, valid for 12 hours
+            /// (never waits).
             fn token(&self) -> PyResult<String> {
                 Ok(self.instance.token(&self.org)?)
             }
 
             fn __repr__(&self) -> String {
-                format!("<accubooks.Organization id={} role={}>", self.org.id, role_name(self.org.role))
-            }
-        }
-
-        #[pymethods]
-        impl crate::aio::AsyncOrganization {
-            $(
-                $(#[doc = $doc])*
-                #[pyo3(signature = $signature)]
-                // The Python signature decides the arguments (create_account's seven).
-                #[allow(clippy::too_many_arguments)]
-                fn $name<'py>(&self, py: Python<'py>, $($arg: $ty),*) -> PyResult<Bound<'py, PyAny>> {
-                    let ($instance, $org) = (Arc::clone(&self.instance), self.org);
-                    let call = $body;
-                    future_into_py(py, async move { Ok(Reply::books(call.await)) })
-                }
-            )*
-
-            /// The organization's id (a UUID).
-            #[getter]
-            fn id(&self) -> String {
-                self.org.id.to_string()
-            }
-
-            /// The user who registered or logged in; `None` when opened by id.
-            #[getter]
-            fn user_id(&self) -> Option<String> {
-                self.org.user.map(|u| u.to_string())
-            }
-
-            /// `"owner"`, `"accountant"` or `"viewer"`: the role it was opened with.
-            #[getter]
-            fn role(&self) -> &'static str {
-                role_name(self.org.role)
-            }
-
-            /// A bearer token of the user for the HTTP API (never waits).
-            fn token(&self) -> PyResult<String> {
-                Ok(self.instance.token(&self.org)?)
-            }
-
-            fn __repr__(&self) -> String {
-                format!("<accubooks.aio.AsyncOrganization id={} role={}>", self.org.id, role_name(self.org.role))
+                format!("<{} id={} role={}>", $python_name, self.org.id, role_name(self.org.role))
             }
         }
     };

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import pytest
 
@@ -112,11 +112,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def http(
     method: str,
     url: str,
-    body: Optional[Mapping[str, Any]] = None,
+    body: Optional[Union[Mapping[str, Any], str]] = None,
     headers: Optional[Mapping[str, str]] = None,
 ) -> Tuple[int, Dict[str, str], bytes]:
-    """One HTTP exchange with urllib: (status, headers, body); never raises on 4xx/5xx."""
-    data = None if body is None else json.dumps(body).encode()
+    """One HTTP exchange with urllib: (status, headers, body); never raises on 4xx/5xx.
+
+    A ``str`` body is sent as it is (JSON text spaced as the caller wants)."""
+    text = body if isinstance(body, str) else None if body is None else json.dumps(body)
+    data = None if text is None else text.encode()
     request = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         request.add_header("Content-Type", "application/json")

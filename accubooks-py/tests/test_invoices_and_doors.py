@@ -145,7 +145,7 @@ def test_one_request_is_the_same_through_every_door(open_books: Open, database_u
         auth = {"Authorization": f"Bearer {org.token()}", "Idempotency-Key": "cross-door"}
         # Spacing and key order are the client's; the request is the same.
         spaced = json.dumps(dict(reversed(list(entry.items()))), indent=4)
-        status, _, body = raw_post(server.url + "/api/journal-entries", spaced, auth)
+        status, _, body = http("POST", server.url + "/api/journal-entries", spaced, auth)
         assert status == 201, body
         over_http = json.loads(body)
 
@@ -179,22 +179,6 @@ def test_one_request_is_the_same_through_every_door(open_books: Open, database_u
     assert f'{series}{{operation="post_entry",outcome="ok"}} 2' in metrics
     assert f'{series}{{operation="post_entry",outcome="refused"}} 1' in metrics
     assert f'{series}{{operation="reverse_entry",outcome="ok"}} 2' in metrics
-
-
-def raw_post(url: str, text: str, headers: Dict[str, str]) -> tuple[int, Dict[str, str], bytes]:
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(url, data=text.encode(), method="POST")
-    request.add_header("Content-Type", "application/json")
-    for name, value in headers.items():
-        request.add_header(name, value)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers.items()), response.read()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, dict(error.headers.items()), error.read()
 
 
 def test_asyncio_invoices(database_url: str, closed_port: int) -> None:
