@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod invoice_totals;
 mod invoices;
 mod reports;
+pub mod schedule;
 pub(crate) mod sql;
 mod users;
 
