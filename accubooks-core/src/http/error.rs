@@ -224,10 +224,8 @@ impl From<crate::usecases::Error> for ApiError {
         use crate::usecases::Error as E;
         match err {
             E::Ledger(err) => err.into(),
-            E::Forbidden => ApiError::Forbidden("Your role may not do this."),
-            E::UnknownUser => {
-                ApiError::Unauthorized("The user of this token no longer exists. Log in again.")
-            }
+            E::Forbidden => ApiError::Forbidden(crate::usecases::error::FORBIDDEN),
+            E::UnknownUser => ApiError::Unauthorized(crate::usecases::error::UNKNOWN_USER),
             E::Unavailable(unavailable) => ApiError::Unavailable {
                 code: unavailable.code,
                 message: unavailable.message,

@@ -149,7 +149,7 @@ impl AccuBooks {
             (Some(claimed), Access::Role(min)) => {
                 let principal = Box::pin(self.current_principal(claimed)).await?;
                 if principal.role < min {
-                    return Err(ApiError::Forbidden("Your role may not do this."));
+                    return Err(crate::usecases::Error::Forbidden.into());
                 }
                 Some(principal)
             }

@@ -3,6 +3,11 @@
 use crate::deps::Unavailable;
 use crate::ledger::LedgerError;
 
+/// The sentence of [`Error::Forbidden`].
+pub(crate) const FORBIDDEN: &str = "Your role may not do this.";
+/// The sentence of [`Error::UnknownUser`].
+pub(crate) const UNKNOWN_USER: &str = "The user of this token no longer exists. Log in again.";
+
 /// Why a use case did not do what it was asked. Each door maps it to its
 /// own form (HTTP: [`ApiError`](crate::http::ApiError), in one place).
 #[derive(Debug, thiserror::Error)]
@@ -12,10 +17,10 @@ pub enum Error {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     /// The caller's role may not do this.
-    #[error("Your role may not do this.")]
+    #[error("{FORBIDDEN}")]
     Forbidden,
     /// The caller's user was removed from the organization.
-    #[error("The user of this token no longer exists. Log in again.")]
+    #[error("{UNKNOWN_USER}")]
     UnknownUser,
     /// A dependency the operation needs is known to be down.
     #[error("{}", .0.message)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Books, Error};
-use crate::auth::Principal;
+use crate::auth::{Principal, Role};
 use crate::ledger::LedgerError;
 use crate::ledger::idempotency::{self, IdempotencyKey, Stored};
 
@@ -127,6 +127,27 @@ pub(crate) struct Keyed<'a, I: ?Sized> {
 }
 
 impl Books<'_> {
+    /// A creating use case as every door runs it: [`Books::run`] around
+    /// [`Books::keyed`], under the operation's one name.
+    pub(crate) async fn run_keyed<I, T, F, Fut>(
+        &self,
+        caller: &Principal,
+        role: Role,
+        key: Option<ClientKey>,
+        keyed: Keyed<'_, I>,
+        work: F,
+    ) -> super::Result<Answer<T>>
+    where
+        I: Serialize + ?Sized,
+        T: Serialize,
+        F: FnOnce(Option<IdempotencyKey>) -> Fut,
+        Fut: Future<Output = super::Result<T>>,
+    {
+        let operation = keyed.operation;
+        let work = self.keyed(caller, key, keyed, work);
+        self.run(operation, Some(caller), role, work).await
+    }
+
     /// Runs a creating operation under an optional key: replays the stored
     /// answer of a retry, refuses a key reused with another request, and
     /// otherwise runs `work`, which stores its answer with its write (or a

@@ -60,16 +60,13 @@ impl Books<'_> {
             input: &new,
         };
         let new = &new;
-        self.run("create_customer", Some(caller), Role::Accountant, async {
-            self.keyed(caller, key, keyed, |key| async move {
-                let render = |customer: &Customer| stored(customer);
-                let key = key
-                    .as_ref()
-                    .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
-                let db = self.app.database();
-                Ok(ledger::create_customer(db, &org(caller), new.clone(), key).await?)
-            })
-            .await
+        self.run_keyed(caller, Role::Accountant, key, keyed, |key| async move {
+            let render = |customer: &Customer| stored(customer);
+            let key = key
+                .as_ref()
+                .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
+            let db = self.app.database();
+            Ok(ledger::create_customer(db, &org(caller), new.clone(), key).await?)
         })
         .await
     }
@@ -103,16 +100,13 @@ impl Books<'_> {
             input: &new,
         };
         let new = &new;
-        self.run("create_invoice", Some(caller), Role::Accountant, async {
-            self.keyed(caller, key, keyed, |key| async move {
-                let render = |invoice: &Invoice| stored(invoice);
-                let key = key
-                    .as_ref()
-                    .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
-                let books = self.app.ledger();
-                Ok(ledger::create_invoice(books, &org(caller), new.clone(), key).await?)
-            })
-            .await
+        self.run_keyed(caller, Role::Accountant, key, keyed, |key| async move {
+            let render = |invoice: &Invoice| stored(invoice);
+            let key = key
+                .as_ref()
+                .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
+            let books = self.app.ledger();
+            Ok(ledger::create_invoice(books, &org(caller), new.clone(), key).await?)
         })
         .await
     }
@@ -156,20 +150,13 @@ impl Books<'_> {
             target: Some(id),
             input: &input,
         };
-        self.run(operation, Some(caller), Role::Accountant, async {
-            self.keyed(caller, key, keyed, |key| async {
-                let (books, date) = (self.app.ledger(), input.date.as_deref());
-                let organization = org(caller);
-                Ok(match action {
-                    Action::Issue => {
-                        ledger::issue_invoice(books, &organization, id, date, key).await?
-                    }
-                    Action::Void => {
-                        ledger::void_invoice(books, &organization, id, date, key).await?
-                    }
-                })
+        self.run_keyed(caller, Role::Accountant, key, keyed, |key| async {
+            let (books, date) = (self.app.ledger(), input.date.as_deref());
+            let organization = org(caller);
+            Ok(match action {
+                Action::Issue => ledger::issue_invoice(books, &organization, id, date, key).await?,
+                Action::Void => ledger::void_invoice(books, &organization, id, date, key).await?,
             })
-            .await
         })
         .await
     }
@@ -187,19 +174,16 @@ impl Books<'_> {
             target: Some(id),
             input: &payment,
         };
-        self.run("pay_invoice", Some(caller), Role::Accountant, async {
-            self.keyed(caller, key, keyed, |key| async {
-                Ok(ledger::record_payment(
-                    self.app.ledger(),
-                    &org(caller),
-                    id,
-                    &payment.amount.0,
-                    payment.date.as_deref(),
-                    key,
-                )
-                .await?)
-            })
-            .await
+        self.run_keyed(caller, Role::Accountant, key, keyed, |key| async {
+            Ok(ledger::record_payment(
+                self.app.ledger(),
+                &org(caller),
+                id,
+                &payment.amount.0,
+                payment.date.as_deref(),
+                key,
+            )
+            .await?)
         })
         .await
     }
@@ -218,12 +202,9 @@ impl Books<'_> {
             target: Some(id),
             input: &new,
         };
-        self.run("credit_note", Some(caller), Role::Accountant, async {
-            self.keyed(caller, key, keyed, |key| async {
-                let books = self.app.ledger();
-                Ok(ledger::credit_note(books, &org(caller), id, new.clone(), key).await?)
-            })
-            .await
+        self.run_keyed(caller, Role::Accountant, key, keyed, |key| async {
+            let books = self.app.ledger();
+            Ok(ledger::credit_note(books, &org(caller), id, new.clone(), key).await?)
         })
         .await
     }

@@ -48,16 +48,13 @@ impl Books<'_> {
             input: &new,
         };
         let new = &new;
-        self.run("create_account", Some(caller), Role::Accountant, async {
-            self.keyed(caller, key, keyed, |key| async move {
-                let render = |account: &Account| stored(account);
-                let key = key
-                    .as_ref()
-                    .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
-                let db = self.app.database();
-                Ok(ledger::create_account(db, &org(caller), new.clone(), key).await?)
-            })
-            .await
+        self.run_keyed(caller, Role::Accountant, key, keyed, |key| async move {
+            let render = |account: &Account| stored(account);
+            let key = key
+                .as_ref()
+                .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
+            let db = self.app.database();
+            Ok(ledger::create_account(db, &org(caller), new.clone(), key).await?)
         })
         .await
     }
@@ -74,24 +71,21 @@ impl Books<'_> {
             target: None,
             input: &input,
         };
-        self.run("post_entry", Some(caller), Role::Accountant, async {
-            self.keyed(caller, key, keyed, |key| async {
-                let entry = ledger::prepare(self.app.ledger(), &org(caller), &input).await?;
-                let shown = entry.clone();
-                let key = key.map(|key| {
-                    let render: ledger::Render =
-                        Box::new(move |ids: &[i64]| stored(&shown.posted(ids[0])));
-                    (key, render)
-                });
-                let ids = self
-                    .app
-                    .ledger()
-                    .committer()
-                    .post(vec![entry.clone()], key)
-                    .await?;
-                Ok(entry.posted(ids[0]))
-            })
-            .await
+        self.run_keyed(caller, Role::Accountant, key, keyed, |key| async {
+            let entry = ledger::prepare(self.app.ledger(), &org(caller), &input).await?;
+            let shown = entry.clone();
+            let key = key.map(|key| {
+                let render: ledger::Render =
+                    Box::new(move |ids: &[i64]| stored(&shown.posted(ids[0])));
+                (key, render)
+            });
+            let ids = self
+                .app
+                .ledger()
+                .committer()
+                .post(vec![entry.clone()], key)
+                .await?;
+            Ok(entry.posted(ids[0]))
         })
         .await
     }

@@ -16,7 +16,7 @@
 //! The methods take the caller's [`Principal`], typed input and an optional
 //! [`ClientKey`], and answer typed output or one [`Error`].
 
-mod error;
+pub(crate) mod error;
 mod idempotent;
 mod identity;
 mod invoicing;
