@@ -17,6 +17,7 @@ use crate::deps::{self, DependencySpec, PlaidProbe, Registry, StripeProbe};
 use crate::health::report::{DependencyView, HealthInputs};
 use crate::health::{HealthReport, Overall, ProbePolicy};
 use crate::http::{Route, RouteTable};
+use crate::jobs::{JobHandler, Jobs, Queue};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::redis_client::RedisClient;
@@ -68,6 +69,7 @@ struct Inner {
     routes: RouteTable,
     tokens: Tokens,
     ledger: Ledger,
+    jobs: Jobs,
     auth_limits: AuthLimits,
     password_hashing: PasswordHashing,
     members: MemberCache,
@@ -98,9 +100,81 @@ pub struct Builder {
     critical: Vec<&'static str>,
     routes: Vec<Route>,
     policy: ProbePolicy,
+    job_handlers: JobHandlers,
+}
+
+type JobHandlers = std::collections::HashMap<&'static str, (Queue, Arc<dyn JobHandler>)>;
+
+/// The handlers of the jobs the core itself asks for.
+fn core_job_handlers() -> JobHandlers {
+    fn recurring<'a>(
+        app: &'a AccuBooks,
+        job: &'a crate::jobs::JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
+        Box::pin(crate::ledger::recurring::generate(
+            app.ledger(),
+            &job.organization,
+            &job.payload,
+        ))
+    }
+    fn report<'a>(
+        app: &'a AccuBooks,
+        job: &'a crate::jobs::JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
+        Box::pin(crate::ledger::report_jobs::generate(
+            app.database(),
+            &job.organization,
+            job.id,
+        ))
+    }
+    fn payroll<'a>(
+        app: &'a AccuBooks,
+        job: &'a crate::jobs::JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
+        Box::pin(crate::ledger::payroll::process(
+            app.ledger(),
+            &job.organization,
+            job.id,
+        ))
+    }
+    let mut handlers = JobHandlers::new();
+    handlers.insert(
+        crate::ledger::payroll::JOB_KIND,
+        (
+            Queue::PayrollProcessing,
+            Arc::new(payroll) as Arc<dyn JobHandler>,
+        ),
+    );
+    handlers.insert(
+        crate::ledger::recurring::JOB_KIND,
+        (
+            Queue::RecurringInvoices,
+            Arc::new(recurring) as Arc<dyn JobHandler>,
+        ),
+    );
+    handlers.insert(
+        crate::ledger::report_jobs::JOB_KIND,
+        (
+            Queue::ReportGeneration,
+            Arc::new(report) as Arc<dyn JobHandler>,
+        ),
+    );
+    handlers
 }
 
 impl Builder {
+    /// Registers the handler of a host's own kind of job, run on `queue`
+    /// like the core's (recorded with [`AccuBooks::enqueue`]).
+    pub fn job_handler(
+        mut self,
+        kind: &'static str,
+        queue: Queue,
+        handler: impl JobHandler,
+    ) -> Self {
+        self.job_handlers.insert(kind, (queue, Arc::new(handler)));
+        self
+    }
+
     /// Registers a host dependency, probed and reported like the built-in ones.
     pub fn check(mut self, spec: DependencySpec) -> Self {
         self.checks.push(spec);
@@ -137,6 +211,7 @@ impl Builder {
             critical,
             routes: host_routes,
             policy,
+            job_handlers,
         } = self;
         for warning in &config.warnings {
             tracing::warn!("{warning}");
@@ -233,6 +308,10 @@ impl Builder {
         let password_hashing = PasswordHashing::new(config.limits.password_hashing_workers);
         let work_limits = crate::limits::WorkLimits::new(&config.limits);
 
+        let mut handlers = core_job_handlers();
+        handlers.extend(job_handlers);
+        let jobs = Jobs::new(config.jobs.clone(), handlers);
+
         let (shutdown, _) = watch::channel(false);
         let app = AccuBooks {
             inner: Arc::new(Inner {
@@ -244,6 +323,7 @@ impl Builder {
                 routes,
                 tokens,
                 ledger: Ledger::start(database.clone()),
+                jobs,
                 auth_limits,
                 password_hashing,
                 members: MemberCache::default(),
@@ -273,12 +353,14 @@ impl AccuBooks {
             critical: Vec::new(),
             routes: Vec::new(),
             policy: ProbePolicy::default(),
+            job_handlers: JobHandlers::new(),
         }
     }
 
     fn start_background_tasks(&self) {
         let stopped = self.inner.shutdown.subscribe();
         let mut tasks = self.inner.registry.spawn_monitors(&stopped);
+        tasks.extend(crate::jobs::spawn(self, &stopped));
 
         let app = self.clone();
         tasks.push(tokio::spawn(async move {
@@ -363,6 +445,29 @@ impl AccuBooks {
     /// The ledger: the database with the account cache and the committer.
     pub fn ledger(&self) -> &Ledger {
         &self.inner.ledger
+    }
+
+    /// The background jobs.
+    pub fn jobs(&self) -> &Jobs {
+        &self.inner.jobs
+    }
+
+    /// Records jobs of a host's own kinds (see [`Builder::job_handler`]) for
+    /// `organization`, in one transaction, and wakes their queues. A job
+    /// whose unique key the organization has already used is not recorded
+    /// again: its existing id is answered.
+    pub async fn enqueue(
+        &self,
+        organization: &str,
+        jobs: Vec<crate::jobs::NewJob>,
+    ) -> crate::Result<Vec<i64>> {
+        let ids = crate::jobs::record(self.database(), organization, &jobs).await?;
+        for queue in Queue::ALL {
+            if jobs.iter().any(|job| job.queue == queue) {
+                self.jobs().wake(queue);
+            }
+        }
+        Ok(ids)
     }
 
     /// The attempt budgets of login and registration.
@@ -470,13 +575,10 @@ impl AccuBooks {
             now,
             resources: self.inner.resources.latest(),
             dependencies,
-            // The queues run on Redis (until they get a monitor of their own).
-            job_queues: self
-                .registry()
-                .get(deps::REDIS)
-                .map_or(crate::health::Status::Disabled, |redis| {
-                    redis.state().status
-                }),
+            job_queues: self.jobs().view(
+                crate::jobs::carrier_up(self),
+                self.phase() == Phase::Draining,
+            ),
         })
     }
 
@@ -492,8 +594,9 @@ impl AccuBooks {
         if self.set_phase_if(Phase::Starting, Phase::Draining)
             || self.set_phase_if(Phase::Ready, Phase::Draining)
         {
-            tracing::info!("graceful shutdown started: draining in-flight requests");
+            tracing::info!("graceful shutdown started: draining in-flight requests and jobs");
         }
+        self.jobs().begin_drain();
     }
 
     /// Resolves once a graceful shutdown has begun.
@@ -507,6 +610,20 @@ impl AccuBooks {
     /// stopped serving.
     pub async fn close(&self) {
         self.begin_drain();
+        // The workers take no more jobs; those running get the rest of the
+        // drain budget, then are handed back (they run again elsewhere, and
+        // their effects are idempotent).
+        if !self.jobs().wait_idle(self.config().drain_timeout).await {
+            match crate::jobs::hand_back(self.database(), self.jobs().owner()).await {
+                Ok(jobs) => tracing::warn!(
+                    jobs,
+                    "jobs still running at the drain timeout were handed back"
+                ),
+                Err(err) => {
+                    tracing::warn!(error = %err, "running jobs could not be handed back; they run again when their lease passes")
+                }
+            }
+        }
         self.inner.shutdown.send_replace(true);
         self.metrics().set_down();
         let tasks =

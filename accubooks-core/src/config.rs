@@ -115,6 +115,51 @@ pub struct Limits {
     pub large_batches_total: usize,
 }
 
+/// What carries the background jobs between the outbox and the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobTransport {
+    /// Redis Streams with a consumer group: the work is shared by every
+    /// process on the same Redis.
+    Redis,
+    /// Straight from the database's outbox, for a single process with no
+    /// Redis (the embedded default).
+    Database,
+}
+
+impl JobTransport {
+    /// The lowercase name, as health reports it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobTransport::Redis => "redis",
+            JobTransport::Database => "database",
+        }
+    }
+}
+
+/// How background jobs run.
+#[derive(Clone, Debug)]
+pub struct JobsConfig {
+    /// `JOB_TRANSPORT`: `redis`, `database`, or `auto` (the default:
+    /// Redis, except on SQLite when no Redis is configured).
+    pub transport: JobTransport,
+    /// `JOB_CONCURRENCY`: jobs each process runs at once, per queue.
+    pub concurrency: usize,
+    /// `JOB_LEASE_MS`: how long a worker holds a job before another may
+    /// take it over (renewed while the job runs).
+    pub lease: Duration,
+    /// `JOB_MAX_ATTEMPTS`: attempts before a job is `dead`.
+    pub max_attempts: u32,
+    /// `JOB_RETRY_BASE_MS`: the first retry's delay, doubled per attempt.
+    pub retry_base: Duration,
+    /// `JOB_RETRY_MAX_MS`: the longest delay between attempts.
+    pub retry_max: Duration,
+    /// `JOB_BACKLOG_SECONDS`: the job queues are `degraded` once the oldest
+    /// due job has waited longer than this.
+    pub backlog: Duration,
+    /// `RECURRING_SCAN_MS`: how often due recurring invoices are looked for.
+    pub recurring_scan: Duration,
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -152,6 +197,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Connection, authentication and heavy-work bounds.
     pub limits: Limits,
+    /// Background jobs.
+    pub jobs: JobsConfig,
     /// Warnings found while loading (generated secrets, defaults); logged at startup.
     pub warnings: Vec<String>,
 }
@@ -393,6 +440,9 @@ impl Config {
             None => "http://localhost:3000".to_owned(),
         };
 
+        let redis_configured = ["REDIS_URL", "REDIS_HOST", "REDIS_PORT"]
+            .iter()
+            .any(|name| r.get(name).is_some());
         let redis_url = match r.get("REDIS_URL") {
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
                 SecretString::from(url.to_owned())
@@ -466,6 +516,29 @@ impl Config {
             large_batches_total: r.number("LARGE_BATCHES_MAX", pool_share, 1, 1000),
         };
 
+        let transport = match r.get("JOB_TRANSPORT").unwrap_or("auto") {
+            "redis" => JobTransport::Redis,
+            "database" => JobTransport::Database,
+            "auto" => match database_url {
+                DatabaseUrl::Sqlite(_) if !redis_configured => JobTransport::Database,
+                _ => JobTransport::Redis,
+            },
+            _ => {
+                r.problem("JOB_TRANSPORT", "must be redis, database or auto");
+                JobTransport::Redis
+            }
+        };
+        let jobs = JobsConfig {
+            transport,
+            concurrency: r.number("JOB_CONCURRENCY", 8usize, 1, 1024),
+            lease: r.millis("JOB_LEASE_MS", 30_000),
+            max_attempts: r.number("JOB_MAX_ATTEMPTS", 5u32, 1, 1000),
+            retry_base: r.millis("JOB_RETRY_BASE_MS", 1_000),
+            retry_max: r.millis("JOB_RETRY_MAX_MS", 300_000),
+            backlog: Duration::from_secs(r.number("JOB_BACKLOG_SECONDS", 60u64, 1, 86_400)),
+            recurring_scan: r.millis("RECURRING_SCAN_MS", 60_000),
+        };
+
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,
@@ -489,6 +562,7 @@ impl Config {
             body_limit,
             drain_timeout,
             limits,
+            jobs,
             warnings: r.warnings,
         })
     }

@@ -27,6 +27,7 @@ pub mod deps;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod jobs;
 pub mod ledger;
 pub mod lifecycle;
 pub mod limits;

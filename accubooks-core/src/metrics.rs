@@ -53,7 +53,15 @@ pub struct Metrics {
     slow_requests: IntCounterVec,
     operation_duration: HistogramVec,
     render_duration: Histogram,
+    job_waiting: IntGaugeVec,
+    job_running: IntGaugeVec,
+    job_dead: IntGaugeVec,
+    jobs: IntCounterVec,
+    job_outbox: IntGauge,
 }
+
+/// The outcomes of a job attempt, as `accubooks_jobs_total` counts them.
+pub const JOB_OUTCOMES: [&str; 3] = ["succeeded", "failed", "dead"];
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let gauge = IntGauge::new(name, help).expect("metric names are valid");
@@ -144,6 +152,38 @@ impl Metrics {
         ))
         .expect("valid metric");
         reg(Box::new(render_duration.clone()));
+        let queue_gauge = |name: &str, help: &str| {
+            let gauge = IntGaugeVec::new(Opts::new(name, help), &["queue"]).expect("valid metric");
+            reg(Box::new(gauge.clone()));
+            gauge
+        };
+        let job_waiting = queue_gauge(
+            "accubooks_job_queue_waiting",
+            "Jobs waiting to run (in the outbox, queued, or waiting for a retry), by queue.",
+        );
+        let job_running = queue_gauge(
+            "accubooks_job_queue_running",
+            "Jobs held by a worker now, by queue.",
+        );
+        let job_dead = queue_gauge(
+            "accubooks_job_dead",
+            "Jobs that gave up after their last attempt, by queue (POST /api/jobs/{id}/retry).",
+        );
+        let jobs = IntCounterVec::new(
+            Opts::new(
+                "accubooks_jobs_total",
+                "Finished job attempts of this process, by queue and outcome \
+                 (succeeded, failed: will be retried, dead: gave up).",
+            ),
+            &["queue", "outcome"],
+        )
+        .expect("valid metric");
+        reg(Box::new(jobs.clone()));
+        let job_outbox = gauge(
+            &registry,
+            "accubooks_job_outbox",
+            "Jobs recorded in the database and not yet relayed to their queue.",
+        );
 
         let metrics = Metrics {
             up: gauge(
@@ -175,6 +215,11 @@ impl Metrics {
             slow_requests,
             operation_duration,
             render_duration,
+            job_waiting,
+            job_running,
+            job_dead,
+            jobs,
+            job_outbox,
         };
         metrics.up.set(1);
         metrics
@@ -257,6 +302,35 @@ impl Metrics {
         self.operation_duration
             .with_label_values(&[operation, outcome])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Starts the job series of `queues` at zero, so alerts on them watch a
+    /// series that exists from start-up.
+    pub fn init_job_queues(&self, queues: &[&str]) {
+        for queue in queues {
+            self.set_job_queue(queue, 0, 0, 0);
+            for outcome in JOB_OUTCOMES {
+                self.jobs.with_label_values(&[queue, outcome]);
+            }
+        }
+        self.job_outbox.set(0);
+    }
+
+    /// Records a queue's counts, as the job monitor last read them.
+    pub fn set_job_queue(&self, queue: &str, waiting: i64, running: i64, dead: i64) {
+        self.job_waiting.with_label_values(&[queue]).set(waiting);
+        self.job_running.with_label_values(&[queue]).set(running);
+        self.job_dead.with_label_values(&[queue]).set(dead);
+    }
+
+    /// Records how many jobs wait in the outbox.
+    pub fn set_job_outbox(&self, jobs: i64) {
+        self.job_outbox.set(jobs);
+    }
+
+    /// Counts a finished job attempt; `outcome` is one of [`JOB_OUTCOMES`].
+    pub fn count_job(&self, queue: &str, outcome: &'static str) {
+        self.jobs.with_label_values(&[queue, outcome]).inc();
     }
 
     /// Marks the instance as no longer serving (shutdown).

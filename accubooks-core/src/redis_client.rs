@@ -15,6 +15,8 @@ use crate::error::{Error, Fault, Result};
 /// A self-healing Redis connection.
 #[derive(Clone)]
 pub struct RedisClient {
+    client: redis::Client,
+    timeout: Duration,
     manager: ConnectionManager,
 }
 
@@ -24,22 +26,40 @@ impl RedisClient {
     pub fn new(url: &SecretString, timeout: Duration) -> Result<Self> {
         let client = redis::Client::open(url.expose_secret())
             .map_err(|_| Error::Setup("REDIS_URL is not a valid Redis URL".to_owned()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            // Reconnection is driven by our monitor and by each command, not
-            // by long retry loops inside one call.
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|_| Error::Setup("the Redis connection cannot be configured".to_owned()))?;
-        Ok(RedisClient { manager })
+        let manager = lazy_manager(&client, timeout, timeout)?;
+        Ok(RedisClient {
+            client,
+            timeout,
+            manager,
+        })
+    }
+
+    /// A connection of its own, for a command that blocks (a stream read
+    /// waiting `block` for messages) and must not hold up the shared one.
+    pub fn dedicated(&self, block: Duration) -> Result<ConnectionManager> {
+        lazy_manager(&self.client, self.timeout, block + self.timeout)
     }
 
     /// A handle for issuing commands.
     pub fn connection(&self) -> ConnectionManager {
         self.manager.clone()
     }
+}
+
+fn lazy_manager(
+    client: &redis::Client,
+    connect: Duration,
+    response: Duration,
+) -> Result<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(connect))
+        .set_response_timeout(Some(response))
+        // Reconnection is driven by our monitor and by each command, not by
+        // long retry loops inside one call.
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(200));
+    ConnectionManager::new_lazy_with_config(client.clone(), config)
+        .map_err(|_| Error::Setup("the Redis connection cannot be configured".to_owned()))
 }
 
 /// Sorts a Redis error into a safe code with its transience.

@@ -12,7 +12,10 @@
 use std::sync::Arc;
 
 use accubooks_core::http::ApiError;
-use accubooks_core::ledger::{ExportFormat, NewCreditNote, NewCustomer, NewInvoice, NewUser};
+use accubooks_core::ledger::invoice_totals::TaxRounding;
+use accubooks_core::ledger::{
+    ExportFormat, NewCreditNote, NewCustomer, NewInvoice, NewUser, SettingsChange,
+};
 use accubooks_core::usecases::{Batch, Dated, Payment};
 use pyo3::prelude::*;
 use pyo3_async_runtimes::tokio::future_into_py;
@@ -438,11 +441,17 @@ organization_classes! {
         }
     }
 
-    /// Replaces the settings (owners only): `tax_rounding` is `"line"` or `"document"`.
-    #[pyo3(signature = (tax_rounding))]
-    fn put_settings [instance, org] (tax_rounding: &str) {
-        let settings = serde_json::from_value(serde_json::json!({ "tax_rounding": tax_rounding }))
-            .map_err(|_| invalid("INVALID_FIELD", format!("{tax_rounding:?} is not a tax rounding: use \"line\" or \"document\".")))?;
+    /// Changes the settings (owners only): `tax_rounding` is `"line"` or
+    /// `"document"`, `timezone` an IANA time zone name; those left out keep
+    /// their value.
+    #[pyo3(signature = (tax_rounding=None, timezone=None))]
+    fn put_settings [instance, org] (tax_rounding: Option<&str>, timezone: Option<String>) {
+        let tax_rounding = tax_rounding
+            .map(|name| {
+                TaxRounding::parse(name).ok_or_else(|| invalid("INVALID_FIELD", format!("{name:?} is not a tax rounding: use \"line\" or \"document\".")))
+            })
+            .transpose()?;
+        let settings = SettingsChange { tax_rounding, timezone };
         async move {
             let caller = instance.caller(&org).await?;
             json(instance.books().put_settings(&caller, settings).await)

@@ -49,6 +49,11 @@ pub struct Books {
 impl Books {
     /// Starts a server on a fresh store, connected.
     pub async fn start(door: impl Into<Door>) -> Books {
+        Self::start_with(door, &[]).await
+    }
+
+    /// [`Books::start`] with more variables (or others) than the base ones.
+    pub async fn start_with(door: impl Into<Door>, extra: &[(&str, String)]) -> Books {
         let Door { store, host } = door.into();
         let dir = tempfile::tempdir().unwrap();
         let mut vars = base_vars();
@@ -67,6 +72,9 @@ impl Books {
                 None
             }
         };
+        for (name, value) in extra {
+            set(&mut vars, name, value.clone());
+        }
         let server = TestServer::start(host, vars).await;
         server
             .wait_for_dependency("database", "connected", Duration::from_secs(10))

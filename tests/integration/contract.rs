@@ -130,7 +130,7 @@ async fn health_is_degraded_and_discreet_with_everything_down(host: Host) {
             .contains(&json!("GET /api/accounts"))
     );
     assert!(database["consecutive_failures"].as_u64().unwrap() >= 1);
-    assert_eq!(health["dependencies"]["jobQueues"]["status"], "unavailable");
+    assert_eq!(health["dependencies"]["jobQueues"]["status"], "degraded");
     assert_eq!(
         health["dependencies"]["jobQueues"]["queues"]["recurring-invoices"],
         false
@@ -156,6 +156,10 @@ async fn health_is_healthy_with_real_dependencies(host: Host) {
         .await;
     server
         .wait_for_dependency("redis", "connected", Duration::from_secs(10))
+        .await;
+    // The job workers are running and the first count of the queues is in.
+    server
+        .wait_for_dependency("jobQueues", "healthy", Duration::from_secs(10))
         .await;
     let health = server.health().await;
     assert_eq!(health["status"], "healthy", "{health}");

@@ -338,7 +338,10 @@ async fn document_rounding_is_an_organization_setting(door: Door) {
         .await;
     assert_eq!(
         (status, settings),
-        (StatusCode::OK, json!({"tax_rounding": "document"}))
+        (
+            StatusCode::OK,
+            json!({"tax_rounding": "document", "timezone": "UTC"})
+        )
     );
     let per_document = invoice(&books, &token, customer, "2026-05-31", lines).await;
     assert_eq!(

@@ -81,5 +81,6 @@ mod export;
 mod faults;
 mod hardening;
 mod invoices;
+mod jobs;
 mod process;
 mod properties;

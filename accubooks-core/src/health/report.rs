@@ -59,9 +59,61 @@ pub struct HealthInputs {
     pub resources: ResourceSample,
     /// Every registered dependency.
     pub dependencies: Vec<DependencyView>,
-    /// The status of what carries the job queues (the host decides which
-    /// dependency that is; Redis in the standalone server).
-    pub job_queues: Status,
+    /// The job queues, as the job monitor last saw them.
+    pub job_queues: JobQueuesView,
+}
+
+/// The verdict on the job queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueuesStatus {
+    /// Their carrier is up, every worker runs and no backlog is growing.
+    Healthy,
+    /// Their carrier (Redis, or the database) is down, a worker is not
+    /// running, or the oldest due job has waited past `JOB_BACKLOG_SECONDS`.
+    Degraded,
+    /// The first count of the monitor has not come in yet.
+    Initializing,
+}
+
+impl QueuesStatus {
+    /// The lowercase name used in the body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueuesStatus::Healthy => "healthy",
+            QueuesStatus::Degraded => "degraded",
+            QueuesStatus::Initializing => "initializing",
+        }
+    }
+}
+
+/// The job queues, for the report.
+#[derive(Debug, Clone)]
+pub struct JobQueuesView {
+    /// The verdict.
+    pub status: QueuesStatus,
+    /// `redis` or `database` (`JOB_TRANSPORT`).
+    pub transport: &'static str,
+    /// Each queue.
+    pub queues: Vec<QueueView>,
+    /// Jobs recorded and not yet relayed to their queue.
+    pub outbox: i64,
+}
+
+/// One queue, for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueView {
+    /// `recurring-invoices`, `payroll-processing` or `report-generation`.
+    pub name: &'static str,
+    /// Whether the queue accepts and runs work now.
+    pub accepting: bool,
+    /// Jobs waiting to run (in the outbox, queued, or waiting for a retry).
+    pub waiting: i64,
+    /// Jobs held by a worker.
+    pub running: i64,
+    /// Jobs that gave up.
+    pub dead: i64,
+    /// How long the oldest due job has waited.
+    pub oldest_waiting_seconds: u64,
 }
 
 /// The computed report.
@@ -89,7 +141,7 @@ pub struct HealthBody {
 
 /// Every dependency by name, then `jobQueues`.
 #[derive(Debug, Clone)]
-struct Dependencies(Vec<DependencyView>, Status);
+struct Dependencies(Vec<DependencyView>, JobQueuesView);
 
 #[derive(Debug, Clone, Serialize)]
 struct Resources {
@@ -109,13 +161,6 @@ struct Cpu {
     usage_percent: f64,
 }
 
-/// The job queues, whose health follows what carries them.
-const QUEUES: [&str; 3] = [
-    "recurring-invoices",
-    "payroll-processing",
-    "report-generation",
-];
-
 fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -133,7 +178,7 @@ impl HealthReport {
             .any(|d| !matches!(d.state.status, Status::Connected | Status::Disabled));
         let overall = if inputs.draining || critical_down {
             Overall::Unhealthy
-        } else if any_down {
+        } else if any_down || inputs.job_queues.status == QueuesStatus::Degraded {
             Overall::Degraded
         } else {
             Overall::Healthy
@@ -146,7 +191,7 @@ impl HealthReport {
             environment: inputs.environment,
             timestamp: timestamp(inputs.now),
             uptime: inputs.uptime.as_secs(),
-            dependencies: Dependencies(inputs.dependencies.clone(), inputs.job_queues),
+            dependencies: Dependencies(inputs.dependencies.clone(), inputs.job_queues.clone()),
             resources: Resources {
                 memory: Memory {
                     used: mb(inputs.resources.memory_used_bytes),
@@ -168,7 +213,7 @@ impl Serialize for Dependencies {
         for dep in &self.0 {
             map.serialize_entry(dep.name, dep)?;
         }
-        map.serialize_entry("jobQueues", &JobQueues(self.1))?;
+        map.serialize_entry("jobQueues", &self.1)?;
         map.end()
     }
 }
@@ -203,26 +248,41 @@ impl Serialize for DependencyView {
     }
 }
 
-/// The job queues' health, which follows their carrier's status.
-struct JobQueues(Status);
-
-impl Serialize for JobQueues {
+impl Serialize for JobQueuesView {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct Queues(bool);
-        impl Serialize for Queues {
+        struct Queues<'a>(&'a [QueueView]);
+        impl Serialize for Queues<'_> {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_map(QUEUES.iter().map(|queue| (queue, self.0)))
+                serializer.collect_map(self.0.iter().map(|q| (q.name, q.accepting)))
             }
         }
-        let status = match self.0 {
-            Status::Connected => "healthy",
-            Status::Disabled => "disabled",
-            Status::Initializing => "initializing",
-            Status::Unavailable => "unavailable",
-        };
-        let mut map = serializer.serialize_map(Some(2))?;
-        map.serialize_entry("status", status)?;
-        map.serialize_entry("queues", &Queues(self.0 == Status::Connected))?;
+        #[derive(Serialize)]
+        struct Counts {
+            waiting: i64,
+            running: i64,
+            dead: i64,
+            oldest_waiting_seconds: u64,
+        }
+        struct Stats<'a>(&'a [QueueView]);
+        impl Serialize for Stats<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(self.0.iter().map(|q| {
+                    let counts = Counts {
+                        waiting: q.waiting,
+                        running: q.running,
+                        dead: q.dead,
+                        oldest_waiting_seconds: q.oldest_waiting_seconds,
+                    };
+                    (q.name, counts)
+                }))
+            }
+        }
+        let mut map = serializer.serialize_map(Some(5))?;
+        map.serialize_entry("status", self.status.as_str())?;
+        map.serialize_entry("queues", &Queues(&self.queues))?;
+        map.serialize_entry("transport", self.transport)?;
+        map.serialize_entry("stats", &Stats(&self.queues))?;
+        map.serialize_entry("outbox", &self.outbox)?;
         map.end()
     }
 }
@@ -275,10 +335,26 @@ mod tests {
                 memory_total_bytes: 512 << 20,
                 cpu_usage_percent: 3.2,
             },
-            job_queues: deps
-                .iter()
-                .find(|d| d.name == "redis")
-                .map_or(Status::Disabled, |d| d.state.status),
+            job_queues: JobQueuesView {
+                status: QueuesStatus::Healthy,
+                transport: "redis",
+                queues: [
+                    "recurring-invoices",
+                    "payroll-processing",
+                    "report-generation",
+                ]
+                .into_iter()
+                .map(|name| QueueView {
+                    name,
+                    accepting: true,
+                    waiting: 0,
+                    running: 0,
+                    dead: 0,
+                    oldest_waiting_seconds: 0,
+                })
+                .collect(),
+                outbox: 0,
+            },
             dependencies: deps,
         }
     }
@@ -308,10 +384,17 @@ mod tests {
             json!({"code": "CONNECTION_REFUSED", "kind": "temporary"})
         );
         assert_eq!(db["affected_routes"], json!(["GET /api/accounts"]));
+        let queues = &body["dependencies"]["jobQueues"];
+        assert_eq!(queues["status"], "healthy");
         assert_eq!(
-            body["dependencies"]["jobQueues"],
-            json!({"status": "healthy", "queues": {"recurring-invoices": true, "payroll-processing": true, "report-generation": true}})
+            queues["queues"],
+            json!({"recurring-invoices": true, "payroll-processing": true, "report-generation": true})
         );
+        assert_eq!(
+            queues["stats"]["report-generation"],
+            json!({"waiting": 0, "running": 0, "dead": 0, "oldest_waiting_seconds": 0})
+        );
+        assert_eq!(queues["outbox"], 0);
         assert_eq!(
             body["dependencies"]["stripe"],
             json!({"status": "disabled", "initialized": false})
@@ -330,6 +413,21 @@ mod tests {
             body["dependencies"]["database"]
                 .get("affected_routes")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_job_backlog_degrades_the_service() {
+        let mut backlog = inputs(vec![view("database", connected())]);
+        backlog.job_queues.status = QueuesStatus::Degraded;
+        backlog.job_queues.queues[0].accepting = false;
+        let report = HealthReport::build(&backlog);
+        assert_eq!(report.overall, Overall::Degraded);
+        let body = serde_json::to_value(&report.body).unwrap();
+        assert_eq!(body["dependencies"]["jobQueues"]["status"], "degraded");
+        assert_eq!(
+            body["dependencies"]["jobQueues"]["queues"]["recurring-invoices"],
+            false
         );
     }
 

@@ -64,8 +64,8 @@ pub(crate) fn routes() -> Vec<Route> {
         Route::new(Method::PUT, "/api/settings", put_settings)
             .needs(DATABASE)
             .access(Access::Role(Role::Owner))
-            .summary("Replace the organization's settings (owners only)")
-            .body::<ledger::Settings>()
+            .summary("Change the organization's settings (owners only); fields left out keep their value")
+            .body::<ledger::SettingsChange>()
             .returns::<ledger::Settings>(200),
     ]
 }

@@ -12,6 +12,7 @@ mod books;
 mod error;
 mod export;
 mod invoices;
+mod jobs;
 mod monitoring;
 mod openapi;
 mod pipeline;
@@ -164,5 +165,6 @@ pub(crate) fn core_routes() -> Vec<Route> {
     routes.extend(reports::routes());
     routes.extend(export::routes());
     routes.extend(invoices::routes());
+    routes.extend(jobs::routes());
     routes
 }

@@ -74,6 +74,13 @@ pub enum Effect {
     /// A credit note is created, issued by the job's entry, in the same
     /// transaction (so no draft is ever left behind by a failed posting).
     CreditNote(Box<CreditNoteRows>),
+    /// A pending pay run is posted by the job's entry, with its payslips.
+    PayrollRun {
+        /// The run.
+        run_id: i64,
+        /// The payslips, as stored (JSON).
+        payslips: String,
+    },
     /// An issued, unsettled invoice is voided by the job's (reversing) entry.
     Void {
         /// The invoice.
@@ -470,6 +477,19 @@ macro_rules! apply_effects {
                             .await?;
                         }
                         1
+                    }
+                    Effect::PayrollRun { run_id, payslips } => {
+                        sqlx::query(
+                            "UPDATE payroll_runs SET status = 'posted', entry_id = $1, payslips = $2 \
+                             WHERE id = $3 AND organization_id = $4 AND status = 'pending'",
+                        )
+                        .bind(entry_id)
+                        .bind(payslips)
+                        .bind(run_id)
+                        .bind(organization)
+                        .execute(&mut *$tx)
+                        .await?
+                        .rows_affected()
                     }
                     Effect::Void { invoice_id, date } => {
                         sqlx::query(

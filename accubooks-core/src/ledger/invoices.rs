@@ -247,6 +247,10 @@ pub struct Invoice {
     pub outstanding: String,
     /// The entry that issued it.
     pub issue_entry_id: Option<i64>,
+    /// The recurring invoice it is an occurrence of.
+    pub recurring_id: Option<i64>,
+    /// For an occurrence of a recurring invoice: the occurrence's date.
+    pub period: Option<NaiveDate>,
     /// Lines.
     pub lines: Vec<InvoiceLine>,
     #[serde(skip)]
@@ -371,39 +375,89 @@ fn parse_lines(lines: &[NewLine], currency_digits: u32) -> LedgerResult<Vec<Pars
 
 /// The organization's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// How invoice tax is rounded.
     pub tax_rounding: TaxRounding,
+    /// The IANA time zone whose calendar decides which day it is for the
+    /// organization (when recurring invoices fall due), e.g.
+    /// `America/New_York`; default `UTC`.
+    pub timezone: String,
+}
+
+/// `PUT /api/settings`: the settings to change; those left out keep their
+/// value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsChange {
+    /// How invoice tax is rounded.
+    #[serde(default)]
+    pub tax_rounding: Option<TaxRounding>,
+    /// An IANA time zone name, e.g. `Europe/Paris`.
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+/// The time zone of a name from the IANA database (`422 INVALID_TIMEZONE`
+/// otherwise).
+pub fn parse_timezone(name: &str) -> LedgerResult<chrono_tz::Tz> {
+    name.parse::<chrono_tz::Tz>().map_err(|_| {
+        invalid(
+            "INVALID_TIMEZONE",
+            format!(
+                "{:?} is not a time zone of the IANA database; use a name such as \
+                 \"America/New_York\" or \"UTC\".",
+                name.chars().take(64).collect::<String>()
+            ),
+        )
+    })
 }
 
 /// Reads the organization's settings.
 pub async fn get_settings(db: &Database, organization: &str) -> LedgerResult<Settings> {
+    let organization = organization.to_owned();
+    let row: Option<(String, String)> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => in_scope!(p, &organization, tx => {
+                sqlx::query_as("SELECT tax_rounding, timezone FROM organizations WHERE id = $1")
+                    .bind(&organization)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }))
+        })
+        .await?;
+    let (rounding, timezone) = row.unwrap_or_else(|| ("line".to_owned(), "UTC".to_owned()));
     Ok(Settings {
-        tax_rounding: organization_rounding(db, organization).await?,
+        tax_rounding: TaxRounding::parse(&rounding).unwrap_or(TaxRounding::Line),
+        timezone,
     })
 }
 
-/// Replaces the organization's settings. Existing invoices keep the rounding
+/// Changes the organization's settings. Existing invoices keep the rounding
 /// they were computed with.
 pub async fn put_settings(
     db: &Database,
     organization: &str,
-    settings: Settings,
+    change: SettingsChange,
 ) -> LedgerResult<Settings> {
-    let organization = organization.to_owned();
-    let rounding = settings.tax_rounding.as_str();
+    if let Some(name) = &change.timezone {
+        parse_timezone(name)?;
+    }
+    let owned = organization.to_owned();
     db.run(|pool| async move {
-        on_pool!(pool, p => in_scope!(p, &organization, tx => {
-            sqlx::query("UPDATE organizations SET tax_rounding = $1 WHERE id = $2")
-                .bind(rounding)
-                .bind(&organization)
-                .execute(&mut *tx)
-                .await?;
+        on_pool!(pool, p => in_scope!(p, &owned, tx => {
+            sqlx::query(
+                "UPDATE organizations SET tax_rounding = COALESCE($1, tax_rounding), \
+                 timezone = COALESCE($2, timezone) WHERE id = $3",
+            )
+            .bind(change.tax_rounding.map(TaxRounding::as_str))
+            .bind(change.timezone.as_deref())
+            .bind(&owned)
+            .execute(&mut *tx)
+            .await?;
         }))
     })
     .await?;
-    Ok(settings)
+    get_settings(db, organization).await
 }
 
 async fn organization_rounding(db: &Database, organization: &str) -> LedgerResult<TaxRounding> {
@@ -452,6 +506,9 @@ struct Draft {
     due_date: NaiveDate,
     rounding: TaxRounding,
     lines: Vec<ParsedLine>,
+    /// For an occurrence of a recurring invoice: the template and the
+    /// occurrence's date, of which there is one invoice at most.
+    recurring: Option<(i64, NaiveDate)>,
 }
 
 /// Reads invoices with their lines inside the open transaction `$tx`: the
@@ -530,6 +587,8 @@ macro_rules! read_invoices_in {
                 credited: money::format_minor(credited, d),
                 outstanding: money::format_minor(outstanding, d),
                 issue_entry_id: row.try_get("issue_entry_id")?,
+                recurring_id: row.try_get("recurring_id")?,
+                period: row.try_get("period")?,
                 lines: lines
                     .into_iter()
                     .map(
@@ -579,10 +638,13 @@ async fn insert_draft(
         let inserted: Result<Invoice, sqlx::Error> = async {
             on_pool!(pool, p => {
                 let mut tx = p.begin_for(&draft.organization).await?;
-                let id: i64 = sqlx::query_scalar(
+                let (recurring_id, period) = draft.recurring.unzip();
+                let inserted: Option<i64> = sqlx::query_scalar(
                     "INSERT INTO invoices (organization_id, customer_id, kind, currency, status, \
-                     due_date, tax_rounding, subtotal, tax, total) \
-                     VALUES ($1, $2, 'invoice', $3, 'draft', $4, $5, $6, $7, $8) RETURNING id",
+                     due_date, tax_rounding, subtotal, tax, total, recurring_id, period) \
+                     VALUES ($1, $2, 'invoice', $3, 'draft', $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (recurring_id, period) WHERE recurring_id IS NOT NULL DO NOTHING \
+                     RETURNING id",
                 )
                 .bind(&draft.organization)
                 .bind(draft.customer_id)
@@ -592,9 +654,25 @@ async fn insert_draft(
                 .bind(totals.subtotal)
                 .bind(totals.tax)
                 .bind(totals.total)
-                .fetch_one(&mut *tx)
+                .bind(recurring_id)
+                .bind(period)
+                .fetch_optional(&mut *tx)
                 .await?;
-                for (line, computed) in draft.lines.iter().zip(&totals.lines) {
+                let (id, new) = match inserted {
+                    Some(id) => (id, true),
+                    // The occurrence exists already (a job run again).
+                    None => (
+                        sqlx::query_scalar(
+                            "SELECT id FROM invoices WHERE recurring_id = $1 AND period = $2",
+                        )
+                        .bind(recurring_id)
+                        .bind(period)
+                        .fetch_one(&mut *tx)
+                        .await?,
+                        false,
+                    ),
+                };
+                for (line, computed) in draft.lines.iter().zip(&totals.lines).filter(|_| new) {
                     sqlx::query(
                         "INSERT INTO invoice_lines (invoice_id, description, quantity, unit_price, tax_rate, amount, tax) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -635,6 +713,40 @@ pub async fn create_invoice(
     new: NewInvoice,
     idempotency: Option<(&IdempotencyKey, RenderRecord<'_, Invoice>)>,
 ) -> LedgerResult<Invoice> {
+    let draft = draft_of(ledger, organization, new, None).await?;
+    insert_draft(ledger.database(), draft, idempotency).await
+}
+
+/// Creates the draft of one occurrence of a recurring invoice, or answers
+/// the one created before: there is one invoice per template and period,
+/// however often this runs.
+pub async fn create_recurring_invoice(
+    ledger: &Ledger,
+    organization: &str,
+    recurring_id: i64,
+    period: NaiveDate,
+    new: NewInvoice,
+) -> LedgerResult<Invoice> {
+    let draft = draft_of(ledger, organization, new, Some((recurring_id, period))).await?;
+    insert_draft(ledger.database(), draft, None).await
+}
+
+/// Checks a new invoice as [`create_invoice`] would, without creating it.
+pub(crate) async fn check_invoice(
+    ledger: &Ledger,
+    organization: &str,
+    new: NewInvoice,
+) -> LedgerResult<()> {
+    draft_of(ledger, organization, new, None).await.map(drop)
+}
+
+/// Checks a new invoice and computes what its draft holds.
+async fn draft_of(
+    ledger: &Ledger,
+    organization: &str,
+    new: NewInvoice,
+    recurring: Option<(i64, NaiveDate)>,
+) -> LedgerResult<Draft> {
     let db = ledger.database();
     let due_date = parse_date(&new.due_date)?;
     if !customer_exists(db, organization, new.customer_id).await? {
@@ -658,19 +770,15 @@ pub async fn create_invoice(
     };
     let currency_digits = super::accounts::validate_currency(&currency)?;
     let lines = parse_lines(&new.lines, currency_digits)?;
-    insert_draft(
-        db,
-        Draft {
-            organization: organization.to_owned(),
-            customer_id: new.customer_id,
-            currency,
-            due_date,
-            rounding: organization_rounding(db, organization).await?,
-            lines,
-        },
-        idempotency,
-    )
-    .await
+    Ok(Draft {
+        organization: organization.to_owned(),
+        customer_id: new.customer_id,
+        currency,
+        due_date,
+        rounding: organization_rounding(db, organization).await?,
+        lines,
+        recurring,
+    })
 }
 
 async fn posting_accounts(
@@ -686,7 +794,7 @@ async fn posting_accounts(
 }
 
 const SELECT_INVOICE: &str = "SELECT id, kind, customer_id, credits_invoice, currency, status, due_date, issue_date, \
-     void_date, tax_rounding, subtotal, tax, total, paid, credited, issue_entry_id FROM invoices";
+     void_date, tax_rounding, subtotal, tax, total, paid, credited, issue_entry_id, recurring_id, period FROM invoices";
 
 /// The query [`read_invoices_in`] runs: one invoice, or the newest 1000.
 /// The invoices to read: one (`$2`) or the newest thousand of the
@@ -747,6 +855,19 @@ async fn read_invoices(
 
 /// Builds a balanced entry from (account code, signed minor units) lines,
 /// skipping zero amounts, and validates it like any client entry.
+/// A balanced entry of `lines` (account code, minor units: positive for a
+/// debit, negative for a credit; zeros left out), all in `currency`.
+pub(crate) fn posting(
+    organization: &str,
+    accounts: &HashMap<String, Account>,
+    currency: &str,
+    date: NaiveDate,
+    memo: String,
+    lines: &[(&str, i64)],
+) -> LedgerResult<ValidEntry> {
+    entry(organization, accounts, currency, date, memo, lines)
+}
+
 fn entry(
     organization: &str,
     accounts: &HashMap<String, Account>,
@@ -761,7 +882,7 @@ fn entry(
             _ => {
                 return Err(invalid(
                     "MISSING_ACCOUNT",
-                    format!("Invoices in {currency} need account {code} in {currency}."),
+                    format!("Postings in {currency} need account {code} in {currency}."),
                 ));
             }
         }

@@ -13,6 +13,10 @@ mod export;
 pub mod idempotency;
 pub mod invoice_totals;
 mod invoices;
+pub mod payroll;
+pub mod payroll_calc;
+pub mod recurring;
+pub mod report_jobs;
 mod reports;
 pub mod schedule;
 pub(crate) mod sql;
@@ -32,9 +36,9 @@ pub use entries::{
 pub use export::{EXPORT_TIME_LIMIT, ExportFormat, ExportStream, export_ledger};
 pub use invoices::{
     ArAging, Customer, Invoice, InvoiceKind, InvoiceStatus, NewCreditNote, NewCustomer, NewInvoice,
-    NewLine, Settings, ar_aging, create_customer, create_invoice, credit_note, get_invoice,
-    get_settings, issue_invoice, list_customers, list_invoices, put_settings, record_payment,
-    void_invoice,
+    NewLine, Settings, SettingsChange, ar_aging, create_customer, create_invoice,
+    create_recurring_invoice, credit_note, get_invoice, get_settings, issue_invoice,
+    list_customers, list_invoices, parse_timezone, put_settings, record_payment, void_invoice,
 };
 pub use reports::{
     BalanceLine, BalanceSheet, GeneralLedger, IncomeStatement, LedgerRow, TrialBalance,

@@ -37,6 +37,11 @@ const ORGANIZATION_SETTING: &str = "accubooks.organization";
 /// e-mail address, before the organization is known.
 const LOGIN_SETTING: &str = "accubooks.login_email";
 
+/// The setting of the job machinery's own transactions (the relay, the
+/// workers' claims, the scheduler): they may see the jobs and recurring
+/// templates of every organization, and nothing else of theirs.
+const WORKER_SETTING: &str = "accubooks.worker";
+
 /// Opens transactions scoped for row-level security. On PostgreSQL the
 /// scope is a transaction-local setting (`set_config(…, true)`), so it ends
 /// with the transaction and a pooled connection never carries it to another
@@ -73,6 +78,15 @@ pub(crate) trait BeginScoped {
         self.begin_scoped(Scope::Snapshot(organization))
     }
 
+    /// A transaction of the job machinery, which sees the jobs and recurring
+    /// templates of every organization.
+    fn begin_for_worker(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send
+    {
+        self.begin_scoped(Scope::Worker)
+    }
+
     /// A transaction that sees the user rows of one e-mail address.
     fn begin_for_login(
         &self,
@@ -92,6 +106,8 @@ pub(crate) enum Scope<'a> {
     Snapshot(&'a str),
     /// The user rows of one e-mail address.
     Login(&'a str),
+    /// The job machinery's view: jobs and templates of every organization.
+    Worker,
 }
 
 impl BeginScoped for sqlx::PgPool {
@@ -106,6 +122,7 @@ impl BeginScoped for sqlx::PgPool {
             Scope::Organizations(ids) => (ORGANIZATION_SETTING, ids, false),
             Scope::Snapshot(id) => (ORGANIZATION_SETTING, id, true),
             Scope::Login(email) => (LOGIN_SETTING, email, false),
+            Scope::Worker => (WORKER_SETTING, "on", false),
         };
         let (pool, value) = (self.clone(), value.to_owned());
         async move {

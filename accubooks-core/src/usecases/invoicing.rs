@@ -8,6 +8,7 @@ use super::{Answer, Books, ClientKey, Result, org};
 use crate::auth::{Principal, Role};
 use crate::ledger::{
     self, ArAging, Customer, Invoice, NewCreditNote, NewCustomer, NewInvoice, Settings,
+    SettingsChange,
 };
 use crate::money::AmountText;
 
@@ -228,7 +229,11 @@ impl Books<'_> {
     }
 
     /// Replaces the organization's settings (owners only).
-    pub async fn put_settings(&self, caller: &Principal, settings: Settings) -> Result<Settings> {
+    pub async fn put_settings(
+        &self,
+        caller: &Principal,
+        settings: SettingsChange,
+    ) -> Result<Settings> {
         self.run("put_settings", Some(caller), Role::Owner, async {
             Ok(ledger::put_settings(self.app.database(), &org(caller), settings).await?)
         })

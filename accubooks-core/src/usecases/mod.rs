@@ -16,6 +16,7 @@
 //! The methods take the caller's [`Principal`], typed input and an optional
 //! [`ClientKey`], and answer typed output or one [`Error`].
 
+mod background;
 pub(crate) mod error;
 mod idempotent;
 mod identity;
@@ -26,6 +27,7 @@ mod reports;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+pub use background::MAX_PREVIEW;
 pub use error::{Error, Result};
 pub use idempotent::{Answer, ClientKey};
 pub use identity::{Client, TOKEN_LIFETIME};

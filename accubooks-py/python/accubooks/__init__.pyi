@@ -411,9 +411,14 @@ class Organization:
     def settings(self) -> Settings:
         """The organization's settings."""
 
-    def put_settings(self, tax_rounding: Literal["line", "document"]) -> Settings:
-        """Replaces the organization's settings (owners only). Existing invoices keep
-        the rounding they were computed with."""
+    def put_settings(
+        self,
+        tax_rounding: Literal["line", "document"] | None = None,
+        timezone: str | None = None,
+    ) -> Settings:
+        """Changes the organization's settings (owners only); those left out keep
+        their value. Existing invoices keep the rounding they were computed with;
+        ``timezone`` (IANA) decides which day it is for recurring invoices."""
 
 __all__ = [
     "__version__",

@@ -273,6 +273,8 @@ class ArAging(TypedDict):
 
 class Settings(TypedDict):
     tax_rounding: Literal["line", "document"]
+    #: An IANA time zone name, e.g. ``"America/New_York"``.
+    timezone: str
 
 
 #: The body of ``GET /api/monitoring/health``, exactly (see the contract).

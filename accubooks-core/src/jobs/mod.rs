@@ -1,0 +1,547 @@
+//! Background jobs that are never lost (contract section 6).
+//!
+//! A job is a row of the `jobs` table, inserted in the same transaction as
+//! the change that asks for it (the outbox), and kept until it is done. How
+//! it reaches a worker is the transport (`JOB_TRANSPORT`):
+//!
+//! - **redis**: a relay moves due rows to one Redis stream per queue, and
+//!   every process reads its queues through one consumer group, so several
+//!   processes share the work. A message whose reader died is taken over
+//!   with `XAUTOCLAIM`; a stream lost with a Redis restart is refilled from
+//!   the table. While Redis is down, jobs wait in the outbox.
+//! - **database**: the workers take due rows straight from the table (the
+//!   embedded default: one process on SQLite, no Redis).
+//!
+//! Either way a worker *claims* a job in the database before running it: a
+//! lease (`JOB_LEASE_MS`, renewed while the job runs) that only one worker
+//! can hold, so a message delivered twice runs once, and a job whose worker
+//! died is run again once its lease has passed. Handlers make their effect
+//! idempotent with a key of their unit of work (one invoice per template and
+//! period, one entry per pay run), so a job run again never posts twice.
+//! Failures are retried with exponential backoff when they are temporary and
+//! end `dead` when they are not, or after `JOB_MAX_ATTEMPTS`; a dead job is
+//! queued again by `POST /api/jobs/{id}/retry`.
+
+mod store;
+mod streams;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::app::AccuBooks;
+use crate::config::{JobTransport, JobsConfig};
+use crate::error::Transience;
+use crate::health::report::{JobQueuesView, QueueView, QueuesStatus};
+use crate::ledger::LedgerError;
+
+pub(crate) use store::{get_job, hand_back, insert_job, list_jobs, now_ms, record, retry_job};
+pub(crate) use worker::{carrier_up, spawn};
+
+/// The queues of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum Queue {
+    /// Occurrences of recurring invoices.
+    #[serde(rename = "recurring-invoices")]
+    RecurringInvoices,
+    /// Pay runs.
+    #[serde(rename = "payroll-processing")]
+    PayrollProcessing,
+    /// Reports asked for as jobs.
+    #[serde(rename = "report-generation")]
+    ReportGeneration,
+}
+
+impl Queue {
+    /// Every queue, in the order health lists them.
+    pub const ALL: [Queue; 3] = [
+        Queue::RecurringInvoices,
+        Queue::PayrollProcessing,
+        Queue::ReportGeneration,
+    ];
+
+    /// The queue's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Queue::RecurringInvoices => "recurring-invoices",
+            Queue::PayrollProcessing => "payroll-processing",
+            Queue::ReportGeneration => "report-generation",
+        }
+    }
+
+    /// The queue of a name.
+    pub fn parse(name: &str) -> Option<Queue> {
+        Queue::ALL.into_iter().find(|q| q.as_str() == name)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Recorded in the outbox, not yet relayed (or, on the database
+    /// transport, not yet taken).
+    Pending,
+    /// Relayed to its Redis stream.
+    Queued,
+    /// Held by a worker.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Failed; will be retried.
+    Failed,
+    /// Gave up; `POST /api/jobs/{id}/retry` queues it again.
+    Dead,
+}
+
+impl JobStatus {
+    /// Every status.
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Pending,
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Dead,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Dead => "dead",
+        }
+    }
+
+    /// The status of a stored name.
+    pub fn parse(name: &str) -> Option<JobStatus> {
+        JobStatus::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+/// A job, as `GET /api/jobs/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Job {
+    /// The job's id.
+    pub id: i64,
+    /// Its queue.
+    pub queue: Queue,
+    /// What it does, e.g. `recurring-invoice`.
+    pub kind: String,
+    /// Where it is in its life.
+    pub status: JobStatus,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// Why the last attempt failed, if it did.
+    pub error: Option<JobError>,
+}
+
+/// Why a job's last attempt failed: a safe code, never a driver's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct JobError {
+    /// A stable upper-case code.
+    pub code: String,
+    /// `temporary` (retried) or `permanent`.
+    pub kind: String,
+}
+
+/// A job to record, in the transaction of the change that asks for it.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Its queue.
+    pub queue: Queue,
+    /// Its handler's kind.
+    pub kind: &'static str,
+    /// The unit of work: within an organization, a second job with the same
+    /// key is the first one.
+    pub unique_key: String,
+    /// The handler's input.
+    pub payload: serde_json::Value,
+}
+
+/// What a handler reports when a job cannot finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the job failed: {code} ({transience})")]
+pub struct JobFailure {
+    /// A stable upper-case code, shown in the job's `error`.
+    pub code: &'static str,
+    /// Temporary failures are retried; permanent ones end the job `dead`.
+    pub transience: Transience,
+}
+
+impl JobFailure {
+    /// A failure that a later attempt may not meet.
+    pub const fn temporary(code: &'static str) -> Self {
+        JobFailure {
+            code,
+            transience: Transience::Temporary,
+        }
+    }
+
+    /// A failure no retry can fix.
+    pub const fn permanent(code: &'static str) -> Self {
+        JobFailure {
+            code,
+            transience: Transience::Permanent,
+        }
+    }
+}
+
+impl From<LedgerError> for JobFailure {
+    fn from(err: LedgerError) -> Self {
+        match err {
+            LedgerError::Invalid { code, .. } | LedgerError::Conflict { code, .. } => {
+                JobFailure::permanent(code)
+            }
+            LedgerError::NotFound(_) => JobFailure::permanent("NOT_FOUND"),
+            LedgerError::Storage(crate::Error::DatabaseUnavailable(fault)) => JobFailure {
+                code: fault.code,
+                transience: Transience::Temporary,
+            },
+            // A query error may be a serialization conflict or a deadlock:
+            // worth the bounded retries. Its text is for the log only.
+            LedgerError::Storage(err) => {
+                tracing::warn!(error = %err, "a job's query failed");
+                JobFailure::temporary("STORAGE_FAILED")
+            }
+            _ => JobFailure::temporary("JOB_FAILED"),
+        }
+    }
+}
+
+impl From<crate::Error> for JobFailure {
+    fn from(err: crate::Error) -> Self {
+        LedgerError::Storage(err).into()
+    }
+}
+
+/// A job as its handler gets it.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// The job's id.
+    pub id: i64,
+    /// The organization it works for.
+    pub organization: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its input.
+    pub payload: serde_json::Value,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+}
+
+/// Runs the jobs of one kind. Must be idempotent: a job can run again after
+/// its worker died, so its effect must be keyed by its unit of work.
+pub trait JobHandler: Send + Sync + 'static {
+    /// Runs one job.
+    fn run<'a>(
+        &'a self,
+        app: &'a AccuBooks,
+        job: &'a JobContext,
+    ) -> BoxFuture<'a, Result<(), JobFailure>>;
+}
+
+impl<F> JobHandler for F
+where
+    F: for<'a> Fn(&'a AccuBooks, &'a JobContext) -> BoxFuture<'a, Result<(), JobFailure>>
+        + Send
+        + Sync
+        + 'static,
+{
+    fn run<'a>(
+        &'a self,
+        app: &'a AccuBooks,
+        job: &'a JobContext,
+    ) -> BoxFuture<'a, Result<(), JobFailure>> {
+        self(app, job)
+    }
+}
+
+/// The counts of one queue, as the monitor last read them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct QueueCounts {
+    pub waiting: i64,
+    pub running: i64,
+    pub dead: i64,
+    pub oldest_waiting_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counts {
+    pub queues: [QueueCounts; 3],
+    pub outbox: i64,
+}
+
+/// The job machinery of one instance: its handlers, its workers' state and
+/// the monitor's counts. Cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: JobsConfig,
+    /// This process's name as a job holder and stream consumer.
+    owner: String,
+    handlers: HashMap<&'static str, (Queue, Arc<dyn JobHandler>)>,
+    /// Nudges the relay (redis) or the queue's workers (database).
+    wake: [Notify; 3],
+    wake_relay: Notify,
+    /// Whether each queue's worker loop is running now.
+    working: [AtomicBool; 3],
+    /// The jobs this process holds.
+    held: Mutex<std::collections::HashSet<i64>>,
+    in_flight: AtomicUsize,
+    idle: Notify,
+    counts: Mutex<Option<Counts>>,
+    draining_since: OnceLock<Instant>,
+}
+
+impl Jobs {
+    pub(crate) fn new(
+        config: JobsConfig,
+        handlers: HashMap<&'static str, (Queue, Arc<dyn JobHandler>)>,
+    ) -> Self {
+        let owner = format!(
+            "{}-{}-{}",
+            hostname(),
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        Jobs {
+            inner: Arc::new(Inner {
+                config,
+                owner,
+                handlers,
+                wake: Default::default(),
+                wake_relay: Notify::new(),
+                working: Default::default(),
+                held: Mutex::default(),
+                in_flight: AtomicUsize::new(0),
+                idle: Notify::new(),
+                counts: Mutex::new(None),
+                draining_since: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &JobsConfig {
+        &self.inner.config
+    }
+
+    /// This process's name as a job holder.
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    /// Tells the relay or the workers that `queue` has new work (call after
+    /// the transaction that recorded it has committed).
+    pub fn wake(&self, queue: Queue) {
+        match self.inner.config.transport {
+            JobTransport::Redis => self.inner.wake_relay.notify_one(),
+            JobTransport::Database => self.inner.wake[queue.index()].notify_one(),
+        }
+    }
+
+    /// The handler of a kind.
+    fn handler(&self, kind: &str) -> Option<&Arc<dyn JobHandler>> {
+        self.inner.handlers.get(kind).map(|(_, handler)| handler)
+    }
+
+    /// Jobs running in this process now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Marks the start of a graceful shutdown: the workers take no more jobs.
+    pub(crate) fn begin_drain(&self) {
+        let _ = self.inner.draining_since.set(Instant::now());
+        for wake in &self.inner.wake {
+            wake.notify_waiters();
+        }
+    }
+
+    fn is_draining(&self) -> bool {
+        self.inner.draining_since.get().is_some()
+    }
+
+    /// Waits, until `deadline` at most, for the jobs this process runs to
+    /// finish. Answers whether they all did.
+    pub(crate) async fn wait_idle(&self, budget: Duration) -> bool {
+        let deadline = self
+            .inner
+            .draining_since
+            .get()
+            .copied()
+            .unwrap_or_else(Instant::now)
+            + budget;
+        loop {
+            let idle = self.inner.idle.notified();
+            if self.in_flight() == 0 {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, idle).await.is_err() {
+                return self.in_flight() == 0;
+            }
+        }
+    }
+
+    fn held_ids(&self) -> Vec<i64> {
+        let held = self
+            .inner
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        held.iter().copied().collect()
+    }
+
+    fn hold(&self, id: i64) {
+        self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        let mut held = self
+            .inner
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        held.insert(id);
+    }
+
+    fn release(&self, id: i64) {
+        {
+            let mut held = self
+                .inner
+                .held
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            held.remove(&id);
+        }
+        if self.inner.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.inner.idle.notify_waiters();
+        }
+    }
+
+    fn set_working(&self, queue: Queue, working: bool) {
+        self.inner.working[queue.index()].store(working, Ordering::Release);
+    }
+
+    fn set_counts(&self, counts: Counts) {
+        *self
+            .inner
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(counts);
+    }
+
+    /// The job queues for the health report. `carrier_up`: whether what the
+    /// transport needs (the database, and Redis on the redis transport) is
+    /// connected now.
+    pub(crate) fn view(&self, carrier_up: bool, draining: bool) -> JobQueuesView {
+        let counts = *self
+            .inner
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let backlog = self.inner.config.backlog.as_secs();
+        let queues: Vec<QueueView> = Queue::ALL
+            .into_iter()
+            .map(|queue| {
+                let c = counts.map(|c| c.queues[queue.index()]).unwrap_or_default();
+                let working = self.inner.working[queue.index()].load(Ordering::Acquire);
+                QueueView {
+                    name: queue.as_str(),
+                    accepting: carrier_up && working && !draining,
+                    waiting: c.waiting,
+                    running: c.running,
+                    dead: c.dead,
+                    oldest_waiting_seconds: c.oldest_waiting_seconds,
+                }
+            })
+            .collect();
+        let status = match counts {
+            None if carrier_up => QueuesStatus::Initializing,
+            _ if !carrier_up => QueuesStatus::Degraded,
+            _ if queues
+                .iter()
+                .any(|q| !q.accepting || q.oldest_waiting_seconds > backlog) =>
+            {
+                QueuesStatus::Degraded
+            }
+            _ => QueuesStatus::Healthy,
+        };
+        JobQueuesView {
+            status,
+            transport: self.inner.config.transport.as_str(),
+            queues,
+            outbox: counts.map_or(0, |c| c.outbox),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "accubooks".to_owned())
+}
+
+/// The delay before attempt `attempts + 1`: `base × 2^(attempts − 1)`, at
+/// most `max`, with up to a quarter of jitter so that jobs failed together
+/// do not retry together.
+pub(crate) fn backoff(attempts: u32, base: Duration, max: Duration) -> Duration {
+    let exponent = attempts.saturating_sub(1).min(30);
+    let delay = base.saturating_mul(1 << exponent).min(max);
+    let jitter_ms = u64::try_from(delay.as_millis() / 4).unwrap_or(0);
+    let jitter = if jitter_ms == 0 {
+        0
+    } else {
+        rand::random_range(0..=jitter_ms)
+    };
+    delay.saturating_add(Duration::from_millis(jitter)).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let (base, max) = (Duration::from_secs(1), Duration::from_secs(60));
+        for attempts in 1..40 {
+            let delay = backoff(attempts, base, max);
+            let floor = base.saturating_mul(1 << (attempts - 1).min(30)).min(max);
+            assert!(delay >= floor && delay <= max, "{attempts}: {delay:?}");
+            assert!(delay <= floor + floor / 4);
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for queue in Queue::ALL {
+            assert_eq!(Queue::parse(queue.as_str()), Some(queue));
+        }
+        for status in JobStatus::ALL {
+            assert_eq!(JobStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(Queue::parse("default"), None);
+    }
+}

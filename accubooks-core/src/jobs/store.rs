@@ -1,0 +1,541 @@
+//! The `jobs` table: the outbox, the claims and the counts.
+
+use sqlx::Row;
+
+use super::{Counts, Job, JobError, JobFailure, JobStatus, NewJob, Queue, QueueCounts};
+use crate::db::{Database, Pool};
+use crate::error::{Result, Transience};
+use crate::ledger::sql::{BeginScoped, in_scope, on_pool, placeholders};
+
+/// Milliseconds since the Unix epoch, the table's clock.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Records `job` for `organization` in the transaction `tx` (an
+/// `&mut *tx`-able transaction of either backend), unless a job with its
+/// unique key exists: evaluates to `Result<i64, sqlx::Error>`, the id of the
+/// new job or of the existing one.
+macro_rules! insert_job {
+    ($tx:expr, $organization:expr, $job:expr, $now:expr) => {{
+        let job: &$crate::jobs::NewJob = $job;
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO jobs (organization_id, queue, kind, unique_key, payload, status, \
+             attempts, run_after_ms, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6) \
+             ON CONFLICT (organization_id, unique_key) DO NOTHING RETURNING id",
+        )
+        .bind($organization)
+        .bind(job.queue.as_str())
+        .bind(job.kind)
+        .bind(&job.unique_key)
+        .bind(job.payload.to_string())
+        .bind($now)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        match inserted {
+            Some(id) => Ok::<i64, sqlx::Error>(id),
+            None => {
+                sqlx::query_scalar(
+                    "SELECT id FROM jobs WHERE organization_id = $1 AND unique_key = $2",
+                )
+                .bind($organization)
+                .bind(&job.unique_key)
+                .fetch_one(&mut *$tx)
+                .await
+            }
+        }
+    }};
+}
+pub(crate) use insert_job;
+
+/// Records `jobs` for `organization` in one transaction; answers their ids.
+pub(crate) async fn record(db: &Database, organization: &str, jobs: &[NewJob]) -> Result<Vec<i64>> {
+    let organization = organization.to_owned();
+    let now = now_ms();
+    db.run(|pool| async move {
+        on_pool!(pool, p => in_scope!(p, &organization, tx => {
+            let mut ids = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                ids.push(insert_job!(tx, &organization, job, now)?);
+            }
+            ids
+        }))
+    })
+    .await
+}
+
+const JOB_COLUMNS: &str =
+    "id, queue, kind, status, attempts, created_ms, updated_ms, error_code, error_kind";
+
+fn job_from_row<R>(row: &R) -> Result<Job, sqlx::Error>
+where
+    R: Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'q> i64: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> i32: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> String: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> Option<String>: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+{
+    let unknown = |column: &str, value: String| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: format!("unknown value {value:?}").into(),
+    };
+    let queue: String = row.try_get("queue")?;
+    let status: String = row.try_get("status")?;
+    let attempts: i32 = row.try_get("attempts")?;
+    let code: Option<String> = row.try_get("error_code")?;
+    let kind: Option<String> = row.try_get("error_kind")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        queue: Queue::parse(&queue).ok_or_else(|| unknown("queue", queue.clone()))?,
+        kind: row.try_get("kind")?,
+        status: JobStatus::parse(&status).ok_or_else(|| unknown("status", status.clone()))?,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        created_at: rfc3339(row.try_get("created_ms")?),
+        updated_at: rfc3339(row.try_get("updated_ms")?),
+        error: code.map(|code| JobError {
+            code,
+            kind: kind.unwrap_or_else(|| "permanent".to_owned()),
+        }),
+    })
+}
+
+/// One job of the organization.
+pub(crate) async fn get_job(db: &Database, organization: &str, id: i64) -> Result<Option<Job>> {
+    let organization = organization.to_owned();
+    db.run(|pool| async move {
+        on_pool!(pool, p => in_scope!(p, &organization, tx => {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE organization_id = $1 AND id = $2"
+            )))
+            .bind(&organization)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            row.as_ref().map(job_from_row).transpose()?
+        }))
+    })
+    .await
+}
+
+/// The organization's jobs, newest first (at most 1000), optionally of one
+/// queue and one status.
+pub(crate) async fn list_jobs(
+    db: &Database,
+    organization: &str,
+    queue: Option<Queue>,
+    status: Option<JobStatus>,
+) -> Result<Vec<Job>> {
+    let organization = organization.to_owned();
+    db.run(|pool| async move {
+        on_pool!(pool, p => in_scope!(p, &organization, tx => {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE organization_id = $1 \
+                 AND ($2 = '' OR queue = $2) AND ($3 = '' OR status = $3) \
+                 ORDER BY id DESC LIMIT 1000"
+            )))
+            .bind(&organization)
+            .bind(queue.map_or("", Queue::as_str))
+            .bind(status.map_or("", JobStatus::as_str))
+            .fetch_all(&mut *tx)
+            .await?;
+            rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?
+        }))
+    })
+    .await
+}
+
+/// Queues a dead job again, its attempts counted afresh. `None` when the
+/// organization has no such job; the job as it is when it is not dead.
+pub(crate) async fn retry_job(
+    db: &Database,
+    organization: &str,
+    id: i64,
+) -> Result<Option<(Job, bool)>> {
+    let organization = organization.to_owned();
+    let now = now_ms();
+    db.run(|pool| async move {
+        on_pool!(pool, p => in_scope!(p, &organization, tx => {
+            let changed = sqlx::query(
+                "UPDATE jobs SET status = 'pending', attempts = 0, run_after_ms = $1, \
+                 updated_ms = $1, error_code = NULL, error_kind = NULL \
+                 WHERE organization_id = $2 AND id = $3 AND status = 'dead'",
+            )
+            .bind(now)
+            .bind(&organization)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE organization_id = $1 AND id = $2"
+            )))
+            .bind(&organization)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            row.as_ref()
+                .map(job_from_row)
+                .transpose()?
+                .map(|job| (job, changed == 1))
+        }))
+    })
+    .await
+}
+
+/// A job a worker has claimed.
+#[derive(Debug, Clone)]
+pub(crate) struct Claimed {
+    pub id: i64,
+    pub organization: String,
+    pub queue: Queue,
+    pub kind: String,
+    pub payload: String,
+    pub attempts: u32,
+}
+
+/// What a claim may take: a job not yet taken whose time has come, or one
+/// whose holder's lease has passed.
+const CLAIMABLE: &str = "(status IN ('pending', 'queued') \
+     OR (status = 'failed' AND run_after_ms <= $3) \
+     OR (status = 'running' AND lease_until_ms < $3))";
+
+const CLAIMED_COLUMNS: &str = "id, organization_id, queue, kind, payload, attempts";
+
+fn claimed_from_row<R>(row: &R) -> Result<Claimed, sqlx::Error>
+where
+    R: Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'q> i64: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> i32: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> String: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+{
+    let queue: String = row.try_get("queue")?;
+    let attempts: i32 = row.try_get("attempts")?;
+    Ok(Claimed {
+        id: row.try_get("id")?,
+        organization: row.try_get("organization_id")?,
+        queue: Queue::parse(&queue).ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "queue".to_owned(),
+            source: format!("unknown queue {queue:?}").into(),
+        })?,
+        kind: row.try_get("kind")?,
+        payload: row.try_get("payload")?,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+    })
+}
+
+/// Claims those of `ids` that may be taken (the jobs of stream messages):
+/// each becomes `running`, held by `owner` until `now + lease_ms`.
+pub(crate) async fn claim_ids(
+    db: &Database,
+    ids: &[i64],
+    owner: &str,
+    lease_ms: i64,
+) -> Result<Vec<Claimed>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = now_ms();
+    let sql = format!(
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
+         lease_until_ms = $2, updated_ms = $3 \
+         WHERE id IN ({}) AND {CLAIMABLE} RETURNING {CLAIMED_COLUMNS}",
+        placeholders(4, ids.len())
+    );
+    db.run(|pool| async move {
+        on_pool!(pool, p => {
+            let mut tx = p.begin_for_worker().await?;
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(owner).bind(now + lease_ms).bind(now);
+            for id in ids {
+                query = query.bind(*id);
+            }
+            let rows = query.fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            rows.iter().map(claimed_from_row).collect::<Result<Vec<_>, _>>()
+        })
+    })
+    .await
+}
+
+/// Claims up to `limit` due jobs of `queue` straight from the table (the
+/// database transport), oldest first.
+pub(crate) async fn claim_due(
+    db: &Database,
+    queue: Queue,
+    owner: &str,
+    lease_ms: i64,
+    limit: usize,
+) -> Result<Vec<Claimed>> {
+    let now = now_ms();
+    db.run(|pool| async move {
+        // PostgreSQL: several processes may claim at once; each skips the
+        // rows another is claiming. SQLite has one writer at a time.
+        let lock = match pool {
+            Pool::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+            Pool::Sqlite(_) => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
+             lease_until_ms = $2, updated_ms = $3 \
+             WHERE id IN (SELECT id FROM jobs WHERE queue = $4 AND {CLAIMABLE} \
+             ORDER BY id LIMIT $5{lock}) RETURNING {CLAIMED_COLUMNS}"
+        );
+        on_pool!(pool, p => {
+            let mut tx = p.begin_for_worker().await?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(owner)
+                .bind(now + lease_ms)
+                .bind(now)
+                .bind(queue.as_str())
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            rows.iter().map(claimed_from_row).collect::<Result<Vec<_>, _>>()
+        })
+    })
+    .await
+}
+
+/// Extends the leases `owner` holds on `ids`.
+pub(crate) async fn renew(db: &Database, ids: &[i64], owner: &str, lease_ms: i64) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let sql = format!(
+        "UPDATE jobs SET lease_until_ms = $1 WHERE lease_owner = $2 AND status = 'running' \
+         AND id IN ({})",
+        placeholders(3, ids.len())
+    );
+    db.run(|pool| async move {
+        on_pool!(pool, p => {
+            let mut tx = p.begin_for_worker().await?;
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(now + lease_ms).bind(owner);
+            for id in ids {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await?;
+            tx.commit().await
+        })
+    })
+    .await
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ending {
+    Succeeded,
+    /// Retried at this time (ms).
+    Retry(JobFailure, i64),
+    Dead(JobFailure),
+}
+
+/// Records how an attempt of `owner` ended. Answers `false` when the job was
+/// no longer `owner`'s (its lease had passed and another worker took it).
+pub(crate) async fn finish(db: &Database, id: i64, owner: &str, ending: Ending) -> Result<bool> {
+    let now = now_ms();
+    let (status, run_after, failure) = match ending {
+        Ending::Succeeded => ("succeeded", now, None),
+        Ending::Retry(failure, at) => ("failed", at, Some(failure)),
+        Ending::Dead(failure) => ("dead", now, Some(failure)),
+    };
+    let kind = failure.map(|f| match f.transience {
+        Transience::Temporary => "temporary",
+        Transience::Permanent => "permanent",
+    });
+    db.run(|pool| async move {
+        on_pool!(pool, p => {
+            let mut tx = p.begin_for_worker().await?;
+            let changed = sqlx::query(
+                "UPDATE jobs SET status = $1, run_after_ms = $2, updated_ms = $3, \
+                 error_code = $4, error_kind = $5, lease_owner = NULL, lease_until_ms = NULL \
+                 WHERE id = $6 AND lease_owner = $7 AND status = 'running'",
+            )
+            .bind(status)
+            .bind(run_after)
+            .bind(now)
+            .bind(failure.map(|f| f.code))
+            .bind(kind)
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(changed == 1)
+        })
+    })
+    .await
+}
+
+/// Hands the jobs `owner` still holds back to the outbox (a shutdown whose
+/// drain budget ran out): they run again elsewhere, idempotently.
+pub(crate) async fn hand_back(db: &Database, owner: &str) -> Result<u64> {
+    let now = now_ms();
+    db.run(|pool| async move {
+        on_pool!(pool, p => {
+            let mut tx = p.begin_for_worker().await?;
+            let changed = sqlx::query(
+                "UPDATE jobs SET status = 'pending', run_after_ms = $1, updated_ms = $1, \
+                 lease_owner = NULL, lease_until_ms = NULL \
+                 WHERE lease_owner = $2 AND status = 'running'",
+            )
+            .bind(now)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(changed)
+        })
+    })
+    .await
+}
+
+/// Moves up to `limit` due jobs from the outbox to their streams: `send`
+/// gets `(id, queue)` pairs and appends them to Redis; only once it has
+/// succeeded are the jobs marked `queued` (if it fails, they stay in the
+/// outbox). Answers how many were relayed, or why Redis refused them.
+pub(crate) async fn relay<F, Fut>(
+    db: &Database,
+    limit: usize,
+    send: F,
+) -> Result<Result<usize, crate::error::Fault>>
+where
+    F: FnOnce(Vec<(i64, Queue)>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), crate::error::Fault>>,
+{
+    let now = now_ms();
+    db.run(|pool| async move {
+        let lock = match pool {
+            Pool::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+            Pool::Sqlite(_) => "",
+        };
+        let select = format!(
+            "SELECT id, queue FROM jobs WHERE (status = 'pending' \
+                 OR (status = 'failed' AND run_after_ms <= $1)) ORDER BY id LIMIT $2{lock}"
+        );
+        on_pool!(pool, p => {
+            let mut tx = p.begin_for_worker().await?;
+            let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(select.as_str()))
+                .bind(now)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await?;
+            let jobs: Vec<(i64, Queue)> = rows
+                .into_iter()
+                .filter_map(|(id, queue)| Queue::parse(&queue).map(|q| (id, q)))
+                .collect();
+            if jobs.is_empty() {
+                return Ok(Ok(0));
+            }
+            let ids: Vec<i64> = jobs.iter().map(|(id, _)| *id).collect();
+            if let Err(fault) = send(jobs).await {
+                return Ok(Err(fault));
+            }
+            let update = format!(
+                "UPDATE jobs SET status = 'queued', updated_ms = $1 \
+                 WHERE status IN ('pending', 'failed') AND id IN ({})",
+                placeholders(2, ids.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(update.as_str())).bind(now);
+            for id in &ids {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(Ok(ids.len()))
+        })
+    })
+    .await
+}
+
+/// Puts jobs whose messages may be lost back into the outbox: those queued
+/// on a stream that Redis no longer has (`queue`, after a Redis restart
+/// emptied it), and on any queue those whose holder's lease passed more
+/// than `grace_ms` ago (a worker died and its message is gone).
+pub(crate) async fn requeue_lost(
+    db: &Database,
+    queue: Option<Queue>,
+    grace_ms: i64,
+) -> Result<u64> {
+    let now = now_ms();
+    db.run(|pool| async move {
+        on_pool!(pool, p => {
+            let mut tx = p.begin_for_worker().await?;
+            let mut changed = sqlx::query(
+                "UPDATE jobs SET status = 'pending', updated_ms = $1, lease_owner = NULL, \
+                 lease_until_ms = NULL WHERE status = 'running' AND lease_until_ms < $2",
+            )
+            .bind(now)
+            .bind(now - grace_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if let Some(queue) = queue {
+                changed += sqlx::query(
+                    "UPDATE jobs SET status = 'pending', updated_ms = $1 \
+                     WHERE status = 'queued' AND queue = $2",
+                )
+                .bind(now)
+                .bind(queue.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            tx.commit().await?;
+            Ok(changed)
+        })
+    })
+    .await
+}
+
+/// The counts of every queue, for health and metrics.
+pub(crate) async fn counts(db: &Database) -> Result<Counts> {
+    let now = now_ms();
+    db.run(|pool| async move {
+        on_pool!(pool, p => {
+            let mut tx = p.begin_for_worker().await?;
+            let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
+                "SELECT queue, status, COUNT(*), MIN(CASE WHEN run_after_ms <= $1 \
+                 THEN run_after_ms END) FROM jobs \
+                 WHERE status IN ('pending', 'queued', 'running', 'failed', 'dead') \
+                 GROUP BY queue, status",
+            )
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let mut counts = Counts::default();
+            for (queue, status, count, oldest) in rows {
+                let Some(queue) = Queue::parse(&queue) else { continue };
+                let c: &mut QueueCounts = &mut counts.queues[queue.index()];
+                match status.as_str() {
+                    "running" => c.running += count,
+                    "dead" => c.dead += count,
+                    _ => {
+                        c.waiting += count;
+                        if status == "pending" {
+                            counts.outbox += count;
+                        }
+                        if let Some(oldest) = oldest {
+                            let waited = u64::try_from((now - oldest) / 1000).unwrap_or(0);
+                            c.oldest_waiting_seconds = c.oldest_waiting_seconds.max(waited);
+                        }
+                    }
+                }
+            }
+            Ok(counts)
+        })
+    })
+    .await
+}

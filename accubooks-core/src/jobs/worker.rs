@@ -1,0 +1,460 @@
+//! The background tasks of the job machinery: the relay, the workers of
+//! each queue, the lease renewer, the monitor and the recurring scheduler.
+
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use super::store::{self, Claimed, Ending};
+use super::streams::{self, ReadError};
+use super::{JobContext, JobFailure, Queue, backoff};
+use crate::app::AccuBooks;
+use crate::config::JobTransport;
+use crate::deps;
+use crate::error::Transience;
+
+/// How long a stream read waits for messages before looking around again
+/// (shutdown, take-overs).
+const BLOCK: Duration = Duration::from_millis(1000);
+/// Most jobs the relay moves in one transaction.
+const RELAY_BATCH: usize = 1000;
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Starts every task of the job machinery.
+pub(crate) fn spawn(app: &AccuBooks, stopped: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    app.metrics()
+        .init_job_queues(&Queue::ALL.map(Queue::as_str));
+    let mut tasks = vec![
+        tokio::spawn(monitor(app.clone(), stopped.clone())),
+        tokio::spawn(renewer(app.clone(), stopped.clone())),
+        tokio::spawn(scheduler(app.clone(), stopped.clone())),
+    ];
+    match app.jobs().config().transport {
+        JobTransport::Redis => {
+            tasks.push(tokio::spawn(relay(app.clone(), stopped.clone())));
+            for queue in Queue::ALL {
+                tasks.push(tokio::spawn(redis_worker(
+                    app.clone(),
+                    queue,
+                    stopped.clone(),
+                )));
+            }
+        }
+        JobTransport::Database => {
+            for queue in Queue::ALL {
+                tasks.push(tokio::spawn(database_worker(
+                    app.clone(),
+                    queue,
+                    stopped.clone(),
+                )));
+            }
+        }
+    }
+    tasks
+}
+
+fn available(app: &AccuBooks, dependency: &str) -> bool {
+    app.registry()
+        .get(dependency)
+        .is_some_and(|d| d.is_available())
+}
+
+/// Whether what the transport needs is connected now.
+pub(crate) fn carrier_up(app: &AccuBooks) -> bool {
+    available(app, deps::DATABASE)
+        && (app.jobs().config().transport == JobTransport::Database || available(app, deps::REDIS))
+}
+
+/// Sleeps `duration`, or less when the instance stops. Answers whether it
+/// stopped.
+async fn pause(duration: Duration, stopped: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => *stopped.borrow(),
+        _ = stopped.changed() => true,
+    }
+}
+
+/// Waits for one free slot of `semaphore`, then takes every other free one
+/// (up to `most`): how many jobs the next read may ask for.
+async fn permits(semaphore: &Arc<Semaphore>, most: usize) -> Vec<OwnedSemaphorePermit> {
+    let Ok(first) = Arc::clone(semaphore).acquire_owned().await else {
+        return Vec::new();
+    };
+    let mut permits = vec![first];
+    while permits.len() < most {
+        match Arc::clone(semaphore).try_acquire_owned() {
+            Ok(permit) => permits.push(permit),
+            Err(_) => break,
+        }
+    }
+    permits
+}
+
+/// Runs one claimed job and records how it ended.
+async fn execute(app: &AccuBooks, job: Claimed) {
+    let jobs = app.jobs();
+    let started = Instant::now();
+    let result = match jobs.handler(&job.kind) {
+        None => Err(JobFailure::permanent("UNKNOWN_JOB_KIND")),
+        Some(handler) => {
+            let context = JobContext {
+                id: job.id,
+                organization: job.organization.clone(),
+                kind: job.kind.clone(),
+                payload: serde_json::from_str(&job.payload).unwrap_or_default(),
+                attempt: job.attempts,
+            };
+            AssertUnwindSafe(handler.run(app, &context))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::error!(job = job.id, kind = %job.kind, "job handler panicked");
+                    Err(JobFailure::temporary("JOB_PANICKED"))
+                })
+        }
+    };
+    let config = jobs.config();
+    let (ending, outcome) = match result {
+        Ok(()) => (Ending::Succeeded, "succeeded"),
+        Err(failure)
+            if failure.transience == Transience::Temporary
+                && job.attempts < config.max_attempts =>
+        {
+            let delay = backoff(job.attempts, config.retry_base, config.retry_max);
+            (
+                Ending::Retry(failure, store::now_ms() + millis(delay)),
+                "failed",
+            )
+        }
+        Err(failure) => (Ending::Dead(failure), "dead"),
+    };
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    // A short outage while recording the ending: try again briefly. If it
+    // cannot be recorded, the lease passes and the job runs again (its
+    // effect is idempotent).
+    for attempt in 0..3 {
+        match store::finish(app.database(), job.id, jobs.owner(), ending).await {
+            Ok(true) => {
+                app.metrics().count_job(job.queue.as_str(), outcome);
+                match ending {
+                    Ending::Succeeded => tracing::debug!(
+                        job = job.id, queue = job.queue.as_str(), kind = %job.kind,
+                        attempt = job.attempts, elapsed_ms, "job succeeded"
+                    ),
+                    Ending::Retry(failure, _) | Ending::Dead(failure) => tracing::warn!(
+                        job = job.id, queue = job.queue.as_str(), kind = %job.kind,
+                        attempt = job.attempts, code = failure.code, outcome,
+                        "job attempt failed"
+                    ),
+                }
+                return;
+            }
+            Ok(false) => {
+                tracing::warn!(
+                    job = job.id,
+                    "job finished after its lease passed; another worker has it"
+                );
+                return;
+            }
+            Err(_) if attempt < 2 => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(err) => tracing::warn!(
+                job = job.id, error = %err,
+                "the job's ending could not be recorded; it will run again after its lease"
+            ),
+        }
+    }
+}
+
+/// Runs `job` in a task of its own, holding `permit` until it has ended;
+/// `then` runs after (the acknowledgement of its message).
+fn run_in_task<F>(app: &AccuBooks, job: Claimed, permit: OwnedSemaphorePermit, then: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let app = app.clone();
+    app.jobs().hold(job.id);
+    tokio::spawn(async move {
+        let id = job.id;
+        execute(&app, job).await;
+        app.jobs().release(id);
+        then.await;
+        drop(permit);
+    });
+}
+
+/// The worker of one queue on the redis transport.
+async fn redis_worker(app: AccuBooks, queue: Queue, mut stopped: watch::Receiver<bool>) {
+    let jobs = app.jobs().clone();
+    let config = jobs.config().clone();
+    let Ok(mut reader) = app.redis().dedicated(BLOCK) else {
+        tracing::error!(
+            queue = queue.as_str(),
+            "no Redis connection could be configured"
+        );
+        return;
+    };
+    let lease_ms = millis(config.lease);
+    let semaphore = Arc::new(Semaphore::new(config.concurrency));
+    let mut group_ready = false;
+    let mut last_take_over = Instant::now();
+    loop {
+        if *stopped.borrow() || jobs.is_draining() {
+            jobs.set_working(queue, false);
+            return;
+        }
+        if !carrier_up(&app) {
+            jobs.set_working(queue, false);
+            group_ready = false;
+            if pause(Duration::from_millis(250), &mut stopped).await {
+                return;
+            }
+            continue;
+        }
+        if !group_ready {
+            match streams::ensure_group(&mut reader, queue).await {
+                Ok(created) => {
+                    if created
+                        && let Ok(requeued) =
+                            store::requeue_lost(app.database(), Some(queue), lease_ms).await
+                        && requeued > 0
+                    {
+                        tracing::info!(
+                            queue = queue.as_str(),
+                            jobs = requeued,
+                            "the queue's stream was new or lost; its queued jobs are sent again"
+                        );
+                        jobs.wake(queue);
+                    }
+                    group_ready = true;
+                }
+                Err(_) => {
+                    if pause(Duration::from_millis(250), &mut stopped).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        jobs.set_working(queue, true);
+        let mut permits = permits(&semaphore, config.concurrency).await;
+        let read = if last_take_over.elapsed() >= config.lease / 2 {
+            last_take_over = Instant::now();
+            let idle = u64::try_from(lease_ms).unwrap_or(u64::MAX);
+            streams::take_over(&mut reader, queue, jobs.owner(), idle, permits.len()).await
+        } else {
+            let block = usize::try_from(BLOCK.as_millis()).unwrap_or(1000);
+            streams::read(&mut reader, queue, jobs.owner(), permits.len(), block).await
+        };
+        let messages = match read {
+            Ok(messages) => messages,
+            Err(ReadError::NoGroup) => {
+                group_ready = false;
+                continue;
+            }
+            Err(ReadError::Failed(fault)) => {
+                tracing::debug!(
+                    queue = queue.as_str(),
+                    code = fault.code,
+                    "stream read failed"
+                );
+                if pause(Duration::from_millis(250), &mut stopped).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        let ids: Vec<i64> = messages.iter().filter_map(|m| m.job).collect();
+        let claimed = match store::claim_ids(app.database(), &ids, jobs.owner(), lease_ms).await {
+            Ok(claimed) => claimed,
+            // The messages stay pending: taken over once their idle time
+            // passes the lease.
+            Err(_) => continue,
+        };
+        let mut claimed_ids: HashSet<i64> = claimed.iter().map(|job| job.id).collect();
+        let mut message_of = std::collections::HashMap::new();
+        let mut unclaimed = Vec::new();
+        for message in messages {
+            match message.job {
+                Some(job) if claimed_ids.remove(&job) => {
+                    message_of.insert(job, message.id);
+                }
+                // Another worker holds or finished the job, or the message
+                // is a duplicate: done with.
+                _ => unclaimed.push(message.id),
+            }
+        }
+        let mut shared = app.redis().connection();
+        let _ = streams::done(&mut shared, queue, &unclaimed).await;
+        for job in claimed {
+            let Some(permit) = permits.pop() else { break };
+            let message = message_of.remove(&job.id).unwrap_or_default();
+            let mut connection = app.redis().connection();
+            run_in_task(&app, job, permit, async move {
+                let _ = streams::done(&mut connection, queue, &[message]).await;
+            });
+        }
+    }
+}
+
+/// The worker of one queue on the database transport.
+async fn database_worker(app: AccuBooks, queue: Queue, mut stopped: watch::Receiver<bool>) {
+    let jobs = app.jobs().clone();
+    let config = jobs.config().clone();
+    let lease_ms = millis(config.lease);
+    let semaphore = Arc::new(Semaphore::new(config.concurrency));
+    loop {
+        if *stopped.borrow() || jobs.is_draining() {
+            jobs.set_working(queue, false);
+            return;
+        }
+        if !carrier_up(&app) {
+            jobs.set_working(queue, false);
+            if pause(Duration::from_millis(250), &mut stopped).await {
+                return;
+            }
+            continue;
+        }
+        jobs.set_working(queue, true);
+        let woken = jobs.inner.wake[queue.index()].notified();
+        let mut permits = permits(&semaphore, config.concurrency).await;
+        let claimed =
+            store::claim_due(app.database(), queue, jobs.owner(), lease_ms, permits.len())
+                .await
+                .unwrap_or_default();
+        if claimed.is_empty() {
+            drop(permits);
+            tokio::select! {
+                () = woken => {}
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stopped.changed() => return,
+            }
+            continue;
+        }
+        for job in claimed {
+            let Some(permit) = permits.pop() else { break };
+            run_in_task(&app, job, permit, async {});
+        }
+    }
+}
+
+/// Moves due jobs from the outbox to their streams (redis transport), and
+/// now and then puts back into the outbox the jobs whose messages were lost.
+async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
+    let jobs = app.jobs().clone();
+    let lease_ms = millis(jobs.config().lease);
+    let mut last_sweep = Instant::now();
+    loop {
+        tokio::select! {
+            () = jobs.inner.wake_relay.notified() => {}
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stopped.changed() => return,
+        }
+        if !carrier_up(&app) {
+            continue;
+        }
+        loop {
+            let connection = app.redis().connection();
+            let relayed = store::relay(app.database(), RELAY_BATCH, |batch| async move {
+                let mut connection = connection;
+                streams::append(&mut connection, &batch).await
+            })
+            .await;
+            match relayed {
+                Ok(Ok(n)) if n == RELAY_BATCH => continue,
+                Ok(Err(fault)) => {
+                    tracing::debug!(
+                        code = fault.code,
+                        "relay: Redis refused; jobs stay in the outbox"
+                    );
+                    break;
+                }
+                _ => break,
+            }
+        }
+        if last_sweep.elapsed() >= jobs.config().lease {
+            last_sweep = Instant::now();
+            if let Ok(requeued) = store::requeue_lost(app.database(), None, lease_ms).await
+                && requeued > 0
+            {
+                tracing::info!(jobs = requeued, "jobs whose worker died are sent again");
+            }
+        }
+    }
+}
+
+/// Extends the leases of the jobs this process runs.
+async fn renewer(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
+    let jobs = app.jobs().clone();
+    let lease = jobs.config().lease;
+    loop {
+        if pause(lease / 3, &mut stopped).await {
+            return;
+        }
+        let held = jobs.held_ids();
+        if !held.is_empty() {
+            let _ = store::renew(app.database(), &held, jobs.owner(), millis(lease)).await;
+        }
+    }
+}
+
+/// Counts every queue once a second (every tenth of one until the first
+/// count is in), for health and metrics.
+async fn monitor(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
+    let mut counted = false;
+    loop {
+        if available(&app, deps::DATABASE)
+            && app.database().is_migrated()
+            && let Ok(counts) = store::counts(app.database()).await
+        {
+            counted = true;
+            for queue in Queue::ALL {
+                let c = counts.queues[queue.index()];
+                app.metrics()
+                    .set_job_queue(queue.as_str(), c.waiting, c.running, c.dead);
+            }
+            app.metrics().set_job_outbox(counts.outbox);
+            app.jobs().set_counts(counts);
+        }
+        let every = if counted {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(100)
+        };
+        if pause(every, &mut stopped).await {
+            return;
+        }
+    }
+}
+
+/// Asks for the occurrences of recurring invoices that have come due, every
+/// `RECURRING_SCAN_MS` (a template's first occurrences are asked for when
+/// it is created).
+async fn scheduler(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
+    let scan = app.jobs().config().recurring_scan;
+    loop {
+        if available(&app, deps::DATABASE) && app.database().is_migrated() {
+            match crate::ledger::recurring::ask_for_due(app.database(), chrono::Utc::now()).await {
+                Ok(0) => {}
+                Ok(asked) => {
+                    tracing::info!(jobs = asked, "recurring invoices came due");
+                    app.jobs().wake(Queue::RecurringInvoices);
+                }
+                Err(err) => tracing::warn!(error = %err, "the recurring scheduler failed"),
+            }
+        }
+        if pause(scan, &mut stopped).await {
+            return;
+        }
+    }
+}

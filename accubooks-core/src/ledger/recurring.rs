@@ -1,0 +1,607 @@
+//! Recurring invoices (contract section 7): templates with a schedule, and
+//! the jobs that turn each occurrence into an invoice, exactly once.
+//!
+//! A template keeps the index and date of its next occurrence not yet asked
+//! for. Asking for occurrences (when the template is created, then by the
+//! scheduler) records one job per occurrence that has come due in the
+//! organization's time zone, in the same transaction that advances the
+//! template, each keyed `recurring:<template>:<date>`: a second scheduler
+//! asking at the same moment inserts nothing new, and an occurrence missed
+//! while the server or Redis was down is asked for on the next pass. The
+//! job creates the occurrence's invoice, unique per (template, date), and
+//! issues it when the template says so.
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::idempotency::{self, IdempotencyKey};
+use super::invoices::{check_invoice, create_recurring_invoice, issue_invoice};
+use super::schedule::{Frequency, Schedule};
+use super::sql::{BeginScoped, in_scope, on_pool};
+use super::{
+    InvoiceStatus, Ledger, LedgerError, LedgerResult, NewInvoice, NewLine, RenderRecord,
+    parse_date, parse_timezone,
+};
+use crate::db::{Database, Pool};
+use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
+
+/// The kind of the job that generates one occurrence.
+pub const JOB_KIND: &str = "recurring-invoice";
+
+/// Most occurrences one pass asks for per template; a schedule further
+/// behind is caught up over the next passes.
+const MAX_PER_PASS: usize = 1000;
+
+/// A schedule as clients write it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    /// `weekly`, `monthly`, `quarterly` or `yearly`.
+    pub frequency: Frequency,
+    /// Every how many periods (1 to 120); default 1.
+    #[serde(default = "one")]
+    pub interval: u32,
+    /// The first occurrence, `YYYY-MM-DD`; later ones are computed from it.
+    pub start: String,
+    /// The last day an occurrence may fall on, or null.
+    #[serde(default)]
+    pub end: Option<String>,
+    /// How many occurrences at most, or null.
+    #[serde(default)]
+    pub count: Option<u32>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn thirty() -> u32 {
+    30
+}
+
+impl ScheduleSpec {
+    /// The checked schedule (`422 INVALID_SCHEDULE` or `INVALID_DATE`).
+    pub fn schedule(&self) -> LedgerResult<Schedule> {
+        let start = parse_date(&self.start)?;
+        let end = self.end.as_deref().map(parse_date).transpose()?;
+        Schedule::new(self.frequency, self.interval, start, end, self.count)
+    }
+}
+
+/// `POST /api/recurring-invoices`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRecurringInvoice {
+    /// The customer.
+    pub customer_id: i64,
+    /// ISO 4217 code; defaults to the receivables account's currency.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// The lines of every occurrence.
+    pub lines: Vec<NewLine>,
+    /// When it falls due.
+    pub schedule: ScheduleSpec,
+    /// Days from an occurrence to its invoice's due date (0 to 3650); default 30.
+    #[serde(default = "thirty")]
+    pub due_days: u32,
+    /// Whether each occurrence is issued (posting its receivable) rather
+    /// than left a draft.
+    #[serde(default)]
+    pub auto_issue: bool,
+}
+
+/// A recurring invoice as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RecurringInvoice {
+    /// Id.
+    pub id: i64,
+    /// The customer.
+    pub customer_id: i64,
+    /// The currency, when given.
+    pub currency: Option<String>,
+    /// The lines of every occurrence.
+    pub lines: Vec<NewLine>,
+    /// The schedule.
+    pub schedule: ScheduleSpec,
+    /// Days from an occurrence to its due date.
+    pub due_days: u32,
+    /// Whether occurrences are issued.
+    pub auto_issue: bool,
+    /// Occurrences asked for so far.
+    pub occurrences: u32,
+    /// The next occurrence not yet asked for; null once the schedule ended.
+    pub next_date: Option<NaiveDate>,
+}
+
+/// `GET /api/recurring-invoices/{id}/preview`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Preview {
+    /// The next occurrences not yet asked for, oldest first.
+    pub dates: Vec<NaiveDate>,
+}
+
+/// What the template row stores beside its schedule.
+#[derive(Serialize, Deserialize)]
+struct Template {
+    currency: Option<String>,
+    lines: Vec<NewLine>,
+}
+
+/// The payload of an occurrence's job.
+#[derive(Serialize, Deserialize)]
+struct Occurrence {
+    recurring_id: i64,
+    period: NaiveDate,
+}
+
+/// The occurrences of `schedule` from the `from`-th that are due on `today`
+/// (at most [`MAX_PER_PASS`]), and the index and date of the next one after
+/// them.
+fn due_now(
+    schedule: &Schedule,
+    from: u32,
+    today: NaiveDate,
+) -> (Vec<(u32, NaiveDate)>, u32, Option<NaiveDate>) {
+    let due: Vec<(u32, NaiveDate)> = schedule.due(from, today).take(MAX_PER_PASS).collect();
+    let next = due.last().map_or(from, |(n, _)| n + 1);
+    (due, next, schedule.occurrence(next))
+}
+
+fn occurrence_job(recurring_id: i64, period: NaiveDate) -> NewJob {
+    NewJob {
+        queue: Queue::RecurringInvoices,
+        kind: JOB_KIND,
+        unique_key: format!("recurring:{recurring_id}:{period}"),
+        payload: serde_json::to_value(Occurrence {
+            recurring_id,
+            period,
+        })
+        .unwrap_or_default(),
+    }
+}
+
+/// Records the jobs of `$due` occurrences of template `$id` and advances the
+/// template to `$next`/`$next_date`, in `$tx`, if it is still at `$from`.
+/// Evaluates to the number of jobs recorded, with `?` on query errors.
+macro_rules! ask_in {
+    ($tx:expr, $organization:expr, $id:expr, $from:expr, $due:expr, $next:expr, $next_date:expr, $now:expr) => {{
+        let advanced = sqlx::query(
+            "UPDATE recurring_invoices SET next_index = $1, next_date = $2 \
+             WHERE id = $3 AND next_index = $4",
+        )
+        .bind(i64::from($next))
+        .bind($next_date)
+        .bind($id)
+        .bind(i64::from($from))
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        let mut asked = 0usize;
+        if advanced == 1 {
+            for (_, period) in $due {
+                insert_job!($tx, $organization, &occurrence_job($id, *period), $now)?;
+                asked += 1;
+            }
+        }
+        asked
+    }};
+}
+
+/// Today's date in the organization's time zone.
+fn today_in(timezone: &str, now: DateTime<Utc>) -> NaiveDate {
+    match parse_timezone(timezone) {
+        Ok(zone) => now.with_timezone(&zone).date_naive(),
+        Err(_) => now.date_naive(),
+    }
+}
+
+/// Creates a recurring invoice, and in the same transaction asks for its
+/// occurrences that are already due (a start in the past is caught up).
+///
+/// With `idempotency`, the rendered answer is stored in the same transaction.
+pub async fn create_recurring(
+    ledger: &Ledger,
+    organization: &str,
+    new: NewRecurringInvoice,
+    now: DateTime<Utc>,
+    idempotency: Option<(&IdempotencyKey, RenderRecord<'_, RecurringInvoice>)>,
+) -> LedgerResult<(RecurringInvoice, usize)> {
+    let schedule = new.schedule.schedule()?;
+    if new.due_days > 3650 {
+        return Err(LedgerError::invalid(
+            "INVALID_FIELD",
+            "due_days is a whole number of days from 0 to 3650.",
+        ));
+    }
+    // The lines, customer and currency must make a valid invoice.
+    check_invoice(
+        ledger,
+        organization,
+        NewInvoice {
+            customer_id: new.customer_id,
+            due_date: new.schedule.start.clone(),
+            currency: new.currency.clone(),
+            lines: new.lines.clone(),
+        },
+    )
+    .await?;
+    let db = ledger.database();
+    let settings = super::get_settings(db, organization).await?;
+    let (due, next, next_date) = due_now(&schedule, 0, today_in(&settings.timezone, now));
+    let template = serde_json::to_string(&Template {
+        currency: new.currency.clone(),
+        lines: new.lines.clone(),
+    })
+    .unwrap_or_default();
+    let organization_id = organization.to_owned();
+    let spec = new.schedule.clone();
+    let start = parse_date(&spec.start)?;
+    let end = spec.end.as_deref().map(parse_date).transpose()?;
+    let now_ms = now_ms();
+    db.run(|pool| async move {
+        let created: Result<(RecurringInvoice, usize), sqlx::Error> = async {
+            on_pool!(pool, p => in_scope!(p, &organization_id, tx => {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO recurring_invoices (organization_id, customer_id, template, \
+                     frequency, interval_count, start_date, end_date, max_count, due_days, \
+                     auto_issue, next_index, next_date, created_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12) RETURNING id",
+                )
+                .bind(&organization_id)
+                .bind(new.customer_id)
+                .bind(&template)
+                .bind(frequency_name(spec.frequency))
+                .bind(i64::from(spec.interval))
+                .bind(start)
+                .bind(end)
+                .bind(spec.count.map(i64::from))
+                .bind(i64::from(new.due_days))
+                .bind(new.auto_issue)
+                .bind(schedule.occurrence(0))
+                .bind(now_ms)
+                .fetch_one(&mut *tx)
+                .await?;
+                let asked = ask_in!(tx, &organization_id, id, 0u32, &due, next, next_date, now_ms);
+                let recurring = RecurringInvoice {
+                    id,
+                    customer_id: new.customer_id,
+                    currency: new.currency.clone(),
+                    lines: new.lines.clone(),
+                    schedule: spec.clone(),
+                    due_days: new.due_days,
+                    auto_issue: new.auto_issue,
+                    occurrences: next,
+                    next_date,
+                };
+                if let Some((key, render)) = idempotency {
+                    let (status, body) = render(&recurring);
+                    idempotency::store_answer!(&mut *tx, key, status, body)?;
+                }
+                (recurring, asked)
+            }))
+        }
+        .await;
+        idempotency::settle(created)
+    })
+    .await?
+}
+
+fn frequency_name(frequency: Frequency) -> &'static str {
+    match frequency {
+        Frequency::Weekly => "weekly",
+        Frequency::Monthly => "monthly",
+        Frequency::Quarterly => "quarterly",
+        Frequency::Yearly => "yearly",
+    }
+}
+
+fn parse_frequency(name: &str) -> Frequency {
+    match name {
+        "weekly" => Frequency::Weekly,
+        "quarterly" => Frequency::Quarterly,
+        "yearly" => Frequency::Yearly,
+        _ => Frequency::Monthly,
+    }
+}
+
+type TemplateRow = (
+    i64,
+    i64,
+    String,
+    String,
+    i64,
+    NaiveDate,
+    Option<NaiveDate>,
+    Option<i64>,
+    i64,
+    bool,
+    i64,
+    Option<NaiveDate>,
+);
+
+const TEMPLATE_COLUMNS: &str = "id, customer_id, template, frequency, interval_count, start_date, \
+     end_date, max_count, due_days, auto_issue, next_index, next_date";
+
+fn from_row(row: TemplateRow) -> RecurringInvoice {
+    let (
+        id,
+        customer_id,
+        template,
+        frequency,
+        interval,
+        start,
+        end,
+        count,
+        due_days,
+        auto,
+        next,
+        next_date,
+    ) = row;
+    let template: Template = serde_json::from_str(&template).unwrap_or(Template {
+        currency: None,
+        lines: Vec::new(),
+    });
+    let small = |n: i64| u32::try_from(n).unwrap_or(0);
+    RecurringInvoice {
+        id,
+        customer_id,
+        currency: template.currency,
+        lines: template.lines,
+        schedule: ScheduleSpec {
+            frequency: parse_frequency(&frequency),
+            interval: small(interval),
+            start: start.to_string(),
+            end: end.map(|d| d.to_string()),
+            count: count.map(small),
+        },
+        due_days: small(due_days),
+        auto_issue: auto,
+        occurrences: small(next),
+        next_date,
+    }
+}
+
+/// One recurring invoice of the organization.
+pub async fn get_recurring(
+    db: &Database,
+    organization: &str,
+    id: i64,
+) -> LedgerResult<RecurringInvoice> {
+    let organization = organization.to_owned();
+    let row: Option<TemplateRow> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => in_scope!(p, &organization, tx => {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {TEMPLATE_COLUMNS} FROM recurring_invoices \
+                     WHERE organization_id = $1 AND id = $2"
+                )))
+                .bind(&organization)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+            }))
+        })
+        .await?;
+    row.map(from_row)
+        .ok_or_else(|| LedgerError::NotFound("There is no such recurring invoice.".to_owned()))
+}
+
+/// The organization's recurring invoices (at most 1000, oldest first).
+pub async fn list_recurring(
+    db: &Database,
+    organization: &str,
+) -> LedgerResult<Vec<RecurringInvoice>> {
+    let organization = organization.to_owned();
+    let rows: Vec<TemplateRow> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => in_scope!(p, &organization, tx => {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {TEMPLATE_COLUMNS} FROM recurring_invoices \
+                     WHERE organization_id = $1 ORDER BY id LIMIT 1000"
+                )))
+                .bind(&organization)
+                .fetch_all(&mut *tx)
+                .await?
+            }))
+        })
+        .await?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// The next `count` occurrences of a recurring invoice not yet asked for.
+pub async fn preview(
+    db: &Database,
+    organization: &str,
+    id: i64,
+    count: usize,
+) -> LedgerResult<Preview> {
+    let recurring = get_recurring(db, organization, id).await?;
+    let schedule = recurring.schedule.schedule()?;
+    let dates = (recurring.occurrences..)
+        .map_while(|n| schedule.occurrence(n))
+        .take(count)
+        .collect();
+    Ok(Preview { dates })
+}
+
+/// Asks for every occurrence that has come due, in each organization's time
+/// zone, of every recurring invoice: one job per occurrence. Answers how many
+/// jobs were recorded.
+pub async fn ask_for_due(db: &Database, now: DateTime<Utc>) -> crate::Result<usize> {
+    // No time zone is more than a day ahead of UTC: a template whose next
+    // date is after tomorrow (UTC) is not due anywhere.
+    let horizon = now
+        .date_naive()
+        .checked_add_days(Days::new(1))
+        .unwrap_or(NaiveDate::MAX);
+    let now_ms = now_ms();
+    db.run(|pool| async move {
+        let lock = match pool {
+            Pool::Postgres(_) => " FOR UPDATE OF t SKIP LOCKED",
+            Pool::Sqlite(_) => "",
+        };
+        let select = format!(
+            "SELECT t.organization_id, t.{}, o.timezone FROM recurring_invoices t \
+             JOIN organizations o ON o.id = t.organization_id \
+             WHERE t.next_date IS NOT NULL AND t.next_date <= $1 ORDER BY t.id LIMIT 200{lock}",
+            TEMPLATE_COLUMNS.replace(", ", ", t.")
+        );
+        on_pool!(pool, p => {
+            let mut tx = p.begin_for_worker().await?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(select.as_str())).bind(horizon).fetch_all(&mut *tx).await?;
+            let mut asked = 0;
+            for row in &rows {
+                use sqlx::Row;
+                let organization: String = row.try_get("organization_id")?;
+                let timezone: String = row.try_get("timezone")?;
+                let template = from_row((
+                    row.try_get("id")?,
+                    row.try_get("customer_id")?,
+                    row.try_get("template")?,
+                    row.try_get("frequency")?,
+                    row.try_get("interval_count")?,
+                    row.try_get("start_date")?,
+                    row.try_get("end_date")?,
+                    row.try_get("max_count")?,
+                    row.try_get("due_days")?,
+                    row.try_get("auto_issue")?,
+                    row.try_get("next_index")?,
+                    row.try_get("next_date")?,
+                ));
+                let Ok(schedule) = template.schedule.schedule() else { continue };
+                let from = template.occurrences;
+                let (due, next, next_date) = due_now(&schedule, from, today_in(&timezone, now));
+                if due.is_empty() {
+                    continue;
+                }
+                asked += ask_in!(tx, &organization, template.id, from, &due, next, next_date, now_ms);
+            }
+            tx.commit().await?;
+            Ok(asked)
+        })
+    })
+    .await
+}
+
+/// The job of one occurrence: creates its invoice (once per template and
+/// period, however often it runs) and issues it if the template says so.
+pub async fn generate(
+    ledger: &Ledger,
+    organization: &str,
+    payload: &serde_json::Value,
+) -> Result<(), JobFailure> {
+    let occurrence: Occurrence = serde_json::from_value(payload.clone())
+        .map_err(|_| JobFailure::permanent("INVALID_JOB_PAYLOAD"))?;
+    let template = get_recurring(ledger.database(), organization, occurrence.recurring_id).await?;
+    let due = occurrence
+        .period
+        .checked_add_days(Days::new(u64::from(template.due_days)))
+        .ok_or(JobFailure::permanent("INVALID_DATE"))?;
+    let invoice = create_recurring_invoice(
+        ledger,
+        organization,
+        template.id,
+        occurrence.period,
+        NewInvoice {
+            customer_id: template.customer_id,
+            due_date: due.to_string(),
+            currency: template.currency.clone(),
+            lines: template.lines.clone(),
+        },
+    )
+    .await?;
+    if template.auto_issue && invoice.status == InvoiceStatus::Draft {
+        let date = occurrence.period.to_string();
+        match issue_invoice(ledger, organization, invoice.id, Some(&date), None).await {
+            Ok(_) => {}
+            // Issued meanwhile by another run of this job.
+            Err(LedgerError::Conflict {
+                code: "INVOICE_NOT_DRAFT",
+                ..
+            }) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    #[test]
+    fn today_follows_the_zone_across_midnight_and_daylight_saving() {
+        // 2026-03-08 is the US spring-forward day: 04:30 UTC is still the
+        // 7th in New York (23:30 EST), 05:30 UTC the 8th (00:30 EST).
+        let at = |h, m| Utc.with_ymd_and_hms(2026, 3, 8, h, m, 0).unwrap();
+        let date = |d| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+        assert_eq!(today_in("America/New_York", at(4, 30)), date(7));
+        assert_eq!(today_in("America/New_York", at(5, 30)), date(8));
+        assert_eq!(today_in("Pacific/Kiritimati", at(10, 0)), date(9));
+        assert_eq!(today_in("UTC", at(23, 59)), date(8));
+    }
+
+    #[test]
+    fn a_year_behind_is_caught_up_in_one_pass_and_not_again() {
+        let start = NaiveDate::from_ymd_opt(2025, 12, 1).unwrap();
+        let schedule = Schedule::new(Frequency::Weekly, 1, start, None, None).unwrap();
+        let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let (due, next, next_date) = due_now(&schedule, 0, today);
+        assert_eq!(due.len(), 53);
+        assert_eq!(next, 53);
+        assert!(next_date.unwrap() > today);
+        let (again, same, _) = due_now(&schedule, next, today);
+        assert!(again.is_empty());
+        assert_eq!(same, next);
+    }
+
+    fn zone() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "UTC",
+            "America/New_York",
+            "Europe/London",
+            "Australia/Lord_Howe",
+            "Asia/Kathmandu",
+            "Pacific/Apia",
+            "America/St_Johns",
+        ])
+    }
+
+    proptest! {
+        /// Whatever the zone and the moment (DST days included), asking in
+        /// passes at any moments generates each occurrence up to the local
+        /// today exactly once, in order, with none after it.
+        #[test]
+        fn passes_ask_for_each_due_occurrence_once(
+            zone in zone(),
+            start_days in 0u64..3000,
+            day in 1u32..=31,
+            frequency in prop::sample::select(vec![Frequency::Weekly, Frequency::Monthly, Frequency::Quarterly, Frequency::Yearly]),
+            interval in 1u32..4,
+            passes in prop::collection::vec(0i64..(86_400 * 400), 1..6),
+        ) {
+            let base = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+            let start = base.checked_add_days(Days::new(start_days)).unwrap();
+            let start = start.with_day(day.min(super::super::schedule::month_end(start).day())).unwrap();
+            let schedule = Schedule::new(frequency, interval, start, None, None).unwrap();
+            let origin = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+            let mut moments: Vec<DateTime<Utc>> = passes.iter().map(|s| origin + chrono::Duration::seconds(*s)).collect();
+            moments.sort();
+            let mut from = 0;
+            let mut asked = Vec::new();
+            for moment in &moments {
+                let today = today_in(zone, *moment);
+                let (due, next, _) = due_now(&schedule, from, today);
+                asked.extend(due.iter().map(|(_, d)| *d));
+                from = next;
+            }
+            let last_today = today_in(zone, *moments.last().unwrap());
+            let expected: Vec<NaiveDate> = (0..).map_while(|n| schedule.occurrence(n)).take_while(|d| *d <= last_today).collect();
+            prop_assert_eq!(asked, expected);
+        }
+    }
+
+    use chrono::Datelike;
+}

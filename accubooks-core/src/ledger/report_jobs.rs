@@ -1,0 +1,587 @@
+//! Reports asked for as jobs (contract section 7): the request is checked
+//! and recorded with its job in one transaction; the job computes the
+//! report and stores it, as JSON or as CSV (RFC 4180: a header row, fields
+//! quoted where they need it, CRLF line ends), to be fetched by id.
+
+use chrono::{NaiveDate, SecondsFormat};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::sql::{in_scope, on_pool};
+use super::{LedgerError, LedgerResult, parse_date};
+use crate::db::Database;
+use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
+
+/// The kind of the job that computes a report.
+pub const JOB_KIND: &str = "report";
+
+/// Which report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReportName {
+    /// `GET /api/reports/trial-balance`.
+    TrialBalance,
+    /// `GET /api/reports/balance-sheet`.
+    BalanceSheet,
+    /// `GET /api/reports/income-statement`.
+    IncomeStatement,
+    /// `GET /api/reports/general-ledger`.
+    GeneralLedger,
+    /// `GET /api/reports/ar-aging`.
+    ArAging,
+}
+
+/// The stored form of a result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultFormat {
+    /// The report's JSON, as its route answers it.
+    #[default]
+    Json,
+    /// A CSV table a spreadsheet opens.
+    Csv,
+}
+
+impl ResultFormat {
+    fn as_str(self) -> &'static str {
+        match self {
+            ResultFormat::Json => "json",
+            ResultFormat::Csv => "csv",
+        }
+    }
+
+    /// The media type of a result in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ResultFormat::Json => "application/json",
+            ResultFormat::Csv => "text/csv; charset=utf-8; header=present",
+        }
+    }
+}
+
+/// `POST /api/report-jobs`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewReportJob {
+    /// Which report.
+    pub report: ReportName,
+    /// The report's query, as its route takes it: `as_of` (trial balance,
+    /// balance sheet, AR aging; default today, UTC, fixed when asked),
+    /// `from` and `to` (income statement, general ledger), `account`
+    /// (general ledger).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: serde_json::Map<String, Value>,
+    /// `json` (default) or `csv`.
+    #[serde(default)]
+    pub format: ResultFormat,
+}
+
+/// A report's query, checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "report", rename_all = "kebab-case")]
+pub enum ReportQuery {
+    /// Balances at the end of a day.
+    TrialBalance {
+        /// The day.
+        as_of: NaiveDate,
+    },
+    /// The balance sheet at the end of a day.
+    BalanceSheet {
+        /// The day.
+        as_of: NaiveDate,
+    },
+    /// Revenue and expenses of a period.
+    IncomeStatement {
+        /// Inclusive.
+        from: NaiveDate,
+        /// Inclusive.
+        to: NaiveDate,
+    },
+    /// One account's postings.
+    GeneralLedger {
+        /// The account's code.
+        account: String,
+        /// Inclusive.
+        from: NaiveDate,
+        /// Inclusive.
+        to: NaiveDate,
+    },
+    /// Receivables by days past due.
+    ArAging {
+        /// The day.
+        as_of: NaiveDate,
+    },
+}
+
+impl NewReportJob {
+    /// The checked query (`422` for a missing, unknown or malformed
+    /// parameter); a missing `as_of` is today (UTC).
+    pub fn query(&self) -> LedgerResult<ReportQuery> {
+        let allowed: &[&str] = match self.report {
+            ReportName::TrialBalance | ReportName::BalanceSheet | ReportName::ArAging => &["as_of"],
+            ReportName::IncomeStatement => &["from", "to"],
+            ReportName::GeneralLedger => &["account", "from", "to"],
+        };
+        if let Some(unknown) = self.params.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(LedgerError::invalid(
+                "INVALID_FIELD",
+                format!(
+                    "This report takes no parameter {:?}; it takes {}.",
+                    unknown.chars().take(64).collect::<String>(),
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        let text = |name: &str| -> LedgerResult<Option<&str>> {
+            match self.params.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(text)) => Ok(Some(text)),
+                Some(_) => Err(LedgerError::invalid(
+                    "INVALID_FIELD",
+                    format!("The parameter {name} is a string."),
+                )),
+            }
+        };
+        let required = |name: &str| -> LedgerResult<&str> {
+            text(name)?.ok_or_else(|| {
+                LedgerError::invalid("INVALID_FIELD", format!("This report needs {name}."))
+            })
+        };
+        let as_of = || -> LedgerResult<NaiveDate> {
+            text("as_of")?.map_or_else(|| Ok(chrono::Utc::now().date_naive()), parse_date)
+        };
+        Ok(match self.report {
+            ReportName::TrialBalance => ReportQuery::TrialBalance { as_of: as_of()? },
+            ReportName::BalanceSheet => ReportQuery::BalanceSheet { as_of: as_of()? },
+            ReportName::ArAging => ReportQuery::ArAging { as_of: as_of()? },
+            ReportName::IncomeStatement => ReportQuery::IncomeStatement {
+                from: parse_date(required("from")?)?,
+                to: parse_date(required("to")?)?,
+            },
+            ReportName::GeneralLedger => ReportQuery::GeneralLedger {
+                account: required("account")?.to_owned(),
+                from: parse_date(required("from")?)?,
+                to: parse_date(required("to")?)?,
+            },
+        })
+    }
+}
+
+/// A report job as `GET /api/report-jobs/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ReportJob {
+    /// The report job's id.
+    pub id: i64,
+    /// The id of the job that computes it.
+    pub job_id: i64,
+    /// Which report.
+    pub report: ReportName,
+    /// The query, as checked (today filled in).
+    #[schema(value_type = Object)]
+    pub params: Value,
+    /// `json` or `csv`.
+    pub format: ResultFormat,
+    /// The job's status; the result exists once it is `succeeded`.
+    pub status: crate::jobs::JobStatus,
+    /// RFC 3339.
+    pub created_at: String,
+    /// When the result was stored (RFC 3339), or null.
+    pub finished_at: Option<String>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl ReportName {
+    /// The report's name, as its route and the API spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportName::TrialBalance => "trial-balance",
+            ReportName::BalanceSheet => "balance-sheet",
+            ReportName::IncomeStatement => "income-statement",
+            ReportName::GeneralLedger => "general-ledger",
+            ReportName::ArAging => "ar-aging",
+        }
+    }
+
+    fn parse(name: &str) -> Option<ReportName> {
+        [
+            ReportName::TrialBalance,
+            ReportName::BalanceSheet,
+            ReportName::IncomeStatement,
+            ReportName::GeneralLedger,
+            ReportName::ArAging,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == name)
+    }
+}
+
+/// Records a report job and its job in one transaction.
+pub async fn create_report_job(
+    db: &Database,
+    organization: &str,
+    new: &NewReportJob,
+) -> LedgerResult<ReportJob> {
+    let query = new.query()?;
+    let params = serde_json::to_value(&query).unwrap_or_default();
+    let owned = organization.to_owned();
+    let (report, format) = (new.report, new.format);
+    let now = now_ms();
+    let id = db
+        .run(|pool| async move {
+            on_pool!(pool, p => in_scope!(p, &owned, tx => {
+                let job = NewJob {
+                    queue: Queue::ReportGeneration,
+                    kind: JOB_KIND,
+                    unique_key: format!("report:{}", uuid::Uuid::new_v4()),
+                    payload: Value::Null,
+                };
+                let job_id = insert_job!(tx, &owned, &job, now)?;
+                sqlx::query_scalar::<_, i64>(
+                    "INSERT INTO report_jobs (organization_id, job_id, report, params, format, \
+                     created_ms) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                )
+                .bind(&owned)
+                .bind(job_id)
+                .bind(report.as_str())
+                .bind(params.to_string())
+                .bind(format.as_str())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?
+            }))
+        })
+        .await?;
+    get_report_job(db, organization, id).await
+}
+
+type Row = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    i32,
+    i64,
+    Option<i64>,
+);
+
+const SELECT: &str = "SELECT r.id, r.job_id, r.report, r.params, r.format, j.status, j.attempts, \
+     r.created_ms, r.finished_ms FROM report_jobs r JOIN jobs j ON j.id = r.job_id \
+     WHERE r.organization_id = $1 AND r.id = $2";
+
+/// A report job of the organization.
+pub async fn get_report_job(db: &Database, organization: &str, id: i64) -> LedgerResult<ReportJob> {
+    let organization = organization.to_owned();
+    let row: Option<Row> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => in_scope!(p, &organization, tx => {
+                sqlx::query_as(SELECT)
+                    .bind(&organization)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }))
+        })
+        .await?;
+    let (id, job_id, report, params, format, status, _, created, finished) =
+        row.ok_or_else(no_such_report_job)?;
+    Ok(ReportJob {
+        id,
+        job_id,
+        report: ReportName::parse(&report).unwrap_or(ReportName::TrialBalance),
+        // The stored query names its report; the job says it once.
+        params: match serde_json::from_str::<Value>(&params) {
+            Ok(Value::Object(mut fields)) => {
+                fields.remove("report");
+                Value::Object(fields)
+            }
+            _ => Value::Object(serde_json::Map::new()),
+        },
+        format: if format == "csv" {
+            ResultFormat::Csv
+        } else {
+            ResultFormat::Json
+        },
+        status: crate::jobs::JobStatus::parse(&status).unwrap_or(crate::jobs::JobStatus::Pending),
+        created_at: rfc3339(created),
+        finished_at: finished.map(rfc3339),
+    })
+}
+
+fn no_such_report_job() -> LedgerError {
+    LedgerError::NotFound("There is no such report job.".to_owned())
+}
+
+/// The stored result of a report job, with its format: `409
+/// REPORT_NOT_READY` until the job has stored it.
+pub async fn report_result(
+    db: &Database,
+    organization: &str,
+    id: i64,
+) -> LedgerResult<(ResultFormat, String)> {
+    let job = get_report_job(db, organization, id).await?;
+    let organization = organization.to_owned();
+    let result: Option<Option<String>> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => in_scope!(p, &organization, tx => {
+                sqlx::query_scalar("SELECT result FROM report_jobs WHERE organization_id = $1 AND id = $2")
+                    .bind(&organization)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }))
+        })
+        .await?;
+    match result.flatten() {
+        Some(text) => Ok((job.format, text)),
+        None => Err(LedgerError::Conflict {
+            code: "REPORT_NOT_READY",
+            message: format!(
+                "The report is not ready yet (its job is {}); retry when GET \
+                 /api/report-jobs/{id} shows it finished.",
+                job.status.as_str()
+            ),
+        }),
+    }
+}
+
+/// The job of a report: computes it and stores the result (once: a second
+/// run finds it stored).
+pub async fn generate(db: &Database, organization: &str, job_id: i64) -> Result<(), JobFailure> {
+    let owned = organization.to_owned();
+    let row: Option<(i64, String, String, Option<String>)> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => in_scope!(p, &owned, tx => {
+                sqlx::query_as(
+                    "SELECT id, params, format, result FROM report_jobs \
+                     WHERE organization_id = $1 AND job_id = $2",
+                )
+                .bind(&owned)
+                .bind(job_id)
+                .fetch_optional(&mut *tx)
+                .await?
+            }))
+        })
+        .await?;
+    let (id, params, format, result) = row.ok_or(JobFailure::permanent("NOT_FOUND"))?;
+    if result.is_some() {
+        return Ok(());
+    }
+    let query: ReportQuery =
+        serde_json::from_str(&params).map_err(|_| JobFailure::permanent("INVALID_JOB_PAYLOAD"))?;
+    let csv = format == "csv";
+    let text = render(db, organization, &query, csv).await?;
+    let owned = organization.to_owned();
+    let finished = now_ms();
+    db.run(|pool| async move {
+        on_pool!(pool, p => in_scope!(p, &owned, tx => {
+            sqlx::query(
+                "UPDATE report_jobs SET result = $1, finished_ms = $2 \
+                 WHERE organization_id = $3 AND id = $4 AND result IS NULL",
+            )
+            .bind(&text)
+            .bind(finished)
+            .bind(&owned)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }))
+    })
+    .await?;
+    Ok(())
+}
+
+/// Computes a report and renders it.
+async fn render(
+    db: &Database,
+    organization: &str,
+    query: &ReportQuery,
+    csv: bool,
+) -> LedgerResult<String> {
+    let report: Box<dyn erased::Report> = match query {
+        ReportQuery::TrialBalance { as_of } => {
+            Box::new(super::trial_balance(db, organization, *as_of).await?)
+        }
+        ReportQuery::BalanceSheet { as_of } => {
+            Box::new(super::balance_sheet(db, organization, *as_of).await?)
+        }
+        ReportQuery::IncomeStatement { from, to } => {
+            Box::new(super::income_statement(db, organization, *from, *to).await?)
+        }
+        ReportQuery::GeneralLedger { account, from, to } => {
+            Box::new(super::general_ledger(db, organization, account, *from, *to).await?)
+        }
+        ReportQuery::ArAging { as_of } => {
+            Box::new(super::ar_aging(db, organization, *as_of).await?)
+        }
+    };
+    if !csv {
+        return Ok(report.json());
+    }
+    let value: Value = serde_json::from_str(&report.json()).unwrap_or_default();
+    Ok(to_csv(query, &value))
+}
+
+mod erased {
+    /// A report that serializes.
+    pub(super) trait Report: Send {
+        fn json(&self) -> String;
+    }
+
+    impl<T: serde::Serialize + Send> Report for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).expect("reports serialize")
+        }
+    }
+}
+
+/// The table of a report: which arrays hold its rows (with a `section`
+/// column when there are several), and which fields make the columns.
+fn to_csv(query: &ReportQuery, report: &Value) -> String {
+    let (sections, columns): (&[&str], &[&str]) = match query {
+        ReportQuery::TrialBalance { .. } => (
+            &["accounts"],
+            &["code", "name", "type", "currency", "debit", "credit"],
+        ),
+        ReportQuery::BalanceSheet { .. } => (
+            &["assets", "liabilities", "equity"],
+            &["code", "name", "currency", "amount"],
+        ),
+        ReportQuery::IncomeStatement { .. } => (
+            &["revenue", "expenses"],
+            &["code", "name", "currency", "amount"],
+        ),
+        ReportQuery::GeneralLedger { .. } => (
+            &["rows"],
+            &["date", "entry_id", "memo", "debit", "credit", "balance"],
+        ),
+        ReportQuery::ArAging { .. } => (
+            &["customers"],
+            &[
+                "customer_id",
+                "customer",
+                "currency",
+                "buckets.current",
+                "buckets.days_1_30",
+                "buckets.days_31_60",
+                "buckets.days_61_90",
+                "buckets.over_90",
+                "buckets.total",
+            ],
+        ),
+    };
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    let with_section = sections.len() > 1;
+    let mut header: Vec<&str> = Vec::new();
+    if with_section {
+        header.push("section");
+    }
+    header.extend(columns.iter().map(|c| c.rsplit('.').next().unwrap_or(c)));
+    // Writing into a Vec cannot fail.
+    let _ = writer.write_record(&header);
+    for section in sections {
+        for row in report[*section].as_array().into_iter().flatten() {
+            let mut record: Vec<String> = Vec::new();
+            if with_section {
+                record.push((*section).to_owned());
+            }
+            for column in columns {
+                let value = column.split('.').fold(row, |v, key| &v[key]);
+                record.push(match value {
+                    Value::Null => String::new(),
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                });
+            }
+            let _ = writer.write_record(&record);
+        }
+    }
+    String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        let report = json!({"rows": [
+            {"date": "2026-01-02", "entry_id": 7, "memo": "Lunch, \"client\"\nvisit", "debit": "12.50", "credit": null, "balance": "12.50"},
+        ]});
+        let query = ReportQuery::GeneralLedger {
+            account: "1000".into(),
+            from: NaiveDate::MIN,
+            to: NaiveDate::MAX,
+        };
+        assert_eq!(
+            to_csv(&query, &report),
+            "date,entry_id,memo,debit,credit,balance\r\n\
+             2026-01-02,7,\"Lunch, \"\"client\"\"\nvisit\",12.50,,12.50\r\n"
+        );
+    }
+
+    #[test]
+    fn statements_carry_their_section() {
+        let report = json!({"revenue": [{"code": "4000", "name": "Sales", "currency": "USD", "amount": "10.00"}],
+                            "expenses": [{"code": "5000", "name": "Rent", "currency": "USD", "amount": "4.00"}]});
+        let query = ReportQuery::IncomeStatement {
+            from: NaiveDate::MIN,
+            to: NaiveDate::MAX,
+        };
+        assert_eq!(
+            to_csv(&query, &report),
+            "section,code,name,currency,amount\r\nrevenue,4000,Sales,USD,10.00\r\n\
+             expenses,5000,Rent,USD,4.00\r\n"
+        );
+    }
+
+    #[test]
+    fn parameters_are_checked_when_asked() {
+        let new = |report, params: Value| NewReportJob {
+            report,
+            params: params.as_object().unwrap().clone(),
+            format: ResultFormat::Csv,
+        };
+        assert!(new(ReportName::TrialBalance, json!({})).query().is_ok());
+        assert!(
+            new(ReportName::TrialBalance, json!({"from": "2026-01-01"}))
+                .query()
+                .is_err()
+        );
+        assert!(
+            new(ReportName::IncomeStatement, json!({"from": "2026-01-01"}))
+                .query()
+                .is_err()
+        );
+        assert!(
+            new(
+                ReportName::GeneralLedger,
+                json!({"account": 1000, "from": "2026-01-01", "to": "2026-01-31"})
+            )
+            .query()
+            .is_err()
+        );
+        assert_eq!(
+            new(
+                ReportName::IncomeStatement,
+                json!({"from": "2026-01-01", "to": "2026-01-31"})
+            )
+            .query()
+            .unwrap(),
+            ReportQuery::IncomeStatement {
+                from: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                to: NaiveDate::from_ymd_opt(2026, 1, 31).unwrap(),
+            }
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! Background work: jobs, and recurring invoices.
+
+use super::idempotent::{Keyed, stored};
+use super::{Answer, Books, ClientKey, Result, org};
+use crate::auth::{Principal, Role};
+use crate::jobs::{self, Job, JobStatus, Queue};
+use crate::ledger::payroll::{self, Employee, NewEmployee, NewPayrollRun, PayrollRule, PayrollRun};
+use crate::ledger::recurring::{self, NewRecurringInvoice, Preview, RecurringInvoice};
+use crate::ledger::report_jobs::{self, NewReportJob, ReportJob, ResultFormat};
+use crate::ledger::{self, LedgerError};
+
+/// The most occurrences a preview shows.
+pub const MAX_PREVIEW: usize = 1000;
+
+fn no_such_job() -> LedgerError {
+    LedgerError::NotFound("There is no such job.".to_owned())
+}
+
+impl Books<'_> {
+    /// One job of the organization.
+    pub async fn job(&self, caller: &Principal, id: i64) -> Result<Job> {
+        self.run("job", Some(caller), Role::Viewer, async {
+            jobs::get_job(self.app.database(), &org(caller), id)
+                .await?
+                .ok_or_else(|| no_such_job().into())
+        })
+        .await
+    }
+
+    /// The organization's jobs, newest first (at most 1000).
+    pub async fn jobs(
+        &self,
+        caller: &Principal,
+        queue: Option<Queue>,
+        status: Option<JobStatus>,
+    ) -> Result<Vec<Job>> {
+        self.run("jobs", Some(caller), Role::Viewer, async {
+            Ok(jobs::list_jobs(self.app.database(), &org(caller), queue, status).await?)
+        })
+        .await
+    }
+
+    /// Queues a dead job again (`409 JOB_NOT_DEAD` for any other).
+    pub async fn retry_job(&self, caller: &Principal, id: i64) -> Result<Job> {
+        self.run("retry_job", Some(caller), Role::Accountant, async {
+            let (job, retried) = jobs::retry_job(self.app.database(), &org(caller), id)
+                .await?
+                .ok_or_else(no_such_job)?;
+            if !retried {
+                return Err(LedgerError::Conflict {
+                    code: "JOB_NOT_DEAD",
+                    message: format!(
+                        "Job {id} is {}; only a dead job can be retried.",
+                        job.status.as_str()
+                    ),
+                }
+                .into());
+            }
+            self.app.jobs().wake(job.queue);
+            Ok(job)
+        })
+        .await
+    }
+
+    /// Creates a recurring invoice; its occurrences already due (a start in
+    /// the past) are asked for in the same transaction.
+    pub async fn create_recurring_invoice(
+        &self,
+        caller: &Principal,
+        new: NewRecurringInvoice,
+        key: Option<ClientKey>,
+    ) -> Result<Answer<RecurringInvoice>> {
+        let keyed = Keyed {
+            operation: "create_recurring_invoice",
+            target: None,
+            input: &new,
+        };
+        let new = &new;
+        let answer = self
+            .run_keyed(caller, Role::Accountant, key, keyed, |key| async move {
+                let render = |recurring: &RecurringInvoice| stored(recurring);
+                let key = key
+                    .as_ref()
+                    .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
+                let (recurring, _asked) = recurring::create_recurring(
+                    self.app.ledger(),
+                    &org(caller),
+                    new.clone(),
+                    chrono::Utc::now(),
+                    key,
+                )
+                .await?;
+                Ok(recurring)
+            })
+            .await?;
+        self.app.jobs().wake(Queue::RecurringInvoices);
+        Ok(answer)
+    }
+
+    /// The organization's recurring invoices.
+    pub async fn recurring_invoices(&self, caller: &Principal) -> Result<Vec<RecurringInvoice>> {
+        self.run("recurring_invoices", Some(caller), Role::Viewer, async {
+            Ok(recurring::list_recurring(self.app.database(), &org(caller)).await?)
+        })
+        .await
+    }
+
+    /// One recurring invoice.
+    pub async fn recurring_invoice(&self, caller: &Principal, id: i64) -> Result<RecurringInvoice> {
+        self.run("recurring_invoice", Some(caller), Role::Viewer, async {
+            Ok(recurring::get_recurring(self.app.database(), &org(caller), id).await?)
+        })
+        .await
+    }
+
+    /// The next `count` (1 to 1000) occurrences not yet asked for.
+    pub async fn preview_recurring_invoice(
+        &self,
+        caller: &Principal,
+        id: i64,
+        count: usize,
+    ) -> Result<Preview> {
+        self.run(
+            "preview_recurring_invoice",
+            Some(caller),
+            Role::Viewer,
+            async {
+                if !(1..=MAX_PREVIEW).contains(&count) {
+                    return Err(LedgerError::invalid(
+                        "INVALID_FIELD",
+                        format!("count is a whole number from 1 to {MAX_PREVIEW}."),
+                    )
+                    .into());
+                }
+                Ok(recurring::preview(self.app.database(), &org(caller), id, count).await?)
+            },
+        )
+        .await
+    }
+
+    /// Asks for a report as a job; its query is checked now (`422`), and
+    /// recorded with the job in one transaction.
+    pub async fn create_report_job(
+        &self,
+        caller: &Principal,
+        new: NewReportJob,
+    ) -> Result<ReportJob> {
+        let job = self
+            .run("create_report_job", Some(caller), Role::Viewer, async {
+                Ok(report_jobs::create_report_job(self.app.database(), &org(caller), &new).await?)
+            })
+            .await?;
+        self.app.jobs().wake(Queue::ReportGeneration);
+        Ok(job)
+    }
+
+    /// A report job.
+    pub async fn report_job(&self, caller: &Principal, id: i64) -> Result<ReportJob> {
+        self.run("report_job", Some(caller), Role::Viewer, async {
+            Ok(report_jobs::get_report_job(self.app.database(), &org(caller), id).await?)
+        })
+        .await
+    }
+
+    /// The stored result of a report job (`409 REPORT_NOT_READY` before).
+    pub async fn report_result(
+        &self,
+        caller: &Principal,
+        id: i64,
+    ) -> Result<(ResultFormat, String)> {
+        self.run("report_result", Some(caller), Role::Viewer, async {
+            Ok(report_jobs::report_result(self.app.database(), &org(caller), id).await?)
+        })
+        .await
+    }
+
+    /// Adds an employee.
+    pub async fn create_employee(&self, caller: &Principal, new: NewEmployee) -> Result<Employee> {
+        self.run("create_employee", Some(caller), Role::Accountant, async {
+            Ok(payroll::create_employee(self.app.ledger(), &org(caller), new).await?)
+        })
+        .await
+    }
+
+    /// The organization's employees.
+    pub async fn employees(&self, caller: &Principal) -> Result<Vec<Employee>> {
+        self.run("employees", Some(caller), Role::Viewer, async {
+            Ok(payroll::list_employees(self.app.ledger(), &org(caller)).await?)
+        })
+        .await
+    }
+
+    /// The organization's payroll rules.
+    pub async fn payroll_rules(&self, caller: &Principal) -> Result<Vec<PayrollRule>> {
+        self.run("payroll_rules", Some(caller), Role::Viewer, async {
+            Ok(payroll::get_rules(self.app.database(), &org(caller)).await?)
+        })
+        .await
+    }
+
+    /// Replaces the organization's payroll rules.
+    pub async fn put_payroll_rules(
+        &self,
+        caller: &Principal,
+        rules: Vec<PayrollRule>,
+    ) -> Result<Vec<PayrollRule>> {
+        self.run("put_payroll_rules", Some(caller), Role::Accountant, async {
+            Ok(payroll::put_rules(self.app.ledger(), &org(caller), rules).await?)
+        })
+        .await
+    }
+
+    /// Asks for a pay run (`409 PAYROLL_PERIOD_OVERLAP` when another run
+    /// pays some of the same employees for part of the period).
+    pub async fn create_payroll_run(
+        &self,
+        caller: &Principal,
+        new: NewPayrollRun,
+    ) -> Result<PayrollRun> {
+        let run = self
+            .run(
+                "create_payroll_run",
+                Some(caller),
+                Role::Accountant,
+                async { Ok(payroll::create_run(self.app.ledger(), &org(caller), new).await?) },
+            )
+            .await?;
+        self.app.jobs().wake(Queue::PayrollProcessing);
+        Ok(run)
+    }
+
+    /// A pay run, with its payslips once posted.
+    pub async fn payroll_run(&self, caller: &Principal, id: i64) -> Result<PayrollRun> {
+        self.run("payroll_run", Some(caller), Role::Viewer, async {
+            Ok(payroll::get_run(self.app.database(), &org(caller), id).await?)
+        })
+        .await
+    }
+}

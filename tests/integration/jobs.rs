@@ -1,0 +1,804 @@
+//! Background jobs and recurring invoices, on both transports: Redis
+//! Streams over PostgreSQL (several processes share the work), and straight
+//! from the outbox on SQLite (the embedded default, no Redis).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use chrono::{Days, NaiveDate, Utc};
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::books::{Books, Store};
+use crate::support::services::Redis;
+
+/// What carries the jobs in a test.
+#[derive(Debug, Clone, Copy)]
+enum Carrier {
+    /// PostgreSQL and a private Redis, `JOB_TRANSPORT=redis`.
+    Redis,
+    /// SQLite, no Redis, `JOB_TRANSPORT=database`.
+    Database,
+}
+
+struct Setup {
+    books: Books,
+    redis: Option<Redis>,
+    token: String,
+    customer: i64,
+}
+
+async fn start(carrier: Carrier) -> Setup {
+    let quick = [
+        ("RECURRING_SCAN_MS", "200".to_owned()),
+        ("JOB_LEASE_MS", "2000".to_owned()),
+        ("JOB_RETRY_BASE_MS", "100".to_owned()),
+    ];
+    let (books, redis) = match carrier {
+        Carrier::Redis => {
+            let redis = Redis::start().await;
+            let mut vars = quick.to_vec();
+            vars.push(("REDIS_URL", redis.url()));
+            vars.push(("JOB_TRANSPORT", "redis".to_owned()));
+            (Books::start_with(Store::Postgres, &vars).await, Some(redis))
+        }
+        Carrier::Database => {
+            let mut vars = quick.to_vec();
+            vars.push(("JOB_TRANSPORT", "database".to_owned()));
+            (Books::start_with(Store::Sqlite, &vars).await, None)
+        }
+    };
+    let token = books
+        .register(&format!("jobs-{}@acme.test", uuid::Uuid::new_v4()), "USD")
+        .await;
+    let (status, customer) = books
+        .call(
+            "POST",
+            "/api/customers",
+            Some(&token),
+            Some(json!({"name": "Initech"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{customer}");
+    let customer = customer["id"].as_i64().unwrap();
+    Setup {
+        books,
+        redis,
+        token,
+        customer,
+    }
+}
+
+fn today() -> NaiveDate {
+    Utc::now().date_naive()
+}
+
+/// A weekly template whose start is `weeks` weeks before today (UTC): it
+/// has `weeks + 1` occurrences due.
+fn weekly(customer: i64, weeks: u64, auto_issue: bool) -> Value {
+    let start = today().checked_sub_days(Days::new(7 * weeks)).unwrap();
+    json!({
+        "customer_id": customer,
+        "lines": [{"description": "Hosting", "quantity": "1", "unit_price": "49.90", "tax_rate": "0.1"}],
+        "schedule": {"frequency": "weekly", "interval": 1, "start": start.to_string()},
+        "due_days": 14,
+        "auto_issue": auto_issue,
+    })
+}
+
+/// The invoices generated from recurring templates.
+async fn occurrences(books: &Books, token: &str) -> Vec<Value> {
+    let (status, invoices) = books.call("GET", "/api/invoices", Some(token), None).await;
+    assert_eq!(status, StatusCode::OK, "{invoices}");
+    invoices
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| !i["recurring_id"].is_null())
+        .cloned()
+        .collect()
+}
+
+/// Waits until `expected` occurrences exist (and, with `issued`, are all
+/// issued); panics after `limit`.
+async fn wait_for_occurrences(
+    books: &Books,
+    token: &str,
+    expected: usize,
+    issued: bool,
+    limit: Duration,
+) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let found = occurrences(books, token).await;
+        let done =
+            found.len() >= expected && (!issued || found.iter().all(|i| i["status"] == "issued"));
+        if done {
+            return found;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{} of {expected} occurrences after {limit:?}; jobs: {}",
+            found.len(),
+            books.call("GET", "/api/jobs", Some(token), None).await.1
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every occurrence is one invoice: no (template, period) twice.
+fn assert_unique(invoices: &[Value]) {
+    let keys: HashSet<(i64, String)> = invoices
+        .iter()
+        .map(|i| {
+            (
+                i["recurring_id"].as_i64().unwrap(),
+                i["period"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys.len(),
+        invoices.len(),
+        "an occurrence was generated twice"
+    );
+}
+
+async fn a_template_in_the_past_is_caught_up_once(carrier: Carrier) {
+    let setup = start(carrier).await;
+    let (books, token) = (&setup.books, setup.token.as_str());
+    let (status, template) = books
+        .call(
+            "POST",
+            "/api/recurring-invoices",
+            Some(token),
+            Some(weekly(setup.customer, 52, true)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{template}");
+    assert_eq!(template["occurrences"], 53);
+    let invoices = wait_for_occurrences(books, token, 53, true, Duration::from_secs(30)).await;
+    assert_unique(&invoices);
+    let mut periods: Vec<&str> = invoices
+        .iter()
+        .map(|i| i["period"].as_str().unwrap())
+        .collect();
+    periods.sort_unstable();
+    let start = today().checked_sub_days(Days::new(7 * 52)).unwrap();
+    assert_eq!(periods.first().copied(), Some(start.to_string().as_str()));
+    assert_eq!(periods.last().copied(), Some(today().to_string().as_str()));
+    // Each occurrence is issued on its own date and due 14 days later.
+    for invoice in &invoices {
+        let period =
+            NaiveDate::parse_from_str(invoice["period"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+        assert_eq!(invoice["issue_date"], period.to_string());
+        assert_eq!(
+            invoice["due_date"],
+            period.checked_add_days(Days::new(14)).unwrap().to_string()
+        );
+        assert_eq!(invoice["total"], "54.89");
+    }
+    // Receivables hold the 53 invoices exactly.
+    let (_, trial) = books
+        .call("GET", "/api/reports/trial-balance", Some(token), None)
+        .await;
+    let receivable = trial["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["code"] == "1100")
+        .unwrap();
+    assert_eq!(receivable["debit"], "2909.17", "{trial}");
+
+    // Later scans find nothing new; the jobs all succeeded once.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(occurrences(books, token).await.len(), 53);
+    let (_, jobs) = books
+        .call(
+            "GET",
+            "/api/jobs?queue=recurring-invoices&status=succeeded",
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(jobs.as_array().unwrap().len(), 53, "{jobs}");
+    let job = &jobs[0];
+    assert_eq!(job["attempts"], 1);
+    assert!(job["error"].is_null());
+    let (status, one) = books
+        .call(
+            "GET",
+            &format!("/api/jobs/{}", job["id"]),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one, *job);
+
+    // The next occurrences, computed from the start.
+    let (status, preview) = books
+        .call(
+            "GET",
+            &format!("/api/recurring-invoices/{}/preview?count=3", template["id"]),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let next: Vec<String> = (1..=3)
+        .map(|w| {
+            today()
+                .checked_add_days(Days::new(7 * w))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(preview["dates"], json!(next));
+
+    // Health and metrics show the queues at work, and nothing waiting.
+    let health = books.server.health().await;
+    let queues = &health["dependencies"]["jobQueues"];
+    assert_eq!(queues["status"], "healthy", "{queues}");
+    assert_eq!(queues["queues"]["recurring-invoices"], true);
+    assert_eq!(queues["stats"]["recurring-invoices"]["waiting"], 0);
+    let metrics = books
+        .server
+        .get("/api/monitoring/metrics")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "accubooks_jobs_total{outcome=\"succeeded\",queue=\"recurring-invoices\"} 53"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("accubooks_job_dead{queue=\"payroll-processing\"} 0"));
+    drop(setup.redis);
+}
+
+async fn bad_templates_are_refused_and_change_nothing(carrier: Carrier) {
+    let setup = start(carrier).await;
+    let (books, token) = (&setup.books, setup.token.as_str());
+    let mut bad = weekly(setup.customer, 3, false);
+    bad["schedule"]["interval"] = json!(0);
+    let (status, body) = books
+        .call("POST", "/api/recurring-invoices", Some(token), Some(bad))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "INVALID_SCHEDULE");
+    let mut unknown = weekly(setup.customer, 3, false);
+    unknown["customer_id"] = json!(999_999);
+    let (status, body) = books
+        .call(
+            "POST",
+            "/api/recurring-invoices",
+            Some(token),
+            Some(unknown),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = books
+        .call(
+            "PUT",
+            "/api/settings",
+            Some(token),
+            Some(json!({"timezone": "Mars/Olympus_Mons"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "INVALID_TIMEZONE");
+    let (status, settings) = books
+        .call(
+            "PUT",
+            "/api/settings",
+            Some(token),
+            Some(json!({"timezone": "America/New_York"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{settings}");
+    assert_eq!(
+        settings,
+        json!({"tax_rounding": "line", "timezone": "America/New_York"})
+    );
+    let (_, templates) = books
+        .call("GET", "/api/recurring-invoices", Some(token), None)
+        .await;
+    assert_eq!(templates, json!([]));
+    let (_, jobs) = books.call("GET", "/api/jobs", Some(token), None).await;
+    assert_eq!(jobs, json!([]));
+    let (status, body) = books
+        .call("GET", "/api/jobs?status=sleeping", Some(token), None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) = books
+        .call("GET", "/api/jobs/424242", Some(token), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Polls a report job until it has succeeded; answers its result's content
+/// type and text.
+async fn report_result(books: &Books, token: &str, job: &Value) -> (String, String) {
+    let started = Instant::now();
+    loop {
+        let (status, now) = books
+            .call(
+                "GET",
+                &format!("/api/report-jobs/{}", job["id"]),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{now}");
+        if now["status"] == "succeeded" {
+            assert!(now["finished_at"].is_string(), "{now}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20) && now["status"] != "dead",
+            "{now}: {}",
+            books.call("GET", "/api/jobs", Some(token), None).await.1
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = books
+        .server
+        .client
+        .get(format!(
+            "{}/api/report-jobs/{}/result",
+            books.server.base, job["id"]
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()[http::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (content_type, response.text().await.unwrap())
+}
+
+async fn reports_run_as_jobs_in_json_and_csv(carrier: Carrier) {
+    let setup = start(carrier).await;
+    let (books, token) = (&setup.books, setup.token.as_str());
+    let (status, entry) = books
+        .call(
+            "POST",
+            "/api/journal-entries",
+            Some(token),
+            Some(
+                json!({"date": "2026-01-31", "memo": "Owner's \"seed\", capital", "lines": [
+                    {"account": "1000", "debit": "1500.00"},
+                    {"account": "3000", "credit": "1500.00"},
+                ]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{entry}");
+    let (_, direct) = books
+        .call(
+            "GET",
+            "/api/reports/trial-balance?as_of=2026-02-01",
+            Some(token),
+            None,
+        )
+        .await;
+
+    let ask = |report: &str, params: Value, format: &str| json!({"report": report, "params": params, "format": format});
+    let (status, job) = books
+        .call(
+            "POST",
+            "/api/report-jobs",
+            Some(token),
+            Some(ask("trial-balance", json!({"as_of": "2026-02-01"}), "json")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    assert!(job["job_id"].is_i64());
+    let (content_type, text) = report_result(books, token, &job).await;
+    assert_eq!(content_type, "application/json");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), direct);
+
+    let (status, job) = books
+        .call(
+            "POST",
+            "/api/report-jobs",
+            Some(token),
+            Some(ask(
+                "general-ledger",
+                json!({"account": "1000", "from": "2026-01-01", "to": "2026-12-31"}),
+                "csv",
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let (content_type, text) = report_result(books, token, &job).await;
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    let entry_id = entry["id"].as_i64().unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "date,entry_id,memo,debit,credit,balance\r\n\
+             2026-01-31,{entry_id},\"Owner's \"\"seed\"\", capital\",1500.00,,1500.00\r\n"
+        )
+    );
+
+    // Bad asks are refused and record nothing.
+    for bad in [
+        ask("trial-balance", json!({"from": "2026-01-01"}), "csv"),
+        ask("income-statement", json!({"from": "2026-01-01"}), "json"),
+        ask("balance-sheet", json!({}), "xlsx"),
+        ask("cash-flow", json!({}), "json"),
+    ] {
+        let (status, body) = books
+            .call("POST", "/api/report-jobs", Some(token), Some(bad.clone()))
+            .await;
+        assert!(status.is_client_error(), "{bad}: {status} {body}");
+    }
+    let (_, jobs) = books
+        .call(
+            "GET",
+            "/api/jobs?queue=report-generation",
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(jobs.as_array().unwrap().len(), 2, "{jobs}");
+    let (status, _) = books
+        .call("GET", "/api/report-jobs/99999/result", Some(token), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Cents of a decimal string.
+fn cents(text: &Value) -> i64 {
+    let text = text
+        .as_str()
+        .unwrap_or_else(|| panic!("not a string: {text}"));
+    let (units, fraction) = text.split_once('.').unwrap();
+    units.parse::<i64>().unwrap() * 100 + fraction.parse::<i64>().unwrap()
+}
+
+async fn wait_posted(books: &Books, token: &str, run: &Value) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, now) = books
+            .call(
+                "GET",
+                &format!("/api/payroll-runs/{}", run["id"]),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{now}");
+        if now["status"] == "posted" {
+            return now;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20) && now["job_status"] != "dead",
+            "{now}: {}",
+            books.call("GET", "/api/jobs", Some(token), None).await.1
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn pay_runs_post_one_balanced_entry_and_stop_at_caps(carrier: Carrier) {
+    let setup = start(carrier).await;
+    let (books, token) = (&setup.books, setup.token.as_str());
+    for (code, name, kind) in [
+        ("5100", "Wages", "expense"),
+        ("2200", "Withholding payable", "liability"),
+        ("2300", "Employer taxes payable", "liability"),
+    ] {
+        let (status, body) = books
+            .call(
+                "POST",
+                "/api/accounts",
+                Some(token),
+                Some(json!({"code": code, "name": name, "type": kind, "currency": "USD"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let rules = json!([
+        {"name": "Social security", "kind": "deduction", "rate": "0.062", "annual_cap": "500.00", "account": "2200"},
+        {"name": "Health plan", "kind": "deduction", "amount": "50.00", "account": "2200"},
+        {"name": "Employer social security", "kind": "employer", "rate": "0.062", "account": "2300"},
+    ]);
+    let (status, body) = books
+        .call(
+            "PUT",
+            "/api/payroll/rules",
+            Some(token),
+            Some(rules.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut ids = Vec::new();
+    for employee in [
+        json!({"name": "Ada", "pay": {"type": "salary", "annual": "60000.00"}, "frequency": "monthly", "start_date": "2026-01-01"}),
+        json!({"name": "Bob", "pay": {"type": "hourly", "rate": "25.00"}, "frequency": "monthly", "start_date": "2025-06-01"}),
+        // Starts on Wednesday 11 March: 15 of March's 22 working days.
+        json!({"name": "Cy", "pay": {"type": "salary", "annual": "48000.00"}, "frequency": "monthly", "start_date": "2026-03-11"}),
+    ] {
+        let (status, body) = books
+            .call("POST", "/api/employees", Some(token), Some(employee))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.push(body["id"].as_i64().unwrap());
+    }
+    let (ada, bob, cy) = (ids[0], ids[1], ids[2]);
+    let month = |from: &str, to: &str, hours: Value| json!({"period_start": from, "period_end": to, "pay_date": to, "hours": hours});
+
+    // Refused asks change nothing.
+    for (bad, code) in [
+        (
+            month(
+                "2026-03-01",
+                "2026-03-31",
+                json!({ada.to_string(): "10.00"}),
+            ),
+            "INVALID_PAYROLL",
+        ),
+        (
+            month("2026-03-01", "2026-03-31", json!({"4242": "10.00"})),
+            "INVALID_PAYROLL",
+        ),
+        (
+            month("2026-03-01", "2026-03-31", json!({})),
+            "INVALID_PAYROLL",
+        ),
+        (
+            month("2026-03-31", "2026-03-01", json!({})),
+            "INVALID_FIELD",
+        ),
+    ] {
+        let (status, body) = books
+            .call("POST", "/api/payroll-runs", Some(token), Some(bad))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["code"], code, "{body}");
+    }
+
+    let (status, run) = books
+        .call(
+            "POST",
+            "/api/payroll-runs",
+            Some(token),
+            Some(month(
+                "2026-03-01",
+                "2026-03-31",
+                json!({bob.to_string(): "80.00"}),
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    assert_eq!(run["status"], "pending");
+    let posted = wait_posted(books, token, &run).await;
+    let slips = posted["payslips"].as_array().unwrap();
+    let slip = |id: i64| {
+        slips
+            .iter()
+            .find(|s| s["employee_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        slip(ada),
+        json!({"employee_id": ada, "gross": "5000.00",
+               "deductions": [{"name": "Social security", "amount": "310.00"}, {"name": "Health plan", "amount": "50.00"}],
+               "employer": [{"name": "Employer social security", "amount": "310.00"}],
+               "net": "4640.00"})
+    );
+    assert_eq!(slip(bob)["gross"], "2000.00");
+    assert_eq!(slip(cy)["gross"], "2727.27");
+    // The run's entry holds its payslips to the cent.
+    let (_, entry) = books
+        .call(
+            "GET",
+            &format!("/api/journal-entries/{}", posted["entry_id"]),
+            Some(token),
+            None,
+        )
+        .await;
+    let line = |code: &str, side: &str| -> i64 {
+        entry["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["account"] == code && !l[side].is_null())
+            .map(|l| cents(&l[side]))
+            .sum()
+    };
+    let sum = |field: &str| slips.iter().map(|s| cents(&s[field])).sum::<i64>();
+    let part = |list: &str| -> i64 {
+        slips
+            .iter()
+            .flat_map(|s| s[list].as_array().unwrap().clone())
+            .map(|l| cents(&l["amount"]))
+            .sum()
+    };
+    assert_eq!(
+        line("5100", "debit"),
+        sum("gross") + part("employer"),
+        "{entry}"
+    );
+    assert_eq!(line("2200", "credit"), part("deductions"), "{entry}");
+    assert_eq!(line("2300", "credit"), part("employer"), "{entry}");
+    assert_eq!(line("1000", "credit"), sum("net"), "{entry}");
+    assert_eq!(sum("gross") - part("deductions"), sum("net"));
+
+    // An overlapping run of the same employees is refused.
+    let (status, body) = books
+        .call(
+            "POST",
+            "/api/payroll-runs",
+            Some(token),
+            Some(month(
+                "2026-03-15",
+                "2026-04-15",
+                json!({bob.to_string(): "80.00"}),
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "PAYROLL_PERIOD_OVERLAP");
+
+    // April: Ada's social security stops at its 500.00 cap; May takes none.
+    for (from, to, expected) in [
+        ("2026-04-01", "2026-04-30", "190.00"),
+        ("2026-05-01", "2026-05-31", "0.00"),
+    ] {
+        let (status, run) = books
+            .call(
+                "POST",
+                "/api/payroll-runs",
+                Some(token),
+                Some(month(from, to, json!({bob.to_string(): "80.00"}))),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+        let posted = wait_posted(books, token, &run).await;
+        let ada_slip = posted["payslips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["employee_id"] == ada)
+            .unwrap()
+            .clone();
+        assert_eq!(
+            ada_slip["deductions"][0],
+            json!({"name": "Social security", "amount": expected})
+        );
+        assert_eq!(ada_slip["employer"][0]["amount"], "310.00");
+    }
+    let (_, jobs) = books
+        .call(
+            "GET",
+            "/api/jobs?queue=payroll-processing",
+            Some(token),
+            None,
+        )
+        .await;
+    assert!(
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["status"] == "succeeded" && j["attempts"] == 1),
+        "{jobs}"
+    );
+    assert_eq!(jobs.as_array().unwrap().len(), 3);
+}
+
+mod redis_transport {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pay_runs_post_one_balanced_entry_and_stop_at_caps() {
+        super::pay_runs_post_one_balanced_entry_and_stop_at_caps(Carrier::Redis).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reports_run_as_jobs_in_json_and_csv() {
+        super::reports_run_as_jobs_in_json_and_csv(Carrier::Redis).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_template_in_the_past_is_caught_up_once() {
+        super::a_template_in_the_past_is_caught_up_once(Carrier::Redis).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_templates_are_refused_and_change_nothing() {
+        super::bad_templates_are_refused_and_change_nothing(Carrier::Redis).await
+    }
+
+    /// Redis killed while work is asked for: the API keeps accepting it, the
+    /// queues say they are degraded with a growing outbox, and once Redis is
+    /// back (empty: nothing was persisted) every job runs, once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_redis_outage_delays_jobs_and_loses_none() {
+        let mut setup = start(Carrier::Redis).await;
+        let (books, token) = (&setup.books, setup.token.clone());
+        // Work before the outage, some of it possibly still queued in Redis.
+        for _ in 0..3 {
+            let (status, _) = books
+                .call(
+                    "POST",
+                    "/api/recurring-invoices",
+                    Some(&token),
+                    Some(weekly(setup.customer, 4, true)),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        setup.redis.as_mut().unwrap().kill();
+        books
+            .server
+            .wait_for_dependency("redis", "unavailable", Duration::from_secs(10))
+            .await;
+        for _ in 0..5 {
+            let (status, body) = books
+                .call(
+                    "POST",
+                    "/api/recurring-invoices",
+                    Some(&token),
+                    Some(weekly(setup.customer, 4, true)),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        let started = Instant::now();
+        let health = loop {
+            let health = books.server.health().await;
+            if health["dependencies"]["jobQueues"]["outbox"].as_i64() >= Some(25) {
+                break health;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "{health}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let queues = &health["dependencies"]["jobQueues"];
+        assert_eq!(queues["status"], "degraded", "{queues}");
+        assert_eq!(queues["queues"]["recurring-invoices"], false);
+        setup.redis.as_mut().unwrap().restart().await;
+        let invoices = wait_for_occurrences(books, &token, 40, true, Duration::from_secs(30)).await;
+        assert_eq!(invoices.len(), 40);
+        assert_unique(&invoices);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(occurrences(books, &token).await.len(), 40);
+        books
+            .server
+            .wait_for_dependency("jobQueues", "healthy", Duration::from_secs(10))
+            .await;
+    }
+}
+
+mod database_transport {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pay_runs_post_one_balanced_entry_and_stop_at_caps() {
+        super::pay_runs_post_one_balanced_entry_and_stop_at_caps(Carrier::Database).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reports_run_as_jobs_in_json_and_csv() {
+        super::reports_run_as_jobs_in_json_and_csv(Carrier::Database).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_template_in_the_past_is_caught_up_once() {
+        super::a_template_in_the_past_is_caught_up_once(Carrier::Database).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_templates_are_refused_and_change_nothing() {
+        super::bad_templates_are_refused_and_change_nothing(Carrier::Database).await
+    }
+}
