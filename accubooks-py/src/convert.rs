@@ -36,11 +36,25 @@ const DATE_FIELDS: &[&str] = &[
     "due_date",
     "issue_date",
     "void_date",
+    "period",
+    "start",
+    "end",
+    "next_date",
+    "period_start",
+    "period_end",
+    "pay_date",
+    "start_date",
+    "end_date",
 ];
 
 /// Fields of book answers that hold money as a decimal string.
 const MONEY_FIELDS: &[&str] = &[
     "amount",
+    "annual",
+    "annual_cap",
+    "gross",
+    "net",
+    "rate",
     "assets",
     "balance",
     "closing_balance",
@@ -104,6 +118,14 @@ pub(crate) const VARIABLES: &[&str] = &[
     "REQUEST_TIMEOUT_MS",
     "BODY_LIMIT_BYTES",
     "DRAIN_TIMEOUT_MS",
+    "JOB_TRANSPORT",
+    "JOB_CONCURRENCY",
+    "JOB_LEASE_MS",
+    "JOB_MAX_ATTEMPTS",
+    "JOB_RETRY_BASE_MS",
+    "JOB_RETRY_MAX_MS",
+    "JOB_BACKLOG_SECONDS",
+    "RECURRING_SCAN_MS",
 ];
 
 /// How an answer is turned into Python objects.
@@ -194,6 +216,25 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
         .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "object".to_owned())
+}
+
+/// A structured argument (dicts, lists, strings, numbers) read as the JSON
+/// of `T`, the use case's input: `Decimal`s and dates become their text, as
+/// the HTTP API writes them. A mismatch is a 422 naming `what`.
+pub(crate) fn json_arg<T: serde::de::DeserializeOwned>(
+    value: &Bound<'_, PyAny>,
+    what: &str,
+) -> PyResult<T> {
+    let py = value.py();
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("default", py.import("builtins")?.getattr("str")?)?;
+    let text: String = py
+        .import("json")?
+        .call_method("dumps", (value,), Some(&kwargs))?
+        .extract()?;
+    serde_json::from_str(&text).map_err(|err| {
+        crate::error::invalid("INVALID_FIELD", format!("{what} is not valid: {err}.")).into()
+    })
 }
 
 /// A date argument: `datetime.date` or `"YYYY-MM-DD"` (checked by the core).

@@ -12,7 +12,11 @@
 use std::sync::Arc;
 
 use accubooks_core::http::ApiError;
+use accubooks_core::jobs::{JobStatus, Queue};
 use accubooks_core::ledger::invoice_totals::TaxRounding;
+use accubooks_core::ledger::payroll::{NewEmployee, NewPayrollRun, PayrollRule};
+use accubooks_core::ledger::recurring::NewRecurringInvoice;
+use accubooks_core::ledger::report_jobs::NewReportJob;
 use accubooks_core::ledger::{
     ExportFormat, NewCreditNote, NewCustomer, NewInvoice, NewUser, SettingsChange,
 };
@@ -429,6 +433,225 @@ organization_classes! {
         async move {
             let caller = instance.caller(&org).await?;
             json(instance.books().credit_note(&caller, id, new, key(idempotency_key)).await)
+        }
+    }
+
+    /// Background jobs, newest first (at most 1000): `queue` is
+    /// `"recurring-invoices"`, `"payroll-processing"` or `"report-generation"`,
+    /// `status` one of `pending`, `queued`, `running`, `succeeded`, `failed`, `dead`.
+    #[pyo3(signature = (queue = None, status = None))]
+    fn jobs [instance, org] (queue: Option<String>, status: Option<String>) {
+        let queue = queue
+            .map(|name| Queue::parse(&name).ok_or_else(|| invalid("INVALID_FIELD", format!("{name:?} is not a queue."))))
+            .transpose()?;
+        let status = status
+            .map(|name| JobStatus::parse(&name).ok_or_else(|| invalid("INVALID_FIELD", format!("{name:?} is not a job status."))))
+            .transpose()?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().jobs(&caller, queue, status).await)
+        }
+    }
+
+    /// A background job.
+    #[pyo3(signature = (id))]
+    fn job [instance, org] (id: i64) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().job(&caller, id).await)
+        }
+    }
+
+    /// Queues a dead job again.
+    #[pyo3(signature = (id))]
+    fn retry_job [instance, org] (id: i64) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().retry_job(&caller, id).await)
+        }
+    }
+
+    /// Creates a recurring invoice: `schedule` is a dict of `frequency`
+    /// (`"weekly"`, `"monthly"`, `"quarterly"`, `"yearly"`), `interval`, `start`,
+    /// `end` and `count`; every occurrence on or before today (in the
+    /// organization's time zone) becomes one invoice.
+    #[pyo3(signature = (customer_id, lines, schedule, due_days = 30, auto_issue = false, currency = None, *, idempotency_key = None))]
+    fn create_recurring_invoice [instance, org] (
+        customer_id: i64,
+        lines: &Bound<'_, PyAny>,
+        schedule: &Bound<'_, PyAny>,
+        due_days: u32,
+        auto_issue: bool,
+        currency: Option<String>,
+        idempotency_key: Option<String>,
+    ) {
+        let new = NewRecurringInvoice {
+            customer_id,
+            currency,
+            lines: convert::invoice_lines_arg(lines)?,
+            schedule: convert::json_arg(schedule, "schedule")?,
+            due_days,
+            auto_issue,
+        };
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().create_recurring_invoice(&caller, new, key(idempotency_key)).await)
+        }
+    }
+
+    /// The organization's recurring invoices.
+    #[pyo3(signature = ())]
+    fn recurring_invoices [instance, org] () {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().recurring_invoices(&caller).await)
+        }
+    }
+
+    /// A recurring invoice.
+    #[pyo3(signature = (id))]
+    fn recurring_invoice [instance, org] (id: i64) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().recurring_invoice(&caller, id).await)
+        }
+    }
+
+    /// The next `count` occurrences of a recurring invoice not yet generated.
+    #[pyo3(signature = (id, count = 12))]
+    fn preview_recurring_invoice [instance, org] (id: i64, count: usize) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().preview_recurring_invoice(&caller, id, count).await)
+        }
+    }
+
+    /// Asks for a report as a job (`"trial-balance"`, `"balance-sheet"`,
+    /// `"income-statement"`, `"general-ledger"`, `"ar-aging"`) with the
+    /// report's query as `params`, in `"json"` or `"csv"`.
+    #[pyo3(signature = (report, params = None, format = "json"))]
+    fn create_report_job [instance, org] (report: &str, params: Option<&Bound<'_, PyAny>>, format: &str) {
+        let params: serde_json::Map<String, Value> = match params {
+            Some(params) if !params.is_none() => convert::json_arg(params, "params")?,
+            _ => serde_json::Map::new(),
+        };
+        let new: NewReportJob = serde_json::from_value(serde_json::json!({
+            "report": report, "params": params, "format": format,
+        }))
+        .map_err(|_| invalid("INVALID_FIELD", format!("{report:?} in {format:?} is not a report job: see the report and format names.")))?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().create_report_job(&caller, new).await)
+        }
+    }
+
+    /// A report job and its status.
+    #[pyo3(signature = (id))]
+    fn report_job [instance, org] (id: i64) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().report_job(&caller, id).await)
+        }
+    }
+
+    /// The stored result of a report job, as text (JSON or CSV); raises
+    /// `REPORT_NOT_READY` (409) until it exists.
+    #[pyo3(signature = (id))]
+    fn report_result [instance, org] (id: i64) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            let (_, text) = instance.books().report_result(&caller, id).await.map_err(ApiError::from)?;
+            Ok::<_, crate::error::Failure>(Value::String(text))
+        }
+    }
+
+    /// Adds an employee: `pay` is `{"type": "salary", "annual": "60000.00"}`
+    /// or `{"type": "hourly", "rate": "25.00"}`; `frequency` is `"weekly"`,
+    /// `"biweekly"`, `"semimonthly"` or `"monthly"`.
+    #[pyo3(signature = (name, pay, frequency, start_date, end_date = None))]
+    fn create_employee [instance, org] (
+        name: String,
+        pay: &Bound<'_, PyAny>,
+        frequency: &Bound<'_, PyAny>,
+        start_date: &Bound<'_, PyAny>,
+        end_date: Option<&Bound<'_, PyAny>>,
+    ) {
+        let new = NewEmployee {
+            name,
+            pay: convert::json_arg(pay, "pay")?,
+            frequency: convert::json_arg(frequency, "frequency")?,
+            start_date: convert::date_arg(start_date, "start_date")?,
+            end_date: convert::optional_date(end_date, "end_date")?,
+        };
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().create_employee(&caller, new).await)
+        }
+    }
+
+    /// The organization's employees.
+    #[pyo3(signature = ())]
+    fn employees [instance, org] () {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().employees(&caller).await)
+        }
+    }
+
+    /// The payroll rules.
+    #[pyo3(signature = ())]
+    fn payroll_rules [instance, org] () {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().payroll_rules(&caller).await)
+        }
+    }
+
+    /// Replaces the payroll rules: a list of dicts of `name`, `kind`
+    /// (`"deduction"` or `"employer"`), `rate` or `amount`, `annual_cap` and
+    /// `account`.
+    #[pyo3(signature = (rules))]
+    fn put_payroll_rules [instance, org] (rules: &Bound<'_, PyAny>) {
+        let rules: Vec<PayrollRule> = convert::json_arg(rules, "rules")?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().put_payroll_rules(&caller, rules).await)
+        }
+    }
+
+    /// Asks for a pay run of every employee employed in the period; `hours`
+    /// maps hourly employees' ids to the hours they worked. Answers the run,
+    /// `pending` until its job has posted it.
+    #[pyo3(signature = (period_start, period_end, pay_date, hours = None))]
+    fn create_payroll_run [instance, org] (
+        period_start: &Bound<'_, PyAny>,
+        period_end: &Bound<'_, PyAny>,
+        pay_date: &Bound<'_, PyAny>,
+        hours: Option<&Bound<'_, PyAny>>,
+    ) {
+        let hours: std::collections::BTreeMap<String, Value> = match hours {
+            Some(hours) if !hours.is_none() => convert::json_arg(hours, "hours")?,
+            _ => std::collections::BTreeMap::new(),
+        };
+        let new: NewPayrollRun = serde_json::from_value(serde_json::json!({
+            "period_start": convert::date_arg(period_start, "period_start")?,
+            "period_end": convert::date_arg(period_end, "period_end")?,
+            "pay_date": convert::date_arg(pay_date, "pay_date")?,
+            "hours": hours,
+        }))
+        .map_err(|_| invalid("INVALID_FIELD", "hours maps employee ids to decimal strings such as \"80.00\"."))?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().create_payroll_run(&caller, new).await)
+        }
+    }
+
+    /// A pay run, with its payslips and entry once posted.
+    #[pyo3(signature = (id))]
+    fn payroll_run [instance, org] (id: i64) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().payroll_run(&caller, id).await)
         }
     }
 

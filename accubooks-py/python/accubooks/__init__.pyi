@@ -38,6 +38,7 @@ from .types import (
     BalanceSheet,
     Customer,
     DateLike,
+    Employee,
     Entry,
     EntryInput,
     GeneralLedger,
@@ -45,7 +46,15 @@ from .types import (
     IncomeStatement,
     Invoice,
     InvoiceLineInput,
+    Job,
     LineInput,
+    PayInput,
+    PayrollRule,
+    PayrollRun,
+    Preview,
+    RecurringInvoice,
+    ReportJob,
+    Schedule,
     Role,
     Settings,
     TrialBalance,
@@ -407,6 +416,89 @@ class Organization:
     ) -> Invoice:
         """Credits part of an open invoice: posts returns and tax against receivables.
         Answers the credit note."""
+
+    def jobs(
+        self,
+        queue: Literal["recurring-invoices", "payroll-processing", "report-generation"] | None = None,
+        status: Literal["pending", "queued", "running", "succeeded", "failed", "dead"] | None = None,
+    ) -> list[Job]:
+        """Background jobs, newest first (at most 1000)."""
+
+    def job(self, id: int) -> Job:
+        """A background job."""
+
+    def retry_job(self, id: int) -> Job:
+        """Queues a dead job again (``ConflictError`` ``JOB_NOT_DEAD`` otherwise)."""
+
+    def create_recurring_invoice(
+        self,
+        customer_id: int,
+        lines: Sequence[InvoiceLineInput],
+        schedule: Schedule,
+        due_days: int = 30,
+        auto_issue: bool = False,
+        currency: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> RecurringInvoice:
+        """Creates a recurring invoice; each occurrence on or before today (in the
+        organization's time zone) becomes one invoice, missed ones included."""
+
+    def recurring_invoices(self) -> list[RecurringInvoice]:
+        """The organization's recurring invoices."""
+
+    def recurring_invoice(self, id: int) -> RecurringInvoice:
+        """A recurring invoice."""
+
+    def preview_recurring_invoice(self, id: int, count: int = 12) -> Preview:
+        """The next ``count`` occurrences not yet generated."""
+
+    def create_report_job(
+        self,
+        report: Literal["trial-balance", "balance-sheet", "income-statement", "general-ledger", "ar-aging"],
+        params: dict[str, str] | None = None,
+        format: Literal["json", "csv"] = "json",
+    ) -> ReportJob:
+        """Asks for a report as a job on the report-generation queue."""
+
+    def report_job(self, id: int) -> ReportJob:
+        """A report job and its status."""
+
+    def report_result(self, id: int) -> str:
+        """The stored result (JSON or CSV text); ``ConflictError``
+        ``REPORT_NOT_READY`` until it exists."""
+
+    def create_employee(
+        self,
+        name: str,
+        pay: PayInput,
+        frequency: Literal["weekly", "biweekly", "semimonthly", "monthly"],
+        start_date: DateLike,
+        end_date: DateLike | None = None,
+    ) -> Employee:
+        """Adds an employee."""
+
+    def employees(self) -> list[Employee]:
+        """The organization's employees."""
+
+    def payroll_rules(self) -> list[PayrollRule]:
+        """The payroll rules."""
+
+    def put_payroll_rules(self, rules: Sequence[PayrollRule]) -> list[PayrollRule]:
+        """Replaces the payroll rules."""
+
+    def create_payroll_run(
+        self,
+        period_start: DateLike,
+        period_end: DateLike,
+        pay_date: DateLike,
+        hours: dict[str, Amount] | None = None,
+    ) -> PayrollRun:
+        """Asks for a pay run of every employee employed in the period; ``pending``
+        until its job has posted it (``ConflictError`` ``PAYROLL_PERIOD_OVERLAP``)."""
+
+    def payroll_run(self, id: int) -> PayrollRun:
+        """A pay run, with its payslips and entry once posted."""
 
     def settings(self) -> Settings:
         """The organization's settings."""

@@ -39,6 +39,18 @@ __all__ = [
     "AgingRow",
     "ArAging",
     "Settings",
+    "Job",
+    "JobError",
+    "Schedule",
+    "RecurringInvoice",
+    "Preview",
+    "ReportJob",
+    "PayInput",
+    "Employee",
+    "PayrollRule",
+    "SlipLine",
+    "Payslip",
+    "PayrollRun",
     "Health",
 ]
 
@@ -275,6 +287,111 @@ class Settings(TypedDict):
     tax_rounding: Literal["line", "document"]
     #: An IANA time zone name, e.g. ``"America/New_York"``.
     timezone: str
+
+
+JobStatus = Literal["pending", "queued", "running", "succeeded", "failed", "dead"]
+QueueName = Literal["recurring-invoices", "payroll-processing", "report-generation"]
+
+
+class JobError(TypedDict):
+    code: str
+    kind: Literal["temporary", "permanent"]
+
+
+class Job(TypedDict):
+    id: int
+    queue: QueueName
+    kind: str
+    status: JobStatus
+    attempts: int
+    created_at: str
+    updated_at: str
+    error: Optional[JobError]
+
+
+class Schedule(TypedDict, total=False):
+    frequency: Literal["weekly", "monthly", "quarterly", "yearly"]
+    interval: int
+    start: Union[datetime.date, str]
+    end: Optional[Union[datetime.date, str]]
+    count: Optional[int]
+
+
+class RecurringInvoice(TypedDict):
+    id: int
+    customer_id: int
+    currency: Optional[str]
+    lines: List[InvoiceLineInput]
+    schedule: Schedule
+    due_days: int
+    auto_issue: bool
+    occurrences: int
+    next_date: Optional[datetime.date]
+
+
+class Preview(TypedDict):
+    #: ``YYYY-MM-DD`` strings.
+    dates: List[str]
+
+
+class ReportJob(TypedDict):
+    id: int
+    job_id: int
+    report: Literal["trial-balance", "balance-sheet", "income-statement", "general-ledger", "ar-aging"]
+    params: Dict[str, Any]
+    format: Literal["json", "csv"]
+    status: JobStatus
+    created_at: str
+    finished_at: Optional[str]
+
+
+class PayInput(TypedDict, total=False):
+    type: Literal["salary", "hourly"]
+    annual: Amount
+    rate: Amount
+
+
+class Employee(TypedDict):
+    id: int
+    name: str
+    pay: Dict[str, Any]
+    frequency: Literal["weekly", "biweekly", "semimonthly", "monthly"]
+    start_date: datetime.date
+    end_date: Optional[datetime.date]
+
+
+class PayrollRule(TypedDict, total=False):
+    name: str
+    kind: Literal["deduction", "employer"]
+    rate: Optional[Amount]
+    amount: Optional[Amount]
+    annual_cap: Optional[Amount]
+    account: str
+
+
+class SlipLine(TypedDict):
+    name: str
+    amount: Decimal
+
+
+class Payslip(TypedDict):
+    employee_id: int
+    gross: Decimal
+    deductions: List[SlipLine]
+    employer: List[SlipLine]
+    net: Decimal
+
+
+class PayrollRun(TypedDict):
+    id: int
+    job_id: int
+    status: Literal["pending", "posted"]
+    job_status: JobStatus
+    period_start: datetime.date
+    period_end: datetime.date
+    pay_date: datetime.date
+    payslips: List[Payslip]
+    entry_id: Optional[int]
 
 
 #: The body of ``GET /api/monitoring/health``, exactly (see the contract).
