@@ -802,3 +802,195 @@ mod database_transport {
         super::bad_templates_are_refused_and_change_nothing(Carrier::Database).await
     }
 }
+
+/// Host job kinds, registered with `Builder::job_handler`: retries, `dead`,
+/// the retry route, and a graceful shutdown that hands a running job back.
+mod host_jobs {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use accubooks_core::auth::Principal;
+    use accubooks_core::jobs::{self, JobFailure, JobStatus, NewJob, Queue};
+    use accubooks_core::{AccuBooks, Config};
+
+    use super::*;
+    use crate::support::server::{base_vars, init_logs, set};
+
+    fn vars(dir: &tempfile::TempDir, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut vars = base_vars();
+        set(
+            &mut vars,
+            "DATABASE_URL",
+            format!("sqlite://{}/books.db", dir.path().display()),
+        );
+        set(&mut vars, "JOB_TRANSPORT", "database");
+        for (name, value) in extra {
+            set(&mut vars, name, *value);
+        }
+        vars
+    }
+
+    /// Waits until the instance's database is connected (and migrated).
+    async fn connected(app: &AccuBooks) {
+        let started = Instant::now();
+        while !app
+            .registry()
+            .get("database")
+            .is_some_and(|d| d.is_available())
+        {
+            assert!(started.elapsed() < Duration::from_secs(10), "no database");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn owner(app: &AccuBooks) -> Principal {
+        connected(app).await;
+        let registration = serde_json::from_value(json!({
+            "email": format!("host-{}@example.com", uuid::Uuid::new_v4().simple()),
+            "password": "correct horse battery",
+            "organization": "Host jobs",
+        }))
+        .unwrap();
+        accubooks_core::ledger::register(app.database(), app.password_hashing(), registration)
+            .await
+            .unwrap()
+    }
+
+    async fn wait_status(app: &AccuBooks, caller: &Principal, id: i64, status: JobStatus) {
+        let started = Instant::now();
+        loop {
+            let job = app.books().job(caller, id).await.unwrap();
+            if job.status == status {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "{job:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn job(kind: &'static str) -> NewJob {
+        NewJob {
+            queue: Queue::ReportGeneration,
+            kind,
+            unique_key: uuid::Uuid::new_v4().to_string(),
+            payload: json!({}),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn temporary_failures_are_retried_until_dead_and_a_dead_job_can_be_retried() {
+        init_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::from_vars(vars(
+            &dir,
+            &[("JOB_MAX_ATTEMPTS", "3"), ("JOB_RETRY_BASE_MS", "50")],
+        ))
+        .unwrap();
+        // Fails its first four runs with a temporary error, then succeeds.
+        let runs = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&runs);
+        let flaky = jobs::from_fn(move |_, _| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 4 {
+                    Err(JobFailure::temporary("UPSTREAM_BUSY"))
+                } else {
+                    Ok(())
+                }
+            }
+        });
+        let permanent = jobs::from_fn(|_, _| async { Err(JobFailure::permanent("BAD_INPUT")) });
+        let app = AccuBooks::builder(config)
+            .job_handler("flaky", Queue::ReportGeneration, flaky)
+            .job_handler("permanent", Queue::ReportGeneration, permanent)
+            .build()
+            .await
+            .unwrap();
+        let caller = owner(&app).await;
+        let organization = caller.organization.to_string();
+        let ids = app
+            .enqueue(&organization, vec![job("flaky"), job("permanent")])
+            .await
+            .unwrap();
+        // Three attempts, then dead, with the last failure's code.
+        wait_status(&app, &caller, ids[0], JobStatus::Dead).await;
+        let dead = app.books().job(&caller, ids[0]).await.unwrap();
+        assert_eq!(dead.attempts, 3);
+        assert_eq!(dead.error.as_ref().unwrap().code, "UPSTREAM_BUSY");
+        assert_eq!(dead.error.as_ref().unwrap().kind, "temporary");
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        // A permanent failure is not retried.
+        wait_status(&app, &caller, ids[1], JobStatus::Dead).await;
+        assert_eq!(app.books().job(&caller, ids[1]).await.unwrap().attempts, 1);
+        let listed = app
+            .books()
+            .jobs(
+                &caller,
+                Some(Queue::ReportGeneration),
+                Some(JobStatus::Dead),
+            )
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 2);
+        // Retried: attempts counted afresh; it fails once more, then succeeds.
+        let retried = app.books().retry_job(&caller, ids[0]).await.unwrap();
+        assert_eq!(retried.status, JobStatus::Pending);
+        assert_eq!(retried.attempts, 0);
+        wait_status(&app, &caller, ids[0], JobStatus::Succeeded).await;
+        let done = app.books().job(&caller, ids[0]).await.unwrap();
+        assert_eq!(done.attempts, 2);
+        assert!(done.error.is_none());
+        assert_eq!(runs.load(Ordering::SeqCst), 5);
+        let metrics = app.render_metrics();
+        assert!(
+            metrics
+                .contains("accubooks_jobs_total{outcome=\"dead\",queue=\"report-generation\"} 2"),
+            "{metrics}"
+        );
+        app.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_draining_process_hands_back_a_job_it_cannot_finish() {
+        init_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let slow = jobs::from_fn(|_, _| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(())
+        });
+        let config = Config::from_vars(vars(&dir, &[("DRAIN_TIMEOUT_MS", "300")])).unwrap();
+        let first = AccuBooks::builder(config)
+            .job_handler("work", Queue::ReportGeneration, slow)
+            .build()
+            .await
+            .unwrap();
+        let caller = owner(&first).await;
+        let ids = first
+            .enqueue(&caller.organization.to_string(), vec![job("work")])
+            .await
+            .unwrap();
+        wait_status(&first, &caller, ids[0], JobStatus::Running).await;
+        let closing = Instant::now();
+        first.close().await;
+        assert!(closing.elapsed() < Duration::from_secs(5));
+        // Handed back to the outbox, not left running under a dead lease.
+        let second_config = Config::from_vars(vars(&dir, &[])).unwrap();
+        let done = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&done);
+        let quick = jobs::from_fn(move |_, _| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok(()) }
+        });
+        let second = AccuBooks::builder(second_config)
+            .job_handler("work", Queue::ReportGeneration, quick)
+            .build()
+            .await
+            .unwrap();
+        connected(&second).await;
+        wait_status(&second, &caller, ids[0], JobStatus::Succeeded).await;
+        assert_eq!(done.load(Ordering::SeqCst), 1);
+        let job = second.books().job(&caller, ids[0]).await.unwrap();
+        assert_eq!(job.attempts, 2, "{job:?}");
+        second.close().await;
+    }
+}

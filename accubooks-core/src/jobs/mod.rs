@@ -275,6 +275,31 @@ where
     }
 }
 
+/// A handler from an async function of owned arguments (simpler to write
+/// than a [`JobHandler`] with borrowed ones):
+/// `jobs::from_fn(|app, job| async move { … })`.
+pub fn from_fn<F, Fut>(f: F) -> impl JobHandler
+where
+    F: Fn(AccuBooks, JobContext) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), JobFailure>> + Send + 'static,
+{
+    struct FromFn<F>(F);
+    impl<F, Fut> JobHandler for FromFn<F>
+    where
+        F: Fn(AccuBooks, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), JobFailure>> + Send + 'static,
+    {
+        fn run<'a>(
+            &'a self,
+            app: &'a AccuBooks,
+            job: &'a JobContext,
+        ) -> BoxFuture<'a, Result<(), JobFailure>> {
+            Box::pin((self.0)(app.clone(), job.clone()))
+        }
+    }
+    FromFn(f)
+}
+
 /// The counts of one queue, as the monitor last read them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct QueueCounts {
