@@ -510,6 +510,12 @@ pub async fn generate(
         },
     )
     .await?;
+    tracing::info!(
+        recurring_id = template.id,
+        period = %occurrence.period,
+        invoice = invoice.id,
+        "recurring invoice generated"
+    );
     if template.auto_issue && invoice.status == InvoiceStatus::Draft {
         let date = occurrence.period.to_string();
         match issue_invoice(ledger, organization, invoice.id, Some(&date), None).await {
