@@ -86,6 +86,15 @@ impl Books {
         }
     }
 
+    /// Books around a server started elsewhere (its stores are the caller's).
+    pub fn around(server: TestServer) -> Books {
+        Books {
+            server,
+            _pg: None,
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     /// The PostgreSQL server, on that store.
     pub fn postgres(&self) -> Option<&Postgres> {
         self._pg.as_ref()

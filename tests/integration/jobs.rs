@@ -779,6 +779,79 @@ mod redis_transport {
     }
 }
 
+/// Two server processes' worth of instances on one PostgreSQL and Redis
+/// split a catch-up of five years of weekly invoices: both do some of the
+/// work, and each occurrence is generated once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_work_and_generate_each_occurrence_once() {
+    use crate::support::server::{Host, TestServer, base_vars, set};
+    use crate::support::services::Postgres;
+
+    let (pg, redis) = tokio::join!(Postgres::start(), Redis::start());
+    let mut vars = base_vars();
+    set(&mut vars, "DATABASE_URL", pg.url());
+    set(&mut vars, "REDIS_URL", redis.url());
+    set(&mut vars, "JOB_TRANSPORT", "redis");
+    set(&mut vars, "JOB_CONCURRENCY", "4");
+    let (a, b) = tokio::join!(
+        TestServer::start(Host::Axum, vars.clone()),
+        TestServer::start(Host::Warp, vars)
+    );
+    for server in [&a, &b] {
+        server
+            .wait_for_dependency("jobQueues", "healthy", Duration::from_secs(10))
+            .await;
+    }
+    let books = Books::around(a);
+    let token = books
+        .register(&format!("shared-{}@acme.test", uuid::Uuid::new_v4()), "USD")
+        .await;
+    let (_, customer) = books
+        .call(
+            "POST",
+            "/api/customers",
+            Some(&token),
+            Some(json!({"name": "Hooli"})),
+        )
+        .await;
+    let customer = customer["id"].as_i64().unwrap();
+    let (status, _) = books
+        .call(
+            "POST",
+            "/api/recurring-invoices",
+            Some(&token),
+            Some(weekly(customer, 260, false)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let invoices = wait_for_occurrences(&books, &token, 261, false, Duration::from_secs(60)).await;
+    assert_eq!(invoices.len(), 261);
+    assert_unique(&invoices);
+    let done = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(
+                    "accubooks_jobs_total{outcome=\"succeeded\",queue=\"recurring-invoices\"}",
+                )
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let (by_a, by_b) = (
+        done(&books.server.app.render_metrics()),
+        done(&b.app.render_metrics()),
+    );
+    eprintln!("figure: 261 occurrences, {by_a} by one instance and {by_b} by the other");
+    assert_eq!(by_a + by_b, 261);
+    assert!(
+        by_a > 0 && by_b > 0,
+        "one instance did all the work: {by_a} / {by_b}"
+    );
+    drop((pg, redis));
+}
+
 mod database_transport {
     use super::*;
 

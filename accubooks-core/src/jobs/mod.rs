@@ -559,6 +559,46 @@ mod tests {
         }
     }
 
+    fn jobs(backlog_seconds: u64) -> Jobs {
+        let config = crate::Config::from_vars([(
+            "JOB_BACKLOG_SECONDS".to_owned(),
+            backlog_seconds.to_string(),
+        )])
+        .unwrap();
+        let jobs = Jobs::new(config.jobs, HashMap::new());
+        for queue in Queue::ALL {
+            jobs.set_working(queue, true);
+        }
+        jobs
+    }
+
+    #[test]
+    fn a_growing_backlog_or_a_stopped_worker_degrades_the_queues() {
+        let jobs = jobs(60);
+        assert_eq!(jobs.view(true, false).status, QueuesStatus::Initializing);
+        let mut counts = Counts::default();
+        counts.queues[1].waiting = 40;
+        counts.queues[1].oldest_waiting_seconds = 60;
+        jobs.set_counts(counts);
+        let view = jobs.view(true, false);
+        assert_eq!(view.status, QueuesStatus::Healthy);
+        assert_eq!(view.queues[1].waiting, 40);
+        counts.queues[1].oldest_waiting_seconds = 61;
+        jobs.set_counts(counts);
+        assert_eq!(jobs.view(true, false).status, QueuesStatus::Degraded);
+        // Still accepting work: a backlog is late, not refused.
+        assert!(jobs.view(true, false).queues.iter().all(|q| q.accepting));
+        counts.queues[1].oldest_waiting_seconds = 0;
+        jobs.set_counts(counts);
+        jobs.set_working(Queue::ReportGeneration, false);
+        let view = jobs.view(true, false);
+        assert_eq!(view.status, QueuesStatus::Degraded);
+        assert!(!view.queues[2].accepting && view.queues[0].accepting);
+        // The carrier down, or draining: nothing is accepted.
+        assert!(jobs.view(false, false).queues.iter().all(|q| !q.accepting));
+        assert!(jobs.view(true, true).queues.iter().all(|q| !q.accepting));
+    }
+
     #[test]
     fn names_round_trip() {
         for queue in Queue::ALL {
