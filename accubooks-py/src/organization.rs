@@ -529,8 +529,8 @@ organization_classes! {
     /// Asks for a report as a job (`"trial-balance"`, `"balance-sheet"`,
     /// `"income-statement"`, `"general-ledger"`, `"ar-aging"`) with the
     /// report's query as `params`, in `"json"` or `"csv"`.
-    #[pyo3(signature = (report, params = None, format = "json"))]
-    fn create_report_job [instance, org] (report: &str, params: Option<&Bound<'_, PyAny>>, format: &str) {
+    #[pyo3(signature = (report, params = None, format = "json", *, idempotency_key = None))]
+    fn create_report_job [instance, org] (report: &str, params: Option<&Bound<'_, PyAny>>, format: &str, idempotency_key: Option<String>) {
         let params: serde_json::Map<String, Value> = match params {
             Some(params) if !params.is_none() => convert::json_arg(params, "params")?,
             _ => serde_json::Map::new(),
@@ -541,7 +541,7 @@ organization_classes! {
         .map_err(|_| invalid("INVALID_FIELD", format!("{report:?} in {format:?} is not a report job: see the report and format names.")))?;
         async move {
             let caller = instance.caller(&org).await?;
-            json(instance.books().create_report_job(&caller, new).await)
+            json(instance.books().create_report_job(&caller, new, key(idempotency_key)).await)
         }
     }
 
@@ -568,13 +568,14 @@ organization_classes! {
     /// Adds an employee: `pay` is `{"type": "salary", "annual": "60000.00"}`
     /// or `{"type": "hourly", "rate": "25.00"}`; `frequency` is `"weekly"`,
     /// `"biweekly"`, `"semimonthly"` or `"monthly"`.
-    #[pyo3(signature = (name, pay, frequency, start_date, end_date = None))]
+    #[pyo3(signature = (name, pay, frequency, start_date, end_date = None, *, idempotency_key = None))]
     fn create_employee [instance, org] (
         name: String,
         pay: &Bound<'_, PyAny>,
         frequency: &Bound<'_, PyAny>,
         start_date: &Bound<'_, PyAny>,
         end_date: Option<&Bound<'_, PyAny>>,
+        idempotency_key: Option<String>,
     ) {
         let new = NewEmployee {
             name,
@@ -585,7 +586,7 @@ organization_classes! {
         };
         async move {
             let caller = instance.caller(&org).await?;
-            json(instance.books().create_employee(&caller, new).await)
+            json(instance.books().create_employee(&caller, new, key(idempotency_key)).await)
         }
     }
 
@@ -622,12 +623,13 @@ organization_classes! {
     /// Asks for a pay run of every employee employed in the period; `hours`
     /// maps hourly employees' ids to the hours they worked. Answers the run,
     /// `pending` until its job has posted it.
-    #[pyo3(signature = (period_start, period_end, pay_date, hours = None))]
+    #[pyo3(signature = (period_start, period_end, pay_date, hours = None, *, idempotency_key = None))]
     fn create_payroll_run [instance, org] (
         period_start: &Bound<'_, PyAny>,
         period_end: &Bound<'_, PyAny>,
         pay_date: &Bound<'_, PyAny>,
         hours: Option<&Bound<'_, PyAny>>,
+        idempotency_key: Option<String>,
     ) {
         let hours: std::collections::BTreeMap<String, Value> = match hours {
             Some(hours) if !hours.is_none() => convert::json_arg(hours, "hours")?,
@@ -642,7 +644,7 @@ organization_classes! {
         .map_err(|_| invalid("INVALID_FIELD", "hours maps employee ids to decimal strings such as \"80.00\"."))?;
         async move {
             let caller = instance.caller(&org).await?;
-            json(instance.books().create_payroll_run(&caller, new).await)
+            json(instance.books().create_payroll_run(&caller, new, key(idempotency_key)).await)
         }
     }
 

@@ -71,8 +71,9 @@ def test_recurring_invoices_are_caught_up_once(open_books: Open, database_url: s
     assert org.preview_recurring_invoice(template["id"], 2)["dates"] == [
         str(today + datetime.timedelta(weeks=w)) for w in (1, 2)
     ]
-    jobs = org.jobs(queue="recurring-invoices")
-    assert len(jobs) == 9 and {j["status"] for j in jobs} == {"succeeded"}
+    # Each job is recorded succeeded just after its invoice is issued.
+    jobs = wait_until(lambda: (js := org.jobs(queue="recurring-invoices")) and all(j["status"] == "succeeded" for j in js) and js)
+    assert len(jobs) == 9
     assert org.job(jobs[0]["id"]) == jobs[0]
     with pytest.raises(accubooks.ConflictError) as not_dead:
         org.retry_job(jobs[0]["id"])

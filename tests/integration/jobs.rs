@@ -390,16 +390,24 @@ async fn reports_run_as_jobs_in_json_and_csv(carrier: Carrier) {
         .await;
 
     let ask = |report: &str, params: Value, format: &str| json!({"report": report, "params": params, "format": format});
+    let tb = ask("trial-balance", json!({"as_of": "2026-02-01"}), "json");
+    let keyed = [("Idempotency-Key", "tb-1")];
     let (status, job) = books
-        .call(
+        .call_with(
             "POST",
             "/api/report-jobs",
             Some(token),
-            Some(ask("trial-balance", json!({"as_of": "2026-02-01"}), "json")),
+            Some(tb.clone()),
+            &keyed,
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     assert!(job["job_id"].is_i64());
+    // A retry with the key answers the same job (and asks for no other).
+    let (status, again) = books
+        .call_with("POST", "/api/report-jobs", Some(token), Some(tb), &keyed)
+        .await;
+    assert_eq!((status, &again), (StatusCode::ACCEPTED, &job));
     let (content_type, text) = report_result(books, token, &job).await;
     assert_eq!(content_type, "application/json");
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), direct);
@@ -521,6 +529,25 @@ async fn pay_runs_post_one_balanced_entry_and_stop_at_caps(carrier: Carrier) {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let mut ids = Vec::new();
+    let dave = json!({"name": "Dave", "pay": {"type": "hourly", "rate": "20.00"}, "frequency": "weekly",
+                      "start_date": "2020-01-01", "end_date": "2020-12-31"});
+    let keyed = [("Idempotency-Key", "hire-dave")];
+    let (status, first) = books
+        .call_with(
+            "POST",
+            "/api/employees",
+            Some(token),
+            Some(dave.clone()),
+            &keyed,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (_, again) = books
+        .call_with("POST", "/api/employees", Some(token), Some(dave), &keyed)
+        .await;
+    assert_eq!(again, first);
+    let (_, staff) = books.call("GET", "/api/employees", Some(token), None).await;
+    assert_eq!(staff.as_array().unwrap().len(), 1, "{staff}");
     for employee in [
         json!({"name": "Ada", "pay": {"type": "salary", "annual": "60000.00"}, "frequency": "monthly", "start_date": "2026-01-01"}),
         json!({"name": "Bob", "pay": {"type": "hourly", "rate": "25.00"}, "frequency": "monthly", "start_date": "2025-06-01"}),
@@ -566,20 +593,34 @@ async fn pay_runs_post_one_balanced_entry_and_stop_at_caps(carrier: Carrier) {
         assert_eq!(body["code"], code, "{body}");
     }
 
+    let march = month(
+        "2026-03-01",
+        "2026-03-31",
+        json!({bob.to_string(): "80.00"}),
+    );
+    let keyed = [("Idempotency-Key", "march-run")];
     let (status, run) = books
-        .call(
+        .call_with(
             "POST",
             "/api/payroll-runs",
             Some(token),
-            Some(month(
-                "2026-03-01",
-                "2026-03-31",
-                json!({bob.to_string(): "80.00"}),
-            )),
+            Some(march.clone()),
+            &keyed,
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{run}");
     assert_eq!(run["status"], "pending");
+    // A retry with the key is the same run, not an overlap.
+    let (status, again) = books
+        .call_with(
+            "POST",
+            "/api/payroll-runs",
+            Some(token),
+            Some(march),
+            &keyed,
+        )
+        .await;
+    assert_eq!((status, &again), (StatusCode::ACCEPTED, &run));
     let posted = wait_posted(books, token, &run).await;
     let slips = posted["payslips"].as_array().unwrap();
     let slip = |id: i64| {

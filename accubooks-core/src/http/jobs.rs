@@ -64,6 +64,7 @@ pub(crate) fn routes() -> Vec<Route> {
             .returns::<Preview>(200),
         Route::new(Method::POST, "/api/report-jobs", create_report_job)
             .needs(DATABASE)
+            .idempotent()
             .summary("Ask for a report as a job (report-generation queue), in JSON or CSV")
             .body::<NewReportJob>()
             .returns::<ReportJob>(202),
@@ -75,6 +76,7 @@ pub(crate) fn routes() -> Vec<Route> {
             .answers(200, "The report, as application/json or text/csv")
             .answers(409, "The result does not exist yet"),
         write("/api/employees", create_employee)
+            .idempotent()
             .summary("Add an employee (salaried or hourly)")
             .body::<NewEmployee>()
             .returns::<Employee>(201),
@@ -91,6 +93,7 @@ pub(crate) fn routes() -> Vec<Route> {
             .body::<Vec<PayrollRule>>()
             .returns_list::<PayrollRule>(200),
         write("/api/payroll-runs", create_run)
+            .idempotent()
             .summary(
                 "Ask for a pay run of every employee employed in the period, worked on the \
                  payroll-processing queue; it posts one balanced entry",
@@ -108,9 +111,9 @@ pub(crate) fn routes() -> Vec<Route> {
 }
 
 async fn create_employee(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let (caller, new) = (request.principal()?, request.json()?);
-    let employee = app.books().create_employee(&caller, new).await?;
-    Ok(json_response(StatusCode::CREATED, &employee))
+    let (caller, new, key) = (request.principal()?, request.json()?, request.key()?);
+    let employee = app.books().create_employee(&caller, new, key).await?;
+    Ok(answer_response(StatusCode::CREATED, &employee))
 }
 
 async fn list_employees(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
@@ -130,9 +133,9 @@ async fn put_rules(app: AccuBooks, request: Request) -> Result<Response, ApiErro
 }
 
 async fn create_run(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let (caller, new) = (request.principal()?, request.json()?);
-    let run = app.books().create_payroll_run(&caller, new).await?;
-    Ok(json_response(StatusCode::ACCEPTED, &run))
+    let (caller, new, key) = (request.principal()?, request.json()?, request.key()?);
+    let run = app.books().create_payroll_run(&caller, new, key).await?;
+    Ok(answer_response(StatusCode::ACCEPTED, &run))
 }
 
 async fn get_run(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
@@ -147,9 +150,9 @@ async fn get_run(app: AccuBooks, request: Request) -> Result<Response, ApiError>
 const NO_SUCH_REPORT_JOB: &str = "There is no such report job.";
 
 async fn create_report_job(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let (caller, new) = (request.principal()?, request.json()?);
-    let job = app.books().create_report_job(&caller, new).await?;
-    Ok(json_response(StatusCode::ACCEPTED, &job))
+    let (caller, new, key) = (request.principal()?, request.json()?, request.key()?);
+    let job = app.books().create_report_job(&caller, new, key).await?;
+    Ok(answer_response(StatusCode::ACCEPTED, &job))
 }
 
 async fn get_report_job(app: AccuBooks, request: Request) -> Result<Response, ApiError> {

@@ -18,9 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::accounts_for_posting;
 use super::committer::Effect;
+use super::idempotency::{self, IdempotencyKey};
 use super::payroll_calc::{self, Pay, PayFrequency, Rule, RuleAmount, RuleKind, SlipInput};
 use super::sql::{BeginScoped, in_scope, on_pool, placeholders};
-use super::{Ledger, LedgerError, LedgerResult, parse_date};
+use super::{Ledger, LedgerError, LedgerResult, RenderRecord, parse_date};
 use crate::db::{Database, Pool};
 use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
 use crate::money::{self, AmountText, Decimal};
@@ -253,11 +254,13 @@ fn parse_money(text: &AmountText, digits: u32, what: &str) -> LedgerResult<i64> 
     Ok(minor)
 }
 
-/// Adds an employee.
+/// Adds an employee. With `idempotency`, the rendered answer is stored in
+/// the same transaction.
 pub async fn create_employee(
     ledger: &Ledger,
     organization: &str,
     new: NewEmployee,
+    idempotency: Option<(&IdempotencyKey, RenderRecord<'_, Employee>)>,
 ) -> LedgerResult<Employee> {
     let name = new.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 200 {
@@ -281,11 +284,17 @@ pub async fn create_employee(
     }
     let owned = organization.to_owned();
     let frequency = new.frequency;
-    let id: i64 = ledger
+    let shown = AmountText(money::format_minor(amount, digits));
+    let pay = match new.pay {
+        PayInput::Salary { .. } => PayInput::Salary { annual: shown },
+        PayInput::Hourly { .. } => PayInput::Hourly { rate: shown },
+    };
+    ledger
         .database()
         .run(|pool| async move {
+            let created: Result<Employee, sqlx::Error> = async {
             on_pool!(pool, p => in_scope!(p, &owned, tx => {
-                sqlx::query_scalar(
+                let id: i64 = sqlx::query_scalar(
                     "INSERT INTO employees (organization_id, name, pay_type, pay_amount, frequency, \
                      start_date, end_date, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                      RETURNING id",
@@ -299,15 +308,26 @@ pub async fn create_employee(
                 .bind(end)
                 .bind(now_ms())
                 .fetch_one(&mut *tx)
-                .await?
+                .await?;
+                let employee = Employee {
+                    id,
+                    name: name.clone(),
+                    pay: pay.clone(),
+                    frequency,
+                    start_date: start,
+                    end_date: end,
+                };
+                if let Some((key, render)) = idempotency {
+                    let (status, body) = render(&employee);
+                    idempotency::store_answer!(&mut *tx, key, status, body)?;
+                }
+                employee
             }))
+            }
+            .await;
+            idempotency::settle(created)
         })
-        .await?;
-    list_employees(ledger, organization)
         .await?
-        .into_iter()
-        .find(|e| e.id == id)
-        .ok_or_else(|| LedgerError::NotFound("There is no such employee.".to_owned()))
 }
 
 fn frequency_name(frequency: PayFrequency) -> &'static str {
@@ -490,11 +510,13 @@ pub async fn put_rules(
 }
 
 /// Asks for a pay run of every employee employed in the period: checked
-/// now, recorded with its job in one transaction.
+/// now, recorded with its job in one transaction. With `idempotency`, the
+/// rendered answer is stored in the same transaction.
 pub async fn create_run(
     ledger: &Ledger,
     organization: &str,
     new: NewPayrollRun,
+    idempotency: Option<(&IdempotencyKey, RenderRecord<'_, PayrollRun>)>,
 ) -> LedgerResult<PayrollRun> {
     let start = parse_date(&new.period_start)?;
     let end = parse_date(&new.period_end)?;
@@ -586,7 +608,7 @@ pub async fn create_run(
     .unwrap_or_default();
     let owned = organization.to_owned();
     let now = now_ms();
-    let created: Result<i64, LedgerError> = ledger
+    let created: Result<PayrollRun, LedgerError> = ledger
         .database()
         .run(|pool| async move {
             // Runs of one organization are asked for one at a time, so two
@@ -647,12 +669,29 @@ pub async fn create_run(
                         .execute(&mut *tx)
                         .await?;
                 }
+                let created = PayrollRun {
+                    id: run,
+                    job_id,
+                    status: "pending".to_owned(),
+                    job_status: crate::jobs::JobStatus::Pending,
+                    period_start: start,
+                    period_end: end,
+                    pay_date,
+                    payslips: Vec::new(),
+                    entry_id: None,
+                };
+                if let Some((key, render)) = idempotency {
+                    let (status, body) = render(&created);
+                    if let Err(err) = idempotency::store_answer!(&mut *tx, key, status, body) {
+                        return idempotency::settle::<PayrollRun>(Err(err));
+                    }
+                }
                 tx.commit().await?;
-                Ok(Ok(run))
+                Ok(Ok(created))
             })
         })
         .await?;
-    get_run(ledger.database(), organization, created?).await
+    created
 }
 
 type RunRow = (

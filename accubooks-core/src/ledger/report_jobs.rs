@@ -7,8 +7,9 @@ use chrono::{NaiveDate, SecondsFormat};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::idempotency::{self, IdempotencyKey};
 use super::sql::{in_scope, on_pool};
-use super::{LedgerError, LedgerResult, parse_date};
+use super::{LedgerError, LedgerResult, RenderRecord, parse_date};
 use crate::db::Database;
 use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
 
@@ -221,19 +222,21 @@ impl ReportName {
     }
 }
 
-/// Records a report job and its job in one transaction.
+/// Records a report job and its job in one transaction. With
+/// `idempotency`, the rendered answer is stored in the same transaction.
 pub async fn create_report_job(
     db: &Database,
     organization: &str,
     new: &NewReportJob,
+    idempotency: Option<(&IdempotencyKey, RenderRecord<'_, ReportJob>)>,
 ) -> LedgerResult<ReportJob> {
     let query = new.query()?;
     let params = serde_json::to_value(&query).unwrap_or_default();
     let owned = organization.to_owned();
     let (report, format) = (new.report, new.format);
     let now = now_ms();
-    let id = db
-        .run(|pool| async move {
+    db.run(|pool| async move {
+        let created: Result<ReportJob, sqlx::Error> = async {
             on_pool!(pool, p => in_scope!(p, &owned, tx => {
                 let job = NewJob {
                     queue: Queue::ReportGeneration,
@@ -242,7 +245,7 @@ pub async fn create_report_job(
                     payload: Value::Null,
                 };
                 let job_id = insert_job!(tx, &owned, &job, now)?;
-                sqlx::query_scalar::<_, i64>(
+                let id = sqlx::query_scalar::<_, i64>(
                     "INSERT INTO report_jobs (organization_id, job_id, report, params, format, \
                      created_ms) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
                 )
@@ -253,11 +256,40 @@ pub async fn create_report_job(
                 .bind(format.as_str())
                 .bind(now)
                 .fetch_one(&mut *tx)
-                .await?
+                .await?;
+                let created = ReportJob {
+                    id,
+                    job_id,
+                    report,
+                    params: shown_params(&params.to_string()),
+                    format,
+                    status: crate::jobs::JobStatus::Pending,
+                    created_at: rfc3339(now),
+                    finished_at: None,
+                };
+                if let Some((key, render)) = idempotency {
+                    let (status, body) = render(&created);
+                    idempotency::store_answer!(&mut *tx, key, status, body)?;
+                }
+                created
             }))
-        })
-        .await?;
-    get_report_job(db, organization, id).await
+        }
+        .await;
+        idempotency::settle(created)
+    })
+    .await?
+}
+
+/// The stored query as the API shows it: it names its report, which the
+/// job says once.
+fn shown_params(stored: &str) -> Value {
+    match serde_json::from_str::<Value>(stored) {
+        Ok(Value::Object(mut fields)) => {
+            fields.remove("report");
+            Value::Object(fields)
+        }
+        _ => Value::Object(serde_json::Map::new()),
+    }
 }
 
 type Row = (
@@ -296,14 +328,7 @@ pub async fn get_report_job(db: &Database, organization: &str, id: i64) -> Ledge
         id,
         job_id,
         report: ReportName::parse(&report).unwrap_or(ReportName::TrialBalance),
-        // The stored query names its report; the job says it once.
-        params: match serde_json::from_str::<Value>(&params) {
-            Ok(Value::Object(mut fields)) => {
-                fields.remove("report");
-                Value::Object(fields)
-            }
-            _ => Value::Object(serde_json::Map::new()),
-        },
+        params: shown_params(&params),
         format: if format == "csv" {
             ResultFormat::Csv
         } else {

@@ -144,10 +144,22 @@ impl Books<'_> {
         &self,
         caller: &Principal,
         new: NewReportJob,
-    ) -> Result<ReportJob> {
+        key: Option<ClientKey>,
+    ) -> Result<Answer<ReportJob>> {
+        let keyed = Keyed {
+            operation: "create_report_job",
+            target: None,
+            input: &new,
+        };
+        let new = &new;
         let job = self
-            .run("create_report_job", Some(caller), Role::Viewer, async {
-                Ok(report_jobs::create_report_job(self.app.database(), &org(caller), &new).await?)
+            .run_keyed(caller, Role::Viewer, key, keyed, |key| async move {
+                let render = |job: &ReportJob| stored(job);
+                let key = key
+                    .as_ref()
+                    .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
+                let db = self.app.database();
+                Ok(report_jobs::create_report_job(db, &org(caller), new, key).await?)
             })
             .await?;
         self.app.jobs().wake(Queue::ReportGeneration);
@@ -175,9 +187,25 @@ impl Books<'_> {
     }
 
     /// Adds an employee.
-    pub async fn create_employee(&self, caller: &Principal, new: NewEmployee) -> Result<Employee> {
-        self.run("create_employee", Some(caller), Role::Accountant, async {
-            Ok(payroll::create_employee(self.app.ledger(), &org(caller), new).await?)
+    pub async fn create_employee(
+        &self,
+        caller: &Principal,
+        new: NewEmployee,
+        key: Option<ClientKey>,
+    ) -> Result<Answer<Employee>> {
+        let keyed = Keyed {
+            operation: "create_employee",
+            target: None,
+            input: &new,
+        };
+        let new = &new;
+        self.run_keyed(caller, Role::Accountant, key, keyed, |key| async move {
+            let render = |employee: &Employee| stored(employee);
+            let key = key
+                .as_ref()
+                .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
+            let ledger = self.app.ledger();
+            Ok(payroll::create_employee(ledger, &org(caller), new.clone(), key).await?)
         })
         .await
     }
@@ -216,14 +244,23 @@ impl Books<'_> {
         &self,
         caller: &Principal,
         new: NewPayrollRun,
-    ) -> Result<PayrollRun> {
+        key: Option<ClientKey>,
+    ) -> Result<Answer<PayrollRun>> {
+        let keyed = Keyed {
+            operation: "create_payroll_run",
+            target: None,
+            input: &new,
+        };
+        let new = &new;
         let run = self
-            .run(
-                "create_payroll_run",
-                Some(caller),
-                Role::Accountant,
-                async { Ok(payroll::create_run(self.app.ledger(), &org(caller), new).await?) },
-            )
+            .run_keyed(caller, Role::Accountant, key, keyed, |key| async move {
+                let render = |run: &PayrollRun| stored(run);
+                let key = key
+                    .as_ref()
+                    .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
+                let ledger = self.app.ledger();
+                Ok(payroll::create_run(ledger, &org(caller), new.clone(), key).await?)
+            })
             .await?;
         self.app.jobs().wake(Queue::PayrollProcessing);
         Ok(run)

@@ -458,6 +458,8 @@ class Organization:
         report: Literal["trial-balance", "balance-sheet", "income-statement", "general-ledger", "ar-aging"],
         params: dict[str, str] | None = None,
         format: Literal["json", "csv"] = "json",
+        *,
+        idempotency_key: str | None = None,
     ) -> ReportJob:
         """Asks for a report as a job on the report-generation queue."""
 
@@ -475,6 +477,8 @@ class Organization:
         frequency: Literal["weekly", "biweekly", "semimonthly", "monthly"],
         start_date: DateLike,
         end_date: DateLike | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> Employee:
         """Adds an employee."""
 
@@ -493,6 +497,8 @@ class Organization:
         period_end: DateLike,
         pay_date: DateLike,
         hours: dict[str, Amount] | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> PayrollRun:
         """Asks for a pay run of every employee employed in the period; ``pending``
         until its job has posted it (``ConflictError`` ``PAYROLL_PERIOD_OVERLAP``)."""
