@@ -29,9 +29,9 @@ CREATE TABLE jobs (
     updated_ms      BIGINT  NOT NULL,
     UNIQUE (organization_id, unique_key)
 );
--- What the relay and the workers look for: the unfinished jobs.
-CREATE INDEX jobs_unfinished ON jobs (status, run_after_ms)
-    WHERE status IN ('pending', 'queued', 'running', 'failed');
+-- What the relay, the workers and the monitor look at: every job not yet
+-- succeeded (the table's few open rows, however many it keeps as history).
+CREATE INDEX jobs_open ON jobs (queue, status, run_after_ms) WHERE status <> 'succeeded';
 CREATE INDEX jobs_by_org ON jobs (organization_id, id);
 
 CREATE TABLE recurring_invoices (

@@ -203,7 +203,9 @@ pub(crate) struct Claimed {
 
 /// What a claim may take: a job not yet taken whose time has come, or one
 /// whose holder's lease has passed.
-const CLAIMABLE: &str = "(status IN ('pending', 'queued') \
+/// (`status <> 'succeeded'` lets PostgreSQL use the partial index of open
+/// jobs.)
+const CLAIMABLE: &str = "status <> 'succeeded' AND (status IN ('pending', 'queued') \
      OR (status = 'failed' AND run_after_ms <= $3) \
      OR (status = 'running' AND lease_until_ms < $3))";
 
@@ -421,7 +423,7 @@ where
             Pool::Sqlite(_) => "",
         };
         let select = format!(
-            "SELECT id, queue FROM jobs WHERE (status = 'pending' \
+            "SELECT id, queue FROM jobs WHERE status <> 'succeeded' AND (status = 'pending' \
                  OR (status = 'failed' AND run_after_ms <= $1)) ORDER BY id LIMIT $2{lock}"
         );
         on_pool!(pool, p => {
@@ -508,8 +510,7 @@ pub(crate) async fn counts(db: &Database) -> Result<Counts> {
             let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
                 "SELECT queue, status, COUNT(*), MIN(CASE WHEN run_after_ms <= $1 \
                  THEN run_after_ms END) FROM jobs \
-                 WHERE status IN ('pending', 'queued', 'running', 'failed', 'dead') \
-                 GROUP BY queue, status",
+                 WHERE status <> 'succeeded' GROUP BY queue, status",
             )
             .bind(now)
             .fetch_all(&mut *tx)
