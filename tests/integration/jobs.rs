@@ -737,87 +737,93 @@ async fn pay_runs_post_one_balanced_entry_and_stop_at_caps(carrier: Carrier) {
     assert_eq!(jobs.as_array().unwrap().len(), 3);
 }
 
-mod redis_transport {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn pay_runs_post_one_balanced_entry_and_stop_at_caps() {
-        super::pay_runs_post_one_balanced_entry_and_stop_at_caps(Carrier::Redis).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn reports_run_as_jobs_in_json_and_csv() {
-        super::reports_run_as_jobs_in_json_and_csv(Carrier::Redis).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_template_in_the_past_is_caught_up_once() {
-        super::a_template_in_the_past_is_caught_up_once(Carrier::Redis).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn bad_templates_are_refused_and_change_nothing() {
-        super::bad_templates_are_refused_and_change_nothing(Carrier::Redis).await
-    }
-
-    /// Redis killed while work is asked for: the API keeps accepting it, the
-    /// queues say they are degraded with a growing outbox, and once Redis is
-    /// back (empty: nothing was persisted) every job runs, once.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_redis_outage_delays_jobs_and_loses_none() {
-        let mut setup = start(Carrier::Redis).await;
-        let (books, token) = (&setup.books, setup.token.clone());
-        // Work before the outage, some of it possibly still queued in Redis.
-        for _ in 0..3 {
-            let (status, _) = books
-                .call(
-                    "POST",
-                    "/api/recurring-invoices",
-                    Some(&token),
-                    Some(weekly(setup.customer, 4, true)),
-                )
-                .await;
-            assert_eq!(status, StatusCode::CREATED);
+/// One `#[tokio::test]` per transport for each case: `$case(carrier)` is an
+/// async fn of this module.
+macro_rules! on_both_transports {
+    ($($case:ident),* $(,)?) => {
+        mod redis_transport {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Carrier::Redis).await
+                }
+            )*
         }
-        setup.redis.as_mut().unwrap().kill();
-        books
-            .server
-            .wait_for_dependency("redis", "unavailable", Duration::from_secs(10))
-            .await;
-        for _ in 0..5 {
-            let (status, body) = books
-                .call(
-                    "POST",
-                    "/api/recurring-invoices",
-                    Some(&token),
-                    Some(weekly(setup.customer, 4, true)),
-                )
-                .await;
-            assert_eq!(status, StatusCode::CREATED, "{body}");
+        mod database_transport {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Carrier::Database).await
+                }
+            )*
         }
-        let started = Instant::now();
-        let health = loop {
-            let health = books.server.health().await;
-            if health["dependencies"]["jobQueues"]["outbox"].as_i64() >= Some(25) {
-                break health;
-            }
-            assert!(started.elapsed() < Duration::from_secs(10), "{health}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        let queues = &health["dependencies"]["jobQueues"];
-        assert_eq!(queues["status"], "degraded", "{queues}");
-        assert_eq!(queues["queues"]["recurring-invoices"], false);
-        setup.redis.as_mut().unwrap().restart().await;
-        let invoices = wait_for_occurrences(books, &token, 40, true, Duration::from_secs(30)).await;
-        assert_eq!(invoices.len(), 40);
-        assert_unique(&invoices);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(occurrences(books, &token).await.len(), 40);
-        books
-            .server
-            .wait_for_dependency("jobQueues", "healthy", Duration::from_secs(10))
+    };
+}
+
+on_both_transports!(
+    a_template_in_the_past_is_caught_up_once,
+    bad_templates_are_refused_and_change_nothing,
+    reports_run_as_jobs_in_json_and_csv,
+    pay_runs_post_one_balanced_entry_and_stop_at_caps,
+);
+
+/// Redis killed while work is asked for: the API keeps accepting it, the
+/// queues say they are degraded with a growing outbox, and once Redis is
+/// back (empty: nothing was persisted) every job runs, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_delays_jobs_and_loses_none() {
+    let mut setup = start(Carrier::Redis).await;
+    let (books, token) = (&setup.books, setup.token.clone());
+    // Work before the outage, some of it possibly still queued in Redis.
+    for _ in 0..3 {
+        let (status, _) = books
+            .call(
+                "POST",
+                "/api/recurring-invoices",
+                Some(&token),
+                Some(weekly(setup.customer, 4, true)),
+            )
             .await;
+        assert_eq!(status, StatusCode::CREATED);
     }
+    setup.redis.as_mut().unwrap().kill();
+    books
+        .server
+        .wait_for_dependency("redis", "unavailable", Duration::from_secs(10))
+        .await;
+    for _ in 0..5 {
+        let (status, body) = books
+            .call(
+                "POST",
+                "/api/recurring-invoices",
+                Some(&token),
+                Some(weekly(setup.customer, 4, true)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let started = Instant::now();
+    let health = loop {
+        let health = books.server.health().await;
+        if health["dependencies"]["jobQueues"]["outbox"].as_i64() >= Some(25) {
+            break health;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{health}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let queues = &health["dependencies"]["jobQueues"];
+    assert_eq!(queues["status"], "degraded", "{queues}");
+    assert_eq!(queues["queues"]["recurring-invoices"], false);
+    setup.redis.as_mut().unwrap().restart().await;
+    let invoices = wait_for_occurrences(books, &token, 40, true, Duration::from_secs(30)).await;
+    assert_eq!(invoices.len(), 40);
+    assert_unique(&invoices);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(occurrences(books, &token).await.len(), 40);
+    books
+        .server
+        .wait_for_dependency("jobQueues", "healthy", Duration::from_secs(10))
+        .await;
 }
 
 /// Two server processes' worth of instances on one PostgreSQL and Redis
@@ -891,30 +897,6 @@ async fn two_instances_share_the_work_and_generate_each_occurrence_once() {
         "one instance did all the work: {by_a} / {by_b}"
     );
     drop((pg, redis));
-}
-
-mod database_transport {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn pay_runs_post_one_balanced_entry_and_stop_at_caps() {
-        super::pay_runs_post_one_balanced_entry_and_stop_at_caps(Carrier::Database).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn reports_run_as_jobs_in_json_and_csv() {
-        super::reports_run_as_jobs_in_json_and_csv(Carrier::Database).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_template_in_the_past_is_caught_up_once() {
-        super::a_template_in_the_past_is_caught_up_once(Carrier::Database).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn bad_templates_are_refused_and_change_nothing() {
-        super::bad_templates_are_refused_and_change_nothing(Carrier::Database).await
-    }
 }
 
 /// Host job kinds, registered with `Builder::job_handler`: retries, `dead`,
