@@ -15,7 +15,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::idempotency::{self, IdempotencyKey};
-use super::invoices::{check_invoice, create_recurring_invoice, issue_invoice};
+use super::invoices::{check_invoice, create_recurring_invoice, get_invoice, issue_invoice};
 use super::schedule::{Frequency, Schedule};
 use super::sql::{BeginScoped, in_scope, on_pool};
 use super::{
@@ -520,11 +520,19 @@ pub async fn generate(
         let date = occurrence.period.to_string();
         match issue_invoice(ledger, organization, invoice.id, Some(&date), None).await {
             Ok(_) => {}
-            // Issued meanwhile by another run of this job.
-            Err(LedgerError::Conflict {
-                code: "INVOICE_NOT_DRAFT",
-                ..
-            }) => {}
+            // Issued meanwhile by another run of this job: seen before
+            // posting (INVOICE_NOT_DRAFT), or, when the other run committed
+            // between this run's check and its posting, by the posting's
+            // guard (INVOICE_STATE_CHANGED, the posting rolled back). Two
+            // runs overlap when a worker stalls past its lease; matching on
+            // the first code only ended such a job `dead` although its
+            // invoice was issued, once (found by scripts/chaos, fault
+            // jobs_worker_pause). As in payroll: decide from the state.
+            Err(LedgerError::Conflict { .. })
+                if get_invoice(ledger.database(), organization, invoice.id)
+                    .await?
+                    .status
+                    != InvoiceStatus::Draft => {}
             Err(err) => return Err(err.into()),
         }
     }
