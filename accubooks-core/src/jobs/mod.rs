@@ -22,7 +22,7 @@
 //! end `dead` when they are not, or after `JOB_MAX_ATTEMPTS`; a dead job is
 //! queued again by `POST /api/jobs/{id}/retry`.
 
-mod store;
+pub(crate) mod store;
 mod streams;
 mod worker;
 
@@ -41,7 +41,9 @@ use crate::error::Transience;
 use crate::health::report::{JobQueuesView, QueueView, QueuesStatus};
 use crate::ledger::LedgerError;
 
-pub(crate) use store::{get_job, hand_back, insert_job, list_jobs, now_ms, record, retry_job};
+pub(crate) use store::{
+    get_job, hand_back, insert_job, insert_jobs, list_jobs, now_ms, record, retry_job,
+};
 pub(crate) use worker::{carrier_up, spawn};
 
 /// The queues of the contract.

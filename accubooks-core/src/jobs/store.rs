@@ -55,6 +55,73 @@ macro_rules! insert_job {
 }
 pub(crate) use insert_job;
 
+/// Records `jobs` (a slice of [`NewJob`](crate::jobs::NewJob)) for
+/// `organization` in the transaction `tx`, a hundred rows per statement,
+/// skipping those whose unique key exists: evaluates to
+/// `Result<u64, sqlx::Error>`, how many were new.
+macro_rules! insert_jobs {
+    ($tx:expr, $organization:expr, $jobs:expr, $now:expr) => {{
+        let jobs: &[$crate::jobs::NewJob] = $jobs;
+        let mut inserted: Result<u64, sqlx::Error> = Ok(0);
+        for chunk in jobs.chunks($crate::jobs::store::INSERT_BATCH) {
+            let sql = $crate::jobs::store::insert_rows(chunk.len());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            for job in chunk {
+                query = query
+                    .bind($organization)
+                    .bind(job.queue.as_str())
+                    .bind(job.kind)
+                    .bind(&job.unique_key)
+                    .bind(job.payload.to_string())
+                    .bind($now);
+            }
+            match query.execute(&mut *$tx).await {
+                Ok(done) => {
+                    if let Ok(total) = inserted.as_mut() {
+                        *total += done.rows_affected();
+                    }
+                }
+                Err(err) => {
+                    inserted = Err(err);
+                    break;
+                }
+            }
+        }
+        inserted
+    }};
+}
+pub(crate) use insert_jobs;
+
+/// Jobs per statement of [`insert_jobs!`]: 600 bound values, far below
+/// either backend's limit.
+pub(crate) const INSERT_BATCH: usize = 100;
+
+/// The statement that inserts `rows` jobs of six bound values each.
+pub(crate) fn insert_rows(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let p = |i: usize| format!("${}", r * 6 + i);
+            format!(
+                "({}, {}, {}, {}, {}, 'pending', 0, {}, {}, {})",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6),
+                p(6),
+                p(6)
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO jobs (organization_id, queue, kind, unique_key, payload, status, attempts, \
+         run_after_ms, created_ms, updated_ms) VALUES {} \
+         ON CONFLICT (organization_id, unique_key) DO NOTHING",
+        values.join(", ")
+    )
+}
+
 /// Records `jobs` for `organization` in one transaction; answers their ids.
 pub(crate) async fn record(db: &Database, organization: &str, jobs: &[NewJob]) -> Result<Vec<i64>> {
     let organization = organization.to_owned();

@@ -23,7 +23,7 @@ use super::{
     parse_date, parse_timezone,
 };
 use crate::db::{Database, Pool};
-use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
+use crate::jobs::{JobFailure, NewJob, Queue, insert_jobs, now_ms};
 
 /// The kind of the job that generates one occurrence.
 pub const JOB_KIND: &str = "recurring-invoice";
@@ -178,10 +178,12 @@ macro_rules! ask_in {
         .rows_affected();
         let mut asked = 0usize;
         if advanced == 1 {
-            for (_, period) in $due {
-                insert_job!($tx, $organization, &occurrence_job($id, *period), $now)?;
-                asked += 1;
-            }
+            let jobs: Vec<NewJob> = $due
+                .iter()
+                .map(|(_, period)| occurrence_job($id, *period))
+                .collect();
+            insert_jobs!($tx, $organization, &jobs, $now)?;
+            asked = jobs.len();
         }
         asked
     }};
