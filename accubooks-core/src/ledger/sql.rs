@@ -42,6 +42,11 @@ const LOGIN_SETTING: &str = "accubooks.login_email";
 /// templates of every organization, and nothing else of theirs.
 const WORKER_SETTING: &str = "accubooks.worker";
 
+/// How long PostgreSQL lets a (non-snapshot) transaction of ours wait on
+/// the application between statements. Ours never wait on anything but
+/// their own next statement, so only a hung or stopped process reaches it.
+const IDLE_IN_TRANSACTION: &str = "10s";
+
 /// Opens transactions scoped for row-level security. On PostgreSQL the
 /// scope is a transaction-local setting (`set_config(…, true)`), so it ends
 /// with the transaction and a pooled connection never carries it to another
@@ -133,11 +138,21 @@ impl BeginScoped for sqlx::PgPool {
                     .execute(&mut *tx)
                     .await?;
             }
-            sqlx::query("SELECT set_config($1, $2, true)")
-                .bind(setting)
-                .bind(value)
-                .execute(&mut *tx)
-                .await?;
+            // A writing transaction that waits on its client longer than this
+            // is ended by PostgreSQL: a process that hangs or is stopped
+            // mid-transaction (it then rolls back) cannot hold its row locks
+            // against every other instance. Not for snapshots: an export's
+            // transaction waits on its slow reader by design.
+            let idle = if snapshot { "0" } else { IDLE_IN_TRANSACTION };
+            sqlx::query(
+                "SELECT set_config($1, $2, true), \
+                 set_config('idle_in_transaction_session_timeout', $3, true)",
+            )
+            .bind(setting)
+            .bind(value)
+            .bind(idle)
+            .execute(&mut *tx)
+            .await?;
             Ok(tx)
         }
     }
