@@ -618,9 +618,10 @@ def jobs_section(r9, when: str) -> str:
     misses = "".join(f"\n- Aim missed in this run: {m.strip()}." for m in missed)
     return f"""{JOBS_HEADING}
 
-- Measured {when}: `examples/jobs_bench` (release) and `bench/bullmq/bench.mjs` ({versions}, the
-  `queue-add-bulk` and `worker-concurrent` scenarios of BullMQ's own suite) one after the other on the
-  same private Redis 7 (no persistence) and the same 2 cores; AccuBooks's outbox is a PostgreSQL 15
+- Measured {when}.
+- `examples/jobs_bench` (release) and `bench/bullmq/bench.mjs` ({versions}, the
+  `queue-add-bulk` and `worker-concurrent` scenarios of BullMQ's own suite) run one after the other on
+  the same private Redis 7 (no persistence) and the same 2 cores; AccuBooks's outbox is a PostgreSQL 15
   table with `fsync` on, so every AccuBooks job is durable before it is acknowledged and each
   state change (recorded, relayed, claimed, succeeded) is a committed row change; BullMQ keeps its
   jobs only in Redis' memory. AccuBooks runs `JOB_TRANSPORT=redis JOB_CONCURRENCY={a['concurrency']}`
@@ -645,10 +646,9 @@ How to read: the enqueue rate is `AccuBooks::enqueue` of {a['batch']} jobs per c
 transaction each, awaited one after the other like BullMQ's `addBulk` loop, first with the
 relay and workers running the jobs alongside on the same 2 cores and PostgreSQL, then (the
 backlog's recording) with Redis down, so with nothing running alongside, as in BullMQ's
-bulk-add, which starts no worker; "enqueue + run" runs
-from the first enqueue until the {a['enqueue_complete']['jobs']:,}th job's `succeeded` row has
-committed (read from `accubooks_jobs_total`), with the relay and workers running alongside,
-whereas BullMQ's worker figure times only the processing of jobs added beforehand. The backlog
+bulk-add, which starts no worker. "Enqueue + run" runs from the first enqueue until the last
+job's `succeeded` row has committed (read from `accubooks_jobs_total`), whereas BullMQ's worker
+figure times only the processing of jobs added beforehand. The backlog
 is recorded while Redis is killed, then timed from the moment the restarted Redis answers PING:
 it includes noticing Redis again (the health probe), re-creating the streams' group, relaying
 the outbox and running every job; its drain rate (first to last job done) is the figure to
@@ -675,8 +675,9 @@ def main_only_jobs() -> int:
     redis = sv.Redis(log_dir=LOG_DIR)
     log(f"postgres on {pg.port}, redis on {redis.port}; row 9: background jobs next to BullMQ")
     r9 = row_jobs(pg, redis)
-    when = (f"alone (`BENCH_ONLY=jobs`) on {datetime.date.today().isoformat()}, load average at start "
-            f"{load_at_start}, in {(time.time() - started) / 60:.1f} min")
+    when = (f"alone (`BENCH_ONLY=jobs`) on {datetime.date.today().isoformat()} in "
+            f"{(time.time() - started) / 60:.1f} min; load average at start {load_at_start} (the machine "
+            f"is shared)")
     section = jobs_section(r9, when)
     print(section)
     if OUT:
