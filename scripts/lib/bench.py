@@ -13,6 +13,11 @@ Environment:
   BENCH_LOG_DIR    where logs and raw JSON results go (default a new /tmp dir)
   BENCH_OUT        the markdown file to write (default BENCHMARKS.md at the repo root;
                    empty to skip)
+  BENCH_ONLY       `jobs`: run only row 9 (background jobs next to BullMQ) on a private
+                   PostgreSQL and Redis, and rewrite only its section of BENCH_OUT
+  BENCH_JOBS       no-op jobs of row 9's enqueue runs, AccuBooks and BullMQ (default 10000)
+  BENCH_JOB_BACKLOG  jobs recorded while Redis is down in row 9 (default 10000)
+  BENCH_JOB_CONCURRENCY  JOB_CONCURRENCY of row 9's AccuBooks (default 100, BullMQ's own)
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_bullmq  # noqa: E402
 import services as sv  # noqa: E402
 from services import log  # noqa: E402
 
@@ -44,6 +50,13 @@ OUT = os.environ.get("BENCH_OUT", str(sv.REPO / "BENCHMARKS.md"))
 LOADGEN = BIN / "loadgen"
 CONCURRENCY = 32
 ENTRY_BATCH = 2500
+ONLY = os.environ.get("BENCH_ONLY", "")
+JOBS = int(os.environ.get("BENCH_JOBS", "10000"))
+JOB_BACKLOG = int(os.environ.get("BENCH_JOB_BACKLOG", "10000"))
+JOB_CONCURRENCY = int(os.environ.get("BENCH_JOB_CONCURRENCY", str(bench_bullmq.CONCURRENCY)))
+JOB_BATCH = 50  # BullMQ's bulk-add: addBulk of 50
+BACKLOG_AIM_S = 5.0
+CATCH_UP_AIM_S = 1.0
 
 results: dict = {}
 memory: dict[str, dict[str, int]] = {}
@@ -490,15 +503,215 @@ def row_python(pg, redis, server_bin):
     return {"python": py, "http": http, "built": built}
 
 
+def run_jobs_bench(pg, redis, database: str) -> dict:
+    """examples/jobs_bench on `database` and `redis`: it asks for Redis to be
+    stopped and started again around its backlog step (one line each on its
+    stdout, answered on its stdin once done)."""
+    env = sv.server_env(0, pg.app_url(database), redis.url(), JOB_TRANSPORT="redis",
+                        JOB_CONCURRENCY=str(JOB_CONCURRENCY))
+    argv = [str(BIN / "jobs_bench"), "--jobs", str(JOBS), "--batch", str(JOB_BATCH),
+            "--backlog", str(JOB_BACKLOG)]
+    with open(LOG_DIR / "jobs_bench.log", "ab") as err:
+        p = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+    result = None
+    try:
+        for line in p.stdout:
+            line = line.strip()
+            if line == "jobs_bench: stop redis":
+                redis.kill()
+            elif line == "jobs_bench: start redis":
+                redis.start()  # returns once it answers PING, on the same port
+            elif line.startswith("{"):
+                result = json.loads(line)
+                continue
+            else:
+                continue
+            p.stdin.write("done\n")
+            p.stdin.flush()
+        p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        redis.start()
+    if p.returncode != 0 or result is None:
+        raise RuntimeError(f"{shlex.join(argv)} failed ({p.returncode}); log {LOG_DIR / 'jobs_bench.log'}")
+    return record("jobs-accubooks", result)
+
+
+def row_jobs(pg, redis):
+    """Row 9: background jobs next to BullMQ's own benchmark, on the same Redis
+    in the same run: enqueue (batches of 50, like addBulk) and completion, a
+    backlog recorded while Redis is down, and a year of recurring invoices."""
+    out = {"jobs": JOBS, "concurrency": JOB_CONCURRENCY}
+    try:
+        bull = bench_bullmq.bullmq(redis.port, JOBS)
+        out["bullmq"] = {k: record(f"jobs-bullmq-{k}", v) for k, v in bull.items()}
+    except RuntimeError as e:
+        out["bullmq_skipped"] = str(e).strip().splitlines()[-1][:200]
+    pg.create_app_database("jobs")
+    out["accubooks"] = run_jobs_bench(pg, redis, "jobs")
+    return out
+
+
+def render_jobs(r9) -> str:
+    """The rows of row 9 (the same table columns as the other rows)."""
+    a = r9["accubooks"]
+    enq, both = a["enqueue"], a["enqueue_complete"]
+    bull = r9.get("bullmq")
+    conc = f"JOB_CONCURRENCY={a['concurrency']}"
+    rows = []
+    b = a.get("backlog")
+    # While Redis is down nothing runs alongside the enqueue, as in BullMQ's bulk-add.
+    alone = b["jobs"] / b["recorded_s"] if b else None
+    alone_cell = f"; with no worker running (Redis down): {alone:,.0f} jobs/s" if alone else ""
+    if bull:
+        add, work = bull["bulk-add"], bull["worker"]
+        alone_ratio = f" (alone {pct(alone, add['jobs_per_second'])})" if alone else ""
+        rows.append(
+            f"| 9 | jobs: enqueue {enq['jobs']:,} no-op jobs in batches of {a['batch']} (one transaction each) | "
+            f"{enq['jobs_per_second']:,.0f} jobs/s with the workers running{alone_cell} | BullMQ {add['bullmq']} "
+            f"`addBulk` of {add['batch']}: {add['jobs_per_second']:,.0f} jobs/s | "
+            f"{pct(enq['jobs_per_second'], add['jobs_per_second'])} of BullMQ{alone_ratio} |")
+        rows.append(
+            f"| 9 | jobs: enqueue + run to `succeeded`, {both['jobs']:,} no-op jobs ({conc}) | "
+            f"{both['jobs_per_second']:,.0f} jobs/s | BullMQ worker, concurrency {work['concurrency']}, jobs "
+            f"pre-added: {work['jobs_per_second']:,.0f} jobs/s | {pct(both['jobs_per_second'], work['jobs_per_second'])} "
+            f"of BullMQ's worker |")
+    else:
+        rows.append(f"| 9 | jobs: enqueue {enq['jobs']:,} no-op jobs in batches of {a['batch']} | "
+                    f"{enq['jobs_per_second']:,.0f} jobs/s{alone_cell}; with completion "
+                    f"{both['jobs_per_second']:,.0f} jobs/s ({conc}) | BullMQ {r9.get('bullmq_skipped', 'skipped')} | |")
+    if b:
+        all_s = b["all_succeeded_s"]
+        ref = ""
+        ratio = ""
+        if bull:
+            ref = f"BullMQ worker drains {b['jobs']:,} in {b['jobs'] / bull['worker']['jobs_per_second']:.2f} s (from its rate)"
+            ratio = f"drain {pct(b['drain_jobs_per_second'], bull['worker']['jobs_per_second'])} of BullMQ's worker; "
+        rows.append(
+            f"| 9 | jobs: {b['jobs']:,} recorded while Redis was down, then Redis started ({conc}) | "
+            f"all succeeded {all_s:.2f} s after Redis answered (Redis seen connected after "
+            f"{1000 * b['redis_connected_s']:,.0f} ms, first job done at {1000 * b['first_succeeded_s']:,.0f} ms; "
+            f"drained at {b['drain_jobs_per_second']:,.0f} jobs/s) | {ref} | {ratio}aim < {BACKLOG_AIM_S:g} s "
+            f"{ok_verdict(all_s < BACKLOG_AIM_S)} |")
+    c = a["catch_up"]
+    passed = c["invoices"] == c["occurrences"] and c["all_invoices_s"] < CATCH_UP_AIM_S
+    rows.append(
+        f"| 9 | recurring catch-up: a weekly template started 52 weeks ago ({c['occurrences']} occurrences, issued) | "
+        f"{c['invoices']} invoices {1000 * c['all_invoices_s']:,.0f} ms after the create call (which itself took "
+        f"{1000 * c['template_created_s']:,.0f} ms) | | aim < {CATCH_UP_AIM_S:g} s {ok_verdict(passed)} |")
+    return "\n".join(rows)
+
+
+JOBS_HEADING = "## Background jobs next to BullMQ (row 9)"
+
+
+def jobs_section(r9, when: str) -> str:
+    """The markdown section of row 9, heading included; `scripts/bench` writes it
+    in a full run, and `BENCH_ONLY=jobs` replaces just this section."""
+    a = r9["accubooks"]
+    bull = r9.get("bullmq")
+    versions = (f"BullMQ {bull['worker']['bullmq']} on Node {bull['worker']['node']}" if bull
+                else f"BullMQ: {r9.get('bullmq_skipped', 'skipped')}")
+    table = render_jobs(r9)
+    missed = [r.split(" | ")[1] for r in table.splitlines() if "❌" in r]
+    misses = "".join(f"\n- Aim missed in this run: {m.strip()}." for m in missed)
+    return f"""{JOBS_HEADING}
+
+- Measured {when}.
+- `examples/jobs_bench` (release) and `bench/bullmq/bench.mjs` ({versions}, the
+  `queue-add-bulk` and `worker-concurrent` scenarios of BullMQ's own suite) run one after the other on
+  the same private Redis 7 (no persistence) and the same 2 cores; AccuBooks's outbox is a PostgreSQL 15
+  table with `fsync` on, so every AccuBooks job is durable before it is acknowledged and each
+  state change (recorded, relayed, claimed, succeeded) is a committed row change; BullMQ keeps its
+  jobs only in Redis' memory. AccuBooks runs `JOB_TRANSPORT=redis JOB_CONCURRENCY={a['concurrency']}`
+  (BullMQ's worker runs at its suite's concurrency 100), the default `DB_POOL_MAX=20`, and a no-op
+  handler registered with `Builder::job_handler` on the `report-generation` queue; {a['warmup']:,}
+  jobs warm up first, untimed, as in BullMQ's suite.
+- Run this row alone: `BENCH_ONLY=jobs scripts/bench` (rewrites only this section). It issues:
+
+```sh
+node bench/bullmq/bench.mjs --port $REDISPORT --jobs {r9['jobs']} --scenario bulk-add
+node bench/bullmq/bench.mjs --port $REDISPORT --jobs {r9['jobs']} --scenario worker --concurrency {bench_bullmq.CONCURRENCY}
+DATABASE_URL=postgres://accubooks@127.0.0.1:$PGPORT/jobs REDIS_URL=redis://127.0.0.1:$REDISPORT \\
+  JOB_TRANSPORT=redis JOB_CONCURRENCY={a['concurrency']} target-bench/release/examples/jobs_bench \\
+  --jobs {a['enqueue']['jobs']} --batch {a['batch']} --backlog {a.get('backlog', {}).get('jobs', 0)}   # kills and restarts Redis when it asks
+```
+
+| # | comparison | AccuBooks | reference | ratio / aim |
+|---|---|---|---|---|
+{table}
+{misses}
+How to read: the enqueue rate is `AccuBooks::enqueue` of {a['batch']} jobs per call, one
+transaction each, awaited one after the other like BullMQ's `addBulk` loop, first with the
+relay and workers running the jobs alongside on the same 2 cores and PostgreSQL, then (the
+backlog's recording) with Redis down, so with nothing running alongside, as in BullMQ's
+bulk-add, which starts no worker. "Enqueue + run" runs from the first enqueue until the last
+job's `succeeded` row has committed (read from `accubooks_jobs_total`), whereas BullMQ's worker
+figure times only the processing of jobs added beforehand. The backlog
+is recorded while Redis is killed, then timed from the moment the restarted Redis answers PING:
+it includes noticing Redis again (the health probe), re-creating the streams' group, relaying
+the outbox and running every job; its drain rate (first to last job done) is the figure to
+set beside BullMQ's worker. The catch-up time runs from the call that creates the template (its
+53 jobs are recorded in the same transaction) until its 53 invoices are listed.
+AccuBooks's figures are bound by PostgreSQL commits (each waits for a WAL flush with `fsync`
+on), not by CPU: a job's row is inserted with its batch (one multi-row `INSERT`), relayed in
+batches of up to 1,000, claimed in batches of up to `JOB_CONCURRENCY` (the free slots of one
+stream read), and finished in batches (the endings that arrive while the previous commit
+runs share the next one), so its rates grow with `JOB_CONCURRENCY`.
+"""
+
+
 # ------------------------------------------------------------------ main
+
+def main_only_jobs() -> int:
+    """`BENCH_ONLY=jobs`: row 9 alone on its own PostgreSQL (fsync on) and Redis;
+    replaces only its section of BENCH_OUT."""
+    if not (BIN / "jobs_bench").exists():
+        raise SystemExit(f"missing {BIN / 'jobs_bench'}: run BENCH_ONLY=jobs scripts/bench (it builds it)")
+    started = time.time()
+    load_at_start = loadavg()
+    pg = sv.Postgres(log_dir=LOG_DIR)
+    redis = sv.Redis(log_dir=LOG_DIR)
+    log(f"postgres on {pg.port}, redis on {redis.port}; row 9: background jobs next to BullMQ")
+    r9 = row_jobs(pg, redis)
+    when = (f"alone (`BENCH_ONLY=jobs`) on {datetime.date.today().isoformat()} in "
+            f"{(time.time() - started) / 60:.1f} min; load average at start {load_at_start} (the machine "
+            f"is shared)")
+    section = jobs_section(r9, when)
+    print(section)
+    if OUT:
+        path = Path(OUT)
+        text = path.read_text() if path.exists() else "# Benchmarks\n\n## Commands\n"
+        path.write_text(replace_section(text, section))
+        log(f"wrote the row-9 section of {OUT}")
+    return 0
+
+
+def replace_section(text: str, section: str) -> str:
+    """`text` with its row-9 section replaced by `section` (or `section` put
+    before `## Commands` when it has none)."""
+    start = text.find(JOBS_HEADING)
+    if start < 0:
+        at = text.find("## Commands")
+        at = len(text) if at < 0 else at
+        return text[:at] + section + "\n" + text[at:]
+    end = text.find("\n## ", start + len(JOBS_HEADING))
+    end = len(text) if end < 0 else end + 1
+    return text[:start] + section + "\n" + text[end:]
+
 
 def main() -> int:
     sv.install_cleanup()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log(f"logs and raw results in {LOG_DIR}")
+    if ONLY == "jobs":
+        return main_only_jobs()
+    if ONLY:
+        raise SystemExit(f"BENCH_ONLY={ONLY!r}: only `jobs` is known")
     started = time.time()
     load_at_start = loadavg()
-    log(f"logs and raw results in {LOG_DIR}")
-    for name in ("loadgen", "server", "warp_server", "hello_axum"):
+    for name in ("loadgen", "server", "warp_server", "hello_axum", "jobs_bench"):
         if not (BIN / name).exists():
             raise SystemExit(f"missing {BIN / name}: run scripts/bench (it builds them)")
 
@@ -569,12 +782,16 @@ def main() -> int:
     r6 = row_trial_balance(pg, redis, BIN / "server")
     log("row 7: Python binding")
     r7 = row_python(pg, redis, BIN / "server")
+    log("row 9: background jobs next to BullMQ")
+    r9 = row_jobs(pg, redis)
 
     table = render(r1, r2, r3, r4, r5, r6, r7)
     elapsed = time.time() - started
+    section = jobs_section(r9, "in this run, after row 7")
     print(table)
+    print(section)
     if OUT:
-        write_markdown(table, load_at_start, elapsed)
+        write_markdown(table, load_at_start, elapsed, section)
         log(f"wrote {OUT}")
     log(f"done in {elapsed / 60:.1f} min")
     return 0
@@ -697,7 +914,7 @@ def count_lines(path: Path, needle: str) -> int:
         return 0
 
 
-def write_markdown(table: str, load_at_start: str, elapsed: float) -> None:
+def write_markdown(table: str, load_at_start: str, elapsed: float, jobs_md: str) -> None:
     today = datetime.date.today().isoformat()
     text = f"""# Benchmarks
 
@@ -726,15 +943,17 @@ Whole-server figures of AccuBooks, measured side by side in one run of
 
 {table}
 
-{notes_md()}## Commands
+{notes_md()}{jobs_md}
+## Commands
 
 ```sh
 scripts/bench                              # the whole run (about 10-15 min here)
 BENCH_POSTINGS=20000 BENCH_SECONDS=3 scripts/bench   # a quick run
+BENCH_ONLY=jobs scripts/bench              # row 9 alone; rewrites only its section
 ```
 
 `scripts/bench` builds with `CARGO_TARGET_DIR=target-bench cargo build --release --example server
---example warp_server --example hello_axum --example loadgen`, then runs `scripts/lib/bench.py`,
+--example warp_server --example hello_axum --example loadgen --example jobs_bench`, then runs `scripts/lib/bench.py`,
 which issues (ports vary; `loadgen` is `target-bench/release/examples/loadgen`):
 
 ```sh
@@ -776,6 +995,7 @@ hledger -f export.journal bal
    build of the extension (as `maturin develop` makes) is far slower than the release servers.
 8. RSS is sampled every 100 ms from `/proc/PID/status` during each phase; "idle" is after
    start-up and registration.
+9. Background jobs: see their section above.
 
 Raw JSON of every run: `results.jsonl` in the log directory printed by the script.
 """

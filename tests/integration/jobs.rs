@@ -319,6 +319,62 @@ async fn bad_templates_are_refused_and_change_nothing(carrier: Carrier) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// A host's own jobs recorded with `AccuBooks::enqueue`, more than one
+/// statement's worth in one call: a key given twice in the call, or used by
+/// an earlier call, is the first job (its id answered again); every job
+/// runs, once.
+async fn enqueued_jobs_are_recorded_once_per_key_and_run_once(carrier: Carrier) {
+    use accubooks_core::jobs::{NewJob, Queue};
+    let setup = start(carrier).await;
+    let books = &setup.books;
+    let (token, organization) = books
+        .register_organization(&format!("enqueue-{}@acme.test", uuid::Uuid::new_v4()))
+        .await;
+    let job = |key: String| NewJob {
+        queue: Queue::ReportGeneration,
+        kind: crate::support::server::TEST_JOB_KIND,
+        unique_key: key,
+        payload: json!({"n": 1}),
+    };
+    let app = &books.server.app;
+    let first = app
+        .enqueue(&organization, vec![job("early".to_owned())])
+        .await
+        .unwrap();
+    let mut jobs: Vec<NewJob> = (0..700).map(|i| job(format!("job-{i}"))).collect();
+    jobs.push(job("job-3".to_owned()));
+    jobs.push(job("early".to_owned()));
+    let ids = app.enqueue(&organization, jobs).await.unwrap();
+    assert_eq!(ids.len(), 702);
+    assert_eq!(ids[700], ids[3]);
+    assert_eq!(ids[701], first[0]);
+    assert_eq!(ids[..700].iter().collect::<HashSet<_>>().len(), 700);
+    assert!(!ids[..700].contains(&first[0]));
+    let started = Instant::now();
+    loop {
+        let (status, done) = books
+            .call(
+                "GET",
+                "/api/jobs?queue=report-generation&status=succeeded",
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{done}");
+        let done = done.as_array().unwrap();
+        if done.len() == 701 {
+            assert!(done.iter().all(|j| j["attempts"] == 1), "{done:?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} of 701 succeeded",
+            done.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Polls a report job until it has succeeded; answers its result's content
 /// type and text.
 async fn report_result(books: &Books, token: &str, job: &Value) -> (String, String) {
@@ -761,6 +817,7 @@ macro_rules! on_both_transports {
 }
 
 on_both_transports!(
+    enqueued_jobs_are_recorded_once_per_key_and_run_once,
     a_template_in_the_past_is_caught_up_once,
     bad_templates_are_refused_and_change_nothing,
     reports_run_as_jobs_in_json_and_csv,

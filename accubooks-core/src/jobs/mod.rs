@@ -340,6 +340,10 @@ struct Inner {
     idle: Notify,
     counts: Mutex<Option<Counts>>,
     draining_since: OnceLock<Instant>,
+    /// Endings on their way to the finisher, which records those waiting
+    /// together in one transaction (the receiver, until the finisher takes it).
+    endings: tokio::sync::mpsc::UnboundedSender<worker::Finish>,
+    endings_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<worker::Finish>>>,
 }
 
 impl Jobs {
@@ -353,6 +357,7 @@ impl Jobs {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
+        let (endings, endings_rx) = tokio::sync::mpsc::unbounded_channel();
         Jobs {
             inner: Arc::new(Inner {
                 config,
@@ -366,6 +371,8 @@ impl Jobs {
                 idle: Notify::new(),
                 counts: Mutex::new(None),
                 draining_since: OnceLock::new(),
+                endings,
+                endings_rx: Mutex::new(Some(endings_rx)),
             }),
         }
     }

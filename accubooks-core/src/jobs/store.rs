@@ -1,5 +1,7 @@
 //! The `jobs` table: the outbox, the claims and the counts.
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 
 use super::{Counts, Job, JobError, JobFailure, JobStatus, NewJob, Queue, QueueCounts};
@@ -122,17 +124,70 @@ pub(crate) fn insert_rows(rows: usize) -> String {
     )
 }
 
-/// Records `jobs` for `organization` in one transaction; answers their ids.
+/// Most jobs one statement of [`record`] carries (4 parameters each, far
+/// below either backend's limit).
+const RECORD_CHUNK: usize = 500;
+
+/// Records `jobs` for `organization` in one transaction, as [`insert_job!`]
+/// would one by one, but with one multi-row `INSERT` per [`RECORD_CHUNK`]
+/// jobs (and one `SELECT` for the keys that were already used): answers
+/// their ids, in order.
 pub(crate) async fn record(db: &Database, organization: &str, jobs: &[NewJob]) -> Result<Vec<i64>> {
     let organization = organization.to_owned();
     let now = now_ms();
     db.run(|pool| async move {
         on_pool!(pool, p => in_scope!(p, &organization, tx => {
-            let mut ids = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                ids.push(insert_job!(tx, &organization, job, now)?);
+            let mut ids: HashMap<&str, i64> = HashMap::with_capacity(jobs.len());
+            for chunk in jobs.chunks(RECORD_CHUNK) {
+                // $1 the organization, $2 the time; then four per job.
+                let rows = (0..chunk.len())
+                    .map(|i| {
+                        let n = 3 + 4 * i;
+                        format!("($1, ${n}, ${}, ${}, ${}, 'pending', 0, $2, $2, $2)", n + 1, n + 2, n + 3)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "INSERT INTO jobs (organization_id, queue, kind, unique_key, payload, status, \
+                     attempts, run_after_ms, created_ms, updated_ms) VALUES {rows} \
+                     ON CONFLICT (organization_id, unique_key) DO NOTHING RETURNING id, unique_key"
+                );
+                let mut query = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql)).bind(&organization).bind(now);
+                for job in chunk {
+                    query = query
+                        .bind(job.queue.as_str())
+                        .bind(job.kind)
+                        .bind(&job.unique_key)
+                        .bind(job.payload.to_string());
+                }
+                let inserted = query.fetch_all(&mut *tx).await?;
+                let mut by_key: HashMap<String, i64> = inserted.into_iter().map(|(id, key)| (key, id)).collect();
+                // A key used before (or twice in this call): the first job's id.
+                let used: Vec<&str> = chunk
+                    .iter()
+                    .map(|job| job.unique_key.as_str())
+                    .filter(|key| !by_key.contains_key(*key) && !ids.contains_key(*key))
+                    .collect();
+                if !used.is_empty() {
+                    let sql = format!(
+                        "SELECT id, unique_key FROM jobs WHERE organization_id = $1 AND unique_key IN ({})",
+                        placeholders(2, used.len())
+                    );
+                    let mut query = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql)).bind(&organization);
+                    for key in &used {
+                        query = query.bind(*key);
+                    }
+                    by_key.extend(query.fetch_all(&mut *tx).await?.into_iter().map(|(id, key)| (key, id)));
+                }
+                for job in chunk {
+                    let key = job.unique_key.as_str();
+                    if !ids.contains_key(key) {
+                        let id = by_key.get(key).copied().ok_or(sqlx::Error::RowNotFound)?;
+                        ids.insert(key, id);
+                    }
+                }
             }
-            ids
+            jobs.iter().map(|job| ids[job.unique_key.as_str()]).collect::<Vec<i64>>()
         }))
     })
     .await
@@ -408,42 +463,82 @@ pub(crate) enum Ending {
     Dead(JobFailure),
 }
 
-/// Records how an attempt of `owner` ended. Answers `false` when the job was
-/// no longer `owner`'s (its lease had passed and another worker took it).
-pub(crate) async fn finish(db: &Database, id: i64, owner: &str, ending: Ending) -> Result<bool> {
+/// Records how attempts of `owner` ended, in one transaction: the
+/// successes with one `UPDATE`, the failures (rare) one by one. Answers, for
+/// each of `endings` in order, whether it was recorded: `false` when the job
+/// was no longer `owner`'s (its lease had passed and another worker took
+/// it), or for an id given twice, its second ending.
+pub(crate) async fn finish(
+    db: &Database,
+    owner: &str,
+    endings: &[(i64, Ending)],
+) -> Result<Vec<bool>> {
+    if endings.is_empty() {
+        return Ok(Vec::new());
+    }
     let now = now_ms();
-    let (status, run_after, failure) = match ending {
-        Ending::Succeeded => ("succeeded", now, None),
-        Ending::Retry(failure, at) => ("failed", at, Some(failure)),
-        Ending::Dead(failure) => ("dead", now, Some(failure)),
-    };
-    let kind = failure.map(|f| match f.transience {
-        Transience::Temporary => "temporary",
-        Transience::Permanent => "permanent",
-    });
-    db.run(|pool| async move {
-        on_pool!(pool, p => {
-            let mut tx = p.begin_for_worker().await?;
-            let changed = sqlx::query(
-                "UPDATE jobs SET status = $1, run_after_ms = $2, updated_ms = $3, \
-                 error_code = $4, error_kind = $5, lease_owner = NULL, lease_until_ms = NULL \
-                 WHERE id = $6 AND lease_owner = $7 AND status = 'running'",
-            )
-            .bind(status)
-            .bind(run_after)
-            .bind(now)
-            .bind(failure.map(|f| f.code))
-            .bind(kind)
-            .bind(id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            tx.commit().await?;
-            Ok(changed == 1)
+    let succeeded: Vec<i64> = endings
+        .iter()
+        .filter(|(_, ending)| matches!(ending, Ending::Succeeded))
+        .map(|(id, _)| *id)
+        .collect();
+    let changed: std::collections::HashSet<i64> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                let mut tx = p.begin_for_worker().await?;
+                let mut changed = std::collections::HashSet::new();
+                if !succeeded.is_empty() {
+                    let sql = format!(
+                        "UPDATE jobs SET status = 'succeeded', run_after_ms = $1, updated_ms = $1, \
+                         error_code = NULL, error_kind = NULL, lease_owner = NULL, lease_until_ms = NULL \
+                         WHERE lease_owner = $2 AND status = 'running' AND id IN ({}) RETURNING id",
+                        placeholders(3, succeeded.len())
+                    );
+                    let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(now).bind(owner);
+                    for id in &succeeded {
+                        query = query.bind(*id);
+                    }
+                    changed.extend(query.fetch_all(&mut *tx).await?);
+                }
+                for (id, ending) in endings {
+                    let (status, run_after, failure) = match *ending {
+                        Ending::Succeeded => continue,
+                        Ending::Retry(failure, at) => ("failed", at, failure),
+                        Ending::Dead(failure) => ("dead", now, failure),
+                    };
+                    let kind = match failure.transience {
+                        Transience::Temporary => "temporary",
+                        Transience::Permanent => "permanent",
+                    };
+                    let rows = sqlx::query(
+                        "UPDATE jobs SET status = $1, run_after_ms = $2, updated_ms = $3, \
+                         error_code = $4, error_kind = $5, lease_owner = NULL, lease_until_ms = NULL \
+                         WHERE id = $6 AND lease_owner = $7 AND status = 'running'",
+                    )
+                    .bind(status)
+                    .bind(run_after)
+                    .bind(now)
+                    .bind(failure.code)
+                    .bind(kind)
+                    .bind(*id)
+                    .bind(owner)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if rows == 1 {
+                        changed.insert(*id);
+                    }
+                }
+                tx.commit().await?;
+                Ok(changed)
+            })
         })
-    })
-    .await
+        .await?;
+    let mut answered = std::collections::HashSet::new();
+    Ok(endings
+        .iter()
+        .map(|(id, _)| changed.contains(id) && answered.insert(*id))
+        .collect())
 }
 
 /// Hands the jobs `owner` still holds back to the outbox (a shutdown whose

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::store::{self, Claimed, Ending};
@@ -23,6 +23,16 @@ use crate::error::Transience;
 const BLOCK: Duration = Duration::from_millis(1000);
 /// Most jobs the relay moves in one transaction.
 const RELAY_BATCH: usize = 1000;
+/// Most endings the finisher records in one transaction.
+const FINISH_BATCH: usize = 500;
+
+/// An ending for the finisher, and where its answer goes: whether it was
+/// recorded (see [`store::finish`]), or why not (for the log).
+pub(crate) struct Finish {
+    id: i64,
+    ending: Ending,
+    answer: oneshot::Sender<Result<bool, String>>,
+}
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
@@ -32,11 +42,21 @@ fn millis(duration: Duration) -> i64 {
 pub(crate) fn spawn(app: &AccuBooks, stopped: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     app.metrics()
         .init_job_queues(&Queue::ALL.map(Queue::as_str));
+    let endings = app
+        .jobs()
+        .inner
+        .endings_rx
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
     let mut tasks = vec![
         tokio::spawn(monitor(app.clone(), stopped.clone())),
         tokio::spawn(renewer(app.clone(), stopped.clone())),
         tokio::spawn(scheduler(app.clone(), stopped.clone())),
     ];
+    if let Some(endings) = endings {
+        tasks.push(tokio::spawn(finisher(app.clone(), endings)));
+    }
     match app.jobs().config().transport {
         JobTransport::Redis => {
             tasks.push(tokio::spawn(relay(app.clone(), stopped.clone())));
@@ -141,7 +161,7 @@ async fn execute(app: &AccuBooks, job: Claimed) {
     // cannot be recorded, the lease passes and the job runs again (its
     // effect is idempotent).
     for attempt in 0..3 {
-        match store::finish(app.database(), job.id, jobs.owner(), ending).await {
+        match record_ending(jobs, job.id, ending).await {
             Ok(true) => {
                 app.metrics().count_job(job.queue.as_str(), outcome);
                 match ending {
@@ -169,6 +189,43 @@ async fn execute(app: &AccuBooks, job: Claimed) {
                 job = job.id, error = %err,
                 "the job's ending could not be recorded; it will run again after its lease"
             ),
+        }
+    }
+}
+
+/// Hands an ending to the finisher and waits until it is recorded.
+async fn record_ending(jobs: &super::Jobs, id: i64, ending: Ending) -> Result<bool, String> {
+    let (answer, answered) = oneshot::channel();
+    let stopped = || "the job finisher has stopped".to_owned();
+    jobs.inner
+        .endings
+        .send(Finish { id, ending, answer })
+        .map_err(|_| stopped())?;
+    answered.await.unwrap_or_else(|_| Err(stopped()))
+}
+
+/// Records the endings of attempts: those that arrived while the previous
+/// transaction was committing go together in the next one, so under load a
+/// commit (and its disk flush) serves many jobs, and a lone ending waits no
+/// longer than its own transaction. An ending is answered only once its
+/// transaction has committed, so a job's message is acknowledged only after
+/// its ending is durable, as before.
+async fn finisher(app: AccuBooks, mut endings: mpsc::UnboundedReceiver<Finish>) {
+    let mut batch = Vec::with_capacity(FINISH_BATCH);
+    while endings.recv_many(&mut batch, FINISH_BATCH).await > 0 {
+        let rows: Vec<(i64, Ending)> = batch.iter().map(|f| (f.id, f.ending)).collect();
+        match store::finish(app.database(), app.jobs().owner(), &rows).await {
+            Ok(recorded) => {
+                for (finish, recorded) in batch.drain(..).zip(recorded) {
+                    let _ = finish.answer.send(Ok(recorded));
+                }
+            }
+            Err(err) => {
+                let err = err.to_string();
+                for finish in batch.drain(..) {
+                    let _ = finish.answer.send(Err(err.clone()));
+                }
+            }
         }
     }
 }
@@ -354,6 +411,10 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
     let jobs = app.jobs().clone();
     let lease_ms = millis(jobs.config().lease);
     let mut last_sweep = Instant::now();
+    // The queues whose group is known to exist, and those whose jobs queued
+    // on a lost stream are still to be put back into the outbox.
+    let mut ready = [false; 3];
+    let mut owed = [false; 3];
     loop {
         tokio::select! {
             () = jobs.inner.wake_relay.notified() => {}
@@ -361,6 +422,10 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
             _ = stopped.changed() => return,
         }
         if !carrier_up(&app) {
+            ready = [false; 3];
+            continue;
+        }
+        if !make_groups(&app, lease_ms, &mut ready, &mut owed).await {
             continue;
         }
         loop {
@@ -377,6 +442,7 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
                         code = fault.code,
                         "relay: Redis refused; jobs stay in the outbox"
                     );
+                    ready = [false; 3];
                     break;
                 }
                 _ => break,
@@ -391,6 +457,52 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
             }
         }
     }
+}
+
+/// Makes each queue's consumer group (and stream) before the relay sends to
+/// it. Otherwise, after Redis lost its streams, the relay's first `XADD`
+/// would re-create a stream without a group, and the worker that then makes
+/// the group would put every job already relayed to it back into the outbox
+/// as lost: sent twice (harmless, the claim runs each once, but after an
+/// outage that was most of the backlog). Whoever makes a group (the relay
+/// here, or a worker that finds it gone) puts the jobs queued on the lost
+/// stream back into the outbox, and the relay sends nothing to that queue
+/// until that has succeeded. Answers whether every queue is ready.
+async fn make_groups(
+    app: &AccuBooks,
+    lease_ms: i64,
+    ready: &mut [bool; 3],
+    owed: &mut [bool; 3],
+) -> bool {
+    let mut connection = app.redis().connection();
+    for queue in Queue::ALL {
+        let i = queue.index();
+        if !ready[i] {
+            match streams::ensure_group(&mut connection, queue).await {
+                Ok(created) => {
+                    owed[i] |= created;
+                    ready[i] = true;
+                }
+                Err(_) => return false,
+            }
+        }
+        if owed[i] {
+            match store::requeue_lost(app.database(), Some(queue), lease_ms).await {
+                Ok(requeued) => {
+                    owed[i] = false;
+                    if requeued > 0 {
+                        tracing::info!(
+                            queue = queue.as_str(),
+                            jobs = requeued,
+                            "the queue's stream was new or lost; its queued jobs are sent again"
+                        );
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+    true
 }
 
 /// Extends the leases of the jobs this process runs.

@@ -85,6 +85,17 @@ async fn sleep(_: AccuBooks, request: Request) -> Result<Response, ApiError> {
     ))
 }
 
+/// The kind of job a test host adds (on `report-generation`): it does
+/// nothing, so tests of the job machinery itself can record many.
+pub const TEST_JOB_KIND: &str = "test-noop";
+
+fn test_job<'a>(
+    _: &'a AccuBooks,
+    _: &'a accubooks_core::jobs::JobContext,
+) -> futures::future::BoxFuture<'a, Result<(), accubooks_core::jobs::JobFailure>> {
+    Box::pin(async { Ok(()) })
+}
+
 /// One AccuBooks instance served over HTTP on 127.0.0.1.
 pub struct TestServer {
     /// The instance.
@@ -102,7 +113,11 @@ impl TestServer {
     pub async fn start(host: Host, vars: Vec<(String, String)>) -> TestServer {
         init_logs();
         let config = Config::from_vars(vars).expect("test configuration is valid");
-        let mut builder = AccuBooks::builder(config);
+        let mut builder = AccuBooks::builder(config).job_handler(
+            TEST_JOB_KIND,
+            accubooks_core::jobs::Queue::ReportGeneration,
+            test_job,
+        );
         for route in test_routes() {
             builder = builder.route(route);
         }
