@@ -999,7 +999,30 @@ hledger -f export.journal bal
 
 Raw JSON of every run: `results.jsonl` in the log directory printed by the script.
 """
-    Path(OUT).write_text(text)
+    path = Path(OUT)
+    if path.exists():
+        text += kept_sections(path.read_text(), text)
+    path.write_text(text)
+
+
+def kept_sections(old: str, new: str) -> str:
+    """The `## ` sections of `old` that `new` does not write (figures measured by
+    other scripts, such as `scripts/abuse`, and written by hand): a full run keeps
+    them, in their order, after its own."""
+    # The headings this script writes (some only in some runs) are its own.
+    written = {line for line in new.splitlines() if line.startswith("## ")} | {
+        "## Results",
+        "## Observations of this run",
+        JOBS_HEADING,
+        "## Commands",
+        "## How to read the rows",
+    }
+    kept = []
+    for part in old.split("\n## ")[1:]:
+        heading = "## " + part.splitlines()[0]
+        if heading not in written:
+            kept.append("\n## " + part.rstrip("\n") + "\n")
+    return "".join(kept)
 
 
 if __name__ == "__main__":
