@@ -460,24 +460,6 @@ pub async fn put_settings(
     get_settings(db, organization).await
 }
 
-async fn organization_rounding(db: &Database, organization: &str) -> LedgerResult<TaxRounding> {
-    let organization = organization.to_owned();
-    let rounding: Option<String> = db
-        .run(|pool| async move {
-            on_pool!(pool, p => in_scope!(p, &organization, tx => {
-                sqlx::query_scalar("SELECT tax_rounding FROM organizations WHERE id = $1")
-                    .bind(&organization)
-                    .fetch_optional(&mut *tx)
-                    .await?
-            }))
-        })
-        .await?;
-    Ok(rounding
-        .as_deref()
-        .and_then(TaxRounding::parse)
-        .unwrap_or(TaxRounding::Line))
-}
-
 async fn customer_exists(
     db: &Database,
     organization: &str,
@@ -775,7 +757,7 @@ async fn draft_of(
         customer_id: new.customer_id,
         currency,
         due_date,
-        rounding: organization_rounding(db, organization).await?,
+        rounding: get_settings(db, organization).await?.tax_rounding,
         lines,
         recurring,
     })

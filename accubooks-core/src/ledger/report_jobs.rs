@@ -3,7 +3,7 @@
 //! report and stores it, as JSON or as CSV (RFC 4180: a header row, fields
 //! quoted where they need it, CRLF line ends), to be fetched by id.
 
-use chrono::{NaiveDate, SecondsFormat};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -11,6 +11,7 @@ use super::idempotency::{self, IdempotencyKey};
 use super::sql::{in_scope, on_pool};
 use super::{LedgerError, LedgerResult, RenderRecord, parse_date};
 use crate::db::Database;
+use crate::jobs::store::rfc3339;
 use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
 
 /// The kind of the job that computes a report.
@@ -189,12 +190,6 @@ pub struct ReportJob {
     pub created_at: String,
     /// When the result was stored (RFC 3339), or null.
     pub finished_at: Option<String>,
-}
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 impl ReportName {
