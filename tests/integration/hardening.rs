@@ -433,16 +433,22 @@ async fn heavy_work_of_one_organization_is_bounded() {
         .unwrap();
     let (a_org, a_token, b_token) = (org(&a), token(a.clone()), token(b));
     let export = "/api/export/ledger?format=hledger";
-    assert_eq!(
-        server.get_as(export, &a_token).await.status(),
-        StatusCode::OK
-    );
+    let first = server.get_as(export, &a_token).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    // The export holds its slot until its stream has ended: read it to the
+    // end, then take the slot once the server has let it go.
+    first.text().await.unwrap();
+    let started = std::time::Instant::now();
+    let running = loop {
+        match server.app.work_limits().acquire(Work::Export, &a_org) {
+            Ok(slot) => break slot,
+            Err(busy) => {
+                assert!(started.elapsed() < Duration::from_secs(5), "{busy:?}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
     // While one export of A runs, A's next is refused; B's is not.
-    let running = server
-        .app
-        .work_limits()
-        .acquire(Work::Export, &a_org)
-        .unwrap();
     let refused = server.get_as(export, &a_token).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(refused.headers()["retry-after"], "5");
