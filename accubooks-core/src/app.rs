@@ -75,6 +75,9 @@ struct Inner {
     members: MemberCache,
     work_limits: crate::limits::WorkLimits,
     resources: Resources,
+    sealer: crate::sealed::Sealer,
+    stripe: Option<crate::saas::stripe::Stripe>,
+    plaid: Option<crate::saas::plaid::Plaid>,
     openapi: std::sync::OnceLock<serde_json::Value>,
     phase: AtomicU8,
     phase_changed: watch::Sender<Phase>,
@@ -312,6 +315,18 @@ impl Builder {
         handlers.extend(job_handlers);
         let jobs = Jobs::new(config.jobs.clone(), handlers);
 
+        let sealer = crate::sealed::Sealer::new(&config.session_secret);
+        let provider = |name, credentials: &Option<crate::config::ApiCredentials>| {
+            let dependency = registry.get(name).expect("built in").clone();
+            credentials
+                .clone()
+                .map(|c| (c, config.provider_timeout, Arc::clone(&dependency)))
+        };
+        let stripe = provider(deps::STRIPE, &config.stripe)
+            .map(|(c, t, d)| crate::saas::stripe::Stripe::new(c, t, d));
+        let plaid = provider(deps::PLAID, &config.plaid)
+            .map(|(c, t, d)| crate::saas::plaid::Plaid::new(c, t, d));
+
         let (shutdown, _) = watch::channel(false);
         let app = AccuBooks {
             inner: Arc::new(Inner {
@@ -329,6 +344,9 @@ impl Builder {
                 members: MemberCache::default(),
                 work_limits,
                 resources: Resources::default(),
+                sealer,
+                stripe,
+                plaid,
                 openapi: std::sync::OnceLock::new(),
                 phase: AtomicU8::new(Phase::Starting as u8),
                 phase_changed: watch::Sender::new(Phase::Starting),
@@ -468,6 +486,21 @@ impl AccuBooks {
             }
         }
         Ok(ids)
+    }
+
+    /// Seals the provider tokens kept in the database.
+    pub fn sealer(&self) -> &crate::sealed::Sealer {
+        &self.inner.sealer
+    }
+
+    /// The Stripe client, when Stripe is configured.
+    pub(crate) fn stripe(&self) -> Option<&crate::saas::stripe::Stripe> {
+        self.inner.stripe.as_ref()
+    }
+
+    /// The Plaid client, when Plaid is configured.
+    pub(crate) fn plaid(&self) -> Option<&crate::saas::plaid::Plaid> {
+        self.inner.plaid.as_ref()
     }
 
     /// The attempt budgets of login and registration.

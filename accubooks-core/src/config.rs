@@ -191,6 +191,8 @@ pub struct Config {
     pub metrics_token: Option<SecretString>,
     /// `REQUEST_TIMEOUT_MS`: the longest a request may run before a 503.
     pub request_timeout: Duration,
+    /// `PROVIDER_TIMEOUT_MS`: the longest one call to Stripe or Plaid may take.
+    pub provider_timeout: Duration,
     /// `BODY_LIMIT_BYTES`: larger bodies are refused with 413.
     pub body_limit: usize,
     /// `DRAIN_TIMEOUT_MS`: how long a graceful shutdown waits for in-flight requests.
@@ -494,6 +496,7 @@ impl Config {
             .map(|t| SecretString::from(t.to_owned()));
 
         let request_timeout = r.millis("REQUEST_TIMEOUT_MS", 10_000);
+        let provider_timeout = r.millis("PROVIDER_TIMEOUT_MS", 5_000);
         let body_limit = r.number("BODY_LIMIT_BYTES", 1_048_576usize, 1024, 1 << 30);
         let drain_timeout = r.millis("DRAIN_TIMEOUT_MS", 10_000);
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
@@ -559,6 +562,7 @@ impl Config {
             plaid,
             metrics_token,
             request_timeout,
+            provider_timeout,
             body_limit,
             drain_timeout,
             limits,

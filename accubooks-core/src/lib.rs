@@ -35,6 +35,8 @@ pub mod metrics;
 pub mod money;
 pub mod redis_client;
 pub mod resources;
+pub(crate) mod saas;
+pub mod sealed;
 pub mod telemetry;
 pub mod usecases;
 

@@ -58,15 +58,26 @@ pub enum Queue {
     /// Reports asked for as jobs.
     #[serde(rename = "report-generation")]
     ReportGeneration,
+    /// Follow-ups of Stripe's webhooks: payments and refunds to post.
+    #[serde(rename = "payments")]
+    Payments,
+    /// Imports of bank transactions from Plaid.
+    #[serde(rename = "bank-feeds")]
+    BankFeeds,
 }
 
 impl Queue {
     /// Every queue, in the order health lists them.
-    pub const ALL: [Queue; 3] = [
+    pub const ALL: [Queue; Queue::COUNT] = [
         Queue::RecurringInvoices,
         Queue::PayrollProcessing,
         Queue::ReportGeneration,
+        Queue::Payments,
+        Queue::BankFeeds,
     ];
+
+    /// How many queues there are.
+    pub const COUNT: usize = 5;
 
     /// The queue's name.
     pub fn as_str(self) -> &'static str {
@@ -74,6 +85,8 @@ impl Queue {
             Queue::RecurringInvoices => "recurring-invoices",
             Queue::PayrollProcessing => "payroll-processing",
             Queue::ReportGeneration => "report-generation",
+            Queue::Payments => "payments",
+            Queue::BankFeeds => "bank-feeds",
         }
     }
 
@@ -313,7 +326,7 @@ pub(crate) struct QueueCounts {
 
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counts {
-    pub queues: [QueueCounts; 3],
+    pub queues: [QueueCounts; Queue::COUNT],
     pub outbox: i64,
 }
 
@@ -330,10 +343,10 @@ struct Inner {
     owner: String,
     handlers: HashMap<&'static str, (Queue, Arc<dyn JobHandler>)>,
     /// Nudges the relay (redis) or the queue's workers (database).
-    wake: [Notify; 3],
+    wake: [Notify; Queue::COUNT],
     wake_relay: Notify,
     /// Whether each queue's worker loop is running now.
-    working: [AtomicBool; 3],
+    working: [AtomicBool; Queue::COUNT],
     /// The jobs this process holds.
     held: Mutex<std::collections::HashSet<i64>>,
     in_flight: AtomicUsize,

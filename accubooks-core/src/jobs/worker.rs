@@ -413,8 +413,8 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
     let mut last_sweep = Instant::now();
     // The queues whose group is known to exist, and those whose jobs queued
     // on a lost stream are still to be put back into the outbox.
-    let mut ready = [false; 3];
-    let mut owed = [false; 3];
+    let mut ready = [false; Queue::COUNT];
+    let mut owed = [false; Queue::COUNT];
     loop {
         tokio::select! {
             () = jobs.inner.wake_relay.notified() => {}
@@ -422,7 +422,7 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
             _ = stopped.changed() => return,
         }
         if !carrier_up(&app) {
-            ready = [false; 3];
+            ready = [false; Queue::COUNT];
             continue;
         }
         if !make_groups(&app, lease_ms, &mut ready, &mut owed).await {
@@ -442,7 +442,7 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
                         code = fault.code,
                         "relay: Redis refused; jobs stay in the outbox"
                     );
-                    ready = [false; 3];
+                    ready = [false; Queue::COUNT];
                     break;
                 }
                 _ => break,
@@ -471,8 +471,8 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
 async fn make_groups(
     app: &AccuBooks,
     lease_ms: i64,
-    ready: &mut [bool; 3],
-    owed: &mut [bool; 3],
+    ready: &mut [bool; Queue::COUNT],
+    owed: &mut [bool; Queue::COUNT],
 ) -> bool {
     let mut connection = app.redis().connection();
     for queue in Queue::ALL {
