@@ -140,7 +140,24 @@ fn core_job_handlers() -> JobHandlers {
             job.id,
         ))
     }
+    fn stripe_event<'a>(
+        app: &'a AccuBooks,
+        job: &'a crate::jobs::JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
+        Box::pin(crate::ledger::payments::process(
+            app.ledger(),
+            &job.organization,
+            &job.payload,
+        ))
+    }
     let mut handlers = JobHandlers::new();
+    handlers.insert(
+        crate::ledger::payments::JOB_KIND,
+        (
+            Queue::Payments,
+            Arc::new(stripe_event) as Arc<dyn JobHandler>,
+        ),
+    );
     handlers.insert(
         crate::ledger::payroll::JOB_KIND,
         (

@@ -35,7 +35,7 @@ pub mod metrics;
 pub mod money;
 pub mod redis_client;
 pub mod resources;
-pub(crate) mod saas;
+pub mod saas;
 pub mod sealed;
 pub mod telemetry;
 pub mod usecases;

@@ -82,5 +82,6 @@ mod faults;
 mod hardening;
 mod invoices;
 mod jobs;
+mod payments;
 mod process;
 mod properties;

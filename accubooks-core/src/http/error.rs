@@ -17,6 +17,15 @@ pub enum ApiError {
         /// What to fix.
         message: String,
     },
+    /// 400 with its own code: a request refused as a whole (a webhook whose
+    /// signature does not verify).
+    #[error("{message}")]
+    BadRequest {
+        /// Machine code, e.g. `INVALID_SIGNATURE`.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// 401: no token, or a token that is invalid or expired.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -122,7 +131,7 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Malformed { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Malformed { .. } | ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -151,6 +160,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
             ApiError::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             ApiError::Conflict { code, .. }
+            | ApiError::BadRequest { code, .. }
             | ApiError::Invalid { code, .. }
             | ApiError::Unavailable { code, .. } => code,
             ApiError::Timeout { .. } => "REQUEST_TIMEOUT",
@@ -235,6 +245,10 @@ impl From<crate::usecases::Error> for ApiError {
                 timeout_ms: limit_ms,
             },
             E::Overloaded(overloaded) => overloaded.into(),
+            E::InvalidSignature(bad) => ApiError::BadRequest {
+                code: "INVALID_SIGNATURE",
+                message: bad.to_string(),
+            },
             err @ E::InvalidKey => ApiError::malformed(err.to_string()),
             err @ E::KeyReused => ApiError::invalid("IDEMPOTENCY_KEY_REUSED", err.to_string()),
             err @ E::KeyInProgress => ApiError::Conflict {

@@ -15,6 +15,7 @@ mod invoices;
 mod jobs;
 mod monitoring;
 mod openapi;
+mod payments;
 mod pipeline;
 mod reports;
 mod route;
@@ -166,5 +167,6 @@ pub(crate) fn core_routes() -> Vec<Route> {
     routes.extend(export::routes());
     routes.extend(invoices::routes());
     routes.extend(jobs::routes());
+    routes.extend(payments::routes());
     routes
 }

@@ -81,6 +81,33 @@ pub enum Effect {
         /// The payslips, as stored (JSON).
         payslips: String,
     },
+    /// A refund takes back part of what was paid on an invoice, by the job's
+    /// entry (receivables against cash).
+    Unpay {
+        /// The invoice.
+        invoice_id: i64,
+        /// Minor units.
+        amount: i64,
+    },
+    /// An open Stripe PaymentIntent is paid by the job's entry: only one
+    /// posting can take it from `open` to `succeeded`.
+    StripePaid {
+        /// `pi_…`.
+        intent_id: String,
+        /// The payment posted, in the invoice's minor units.
+        received: i64,
+    },
+    /// Refunds of a paid PaymentIntent are posted by the job's entry, from
+    /// the refunded total the job read to the charge's new one (Stripe's
+    /// minor units): only one posting can move it from `from`.
+    StripeRefunded {
+        /// `pi_…`.
+        intent_id: String,
+        /// The refunded total already posted.
+        from: i64,
+        /// The refunded total posted with this entry.
+        to: i64,
+    },
     /// An issued, unsettled invoice is voided by the job's (reversing) entry.
     Void {
         /// The invoice.
@@ -487,6 +514,48 @@ macro_rules! apply_effects {
                         .bind(payslips)
                         .bind(run_id)
                         .bind(organization)
+                        .execute(&mut *$tx)
+                        .await?
+                        .rows_affected()
+                    }
+                    Effect::Unpay { invoice_id, amount } => {
+                        sqlx::query(
+                            "UPDATE invoices SET paid = paid - $1, status = CASE \
+                             WHEN paid - $1 = 0 THEN 'issued' ELSE 'partially_paid' END \
+                             WHERE id = $2 AND organization_id = $3 \
+                             AND status IN ('partially_paid', 'paid') AND paid >= $1",
+                        )
+                        .bind(amount)
+                        .bind(invoice_id)
+                        .bind(organization)
+                        .execute(&mut *$tx)
+                        .await?
+                        .rows_affected()
+                    }
+                    Effect::StripePaid { intent_id, received } => {
+                        sqlx::query(
+                            "UPDATE stripe_payment_intents SET status = 'succeeded', received = $1, \
+                             payment_entry_id = $2 \
+                             WHERE id = $3 AND organization_id = $4 AND status = 'open'",
+                        )
+                        .bind(received)
+                        .bind(entry_id)
+                        .bind(intent_id)
+                        .bind(organization)
+                        .execute(&mut *$tx)
+                        .await?
+                        .rows_affected()
+                    }
+                    Effect::StripeRefunded { intent_id, from, to } => {
+                        sqlx::query(
+                            "UPDATE stripe_payment_intents SET refunded = $1 \
+                             WHERE id = $2 AND organization_id = $3 AND status = 'succeeded' \
+                             AND refunded = $4",
+                        )
+                        .bind(to)
+                        .bind(intent_id)
+                        .bind(organization)
+                        .bind(from)
                         .execute(&mut *$tx)
                         .await?
                         .rows_affected()

@@ -254,16 +254,16 @@ pub struct Invoice {
     /// Lines.
     pub lines: Vec<InvoiceLine>,
     #[serde(skip)]
-    total_minor: i64,
+    pub(crate) total_minor: i64,
     #[serde(skip)]
-    outstanding_minor: i64,
+    pub(crate) outstanding_minor: i64,
     #[serde(skip)]
     subtotal_minor: i64,
     #[serde(skip)]
     tax_minor: i64,
 }
 
-fn digits(currency: &str) -> u32 {
+pub(crate) fn digits(currency: &str) -> u32 {
     money::minor_digits(currency).unwrap_or(2)
 }
 
@@ -763,7 +763,7 @@ async fn draft_of(
     })
 }
 
-async fn posting_accounts(
+pub(crate) async fn posting_accounts(
     ledger: &Ledger,
     organization: &str,
 ) -> LedgerResult<HashMap<String, Account>> {

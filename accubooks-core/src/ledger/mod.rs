@@ -13,6 +13,7 @@ mod export;
 pub mod idempotency;
 pub mod invoice_totals;
 mod invoices;
+pub mod payments;
 pub mod payroll;
 pub mod payroll_calc;
 pub mod recurring;

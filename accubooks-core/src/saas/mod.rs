@@ -9,7 +9,7 @@
 //! module.
 
 pub(crate) mod plaid;
-pub(crate) mod stripe;
+pub mod stripe;
 
 use std::sync::Arc;
 use std::time::Duration;

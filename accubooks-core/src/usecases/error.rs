@@ -34,6 +34,9 @@ pub enum Error {
     /// Too much heavy work of this kind runs already.
     #[error(transparent)]
     Overloaded(#[from] crate::limits::Overloaded),
+    /// A webhook's signature is missing, forged or stale.
+    #[error(transparent)]
+    InvalidSignature(#[from] crate::saas::stripe::BadSignature),
     /// The `Idempotency-Key` is not 1 to 200 visible ASCII characters.
     #[error("An Idempotency-Key has 1 to 200 visible ASCII characters.")]
     InvalidKey,

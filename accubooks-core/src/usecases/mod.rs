@@ -22,6 +22,7 @@ mod idempotent;
 mod identity;
 mod invoicing;
 mod journal;
+mod payments;
 mod reports;
 
 use std::future::Future;
@@ -33,6 +34,7 @@ pub use idempotent::{Answer, ClientKey};
 pub use identity::{Client, TOKEN_LIFETIME};
 pub use invoicing::{Dated, Payment};
 pub use journal::{Batch, MAX_BATCH, Posted};
+pub use payments::{WebhookOutcome, WebhookReceipt};
 
 use crate::app::AccuBooks;
 use crate::auth::{Principal, Role};

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::task::JoinHandle;
 
 pub use plaid::PLAID_CLIENT;
-pub use stripe::STRIPE_KEY;
+pub use stripe::{STRIPE_KEY, WEBHOOK_SECRET};
 
 /// How a fake provider answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,584 @@
+//! Card payments through Stripe against the fake Stripe on loopback:
+//! PaymentIntents for invoices, signed webhooks posting each payment and
+//! refund once whatever the replays and their order, and Stripe's outages
+//! answered 503 on its own routes only.
+
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::books::{Books, Store};
+use crate::support::saas::stripe::signature;
+use crate::support::saas::{FakeSaas, Mode, STRIPE_KEY, WEBHOOK_SECRET};
+use crate::support::services::Redis;
+
+struct Setup {
+    books: Books,
+    saas: FakeSaas,
+    _redis: Option<Redis>,
+    token: String,
+    customer: i64,
+}
+
+/// A server with Stripe configured against the fake: PostgreSQL with the
+/// jobs on Redis, or SQLite with the jobs in the database.
+async fn start(store: Store, extra: &[(&str, String)]) -> Setup {
+    let saas = FakeSaas::start().await;
+    let mut vars = vec![
+        ("STRIPE_SECRET_KEY", STRIPE_KEY.to_owned()),
+        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+        ("STRIPE_API_BASE", saas.base()),
+        ("JOB_RETRY_BASE_MS", "100".to_owned()),
+        ("JOB_RETRY_MAX_MS", "500".to_owned()),
+    ];
+    vars.extend(extra.iter().cloned());
+    let redis = match store {
+        Store::Postgres => {
+            let redis = Redis::start().await;
+            vars.push(("REDIS_URL", redis.url()));
+            vars.push(("JOB_TRANSPORT", "redis".to_owned()));
+            Some(redis)
+        }
+        Store::Sqlite => {
+            vars.push(("JOB_TRANSPORT", "database".to_owned()));
+            None
+        }
+    };
+    let books = Books::start_with(store, &vars).await;
+    books
+        .server
+        .wait_for_dependency("stripe", "connected", Duration::from_secs(5))
+        .await;
+    let token = books
+        .register(&format!("pay-{}@acme.test", uuid::Uuid::new_v4()), "USD")
+        .await;
+    let customer = customer(&books, &token).await;
+    Setup {
+        books,
+        saas,
+        _redis: redis,
+        token,
+        customer,
+    }
+}
+
+async fn customer(books: &Books, token: &str) -> i64 {
+    let (status, customer) = books
+        .call(
+            "POST",
+            "/api/customers",
+            Some(token),
+            Some(json!({"name": "Globex"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{customer}");
+    customer["id"].as_i64().unwrap()
+}
+
+/// An issued invoice of one line at `price`, untaxed.
+async fn issued(books: &Books, token: &str, customer: i64, price: &str) -> i64 {
+    let (status, invoice) = books
+        .call(
+            "POST",
+            "/api/invoices",
+            Some(token),
+            Some(json!({"customer_id": customer, "due_date": "2026-12-31",
+                "lines": [{"description": "Consulting", "quantity": "1", "unit_price": price}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{invoice}");
+    let id = invoice["id"].as_i64().unwrap();
+    let (status, body) = books
+        .call(
+            "POST",
+            &format!("/api/invoices/{id}/issue"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    id
+}
+
+async fn intent(books: &Books, token: &str, invoice: i64) -> (StatusCode, Value) {
+    books
+        .call(
+            "POST",
+            &format!("/api/invoices/{invoice}/payment-intent"),
+            Some(token),
+            None,
+        )
+        .await
+}
+
+/// Delivers `event` to the webhook as Stripe does, signed now.
+async fn deliver(books: &Books, event: &Value) -> (StatusCode, Value) {
+    let payload = serde_json::to_vec(event).unwrap();
+    let header = signature(&[WEBHOOK_SECRET], chrono::Utc::now().timestamp(), &payload);
+    deliver_raw(books, payload, Some(&header)).await
+}
+
+async fn deliver_raw(books: &Books, payload: Vec<u8>, header: Option<&str>) -> (StatusCode, Value) {
+    let mut request = books
+        .server
+        .client
+        .post(format!("{}/api/webhooks/stripe", books.server.base))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(payload);
+    if let Some(header) = header {
+        request = request.header("stripe-signature", header);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn invoice_of(books: &Books, token: &str, id: i64) -> Value {
+    let (status, invoice) = books
+        .call("GET", &format!("/api/invoices/{id}"), Some(token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{invoice}");
+    invoice
+}
+
+/// Waits until every job of the payments queue has ended, and answers them.
+async fn settled_jobs(books: &Books, token: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, jobs) = books
+            .call("GET", "/api/jobs?queue=payments", Some(token), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{jobs}");
+        let jobs = jobs.as_array().unwrap().clone();
+        if jobs
+            .iter()
+            .all(|j| j["status"] == "succeeded" || j["status"] == "dead")
+        {
+            return jobs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "payment jobs still open: {jobs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The Stripe postings (memo starting "Stripe") on cash, in minor units,
+/// from the general ledger: what was posted, not what an invoice says.
+async fn stripe_cash_lines(books: &Books, token: &str) -> Vec<i64> {
+    let (status, ledger) = books
+        .call(
+            "GET",
+            "/api/reports/general-ledger?from=2000-01-01&to=2100-12-31&account=1000",
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ledger}");
+    let cents = |v: &Value| -> i64 {
+        let text = v.as_str().unwrap_or("0");
+        let (whole, frac) = text.split_once('.').unwrap_or((text, "00"));
+        whole.parse::<i64>().unwrap() * 100 + frac.parse::<i64>().unwrap()
+    };
+    ledger["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["memo"].as_str().unwrap_or_default().starts_with("Stripe"))
+        .map(|r| cents(&r["debit"]) - cents(&r["credit"]))
+        .collect()
+}
+
+on_every_store!(
+    a_card_payment_is_posted_once_whatever_stripe_retries,
+    refunds_are_posted_once_in_any_order,
+);
+
+async fn a_card_payment_is_posted_once_whatever_stripe_retries(store: Store) {
+    let s = start(store, &[]).await;
+    let (books, token) = (&s.books, s.token.as_str());
+    let invoice = issued(books, token, s.customer, "100.00").await;
+
+    let (status, first) = intent(books, token, invoice).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let id = first["payment_intent_id"].as_str().unwrap().to_owned();
+    let at_stripe = s.saas.stripe.intent(&id);
+    assert_eq!(first["client_secret"], at_stripe.client_secret.as_str());
+    assert_eq!(
+        (first["amount"].clone(), first["currency"].clone()),
+        (json!("100.00"), json!("USD"))
+    );
+    assert_eq!(
+        (at_stripe.amount, at_stripe.currency.as_str()),
+        (10_000, "usd")
+    );
+    assert_eq!(at_stripe.metadata["invoice_id"], invoice.to_string());
+    // Asked again for the same open amount: the same intent, no new one.
+    let (status, again) = intent(books, token, invoice).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(again, first);
+    assert_eq!(
+        s.saas
+            .stripe
+            .created
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+
+    // The client secret is kept sealed, never in clear.
+    if let Some(pg) = books.postgres() {
+        let pool = sqlx::PgPool::connect(&pg.admin_url()).await.unwrap();
+        let stored: String =
+            sqlx::query_scalar("SELECT client_secret FROM stripe_payment_intents WHERE id = $1")
+                .bind(&id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert!(stored.starts_with("v1:"), "{stored}");
+        assert!(!stored.contains(&at_stripe.client_secret) && !stored.contains("_secret_"));
+    }
+
+    // Stripe retries the event (the same id, six times at once) and, for
+    // good measure, a second event about the same intent.
+    let event = s.saas.stripe.succeeded_event("evt_paid_1", &id);
+    let twin = s.saas.stripe.succeeded_event("evt_paid_2", &id);
+    let deliveries = (0..6).map(|_| deliver(books, &event)).collect::<Vec<_>>();
+    let answers = futures::future::join_all(deliveries).await;
+    let (status, twin_answer) = deliver(books, &twin).await;
+    assert_eq!(status, StatusCode::OK, "{twin_answer}");
+    let mut job_ids = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, StatusCode::OK, "{body}");
+            assert_eq!(body["outcome"], "queued", "{body}");
+            body["job_id"].as_i64().unwrap()
+        })
+        .collect::<Vec<_>>();
+    job_ids.dedup();
+    assert_eq!(job_ids.len(), 1, "one job per event id: {job_ids:?}");
+
+    let jobs = settled_jobs(books, token).await;
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert!(jobs.iter().all(|j| j["status"] == "succeeded"), "{jobs:?}");
+    let paid = invoice_of(books, token, invoice).await;
+    assert_eq!(
+        (paid["status"].clone(), paid["paid"].clone()),
+        (json!("paid"), json!("100.00"))
+    );
+    assert_eq!(stripe_cash_lines(books, token).await, vec![10_000]);
+    assert_eq!(books.balance(token, "1000").await, "100.00");
+    assert_eq!(books.balance(token, "1100").await, "0.00");
+
+    // A replay after the job ran posts nothing either, and a paid invoice
+    // has no open amount to ask an intent for.
+    let (status, _) = deliver(books, &event).await;
+    assert_eq!(status, StatusCode::OK);
+    settled_jobs(books, token).await;
+    assert_eq!(stripe_cash_lines(books, token).await, vec![10_000]);
+    let (status, body) = intent(books, token, invoice).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::CONFLICT, json!("INVOICE_NOT_OPEN"))
+    );
+}
+
+async fn refunds_are_posted_once_in_any_order(store: Store) {
+    let s = start(store, &[]).await;
+    let (books, token) = (&s.books, s.token.as_str());
+
+    // In order: paid, refunded in part (sent twice), then refunded in full,
+    // then the partial refund's event again, late.
+    let invoice = issued(books, token, s.customer, "100.00").await;
+    let (_, first) = intent(books, token, invoice).await;
+    let id = first["payment_intent_id"].as_str().unwrap().to_owned();
+    let stripe = &s.saas.stripe;
+    deliver(books, &stripe.succeeded_event("evt_a_paid", &id)).await;
+    settled_jobs(books, token).await;
+    let partial = stripe.refunded_event("evt_a_ref30", &id, 3_000);
+    for _ in 0..2 {
+        let (status, body) = deliver(books, &partial).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    settled_jobs(books, token).await;
+    let after_partial = invoice_of(books, token, invoice).await;
+    assert_eq!(
+        (
+            after_partial["status"].clone(),
+            after_partial["paid"].clone(),
+            after_partial["outstanding"].clone()
+        ),
+        (json!("partially_paid"), json!("70.00"), json!("30.00"))
+    );
+    deliver(books, &stripe.refunded_event("evt_a_ref100", &id, 10_000)).await;
+    deliver(
+        books,
+        &stripe.refunded_event("evt_a_ref30_late", &id, 3_000),
+    )
+    .await;
+    settled_jobs(books, token).await;
+    let refunded = invoice_of(books, token, invoice).await;
+    assert_eq!(
+        (refunded["status"].clone(), refunded["paid"].clone()),
+        (json!("issued"), json!("0.00"))
+    );
+    assert_eq!(
+        stripe_cash_lines(books, token).await,
+        vec![10_000, -3_000, -7_000]
+    );
+
+    // Out of order: the refund's event arrives before the payment's. The
+    // charge it carries posts the payment first, once.
+    let second = issued(books, token, s.customer, "40.00").await;
+    let (_, intent_b) = intent(books, token, second).await;
+    let id_b = intent_b["payment_intent_id"].as_str().unwrap().to_owned();
+    deliver(books, &stripe.refunded_event("evt_b_ref", &id_b, 1_500)).await;
+    deliver(books, &stripe.succeeded_event("evt_b_paid", &id_b)).await;
+    let jobs = settled_jobs(books, token).await;
+    assert!(jobs.iter().all(|j| j["status"] == "succeeded"), "{jobs:?}");
+    let b = invoice_of(books, token, second).await;
+    assert_eq!(
+        (b["status"].clone(), b["paid"].clone()),
+        (json!("partially_paid"), json!("25.00"))
+    );
+    assert_eq!(
+        stripe_cash_lines(books, token).await,
+        vec![10_000, -3_000, -7_000, 4_000, -1_500]
+    );
+    assert_eq!(books.balance(token, "1000").await, "25.00");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_refuse_unsigned_forged_and_stale_events() {
+    let s = start(Store::Sqlite, &[]).await;
+    let (books, token) = (&s.books, s.token.as_str());
+    let invoice = issued(books, token, s.customer, "10.00").await;
+    let (_, first) = intent(books, token, invoice).await;
+    let id = first["payment_intent_id"].as_str().unwrap().to_owned();
+    let payload = serde_json::to_vec(&s.saas.stripe.succeeded_event("evt_1", &id)).unwrap();
+    let now = chrono::Utc::now().timestamp();
+
+    let forged = signature(&["whsec_someone_else"], now, &payload);
+    let stale = signature(&[WEBHOOK_SECRET], now - 301, &payload);
+    let mut tampered = payload.clone();
+    let at = tampered.len() - 2;
+    tampered[at] = b' ';
+    let good = signature(&[WEBHOOK_SECRET], now, &payload);
+    for (what, body, header) in [
+        ("unsigned", payload.clone(), None),
+        ("forged", payload.clone(), Some(forged.as_str())),
+        ("stale", payload.clone(), Some(stale.as_str())),
+        ("tampered", tampered, Some(good.as_str())),
+        ("garbage", payload.clone(), Some("t=abc,v1=zz")),
+    ] {
+        let (status, body) = deliver_raw(books, body, header).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {body}");
+        assert_eq!(body["code"], "INVALID_SIGNATURE", "{what}: {body}");
+    }
+    let (_, jobs) = books
+        .call("GET", "/api/jobs?queue=payments", Some(token), None)
+        .await;
+    assert_eq!(jobs, json!([]), "a refused event records nothing");
+    assert_eq!(invoice_of(books, token, invoice).await["status"], "issued");
+
+    // During a secret rotation Stripe signs with the old and the new secret.
+    let rotating = signature(&["whsec_old_secret", WEBHOOK_SECRET], now, &payload);
+    let (status, body) = deliver_raw(books, payload, Some(&rotating)).await;
+    assert_eq!(
+        (status, body["outcome"].clone()),
+        (StatusCode::OK, json!("queued")),
+        "{body}"
+    );
+    settled_jobs(books, token).await;
+    assert_eq!(invoice_of(books, token, invoice).await["status"], "paid");
+
+    // Events that post nothing are acknowledged, so Stripe stops sending them.
+    let unknown = json!({"id": "evt_unknown", "type": "payment_intent.succeeded", "created": now,
+        "data": {"object": {"id": "pi_not_ours", "amount_received": 500, "currency": "usd"}}});
+    let (status, body) = deliver(books, &unknown).await;
+    assert_eq!(
+        (status, body["outcome"].clone()),
+        (StatusCode::OK, json!("unknown_intent")),
+        "{body}"
+    );
+    let other = json!({"id": "evt_other", "type": "customer.created", "created": now,
+        "data": {"object": {"id": "cus_1"}}});
+    let (status, body) = deliver(books, &other).await;
+    assert_eq!(
+        (status, body["outcome"].clone()),
+        (StatusCode::OK, json!("ignored")),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amounts_follow_stripes_currency_rules() {
+    let s = start(Store::Sqlite, &[]).await;
+    let books = &s.books;
+    let token = books
+        .register(&format!("yen-{}@acme.test", uuid::Uuid::new_v4()), "JPY")
+        .await;
+    let customer = customer(books, &token).await;
+    let invoice = issued(books, &token, customer, "5000").await;
+    let (status, answer) = intent(books, &token, invoice).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let at_stripe = s
+        .saas
+        .stripe
+        .intent(answer["payment_intent_id"].as_str().unwrap());
+    // JPY is zero-decimal at Stripe too: ¥5000 is 5000, not 500000.
+    assert_eq!(
+        (at_stripe.amount, at_stripe.currency.as_str()),
+        (5_000, "jpy")
+    );
+    assert_eq!(answer["amount"], "5000");
+    let id = at_stripe.id.clone();
+    deliver(books, &s.saas.stripe.succeeded_event("evt_yen", &id)).await;
+    settled_jobs(books, &token).await;
+    assert_eq!(invoice_of(books, &token, invoice).await["paid"], "5000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_stripe_payment_routes_answer_503_and_the_rest_works() {
+    let books = Books::start_with(Store::Sqlite, &[("JOB_TRANSPORT", "database".to_owned())]).await;
+    let token = books
+        .register(
+            &format!("nostripe-{}@acme.test", uuid::Uuid::new_v4()),
+            "USD",
+        )
+        .await;
+    let customer = customer(&books, &token).await;
+    let invoice = issued(&books, &token, customer, "10.00").await;
+    let (status, body) = intent(&books, &token, invoice).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!("PAYMENTS_UNAVAILABLE")
+        ),
+        "{body}"
+    );
+    // No secret to verify with: the webhook answers 503, and Stripe retries.
+    let (status, body) = deliver(&books, &json!({"id": "evt_1", "type": "charge.refunded"})).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!("PAYMENTS_UNAVAILABLE")
+        ),
+        "{body}"
+    );
+    let health = books.server.health().await;
+    assert_eq!(health["dependencies"]["stripe"]["status"], "disabled");
+    let (status, _) = books
+        .call(
+            "POST",
+            &format!("/api/invoices/{invoice}/payments"),
+            Some(&token),
+            Some(json!({"amount": "10.00"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+/// Stripe stopped, slow past `PROVIDER_TIMEOUT_MS`, and answering 500: its
+/// routes answer 503 `PAYMENTS_UNAVAILABLE` (at once once the outage is
+/// known), everything else works, webhooks still land and post, health
+/// shows it, and it heals by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_outages_touch_only_payment_intents() {
+    let mut s = start(
+        Store::Postgres,
+        &[("PROVIDER_TIMEOUT_MS", "500".to_owned())],
+    )
+    .await;
+    let (books, token) = (&s.books, s.token.as_str());
+    let invoice = issued(books, token, s.customer, "60.00").await;
+    let (status, first) = intent(books, token, invoice).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let id = first["payment_intent_id"].as_str().unwrap().to_owned();
+    let stripe = std::sync::Arc::clone(&s.saas.stripe);
+    let other = issued(books, token, s.customer, "15.00").await;
+
+    for (what, mode) in [
+        ("stopped", None),
+        ("slow", Some(Mode::Slow(Duration::from_secs(3)))),
+        ("failing", Some(Mode::Failing(500))),
+    ] {
+        match mode {
+            None => s.saas.stop(),
+            Some(mode) => s.saas.stripe_mode(mode),
+        }
+        // The first call meets the fault (or the probe already saw it).
+        let started = Instant::now();
+        let (status, body) = intent(books, token, other).await;
+        assert_eq!(
+            (status, body["code"].clone()),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!("PAYMENTS_UNAVAILABLE")
+            ),
+            "{what}: {body}"
+        );
+        let first_answer = started.elapsed();
+        assert!(
+            first_answer < Duration::from_secs(3),
+            "{what}: {first_answer:?}"
+        );
+        // Known down soon (a slow answer counts like a failed probe), then
+        // answered at once, without calling Stripe.
+        books
+            .server
+            .wait_for_dependency("stripe", "unavailable", Duration::from_secs(10))
+            .await;
+        let calls = stripe.calls.load(std::sync::atomic::Ordering::SeqCst);
+        let started = Instant::now();
+        let (status, _) = intent(books, token, other).await;
+        let known = started.elapsed();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{what}");
+        assert_eq!(
+            stripe.calls.load(std::sync::atomic::Ordering::SeqCst),
+            calls,
+            "{what}"
+        );
+        eprintln!("figure: Stripe {what}: first 503 after {first_answer:?}, then {known:?}");
+        let health = books.server.health().await;
+        assert_eq!(
+            health["dependencies"]["stripe"]["status"], "unavailable",
+            "{what}: {health}"
+        );
+        assert_eq!(health["status"], "degraded", "{what}");
+        assert!(!health.to_string().contains(STRIPE_KEY));
+        // Everything else works, webhooks included.
+        assert_eq!(invoice_of(books, token, invoice).await["status"], "issued");
+        let (status, _) = books.call("GET", "/api/accounts", Some(token), None).await;
+        assert_eq!(status, StatusCode::OK, "{what}");
+
+        match mode {
+            None => s.saas.restart().await,
+            Some(_) => s.saas.stripe_mode(Mode::Normal),
+        }
+        let healed = books
+            .server
+            .wait_for_dependency("stripe", "connected", Duration::from_secs(10))
+            .await;
+        eprintln!("figure: Stripe {what}: connected again {healed:?} after it recovered");
+    }
+    s.saas.stop();
+    let (status, body) = deliver(books, &stripe.succeeded_event("evt_down", &id)).await;
+    assert_eq!(
+        (status, body["outcome"].clone()),
+        (StatusCode::OK, json!("queued")),
+        "{body}"
+    );
+    settled_jobs(books, token).await;
+    assert_eq!(invoice_of(books, token, invoice).await["status"], "paid");
+    s.saas.restart().await;
+    books
+        .server
+        .wait_for_dependency("stripe", "connected", Duration::from_secs(10))
+        .await;
+    let (status, body) = intent(books, token, other).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
