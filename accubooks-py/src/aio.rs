@@ -166,6 +166,26 @@ impl AsyncAccuBooks {
         })
     }
 
+    /// Takes one of Stripe's webhook calls, as a Python web framework
+    /// received it: the raw body and the `Stripe-Signature` header. Answers
+    /// `{"event", "outcome", "job_id"}`; raises `INVALID_SIGNATURE` (400)
+    /// for a missing, forged or stale signature.
+    #[pyo3(signature = (payload, signature = None))]
+    fn stripe_webhook<'py>(
+        &self,
+        py: Python<'py>,
+        payload: &[u8],
+        signature: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let instance = Arc::clone(&self.instance);
+        let payload = payload.to_vec();
+        future_into_py(py, async move {
+            let books = instance.books();
+            let receipt = books.stripe_webhook(&payload, signature.as_deref()).await;
+            Ok(Reply::books(crate::instance::json(receipt)))
+        })
+    }
+
     /// Serves the whole HTTP contract on `host:port` in the background.
     #[pyo3(signature = (host = "127.0.0.1".to_owned(), port = 0))]
     fn serve<'py>(&self, py: Python<'py>, host: String, port: u16) -> PyResult<Bound<'py, PyAny>> {

@@ -151,6 +151,24 @@ impl AccuBooks {
         Ok(Organization::new(Arc::clone(&self.instance), org))
     }
 
+    /// Takes one of Stripe's webhook calls, as a Python web framework
+    /// received it: the raw body and the `Stripe-Signature` header. Answers
+    /// `{"event", "outcome", "job_id"}`; raises `INVALID_SIGNATURE` (400)
+    /// for a missing, forged or stale signature.
+    #[pyo3(signature = (payload, signature = None))]
+    fn stripe_webhook<'py>(
+        &self,
+        py: Python<'py>,
+        payload: &[u8],
+        signature: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let books = self.instance.books();
+        let receipt = block_on(py, async {
+            crate::instance::json(books.stripe_webhook(payload, signature.as_deref()).await)
+        })?;
+        to_py(py, &receipt, Mode::Plain)
+    }
+
     /// Serves the whole HTTP contract on `host:port` (0: a free port) in the
     /// background.
     #[pyo3(signature = (host = "127.0.0.1".to_owned(), port = 0))]

@@ -400,6 +400,18 @@ organization_classes! {
         }
     }
 
+    /// Asks Stripe for a PaymentIntent of an issued invoice's open amount:
+    /// `{"payment_intent_id", "client_secret", "amount", "currency"}`.
+    /// Asked again for the same open amount, the same intent. Raises
+    /// `PAYMENTS_UNAVAILABLE` (503) while Stripe is down or not configured.
+    #[pyo3(signature = (id))]
+    fn payment_intent [instance, org] (id: i64) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().payment_intent(&caller, id).await)
+        }
+    }
+
     /// Records a (partial) payment: posts cash against receivables.
     #[pyo3(signature = (id, amount, date = None, *, idempotency_key = None))]
     fn pay_invoice [instance, org] (

@@ -67,6 +67,8 @@ def test_monitoring_and_api_conventions(tmp_path: Path, closed_port: int) -> Non
             "recurring-invoices",
             "payroll-processing",
             "report-generation",
+            "payments",
+            "bank-feeds",
         }
         assert deps["stripe"] == {"status": "disabled", "initialized": False}
         assert deps["plaid"] == {"status": "disabled", "initialized": False}

@@ -176,7 +176,11 @@ pub(crate) async fn store_intent(
 }
 
 /// An intent by id, in its organization.
-async fn find_intent(db: &Database, organization: &str, id: &str) -> LedgerResult<Option<StoredIntent>> {
+async fn find_intent(
+    db: &Database,
+    organization: &str,
+    id: &str,
+) -> LedgerResult<Option<StoredIntent>> {
     let (org, id) = (organization.to_owned(), id.to_owned());
     let select = format!("{INTENT_COLUMNS} WHERE organization_id = $1 AND id = $2");
     let row: Option<IntentRow> = db

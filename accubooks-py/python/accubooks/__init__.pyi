@@ -48,6 +48,7 @@ from .types import (
     InvoiceLineInput,
     Job,
     LineInput,
+    PaymentIntent,
     PayInput,
     PayrollRule,
     PayrollRun,
@@ -59,6 +60,7 @@ from .types import (
     Settings,
     TrialBalance,
     User,
+    WebhookReceipt,
 )
 
 __version__: str
@@ -169,6 +171,17 @@ class AccuBooks:
         Raises:
             AuthenticationError: wrong e-mail address or password.
             RateLimitedError: too many attempts for this e-mail address.
+        """
+
+    def stripe_webhook(self, payload: bytes, signature: str | None = None) -> WebhookReceipt:
+        """Takes one of Stripe's webhook calls as your web framework received it: the
+        raw body and the ``Stripe-Signature`` header. Payments and refunds are then
+        posted by a job, once per event and per PaymentIntent.
+
+        Raises:
+            ValidationError: ``INVALID_SIGNATURE`` (HTTP 400) for a missing, forged or
+                stale signature.
+            ServiceUnavailable: ``PAYMENTS_UNAVAILABLE`` when Stripe is not configured.
         """
 
     def organization(self, id: str) -> Organization:
@@ -391,6 +404,17 @@ class Organization:
         """Voids a draft, or an issued invoice without payments or credits (reversing
         its posting)."""
 
+    def payment_intent(self, id: int) -> PaymentIntent:
+        """Asks Stripe for a PaymentIntent of an issued invoice's open amount; asked
+        again for the same open amount, the same intent.
+
+        Raises:
+            ServiceUnavailable: ``PAYMENTS_UNAVAILABLE`` while Stripe is down or not
+                configured.
+            ConflictError: ``INVOICE_NOT_OPEN``.
+            ValidationError: ``AMOUNT_NOT_PAYABLE``, ``PAYMENT_REJECTED``.
+        """
+
     def pay_invoice(
         self,
         id: int,
@@ -419,7 +443,10 @@ class Organization:
 
     def jobs(
         self,
-        queue: Literal["recurring-invoices", "payroll-processing", "report-generation"] | None = None,
+        queue: Literal[
+            "recurring-invoices", "payroll-processing", "report-generation", "payments", "bank-feeds"
+        ]
+        | None = None,
         status: Literal["pending", "queued", "running", "succeeded", "failed", "dead"] | None = None,
     ) -> list[Job]:
         """Background jobs, newest first (at most 1000)."""

@@ -31,10 +31,12 @@ from .types import (
     Invoice,
     InvoiceLineInput,
     LineInput,
+    PaymentIntent,
     Role,
     Settings,
     TrialBalance,
     User,
+    WebhookReceipt,
 )
 
 @final
@@ -103,6 +105,9 @@ class AsyncAccuBooks:
     ) -> Awaitable[AsyncOrganization]: ...
     def login(self, email: str, password: str) -> Awaitable[AsyncOrganization]: ...
     def organization(self, id: str) -> Awaitable[AsyncOrganization]: ...
+    def stripe_webhook(
+        self, payload: bytes, signature: str | None = None
+    ) -> Awaitable[WebhookReceipt]: ...
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> Awaitable[Server]:
         """Serves the HTTP API in the background; stop it with ``await server.astop()``."""
 
@@ -168,11 +173,13 @@ class AsyncOrganization:
         ...
     def void_invoice(self, id: int, date: DateLike | None=None, *, idempotency_key: str | None=None) -> Awaitable[Invoice]:
         ...
+    def payment_intent(self, id: int) -> Awaitable[PaymentIntent]:
+        ...
     def pay_invoice(self, id: int, amount: Amount, date: DateLike | None=None, *, idempotency_key: str | None=None) -> Awaitable[Invoice]:
         ...
     def credit_note(self, id: int, lines: Sequence[InvoiceLineInput], date: DateLike | None=None, *, idempotency_key: str | None=None) -> Awaitable[Invoice]:
         ...
-    def jobs(self, queue: Literal['recurring-invoices', 'payroll-processing', 'report-generation'] | None=None, status: Literal['pending', 'queued', 'running', 'succeeded', 'failed', 'dead'] | None=None) -> Awaitable[list[Job]]:
+    def jobs(self, queue: Literal['recurring-invoices', 'payroll-processing', 'report-generation', 'payments', 'bank-feeds'] | None=None, status: Literal['pending', 'queued', 'running', 'succeeded', 'failed', 'dead'] | None=None) -> Awaitable[list[Job]]:
         ...
     def job(self, id: int) -> Awaitable[Job]:
         ...

@@ -290,7 +290,9 @@ class Settings(TypedDict):
 
 
 JobStatus = Literal["pending", "queued", "running", "succeeded", "failed", "dead"]
-QueueName = Literal["recurring-invoices", "payroll-processing", "report-generation"]
+QueueName = Literal[
+    "recurring-invoices", "payroll-processing", "report-generation", "payments", "bank-feeds"
+]
 
 
 class JobError(TypedDict):
@@ -396,3 +398,22 @@ class PayrollRun(TypedDict):
 
 #: The body of ``GET /api/monitoring/health``, exactly (see the contract).
 Health = Dict[str, Any]
+
+
+class PaymentIntent(TypedDict):
+    """A Stripe PaymentIntent of an invoice's open amount."""
+
+    payment_intent_id: str
+    #: What the browser confirms the payment with (Stripe.js).
+    client_secret: str
+    amount: Decimal
+    currency: str
+
+
+class WebhookReceipt(TypedDict):
+    """What ``stripe_webhook`` did with an event."""
+
+    event: str
+    #: ``queued`` (posted by a job), ``ignored`` or ``unknown_intent``.
+    outcome: Literal["queued", "ignored", "unknown_intent"]
+    job_id: Optional[int]

@@ -1,0 +1,197 @@
+"""Card payments through Python: a PaymentIntent for an invoice and Stripe's
+webhook handed over by the host's own web framework (here: called directly
+with the raw body and the header), against a small fake Stripe on loopback
+that speaks Stripe's form-encoded wire format.
+
+The Rust integration tests cover the webhook's refusals, replays and orders,
+and Stripe's outages, through HTTP on both stores; these tests check that the
+same use cases answer the same through both Python classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import threading
+import time
+import urllib.parse
+import uuid
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Dict, Iterator, List
+
+import pytest
+
+import accubooks
+from accubooks.aio import AsyncAccuBooks
+from conftest import PASSWORD, settings, unique_email
+
+KEY = "sk_test_python_fake_key"
+WEBHOOK_SECRET = "whsec_python_fake_secret"
+
+
+class FakeStripe:
+    """``GET /v1/balance`` (the probe) and ``POST /v1/payment_intents``."""
+
+    def __init__(self) -> None:
+        self.intents: Dict[str, Dict[str, Any]] = {}
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def answer(self, status: int, body: Dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def authorized(self) -> bool:
+                if self.headers.get("Authorization") == f"Bearer {KEY}":
+                    return True
+                self.answer(401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key"}})
+                return False
+
+            def do_GET(self) -> None:
+                if self.authorized():
+                    self.answer(200, {"object": "balance", "available": [], "pending": []})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+                if not self.authorized():
+                    return
+                intent_id = f"pi_{uuid.uuid4().hex}"
+                intent = {
+                    "id": intent_id,
+                    "object": "payment_intent",
+                    "amount": int(form["amount"]),
+                    "currency": form["currency"],
+                    "client_secret": f"{intent_id}_secret_{uuid.uuid4().hex}",
+                    "status": "requires_payment_method",
+                }
+                fake.intents[intent_id] = intent
+                self.answer(200, intent)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def succeeded(self, intent_id: str) -> bytes:
+        intent = self.intents[intent_id]
+        event = {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": "payment_intent.succeeded",
+            "created": int(time.time()),
+            "data": {"object": {**intent, "status": "succeeded", "amount_received": intent["amount"]}},
+        }
+        return json.dumps(event).encode()
+
+
+def sign(payload: bytes, secret: str = WEBHOOK_SECRET) -> str:
+    timestamp = int(time.time())
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+@pytest.fixture
+def stripe() -> Iterator[FakeStripe]:
+    fake = FakeStripe()
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+def config(stripe: FakeStripe) -> Dict[str, Any]:
+    return {
+        "job_transport": "database",
+        "stripe_secret_key": KEY,
+        "stripe_webhook_secret": WEBHOOK_SECRET,
+        "stripe_api_base": stripe.base,
+    }
+
+
+def wait_until(check: Callable[[], Any], seconds: float = 20.0) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+LINES: List[Dict[str, Any]] = [{"description": "Consulting", "quantity": "1", "unit_price": Decimal("80.00")}]
+
+
+def test_a_card_payment_through_python(open_books: Callable[..., accubooks.AccuBooks], tmp_path: Any, stripe: FakeStripe) -> None:
+    books = open_books(f"sqlite://{tmp_path}/books.db", **config(stripe))
+    wait_until(lambda: books.health()["dependencies"]["stripe"]["status"] == "connected")
+    org = books.register(unique_email("stripe"), PASSWORD, "Stripe")
+    customer = org.create_customer("Globex")
+    invoice = org.create_invoice(customer["id"], "2026-12-31", LINES)
+    org.issue_invoice(invoice["id"])
+
+    intent = org.payment_intent(invoice["id"])
+    assert intent["amount"] == Decimal("80.00") and intent["currency"] == "USD"
+    assert intent["client_secret"] == stripe.intents[intent["payment_intent_id"]]["client_secret"]
+    assert org.payment_intent(invoice["id"]) == intent
+    assert len(stripe.intents) == 1
+
+    payload = stripe.succeeded(intent["payment_intent_id"])
+    with pytest.raises(accubooks.ValidationError) as refused:
+        books.stripe_webhook(payload, sign(payload, "whsec_forged"))
+    assert refused.value.code == "INVALID_SIGNATURE" and refused.value.status == 400
+    with pytest.raises(accubooks.ValidationError):
+        books.stripe_webhook(payload)
+
+    receipts = [books.stripe_webhook(payload, sign(payload)) for _ in range(3)]
+    assert {r["outcome"] for r in receipts} == {"queued"}
+    assert len({r["job_id"] for r in receipts}) == 1
+    paid = wait_until(lambda: (i := org.invoice(invoice["id"]))["status"] == "paid" and i)
+    assert paid["paid"] == Decimal("80.00")
+    wait_until(lambda: all(j["status"] == "succeeded" for j in org.jobs(queue="payments")))
+    cash = next(a for a in org.accounts() if a["code"] == "1000")
+    assert cash["balance"] == Decimal("80.00")
+
+
+def test_without_stripe_payments_are_unavailable(open_books: Callable[..., accubooks.AccuBooks], tmp_path: Any) -> None:
+    books = open_books(f"sqlite://{tmp_path}/books.db", job_transport="database")
+    org = books.register(unique_email("nostripe"), PASSWORD, "No Stripe")
+    customer = org.create_customer("Globex")
+    invoice = org.create_invoice(customer["id"], "2026-12-31", LINES)
+    org.issue_invoice(invoice["id"])
+    with pytest.raises(accubooks.ServiceUnavailable) as unavailable:
+        org.payment_intent(invoice["id"])
+    assert unavailable.value.code == "PAYMENTS_UNAVAILABLE"
+
+
+def test_the_asyncio_class_takes_webhooks_too(closed_port: int, tmp_path: Any, stripe: FakeStripe) -> None:
+    async def main() -> None:
+        async with AsyncAccuBooks(f"sqlite://{tmp_path}/books.db", **settings(closed_port, **config(stripe))) as books:
+            assert await books.wait_ready(15)
+            org = await books.register(unique_email("aio-stripe"), PASSWORD, "Async Stripe")
+            customer = await org.create_customer("Globex")
+            invoice = await org.create_invoice(customer["id"], "2026-12-31", LINES)
+            await org.issue_invoice(invoice["id"])
+            for _ in range(200):
+                if books.health()["dependencies"]["stripe"]["status"] == "connected":
+                    break
+                await asyncio.sleep(0.05)
+            intent = await org.payment_intent(invoice["id"])
+            payload = stripe.succeeded(intent["payment_intent_id"])
+            receipt = await books.stripe_webhook(payload, sign(payload))
+            assert receipt["outcome"] == "queued" and isinstance(receipt["job_id"], int)
+            for _ in range(400):
+                if (await org.invoice(invoice["id"]))["status"] == "paid":
+                    break
+                await asyncio.sleep(0.05)
+            assert (await org.invoice(invoice["id"]))["paid"] == Decimal("80.00")
+
+    asyncio.run(main())
