@@ -1,7 +1,7 @@
 """Card payments through Python: a PaymentIntent for an invoice and Stripe's
 webhook handed over by the host's own web framework (here: called directly
-with the raw body and the header), against a small fake Stripe on loopback
-that speaks Stripe's form-encoded wire format.
+with the raw body and the header), against the fake Stripe of
+scripts/lib/fake_stripe.py (loopback, Stripe's form-encoded wire format).
 
 The Rust integration tests cover the webhook's refusals, replays and orders,
 and Stripe's outages, through HTTP on both stores; these tests check that the
@@ -11,15 +11,8 @@ same use cases answer the same through both Python classes.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
-import threading
 import time
-import urllib.parse
-import uuid
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
@@ -27,85 +20,14 @@ import pytest
 import accubooks
 from accubooks.aio import AsyncAccuBooks
 from conftest import PASSWORD, settings, unique_email
-
-KEY = "sk_test_python_fake_key"
-WEBHOOK_SECRET = "whsec_python_fake_secret"
-
-
-class FakeStripe:
-    """``GET /v1/balance`` (the probe) and ``POST /v1/payment_intents``."""
-
-    def __init__(self) -> None:
-        self.intents: Dict[str, Dict[str, Any]] = {}
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def answer(self, status: int, body: Dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def authorized(self) -> bool:
-                if self.headers.get("Authorization") == f"Bearer {KEY}":
-                    return True
-                self.answer(401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key"}})
-                return False
-
-            def do_GET(self) -> None:
-                if self.authorized():
-                    self.answer(200, {"object": "balance", "available": [], "pending": []})
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
-                if not self.authorized():
-                    return
-                intent_id = f"pi_{uuid.uuid4().hex}"
-                intent = {
-                    "id": intent_id,
-                    "object": "payment_intent",
-                    "amount": int(form["amount"]),
-                    "currency": form["currency"],
-                    "client_secret": f"{intent_id}_secret_{uuid.uuid4().hex}",
-                    "status": "requires_payment_method",
-                }
-                fake.intents[intent_id] = intent
-                self.answer(200, intent)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def succeeded(self, intent_id: str) -> bytes:
-        intent = self.intents[intent_id]
-        event = {
-            "id": f"evt_{uuid.uuid4().hex}",
-            "object": "event",
-            "type": "payment_intent.succeeded",
-            "created": int(time.time()),
-            "data": {"object": {**intent, "status": "succeeded", "amount_received": intent["amount"]}},
-        }
-        return json.dumps(event).encode()
-
-
-def sign(payload: bytes, secret: str = WEBHOOK_SECRET) -> str:
-    timestamp = int(time.time())
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
+from fake_stripe import KEY, WEBHOOK_SECRET, FakeStripe, sign  # scripts/lib, on the path by conftest
 
 
 @pytest.fixture
 def stripe() -> Iterator[FakeStripe]:
     fake = FakeStripe()
     yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
+    fake.stop()
 
 
 def config(stripe: FakeStripe) -> Dict[str, Any]:
@@ -146,7 +68,7 @@ def test_a_card_payment_through_python(open_books: Callable[..., accubooks.AccuB
 
     payload = stripe.succeeded(intent["payment_intent_id"])
     with pytest.raises(accubooks.ValidationError) as refused:
-        books.stripe_webhook(payload, sign(payload, "whsec_forged"))
+        books.stripe_webhook(payload, sign(payload, ["whsec_forged"]))
     assert refused.value.code == "INVALID_SIGNATURE" and refused.value.status == 400
     with pytest.raises(accubooks.ValidationError):
         books.stripe_webhook(payload)
