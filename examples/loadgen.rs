@@ -12,6 +12,8 @@
 //! loadgen post-batch BASE TOKEN N      (N entries per request; postings/s = lines/s)
 //! loadgen register BASE                (prints the new owner's token)
 //! loadgen watch BASE PATH              [--token T] [--field a.b.c] [--interval-ms 10]
+//! loadgen post-file BASE PATH FILE     (FILE: one JSON object per line, {"headers":
+//!                                       {"Name": "value"}, "body": "…"}, posted in turn)
 //!
 //! common: --duration SECONDS (default 10) | --requests N, --concurrency C (default 32),
 //!         --timeout-ms MS (default 10000), --header 'Name: value' (repeatable),
@@ -97,6 +99,11 @@ enum Scenario {
     Watch {
         target: Target,
     },
+    PostFile {
+        target: Target,
+        /// Extra header lines (CRLF-terminated) and body of each request.
+        requests: Vec<(String, String)>,
+    },
 }
 
 impl Scenario {
@@ -107,6 +114,7 @@ impl Scenario {
             Scenario::PostBatch { .. } => "post-batch",
             Scenario::Register { .. } => "register",
             Scenario::Watch { .. } => "watch",
+            Scenario::PostFile { .. } => "post-file",
         }
     }
 
@@ -116,7 +124,8 @@ impl Scenario {
             | Scenario::PostEntries { target, .. }
             | Scenario::PostBatch { target, .. }
             | Scenario::Register { target }
-            | Scenario::Watch { target } => target,
+            | Scenario::Watch { target }
+            | Scenario::PostFile { target, .. } => target,
         }
     }
 }
@@ -282,12 +291,45 @@ fn parse_args(args: &[String]) -> Result<(Scenario, Options), String> {
         "watch" => Scenario::Watch {
             target: Target::parse(&arg(1, "BASE")?)?.with_path(&arg(2, "PATH")?),
         },
+        "post-file" => Scenario::PostFile {
+            target: Target::parse(&arg(1, "BASE")?)?.with_path(&arg(2, "PATH")?),
+            requests: read_requests(&arg(3, "FILE")?)?,
+        },
         other => return Err(format!("unknown scenario {other:?}")),
     };
     if options.duration.is_none() && options.requests.is_none() {
         options.duration = Some(Duration::from_secs(10));
     }
     Ok((scenario, options))
+}
+
+/// The requests of a `post-file` run: each line's headers (as header lines)
+/// and body.
+fn read_requests(path: &str) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let requests = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .enumerate()
+        .map(|(n, line)| {
+            let value: Value =
+                serde_json::from_str(line).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
+            let body = value["body"]
+                .as_str()
+                .ok_or_else(|| format!("{path}:{}: no \"body\" string", n + 1))?;
+            let headers = value["headers"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(name, v)| format!("{name}: {}\r\n", v.as_str().unwrap_or_default()))
+                .collect();
+            Ok((headers, body.to_owned()))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if requests.is_empty() {
+        return Err(format!("{path}: no requests"));
+    }
+    Ok(requests)
 }
 
 // ---------------------------------------------------------------- HTTP/1.1
@@ -572,6 +614,14 @@ impl Shared {
                 Work {
                     bytes: request("POST", target, options, &extra, &body),
                     lines: 2 * per_request,
+                }
+            }
+            Scenario::PostFile { target, requests } => {
+                let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+                let (extra, body) = &requests[(seq % requests.len() as u64) as usize];
+                Work {
+                    bytes: request("POST", target, options, extra, body),
+                    lines: 0,
                 }
             }
             Scenario::Register { .. } => unreachable!("register is not a load run"),

@@ -14,7 +14,9 @@ Environment:
   BENCH_OUT        the markdown file to write (default BENCHMARKS.md at the repo root;
                    empty to skip)
   BENCH_ONLY       `jobs`: run only row 9 (background jobs next to BullMQ) on a private
-                   PostgreSQL and Redis, and rewrite only its section of BENCH_OUT
+                   PostgreSQL and Redis, and rewrite only its section of BENCH_OUT;
+                   `webhooks`: only the Stripe webhook figures (scripts/lib/bench_webhooks.py)
+  BENCH_WEBHOOK_INVOICES  invoices (one PaymentIntent, three deliveries each) of `webhooks` (1000)
   BENCH_JOBS       no-op jobs of row 9's enqueue runs, AccuBooks and BullMQ (default 10000)
   BENCH_JOB_BACKLOG  jobs recorded while Redis is down in row 9 (default 10000)
   BENCH_JOB_CONCURRENCY  JOB_CONCURRENCY of row 9's AccuBooks (default 100, BullMQ's own)
@@ -38,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_bullmq  # noqa: E402
+import bench_webhooks  # noqa: E402
 import services as sv  # noqa: E402
 from services import log  # noqa: E402
 
@@ -707,8 +710,10 @@ def main() -> int:
     log(f"logs and raw results in {LOG_DIR}")
     if ONLY == "jobs":
         return main_only_jobs()
+    if ONLY == "webhooks":
+        return bench_webhooks.main_only(BIN, LOG_DIR, OUT, loadgen)
     if ONLY:
-        raise SystemExit(f"BENCH_ONLY={ONLY!r}: only `jobs` is known")
+        raise SystemExit(f"BENCH_ONLY={ONLY!r}: only `jobs` and `webhooks` are known")
     started = time.time()
     load_at_start = loadavg()
     for name in ("loadgen", "server", "warp_server", "hello_axum", "jobs_bench"):
@@ -950,6 +955,7 @@ Whole-server figures of AccuBooks, measured side by side in one run of
 scripts/bench                              # the whole run (about 10-15 min here)
 BENCH_POSTINGS=20000 BENCH_SECONDS=3 scripts/bench   # a quick run
 BENCH_ONLY=jobs scripts/bench              # row 9 alone; rewrites only its section
+BENCH_ONLY=webhooks scripts/bench          # the Stripe webhook figures alone; rewrites only their section
 ```
 
 `scripts/bench` builds with `CARGO_TARGET_DIR=target-bench cargo build --release --example server
