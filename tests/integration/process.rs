@@ -266,3 +266,174 @@ async fn axum_drains_in_flight_requests() {
 async fn warp_drains_in_flight_requests() {
     drains_in_flight_requests(Host::Warp).await;
 }
+
+/// The standalone server at `RUST_LOG=debug` through a whole card payment
+/// (a PaymentIntent, signed and forged webhooks, Stripe stopped): no secret
+/// of Stripe's, no client secret and no bearer token reaches its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_secrets_never_reach_the_logs() {
+    use crate::support::saas::stripe::signature;
+    use crate::support::saas::{FakeSaas, STRIPE_KEY, WEBHOOK_SECRET};
+    use serde_json::json;
+
+    let mut saas = FakeSaas::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::support::services::free_port();
+    let mut vars = base_vars();
+    for (name, value) in [
+        ("PORT", port.to_string()),
+        ("HOSTNAME", "127.0.0.1".to_owned()),
+        ("RUST_LOG", "debug".to_owned()),
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}/books.db", dir.path().display()),
+        ),
+        ("JOB_TRANSPORT", "database".to_owned()),
+        ("STRIPE_SECRET_KEY", STRIPE_KEY.to_owned()),
+        ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+        ("STRIPE_API_BASE", saas.base()),
+    ] {
+        crate::support::server::set(&mut vars, name, value);
+    }
+    // Debug logs are plenty: into a file, so a full pipe never stalls the server.
+    let log_path = dir.path().join("server.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(example("server"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(dir.path())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    let (http, base) = (client(), format!("http://127.0.0.1:{port}"));
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = http
+            .get(format!("{base}/api/monitoring/health"))
+            .send()
+            .await
+        {
+            let health: Value = r.json().await.unwrap();
+            if health["dependencies"]["stripe"]["status"] == "connected"
+                && health["dependencies"]["database"]["status"] == "connected"
+            {
+                break;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let call = |method: &str, path: &str, token: Option<&str>, body: Option<Value>| {
+        let mut request = http.request(method.parse().unwrap(), format!("{base}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, owner) = call("POST", "/api/auth/register", None, Some(json!({
+        "email": "secrets@acme.test", "password": "correct horse battery", "organization": "Acme"})))
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{owner}");
+    let token = owner["token"].as_str().unwrap().to_owned();
+    let (_, customer) = call(
+        "POST",
+        "/api/customers",
+        Some(&token),
+        Some(json!({"name": "Globex"})),
+    )
+    .await;
+    let (_, invoice) = call(
+        "POST",
+        "/api/invoices",
+        Some(&token),
+        Some(json!({
+        "customer_id": customer["id"], "due_date": "2026-12-31",
+        "lines": [{"description": "Consulting", "quantity": "1", "unit_price": "10.00"}]})),
+    )
+    .await;
+    let id = invoice["id"].as_i64().unwrap();
+    call(
+        "POST",
+        &format!("/api/invoices/{id}/issue"),
+        Some(&token),
+        None,
+    )
+    .await;
+    let (status, intent) = call(
+        "POST",
+        &format!("/api/invoices/{id}/payment-intent"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{intent}");
+    let client_secret = intent["client_secret"].as_str().unwrap().to_owned();
+    let event = saas
+        .stripe
+        .succeeded_event("evt_logs", intent["payment_intent_id"].as_str().unwrap());
+    let payload = serde_json::to_vec(&event).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    for secret in ["whsec_forged", WEBHOOK_SECRET] {
+        let response = http
+            .post(format!("{base}/api/webhooks/stripe"))
+            .header("content-type", "application/json")
+            .header("stripe-signature", signature(&[secret], now, &payload))
+            .body(payload.clone())
+            .send()
+            .await
+            .unwrap();
+        let body = response.text().await.unwrap();
+        assert!(
+            !body.contains(WEBHOOK_SECRET) && !body.contains("whsec_forged"),
+            "{body}"
+        );
+    }
+    let paid = loop {
+        let (_, invoice) = call("GET", &format!("/api/invoices/{id}"), Some(&token), None).await;
+        if invoice["status"] == "paid" || started.elapsed() > Duration::from_secs(20) {
+            break invoice;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(paid["status"], "paid");
+    saas.stop();
+    let (status, _) = call(
+        "POST",
+        &format!("/api/invoices/{id}/payment-intent"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert!(status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::CONFLICT);
+    let (_, health) = call("GET", "/api/monitoring/health", None, None).await;
+    let health = health.to_string();
+
+    signal(&child, libc::SIGINT);
+    wait_exit(&mut child, Duration::from_secs(10)).await;
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        logs.contains("DEBUG") || logs.contains("debug"),
+        "debug logs were on"
+    );
+    for (what, secret) in [
+        ("the Stripe key", STRIPE_KEY),
+        ("the webhook secret", WEBHOOK_SECRET),
+        ("the client secret", client_secret.as_str()),
+        ("the bearer token", token.as_str()),
+    ] {
+        assert!(!logs.contains(secret), "{what} is in the logs");
+        assert!(!health.contains(secret), "{what} is in /health");
+    }
+}

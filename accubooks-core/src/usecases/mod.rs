@@ -118,6 +118,12 @@ impl Books<'_> {
         }
     }
 
+    /// The 503 of the dependency `name` (one of the built-in ones).
+    fn unavailable(&self, name: &'static str) -> Error {
+        let dependency = self.app.registry().get(name);
+        Error::Unavailable(dependency.expect("a built-in dependency").unavailable())
+    }
+
     /// The caller of a token as the books know them now: the role of the
     /// user's row (briefly cached, so a demotion applies at once), or
     /// [`Error::UnknownUser`] when the user was removed.

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::{Books, Error, Result, org};
 use crate::auth::{Principal, Role};
 use crate::deps;
+use crate::error::Fault;
+use crate::health::Event;
 use crate::jobs::Queue;
 use crate::ledger::LedgerError;
 use crate::ledger::payments::{self, EventJob, EventKind, PaymentIntent};
@@ -42,13 +44,9 @@ impl Books<'_> {
     /// The Stripe client, or the dependency's 503 while Stripe is
     /// unconfigured or known down.
     fn stripe(&self) -> Result<&stripe::Stripe> {
-        let unavailable = || {
-            let dependency = self.app.registry().get(deps::STRIPE);
-            Error::Unavailable(dependency.expect("built in").unavailable())
-        };
         match self.app.stripe() {
             Some(stripe) if stripe.dependency().is_available() => Ok(stripe),
-            _ => Err(unavailable()),
+            _ => Err(self.unavailable(deps::STRIPE)),
         }
     }
 
@@ -113,17 +111,19 @@ impl Books<'_> {
         .await
     }
 
+    /// What a failed Stripe call means for the caller.
     fn stripe_error(&self, err: CallError) -> Error {
         match err {
-            CallError::Refused { status, .. } if status == 401 || status == 403 => {
-                tracing::error!(
-                    status,
-                    "Stripe refused the secret key; check STRIPE_SECRET_KEY"
-                );
-                self.stripe().err().unwrap_or_else(|| {
-                    let dependency = self.app.registry().get(deps::STRIPE).expect("built in");
-                    Error::Unavailable(dependency.unavailable())
-                })
+            CallError::Refused {
+                status: 401 | 403, ..
+            } => {
+                tracing::error!("Stripe refused the secret key; check STRIPE_SECRET_KEY");
+                if let Some(dependency) = self.app.registry().get(deps::STRIPE) {
+                    dependency.report(Event::TrafficFailed(Fault::permanent(
+                        "AUTHENTICATION_FAILED",
+                    )));
+                }
+                self.unavailable(deps::STRIPE)
             }
             CallError::Refused { status, body } => Error::Ledger(LedgerError::invalid(
                 "PAYMENT_REJECTED",
@@ -134,8 +134,7 @@ impl Books<'_> {
             )),
             CallError::Unavailable(fault) => {
                 tracing::warn!(code = fault.code, "a Stripe call failed");
-                let dependency = self.app.registry().get(deps::STRIPE).expect("built in");
-                Error::Unavailable(dependency.unavailable())
+                self.unavailable(deps::STRIPE)
             }
         }
     }
@@ -150,8 +149,7 @@ impl Books<'_> {
     ) -> Result<WebhookReceipt> {
         self.run("stripe_webhook", None, Role::Viewer, async {
             let Some(stripe) = self.app.stripe() else {
-                let dependency = self.app.registry().get(deps::STRIPE).expect("built in");
-                return Err(Error::Unavailable(dependency.unavailable()));
+                return Err(self.unavailable(deps::STRIPE));
             };
             stripe.verify(payload, signature, chrono::Utc::now().timestamp())?;
             let event: serde_json::Value = serde_json::from_slice(payload)
