@@ -140,7 +140,22 @@ fn core_job_handlers() -> JobHandlers {
             job.id,
         ))
     }
+    fn bank_sync<'a>(
+        app: &'a AccuBooks,
+        job: &'a crate::jobs::JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
+        Box::pin(crate::ledger::bank::sync(
+            app.ledger(),
+            app.sealer(),
+            app.plaid(),
+            &job.organization,
+        ))
+    }
     let mut handlers = JobHandlers::new();
+    handlers.insert(
+        crate::ledger::bank::JOB_KIND,
+        (Queue::BankFeeds, Arc::new(bank_sync) as Arc<dyn JobHandler>),
+    );
     handlers.insert(
         crate::ledger::payroll::JOB_KIND,
         (

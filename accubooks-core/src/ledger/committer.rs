@@ -81,6 +81,14 @@ pub enum Effect {
         /// The payslips, as stored (JSON).
         payslips: String,
     },
+    /// An unmatched bank line becomes matched to the job's entry (which
+    /// posts it, or, with an invoice, the invoice's payment).
+    BankMatch {
+        /// The bank line.
+        transaction_id: i64,
+        /// The invoice it pays, if any.
+        invoice_id: Option<i64>,
+    },
     /// An issued, unsettled invoice is voided by the job's (reversing) entry.
     Void {
         /// The invoice.
@@ -486,6 +494,19 @@ macro_rules! apply_effects {
                         .bind(entry_id)
                         .bind(payslips)
                         .bind(run_id)
+                        .bind(organization)
+                        .execute(&mut *$tx)
+                        .await?
+                        .rows_affected()
+                    }
+                    Effect::BankMatch { transaction_id, invoice_id } => {
+                        sqlx::query(
+                            "UPDATE bank_transactions SET status = 'matched', entry_id = $1, invoice_id = $2 \
+                             WHERE id = $3 AND organization_id = $4 AND status = 'unmatched'",
+                        )
+                        .bind(entry_id)
+                        .bind(invoice_id)
+                        .bind(transaction_id)
                         .bind(organization)
                         .execute(&mut *$tx)
                         .await?
