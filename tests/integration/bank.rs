@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::books::{Books, Store};
 use crate::support::saas::{FakeSaas, Mode, PLAID_CLIENT};
 
-async fn start(store: Store, saas: &FakeSaas) -> (Books, String) {
+async fn start(store: Store, saas: &FakeSaas) -> (Books, String, String) {
     let books = Books::start_with(
         store,
         &[
@@ -31,10 +31,10 @@ async fn start(store: Store, saas: &FakeSaas) -> (Books, String) {
         .server
         .wait_for_dependency("plaid", "connected", Duration::from_secs(10))
         .await;
-    let token = books
-        .register(&format!("bank-{}@acme.test", uuid::Uuid::new_v4()), "USD")
+    let (token, organization) = books
+        .register_organization(&format!("bank-{}@acme.test", uuid::Uuid::new_v4()))
         .await;
-    (books, token)
+    (books, token, organization)
 }
 
 /// Links an item with one checking account `acc-1`, mapped to 1000.
@@ -112,11 +112,21 @@ fn by_plaid_id<'a>(lines: &'a [Value], id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no line {id} in {lines:?}"))
 }
 
-async fn raw_tokens(books: &Books) -> Vec<(String, String)> {
-    let sql = "SELECT organization_id, access_token FROM bank_items";
+/// The stored access tokens, read past the server (row-level security
+/// scoped to the organization on PostgreSQL).
+async fn raw_tokens(books: &Books, organization: &str) -> Vec<String> {
+    let sql = "SELECT access_token FROM bank_items";
     match books.server.app.database().pool() {
-        Pool::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await.unwrap(),
-        Pool::Sqlite(pool) => sqlx::query_as(sql).fetch_all(pool).await.unwrap(),
+        Pool::Postgres(pool) => {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("SELECT set_config('accubooks.organization', $1, true)")
+                .bind(organization)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query_scalar(sql).fetch_all(&mut *tx).await.unwrap()
+        }
+        Pool::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await.unwrap(),
     }
 }
 
@@ -161,7 +171,7 @@ on_every_store!(
 
 async fn linking_keeps_the_access_token_sealed_and_maps_accounts(store: Store) {
     let saas = FakeSaas::start().await;
-    let (books, token) = start(store, &saas).await;
+    let (books, token, organization) = start(store, &saas).await;
     let (item, linked) = link(&books, &token, &saas).await;
     let access = saas.plaid.access_token(&item);
     assert_eq!(linked["item_id"], item);
@@ -170,9 +180,9 @@ async fn linking_keeps_the_access_token_sealed_and_maps_accounts(store: Store) {
     assert!(!linked.to_string().contains(&access), "{linked}");
 
     // At rest: sealed, bound to the organization and item.
-    let rows = raw_tokens(&books).await;
+    let rows = raw_tokens(&books, &organization).await;
     assert_eq!(rows.len(), 1);
-    let (organization, sealed) = &rows[0];
+    let sealed = &rows[0];
     assert!(sealed.starts_with("v1:") && !sealed.contains(&access));
     let sealer = books.server.app.sealer();
     assert!(
@@ -265,7 +275,7 @@ async fn linking_keeps_the_access_token_sealed_and_maps_accounts(store: Store) {
 
 async fn syncs_import_once_follow_changes_and_restart_on_mutation(store: Store) {
     let saas = FakeSaas::start().await;
-    let (books, token) = start(store, &saas).await;
+    let (books, token, _) = start(store, &saas).await;
     let (item, _) = link(&books, &token, &saas).await;
     saas.plaid
         .add(&item, "t1", "acc-1", "-125.00", "2026-03-05", "ACH GLOBEX");
@@ -354,7 +364,7 @@ async fn syncs_import_once_follow_changes_and_restart_on_mutation(store: Store) 
 
 async fn matching_posts_once_and_suggestions_rank_the_invoice_first(store: Store) {
     let saas = FakeSaas::start().await;
-    let (books, token) = start(store, &saas).await;
+    let (books, token, _) = start(store, &saas).await;
     let (item, _) = link(&books, &token, &saas).await;
     let other = issued_invoice(&books, &token, "99.00").await;
     let invoice = issued_invoice(&books, &token, "125.00").await;
@@ -503,7 +513,7 @@ async fn matching_posts_once_and_suggestions_rank_the_invoice_first(store: Store
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plaid_outages_answer_503_and_heal_by_themselves() {
     let saas = FakeSaas::start().await;
-    let (books, token) = start(Store::Sqlite, &saas).await;
+    let (books, token, _) = start(Store::Sqlite, &saas).await;
     let (item, _) = link(&books, &token, &saas).await;
     saas.plaid
         .add(&item, "t1", "acc-1", "-10.00", "2026-03-05", "DEPOSIT");
@@ -546,6 +556,25 @@ async fn plaid_outages_answer_503_and_heal_by_themselves() {
     assert_eq!(health["dependencies"]["plaid"]["status"], "unavailable");
     assert_eq!(health["dependencies"]["database"]["status"], "connected");
 
+    // The job meets the outage: a temporary failure, retried.
+    let started = Instant::now();
+    loop {
+        let (_, job) = books
+            .call(
+                "GET",
+                &format!("/api/jobs/{}", asked["job_id"]),
+                Some(&token),
+                None,
+            )
+            .await;
+        if job["status"] == "failed" {
+            assert_eq!(job["error"]["kind"], "temporary", "{job}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     // Back: the probe sees it, and the job that failed completes.
     saas.plaid_mode(Mode::Normal);
     books
@@ -570,8 +599,18 @@ async fn plaid_outages_answer_503_and_heal_by_themselves() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{refused}");
     assert_eq!(refused["code"], "BANK_INTEGRATION_UNAVAILABLE");
     assert!(started.elapsed() < Duration::from_millis(1500));
+    // Timeouts (of traffic and probes) then mark it down: 503 at once.
+    books
+        .server
+        .wait_for_dependency("plaid", "unavailable", Duration::from_secs(10))
+        .await;
+    let started = Instant::now();
+    let (status, _) = books
+        .call("POST", "/api/bank/sync", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_millis(300));
     let health = books.server.health().await;
-    assert_eq!(health["dependencies"]["plaid"]["status"], "unavailable");
     assert!(!health.to_string().contains(PLAID_CLIENT.1));
     saas.plaid_mode(Mode::Normal);
 

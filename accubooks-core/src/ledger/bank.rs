@@ -432,19 +432,22 @@ pub async fn map_bank_account(
 
 /// Asks for a sync of every linked item: one job on the `bank-feeds` queue.
 /// While a sync job of the organization is waiting, running or to be
-/// retried, asking again answers that job (two clicks never run two
-/// overlapping syncs); within one minute the same job is answered too.
+/// retried, asking again answers that job: two clicks never run two
+/// overlapping syncs.
 pub async fn request_sync(db: &Database, organization: &str) -> LedgerResult<SyncRequested> {
     let owned = organization.to_owned();
     let now = now_ms();
-    let minute = now / 60_000;
     let asked: Option<(i64, String)> = db
         .run(|pool| async move {
             on_pool!(pool, p => in_scope!(p, &owned, tx => {
-                let items: i64 = sqlx::query_scalar("SELECT count(*) FROM bank_items WHERE organization_id = $1")
+                // A write first: it locks the items (PostgreSQL) or the
+                // database (SQLite), so two requests cannot both find no
+                // active job and both record one.
+                let items = sqlx::query("UPDATE bank_items SET sync_cursor = sync_cursor WHERE organization_id = $1")
                     .bind(&owned)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                 if items == 0 {
                     None
                 } else {
@@ -462,7 +465,7 @@ pub async fn request_sync(db: &Database, organization: &str) -> LedgerResult<Syn
                             let job = NewJob {
                                 queue: Queue::BankFeeds,
                                 kind: JOB_KIND,
-                                unique_key: format!("bank-sync:{minute}"),
+                                unique_key: format!("bank-sync:{}", uuid::Uuid::new_v4()),
                                 payload: serde_json::Value::Null,
                             };
                             let id = insert_job!(tx, &owned, &job, now)?;
