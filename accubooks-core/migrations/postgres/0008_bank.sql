@@ -1,3 +1,9 @@
+-- TEMPORARY (drop this prelude when merging with 0007_payments, which
+-- widens the same constraint): the bank-feeds queue.
+ALTER TABLE jobs DROP CONSTRAINT jobs_queue_check,
+    ADD CONSTRAINT jobs_queue_check CHECK (queue IN ('recurring-invoices', 'payroll-processing',
+        'report-generation', 'payments', 'bank-feeds'));
+
 -- Bank feeds (contract section 8): Plaid items, their accounts and the
 -- bank lines imported from them. An item's access token is kept sealed
 -- (ChaCha20-Poly1305 under a key of SESSION_SECRET, bound to the

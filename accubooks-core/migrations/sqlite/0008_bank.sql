@@ -1,3 +1,39 @@
+-- no-transaction
+-- TEMPORARY (drop this prelude and the transaction around the file when
+-- merging with 0007_payments, which rebuilds jobs the same way): the
+-- bank-feeds queue widens jobs' CHECK constraint, which SQLite can only
+-- do by rebuilding the table, with foreign keys off.
+PRAGMA foreign_keys = OFF;
+BEGIN IMMEDIATE;
+
+CREATE TABLE jobs_rebuilt (
+    id              INTEGER PRIMARY KEY,
+    organization_id TEXT    NOT NULL REFERENCES organizations (id),
+    queue           TEXT    NOT NULL
+        CHECK (queue IN ('recurring-invoices', 'payroll-processing', 'report-generation',
+                         'payments', 'bank-feeds')),
+    kind            TEXT    NOT NULL,
+    -- The unit of work: a second job with the same key is the same job.
+    unique_key      TEXT    NOT NULL,
+    payload         TEXT    NOT NULL,
+    status          TEXT    NOT NULL
+        CHECK (status IN ('pending', 'queued', 'running', 'succeeded', 'failed', 'dead')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    run_after_ms    BIGINT  NOT NULL,
+    lease_owner     TEXT,
+    lease_until_ms  BIGINT,
+    error_code      TEXT,
+    error_kind      TEXT,
+    created_ms      BIGINT  NOT NULL,
+    updated_ms      BIGINT  NOT NULL,
+    UNIQUE (organization_id, unique_key)
+);
+INSERT INTO jobs_rebuilt SELECT * FROM jobs;
+DROP TABLE jobs;
+ALTER TABLE jobs_rebuilt RENAME TO jobs;
+CREATE INDEX jobs_open ON jobs (queue, status, run_after_ms) WHERE status <> 'succeeded';
+CREATE INDEX jobs_by_org ON jobs (organization_id, id);
+
 -- Bank feeds (contract section 8): Plaid items, their accounts and the
 -- bank lines imported from them. An item's access token is kept sealed
 -- (ChaCha20-Poly1305 under a key of SESSION_SECRET, bound to the
@@ -61,3 +97,6 @@ CREATE INDEX bank_transactions_by_status ON bank_transactions (organization_id, 
 CREATE UNIQUE INDEX bank_transactions_by_entry ON bank_transactions (entry_id)
     WHERE entry_id IS NOT NULL;
 
+
+COMMIT;
+PRAGMA foreign_keys = ON;
