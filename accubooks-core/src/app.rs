@@ -150,6 +150,17 @@ fn core_job_handlers() -> JobHandlers {
             &job.payload,
         ))
     }
+    fn bank_sync<'a>(
+        app: &'a AccuBooks,
+        job: &'a crate::jobs::JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
+        Box::pin(crate::ledger::bank::sync(
+            app.ledger(),
+            app.sealer(),
+            app.plaid(),
+            &job.organization,
+        ))
+    }
     let mut handlers = JobHandlers::new();
     handlers.insert(
         crate::ledger::payments::JOB_KIND,
@@ -157,6 +168,10 @@ fn core_job_handlers() -> JobHandlers {
             Queue::Payments,
             Arc::new(stripe_event) as Arc<dyn JobHandler>,
         ),
+    );
+    handlers.insert(
+        crate::ledger::bank::JOB_KIND,
+        (Queue::BankFeeds, Arc::new(bank_sync) as Arc<dyn JobHandler>),
     );
     handlers.insert(
         crate::ledger::payroll::JOB_KIND,

@@ -75,6 +75,7 @@ macro_rules! on_every_host {
     };
 }
 
+mod bank;
 mod books;
 mod contract;
 mod export;

@@ -7,6 +7,7 @@
 //! decided in [`ApiError`] alone.
 
 mod auth_routes;
+mod bank;
 mod body;
 mod books;
 mod error;
@@ -168,5 +169,6 @@ pub(crate) fn core_routes() -> Vec<Route> {
     routes.extend(invoices::routes());
     routes.extend(jobs::routes());
     routes.extend(payments::routes());
+    routes.extend(bank::routes());
     routes
 }

@@ -108,6 +108,14 @@ pub enum Effect {
         /// The refunded total posted with this entry.
         to: i64,
     },
+    /// An unmatched bank line becomes matched to the job's entry (which
+    /// posts it, or, with an invoice, the invoice's payment).
+    BankMatch {
+        /// The bank line.
+        transaction_id: i64,
+        /// The invoice it pays, if any.
+        invoice_id: Option<i64>,
+    },
     /// An issued, unsettled invoice is voided by the job's (reversing) entry.
     Void {
         /// The invoice.
@@ -541,6 +549,19 @@ macro_rules! apply_effects {
                         .bind(received)
                         .bind(entry_id)
                         .bind(intent_id)
+                        .bind(organization)
+                        .execute(&mut *$tx)
+                        .await?
+                        .rows_affected()
+                    }
+                    Effect::BankMatch { transaction_id, invoice_id } => {
+                        sqlx::query(
+                            "UPDATE bank_transactions SET status = 'matched', entry_id = $1, invoice_id = $2 \
+                             WHERE id = $3 AND organization_id = $4 AND status = 'unmatched'",
+                        )
+                        .bind(entry_id)
+                        .bind(invoice_id)
+                        .bind(transaction_id)
                         .bind(organization)
                         .execute(&mut *$tx)
                         .await?

@@ -7,6 +7,7 @@
 //! beside it: the account cache and the committer.
 
 mod accounts;
+pub mod bank;
 mod committer;
 mod entries;
 mod export;

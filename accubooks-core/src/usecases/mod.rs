@@ -17,6 +17,7 @@
 //! [`ClientKey`], and answer typed output or one [`Error`].
 
 mod background;
+mod banking;
 pub(crate) mod error;
 mod idempotent;
 mod identity;
