@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use accubooks_core::http::ApiError;
 use accubooks_core::jobs::{JobStatus, Queue};
+use accubooks_core::ledger::bank::{AccountMapping, LineStatus, MatchInput, NewLink};
 use accubooks_core::ledger::invoice_totals::TaxRounding;
 use accubooks_core::ledger::payroll::{NewEmployee, NewPayrollRun, PayrollRule};
 use accubooks_core::ledger::recurring::NewRecurringInvoice;
@@ -409,6 +410,75 @@ organization_classes! {
         async move {
             let caller = instance.caller(&org).await?;
             json(instance.books().payment_intent(&caller, id).await)
+        }
+    }
+
+    /// Links a bank through Plaid: exchanges Plaid Link's public token (the
+    /// access token is kept sealed, never answered) and answers the item's
+    /// accounts. Raises `BANK_INTEGRATION_UNAVAILABLE` (503) while Plaid is
+    /// down or not configured.
+    #[pyo3(signature = (public_token, *, idempotency_key = None))]
+    fn link_bank [instance, org] (public_token: String, idempotency_key: Option<String>) {
+        let link = NewLink { public_token };
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().link_bank(&caller, link, key(idempotency_key)).await)
+        }
+    }
+
+    /// The linked bank accounts.
+    #[pyo3(signature = ())]
+    fn bank_accounts [instance, org] () {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().bank_accounts(&caller).await)
+        }
+    }
+
+    /// Maps a bank account to a ledger account (an asset or liability
+    /// account code in the bank account's currency, e.g. `"1000"`).
+    #[pyo3(signature = (id, ledger_account))]
+    fn map_bank_account [instance, org] (id: i64, ledger_account: String) {
+        let mapping = AccountMapping { ledger_account };
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().map_bank_account(&caller, id, mapping).await)
+        }
+    }
+
+    /// Asks for a sync of every linked bank, as a `bank-feeds` job:
+    /// `{"job_id", "status"}`.
+    #[pyo3(signature = (*, idempotency_key = None))]
+    fn sync_banks [instance, org] (idempotency_key: Option<String>) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().sync_banks(&caller, key(idempotency_key)).await)
+        }
+    }
+
+    /// Imported bank lines, `"unmatched"` (with match suggestions) or
+    /// `"matched"`.
+    #[pyo3(signature = (status = "unmatched"))]
+    fn bank_transactions [instance, org] (status: &str) {
+        let status = match status {
+            "unmatched" => LineStatus::Unmatched,
+            "matched" => LineStatus::Matched,
+            other => return Err(invalid("INVALID_FIELD", format!("{other:?} is not \"unmatched\" or \"matched\".")).into()),
+        };
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().bank_transactions(&caller, status).await)
+        }
+    }
+
+    /// Reconciles a bank line once: with `invoice_id`, as a payment of that
+    /// open invoice; with `account`, by posting it against that account.
+    #[pyo3(signature = (id, *, invoice_id = None, account = None, idempotency_key = None))]
+    fn match_bank_transaction [instance, org] (id: i64, invoice_id: Option<i64>, account: Option<String>, idempotency_key: Option<String>) {
+        let input = MatchInput { invoice_id, account };
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().match_bank_transaction(&caller, id, input, key(idempotency_key)).await)
         }
     }
 

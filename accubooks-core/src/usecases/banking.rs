@@ -20,14 +20,9 @@ impl Books<'_> {
     /// The Plaid client, or the dependency's 503 while Plaid is down or
     /// disabled.
     fn plaid(&self) -> Result<&Plaid> {
-        let dependency = self.app.registry().get(crate::deps::PLAID);
-        match (dependency, self.app.plaid()) {
-            (Some(dep), Some(plaid)) if dep.is_available() => Ok(plaid),
-            (Some(dep), _) => Err(Error::Unavailable(dep.unavailable())),
-            (None, _) => Err(LedgerError::Storage(crate::Error::Setup(
-                "the plaid dependency is not registered".to_owned(),
-            ))
-            .into()),
+        match self.app.plaid() {
+            Some(plaid) if plaid.api.dependency().is_available() => Ok(plaid),
+            _ => Err(self.unavailable(crate::deps::PLAID)),
         }
     }
 
@@ -59,10 +54,7 @@ impl Books<'_> {
                         "Plaid refused a request (check PLAID_CLIENT_ID and PLAID_SECRET)"
                     );
                 }
-                match self.app.registry().get(crate::deps::PLAID) {
-                    Some(dep) => Error::Unavailable(dep.unavailable()),
-                    None => LedgerError::Storage(crate::Error::Setup(other.to_string())).into(),
-                }
+                self.unavailable(crate::deps::PLAID)
             }
         }
     }

@@ -36,6 +36,9 @@ from .types import (
     Amount,
     ArAging,
     BalanceSheet,
+    BankAccount,
+    BankLine,
+    BankSync,
     Customer,
     DateLike,
     Employee,
@@ -48,6 +51,7 @@ from .types import (
     InvoiceLineInput,
     Job,
     LineInput,
+    LinkedItem,
     PaymentIntent,
     PayInput,
     PayrollRule,
@@ -413,6 +417,47 @@ class Organization:
                 configured.
             ConflictError: ``INVOICE_NOT_OPEN``.
             ValidationError: ``AMOUNT_NOT_PAYABLE``, ``PAYMENT_REJECTED``.
+        """
+
+    def link_bank(self, public_token: str, *, idempotency_key: str | None = None) -> LinkedItem:
+        """Links a bank through Plaid: exchanges Plaid Link's public token (the access
+        token is kept sealed, never answered) and answers the item's accounts.
+
+        Raises:
+            ServiceUnavailable: ``BANK_INTEGRATION_UNAVAILABLE`` while Plaid is down or
+                not configured.
+            ValidationError: ``INVALID_PUBLIC_TOKEN``.
+        """
+
+    def bank_accounts(self) -> list[BankAccount]:
+        """The linked bank accounts."""
+
+    def map_bank_account(self, id: int, ledger_account: str) -> BankAccount:
+        """Maps a bank account to a ledger account (an asset or liability code in its
+        currency, e.g. ``"1000"``)."""
+
+    def sync_banks(self, *, idempotency_key: str | None = None) -> BankSync:
+        """Asks for a sync of every linked bank, as a ``bank-feeds`` job (a sync already
+        waiting or running is answered instead of a second)."""
+
+    def bank_transactions(
+        self, status: Literal["unmatched", "matched"] = "unmatched"
+    ) -> list[BankLine]:
+        """Imported bank lines; unmatched ones carry ranked match suggestions."""
+
+    def match_bank_transaction(
+        self,
+        id: int,
+        *,
+        invoice_id: int | None = None,
+        account: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> BankLine:
+        """Reconciles a bank line once: with ``invoice_id`` as a payment of that open
+        invoice, with ``account`` by posting it against that account.
+
+        Raises:
+            ConflictError: ``BANK_TRANSACTION_MATCHED``, ``BANK_TRANSACTION_PENDING``.
         """
 
     def pay_invoice(

@@ -21,6 +21,9 @@ from .types import (
     Amount,
     ArAging,
     BalanceSheet,
+    BankAccount,
+    BankLine,
+    BankSync,
     Customer,
     DateLike,
     Entry,
@@ -31,6 +34,7 @@ from .types import (
     Invoice,
     InvoiceLineInput,
     LineInput,
+    LinkedItem,
     PaymentIntent,
     Role,
     Settings,
@@ -174,6 +178,18 @@ class AsyncOrganization:
     def void_invoice(self, id: int, date: DateLike | None=None, *, idempotency_key: str | None=None) -> Awaitable[Invoice]:
         ...
     def payment_intent(self, id: int) -> Awaitable[PaymentIntent]:
+        ...
+    def link_bank(self, public_token: str, *, idempotency_key: str | None=None) -> Awaitable[LinkedItem]:
+        ...
+    def bank_accounts(self) -> Awaitable[list[BankAccount]]:
+        ...
+    def map_bank_account(self, id: int, ledger_account: str) -> Awaitable[BankAccount]:
+        ...
+    def sync_banks(self, *, idempotency_key: str | None=None) -> Awaitable[BankSync]:
+        ...
+    def bank_transactions(self, status: Literal['unmatched', 'matched']='unmatched') -> Awaitable[list[BankLine]]:
+        ...
+    def match_bank_transaction(self, id: int, *, invoice_id: int | None=None, account: str | None=None, idempotency_key: str | None=None) -> Awaitable[BankLine]:
         ...
     def pay_invoice(self, id: int, amount: Amount, date: DateLike | None=None, *, idempotency_key: str | None=None) -> Awaitable[Invoice]:
         ...

@@ -417,3 +417,56 @@ class WebhookReceipt(TypedDict):
     #: ``queued`` (posted by a job), ``ignored`` or ``unknown_intent``.
     outcome: Literal["queued", "ignored", "unknown_intent"]
     job_id: Optional[int]
+
+
+class BankAccount(TypedDict):
+    """A bank account of a linked Plaid item; ``id`` is AccuBooks's own."""
+
+    id: int
+    item_id: str
+    plaid_account_id: str
+    name: str
+    mask: Optional[str]
+    currency: str
+    #: The ledger account its lines post to, once mapped.
+    ledger_account: Optional[str]
+
+
+class LinkedItem(TypedDict):
+    item_id: str
+    accounts: List[BankAccount]
+
+
+class BankSync(TypedDict):
+    job_id: int
+    status: JobStatus
+
+
+class Suggestion(TypedDict):
+    kind: Literal["invoice", "payment", "entry"]
+    invoice_id: Optional[int]
+    entry_id: Optional[int]
+    label: str
+    amount: Decimal
+    date: Optional[datetime.date]
+    score: int
+    reasons: List[str]
+
+
+class BankLine(TypedDict):
+    id: int
+    account_id: int
+    plaid_transaction_id: str
+    date: datetime.date
+    name: str
+    #: Plaid's sign: positive is money out of the account.
+    amount: Decimal
+    direction: Literal["in", "out"]
+    currency: str
+    pending: bool
+    status: Literal["unmatched", "matched"]
+    entry_id: Optional[int]
+    invoice_id: Optional[int]
+    ledger_account: Optional[str]
+    bank_change: Optional[str]
+    suggestions: List[Suggestion]

@@ -1,0 +1,106 @@
+"""A fake Plaid on loopback for the Python tests (stdlib only).
+
+JSON ``POST`` endpoints authenticated by ``client_id`` and ``secret`` in the
+body, errors as Plaid's error object: ``/institutions/get`` (the health
+probe), ``/item/public_token/exchange`` (each public token once),
+``/accounts/get`` and ``/transactions/sync`` (everything added since the
+cursor, in one page). The Rust integration tests have the full fake (paging,
+modifications, removals, forced mutation during pagination).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, List, Tuple
+
+CLIENT_ID = "fake-plaid-client-id"
+SECRET = "fake-plaid-secret"
+
+
+def error(code: str, message: str, kind: str = "INVALID_INPUT") -> Dict[str, Any]:
+    return {"error_type": kind, "error_code": code, "error_message": message,
+            "display_message": None, "request_id": "fake"}
+
+
+class FakePlaid:
+    def __init__(self) -> None:
+        self.public_tokens: Dict[str, str] = {}
+        self.items: Dict[str, Dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                status, answer = fake.handle(self.path, body)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def issue_public_token(self, accounts: List[Tuple[str, str, str]]) -> str:
+        """A public token for a new item with these (account id, name, mask), in USD."""
+        with self.lock:
+            item = f"item-{uuid.uuid4().hex[:8]}"
+            public = f"public-sandbox-{uuid.uuid4()}"
+            self.public_tokens[public] = item
+            self.items[item] = {
+                "access_token": f"access-sandbox-{uuid.uuid4()}",
+                "accounts": [{"account_id": a, "name": n, "mask": m, "type": "depository",
+                              "balances": {"iso_currency_code": "USD"}} for a, n, m in accounts],
+                "transactions": [],
+            }
+            return public
+
+    def add_transaction(self, account_id: str, amount: str, date: str, name: str) -> str:
+        """Adds a posted transaction (Plaid's sign: negative is money in)."""
+        with self.lock:
+            item = next(i for i in self.items.values() if any(a["account_id"] == account_id for a in i["accounts"]))
+            tid = f"tx-{uuid.uuid4().hex[:12]}"
+            item["transactions"].append({"transaction_id": tid, "account_id": account_id, "amount": float(amount),
+                                         "iso_currency_code": "USD", "date": date, "name": name,
+                                         "merchant_name": None, "pending": False})
+            return tid
+
+    def handle(self, path: str, body: Dict[str, Any]) -> Tuple[int, Dict[str, Any]]:
+        if body.get("client_id") != CLIENT_ID or body.get("secret") != SECRET:
+            return 400, error("INVALID_API_KEYS", "invalid client_id or secret provided")
+        with self.lock:
+            if path == "/institutions/get":
+                return 200, {"institutions": [], "total": 0, "request_id": "fake"}
+            if path == "/item/public_token/exchange":
+                item = self.public_tokens.pop(body.get("public_token", ""), None)
+                if item is None:
+                    return 400, error("INVALID_PUBLIC_TOKEN", "provided public token is in an invalid format")
+                return 200, {"access_token": self.items[item]["access_token"], "item_id": item,
+                             "request_id": "fake"}
+            item_id, item = next(((k, i) for k, i in self.items.items()
+                                  if i["access_token"] == body.get("access_token")), (None, None))
+            if item is None:
+                return 400, error("INVALID_ACCESS_TOKEN", "provided access token is invalid")
+            if path == "/accounts/get":
+                return 200, {"accounts": item["accounts"], "item": {"item_id": item_id}, "request_id": "fake"}
+            if path == "/transactions/sync":
+                start = int((body.get("cursor") or "c0")[1:])
+                added = item["transactions"][start:]
+                return 200, {"added": added, "modified": [], "removed": [],
+                             "next_cursor": f"c{len(item['transactions'])}", "has_more": False,
+                             "request_id": "fake"}
+        return 404, error("NOT_FOUND", "unknown path", "INVALID_REQUEST")
