@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::books::{Books, Store};
+use crate::books::{Books, Door, Store};
 use crate::support::saas::stripe::signature;
 use crate::support::saas::{FakeSaas, Mode, STRIPE_KEY, WEBHOOK_SECRET};
+use crate::support::server::Host;
 use crate::support::services::Redis;
 
 struct Setup {
@@ -23,7 +24,8 @@ struct Setup {
 
 /// A server with Stripe configured against the fake: PostgreSQL with the
 /// jobs on Redis, or SQLite with the jobs in the database.
-async fn start(store: Store, extra: &[(&str, String)]) -> Setup {
+async fn start(door: impl Into<Door>, extra: &[(&str, String)]) -> Setup {
+    let door = door.into();
     let saas = FakeSaas::start().await;
     let mut vars = vec![
         ("STRIPE_SECRET_KEY", STRIPE_KEY.to_owned()),
@@ -33,7 +35,7 @@ async fn start(store: Store, extra: &[(&str, String)]) -> Setup {
         ("JOB_RETRY_MAX_MS", "500".to_owned()),
     ];
     vars.extend(extra.iter().cloned());
-    let redis = match store {
+    let redis = match door.store {
         Store::Postgres => {
             let redis = Redis::start().await;
             vars.push(("REDIS_URL", redis.url()));
@@ -45,7 +47,7 @@ async fn start(store: Store, extra: &[(&str, String)]) -> Setup {
             None
         }
     };
-    let books = Books::start_with(store, &vars).await;
+    let books = Books::start_with(door, &vars).await;
     books
         .server
         .wait_for_dependency("stripe", "connected", Duration::from_secs(5))
@@ -349,9 +351,16 @@ async fn refunds_are_posted_once_in_any_order(store: Store) {
     assert_eq!(books.balance(token, "1000").await, "25.00");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webhooks_refuse_unsigned_forged_and_stale_events() {
-    let s = start(Store::Sqlite, &[]).await;
+on_every_host!(webhooks_refuse_unsigned_forged_and_stale_events);
+
+/// Through both hosts: the raw body and the header reach the use case as
+/// sent.
+async fn webhooks_refuse_unsigned_forged_and_stale_events(host: Host) {
+    let door = Door {
+        store: Store::Sqlite,
+        host,
+    };
+    let s = start(door, &[]).await;
     let (books, token) = (&s.books, s.token.as_str());
     let invoice = issued(books, token, s.customer, "10.00").await;
     let (_, first) = intent(books, token, invoice).await;
