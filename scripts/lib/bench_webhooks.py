@@ -19,6 +19,7 @@ import os
 import random
 import re
 import time
+import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,9 +34,13 @@ PRICE = Decimal("25.00")
 
 
 def succeeded_jobs(base: str) -> int:
-    status, text = sv.request("GET", base + "/metrics")
-    match = re.search(r'accubooks_jobs_total\{outcome="succeeded",queue="payments"\} (\d+)', str(text))
-    return int(match.group(1)) if match else 0
+    """The payment jobs succeeded so far, from `accubooks_jobs_total`."""
+    with urllib.request.urlopen(base + "/api/monitoring/metrics", timeout=10) as response:
+        text = response.read().decode()
+    match = re.search(r'accubooks_jobs_total\{outcome="succeeded",queue="payments"\} (\d+)', text)
+    if match is None:
+        raise RuntimeError("accubooks_jobs_total of the payments queue is missing from /metrics")
+    return int(match.group(1))
 
 
 def run(bin_dir: Path, log_dir: Path, loadgen) -> dict:
