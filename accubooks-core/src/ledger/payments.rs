@@ -354,34 +354,26 @@ async fn post_payment(
             ),
         });
     }
-    let accounts = invoices::posting_accounts(ledger, organization).await?;
-    let posting = invoices::posting(
+    post_cash(
+        ledger,
         organization,
-        &accounts,
-        &invoice.currency,
+        &invoice,
         date,
         format!("Stripe payment {} for {}", intent.id, invoice.number),
-        &[(CASH, amount), (RECEIVABLE, -amount)],
-    )?;
-    ledger
-        .committer()
-        .post_with_effects(
-            vec![posting],
-            None,
-            vec![
-                Effect::Pay {
-                    invoice_id: invoice.id,
-                    amount,
-                    date,
-                },
-                Effect::StripePaid {
-                    intent_id: intent.id.clone(),
-                    received: amount,
-                },
-            ],
-        )
-        .await?;
-    Ok(())
+        amount,
+        vec![
+            Effect::Pay {
+                invoice_id: invoice.id,
+                amount,
+                date,
+            },
+            Effect::StripePaid {
+                intent_id: intent.id.clone(),
+                received: amount,
+            },
+        ],
+    )
+    .await
 }
 
 async fn post_refund(
@@ -401,32 +393,51 @@ async fn post_refund(
                 "Stripe reports a refund the invoice's currency cannot hold.",
             )
         })?;
+    post_cash(
+        ledger,
+        organization,
+        &invoice,
+        date,
+        format!("Stripe refund of {} for {}", intent.id, invoice.number),
+        -amount,
+        vec![
+            Effect::Unpay {
+                invoice_id: invoice.id,
+                amount,
+            },
+            Effect::StripeRefunded {
+                intent_id: intent.id.clone(),
+                from: intent.refunded,
+                to: refunded,
+            },
+        ],
+    )
+    .await
+}
+
+/// Posts `cash` (minor units; negative: paid back) to cash against the
+/// invoice's receivable, with `effects` in the same transaction.
+async fn post_cash(
+    ledger: &Ledger,
+    organization: &str,
+    invoice: &super::Invoice,
+    date: NaiveDate,
+    memo: String,
+    cash: i64,
+    effects: Vec<Effect>,
+) -> LedgerResult<()> {
     let accounts = invoices::posting_accounts(ledger, organization).await?;
     let posting = invoices::posting(
         organization,
         &accounts,
         &invoice.currency,
         date,
-        format!("Stripe refund of {} for {}", intent.id, invoice.number),
-        &[(RECEIVABLE, amount), (CASH, -amount)],
+        memo,
+        &[(CASH, cash), (RECEIVABLE, -cash)],
     )?;
     ledger
         .committer()
-        .post_with_effects(
-            vec![posting],
-            None,
-            vec![
-                Effect::Unpay {
-                    invoice_id: invoice.id,
-                    amount,
-                },
-                Effect::StripeRefunded {
-                    intent_id: intent.id.clone(),
-                    from: intent.refunded,
-                    to: refunded,
-                },
-            ],
-        )
+        .post_with_effects(vec![posting], None, effects)
         .await?;
     Ok(())
 }
