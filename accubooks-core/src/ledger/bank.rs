@@ -1182,9 +1182,8 @@ pub async fn match_line(
                     ),
                 ));
             }
-            let digits = money::minor_digits(&invoice.currency).unwrap_or(2);
-            let outstanding = money::parse_minor(&invoice.outstanding, digits).unwrap_or(0);
-            if incoming > outstanding {
+            let digits = invoices::digits(&invoice.currency);
+            if incoming > invoice.outstanding_minor {
                 return Err(LedgerError::invalid(
                     "OVERPAYMENT",
                     format!(
