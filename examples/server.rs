@@ -7,13 +7,13 @@
 //! cargo run --release --example server
 //! ```
 
-use accubooks_core::{AccuBooks, Config, telemetry};
+use accubooks_core::{AccuBooks, Config, lifecycle, telemetry};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let config = Config::from_env_or_exit();
     telemetry::init(config.environment);
-    let listener = tokio::net::TcpListener::bind(config.listen_addr()).await?;
+    let listener = lifecycle::bind_or_exit(&config.listen_addr()).await;
     let app = AccuBooks::builder(config)
         .build()
         .await

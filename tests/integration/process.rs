@@ -437,3 +437,29 @@ async fn payment_secrets_never_reach_the_logs() {
         assert!(!health.contains(secret), "{what} is in /health");
     }
 }
+
+/// A taken port ends the standalone servers with exit code 3 and a sentence
+/// naming the address and the fix, not a debug print of the I/O error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_port_is_explained_with_exit_code_3() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    for name in ["server", "warp_server"] {
+        let dir = tempfile::tempdir().unwrap();
+        let vars = vec![
+            ("PORT".to_owned(), port.to_string()),
+            ("HOSTNAME".to_owned(), "127.0.0.1".to_owned()),
+        ];
+        let mut child = spawn(name, &vars, dir.path());
+        let status = wait_exit(&mut child, Duration::from_secs(10)).await;
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(status.code(), Some(3), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("127.0.0.1:{port}")) && stderr.contains("already in use"),
+            "{name}: {stderr}"
+        );
+        assert!(!stderr.contains("Os {"), "{name}: {stderr}");
+    }
+    drop(taken);
+}
