@@ -239,6 +239,55 @@ impl fmt::Display for ConfigError {
 /// The exit code for a configuration error, as in the contract.
 pub const CONFIG_EXIT_CODE: i32 = 2;
 
+/// The variables that may also come from a file, as `<NAME>_FILE` (the
+/// convention of Docker and Kubernetes secrets): the secrets, and the URLs
+/// that may carry a password.
+pub const FILE_VARIABLES: [(&str, &str); 10] = [
+    ("DATABASE_URL", "DATABASE_URL_FILE"),
+    ("JWT_SECRET", "JWT_SECRET_FILE"),
+    ("SESSION_SECRET", "SESSION_SECRET_FILE"),
+    ("REDIS_URL", "REDIS_URL_FILE"),
+    ("REDIS_PASSWORD", "REDIS_PASSWORD_FILE"),
+    ("STRIPE_SECRET_KEY", "STRIPE_SECRET_KEY_FILE"),
+    ("STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_FILE"),
+    ("PLAID_CLIENT_ID", "PLAID_CLIENT_ID_FILE"),
+    ("PLAID_SECRET", "PLAID_SECRET_FILE"),
+    ("METRICS_TOKEN", "METRICS_TOKEN_FILE"),
+];
+
+/// Replaces each `<NAME>_FILE` of [`FILE_VARIABLES`] by `<NAME>` with the
+/// file's contents (without the trailing newline). Answers the problems:
+/// both forms given, or a file that cannot be read (named by its path,
+/// never by what it holds).
+fn read_secret_files(vars: &mut HashMap<String, String>) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    for (name, file_name) in FILE_VARIABLES {
+        let Some(path) = vars.remove(file_name).filter(|p| !p.trim().is_empty()) else {
+            continue;
+        };
+        if vars.get(name).is_some_and(|v| !v.trim().is_empty()) {
+            problems.push(ConfigProblem {
+                variable: file_name,
+                message: format!("set {name} or {file_name}, not both"),
+            });
+            continue;
+        }
+        match std::fs::read_to_string(path.trim()) {
+            Ok(contents) => {
+                vars.insert(
+                    name.to_owned(),
+                    contents.trim_end_matches(['\n', '\r']).to_owned(),
+                );
+            }
+            Err(err) => problems.push(ConfigProblem {
+                variable: file_name,
+                message: format!("cannot read {}: {err}", path.trim()),
+            }),
+        }
+    }
+    problems
+}
+
 /// Reads variables and records problems as it goes.
 struct Reader<'a> {
     vars: &'a HashMap<String, String>,
@@ -371,13 +420,14 @@ impl Config {
         K: Into<String>,
         V: Into<String>,
     {
-        let vars: HashMap<String, String> = vars
+        let mut vars: HashMap<String, String> = vars
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
+        let file_problems = read_secret_files(&mut vars);
         let mut r = Reader {
             vars: &vars,
-            problems: Vec::new(),
+            problems: file_problems,
             warnings: Vec::new(),
             production: false,
         };
@@ -710,5 +760,31 @@ mod tests {
             !debug.contains("topsecret") && !debug.contains("XYZ"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = std::env::temp_dir().join(format!("accubooks-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let jwt = dir.join("jwt");
+        std::fs::write(&jwt, "a-jwt-secret-from-a-file-of-32-chars-or-more\n").unwrap();
+        let config = Config::from_vars([("JWT_SECRET_FILE", jwt.display().to_string())]).unwrap();
+        assert_eq!(
+            config.jwt_secret.expose_secret(),
+            "a-jwt-secret-from-a-file-of-32-chars-or-more"
+        );
+
+        let missing = dir.join("missing");
+        let err = Config::from_vars([
+            ("JWT_SECRET_FILE", jwt.display().to_string()),
+            ("JWT_SECRET", "x".repeat(40)),
+            ("STRIPE_SECRET_KEY_FILE", missing.display().to_string()),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("JWT_SECRET_FILE: set JWT_SECRET or JWT_SECRET_FILE, not both"));
+        assert!(text.contains("STRIPE_SECRET_KEY_FILE: cannot read"));
+        assert!(!text.contains("a-jwt-secret-from-a-file") && !text.contains(&"x".repeat(40)));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
