@@ -26,6 +26,8 @@ on_every_host!(
     slow_requests_time_out_and_are_counted,
     tokens_are_checked,
     openapi_documents_every_route,
+    browsers_of_the_frontend_origin_and_only_them_may_call,
+    every_answer_carries_the_security_headers,
 );
 
 async fn live_answers_alive(host: Host) {
@@ -524,4 +526,149 @@ async fn openapi_documents_every_route(host: Host) {
     }
     let money = &doc["components"]["schemas"]["AmountText"];
     assert_eq!(money["type"], "string", "money is a string: {money}");
+}
+
+/// A browser page of `FRONTEND_URL` passes the CORS preflight and reads the
+/// answers; a page of any other origin gets no `Access-Control-Allow-Origin`.
+async fn browsers_of_the_frontend_origin_and_only_them_may_call(host: Host) {
+    let mut vars = base_vars();
+    set(&mut vars, "FRONTEND_URL", "https://books.example.com/");
+    let server = TestServer::start(host, vars).await;
+    let preflight = |origin: &'static str, method: &'static str, path: &'static str| {
+        server
+            .client
+            .request(http::Method::OPTIONS, format!("{}{path}", server.base))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", method)
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, content-type, idempotency-key",
+            )
+            .send()
+    };
+    let granted = preflight("https://books.example.com", "POST", "/api/journal-entries")
+        .await
+        .unwrap();
+    assert_eq!(granted.status(), StatusCode::NO_CONTENT);
+    let headers = granted.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://books.example.com"
+    );
+    assert_eq!(headers["access-control-allow-methods"], "POST");
+    let allowed = headers["access-control-allow-headers"].to_str().unwrap();
+    for name in [
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "x-request-id",
+    ] {
+        assert!(allowed.contains(name), "{allowed}");
+    }
+    assert!(headers.contains_key("access-control-max-age"));
+
+    // Another origin, a method the path does not serve, an unknown path:
+    // no grant (the OPTIONS is then an ordinary 405 or 404).
+    for (origin, method, path, status) in [
+        (
+            "https://evil.example",
+            "POST",
+            "/api/journal-entries",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            "https://books.example.com",
+            "DELETE",
+            "/api/journal-entries",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            "https://books.example.com",
+            "GET",
+            "/api/nothing-here",
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let refused = preflight(origin, method, path).await.unwrap();
+        assert_eq!(refused.status(), status, "{origin} {method} {path}");
+        assert!(
+            !refused
+                .headers()
+                .contains_key("access-control-allow-methods"),
+            "{origin} {method} {path}"
+        );
+        assert_eq!(
+            refused
+                .headers()
+                .contains_key("access-control-allow-origin"),
+            origin == "https://books.example.com",
+            "{origin} {method} {path}: only the frontend's answers are readable"
+        );
+    }
+
+    // The actual request: the frontend reads it (and its request id), others do not.
+    let token = server.token_of_nobody(Role::Viewer);
+    for (origin, allowed) in [
+        ("https://books.example.com", true),
+        ("https://evil.example", false),
+    ] {
+        let answer = server
+            .client
+            .get(format!("{}/api/accounts", server.base))
+            .header("Origin", origin)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let headers = answer.headers();
+        assert_eq!(
+            headers.get("access-control-allow-origin").is_some(),
+            allowed,
+            "{origin}"
+        );
+        if allowed {
+            assert_eq!(headers["access-control-allow-origin"], origin);
+            assert!(
+                headers["access-control-expose-headers"]
+                    .to_str()
+                    .unwrap()
+                    .contains("x-request-id")
+            );
+        }
+        assert!(headers["vary"].to_str().unwrap().contains("origin"));
+    }
+}
+
+/// `nosniff`, a referrer policy, no framing and a closed content policy on
+/// every answer (errors included); `no-store` on answers to a token;
+/// `Strict-Transport-Security` only in production.
+async fn every_answer_carries_the_security_headers(host: Host) {
+    let server = TestServer::start(host, base_vars()).await;
+    let token = server.token_of_nobody(Role::Viewer);
+    let answers = [
+        server.get("/api/monitoring/live").await,
+        server.get("/api/nothing-here").await,
+        server.get("/api/accounts").await,
+        server.get_as("/api/accounts", &token).await,
+    ];
+    for answer in &answers {
+        let headers = answer.headers();
+        let what = format!("{} {}", answer.url().path(), answer.status());
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{what}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{what}");
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'"),
+            "{what}"
+        );
+        assert!(
+            !headers.contains_key("strict-transport-security"),
+            "{what}: test env"
+        );
+    }
+    assert_eq!(answers[3].headers()["cache-control"], "no-store");
+    assert!(!answers[0].headers().contains_key("cache-control"));
 }

@@ -12,6 +12,7 @@ mod body;
 mod books;
 mod error;
 mod export;
+mod hygiene;
 mod invoices;
 mod jobs;
 mod monitoring;

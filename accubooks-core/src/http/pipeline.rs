@@ -64,10 +64,15 @@ impl AccuBooks {
                 span.in_scope(log);
             }
         };
-        let result = self
-            .dispatch(lookup, parts, body, peer, &request_id)
-            .instrument(span.clone())
-            .await;
+        let answer_to = super::hygiene::Caller::of(self, &parts.headers);
+        let result = match super::hygiene::preflight(self, &parts) {
+            Some(preflight) => Ok(preflight),
+            None => {
+                self.dispatch(lookup, parts, body, peer, &request_id)
+                    .instrument(span.clone())
+                    .await
+            }
+        };
         let mut response = match result {
             Ok(response) => response,
             Err(err) => {
@@ -88,6 +93,7 @@ impl AccuBooks {
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
+        super::hygiene::decorate(self, &answer_to, &mut response);
 
         let elapsed = started.elapsed();
         let status = response.status();
