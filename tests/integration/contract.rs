@@ -672,3 +672,67 @@ async fn every_answer_carries_the_security_headers(host: Host) {
     assert_eq!(answers[3].headers()["cache-control"], "no-store");
     assert!(!answers[0].headers().contains_key("cache-control"));
 }
+
+/// Every series the alerting rules of `deploy/prometheus/alerts.yml` read
+/// is exported by a server that has served nothing but a scrape, with the
+/// label values the rules select (the dependencies, every queue), so no
+/// alert silently watches a series that does not exist yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alerting_rules_read_series_that_exist_from_start_up() {
+    let rules = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml"),
+    )
+    .unwrap();
+    let mut names: Vec<&str> = rules
+        .match_indices("accubooks_")
+        .map(|(at, _)| {
+            let rest = &rules[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .filter(|name| *name != "accubooks_" && !name.starts_with("accubooks_up"))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 6, "{names:?}");
+
+    let server = TestServer::start(Host::Axum, base_vars()).await;
+    // The first scrape is itself a request: the second shows its series.
+    server.get("/api/monitoring/metrics").await;
+    let text = server
+        .get("/api/monitoring/metrics")
+        .await
+        .text()
+        .await
+        .unwrap();
+    for name in &names {
+        assert!(
+            text.lines().any(|line| line.starts_with(name)),
+            "{name} (read by alerts.yml) is not exported at start-up"
+        );
+    }
+    for dependency in ["database", "redis"] {
+        assert!(
+            text.contains(&format!(
+                "accubooks_dependency_up{{dependency=\"{dependency}\"}}"
+            )),
+            "{dependency}"
+        );
+    }
+    for queue in [
+        "recurring-invoices",
+        "payroll-processing",
+        "report-generation",
+        "payments",
+        "bank-feeds",
+    ] {
+        for series in ["accubooks_job_queue_waiting", "accubooks_job_dead"] {
+            assert!(
+                text.contains(&format!("{series}{{queue=\"{queue}\"}}")),
+                "{series} of {queue}"
+            );
+        }
+    }
+}
