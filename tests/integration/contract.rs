@@ -736,3 +736,116 @@ async fn the_alerting_rules_read_series_that_exist_from_start_up() {
         }
     }
 }
+
+/// The route sweep: every operation of the OpenAPI document, called without
+/// a token, answers 401, except the public ones the contract names; with a
+/// viewer's token, every writing operation answers 403 (but those the
+/// document grants viewers: asking for a report as a job).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_needs_a_token_and_writing_needs_more_than_a_viewer() {
+    // The public routes of the contract (sections 2, 3 and 8).
+    const PUBLIC: [&str; 8] = [
+        "GET /api/monitoring/live",
+        "GET /api/monitoring/ready",
+        "GET /api/monitoring/health",
+        "GET /api/monitoring/metrics",
+        "GET /api/openapi.json",
+        "POST /api/auth/register",
+        "POST /api/auth/login",
+        "POST /api/webhooks/stripe",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = base_vars();
+    set(
+        &mut vars,
+        "DATABASE_URL",
+        format!("sqlite://{}/books.db", dir.path().display()),
+    );
+    // Every dependency a route needs is up, so no 503 stands in for the
+    // access rule (a known outage is answered before the role is read).
+    let saas = crate::support::saas::FakeSaas::start().await;
+    for (name, value) in [
+        (
+            "STRIPE_SECRET_KEY",
+            crate::support::saas::STRIPE_KEY.to_owned(),
+        ),
+        (
+            "STRIPE_WEBHOOK_SECRET",
+            crate::support::saas::WEBHOOK_SECRET.to_owned(),
+        ),
+        ("STRIPE_API_BASE", saas.base()),
+        (
+            "PLAID_CLIENT_ID",
+            crate::support::saas::PLAID_CLIENT.0.to_owned(),
+        ),
+        (
+            "PLAID_SECRET",
+            crate::support::saas::PLAID_CLIENT.1.to_owned(),
+        ),
+        ("PLAID_API_BASE", saas.base()),
+    ] {
+        set(&mut vars, name, value);
+    }
+    let server = TestServer::start(Host::Axum, vars).await;
+    for dependency in ["database", "stripe", "plaid"] {
+        server
+            .wait_for_dependency(dependency, "connected", Duration::from_secs(10))
+            .await;
+    }
+    let viewer = server.user_token(Role::Viewer).await;
+    let document: Value = server.get("/api/openapi.json").await.json().await.unwrap();
+    let (mut anonymous, mut forbidden, mut public) = (0, 0, Vec::new());
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        // The test host's own routes (support/server.rs) are not the API's.
+        if path.starts_with("/api/test/") {
+            continue;
+        }
+        let concrete = path
+            .split('/')
+            .map(|part| if part.starts_with('{') { "1" } else { part })
+            .collect::<Vec<_>>()
+            .join("/");
+        for (method, operation) in operations.as_object().unwrap() {
+            let name = format!("{} {path}", method.to_uppercase());
+            let send = |token: Option<&str>| {
+                let mut request = server.client.request(
+                    method.to_uppercase().parse().unwrap(),
+                    format!("{}{concrete}", server.base),
+                );
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                if method != "get" {
+                    request = request.json(&json!({}));
+                }
+                request.send()
+            };
+            if operation.get("security").is_none() {
+                public.push(name);
+                continue;
+            }
+            let status = send(None).await.unwrap().status();
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{name} without a token");
+            anonymous += 1;
+            // Writing, except what viewers may ask for (a report as a job).
+            let viewers_may =
+                operation["responses"]["403"]["description"] == "Never for a valid token";
+            if method != "get" && !viewers_may {
+                let status = send(Some(&viewer)).await.unwrap().status();
+                assert_eq!(status, StatusCode::FORBIDDEN, "{name} as a viewer");
+                forbidden += 1;
+            }
+        }
+    }
+    for name in &public {
+        assert!(
+            PUBLIC.contains(&name.as_str()),
+            "{name} is public, yet the contract does not say so"
+        );
+    }
+    assert_eq!(public.len(), PUBLIC.len(), "public: {public:?}");
+    eprintln!(
+        "figure: route sweep: {anonymous} operations answer 401 without a token, {forbidden} writing ones 403 to a viewer, {} public",
+        public.len()
+    );
+}
