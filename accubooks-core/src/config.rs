@@ -236,6 +236,10 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// The fewest different characters a production secret may have: a random
+/// string of 32 has about 25; `aaaa…` or `abcabc…` has a handful.
+const MIN_DISTINCT_SECRET_CHARS: usize = 12;
+
 /// The exit code for a configuration error, as in the contract.
 pub const CONFIG_EXIT_CODE: i32 = 2;
 
@@ -335,7 +339,22 @@ impl<'a> Reader<'a> {
 
     fn secret(&mut self, name: &'static str) -> SecretString {
         match self.get(name) {
-            Some(value) if value.chars().count() >= 32 => SecretString::from(value.to_owned()),
+            Some(value) if value.chars().count() >= 32 => {
+                let distinct = value
+                    .chars()
+                    .collect::<std::collections::HashSet<_>>()
+                    .len();
+                if self.production && distinct < MIN_DISTINCT_SECRET_CHARS {
+                    self.problem(
+                        name,
+                        format!(
+                            "is too easy to guess (fewer than {MIN_DISTINCT_SECRET_CHARS} different \
+                             characters); use a random one, e.g. `openssl rand -base64 48`"
+                        ),
+                    );
+                }
+                SecretString::from(value.to_owned())
+            }
             Some(_) => {
                 self.problem(name, "must be at least 32 characters long");
                 generated_secret()
@@ -475,6 +494,12 @@ impl Config {
 
         let jwt_secret = r.secret("JWT_SECRET");
         let session_secret = r.secret("SESSION_SECRET");
+        if r.production && jwt_secret.expose_secret() == session_secret.expose_secret() {
+            r.problem(
+                "SESSION_SECRET",
+                "must differ from JWT_SECRET (one leaking must not give away the other)",
+            );
+        }
 
         let frontend_url = match r.get("FRONTEND_URL") {
             Some(url) if r.production && !url.starts_with("https://") => {
@@ -786,5 +811,31 @@ mod tests {
         assert!(text.contains("STRIPE_SECRET_KEY_FILE: cannot read"));
         assert!(!text.contains("a-jwt-secret-from-a-file") && !text.contains(&"x".repeat(40)));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn production_refuses_guessable_and_shared_secrets() {
+        let production = |jwt: &str, session: &str| {
+            Config::from_vars([
+                ("ACCUBOOKS_ENV", "production"),
+                ("DATABASE_URL", "postgres://u@db/books"),
+                ("FRONTEND_URL", "https://books.example.com"),
+                ("JWT_SECRET", jwt),
+                ("SESSION_SECRET", session),
+            ])
+        };
+        let random = "q8Zr2LmV7xKp0TnW4yBe9HsUj3FcGd6A";
+        let other = "N5tRw1YbQ7mZk2XvL9pC4hJs8DgF0eUa";
+        assert!(production(random, other).is_ok());
+        let err = production(&"ab".repeat(20), other).unwrap_err().to_string();
+        assert!(err.contains("JWT_SECRET: is too easy to guess"), "{err}");
+        assert!(!err.contains(&"ab".repeat(20)));
+        let err = production(random, random).unwrap_err().to_string();
+        assert!(
+            err.contains("SESSION_SECRET: must differ from JWT_SECRET"),
+            "{err}"
+        );
+        // Development takes what it is given.
+        assert!(Config::from_vars([("JWT_SECRET", "a".repeat(40))]).is_ok());
     }
 }
