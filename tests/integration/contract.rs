@@ -673,16 +673,20 @@ async fn every_answer_carries_the_security_headers(host: Host) {
     assert!(!answers[0].headers().contains_key("cache-control"));
 }
 
-/// Every series the alerting rules of `deploy/prometheus/alerts.yml` read
-/// is exported by a server that has served nothing but a scrape, with the
+/// Every series the alerting rules of `deploy/prometheus/alerts.yml` and
+/// the dashboard of `deploy/grafana/accubooks.json` read is exported by a server that has served nothing but a scrape, with the
 /// label values the rules select (the dependencies, every queue), so no
 /// alert silently watches a series that does not exist yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_alerting_rules_read_series_that_exist_from_start_up() {
-    let rules = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml"),
-    )
-    .unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The alerting rules, and the queries of the Grafana dashboard.
+    let rules = [
+        "deploy/prometheus/alerts.yml",
+        "deploy/grafana/accubooks.json",
+    ]
+    .map(|file| std::fs::read_to_string(root.join(file)).unwrap())
+    .join("\n");
     let mut names: Vec<&str> = rules
         .match_indices("accubooks_")
         .map(|(at, _)| {
@@ -710,7 +714,7 @@ async fn the_alerting_rules_read_series_that_exist_from_start_up() {
     for name in &names {
         assert!(
             text.lines().any(|line| line.starts_with(name)),
-            "{name} (read by alerts.yml) is not exported at start-up"
+            "{name} (read by alerts.yml or the dashboard) is not exported at start-up"
         );
     }
     for dependency in ["database", "redis"] {
