@@ -229,6 +229,35 @@ pub struct MatchInput {
 
 // ---------------------------------------------------------------- link
 
+/// Saves an item's accounts (`&[PlaidAccount]`) in the open transaction
+/// `$tx`: new ones are added, known ones take the bank's current name and
+/// mask (a link and an accounts re-read during a sync say the same).
+/// (A macro: the same SQL for both backends' transaction types.)
+macro_rules! save_accounts_in {
+    ($tx:expr, $organization:expr, $item:expr, $accounts:expr) => {
+        for account in $accounts {
+            let currency = account
+                .balances
+                .iso_currency_code
+                .clone()
+                .unwrap_or_else(|| "XXX".to_owned());
+            sqlx::query(
+                "INSERT INTO bank_accounts (organization_id, item_id, plaid_account_id, name, mask, currency) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (organization_id, plaid_account_id) \
+                 DO UPDATE SET item_id = excluded.item_id, name = excluded.name, mask = excluded.mask",
+            )
+            .bind($organization)
+            .bind($item)
+            .bind(&account.account_id)
+            .bind(truncate(&account.name))
+            .bind(&account.mask)
+            .bind(currency)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    };
+}
+
 /// Stores a linked item, its access token sealed, and its accounts, in one
 /// transaction. Linking an item again (say after `SESSION_SECRET` changed)
 /// replaces its token and keeps its accounts' mappings. With `idempotency`,
@@ -263,26 +292,7 @@ pub(crate) async fn save_link(
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-                for account in accounts {
-                    let currency = account
-                        .balances
-                        .iso_currency_code
-                        .clone()
-                        .unwrap_or_else(|| "XXX".to_owned());
-                    sqlx::query(
-                        "INSERT INTO bank_accounts (organization_id, item_id, plaid_account_id, name, mask, currency) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (organization_id, plaid_account_id) \
-                         DO UPDATE SET item_id = excluded.item_id, name = excluded.name, mask = excluded.mask",
-                    )
-                    .bind(&owned)
-                    .bind(item)
-                    .bind(&account.account_id)
-                    .bind(truncate(&account.name))
-                    .bind(&account.mask)
-                    .bind(currency)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                save_accounts_in!(tx, &owned, item, accounts);
                 let rows: Vec<AccountRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_ACCOUNTS} AND i.id = $2 ORDER BY a.id")))
                     .bind(&owned)
                     .bind(item)
@@ -660,21 +670,7 @@ async fn save_accounts(
     let (owned, id) = (item.organization.to_owned(), item.id);
     db.run(|pool| async move {
         on_pool!(pool, p => in_scope!(p, &owned, tx => {
-            for account in accounts {
-                let currency = account.balances.iso_currency_code.clone().unwrap_or_else(|| "XXX".to_owned());
-                sqlx::query(
-                    "INSERT INTO bank_accounts (organization_id, item_id, plaid_account_id, name, mask, currency) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (organization_id, plaid_account_id) DO NOTHING",
-                )
-                .bind(&owned)
-                .bind(id)
-                .bind(&account.account_id)
-                .bind(truncate(&account.name))
-                .bind(&account.mask)
-                .bind(currency)
-                .execute(&mut *tx)
-                .await?;
-            }
+            save_accounts_in!(tx, &owned, id, accounts);
         }))
     })
     .await?;
