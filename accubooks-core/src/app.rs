@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::{AuthLimits, MemberCache, PasswordHashing, Tokens};
+use crate::auth::{AuthLimits, MemberCache, PasswordHashing, RequestLimits, Tokens};
 use crate::config::Config;
 use crate::db::Database;
 use crate::deps::{self, DependencySpec, PlaidProbe, Registry, StripeProbe};
@@ -71,6 +71,7 @@ struct Inner {
     ledger: Ledger,
     jobs: Jobs,
     auth_limits: AuthLimits,
+    request_limits: RequestLimits,
     password_hashing: PasswordHashing,
     members: MemberCache,
     work_limits: crate::limits::WorkLimits,
@@ -340,6 +341,10 @@ impl Builder {
         let tokens = Tokens::new(&config.jwt_secret)?;
 
         let auth_limits = AuthLimits::new(config.limits.registrations_per_hour);
+        let request_limits = RequestLimits::new(
+            config.limits.requests_per_address,
+            config.limits.requests_per_token,
+        );
         let password_hashing = PasswordHashing::new(config.limits.password_hashing_workers);
         let work_limits = crate::limits::WorkLimits::new(&config.limits);
 
@@ -372,6 +377,7 @@ impl Builder {
                 ledger: Ledger::start(database.clone()),
                 jobs,
                 auth_limits,
+                request_limits,
                 password_hashing,
                 members: MemberCache::default(),
                 work_limits,
@@ -434,6 +440,7 @@ impl AccuBooks {
             loop {
                 app.inner.resources.sample();
                 app.inner.auth_limits.forget_idle();
+                app.inner.request_limits.forget_idle();
                 app.inner.members.forget_expired();
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -538,6 +545,11 @@ impl AccuBooks {
     /// The attempt budgets of login and registration.
     pub fn auth_limits(&self) -> &AuthLimits {
         &self.inner.auth_limits
+    }
+
+    /// The request budgets per client address and per token's user.
+    pub fn request_limits(&self) -> &RequestLimits {
+        &self.inner.request_limits
     }
 
     /// The password-hashing pool every path that hashes or verifies uses.

@@ -239,6 +239,65 @@ impl AuthLimits {
     }
 }
 
+/// The request budgets of every rate-limited route (all but monitoring and
+/// signed webhooks): per client address and per token's user, each a burst
+/// of its per-minute figure refilled evenly over the minute. A budget of 0
+/// is off (behind a gateway that limits already, or for a load test).
+pub struct RequestLimits {
+    address: Option<KeyedLimiter>,
+    user: Option<KeyedLimiter>,
+}
+
+impl RequestLimits {
+    /// `per_address` and `per_user` requests per minute (0: unlimited).
+    pub fn new(per_address: u32, per_user: u32) -> Self {
+        let budget = |per_minute: u32| {
+            (per_minute > 0)
+                .then(|| KeyedLimiter::new(per_minute, Duration::from_secs(60) / per_minute))
+        };
+        RequestLimits {
+            address: budget(per_address),
+            user: budget(per_user),
+        }
+    }
+
+    /// Spends a request of the client at `address`. An IPv6 client is
+    /// budgeted by its /64, the block one subscriber usually holds, so that
+    /// it cannot rotate through its own addresses.
+    pub fn check_address(&self, address: IpAddr) -> Result<(), Throttled> {
+        let Some(limiter) = &self.address else {
+            return Ok(());
+        };
+        let key = match address {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let [a, b, c, d, ..] = v6.segments();
+                    format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+                }
+            },
+        };
+        limiter.check(&key)
+    }
+
+    /// Spends a request made with a token of `user` (every token of one
+    /// user shares the budget).
+    pub fn check_user(&self, user: Uuid) -> Result<(), Throttled> {
+        match &self.user {
+            Some(limiter) => limiter.check(&user.simple().to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets idle keys of both budgets.
+    pub fn forget_idle(&self) {
+        for limiter in [&self.address, &self.user].into_iter().flatten() {
+            limiter.forget_idle();
+        }
+    }
+}
+
 /// Password hashing is deliberately expensive (Argon2id, 19 MiB and tens of
 /// milliseconds of a core each), so it runs on a small pool of its own: at
 /// most `workers` hashes at once, at most `4 × workers` more waiting, and
@@ -465,6 +524,45 @@ mod tests {
         let err = limits.check_register(Some(a)).unwrap_err();
         assert!(err.retry_after > 60, "{err:?}");
         limits.check_register(Some(b)).unwrap();
+    }
+
+    #[test]
+    fn requests_are_limited_per_address_and_per_user() {
+        let limits = RequestLimits::new(3, 2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for _ in 0..3 {
+            limits.check_address(ip("192.0.2.1")).unwrap();
+        }
+        let err = limits.check_address(ip("192.0.2.1")).unwrap_err();
+        assert!((1..=20).contains(&err.retry_after), "{err:?}");
+        limits.check_address(ip("192.0.2.2")).unwrap();
+        assert!(
+            limits.check_address(ip("::ffff:192.0.2.1")).is_err(),
+            "an IPv4-mapped address is the IPv4 client"
+        );
+
+        for n in 0..3 {
+            limits
+                .check_address(ip(&format!("2001:db8:1:2::{n}")))
+                .unwrap();
+        }
+        assert!(
+            limits.check_address(ip("2001:db8:1:2:ffff::9")).is_err(),
+            "one /64 shares a budget"
+        );
+        limits.check_address(ip("2001:db8:1:3::1")).unwrap();
+
+        let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
+        limits.check_user(alice).unwrap();
+        limits.check_user(alice).unwrap();
+        assert!(limits.check_user(alice).is_err());
+        limits.check_user(bob).unwrap();
+
+        let unlimited = RequestLimits::new(0, 0);
+        for _ in 0..1000 {
+            unlimited.check_address(ip("192.0.2.1")).unwrap();
+            unlimited.check_user(alice).unwrap();
+        }
     }
 
     #[tokio::test]

@@ -97,6 +97,13 @@ pub struct Limits {
     pub max_connections: usize,
     /// `REGISTRATIONS_PER_HOUR` (20): registrations per client address.
     pub registrations_per_hour: u32,
+    /// `RATE_LIMIT_PER_ADDRESS` (1200): requests per minute from one client
+    /// address (an IPv6 client's /64), at once and then refilled evenly; 0
+    /// turns the limit off. Monitoring and signed webhooks are never limited.
+    pub requests_per_address: u32,
+    /// `RATE_LIMIT_PER_TOKEN` (600): requests per minute with the tokens of
+    /// one user, the same way; 0 turns the limit off.
+    pub requests_per_token: u32,
     /// `PASSWORD_HASHING_WORKERS` (one per core): concurrent Argon2 hashes.
     pub password_hashing_workers: usize,
     /// `EXPORTS_PER_ORGANIZATION` (2): concurrent ledger exports of one
@@ -199,6 +206,11 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Connection, authentication and heavy-work bounds.
     pub limits: Limits,
+    /// `TRUSTED_PROXIES`: addresses and CIDR blocks of the proxies in front
+    /// (HAProxy, a load balancer). A request from one of them is from the
+    /// client its `X-Forwarded-For` names, for rate limits and login
+    /// budgets; from anyone else, that header is ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Background jobs.
     pub jobs: JobsConfig,
     /// Warnings found while loading (generated secrets, defaults); logged at startup.
@@ -331,6 +343,30 @@ impl<'a> Reader<'a> {
                 default
             }
         }
+    }
+
+    /// A comma-separated list of addresses and CIDR blocks.
+    fn networks(&mut self, name: &'static str) -> Vec<ipnet::IpNet> {
+        let Some(raw) = self.get(name) else {
+            return Vec::new();
+        };
+        let mut networks = Vec::new();
+        for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            match item.parse::<ipnet::IpNet>() {
+                Ok(network) => networks.push(network),
+                Err(_) => match item.parse::<std::net::IpAddr>() {
+                    Ok(address) => networks.push(address.into()),
+                    Err(_) => self.problem(
+                        name,
+                        format!(
+                            "must list addresses or CIDR blocks (e.g. 10.0.0.0/8,127.0.0.1), \
+                             got {item:?}"
+                        ),
+                    ),
+                },
+            }
+        }
+        networks
     }
 
     fn millis(&mut self, name: &'static str, default: u64) -> Duration {
@@ -576,11 +612,14 @@ impl Config {
         let drain_timeout = r.millis("DRAIN_TIMEOUT_MS", 10_000);
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let pool_share = (max as usize / 4).max(1);
+        let trusted_proxies = r.networks("TRUSTED_PROXIES");
         let limits = Limits {
             header_read_timeout: r.millis("HEADER_READ_TIMEOUT_MS", 10_000),
             idle_timeout: r.millis("IDLE_TIMEOUT_MS", 60_000),
             max_connections: r.number("MAX_CONNECTIONS", 1024usize, 1, 1_000_000),
             registrations_per_hour: r.number("REGISTRATIONS_PER_HOUR", 20u32, 1, 1_000_000),
+            requests_per_address: r.number("RATE_LIMIT_PER_ADDRESS", 1200u32, 0, 100_000_000),
+            requests_per_token: r.number("RATE_LIMIT_PER_TOKEN", 600u32, 0, 100_000_000),
             password_hashing_workers: r.number("PASSWORD_HASHING_WORKERS", cores, 1, 256),
             exports_per_organization: r.number("EXPORTS_PER_ORGANIZATION", 2usize, 1, 1000),
             exports_total: r.number("EXPORTS_MAX", pool_share, 1, 1000),
@@ -641,6 +680,7 @@ impl Config {
             body_limit,
             drain_timeout,
             limits,
+            trusted_proxies,
             jobs,
             warnings: r.warnings,
         })
@@ -697,6 +737,14 @@ mod tests {
         assert_eq!(config.limits.max_connections, 1024);
         assert_eq!(config.limits.exports_total, 5, "a quarter of the pool");
         assert_eq!(config.limits.registrations_per_hour, 20);
+        assert_eq!(
+            (
+                config.limits.requests_per_address,
+                config.limits.requests_per_token
+            ),
+            (1200, 600)
+        );
+        assert!(config.trusted_proxies.is_empty());
         assert_eq!(config.jwt_secret.expose_secret().len(), 48);
         assert!(config.warnings.iter().any(|w| w.contains("JWT_SECRET")));
         assert_eq!(
@@ -729,6 +777,20 @@ mod tests {
         let text = err.to_string();
         assert!(!text.contains("short-secret-value"), "{text}");
         assert!(text.contains("5 problems"), "{text}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_blocks() {
+        let config = load(&[("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,::1")]).unwrap();
+        let shown: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
+        let err = load(&[("TRUSTED_PROXIES", "10.0.0.0/8,haproxy")]).unwrap_err();
+        assert_eq!(err.problems[0].variable, "TRUSTED_PROXIES");
+        assert!(err.to_string().contains("\"haproxy\""), "{err}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Tuple
 
 CLIENT_ID = "fake-plaid-client-id"
-SECRET = "fake-plaid-secret"
+SECRET = "fake-plaid-s3cr3t"
 
 
 def error(code: str, message: str, kind: str = "INVALID_INPUT") -> Dict[str, Any]:

@@ -21,8 +21,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional, Tuple
 
-KEY = "sk_test_fake_stripe_key"
-WEBHOOK_SECRET = "whsec_fake_stripe_signing_secret"
+KEY = "sk_test_s3cr3t_stripe_key"
+WEBHOOK_SECRET = "whsec_s3cr3t_stripe_signing"
 
 
 class FakeStripe:

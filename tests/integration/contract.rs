@@ -76,8 +76,16 @@ async fn ready_turns_ready_then_draining(host: Host) {
 
 async fn health_is_degraded_and_discreet_with_everything_down(host: Host) {
     let mut vars = base_vars();
-    set(&mut vars, "STRIPE_SECRET_KEY", "sk_test_never_shown_1234");
-    set(&mut vars, "STRIPE_WEBHOOK_SECRET", "whsec_never_shown_5678");
+    set(
+        &mut vars,
+        "STRIPE_SECRET_KEY",
+        "sk_test_s3cr3t_never_shown_1234",
+    );
+    set(
+        &mut vars,
+        "STRIPE_WEBHOOK_SECRET",
+        "whsec_s3cr3t_never_shown_5678",
+    );
     set(
         &mut vars,
         "STRIPE_API_BASE",
@@ -103,8 +111,8 @@ async fn health_is_degraded_and_discreet_with_everything_down(host: Host) {
     for secret in [
         "127.0.0.1",
         "postgres://",
-        "sk_test_never_shown",
-        "whsec_never_shown",
+        "sk_test_s3cr3t_never_shown",
+        "whsec_s3cr3t_never_shown",
         "refused (os error",
     ] {
         assert!(
@@ -235,7 +243,7 @@ async fn metrics_expose_the_contract_series_and_pass_promtool(host: Host) {
 
 async fn metrics_token_is_required_when_set(host: Host) {
     let mut vars = base_vars();
-    set(&mut vars, "METRICS_TOKEN", "metrics-token-42");
+    set(&mut vars, "METRICS_TOKEN", "metrics-s3cr3t-42");
     let server = TestServer::start(host, vars).await;
     let url = format!("{}/api/monitoring/metrics", server.base);
     let none = server.client.get(&url).send().await.unwrap();
@@ -249,11 +257,11 @@ async fn metrics_token_is_required_when_set(host: Host) {
         .unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     let body: Value = wrong.json().await.unwrap();
-    assert!(!body.to_string().contains("metrics-token-42"));
+    assert!(!body.to_string().contains("metrics-s3cr3t-42"));
     let right = server
         .client
         .get(&url)
-        .bearer_auth("metrics-token-42")
+        .bearer_auth("metrics-s3cr3t-42")
         .send()
         .await
         .unwrap();

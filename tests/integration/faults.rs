@@ -384,7 +384,7 @@ async fn stripe_and_plaid_outages_are_seen_and_healed() {
     let mut saas = FakeSaas::start().await;
     let mut vars = base_vars();
     set(&mut vars, "STRIPE_SECRET_KEY", STRIPE_KEY);
-    set(&mut vars, "STRIPE_WEBHOOK_SECRET", "whsec_fake");
+    set(&mut vars, "STRIPE_WEBHOOK_SECRET", "whsec_s3cr3t_fake");
     set(&mut vars, "STRIPE_API_BASE", saas.base());
     set(&mut vars, "PLAID_CLIENT_ID", PLAID_CLIENT.0);
     set(&mut vars, "PLAID_SECRET", PLAID_CLIENT.1);
@@ -425,8 +425,8 @@ async fn stripe_and_plaid_outages_are_seen_and_healed() {
 
     // A revoked key is a permanent fault, not an outage that will pass.
     let mut vars = base_vars();
-    set(&mut vars, "STRIPE_SECRET_KEY", "sk_test_revoked");
-    set(&mut vars, "STRIPE_WEBHOOK_SECRET", "whsec_fake");
+    set(&mut vars, "STRIPE_SECRET_KEY", "sk_test_s3cr3t_revoked");
+    set(&mut vars, "STRIPE_WEBHOOK_SECRET", "whsec_s3cr3t_fake");
     set(&mut vars, "STRIPE_API_BASE", saas.base());
     let revoked = TestServer::start(Host::Warp, vars).await;
     revoked

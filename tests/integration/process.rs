@@ -1,7 +1,7 @@
 //! The standalone servers as processes: start-up time, configuration errors,
 //! signals and draining.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -462,4 +462,196 @@ async fn a_busy_port_is_explained_with_exit_code_3() {
         assert!(!stderr.contains("Os {"), "{name}: {stderr}");
     }
     drop(taken);
+}
+
+/// A deployment by `deploy/deploy.sh --no-systemd` into a temp prefix, of
+/// the server `cargo test` built; stopped when dropped.
+struct Deployment {
+    prefix: tempfile::TempDir,
+    env_file: PathBuf,
+    port: u16,
+}
+
+impl Deployment {
+    /// An env file with a production configuration on SQLite (relative to
+    /// the prefix's var/) and Redis at a closed port, plus `extra` lines.
+    fn new(extra: &[&str]) -> Self {
+        let prefix = tempfile::tempdir().unwrap();
+        let port = crate::support::services::free_port();
+        let closed = crate::support::services::free_port();
+        let env_file = prefix.path().join("given.env");
+        let mut lines = vec![
+            "# the contract's variables".to_owned(),
+            "ACCUBOOKS_ENV=production".to_owned(),
+            format!("PORT={port}"),
+            "HOSTNAME=127.0.0.1".to_owned(),
+            "DATABASE_URL=sqlite://books.db".to_owned(),
+            "JWT_SECRET=deploy-s3cr3t-Jq8v2LmZx0Rt5Yw9Pb3Nc7Hd1K".to_owned(),
+            "SESSION_SECRET=deploy-s3cr3t-Tz5Qm1Xc8Vb3Nl7Kj2Hg9Fd4S".to_owned(),
+            "FRONTEND_URL=https://books.example.com".to_owned(),
+            format!("REDIS_URL=redis://127.0.0.1:{closed}"),
+        ];
+        lines.extend(extra.iter().map(|line| (*line).to_owned()));
+        std::fs::write(&env_file, lines.join("\n") + "\n").unwrap();
+        Deployment {
+            prefix,
+            env_file,
+            port,
+        }
+    }
+
+    /// Runs deploy.sh with `args` after the prefix: its output and time.
+    fn run(&self, args: &[&str]) -> (std::process::Output, Duration) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/deploy.sh");
+        let started = Instant::now();
+        let output = Command::new("bash")
+            .arg(script)
+            .args(["--no-systemd", "--prefix"])
+            .arg(self.prefix.path().join("opt"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (output, started.elapsed())
+    }
+
+    fn deploy(&self) -> (std::process::Output, Duration) {
+        let binary = example("server");
+        self.run(&[
+            "--env-file",
+            self.env_file.to_str().unwrap(),
+            "--binary",
+            binary.to_str().unwrap(),
+        ])
+    }
+
+    /// The pids of the servers running from this prefix.
+    fn servers(&self) -> Vec<u32> {
+        let binary = self.prefix.path().join("opt/bin/server");
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == binary)
+            })
+            .collect()
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        let _ = self.run(&["--stop"]);
+    }
+}
+
+fn text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_sh_installs_starts_and_redeploys_to_one_server() {
+    let deployment = Deployment::new(&[]);
+    let (first, first_took) = deployment.deploy();
+    let said = text(&first);
+    assert!(first.status.success(), "{said}");
+    // Redis is down: degraded is a success, and each dependency is named.
+    assert!(said.contains(": degraded"), "{said}");
+    for line in [
+        "database   connected",
+        "redis      unavailable",
+        "stripe     disabled",
+    ] {
+        assert!(said.contains(line), "{line:?} in {said}");
+    }
+    let installed = deployment.prefix.path().join("opt/etc/accubooks.env");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&installed).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the installed env file holds secrets");
+    let running = deployment.servers();
+    assert_eq!(running.len(), 1, "{running:?}");
+
+    let http = client();
+    let registered = http
+        .post(format!("{}/api/auth/register", deployment.base()))
+        .json(&serde_json::json!({
+            "email": "deploy@example.com", "password": "correct horse battery", "organization": "Deployed"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::CREATED);
+
+    // Again: the old server drains and exits, one new one runs, and the
+    // books (in the prefix's var/) are still there.
+    let (second, second_took) = deployment.deploy();
+    assert!(second.status.success(), "{}", text(&second));
+    let after = deployment.servers();
+    assert_eq!(after.len(), 1, "one server after a redeploy: {after:?}");
+    assert_ne!(after, running, "the server was restarted");
+    let login = http
+        .post(format!("{}/api/auth/login", deployment.base()))
+        .json(&serde_json::json!({"email": "deploy@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    eprintln!(
+        "figure: deploy.sh --no-systemd: first deploy {first_took:?}, redeploy {second_took:?}"
+    );
+
+    let (stopped, _) = deployment.run(&["--stop"]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    assert!(deployment.servers().is_empty());
+    assert!(
+        http.get(format!("{}/api/monitoring/live", deployment.base()))
+            .send()
+            .await
+            .is_err(),
+        "nothing answers after --stop"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_sh_failures_show_the_log_and_exit_non_zero() {
+    // A configuration error: the server exits 2, the supervisor does not
+    // restart it, and deploy.sh shows why.
+    let broken = Deployment::new(&["DATABASE_URL="]);
+    let (output, took) = broken.deploy();
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("FAILED: the server exited"), "{said}");
+    assert!(
+        said.contains("DATABASE_URL: is required in production"),
+        "{said}"
+    );
+    assert!(said.contains("not restarting"), "{said}");
+    assert!(broken.servers().is_empty());
+    eprintln!("figure: deploy.sh with a configuration error failed in {took:?}");
+
+    // Its port is taken by a listener that never answers: the server says
+    // which address is busy (exit 3), and that is what deploy.sh shows.
+    let busy = Deployment::new(&[]);
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", busy.port)).unwrap();
+    let (output, _) = busy.deploy();
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("127.0.0.1:{}", busy.port)) && said.contains("already in use"),
+        "{said}"
+    );
+    assert!(said.contains("exited with 3"), "{said}");
+    assert!(busy.servers().is_empty());
+
+    // A bad invocation changes nothing.
+    let (output, _) = busy.run(&["--env-file", "/nonexistent/accubooks.env"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
 }

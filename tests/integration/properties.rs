@@ -59,11 +59,11 @@ async fn run(ops: Vec<Op>) {
         ("REDIS_URL", "redis://127.0.0.1:1".to_owned()),
         (
             "JWT_SECRET",
-            "property-secret-property-secret-property".to_owned(),
+            "property-s3cr3t-property-s3cr3t-property".to_owned(),
         ),
         (
             "SESSION_SECRET",
-            "property-secret-property-secret-property".to_owned(),
+            "property-s3cr3t-property-s3cr3t-property".to_owned(),
         ),
     ])
     .unwrap();

@@ -72,7 +72,7 @@ struct TokenAnswer {
 }
 
 fn client(request: &Request) -> Client {
-    Client::Remote(request.peer.map(|peer| peer.ip()))
+    Client::Remote(request.client)
 }
 
 async fn register(app: AccuBooks, request: Request) -> Result<Response, ApiError> {

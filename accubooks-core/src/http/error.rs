@@ -70,7 +70,7 @@ pub enum ApiError {
         message: String,
     },
     /// 429: too many attempts; retry after the given seconds.
-    #[error("Too many attempts. Retry in {retry_after} seconds.")]
+    #[error("Too many requests. Retry in {retry_after} seconds.")]
     RateLimited {
         /// Seconds to wait.
         retry_after: u64,

@@ -6,6 +6,11 @@
 //! `Access-Control-Request-Method` is looked up in the route table like any
 //! method. Other origins get no `Access-Control-Allow-Origin`, so browsers
 //! keep their pages from reading the answers.
+//!
+//! The client's address, for rate limits, is the TCP peer's, or behind a
+//! proxy listed in `TRUSTED_PROXIES` the one that proxy forwarded.
+
+use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
@@ -36,6 +41,38 @@ fn from_allowed_origin<'h>(app: &AccuBooks, headers: &'h HeaderMap) -> Option<&'
     let origin = headers.get(header::ORIGIN)?;
     let allowed = allowed_origin(app);
     (!allowed.is_empty() && origin.as_bytes() == allowed.as_bytes()).then_some(origin)
+}
+
+/// The client's address: the peer's, unless the peer is a trusted proxy;
+/// then the nearest address of `X-Forwarded-For` (read right to left, as
+/// each proxy appends the address it saw) that is not a trusted proxy
+/// itself. Addresses left of that one were written by the client and prove
+/// nothing. A trusted peer that forwarded nothing is the client.
+pub(crate) fn client_address(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> Option<IpAddr> {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer = peer?;
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let mut nearest = peer;
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(value) = value.to_str() else {
+            return Some(nearest);
+        };
+        for hop in value.rsplit(',') {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) if is_trusted(&ip) => nearest = ip,
+                Ok(ip) => return Some(ip),
+                // Not an address: the chain can no longer be followed.
+                Err(_) => return Some(nearest),
+            }
+        }
+    }
+    Some(nearest)
 }
 
 /// The answer to a CORS preflight (`OPTIONS` with `Origin` and
@@ -131,6 +168,66 @@ pub(crate) fn decorate(app: &AccuBooks, caller: &Caller, response: &mut Response
         headers.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static(EXPOSED_HEADERS),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_forwarded_it() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let trusted: Vec<ipnet::IpNet> = vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+        let client = |peer: &str, values: &[&str]| {
+            client_address(Some(ip(peer)), &forwarded(values), &trusted)
+        };
+        // An untrusted peer cannot claim another address.
+        assert_eq!(
+            client("192.0.2.7", &["198.51.100.1"]),
+            Some(ip("192.0.2.7"))
+        );
+        // Behind HAProxy on loopback: the address it appended.
+        assert_eq!(
+            client("127.0.0.1", &["198.51.100.1"]),
+            Some(ip("198.51.100.1"))
+        );
+        // A forged left part is ignored; trusted hops are skipped.
+        assert_eq!(
+            client("127.0.0.1", &["203.0.113.9, 198.51.100.1, 10.1.2.3"]),
+            Some(ip("198.51.100.1"))
+        );
+        assert_eq!(
+            client("127.0.0.1", &["203.0.113.9", "198.51.100.1"]),
+            Some(ip("198.51.100.1")),
+            "several headers read as one list"
+        );
+        assert_eq!(client("127.0.0.1", &[]), Some(ip("127.0.0.1")));
+        assert_eq!(
+            client("127.0.0.1", &["garbage, 10.0.0.5"]),
+            Some(ip("10.0.0.5")),
+            "an unreadable hop ends the chain at the last trusted one"
+        );
+        assert_eq!(
+            client_address(None, &forwarded(&["198.51.100.1"]), &trusted),
+            None
+        );
+        assert_eq!(
+            client_address(Some(ip("127.0.0.1")), &forwarded(&["198.51.100.1"]), &[]),
+            Some(ip("127.0.0.1")),
+            "no trusted proxy: the header is ignored"
         );
     }
 }

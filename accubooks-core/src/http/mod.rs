@@ -54,6 +54,9 @@ pub struct Request {
     pub request_id: String,
     /// The peer's address, when the host knows it.
     pub peer: Option<SocketAddr>,
+    /// The client's address: the peer's, or behind a proxy listed in
+    /// `TRUSTED_PROXIES` the one it forwarded.
+    pub client: Option<std::net::IpAddr>,
     /// The caller, for routes that need a token.
     pub principal: Option<Principal>,
 }

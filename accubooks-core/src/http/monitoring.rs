@@ -17,6 +17,7 @@ pub(crate) fn routes() -> Vec<Route> {
         Route::new(method, path, handler)
             .access(Access::Public)
             .quiet()
+            .unlimited()
     };
     vec![
         public(Method::GET, "/api/monitoring/live", live)

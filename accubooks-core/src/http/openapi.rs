@@ -190,6 +190,15 @@ pub fn document(routes: &RouteTable) -> OpenApi {
                 .response("415", error_response("A body that is not application/json"))
                 .response("422", error_response("Valid JSON with invalid content"));
         }
+        if !route.unlimited {
+            operation = operation.response(
+                "429",
+                error_response(
+                    "Over the request budget of the client address (RATE_LIMIT_PER_ADDRESS) \
+                     or of the token's user (RATE_LIMIT_PER_TOKEN); retry after Retry-After",
+                ),
+            );
+        }
         for (status, description, error_body) in &route.doc.answers {
             let response = if *error_body {
                 error_response(description)

@@ -138,6 +138,17 @@ impl AccuBooks {
                 return Err(ApiError::NotFound("No route matches this path.".to_owned()));
             }
         };
+        let client = super::hygiene::client_address(
+            peer.map(|peer| peer.ip()),
+            &parts.headers,
+            &self.config().trusted_proxies,
+        );
+        let limited = !route.unlimited;
+        // The address budget first, so a flood of bad tokens is refused
+        // before any signature is checked.
+        if limited && let Some(address) = client {
+            self.request_limits().check_address(address)?;
+        }
         let claimed = match route.access {
             Access::Public => None,
             Access::Role(_) => {
@@ -148,6 +159,9 @@ impl AccuBooks {
                 Some(self.tokens().verify(authorization)?)
             }
         };
+        if limited && let Some(claimed) = &claimed {
+            self.request_limits().check_user(claimed.user)?;
+        }
         self.guard(route)?;
         // The token proves who calls; what they may do is the user's role
         // now, read from the books (briefly cached), not the role claimed.
@@ -184,6 +198,7 @@ impl AccuBooks {
                 params,
                 request_id: request_id.to_owned(),
                 peer,
+                client,
                 principal,
             };
             AssertUnwindSafe(route.handler.call(self.clone(), request))

@@ -97,6 +97,7 @@ pub struct Route {
     pub(crate) needs: Vec<&'static str>,
     pub(crate) access: Access,
     pub(crate) quiet: bool,
+    pub(crate) unlimited: bool,
     pub(crate) idempotent: bool,
     pub(crate) timeout: Option<std::time::Duration>,
     pub(crate) doc: RouteDoc,
@@ -113,6 +114,7 @@ impl Route {
             needs: Vec::new(),
             access: Access::Role(Role::Viewer),
             quiet: false,
+            unlimited: false,
             idempotent: false,
             timeout: None,
             doc: RouteDoc::default(),
@@ -136,6 +138,14 @@ impl Route {
     /// are polled constantly).
     pub fn quiet(mut self) -> Self {
         self.quiet = true;
+        self
+    }
+
+    /// Exempts it from the request rate limits: monitoring (probes and
+    /// scrapes must never be refused) and signed webhooks (a provider sends
+    /// bursts from few addresses, and the signature check is the gate).
+    pub fn unlimited(mut self) -> Self {
+        self.unlimited = true;
         self
     }
 

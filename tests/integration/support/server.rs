@@ -34,14 +34,16 @@ pub fn base_vars() -> Vec<(String, String)> {
         ("REDIS_URL".into(), format!("redis://127.0.0.1:{closed}")),
         (
             "JWT_SECRET".into(),
-            "test-secret-test-secret-test-secret-0123".into(),
+            "test-s3cr3t-test-s3cr3t-test-s3cr3t-0123".into(),
         ),
         (
             "SESSION_SECRET".into(),
-            "test-session-secret-test-session-secret".into(),
+            "test-session-s3cr3t-test-session-s3cr3t".into(),
         ),
-        // Every test registers from 127.0.0.1; the limit has its own test.
+        // Every test calls from 127.0.0.1; the limits have their own tests.
         ("REGISTRATIONS_PER_HOUR".into(), "1000000".into()),
+        ("RATE_LIMIT_PER_ADDRESS".into(), "100000000".into()),
+        ("RATE_LIMIT_PER_TOKEN".into(), "100000000".into()),
     ]
 }
 
@@ -304,11 +306,36 @@ impl Drop for TestServer {
 }
 
 /// Sends warnings and errors to the test's captured output, so a failing
-/// test shows what the server logged.
+/// test shows what the server logged. When `ACCUBOOKS_TEST_LOG_DIR` is set
+/// (`scripts/test` sets it), every event of the servers down to debug level
+/// also goes, as JSON lines with their spans, to a file there, which
+/// `scripts/scan-logs` then searches for the suite's secrets.
 pub fn init_logs() {
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::prelude::*;
+    let captured = tracing_subscriber::fmt::layer()
         .with_test_writer()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()))
+        .with_filter(EnvFilter::new(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        ));
+    let kept = std::env::var_os("ACCUBOOKS_TEST_LOG_DIR").map(|dir| {
+        let path =
+            std::path::Path::new(&dir).join(format!("integration-{}.log", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|err| panic!("cannot write {}: {err}", path.display()));
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::sync::Mutex::new(file))
+            .with_filter(EnvFilter::new(
+                "info,accubooks_core=debug,accubooks_axum=debug,accubooks_warp=debug",
+            ))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(captured)
+        .with(kept)
         .try_init();
 }
 

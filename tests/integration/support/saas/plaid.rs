@@ -19,7 +19,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 /// The client id and secret the fake Plaid accepts.
-pub const PLAID_CLIENT: (&str, &str) = ("fake-client-id", "fake-plaid-secret");
+pub const PLAID_CLIENT: (&str, &str) = ("fake-client-id", "fake-plaid-s3cr3t");
 
 /// One update of an item's transactions.
 #[derive(Debug, Clone)]

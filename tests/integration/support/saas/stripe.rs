@@ -16,9 +16,9 @@ use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 
 /// The secret key the fake Stripe accepts.
-pub const STRIPE_KEY: &str = "sk_test_fake_0123456789";
+pub const STRIPE_KEY: &str = "sk_test_s3cr3t_0123456789";
 /// The webhook signing secret the tests configure.
-pub const WEBHOOK_SECRET: &str = "whsec_fake_test_signing_secret_42";
+pub const WEBHOOK_SECRET: &str = "whsec_s3cr3t_test_signing_42";
 
 /// A PaymentIntent the fake created.
 #[derive(Debug, Clone)]
