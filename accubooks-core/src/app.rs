@@ -676,11 +676,19 @@ impl AccuBooks {
         self.jobs().begin_drain();
     }
 
-    /// Resolves once a graceful shutdown has begun.
+    /// Resolves when the host must stop accepting connections:
+    /// `SHUTDOWN_DELAY_MS` after a graceful shutdown began. Meanwhile `/ready`
+    /// answers `draining` and requests are served as before, so a load
+    /// balancer that polls `/ready` stops sending before the listener closes
+    /// (no client meets a refused connection).
     pub async fn draining(&self) {
         let mut rx = self.inner.phase_changed.subscribe();
         // The sender lives as long as self.
         let _ = rx.wait_for(|phase| *phase == Phase::Draining).await;
+        let delay = self.config().shutdown_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// Stops the monitors and closes the pools. Call after the host has

@@ -204,6 +204,10 @@ pub struct Config {
     pub body_limit: usize,
     /// `DRAIN_TIMEOUT_MS`: how long a graceful shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// `SHUTDOWN_DELAY_MS` (0): how long a graceful shutdown keeps accepting
+    /// requests after `/ready` turned `draining`, so that a load balancer
+    /// polling `/ready` stops sending before the listener closes.
+    pub shutdown_delay: Duration,
     /// Connection, authentication and heavy-work bounds.
     pub limits: Limits,
     /// `TRUSTED_PROXIES`: addresses and CIDR blocks of the proxies in front
@@ -610,6 +614,7 @@ impl Config {
         let provider_timeout = r.millis("PROVIDER_TIMEOUT_MS", 5_000);
         let body_limit = r.number("BODY_LIMIT_BYTES", 1_048_576usize, 1024, 1 << 30);
         let drain_timeout = r.millis("DRAIN_TIMEOUT_MS", 10_000);
+        let shutdown_delay = Duration::from_millis(r.number("SHUTDOWN_DELAY_MS", 0u64, 0, 600_000));
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let pool_share = (max as usize / 4).max(1);
         let trusted_proxies = r.networks("TRUSTED_PROXIES");
@@ -679,6 +684,7 @@ impl Config {
             provider_timeout,
             body_limit,
             drain_timeout,
+            shutdown_delay,
             limits,
             trusted_proxies,
             jobs,

@@ -86,3 +86,4 @@ mod jobs;
 mod payments;
 mod process;
 mod properties;
+mod scale;

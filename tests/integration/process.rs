@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::support::server::{Host, TestServer, base_vars, client};
 
 /// An example binary that `cargo test` built next to this test binary.
-fn example(name: &str) -> PathBuf {
+pub(crate) fn example(name: &str) -> PathBuf {
     let deps = std::env::current_exe().unwrap();
     let path = deps
         .parent()

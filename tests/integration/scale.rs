@@ -1,0 +1,478 @@
+//! Several instances of the standalone server over one PostgreSQL, behind
+//! HAProxy with `deploy/haproxy/haproxy.cfg` as shipped: only ready
+//! instances get traffic, and a rolling restart under load fails no request
+//! and loses no entry.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::process::example;
+use crate::support::server::client;
+use crate::support::services::{Postgres, free_port};
+
+/// How long an instance keeps serving after `/ready` turned `draining`:
+/// above HAProxy's time to notice (one check every 500 ms, one failure).
+const SHUTDOWN_DELAY_MS: &str = "2000";
+
+/// One standalone server process.
+struct Instance {
+    port: u16,
+    vars: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Instance {
+    fn new(port: u16, database_url: &str, dir: &Path) -> Self {
+        let closed = free_port();
+        let vars = [
+            ("ACCUBOOKS_ENV", "production".to_owned()),
+            ("PORT", port.to_string()),
+            ("HOSTNAME", "127.0.0.1".to_owned()),
+            ("DATABASE_URL", database_url.to_owned()),
+            ("REDIS_URL", format!("redis://127.0.0.1:{closed}")),
+            ("JOB_TRANSPORT", "database".to_owned()),
+            (
+                "JWT_SECRET",
+                "scale-s3cr3t-Jq8v2LmZx0Rt5Yw9Pb3Nc7Hd1K".to_owned(),
+            ),
+            (
+                "SESSION_SECRET",
+                "scale-s3cr3t-Tz5Qm1Xc8Vb3Nl7Kj2Hg9Fd4S".to_owned(),
+            ),
+            ("FRONTEND_URL", "https://books.example.com".to_owned()),
+            ("TRUSTED_PROXIES", "127.0.0.1".to_owned()),
+            ("SHUTDOWN_DELAY_MS", SHUTDOWN_DELAY_MS.to_owned()),
+            ("RATE_LIMIT_PER_ADDRESS", "0".to_owned()),
+            ("RATE_LIMIT_PER_TOKEN", "0".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ];
+        Instance {
+            port,
+            vars: vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            log: dir.join(format!("instance-{port}.log")),
+            child: None,
+        }
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(example("server"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn ready(&self) -> Option<StatusCode> {
+        let url = format!("{}/api/monitoring/ready", self.base());
+        client().get(url).send().await.ok().map(|r| r.status())
+    }
+
+    async fn wait_ready(&self) {
+        let started = Instant::now();
+        while self.ready().await != Some(StatusCode::OK) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "instance {} not ready: {}",
+                self.port,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM: it drains; returns its exit status.
+    async fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) with a plain pid and signal number touches no memory.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0);
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "no exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Requests this instance answered on `route` (from its own metrics).
+    async fn served(&self, route: &str) -> f64 {
+        let text = client()
+            .get(format!("{}/api/monitoring/metrics", self.base()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let needle = format!("route=\"{route}\"");
+        text.lines()
+            .filter(|line| {
+                line.starts_with("accubooks_http_request_duration_seconds_count{")
+                    && line.contains(&needle)
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// HAProxy with the shipped configuration, in the foreground (`-db`).
+struct Haproxy {
+    port: u16,
+    socket: PathBuf,
+    child: Child,
+}
+
+impl Haproxy {
+    fn start(dir: &Path, instances: &[&Instance]) -> Self {
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy/haproxy.cfg");
+        let port = free_port();
+        let socket = dir.join("haproxy.sock");
+        let log = std::fs::File::create(dir.join("haproxy.log")).unwrap();
+        let mut command = Command::new("haproxy");
+        command
+            .arg("-db")
+            .arg("-f")
+            .arg(&config)
+            .env("ACCUBOOKS_LISTEN", format!("127.0.0.1:{port}"))
+            .env("ACCUBOOKS_HAPROXY_SOCKET", &socket)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (n, instance) in instances.iter().enumerate() {
+            command.env(
+                format!("ACCUBOOKS_{}", n + 1),
+                format!("127.0.0.1:{}", instance.port),
+            );
+        }
+        let child = command
+            .spawn()
+            .expect("haproxy (Debian's package haproxy; scripts/test installs it)");
+        Haproxy {
+            port,
+            socket,
+            child,
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Each server's status (`UP`, `DOWN`, …) from the runtime API's `show stat`.
+    async fn states(&self) -> Vec<(String, String)> {
+        let Ok(mut stream) = tokio::net::UnixStream::connect(&self.socket).await else {
+            return Vec::new();
+        };
+        stream.write_all(b"show stat\n").await.unwrap();
+        let mut csv = String::new();
+        stream.read_to_string(&mut csv).await.unwrap();
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("# ")
+            .split(',')
+            .collect();
+        let column = |name: &str| header.iter().position(|h| *h == name);
+        let (Some(proxy), Some(server), Some(status)) =
+            (column("pxname"), column("svname"), column("status"))
+        else {
+            return Vec::new();
+        };
+        lines
+            .map(|line| line.split(',').collect::<Vec<_>>())
+            .filter(|fields| fields.get(proxy) == Some(&"instances"))
+            .filter(|fields| !matches!(fields.get(server), Some(&"BACKEND")))
+            .map(|fields| (fields[server].to_owned(), fields[status].to_owned()))
+            .collect()
+    }
+
+    async fn state(&self, server: &str) -> String {
+        self.states()
+            .await
+            .into_iter()
+            .find(|(name, _)| name == server)
+            .map(|(_, status)| status)
+            .unwrap_or_default()
+    }
+
+    async fn wait_state(&self, server: &str, wanted: &str) -> Duration {
+        let started = Instant::now();
+        loop {
+            let state = self.state(server).await;
+            if state.starts_with(wanted) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{server} is {state:?}, not {wanted}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the load saw.
+#[derive(Default)]
+struct Seen {
+    posted: Vec<String>,
+    reads: usize,
+    failures: Vec<String>,
+}
+
+/// Clients through HAProxy until `stop`: posting 1.00 entries (each with its
+/// own Idempotency-Key, never retried by the client) and reading the trial
+/// balance.
+fn load(
+    base: &str,
+    token: &str,
+    stop: &Arc<AtomicBool>,
+    seen: &Arc<Mutex<Seen>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..6)
+        .map(|worker| {
+            let (base, token, stop, seen) = (base.to_owned(), token.to_owned(), stop.clone(), seen.clone());
+            tokio::spawn(async move {
+                let http = client();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let result = if worker == 0 {
+                        http.get(format!("{base}/api/reports/trial-balance?as_of=2026-12-31"))
+                            .bearer_auth(&token)
+                            .send()
+                            .await
+                    } else {
+                        http.post(format!("{base}/api/journal-entries"))
+                            .bearer_auth(&token)
+                            .header("idempotency-key", format!("w{worker}-{n}"))
+                            .json(&json!({"date": "2026-01-31", "memo": format!("w{worker}-{n}"), "lines": [
+                                {"account": "1000", "debit": "1.00"},
+                                {"account": "4000", "credit": "1.00"}]}))
+                            .send()
+                            .await
+                    };
+                    let outcome = match result {
+                        Ok(response) => {
+                            let status = response.status();
+                            let body = response.text().await.unwrap_or_default();
+                            match (worker, status) {
+                                (0, StatusCode::OK) => Ok(None),
+                                (_, StatusCode::CREATED) => {
+                                    let entry: Value = serde_json::from_str(&body).unwrap();
+                                    Ok(Some(entry["id"].to_string()))
+                                }
+                                _ => Err(format!("{status}: {body}")),
+                            }
+                        }
+                        Err(err) => Err(format!("transport: {err}")),
+                    };
+                    let mut seen = seen.lock().unwrap();
+                    match outcome {
+                        Ok(Some(id)) => seen.posted.push(id),
+                        Ok(None) => seen.reads += 1,
+                        Err(failure) => seen.failures.push(failure),
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Whether an instance that began to drain (`/ready` 503) still accepts
+/// connections and answers, as `SHUTDOWN_DELAY_MS` promises.
+async fn serves_while_draining(base: &str) -> bool {
+    let http = client();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        let ready = http
+            .get(format!("{base}/api/monitoring/ready"))
+            .send()
+            .await;
+        if ready.is_ok_and(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // A new connection, as a load balancer's next request would be.
+            let live = client()
+                .get(format!("{base}/api/monitoring/live"))
+                .send()
+                .await;
+            return live.is_ok_and(|r| r.status() == StatusCode::OK);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_behind_haproxy_fails_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start().await;
+    let mut instances: Vec<Instance> = (0..3)
+        .map(|_| Instance::new(free_port(), &pg.url(), dir.path()))
+        .collect();
+    for instance in &mut instances {
+        instance.start();
+        instance.wait_ready().await;
+    }
+    let haproxy = Haproxy::start(dir.path(), &instances.iter().collect::<Vec<_>>());
+    for name in ["a1", "a2", "a3"] {
+        haproxy.wait_state(name, "UP").await;
+    }
+
+    let http = client();
+    let registered = http
+        .post(format!("{}/api/auth/register", haproxy.base()))
+        .json(&json!({"email": "scale@example.com", "password": "correct horse battery", "organization": "Scaled"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    let token = registered.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let clients = load(&haproxy.base(), &token, &stop, &seen);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let started = Instant::now();
+    for (n, name) in ["a1", "a2", "a3"].into_iter().enumerate() {
+        let instance = &mut instances[n];
+        let base = instance.base();
+        // Draining: HAProxy takes it out while it still serves.
+        let terminating = instance.terminate();
+        let (status, out_after, served_while_draining) = tokio::join!(
+            terminating,
+            haproxy.wait_state(name, "DOWN"),
+            serves_while_draining(&base)
+        );
+        assert!(status.success(), "{name} exited with {status}");
+        assert!(
+            served_while_draining,
+            "{name} stopped accepting as soon as /ready said draining"
+        );
+        assert!(
+            out_after < Duration::from_millis(2000),
+            "{name} was taken out only after {out_after:?}, past its shutdown delay"
+        );
+        // Starting: no traffic until its /ready says so, twice.
+        instance.start();
+        while instance.ready().await.is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let state = haproxy.state(name).await;
+        assert!(
+            state.starts_with("DOWN"),
+            "{name} is {state} while starting"
+        );
+        instance.wait_ready().await;
+        haproxy.wait_state(name, "UP").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let restart_took = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(
+        seen.failures.is_empty(),
+        "{} of {} requests failed, e.g. {:?}",
+        seen.failures.len(),
+        seen.failures.len() + seen.posted.len() + seen.reads,
+        &seen.failures[..seen.failures.len().min(5)]
+    );
+    assert!(
+        seen.posted.len() > 50 && seen.reads > 10,
+        "{} posted, {} reads",
+        seen.posted.len(),
+        seen.reads
+    );
+    // Every acknowledged entry is in the books, once.
+    let tb: Value = http
+        .get(format!(
+            "{}/api/reports/trial-balance?as_of=2026-12-31",
+            haproxy.base()
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        tb["total_debit"],
+        format!("{}.00", seen.posted.len()),
+        "{tb}"
+    );
+    let mut ids = seen.posted.clone();
+    assert!(ids.iter().all(|id| id != "null"), "every answer has an id");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), seen.posted.len(), "each entry acknowledged once");
+    // Each restarted instance took its share afterwards.
+    for instance in &instances {
+        let served = instance.served("/api/journal-entries").await;
+        assert!(
+            served > 0.0,
+            "instance {} served no posting after its restart",
+            instance.port
+        );
+    }
+    eprintln!(
+        "figure: rolling restart of 3 instances behind HAProxy in {restart_took:?}: {} entries posted \
+         and {} reports read, 0 failed",
+        seen.posted.len(),
+        seen.reads
+    );
+}
