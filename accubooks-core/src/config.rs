@@ -511,6 +511,12 @@ impl Config {
 
         let database_url = match r.get("DATABASE_URL") {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                if crate::db::postgres_hosts(url).is_none() {
+                    r.problem(
+                        "DATABASE_URL",
+                        "is not a valid PostgreSQL URL (postgres://user:password@host[:port][,host2[:port]]/db)",
+                    );
+                }
                 DatabaseUrl::Postgres(SecretString::from(url.to_owned()))
             }
             Some(url) if url.starts_with("sqlite:") => DatabaseUrl::Sqlite(url.to_owned()),
@@ -804,6 +810,13 @@ mod tests {
         let err = load(&[("DATABASE_URL", "mysql://root:hunter2@db/books")]).unwrap_err();
         assert_eq!(err.problems[0].variable, "DATABASE_URL");
         assert!(!err.to_string().contains("hunter2"));
+        let err = load(&[("DATABASE_URL", "postgres://root:hunter2@db:port/books")]).unwrap_err();
+        assert!(
+            err.to_string().contains("not a valid PostgreSQL URL"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("hunter2"));
+        load(&[("DATABASE_URL", "postgres://app:pw@db1,db2:5433/books")]).unwrap();
     }
 
     #[test]

@@ -6,17 +6,26 @@
 //! probe reaches the server. [`Database::run`] is the guard: it refuses at
 //! once while the outage is known, bounds every operation by the statement
 //! timeout, and feeds connection-class failures back into the registry.
+//!
+//! A PostgreSQL `DATABASE_URL` may list several hosts, as libpq's do
+//! (`postgres://u:p@h1:5432,h2:5432/db`): a primary and its standbys. sqlx
+//! connects to one host, so while the database is down the probe looks for
+//! the host that accepts writes (`pg_is_in_recovery()` false), in the
+//! listed order from the current one, and points the pool's new connections
+//! there; connections opened before the switch are discarded as they come
+//! back. A write that reaches a read-only server counts as a fault, so a
+//! demoted primary is left the same way.
 
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use secrecy::ExposeSecret;
 use sqlx::pool::PoolOptions;
-use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 use tokio::task::JoinHandle;
 
@@ -64,17 +73,35 @@ struct Inner {
     migrated: AtomicBool,
     migration: tokio::sync::Mutex<Option<JoinHandle<Result<(), Fault>>>>,
     dependency: std::sync::OnceLock<Arc<Dependency>>,
+    /// PostgreSQL: the hosts of `DATABASE_URL`, in order (one when a single
+    /// host is given), and the index of the one new connections go to.
+    hosts: Vec<PgConnectOptions>,
+    primary: AtomicUsize,
+    /// When new connections last moved to another host.
+    switched: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl Database {
     /// Creates the pool without connecting.
     pub fn new(url: &DatabaseUrl, config: PoolConfig) -> Result<Self> {
+        let mut hosts = Vec::new();
+        let switched = Arc::new(std::sync::Mutex::new(None::<Instant>));
         let pool = match url {
             DatabaseUrl::Postgres(url) => {
-                let connect = PgConnectOptions::from_str(url.expose_secret()).map_err(|_| {
+                hosts = postgres_hosts(url.expose_secret()).ok_or_else(|| {
                     Error::Setup("DATABASE_URL is not a valid PostgreSQL URL".to_owned())
                 })?;
-                Pool::Postgres(pool_options(&config).connect_lazy_with(connect))
+                let since = switched.clone();
+                let options = pool_options(&config).before_acquire(move |_, meta| {
+                    // A connection opened before the last switch of hosts
+                    // may lead to the old primary: drop it.
+                    let stale = since
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .is_some_and(|at| meta.age > at.elapsed());
+                    Box::pin(async move { Ok(!stale) })
+                });
+                Pool::Postgres(options.connect_lazy_with(hosts[0].clone()))
             }
             DatabaseUrl::Sqlite(url) => {
                 let connect = SqliteConnectOptions::from_str(url)
@@ -96,6 +123,9 @@ impl Database {
                 migrated: AtomicBool::new(false),
                 migration: tokio::sync::Mutex::new(None),
                 dependency: std::sync::OnceLock::new(),
+                hosts,
+                primary: AtomicUsize::new(0),
+                switched,
             }),
         })
     }
@@ -254,10 +284,47 @@ impl Database {
             .get()
             .is_some_and(|dependency| dependency.is_available());
         let result = match &self.inner.pool {
-            Pool::Postgres(pool) => ping_one(pool, fresh).await,
+            Pool::Postgres(pool) if fresh => return self.find_primary(pool).await,
+            Pool::Postgres(pool) => ping_one(pool, false).await,
             Pool::Sqlite(pool) => ping_one(pool, fresh).await,
         };
-        result.map_err(|err| classify(&err).unwrap_or(Fault::temporary("QUERY_FAILED")))
+        result.map_err(|err| fault_of(&err))
+    }
+
+    /// Finds the host of `DATABASE_URL` that accepts writes, from the current
+    /// one on, and sends new connections there.
+    async fn find_primary(&self, pool: &PgPool) -> Result<(), Fault> {
+        let hosts = &self.inner.hosts;
+        let current = self.inner.primary.load(Ordering::Acquire);
+        let mut first_fault = None;
+        for offset in 0..hosts.len() {
+            let index = (current + offset) % hosts.len();
+            let fault = match writable(&hosts[index], self.inner.config.connect_timeout).await {
+                Ok(true) => {
+                    if index != current {
+                        self.inner.primary.store(index, Ordering::Release);
+                        *self
+                            .inner
+                            .switched
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            Some(Instant::now());
+                        pool.set_connect_options(hosts[index].clone());
+                        tracing::warn!(
+                            host = index + 1,
+                            hosts = hosts.len(),
+                            "the database accepts writes on another host of DATABASE_URL; \
+                             new connections go there"
+                        );
+                    }
+                    return Ok(());
+                }
+                Ok(false) => Fault::temporary("READ_ONLY"),
+                Err(err) => fault_of(&err),
+            };
+            first_fault.get_or_insert(fault);
+        }
+        Err(first_fault.unwrap_or(Fault::temporary("NO_HOST")))
     }
 
     async fn ensure_migrated(&self) -> Result<(), Fault> {
@@ -315,6 +382,55 @@ where
             result
         }
     }
+}
+
+/// Whether the server at `options` accepts writes (is not in recovery).
+async fn writable(options: &PgConnectOptions, limit: Duration) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    let attempt = async {
+        let mut connection = PgConnection::connect_with(options).await?;
+        let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+            .fetch_one(&mut connection)
+            .await?;
+        // Closing politely is best effort; the check already has its answer.
+        let _ = connection.close().await;
+        Ok(!in_recovery)
+    };
+    tokio::time::timeout(limit, attempt)
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+}
+
+/// The hosts of a PostgreSQL URL with libpq's list of hosts
+/// (`postgres://u:p@h1:5432,h2:5433/db?…`): one set of options per host,
+/// in order. `target_session_attrs` is dropped (sqlx does not know it):
+/// AccuBooks always looks for the host that accepts writes.
+pub(crate) fn postgres_hosts(url: &str) -> Option<Vec<PgConnectOptions>> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => authority.split_at(at + 1),
+        None => ("", authority),
+    };
+    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("target_session_attrs="))
+        .collect();
+    let tail = if kept.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    };
+    hosts
+        .split(',')
+        .map(|host| PgConnectOptions::from_str(&format!("{scheme}://{userinfo}{host}{tail}")).ok())
+        .collect()
+}
+
+fn fault_of(err: &sqlx::Error) -> Fault {
+    classify(err).unwrap_or(Fault::temporary("QUERY_FAILED"))
 }
 
 fn pool_options<DB: sqlx::Database>(config: &PoolConfig) -> PoolOptions<DB> {
@@ -394,6 +510,9 @@ fn classify_sqlstate(code: &str) -> Option<Fault> {
         "3D000" => Some(Fault::permanent("UNKNOWN_DATABASE")),
         "53300" => Some(Fault::temporary("TOO_MANY_CONNECTIONS")),
         "57P01" | "57P02" | "57P03" => Some(Fault::temporary("SERVER_SHUTTING_DOWN")),
+        // A write reached a server in recovery (a standby, or a demoted
+        // primary): the probe then looks for the host that accepts writes.
+        "25006" => Some(Fault::temporary("READ_ONLY")),
         // SQLite: SQLITE_CANTOPEN (14) and SQLITE_IOERR (10) mean the file is gone.
         "14" => Some(Fault::permanent("CANNOT_OPEN")),
         "10" => Some(Fault::temporary("IO_ERROR")),
@@ -406,6 +525,35 @@ fn classify_sqlstate(code: &str) -> Option<Fault> {
 mod tests {
     use super::*;
     use crate::error::Transience;
+
+    #[test]
+    fn a_url_may_list_several_hosts() {
+        let hosts = postgres_hosts(
+            "postgres://app:pw@db1:5432,db2:5433/books?target_session_attrs=read-write&sslmode=disable",
+        )
+        .unwrap();
+        let shown: Vec<_> = hosts
+            .iter()
+            .map(|o| {
+                (
+                    o.get_host().to_owned(),
+                    o.get_port(),
+                    o.get_database().map(str::to_owned),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("db1".to_owned(), 5432, Some("books".to_owned())),
+                ("db2".to_owned(), 5433, Some("books".to_owned()))
+            ]
+        );
+        assert!(hosts.iter().all(|o| o.get_username() == "app"));
+        let one = postgres_hosts("postgres://app@db/books").unwrap();
+        assert_eq!((one.len(), one[0].get_host()), (1, "db"));
+        assert!(postgres_hosts("not a url").is_none());
+    }
 
     #[test]
     fn connection_errors_are_classified_with_transience() {

@@ -146,6 +146,29 @@ def init_postgres(directory: Path) -> Path:
     return data
 
 
+def init_standby(directory: Path, primary_port: int) -> Path:
+    """Makes `directory` the server dir of a streaming standby of the primary on
+    `primary_port`: a base backup into `directory/data` with the replication
+    settings written (`pg_basebackup -R`), as `postgres` when we are root.
+    Returns the data dir; raises RuntimeError when the backup fails."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o755)
+    data = directory / "data"
+    if is_root():
+        import pwd
+
+        entry = pwd.getpwnam("postgres")
+        os.chown(directory, entry.pw_uid, entry.pw_gid)
+    r = subprocess.run(
+        pg_argv("pg_basebackup", "-h", "127.0.0.1", "-p", str(primary_port), "-U", "postgres",
+                "-D", str(data), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast"),
+        cwd=directory, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"pg_basebackup failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+    return data
+
+
 def postgres_settings(fast: bool = False, settings: dict[str, str] | None = None) -> dict[str, str]:
     """BASE_SETTINGS, FAST_SETTINGS when `fast`, then `settings` (later wins)."""
     merged = dict(BASE_SETTINGS)
@@ -238,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     init = commands.add_parser("init-postgres", help="initdb DIR/data unless it is a cluster")
     init.add_argument("--dir", type=Path, required=True)
 
+    standby = commands.add_parser("init-standby", help="a streaming standby's DIR/data from a primary")
+    standby.add_argument("--dir", type=Path, required=True)
+    standby.add_argument("--primary-port", type=int, required=True)
+
     app = commands.add_parser("create-app-database", help="the role accubooks and its database")
     app.add_argument("--port", type=int, required=True)
     app.add_argument("--database", default=APP_DATABASE)
@@ -255,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             _exec(postgres_argv(directory, args.port, settings), directory)
         elif args.command == "init-postgres":
             init_postgres(args.dir.resolve())
+        elif args.command == "init-standby":
+            init_standby(args.dir.resolve(), args.primary_port)
         elif args.command == "create-app-database":
             print(create_app_database(args.port, args.database))
         elif args.command == "redis":

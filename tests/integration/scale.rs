@@ -476,3 +476,205 @@ async fn a_rolling_restart_behind_haproxy_fails_no_request() {
         seen.reads
     );
 }
+
+/// Acknowledged postings, with when each was acknowledged.
+#[derive(Default)]
+struct Postings {
+    acknowledged: Vec<(i64, Instant)>,
+    refused: Vec<String>,
+}
+
+/// Clients posting 1.00 entries to `base` until `stop`; a refusal is kept
+/// (the client would retry it with its key), not retried.
+fn post_until(
+    base: &str,
+    token: &str,
+    stop: &Arc<AtomicBool>,
+    seen: &Arc<Mutex<Postings>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..4)
+        .map(|worker| {
+            let (base, token, stop, seen) = (
+                base.to_owned(),
+                token.to_owned(),
+                stop.clone(),
+                seen.clone(),
+            );
+            tokio::spawn(async move {
+                let http = client();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let sent = http
+                        .post(format!("{base}/api/journal-entries"))
+                        .bearer_auth(&token)
+                        .header("idempotency-key", format!("f{worker}-{n}"))
+                        .json(&json!({"date": "2026-01-31", "lines": [
+                            {"account": "1000", "debit": "1.00"},
+                            {"account": "4000", "credit": "1.00"}]}))
+                        .send()
+                        .await;
+                    let outcome = match sent {
+                        Ok(response) if response.status() == StatusCode::CREATED => {
+                            let entry: Value = response.json().await.unwrap();
+                            Ok(entry["id"].as_i64().expect("an entry id"))
+                        }
+                        Ok(response) => {
+                            let status = response.status();
+                            Err(format!(
+                                "{status}: {}",
+                                response.text().await.unwrap_or_default()
+                            ))
+                        }
+                        Err(err) => Err(format!("transport: {err}")),
+                    };
+                    let failed = outcome.is_err();
+                    {
+                        let mut seen = seen.lock().unwrap();
+                        match outcome {
+                            Ok(id) => seen.acknowledged.push((id, Instant::now())),
+                            Err(refusal) => seen.refused.push(refusal),
+                        }
+                    }
+                    if failed {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_follow_a_promoted_standby_and_keep_every_acknowledged_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut primary = Postgres::start().await;
+    let standby = Postgres::standby_of(&primary).await;
+    // Synchronous replication: a commit is acknowledged once the standby
+    // has it, so promoting the standby loses no acknowledged entry.
+    let admin = sqlx::PgPool::connect(&primary.admin_url()).await.unwrap();
+    sqlx::query("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_reload_conf()")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let sync: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+        )
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+        if sync == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the standby never became synchronous"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    admin.close().await;
+
+    let url = format!(
+        "postgres://accubooks@127.0.0.1:{},127.0.0.1:{}/accubooks?target_session_attrs=read-write",
+        primary.port(),
+        standby.port()
+    );
+    let mut instance = Instance::new(free_port(), &url, dir.path());
+    instance.start();
+    instance.wait_ready().await;
+    let http = client();
+    let registered = http
+        .post(format!("{}/api/auth/register", instance.base()))
+        .json(&json!({"email": "failover@example.com", "password": "correct horse battery", "organization": "Failover"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    let token = registered.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Postings::default()));
+    let clients = post_until(&instance.base(), &token, &stop, &seen);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The primary dies; the standby is promoted (by hand, as a failover
+    // manager such as Patroni or the cloud's would).
+    let killed = Instant::now();
+    primary.kill();
+    let promote = sqlx::PgPool::connect(&standby.admin_url()).await.unwrap();
+    let promoted: bool = sqlx::query_scalar("SELECT pg_promote(true, 60)")
+        .fetch_one(&promote)
+        .await
+        .unwrap();
+    assert!(promoted);
+    let promoted_at = Instant::now();
+    let promoted_after = promoted_at.duration_since(killed);
+    // The first write acknowledged by the promoted standby (an answer just
+    // after the kill may still come from the old primary).
+    let first_write = loop {
+        let after = seen
+            .lock()
+            .unwrap()
+            .acknowledged
+            .iter()
+            .find(|(_, at)| *at > promoted_at)
+            .map(|(_, at)| at.duration_since(killed));
+        if let Some(after) = after {
+            break after;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "no write was acknowledged after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    // What failed was refused as the contract says, with nothing half-done.
+    assert!(
+        seen.refused.iter().all(|r| r.starts_with("503")),
+        "{:?}",
+        &seen.refused[..seen.refused.len().min(5)]
+    );
+    let ids: Vec<i64> = seen.acknowledged.iter().map(|(id, _)| *id).collect();
+    let before = seen
+        .acknowledged
+        .iter()
+        .filter(|(_, at)| *at <= killed)
+        .count();
+    let found: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_one(&promote)
+        .await
+        .unwrap();
+    assert_eq!(
+        found as usize,
+        ids.len(),
+        "every acknowledged entry is on the promoted standby"
+    );
+    assert!(
+        before > 10 && ids.len() > before,
+        "{before} before, {} in all",
+        ids.len()
+    );
+    eprintln!(
+        "figure: failover: primary killed, standby promoted after {promoted_after:?}; first acknowledged \
+         write {first_write:?} after the kill; {} entries acknowledged ({before} before), 0 lost, {} refused 503",
+        ids.len(),
+        seen.refused.len()
+    );
+}

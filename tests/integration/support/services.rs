@@ -56,6 +56,8 @@ pub fn free_port() -> u16 {
 pub struct Postgres {
     server: Server,
     port: u16,
+    /// Server settings (`-c NAME=VALUE`) beyond the launcher's.
+    settings: Vec<String>,
     // Declared last so the server is killed before its directory is removed.
     dir: TempDir,
 }
@@ -66,6 +68,11 @@ impl Postgres {
     /// Panics (with the server log tail) if the server does not accept connections
     /// within [`READY_TIMEOUT`].
     pub async fn start() -> Postgres {
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`Postgres::start`], with server `settings` (`NAME=VALUE`).
+    pub async fn start_with(settings: &[&str]) -> Postgres {
         let dir = tempfile::Builder::new()
             .prefix("accubooks-pg-")
             .tempdir()
@@ -73,18 +80,49 @@ impl Postgres {
         // The cluster goes to dir/data (owned by `postgres` when we are root) before
         // the first spawn, so READY_TIMEOUT times the server start alone.
         run_launcher(launcher("init-postgres").arg("--dir").arg(dir.path()));
+        let pg = Self::spawn(dir, settings).await;
+        pg.create_application_role();
+        pg
+    }
 
+    /// A streaming standby of `primary` (a base backup, then the server in
+    /// recovery), with the application's role and database from the primary.
+    pub async fn standby_of(primary: &Postgres) -> Postgres {
+        let dir = tempfile::Builder::new()
+            .prefix("accubooks-pg-standby-")
+            .tempdir()
+            .expect("creating the postgres temp dir");
+        run_launcher(
+            launcher("init-standby")
+                .arg("--dir")
+                .arg(dir.path())
+                .arg("--primary-port")
+                .arg(primary.port.to_string()),
+        );
+        Self::spawn(dir, &[]).await
+    }
+
+    async fn spawn(dir: TempDir, settings: &[&str]) -> Postgres {
+        let settings: Vec<String> = settings.iter().map(|s| (*s).to_owned()).collect();
         let log = dir.path().join("postgres.log");
         let mut attempt = 1;
         loop {
             let port = free_port();
-            let spawned =
-                spawn_and_wait(&log, Self::command(dir.path(), port), port, pg_isready).await;
+            let spawned = spawn_and_wait(
+                &log,
+                Self::command(dir.path(), port, &settings),
+                port,
+                pg_isready,
+            )
+            .await;
             match spawned {
                 Ok(server) => {
-                    let pg = Postgres { server, port, dir };
-                    pg.create_application_role();
-                    return pg;
+                    return Postgres {
+                        server,
+                        port,
+                        settings,
+                        dir,
+                    };
                 }
                 // Another process may grab the port between free_port() and bind().
                 Err(e) if e.port_in_use && attempt < START_ATTEMPTS => attempt += 1,
@@ -150,16 +188,21 @@ impl Postgres {
         remove_if_exists(&data.join("postmaster.pid"));
         remove_if_exists(&self.dir.path().join(format!(".s.PGSQL.{}.lock", self.port)));
 
-        let (dir, port) = (self.dir.path(), self.port);
+        let (dir, port, settings) = (self.dir.path(), self.port, &self.settings);
         let log = dir.join("postgres.log");
-        self.server = restart_on_same_port(&log, || Self::command(dir, port), port, pg_isready)
-            .await
-            .unwrap_or_else(|message| panic!("postgres on port {port} did not restart: {message}"));
+        self.server = restart_on_same_port(
+            &log,
+            || Self::command(dir, port, settings),
+            port,
+            pg_isready,
+        )
+        .await
+        .unwrap_or_else(|message| panic!("postgres on port {port} did not restart: {message}"));
     }
 
     /// The server of `dir` on `port` in the foreground; `--fast` turns fsync and
     /// full-page writes off, so a restart after SIGKILL recovers quickly.
-    fn command(dir: &Path, port: u16) -> Command {
+    fn command(dir: &Path, port: u16, settings: &[String]) -> Command {
         let mut command = launcher("postgres");
         command
             .arg("--dir")
@@ -167,6 +210,9 @@ impl Postgres {
             .arg("--port")
             .arg(port.to_string())
             .arg("--fast");
+        for setting in settings {
+            command.arg("-c").arg(setting);
+        }
         command
     }
 }
