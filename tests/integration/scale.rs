@@ -60,7 +60,11 @@ impl Instance {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
-            log: dir.join(format!("instance-{port}.log")),
+            // Kept with the suite's logs when scripts/test collects them
+            // (scanned for secrets at the end).
+            log: std::env::var_os("ACCUBOOKS_TEST_LOG_DIR")
+                .map_or_else(|| dir.to_owned(), PathBuf::from)
+                .join(format!("scale-instance-{port}.log")),
             child: None,
         }
     }
