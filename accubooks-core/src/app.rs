@@ -254,7 +254,7 @@ impl Builder {
         }
         let metrics = Metrics::new();
         let database = Database::new(&config.database_url, config.pool)?;
-        let redis = RedisClient::new(&config.redis_url, policy.timeout)?;
+        let redis = RedisClient::new(&config.redis, policy.timeout)?;
 
         let mut specs = vec![
             DependencySpec::new(deps::DATABASE, Arc::new(database.clone()))

@@ -143,6 +143,36 @@ impl JobTransport {
     }
 }
 
+/// Where the job queues live: one Redis, or a Redis Cluster.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// `REDIS_URL`, or one built from `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`.
+    /// On a cluster, one or more nodes' URLs, comma-separated: the client
+    /// learns the rest of the cluster from them.
+    pub url: SecretString,
+    /// `REDIS_MODE=cluster`: the URL names nodes of a Redis Cluster
+    /// (`standalone`, the default: one server, or a proxy in front of many).
+    pub cluster: bool,
+    /// `REDIS_WAIT_REPLICAS`: how many replicas must hold a job's message
+    /// before it counts as sent (Redis `WAIT`), so a failover to one of them
+    /// cannot lose it. 0 (the default) waits for none.
+    pub wait_replicas: u32,
+}
+
+impl RedisConfig {
+    /// The node URLs in `url`.
+    pub fn nodes(&self) -> Vec<&str> {
+        split_nodes(self.url.expose_secret())
+    }
+}
+
+fn split_nodes(urls: &str) -> Vec<&str> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .collect()
+}
+
 /// How background jobs run.
 #[derive(Clone, Debug)]
 pub struct JobsConfig {
@@ -184,8 +214,8 @@ pub struct Config {
     pub session_secret: SecretString,
     /// `FRONTEND_URL`, the allowed CORS origin.
     pub frontend_url: String,
-    /// `REDIS_URL`, or one built from `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`.
-    pub redis_url: SecretString,
+    /// Where the job queues live.
+    pub redis: RedisConfig,
     /// `SLOW_REQUEST_MS`.
     pub slow_request: Duration,
     /// Database pool settings.
@@ -566,13 +596,31 @@ impl Config {
         let redis_configured = ["REDIS_URL", "REDIS_HOST", "REDIS_PORT"]
             .iter()
             .any(|name| r.get(name).is_some());
-        let redis_url = match r.get("REDIS_URL") {
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                SecretString::from(url.to_owned())
+        let cluster = match r.get("REDIS_MODE").unwrap_or("standalone") {
+            "standalone" => false,
+            "cluster" => true,
+            _ => {
+                r.problem("REDIS_MODE", "must be standalone or cluster");
+                false
             }
-            Some(_) => {
-                r.problem("REDIS_URL", "must start with redis:// or rediss://");
-                SecretString::from(String::new())
+        };
+        let redis_url = match r.get("REDIS_URL") {
+            Some(urls) => {
+                let nodes = split_nodes(urls);
+                if nodes.is_empty()
+                    || !nodes
+                        .iter()
+                        .all(|url| url.starts_with("redis://") || url.starts_with("rediss://"))
+                {
+                    r.problem("REDIS_URL", "must start with redis:// or rediss://");
+                } else if nodes.len() > 1 && !cluster {
+                    r.problem(
+                        "REDIS_URL",
+                        "lists several servers, which only a Redis Cluster takes: \
+                         set REDIS_MODE=cluster, or give one URL",
+                    );
+                }
+                SecretString::from(urls.to_owned())
             }
             None => {
                 let host = r.get("REDIS_HOST").unwrap_or("localhost").to_owned();
@@ -583,6 +631,11 @@ impl Config {
                 };
                 SecretString::from(format!("redis://{auth}{host}:{port}"))
             }
+        };
+        let redis = RedisConfig {
+            url: redis_url,
+            cluster,
+            wait_replicas: r.number("REDIS_WAIT_REPLICAS", 0u32, 0, 16),
         };
 
         let slow_request = r.millis("SLOW_REQUEST_MS", 1500);
@@ -680,7 +733,7 @@ impl Config {
             jwt_secret,
             session_secret,
             frontend_url,
-            redis_url,
+            redis,
             slow_request,
             pool,
             stripe,
@@ -760,7 +813,7 @@ mod tests {
         assert_eq!(config.jwt_secret.expose_secret().len(), 48);
         assert!(config.warnings.iter().any(|w| w.contains("JWT_SECRET")));
         assert_eq!(
-            config.redis_url.expose_secret(),
+            config.redis.url.expose_secret(),
             "redis://localhost:6379",
             "REDIS_HOST/REDIS_PORT defaults"
         );
@@ -829,7 +882,35 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.environment, Environment::Test);
-        assert_eq!(config.redis_url.expose_secret(), "redis://:pw@cache:6380");
+        assert_eq!(config.redis.url.expose_secret(), "redis://:pw@cache:6380");
+    }
+
+    #[test]
+    fn several_redis_nodes_need_cluster_mode() {
+        let nodes = "redis://10.0.0.1:7000, redis://10.0.0.2:7000";
+        let config = load(&[
+            ("REDIS_MODE", "cluster"),
+            ("REDIS_URL", nodes),
+            ("REDIS_WAIT_REPLICAS", "1"),
+        ])
+        .unwrap();
+        assert!(config.redis.cluster);
+        assert_eq!(config.redis.wait_replicas, 1);
+        assert_eq!(
+            config.redis.nodes(),
+            ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]
+        );
+        let err = load(&[("REDIS_URL", nodes)]).unwrap_err().to_string();
+        assert!(err.contains("REDIS_MODE=cluster"), "{err}");
+        let err = load(&[("REDIS_MODE", "sentinel")]).unwrap_err().to_string();
+        assert!(err.contains("REDIS_MODE"), "{err}");
+        let err = load(&[
+            ("REDIS_MODE", "cluster"),
+            ("REDIS_URL", "redis://a,http://b"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("redis://"), "{err}");
     }
 
     #[test]

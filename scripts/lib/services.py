@@ -28,8 +28,12 @@ Command line (`python3 scripts/lib/services.py SUBCOMMAND --help`):
   create-app-database --port PORT [--database NAME]
       creates the role `accubooks` and the database NAME (default
       `accubooks`) owned by it, unless they exist; prints the URL.
-  redis --dir DIR --port PORT
-      execs into redis-server (no persistence) with DIR as its dir.
+  redis --dir DIR --port PORT [--cluster]
+      execs into redis-server (no persistence) with DIR as its dir; with
+      --cluster, as a Redis Cluster node (its nodes.conf in DIR).
+  create-redis-cluster --replicas N PORT...
+      joins the cluster nodes on PORT... into one cluster (the first ones
+      masters, N replicas each) and waits until every node reports it ok.
 
 The Python API: every server gets its own temporary directory, a free loopback
 port and its own process group, so a script can kill, pause, resume and
@@ -186,10 +190,54 @@ def postgres_argv(directory: Path, port: int, settings: dict[str, str]) -> list[
     return pg_argv("postgres", *args)
 
 
-def redis_argv(directory: Path, port: int) -> list[str]:
-    """A Redis without persistence on `port`, in the foreground."""
-    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+def redis_argv(directory: Path, port: int, cluster: bool = False) -> list[str]:
+    """A Redis without persistence on `port`, in the foreground; with
+    `cluster`, a Redis Cluster node that notices a dead peer within a second."""
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no", "--dir", str(directory)]
+    if cluster:
+        argv += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--cluster-node-timeout", "1000", "--repl-diskless-sync-delay", "0"]
+    return argv
+
+
+def redis_cli(port: int, *args: str, timeout: float = 30) -> str:
+    """`redis-cli -p PORT ARGS...`; returns its output, raises on failure."""
+    r = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args],
+                       capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        raise RuntimeError(f"redis-cli {' '.join(args)} failed: {(r.stderr or r.stdout).strip()}")
+    return r.stdout
+
+
+def create_redis_cluster(ports: list[int], replicas: int, timeout: float = 60) -> None:
+    """Joins the cluster nodes on `ports` into one cluster, with `replicas`
+    replicas per master, and waits until every node says `cluster_state:ok`
+    and knows all of them, and every replica is in sync with its master."""
+    nodes = [f"127.0.0.1:{port}" for port in ports]
+    r = subprocess.run(["redis-cli", "--cluster", "create", *nodes,
+                        "--cluster-replicas", str(replicas), "--cluster-yes"],
+                       capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if r.returncode != 0 or "[OK]" not in r.stdout:
+        raise RuntimeError(f"redis-cli --cluster create failed: {(r.stderr or r.stdout).strip()[-2000:]}")
+    deadline = time.time() + timeout
+    while True:
+        pending = []
+        for port in ports:
+            info = dict(line.strip().partition(":")[::2]
+                        for line in redis_cli(port, "cluster", "info").splitlines())
+            replication = dict(line.strip().partition(":")[::2]
+                               for line in redis_cli(port, "info", "replication").splitlines())
+            # A replica that has not synchronised yet could not take over.
+            synced = replication.get("role") == "master" or replication.get("master_link_status") == "up"
+            if info.get("cluster_state") != "ok" or info.get("cluster_known_nodes") != str(len(ports)) \
+                    or not synced:
+                pending.append(port)
+        if not pending:
+            return
+        if time.time() > deadline:
+            raise RuntimeError(f"the cluster is not ok on ports {pending} after {timeout} s")
+        time.sleep(0.1)
 
 
 def psql(port: int, sql: str, database: str = "postgres", timeout: float = 600) -> str:
@@ -272,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     redis = commands.add_parser("redis", help="exec into redis-server without persistence")
     redis.add_argument("--dir", type=Path, required=True)
     redis.add_argument("--port", type=int, required=True)
+    redis.add_argument("--cluster", action="store_true", help="as a Redis Cluster node")
+
+    cluster = commands.add_parser("create-redis-cluster", help="join cluster nodes into one cluster")
+    cluster.add_argument("--replicas", type=int, default=0, help="replicas per master")
+    cluster.add_argument("ports", type=int, nargs="+")
 
     args = parser.parse_args(argv)
     try:
@@ -289,7 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "redis":
             directory = args.dir.resolve()
             directory.mkdir(parents=True, exist_ok=True)
-            _exec(redis_argv(directory, args.port), directory)
+            _exec(redis_argv(directory, args.port, args.cluster), directory)
+        elif args.command == "create-redis-cluster":
+            create_redis_cluster(args.ports, args.replicas)
     except (RuntimeError, OSError) as e:
         print(f"services.py {args.command}: {e}", file=sys.stderr)
         return 1

@@ -23,7 +23,7 @@
 //! queued again by `POST /api/jobs/{id}/retry`.
 
 pub(crate) mod store;
-mod streams;
+pub(crate) mod streams;
 mod worker;
 
 use std::collections::HashMap;

@@ -6,14 +6,13 @@
 //! the job's id (field `job`): the job itself stays in the database.
 
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
 };
 
 use super::Queue;
 use crate::error::Fault;
-use crate::redis_client::classify;
+use crate::redis_client::{Connection, RedisClient, classify};
 
 /// The consumer group of every AccuBooks process.
 pub(crate) const GROUP: &str = "accubooks";
@@ -35,28 +34,47 @@ fn message(entry: StreamId) -> Message {
     Message { id: entry.id, job }
 }
 
-/// Appends one message per job, in one round trip.
-pub(crate) async fn append(
-    connection: &mut ConnectionManager,
-    jobs: &[(i64, Queue)],
-) -> Result<(), Fault> {
-    let mut pipe = redis::pipe();
-    for (id, queue) in jobs {
-        pipe.xadd(stream_key(*queue), "*", &[("job", id)]).ignore();
+/// Appends one message per job: one round trip per queue, as each queue's
+/// stream may live on another cluster node. With `REDIS_WAIT_REPLICAS` set,
+/// each round trip ends with a `WAIT` for that many replicas, and fewer
+/// answers fail the append: the jobs stay in the outbox and are sent again
+/// (a duplicate message is harmless, the claim runs a job once).
+pub(crate) async fn append(redis: &RedisClient, jobs: &[(i64, Queue)]) -> Result<(), Fault> {
+    let wanted = redis.wait_replicas();
+    for queue in Queue::ALL {
+        let key = stream_key(queue);
+        let mut pipe = redis::pipe();
+        for (id, _) in jobs.iter().filter(|(_, q)| *q == queue) {
+            pipe.xadd(&key, "*", &[("job", id)]).ignore();
+        }
+        if pipe.is_empty() {
+            continue;
+        }
+        let mut connection = redis.connection();
+        if wanted == 0 {
+            pipe.query_async::<()>(&mut connection)
+                .await
+                .map_err(|e| classify(&e))?;
+            continue;
+        }
+        let wait_ms = u64::try_from(redis.timeout().as_millis() / 2).unwrap_or(u64::MAX);
+        pipe.cmd("WAIT").arg(wanted).arg(wait_ms);
+        let (acknowledged,): (u32,) = pipe
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| classify(&e))?;
+        if acknowledged < wanted {
+            return Err(Fault::temporary("REPLICAS_BEHIND"));
+        }
     }
-    pipe.query_async::<()>(connection)
-        .await
-        .map_err(|e| classify(&e))
+    Ok(())
 }
 
 /// Creates the queue's group (and its stream) if it does not exist.
 /// Answers whether it had to be created: then the stream was new, or Redis
 /// lost it (a restart without persistence), and jobs it held must be sent
 /// again.
-pub(crate) async fn ensure_group(
-    connection: &mut ConnectionManager,
-    queue: Queue,
-) -> Result<bool, Fault> {
+pub(crate) async fn ensure_group(connection: &mut Connection, queue: Queue) -> Result<bool, Fault> {
     let created: redis::RedisResult<()> = connection
         .xgroup_create_mkstream(stream_key(queue), GROUP, "0")
         .await;
@@ -86,7 +104,7 @@ fn read_error(err: &redis::RedisError) -> ReadError {
 /// Reads up to `count` new messages for `consumer`, waiting at most
 /// `block_ms` for the first.
 pub(crate) async fn read(
-    connection: &mut ConnectionManager,
+    connection: &mut Connection,
     queue: Queue,
     consumer: &str,
     count: usize,
@@ -112,7 +130,7 @@ pub(crate) async fn read(
 /// `min_idle_ms` ago without acknowledging them (its process died, or is
 /// still running the job: the claim in the database tells which).
 pub(crate) async fn take_over(
-    connection: &mut ConnectionManager,
+    connection: &mut Connection,
     queue: Queue,
     consumer: &str,
     min_idle_ms: u64,
@@ -135,7 +153,7 @@ pub(crate) async fn take_over(
 /// Acknowledges and deletes messages that are done with (so the stream
 /// holds only work not yet finished).
 pub(crate) async fn done(
-    connection: &mut ConnectionManager,
+    connection: &mut Connection,
     queue: Queue,
     ids: &[String],
 ) -> Result<(), Fault> {

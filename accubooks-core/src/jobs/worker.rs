@@ -429,10 +429,9 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
             continue;
         }
         loop {
-            let connection = app.redis().connection();
+            let redis = app.redis().clone();
             let relayed = store::relay(app.database(), RELAY_BATCH, |batch| async move {
-                let mut connection = connection;
-                streams::append(&mut connection, &batch).await
+                streams::append(&redis, &batch).await
             })
             .await;
             match relayed {

@@ -227,6 +227,8 @@ impl Drop for Postgres {
 pub struct Redis {
     server: Server,
     port: u16,
+    /// Whether it is a Redis Cluster node.
+    cluster: bool,
     // Declared last so the server is killed before its directory is removed.
     dir: TempDir,
 }
@@ -237,6 +239,10 @@ impl Redis {
     /// Panics (with the server log tail) if it does not answer PING within
     /// [`READY_TIMEOUT`].
     pub async fn start() -> Redis {
+        Self::start_node(false).await
+    }
+
+    async fn start_node(cluster: bool) -> Redis {
         let dir = tempfile::Builder::new()
             .prefix("accubooks-redis-")
             .tempdir()
@@ -245,10 +251,16 @@ impl Redis {
         let mut attempt = 1;
         loop {
             let port = free_port();
-            let spawned =
-                spawn_and_wait(&log, Self::command(dir.path(), port), port, redis_ping).await;
-            match spawned {
-                Ok(server) => return Redis { server, port, dir },
+            let command = Self::command(dir.path(), port, cluster);
+            match spawn_and_wait(&log, command, port, redis_ping).await {
+                Ok(server) => {
+                    return Redis {
+                        server,
+                        port,
+                        cluster,
+                        dir,
+                    };
+                }
                 // Another process may grab the port between free_port() and bind().
                 Err(e) if e.port_in_use && attempt < START_ATTEMPTS => attempt += 1,
                 Err(e) => panic!("redis on port {port} did not start: {}", e.message),
@@ -283,25 +295,113 @@ impl Redis {
     }
 
     /// Starts the server again on the same port (empty, as nothing is persisted),
-    /// killing it first if it still runs. Panics like [`Redis::start`].
+    /// killing it first if it still runs. Panics like [`Redis::start`]. A
+    /// cluster node keeps its `nodes.conf`, so it rejoins its cluster.
     pub async fn restart(&mut self) {
         self.server.kill();
-        let (dir, port) = (self.dir.path(), self.port);
+        let (dir, port, cluster) = (self.dir.path(), self.port, self.cluster);
         let log = dir.join("redis.log");
-        self.server = restart_on_same_port(&log, || Self::command(dir, port), port, redis_ping)
+        let command = || Self::command(dir, port, cluster);
+        self.server = restart_on_same_port(&log, command, port, redis_ping)
             .await
             .unwrap_or_else(|message| panic!("redis on port {port} did not restart: {message}"));
     }
 
-    fn command(dir: &Path, port: u16) -> Command {
+    fn command(dir: &Path, port: u16, cluster: bool) -> Command {
         let mut command = launcher("redis");
         command
             .arg("--dir")
             .arg(dir)
             .arg("--port")
             .arg(port.to_string());
+        if cluster {
+            command.arg("--cluster");
+        }
         command
     }
+}
+
+/// A private Redis Cluster: nodes made by the launcher's
+/// `create-redis-cluster`, which notice a dead peer within a second.
+pub struct RedisCluster {
+    /// Every node, masters first as created (a failover changes roles).
+    pub nodes: Vec<Redis>,
+    replicas: usize,
+}
+
+impl RedisCluster {
+    /// Starts the nodes of `masters` masters with `replicas` replicas each,
+    /// not yet joined: until [`RedisCluster::join`], every node answers
+    /// `CLUSTERDOWN`.
+    pub async fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let nodes = futures::future::join_all(
+            (0..masters * (1 + replicas)).map(|_| Redis::start_node(true)),
+        )
+        .await;
+        RedisCluster { nodes, replicas }
+    }
+
+    /// Joins the nodes into one cluster and waits until every node reports
+    /// it ok and every replica is in sync.
+    pub async fn join(&self) {
+        let mut create = launcher("create-redis-cluster");
+        create.arg("--replicas").arg(self.replicas.to_string());
+        for node in &self.nodes {
+            create.arg(node.port.to_string());
+        }
+        let output = tokio::task::spawn_blocking(move || create.output())
+            .await
+            .expect("the cluster creation task")
+            .expect("running create-redis-cluster");
+        assert!(
+            output.status.success(),
+            "create-redis-cluster failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Every node's URL, comma-separated (`REDIS_URL` with `REDIS_MODE=cluster`).
+    pub fn urls(&self) -> String {
+        let urls: Vec<String> = self.nodes.iter().map(Redis::url).collect();
+        urls.join(",")
+    }
+
+    /// The index in [`RedisCluster::nodes`] of the master serving `key`, as
+    /// the nodes other than `except` see it (`None` while no master that
+    /// they consider alive serves it).
+    pub fn master_of(&self, key: &str, except: Option<usize>) -> Option<usize> {
+        let asked = (0..self.nodes.len()).find(|i| Some(*i) != except)?;
+        let port = self.nodes[asked].port;
+        let slot: u16 = redis_cli(port, &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .ok()?;
+        let view = redis_cli(port, &["cluster", "nodes"]);
+        view.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (address, flags) = (fields.get(1)?, fields.get(2)?);
+            let alive_master = flags.contains("master") && !flags.contains("fail");
+            let serves = fields.iter().skip(8).any(|range| {
+                let (low, high) = range.split_once('-').unwrap_or((range, range));
+                matches!((low.parse::<u16>(), high.parse::<u16>()), (Ok(l), Ok(h)) if (l..=h).contains(&slot))
+            });
+            if !alive_master || !serves {
+                return None;
+            }
+            let node_port: u16 = address.split(['@']).next()?.rsplit(':').next()?.parse().ok()?;
+            self.nodes.iter().position(|node| node.port == node_port)
+        })
+    }
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running redis-cli");
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A server process that leads its own process group, so signals reach its children.
