@@ -64,6 +64,7 @@ struct Inner {
     config: Config,
     registry: Registry,
     database: Database,
+    reports: Option<Database>,
     redis: RedisClient,
     metrics: Metrics,
     routes: RouteTable,
@@ -127,6 +128,7 @@ fn core_job_handlers() -> JobHandlers {
     ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
         Box::pin(crate::ledger::report_jobs::generate(
             app.database(),
+            app.reports_database(),
             &job.organization,
             job.id,
         ))
@@ -254,6 +256,11 @@ impl Builder {
         }
         let metrics = Metrics::new();
         let database = Database::new(&config.database_url, config.pool)?;
+        let reports = config
+            .reports
+            .as_ref()
+            .map(|standby| Database::reports(standby, config.pool))
+            .transpose()?;
         let redis = RedisClient::new(&config.redis, policy.timeout)?;
 
         let mut specs = vec![
@@ -273,6 +280,13 @@ impl Builder {
                     "Background jobs are unavailable. Please retry shortly.",
                 )
                 .policy(policy),
+            match &reports {
+                Some(standby) => {
+                    DependencySpec::new(deps::REPORTS_DATABASE, Arc::new(standby.clone()))
+                }
+                None => DependencySpec::disabled(deps::REPORTS_DATABASE),
+            }
+            .policy(policy),
         ];
         specs.push(
             match &config.stripe {
@@ -320,6 +334,10 @@ impl Builder {
         let registry = Registry::new(specs, &metrics)?;
         if let Some(db) = registry.get(deps::DATABASE) {
             database.attach(Arc::clone(db));
+        }
+        if let (Some(standby), Some(dependency)) = (&reports, registry.get(deps::REPORTS_DATABASE))
+        {
+            standby.attach(Arc::clone(dependency));
         }
 
         let mut routes = crate::http::core_routes();
@@ -370,6 +388,7 @@ impl Builder {
                 config,
                 registry,
                 database: database.clone(),
+                reports,
                 redis,
                 metrics,
                 routes,
@@ -477,6 +496,16 @@ impl AccuBooks {
     /// The database and its guard.
     pub fn database(&self) -> &Database {
         &self.inner.database
+    }
+
+    /// The database reports read from: the standby of
+    /// `DATABASE_REPORTS_URL` while it is available and not lagging, else
+    /// the primary.
+    pub fn reports_database(&self) -> &Database {
+        match &self.inner.reports {
+            Some(standby) if standby.is_available() => standby,
+            _ => &self.inner.database,
+        }
     }
 
     /// The Redis connection.

@@ -143,6 +143,17 @@ impl JobTransport {
     }
 }
 
+/// A PostgreSQL standby that reports read from (`DATABASE_REPORTS_URL`).
+#[derive(Clone, Debug)]
+pub struct ReportsDatabase {
+    /// `DATABASE_REPORTS_URL`: one host, or several in libpq's syntax (any
+    /// of them will do: the reports only read).
+    pub url: SecretString,
+    /// `REPORTS_MAX_LAG_MS`: a standby further behind the primary than this
+    /// is not read from (reports go to the primary until it catches up).
+    pub max_lag: Duration,
+}
+
 /// Where the job queues live: one Redis, or a Redis Cluster.
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
@@ -208,6 +219,8 @@ pub struct Config {
     pub hostname: String,
     /// `DATABASE_URL`.
     pub database_url: DatabaseUrl,
+    /// Where reports read from, when not the primary.
+    pub reports: Option<ReportsDatabase>,
     /// `JWT_SECRET`.
     pub jwt_secret: SecretString,
     /// `SESSION_SECRET`.
@@ -292,8 +305,9 @@ pub const CONFIG_EXIT_CODE: i32 = 2;
 /// The variables that may also come from a file, as `<NAME>_FILE` (the
 /// convention of Docker and Kubernetes secrets): the secrets, and the URLs
 /// that may carry a password.
-pub const FILE_VARIABLES: [(&str, &str); 10] = [
+pub const FILE_VARIABLES: [(&str, &str); 11] = [
     ("DATABASE_URL", "DATABASE_URL_FILE"),
+    ("DATABASE_REPORTS_URL", "DATABASE_REPORTS_URL_FILE"),
     ("JWT_SECRET", "JWT_SECRET_FILE"),
     ("SESSION_SECRET", "SESSION_SECRET_FILE"),
     ("REDIS_URL", "REDIS_URL_FILE"),
@@ -567,6 +581,28 @@ impl Config {
             }
             None => DatabaseUrl::Sqlite("sqlite://accubooks.db".to_owned()),
         };
+        let max_lag = r.millis("REPORTS_MAX_LAG_MS", 10_000);
+        let reports = match r.get("DATABASE_REPORTS_URL") {
+            None => None,
+            Some(_) if !matches!(database_url, DatabaseUrl::Postgres(_)) => {
+                r.problem(
+                    "DATABASE_REPORTS_URL",
+                    "needs a PostgreSQL DATABASE_URL (it names the primary's standby)",
+                );
+                None
+            }
+            Some(url) if crate::db::postgres_hosts(url).is_some() => Some(ReportsDatabase {
+                url: SecretString::from(url.to_owned()),
+                max_lag,
+            }),
+            Some(_) => {
+                r.problem(
+                    "DATABASE_REPORTS_URL",
+                    "is not a valid PostgreSQL URL (postgres://user:password@standby[:port]/db)",
+                );
+                None
+            }
+        };
 
         let jwt_secret = r.secret("JWT_SECRET");
         let session_secret = r.secret("SESSION_SECRET");
@@ -730,6 +766,7 @@ impl Config {
             port,
             hostname,
             database_url,
+            reports,
             jwt_secret,
             session_secret,
             frontend_url,
@@ -870,6 +907,33 @@ mod tests {
         );
         assert!(!err.to_string().contains("hunter2"));
         load(&[("DATABASE_URL", "postgres://app:pw@db1,db2:5433/books")]).unwrap();
+    }
+
+    #[test]
+    fn a_reports_standby_needs_postgres_and_a_valid_url() {
+        let primary = ("DATABASE_URL", "postgres://app:pw@db1/books");
+        let config = load(&[
+            primary,
+            ("DATABASE_REPORTS_URL", "postgres://app:pw@db2/books"),
+            ("REPORTS_MAX_LAG_MS", "2500"),
+        ])
+        .unwrap();
+        let reports = config.reports.unwrap();
+        assert_eq!(reports.url.expose_secret(), "postgres://app:pw@db2/books");
+        assert_eq!(reports.max_lag, Duration::from_millis(2500));
+        assert!(load(&[primary]).unwrap().reports.is_none());
+        let err = load(&[("DATABASE_REPORTS_URL", "postgres://app:hunter2@db2/books")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs a PostgreSQL DATABASE_URL"), "{err}");
+        let err = load(&[
+            primary,
+            ("DATABASE_REPORTS_URL", "postgres://app:hunter2@db2:x/b"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not a valid PostgreSQL URL"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,12 @@
 //! there; connections opened before the switch are discarded as they come
 //! back. A write that reaches a read-only server counts as a fault, so a
 //! demoted primary is left the same way.
+//!
+//! A second [`Database`], made by [`Database::reports`], is the standby
+//! that reports read from (`DATABASE_REPORTS_URL`): no migrations (the
+//! primary's reach it by replication), any listed host that answers will
+//! do, and its probe fails while it replays more than `REPORTS_MAX_LAG_MS`
+//! behind what it has received, so reports go to the primary meanwhile.
 
 use std::future::Future;
 use std::str::FromStr;
@@ -29,7 +35,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 use tokio::task::JoinHandle;
 
-use crate::config::{DatabaseUrl, PoolConfig};
+use crate::config::{DatabaseUrl, PoolConfig, ReportsDatabase};
 use crate::deps::{Dependency, Probe};
 use crate::error::{Error, Fault, Result};
 use crate::health::Event;
@@ -79,11 +85,37 @@ struct Inner {
     primary: AtomicUsize,
     /// When new connections last moved to another host.
     switched: Arc<std::sync::Mutex<Option<Instant>>>,
+    role: Role,
+}
+
+/// What a database is for.
+#[derive(Clone, Copy)]
+enum Role {
+    /// The books: writes go here, migrations run here.
+    Primary,
+    /// A standby that reports read from, unless it lags by more than this.
+    Reports { max_lag: Duration },
 }
 
 impl Database {
     /// Creates the pool without connecting.
     pub fn new(url: &DatabaseUrl, config: PoolConfig) -> Result<Self> {
+        Self::open(url, config, Role::Primary)
+    }
+
+    /// The standby that reports read from, created without connecting.
+    pub fn reports(standby: &ReportsDatabase, config: PoolConfig) -> Result<Self> {
+        let url = DatabaseUrl::Postgres(standby.url.clone());
+        let role = Role::Reports {
+            max_lag: standby.max_lag,
+        };
+        let database = Self::open(&url, config, role)?;
+        // Its schema is the primary's, replicated.
+        database.inner.migrated.store(true, Ordering::Release);
+        Ok(database)
+    }
+
+    fn open(url: &DatabaseUrl, config: PoolConfig, role: Role) -> Result<Self> {
         let mut hosts = Vec::new();
         let switched = Arc::new(std::sync::Mutex::new(None::<Instant>));
         let pool = match url {
@@ -126,6 +158,7 @@ impl Database {
                 hosts,
                 primary: AtomicUsize::new(0),
                 switched,
+                role,
             }),
         })
     }
@@ -139,6 +172,15 @@ impl Database {
     /// The pool, for code that has already passed the guard.
     pub fn pool(&self) -> &Pool {
         &self.inner.pool
+    }
+
+    /// Whether the probe last found the database available (false before
+    /// it is attached to its registry entry).
+    pub fn is_available(&self) -> bool {
+        self.inner
+            .dependency
+            .get()
+            .is_some_and(|dependency| dependency.is_available())
     }
 
     /// Whether migrations have been applied.
@@ -284,23 +326,25 @@ impl Database {
             .get()
             .is_some_and(|dependency| dependency.is_available());
         let result = match &self.inner.pool {
-            Pool::Postgres(pool) if fresh => return self.find_primary(pool).await,
+            Pool::Postgres(pool) if fresh => return self.find_host(pool).await,
             Pool::Postgres(pool) => ping_one(pool, false).await,
             Pool::Sqlite(pool) => ping_one(pool, fresh).await,
         };
         result.map_err(|err| fault_of(&err))
     }
 
-    /// Finds the host of `DATABASE_URL` that accepts writes, from the current
-    /// one on, and sends new connections there.
-    async fn find_primary(&self, pool: &PgPool) -> Result<(), Fault> {
+    /// Finds the host to send new connections to, from the current one on:
+    /// for the books the one that accepts writes, for reports any that
+    /// answers.
+    async fn find_host(&self, pool: &PgPool) -> Result<(), Fault> {
         let hosts = &self.inner.hosts;
         let current = self.inner.primary.load(Ordering::Acquire);
         let mut first_fault = None;
         for offset in 0..hosts.len() {
             let index = (current + offset) % hosts.len();
-            let fault = match writable(&hosts[index], self.inner.config.connect_timeout).await {
-                Ok(true) => {
+            let answer = writable(&hosts[index], self.inner.config.connect_timeout).await;
+            let fault = match (answer, self.inner.role) {
+                (Ok(true), _) | (Ok(false), Role::Reports { .. }) => {
                     if index != current {
                         self.inner.primary.store(index, Ordering::Release);
                         *self
@@ -313,18 +357,44 @@ impl Database {
                         tracing::warn!(
                             host = index + 1,
                             hosts = hosts.len(),
-                            "the database accepts writes on another host of DATABASE_URL; \
+                            reports = matches!(self.inner.role, Role::Reports { .. }),
+                            "the database answers on another host of its URL; \
                              new connections go there"
                         );
                     }
                     return Ok(());
                 }
-                Ok(false) => Fault::temporary("READ_ONLY"),
-                Err(err) => fault_of(&err),
+                (Ok(false), Role::Primary) => Fault::temporary("READ_ONLY"),
+                (Err(err), _) => fault_of(&err),
             };
             first_fault.get_or_insert(fault);
         }
         Err(first_fault.unwrap_or(Fault::temporary("NO_HOST")))
+    }
+
+    /// Fails while a standby replays further behind than `max_lag`: what
+    /// it received but has not applied yet is that old. (A standby with
+    /// nothing left to replay is not behind, however long ago the last
+    /// write was.)
+    async fn check_lag(&self, max_lag: Duration) -> Result<(), Fault> {
+        let Pool::Postgres(pool) = &self.inner.pool else {
+            return Ok(());
+        };
+        let lag = sqlx::query_scalar::<_, i64>(
+            "SELECT CAST(CASE WHEN NOT pg_is_in_recovery() \
+                  OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+             ELSE COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp()) \
+                  * 1000, 0) END AS BIGINT)",
+        )
+        .fetch_one(pool);
+        match tokio::time::timeout(self.inner.config.connect_timeout, lag).await {
+            Ok(Ok(lag)) if u128::try_from(lag).unwrap_or(0) > max_lag.as_millis() => {
+                Err(Fault::temporary("REPLICA_LAGGING"))
+            }
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(fault_of(&err)),
+            Err(_) => Err(Fault::TIMEOUT),
+        }
     }
 
     async fn ensure_migrated(&self) -> Result<(), Fault> {
@@ -361,7 +431,10 @@ impl Probe for Database {
     fn check(&self) -> BoxFuture<'_, Result<(), Fault>> {
         Box::pin(async move {
             self.ping().await?;
-            self.ensure_migrated().await
+            match self.inner.role {
+                Role::Primary => self.ensure_migrated().await,
+                Role::Reports { max_lag } => self.check_lag(max_lag).await,
+            }
         })
     }
 }

@@ -251,11 +251,21 @@ impl Metrics {
             .entry(dependency)
             .or_insert_with(|| {
                 // A host may name its own dependencies freely; a metric name
-                // holds only letters, digits and underscores.
-                let name: String = dependency
-                    .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                    .collect();
+                // is snake_case: letters, digits and underscores
+                // (`reportsDatabase` is `reports_database`).
+                let mut name = String::new();
+                for c in dependency.chars() {
+                    if c.is_ascii_uppercase() {
+                        if !name.is_empty() {
+                            name.push('_');
+                        }
+                        name.push(c.to_ascii_lowercase());
+                    } else if c.is_ascii_alphanumeric() {
+                        name.push(c);
+                    } else {
+                        name.push('_');
+                    }
+                }
                 gauge(
                     &self.registry,
                     &format!("accubooks_{name}_available"),
@@ -378,6 +388,7 @@ mod tests {
         let metrics = Metrics::new();
         metrics.set_dependency_status(crate::deps::DATABASE, Status::Unavailable, true);
         metrics.set_dependency_status(crate::deps::REDIS, Status::Connected, true);
+        metrics.set_dependency_status(crate::deps::REPORTS_DATABASE, Status::Disabled, false);
         metrics.observe_request(
             "GET",
             "/api/monitoring/live",
@@ -396,6 +407,7 @@ mod tests {
             "accubooks_up 1",
             "accubooks_database_available 0",
             "accubooks_redis_available 1",
+            "accubooks_reports_database_available 0",
             "accubooks_uptime_seconds 42",
             "accubooks_memory_used_bytes 1000",
             "accubooks_memory_total_bytes 2000",

@@ -26,6 +26,8 @@ pub use http_probe::{PlaidProbe, StripeProbe};
 
 /// The name of the database dependency.
 pub const DATABASE: &str = "database";
+/// The name of the standby that reports read from (`DATABASE_REPORTS_URL`).
+pub const REPORTS_DATABASE: &str = "reportsDatabase";
 /// The name of the Redis dependency.
 pub const REDIS: &str = "redis";
 /// The name of the Stripe dependency.

@@ -372,9 +372,15 @@ pub async fn report_result(
     }
 }
 
-/// The job of a report: computes it and stores the result (once: a second
+/// The job of a report: computes it from `source` (the primary, or the
+/// standby reports read from) and stores the result in `db` (once: a second
 /// run finds it stored).
-pub async fn generate(db: &Database, organization: &str, job_id: i64) -> Result<(), JobFailure> {
+pub async fn generate(
+    db: &Database,
+    source: &Database,
+    organization: &str,
+    job_id: i64,
+) -> Result<(), JobFailure> {
     let owned = organization.to_owned();
     let row: Option<(i64, String, String, Option<String>)> = db
         .run(|pool| async move {
@@ -397,7 +403,7 @@ pub async fn generate(db: &Database, organization: &str, job_id: i64) -> Result<
     let query: ReportQuery =
         serde_json::from_str(&params).map_err(|_| JobFailure::permanent("INVALID_JOB_PAYLOAD"))?;
     let csv = format == "csv";
-    let text = render(db, organization, &query, csv).await?;
+    let text = render(source, organization, &query, csv).await?;
     let owned = organization.to_owned();
     let finished = now_ms();
     db.run(|pool| async move {

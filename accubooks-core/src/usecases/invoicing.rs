@@ -215,7 +215,7 @@ impl Books<'_> {
     pub async fn ar_aging(&self, caller: &Principal, as_of: Option<NaiveDate>) -> Result<ArAging> {
         self.run("ar_aging", Some(caller), Role::Viewer, async {
             let as_of = super::reports::or_today(as_of);
-            Ok(ledger::ar_aging(self.app.database(), &org(caller), as_of).await?)
+            Ok(ledger::ar_aging(self.app.reports_database(), &org(caller), as_of).await?)
         })
         .await
     }

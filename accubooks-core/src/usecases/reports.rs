@@ -24,7 +24,7 @@ impl Books<'_> {
         as_of: Option<NaiveDate>,
     ) -> Result<TrialBalance> {
         self.run("trial_balance", Some(caller), Role::Viewer, async {
-            let db = self.app.database();
+            let db = self.app.reports_database();
             Ok(ledger::trial_balance(db, &org(caller), or_today(as_of)).await?)
         })
         .await
@@ -38,7 +38,7 @@ impl Books<'_> {
         as_of: Option<NaiveDate>,
     ) -> Result<BalanceSheet> {
         self.run("balance_sheet", Some(caller), Role::Viewer, async {
-            let db = self.app.database();
+            let db = self.app.reports_database();
             Ok(ledger::balance_sheet(db, &org(caller), or_today(as_of)).await?)
         })
         .await
@@ -52,7 +52,7 @@ impl Books<'_> {
         to: NaiveDate,
     ) -> Result<IncomeStatement> {
         self.run("income_statement", Some(caller), Role::Viewer, async {
-            let db = self.app.database();
+            let db = self.app.reports_database();
             Ok(ledger::income_statement(db, &org(caller), from, to).await?)
         })
         .await
@@ -67,7 +67,7 @@ impl Books<'_> {
         to: NaiveDate,
     ) -> Result<GeneralLedger> {
         self.run("general_ledger", Some(caller), Role::Viewer, async {
-            let db = self.app.database();
+            let db = self.app.reports_database();
             Ok(ledger::general_ledger(db, &org(caller), account, from, to).await?)
         })
         .await
