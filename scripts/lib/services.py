@@ -99,6 +99,20 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
+def cluster_port() -> int:
+    """A free port for a Redis Cluster node: its bus listens 10000 higher,
+    so the port must be at most 55535 and that one free too."""
+    while True:
+        port = free_port()
+        if port <= 55535:
+            try:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port + 10000))
+                return port
+            except OSError:
+                pass
+
+
 def make_dir(prefix: str) -> Path:
     """A temp dir removed by `cleanup()`."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
@@ -594,16 +608,34 @@ class Postgres:
     file's `postgres` command line."""
 
     def __init__(self, settings: dict[str, str] | None = None, log_dir: Path | None = None,
-                 fast: bool = False, prefix: str = "accubooks-pg-"):
+                 fast: bool = False, prefix: str = "accubooks-pg-", standby_of: "Postgres | None" = None):
+        """With `standby_of`, a streaming standby of that primary (a base
+        backup taken now, `pg_basebackup -R`), which has its database."""
         self.dir = make_dir(prefix)
-        self.data = init_postgres(self.dir)
+        self.data = init_standby(self.dir, standby_of.port) if standby_of else init_postgres(self.dir)
         self.settings = postgres_settings(fast, settings)
         self.port = free_port()
-        self.process = Process("postgres", [], (log_dir or self.dir) / "postgres.log")
+        name = "postgres-standby" if standby_of else "postgres"
+        self.process = Process(name, [], (log_dir or self.dir) / f"{name}.log")
         self._started = False
         _clusters.append(self)
         self.start()
-        create_app_database(self.port)
+        if not standby_of:
+            create_app_database(self.port)
+
+    def make_standbys_synchronous(self, timeout: float = 30) -> None:
+        """Makes every standby synchronous (a commit waits for one) and waits
+        until one is."""
+        self.psql("ALTER SYSTEM SET synchronous_standby_names = '*'; SELECT pg_reload_conf();")
+        deadline = time.time() + timeout
+        while self.psql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'").strip() != "1":
+            if time.time() > deadline:
+                raise RuntimeError("no standby became synchronous")
+            time.sleep(0.05)
+
+    def promote(self) -> None:
+        """Promotes a standby and waits until it accepts writes."""
+        self.psql("SELECT pg_promote(true, 60)")
 
     def _argv(self, port: int) -> list[str]:
         args = ["postgres", "--dir", str(self.dir), "--port", str(port)]
@@ -689,17 +721,19 @@ class Postgres:
 
 class Redis:
     """A private Redis without persistence, started through this file's
-    `redis` command line."""
+    `redis` command line; with `cluster`, a Redis Cluster node."""
 
-    def __init__(self, log_dir: Path | None = None):
+    def __init__(self, log_dir: Path | None = None, cluster: bool = False):
         self.dir = make_dir("accubooks-redis-")
-        self.port = free_port()
-        self.process = Process("redis", [], (log_dir or self.dir) / "redis.log")
+        self.port = cluster_port() if cluster else free_port()
+        self.cluster = cluster
+        self.process = Process("redis", [], (log_dir or self.dir) / f"redis-{self.port}.log")
         self._started = False
         self.start()
 
     def _argv(self, port: int) -> list[str]:
-        return launcher_argv("redis", "--dir", str(self.dir), "--port", str(port))
+        return launcher_argv("redis", "--dir", str(self.dir), "--port", str(port),
+                             *(["--cluster"] if self.cluster else []))
 
     def start(self) -> None:
         """Starts the server unless it runs (the constructor already did)."""
@@ -724,6 +758,120 @@ class Redis:
 
     def resume(self) -> None:
         self.process.resume()
+
+
+class RedisCluster:
+    """A private Redis Cluster: `masters` masters with `replicas` replicas
+    each, joined by `create_redis_cluster` (every replica in sync)."""
+
+    def __init__(self, masters: int = 3, replicas: int = 1, log_dir: Path | None = None):
+        self.nodes = [Redis(log_dir, cluster=True) for _ in range(masters * (1 + replicas))]
+        create_redis_cluster([node.port for node in self.nodes], replicas)
+
+    def urls(self) -> str:
+        """Every node's URL, comma-separated (REDIS_URL with REDIS_MODE=cluster)."""
+        return ",".join(node.url() for node in self.nodes)
+
+    def master_of(self, key: str, asked: "Redis | None" = None) -> "Redis | None":
+        """The node that `asked` (default: the first node that answers) sees
+        as the live master serving `key`."""
+        for node in [asked] if asked else self.nodes:
+            try:
+                slot = int(redis_cli(node.port, "cluster", "keyslot", key, timeout=5))
+                view = redis_cli(node.port, "cluster", "nodes", timeout=5)
+            except (RuntimeError, ValueError, subprocess.TimeoutExpired):
+                continue
+            for line in view.splitlines():
+                fields = line.split()
+                if len(fields) < 8 or "master" not in fields[2] or "fail" in fields[2]:
+                    continue
+                for slots in fields[8:]:
+                    low, _, high = slots.partition("-")
+                    if low.isdigit() and int(low) <= slot <= int(high or low):
+                        port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+                        return next((n for n in self.nodes if n.port == port), None)
+            return None
+        return None
+
+    def wait_failover(self, key: str, dead: "Redis", timeout: float = 30) -> float:
+        """Waits until a node other than `dead` serves `key` as a live master
+        (as another node sees it); returns the wait."""
+        started = time.time()
+        witness = next(n for n in self.nodes if n is not dead)
+        while time.time() - started < timeout:
+            master = self.master_of(key, witness)
+            if master is not None and master is not dead:
+                return time.time() - started
+            time.sleep(0.05)
+        raise RuntimeError(f"no replica took over {key} within {timeout} s")
+
+
+class Haproxy:
+    """HAProxy with deploy/haproxy/haproxy.cfg as shipped, in front of the
+    instances on `ports` (up to three; the others point at a closed port)."""
+
+    CONFIG = REPO / "deploy" / "haproxy" / "haproxy.cfg"
+
+    def __init__(self, ports: list[int], log_dir: Path):
+        if not 1 <= len(ports) <= 3:
+            raise ValueError("the shipped configuration has three servers")
+        self.port = free_port()
+        self.socket = log_dir / f"haproxy-{self.port}.sock"
+        closed = free_port()
+        env = dict(os.environ)
+        env["ACCUBOOKS_LISTEN"] = f"127.0.0.1:{self.port}"
+        env["ACCUBOOKS_HAPROXY_SOCKET"] = str(self.socket)
+        for i in range(3):
+            env[f"ACCUBOOKS_{i + 1}"] = f"127.0.0.1:{ports[i] if i < len(ports) else closed}"
+        self.servers = len(ports)
+        self.process = Process("haproxy", ["haproxy", "-db", "-f", str(self.CONFIG)],
+                               log_dir / f"haproxy-{self.port}.log", env=env)
+        self.process.spawn()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def states(self) -> dict[str, str]:
+        """Each server's status in `show stat` (UP, DOWN, ...), by name."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(2)
+                s.connect(str(self.socket))
+                s.sendall(b"show stat\n")
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+        except OSError:
+            return {}
+        lines = data.decode(errors="replace").splitlines()
+        if not lines:
+            return {}
+        header = lines[0].lstrip("# ").split(",")
+        states = {}
+        for line in lines[1:]:
+            row = dict(zip(header, line.split(",")))
+            if row.get("svname") not in (None, "FRONTEND", "BACKEND"):
+                states[row["svname"]] = row.get("status", "")
+        return states
+
+    def wait_state(self, server: int, state: str, timeout: float = 30) -> float:
+        """Waits until server `server` (1-based) shows `state`; returns the wait."""
+        started = time.time()
+        while time.time() - started < timeout:
+            current = [v for k, v in sorted(self.states().items())]
+            if len(current) >= server and current[server - 1].startswith(state):
+                return time.time() - started
+            time.sleep(0.05)
+        raise RuntimeError(f"HAProxy server {server} not {state} after {timeout} s: {self.states()}")
+
+    def wait_up(self, timeout: float = 30) -> None:
+        """Waits until every configured instance is UP."""
+        for server in range(1, self.servers + 1):
+            self.wait_state(server, "UP", timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
 
 
 def server_env(port: int, database_url: str, redis_url: str, **extra: str) -> dict[str, str]:

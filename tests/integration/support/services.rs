@@ -52,6 +52,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free port for a Redis Cluster node: its bus listens 10000 higher, so
+/// the port must be at most 55535 and that one free too.
+fn cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55535 && TcpListener::bind((Ipv4Addr::LOCALHOST, port + 10000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A private PostgreSQL 15 server (trust auth, superuser `postgres`) for one test.
 pub struct Postgres {
     server: Server,
@@ -250,7 +261,7 @@ impl Redis {
         let log = dir.path().join("redis.log");
         let mut attempt = 1;
         loop {
-            let port = free_port();
+            let port = if cluster { cluster_port() } else { free_port() };
             let command = Self::command(dir.path(), port, cluster);
             match spawn_and_wait(&log, command, port, redis_ping).await {
                 Ok(server) => {
