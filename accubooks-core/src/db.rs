@@ -83,7 +83,8 @@ struct Inner {
     /// host is given), and the index of the one new connections go to.
     hosts: Vec<PgConnectOptions>,
     primary: AtomicUsize,
-    /// When new connections last moved to another host.
+    /// When the probe last found a host after an outage: connections
+    /// opened before are discarded.
     switched: Arc<std::sync::Mutex<Option<Instant>>>,
     role: Role,
 }
@@ -345,14 +346,17 @@ impl Database {
             let answer = writable(&hosts[index], self.inner.config.connect_timeout).await;
             let fault = match (answer, self.inner.role) {
                 (Ok(true), _) | (Ok(false), Role::Reports { .. }) => {
+                    // Coming out of an outage, the pooled connections are
+                    // dropped as they come back: they may lead to a server
+                    // that died or was demoted, even under the same name (a
+                    // managed service's writer endpoint moves by DNS).
+                    *self
+                        .inner
+                        .switched
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
                     if index != current {
                         self.inner.primary.store(index, Ordering::Release);
-                        *self
-                            .inner
-                            .switched
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                            Some(Instant::now());
                         pool.set_connect_options(hosts[index].clone());
                         tracing::warn!(
                             host = index + 1,
