@@ -181,14 +181,21 @@ done
 
 # 5. Health: healthy or degraded is success; each dependency's status.
 health="$(curl -s --max-time 2 "$base/api/monitoring/health" || true)"
-overall="$(printf '%s' "$health" | sed -n 's/^{"status":"\([a-z]*\)".*/\1/p')"
-say "ready at $base: $overall"
 if command -v python3 > /dev/null; then
-    printf '%s' "$health" | python3 -c '
+    # The first line is the overall status, then one line per dependency.
+    report="$(printf '%s' "$health" | python3 -c '
 import json, sys
-for name, dependency in sorted(json.load(sys.stdin)["dependencies"].items()):
-    print("deploy:   %-10s %s" % (name, dependency["status"]))' || true
+body = json.load(sys.stdin)
+print(body["status"])
+for name, dependency in sorted(body["dependencies"].items()):
+    print("deploy:   %-16s %s" % (name, dependency["status"]))' 2> /dev/null || true)"
+    overall="$(printf '%s\n' "$report" | head -n 1)"
+    say "ready at $base: $overall"
+    printf '%s\n' "$report" | tail -n +2
 else
+    # Without python3: the status is the body's first field.
+    overall="$(printf '%s' "$health" | sed -n 's/^{"status":"\([a-z]*\)".*/\1/p')"
+    say "ready at $base: $overall"
     printf 'deploy:   %s\n' "$health"
 fi
 case "$overall" in

@@ -13,7 +13,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::process::example;
+use crate::process::{signal, spawn_to, wait_exit};
 use crate::support::server::client;
 use crate::support::services::{Postgres, free_port};
 
@@ -25,6 +25,8 @@ const SHUTDOWN_DELAY_MS: &str = "2000";
 struct Instance {
     port: u16,
     vars: Vec<(String, String)>,
+    /// Its working directory.
+    dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -65,6 +67,7 @@ impl Instance {
             log: std::env::var_os("ACCUBOOKS_TEST_LOG_DIR")
                 .map_or_else(|| dir.to_owned(), PathBuf::from)
                 .join(format!("scale-instance-{port}.log")),
+            dir: dir.to_owned(),
             child: None,
         }
     }
@@ -75,16 +78,8 @@ impl Instance {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(example("server"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+        let output = (log.try_clone().unwrap().into(), log.into());
+        self.child = Some(spawn_to("server", &self.vars, &self.dir, output));
     }
 
     fn base(&self) -> String {
@@ -116,19 +111,8 @@ impl Instance {
     /// SIGTERM: it drains; returns its exit status.
     async fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        let pid = libc::pid_t::try_from(child.id()).unwrap();
-        #[allow(unsafe_code)]
-        // SAFETY: kill(2) with a plain pid and signal number touches no memory.
-        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(rc, 0);
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "no exit");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        signal(&child, libc::SIGTERM);
+        wait_exit(&mut child, Duration::from_secs(30)).await
     }
 
     /// Requests this instance answered on `route` (from its own metrics).
