@@ -51,22 +51,27 @@ async fn start(carrier: Carrier) -> Setup {
     let token = books
         .register(&format!("jobs-{}@acme.test", uuid::Uuid::new_v4()), "USD")
         .await;
-    let (status, customer) = books
-        .call(
-            "POST",
-            "/api/customers",
-            Some(&token),
-            Some(json!({"name": "Initech"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{customer}");
-    let customer = customer["id"].as_i64().unwrap();
+    let customer = create_customer(&books, &token, "Initech").await;
     Setup {
         books,
         redis,
         token,
         customer,
     }
+}
+
+/// Creates a customer; its id.
+async fn create_customer(books: &Books, token: &str, name: &str) -> i64 {
+    let (status, customer) = books
+        .call(
+            "POST",
+            "/api/customers",
+            Some(token),
+            Some(json!({"name": name})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{customer}");
+    customer["id"].as_i64().unwrap()
 }
 
 fn today() -> NaiveDate {
@@ -921,15 +926,7 @@ async fn two_instances_share_the_work_and_generate_each_occurrence_once() {
     let token = books
         .register(&format!("shared-{}@acme.test", uuid::Uuid::new_v4()), "USD")
         .await;
-    let (_, customer) = books
-        .call(
-            "POST",
-            "/api/customers",
-            Some(&token),
-            Some(json!({"name": "Hooli"})),
-        )
-        .await;
-    let customer = customer["id"].as_i64().unwrap();
+    let customer = create_customer(&books, &token, "Hooli").await;
     let (status, _) = books
         .call(
             "POST",
@@ -1031,16 +1028,7 @@ async fn the_queues_run_on_redis_cluster_and_lose_no_job_when_a_master_fails() {
     let (token, organization) = books
         .register_organization(&format!("cluster-{}@acme.test", uuid::Uuid::new_v4()))
         .await;
-    let (status, customer) = books
-        .call(
-            "POST",
-            "/api/customers",
-            Some(&token),
-            Some(json!({"name": "Pied Piper"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{customer}");
-    let customer = customer["id"].as_i64().unwrap();
+    let customer = create_customer(&books, &token, "Pied Piper").await;
     let app = &books.server.app;
     let enqueue = |phase: &'static str| {
         let jobs = (0..200)
