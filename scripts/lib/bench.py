@@ -15,7 +15,9 @@ Environment:
                    empty to skip)
   BENCH_ONLY       `jobs`: run only row 9 (background jobs next to BullMQ) on a private
                    PostgreSQL and Redis, and rewrite only its section of BENCH_OUT;
-                   `webhooks`: only the Stripe webhook figures (scripts/lib/bench_webhooks.py)
+                   `webhooks`: only the Stripe webhook figures (scripts/lib/bench_webhooks.py);
+                   `scale`: only row 10, instances behind HAProxy and the PostgreSQL and Redis
+                   Cluster failovers (scripts/lib/bench_scale.py; needs haproxy)
   BENCH_WEBHOOK_INVOICES  invoices (one PaymentIntent, three deliveries each) of `webhooks` (1000)
   BENCH_JOBS       no-op jobs of row 9's enqueue runs, AccuBooks and BullMQ (default 10000)
   BENCH_JOB_BACKLOG  jobs recorded while Redis is down in row 9 (default 10000)
@@ -40,8 +42,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_bullmq  # noqa: E402
+import bench_scale  # noqa: E402
 import bench_webhooks  # noqa: E402
 import services as sv  # noqa: E402
+from bench_sections import replace_section  # noqa: E402
 from services import log  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
@@ -686,22 +690,9 @@ def main_only_jobs() -> int:
     if OUT:
         path = Path(OUT)
         text = path.read_text() if path.exists() else "# Benchmarks\n\n## Commands\n"
-        path.write_text(replace_section(text, section))
+        path.write_text(replace_section(text, JOBS_HEADING, section))
         log(f"wrote the row-9 section of {OUT}")
     return 0
-
-
-def replace_section(text: str, section: str) -> str:
-    """`text` with its row-9 section replaced by `section` (or `section` put
-    before `## Commands` when it has none)."""
-    start = text.find(JOBS_HEADING)
-    if start < 0:
-        at = text.find("## Commands")
-        at = len(text) if at < 0 else at
-        return text[:at] + section + "\n" + text[at:]
-    end = text.find("\n## ", start + len(JOBS_HEADING))
-    end = len(text) if end < 0 else end + 1
-    return text[:start] + section + "\n" + text[end:]
 
 
 def main() -> int:
@@ -712,8 +703,10 @@ def main() -> int:
         return main_only_jobs()
     if ONLY == "webhooks":
         return bench_webhooks.main_only(BIN, LOG_DIR, OUT, loadgen)
+    if ONLY == "scale":
+        return bench_scale.main_only(BIN, LOG_DIR, OUT, loadgen, interleaved, background, finish)
     if ONLY:
-        raise SystemExit(f"BENCH_ONLY={ONLY!r}: only `jobs` and `webhooks` are known")
+        raise SystemExit(f"BENCH_ONLY={ONLY!r}: only `jobs`, `webhooks` and `scale` are known")
     started = time.time()
     load_at_start = loadavg()
     for name in ("loadgen", "server", "warp_server", "hello_axum", "jobs_bench"):
@@ -791,8 +784,18 @@ def main() -> int:
     r9 = row_jobs(pg, redis)
 
     table = render(r1, r2, r3, r4, r5, r6, r7)
+    # After render: its instances' memory is not row 8's.
+    log("row 10: scale-out (HAProxy, PostgreSQL and Redis Cluster failovers)")
+    try:
+        scale = bench_scale.section(bench_scale.run(BIN, LOG_DIR, loadgen, interleaved, background, finish),
+                                    "in this run, after row 9")
+    except Exception as e:  # noqa: BLE001 - a failed row 10 must not lose the whole run
+        # The section of an earlier run stays (kept_sections), marked as such.
+        scale = ""
+        notes.append(f"Row 10 was not measured in this run ({str(e).strip().splitlines()[0][:200]}); "
+                     f"its section is an earlier run's.")
     elapsed = time.time() - started
-    section = jobs_section(r9, "in this run, after row 7")
+    section = jobs_section(r9, "in this run, after row 7") + "\n" + scale
     print(table)
     print(section)
     if OUT:
@@ -956,6 +959,7 @@ scripts/bench                              # the whole run (about 10-15 min here
 BENCH_POSTINGS=20000 BENCH_SECONDS=3 scripts/bench   # a quick run
 BENCH_ONLY=jobs scripts/bench              # row 9 alone; rewrites only its section
 BENCH_ONLY=webhooks scripts/bench          # the Stripe webhook figures alone; rewrites only their section
+BENCH_ONLY=scale scripts/bench             # row 10 (HAProxy, failovers) alone; rewrites only its section
 ```
 
 `scripts/bench` builds with `CARGO_TARGET_DIR=target-bench cargo build --release --example server
@@ -1002,6 +1006,7 @@ hledger -f export.journal bal
 8. RSS is sampled every 100 ms from `/proc/PID/status` during each phase; "idle" is after
    start-up and registration.
 9. Background jobs: see their section above.
+10. Scale-out (instances behind HAProxy, PostgreSQL and Redis Cluster failovers): see its section above.
 
 Raw JSON of every run: `results.jsonl` in the log directory printed by the script.
 """

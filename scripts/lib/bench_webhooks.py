@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import services as sv
+from bench_sections import replace_section
 from fake_stripe import KEY, WEBHOOK_SECRET, FakeStripe, sign
 from services import log
 
@@ -125,17 +126,6 @@ def section(r: dict, when: str) -> str:
 """
 
 
-def replace_section(text: str, new: str) -> str:
-    start = text.find(HEADING)
-    if start < 0:
-        at = text.find("## Commands")
-        at = len(text) if at < 0 else at
-        return text[:at] + new + "\n" + text[at:]
-    end = text.find("\n## ", start + len(HEADING))
-    end = len(text) if end < 0 else end + 1
-    return text[:start] + new + "\n" + text[end:]
-
-
 def main_only(bin_dir: Path, log_dir: Path, out: str, loadgen) -> int:
     started = time.time()
     r = run(bin_dir, log_dir, loadgen)
@@ -146,6 +136,6 @@ def main_only(bin_dir: Path, log_dir: Path, out: str, loadgen) -> int:
     if out:
         path = Path(out)
         old = path.read_text() if path.exists() else "# Benchmarks\n\n## Commands\n"
-        path.write_text(replace_section(old, text))
+        path.write_text(replace_section(old, HEADING, text))
         log(f"wrote the webhook section of {out}")
     return 0 if r["cash"] == r["cash_expected"] else 1
