@@ -195,6 +195,9 @@ pub struct JobsConfig {
     /// `JOB_LEASE_MS`: how long a worker holds a job before another may
     /// take it over (renewed while the job runs).
     pub lease: Duration,
+    /// `JOB_RESEND_AFTER_MS`: a job `queued` on Redis this long without a
+    /// worker taking it is sent again (its message may be lost).
+    pub resend_after: Duration,
     /// `JOB_MAX_ATTEMPTS`: attempts before a job is `dead`.
     pub max_attempts: u32,
     /// `JOB_RETRY_BASE_MS`: the first retry's delay, doubled per attempt.
@@ -749,6 +752,7 @@ impl Config {
             transport,
             concurrency: r.number("JOB_CONCURRENCY", 8usize, 1, 1024),
             lease: r.millis("JOB_LEASE_MS", 30_000),
+            resend_after: r.millis("JOB_RESEND_AFTER_MS", 300_000),
             max_attempts: r.number("JOB_MAX_ATTEMPTS", 5u32, 1, 1000),
             retry_base: r.millis("JOB_RETRY_BASE_MS", 1_000),
             retry_max: r.millis("JOB_RETRY_MAX_MS", 300_000),
@@ -847,6 +851,7 @@ mod tests {
             (1200, 600)
         );
         assert!(config.trusted_proxies.is_empty());
+        assert_eq!(config.jobs.resend_after, Duration::from_secs(300));
         assert_eq!(config.jwt_secret.expose_secret().len(), 48);
         assert!(config.warnings.iter().any(|w| w.contains("JWT_SECRET")));
         assert_eq!(

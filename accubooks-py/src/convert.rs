@@ -125,6 +125,7 @@ pub(crate) const VARIABLES: &[&str] = &[
     "JOB_TRANSPORT",
     "JOB_CONCURRENCY",
     "JOB_LEASE_MS",
+    "JOB_RESEND_AFTER_MS",
     "JOB_MAX_ATTEMPTS",
     "JOB_RETRY_BASE_MS",
     "JOB_RETRY_MAX_MS",

@@ -964,6 +964,68 @@ async fn two_instances_share_the_work_and_generate_each_occurrence_once() {
     drop((pg, redis));
 }
 
+/// A message that Redis loses while keeping its stream (an asynchronous
+/// failover, an append-only file missing its last second) would leave its
+/// job `queued` for good: once `JOB_RESEND_AFTER_MS` has passed, the relay
+/// sends it again, and it runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_message_was_lost_is_sent_again() {
+    use crate::support::server::{Host, TestServer, base_vars, set};
+    use crate::support::services::Postgres;
+    use accubooks_core::jobs::{NewJob, Queue};
+
+    let (pg, redis) = tokio::join!(Postgres::start(), Redis::start());
+    let mut vars = base_vars();
+    set(&mut vars, "DATABASE_URL", pg.url());
+    set(&mut vars, "REDIS_URL", redis.url());
+    set(&mut vars, "JOB_TRANSPORT", "redis");
+    set(&mut vars, "JOB_LEASE_MS", "1000");
+    set(&mut vars, "JOB_RESEND_AFTER_MS", "1500");
+    let server = TestServer::start(Host::Axum, vars).await;
+    server
+        .wait_for_dependency("jobQueues", "healthy", Duration::from_secs(10))
+        .await;
+    let books = Books::around(server);
+    let (token, organization) = books
+        .register_organization(&format!("lost-{}@acme.test", uuid::Uuid::new_v4()))
+        .await;
+    // With Redis frozen the relay cannot send the job; marking it queued
+    // makes it look sent, with its message gone from a stream Redis kept.
+    redis.pause();
+    books
+        .server
+        .wait_for_dependency("redis", "unavailable", Duration::from_secs(10))
+        .await;
+    let job = NewJob {
+        queue: Queue::ReportGeneration,
+        kind: crate::support::server::TEST_JOB_KIND,
+        unique_key: "lost".to_owned(),
+        payload: json!({}),
+    };
+    let ids = books
+        .server
+        .app
+        .enqueue(&organization, vec![job])
+        .await
+        .unwrap();
+    let admin = sqlx::PgPool::connect(&pg.admin_url()).await.unwrap();
+    let marked = sqlx::query(
+        "UPDATE jobs SET status = 'queued', updated_ms = \
+         CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) \
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(ids[0])
+    .execute(&admin)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(marked, 1, "the job was still in the outbox");
+    redis.resume();
+    let done = wait_succeeded(&books, &token, 1, Duration::from_secs(20)).await;
+    assert_eq!(done[0]["attempts"], 1, "{done:?}");
+    admin.close().await;
+}
+
 /// Polls until `expected` report jobs of `token`'s organization have
 /// succeeded; answers them. Panics after `limit`.
 async fn wait_succeeded(

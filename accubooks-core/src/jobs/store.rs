@@ -664,6 +664,32 @@ pub(crate) async fn requeue_lost(
     .await
 }
 
+/// Puts back into the outbox the jobs that have been `queued` (their
+/// message on a stream) for longer than `after_ms`: their message may be
+/// lost while its stream was kept (an asynchronous Redis failover, an
+/// append-only file missing its last second). Sent again, a job whose first
+/// message was not lost after all has two; the claim runs it once.
+pub(crate) async fn resend_stale(db: &Database, after_ms: i64) -> Result<u64> {
+    let now = now_ms();
+    db.run(|pool| async move {
+        on_pool!(pool, p => {
+            let mut tx = p.begin_for_worker().await?;
+            let changed = sqlx::query(
+                "UPDATE jobs SET status = 'pending', updated_ms = $1 \
+                 WHERE status = 'queued' AND updated_ms < $2",
+            )
+            .bind(now)
+            .bind(now - after_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(changed)
+        })
+    })
+    .await
+}
+
 /// The counts of every queue, for health and metrics.
 pub(crate) async fn counts(db: &Database) -> Result<Counts> {
     let now = now_ms();

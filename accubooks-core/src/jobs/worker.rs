@@ -410,6 +410,7 @@ async fn database_worker(app: AccuBooks, queue: Queue, mut stopped: watch::Recei
 async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
     let jobs = app.jobs().clone();
     let lease_ms = millis(jobs.config().lease);
+    let resend_ms = millis(jobs.config().resend_after);
     let mut last_sweep = Instant::now();
     // The queues whose group is known to exist, and those whose jobs queued
     // on a lost stream are still to be put back into the outbox.
@@ -453,6 +454,15 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
                 && requeued > 0
             {
                 tracing::info!(jobs = requeued, "jobs whose worker died are sent again");
+            }
+            if let Ok(resent) = store::resend_stale(app.database(), resend_ms).await
+                && resent > 0
+            {
+                tracing::warn!(
+                    jobs = resent,
+                    "jobs queued on Redis for longer than JOB_RESEND_AFTER_MS are sent again \
+                     (their messages may have been lost)"
+                );
             }
         }
     }
