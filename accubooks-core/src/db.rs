@@ -194,7 +194,9 @@ impl Database {
     /// - while the database is known to be down, fails at once with
     ///   [`Error::DatabaseUnavailable`] without touching the pool;
     /// - an operation that takes longer than `DB_STATEMENT_TIMEOUT_MS` is
-    ///   abandoned and reported as a timeout;
+    ///   abandoned with [`Error::StatementTimedOut`]; it asks for a probe
+    ///   but is not itself an outage (only connection-class errors and
+    ///   probes are);
     /// - a connection-class error marks the database unavailable at once and
     ///   becomes [`Error::DatabaseUnavailable`];
     /// - an operation still running (or waiting for a pooled connection)
@@ -298,13 +300,23 @@ impl Database {
                     }
                     Err(Error::DatabaseUnavailable(fault))
                 }
-                None => Err(Error::Query(err)),
+                None => {
+                    // A protocol error is usually the statement's own (sqlx
+                    // refuses more than 65,535 bound values this way), and
+                    // a broken connection shows in the probe it asks for.
+                    if let (Some(dep), sqlx::Error::Protocol(_)) = (dependency, &err) {
+                        dep.report(Event::TrafficSuspect);
+                    }
+                    Err(Error::Query(err))
+                }
             },
             Err(_elapsed) => {
                 if let Some(dep) = dependency {
-                    dep.report(Event::TrafficTimedOut);
+                    dep.report(Event::TrafficSuspect);
                 }
-                Err(Error::DatabaseUnavailable(Fault::TIMEOUT))
+                Err(Error::StatementTimedOut {
+                    limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+                })
             }
         }
     }
@@ -569,7 +581,6 @@ pub fn classify(err: &sqlx::Error) -> Option<Fault> {
         sqlx::Error::PoolClosed => Some(Fault::temporary("POOL_CLOSED")),
         sqlx::Error::WorkerCrashed => Some(Fault::temporary("CONNECTION_RESET")),
         sqlx::Error::Tls(_) => Some(Fault::permanent("TLS_FAILED")),
-        sqlx::Error::Protocol(_) => Some(Fault::temporary("PROTOCOL_ERROR")),
         sqlx::Error::Configuration(_) => Some(Fault::permanent("BAD_CONFIGURATION")),
         sqlx::Error::Database(db) => {
             let code = db.code()?;

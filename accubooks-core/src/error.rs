@@ -97,6 +97,14 @@ pub enum Error {
     /// (a constraint, a bad statement). Its text is for logs only.
     #[error("database query failed: {0}")]
     Query(#[source] sqlx::Error),
+    /// One statement took longer than `DB_STATEMENT_TIMEOUT_MS` and was
+    /// abandoned. It is this request's failure, not an outage: the database
+    /// stays available to every other request.
+    #[error("the statement did not finish within {limit_ms} ms")]
+    StatementTimedOut {
+        /// The limit that was exceeded.
+        limit_ms: u64,
+    },
     /// A dependency name was registered twice or a route names an unknown one.
     #[error("{0}")]
     Setup(String),
@@ -107,6 +115,7 @@ impl Error {
     pub fn transience(&self) -> Transience {
         match self {
             Error::DatabaseUnavailable(fault) => fault.transience,
+            Error::StatementTimedOut { .. } => Transience::Temporary,
             Error::Config(_) | Error::Query(_) | Error::Setup(_) => Transience::Permanent,
         }
     }

@@ -87,3 +87,4 @@ mod payments;
 mod process;
 mod properties;
 mod scale;
+mod tenancy;

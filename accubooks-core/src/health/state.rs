@@ -44,9 +44,13 @@ pub enum Event {
     /// Real traffic failed with a connection-class error: the dependency is
     /// certainly unreachable, so no threshold applies.
     TrafficFailed(Fault),
-    /// Real traffic timed out: suspicious, but a slow query is not an outage,
-    /// so it counts like a failed probe and asks for an immediate re-probe.
-    TrafficTimedOut,
+    /// Real traffic timed out, or failed in a way that may or may not be the
+    /// dependency's (a protocol error): suspicious, but one request's slow
+    /// or refused statement is not an outage, so it changes nothing by
+    /// itself and only asks for an immediate probe, which decides. One
+    /// organization's heavy query must not make the database look down for
+    /// every other organization.
+    TrafficSuspect,
     /// Real traffic succeeded.
     TrafficSucceeded,
 }
@@ -166,9 +170,9 @@ impl DepState {
                     || fault.transience == crate::error::Transience::Permanent;
                 self.after_failure(&next, certain, thresholds, &mut reprobe_now)
             }
-            Event::TrafficTimedOut => {
-                next.record_failure(Some(Fault::TIMEOUT), now);
-                self.after_failure(&next, false, thresholds, &mut reprobe_now)
+            Event::TrafficSuspect => {
+                reprobe_now = self.status == Status::Connected;
+                self.status
             }
         };
         let changed = target != self.status;
@@ -386,16 +390,21 @@ mod tests {
     }
 
     #[test]
-    fn traffic_timeouts_count_toward_the_threshold() {
+    fn suspect_traffic_asks_for_a_probe_and_changes_nothing() {
         let connected = run(&[Event::ProbeSucceeded]);
-        let one = connected.apply(Event::TrafficTimedOut, t(3), Thresholds::default());
-        assert_eq!(one.state.status, Status::Connected);
-        assert!(one.reprobe_now);
-        let two = one
-            .state
-            .apply(Event::TrafficTimedOut, t(4), Thresholds::default());
-        assert_eq!(two.state.status, Status::Unavailable);
-        assert_eq!(two.state.last_error, Some(Fault::TIMEOUT));
+        let mut state = connected.clone();
+        for i in 0..10 {
+            let next = state.apply(Event::TrafficSuspect, t(3 + i), Thresholds::default());
+            assert_eq!(next.state.status, Status::Connected);
+            assert_eq!(next.state.consecutive_failures, 0);
+            assert!(next.reprobe_now);
+            assert!(!next.changed);
+            state = next.state;
+        }
+        // Only the probe it asked for moves the state.
+        let probed = state.apply(Event::ProbeFailed(REFUSED), t(20), Thresholds::default());
+        assert_eq!(probed.state.status, Status::Connected);
+        assert!(probed.reprobe_now);
     }
 
     #[test]

@@ -286,6 +286,9 @@ impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
         match err {
             Error::DatabaseUnavailable(_) => DATABASE_UNAVAILABLE,
+            Error::StatementTimedOut { limit_ms } => ApiError::Timeout {
+                timeout_ms: limit_ms,
+            },
             // A value the database refuses (SQLSTATE class 22, "data
             // exception": a NUL in text, a number out of range) is bad
             // input that validation let through: a 422, never a 500.

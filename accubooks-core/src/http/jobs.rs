@@ -23,6 +23,10 @@ pub(crate) fn routes() -> Vec<Route> {
             .needs(DATABASE)
             .access(Access::Role(Role::Accountant))
     }
+    /// Payroll data (salaries, payslips) is for accountants and owners.
+    fn payroll_read(path: &'static str, handler: impl Handler) -> Route {
+        read(path, handler).access(Access::Role(Role::Accountant))
+    }
     vec![
         read("/api/jobs", list_jobs)
             .summary("The organization's background jobs, newest first (at most 1000)")
@@ -80,10 +84,10 @@ pub(crate) fn routes() -> Vec<Route> {
             .summary("Add an employee (salaried or hourly)")
             .body::<NewEmployee>()
             .returns::<Employee>(201),
-        read("/api/employees", list_employees)
+        payroll_read("/api/employees", list_employees)
             .summary("The organization's employees")
             .returns_list::<Employee>(200),
-        read("/api/payroll/rules", get_rules)
+        payroll_read("/api/payroll/rules", get_rules)
             .summary("The payroll rules: deductions and employer contributions")
             .returns_list::<PayrollRule>(200),
         Route::new(Method::PUT, "/api/payroll/rules", put_rules)
@@ -104,7 +108,7 @@ pub(crate) fn routes() -> Vec<Route> {
                 409,
                 "Another run pays some of these employees for part of the period",
             ),
-        read("/api/payroll-runs/{id}", get_run)
+        payroll_read("/api/payroll-runs/{id}", get_run)
             .summary("A pay run: its status, and its payslips and entry once posted")
             .returns::<PayrollRun>(200),
     ]

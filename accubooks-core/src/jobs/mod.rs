@@ -231,6 +231,9 @@ impl From<LedgerError> for JobFailure {
                 code: fault.code,
                 transience: Transience::Temporary,
             },
+            LedgerError::Storage(crate::Error::StatementTimedOut { .. }) => {
+                JobFailure::temporary("STATEMENT_TIMEOUT")
+            }
             // A query error may be a serialization conflict or a deadlock:
             // worth the bounded retries. Its text is for the log only.
             LedgerError::Storage(err) => {

@@ -7,7 +7,7 @@ use sqlx::Row;
 use super::{Counts, Job, JobError, JobFailure, JobStatus, NewJob, Queue, QueueCounts};
 use crate::db::{Database, Pool};
 use crate::error::{Result, Transience};
-use crate::ledger::sql::{BeginScoped, in_scope, on_pool, placeholders};
+use crate::ledger::sql::{BeginScoped, List, in_list, in_scope, on_pool};
 
 /// Milliseconds since the Unix epoch, the table's clock.
 pub(crate) fn now_ms() -> i64 {
@@ -171,13 +171,12 @@ pub(crate) async fn record(db: &Database, organization: &str, jobs: &[NewJob]) -
                     .collect();
                 if !used.is_empty() {
                     let sql = format!(
-                        "SELECT id, unique_key FROM jobs WHERE organization_id = $1 AND unique_key IN ({})",
-                        placeholders(2, used.len())
+                        "SELECT id, unique_key FROM jobs WHERE organization_id = $1 AND {}",
+                        in_list(&p, "unique_key", 2)
                     );
-                    let mut query = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql)).bind(&organization);
-                    for key in &used {
-                        query = query.bind(*key);
-                    }
+                    let query = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql))
+                        .bind(&organization)
+                        .bind(List(used));
                     by_key.extend(query.fetch_all(&mut *tx).await?.into_iter().map(|(id, key)| (key, id)));
                 }
                 for job in chunk {
@@ -369,20 +368,22 @@ pub(crate) async fn claim_ids(
         return Ok(Vec::new());
     }
     let now = now_ms();
-    let sql = format!(
-        "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
-         lease_until_ms = $2, updated_ms = $3 \
-         WHERE id IN ({}) AND {CLAIMABLE} RETURNING {CLAIMED_COLUMNS}",
-        placeholders(4, ids.len())
-    );
     db.run(|pool| async move {
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
+             lease_until_ms = $2, updated_ms = $3 \
+             WHERE {} AND {CLAIMABLE} RETURNING {CLAIMED_COLUMNS}",
+            in_list(&pool, "id", 4)
+        );
         on_pool!(pool, p => {
             let mut tx = p.begin_for_worker().await?;
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(owner).bind(now + lease_ms).bind(now);
-            for id in ids {
-                query = query.bind(*id);
-            }
-            let rows = query.fetch_all(&mut *tx).await?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(owner)
+                .bind(now + lease_ms)
+                .bind(now)
+                .bind(List(ids.to_vec()))
+                .fetch_all(&mut *tx)
+                .await?;
             tx.commit().await?;
             rows.iter().map(claimed_from_row).collect::<Result<Vec<_>, _>>()
         })
@@ -436,19 +437,20 @@ pub(crate) async fn renew(db: &Database, ids: &[i64], owner: &str, lease_ms: i64
         return Ok(());
     }
     let now = now_ms();
-    let sql = format!(
-        "UPDATE jobs SET lease_until_ms = $1 WHERE lease_owner = $2 AND status = 'running' \
-         AND id IN ({})",
-        placeholders(3, ids.len())
-    );
     db.run(|pool| async move {
+        let sql = format!(
+            "UPDATE jobs SET lease_until_ms = $1 WHERE lease_owner = $2 AND status = 'running' \
+             AND {}",
+            in_list(&pool, "id", 3)
+        );
         on_pool!(pool, p => {
             let mut tx = p.begin_for_worker().await?;
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(now + lease_ms).bind(owner);
-            for id in ids {
-                query = query.bind(*id);
-            }
-            query.execute(&mut *tx).await?;
+            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(now + lease_ms)
+                .bind(owner)
+                .bind(List(ids.to_vec()))
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await
         })
     })
@@ -492,13 +494,13 @@ pub(crate) async fn finish(
                     let sql = format!(
                         "UPDATE jobs SET status = 'succeeded', run_after_ms = $1, updated_ms = $1, \
                          error_code = NULL, error_kind = NULL, lease_owner = NULL, lease_until_ms = NULL \
-                         WHERE lease_owner = $2 AND status = 'running' AND id IN ({}) RETURNING id",
-                        placeholders(3, succeeded.len())
+                         WHERE lease_owner = $2 AND status = 'running' AND {} RETURNING id",
+                        in_list(&p, "id", 3)
                     );
-                    let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(now).bind(owner);
-                    for id in &succeeded {
-                        query = query.bind(*id);
-                    }
+                    let query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                        .bind(now)
+                        .bind(owner)
+                        .bind(List(succeeded.clone()));
                     changed.extend(query.fetch_all(&mut *tx).await?);
                 }
                 for (id, ending) in endings {
@@ -609,14 +611,14 @@ where
             }
             let update = format!(
                 "UPDATE jobs SET status = 'queued', updated_ms = $1 \
-                 WHERE status IN ('pending', 'failed') AND id IN ({})",
-                placeholders(2, ids.len())
+                 WHERE status IN ('pending', 'failed') AND {}",
+                in_list(&p, "id", 2)
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(update.as_str())).bind(now);
-            for id in &ids {
-                query = query.bind(*id);
-            }
-            query.execute(&mut *tx).await?;
+            sqlx::query(sqlx::AssertSqlSafe(update.as_str()))
+                .bind(now)
+                .bind(List(ids.clone()))
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(Ok(ids.len()))
         })

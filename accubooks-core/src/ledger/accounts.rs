@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::idempotency::{self, IdempotencyKey};
-use super::sql::{BeginScoped, on_pool, placeholders};
+use super::sql::{BeginScoped, List, in_list, on_pool};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
 use crate::money;
@@ -223,19 +223,18 @@ pub async fn accounts_by_code(
     if codes.is_empty() {
         return Ok(HashMap::new());
     }
-    let sql = format!(
-        "{SELECT_ACCOUNT} WHERE a.organization_id = $1 AND a.code IN ({})",
-        placeholders(2, codes.len())
-    );
     let organization = organization.to_owned();
     let codes: Vec<String> = codes.iter().map(|c| (*c).to_owned()).collect();
     let accounts: Vec<Account> = db
         .run(|pool| async move {
+            let sql = format!(
+                "{SELECT_ACCOUNT} WHERE a.organization_id = $1 AND {}",
+                in_list(&pool, "a.code", 2)
+            );
             on_pool!(pool, p => {
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(&organization);
-                for code in &codes {
-                    query = query.bind(code);
-                }
+                let query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(&organization)
+                    .bind(List(codes));
                 let mut tx = p.begin_for(&organization).await?;
                 let rows = query.fetch_all(&mut *tx).await?;
                 tx.commit().await?;

@@ -28,7 +28,7 @@ use super::accounts::accounts_for_posting;
 use super::committer::Effect;
 use super::idempotency::{self, IdempotencyKey};
 use super::invoices::{self, RECEIVABLE};
-use super::sql::{BeginScoped, in_scope, on_pool, placeholders};
+use super::sql::{BeginScoped, List, in_list, in_scope, on_pool};
 use super::{AccountType, Ledger, LedgerError, LedgerResult, RenderRecord};
 use crate::db::Database;
 use crate::jobs::{JobFailure, JobStatus, NewJob, Queue, insert_job, now_ms};
@@ -973,17 +973,17 @@ async fn candidates(
     let from = lines.iter().map(|s| s.line.date).min().unwrap_or_default() - window;
     let to = lines.iter().map(|s| s.line.date).max().unwrap_or_default() + window;
     let owned = organization.to_owned();
-    let entries_sql = format!(
-        "SELECT l.account_id, l.amount, e.id, e.entry_date, e.memo, p.invoice_id FROM journal_lines l \
-         JOIN journal_entries e ON e.id = l.entry_id LEFT JOIN payments p ON p.entry_id = e.id \
-         WHERE e.organization_id = $1 AND e.entry_date >= $2 AND e.entry_date <= $3 \
-         AND l.account_id IN ({}) \
-         AND NOT EXISTS (SELECT 1 FROM bank_transactions b WHERE b.entry_id = e.id) \
-         ORDER BY e.id LIMIT 10000",
-        placeholders(4, mapped.len().max(1))
-    );
     let (invoices, entries): (Vec<OpenInvoice>, Vec<EntryLine>) = db
         .run(|pool| async move {
+            let entries_sql = format!(
+                "SELECT l.account_id, l.amount, e.id, e.entry_date, e.memo, p.invoice_id FROM journal_lines l \
+                 JOIN journal_entries e ON e.id = l.entry_id LEFT JOIN payments p ON p.entry_id = e.id \
+                 WHERE e.organization_id = $1 AND e.entry_date >= $2 AND e.entry_date <= $3 \
+                 AND {} \
+                 AND NOT EXISTS (SELECT 1 FROM bank_transactions b WHERE b.entry_id = e.id) \
+                 ORDER BY e.id LIMIT 10000",
+                in_list(&pool, "l.account_id", 4)
+            );
             on_pool!(pool, p => in_scope!(p, &owned, tx => {
                 let invoices: Vec<OpenInvoice> = sqlx::query_as(
                     "SELECT id, currency, total - credited - paid, issue_date FROM invoices \
@@ -996,14 +996,13 @@ async fn candidates(
                 let entries: Vec<EntryLine> = if mapped.is_empty() {
                     Vec::new()
                 } else {
-                    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(entries_sql.as_str()))
+                    sqlx::query_as(sqlx::AssertSqlSafe(entries_sql.as_str()))
                         .bind(&owned)
                         .bind(from)
-                        .bind(to);
-                    for id in &mapped {
-                        query = query.bind(*id);
-                    }
-                    query.fetch_all(&mut *tx).await?
+                        .bind(to)
+                        .bind(List(mapped))
+                        .fetch_all(&mut *tx)
+                        .await?
                 };
                 (invoices, entries)
             }))

@@ -20,7 +20,7 @@ use super::accounts::accounts_for_posting;
 use super::committer::Effect;
 use super::idempotency::{self, IdempotencyKey};
 use super::payroll_calc::{self, Pay, PayFrequency, Rule, RuleAmount, RuleKind, SlipInput};
-use super::sql::{BeginScoped, in_scope, on_pool, placeholders};
+use super::sql::{BeginScoped, List, in_list, in_scope, on_pool};
 use super::{Ledger, LedgerError, LedgerResult, RenderRecord, parse_date};
 use crate::db::{Database, Pool};
 use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
@@ -32,6 +32,11 @@ pub const JOB_KIND: &str = "payroll-run";
 pub const WAGES: &str = "5100";
 /// Cash: net pay.
 pub const CASH: &str = "1000";
+
+/// The most employees one pay run pays. A run's payslips are one stored
+/// answer and its calculation one job, so both stay bounded; beyond it a
+/// run is refused with `422 TOO_MANY_EMPLOYEES` before anything is written.
+pub const MAX_EMPLOYEES_PER_RUN: usize = 10_000;
 
 fn invalid(code: &'static str, message: impl Into<String>) -> LedgerError {
     LedgerError::invalid(code, message)
@@ -593,6 +598,16 @@ pub async fn create_run(
             ),
         ));
     }
+    if employees.len() > MAX_EMPLOYEES_PER_RUN {
+        return Err(invalid(
+            "TOO_MANY_EMPLOYEES",
+            format!(
+                "A pay run pays at most {MAX_EMPLOYEES_PER_RUN} employees; {} were employed in \
+                 this period. End the employment of those who left (end_date).",
+                employees.len()
+            ),
+        ));
+    }
     if employees.is_empty() {
         return Err(invalid(
             "NO_EMPLOYEES",
@@ -620,19 +635,17 @@ pub async fn create_run(
             let overlap = format!(
                 "SELECT r.id FROM payroll_runs r JOIN payroll_run_employees e ON e.run_id = r.id \
                  WHERE r.organization_id = $1 AND r.period_start <= $2 AND r.period_end >= $3 \
-                 AND e.employee_id IN ({}) LIMIT 1",
-                placeholders(4, ids.len())
+                 AND {} LIMIT 1",
+                in_list(&pool, "e.employee_id", 4)
             );
             on_pool!(pool, p => {
                 let mut tx = p.begin_for(&owned).await?;
                 sqlx::query(lock).bind(&owned).execute(&mut *tx).await?;
-                let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(overlap.as_str()))
+                let query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(overlap.as_str()))
                     .bind(&owned)
                     .bind(end)
-                    .bind(start);
-                for id in &ids {
-                    query = query.bind(*id);
-                }
+                    .bind(start)
+                    .bind(List(ids.clone()));
                 if let Some(other) = query.fetch_optional(&mut *tx).await? {
                     return Ok(Err(LedgerError::Conflict {
                         code: "PAYROLL_PERIOD_OVERLAP",

@@ -174,6 +174,85 @@ impl BeginScoped for sqlx::SqlitePool {
     }
 }
 
+/// A list of values bound as ONE parameter, however long: an array on
+/// PostgreSQL, JSON text on SQLite (read back with `json_each`). A list of
+/// one placeholder per value stops at 65,535 bound values on PostgreSQL
+/// (a protocol error) and 32,766 on SQLite, so lists whose length a client
+/// decides are always bound this way, with [`in_list`] in the SQL.
+#[derive(Debug, Clone)]
+pub(crate) struct List<T>(pub Vec<T>);
+
+impl<T> sqlx::Type<sqlx::Postgres> for List<T>
+where
+    Vec<T>: sqlx::Type<sqlx::Postgres>,
+{
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <Vec<T> as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+}
+
+impl<'q, T> sqlx::Encode<'q, sqlx::Postgres> for List<T>
+where
+    Vec<T>: sqlx::Encode<'q, sqlx::Postgres>,
+{
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        self.0.encode_by_ref(buf)
+    }
+}
+
+impl<T> sqlx::Type<sqlx::Sqlite> for List<T> {
+    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+        <String as sqlx::Type<sqlx::Sqlite>>::type_info()
+    }
+}
+
+impl<T: serde::Serialize> sqlx::Encode<'_, sqlx::Sqlite> for List<T> {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Sqlite as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <String as sqlx::Encode<'_, sqlx::Sqlite>>::encode(serde_json::to_string(&self.0)?, buf)
+    }
+}
+
+/// `column` is one of the values of the [`List`] bound as `$n`:
+/// `column = ANY($n)` on PostgreSQL, a `json_each` sub-select on SQLite.
+/// `pool` is a [`crate::db::Pool`] or either backend's own pool.
+pub(crate) fn in_list(pool: &impl Backend, column: &str, n: usize) -> String {
+    if pool.is_postgres() {
+        format!("{column} = ANY(${n})")
+    } else {
+        format!("{column} IN (SELECT value FROM json_each(${n}))")
+    }
+}
+
+/// Which backend a pool talks to, for the few statements written for each.
+pub(crate) trait Backend {
+    /// PostgreSQL rather than SQLite.
+    fn is_postgres(&self) -> bool;
+}
+
+impl Backend for crate::db::Pool {
+    fn is_postgres(&self) -> bool {
+        matches!(self, crate::db::Pool::Postgres(_))
+    }
+}
+
+impl Backend for sqlx::PgPool {
+    fn is_postgres(&self) -> bool {
+        true
+    }
+}
+
+impl Backend for sqlx::SqlitePool {
+    fn is_postgres(&self) -> bool {
+        false
+    }
+}
+
 /// `$first, $first+1, …` placeholders for `count` values.
 pub(crate) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
@@ -241,6 +320,27 @@ pub(crate) fn unique_violation(err: &sqlx::Error) -> Option<Unique> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A list far longer than SQLite's 32,766 bound values is one value.
+    #[tokio::test]
+    async fn a_list_of_any_length_is_one_bound_value() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let ids: Vec<i64> = (1..=70_000).collect();
+        let sql = format!(
+            "SELECT count(*), sum(value) FROM json_each($1) WHERE {}",
+            in_list(&pool, "value", 1)
+        );
+        let (count, sum): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(List(ids))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!((count, sum), (70_000, 70_000 * 70_001 / 2));
+        assert_eq!(
+            in_list(&crate::db::Pool::Sqlite(pool), "id", 3),
+            "id IN (SELECT value FROM json_each($3))"
+        );
+    }
 
     #[test]
     fn placeholder_lists() {

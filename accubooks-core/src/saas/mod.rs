@@ -138,7 +138,7 @@ impl Api {
             attempt += 1;
         };
         self.dependency.report(if fault == Fault::TIMEOUT {
-            Event::TrafficTimedOut
+            Event::TrafficSuspect
         } else {
             Event::TrafficFailed(fault)
         });

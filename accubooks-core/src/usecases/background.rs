@@ -210,17 +210,18 @@ impl Books<'_> {
         .await
     }
 
-    /// The organization's employees.
+    /// The organization's employees (accountants and owners: salaries are
+    /// not for viewers).
     pub async fn employees(&self, caller: &Principal) -> Result<Vec<Employee>> {
-        self.run("employees", Some(caller), Role::Viewer, async {
+        self.run("employees", Some(caller), Role::Accountant, async {
             Ok(payroll::list_employees(self.app.ledger(), &org(caller)).await?)
         })
         .await
     }
 
-    /// The organization's payroll rules.
+    /// The organization's payroll rules (accountants and owners).
     pub async fn payroll_rules(&self, caller: &Principal) -> Result<Vec<PayrollRule>> {
-        self.run("payroll_rules", Some(caller), Role::Viewer, async {
+        self.run("payroll_rules", Some(caller), Role::Accountant, async {
             Ok(payroll::get_rules(self.app.database(), &org(caller)).await?)
         })
         .await
@@ -266,9 +267,9 @@ impl Books<'_> {
         Ok(run)
     }
 
-    /// A pay run, with its payslips once posted.
+    /// A pay run, with its payslips once posted (accountants and owners).
     pub async fn payroll_run(&self, caller: &Principal, id: i64) -> Result<PayrollRun> {
-        self.run("payroll_run", Some(caller), Role::Viewer, async {
+        self.run("payroll_run", Some(caller), Role::Accountant, async {
             Ok(payroll::get_run(self.app.database(), &org(caller), id).await?)
         })
         .await

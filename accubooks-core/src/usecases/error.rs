@@ -65,7 +65,9 @@ impl Error {
             self,
             Error::TimedOut { .. }
                 | Error::Ledger(LedgerError::Storage(
-                    crate::Error::Query(_) | crate::Error::Setup(_)
+                    crate::Error::Query(_)
+                        | crate::Error::Setup(_)
+                        | crate::Error::StatementTimedOut { .. }
                 ))
         )
     }

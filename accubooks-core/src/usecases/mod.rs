@@ -125,9 +125,11 @@ impl Books<'_> {
         Error::Unavailable(dependency.expect("a built-in dependency").unavailable())
     }
 
-    /// The caller of a token as the books know them now: the role of the
-    /// user's row (briefly cached, so a demotion applies at once), or
-    /// [`Error::UnknownUser`] when the user was removed.
+    /// The caller of a token as the books know them now: the lower of the
+    /// token's `role` claim and the role of the user's row (briefly cached,
+    /// so a demotion applies at once), or [`Error::UnknownUser`] when the
+    /// user was removed. A token never grants more than it says: one minted
+    /// with `role: viewer` for an owner only reads.
     pub async fn current_principal(&self, claimed: Principal) -> Result<Principal> {
         let (user, organization) = (claimed.user, claimed.organization);
         let role = match self.app.members().get(user, organization) {
@@ -140,7 +142,10 @@ impl Books<'_> {
             }
         };
         let role = role.ok_or(Error::UnknownUser)?;
-        Ok(Principal { role, ..claimed })
+        Ok(Principal {
+            role: role.min(claimed.role),
+            ..claimed
+        })
     }
 }
 

@@ -1,0 +1,317 @@
+//! One organization cannot hurt another (issue 21, contract §4 and §11):
+//! each test plays a hostile or careless tenant against a real server and
+//! asserts the bound, and that another organization notices nothing.
+
+use std::time::Duration;
+
+use accubooks_core::auth::{Principal, Role};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::books::{Books, Store};
+
+on_every_store!(a_pay_run_over_the_employee_limit_is_refused_and_hurts_no_one);
+
+/// How many employees the hostile organization has: more than PostgreSQL's
+/// 65,535 bound values, which once made a pay run's id list a protocol
+/// error that marked the database down for everyone.
+const HOSTILE_EMPLOYEES: i64 = 70_000;
+
+async fn a_pay_run_over_the_employee_limit_is_refused_and_hurts_no_one(store: Store) {
+    let books = Books::start(store).await;
+    let (hostile, organization) = books.register_organization("hostile@acme.test").await;
+    let other = books.register("other@acme.test", "USD").await;
+    create_account(&books, &hostile, "5100", "Wages", "expense").await;
+    insert_employees(&books, &organization, HOSTILE_EMPLOYEES).await;
+
+    let run = json!({"period_start": "2026-03-01", "period_end": "2026-03-31", "pay_date": "2026-03-31", "hours": {}});
+    for _ in 0..3 {
+        let (status, body) = books
+            .call(
+                "POST",
+                "/api/payroll-runs",
+                Some(&hostile),
+                Some(run.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["code"], "TOO_MANY_EMPLOYEES", "{body}");
+        let message = body["error"].as_str().unwrap();
+        assert!(
+            message.contains("10000") && message.contains("70000"),
+            "{message}"
+        );
+    }
+    // The database stayed up for everyone, and the other organization posts.
+    let health = books.server.health().await;
+    assert_eq!(
+        health["dependencies"]["database"]["status"], "connected",
+        "{health}"
+    );
+    for day in 1..=5 {
+        books
+            .post(
+                &other,
+                &format!("2026-03-0{day}"),
+                json!([{"account": "1000", "debit": "1.00"}, {"account": "4000", "credit": "1.00"}]),
+            )
+            .await;
+    }
+    assert_eq!(books.balance(&other, "1000").await, "5.00");
+}
+
+/// One organization's statement that runs past `DB_STATEMENT_TIMEOUT_MS`
+/// (here: its pay run waits on a lock of its own organization's row) is
+/// that request's 503 alone: the database stays `connected` and another
+/// organization's postings all succeed meanwhile. (It once counted like a
+/// failed probe: two slow requests marked the database down for everyone.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_statement_is_its_own_request_s_failure_not_an_outage() {
+    let books = Books::start_with(
+        Store::Postgres,
+        &[("DB_STATEMENT_TIMEOUT_MS", "300".to_owned())],
+    )
+    .await;
+    let (slow, organization) = books.register_organization("slow@acme.test").await;
+    let other = books.register("other@acme.test", "USD").await;
+    create_account(&books, &slow, "5100", "Wages", "expense").await;
+    let (status, body) = books
+        .call(
+            "POST",
+            "/api/employees",
+            Some(&slow),
+            Some(
+                json!({"name": "Ann", "pay": {"type": "salary", "annual": "60000.00"},
+                        "frequency": "monthly", "start_date": "2026-01-01"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Another session holds the organization's row, as a long transaction
+    // of the organization's own would.
+    let admin = sqlx::PgPool::connect(&books.postgres().unwrap().admin_url())
+        .await
+        .unwrap();
+    let mut holder = admin.begin().await.unwrap();
+    sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR UPDATE")
+        .bind(&organization)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let run = json!({"period_start": "2026-03-01", "period_end": "2026-03-31", "pay_date": "2026-03-31", "hours": {}});
+    for attempt in 0..4 {
+        let (status, body) = books
+            .call("POST", "/api/payroll-runs", Some(&slow), Some(run.clone()))
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["code"], "REQUEST_TIMEOUT", "{body}");
+        let date = format!("2026-04-0{}", attempt + 1);
+        let posted = books
+            .call(
+                "POST",
+                "/api/journal-entries",
+                Some(&other),
+                Some(json!({"date": date, "lines": [
+                    {"account": "1000", "debit": "2.00"}, {"account": "4000", "credit": "2.00"}]})),
+            )
+            .await;
+        assert_eq!(posted.0, StatusCode::CREATED, "{}", posted.1);
+    }
+    // The probes the timeouts asked for found the database well.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let health = books.server.health().await;
+    let database = &health["dependencies"]["database"];
+    assert_eq!(database["status"], "connected", "{health}");
+    assert_eq!(database["consecutive_failures"], 0, "{health}");
+    assert_eq!(books.balance(&other, "1000").await, "8.00");
+
+    // Once the lock is gone, the same run goes through.
+    holder.rollback().await.unwrap();
+    let (status, body) = books
+        .call("POST", "/api/payroll-runs", Some(&slow), Some(run))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    admin.close().await;
+}
+
+/// A token grants the lower of its `role` claim and the user's current
+/// role: a read-only dashboard token minted for an owner only reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_grants_no_more_than_its_role_claim() {
+    let books = Books::start(Store::Postgres).await;
+    let owner = books.register("owner@acme.test", "USD").await;
+    let app = &books.server.app;
+    let principal = app
+        .tokens()
+        .verify(Some(&format!("Bearer {owner}")))
+        .unwrap();
+    let minted = |role: Role| {
+        app.tokens()
+            .issue(Principal { role, ..principal }, Duration::from_secs(600))
+    };
+    let viewer = minted(Role::Viewer);
+    let accountant = minted(Role::Accountant);
+    let entry = json!({"date": "2026-01-31", "lines": [
+        {"account": "1000", "debit": "1.00"}, {"account": "4000", "credit": "1.00"}]});
+    let new_user =
+        json!({"email": "second@acme.test", "password": "correct horse battery", "role": "owner"});
+
+    let (status, _) = books
+        .call("GET", "/api/accounts", Some(&viewer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for (method, path, body) in [
+        ("POST", "/api/journal-entries", Some(entry.clone())),
+        (
+            "PUT",
+            "/api/settings",
+            Some(json!({"timezone": "Europe/Paris"})),
+        ),
+        ("POST", "/api/users", Some(new_user.clone())),
+    ] {
+        let (status, answer) = books.call(method, path, Some(&viewer), body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {answer}");
+    }
+    // An accountant's token of an owner posts, but manages no users.
+    let (status, answer) = books
+        .call(
+            "POST",
+            "/api/journal-entries",
+            Some(&accountant),
+            Some(entry),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (status, answer) = books
+        .call(
+            "POST",
+            "/api/users",
+            Some(&accountant),
+            Some(new_user.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    // The owner's own token still does everything.
+    let (status, answer) = books
+        .call("POST", "/api/users", Some(&owner), Some(new_user))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(books.balance(&owner, "1000").await, "1.00");
+}
+
+/// Salaries, payslips and payroll rules are for accountants and owners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payroll_data_is_not_for_viewers() {
+    let books = Books::start(Store::Sqlite).await;
+    let owner = books.register("owner@acme.test", "USD").await;
+    let (status, employee) = books
+        .call(
+            "POST",
+            "/api/employees",
+            Some(&owner),
+            Some(
+                json!({"name": "Ann", "pay": {"type": "salary", "annual": "60000.00"},
+                        "frequency": "monthly", "start_date": "2026-01-01"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{employee}");
+    let viewer = user_token(&books, &owner, "viewer").await;
+    let accountant = user_token(&books, &owner, "accountant").await;
+    for path in [
+        "/api/employees",
+        "/api/payroll/rules",
+        "/api/payroll-runs/1",
+    ] {
+        let (status, body) = books.call("GET", path, Some(&viewer), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        assert!(!body.to_string().contains("60000"), "{body}");
+    }
+    let (status, staff) = books
+        .call("GET", "/api/employees", Some(&accountant), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{staff}");
+    assert_eq!(staff[0]["name"], "Ann", "{staff}");
+    let (status, rules) = books
+        .call("GET", "/api/payroll/rules", Some(&accountant), None)
+        .await;
+    assert_eq!((status, rules), (StatusCode::OK, json!([])));
+}
+
+async fn create_account(books: &Books, token: &str, code: &str, name: &str, kind: &str) {
+    let (status, body) = books
+        .call(
+            "POST",
+            "/api/accounts",
+            Some(token),
+            Some(json!({"code": code, "name": name, "type": kind, "currency": "USD"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// Adds a user of `role` with the owner's token; answers the user's token.
+async fn user_token(books: &Books, owner: &str, role: &str) -> String {
+    let email = format!("{role}@acme.test");
+    let (status, body) = books
+        .call(
+            "POST",
+            "/api/users",
+            Some(owner),
+            Some(json!({"email": email, "password": "correct horse battery", "role": role})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, login): (StatusCode, Value) = books
+        .call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"email": email, "password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    login["token"].as_str().unwrap().to_owned()
+}
+
+/// Inserts `count` salaried employees straight into the store (the API
+/// would take minutes): on PostgreSQL as the superuser, on SQLite through
+/// the server's own pool.
+async fn insert_employees(books: &Books, organization: &str, count: i64) {
+    use accubooks_core::db::Pool;
+    match books.postgres() {
+        Some(pg) => {
+            let admin = sqlx::PgPool::connect(&pg.admin_url()).await.unwrap();
+            sqlx::query(
+                "INSERT INTO employees (organization_id, name, pay_type, pay_amount, frequency, \
+                 start_date, end_date, created_ms) \
+                 SELECT $1, 'E' || g, 'salary', 5200000, 'monthly', DATE '2026-01-01', NULL, 0 \
+                 FROM generate_series(1, $2) g",
+            )
+            .bind(organization)
+            .bind(count)
+            .execute(&admin)
+            .await
+            .unwrap();
+            admin.close().await;
+        }
+        None => {
+            let Pool::Sqlite(pool) = books.server.app.database().pool() else {
+                panic!("a store without PostgreSQL is SQLite");
+            };
+            sqlx::query(
+                "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < $2) \
+                 INSERT INTO employees (organization_id, name, pay_type, pay_amount, frequency, \
+                 start_date, end_date, created_ms) \
+                 SELECT $1, 'E' || n, 'salary', 5200000, 'monthly', '2026-01-01', NULL, 0 FROM g",
+            )
+            .bind(organization)
+            .bind(count)
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+}
