@@ -196,11 +196,101 @@ impl KeyedLimiter {
     }
 }
 
+/// Counts of failures that fade: each key may fail `burst` times at once,
+/// then once per `refill` (a GCRA kept as the instant at which the key's
+/// counted failures have all faded). Unlike a [`KeyedLimiter`] it can be
+/// read without spending, so a login can ask "has this address failed for
+/// this e-mail?" before it decides, and only failures spend it.
+pub struct FailureBudget {
+    burst: u32,
+    refill: Duration,
+    entries: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl FailureBudget {
+    /// `burst` failures at once, then one every `refill`.
+    pub fn new(burst: u32, refill: Duration) -> Self {
+        FailureBudget {
+            burst: burst.max(1),
+            refill: refill.max(Duration::from_millis(1)),
+            entries: std::sync::Mutex::default(),
+        }
+    }
+
+    /// How long until the counted failures of `key` have all faded.
+    fn pending(&self, key: &str) -> Duration {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(key).map_or(Duration::ZERO, |faded| {
+            faded.saturating_duration_since(std::time::Instant::now())
+        })
+    }
+
+    /// Whether `key` has failed recently (a failure not yet faded).
+    pub fn has_failed(&self, key: &str) -> bool {
+        !self.pending(key).is_zero()
+    }
+
+    /// Refuses when `key` has used its budget: how long until it may fail again.
+    pub fn check(&self, key: &str) -> Result<(), Throttled> {
+        let after = self.pending(key) + self.refill;
+        let allowed = self.refill * self.burst;
+        match after.checked_sub(allowed) {
+            Some(wait) if !wait.is_zero() => Err(Throttled {
+                retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts one failure of `key`.
+    pub fn record(&self, key: &str) {
+        let pending = self.pending(key);
+        let faded = std::time::Instant::now() + pending + self.refill;
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_owned(), faded);
+    }
+
+    /// Forgets keys whose failures have faded away, bounding memory.
+    pub fn forget_idle(&self) {
+        let now = std::time::Instant::now();
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, faded| *faded > now);
+    }
+
+    /// How many keys it holds now.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether it holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The attempt budgets of the public auth routes.
+///
+/// Login failures are counted per (e-mail, client address) pair, so a
+/// stranger who guesses wrong ten times locks out only their own address,
+/// never the account's owner. A looser budget per e-mail address in all
+/// slows a guesser spread over many addresses; once it is spent, only an
+/// address that has not failed for that e-mail still gets its password
+/// checked, so the owner's correct password goes through.
 pub struct AuthLimits {
-    /// Login: ten attempts per client address and per e-mail address at
-    /// once, then one every six seconds.
+    /// Login attempts per client address (every attempt, right or wrong):
+    /// ten at once, then one every six seconds, so one client cannot try
+    /// an invented e-mail address after another.
     pub login: KeyedLimiter,
+    /// Failed logins per (e-mail, client address): ten at once, then one
+    /// every six seconds.
+    pub login_failures: FailureBudget,
+    /// Failed logins per e-mail address from every client together: a
+    /// hundred at once, then one every six seconds.
+    pub email_failures: FailureBudget,
     /// Registration, per client address: `REGISTRATIONS_PER_HOUR` at once,
     /// refilling evenly over the hour.
     pub register: KeyedLimiter,
@@ -212,30 +302,76 @@ impl AuthLimits {
         let per_hour = registrations_per_hour.max(1);
         AuthLimits {
             login: KeyedLimiter::new(10, Duration::from_secs(6)),
+            login_failures: FailureBudget::new(10, Duration::from_secs(6)),
+            email_failures: FailureBudget::new(100, Duration::from_secs(6)),
             register: KeyedLimiter::new(per_hour, Duration::from_secs(3600) / per_hour),
         }
     }
 
-    /// Spends a login attempt: the client address's budget first (so one
-    /// client cannot create a key per invented e-mail address), then the
-    /// e-mail address's (normalized and bounded in length by the caller).
+    /// Spends a login attempt before the password is checked: the client
+    /// address's budget first (so one client cannot create a key per
+    /// invented e-mail address), then refuses a pair that failed too often,
+    /// and, while the e-mail's budget is spent, a pair that failed at all.
+    /// `email` is normalized and bounded in length by the caller.
     pub fn check_login(&self, client: Option<IpAddr>, email: &str) -> Result<(), Throttled> {
         if let Some(ip) = client {
-            self.login.check(&format!("ip:{ip}"))?;
+            self.login.check(&format!("ip:{}", canonical_ip(ip)))?;
         }
-        self.login.check(&format!("email:{email}"))
+        let pair = login_pair(client, email);
+        self.login_failures.check(&pair)?;
+        if let Err(spent) = self.email_failures.check(email)
+            && self.login_failures.has_failed(&pair)
+        {
+            return Err(spent);
+        }
+        Ok(())
+    }
+
+    /// Counts a failed login (a wrong password or an unknown e-mail).
+    pub fn login_failed(&self, client: Option<IpAddr>, email: &str) {
+        self.login_failures.record(&login_pair(client, email));
+        self.email_failures.record(email);
+    }
+
+    /// How many keys the login budgets hold in all.
+    pub fn login_keys(&self) -> usize {
+        self.login.len() + self.login_failures.len() + self.email_failures.len()
     }
 
     /// Spends a registration of `client` (unknown clients share one budget).
     pub fn check_register(&self, client: Option<IpAddr>) -> Result<(), Throttled> {
-        let key = client.map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"));
+        let key = client.map_or_else(
+            || "ip:unknown".to_owned(),
+            |ip| format!("ip:{}", canonical_ip(ip)),
+        );
         self.register.check(&key)
     }
 
     /// Forgets idle keys of every budget.
     pub fn forget_idle(&self) {
         self.login.forget_idle();
+        self.login_failures.forget_idle();
+        self.email_failures.forget_idle();
         self.register.forget_idle();
+    }
+}
+
+/// The key of an (e-mail, client) pair; a caller in the host's own process
+/// (Python, an embedding program) is one client.
+fn login_pair(client: Option<IpAddr>, email: &str) -> String {
+    match client {
+        Some(ip) => format!("{}|{email}", canonical_ip(ip)),
+        None => format!("host|{email}"),
+    }
+}
+
+/// An IPv4 client seen through an IPv6 socket (`::ffff:127.0.0.1`, on a
+/// server listening on `::`) is the IPv4 client: one key and one trust
+/// decision, whichever socket it came through.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
     }
 }
 
@@ -489,14 +625,65 @@ mod tests {
     }
 
     #[test]
-    fn login_attempts_are_limited_per_key() {
+    fn login_failures_are_limited_per_pair_and_spare_other_addresses() {
         let limits = AuthLimits::new(3);
+        let (stranger, owner): (IpAddr, IpAddr) = (
+            "192.0.2.7".parse().unwrap(),
+            "198.51.100.1".parse().unwrap(),
+        );
         for _ in 0..10 {
+            limits.check_login(Some(stranger), "a@b.c").unwrap();
+            limits.login_failed(Some(stranger), "a@b.c");
+        }
+        let err = limits.check_login(Some(stranger), "a@b.c").unwrap_err();
+        assert!(err.retry_after >= 1);
+        // Failures of one pair lock out neither the owner's address nor
+        // another e-mail from the same address (whose address budget is
+        // spent by now, so another stranger tries it).
+        limits.check_login(Some(owner), "a@b.c").unwrap();
+        limits.check_login(None, "other@b.c").unwrap();
+        // Successes cost nothing but the address budget.
+        for _ in 0..50 {
             limits.check_login(None, "a@b.c").unwrap();
         }
-        let err = limits.check_login(None, "a@b.c").unwrap_err();
-        assert!(err.retry_after >= 1);
-        limits.check_login(None, "other@b.c").unwrap();
+    }
+
+    #[test]
+    fn a_spent_email_budget_refuses_only_addresses_that_failed() {
+        let limits = AuthLimits::new(3);
+        for n in 0..100u8 {
+            let ip = IpAddr::from([192, 0, 2, n]);
+            limits.check_login(Some(ip), "a@b.c").unwrap();
+            limits.login_failed(Some(ip), "a@b.c");
+        }
+        assert!(
+            limits
+                .check_login(Some(IpAddr::from([192, 0, 2, 1])), "a@b.c")
+                .is_err()
+        );
+        limits
+            .check_login(Some(IpAddr::from([198, 51, 100, 1])), "a@b.c")
+            .unwrap();
+    }
+
+    #[test]
+    fn failures_fade() {
+        let budget = FailureBudget::new(2, Duration::from_millis(1));
+        budget.record("k");
+        budget.record("k");
+        assert!(budget.check("k").is_err());
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(budget.check("k").is_ok());
+        budget.forget_idle();
+        assert!(budget.is_empty());
+    }
+
+    #[test]
+    fn mapped_addresses_are_their_ipv4_address() {
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(canonical_ip(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(canonical_ip(v6), v6);
     }
 
     #[test]
@@ -504,14 +691,15 @@ mod tests {
         let limits = AuthLimits::new(3);
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         for n in 0..10 {
-            limits
-                .check_login(Some(ip), &format!("user{n}@b.c"))
-                .unwrap();
+            let email = format!("user{n}@b.c");
+            limits.check_login(Some(ip), &email).unwrap();
+            limits.login_failed(Some(ip), &email);
         }
         assert!(limits.check_login(Some(ip), "user10@b.c").is_err());
         // The refused attempt never created a key for its invented address:
-        // ten e-mail keys and the client's own.
-        assert_eq!(limits.login.len(), 11);
+        // the client's own, and ten pairs and ten e-mails that failed.
+        assert_eq!(limits.login.len(), 1);
+        assert_eq!(limits.login_keys(), 21);
     }
 
     #[test]

@@ -298,7 +298,8 @@ async fn registration_login_and_the_default_chart(door: Door) {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("WEAK_PASSWORD"))
     );
 
-    // Guessing is slowed down: the e-mail's budget runs out.
+    // Guessing is slowed down: the budget of this e-mail from this address
+    // runs out.
     let mut limited = None;
     for _ in 0..12 {
         let (status, _) = login("not the password").await;

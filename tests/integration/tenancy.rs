@@ -315,3 +315,66 @@ async fn insert_employees(books: &Books, organization: &str, count: i64) {
         }
     }
 }
+
+/// Ten wrong passwords for someone else's e-mail lock out only the address
+/// they came from: the owner logs in from theirs. A guesser spread over a
+/// hundred addresses spends the e-mail's own budget; then an address that
+/// failed is refused while one that did not still gets its password checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_cannot_lock_the_owner_out() {
+    let books = Books::start_with(
+        Store::Sqlite,
+        &[("TRUSTED_PROXIES", "127.0.0.1".to_owned())],
+    )
+    .await;
+    books.register("victim@acme.test", "USD").await;
+    let login = |from: String, password: &'static str| {
+        let books = &books;
+        async move {
+            let headers = [("X-Forwarded-For", from.as_str())];
+            let body = json!({"email": "victim@acme.test", "password": password});
+            books
+                .call_with("POST", "/api/auth/login", None, Some(body), &headers)
+                .await
+                .0
+        }
+    };
+    const RIGHT: &str = "correct horse battery";
+    const WRONG: &str = "wrong horse battery";
+    let attacker = "203.0.113.5".to_owned();
+    for attempt in 0..10 {
+        let status = login(attacker.clone(), WRONG).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
+    }
+    assert_eq!(
+        login(attacker.clone(), WRONG).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The owner, from another address, is not locked out; the attacker's
+    // address is, even with the right password.
+    assert_eq!(login("198.51.100.7".into(), RIGHT).await, StatusCode::OK);
+    assert_eq!(
+        login(attacker.clone(), RIGHT).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A guesser on many addresses: 90 more failures spend the e-mail's
+    // budget of 100.
+    for n in 0..90 {
+        let status = login(format!("192.0.2.{n}"), WRONG).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "guess {n}");
+    }
+    assert_eq!(
+        login("192.0.2.1".into(), RIGHT).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "an address that failed waits once the e-mail's budget is spent"
+    );
+    assert_eq!(
+        login("198.51.100.8".into(), RIGHT).await,
+        StatusCode::OK,
+        "an address with no failure still logs in"
+    );
+    assert_eq!(
+        login("198.51.100.9".into(), WRONG).await,
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -17,6 +17,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use super::route::Lookup;
 use super::{Body, Response};
 use crate::app::AccuBooks;
+use crate::auth::canonical_ip;
 use crate::config::Environment;
 
 /// The request headers a browser page may send.
@@ -47,14 +48,16 @@ fn from_allowed_origin<'h>(app: &AccuBooks, headers: &'h HeaderMap) -> Option<&'
 /// then the nearest address of `X-Forwarded-For` (read right to left, as
 /// each proxy appends the address it saw) that is not a trusted proxy
 /// itself. Addresses left of that one were written by the client and prove
-/// nothing. A trusted peer that forwarded nothing is the client.
+/// nothing. A trusted peer that forwarded nothing is the client. Every
+/// address is taken in its canonical form (an IPv4-mapped IPv6 address is
+/// the IPv4 one), for trust and for the rate limits' keys alike.
 pub(crate) fn client_address(
     peer: Option<IpAddr>,
     headers: &HeaderMap,
     trusted: &[ipnet::IpNet],
 ) -> Option<IpAddr> {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    let peer = peer?;
+    let peer = canonical_ip(peer?);
     if !is_trusted(&peer) {
         return Some(peer);
     }
@@ -64,7 +67,7 @@ pub(crate) fn client_address(
             return Some(nearest);
         };
         for hop in value.rsplit(',') {
-            match hop.trim().parse::<IpAddr>() {
+            match hop.trim().parse::<IpAddr>().map(canonical_ip) {
                 Ok(ip) if is_trusted(&ip) => nearest = ip,
                 Ok(ip) => return Some(ip),
                 // Not an address: the chain can no longer be followed.
@@ -228,6 +231,16 @@ mod tests {
             client_address(Some(ip("127.0.0.1")), &forwarded(&["198.51.100.1"]), &[]),
             Some(ip("127.0.0.1")),
             "no trusted proxy: the header is ignored"
+        );
+        // A server listening on `::` sees an IPv4 proxy as IPv4-mapped.
+        assert_eq!(
+            client("::ffff:127.0.0.1", &["::ffff:198.51.100.1"]),
+            Some(ip("198.51.100.1")),
+            "mapped addresses are trusted and keyed as IPv4"
+        );
+        assert_eq!(
+            client("::ffff:192.0.2.7", &["198.51.100.1"]),
+            Some(ip("192.0.2.7"))
         );
     }
 }

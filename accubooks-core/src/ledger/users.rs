@@ -227,12 +227,13 @@ pub async fn login(
 ) -> LedgerResult<Principal> {
     let email = normalize_email(&credentials.email)?;
     limits.check_login(client, &email)?;
+    let looked_up = email.clone();
     let found: Option<(String, String, String, String)> = db
         .run(|pool| async move {
             on_pool!(pool, p => {
-                let mut tx = p.begin_for_login(&email).await?;
+                let mut tx = p.begin_for_login(&looked_up).await?;
                 let found = sqlx::query_as("SELECT id, organization_id, password_hash, role FROM users WHERE email = $1")
-                    .bind(&email)
+                    .bind(&looked_up)
                     .fetch_optional(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -245,6 +246,9 @@ pub async fn login(
         .map_or(DECOY_HASH.to_owned(), |f| f.2.clone());
     let matches = verify_password(hashing, credentials.password, hash).await?;
     let rejected = || LedgerError::InvalidCredentials;
+    if found.is_none() || !matches {
+        limits.login_failed(client, &email);
+    }
     let (user, organization, _, role) = found.filter(|_| matches).ok_or_else(rejected)?;
     let role = parse_role(&role);
     Ok(Principal {
