@@ -838,7 +838,87 @@ on_both_transports!(
     bad_templates_are_refused_and_change_nothing,
     reports_run_as_jobs_in_json_and_csv,
     pay_runs_post_one_balanced_entry_and_stop_at_caps,
+    one_organization_s_backlog_does_not_delay_another_s_job,
 );
+
+/// Jobs are taken in turns across organizations: while one organization
+/// has 20,000 jobs waiting on a queue, another's job enqueued behind them
+/// runs within 2 s. (Taken oldest first, it waited for the whole backlog.)
+async fn one_organization_s_backlog_does_not_delay_another_s_job(carrier: Carrier) {
+    use accubooks_core::jobs::{NewJob, Queue};
+    const BACKLOG: usize = 20_000;
+    let setup = start(carrier).await;
+    let books = &setup.books;
+    let (_, hostile) = books.register_organization("backlog@acme.test").await;
+    let (other_token, other) = books.register_organization("other@acme.test").await;
+    let job = |key: String| NewJob {
+        queue: Queue::ReportGeneration,
+        kind: crate::support::server::TEST_JOB_KIND,
+        unique_key: key,
+        payload: json!({}),
+    };
+    let app = &books.server.app;
+    let backlog = (0..BACKLOG).map(|n| job(format!("backlog-{n}"))).collect();
+    app.enqueue(&hostile, backlog).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let id = app
+        .enqueue(&other, vec![job("due-today".to_owned())])
+        .await
+        .unwrap()[0];
+    loop {
+        let (status, answer) = books
+            .call("GET", &format!("/api/jobs/{id}"), Some(&other_token), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        if answer["status"] == "succeeded" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the other organization's job is still {} after {:?}",
+            answer["status"],
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waited = started.elapsed();
+    let left = open_jobs(books, &hostile).await;
+    eprintln!(
+        "figure: fairness ({carrier:?}): another organization's job ran {waited:?} after it was \
+         asked for, with {left} of the {BACKLOG}-job backlog still open"
+    );
+    assert!(left > 1_000, "the backlog was nearly done ({left} open)");
+}
+
+/// The jobs of `organization` not yet succeeded, read past row-level
+/// security (as the superuser on PostgreSQL).
+async fn open_jobs(books: &Books, organization: &str) -> i64 {
+    const OPEN: &str =
+        "SELECT count(*) FROM jobs WHERE organization_id = $1 AND status <> 'succeeded'";
+    match books.postgres() {
+        Some(pg) => {
+            let admin = sqlx::PgPool::connect(&pg.admin_url()).await.unwrap();
+            let open = sqlx::query_scalar(OPEN)
+                .bind(organization)
+                .fetch_one(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+            open
+        }
+        None => {
+            let accubooks_core::db::Pool::Sqlite(pool) = books.server.app.database().pool() else {
+                panic!("a store without PostgreSQL is SQLite");
+            };
+            sqlx::query_scalar(OPEN)
+                .bind(organization)
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        }
+    }
+}
 
 /// Redis killed while work is asked for: the API keeps accepting it, the
 /// queues say they are degraded with a growing outbox, and once Redis is

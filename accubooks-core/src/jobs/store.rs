@@ -331,6 +331,13 @@ const CLAIMABLE: &str = "status <> 'succeeded' AND (status IN ('pending', 'queue
      OR (status = 'failed' AND run_after_ms <= $3) \
      OR (status = 'running' AND lease_until_ms < $3))";
 
+/// Whether the open jobs of the queue `q.name` belong to more than one
+/// organization: two probes of the index `jobs_open_by_organization` (one
+/// sub-select each, as SQLite answers a lone `min` or `max` from an index).
+const SEVERAL_ORGANIZATIONS: &str = "COALESCE((SELECT min(organization_id) FROM jobs \
+     WHERE queue = q.name AND status <> 'succeeded') <> (SELECT max(organization_id) FROM jobs \
+     WHERE queue = q.name AND status <> 'succeeded'), false)";
+
 const CLAIMED_COLUMNS: &str = "id, organization_id, queue, kind, payload, attempts";
 
 fn claimed_from_row<R>(row: &R) -> Result<Claimed, sqlx::Error>
@@ -392,7 +399,10 @@ pub(crate) async fn claim_ids(
 }
 
 /// Claims up to `limit` due jobs of `queue` straight from the table (the
-/// database transport), oldest first.
+/// database transport), taking turns between organizations: the oldest due
+/// job of each organization first, then the second of each, and so on, so
+/// one organization's backlog of thousands delays another's due job by one
+/// claim, not by the whole backlog.
 pub(crate) async fn claim_due(
     db: &Database,
     queue: Queue,
@@ -408,14 +418,36 @@ pub(crate) async fn claim_due(
             Pool::Postgres(_) => " FOR UPDATE SKIP LOCKED",
             Pool::Sqlite(_) => "",
         };
-        let sql = format!(
+        let oldest_first = format!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
              lease_until_ms = $2, updated_ms = $3 \
              WHERE id IN (SELECT id FROM jobs WHERE queue = $4 AND {CLAIMABLE} \
              ORDER BY id LIMIT $5{lock}) RETURNING {CLAIMED_COLUMNS}"
         );
+        // Window functions cannot be locked, so the turns are chosen first
+        // and locked (skipping those another claim holds) by id.
+        let in_turns = format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
+             lease_until_ms = $2, updated_ms = $3 \
+             WHERE id IN (SELECT id FROM jobs WHERE queue = $4 AND {CLAIMABLE} AND id IN \
+                 (SELECT id FROM (SELECT id, row_number() OVER \
+                     (PARTITION BY organization_id ORDER BY id) AS turn \
+                     FROM jobs WHERE queue = $4 AND {CLAIMABLE}) due \
+                  ORDER BY turn, id LIMIT $5){lock}) \
+             RETURNING {CLAIMED_COLUMNS}"
+        );
         on_pool!(pool, p => {
-            let mut tx = p.begin_for_worker().await?;
+            let mut tx = p.begin_for_worker_writing().await?;
+            // Turns cost a sort of the queue's open jobs. With one
+            // organization (the embedded default, a bulk import) there is
+            // no one to take turns with, and the claim is oldest first.
+            let many: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT {SEVERAL_ORGANIZATIONS} FROM (SELECT $1 AS name) q"
+            )))
+            .bind(queue.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            let sql = if many { &in_turns } else { &oldest_first };
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(owner)
                 .bind(now + lease_ms)
@@ -572,9 +604,16 @@ pub(crate) async fn hand_back(db: &Database, owner: &str) -> Result<u64> {
 /// gets `(id, queue)` pairs and appends them to Redis; only once it has
 /// succeeded are the jobs marked `queued` (if it fails, they stay in the
 /// outbox). Answers how many were relayed, or why Redis refused them.
+///
+/// A stream is first come, first served, so the relay is where turns are
+/// taken: each organization has at most `share` jobs of a queue on its
+/// stream or running, and the outbox is relayed in turns (the oldest of
+/// each organization, then the second of each, …). Another organization's
+/// job then waits behind at most `share` jobs of one with a backlog.
 pub(crate) async fn relay<F, Fut>(
     db: &Database,
     limit: usize,
+    share: usize,
     send: F,
 ) -> Result<Result<usize, crate::error::Fault>>
 where
@@ -587,15 +626,24 @@ where
             Pool::Postgres(_) => " FOR UPDATE SKIP LOCKED",
             Pool::Sqlite(_) => "",
         };
+        const DUE: &str = "(status = 'pending' OR (status = 'failed' AND run_after_ms <= $1))";
         let select = format!(
-            "SELECT id, queue FROM jobs WHERE status <> 'succeeded' AND (status = 'pending' \
-                 OR (status = 'failed' AND run_after_ms <= $1)) ORDER BY id LIMIT $2{lock}"
+            "SELECT id, queue FROM jobs WHERE {DUE} AND id IN \
+                 (SELECT id FROM (SELECT id, status, run_after_ms, \
+                     row_number() OVER (PARTITION BY organization_id, queue, \
+                         CASE WHEN {DUE} THEN 0 ELSE 1 END ORDER BY id) AS turn, \
+                     sum(CASE WHEN status IN ('queued', 'running') THEN 1 ELSE 0 END) \
+                         OVER (PARTITION BY organization_id, queue) AS in_flight \
+                     FROM jobs WHERE status <> 'succeeded') open \
+                  WHERE {DUE} AND turn + in_flight <= $3 ORDER BY turn, id LIMIT $2) \
+             ORDER BY id{lock}"
         );
         on_pool!(pool, p => {
-            let mut tx = p.begin_for_worker().await?;
+            let mut tx = p.begin_for_worker_writing().await?;
             let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(select.as_str()))
                 .bind(now)
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .bind(i64::try_from(share).unwrap_or(i64::MAX))
                 .fetch_all(&mut *tx)
                 .await?;
             let jobs: Vec<(i64, Queue)> = rows

@@ -23,6 +23,11 @@ use crate::error::Transience;
 const BLOCK: Duration = Duration::from_millis(1000);
 /// Most jobs the relay moves in one transaction.
 const RELAY_BATCH: usize = 1000;
+/// Most jobs of one organization on a queue's stream or running at once
+/// (redis transport; see [`store::relay`]): what another organization's
+/// job may wait behind. Several times any worker's concurrency, so one
+/// organization alone still keeps every worker busy.
+const ORGANIZATION_SHARE: usize = 500;
 /// Most endings the finisher records in one transaction.
 const FINISH_BATCH: usize = 500;
 
@@ -219,6 +224,9 @@ async fn finisher(app: AccuBooks, mut endings: mpsc::UnboundedReceiver<Finish>) 
                 for (finish, recorded) in batch.drain(..).zip(recorded) {
                     let _ = finish.answer.send(Ok(recorded));
                 }
+                // Ended jobs free their organizations' shares of the
+                // streams: the relay may send what it held back.
+                app.jobs().inner.wake_relay.notify_one();
             }
             Err(err) => {
                 let err = err.to_string();
@@ -431,9 +439,12 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
         }
         loop {
             let redis = app.redis().clone();
-            let relayed = store::relay(app.database(), RELAY_BATCH, |batch| async move {
-                streams::append(&redis, &batch).await
-            })
+            let relayed = store::relay(
+                app.database(),
+                RELAY_BATCH,
+                ORGANIZATION_SHARE,
+                |batch| async move { streams::append(&redis, &batch).await },
+            )
             .await;
             match relayed {
                 Ok(Ok(n)) if n == RELAY_BATCH => continue,

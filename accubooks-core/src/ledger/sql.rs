@@ -92,6 +92,17 @@ pub(crate) trait BeginScoped {
         self.begin_scoped(Scope::Worker)
     }
 
+    /// A worker transaction that reads, then writes on what it read. On
+    /// SQLite it takes the write lock up front (`BEGIN IMMEDIATE`): a
+    /// deferred one would fail at its first write (`SQLITE_BUSY`) whenever
+    /// another connection wrote after its first read.
+    fn begin_for_worker_writing(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send
+    {
+        self.begin_scoped(Scope::WorkerWriting)
+    }
+
     /// A transaction that sees the user rows of one e-mail address.
     fn begin_for_login(
         &self,
@@ -113,6 +124,8 @@ pub(crate) enum Scope<'a> {
     Login(&'a str),
     /// The job machinery's view: jobs and templates of every organization.
     Worker,
+    /// The same view, for a read followed by a write.
+    WorkerWriting,
 }
 
 impl BeginScoped for sqlx::PgPool {
@@ -127,7 +140,7 @@ impl BeginScoped for sqlx::PgPool {
             Scope::Organizations(ids) => (ORGANIZATION_SETTING, ids, false),
             Scope::Snapshot(id) => (ORGANIZATION_SETTING, id, true),
             Scope::Login(email) => (LOGIN_SETTING, email, false),
-            Scope::Worker => (WORKER_SETTING, "on", false),
+            Scope::Worker | Scope::WorkerWriting => (WORKER_SETTING, "on", false),
         };
         let (pool, value) = (self.clone(), value.to_owned());
         async move {
@@ -161,16 +174,22 @@ impl BeginScoped for sqlx::PgPool {
 impl BeginScoped for sqlx::SqlitePool {
     type Db = sqlx::Sqlite;
 
-    /// Every scope is a plain transaction: the queries' own conditions are
+    /// Every scope is a plain transaction (the queries' own conditions are
     /// the scope, and in WAL mode a read transaction keeps the snapshot of
-    /// its first read.
+    /// its first read), but a worker's read-then-write takes the write lock
+    /// at once.
     fn begin_scoped(
         &self,
-        _scope: Scope<'_>,
+        scope: Scope<'_>,
     ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send
     {
         let pool = self.clone();
-        async move { pool.begin().await }
+        async move {
+            match scope {
+                Scope::WorkerWriting => pool.begin_with("BEGIN IMMEDIATE").await,
+                _ => pool.begin().await,
+            }
+        }
     }
 }
 
