@@ -1,0 +1,215 @@
+//! No organization can hurt another, or the people who open its files:
+//! report CSVs a spreadsheet opens as text, not formulas, and that say
+//! what the JSON says.
+
+use chrono::{Days, Utc};
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::books::{Books, Store};
+use crate::jobs::{create_customer, report_result};
+
+/// A customer name that a spreadsheet would run as a formula.
+const HYPERLINK: &str = "=HYPERLINK(\"http://evil.example\",\"x\")";
+
+/// Whether a spreadsheet would read a cell as the start of a formula.
+fn starts_formula(cell: &str) -> bool {
+    cell.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// Whether a cell is wholly a decimal number (`-12.50`).
+fn is_decimal(cell: &str) -> bool {
+    let digits = cell.strip_prefix('-').unwrap_or(cell);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+    [whole, fraction]
+        .iter()
+        .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Every report's CSV (asked for as a job) has the rows and amounts of its
+/// JSON (from its route), in the same order; cells that a spreadsheet would
+/// run as formulas are text (a leading `'`), negative amounts stay numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_report_csv_says_what_its_json_says_and_runs_no_formula() {
+    let books =
+        Books::start_with(Store::Postgres, &[("JOB_TRANSPORT", "database".to_owned())]).await;
+    let token = books
+        .register(&format!("csv-{}@acme.test", uuid::Uuid::new_v4()), "USD")
+        .await;
+    let token = token.as_str();
+    let evil = create_customer(&books, token, HYPERLINK).await;
+    let plain = create_customer(&books, token, "Initech").await;
+    let today = Utc::now().date_naive();
+    let overdue = today.checked_sub_days(Days::new(45)).unwrap();
+    for (customer, due, price) in [
+        (
+            evil,
+            today.checked_add_days(Days::new(30)).unwrap(),
+            "120.00",
+        ),
+        (evil, overdue, "30.50"),
+        (plain, overdue, "7.25"),
+    ] {
+        let (status, invoice) = books
+            .call(
+                "POST",
+                "/api/invoices",
+                Some(token),
+                Some(json!({"customer_id": customer, "due_date": due.to_string(),
+                    "lines": [{"description": "@SUM(A1:A9)", "quantity": "1", "unit_price": price}]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{invoice}");
+        let (status, body) = books
+            .call(
+                "POST",
+                &format!("/api/invoices/{}/issue", invoice["id"]),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // Memos that start formulas, and cash that goes below zero: the general
+    // ledger's running balance is negative.
+    let day = today.to_string();
+    for (memo, lines) in [
+        (
+            "-2+3+cmd|' /C calc'!A0",
+            json!([{"account": "5000", "debit": "80.00"}, {"account": "1000", "credit": "80.00"}]),
+        ),
+        (
+            "+1 owner's capital",
+            json!([{"account": "1000", "debit": "30.00"}, {"account": "3000", "credit": "30.00"}]),
+        ),
+    ] {
+        let (status, entry) = books
+            .call(
+                "POST",
+                "/api/journal-entries",
+                Some(token),
+                Some(json!({"date": day, "memo": memo, "lines": lines})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{entry}");
+    }
+
+    let year = format!(
+        "from={}&to={day}",
+        today.checked_sub_days(Days::new(365)).unwrap()
+    );
+    let reports: [(&str, String, Value, &[&str]); 5] = [
+        (
+            "trial-balance",
+            format!("as_of={day}"),
+            json!({"as_of": day}),
+            &["accounts"],
+        ),
+        (
+            "balance-sheet",
+            format!("as_of={day}"),
+            json!({"as_of": day}),
+            &["assets", "liabilities", "equity"],
+        ),
+        (
+            "income-statement",
+            year.clone(),
+            json!({"from": today.checked_sub_days(Days::new(365)).unwrap().to_string(), "to": day}),
+            &["revenue", "expenses"],
+        ),
+        (
+            "general-ledger",
+            format!("account=1000&{year}"),
+            json!({"account": "1000", "from": today.checked_sub_days(Days::new(365)).unwrap().to_string(), "to": day}),
+            &["rows"],
+        ),
+        (
+            "ar-aging",
+            format!("as_of={day}"),
+            json!({"as_of": day}),
+            &["customers"],
+        ),
+    ];
+    let mut seen = Vec::new();
+    for (report, query, params, sections) in reports {
+        let (status, json) = books
+            .call(
+                "GET",
+                &format!("/api/reports/{report}?{query}"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{report}: {json}");
+        let (status, job) = books
+            .call(
+                "POST",
+                "/api/report-jobs",
+                Some(token),
+                Some(json!({"report": report, "params": params, "format": "csv"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{report}: {job}");
+        let (_, text) = report_result(&books, token, &job).await;
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        let rows: Vec<(&str, &Value)> = sections
+            .iter()
+            .flat_map(|s| {
+                json[*s]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(move |row| (*s, row))
+            })
+            .collect();
+        assert!(!rows.is_empty(), "{report}: no rows to compare: {json}");
+        assert_eq!(records.len(), rows.len(), "{report}: {text}\n{json}");
+        for (record, (section, row)) in records.iter().zip(&rows) {
+            for (name, cell) in header.iter().zip(record.iter()) {
+                let expected = match (name.as_str(), &row[name]) {
+                    ("section", _) => (*section).to_owned(),
+                    (_, Value::Null) => String::new(),
+                    (_, Value::String(text)) => text.clone(),
+                    (_, Value::Object(_) | Value::Array(_)) => {
+                        panic!("{report}: column {name} is not a field: {row}")
+                    }
+                    (_, other) => other.to_string(),
+                };
+                if starts_formula(&expected) && !is_decimal(&expected) {
+                    assert_eq!(cell, format!("'{expected}"), "{report}.{name}");
+                } else {
+                    assert_eq!(cell, expected, "{report}.{name}");
+                }
+                seen.push(cell.to_owned());
+            }
+        }
+        // Every field of a row is a column: no amount is left out.
+        for field in rows[0].1.as_object().unwrap().keys() {
+            assert!(
+                header.contains(field),
+                "{report}: the CSV has no column {field}: {header:?}"
+            );
+        }
+    }
+    for must in [
+        format!("'{HYPERLINK}"),
+        "'-2+3+cmd|' /C calc'!A0".to_owned(),
+        "'+1 owner's capital".to_owned(),
+        "-50.00".to_owned(),
+        "30.50".to_owned(),
+    ] {
+        assert!(seen.contains(&must), "no cell {must:?} in {seen:?}");
+    }
+    assert!(
+        seen.iter()
+            .all(|cell| !starts_formula(cell) || is_decimal(cell)),
+        "{seen:?}"
+    );
+}
