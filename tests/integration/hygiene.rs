@@ -213,3 +213,98 @@ async fn every_report_csv_says_what_its_json_says_and_runs_no_formula() {
         "{seen:?}"
     );
 }
+
+/// A static segment is not a parameter: `/api/journal-entries/batch` serves
+/// POST only (not the GET of `/api/journal-entries/{id}`), and every
+/// answer that lists methods says so. The OpenAPI document says what the
+/// server does with `X-Request-Id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_and_the_openapi_document_say_what_the_server_serves() {
+    let books = Books::start_with(
+        Store::Postgres,
+        &[("FRONTEND_URL", "https://books.example.com".to_owned())],
+    )
+    .await;
+    let token = books
+        .register(&format!("allow-{}@acme.test", uuid::Uuid::new_v4()), "USD")
+        .await;
+    let server = &books.server;
+    let send = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        let mut request = server
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", server.base))
+            .bearer_auth(&token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+    for (method, path, allow) in [
+        ("OPTIONS", "/api/journal-entries/batch", "POST"),
+        ("GET", "/api/journal-entries/batch", "POST"),
+        ("OPTIONS", "/api/journal-entries/7", "GET"),
+    ] {
+        let response = send(method, path, &[]).await.unwrap();
+        assert_eq!(
+            (
+                response.status(),
+                response.headers()["allow"].to_str().unwrap()
+            ),
+            (StatusCode::METHOD_NOT_ALLOWED, allow),
+            "{method} {path}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "METHOD_NOT_ALLOWED", "{method} {path}");
+    }
+    let preflight = send(
+        "OPTIONS",
+        "/api/journal-entries/batch",
+        &[
+            ("Origin", "https://books.example.com"),
+            ("Access-Control-Request-Method", "POST"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert_eq!(preflight.headers()["access-control-allow-methods"], "POST");
+
+    // X-Request-Id: a value the server keeps is echoed, any other is
+    // replaced, not refused; the document declares no pattern it would
+    // break and says so.
+    let kept = send(
+        "GET",
+        "/api/accounts",
+        &[("X-Request-Id", "trace-42.a:b_c")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(kept.status(), StatusCode::OK);
+    assert_eq!(kept.headers()["x-request-id"], "trace-42.a:b_c");
+    let replaced = send(
+        "GET",
+        "/api/accounts",
+        &[("X-Request-Id", "no spaces, please")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(replaced.status(), StatusCode::OK);
+    let generated = replaced.headers()["x-request-id"].to_str().unwrap();
+    assert!(!generated.is_empty() && generated != "no spaces, please");
+    let (_, document) = books.call("GET", "/api/openapi.json", None, None).await;
+    let parameter = document["paths"]["/api/accounts"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "X-Request-Id")
+        .unwrap()
+        .clone();
+    assert!(parameter["schema"].get("pattern").is_none(), "{parameter}");
+    assert!(
+        parameter["description"]
+            .as_str()
+            .unwrap()
+            .contains("replaced by a generated id"),
+        "{parameter}"
+    );
+}
