@@ -239,7 +239,7 @@ impl From<crate::usecases::Error> for ApiError {
             E::Unavailable(unavailable) => ApiError::Unavailable {
                 code: unavailable.code,
                 message: unavailable.message,
-                retry_after: 1,
+                retry_after: unavailable.retry_after,
             },
             E::TimedOut { limit_ms } => ApiError::Timeout {
                 timeout_ms: limit_ms,

@@ -239,7 +239,9 @@ pub fn document(routes: &RouteTable) -> OpenApi {
             operation = operation.response(
                 "503",
                 error_response(
-                    "A dependency is down (e.g. DATABASE_UNAVAILABLE); retry after Retry-After",
+                    "A dependency is down (e.g. DATABASE_UNAVAILABLE), or a provider the route \
+                     needs is not configured (PAYMENTS_NOT_CONFIGURED, \
+                     BANK_INTEGRATION_NOT_CONFIGURED); retry after Retry-After",
                 ),
             );
         }

@@ -236,7 +236,7 @@ impl AccuBooks {
                 return Err(ApiError::Unavailable {
                     code: unavailable.code,
                     message: unavailable.message,
-                    retry_after: 1,
+                    retry_after: unavailable.retry_after,
                 });
             }
         }
