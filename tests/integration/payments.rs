@@ -198,6 +198,124 @@ on_every_store!(
     refunds_are_posted_once_in_any_order,
 );
 
+/// The job of a delivered event, once it has ended.
+async fn ended_job(books: &Books, token: &str, receipt: &Value) -> Value {
+    let id = receipt["job_id"].clone();
+    settled_jobs(books, token)
+        .await
+        .into_iter()
+        .find(|job| job["id"] == id)
+        .unwrap_or_else(|| panic!("no job for {receipt}"))
+}
+
+/// Signed events that cannot be true of their PaymentIntent (another
+/// currency, no date or an absurd one, more refunded than paid) post
+/// nothing and end their job dead at once with a permanent code; a good
+/// event is dated by its `created` time in the organization's time zone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_events_are_checked_against_their_payment_intent() {
+    let s = start(Store::Postgres, &[]).await;
+    let (books, token) = (&s.books, s.token.as_str());
+    let (status, body) = books
+        .call(
+            "PUT",
+            "/api/settings",
+            Some(token),
+            Some(json!({"timezone": "Pacific/Kiritimati"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let invoice = issued(books, token, s.customer, "100.00").await;
+    let (_, first) = intent(books, token, invoice).await;
+    let id = first["payment_intent_id"].as_str().unwrap().to_owned();
+    let stripe = &s.saas.stripe;
+
+    let mut yen = stripe.succeeded_event("evt_yen", &id);
+    yen["data"]["object"]["currency"] = json!("jpy");
+    let mut undated = stripe.succeeded_event("evt_undated", &id);
+    undated.as_object_mut().unwrap().remove("created");
+    let mut far = stripe.succeeded_event("evt_9999", &id);
+    // 9999-12-31T00:00:00Z.
+    far["created"] = json!(253_402_214_400_i64 - 86_400);
+    let mut early = stripe.succeeded_event("evt_1969", &id);
+    early["created"] = json!(-86_400);
+    for (event, code) in [
+        (yen, "PAYMENT_CURRENCY_MISMATCH"),
+        (undated, "INVALID_EVENT_DATE"),
+        (far, "INVALID_EVENT_DATE"),
+        (early, "INVALID_EVENT_DATE"),
+    ] {
+        let (status, receipt) = deliver(books, &event).await;
+        assert_eq!(
+            (status, receipt["outcome"].clone()),
+            (StatusCode::OK, json!("queued")),
+            "{receipt}"
+        );
+        let job = ended_job(books, token, &receipt).await;
+        assert_eq!(
+            (
+                job["status"].clone(),
+                job["error"]["code"].clone(),
+                job["attempts"].clone()
+            ),
+            (json!("dead"), json!(code), json!(1)),
+            "{}: {job}",
+            event["id"]
+        );
+    }
+    assert_eq!(invoice_of(books, token, invoice).await["status"], "issued");
+    assert_eq!(stripe_cash_lines(books, token).await, Vec::<i64>::new());
+
+    // Created yesterday at 11:00 UTC: already today in Kiritimati (UTC+14).
+    let yesterday = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+    let created = yesterday
+        .and_hms_opt(11, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp();
+    let mut paid = stripe.succeeded_event("evt_paid", &id);
+    paid["created"] = json!(created);
+    let (_, receipt) = deliver(books, &paid).await;
+    assert_eq!(
+        ended_job(books, token, &receipt).await["status"],
+        "succeeded"
+    );
+    let (_, ledger) = books
+        .call(
+            "GET",
+            "/api/reports/general-ledger?from=2000-01-01&to=2100-12-31&account=1000",
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        ledger["rows"][0]["date"],
+        json!((yesterday + chrono::Days::new(1)).to_string()),
+        "{ledger}"
+    );
+
+    // Refunded beyond what was paid: refused for good, not retried.
+    let (_, receipt) = deliver(books, &stripe.refunded_event("evt_over", &id, 10_001)).await;
+    let job = ended_job(books, token, &receipt).await;
+    assert_eq!(
+        (
+            job["status"].clone(),
+            job["error"]["code"].clone(),
+            job["attempts"].clone()
+        ),
+        (json!("dead"), json!("REFUND_EXCEEDS_PAYMENT"), json!(1)),
+        "{job}"
+    );
+    assert_eq!(stripe_cash_lines(books, token).await, vec![10_000]);
+    // A refund within it is posted.
+    let (_, receipt) = deliver(books, &stripe.refunded_event("evt_part", &id, 2_500)).await;
+    assert_eq!(
+        ended_job(books, token, &receipt).await["status"],
+        "succeeded"
+    );
+    assert_eq!(stripe_cash_lines(books, token).await, vec![10_000, -2_500]);
+}
+
 async fn a_card_payment_is_posted_once_whatever_stripe_retries(store: Store) {
     let s = start(store, &[]).await;
     let (books, token) = (&s.books, s.token.as_str());

@@ -211,7 +211,8 @@ fn event_job(event: &serde_json::Value) -> Option<EventJob> {
         event: event["id"].as_str()?.to_owned(),
         kind,
         intent: intent.to_owned(),
-        created: event["created"].as_i64().unwrap_or_default(),
+        currency: object["currency"].as_str().map(str::to_owned),
+        created: event["created"].as_i64(),
         received,
         refunded,
     })
