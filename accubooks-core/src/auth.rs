@@ -196,7 +196,72 @@ impl KeyedLimiter {
     }
 }
 
-/// The attempt budgets of the public auth routes.
+/// A budget of failures per key, checked without spending: a key may try
+/// as often as it succeeds, and only its failures count. Once a key has
+/// spent its burst, it is refused (without the work a failure costs)
+/// until the budget has room again.
+pub struct FailureBudget {
+    failures: KeyedLimiter,
+    /// Keys over their budget, and until when they are refused.
+    refused_until: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl FailureBudget {
+    /// A burst of `burst` failures per key, refilling one every `refill`.
+    pub fn new(burst: u32, refill: Duration) -> Self {
+        FailureBudget {
+            failures: KeyedLimiter::new(burst, refill),
+            refused_until: std::sync::Mutex::default(),
+        }
+    }
+
+    fn refused(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, std::time::Instant>> {
+        self.refused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `key` may try now; spends nothing.
+    pub fn check(&self, key: &str) -> Result<(), Throttled> {
+        let now = std::time::Instant::now();
+        match self.refused().get(key) {
+            Some(until) if *until > now => {
+                let left = *until - now;
+                Err(Throttled {
+                    retry_after: (left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Spends a failure of `key`; past the budget, `key` is refused from
+    /// now until it has room again, and this failure says how long.
+    pub fn fail(&self, key: &str) -> Result<(), Throttled> {
+        self.failures.check(key).inspect_err(|throttled| {
+            let until = std::time::Instant::now() + Duration::from_secs(throttled.retry_after);
+            self.refused().insert(key.to_owned(), until);
+        })
+    }
+
+    /// Forgets keys whose budget is full again, and refusals that ended.
+    pub fn forget_idle(&self) {
+        self.failures.forget_idle();
+        let now = std::time::Instant::now();
+        self.refused().retain(|_, until| *until > now);
+    }
+}
+
+/// Failed signatures one client address may send to a signed webhook at
+/// once (a provider's retries of a misconfigured secret stay well within
+/// it)...
+pub const WEBHOOK_SIGNATURE_FAILURES: u32 = 20;
+/// ...and how often the budget grows by one again (20 a minute).
+pub const WEBHOOK_SIGNATURE_REFILL: Duration = Duration::from_secs(3);
+
+/// The attempt budgets of the public routes: auth and signed webhooks.
 pub struct AuthLimits {
     /// Login: ten attempts per client address and per e-mail address at
     /// once, then one every six seconds.
@@ -204,6 +269,10 @@ pub struct AuthLimits {
     /// Registration, per client address: `REGISTRATIONS_PER_HOUR` at once,
     /// refilling evenly over the hour.
     pub register: KeyedLimiter,
+    /// Failed webhook signatures, per client address:
+    /// [`WEBHOOK_SIGNATURE_FAILURES`] at once, one more every
+    /// [`WEBHOOK_SIGNATURE_REFILL`]. Valid signatures spend nothing.
+    pub webhook_signatures: FailureBudget,
 }
 
 impl AuthLimits {
@@ -213,6 +282,28 @@ impl AuthLimits {
         AuthLimits {
             login: KeyedLimiter::new(10, Duration::from_secs(6)),
             register: KeyedLimiter::new(per_hour, Duration::from_secs(3600) / per_hour),
+            webhook_signatures: FailureBudget::new(
+                WEBHOOK_SIGNATURE_FAILURES,
+                WEBHOOK_SIGNATURE_REFILL,
+            ),
+        }
+    }
+
+    /// Whether `client` may have a webhook signature checked now (it has
+    /// not sent too many bad ones); spends nothing. Clients of unknown
+    /// address (an embedding host's own calls) are not budgeted.
+    pub fn check_webhook(&self, client: Option<IpAddr>) -> Result<(), Throttled> {
+        match client {
+            Some(ip) => self.webhook_signatures.check(&address_key(ip)),
+            None => Ok(()),
+        }
+    }
+
+    /// Spends a failed webhook signature of `client`.
+    pub fn fail_webhook(&self, client: Option<IpAddr>) -> Result<(), Throttled> {
+        match client {
+            Some(ip) => self.webhook_signatures.fail(&address_key(ip)),
+            None => Ok(()),
         }
     }
 
@@ -236,6 +327,23 @@ impl AuthLimits {
     pub fn forget_idle(&self) {
         self.login.forget_idle();
         self.register.forget_idle();
+        self.webhook_signatures.forget_idle();
+    }
+}
+
+/// The budget key of a client address: an IPv6 client is budgeted by its
+/// /64, the block one subscriber usually holds, so that it cannot rotate
+/// through its own addresses; an IPv4-mapped address is its IPv4 client.
+fn address_key(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+            }
+        },
     }
 }
 
@@ -268,17 +376,7 @@ impl RequestLimits {
         let Some(limiter) = &self.address else {
             return Ok(());
         };
-        let key = match address {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => v4.to_string(),
-                None => {
-                    let [a, b, c, d, ..] = v6.segments();
-                    format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
-                }
-            },
-        };
-        limiter.check(&key)
+        limiter.check(&address_key(address))
     }
 
     /// Spends a request made with a token of `user` (every token of one
@@ -587,6 +685,28 @@ mod tests {
             task.await.unwrap().unwrap();
         }
         assert_eq!(pool.run(|| 7).await, Ok(7));
+    }
+
+    #[test]
+    fn only_failures_spend_a_failure_budget() {
+        let budget = FailureBudget::new(3, Duration::from_secs(3600));
+        // Checks alone (the successes) spend nothing.
+        for _ in 0..100 {
+            budget.check("a").unwrap();
+        }
+        for _ in 0..3 {
+            budget.fail("a").unwrap();
+            budget.check("a").unwrap();
+        }
+        let over = budget.fail("a").unwrap_err();
+        assert!(over.retry_after > 3000, "{over:?}");
+        assert_eq!(budget.check("a").unwrap_err().retry_after, over.retry_after);
+        budget.check("b").unwrap();
+        budget.forget_idle();
+        assert!(
+            budget.check("a").is_err(),
+            "a refusal is kept until it ends"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! No organization can hurt another, or the people who open its files:
 //! report CSVs a spreadsheet opens as text, not formulas, and that say
-//! what the JSON says.
+//! what the JSON says; Stripe's webhook that no flood turns into a burden;
+//! answers that list methods and a document that say what the server does.
 
 use chrono::{Days, Utc};
 use http::StatusCode;
@@ -8,6 +9,8 @@ use serde_json::{Value, json};
 
 use crate::books::{Books, Store};
 use crate::jobs::{create_customer, report_result};
+use crate::support::saas::WEBHOOK_SECRET;
+use crate::support::saas::stripe::signature;
 
 /// A customer name that a spreadsheet would run as a formula.
 const HYPERLINK: &str = "=HYPERLINK(\"http://evil.example\",\"x\")";
@@ -306,5 +309,156 @@ async fn allow_and_the_openapi_document_say_what_the_server_serves() {
             .unwrap()
             .contains("replaced by a generated id"),
         "{parameter}"
+    );
+}
+
+/// One POST to Stripe's webhook as if from `from` (the server trusts the
+/// loopback proxy's `X-Forwarded-For`): status, `Retry-After`, JSON body.
+async fn webhook_from(
+    books: &Books,
+    from: &str,
+    payload: Vec<u8>,
+    signature: Option<&str>,
+) -> (StatusCode, Option<String>, Value) {
+    let mut request = books
+        .server
+        .client
+        .post(format!("{}/api/webhooks/stripe", books.server.base))
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", from)
+        .body(payload);
+    if let Some(signature) = signature {
+        request = request.header("stripe-signature", signature);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (
+        status,
+        retry_after,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// Stripe's webhook cannot be used to burn the server: a body over its
+/// limit is 413 unread, bad signatures spend their address's budget (valid
+/// ones never do) and, past it, are refused 429 before any HMAC, counted in
+/// metrics; Stripe's own correctly signed events from its address still land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_bad_webhook_signatures_is_refused_and_stripes_events_still_land() {
+    let s = crate::payments::start(
+        Store::Postgres,
+        &[("TRUSTED_PROXIES", "127.0.0.1/32".to_owned())],
+    )
+    .await;
+    let (books, token) = (&s.books, s.token.as_str());
+    let (flood, stripe) = ("203.0.113.9", "198.51.100.7");
+    let signed = |event: &Value| {
+        let payload = serde_json::to_vec(event).unwrap();
+        let header = signature(&[WEBHOOK_SECRET], Utc::now().timestamp(), &payload);
+        (payload, header)
+    };
+
+    // Valid signatures spend nothing: more of them than the budget, from
+    // the address that floods next, all land.
+    for n in 0..30 {
+        let (payload, header) = signed(&json!({"id": format!("evt_other_{n}"),
+            "type": "customer.created", "created": Utc::now().timestamp(),
+            "data": {"object": {"id": "cus_1"}}}));
+        let (status, _, body) = webhook_from(books, flood, payload, Some(&header)).await;
+        assert_eq!(
+            (status, body["outcome"].clone()),
+            (StatusCode::OK, json!("ignored")),
+            "{n}: {body}"
+        );
+    }
+
+    // Stripe's events are a few KiB: 300 KiB, even signed, is refused.
+    let (payload, header) = signed(&json!({"id": "evt_big", "type": "customer.created",
+        "created": Utc::now().timestamp(), "data": {"object": {"pad": "x".repeat(300 * 1024)}}}));
+    let (status, _, body) = webhook_from(books, stripe, payload, Some(&header)).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::PAYLOAD_TOO_LARGE, json!("PAYLOAD_TOO_LARGE")),
+        "{body}"
+    );
+    assert!(body["error"].as_str().unwrap().contains("262144"), "{body}");
+
+    // The flood: forged signatures from one address.
+    let invoice = crate::payments::issued(books, token, s.customer, "42.00").await;
+    let (_, first) = crate::payments::intent(books, token, invoice).await;
+    let id = first["payment_intent_id"].as_str().unwrap().to_owned();
+    let event = s.saas.stripe.succeeded_event("evt_paid", &id);
+    let payload = serde_json::to_vec(&event).unwrap();
+    let forged = signature(&["whsec_guess"], Utc::now().timestamp(), &payload);
+    let budget = accubooks_core::auth::WEBHOOK_SIGNATURE_FAILURES;
+    for n in 0..budget {
+        let (status, _, body) = webhook_from(books, flood, payload.clone(), Some(&forged)).await;
+        assert_eq!(
+            (status, body["code"].clone()),
+            (StatusCode::BAD_REQUEST, json!("INVALID_SIGNATURE")),
+            "{n}: {body}"
+        );
+    }
+    for n in 0..10 {
+        let (status, retry_after, body) =
+            webhook_from(books, flood, payload.clone(), Some(&forged)).await;
+        assert_eq!(
+            (status, body["code"].clone()),
+            (StatusCode::TOO_MANY_REQUESTS, json!("RATE_LIMITED")),
+            "{n}: {body}"
+        );
+        assert!(
+            retry_after.unwrap().parse::<u64>().unwrap() >= 1,
+            "{n}: Retry-After"
+        );
+    }
+    // The flooding address is refused as a whole, before its signatures are
+    // checked; Stripe's address is not, and its event is posted.
+    let (good, header) = signed(&event);
+    let (status, _, _) = webhook_from(books, flood, good.clone(), Some(&header)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let (status, _, body) = webhook_from(books, stripe, good, Some(&header)).await;
+    assert_eq!(
+        (status, body["outcome"].clone()),
+        (StatusCode::OK, json!("queued")),
+        "{body}"
+    );
+    crate::payments::settled_jobs(books, token).await;
+    assert_eq!(
+        crate::payments::invoice_of(books, token, invoice).await["status"],
+        "paid"
+    );
+
+    let metrics = books
+        .server
+        .get("/api/monitoring/metrics")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let count = |reason: &str| -> u64 {
+        let series =
+            format!("accubooks_webhook_refused_total{{provider=\"stripe\",reason=\"{reason}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    // The first forged signature past the budget was checked (and answered
+    // 429); the nine after it and the flooding address's good one were not.
+    assert_eq!(
+        [
+            count("forged"),
+            count("rate_limited"),
+            count("too_large"),
+            count("missing")
+        ],
+        [u64::from(budget) + 1, 10, 1, 0]
     );
 }

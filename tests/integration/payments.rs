@@ -14,17 +14,17 @@ use crate::support::saas::{FakeSaas, Mode, STRIPE_KEY, WEBHOOK_SECRET};
 use crate::support::server::Host;
 use crate::support::services::Redis;
 
-struct Setup {
-    books: Books,
-    saas: FakeSaas,
+pub(crate) struct Setup {
+    pub(crate) books: Books,
+    pub(crate) saas: FakeSaas,
     _redis: Option<Redis>,
-    token: String,
-    customer: i64,
+    pub(crate) token: String,
+    pub(crate) customer: i64,
 }
 
 /// A server with Stripe configured against the fake: PostgreSQL with the
 /// jobs on Redis, or SQLite with the jobs in the database.
-async fn start(door: impl Into<Door>, extra: &[(&str, String)]) -> Setup {
+pub(crate) async fn start(door: impl Into<Door>, extra: &[(&str, String)]) -> Setup {
     let door = door.into();
     let saas = FakeSaas::start().await;
     let mut vars = vec![
@@ -79,7 +79,7 @@ async fn customer(books: &Books, token: &str) -> i64 {
 }
 
 /// An issued invoice of one line at `price`, untaxed.
-async fn issued(books: &Books, token: &str, customer: i64, price: &str) -> i64 {
+pub(crate) async fn issued(books: &Books, token: &str, customer: i64, price: &str) -> i64 {
     let (status, invoice) = books
         .call(
             "POST",
@@ -103,7 +103,7 @@ async fn issued(books: &Books, token: &str, customer: i64, price: &str) -> i64 {
     id
 }
 
-async fn intent(books: &Books, token: &str, invoice: i64) -> (StatusCode, Value) {
+pub(crate) async fn intent(books: &Books, token: &str, invoice: i64) -> (StatusCode, Value) {
     books
         .call(
             "POST",
@@ -136,7 +136,7 @@ async fn deliver_raw(books: &Books, payload: Vec<u8>, header: Option<&str>) -> (
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn invoice_of(books: &Books, token: &str, id: i64) -> Value {
+pub(crate) async fn invoice_of(books: &Books, token: &str, id: i64) -> Value {
     let (status, invoice) = books
         .call("GET", &format!("/api/invoices/{id}"), Some(token), None)
         .await;
@@ -145,7 +145,7 @@ async fn invoice_of(books: &Books, token: &str, id: i64) -> Value {
 }
 
 /// Waits until every job of the payments queue has ended, and answers them.
-async fn settled_jobs(books: &Books, token: &str) -> Vec<Value> {
+pub(crate) async fn settled_jobs(books: &Books, token: &str) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, jobs) = books

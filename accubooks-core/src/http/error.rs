@@ -52,7 +52,8 @@ pub enum ApiError {
         /// What happened.
         message: String,
     },
-    /// 413: the body is larger than `BODY_LIMIT_BYTES`.
+    /// 413: the body is larger than `BODY_LIMIT_BYTES`, or than the
+    /// route's own smaller limit (a signed webhook's).
     #[error("The request body is larger than the limit of {limit} bytes.")]
     PayloadTooLarge {
         /// The limit in bytes.

@@ -200,6 +200,25 @@ pub fn document(routes: &RouteTable) -> OpenApi {
                 ),
             );
         }
+        if let (Some(_), Some(limit)) = (route.webhook, route.body_limit) {
+            operation = operation
+                .response(
+                    "413",
+                    error_response(&format!(
+                        "Body larger than {limit} bytes (or BODY_LIMIT_BYTES when smaller)"
+                    )),
+                )
+                .response(
+                    "429",
+                    error_response(&format!(
+                        "This client address sent more than {} requests with a refused \
+                         signature (one more is allowed every {} s); refused before any \
+                         signature is checked; retry after Retry-After (RATE_LIMITED)",
+                        crate::auth::WEBHOOK_SIGNATURE_FAILURES,
+                        crate::auth::WEBHOOK_SIGNATURE_REFILL.as_secs()
+                    )),
+                );
+        }
         for (status, description, error_body) in &route.doc.answers {
             let response = if *error_body {
                 error_response(description)

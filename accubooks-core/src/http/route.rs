@@ -98,6 +98,10 @@ pub struct Route {
     pub(crate) access: Access,
     pub(crate) quiet: bool,
     pub(crate) unlimited: bool,
+    /// A smaller body limit than `BODY_LIMIT_BYTES`.
+    pub(crate) body_limit: Option<usize>,
+    /// The provider of a signed webhook, for its metrics.
+    pub(crate) webhook: Option<&'static str>,
     pub(crate) idempotent: bool,
     pub(crate) timeout: Option<std::time::Duration>,
     pub(crate) doc: RouteDoc,
@@ -115,6 +119,8 @@ impl Route {
             access: Access::Role(Role::Viewer),
             quiet: false,
             unlimited: false,
+            body_limit: None,
+            webhook: None,
             idempotent: false,
             timeout: None,
             doc: RouteDoc::default(),
@@ -142,10 +148,23 @@ impl Route {
     }
 
     /// Exempts it from the request rate limits: monitoring (probes and
-    /// scrapes must never be refused) and signed webhooks (a provider sends
-    /// bursts from few addresses, and the signature check is the gate).
+    /// scrapes must never be refused). Signed webhooks say
+    /// [`Route::signed_webhook`], which exempts them too.
     pub fn unlimited(mut self) -> Self {
         self.unlimited = true;
+        self
+    }
+
+    /// Marks a provider's signed webhook (`provider` as metrics label it):
+    /// exempt from the request rate limits (a provider sends bursts from
+    /// few addresses; its use case budgets failed signatures per address
+    /// instead), and taking bodies of at most `body_limit` bytes (or
+    /// `BODY_LIMIT_BYTES` when smaller); a larger one is `413`, counted as
+    /// `too_large` in `accubooks_webhook_refused_total`.
+    pub fn signed_webhook(mut self, provider: &'static str, body_limit: usize) -> Self {
+        self.unlimited = true;
+        self.body_limit = Some(body_limit);
+        self.webhook = Some(provider);
         self
     }
 
