@@ -76,7 +76,7 @@ pub const WEBHOOK_REFUSALS: [&str; 6] = [
 ];
 
 /// The providers whose webhooks the core verifies.
-pub const WEBHOOK_PROVIDERS: [&str; 1] = ["stripe"];
+pub const WEBHOOK_PROVIDERS: [&str; 1] = [crate::deps::STRIPE];
 
 /// The outcomes of a job attempt, as `accubooks_jobs_total` counts them.
 pub const JOB_OUTCOMES: [&str; 3] = ["succeeded", "failed", "dead"];

@@ -38,7 +38,7 @@ pub(crate) fn routes() -> Vec<Route> {
         Route::new(Method::POST, "/api/webhooks/stripe", stripe_webhook)
             .needs(DATABASE)
             .access(Access::Public)
-            .signed_webhook("stripe", STRIPE_WEBHOOK_BODY_LIMIT)
+            .signed_webhook(STRIPE, STRIPE_WEBHOOK_BODY_LIMIT)
             .summary(
                 "Stripe's webhook: the raw body signed in Stripe-Signature with \
                  STRIPE_WEBHOOK_SECRET; payments and refunds are posted once per event and \

@@ -16,7 +16,7 @@ use crate::saas::stripe::{self, NewIntent};
 use crate::usecases::Client;
 
 /// The provider label of Stripe's webhook in metrics and logs.
-const PROVIDER: &str = "stripe";
+const PROVIDER: &str = deps::STRIPE;
 
 /// What a webhook did with an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
