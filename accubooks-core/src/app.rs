@@ -300,6 +300,11 @@ impl Builder {
                 "PAYMENTS_UNAVAILABLE",
                 "Payments are unavailable right now. Please retry shortly.",
             )
+            .not_configured(
+                "PAYMENTS_NOT_CONFIGURED",
+                "Payments are not configured on this server: its operator sets \
+                 STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET and restarts it.",
+            )
             .policy(policy),
         );
         specs.push(
@@ -313,6 +318,11 @@ impl Builder {
             .unavailable(
                 "BANK_INTEGRATION_UNAVAILABLE",
                 "Bank integration is unavailable right now. Please retry shortly.",
+            )
+            .not_configured(
+                "BANK_INTEGRATION_NOT_CONFIGURED",
+                "Bank integration is not configured on this server: its operator sets \
+                 PLAID_CLIENT_ID and PLAID_SECRET and restarts it.",
             )
             .policy(policy),
         );

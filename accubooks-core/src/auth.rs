@@ -272,7 +272,14 @@ impl FailureBudget {
     }
 }
 
-/// The attempt budgets of the public auth routes.
+/// Failed signatures one client address may send to a signed webhook at
+/// once (a provider's retries of a misconfigured secret stay well within
+/// it)...
+pub const WEBHOOK_SIGNATURE_FAILURES: u32 = 20;
+/// ...and how often the budget grows by one again (20 a minute).
+pub const WEBHOOK_SIGNATURE_REFILL: Duration = Duration::from_secs(3);
+
+/// The attempt budgets of the public routes: auth and signed webhooks.
 ///
 /// Login failures are counted per (e-mail, client address) pair, so a
 /// stranger who guesses wrong ten times locks out only their own address,
@@ -294,6 +301,10 @@ pub struct AuthLimits {
     /// Registration, per client address: `REGISTRATIONS_PER_HOUR` at once,
     /// refilling evenly over the hour.
     pub register: KeyedLimiter,
+    /// Failed webhook signatures, per client address:
+    /// [`WEBHOOK_SIGNATURE_FAILURES`] at once, one more every
+    /// [`WEBHOOK_SIGNATURE_REFILL`]. Valid signatures spend nothing.
+    pub webhook_signatures: FailureBudget,
 }
 
 impl AuthLimits {
@@ -305,6 +316,27 @@ impl AuthLimits {
             login_failures: FailureBudget::new(10, Duration::from_secs(6)),
             email_failures: FailureBudget::new(100, Duration::from_secs(6)),
             register: KeyedLimiter::new(per_hour, Duration::from_secs(3600) / per_hour),
+            webhook_signatures: FailureBudget::new(
+                WEBHOOK_SIGNATURE_FAILURES,
+                WEBHOOK_SIGNATURE_REFILL,
+            ),
+        }
+    }
+
+    /// Whether `client` may have a webhook signature checked now (it has
+    /// not sent too many bad ones); spends nothing. Clients of unknown
+    /// address (an embedding host's own calls) are not budgeted.
+    pub fn check_webhook(&self, client: Option<IpAddr>) -> Result<(), Throttled> {
+        match client {
+            Some(ip) => self.webhook_signatures.check(&address_key(ip)),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed webhook signature of `client`.
+    pub fn fail_webhook(&self, client: Option<IpAddr>) {
+        if let Some(ip) = client {
+            self.webhook_signatures.record(&address_key(ip));
         }
     }
 
@@ -353,6 +385,20 @@ impl AuthLimits {
         self.login_failures.forget_idle();
         self.email_failures.forget_idle();
         self.register.forget_idle();
+        self.webhook_signatures.forget_idle();
+    }
+}
+
+/// The budget key of a client address: an IPv6 client is budgeted by its
+/// /64, the block one subscriber usually holds, so that it cannot rotate
+/// through its own addresses; an IPv4-mapped address is its IPv4 client.
+fn address_key(address: IpAddr) -> String {
+    match canonical_ip(address) {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
     }
 }
 
@@ -404,17 +450,7 @@ impl RequestLimits {
         let Some(limiter) = &self.address else {
             return Ok(());
         };
-        let key = match address {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => v4.to_string(),
-                None => {
-                    let [a, b, c, d, ..] = v6.segments();
-                    format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
-                }
-            },
-        };
-        limiter.check(&key)
+        limiter.check(&address_key(address))
     }
 
     /// Spends a request made with a token of `user` (every token of one
@@ -775,6 +811,27 @@ mod tests {
             task.await.unwrap().unwrap();
         }
         assert_eq!(pool.run(|| 7).await, Ok(7));
+    }
+
+    #[test]
+    fn only_failures_spend_a_failure_budget() {
+        let budget = FailureBudget::new(3, Duration::from_secs(3600));
+        // Checks alone (the successes) spend nothing.
+        for _ in 0..100 {
+            budget.check("a").unwrap();
+        }
+        for _ in 0..3 {
+            budget.check("a").unwrap();
+            budget.record("a");
+        }
+        let over = budget.check("a").unwrap_err();
+        assert!(over.retry_after > 3000, "{over:?}");
+        budget.check("b").unwrap();
+        budget.forget_idle();
+        assert!(
+            budget.check("a").is_err(),
+            "a refusal is kept until it ends"
+        );
     }
 
     #[test]

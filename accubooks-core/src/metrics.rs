@@ -58,7 +58,25 @@ pub struct Metrics {
     job_dead: IntGaugeVec,
     jobs: IntCounterVec,
     job_outbox: IntGauge,
+    webhook_refused: IntCounterVec,
 }
+
+/// Why a signed webhook's request was refused, as
+/// `accubooks_webhook_refused_total` counts them: its signature was
+/// `missing`, `malformed`, `forged` (no match) or `stale`; its client
+/// address had sent too many bad ones (`rate_limited`); its body was over
+/// the webhook's limit (`too_large`).
+pub const WEBHOOK_REFUSALS: [&str; 6] = [
+    "missing",
+    "malformed",
+    "forged",
+    "stale",
+    "rate_limited",
+    "too_large",
+];
+
+/// The providers whose webhooks the core verifies.
+pub const WEBHOOK_PROVIDERS: [&str; 1] = [crate::deps::STRIPE];
 
 /// The outcomes of a job attempt, as `accubooks_jobs_total` counts them.
 pub const JOB_OUTCOMES: [&str; 3] = ["succeeded", "failed", "dead"];
@@ -179,6 +197,23 @@ impl Metrics {
         )
         .expect("valid metric");
         reg(Box::new(jobs.clone()));
+        let webhook_refused = IntCounterVec::new(
+            Opts::new(
+                "accubooks_webhook_refused_total",
+                "Requests to a signed webhook refused before any work, by provider and reason \
+                 (missing, malformed, forged, stale, rate_limited, too_large); they are \
+                 logged at debug only.",
+            ),
+            &["provider", "reason"],
+        )
+        .expect("valid metric");
+        reg(Box::new(webhook_refused.clone()));
+        // Every series exists from start-up, so an alert on a rate sees 0.
+        for provider in WEBHOOK_PROVIDERS {
+            for reason in WEBHOOK_REFUSALS {
+                webhook_refused.with_label_values(&[provider, reason]);
+            }
+        }
         let job_outbox = gauge(
             &registry,
             "accubooks_job_outbox",
@@ -220,6 +255,7 @@ impl Metrics {
             job_dead,
             jobs,
             job_outbox,
+            webhook_refused,
         };
         metrics.up.set(1);
         metrics
@@ -294,6 +330,15 @@ impl Metrics {
         self.http_duration
             .with_label_values(&[method, route, status.as_str()])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a refused request to a signed webhook. `provider` is one of
+    /// [`WEBHOOK_PROVIDERS`] and `reason` one of [`WEBHOOK_REFUSALS`]: both
+    /// from closed sets.
+    pub fn count_webhook_refused(&self, provider: &'static str, reason: &'static str) {
+        self.webhook_refused
+            .with_label_values(&[provider, reason])
+            .inc();
     }
 
     /// Counts a request slower than `SLOW_REQUEST_MS`.

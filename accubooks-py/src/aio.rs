@@ -169,7 +169,9 @@ impl AsyncAccuBooks {
     /// Takes one of Stripe's webhook calls, as a Python web framework
     /// received it: the raw body and the `Stripe-Signature` header. Answers
     /// `{"event", "outcome", "job_id"}`; raises `INVALID_SIGNATURE` (400)
-    /// for a missing, forged or stale signature.
+    /// for a missing, forged or stale signature. No failure budget per
+    /// client address applies (the web framework in front sees the
+    /// clients; the HTTP hosts budget them).
     #[pyo3(signature = (payload, signature = None))]
     fn stripe_webhook<'py>(
         &self,
@@ -181,7 +183,13 @@ impl AsyncAccuBooks {
         let payload = payload.to_vec();
         future_into_py(py, async move {
             let books = instance.books();
-            let receipt = books.stripe_webhook(&payload, signature.as_deref()).await;
+            let receipt = books
+                .stripe_webhook(
+                    &payload,
+                    signature.as_deref(),
+                    accubooks_core::usecases::Client::Host,
+                )
+                .await;
             Ok(Reply::books(crate::instance::json(receipt)))
         })
     }

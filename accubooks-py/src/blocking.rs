@@ -154,7 +154,9 @@ impl AccuBooks {
     /// Takes one of Stripe's webhook calls, as a Python web framework
     /// received it: the raw body and the `Stripe-Signature` header. Answers
     /// `{"event", "outcome", "job_id"}`; raises `INVALID_SIGNATURE` (400)
-    /// for a missing, forged or stale signature.
+    /// for a missing, forged or stale signature. No failure budget per
+    /// client address applies (the web framework in front sees the
+    /// clients; the HTTP hosts budget them).
     #[pyo3(signature = (payload, signature = None))]
     fn stripe_webhook<'py>(
         &self,
@@ -164,7 +166,15 @@ impl AccuBooks {
     ) -> PyResult<Bound<'py, PyAny>> {
         let books = self.instance.books();
         let receipt = block_on(py, async {
-            crate::instance::json(books.stripe_webhook(payload, signature.as_deref()).await)
+            crate::instance::json(
+                books
+                    .stripe_webhook(
+                        payload,
+                        signature.as_deref(),
+                        accubooks_core::usecases::Client::Host,
+                    )
+                    .await,
+            )
         })?;
         to_py(py, &receipt, Mode::Plain)
     }

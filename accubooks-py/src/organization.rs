@@ -404,7 +404,8 @@ organization_classes! {
     /// Asks Stripe for a PaymentIntent of an issued invoice's open amount:
     /// `{"payment_intent_id", "client_secret", "amount", "currency"}`.
     /// Asked again for the same open amount, the same intent. Raises
-    /// `PAYMENTS_UNAVAILABLE` (503) while Stripe is down or not configured.
+    /// `PAYMENTS_UNAVAILABLE` (503) while Stripe is down,
+    /// `PAYMENTS_NOT_CONFIGURED` (503) when it is not configured.
     #[pyo3(signature = (id))]
     fn payment_intent [instance, org] (id: i64) {
         async move {
@@ -416,7 +417,8 @@ organization_classes! {
     /// Links a bank through Plaid: exchanges Plaid Link's public token (the
     /// access token is kept sealed, never answered) and answers the item's
     /// accounts. Raises `BANK_INTEGRATION_UNAVAILABLE` (503) while Plaid is
-    /// down or not configured.
+    /// down, `BANK_INTEGRATION_NOT_CONFIGURED` (503) when it is not
+    /// configured.
     #[pyo3(signature = (public_token, *, idempotency_key = None))]
     fn link_bank [instance, org] (public_token: String, idempotency_key: Option<String>) {
         let link = NewLink { public_token };

@@ -97,7 +97,7 @@ def test_without_plaid_bank_routes_are_unavailable(open_books: Callable[..., acc
     org = books.register(unique_email("noplaid"), PASSWORD, "No Plaid")
     with pytest.raises(accubooks.ServiceUnavailable) as unavailable:
         org.link_bank("public-sandbox-x")
-    assert unavailable.value.code == "BANK_INTEGRATION_UNAVAILABLE"
+    assert unavailable.value.code == "BANK_INTEGRATION_NOT_CONFIGURED"
     assert org.bank_transactions() == []
 
 

@@ -91,7 +91,7 @@ def test_without_stripe_payments_are_unavailable(open_books: Callable[..., accub
     org.issue_invoice(invoice["id"])
     with pytest.raises(accubooks.ServiceUnavailable) as unavailable:
         org.payment_intent(invoice["id"])
-    assert unavailable.value.code == "PAYMENTS_UNAVAILABLE"
+    assert unavailable.value.code == "PAYMENTS_NOT_CONFIGURED"
 
 
 def test_the_asyncio_class_takes_webhooks_too(closed_port: int, tmp_path: Any, stripe: FakeStripe) -> None:

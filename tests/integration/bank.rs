@@ -614,7 +614,8 @@ async fn plaid_outages_answer_503_and_heal_by_themselves() {
     assert!(!health.to_string().contains(PLAID_CLIENT.1));
     saas.plaid_mode(Mode::Normal);
 
-    // Not configured: disabled, and the same 503.
+    // Not configured: disabled, and a 503 that says so and names what to
+    // set, rather than "retry shortly".
     let plain = Books::start(Store::Sqlite).await;
     let owner = plain.register("plain@acme.test", "USD").await;
     let (status, refused) = plain
@@ -626,7 +627,14 @@ async fn plaid_outages_answer_503_and_heal_by_themselves() {
         )
         .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(refused["code"], "BANK_INTEGRATION_UNAVAILABLE");
+    assert_eq!(refused["code"], "BANK_INTEGRATION_NOT_CONFIGURED");
+    let message = refused["error"].as_str().unwrap();
+    assert!(
+        message.contains("not configured")
+            && message.contains("PLAID_CLIENT_ID")
+            && message.contains("PLAID_SECRET"),
+        "{message}"
+    );
     let (status, _) = plain
         .call("GET", "/api/bank/transactions", Some(&owner), None)
         .await;

@@ -357,6 +357,9 @@ async fn requests_are_limited_per_address_and_per_token_but_monitoring_never(hos
         ],
     )
     .await;
+    // Readiness waits for the first probe of every dependency (a refused
+    // Redis takes ~150 ms); the flood below can be over sooner.
+    server.wait_ready().await;
     let response = server
         .client
         .post(format!("{}/api/auth/register", server.base))

@@ -61,7 +61,7 @@ async fn start(carrier: Carrier) -> Setup {
 }
 
 /// Creates a customer; its id.
-async fn create_customer(books: &Books, token: &str, name: &str) -> i64 {
+pub(crate) async fn create_customer(books: &Books, token: &str, name: &str) -> i64 {
     let (status, customer) = books
         .call(
             "POST",
@@ -393,7 +393,7 @@ async fn enqueued_jobs_are_recorded_once_per_key_and_run_once(carrier: Carrier) 
 
 /// Polls a report job until it has succeeded; answers its result's content
 /// type and text.
-async fn report_result(books: &Books, token: &str, job: &Value) -> (String, String) {
+pub(crate) async fn report_result(books: &Books, token: &str, job: &Value) -> (String, String) {
     let started = Instant::now();
     loop {
         let (status, now) = books

@@ -14,17 +14,17 @@ use crate::support::saas::{FakeSaas, Mode, STRIPE_KEY, WEBHOOK_SECRET};
 use crate::support::server::Host;
 use crate::support::services::Redis;
 
-struct Setup {
-    books: Books,
-    saas: FakeSaas,
+pub(crate) struct Setup {
+    pub(crate) books: Books,
+    pub(crate) saas: FakeSaas,
     _redis: Option<Redis>,
-    token: String,
-    customer: i64,
+    pub(crate) token: String,
+    pub(crate) customer: i64,
 }
 
 /// A server with Stripe configured against the fake: PostgreSQL with the
 /// jobs on Redis, or SQLite with the jobs in the database.
-async fn start(door: impl Into<Door>, extra: &[(&str, String)]) -> Setup {
+pub(crate) async fn start(door: impl Into<Door>, extra: &[(&str, String)]) -> Setup {
     let door = door.into();
     let saas = FakeSaas::start().await;
     let mut vars = vec![
@@ -79,7 +79,7 @@ async fn customer(books: &Books, token: &str) -> i64 {
 }
 
 /// An issued invoice of one line at `price`, untaxed.
-async fn issued(books: &Books, token: &str, customer: i64, price: &str) -> i64 {
+pub(crate) async fn issued(books: &Books, token: &str, customer: i64, price: &str) -> i64 {
     let (status, invoice) = books
         .call(
             "POST",
@@ -103,7 +103,7 @@ async fn issued(books: &Books, token: &str, customer: i64, price: &str) -> i64 {
     id
 }
 
-async fn intent(books: &Books, token: &str, invoice: i64) -> (StatusCode, Value) {
+pub(crate) async fn intent(books: &Books, token: &str, invoice: i64) -> (StatusCode, Value) {
     books
         .call(
             "POST",
@@ -136,7 +136,7 @@ async fn deliver_raw(books: &Books, payload: Vec<u8>, header: Option<&str>) -> (
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn invoice_of(books: &Books, token: &str, id: i64) -> Value {
+pub(crate) async fn invoice_of(books: &Books, token: &str, id: i64) -> Value {
     let (status, invoice) = books
         .call("GET", &format!("/api/invoices/{id}"), Some(token), None)
         .await;
@@ -145,7 +145,7 @@ async fn invoice_of(books: &Books, token: &str, id: i64) -> Value {
 }
 
 /// Waits until every job of the payments queue has ended, and answers them.
-async fn settled_jobs(books: &Books, token: &str) -> Vec<Value> {
+pub(crate) async fn settled_jobs(books: &Books, token: &str) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, jobs) = books
@@ -197,6 +197,124 @@ on_every_store!(
     a_card_payment_is_posted_once_whatever_stripe_retries,
     refunds_are_posted_once_in_any_order,
 );
+
+/// The job of a delivered event, once it has ended.
+async fn ended_job(books: &Books, token: &str, receipt: &Value) -> Value {
+    let id = receipt["job_id"].clone();
+    settled_jobs(books, token)
+        .await
+        .into_iter()
+        .find(|job| job["id"] == id)
+        .unwrap_or_else(|| panic!("no job for {receipt}"))
+}
+
+/// Signed events that cannot be true of their PaymentIntent (another
+/// currency, no date or an absurd one, more refunded than paid) post
+/// nothing and end their job dead at once with a permanent code; a good
+/// event is dated by its `created` time in the organization's time zone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_events_are_checked_against_their_payment_intent() {
+    let s = start(Store::Postgres, &[]).await;
+    let (books, token) = (&s.books, s.token.as_str());
+    let (status, body) = books
+        .call(
+            "PUT",
+            "/api/settings",
+            Some(token),
+            Some(json!({"timezone": "Pacific/Kiritimati"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let invoice = issued(books, token, s.customer, "100.00").await;
+    let (_, first) = intent(books, token, invoice).await;
+    let id = first["payment_intent_id"].as_str().unwrap().to_owned();
+    let stripe = &s.saas.stripe;
+
+    let mut yen = stripe.succeeded_event("evt_yen", &id);
+    yen["data"]["object"]["currency"] = json!("jpy");
+    let mut undated = stripe.succeeded_event("evt_undated", &id);
+    undated.as_object_mut().unwrap().remove("created");
+    let mut far = stripe.succeeded_event("evt_9999", &id);
+    // 9999-12-31T00:00:00Z.
+    far["created"] = json!(253_402_214_400_i64 - 86_400);
+    let mut early = stripe.succeeded_event("evt_1969", &id);
+    early["created"] = json!(-86_400);
+    for (event, code) in [
+        (yen, "PAYMENT_CURRENCY_MISMATCH"),
+        (undated, "INVALID_EVENT_DATE"),
+        (far, "INVALID_EVENT_DATE"),
+        (early, "INVALID_EVENT_DATE"),
+    ] {
+        let (status, receipt) = deliver(books, &event).await;
+        assert_eq!(
+            (status, receipt["outcome"].clone()),
+            (StatusCode::OK, json!("queued")),
+            "{receipt}"
+        );
+        let job = ended_job(books, token, &receipt).await;
+        assert_eq!(
+            (
+                job["status"].clone(),
+                job["error"]["code"].clone(),
+                job["attempts"].clone()
+            ),
+            (json!("dead"), json!(code), json!(1)),
+            "{}: {job}",
+            event["id"]
+        );
+    }
+    assert_eq!(invoice_of(books, token, invoice).await["status"], "issued");
+    assert_eq!(stripe_cash_lines(books, token).await, Vec::<i64>::new());
+
+    // Created yesterday at 11:00 UTC: already today in Kiritimati (UTC+14).
+    let yesterday = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+    let created = yesterday
+        .and_hms_opt(11, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp();
+    let mut paid = stripe.succeeded_event("evt_paid", &id);
+    paid["created"] = json!(created);
+    let (_, receipt) = deliver(books, &paid).await;
+    assert_eq!(
+        ended_job(books, token, &receipt).await["status"],
+        "succeeded"
+    );
+    let (_, ledger) = books
+        .call(
+            "GET",
+            "/api/reports/general-ledger?from=2000-01-01&to=2100-12-31&account=1000",
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        ledger["rows"][0]["date"],
+        json!((yesterday + chrono::Days::new(1)).to_string()),
+        "{ledger}"
+    );
+
+    // Refunded beyond what was paid: refused for good, not retried.
+    let (_, receipt) = deliver(books, &stripe.refunded_event("evt_over", &id, 10_001)).await;
+    let job = ended_job(books, token, &receipt).await;
+    assert_eq!(
+        (
+            job["status"].clone(),
+            job["error"]["code"].clone(),
+            job["attempts"].clone()
+        ),
+        (json!("dead"), json!("REFUND_EXCEEDS_PAYMENT"), json!(1)),
+        "{job}"
+    );
+    assert_eq!(stripe_cash_lines(books, token).await, vec![10_000]);
+    // A refund within it is posted.
+    let (_, receipt) = deliver(books, &stripe.refunded_event("evt_part", &id, 2_500)).await;
+    assert_eq!(
+        ended_job(books, token, &receipt).await["status"],
+        "succeeded"
+    );
+    assert_eq!(stripe_cash_lines(books, token).await, vec![10_000, -2_500]);
+}
 
 async fn a_card_payment_is_posted_once_whatever_stripe_retries(store: Store) {
     let s = start(store, &[]).await;
@@ -448,8 +566,11 @@ async fn amounts_follow_stripes_currency_rules() {
     assert_eq!(invoice_of(books, &token, invoice).await["paid"], "5000");
 }
 
+/// Without Stripe's variables, its routes say so (503, so Stripe retries
+/// the webhook once an operator has set them), naming what to set, rather
+/// than "retry shortly".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_stripe_payment_routes_answer_503_and_the_rest_works() {
+async fn without_stripe_payment_routes_answer_503_not_configured_and_the_rest_works() {
     let books = Books::start_with(Store::Sqlite, &[("JOB_TRANSPORT", "database".to_owned())]).await;
     let token = books
         .register(
@@ -459,24 +580,28 @@ async fn without_stripe_payment_routes_answer_503_and_the_rest_works() {
         .await;
     let customer = customer(&books, &token).await;
     let invoice = issued(&books, &token, customer, "10.00").await;
-    let (status, body) = intent(&books, &token, invoice).await;
-    assert_eq!(
-        (status, body["code"].clone()),
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!("PAYMENTS_UNAVAILABLE")
-        ),
-        "{body}"
-    );
+    let refused = |what: &str, (status, body): (StatusCode, Value)| {
+        assert_eq!(
+            (status, body["code"].clone()),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!("PAYMENTS_NOT_CONFIGURED")
+            ),
+            "{what}: {body}"
+        );
+        let message = body["error"].as_str().unwrap();
+        assert!(
+            message.contains("not configured")
+                && message.contains("STRIPE_SECRET_KEY")
+                && message.contains("STRIPE_WEBHOOK_SECRET"),
+            "{what}: {message}"
+        );
+    };
+    refused("payment intent", intent(&books, &token, invoice).await);
     // No secret to verify with: the webhook answers 503, and Stripe retries.
-    let (status, body) = deliver(&books, &json!({"id": "evt_1", "type": "charge.refunded"})).await;
-    assert_eq!(
-        (status, body["code"].clone()),
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!("PAYMENTS_UNAVAILABLE")
-        ),
-        "{body}"
+    refused(
+        "webhook",
+        deliver(&books, &json!({"id": "evt_1", "type": "charge.refunded"})).await,
     );
     let health = books.server.health().await;
     assert_eq!(health["dependencies"]["stripe"]["status"], "disabled");

@@ -44,14 +44,22 @@ pub trait Probe: Send + Sync + 'static {
     fn check(&self) -> BoxFuture<'_, Result<(), Fault>>;
 }
 
-/// What a route answers while a dependency it needs is down.
+/// What a route answers while a dependency it needs is down, or when it
+/// is not configured at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unavailable {
     /// The contract's machine code, e.g. `DATABASE_UNAVAILABLE`.
     pub code: &'static str,
     /// The sentence shown to the client.
     pub message: &'static str,
+    /// The `Retry-After` of the answer, in seconds.
+    pub retry_after: u32,
 }
+
+/// The `Retry-After` of a dependency that is not configured: only an
+/// operator's change and a restart help, so clients need not come back
+/// every second (Stripe retries on its own schedule whatever this says).
+pub const NOT_CONFIGURED_RETRY_AFTER: u32 = 300;
 
 /// Describes one dependency before the registry is built.
 pub struct DependencySpec {
@@ -59,6 +67,7 @@ pub struct DependencySpec {
     probe: Option<Arc<dyn Probe>>,
     critical: bool,
     unavailable: Unavailable,
+    not_configured: Unavailable,
     policy: ProbePolicy,
 }
 
@@ -72,6 +81,12 @@ impl DependencySpec {
             unavailable: Unavailable {
                 code: "DEPENDENCY_UNAVAILABLE",
                 message: "A service this request needs is unavailable. Please retry shortly.",
+                retry_after: 1,
+            },
+            not_configured: Unavailable {
+                code: "DEPENDENCY_NOT_CONFIGURED",
+                message: "A service this request needs is not configured on this server.",
+                retry_after: NOT_CONFIGURED_RETRY_AFTER,
             },
             policy: ProbePolicy::default(),
         }
@@ -93,7 +108,23 @@ impl DependencySpec {
 
     /// Sets the 503 answer of routes that need it.
     pub fn unavailable(mut self, code: &'static str, message: &'static str) -> Self {
-        self.unavailable = Unavailable { code, message };
+        self.unavailable = Unavailable {
+            code,
+            message,
+            retry_after: 1,
+        };
+        self
+    }
+
+    /// Sets the 503 answer of routes that need it while it is not
+    /// configured (`disabled`): a sentence naming what to set, since
+    /// retrying will not help.
+    pub fn not_configured(mut self, code: &'static str, message: &'static str) -> Self {
+        self.not_configured = Unavailable {
+            code,
+            message,
+            retry_after: NOT_CONFIGURED_RETRY_AFTER,
+        };
         self
     }
 
@@ -123,6 +154,7 @@ pub struct Dependency {
     probe: Option<Arc<dyn Probe>>,
     critical: bool,
     unavailable: Unavailable,
+    not_configured: Unavailable,
     policy: ProbePolicy,
     state: Mutex<DepState>,
     // Read on every guarded request; kept apart from the mutex so the hot
@@ -155,9 +187,14 @@ impl Dependency {
         self.available.load(Ordering::Acquire)
     }
 
-    /// What routes answer while it is down.
+    /// What routes answer while it is down, or, when it is not configured,
+    /// that it is not.
     pub fn unavailable(&self) -> Unavailable {
-        self.unavailable
+        if self.is_enabled() {
+            self.unavailable
+        } else {
+            self.not_configured
+        }
     }
 
     /// A copy of the kept state.
@@ -302,6 +339,7 @@ impl Registry {
                 probe: spec.probe,
                 critical: spec.critical,
                 unavailable: spec.unavailable,
+                not_configured: spec.not_configured,
                 policy: spec.policy,
                 state: Mutex::new(state),
                 available: AtomicBool::new(false),

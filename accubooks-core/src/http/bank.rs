@@ -1,6 +1,6 @@
 //! Routes of bank feeds (Plaid). Linking and asking for a sync need Plaid
-//! (503 `BANK_INTEGRATION_UNAVAILABLE` at once while it is down or not
-//! configured); reading and matching the imported lines need only the
+//! (503 `BANK_INTEGRATION_UNAVAILABLE` at once while it is down,
+//! `BANK_INTEGRATION_NOT_CONFIGURED` when it is not configured); reading and matching the imported lines need only the
 //! database.
 
 use http::{Method, StatusCode};

@@ -52,7 +52,8 @@ pub enum ApiError {
         /// What happened.
         message: String,
     },
-    /// 413: the body is larger than `BODY_LIMIT_BYTES`.
+    /// 413: the body is larger than `BODY_LIMIT_BYTES`, or than the
+    /// route's own smaller limit (a signed webhook's).
     #[error("The request body is larger than the limit of {limit} bytes.")]
     PayloadTooLarge {
         /// The limit in bytes.
@@ -239,7 +240,7 @@ impl From<crate::usecases::Error> for ApiError {
             E::Unavailable(unavailable) => ApiError::Unavailable {
                 code: unavailable.code,
                 message: unavailable.message,
-                retry_after: 1,
+                retry_after: unavailable.retry_after,
             },
             E::TimedOut { limit_ms } => ApiError::Timeout {
                 timeout_ms: limit_ms,

@@ -76,7 +76,11 @@ pub(crate) fn routes() -> Vec<Route> {
             .summary("A report job and its status")
             .returns::<ReportJob>(200),
         read("/api/report-jobs/{id}/result", report_result)
-            .summary("The stored result: the report's JSON, or a CSV table (RFC 4180)")
+            .summary(
+                "The stored result: the report's JSON, or a CSV table (RFC 4180) whose cells \
+                 starting like a formula (= + - @ tab CR, numbers such as -12.50 aside) carry \
+                 a leading ' so a spreadsheet shows them as text",
+            )
             .answers(200, "The report, as application/json or text/csv")
             .answers(409, "The result does not exist yet"),
         write("/api/employees", create_employee)

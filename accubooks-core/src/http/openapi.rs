@@ -124,16 +124,17 @@ pub fn document(routes: &RouteTable) -> OpenApi {
             ParameterBuilder::new()
                 .name("X-Request-Id")
                 .parameter_in(ParameterIn::Header)
+                // No `pattern`: the server refuses no value. A value it
+                // does not keep is replaced, and a document that declared a
+                // pattern would tell clients and fuzzers a 400 is due.
                 .description(Some(
-                    "Echoed in the answer, its error body and the logs; \
-                     any other value is replaced by a generated id.",
+                    "Any value is accepted. One of 1 to 128 letters, digits and `-_.:` is \
+                     kept: echoed in the answer's X-Request-Id header, its error body and the \
+                     logs. Any other value (or none) is replaced by a generated id, which is \
+                     echoed instead.",
                 ))
                 .required(Required::False)
-                .schema(Some(
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .pattern(Some("^[A-Za-z0-9._:-]{1,128}$")),
-                )),
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
         );
         if let Some(body) = route.doc.body {
             let schema = body(&mut schemas);
@@ -199,6 +200,25 @@ pub fn document(routes: &RouteTable) -> OpenApi {
                 ),
             );
         }
+        if let (Some(_), Some(limit)) = (route.webhook, route.body_limit) {
+            operation = operation
+                .response(
+                    "413",
+                    error_response(&format!(
+                        "Body larger than {limit} bytes (or BODY_LIMIT_BYTES when smaller)"
+                    )),
+                )
+                .response(
+                    "429",
+                    error_response(&format!(
+                        "This client address sent more than {} requests with a refused \
+                         signature (one more is allowed every {} s); refused before any \
+                         signature is checked; retry after Retry-After (RATE_LIMITED)",
+                        crate::auth::WEBHOOK_SIGNATURE_FAILURES,
+                        crate::auth::WEBHOOK_SIGNATURE_REFILL.as_secs()
+                    )),
+                );
+        }
         for (status, description, error_body) in &route.doc.answers {
             let response = if *error_body {
                 error_response(description)
@@ -238,7 +258,9 @@ pub fn document(routes: &RouteTable) -> OpenApi {
             operation = operation.response(
                 "503",
                 error_response(
-                    "A dependency is down (e.g. DATABASE_UNAVAILABLE); retry after Retry-After",
+                    "A dependency is down (e.g. DATABASE_UNAVAILABLE), or a provider the route \
+                     needs is not configured (PAYMENTS_NOT_CONFIGURED, \
+                     BANK_INTEGRATION_NOT_CONFIGURED); retry after Retry-After",
                 ),
             );
         }

@@ -7,7 +7,12 @@ use crate::app::AccuBooks;
 use crate::auth::Role;
 use crate::deps::{DATABASE, STRIPE};
 use crate::ledger::payments::PaymentIntent;
-use crate::usecases::WebhookReceipt;
+use crate::usecases::{Client, WebhookReceipt};
+
+/// The largest body Stripe's webhook takes (256 KiB, or `BODY_LIMIT_BYTES`
+/// when that is smaller): Stripe's events are a few KiB, so a larger body
+/// is refused (413) before it is read, let alone signed.
+pub const STRIPE_WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
 
 pub(crate) fn routes() -> Vec<Route> {
     vec![
@@ -33,7 +38,7 @@ pub(crate) fn routes() -> Vec<Route> {
         Route::new(Method::POST, "/api/webhooks/stripe", stripe_webhook)
             .needs(DATABASE)
             .access(Access::Public)
-            .unlimited()
+            .signed_webhook(STRIPE, STRIPE_WEBHOOK_BODY_LIMIT)
             .summary(
                 "Stripe's webhook: the raw body signed in Stripe-Signature with \
                  STRIPE_WEBHOOK_SECRET; payments and refunds are posted once per event and \
@@ -58,6 +63,10 @@ async fn payment_intent(app: AccuBooks, request: Request) -> Result<Response, Ap
 
 async fn stripe_webhook(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let signature = request.header(http::HeaderName::from_static("stripe-signature"));
-    let receipt = app.books().stripe_webhook(&request.body, signature).await?;
+    let client = Client::Remote(request.client);
+    let receipt = app
+        .books()
+        .stripe_webhook(&request.body, signature, client)
+        .await?;
     Ok(json_response(StatusCode::OK, &receipt))
 }

@@ -65,6 +65,7 @@ impl AccuBooks {
             }
         };
         let answer_to = super::hygiene::Caller::of(self, &parts.headers);
+        let mut quiet_refusal = false;
         let result = match super::hygiene::preflight(self, &parts) {
             Some(preflight) => Ok(preflight),
             None => {
@@ -82,6 +83,13 @@ impl AccuBooks {
                     ApiError::Unavailable { .. } => {
                         span.in_scope(|| tracing::debug!(code = err.code(), "request refused"));
                     }
+                    // Refusals a flood is made of (a bad webhook signature,
+                    // a rate limit, a body over the limit) are counted in
+                    // metrics and logged at debug: one line each at info
+                    // would let any client fill the disk.
+                    ApiError::BadRequest { .. }
+                    | ApiError::RateLimited { .. }
+                    | ApiError::PayloadTooLarge { .. } => quiet_refusal = true,
                     _ if err.status().is_server_error() => {
                         logged(&|| tracing::warn!(code = err.code(), "request failed"));
                     }
@@ -103,7 +111,7 @@ impl AccuBooks {
         if elapsed >= self.config().slow_request {
             self.metrics().count_slow_request(method, route_label);
             logged(&|| tracing::warn!(status = status.as_u16(), duration_ms, "slow request"));
-        } else if quiet && !status.is_server_error() {
+        } else if (quiet && !status.is_server_error()) || quiet_refusal {
             span.in_scope(|| {
                 tracing::debug!(status = status.as_u16(), duration_ms, "request finished");
             });
@@ -175,10 +183,19 @@ impl AccuBooks {
             }
             _ => None,
         };
-        let limit = self.config().body_limit;
+        let limit = route.body_limit.map_or(self.config().body_limit, |own| {
+            own.min(self.config().body_limit)
+        });
         let timeout = route.timeout.unwrap_or(self.config().request_timeout);
         let work = async {
-            let body = read_body(&parts.headers, body, limit).await?;
+            let body = read_body(&parts.headers, body, limit)
+                .await
+                .inspect_err(|err| {
+                    if let (ApiError::PayloadTooLarge { .. }, Some(provider)) = (err, route.webhook)
+                    {
+                        self.metrics().count_webhook_refused(provider, "too_large");
+                    }
+                })?;
             // Only JSON bodies: a form or text/plain body is what a web page
             // can send cross-site without a CORS preflight.
             if !body.is_empty() && !is_json(&parts.headers) {
@@ -236,7 +253,7 @@ impl AccuBooks {
                 return Err(ApiError::Unavailable {
                     code: unavailable.code,
                     message: unavailable.message,
-                    retry_after: 1,
+                    retry_after: unavailable.retry_after,
                 });
             }
         }

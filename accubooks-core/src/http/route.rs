@@ -98,6 +98,10 @@ pub struct Route {
     pub(crate) access: Access,
     pub(crate) quiet: bool,
     pub(crate) unlimited: bool,
+    /// A smaller body limit than `BODY_LIMIT_BYTES`.
+    pub(crate) body_limit: Option<usize>,
+    /// The provider of a signed webhook, for its metrics.
+    pub(crate) webhook: Option<&'static str>,
     pub(crate) idempotent: bool,
     pub(crate) timeout: Option<std::time::Duration>,
     pub(crate) doc: RouteDoc,
@@ -115,6 +119,8 @@ impl Route {
             access: Access::Role(Role::Viewer),
             quiet: false,
             unlimited: false,
+            body_limit: None,
+            webhook: None,
             idempotent: false,
             timeout: None,
             doc: RouteDoc::default(),
@@ -142,10 +148,23 @@ impl Route {
     }
 
     /// Exempts it from the request rate limits: monitoring (probes and
-    /// scrapes must never be refused) and signed webhooks (a provider sends
-    /// bursts from few addresses, and the signature check is the gate).
+    /// scrapes must never be refused). Signed webhooks say
+    /// [`Route::signed_webhook`], which exempts them too.
     pub fn unlimited(mut self) -> Self {
         self.unlimited = true;
+        self
+    }
+
+    /// Marks a provider's signed webhook (`provider` as metrics label it):
+    /// exempt from the request rate limits (a provider sends bursts from
+    /// few addresses; its use case budgets failed signatures per address
+    /// instead), and taking bodies of at most `body_limit` bytes (or
+    /// `BODY_LIMIT_BYTES` when smaller); a larger one is `413`, counted as
+    /// `too_large` in `accubooks_webhook_refused_total`.
+    pub fn signed_webhook(mut self, provider: &'static str, body_limit: usize) -> Self {
+        self.unlimited = true;
+        self.body_limit = Some(body_limit);
+        self.webhook = Some(provider);
         self
     }
 
@@ -260,54 +279,71 @@ pub(crate) enum Lookup<'a> {
 /// All routes, indexed for lookup.
 pub struct RouteTable {
     routes: Vec<Route>,
-    by_method: HashMap<Method, matchit::Router<usize>>,
-    paths: matchit::Router<()>,
+    /// Each path template, and the routes (by index) that serve it.
+    templates: Vec<Vec<usize>>,
+    /// Path -> its template. One router for every method, so a path is
+    /// matched once, the way `matchit` ranks templates: a static segment
+    /// wins over a parameter (`/api/journal-entries/batch` is not
+    /// `/api/journal-entries/{id}` with the id `batch`), whatever the
+    /// method; the method then picks a route of that template, or 405.
+    paths: matchit::Router<usize>,
 }
 
 impl RouteTable {
     /// Indexes `routes`. Fails on a duplicate or malformed path.
     pub fn new(routes: Vec<Route>) -> crate::Result<Self> {
-        let mut by_method: HashMap<Method, matchit::Router<usize>> = HashMap::new();
+        let mut templates: Vec<Vec<usize>> = Vec::new();
+        let mut by_path: HashMap<&'static str, usize> = HashMap::new();
         let mut paths = matchit::Router::new();
         for (index, route) in routes.iter().enumerate() {
-            by_method
-                .entry(route.method.clone())
-                .or_default()
-                .insert(route.path, index)
-                .map_err(|e| {
-                    crate::Error::Setup(format!("route {} {}: {e}", route.method, route.path))
-                })?;
-            // The same path under another method is expected here.
-            let _ = paths.insert(route.path, ());
+            let setup = |e: &dyn std::fmt::Display| {
+                crate::Error::Setup(format!("route {} {}: {e}", route.method, route.path))
+            };
+            let template = match by_path.get(route.path) {
+                Some(&template) => template,
+                None => {
+                    paths
+                        .insert(route.path, templates.len())
+                        .map_err(|e| setup(&e))?;
+                    by_path.insert(route.path, templates.len());
+                    templates.push(Vec::new());
+                    templates.len() - 1
+                }
+            };
+            if templates[template]
+                .iter()
+                .any(|&other| routes[other].method == route.method)
+            {
+                return Err(setup(&"the method and path are registered twice"));
+            }
+            templates[template].push(index);
         }
         Ok(RouteTable {
             routes,
-            by_method,
+            templates,
             paths,
         })
     }
 
     pub(crate) fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
-        if let Some(found) = self.by_method.get(method).and_then(|r| r.at(path).ok()) {
+        let Ok(found) = self.paths.at(path) else {
+            return Lookup::Missing;
+        };
+        let served = &self.templates[*found.value];
+        if let Some(&index) = served.iter().find(|&&i| self.routes[i].method == method) {
             let params = found
                 .params
                 .iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect();
-            return Lookup::Found(&self.routes[*found.value], params);
+            return Lookup::Found(&self.routes[index], params);
         }
-        if self.paths.at(path).is_ok() {
-            let mut allowed: Vec<&str> = self
-                .by_method
-                .iter()
-                .filter(|(_, router)| router.at(path).is_ok())
-                .map(|(method, _)| method.as_str())
-                .collect();
-            allowed.sort_unstable();
-            Lookup::WrongMethod(allowed.join(", "))
-        } else {
-            Lookup::Missing
-        }
+        let mut allowed: Vec<&str> = served
+            .iter()
+            .map(|&i| self.routes[i].method.as_str())
+            .collect();
+        allowed.sort_unstable();
+        Lookup::WrongMethod(allowed.join(", "))
     }
 
     /// Whether the core answers this method and path itself (a wrong method
@@ -329,5 +365,108 @@ impl RouteTable {
             .filter(|r| r.needs.contains(&dependency))
             .map(|r| format!("{} {}", r.method, r.path))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn nothing(_: AccuBooks, _: Request) -> Result<Response, ApiError> {
+        Err(ApiError::Internal)
+    }
+
+    fn table() -> RouteTable {
+        RouteTable::new(vec![
+            Route::new(Method::POST, "/api/journal-entries", nothing),
+            Route::new(Method::GET, "/api/journal-entries", nothing),
+            Route::new(Method::POST, "/api/journal-entries/batch", nothing),
+            Route::new(Method::GET, "/api/journal-entries/{id}", nothing),
+            Route::new(Method::POST, "/api/journal-entries/{id}/reverse", nothing),
+            Route::new(Method::DELETE, "/api/items/{id}", nothing),
+            Route::new(Method::GET, "/api/items/{id}", nothing),
+        ])
+        .unwrap()
+    }
+
+    fn found(
+        table: &RouteTable,
+        method: Method,
+        path: &str,
+    ) -> (&'static str, Vec<(String, String)>) {
+        match table.lookup(&method, path) {
+            Lookup::Found(route, params) => (route.path, params),
+            Lookup::WrongMethod(allow) => panic!("{method} {path}: 405, allow {allow}"),
+            Lookup::Missing => panic!("{method} {path}: 404"),
+        }
+    }
+
+    fn allow(table: &RouteTable, method: Method, path: &str) -> String {
+        match table.lookup(&method, path) {
+            Lookup::WrongMethod(allow) => allow,
+            Lookup::Found(route, _) => panic!("{method} {path}: found {}", route.path),
+            Lookup::Missing => panic!("{method} {path}: 404"),
+        }
+    }
+
+    #[test]
+    fn a_static_segment_wins_over_a_parameter() {
+        let table = table();
+        assert_eq!(
+            found(&table, Method::POST, "/api/journal-entries/batch"),
+            ("/api/journal-entries/batch", vec![])
+        );
+        assert_eq!(
+            found(&table, Method::GET, "/api/journal-entries/7"),
+            (
+                "/api/journal-entries/{id}",
+                vec![("id".to_owned(), "7".to_owned())]
+            )
+        );
+        // `batch` is not an entry id: GET is not served there.
+        assert_eq!(
+            allow(&table, Method::GET, "/api/journal-entries/batch"),
+            "POST"
+        );
+        assert_eq!(
+            found(&table, Method::POST, "/api/journal-entries/batch/reverse").0,
+            "/api/journal-entries/{id}/reverse"
+        );
+    }
+
+    #[test]
+    fn allow_lists_exactly_the_methods_of_the_path() {
+        let table = table();
+        assert_eq!(
+            allow(&table, Method::OPTIONS, "/api/journal-entries/batch"),
+            "POST"
+        );
+        assert_eq!(
+            allow(&table, Method::OPTIONS, "/api/journal-entries/7"),
+            "GET"
+        );
+        assert_eq!(
+            allow(&table, Method::PUT, "/api/journal-entries"),
+            "GET, POST"
+        );
+        assert_eq!(allow(&table, Method::POST, "/api/items/x"), "DELETE, GET");
+        assert!(matches!(
+            table.lookup(&Method::GET, "/api/nothing"),
+            Lookup::Missing
+        ));
+    }
+
+    #[test]
+    fn a_method_and_path_registered_twice_is_refused() {
+        let twice = RouteTable::new(vec![
+            Route::new(Method::GET, "/api/a/{id}", nothing),
+            Route::new(Method::GET, "/api/a/{id}", nothing),
+        ]);
+        assert!(twice.is_err());
+        let clash = RouteTable::new(vec![
+            Route::new(Method::GET, "/api/a/{id}", nothing),
+            Route::new(Method::POST, "/api/a/{name}", nothing),
+        ]);
+        assert!(clash.is_err(), "one path, two parameter names");
     }
 }

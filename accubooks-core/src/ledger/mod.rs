@@ -18,6 +18,7 @@ pub mod payments;
 pub mod payroll;
 pub mod payroll_calc;
 pub mod recurring;
+mod report_csv;
 pub mod report_jobs;
 mod reports;
 pub mod schedule;

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::committer::Effect;
 use super::invoices::{self, CASH, InvoiceKind, RECEIVABLE};
+use super::recurring::day_in;
 use super::sql::{BeginScoped, in_scope, on_pool};
 use super::{Ledger, LedgerError, LedgerResult};
 use crate::db::Database;
@@ -51,14 +52,16 @@ pub(crate) struct StoredIntent {
     /// Sealed.
     pub client_secret: String,
     pub status: String,
+    /// The payment posted, in the invoice's minor units (0 while open).
+    pub received: i64,
     /// Stripe's minor units refunded and posted.
     pub refunded: i64,
 }
 
-type IntentRow = (String, i64, i64, String, String, String, i64);
+type IntentRow = (String, i64, i64, String, String, String, i64, i64);
 
 fn from_row(row: IntentRow) -> StoredIntent {
-    let (id, invoice_id, amount, currency, client_secret, status, refunded) = row;
+    let (id, invoice_id, amount, currency, client_secret, status, received, refunded) = row;
     StoredIntent {
         id,
         invoice_id,
@@ -66,11 +69,12 @@ fn from_row(row: IntentRow) -> StoredIntent {
         currency,
         client_secret,
         status,
+        received,
         refunded,
     }
 }
 
-const INTENT_COLUMNS: &str = "SELECT id, invoice_id, amount, currency, client_secret, status, refunded FROM stripe_payment_intents";
+const INTENT_COLUMNS: &str = "SELECT id, invoice_id, amount, currency, client_secret, status, received, refunded FROM stripe_payment_intents";
 
 /// The sealing context of an intent's client secret.
 pub(crate) fn secret_context(organization: &str, intent_id: &str) -> String {
@@ -228,8 +232,13 @@ pub(crate) struct EventJob {
     pub kind: EventKind,
     /// The intent, `pi_…`.
     pub intent: String,
-    /// When the event happened (Unix seconds): the postings' date.
-    pub created: i64,
+    /// The currency of the event's amounts (Stripe's lowercase ISO code);
+    /// `None` in jobs recorded before it was kept.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// When the event happened (Unix seconds): the postings' date, in the
+    /// organization's time zone. `None` when the event has no `created`.
+    pub created: Option<i64>,
     /// What the intent received (`amount_received`), or the charge
     /// captured (`amount_captured`), in Stripe's minor units.
     pub received: i64,
@@ -272,6 +281,11 @@ pub(crate) async fn record_event(
 
 /// Runs an event's job: posts the payment of its intent if that is not
 /// posted yet, then (for a refund) the refunds not posted yet.
+///
+/// An event that cannot be true of its intent (another currency, a date
+/// that is missing or absurd, more refunded than was paid) ends the job
+/// `dead` with a permanent code and posts nothing: retrying cannot make it
+/// true, and its job stays listed for someone to look at.
 pub(crate) async fn process(
     ledger: &Ledger,
     organization: &str,
@@ -279,11 +293,22 @@ pub(crate) async fn process(
 ) -> Result<(), JobFailure> {
     let event: EventJob = serde_json::from_value(payload.clone())
         .map_err(|_| JobFailure::permanent("INVALID_PAYLOAD"))?;
-    let date = chrono::DateTime::from_timestamp(event.created, 0)
-        .map_or_else(|| chrono::Utc::now().date_naive(), |t| t.date_naive());
     let db = ledger.database();
     let Some(intent) = find_intent(db, organization, &event.intent).await? else {
         return Err(JobFailure::permanent("UNKNOWN_PAYMENT_INTENT"));
+    };
+    let checked = async {
+        check_currency(&event, &intent)?;
+        let timezone = invoices::get_settings(db, organization).await?.timezone;
+        posting_date(&event, &timezone, chrono::Utc::now())
+    };
+    let date = match checked.await {
+        Ok(date) => date,
+        Err(err) => {
+            tracing::warn!(event = %event.event, payment_intent = %intent.id, error = %err,
+                "a Stripe event was refused; nothing is posted");
+            return Err(err.into());
+        }
     };
     let outcome = async {
         if intent.status == "open" && event.received > 0 {
@@ -294,6 +319,7 @@ pub(crate) async fn process(
             let intent = find_intent(db, organization, &event.intent)
                 .await?
                 .ok_or(LedgerError::NotFound("no such payment intent".to_owned()))?;
+            check_refund(ledger, organization, &event, &intent).await?;
             if event.refunded > intent.refunded {
                 post_refund(ledger, organization, &intent, event.refunded, date).await?;
             }
@@ -308,8 +334,99 @@ pub(crate) async fn process(
             code: "INVOICE_STATE_CHANGED",
             ..
         }) => Err(JobFailure::temporary("PAYMENT_STATE_CHANGED")),
-        Err(err) => Err(err.into()),
+        Err(err) => {
+            if let LedgerError::Invalid { .. } = err {
+                tracing::warn!(event = %event.event, payment_intent = %intent.id, error = %err,
+                    "a Stripe event was refused; nothing more is posted");
+            }
+            Err(err.into())
+        }
     }
+}
+
+/// The event's amounts are in the intent's currency: a signed event in
+/// another currency (¥5000 reported for a $50.00 invoice) is refused.
+fn check_currency(event: &EventJob, intent: &StoredIntent) -> LedgerResult<()> {
+    match &event.currency {
+        Some(currency) if !currency.eq_ignore_ascii_case(&intent.currency) => {
+            Err(LedgerError::invalid(
+                "PAYMENT_CURRENCY_MISMATCH",
+                format!(
+                    "Stripe event {} reports an amount in {} for payment intent {}, which is in {}; \
+                     nothing is posted.",
+                    event.event,
+                    currency.to_ascii_uppercase(),
+                    intent.id,
+                    intent.currency
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The date the event's postings carry: the day of its `created` time in
+/// the organization's time zone. Refused when it is missing, before 1970,
+/// or later than tomorrow there (a clock or a forgery, not a payment).
+pub(crate) fn posting_date(
+    event: &EventJob,
+    timezone: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> LedgerResult<NaiveDate> {
+    let invalid = |what: &str| {
+        LedgerError::invalid(
+            "INVALID_EVENT_DATE",
+            format!(
+                "Stripe event {} has {what}; its payment cannot be dated, and nothing is posted.",
+                event.event
+            ),
+        )
+    };
+    let created = event.created.ok_or_else(|| invalid("no created time"))?;
+    let at = chrono::DateTime::from_timestamp(created, 0)
+        .filter(|_| created >= 0)
+        .ok_or_else(|| invalid(&format!("the created time {created}, before 1970")))?;
+    let date = day_in(timezone, at);
+    let tomorrow = day_in(timezone, now) + chrono::Days::new(1);
+    if date > tomorrow {
+        return Err(invalid(&format!(
+            "the created date {date}, later than tomorrow ({tomorrow}) in {timezone}"
+        )));
+    }
+    Ok(date)
+}
+
+/// A charge's refunded total never exceeds the payment posted for its
+/// intent: a larger one is refused for good (`REFUND_EXCEEDS_PAYMENT`), not
+/// retried as if the invoice might change.
+async fn check_refund(
+    ledger: &Ledger,
+    organization: &str,
+    event: &EventJob,
+    intent: &StoredIntent,
+) -> LedgerResult<()> {
+    let invoice = invoices::get_invoice(ledger.database(), organization, intent.invoice_id).await?;
+    let digits = invoices::digits(&invoice.currency);
+    let refunded = stripe::from_stripe(event.refunded, digits, &invoice.currency);
+    if refunded.is_some_and(|refunded| refunded <= intent.received) {
+        return Ok(());
+    }
+    let shown = refunded.map_or_else(
+        || format!("{} (Stripe's minor units)", event.refunded),
+        |refunded| crate::money::format_minor(refunded, digits),
+    );
+    Err(LedgerError::invalid(
+        "REFUND_EXCEEDS_PAYMENT",
+        format!(
+            "Stripe event {} reports {shown} {} refunded of payment intent {}, more than the \
+             {} {} paid through it; nothing more is posted.",
+            event.event,
+            invoice.currency,
+            intent.id,
+            crate::money::format_minor(intent.received, digits),
+            invoice.currency
+        ),
+    ))
 }
 
 async fn post_payment(
@@ -440,4 +557,61 @@ async fn post_cash(
         .post_with_effects(vec![posting], None, effects)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    fn event(created: Option<i64>) -> EventJob {
+        EventJob {
+            event: "evt_1".to_owned(),
+            kind: EventKind::Succeeded,
+            intent: "pi_1".to_owned(),
+            currency: Some("usd".to_owned()),
+            created,
+            received: 100,
+            refunded: 0,
+        }
+    }
+
+    #[test]
+    fn events_are_dated_in_the_organizations_time_zone_within_reason() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 0).unwrap();
+        let at = |d, h| {
+            Some(
+                Utc.with_ymd_and_hms(2026, 3, d, h, 0, 0)
+                    .unwrap()
+                    .timestamp(),
+            )
+        };
+        let date = |d| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+        let dated = |created, zone| {
+            posting_date(&event(created), zone, now).map_err(|err| match err {
+                LedgerError::Invalid { code, .. } => code,
+                other => panic!("{other}"),
+            })
+        };
+        assert_eq!(dated(at(9, 23), "UTC"), Ok(date(9)));
+        assert_eq!(dated(at(9, 23), "Europe/Paris"), Ok(date(10)));
+        assert_eq!(dated(at(10, 3), "America/New_York"), Ok(date(9)));
+        // Tomorrow in the zone is the last day taken (clocks differ a little).
+        assert_eq!(dated(at(11, 20), "UTC"), Ok(date(11)));
+        assert_eq!(dated(at(11, 11), "Pacific/Kiritimati"), Ok(date(12)));
+        for refused in [
+            None,
+            at(12, 0),
+            Some(-1),
+            Some(253_402_214_400 - 86_400),
+            Some(i64::MAX),
+        ] {
+            assert_eq!(
+                dated(refused, "UTC"),
+                Err("INVALID_EVENT_DATE"),
+                "{refused:?}"
+            );
+        }
+    }
 }

@@ -189,8 +189,9 @@ macro_rules! ask_in {
     }};
 }
 
-/// Today's date in the organization's time zone.
-fn today_in(timezone: &str, now: DateTime<Utc>) -> NaiveDate {
+/// The date of the instant `now` in the organization's time zone (today's,
+/// given the time now); UTC's when the zone's name is unknown.
+pub(crate) fn day_in(timezone: &str, now: DateTime<Utc>) -> NaiveDate {
     match parse_timezone(timezone) {
         Ok(zone) => now.with_timezone(&zone).date_naive(),
         Err(_) => now.date_naive(),
@@ -229,7 +230,7 @@ pub async fn create_recurring(
     .await?;
     let db = ledger.database();
     let settings = super::get_settings(db, organization).await?;
-    let (due, next, next_date) = due_now(&schedule, 0, today_in(&settings.timezone, now));
+    let (due, next, next_date) = due_now(&schedule, 0, day_in(&settings.timezone, now));
     let template = serde_json::to_string(&Template {
         currency: new.currency.clone(),
         lines: new.lines.clone(),
@@ -472,7 +473,7 @@ pub async fn ask_for_due(db: &Database, now: DateTime<Utc>) -> crate::Result<usi
                 ));
                 let Ok(schedule) = template.schedule.schedule() else { continue };
                 let from = template.occurrences;
-                let (due, next, next_date) = due_now(&schedule, from, today_in(&timezone, now));
+                let (due, next, next_date) = due_now(&schedule, from, day_in(&timezone, now));
                 if due.is_empty() {
                     continue;
                 }
@@ -553,10 +554,10 @@ mod tests {
         // 7th in New York (23:30 EST), 05:30 UTC the 8th (00:30 EST).
         let at = |h, m| Utc.with_ymd_and_hms(2026, 3, 8, h, m, 0).unwrap();
         let date = |d| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
-        assert_eq!(today_in("America/New_York", at(4, 30)), date(7));
-        assert_eq!(today_in("America/New_York", at(5, 30)), date(8));
-        assert_eq!(today_in("Pacific/Kiritimati", at(10, 0)), date(9));
-        assert_eq!(today_in("UTC", at(23, 59)), date(8));
+        assert_eq!(day_in("America/New_York", at(4, 30)), date(7));
+        assert_eq!(day_in("America/New_York", at(5, 30)), date(8));
+        assert_eq!(day_in("Pacific/Kiritimati", at(10, 0)), date(9));
+        assert_eq!(day_in("UTC", at(23, 59)), date(8));
     }
 
     #[test]
@@ -608,12 +609,12 @@ mod tests {
             let mut from = 0;
             let mut asked = Vec::new();
             for moment in &moments {
-                let today = today_in(zone, *moment);
+                let today = day_in(zone, *moment);
                 let (due, next, _) = due_now(&schedule, from, today);
                 asked.extend(due.iter().map(|(_, d)| *d));
                 from = next;
             }
-            let last_today = today_in(zone, *moments.last().unwrap());
+            let last_today = day_in(zone, *moments.last().unwrap());
             let expected: Vec<NaiveDate> = (0..).map_while(|n| schedule.occurrence(n)).take_while(|d| *d <= last_today).collect();
             prop_assert_eq!(asked, expected);
         }

@@ -1,7 +1,7 @@
 //! Reports asked for as jobs (contract section 7): the request is checked
 //! and recorded with its job in one transaction; the job computes the
-//! report and stores it, as JSON or as CSV (RFC 4180: a header row, fields
-//! quoted where they need it, CRLF line ends), to be fetched by id.
+//! report and stores it, as JSON or as CSV (see [`super::report_csv`]), to
+//! be fetched by id.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -452,7 +452,7 @@ async fn render(
         return Ok(report.json());
     }
     let value: Value = serde_json::from_str(&report.json()).unwrap_or_default();
-    Ok(to_csv(query, &value))
+    Ok(super::report_csv::to_csv(query, &value))
 }
 
 mod erased {
@@ -468,108 +468,10 @@ mod erased {
     }
 }
 
-/// The table of a report: which arrays hold its rows (with a `section`
-/// column when there are several), and which fields make the columns.
-fn to_csv(query: &ReportQuery, report: &Value) -> String {
-    let (sections, columns): (&[&str], &[&str]) = match query {
-        ReportQuery::TrialBalance { .. } => (
-            &["accounts"],
-            &["code", "name", "type", "currency", "debit", "credit"],
-        ),
-        ReportQuery::BalanceSheet { .. } => (
-            &["assets", "liabilities", "equity"],
-            &["code", "name", "currency", "amount"],
-        ),
-        ReportQuery::IncomeStatement { .. } => (
-            &["revenue", "expenses"],
-            &["code", "name", "currency", "amount"],
-        ),
-        ReportQuery::GeneralLedger { .. } => (
-            &["rows"],
-            &["date", "entry_id", "memo", "debit", "credit", "balance"],
-        ),
-        ReportQuery::ArAging { .. } => (
-            &["customers"],
-            &[
-                "customer_id",
-                "customer",
-                "currency",
-                "buckets.current",
-                "buckets.days_1_30",
-                "buckets.days_31_60",
-                "buckets.days_61_90",
-                "buckets.over_90",
-                "buckets.total",
-            ],
-        ),
-    };
-    let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::new());
-    let with_section = sections.len() > 1;
-    let mut header: Vec<&str> = Vec::new();
-    if with_section {
-        header.push("section");
-    }
-    header.extend(columns.iter().map(|c| c.rsplit('.').next().unwrap_or(c)));
-    // Writing into a Vec cannot fail.
-    let _ = writer.write_record(&header);
-    for section in sections {
-        for row in report[*section].as_array().into_iter().flatten() {
-            let mut record: Vec<String> = Vec::new();
-            if with_section {
-                record.push((*section).to_owned());
-            }
-            for column in columns {
-                let value = column.split('.').fold(row, |v, key| &v[key]);
-                record.push(match value {
-                    Value::Null => String::new(),
-                    Value::String(text) => text.clone(),
-                    other => other.to_string(),
-                });
-            }
-            let _ = writer.write_record(&record);
-        }
-    }
-    String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn csv_quotes_what_needs_quoting() {
-        let report = json!({"rows": [
-            {"date": "2026-01-02", "entry_id": 7, "memo": "Lunch, \"client\"\nvisit", "debit": "12.50", "credit": null, "balance": "12.50"},
-        ]});
-        let query = ReportQuery::GeneralLedger {
-            account: "1000".into(),
-            from: NaiveDate::MIN,
-            to: NaiveDate::MAX,
-        };
-        assert_eq!(
-            to_csv(&query, &report),
-            "date,entry_id,memo,debit,credit,balance\r\n\
-             2026-01-02,7,\"Lunch, \"\"client\"\"\nvisit\",12.50,,12.50\r\n"
-        );
-    }
-
-    #[test]
-    fn statements_carry_their_section() {
-        let report = json!({"revenue": [{"code": "4000", "name": "Sales", "currency": "USD", "amount": "10.00"}],
-                            "expenses": [{"code": "5000", "name": "Rent", "currency": "USD", "amount": "4.00"}]});
-        let query = ReportQuery::IncomeStatement {
-            from: NaiveDate::MIN,
-            to: NaiveDate::MAX,
-        };
-        assert_eq!(
-            to_csv(&query, &report),
-            "section,code,name,currency,amount\r\nrevenue,4000,Sales,USD,10.00\r\n\
-             expenses,5000,Rent,USD,4.00\r\n"
-        );
-    }
 
     #[test]
     fn parameters_are_checked_when_asked() {

@@ -148,6 +148,19 @@ pub enum BadSignature {
     Stale,
 }
 
+impl BadSignature {
+    /// Its label in `accubooks_webhook_refused_total` (one of
+    /// [`crate::metrics::WEBHOOK_REFUSALS`]).
+    pub fn reason(self) -> &'static str {
+        match self {
+            BadSignature::Missing => "missing",
+            BadSignature::Malformed => "malformed",
+            BadSignature::Forged => "forged",
+            BadSignature::Stale => "stale",
+        }
+    }
+}
+
 /// Stripe's scheme: the header is `t=<unix seconds>,v1=<hex>[,v1=<hex>…]`
 /// (more than one `v1` while a secret is rolled; other schemes such as
 /// `v0` are ignored); each `v1` is HMAC-SHA256 under the endpoint's secret

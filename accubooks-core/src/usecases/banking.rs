@@ -1,8 +1,8 @@
 //! Bank feeds (Plaid): link, map, sync, reconcile.
 //!
 //! Only linking and asking for a sync talk to Plaid; they are refused at
-//! once (`503 BANK_INTEGRATION_UNAVAILABLE`) while Plaid is down or not
-//! configured, whichever door they come through. Reading the imported lines
+//! once (`503 BANK_INTEGRATION_UNAVAILABLE` while Plaid is down,
+//! `BANK_INTEGRATION_NOT_CONFIGURED` when it is not configured), whichever door they come through. Reading the imported lines
 //! and matching them need only the database.
 
 use super::idempotent::{Keyed, stored};

@@ -13,6 +13,10 @@ use crate::ledger::LedgerError;
 use crate::ledger::payments::{self, EventJob, EventKind, PaymentIntent};
 use crate::saas::CallError;
 use crate::saas::stripe::{self, NewIntent};
+use crate::usecases::Client;
+
+/// The provider label of Stripe's webhook in metrics and logs.
+const PROVIDER: &str = deps::STRIPE;
 
 /// What a webhook did with an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -142,16 +146,47 @@ impl Books<'_> {
     /// Takes one of Stripe's webhook calls: verifies `Stripe-Signature`
     /// over the raw `payload`, then records what the event asks to post as
     /// a job. Needs only the database (and the webhook secret), not Stripe.
+    ///
+    /// A refused signature costs the `client` one of its failures
+    /// ([`crate::auth::AuthLimits::webhook_signatures`]); a client over that
+    /// budget is refused (`RATE_LIMITED`) before its signature is checked.
+    /// Valid signatures spend nothing, so Stripe's bursts always land.
+    /// Refusals are counted in `accubooks_webhook_refused_total` and logged
+    /// at debug only: a flood of them must not flood the logs.
     pub async fn stripe_webhook(
         &self,
         payload: &[u8],
         signature: Option<&str>,
+        client: Client,
     ) -> Result<WebhookReceipt> {
         self.run("stripe_webhook", None, Role::Viewer, async {
             let Some(stripe) = self.app.stripe() else {
                 return Err(self.unavailable(deps::STRIPE));
             };
-            stripe.verify(payload, signature, chrono::Utc::now().timestamp())?;
+            let address = match client {
+                Client::Remote(address) => address,
+                Client::Host => None,
+            };
+            let (limits, metrics) = (self.app.auth_limits(), self.app.metrics());
+            if let Err(throttled) = limits.check_webhook(address) {
+                metrics.count_webhook_refused(PROVIDER, "rate_limited");
+                tracing::debug!(
+                    provider = PROVIDER,
+                    reason = "rate_limited",
+                    "webhook refused"
+                );
+                return Err(LedgerError::from(throttled).into());
+            }
+            if let Err(bad) = stripe.verify(payload, signature, chrono::Utc::now().timestamp()) {
+                metrics.count_webhook_refused(PROVIDER, bad.reason());
+                tracing::debug!(
+                    provider = PROVIDER,
+                    reason = bad.reason(),
+                    "webhook refused"
+                );
+                limits.fail_webhook(address);
+                return Err(bad.into());
+            }
             let event: serde_json::Value = serde_json::from_slice(payload)
                 .map_err(|_| Error::InvalidSignature(stripe::BadSignature::Malformed))?;
             let id = event["id"].as_str().unwrap_or_default().to_owned();
@@ -211,7 +246,8 @@ fn event_job(event: &serde_json::Value) -> Option<EventJob> {
         event: event["id"].as_str()?.to_owned(),
         kind,
         intent: intent.to_owned(),
-        created: event["created"].as_i64().unwrap_or_default(),
+        currency: object["currency"].as_str().map(str::to_owned),
+        created: event["created"].as_i64(),
         received,
         refunded,
     })

@@ -185,7 +185,7 @@ class AccuBooks:
         Raises:
             ValidationError: ``INVALID_SIGNATURE`` (HTTP 400) for a missing, forged or
                 stale signature.
-            ServiceUnavailable: ``PAYMENTS_UNAVAILABLE`` when Stripe is not configured.
+            ServiceUnavailable: ``PAYMENTS_NOT_CONFIGURED`` when Stripe is not configured.
         """
 
     def organization(self, id: str) -> Organization:
@@ -413,8 +413,8 @@ class Organization:
         again for the same open amount, the same intent.
 
         Raises:
-            ServiceUnavailable: ``PAYMENTS_UNAVAILABLE`` while Stripe is down or not
-                configured.
+            ServiceUnavailable: ``PAYMENTS_UNAVAILABLE`` while Stripe is down,
+                ``PAYMENTS_NOT_CONFIGURED`` when it is not configured.
             ConflictError: ``INVOICE_NOT_OPEN``.
             ValidationError: ``AMOUNT_NOT_PAYABLE``, ``PAYMENT_REJECTED``.
         """
@@ -424,8 +424,8 @@ class Organization:
         token is kept sealed, never answered) and answers the item's accounts.
 
         Raises:
-            ServiceUnavailable: ``BANK_INTEGRATION_UNAVAILABLE`` while Plaid is down or
-                not configured.
+            ServiceUnavailable: ``BANK_INTEGRATION_UNAVAILABLE`` while Plaid is down,
+                ``BANK_INTEGRATION_NOT_CONFIGURED`` when it is not configured.
             ValidationError: ``INVALID_PUBLIC_TOKEN``.
         """
 
