@@ -83,6 +83,7 @@ mod faults;
 mod hardening;
 mod invoices;
 mod jobs;
+mod paging;
 mod payments;
 mod process;
 mod properties;
