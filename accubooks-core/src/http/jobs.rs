@@ -65,7 +65,7 @@ pub(crate) fn routes() -> Vec<Route> {
             .returns::<RecurringInvoice>(200),
         read("/api/recurring-invoices/{id}/preview", preview)
             .summary("The next occurrences not yet generated")
-            .query("count", "How many, 1 to 1000; default 12", false)
+            .query("count", "How many, 1 to 500; default 12", false)
             .returns::<Preview>(200),
         Route::new(Method::POST, "/api/report-jobs", create_report_job)
             .needs(DATABASE)
@@ -268,7 +268,7 @@ async fn preview(app: AccuBooks, request: Request) -> Result<Response, ApiError>
     let count = match count.count {
         None => 12,
         Some(text) => text.parse().map_err(|_| {
-            ApiError::invalid("INVALID_QUERY", "count is a whole number from 1 to 1000.")
+            ApiError::invalid("INVALID_QUERY", "count is a whole number from 1 to 500.")
         })?,
     };
     let preview = app

@@ -1446,3 +1446,30 @@ pub async fn ar_aging(
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paging::Limit;
+
+    fn page(limit: i64) -> InvoiceSelection {
+        InvoiceSelection::Page {
+            before: i64::MAX,
+            filter: InvoiceFilter::default(),
+            limit: Limit::new(limit).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_page_keeps_its_limit_and_its_line_budget_but_always_one_invoice() {
+        // Fetched one more than the limit: the extra one is never kept.
+        assert_eq!(page(3).keep(&[1, 1, 1, 1]), 3);
+        assert_eq!(page(500).keep(&[500; 11]), 10);
+        assert_eq!(page(500).keep(&[4_999, 2]), 1);
+        assert_eq!(page(500).keep(&[4_999, 1, 1]), 2);
+        // One invoice is kept whatever its lines, or the list could not go on.
+        assert_eq!(page(2).keep(&[9_000, 1]), 1);
+        assert_eq!(page(2).keep(&[]), 0);
+        assert_eq!(InvoiceSelection::One(7).keep(&[500]), 1);
+    }
+}

@@ -10,8 +10,9 @@ use crate::ledger::report_jobs::{self, NewReportJob, ReportJob, ResultFormat};
 use crate::ledger::{self, LedgerError};
 use crate::paging::{Page, PageRequest};
 
-/// The most occurrences a preview shows.
-pub const MAX_PREVIEW: usize = 1000;
+/// The most occurrences a preview shows: no answer holds more items than a
+/// list's largest page (contract §4).
+pub const MAX_PREVIEW: usize = crate::paging::MAX_LIMIT as usize;
 
 fn no_such_job() -> LedgerError {
     LedgerError::NotFound("There is no such job.".to_owned())
