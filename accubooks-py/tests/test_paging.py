@@ -14,7 +14,7 @@ import pytest
 import accubooks
 from accubooks.aio import AsyncAccuBooks
 from accubooks.aio import iterate as aiterate
-from accubooks.types import Page
+from accubooks.types import InvoiceLineInput, Page
 from conftest import PASSWORD, settings, unique_email
 
 Open = Callable[..., accubooks.AccuBooks]
@@ -64,7 +64,7 @@ def test_filtered_invoices_and_the_general_ledger_page(open_books: Open, databas
     books = open_books(database_url)
     org = books.register(unique_email("filters"), PASSWORD, "Filters")
     buyer = org.create_customer("Buyer")
-    lines = [{"description": "Work", "quantity": "1", "unit_price": "10.00"}]
+    lines: List[InvoiceLineInput] = [{"description": "Work", "quantity": "1", "unit_price": "10.00"}]
     drafts = [org.create_invoice(buyer["id"], "2026-12-31", lines)["id"] for _ in range(25)]
     issued = drafts[::2]
     for id in issued:
