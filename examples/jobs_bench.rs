@@ -276,11 +276,28 @@ async fn main() {
     let created = started.elapsed();
     let expected = template.occurrences as usize;
     let invoices = loop {
-        let found = books.invoices(&owner).await.expect("invoices");
-        let found = found
-            .iter()
-            .filter(|i| i.recurring_id == Some(template.id))
-            .count();
+        // Every page of the list, as a client would read it.
+        let mut found = 0;
+        let mut page = accubooks_core::paging::PageRequest {
+            limit: accubooks_core::paging::Limit::MAX,
+            after: None,
+        };
+        loop {
+            let filter = accubooks_core::ledger::InvoiceFilter::default();
+            let read = books
+                .invoices(&owner, filter, page.clone())
+                .await
+                .expect("invoices");
+            found += read
+                .items
+                .iter()
+                .filter(|i| i.recurring_id == Some(template.id))
+                .count();
+            match (read.next, read.items.last()) {
+                (Some(_), Some(last)) => page.after = Some(last.id),
+                _ => break,
+            }
+        }
         if found >= expected || started.elapsed() > LIMIT {
             break found;
         }

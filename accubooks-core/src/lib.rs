@@ -33,6 +33,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
 pub mod money;
+pub mod paging;
 pub mod redis_client;
 pub mod resources;
 pub mod saas;

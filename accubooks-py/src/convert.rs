@@ -143,6 +143,7 @@ pub(crate) enum Mode {
 }
 
 static DECIMAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static PAGE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 fn decimal_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     DECIMAL.import(py, "decimal", "Decimal")
@@ -586,6 +587,10 @@ pub(crate) fn config_vars(
 pub(crate) enum Payload {
     /// A book answer (dates and money converted).
     Books(Value),
+    /// One page of a list (or a report's rows) and the cursor of the next:
+    /// an `accubooks.types.Page` (a `list` with `next_cursor`), or for a
+    /// report its dict with a `next_cursor` key.
+    Page(Value, Option<String>),
     /// `True` or `False`.
     Flag(bool),
     /// `None`.
@@ -627,6 +632,15 @@ impl<'py> IntoPyObject<'py> for Reply {
         match self.0 {
             Err(failure) => Err(failure.into_pyerr(py)),
             Ok(Payload::Books(value)) => to_py(py, &value, Mode::Books),
+            Ok(Payload::Page(items, next)) => {
+                let items = to_py(py, &items, Mode::Books)?;
+                if let Ok(report) = items.cast::<pyo3::types::PyDict>() {
+                    report.set_item("next_cursor", next)?;
+                    return Ok(items);
+                }
+                let page = PAGE.import(py, "accubooks.types", "Page")?;
+                page.call1((items, next))
+            }
             Ok(Payload::Flag(flag)) => Ok(PyBool::new(py, flag).to_owned().into_any()),
             Ok(Payload::Unit) => Ok(py.None().into_bound(py)),
             Ok(Payload::AsyncOrg(instance, org)) => {
@@ -634,6 +648,12 @@ impl<'py> IntoPyObject<'py> for Reply {
             }
             Ok(Payload::Server(task)) => Ok(Bound::new(py, Server::new(task))?.into_any()),
         }
+    }
+}
+
+impl From<Value> for Payload {
+    fn from(value: Value) -> Self {
+        Payload::Books(value)
     }
 }
 

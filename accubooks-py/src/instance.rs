@@ -17,6 +17,7 @@ use accubooks_core::{AccuBooks, Config, Phase};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::convert::Payload;
 use crate::error::{Failure, Outcome, invalid};
 use crate::server::ServerTask;
 
@@ -73,6 +74,16 @@ pub(crate) fn parse_role(text: &str) -> Outcome<Role> {
 /// An optional `Idempotency-Key` argument.
 pub(crate) fn key(text: Option<String>) -> Option<ClientKey> {
     text.map(ClientKey::new)
+}
+
+/// A page of a list as the JSON the HTTP API would send, with the cursor
+/// of the next page (the HTTP API's `Link` header).
+pub(crate) fn paged<T: serde::Serialize>(
+    result: usecases::Result<accubooks_core::paging::Page<T>>,
+) -> Outcome<Payload> {
+    let page = result.map_err(ApiError::from)?;
+    let items = serde_json::to_value(page.items).map_err(|_| Failure::Api(ApiError::Internal))?;
+    Ok(Payload::Page(items, page.next.map(|next| next.to_string())))
 }
 
 /// A use case's answer as the JSON value the HTTP API would send.

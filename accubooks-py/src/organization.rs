@@ -21,14 +21,15 @@ use accubooks_core::ledger::report_jobs::NewReportJob;
 use accubooks_core::ledger::{
     ExportFormat, NewCreditNote, NewCustomer, NewInvoice, NewUser, SettingsChange,
 };
+use accubooks_core::paging::PageRequest;
 use accubooks_core::usecases::{Batch, Dated, Payment};
 use pyo3::prelude::*;
 use pyo3_async_runtimes::tokio::future_into_py;
 use serde_json::Value;
 
-use crate::convert::{self, Mode, Reply, to_py};
+use crate::convert::{self, Payload, Reply};
 use crate::error::invalid;
-use crate::instance::{json, key, parse_role, role_name};
+use crate::instance::{json, key, paged, parse_role, role_name};
 
 /// The methods both organization classes share: `fn name [instance, org]
 /// (arguments) { conversions; async move { the call } }`. `instance` and
@@ -43,13 +44,13 @@ macro_rules! organization_classes {
     ) => {
         organization_classes!(@class crate::blocking::Organization, "accubooks.Organization",
             |py, call| {
-                let value = crate::runtime::block_on(py, call)?;
-                to_py(py, &value, Mode::Books)
+                let answer = crate::runtime::block_on(py, call)?;
+                Reply::new(Ok(Payload::from(answer))).into_pyobject(py)
             };
             $( $(#[doc = $doc])* #[pyo3(signature = $signature)]
                fn $name [$instance, $org] ($($arg : $ty),*) $body )*);
         organization_classes!(@class crate::aio::AsyncOrganization, "accubooks.aio.AsyncOrganization",
-            |py, call| future_into_py(py, async move { Ok(Reply::books(call.await)) });
+            |py, call| future_into_py(py, async move { Ok(Reply::new(call.await.map(Payload::from))) });
             $( $(#[doc = $doc])* #[pyo3(signature = $signature)]
                fn $name [$instance, $org] ($($arg : $ty),*) $body )*);
     };
@@ -117,6 +118,16 @@ fn user_arg(text: &str) -> PyResult<uuid::Uuid> {
     })
 }
 
+/// The page a list method asks for: `limit` 1 to 500 (default 100), and
+/// `after`, the `next_cursor` of the page before.
+fn page<K: serde::de::DeserializeOwned>(
+    limit: Option<i64>,
+    after: Option<&str>,
+) -> PyResult<PageRequest<K>> {
+    PageRequest::new(limit, after)
+        .map_err(|err| crate::error::Failure::from(ApiError::from(err)).into())
+}
+
 fn dated(date: Option<&Bound<'_, PyAny>>) -> PyResult<Dated> {
     Ok(Dated {
         date: convert::optional_date(date, "date")?,
@@ -148,12 +159,17 @@ organization_classes! {
         }
     }
 
-    /// The organization's users (owners only).
-    #[pyo3(signature = ())]
-    fn users [instance, org] () {
+    /// The organization's users (owners only), by e-mail address.
+    ///
+    /// One page: at most `limit` (1 to 500, default 100) items after the
+    /// cursor `after`; the answer's `next_cursor` names the next page
+    /// (`None` on the last). `accubooks.iterate` follows it.
+    #[pyo3(signature = (*, limit = None, after = None))]
+    fn users [instance, org] (limit: Option<i64>, after: Option<String>) {
+        let page = page(limit, after.as_deref())?;
         async move {
             let caller = instance.caller(&org).await?;
-            json(instance.books().users(&caller).await)
+            paged(instance.books().users(&caller, page).await)
         }
     }
 
@@ -201,11 +217,16 @@ organization_classes! {
     }
 
     /// The accounts with their balances, by code.
-    #[pyo3(signature = ())]
-    fn accounts [instance, org] () {
+    ///
+    /// One page: at most `limit` (1 to 500, default 100) items after the
+    /// cursor `after`; the answer's `next_cursor` names the next page
+    /// (`None` on the last). `accubooks.iterate` follows it.
+    #[pyo3(signature = (*, limit = None, after = None))]
+    fn accounts [instance, org] (limit: Option<i64>, after: Option<String>) {
+        let page = page(limit, after.as_deref())?;
         async move {
             let caller = instance.caller(&org).await?;
-            json(instance.books().accounts(&caller).await)
+            paged(instance.books().accounts(&caller, page).await)
         }
     }
 
@@ -290,13 +311,18 @@ organization_classes! {
     }
 
     /// One account's postings from `from_` to `to`, with running balances.
-    #[pyo3(signature = (account, from_, to))]
-    fn general_ledger [instance, org] (account: String, from_: &Bound<'_, PyAny>, to: &Bound<'_, PyAny>) {
+    ///
+    /// One page of rows: at most `limit` (1 to 500, default 100) after the
+    /// cursor `after`; the report's `next_cursor` names the next page
+    /// (`None` on the last, where `truncated` is false).
+    #[pyo3(signature = (account, from_, to, *, limit = None, after = None))]
+    fn general_ledger [instance, org] (account: String, from_: &Bound<'_, PyAny>, to: &Bound<'_, PyAny>, limit: Option<i64>, after: Option<String>) {
         let from = date_value(&convert::date_arg(from_, "from_")?)?;
         let to = date_value(&convert::date_arg(to, "to")?)?;
+        let page = page(limit, after.as_deref())?;
         async move {
             let caller = instance.caller(&org).await?;
-            json(instance.books().general_ledger(&caller, &account, from, to).await)
+            paged(instance.books().general_ledger(&caller, &account, from, to, page).await)
         }
     }
 
@@ -333,12 +359,17 @@ organization_classes! {
         }
     }
 
-    /// The organization's customers.
-    #[pyo3(signature = ())]
-    fn customers [instance, org] () {
+    /// The organization's customers, oldest first.
+    ///
+    /// One page: at most `limit` (1 to 500, default 100) items after the
+    /// cursor `after`; the answer's `next_cursor` names the next page
+    /// (`None` on the last). `accubooks.iterate` follows it.
+    #[pyo3(signature = (*, limit = None, after = None))]
+    fn customers [instance, org] (limit: Option<i64>, after: Option<String>) {
+        let page = page(limit, after.as_deref())?;
         async move {
             let caller = instance.caller(&org).await?;
-            json(instance.books().customers(&caller).await)
+            paged(instance.books().customers(&caller, page).await)
         }
     }
 
@@ -363,12 +394,23 @@ organization_classes! {
         }
     }
 
-    /// Invoices and credit notes, newest first (at most 1000).
-    #[pyo3(signature = ())]
-    fn invoices [instance, org] () {
+    /// Invoices and credit notes with their lines, newest first; `status`
+    /// (`"draft"`, `"issued"`, `"partially_paid"`, `"paid"`, `"void"`) and
+    /// `customer_id` filter them. A page holds at most 5000 lines.
+    ///
+    /// One page: at most `limit` (1 to 500, default 100) items after the
+    /// cursor `after`; the answer's `next_cursor` names the next page
+    /// (`None` on the last). `accubooks.iterate` follows it.
+    #[pyo3(signature = (*, status = None, customer_id = None, limit = None, after = None))]
+    fn invoices [instance, org] (status: Option<String>, customer_id: Option<i64>, limit: Option<i64>, after: Option<String>) {
+        let status = status
+            .map(|name| accubooks_core::ledger::InvoiceStatus::from_name(&name).ok_or_else(|| invalid("INVALID_FIELD", format!("{name:?} is not an invoice status."))))
+            .transpose()?;
+        let filter = accubooks_core::ledger::InvoiceFilter { status, customer_id };
+        let page = page(limit, after.as_deref())?;
         async move {
             let caller = instance.caller(&org).await?;
-            json(instance.books().invoices(&caller).await)
+            paged(instance.books().invoices(&caller, filter, page).await)
         }
     }
 
@@ -428,12 +470,17 @@ organization_classes! {
         }
     }
 
-    /// The linked bank accounts.
-    #[pyo3(signature = ())]
-    fn bank_accounts [instance, org] () {
+    /// The linked bank accounts, by id.
+    ///
+    /// One page: at most `limit` (1 to 500, default 100) items after the
+    /// cursor `after`; the answer's `next_cursor` names the next page
+    /// (`None` on the last). `accubooks.iterate` follows it.
+    #[pyo3(signature = (*, limit = None, after = None))]
+    fn bank_accounts [instance, org] (limit: Option<i64>, after: Option<String>) {
+        let page = page(limit, after.as_deref())?;
         async move {
             let caller = instance.caller(&org).await?;
-            json(instance.books().bank_accounts(&caller).await)
+            paged(instance.books().bank_accounts(&caller, page).await)
         }
     }
 
@@ -459,9 +506,14 @@ organization_classes! {
     }
 
     /// Imported bank lines, `"unmatched"` (with match suggestions) or
-    /// `"matched"`.
-    #[pyo3(signature = (status = "unmatched"))]
-    fn bank_transactions [instance, org] (status: &str) {
+    /// `"matched"`, newest imported first.
+    ///
+    /// One page: at most `limit` (1 to 500, default 100) items after the
+    /// cursor `after`; the answer's `next_cursor` names the next page
+    /// (`None` on the last). `accubooks.iterate` follows it.
+    #[pyo3(signature = (status = "unmatched", *, limit = None, after = None))]
+    fn bank_transactions [instance, org] (status: &str, limit: Option<i64>, after: Option<String>) {
+        let page = page(limit, after.as_deref())?;
         let status = match status {
             "unmatched" => LineStatus::Unmatched,
             "matched" => LineStatus::Matched,
@@ -469,7 +521,7 @@ organization_classes! {
         };
         async move {
             let caller = instance.caller(&org).await?;
-            json(instance.books().bank_transactions(&caller, status).await)
+            paged(instance.books().bank_transactions(&caller, status, page).await)
         }
     }
 
@@ -520,11 +572,16 @@ organization_classes! {
         }
     }
 
-    /// Background jobs, newest first (at most 1000): `queue` is
+    /// Background jobs, newest first: `queue` is
     /// `"recurring-invoices"`, `"payroll-processing"` or `"report-generation"`,
     /// `status` one of `pending`, `queued`, `running`, `succeeded`, `failed`, `dead`.
-    #[pyo3(signature = (queue = None, status = None))]
-    fn jobs [instance, org] (queue: Option<String>, status: Option<String>) {
+    ///
+    /// One page: at most `limit` (1 to 500, default 100) items after the
+    /// cursor `after`; the answer's `next_cursor` names the next page
+    /// (`None` on the last). `accubooks.iterate` follows it.
+    #[pyo3(signature = (queue = None, status = None, *, limit = None, after = None))]
+    fn jobs [instance, org] (queue: Option<String>, status: Option<String>, limit: Option<i64>, after: Option<String>) {
+        let page = page(limit, after.as_deref())?;
         let queue = queue
             .map(|name| Queue::parse(&name).ok_or_else(|| invalid("INVALID_FIELD", format!("{name:?} is not a queue."))))
             .transpose()?;
@@ -533,7 +590,7 @@ organization_classes! {
             .transpose()?;
         async move {
             let caller = instance.caller(&org).await?;
-            json(instance.books().jobs(&caller, queue, status).await)
+            paged(instance.books().jobs(&caller, queue, status, page).await)
         }
     }
 
@@ -583,12 +640,17 @@ organization_classes! {
         }
     }
 
-    /// The organization's recurring invoices.
-    #[pyo3(signature = ())]
-    fn recurring_invoices [instance, org] () {
+    /// The organization's recurring invoices, oldest first.
+    ///
+    /// One page: at most `limit` (1 to 500, default 100) items after the
+    /// cursor `after`; the answer's `next_cursor` names the next page
+    /// (`None` on the last). `accubooks.iterate` follows it.
+    #[pyo3(signature = (*, limit = None, after = None))]
+    fn recurring_invoices [instance, org] (limit: Option<i64>, after: Option<String>) {
+        let page = page(limit, after.as_deref())?;
         async move {
             let caller = instance.caller(&org).await?;
-            json(instance.books().recurring_invoices(&caller).await)
+            paged(instance.books().recurring_invoices(&caller, page).await)
         }
     }
 
@@ -674,12 +736,17 @@ organization_classes! {
         }
     }
 
-    /// The organization's employees.
-    #[pyo3(signature = ())]
-    fn employees [instance, org] () {
+    /// The organization's employees, by id.
+    ///
+    /// One page: at most `limit` (1 to 500, default 100) items after the
+    /// cursor `after`; the answer's `next_cursor` names the next page
+    /// (`None` on the last). `accubooks.iterate` follows it.
+    #[pyo3(signature = (*, limit = None, after = None))]
+    fn employees [instance, org] (limit: Option<i64>, after: Option<String>) {
+        let page = page(limit, after.as_deref())?;
         async move {
             let caller = instance.caller(&org).await?;
-            json(instance.books().employees(&caller).await)
+            paged(instance.books().employees(&caller, page).await)
         }
     }
 

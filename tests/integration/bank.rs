@@ -334,6 +334,22 @@ async fn syncs_import_once_follow_changes_and_restart_on_mutation(store: Store) 
     ids.dedup();
     assert_eq!(ids.len(), 8);
 
+    // The lines page like every list, newest imported first, the status
+    // filter kept by the Link, each page's lines with their suggestions.
+    let (status, first, next) = books
+        .page("/api/bank/transactions?status=unmatched&limit=3", &token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first.as_array().unwrap().len(), 3);
+    assert!(first[0]["suggestions"].is_array(), "{first}");
+    assert!(next.unwrap().contains("status=unmatched"));
+    let paged = books
+        .list("/api/bank/transactions?status=unmatched&limit=3", &token)
+        .await;
+    let paged_ids: Vec<i64> = paged.iter().map(|l| l["id"].as_i64().unwrap()).collect();
+    assert_eq!(paged_ids.len(), 8);
+    assert!(paged_ids.windows(2).all(|w| w[0] > w[1]), "{paged_ids:?}");
+
     // A revoked token is a permanent failure: the job ends dead.
     saas.plaid.revoke(&item);
     let (status, asked) = books

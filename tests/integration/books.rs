@@ -38,6 +38,19 @@ impl From<Store> for Door {
     }
 }
 
+/// The URL of a `Link: <URL>; rel="next"` header value.
+pub fn next_of(link: &str) -> String {
+    let (url, rel) = link
+        .split_once(';')
+        .unwrap_or_else(|| panic!("a Link without parameters: {link}"));
+    assert_eq!(rel.trim(), "rel=\"next\"", "{link}");
+    url.trim()
+        .strip_prefix('<')
+        .and_then(|u| u.strip_suffix('>'))
+        .unwrap_or_else(|| panic!("a Link without <URL>: {link}"))
+        .to_owned()
+}
+
 /// A server on a fresh store, with what keeps the store alive.
 pub struct Books {
     /// The server.
@@ -162,6 +175,48 @@ impl Books {
         let status = response.status();
         let text = response.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// One page of a list: status, JSON body, and the path of the next page
+    /// from the `Link` header (`rel="next"`), if any.
+    pub async fn page(&self, path: &str, token: &str) -> (StatusCode, Value, Option<String>) {
+        let response = self
+            .server
+            .client
+            .get(format!("{}{path}", self.server.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let next = response
+            .headers()
+            .get(http::header::LINK)
+            .map(|link| next_of(link.to_str().unwrap()));
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            next,
+        )
+    }
+
+    /// Every item of a list, following its `Link` headers from `path` as a
+    /// client would; each page must answer 200.
+    pub async fn list(&self, path: &str, token: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut path = path.to_owned();
+        loop {
+            let (status, page, next) = self.page(&path, token).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {page}");
+            let page = page.as_array().unwrap_or_else(|| panic!("{path}: {page}"));
+            assert!(page.len() <= 500, "{path}: a page of {}", page.len());
+            items.extend(page.iter().cloned());
+            match next {
+                Some(next) => path = next,
+                None => return items,
+            }
+        }
     }
 
     /// Posts an entry; returns its id.

@@ -3,7 +3,9 @@
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use super::{Access, ApiError, Request, Response, Route, json_response};
+use super::{
+    Access, ApiError, NoFilter, Request, Response, Route, json_response, list_query, page_response,
+};
 use crate::app::AccuBooks;
 use crate::auth::Role;
 use crate::deps::DATABASE;
@@ -39,7 +41,8 @@ pub(crate) fn routes() -> Vec<Route> {
         Route::new(Method::GET, "/api/users", list_users)
             .needs(DATABASE)
             .access(owner)
-            .summary("The organization's users (owners only)")
+            .summary("The organization's users (owners only), by e-mail address")
+            .paged()
             .returns_list::<User>(200),
         Route::new(Method::POST, "/api/users", create_user)
             .needs(DATABASE)
@@ -96,8 +99,9 @@ async fn login(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
 }
 
 async fn list_users(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let users = app.books().users(&request.principal()?).await?;
-    Ok(json_response(StatusCode::OK, &users))
+    let (page, NoFilter {}) = list_query(&request)?;
+    let users = app.books().users(&request.principal()?, page).await?;
+    Ok(page_response(&request, &users))
 }
 
 async fn create_user(app: AccuBooks, request: Request) -> Result<Response, ApiError> {

@@ -6,8 +6,10 @@
 use http::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::reports::query;
-use super::{Access, ApiError, Handler, Request, Response, Route, answer_response, json_response};
+use super::{
+    Access, ApiError, Handler, NoFilter, Request, Response, Route, answer_response, json_response,
+    list_query, page_response,
+};
 use crate::app::AccuBooks;
 use crate::auth::Role;
 use crate::deps::{DATABASE, PLAID};
@@ -38,7 +40,8 @@ pub(crate) fn routes() -> Vec<Route> {
             ),
         Route::new(Method::GET, "/api/bank/accounts", list_accounts)
             .needs(DATABASE)
-            .summary("The linked bank accounts and the ledger accounts they map to")
+            .summary("The linked bank accounts and the ledger accounts they map to, by id")
+            .paged()
             .returns_list::<BankAccount>(200),
         write(Method::PUT, "/api/bank/accounts/{id}", map_account)
             .summary("Map a bank account to a ledger account (asset or liability, same currency)")
@@ -56,10 +59,11 @@ pub(crate) fn routes() -> Vec<Route> {
         Route::new(Method::GET, "/api/bank/transactions", list_transactions)
             .needs(DATABASE)
             .summary(
-                "Imported bank lines, newest first (at most 1000); unmatched ones with match \
-                 suggestions, best first",
+                "Imported bank lines, newest imported first (by id: a line's date changes when \
+                 the bank posts it); unmatched ones with match suggestions, best first",
             )
             .query("status", "unmatched (default) or matched", false)
+            .paged()
             .returns_list::<BankLine>(200),
         write(
             Method::POST,
@@ -91,8 +95,12 @@ async fn link(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
 }
 
 async fn list_accounts(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let accounts = app.books().bank_accounts(&request.principal()?).await?;
-    Ok(json_response(StatusCode::OK, &accounts))
+    let (page, NoFilter {}) = list_query(&request)?;
+    let accounts = app
+        .books()
+        .bank_accounts(&request.principal()?, page)
+        .await?;
+    Ok(page_response(&request, &accounts))
 }
 
 async fn map_account(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
@@ -115,7 +123,7 @@ struct StatusFilter {
 }
 
 async fn list_transactions(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let filter: StatusFilter = query(&request)?;
+    let (page, filter): (_, StatusFilter) = list_query(&request)?;
     let status = match filter.status.as_deref() {
         None | Some("unmatched") => LineStatus::Unmatched,
         Some("matched") => LineStatus::Matched,
@@ -128,9 +136,9 @@ async fn list_transactions(app: AccuBooks, request: Request) -> Result<Response,
     };
     let lines = app
         .books()
-        .bank_transactions(&request.principal()?, status)
+        .bank_transactions(&request.principal()?, status, page)
         .await?;
-    Ok(json_response(StatusCode::OK, &lines))
+    Ok(page_response(&request, &lines))
 }
 
 async fn match_transaction(app: AccuBooks, request: Request) -> Result<Response, ApiError> {

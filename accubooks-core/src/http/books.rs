@@ -2,7 +2,10 @@
 
 use http::{Method, StatusCode};
 
-use super::{ApiError, Handler, Request, Response, Route, answer_response, json_response};
+use super::{
+    ApiError, Handler, NoFilter, Request, Response, Route, answer_response, json_response,
+    list_query, page_response,
+};
 use crate::app::AccuBooks;
 use crate::auth::Role;
 use crate::deps::DATABASE;
@@ -21,7 +24,8 @@ pub(crate) fn routes() -> Vec<Route> {
     }
     vec![
         read(Method::GET, "/api/accounts", list_accounts)
-            .summary("The chart of accounts with current balances")
+            .summary("The chart of accounts with current balances, by code")
+            .paged()
             .returns_list::<ledger::AccountShown<'static>>(200),
         write(Method::POST, "/api/accounts", create_account)
             .summary("Open an account")
@@ -56,8 +60,9 @@ pub(crate) fn routes() -> Vec<Route> {
 const NO_SUCH_ENTRY: &str = "There is no such journal entry.";
 
 async fn list_accounts(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let accounts = app.books().accounts(&request.principal()?).await?;
-    Ok(json_response(StatusCode::OK, &accounts))
+    let (page, NoFilter {}) = list_query(&request)?;
+    let accounts = app.books().accounts(&request.principal()?, page).await?;
+    Ok(page_response(&request, &accounts))
 }
 
 async fn create_account(app: AccuBooks, request: Request) -> Result<Response, ApiError> {

@@ -260,6 +260,13 @@ impl From<crate::usecases::Error> for ApiError {
     }
 }
 
+/// A page request a list cannot serve: a 422 naming the parameter.
+impl From<crate::paging::PagingError> for ApiError {
+    fn from(err: crate::paging::PagingError) -> Self {
+        ApiError::invalid(err.code(), err.to_string())
+    }
+}
+
 impl From<crate::auth::Throttled> for ApiError {
     fn from(throttled: crate::auth::Throttled) -> Self {
         ApiError::RateLimited {

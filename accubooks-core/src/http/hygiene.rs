@@ -22,8 +22,9 @@ use crate::config::Environment;
 
 /// The request headers a browser page may send.
 const ALLOWED_HEADERS: &str = "authorization, content-type, idempotency-key, x-request-id";
-/// The answer headers a browser page may read, beyond the simple ones.
-const EXPOSED_HEADERS: &str = "x-request-id, retry-after, idempotent-replayed";
+/// The answer headers a browser page may read, beyond the simple ones
+/// (`link`: a list's next page).
+const EXPOSED_HEADERS: &str = "x-request-id, retry-after, idempotent-replayed, link";
 /// How long a browser may cache a preflight's answer, in seconds.
 const PREFLIGHT_MAX_AGE: &str = "600";
 /// `Strict-Transport-Security` in production: two years, subdomains too.

@@ -3,7 +3,10 @@
 use http::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::{Access, ApiError, Handler, Request, Response, Route, answer_response, json_response};
+use super::{
+    Access, ApiError, Handler, NoFilter, Request, Response, Route, answer_response, json_response,
+    list_query, page_response,
+};
 use crate::app::AccuBooks;
 use crate::auth::Role;
 use crate::deps::DATABASE;
@@ -22,14 +25,25 @@ pub(crate) fn routes() -> Vec<Route> {
     }
     vec![
         read("/api/customers", list_customers)
-            .summary("Customers")
+            .summary("Customers, oldest first")
+            .paged()
             .returns_list::<ledger::Customer>(200),
         write("/api/customers", create_customer)
             .summary("Add a customer")
             .body::<NewCustomer>()
             .returns::<ledger::Customer>(201),
         read("/api/invoices", list_invoices)
-            .summary("Invoices and credit notes, newest first (at most 1000)")
+            .summary(
+                "Invoices and credit notes with their lines, newest first; a page holds at most \
+                 5000 lines (INVOICE_LINES_PER_PAGE), fewer invoices than limit if need be",
+            )
+            .query(
+                "status",
+                "draft, issued, partially_paid, paid or void",
+                false,
+            )
+            .query("customer_id", "Only this customer's", false)
+            .paged()
             .returns_list::<ledger::Invoice>(200),
         write("/api/invoices", create_invoice)
             .summary("Create a draft invoice; totals are computed once, here")
@@ -79,8 +93,9 @@ async fn create_customer(app: AccuBooks, request: Request) -> Result<Response, A
 }
 
 async fn list_customers(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let customers = app.books().customers(&request.principal()?).await?;
-    Ok(json_response(StatusCode::OK, &customers))
+    let (page, NoFilter {}) = list_query(&request)?;
+    let customers = app.books().customers(&request.principal()?, page).await?;
+    Ok(page_response(&request, &customers))
 }
 
 async fn create_invoice(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
@@ -89,9 +104,43 @@ async fn create_invoice(app: AccuBooks, request: Request) -> Result<Response, Ap
     Ok(answer_response(StatusCode::CREATED, &invoice))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvoiceQuery {
+    status: Option<String>,
+    customer_id: Option<String>,
+}
+
 async fn list_invoices(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let invoices = app.books().invoices(&request.principal()?).await?;
-    Ok(json_response(StatusCode::OK, &invoices))
+    let (page, query): (_, InvoiceQuery) = list_query(&request)?;
+    let status = query
+        .status
+        .map(|name| {
+            ledger::InvoiceStatus::from_name(&name).ok_or_else(|| {
+                ApiError::invalid(
+                    "INVALID_QUERY",
+                    "status is draft, issued, partially_paid, paid or void.",
+                )
+            })
+        })
+        .transpose()?;
+    let customer_id = query
+        .customer_id
+        .map(|id| {
+            id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+                ApiError::invalid("INVALID_QUERY", "customer_id is a customer's id.")
+            })
+        })
+        .transpose()?;
+    let filter = ledger::InvoiceFilter {
+        status,
+        customer_id,
+    };
+    let invoices = app
+        .books()
+        .invoices(&request.principal()?, filter, page)
+        .await?;
+    Ok(page_response(&request, &invoices))
 }
 
 async fn get_invoice(app: AccuBooks, request: Request) -> Result<Response, ApiError> {

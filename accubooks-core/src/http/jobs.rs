@@ -5,7 +5,10 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::reports::query;
-use super::{Access, ApiError, Handler, Request, Response, Route, answer_response, json_response};
+use super::{
+    Access, ApiError, Handler, NoFilter, Request, Response, Route, answer_response, json_response,
+    list_query, page_response,
+};
 use crate::app::AccuBooks;
 use crate::auth::Role;
 use crate::deps::DATABASE;
@@ -29,7 +32,7 @@ pub(crate) fn routes() -> Vec<Route> {
     }
     vec![
         read("/api/jobs", list_jobs)
-            .summary("The organization's background jobs, newest first (at most 1000)")
+            .summary("The organization's background jobs, newest first")
             .query(
                 "queue",
                 "recurring-invoices, payroll-processing or report-generation",
@@ -40,6 +43,7 @@ pub(crate) fn routes() -> Vec<Route> {
                 "pending, queued, running, succeeded, failed or dead",
                 false,
             )
+            .paged()
             .returns_list::<Job>(200),
         read("/api/jobs/{id}", get_job)
             .summary("A background job")
@@ -57,14 +61,15 @@ pub(crate) fn routes() -> Vec<Route> {
             .body::<NewRecurringInvoice>()
             .returns::<RecurringInvoice>(201),
         read("/api/recurring-invoices", list_recurring)
-            .summary("The organization's recurring invoices")
+            .summary("The organization's recurring invoices, oldest first")
+            .paged()
             .returns_list::<RecurringInvoice>(200),
         read("/api/recurring-invoices/{id}", get_recurring)
             .summary("A recurring invoice")
             .returns::<RecurringInvoice>(200),
         read("/api/recurring-invoices/{id}/preview", preview)
             .summary("The next occurrences not yet generated")
-            .query("count", "How many, 1 to 1000; default 12", false)
+            .query("count", "How many, 1 to 500; default 12", false)
             .returns::<Preview>(200),
         Route::new(Method::POST, "/api/report-jobs", create_report_job)
             .needs(DATABASE)
@@ -89,7 +94,8 @@ pub(crate) fn routes() -> Vec<Route> {
             .body::<NewEmployee>()
             .returns::<Employee>(201),
         payroll_read("/api/employees", list_employees)
-            .summary("The organization's employees")
+            .summary("The organization's employees, by id")
+            .paged()
             .returns_list::<Employee>(200),
         payroll_read("/api/payroll/rules", get_rules)
             .summary("The payroll rules: deductions and employer contributions")
@@ -125,8 +131,9 @@ async fn create_employee(app: AccuBooks, request: Request) -> Result<Response, A
 }
 
 async fn list_employees(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let employees = app.books().employees(&request.principal()?).await?;
-    Ok(json_response(StatusCode::OK, &employees))
+    let (page, NoFilter {}) = list_query(&request)?;
+    let employees = app.books().employees(&request.principal()?, page).await?;
+    Ok(page_response(&request, &employees))
 }
 
 async fn get_rules(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
@@ -191,7 +198,7 @@ struct JobFilter {
 }
 
 async fn list_jobs(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let filter: JobFilter = query(&request)?;
+    let (page, filter): (_, JobFilter) = list_query(&request)?;
     let queue = filter
         .queue
         .map(|name| {
@@ -216,9 +223,9 @@ async fn list_jobs(app: AccuBooks, request: Request) -> Result<Response, ApiErro
         .transpose()?;
     let jobs = app
         .books()
-        .jobs(&request.principal()?, queue, status)
+        .jobs(&request.principal()?, queue, status, page)
         .await?;
-    Ok(json_response(StatusCode::OK, &jobs))
+    Ok(page_response(&request, &jobs))
 }
 
 async fn get_job(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
@@ -243,11 +250,12 @@ async fn create_recurring(app: AccuBooks, request: Request) -> Result<Response, 
 }
 
 async fn list_recurring(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let (page, NoFilter {}) = list_query(&request)?;
     let recurring = app
         .books()
-        .recurring_invoices(&request.principal()?)
+        .recurring_invoices(&request.principal()?, page)
         .await?;
-    Ok(json_response(StatusCode::OK, &recurring))
+    Ok(page_response(&request, &recurring))
 }
 
 async fn get_recurring(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
@@ -268,7 +276,7 @@ async fn preview(app: AccuBooks, request: Request) -> Result<Response, ApiError>
     let count = match count.count {
         None => 12,
         Some(text) => text.parse().map_err(|_| {
-            ApiError::invalid("INVALID_QUERY", "count is a whole number from 1 to 1000.")
+            ApiError::invalid("INVALID_QUERY", "count is a whole number from 1 to 500.")
         })?,
     };
     let preview = app

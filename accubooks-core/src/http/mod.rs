@@ -36,6 +36,7 @@ pub use pipeline::REQUEST_ID_HEADER;
 pub use route::{Access, Handler, Route, RouteDoc, RouteTable, SchemaFn};
 
 use crate::auth::Principal;
+use crate::paging::{Page, PageRequest};
 use crate::usecases::{Answer, ClientKey};
 
 /// A response, with its whole body or a stream of it.
@@ -142,6 +143,62 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Res
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    response
+}
+
+/// The page a list request asks for (its `limit` and `after`) and its own
+/// filters `F`, parsed from the query string: a bad limit or cursor is a
+/// 422 naming it ([`crate::paging::PagingError`]); a filter, the route's own
+/// `422 INVALID_QUERY`.
+pub(crate) fn list_query<K, F>(request: &Request) -> Result<(PageRequest<K>, F), ApiError>
+where
+    K: DeserializeOwned,
+    F: DeserializeOwned,
+{
+    use crate::paging::{AFTER_PARAM, LIMIT_PARAM};
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(request.parts.uri.query().unwrap_or("")).map_err(|err| {
+            ApiError::invalid("INVALID_QUERY", format!("Invalid query string: {err}."))
+        })?;
+    let value = |name: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let page = PageRequest::parse(value(LIMIT_PARAM), value(AFTER_PARAM))?;
+    let filters: Vec<&(String, String)> = pairs
+        .iter()
+        .filter(|(key, _)| key != LIMIT_PARAM && key != AFTER_PARAM)
+        .collect();
+    let filters = serde_urlencoded::to_string(filters).map_err(|_| ApiError::Internal)?;
+    let filters = serde_urlencoded::from_str(&filters).map_err(|err| {
+        ApiError::invalid("INVALID_QUERY", format!("Invalid query string: {err}."))
+    })?;
+    Ok((page, filters))
+}
+
+/// A list route's filters when it has none: other query parameters are
+/// ignored, as before the list paged.
+#[derive(serde::Deserialize)]
+pub(crate) struct NoFilter {}
+
+/// The JSON answer of one page, with the `Link` header (RFC 8288) of the
+/// next page while more remain; the link keeps the request's filters.
+pub(crate) fn page_response<T: Serialize>(request: &Request, page: &Page<T>) -> Response {
+    let mut response = json_response(StatusCode::OK, &page.items);
+    if let Some(next) = &page.next {
+        let uri = &request.parts.uri;
+        let link = crate::paging::next_link(uri.path(), uri.query(), next, page.limit);
+        // The cursor is hex and the rest comes from a URI that parsed, so
+        // the value is always a valid header; a failure would be a bug.
+        match HeaderValue::from_str(&link) {
+            Ok(value) => {
+                response.headers_mut().insert(header::LINK, value);
+            }
+            Err(err) => tracing::error!(error = %err, "a Link header did not form"),
+        }
+    }
     response
 }
 

@@ -50,6 +50,48 @@ fn error_response(description: &str) -> utoipa::openapi::Response {
         .build()
 }
 
+/// The `limit` and `after` parameters of a list that pages.
+fn paging_parameters(operation: OperationBuilder) -> OperationBuilder {
+    use crate::paging::{AFTER_PARAM, DEFAULT_LIMIT, LIMIT_PARAM, MAX_LIMIT};
+    operation
+        .parameter(
+            ParameterBuilder::new()
+                .name(LIMIT_PARAM)
+                .parameter_in(ParameterIn::Query)
+                .description(Some("Most items of the page, 1 to 500; default 100"))
+                .required(Required::False)
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1))
+                        .maximum(Some(MAX_LIMIT))
+                        .default(Some(DEFAULT_LIMIT.into())),
+                )),
+        )
+        .parameter(
+            ParameterBuilder::new()
+                .name(AFTER_PARAM)
+                .parameter_in(ParameterIn::Query)
+                .description(Some(
+                    "The opaque cursor of the Link header's next URL; absent for the first page",
+                ))
+                .required(Required::False)
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        )
+}
+
+/// The `Link` header of a page after which more remain.
+fn next_link_header() -> utoipa::openapi::header::Header {
+    utoipa::openapi::header::HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(
+            "RFC 8288 link to the next page, present while more items remain: \
+             `</path?after=CURSOR&limit=N&…the request's filters…>; rel=\"next\"` \
+             (relative to the request's URL)",
+        ))
+        .build()
+}
+
 /// Builds the document.
 pub fn document(routes: &RouteTable) -> OpenApi {
     let mut schemas = Vec::new();
@@ -101,6 +143,9 @@ pub fn document(routes: &RouteTable) -> OpenApi {
                     .schema(Some(schema)),
             );
         }
+        if route.doc.paged {
+            operation = paging_parameters(operation);
+        }
         if route.idempotent {
             operation = operation.parameter(
                 ParameterBuilder::new()
@@ -151,16 +196,14 @@ pub fn document(routes: &RouteTable) -> OpenApi {
         let success = match route.doc.returns {
             Some((status, schema)) => {
                 let schema = schema(&mut schemas);
-                (
-                    status.to_string(),
-                    ResponseBuilder::new()
-                        .description("Success")
-                        .content(
-                            "application/json",
-                            ContentBuilder::new().schema(Some(schema)).build(),
-                        )
-                        .build(),
-                )
+                let mut response = ResponseBuilder::new().description("Success").content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(schema)).build(),
+                );
+                if route.doc.paged {
+                    response = response.header("Link", next_link_header());
+                }
+                (status.to_string(), response.build())
             }
             None => (
                 route.doc.empty_success.unwrap_or(200).to_string(),
@@ -231,7 +274,15 @@ pub fn document(routes: &RouteTable) -> OpenApi {
             operation =
                 operation.response("404", error_response("Absent, or another organization's"));
         }
-        if !route.doc.query.is_empty() {
+        if route.doc.paged {
+            operation = operation.response(
+                "422",
+                error_response(
+                    "A query parameter is missing, unknown or invalid: limit outside 1 to 500 \
+                     (INVALID_LIMIT), an after cursor this list did not answer (INVALID_CURSOR)",
+                ),
+            );
+        } else if !route.doc.query.is_empty() {
             operation = operation.response(
                 "422",
                 error_response("A query parameter is missing, unknown or invalid"),

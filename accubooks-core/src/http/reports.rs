@@ -29,10 +29,14 @@ pub(crate) fn routes() -> Vec<Route> {
             .query_date("to", "Inclusive", true)
             .returns::<ledger::IncomeStatement>(200),
         read("/api/reports/general-ledger", general_ledger)
-            .summary("One account's postings with running balances")
+            .summary(
+                "One account's postings with running balances, a page of rows at a time \
+                 (truncated is true while the Link header names a next page)",
+            )
             .query("account", "The account's code", true)
             .query_date("from", "Inclusive", true)
             .query_date("to", "Inclusive", true)
+            .paged()
             .returns::<ledger::GeneralLedger>(200)
             .answers(404, "No account with this code in the organization"),
     ]
@@ -101,11 +105,11 @@ async fn income_statement(app: AccuBooks, request: Request) -> Result<Response, 
 }
 
 async fn general_ledger(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let q: LedgerQuery = query(&request)?;
+    let (page, q): (_, LedgerQuery) = super::list_query(&request)?;
     let (from, to) = (ledger::parse_date(&q.from)?, ledger::parse_date(&q.to)?);
     let books = app.books();
     let report = books
-        .general_ledger(&request.principal()?, &q.account, from, to)
+        .general_ledger(&request.principal()?, &q.account, from, to, page)
         .await?;
-    Ok(json_response(StatusCode::OK, &report))
+    Ok(super::page_response(&request, &report))
 }

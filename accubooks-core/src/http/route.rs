@@ -43,6 +43,8 @@ pub struct RouteDoc {
     pub(crate) answers: Vec<(u16, &'static str, bool)>,
     /// The success status of a route answering no body (default 200).
     pub(crate) empty_success: Option<u16>,
+    /// A list read page by page: `limit` and `after`, and a `Link` header.
+    pub(crate) paged: bool,
 }
 
 /// A documented query parameter.
@@ -203,6 +205,13 @@ impl Route {
     /// Documents a JSON array answer on success.
     pub fn returns_list<T: ToSchema>(mut self, status: u16) -> Self {
         self.doc.returns = Some((status, list_of::<T>));
+        self
+    }
+
+    /// Documents a list that pages ([`crate::paging`]): the `limit` and
+    /// `after` query parameters and the `Link` header of the next page.
+    pub fn paged(mut self) -> Self {
+        self.doc.paged = true;
         self
     }
 

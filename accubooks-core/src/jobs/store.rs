@@ -8,6 +8,7 @@ use super::{Counts, Job, JobError, JobFailure, JobStatus, NewJob, Queue, QueueCo
 use crate::db::{Database, Pool};
 use crate::error::{Result, Transience};
 use crate::ledger::sql::{BeginScoped, List, in_list, in_scope, on_pool};
+use crate::paging::{Page, PageRequest};
 
 /// Milliseconds since the Unix epoch, the table's clock.
 pub(crate) fn now_ms() -> i64 {
@@ -247,31 +248,37 @@ pub(crate) async fn get_job(db: &Database, organization: &str, id: i64) -> Resul
     .await
 }
 
-/// The organization's jobs, newest first (at most 1000), optionally of one
-/// queue and one status.
+/// A page of the organization's jobs, newest first (by id), optionally of
+/// one queue and one status.
 pub(crate) async fn list_jobs(
     db: &Database,
     organization: &str,
     queue: Option<Queue>,
     status: Option<JobStatus>,
-) -> Result<Vec<Job>> {
+    page: &PageRequest<i64>,
+) -> Result<Page<Vec<Job>>> {
     let organization = organization.to_owned();
-    db.run(|pool| async move {
-        on_pool!(pool, p => in_scope!(p, &organization, tx => {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE organization_id = $1 \
-                 AND ($2 = '' OR queue = $2) AND ($3 = '' OR status = $3) \
-                 ORDER BY id DESC LIMIT 1000"
-            )))
-            .bind(&organization)
-            .bind(queue.map_or("", Queue::as_str))
-            .bind(status.map_or("", JobStatus::as_str))
-            .fetch_all(&mut *tx)
-            .await?;
-            rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?
-        }))
-    })
-    .await
+    let (before, fetch) = (page.after.unwrap_or(i64::MAX), page.limit.fetch());
+    let jobs: Vec<Job> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => in_scope!(p, &organization, tx => {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE organization_id = $1 \
+                     AND ($2 = '' OR queue = $2) AND ($3 = '' OR status = $3) AND id < $4 \
+                     ORDER BY id DESC LIMIT $5"
+                )))
+                .bind(&organization)
+                .bind(queue.map_or("", Queue::as_str))
+                .bind(status.map_or("", JobStatus::as_str))
+                .bind(before)
+                .bind(fetch)
+                .fetch_all(&mut *tx)
+                .await?;
+                rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?
+            }))
+        })
+        .await?;
+    Ok(page.page(jobs, |job| job.id))
 }
 
 /// Queues a dead job again, its attempts counted afresh. `None` when the

@@ -11,6 +11,7 @@ use super::sql::{BeginScoped, List, in_list, on_pool};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
 use crate::money;
+use crate::paging::{Page, PageRequest};
 
 /// The five account types of double-entry bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -197,20 +198,35 @@ where
     })
 }
 
-/// The organization's accounts, ordered by code.
-pub async fn list_accounts(db: &Database, organization: &str) -> LedgerResult<Vec<Account>> {
-    let sql = format!("{SELECT_ACCOUNT} WHERE a.organization_id = $1 ORDER BY a.code");
+/// A page of the organization's accounts, ordered by code (unique in the
+/// organization, and never changed).
+pub async fn list_accounts(
+    db: &Database,
+    organization: &str,
+    page: &PageRequest<String>,
+) -> LedgerResult<Page<Vec<Account>>> {
+    let sql = format!(
+        "{SELECT_ACCOUNT} WHERE a.organization_id = $1 AND a.code > $2 ORDER BY a.code LIMIT $3"
+    );
     let organization = organization.to_owned();
-    Ok(db
+    let after = page.after.clone().unwrap_or_default();
+    let fetch = page.limit.fetch();
+    let accounts: Vec<Account> = db
         .run(|pool| async move {
             on_pool!(pool, p => {
                 let mut tx = p.begin_for(&organization).await?;
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(&organization).fetch_all(&mut *tx).await?;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(&organization)
+                    .bind(&after)
+                    .bind(fetch)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 rows.iter().map(account_from_row).collect()
             })
         })
-        .await?)
+        .await?;
+    Ok(page.page(accounts, |account| account.code.clone()))
 }
 
 /// The organization's accounts with these codes, by code. Unknown codes are

@@ -33,6 +33,7 @@ use super::{AccountType, Ledger, LedgerError, LedgerResult, RenderRecord};
 use crate::db::Database;
 use crate::jobs::{JobFailure, JobStatus, NewJob, Queue, insert_job, now_ms};
 use crate::money;
+use crate::paging::{Page, PageRequest};
 use crate::saas::plaid::{Plaid, PlaidAccount, PlaidError, PlaidTransaction, SyncPage};
 use crate::sealed::Sealer;
 
@@ -348,23 +349,29 @@ fn account_of(row: AccountRow) -> BankAccount {
     }
 }
 
-/// The organization's bank accounts.
+/// A page of the organization's bank accounts, by id.
 pub async fn list_bank_accounts(
     db: &Database,
     organization: &str,
-) -> LedgerResult<Vec<BankAccount>> {
+    page: &PageRequest<i64>,
+) -> LedgerResult<Page<Vec<BankAccount>>> {
     let owned = organization.to_owned();
+    let (after, fetch) = (page.after.unwrap_or(0), page.limit.fetch());
     let rows: Vec<AccountRow> = db
         .run(|pool| async move {
             on_pool!(pool, p => in_scope!(p, &owned, tx => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_ACCOUNTS} ORDER BY a.id")))
-                    .bind(&owned)
-                    .fetch_all(&mut *tx)
-                    .await?
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "{SELECT_ACCOUNTS} AND a.id > $2 ORDER BY a.id LIMIT $3"
+                )))
+                .bind(&owned)
+                .bind(after)
+                .bind(fetch)
+                .fetch_all(&mut *tx)
+                .await?
             }))
         })
         .await?;
-    Ok(rows.into_iter().map(account_of).collect())
+    Ok(page.page(rows.into_iter().map(account_of).collect(), |a| a.id))
 }
 
 async fn bank_account(db: &Database, organization: &str, id: i64) -> LedgerResult<BankAccount> {
@@ -897,7 +904,9 @@ async fn read_lines(
                 let query = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(&owned);
                 match &value {
                     LineFilter::Id(id) => query.bind(*id),
-                    LineFilter::Status(status) => query.bind(*status),
+                    LineFilter::Status { status, before, fetch } => {
+                        query.bind(*status).bind(*before).bind(*fetch)
+                    }
                 }
                 .fetch_all(&mut *tx)
                 .await?
@@ -909,7 +918,13 @@ async fn read_lines(
 
 enum LineFilter {
     Id(i64),
-    Status(&'static str),
+    /// A page of the lines with this status: ids below `before`, at most
+    /// `fetch` of them.
+    Status {
+        status: &'static str,
+        before: i64,
+        fetch: i64,
+    },
 }
 
 async fn read_line(db: &Database, organization: &str, id: i64) -> LedgerResult<Stored> {
@@ -919,34 +934,49 @@ async fn read_line(db: &Database, organization: &str, id: i64) -> LedgerResult<S
         .ok_or_else(|| LedgerError::NotFound("There is no such bank transaction.".to_owned()))
 }
 
-/// The organization's bank lines with this status, newest first (at most
-/// 1000); unmatched ones carry their match suggestions.
+/// A page of the organization's bank lines with this status, newest
+/// imported first; unmatched ones carry their match suggestions. The order
+/// is by id, not by date: a line's date changes when the bank posts a
+/// pending line, and a page boundary on it could then skip or repeat it.
 pub async fn list_lines(
     db: &Database,
     organization: &str,
     status: LineStatus,
-) -> LedgerResult<Vec<BankLine>> {
-    let lines = read_lines(
+    page: &PageRequest<i64>,
+) -> LedgerResult<Page<Vec<BankLine>>> {
+    let fetched = read_lines(
         db,
         organization,
-        "AND t.status = $2 ORDER BY t.posted_on DESC, t.id DESC LIMIT 1000",
-        LineFilter::Status(status.as_str()),
+        "AND t.status = $2 AND t.id < $3 ORDER BY t.id DESC LIMIT $4",
+        LineFilter::Status {
+            status: status.as_str(),
+            before: page.after.unwrap_or(i64::MAX),
+            fetch: page.limit.fetch(),
+        },
     )
     .await?;
+    let Page {
+        items: lines,
+        next,
+        limit,
+    } = page.page(fetched, |stored| stored.line.id);
+    let page_of = |items| Page { items, next, limit };
     if status == LineStatus::Matched || lines.is_empty() {
-        return Ok(lines.into_iter().map(|s| s.line).collect());
+        return Ok(page_of(lines.into_iter().map(|s| s.line).collect()));
     }
     let candidates = candidates(db, organization, &lines).await?;
-    Ok(lines
-        .into_iter()
-        .map(|stored| {
-            let suggestions = suggest(&stored, &candidates);
-            BankLine {
-                suggestions,
-                ..stored.line
-            }
-        })
-        .collect())
+    Ok(page_of(
+        lines
+            .into_iter()
+            .map(|stored| {
+                let suggestions = suggest(&stored, &candidates);
+                BankLine {
+                    suggestions,
+                    ..stored.line
+                }
+            })
+            .collect(),
+    ))
 }
 
 /// An open invoice: (id, currency, outstanding, issue date).

@@ -23,6 +23,7 @@ use super::sql::{BeginScoped, in_scope, on_pool};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
 use crate::money::{self, AmountText, Decimal};
+use crate::paging::{Cursor, Page, PageRequest};
 
 /// The accounts invoices post to (from the default chart).
 pub const CASH: &str = "1000";
@@ -180,6 +181,11 @@ impl InvoiceStatus {
         matches!(self, InvoiceStatus::Issued | InvoiceStatus::PartiallyPaid)
     }
 
+    /// The state a name (as [`Self::as_str`] gives it) stands for.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::parse(name).ok()
+    }
+
     fn parse(name: &str) -> Result<Self, sqlx::Error> {
         match name {
             "draft" => Ok(InvoiceStatus::Draft),
@@ -317,23 +323,31 @@ pub async fn create_customer(
     .await?
 }
 
-/// The organization's customers.
-pub async fn list_customers(db: &Database, organization: &str) -> LedgerResult<Vec<Customer>> {
+/// A page of the organization's customers, oldest first (by id).
+pub async fn list_customers(
+    db: &Database,
+    organization: &str,
+    page: &PageRequest<i64>,
+) -> LedgerResult<Page<Vec<Customer>>> {
     let organization = organization.to_owned();
+    let (after, fetch) = (page.after.unwrap_or(0), page.limit.fetch());
     let rows: Vec<(i64, String, Option<String>)> = db
         .run(|pool| async move {
             on_pool!(pool, p => in_scope!(p, &organization, tx => {
-                sqlx::query_as("SELECT id, name, email FROM customers WHERE organization_id = $1 ORDER BY id")
+                sqlx::query_as("SELECT id, name, email FROM customers WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3")
                     .bind(&organization)
+                    .bind(after)
+                    .bind(fetch)
                     .fetch_all(&mut *tx)
                     .await?
             }))
         })
         .await?;
-    Ok(rows
+    let customers = rows
         .into_iter()
         .map(|(id, name, email)| Customer { id, name, email })
-        .collect())
+        .collect();
+    Ok(page.page(customers, |customer| customer.id))
 }
 
 struct ParsedLine {
@@ -494,23 +508,45 @@ struct Draft {
 }
 
 /// Reads invoices with their lines inside the open transaction `$tx`: the
-/// one with id `$only`, or the organization's newest thousand when `None`
-/// (two queries whatever their number). Evaluates to `Vec<Invoice>`, with
-/// `?` on query errors. (A macro: each backend's transaction is its own type.)
+/// ones `$selection` (an [`InvoiceSelection`]) names, in two queries
+/// whatever their number. Evaluates to `(Vec<Invoice>, bool)`: the invoices
+/// in the selection's order, and whether more follow them (a page cut by
+/// its limit or its line budget). `?` on query errors. (A macro: each
+/// backend's transaction is its own type.)
 macro_rules! read_invoices_in {
-    ($tx:expr, $organization:expr, $only:expr, $today:expr) => {{
-        let rows = sqlx::query(sqlx::AssertSqlSafe(invoice_query($only)))
+    ($tx:expr, $organization:expr, $selection:expr, $today:expr) => {{
+        let selection: &InvoiceSelection = $selection;
+        let (id, status, customer, fetch) = selection.binds();
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(selection.query()))
             .bind($organization)
-            .bind($only.unwrap_or(0))
+            .bind(id)
+            .bind(status)
+            .bind(customer)
+            .bind(fetch)
             .fetch_all(&mut *$tx)
             .await?;
+        let kept = selection.keep(
+            &rows
+                .iter()
+                .map(|row| row.try_get::<i64, _>("line_count"))
+                .collect::<Result<Vec<i64>, _>>()?,
+        );
+        let more = kept < rows.len();
+        rows.truncate(kept);
+        let ids = rows
+            .iter()
+            .map(|row| row.try_get::<i64, _>("id"))
+            .collect::<Result<Vec<i64>, _>>()?;
         // Every line of those invoices in one query, not one per invoice.
-        let line_rows: Vec<(i64, String, String, i64, String, i64, i64)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(lines_query($only)))
-                .bind($organization)
-                .bind($only.unwrap_or(0))
-                .fetch_all(&mut *$tx)
-                .await?;
+        let line_rows: Vec<(i64, String, String, i64, String, i64, i64)> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(lines_query(ids.len())));
+            for id in &ids {
+                query = query.bind(*id);
+            }
+            query.fetch_all(&mut *$tx).await?
+        };
         let mut lines_of: HashMap<i64, Vec<(String, String, i64, String, i64, i64)>> =
             HashMap::new();
         for (invoice_id, description, quantity, unit_price, tax_rate, amount, tax) in line_rows {
@@ -591,7 +627,7 @@ macro_rules! read_invoices_in {
                 tax_minor: tax,
             });
         }
-        invoices
+        (invoices, more)
     }};
 }
 
@@ -669,7 +705,8 @@ async fn insert_draft(
                     .execute(&mut *tx)
                     .await?;
                 }
-                let invoice = read_invoices_in!(tx, &draft.organization, Some(id), today)
+                let invoice = read_invoices_in!(tx, &draft.organization, &InvoiceSelection::One(id), today)
+                    .0
                     .pop()
                     .ok_or(sqlx::Error::RowNotFound)?;
                 if let Some((key, render)) = idempotency {
@@ -776,57 +813,144 @@ pub(crate) async fn posting_accounts(
 }
 
 const SELECT_INVOICE: &str = "SELECT id, kind, customer_id, credits_invoice, currency, status, due_date, issue_date, \
-     void_date, tax_rounding, subtotal, tax, total, paid, credited, issue_entry_id, recurring_id, period FROM invoices";
+     void_date, tax_rounding, subtotal, tax, total, paid, credited, issue_entry_id, recurring_id, period, \
+     (SELECT COUNT(*) FROM invoice_lines l WHERE l.invoice_id = invoices.id) AS line_count FROM invoices";
 
-/// The query [`read_invoices_in`] runs: one invoice, or the newest 1000.
-/// The invoices to read: one (`$2`) or the newest thousand of the
-/// organization (`$1`).
-fn invoice_filter(only: Option<i64>) -> &'static str {
-    match only {
-        Some(_) => "WHERE organization_id = $1 AND id = $2",
-        None => "WHERE organization_id = $1 AND id > $2 ORDER BY id DESC LIMIT 1000",
+/// Most invoice lines one page of invoices carries. With at most 500 lines
+/// of at most 500 characters per invoice, 500 invoices could otherwise make
+/// an answer of hundreds of megabytes; a page stops before the invoice that
+/// would take it past this budget (it always holds one invoice), and its
+/// `Link` goes on from there.
+pub const INVOICE_LINES_PER_PAGE: i64 = 5_000;
+
+/// Filters of the invoice list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InvoiceFilter {
+    /// Only invoices in this state.
+    pub status: Option<InvoiceStatus>,
+    /// Only this customer's invoices.
+    pub customer_id: Option<i64>,
+}
+
+/// The invoices [`read_invoices_in`] reads.
+enum InvoiceSelection {
+    /// One invoice, by id.
+    One(i64),
+    /// A page of the organization's, newest first (by id, which never
+    /// changes): those with an id below `before`.
+    Page {
+        before: i64,
+        filter: InvoiceFilter,
+        limit: crate::paging::Limit,
+    },
+}
+
+impl InvoiceSelection {
+    /// The header query; its binds are the organization and [`Self::binds`].
+    fn query(&self) -> String {
+        let filter = match self {
+            InvoiceSelection::One(_) => "WHERE organization_id = $1 AND id = $2",
+            InvoiceSelection::Page { .. } => "WHERE organization_id = $1 AND id < $2",
+        };
+        format!(
+            "{SELECT_INVOICE} {filter} AND ($3 = '' OR status = $3) AND ($4 = 0 OR customer_id = $4) \
+             ORDER BY id DESC LIMIT $5"
+        )
+    }
+
+    /// The id, status, customer and row count binds of [`Self::query`].
+    fn binds(&self) -> (i64, &'static str, i64, i64) {
+        match self {
+            InvoiceSelection::One(id) => (*id, "", 0, 1),
+            InvoiceSelection::Page {
+                before,
+                filter,
+                limit,
+            } => (
+                *before,
+                filter.status.map_or("", InvoiceStatus::as_str),
+                filter.customer_id.unwrap_or(0),
+                limit.fetch(),
+            ),
+        }
+    }
+
+    /// How many of the fetched invoices (with these line counts) the
+    /// answer keeps: the page's limit, and no more lines than
+    /// [`INVOICE_LINES_PER_PAGE`], but at least one invoice.
+    fn keep(&self, line_counts: &[i64]) -> usize {
+        let InvoiceSelection::Page { limit, .. } = self else {
+            return line_counts.len();
+        };
+        let mut lines = 0;
+        let mut kept = 0;
+        for count in line_counts.iter().take(limit.get() as usize) {
+            lines += count;
+            if kept > 0 && lines > INVOICE_LINES_PER_PAGE {
+                break;
+            }
+            kept += 1;
+        }
+        kept
     }
 }
 
-fn invoice_query(only: Option<i64>) -> String {
-    format!("{SELECT_INVOICE} {}", invoice_filter(only))
-}
-
-/// The lines of the invoices [`invoice_query`] reads, by invoice.
-fn lines_query(only: Option<i64>) -> String {
+/// The lines of `count` invoices (bound as `$1`…), by invoice.
+fn lines_query(count: usize) -> String {
     format!(
         "SELECT invoice_id, description, quantity, unit_price, tax_rate, amount, tax FROM invoice_lines \
-         WHERE invoice_id IN (SELECT id FROM invoices {}) ORDER BY invoice_id, id",
-        invoice_filter(only)
+         WHERE invoice_id IN ({}) ORDER BY invoice_id, id",
+        super::sql::placeholders(1, count)
     )
 }
 
 /// Reads an invoice or credit note of the organization, with its lines.
 pub async fn get_invoice(db: &Database, organization: &str, id: i64) -> LedgerResult<Invoice> {
-    let found = read_invoices(db, organization, Some(id)).await?;
+    let (found, _) = read_invoices(db, organization, InvoiceSelection::One(id)).await?;
     found
         .into_iter()
         .next()
         .ok_or_else(|| LedgerError::NotFound(format!("There is no invoice {id}.")))
 }
 
-/// The organization's invoices and credit notes, newest first, with lines.
-pub async fn list_invoices(db: &Database, organization: &str) -> LedgerResult<Vec<Invoice>> {
-    read_invoices(db, organization, None).await
+/// A page of the organization's invoices and credit notes, newest first,
+/// with lines: at most `page.limit` of them and at most
+/// [`INVOICE_LINES_PER_PAGE`] lines.
+pub async fn list_invoices(
+    db: &Database,
+    organization: &str,
+    filter: InvoiceFilter,
+    page: &PageRequest<i64>,
+) -> LedgerResult<Page<Vec<Invoice>>> {
+    let selection = InvoiceSelection::Page {
+        before: page.after.unwrap_or(i64::MAX),
+        filter,
+        limit: page.limit,
+    };
+    let (invoices, more) = read_invoices(db, organization, selection).await?;
+    let next = more
+        .then(|| invoices.last().map(|last| Cursor::after(&last.id)))
+        .flatten();
+    Ok(Page {
+        items: invoices,
+        next,
+        limit: page.limit,
+    })
 }
 
 async fn read_invoices(
     db: &Database,
     organization: &str,
-    only: Option<i64>,
-) -> LedgerResult<Vec<Invoice>> {
+    selection: InvoiceSelection,
+) -> LedgerResult<(Vec<Invoice>, bool)> {
     let organization = organization.to_owned();
     let today = chrono::Utc::now().date_naive();
+    let selection = &selection;
     let invoices = db
         .run(|pool| async move {
             on_pool!(pool, p => {
                 let mut tx = p.begin_for(&organization).await?;
-                let invoices = read_invoices_in!(tx, &organization, only, today);
+                let invoices = read_invoices_in!(tx, &organization, selection, today);
                 tx.commit().await?;
                 Ok(invoices)
             })
@@ -1321,4 +1445,31 @@ pub async fn ar_aging(
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paging::Limit;
+
+    fn page(limit: i64) -> InvoiceSelection {
+        InvoiceSelection::Page {
+            before: i64::MAX,
+            filter: InvoiceFilter::default(),
+            limit: Limit::new(limit).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_page_keeps_its_limit_and_its_line_budget_but_always_one_invoice() {
+        // Fetched one more than the limit: the extra one is never kept.
+        assert_eq!(page(3).keep(&[1, 1, 1, 1]), 3);
+        assert_eq!(page(500).keep(&[500; 11]), 10);
+        assert_eq!(page(500).keep(&[4_999, 2]), 1);
+        assert_eq!(page(500).keep(&[4_999, 1, 1]), 2);
+        // One invoice is kept whatever its lines, or the list could not go on.
+        assert_eq!(page(2).keep(&[9_000, 1]), 1);
+        assert_eq!(page(2).keep(&[]), 0);
+        assert_eq!(InvoiceSelection::One(7).keep(&[500]), 1);
+    }
 }

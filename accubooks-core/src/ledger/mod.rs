@@ -38,13 +38,14 @@ pub use entries::{
 };
 pub use export::{EXPORT_TIME_LIMIT, ExportFormat, ExportStream, export_ledger};
 pub use invoices::{
-    ArAging, Customer, Invoice, InvoiceKind, InvoiceStatus, NewCreditNote, NewCustomer, NewInvoice,
-    NewLine, Settings, SettingsChange, ar_aging, create_customer, create_invoice,
-    create_recurring_invoice, credit_note, get_invoice, get_settings, issue_invoice,
-    list_customers, list_invoices, parse_timezone, put_settings, record_payment, void_invoice,
+    ArAging, Customer, INVOICE_LINES_PER_PAGE, Invoice, InvoiceFilter, InvoiceKind, InvoiceStatus,
+    NewCreditNote, NewCustomer, NewInvoice, NewLine, Settings, SettingsChange, ar_aging,
+    create_customer, create_invoice, create_recurring_invoice, credit_note, get_invoice,
+    get_settings, issue_invoice, list_customers, list_invoices, parse_timezone, put_settings,
+    record_payment, void_invoice,
 };
 pub use reports::{
-    BalanceLine, BalanceSheet, GeneralLedger, IncomeStatement, LedgerRow, TrialBalance,
+    BalanceLine, BalanceSheet, GeneralLedger, IncomeStatement, LedgerKey, LedgerRow, TrialBalance,
     balance_sheet, general_ledger, income_statement, trial_balance,
 };
 pub use users::{
@@ -122,6 +123,14 @@ pub enum LedgerError {
     /// The storage failed.
     #[error(transparent)]
     Storage(#[from] crate::Error),
+}
+
+/// A page request the books cannot serve is invalid input (422), as at
+/// every door.
+impl From<crate::paging::PagingError> for LedgerError {
+    fn from(err: crate::paging::PagingError) -> Self {
+        LedgerError::invalid(err.code(), err.to_string())
+    }
 }
 
 impl LedgerError {

@@ -25,6 +25,7 @@ use super::{Ledger, LedgerError, LedgerResult, RenderRecord, parse_date};
 use crate::db::{Database, Pool};
 use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
 use crate::money::{self, AmountText, Decimal};
+use crate::paging::{Page, PageRequest};
 
 /// The kind of a pay run's job.
 pub const JOB_KIND: &str = "payroll-run";
@@ -363,16 +364,25 @@ type EmployeeRow = (
     Option<NaiveDate>,
 );
 
-async fn employee_rows(db: &Database, organization: &str) -> LedgerResult<Vec<EmployeeRow>> {
+/// The organization's employees with an id above `after`, by id, at most
+/// `fetch` of them.
+async fn employee_rows(
+    db: &Database,
+    organization: &str,
+    after: i64,
+    fetch: i64,
+) -> LedgerResult<Vec<EmployeeRow>> {
     let owned = organization.to_owned();
     Ok(db
         .run(|pool| async move {
             on_pool!(pool, p => in_scope!(p, &owned, tx => {
                 sqlx::query_as(
                     "SELECT id, name, pay_type, pay_amount, frequency, start_date, end_date \
-                     FROM employees WHERE organization_id = $1 ORDER BY id",
+                     FROM employees WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3",
                 )
                 .bind(&owned)
+                .bind(after)
+                .bind(fetch)
                 .fetch_all(&mut *tx)
                 .await?
             }))
@@ -380,14 +390,19 @@ async fn employee_rows(db: &Database, organization: &str) -> LedgerResult<Vec<Em
         .await?)
 }
 
-/// The organization's employees.
-pub async fn list_employees(ledger: &Ledger, organization: &str) -> LedgerResult<Vec<Employee>> {
-    let rows = employee_rows(ledger.database(), organization).await?;
+/// A page of the organization's employees, by id.
+pub async fn list_employees(
+    ledger: &Ledger,
+    organization: &str,
+    page: &PageRequest<i64>,
+) -> LedgerResult<Page<Vec<Employee>>> {
+    let (after, fetch) = (page.after.unwrap_or(0), page.limit.fetch());
+    let rows = employee_rows(ledger.database(), organization, after, fetch).await?;
     if rows.is_empty() {
-        return Ok(Vec::new());
+        return Ok(page.page(Vec::new(), |e: &Employee| e.id));
     }
     let digits = digits(ledger, organization).await?;
-    Ok(rows
+    let employees = rows
         .into_iter()
         .map(
             |(id, name, pay_type, amount, frequency, start_date, end_date)| {
@@ -406,7 +421,8 @@ pub async fn list_employees(ledger: &Ledger, organization: &str) -> LedgerResult
                 }
             },
         )
-        .collect())
+        .collect();
+    Ok(page.page(employees, |e| e.id))
 }
 
 /// The rules, checked and converted for the calculator.
@@ -555,7 +571,9 @@ pub async fn create_run(
     let mut hours = new.hours.clone();
     let mut employees = Vec::new();
     for (id, name, pay_type, pay_amount, frequency, start_date, end_date) in
-        employee_rows(ledger.database(), organization).await?
+        // A run pays every employee, so it reads them all (bounding the
+        // employees of one run is a limit of its own).
+        employee_rows(ledger.database(), organization, 0, i64::MAX).await?
     {
         let employed = start_date <= end && end_date.is_none_or(|e| e >= start);
         let given = hours.remove(&id.to_string());

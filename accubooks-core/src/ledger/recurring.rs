@@ -24,6 +24,7 @@ use super::{
 };
 use crate::db::{Database, Pool};
 use crate::jobs::{JobFailure, NewJob, Queue, insert_jobs, now_ms};
+use crate::paging::{Page, PageRequest};
 
 /// The kind of the job that generates one occurrence.
 pub const JOB_KIND: &str = "recurring-invoice";
@@ -389,26 +390,30 @@ pub async fn get_recurring(
         .ok_or_else(|| LedgerError::NotFound("There is no such recurring invoice.".to_owned()))
 }
 
-/// The organization's recurring invoices (at most 1000, oldest first).
+/// A page of the organization's recurring invoices, oldest first (by id).
 pub async fn list_recurring(
     db: &Database,
     organization: &str,
-) -> LedgerResult<Vec<RecurringInvoice>> {
+    page: &PageRequest<i64>,
+) -> LedgerResult<Page<Vec<RecurringInvoice>>> {
     let organization = organization.to_owned();
+    let (after, fetch) = (page.after.unwrap_or(0), page.limit.fetch());
     let rows: Vec<TemplateRow> = db
         .run(|pool| async move {
             on_pool!(pool, p => in_scope!(p, &organization, tx => {
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {TEMPLATE_COLUMNS} FROM recurring_invoices \
-                     WHERE organization_id = $1 ORDER BY id LIMIT 1000"
+                     WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"
                 )))
                 .bind(&organization)
+                .bind(after)
+                .bind(fetch)
                 .fetch_all(&mut *tx)
                 .await?
             }))
         })
         .await?;
-    Ok(rows.into_iter().map(from_row).collect())
+    Ok(page.page(rows.into_iter().map(from_row).collect(), |r| r.id))
 }
 
 /// The next `count` occurrences of a recurring invoice not yet asked for.

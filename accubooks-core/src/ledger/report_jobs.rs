@@ -442,7 +442,7 @@ async fn render(
             Box::new(super::income_statement(db, organization, *from, *to).await?)
         }
         ReportQuery::GeneralLedger { account, from, to } => {
-            Box::new(super::general_ledger(db, organization, account, *from, *to).await?)
+            Box::new(whole_general_ledger(db, organization, account, *from, *to).await?)
         }
         ReportQuery::ArAging { as_of } => {
             Box::new(super::ar_aging(db, organization, *as_of).await?)
@@ -453,6 +453,40 @@ async fn render(
     }
     let value: Value = serde_json::from_str(&report.json()).unwrap_or_default();
     Ok(super::report_csv::to_csv(query, &value))
+}
+
+/// The general ledger of a report job: the API's pages, joined up to
+/// [`GENERAL_LEDGER_LIMIT`](super::reports::GENERAL_LEDGER_LIMIT) rows
+/// (`truncated` beyond), so the job holds no more than it did before the
+/// API paged.
+async fn whole_general_ledger(
+    db: &Database,
+    organization: &str,
+    account: &str,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> LedgerResult<super::GeneralLedger> {
+    use crate::paging::{Limit, PageRequest};
+    let mut request = PageRequest {
+        limit: Limit::MAX,
+        after: None,
+    };
+    let first = super::general_ledger(db, organization, account, from, to, &request).await?;
+    let mut report = first.items;
+    let mut next = first.next;
+    while let Some(cursor) = next.take() {
+        if report.rows.len() as i64 >= super::reports::GENERAL_LEDGER_LIMIT {
+            report.truncated = true;
+            break;
+        }
+        request.after = Some(crate::paging::Cursor::key(cursor.as_str())?);
+        let page = super::general_ledger(db, organization, account, from, to, &request).await?;
+        report.rows.extend(page.items.rows);
+        report.closing_balance = page.items.closing_balance;
+        report.truncated = page.items.truncated;
+        next = page.next;
+    }
+    Ok(report)
 }
 
 mod erased {

@@ -11,6 +11,7 @@ use super::sql::{BeginScoped, on_pool};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
 use crate::money;
+use crate::paging::{Page, PageRequest};
 
 /// One account's balance in a report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -386,7 +387,7 @@ pub struct LedgerRow {
     pub balance: String,
 }
 
-/// `GET /api/reports/general-ledger`.
+/// `GET /api/reports/general-ledger`: one page of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct GeneralLedger {
     /// The account's code.
@@ -399,25 +400,38 @@ pub struct GeneralLedger {
     pub to: NaiveDate,
     /// Balance at the start of `from`.
     pub opening_balance: String,
-    /// Balance at the end of `to` (or of the last row shown, when truncated).
+    /// Balance after the last row of this page (at the end of `to` on the
+    /// last page).
     pub closing_balance: String,
-    /// Postings in date order.
+    /// This page's postings in date order (then entry, then line).
     pub rows: Vec<LedgerRow>,
-    /// Whether rows were left out because there were more than the limit.
+    /// Whether more rows follow this page (the `Link` header names the next).
     pub truncated: bool,
 }
 
-/// Most rows one general-ledger answer carries.
+/// Most rows a general-ledger report job puts in its stored result (the
+/// API pages instead).
 pub const GENERAL_LEDGER_LIMIT: i64 = 10_000;
 
-/// The postings of one account between two dates, with running balances.
+/// The sort key of a general-ledger row: entry date, entry id, line number
+/// (unique, and fixed once posted: entries are immutable).
+pub type LedgerKey = (NaiveDate, i64, i32);
+
+/// A posting as the general ledger reads it: entry id, date, memo, amount,
+/// line number.
+type PostingRow = (i64, NaiveDate, String, i64, i32);
+
+/// One page of the postings of one account between two dates, with running
+/// balances: the rows after `page.after`, the first row's balance counting
+/// every posting before it.
 pub async fn general_ledger(
     db: &Database,
     organization: &str,
     code: &str,
     from: NaiveDate,
     to: NaiveDate,
-) -> LedgerResult<GeneralLedger> {
+    page: &PageRequest<LedgerKey>,
+) -> LedgerResult<Page<GeneralLedger>> {
     if from > to {
         return Err(LedgerError::invalid(
             "INVALID_PERIOD",
@@ -431,7 +445,11 @@ pub async fn general_ledger(
         .clone();
     let id = account.id;
     let organization = organization.to_owned();
-    let (opening, rows): (i64, Vec<(i64, NaiveDate, String, i64)>) = db
+    // Before `from`, every id is greater than 0 and every line number
+    // greater than -1: the first page starts after this key.
+    let (after_date, after_entry, after_line) = page.after.unwrap_or((from, 0, -1));
+    let fetch = page.limit.fetch();
+    let (opening, before, rows): (i64, i64, Vec<PostingRow>) = db
         .run(|pool| async move {
             on_pool!(pool, p => {
                 let mut tx = p.begin_for(&organization).await?;
@@ -443,30 +461,50 @@ pub async fn general_ledger(
                 .bind(from)
                 .fetch_one(&mut *tx)
                 .await?;
+                // The postings of the period shown on earlier pages, for the
+                // running balance of this one.
+                let before: i64 = sqlx::query_scalar(
+                    "SELECT CAST(COALESCE(SUM(l.amount), 0) AS BIGINT) FROM journal_lines l \
+                     JOIN journal_entries e ON e.id = l.entry_id \
+                     WHERE l.account_id = $1 AND e.entry_date >= $2 \
+                     AND (e.entry_date, e.id, l.line_no) <= ($3, $4, $5)",
+                )
+                .bind(id)
+                .bind(from)
+                .bind(after_date)
+                .bind(after_entry)
+                .bind(after_line)
+                .fetch_one(&mut *tx)
+                .await?;
                 let rows = sqlx::query_as(
-                    "SELECT e.id, e.entry_date, e.memo, l.amount FROM journal_lines l \
+                    "SELECT e.id, e.entry_date, e.memo, l.amount, l.line_no FROM journal_lines l \
                      JOIN journal_entries e ON e.id = l.entry_id \
                      WHERE l.account_id = $1 AND e.entry_date >= $2 AND e.entry_date <= $3 \
-                     ORDER BY e.entry_date, e.id, l.line_no LIMIT $4",
+                     AND (e.entry_date, e.id, l.line_no) > ($4, $5, $6) \
+                     ORDER BY e.entry_date, e.id, l.line_no LIMIT $7",
                 )
                 .bind(id)
                 .bind(from)
                 .bind(to)
-                .bind(GENERAL_LEDGER_LIMIT + 1)
+                .bind(after_date)
+                .bind(after_entry)
+                .bind(after_line)
+                .bind(fetch)
                 .fetch_all(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok((opening, rows))
+                Ok((opening, before, rows))
             })
         })
         .await?;
     let d = account.digits();
-    let truncated = rows.len() as i64 > GENERAL_LEDGER_LIMIT;
-    let mut balance = opening;
-    let rows = rows
+    let Page { items, next, limit } = page.page(rows, |(entry_id, date, _, _, line_no)| {
+        (*date, *entry_id, *line_no)
+    });
+    let mut balance = opening + before;
+    let rows = items
         .into_iter()
-        .take(GENERAL_LEDGER_LIMIT as usize)
-        .map(|(entry_id, date, memo, amount)| {
+        .map(|(entry_id, date, memo, amount, _)| {
             balance += amount;
             let text = money::format_minor(amount.abs(), d);
             LedgerRow {
@@ -479,7 +517,7 @@ pub async fn general_ledger(
             }
         })
         .collect();
-    Ok(GeneralLedger {
+    let report = GeneralLedger {
         account: account.code,
         currency: account.currency,
         from,
@@ -487,6 +525,11 @@ pub async fn general_ledger(
         opening_balance: money::format_minor(opening, d),
         closing_balance: money::format_minor(balance, d),
         rows,
-        truncated,
+        truncated: next.is_some(),
+    };
+    Ok(Page {
+        items: report,
+        next,
+        limit,
     })
 }

@@ -15,6 +15,7 @@ use super::sql::{BeginScoped, Unique, in_scope, on_pool};
 use super::{LedgerError, LedgerResult};
 use crate::auth::{AuthLimits, PasswordHashing, Principal, Role};
 use crate::db::Database;
+use crate::paging::{Page, PageRequest};
 
 /// `POST /api/auth/register`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -369,20 +370,30 @@ pub async fn member_role(
     Ok(role.map(|(name,)| parse_role(&name)))
 }
 
-/// The users of `organization`, by e-mail address.
-pub async fn list_users(db: &Database, organization: Uuid) -> LedgerResult<Vec<User>> {
+/// A page of the users of `organization`, by e-mail address (unique, and
+/// never changed once the user exists).
+pub async fn list_users(
+    db: &Database,
+    organization: Uuid,
+    page: &PageRequest<String>,
+) -> LedgerResult<Page<Vec<User>>> {
     let organization = organization.to_string();
+    let after = page.after.clone().unwrap_or_default();
+    let fetch = page.limit.fetch();
     let rows: Vec<(String, String, String)> = db
         .run(|pool| async move {
             on_pool!(pool, p => in_scope!(p, &organization, tx => {
-                sqlx::query_as("SELECT id, email, role FROM users WHERE organization_id = $1 ORDER BY email")
+                sqlx::query_as("SELECT id, email, role FROM users WHERE organization_id = $1 AND email > $2 ORDER BY email LIMIT $3")
                     .bind(&organization)
+                    .bind(&after)
+                    .bind(fetch)
                     .fetch_all(&mut *tx)
                     .await?
             }))
         })
         .await?;
-    rows.into_iter()
+    let users = rows
+        .into_iter()
         .map(|(id, email, role)| {
             let id = id.parse().map_err(|_| {
                 LedgerError::Storage(crate::Error::Setup(format!("user id {id:?} is not a UUID")))
@@ -393,7 +404,8 @@ pub async fn list_users(db: &Database, organization: Uuid) -> LedgerResult<Vec<U
                 role: parse_role(&role),
             })
         })
-        .collect()
+        .collect::<LedgerResult<Vec<User>>>()?;
+    Ok(page.page(users, |user| user.email.clone()))
 }
 
 /// What a change of the users of an organization found.

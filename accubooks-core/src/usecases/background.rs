@@ -8,9 +8,11 @@ use crate::ledger::payroll::{self, Employee, NewEmployee, NewPayrollRun, Payroll
 use crate::ledger::recurring::{self, NewRecurringInvoice, Preview, RecurringInvoice};
 use crate::ledger::report_jobs::{self, NewReportJob, ReportJob, ResultFormat};
 use crate::ledger::{self, LedgerError};
+use crate::paging::{Page, PageRequest};
 
-/// The most occurrences a preview shows.
-pub const MAX_PREVIEW: usize = 1000;
+/// The most occurrences a preview shows: no answer holds more items than a
+/// list's largest page (contract §4).
+pub const MAX_PREVIEW: usize = crate::paging::MAX_LIMIT as usize;
 
 fn no_such_job() -> LedgerError {
     LedgerError::NotFound("There is no such job.".to_owned())
@@ -27,15 +29,17 @@ impl Books<'_> {
         .await
     }
 
-    /// The organization's jobs, newest first (at most 1000).
+    /// A page of the organization's jobs, newest first.
     pub async fn jobs(
         &self,
         caller: &Principal,
         queue: Option<Queue>,
         status: Option<JobStatus>,
-    ) -> Result<Vec<Job>> {
+        page: PageRequest<i64>,
+    ) -> Result<Page<Vec<Job>>> {
         self.run("jobs", Some(caller), Role::Viewer, async {
-            Ok(jobs::list_jobs(self.app.database(), &org(caller), queue, status).await?)
+            let db = self.app.database();
+            Ok(jobs::list_jobs(db, &org(caller), queue, status, &page).await?)
         })
         .await
     }
@@ -97,10 +101,14 @@ impl Books<'_> {
         Ok(answer)
     }
 
-    /// The organization's recurring invoices.
-    pub async fn recurring_invoices(&self, caller: &Principal) -> Result<Vec<RecurringInvoice>> {
+    /// A page of the organization's recurring invoices, oldest first.
+    pub async fn recurring_invoices(
+        &self,
+        caller: &Principal,
+        page: PageRequest<i64>,
+    ) -> Result<Page<Vec<RecurringInvoice>>> {
         self.run("recurring_invoices", Some(caller), Role::Viewer, async {
-            Ok(recurring::list_recurring(self.app.database(), &org(caller)).await?)
+            Ok(recurring::list_recurring(self.app.database(), &org(caller), &page).await?)
         })
         .await
     }
@@ -210,11 +218,15 @@ impl Books<'_> {
         .await
     }
 
-    /// The organization's employees (accountants and owners: salaries are
-    /// not for viewers).
-    pub async fn employees(&self, caller: &Principal) -> Result<Vec<Employee>> {
+    /// A page of the organization's employees, by id (accountants and
+    /// owners: salaries are not for viewers).
+    pub async fn employees(
+        &self,
+        caller: &Principal,
+        page: PageRequest<i64>,
+    ) -> Result<Page<Vec<Employee>>> {
         self.run("employees", Some(caller), Role::Accountant, async {
-            Ok(payroll::list_employees(self.app.ledger(), &org(caller)).await?)
+            Ok(payroll::list_employees(self.app.ledger(), &org(caller), &page).await?)
         })
         .await
     }

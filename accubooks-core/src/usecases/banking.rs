@@ -14,6 +14,7 @@ use crate::ledger::bank::{
     SyncRequested,
 };
 use crate::ledger::{self, LedgerError};
+use crate::paging::{Page, PageRequest};
 use crate::saas::plaid::{Plaid, PlaidError};
 
 impl Books<'_> {
@@ -116,10 +117,14 @@ impl Books<'_> {
         .await
     }
 
-    /// The organization's bank accounts.
-    pub async fn bank_accounts(&self, caller: &Principal) -> Result<Vec<BankAccount>> {
+    /// A page of the organization's bank accounts, by id.
+    pub async fn bank_accounts(
+        &self,
+        caller: &Principal,
+        page: PageRequest<i64>,
+    ) -> Result<Page<Vec<BankAccount>>> {
         self.run("bank_accounts", Some(caller), Role::Viewer, async {
-            Ok(bank::list_bank_accounts(self.app.database(), &org(caller)).await?)
+            Ok(bank::list_bank_accounts(self.app.database(), &org(caller), &page).await?)
         })
         .await
     }
@@ -159,15 +164,16 @@ impl Books<'_> {
         Ok(requested)
     }
 
-    /// The imported bank lines with this status; unmatched ones carry
-    /// their match suggestions.
+    /// A page of the imported bank lines with this status, newest imported
+    /// first; unmatched ones carry their match suggestions.
     pub async fn bank_transactions(
         &self,
         caller: &Principal,
         status: LineStatus,
-    ) -> Result<Vec<BankLine>> {
+        page: PageRequest<i64>,
+    ) -> Result<Page<Vec<BankLine>>> {
         self.run("bank_transactions", Some(caller), Role::Viewer, async {
-            Ok(bank::list_lines(self.app.database(), &org(caller), status).await?)
+            Ok(bank::list_lines(self.app.database(), &org(caller), status, &page).await?)
         })
         .await
     }

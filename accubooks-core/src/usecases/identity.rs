@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::{Books, Error, Result};
 use crate::auth::{Principal, Role};
 use crate::ledger::{self, Credentials, LedgerError, NewUser, Registration, User};
+use crate::paging::{Page, PageRequest};
 
 /// How long a token from [`Books::token`] is valid.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
@@ -74,17 +75,26 @@ impl Books<'_> {
             organization: id,
             role: Role::Owner,
         };
-        let accounts = self.accounts(&principal).await?;
-        if accounts.is_empty() {
+        let first = PageRequest {
+            limit: crate::paging::Limit::new(1).expect("1 is a valid limit"),
+            after: None,
+        };
+        let accounts = self.accounts(&principal, first).await?;
+        if accounts.items.is_empty() {
             return Err(LedgerError::NotFound(format!("There is no organization {id}.")).into());
         }
         Ok(principal)
     }
 
-    /// The organization's users (owners only).
-    pub async fn users(&self, caller: &Principal) -> Result<Vec<User>> {
+    /// A page of the organization's users (owners only), by e-mail address.
+    pub async fn users(
+        &self,
+        caller: &Principal,
+        page: PageRequest<String>,
+    ) -> Result<Page<Vec<User>>> {
         self.run("users", Some(caller), Role::Owner, async {
-            Ok(ledger::list_users(self.app.database(), caller.organization).await?)
+            let db = self.app.database();
+            Ok(ledger::list_users(db, caller.organization, &page).await?)
         })
         .await
     }

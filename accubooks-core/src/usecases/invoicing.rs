@@ -7,10 +7,11 @@ use super::idempotent::{Keyed, stored};
 use super::{Answer, Books, ClientKey, Result, org};
 use crate::auth::{Principal, Role};
 use crate::ledger::{
-    self, ArAging, Customer, Invoice, NewCreditNote, NewCustomer, NewInvoice, Settings,
-    SettingsChange,
+    self, ArAging, Customer, Invoice, InvoiceFilter, NewCreditNote, NewCustomer, NewInvoice,
+    Settings, SettingsChange,
 };
 use crate::money::AmountText;
+use crate::paging::{Page, PageRequest};
 
 /// An action that may carry a date (default: today, UTC).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -40,10 +41,14 @@ enum Action {
 }
 
 impl Books<'_> {
-    /// The organization's customers.
-    pub async fn customers(&self, caller: &Principal) -> Result<Vec<Customer>> {
+    /// A page of the organization's customers, oldest first.
+    pub async fn customers(
+        &self,
+        caller: &Principal,
+        page: PageRequest<i64>,
+    ) -> Result<Page<Vec<Customer>>> {
         self.run("customers", Some(caller), Role::Viewer, async {
-            Ok(ledger::list_customers(self.app.database(), &org(caller)).await?)
+            Ok(ledger::list_customers(self.app.database(), &org(caller), &page).await?)
         })
         .await
     }
@@ -72,10 +77,16 @@ impl Books<'_> {
         .await
     }
 
-    /// Invoices and credit notes, newest first (at most 1000).
-    pub async fn invoices(&self, caller: &Principal) -> Result<Vec<Invoice>> {
+    /// A page of the invoices and credit notes, newest first, with their
+    /// lines (at most [`ledger::INVOICE_LINES_PER_PAGE`] lines a page).
+    pub async fn invoices(
+        &self,
+        caller: &Principal,
+        filter: InvoiceFilter,
+        page: PageRequest<i64>,
+    ) -> Result<Page<Vec<Invoice>>> {
         self.run("invoices", Some(caller), Role::Viewer, async {
-            Ok(ledger::list_invoices(self.app.database(), &org(caller)).await?)
+            Ok(ledger::list_invoices(self.app.database(), &org(caller), filter, &page).await?)
         })
         .await
     }

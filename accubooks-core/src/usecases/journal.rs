@@ -6,6 +6,7 @@ use super::idempotent::{Keyed, stored};
 use super::{Answer, Books, ClientKey, Dated, Error, Result, org};
 use crate::auth::{Principal, Role};
 use crate::ledger::{self, Account, Entry, EntryInput, NewAccount};
+use crate::paging::{Page, PageRequest};
 
 /// Most entries one batch may carry.
 pub const MAX_BATCH: usize = 10_000;
@@ -27,10 +28,14 @@ pub struct Posted {
 }
 
 impl Books<'_> {
-    /// The chart of accounts with current balances, by code.
-    pub async fn accounts(&self, caller: &Principal) -> Result<Vec<Account>> {
+    /// A page of the chart of accounts with current balances, by code.
+    pub async fn accounts(
+        &self,
+        caller: &Principal,
+        page: PageRequest<String>,
+    ) -> Result<Page<Vec<Account>>> {
         self.run("accounts", Some(caller), Role::Viewer, async {
-            Ok(ledger::list_accounts(self.app.database(), &org(caller)).await?)
+            Ok(ledger::list_accounts(self.app.database(), &org(caller), &page).await?)
         })
         .await
     }

@@ -6,9 +6,10 @@ use super::{Books, Result, org};
 use crate::auth::{Principal, Role};
 use crate::ledger::{
     self, BalanceSheet, EXPORT_TIME_LIMIT, ExportFormat, ExportStream, GeneralLedger,
-    IncomeStatement, TrialBalance,
+    IncomeStatement, LedgerKey, TrialBalance,
 };
 use crate::limits::Work;
+use crate::paging::{Page, PageRequest};
 
 /// A report's day: the one given, else today (UTC).
 pub(crate) fn or_today(date: Option<NaiveDate>) -> NaiveDate {
@@ -58,17 +59,19 @@ impl Books<'_> {
         .await
     }
 
-    /// One account's postings from `from` to `to`, with running balances.
+    /// A page of one account's postings from `from` to `to`, with running
+    /// balances.
     pub async fn general_ledger(
         &self,
         caller: &Principal,
         account: &str,
         from: NaiveDate,
         to: NaiveDate,
-    ) -> Result<GeneralLedger> {
+        page: PageRequest<LedgerKey>,
+    ) -> Result<Page<GeneralLedger>> {
         self.run("general_ledger", Some(caller), Role::Viewer, async {
             let db = self.app.reports_database();
-            Ok(ledger::general_ledger(db, &org(caller), account, from, to).await?)
+            Ok(ledger::general_ledger(db, &org(caller), account, from, to, &page).await?)
         })
         .await
     }

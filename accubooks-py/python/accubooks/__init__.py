@@ -10,6 +10,8 @@ Answers are plain dicts and lists; dates are ``datetime.date`` and money is
 HTTP API's ``code`` and ``status``.
 """
 
+from typing import Any, Callable, Iterator
+
 from ._accubooks import AccuBooks, Organization, Server, __version__
 from ._errors import (
     AccuBooksError,
@@ -26,6 +28,7 @@ from ._errors import (
 
 __all__ = [
     "__version__",
+    "iterate",
     "AccuBooks",
     "Organization",
     "Server",
@@ -40,3 +43,27 @@ __all__ = [
     "DatabaseUnavailable",
     "ConfigError",
 ]
+
+
+def iterate(method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    """Every item of a paged list, page after page, as the HTTP API's ``Link``
+    headers lead: ``for invoice in accubooks.iterate(org.invoices, status="issued")``.
+
+    ``method`` is a list method of an ``Organization`` (``invoices``,
+    ``customers``, ``jobs``…; for ``general_ledger``, its rows); ``args`` and
+    ``kwargs`` are its filters. Pages are read as they are consumed, 500 items
+    at a time unless ``limit=`` says otherwise. Every record that existed when
+    the first page was read is yielded once, whatever is added meanwhile.
+    """
+    kwargs.setdefault("limit", 500)
+    after = kwargs.pop("after", None)
+    while True:
+        page = method(*args, after=after, **kwargs)
+        if isinstance(page, dict):
+            yield from page["rows"]
+            after = page["next_cursor"]
+        else:
+            yield from page
+            after = page.next_cursor
+        if after is None:
+            return

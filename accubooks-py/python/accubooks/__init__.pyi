@@ -18,7 +18,7 @@ Conventions of every method below:
 """
 
 from types import TracebackType
-from typing import Awaitable, Literal, Sequence, final
+from typing import Any, Awaitable, Callable, Iterator, Literal, Sequence, final
 
 from ._errors import AccuBooksError as AccuBooksError
 from ._errors import AuthenticationError as AuthenticationError
@@ -52,6 +52,7 @@ from .types import (
     Job,
     LineInput,
     LinkedItem,
+    Page,
     PaymentIntent,
     PayInput,
     PayrollRule,
@@ -68,6 +69,12 @@ from .types import (
 )
 
 __version__: str
+
+def iterate(method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    """Every item of a paged list method (``org.invoices``, ``org.customers``…; for
+    ``general_ledger``, its rows), page after page, 500 at a time unless ``limit=``
+    says otherwise: ``for invoice in accubooks.iterate(org.invoices, status="issued")``.
+    Every record that existed when the first page was read is yielded once."""
 
 @final
 class AccuBooks:
@@ -261,8 +268,12 @@ class Organization:
             ConflictError: ``EMAIL_TAKEN``.
         """
 
-    def users(self) -> list[User]:
-        """The organization's users (owners only)."""
+    def users(self, *, limit: int | None = None, after: str | None = None) -> Page[User]:
+        """The organization's users (owners only), by e-mail address.
+
+        One page (``limit`` 1 to 500, default 100, after the cursor ``after``); its
+        ``next_cursor`` names the next. ``accubooks.iterate`` reads them all.
+        """
 
     def set_role(self, user_id: str, role: Role) -> User:
         """Changes a user's role (owners only); it applies to their existing handles
@@ -296,8 +307,12 @@ class Organization:
             ValidationError: ``INVALID_ACCOUNT_CODE``, ``UNKNOWN_CURRENCY``...
         """
 
-    def accounts(self) -> list[Account]:
-        """Every account with its balance (debits positive), by code."""
+    def accounts(self, *, limit: int | None = None, after: str | None = None) -> Page[Account]:
+        """The accounts with their balances (debits positive), by code.
+
+        One page (``limit`` 1 to 500, default 100, after the cursor ``after``); its
+        ``next_cursor`` names the next. ``accubooks.iterate`` reads them all.
+        """
 
     def post_entry(
         self,
@@ -351,8 +366,15 @@ class Organization:
     def income_statement(self, from_: DateLike, to: DateLike) -> IncomeStatement:
         """Revenue and expenses from ``from_`` to ``to``, inclusive."""
 
-    def general_ledger(self, account: str, from_: DateLike, to: DateLike) -> GeneralLedger:
-        """One account's postings from ``from_`` to ``to``, with running balances."""
+    def general_ledger(
+        self, account: str, from_: DateLike, to: DateLike, *, limit: int | None = None, after: str | None = None
+    ) -> GeneralLedger:
+        """One account's postings from ``from_`` to ``to``, with running balances.
+
+        One page of ``rows`` (``limit`` 1 to 500, default 100, after the cursor
+        ``after``); the report's ``next_cursor`` names the next (``None`` on the
+        last page, where ``truncated`` is false).
+        """
 
     def ar_aging(self, as_of: DateLike | None = None) -> ArAging:
         """Receivables outstanding at the end of ``as_of`` (default: today, UTC), by days
@@ -370,8 +392,12 @@ class Organization:
     ) -> Customer:
         """Adds a customer."""
 
-    def customers(self) -> list[Customer]:
-        """The organization's customers."""
+    def customers(self, *, limit: int | None = None, after: str | None = None) -> Page[Customer]:
+        """The organization's customers, oldest first.
+
+        One page (``limit`` 1 to 500, default 100, after the cursor ``after``); its
+        ``next_cursor`` names the next. ``accubooks.iterate`` reads them all.
+        """
 
     def create_invoice(
         self,
@@ -385,8 +411,21 @@ class Organization:
         """Creates a draft invoice; its totals are computed once, here, with the
         organization's tax rounding. ``currency`` defaults to the receivables account's."""
 
-    def invoices(self) -> list[Invoice]:
-        """Invoices and credit notes, newest first (at most 1000)."""
+    def invoices(
+        self,
+        *,
+        status: Literal["draft", "issued", "partially_paid", "paid", "void"] | None = None,
+        customer_id: int | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> Page[Invoice]:
+        """Invoices and credit notes with their lines, newest first, optionally of one
+        status and one customer. A page holds at most 5000 lines (fewer invoices than
+        ``limit`` if need be).
+
+        One page (``limit`` 1 to 500, default 100, after the cursor ``after``); its
+        ``next_cursor`` names the next. ``accubooks.iterate`` reads them all.
+        """
 
     def invoice(self, id: int) -> Invoice:
         """One invoice or credit note."""
@@ -429,8 +468,12 @@ class Organization:
             ValidationError: ``INVALID_PUBLIC_TOKEN``.
         """
 
-    def bank_accounts(self) -> list[BankAccount]:
-        """The linked bank accounts."""
+    def bank_accounts(self, *, limit: int | None = None, after: str | None = None) -> Page[BankAccount]:
+        """The linked bank accounts, by id.
+
+        One page (``limit`` 1 to 500, default 100, after the cursor ``after``); its
+        ``next_cursor`` names the next. ``accubooks.iterate`` reads them all.
+        """
 
     def map_bank_account(self, id: int, ledger_account: str) -> BankAccount:
         """Maps a bank account to a ledger account (an asset or liability code in its
@@ -441,9 +484,16 @@ class Organization:
         waiting or running is answered instead of a second)."""
 
     def bank_transactions(
-        self, status: Literal["unmatched", "matched"] = "unmatched"
-    ) -> list[BankLine]:
-        """Imported bank lines; unmatched ones carry ranked match suggestions."""
+        self,
+        status: Literal["unmatched", "matched"] = "unmatched",
+        *, limit: int | None = None, after: str | None = None,
+    ) -> Page[BankLine]:
+        """Imported bank lines, newest imported first; unmatched ones carry ranked match
+        suggestions.
+
+        One page (``limit`` 1 to 500, default 100, after the cursor ``after``); its
+        ``next_cursor`` names the next. ``accubooks.iterate`` reads them all.
+        """
 
     def match_bank_transaction(
         self,
@@ -493,8 +543,15 @@ class Organization:
         ]
         | None = None,
         status: Literal["pending", "queued", "running", "succeeded", "failed", "dead"] | None = None,
-    ) -> list[Job]:
-        """Background jobs, newest first (at most 1000)."""
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> Page[Job]:
+        """Background jobs, newest first.
+
+        One page (``limit`` 1 to 500, default 100, after the cursor ``after``); its
+        ``next_cursor`` names the next. ``accubooks.iterate`` reads them all.
+        """
 
     def job(self, id: int) -> Job:
         """A background job."""
@@ -516,8 +573,12 @@ class Organization:
         """Creates a recurring invoice; each occurrence on or before today (in the
         organization's time zone) becomes one invoice, missed ones included."""
 
-    def recurring_invoices(self) -> list[RecurringInvoice]:
-        """The organization's recurring invoices."""
+    def recurring_invoices(self, *, limit: int | None = None, after: str | None = None) -> Page[RecurringInvoice]:
+        """The organization's recurring invoices, oldest first.
+
+        One page (``limit`` 1 to 500, default 100, after the cursor ``after``); its
+        ``next_cursor`` names the next. ``accubooks.iterate`` reads them all.
+        """
 
     def recurring_invoice(self, id: int) -> RecurringInvoice:
         """A recurring invoice."""
@@ -554,8 +615,12 @@ class Organization:
     ) -> Employee:
         """Adds an employee."""
 
-    def employees(self) -> list[Employee]:
-        """The organization's employees."""
+    def employees(self, *, limit: int | None = None, after: str | None = None) -> Page[Employee]:
+        """The organization's employees, by id.
+
+        One page (``limit`` 1 to 500, default 100, after the cursor ``after``); its
+        ``next_cursor`` names the next. ``accubooks.iterate`` reads them all.
+        """
 
     def payroll_rules(self) -> list[PayrollRule]:
         """The payroll rules."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime
 from decimal import Decimal
-from typing import Any, Dict, List, Literal, Optional, TypedDict, Union
+from typing import Any, Dict, Generic, List, Literal, Optional, TypedDict, TypeVar, Union
 
 __all__ = [
+    "Page",
     "Amount",
     "DateLike",
     "AccountType",
@@ -57,6 +58,25 @@ __all__ = [
 #: Money in: a ``Decimal`` or a decimal string such as ``"12.30"``. Never a
 #: ``float`` (inexact) nor an ``int`` (cents or dollars?): both raise ``TypeError``.
 Amount = Union[Decimal, str]
+
+_T = TypeVar("_T")
+
+
+class Page(List[_T], Generic[_T]):
+    """One page of a list: a ``list`` of at most ``limit`` items (1 to 500,
+    default 100), and ``next_cursor``, the ``after=`` of the next page
+    (``None`` on the last page). ``accubooks.iterate`` follows it for you.
+    """
+
+    next_cursor: Optional[str]
+
+    def __init__(self, items: List[_T] = (), next_cursor: Optional[str] = None) -> None:  # type: ignore[assignment]
+        super().__init__(items)
+        self.next_cursor = next_cursor
+
+    def __repr__(self) -> str:
+        return f"Page({list.__repr__(self)}, next_cursor={self.next_cursor!r})"
+
 
 #: A date in: a ``datetime.date`` or a ``"YYYY-MM-DD"`` string. A
 #: ``datetime.datetime`` raises ``TypeError`` (which day it is depends on a time zone).
@@ -212,6 +232,8 @@ GeneralLedger = TypedDict(
         "closing_balance": Decimal,
         "rows": List[LedgerRow],
         "truncated": bool,
+        #: The ``after=`` of the next page of rows; ``None`` on the last.
+        "next_cursor": Optional[str],
     },
 )
 

@@ -1,0 +1,100 @@
+"""Lists page in Python as over HTTP: ``limit``/``after`` keywords, a ``Page``
+(a list with ``next_cursor``), and ``accubooks.iterate`` that reads every page.
+Records added while a client pages are never read twice, and none that
+existed is skipped."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import Callable, List
+
+import pytest
+
+import accubooks
+from accubooks.aio import AsyncAccuBooks
+from accubooks.aio import iterate as aiterate
+from accubooks.types import InvoiceLineInput, Page
+from conftest import PASSWORD, settings, unique_email
+
+Open = Callable[..., accubooks.AccuBooks]
+
+
+def test_lists_page_and_iterate_reads_every_page(open_books: Open, database_url: str) -> None:
+    books = open_books(database_url)
+    org = books.register(unique_email("pages"), PASSWORD, "Pages")
+    existing: List[int] = [org.create_customer(f"Customer {i}")["id"] for i in range(230)]
+
+    first = org.customers()
+    assert isinstance(first, Page) and isinstance(first, list)
+    assert len(first) == 100 and first.next_cursor is not None
+    assert [c["id"] for c in first] == existing[:100]
+    second = org.customers(limit=100, after=first.next_cursor)
+    assert [c["id"] for c in second] == existing[100:200]
+
+    # Reading on while more are added: each existing one once, in order.
+    seen: List[int] = []
+    for customer in accubooks.iterate(org.customers, limit=50):
+        seen.append(customer["id"])
+        if len(seen) % 50 == 0:
+            org.create_customer("Added meanwhile")
+    assert len(seen) == len(set(seen))
+    assert seen[:230] == existing
+    assert seen == sorted(seen)
+
+    last = org.customers(limit=500)
+    assert last.next_cursor is None
+
+
+def test_limits_and_cursors_are_checked(open_books: Open, database_url: str) -> None:
+    books = open_books(database_url)
+    org = books.register(unique_email("limits"), PASSWORD, "Limits")
+    for bad in (0, 501, -1):
+        with pytest.raises(accubooks.ValidationError) as refused:
+            org.invoices(limit=bad)
+        assert refused.value.code == "INVALID_LIMIT" and refused.value.status == 422
+        assert "limit" in str(refused.value)
+    for cursor in ("zz", "", "5b5d"):
+        with pytest.raises(accubooks.ValidationError) as refused:
+            org.customers(after=cursor)
+        assert refused.value.code == "INVALID_CURSOR"
+
+
+def test_filtered_invoices_and_the_general_ledger_page(open_books: Open, database_url: str) -> None:
+    books = open_books(database_url)
+    org = books.register(unique_email("filters"), PASSWORD, "Filters")
+    buyer = org.create_customer("Buyer")
+    lines: List[InvoiceLineInput] = [{"description": "Work", "quantity": "1", "unit_price": "10.00"}]
+    drafts = [org.create_invoice(buyer["id"], "2026-12-31", lines)["id"] for _ in range(25)]
+    issued = drafts[::2]
+    for id in issued:
+        org.issue_invoice(id, "2026-06-01")
+    page = org.invoices(status="issued", limit=5)
+    assert len(page) == 5 and page.next_cursor is not None
+    read = [i["id"] for i in accubooks.iterate(org.invoices, status="issued", limit=5)]
+    assert sorted(read) == sorted(issued) and read == sorted(read, reverse=True)
+
+    # The ledger's rows page the same way; the running balance goes on.
+    rows = list(
+        accubooks.iterate(
+            org.general_ledger, "1100", datetime.date(2026, 1, 1), datetime.date(2026, 12, 31), limit=4
+        )
+    )
+    assert len(rows) == len(issued)
+    assert rows[-1]["balance"] == sum(r["debit"] for r in rows)
+    one = org.general_ledger("1100", "2026-01-01", "2026-12-31", limit=4)
+    assert one["truncated"] and one["next_cursor"] is not None and len(one["rows"]) == 4
+
+
+def test_asyncio_lists_page(tmp_path: object, closed_port: int) -> None:
+    async def main() -> None:
+        async with AsyncAccuBooks(f"sqlite://{tmp_path}/pages.db", **settings(closed_port)) as books:
+            assert await books.wait_ready(15)
+            org = await books.register(unique_email("async-pages"), PASSWORD, "Async pages")
+            made = [(await org.create_customer(f"C{i}"))["id"] for i in range(12)]
+            page = await org.customers(limit=5)
+            assert len(page) == 5 and page.next_cursor is not None
+            seen = [c["id"] async for c in aiterate(org.customers, limit=5)]
+            assert seen == made
+
+    asyncio.run(main())
