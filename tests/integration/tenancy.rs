@@ -10,7 +10,58 @@ use serde_json::{Value, json};
 
 use crate::books::{Books, Store};
 
-on_every_store!(a_pay_run_over_the_employee_limit_is_refused_and_hurts_no_one);
+on_every_store!(
+    a_pay_run_over_the_employee_limit_is_refused_and_hurts_no_one,
+    a_balance_beyond_64_bits_is_refused_and_the_books_stay_readable,
+);
+
+/// The largest amount a line may carry (i64::MAX cents): two of them on
+/// one account overflow its balance. SQLite once stored the sum as a
+/// float and every later read of the organization's accounts failed.
+async fn a_balance_beyond_64_bits_is_refused_and_the_books_stay_readable(store: Store) {
+    const HUGE: &str = "92233720368547758.07";
+    let books = Books::start(store).await;
+    let token = books.register("huge@acme.test", "USD").await;
+    let entry = || {
+        json!({"date": "2026-02-01", "lines": [
+            {"account": "1000", "debit": HUGE}, {"account": "4000", "credit": HUGE}]})
+    };
+    let (status, body) = books
+        .call("POST", "/api/journal-entries", Some(&token), Some(entry()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Alone, and two at once (one commit group): each past the first is refused.
+    let (status, body) = books
+        .call("POST", "/api/journal-entries", Some(&token), Some(entry()))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "AMOUNT_OUT_OF_RANGE", "{body}");
+    let (a, b) = tokio::join!(
+        books.call("POST", "/api/journal-entries", Some(&token), Some(entry())),
+        books.call("POST", "/api/journal-entries", Some(&token), Some(entry())),
+    );
+    for (status, body) in [a, b] {
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
+    assert_eq!(books.balance(&token, "1000").await, HUGE);
+    for path in [
+        "/api/accounts",
+        "/api/reports/general-ledger?account=1000&from=2026-01-01&to=2026-12-31",
+        "/api/reports/trial-balance?as_of=2026-12-31",
+    ] {
+        let (status, body) = books.call("GET", path, Some(&token), None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    // Smaller amounts still post.
+    books
+        .post(
+            &token,
+            "2026-02-02",
+            json!([{"account": "4000", "debit": "1.00"}, {"account": "1000", "credit": "1.00"}]),
+        )
+        .await;
+    assert_eq!(books.balance(&token, "1000").await, "92233720368547757.07");
+}
 
 /// How many employees the hostile organization has: more than PostgreSQL's
 /// 65,535 bound values, which once made a pay run's id list a protocol
@@ -377,4 +428,52 @@ async fn wrong_passwords_cannot_lock_the_owner_out() {
         login("198.51.100.9".into(), WRONG).await,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// A recurring invoice starts at most five years back: a template from
+/// 1900 once queued tens of thousands of occurrences at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recurring_invoice_cannot_start_decades_ago() {
+    let books = Books::start(Store::Sqlite).await;
+    let token = books.register("old@acme.test", "USD").await;
+    let (status, customer) = books
+        .call(
+            "POST",
+            "/api/customers",
+            Some(&token),
+            Some(json!({"name": "Initech"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{customer}");
+    let template = |start: &str| {
+        json!({"customer_id": customer["id"], "auto_issue": true,
+               "lines": [{"description": "Hosting", "quantity": "1", "unit_price": "49.90"}],
+               "schedule": {"frequency": "weekly", "start": start}})
+    };
+    let (status, body) = books
+        .call(
+            "POST",
+            "/api/recurring-invoices",
+            Some(&token),
+            Some(template("1900-01-01")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "START_TOO_EARLY", "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("5 years"),
+        "{body}"
+    );
+    let (_, jobs) = books.call("GET", "/api/jobs", Some(&token), None).await;
+    assert_eq!(jobs, json!([]), "nothing was queued");
+    let recent = (chrono::Utc::now().date_naive() - chrono::Days::new(30)).to_string();
+    let (status, body) = books
+        .call(
+            "POST",
+            "/api/recurring-invoices",
+            Some(&token),
+            Some(template(&recent)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }

@@ -287,6 +287,11 @@ impl From<WriteError> for LedgerError {
                 message: "An account of this entry does not exist (any more); reload the chart of accounts."
                     .to_owned(),
             },
+            WriteError::OutOfRange => LedgerError::invalid(
+                "AMOUNT_OUT_OF_RANGE",
+                "This would take an account's balance beyond what the books can hold \
+                 (92,233,720,368,547,758.07 in a two-decimal currency); check the amounts.",
+            ),
             WriteError::Storage(err) => LedgerError::Storage(err),
         }
     }
@@ -297,6 +302,7 @@ enum WriteError {
     AlreadyReversed,
     StateChanged,
     AccountMissing,
+    OutOfRange,
     Storage(Error),
 }
 
@@ -307,6 +313,9 @@ enum Refused {
     AccountMissing,
     /// An effect's guard matched no row: the invoice changed meanwhile.
     StateChanged,
+    /// A balance (or a day's movement) would leave the range of a 64-bit
+    /// count of minor units.
+    OutOfRange,
     /// The database refused a statement (or the connection failed).
     Sql(sqlx::Error),
 }
@@ -330,6 +339,8 @@ struct Plan<'a> {
     days: BTreeMap<(i64, NaiveDate), i64>,
     /// The distinct organizations of the entries.
     organizations: BTreeSet<&'a str>,
+    /// A net change above does not fit in 64 bits: nothing is written.
+    overflows: bool,
 }
 
 fn plan<'a>(jobs: &[&'a Job]) -> Plan<'a> {
@@ -340,14 +351,22 @@ fn plan<'a>(jobs: &[&'a Job]) -> Plan<'a> {
         balances: BTreeMap::new(),
         days: BTreeMap::new(),
         organizations: BTreeSet::new(),
+        overflows: false,
     };
     for (index, entry) in plan.entries.iter().enumerate() {
         plan.organizations.insert(&entry.organization);
         for (number, line) in (1..).zip(&entry.lines) {
             plan.lines
                 .push((index, number, line.account_id, line.amount));
-            *plan.balances.entry(line.account_id).or_default() += line.amount;
-            *plan.days.entry((line.account_id, entry.date)).or_default() += line.amount;
+            let balance = plan.balances.entry(line.account_id).or_default();
+            let day = plan.days.entry((line.account_id, entry.date)).or_default();
+            match (
+                balance.checked_add(line.amount),
+                day.checked_add(line.amount),
+            ) {
+                (Some(b), Some(d)) => (*balance, *day) = (b, d),
+                _ => plan.overflows = true,
+            }
         }
     }
     plan.accounts = plan.balances.keys().copied().collect();
@@ -359,6 +378,9 @@ fn plan<'a>(jobs: &[&'a Job]) -> Plan<'a> {
 
 async fn write(db: &Database, jobs: &[&Job]) -> Result<Vec<Vec<i64>>, WriteError> {
     let plan = plan(jobs);
+    if plan.overflows {
+        return Err(WriteError::OutOfRange);
+    }
     let outcome = db
         .run_to_completion(|pool| async {
             let ids = match pool {
@@ -378,6 +400,13 @@ async fn write(db: &Database, jobs: &[&Job]) -> Result<Vec<Vec<i64>>, WriteError
         Ok(Ok(ids)) => Ok(ids),
         Ok(Err(Refused::StateChanged)) => Err(WriteError::StateChanged),
         Ok(Err(Refused::AccountMissing)) => Err(WriteError::AccountMissing),
+        Ok(Err(Refused::OutOfRange)) => Err(WriteError::OutOfRange),
+        // PostgreSQL's bigint arithmetic refuses an overflow itself.
+        Ok(Err(Refused::Sql(sqlx::Error::Database(db))))
+            if db.code().as_deref() == Some("22003") =>
+        {
+            Err(WriteError::OutOfRange)
+        }
         Ok(Err(Refused::Sql(err))) => match super::sql::unique_violation(&err) {
             Some(Unique::IdempotencyKey) => Err(WriteError::IdempotencyRace),
             Some(Unique::Reversal) => Err(WriteError::AlreadyReversed),
@@ -783,6 +812,27 @@ async fn write_sqlite(
             query = query.bind(account).bind(day).bind(*delta);
         }
         query.execute(&mut *tx).await?;
+    }
+    // SQLite turns an integer sum that overflows into a float, silently;
+    // PostgreSQL's bigint refuses it (22003). Refuse it here the same way.
+    if let (Some(first), Some(last)) = (
+        plan.days.keys().map(|k| k.1).min(),
+        plan.days.keys().map(|k| k.1).max(),
+    ) {
+        let overflowed: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM accounts WHERE id IN (SELECT value FROM json_each($1)) \
+                 AND typeof(balance) <> 'integer') \
+             + (SELECT count(*) FROM account_days WHERE account_id IN (SELECT value FROM json_each($1)) \
+                 AND day >= $2 AND day <= $3 AND typeof(delta) <> 'integer')",
+        )
+        .bind(&accounts)
+        .bind(first)
+        .bind(last)
+        .fetch_one(&mut *tx)
+        .await?;
+        if overflowed > 0 {
+            return Err(Refused::OutOfRange);
+        }
     }
     let per_job = split_ids(jobs, &ids);
     apply_effects!(tx, jobs, per_job);

@@ -29,9 +29,16 @@ use crate::paging::{Page, PageRequest};
 /// The kind of the job that generates one occurrence.
 pub const JOB_KIND: &str = "recurring-invoice";
 
-/// Most occurrences one pass asks for per template; a schedule further
-/// behind is caught up over the next passes.
-const MAX_PER_PASS: usize = 1000;
+/// Most occurrences one pass of the scheduler asks for per organization,
+/// all its templates together (and a new template for itself); a schedule
+/// further behind is caught up over the next passes, so one organization's
+/// templates cannot fill the queue ahead of everyone else's.
+pub const MAX_PER_PASS: usize = 1000;
+
+/// How many years before today (in the organization's time zone) a
+/// recurring invoice may start; an earlier start is refused with
+/// `422 START_TOO_EARLY`.
+pub const MAX_YEARS_BACK: u32 = 5;
 
 /// A schedule as clients write it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -136,14 +143,14 @@ struct Occurrence {
 }
 
 /// The occurrences of `schedule` from the `from`-th that are due on `today`
-/// (at most [`MAX_PER_PASS`]), and the index and date of the next one after
-/// them.
+/// (at most `most`), and the index and date of the next one after them.
 fn due_now(
     schedule: &Schedule,
     from: u32,
     today: NaiveDate,
+    most: usize,
 ) -> (Vec<(u32, NaiveDate)>, u32, Option<NaiveDate>) {
-    let due: Vec<(u32, NaiveDate)> = schedule.due(from, today).take(MAX_PER_PASS).collect();
+    let due: Vec<(u32, NaiveDate)> = schedule.due(from, today).take(most).collect();
     let next = due.last().map_or(from, |(n, _)| n + 1);
     (due, next, schedule.occurrence(next))
 }
@@ -231,7 +238,20 @@ pub async fn create_recurring(
     .await?;
     let db = ledger.database();
     let settings = super::get_settings(db, organization).await?;
-    let (due, next, next_date) = due_now(&schedule, 0, day_in(&settings.timezone, now));
+    let today = day_in(&settings.timezone, now);
+    let earliest = today
+        .checked_sub_months(chrono::Months::new(12 * MAX_YEARS_BACK))
+        .unwrap_or(NaiveDate::MIN);
+    if parse_date(&new.schedule.start)? < earliest {
+        return Err(LedgerError::invalid(
+            "START_TOO_EARLY",
+            format!(
+                "A recurring invoice starts at most {MAX_YEARS_BACK} years ago (on or after \
+                 {earliest}); record older invoices as invoices."
+            ),
+        ));
+    }
+    let (due, next, next_date) = due_now(&schedule, 0, today, MAX_PER_PASS);
     let template = serde_json::to_string(&Template {
         currency: new.currency.clone(),
         lines: new.lines.clone(),
@@ -451,13 +471,19 @@ pub async fn ask_for_due(db: &Database, now: DateTime<Utc>) -> crate::Result<usi
         let select = format!(
             "SELECT t.organization_id, t.{}, o.timezone FROM recurring_invoices t \
              JOIN organizations o ON o.id = t.organization_id \
-             WHERE t.next_date IS NOT NULL AND t.next_date <= $1 ORDER BY t.id LIMIT 200{lock}",
+             WHERE t.next_date IS NOT NULL AND t.next_date <= $1 AND t.id IN \
+                 (SELECT id FROM (SELECT id, row_number() OVER \
+                     (PARTITION BY organization_id ORDER BY id) AS turn FROM recurring_invoices \
+                     WHERE next_date IS NOT NULL AND next_date <= $1) due \
+                  ORDER BY turn, id LIMIT 200) \
+             ORDER BY t.id{lock}",
             TEMPLATE_COLUMNS.replace(", ", ", t.")
         );
         on_pool!(pool, p => {
             let mut tx = p.begin_for_worker().await?;
             let rows = sqlx::query(sqlx::AssertSqlSafe(select.as_str())).bind(horizon).fetch_all(&mut *tx).await?;
             let mut asked = 0;
+            let mut asked_of: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
             for row in &rows {
                 use sqlx::Row;
                 let organization: String = row.try_get("organization_id")?;
@@ -478,11 +504,14 @@ pub async fn ask_for_due(db: &Database, now: DateTime<Utc>) -> crate::Result<usi
                 ));
                 let Ok(schedule) = template.schedule.schedule() else { continue };
                 let from = template.occurrences;
-                let (due, next, next_date) = due_now(&schedule, from, day_in(&timezone, now));
+                let budget = MAX_PER_PASS.saturating_sub(asked_of.get(&organization).copied().unwrap_or(0));
+                let (due, next, next_date) = due_now(&schedule, from, day_in(&timezone, now), budget);
                 if due.is_empty() {
                     continue;
                 }
-                asked += ask_in!(tx, &organization, template.id, from, &due, next, next_date, now_ms);
+                let recorded = ask_in!(tx, &organization, template.id, from, &due, next, next_date, now_ms);
+                *asked_of.entry(organization).or_default() += recorded;
+                asked += recorded;
             }
             tx.commit().await?;
             Ok(asked)
@@ -570,11 +599,11 @@ mod tests {
         let start = NaiveDate::from_ymd_opt(2025, 12, 1).unwrap();
         let schedule = Schedule::new(Frequency::Weekly, 1, start, None, None).unwrap();
         let today = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
-        let (due, next, next_date) = due_now(&schedule, 0, today);
+        let (due, next, next_date) = due_now(&schedule, 0, today, MAX_PER_PASS);
         assert_eq!(due.len(), 53);
         assert_eq!(next, 53);
         assert!(next_date.unwrap() > today);
-        let (again, same, _) = due_now(&schedule, next, today);
+        let (again, same, _) = due_now(&schedule, next, today, MAX_PER_PASS);
         assert!(again.is_empty());
         assert_eq!(same, next);
     }
@@ -615,7 +644,7 @@ mod tests {
             let mut asked = Vec::new();
             for moment in &moments {
                 let today = day_in(zone, *moment);
-                let (due, next, _) = due_now(&schedule, from, today);
+                let (due, next, _) = due_now(&schedule, from, today, MAX_PER_PASS);
                 asked.extend(due.iter().map(|(_, d)| *d));
                 from = next;
             }
