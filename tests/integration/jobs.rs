@@ -835,10 +835,22 @@ on_both_transports!(
 /// has 20,000 jobs waiting on a queue, another's job enqueued behind them
 /// runs within 2 s. (Taken oldest first, it waited for the whole backlog.)
 async fn one_organization_s_backlog_does_not_delay_another_s_job(carrier: Carrier) {
+    let setup = start(carrier).await;
+    another_s_job_runs_behind_a_backlog(&setup.books, &format!("{carrier:?}")).await;
+}
+
+/// The same on PostgreSQL with `JOB_TRANSPORT=database`: several processes
+/// may claim there, so the claim locks the rows it chose by their turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_transport_on_postgres_takes_turns_too() {
+    let books =
+        Books::start_with(Store::Postgres, &[("JOB_TRANSPORT", "database".to_owned())]).await;
+    another_s_job_runs_behind_a_backlog(&books, "database transport on PostgreSQL").await;
+}
+
+async fn another_s_job_runs_behind_a_backlog(books: &Books, carrier: &str) {
     use accubooks_core::jobs::{NewJob, Queue};
     const BACKLOG: usize = 20_000;
-    let setup = start(carrier).await;
-    let books = &setup.books;
     let (_, hostile) = books.register_organization("backlog@acme.test").await;
     let (other_token, other) = books.register_organization("other@acme.test").await;
     let job = |key: String| NewJob {
@@ -875,7 +887,7 @@ async fn one_organization_s_backlog_does_not_delay_another_s_job(carrier: Carrie
     let waited = started.elapsed();
     let left = open_jobs(books, &hostile).await;
     eprintln!(
-        "figure: fairness ({carrier:?}): another organization's job ran {waited:?} after it was \
+        "figure: fairness ({carrier}): another organization's job ran {waited:?} after it was \
          asked for, with {left} of the {BACKLOG}-job backlog still open"
     );
     assert!(left > 1_000, "the backlog was nearly done ({left} open)");

@@ -23,11 +23,15 @@ use crate::error::Transience;
 const BLOCK: Duration = Duration::from_millis(1000);
 /// Most jobs the relay moves in one transaction.
 const RELAY_BATCH: usize = 1000;
-/// Most jobs of one organization on a queue's stream or running at once
-/// (redis transport; see [`store::relay`]): what another organization's
-/// job may wait behind. Several times any worker's concurrency, so one
-/// organization alone still keeps every worker busy.
-const ORGANIZATION_SHARE: usize = 500;
+/// How many jobs of one organization may be on a queue's stream or running
+/// at once (redis transport; see [`store::relay`]), per job each process
+/// runs at once (`JOB_CONCURRENCY`): what another organization's job may
+/// wait behind. Sixteen slots' worth keeps one organization alone busy on
+/// every worker (the relay refills as jobs end), and another's job waits
+/// behind a few rounds of work, not a backlog.
+const ORGANIZATION_SHARE_PER_SLOT: usize = 16;
+/// The least share, for small `JOB_CONCURRENCY` settings.
+const ORGANIZATION_SHARE_MIN: usize = 128;
 /// Most endings the finisher records in one transaction.
 const FINISH_BATCH: usize = 500;
 
@@ -419,6 +423,8 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
     let jobs = app.jobs().clone();
     let lease_ms = millis(jobs.config().lease);
     let resend_ms = millis(jobs.config().resend_after);
+    let share =
+        (jobs.config().concurrency * ORGANIZATION_SHARE_PER_SLOT).max(ORGANIZATION_SHARE_MIN);
     let mut last_sweep = Instant::now();
     // The queues whose group is known to exist, and those whose jobs queued
     // on a lost stream are still to be put back into the outbox.
@@ -439,12 +445,9 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
         }
         loop {
             let redis = app.redis().clone();
-            let relayed = store::relay(
-                app.database(),
-                RELAY_BATCH,
-                ORGANIZATION_SHARE,
-                |batch| async move { streams::append(&redis, &batch).await },
-            )
+            let relayed = store::relay(app.database(), RELAY_BATCH, share, |batch| async move {
+                streams::append(&redis, &batch).await
+            })
             .await;
             match relayed {
                 Ok(Ok(n)) if n == RELAY_BATCH => continue,
