@@ -269,7 +269,70 @@ async fn an_idempotency_key_is_kept_a_day_whatever_the_retention(store: Store) {
     assert_ne!(keyed_entry(&books, &token, "older").await, gone);
 }
 
+/// With a small quota, an organization's report jobs are refused (422
+/// REPORT_QUOTA_EXCEEDED) once its stored results reach it, and a job whose
+/// result would go beyond it dies without storing; another organization is
+/// not affected.
+async fn the_report_quota_refuses_and_spares_other_organizations(store: Store) {
+    let books = start(store, &[("REPORT_STORAGE_PER_ORGANIZATION_BYTES", "2000")]).await;
+    let token = books
+        .register(&format!("quota-{}@acme.test", uuid::Uuid::new_v4()), "USD")
+        .await;
+    let other = books
+        .register(&format!("quota-{}@acme.test", uuid::Uuid::new_v4()), "USD")
+        .await;
+    // A trial balance fits (a result of some 1,000-2,000 bytes); a second
+    // would go beyond the quota: its job dies, storing nothing.
+    let (status, first) = ask(&books, &token, trial_balance()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(
+        finished(&books, &token, &first).await["status"],
+        "succeeded"
+    );
+    let (status, second) = ask(&books, &token, trial_balance()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{second}");
+    assert_eq!(finished(&books, &token, &second).await["status"], "dead");
+    let (_, job) = books
+        .call(
+            "GET",
+            &format!("/api/jobs/{}", second["job_id"]),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(job["error"]["code"], "REPORT_QUOTA_EXCEEDED", "{job}");
+    let (status, body) = result(&books, &token, &second).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // Once the stored results reach the quota (as if more had been stored:
+    // the first result's size is set to the whole quota), a new ask is
+    // refused at once.
+    execute(
+        &books,
+        &format!(
+            "UPDATE report_jobs SET result_bytes = 2000 WHERE id = {}",
+            first["id"]
+        ),
+    )
+    .await;
+    let refused = ask(&books, &token, trial_balance()).await;
+    assert_eq!(refused.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.1);
+    assert_eq!(refused.1["code"], "REPORT_QUOTA_EXCEEDED");
+    assert!(
+        refused.1["error"]
+            .as_str()
+            .unwrap()
+            .contains("REPORT_STORAGE_PER_ORGANIZATION_BYTES"),
+        "{}",
+        refused.1
+    );
+    // The other organization is not affected.
+    let (status, job) = ask(&books, &other, trial_balance()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(finished(&books, &other, &job).await["status"], "succeeded");
+}
+
 on_every_store!(
     expired_answers_are_purged_and_younger_ones_kept,
     an_idempotency_key_is_kept_a_day_whatever_the_retention,
+    the_report_quota_refuses_and_spares_other_organizations,
 );
