@@ -131,6 +131,7 @@ fn core_job_handlers() -> JobHandlers {
             app.reports_database(),
             &job.organization,
             job.id,
+            app.report_storage(),
         ))
     }
     fn payroll<'a>(
@@ -564,6 +565,38 @@ impl AccuBooks {
             }
         }
         Ok(ids)
+    }
+
+    /// What bounds an organization's stored report results
+    /// (`REPORT_STORAGE_PER_ORGANIZATION_BYTES`, `RETENTION_DAYS`).
+    pub fn report_storage(&self) -> crate::ledger::report_jobs::Storage {
+        let config = self.jobs().config();
+        crate::ledger::report_jobs::Storage {
+            quota: config.report_storage_per_organization,
+            retention_days: config.retention_days,
+        }
+    }
+
+    /// Purges the finished jobs, report results and idempotency answers
+    /// older than `RETENTION_DAYS` (an idempotency key is kept at least a
+    /// day), in batches (see [`crate::retention`]), and counts them in
+    /// `accubooks_retention_purged_rows_total`. A background task calls it
+    /// shortly after start and every hour; hosts and tests may call it too.
+    pub async fn purge_expired(&self) -> crate::Result<crate::retention::Purged> {
+        let days = self.jobs().config().retention_days;
+        let purged = crate::retention::purge(self.database(), days, crate::jobs::now_ms()).await?;
+        self.metrics().count_purged(&purged);
+        if !purged.is_empty() {
+            tracing::info!(
+                retention_days = days,
+                report_results = purged.report_results,
+                report_jobs = purged.report_jobs,
+                jobs = purged.jobs,
+                idempotency_keys = purged.idempotency_keys,
+                "expired stored answers purged"
+            );
+        }
+        Ok(purged)
     }
 
     /// Seals the provider tokens kept in the database.

@@ -209,6 +209,14 @@ pub struct JobsConfig {
     pub backlog: Duration,
     /// `RECURRING_SCAN_MS`: how often due recurring invoices are looked for.
     pub recurring_scan: Duration,
+    /// `RETENTION_DAYS` (30, at least 1): finished jobs, report results and
+    /// idempotency answers older than this are purged (an idempotency key
+    /// is kept at least a day whatever this says).
+    pub retention_days: u32,
+    /// `REPORT_STORAGE_PER_ORGANIZATION_BYTES` (100 MiB): the most bytes of
+    /// report results one organization keeps stored; a new report job is
+    /// refused (`422 REPORT_QUOTA_EXCEEDED`) once they reach it.
+    pub report_storage_per_organization: u64,
 }
 
 /// The validated configuration.
@@ -758,6 +766,13 @@ impl Config {
             retry_max: r.millis("JOB_RETRY_MAX_MS", 300_000),
             backlog: Duration::from_secs(r.number("JOB_BACKLOG_SECONDS", 60u64, 1, 86_400)),
             recurring_scan: r.millis("RECURRING_SCAN_MS", 60_000),
+            retention_days: r.number("RETENTION_DAYS", 30u32, 1, 36_500),
+            report_storage_per_organization: r.number(
+                "REPORT_STORAGE_PER_ORGANIZATION_BYTES",
+                100u64 << 20,
+                1,
+                1 << 50,
+            ),
         };
 
         if !r.problems.is_empty() {

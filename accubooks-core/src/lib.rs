@@ -36,6 +36,7 @@ pub mod money;
 pub mod paging;
 pub mod redis_client;
 pub mod resources;
+pub mod retention;
 pub mod saas;
 pub mod sealed;
 pub mod telemetry;

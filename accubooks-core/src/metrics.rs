@@ -58,6 +58,7 @@ pub struct Metrics {
     job_dead: IntGaugeVec,
     jobs: IntCounterVec,
     job_outbox: IntGauge,
+    retention_purged: IntCounterVec,
     webhook_refused: IntCounterVec,
 }
 
@@ -214,6 +215,19 @@ impl Metrics {
                 webhook_refused.with_label_values(&[provider, reason]);
             }
         }
+        let retention_purged = IntCounterVec::new(
+            Opts::new(
+                "accubooks_retention_purged_rows_total",
+                "Rows purged after RETENTION_DAYS, by kind (report_results: results dropped, \
+                 report_jobs, jobs, idempotency_keys).",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        reg(Box::new(retention_purged.clone()));
+        for kind in crate::retention::Purged::default().by_kind() {
+            retention_purged.with_label_values(&[kind.0]);
+        }
         let job_outbox = gauge(
             &registry,
             "accubooks_job_outbox",
@@ -255,6 +269,7 @@ impl Metrics {
             job_dead,
             jobs,
             job_outbox,
+            retention_purged,
             webhook_refused,
         };
         metrics.up.set(1);
@@ -386,6 +401,15 @@ impl Metrics {
     /// Counts a finished job attempt; `outcome` is one of [`JOB_OUTCOMES`].
     pub fn count_job(&self, queue: &str, outcome: &'static str) {
         self.jobs.with_label_values(&[queue, outcome]).inc();
+    }
+
+    /// Counts the rows one purge removed (see [`crate::retention`]).
+    pub fn count_purged(&self, purged: &crate::retention::Purged) {
+        for (kind, rows) in purged.by_kind() {
+            self.retention_purged
+                .with_label_values(&[kind])
+                .inc_by(rows);
+        }
     }
 
     /// Marks the instance as no longer serving (shutdown).

@@ -131,6 +131,8 @@ pub(crate) const VARIABLES: &[&str] = &[
     "JOB_RETRY_MAX_MS",
     "JOB_BACKLOG_SECONDS",
     "RECURRING_SCAN_MS",
+    "RETENTION_DAYS",
+    "REPORT_STORAGE_PER_ORGANIZATION_BYTES",
 ];
 
 /// How an answer is turned into Python objects.

@@ -85,7 +85,7 @@ fn class_name(err: &ApiError) -> &'static str {
         (400 | 422, _) => "ValidationError",
         (401, _) => "AuthenticationError",
         (403, _) => "PermissionDeniedError",
-        (404, _) => "NotFoundError",
+        (404 | 410, _) => "NotFoundError",
         (409, _) => "ConflictError",
         (429, _) => "RateLimitedError",
         (503, "DATABASE_UNAVAILABLE") => "DatabaseUnavailable",

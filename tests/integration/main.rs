@@ -88,5 +88,6 @@ mod paging;
 mod payments;
 mod process;
 mod properties;
+mod retention;
 mod scale;
 mod tenancy;

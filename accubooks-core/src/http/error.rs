@@ -52,6 +52,15 @@ pub enum ApiError {
         /// What happened.
         message: String,
     },
+    /// 410: the record existed but is no longer kept (an expired report
+    /// result).
+    #[error("{message}")]
+    Gone {
+        /// Machine code, e.g. `REPORT_EXPIRED`.
+        code: &'static str,
+        /// What expired and how to get it again.
+        message: String,
+    },
     /// 413: the body is larger than `BODY_LIMIT_BYTES`, or than the
     /// route's own smaller limit (a signed webhook's).
     #[error("The request body is larger than the limit of {limit} bytes.")]
@@ -138,6 +147,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -161,6 +171,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
             ApiError::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             ApiError::Conflict { code, .. }
+            | ApiError::Gone { code, .. }
             | ApiError::BadRequest { code, .. }
             | ApiError::Invalid { code, .. }
             | ApiError::Unavailable { code, .. } => code,
@@ -216,6 +227,7 @@ impl From<LedgerError> for ApiError {
             LedgerError::Invalid { code, message } => ApiError::Invalid { code, message },
             LedgerError::NotFound(message) => ApiError::NotFound(message),
             LedgerError::Conflict { code, message } => ApiError::Conflict { code, message },
+            LedgerError::Gone { code, message } => ApiError::Gone { code, message },
             LedgerError::InvalidCredentials => {
                 ApiError::Unauthorized("The e-mail address or the password is wrong.")
             }

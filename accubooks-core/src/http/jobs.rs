@@ -76,7 +76,14 @@ pub(crate) fn routes() -> Vec<Route> {
             .idempotent()
             .summary("Ask for a report as a job (report-generation queue), in JSON or CSV")
             .body::<NewReportJob>()
-            .returns::<ReportJob>(202),
+            .returns::<ReportJob>(202)
+            .answers(
+                422,
+                "The organization's stored report results reach \
+                 REPORT_STORAGE_PER_ORGANIZATION_BYTES (REPORT_QUOTA_EXCEEDED); results are \
+                 freed as they expire after RETENTION_DAYS. A job whose result would go \
+                 beyond the quota ends dead with the same code, storing nothing",
+            ),
         read("/api/report-jobs/{id}", get_report_job)
             .summary("A report job and its status")
             .returns::<ReportJob>(200),
@@ -87,7 +94,12 @@ pub(crate) fn routes() -> Vec<Route> {
                  a leading ' so a spreadsheet shows them as text",
             )
             .answers(200, "The report, as application/json or text/csv")
-            .answers(409, "The result does not exist yet"),
+            .answers(409, "The result does not exist yet (REPORT_NOT_READY)")
+            .answers(
+                410,
+                "The result was purged RETENTION_DAYS after it was made (REPORT_EXPIRED); \
+                 ask for the report again. One retention later the report job is gone (404)",
+            ),
         write("/api/employees", create_employee)
             .idempotent()
             .summary("Add an employee (salaried or hourly)")

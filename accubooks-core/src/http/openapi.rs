@@ -262,14 +262,6 @@ pub fn document(routes: &RouteTable) -> OpenApi {
                     )),
                 );
         }
-        for (status, description, error_body) in &route.doc.answers {
-            let response = if *error_body {
-                error_response(description)
-            } else {
-                ResponseBuilder::new().description(*description).build()
-            };
-            operation = operation.response(status.to_string(), response);
-        }
         if path.contains('{') {
             operation =
                 operation.response("404", error_response("Absent, or another organization's"));
@@ -314,6 +306,25 @@ pub fn document(routes: &RouteTable) -> OpenApi {
                      BANK_INTEGRATION_NOT_CONFIGURED); retry after Retry-After",
                 ),
             );
+        }
+        // The route's own answers come last and name their codes first: a
+        // generic answer of the same status (an idempotent route's 422) is
+        // kept after them rather than hiding them.
+        let mut operation = operation.build();
+        for (status, description, error_body) in &route.doc.answers {
+            let responses = &mut operation.responses.responses;
+            let generic = match responses.get(&status.to_string()) {
+                Some(utoipa::openapi::RefOr::T(generic)) if *error_body => {
+                    Some(generic.description.clone())
+                }
+                _ => None,
+            };
+            let response = match generic {
+                Some(generic) => error_response(&format!("{description}; or: {generic}")),
+                None if *error_body => error_response(description),
+                None => ResponseBuilder::new().description(*description).build(),
+            };
+            responses.insert(status.to_string(), response.into());
         }
         paths.add_path_operation(path, vec![method], operation);
     }

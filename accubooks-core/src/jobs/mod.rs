@@ -223,9 +223,9 @@ impl JobFailure {
 impl From<LedgerError> for JobFailure {
     fn from(err: LedgerError) -> Self {
         match err {
-            LedgerError::Invalid { code, .. } | LedgerError::Conflict { code, .. } => {
-                JobFailure::permanent(code)
-            }
+            LedgerError::Invalid { code, .. }
+            | LedgerError::Conflict { code, .. }
+            | LedgerError::Gone { code, .. } => JobFailure::permanent(code),
             LedgerError::NotFound(_) => JobFailure::permanent("NOT_FOUND"),
             LedgerError::Storage(crate::Error::DatabaseUnavailable(fault)) => JobFailure {
                 code: fault.code,

@@ -62,6 +62,7 @@ pub(crate) fn spawn(app: &AccuBooks, stopped: &watch::Receiver<bool>) -> Vec<Joi
         tokio::spawn(monitor(app.clone(), stopped.clone())),
         tokio::spawn(renewer(app.clone(), stopped.clone())),
         tokio::spawn(scheduler(app.clone(), stopped.clone())),
+        tokio::spawn(purger(app.clone(), stopped.clone())),
     ];
     if let Some(endings) = endings {
         tasks.push(tokio::spawn(finisher(app.clone(), endings)));
@@ -101,6 +102,12 @@ pub(crate) fn carrier_up(app: &AccuBooks) -> bool {
     available(app, deps::DATABASE)
         && (app.jobs().config().transport == JobTransport::Database || available(app, deps::REDIS))
 }
+
+/// How long after start the first purge runs: late enough not to compete
+/// with start-up, early enough that a process restarted often still purges.
+const PURGE_FIRST: Duration = Duration::from_secs(60);
+/// How often expired stored answers are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Sleeps `duration`, or less when the instance stops. Answers whether it
 /// stopped.
@@ -590,6 +597,25 @@ async fn scheduler(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
         }
         if pause(scan, &mut stopped).await {
             return;
+        }
+    }
+}
+
+/// Purges expired stored answers ([`AccuBooks::purge_expired`]) a minute
+/// after start, then every hour. Every process purges: the statements are
+/// idempotent, so two at once only share the work.
+async fn purger(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
+    let mut wait = PURGE_FIRST;
+    loop {
+        if pause(wait, &mut stopped).await {
+            return;
+        }
+        wait = PURGE_EVERY;
+        if available(&app, deps::DATABASE)
+            && app.database().is_migrated()
+            && let Err(err) = app.purge_expired().await
+        {
+            tracing::warn!(error = %err, "the purge of expired stored answers failed; it runs again within the hour");
         }
     }
 }

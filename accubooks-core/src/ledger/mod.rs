@@ -111,6 +111,15 @@ pub enum LedgerError {
         /// What happened.
         message: String,
     },
+    /// Existed, but is no longer kept (410): a report's result purged
+    /// after `RETENTION_DAYS`.
+    #[error("{message}")]
+    Gone {
+        /// Machine code, e.g. `REPORT_EXPIRED`.
+        code: &'static str,
+        /// What expired and how to get it again.
+        message: String,
+    },
     /// Login with an unknown e-mail address or a wrong password (401).
     #[error("The e-mail address or the password is wrong.")]
     InvalidCredentials,

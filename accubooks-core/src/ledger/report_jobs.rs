@@ -217,15 +217,67 @@ impl ReportName {
     }
 }
 
+/// What bounds the report results one organization keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Storage {
+    /// `REPORT_STORAGE_PER_ORGANIZATION_BYTES`.
+    pub quota: u64,
+    /// `RETENTION_DAYS`: when stored results expire.
+    pub retention_days: u32,
+}
+
+impl Storage {
+    fn exceeded(&self, stored: u64) -> LedgerError {
+        LedgerError::invalid(
+            "REPORT_QUOTA_EXCEEDED",
+            format!(
+                "This organization's stored report results would take {stored} bytes, beyond \
+                 its quota of {} bytes (REPORT_STORAGE_PER_ORGANIZATION_BYTES). Results are \
+                 freed as they expire, {} days after they were made (RETENTION_DAYS); ask \
+                 again then, or ask for a smaller report.",
+                self.quota, self.retention_days
+            ),
+        )
+    }
+}
+
+/// The bytes of the report results `organization` keeps stored.
+pub async fn stored_bytes(db: &Database, organization: &str) -> LedgerResult<u64> {
+    let owned = organization.to_owned();
+    let bytes: i64 = db
+        .run(|pool| async move {
+            on_pool!(pool, p => in_scope!(p, &owned, tx => {
+                sqlx::query_scalar(
+                    "SELECT CAST(COALESCE(SUM(result_bytes), 0) AS BIGINT) FROM report_jobs \
+                     WHERE organization_id = $1 AND result_bytes > 0",
+                )
+                .bind(&owned)
+                .fetch_one(&mut *tx)
+                .await?
+            }))
+        })
+        .await?;
+    Ok(bytes.unsigned_abs())
+}
+
 /// Records a report job and its job in one transaction. With
 /// `idempotency`, the rendered answer is stored in the same transaction.
+/// Refused (`422 REPORT_QUOTA_EXCEEDED`) when the organization's stored
+/// results already reach `storage`'s quota.
 pub async fn create_report_job(
     db: &Database,
     organization: &str,
     new: &NewReportJob,
+    storage: Storage,
     idempotency: Option<(&IdempotencyKey, RenderRecord<'_, ReportJob>)>,
 ) -> LedgerResult<ReportJob> {
     let query = new.query()?;
+    // Read outside the write's transaction: two requests at once may both
+    // pass, which the job's own check before storing catches.
+    let stored = stored_bytes(db, organization).await?;
+    if stored >= storage.quota {
+        return Err(storage.exceeded(stored));
+    }
     let params = serde_json::to_value(&query).unwrap_or_default();
     let owned = organization.to_owned();
     let (report, format) = (new.report, new.format);
@@ -340,28 +392,40 @@ fn no_such_report_job() -> LedgerError {
 }
 
 /// The stored result of a report job, with its format: `409
-/// REPORT_NOT_READY` until the job has stored it.
+/// REPORT_NOT_READY` until the job has stored it, `410 REPORT_EXPIRED` once
+/// it is purged (`retention_days` after it was made).
 pub async fn report_result(
     db: &Database,
     organization: &str,
     id: i64,
+    retention_days: u32,
 ) -> LedgerResult<(ResultFormat, String)> {
     let job = get_report_job(db, organization, id).await?;
     let organization = organization.to_owned();
-    let result: Option<Option<String>> = db
+    let result: Option<(Option<String>, Option<i64>)> = db
         .run(|pool| async move {
             on_pool!(pool, p => in_scope!(p, &organization, tx => {
-                sqlx::query_scalar("SELECT result FROM report_jobs WHERE organization_id = $1 AND id = $2")
-                    .bind(&organization)
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?
+                sqlx::query_as(
+                    "SELECT result, expired_ms FROM report_jobs \
+                     WHERE organization_id = $1 AND id = $2",
+                )
+                .bind(&organization)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
             }))
         })
         .await?;
-    match result.flatten() {
-        Some(text) => Ok((job.format, text)),
-        None => Err(LedgerError::Conflict {
+    match result.unwrap_or((None, None)) {
+        (Some(text), _) => Ok((job.format, text)),
+        (None, Some(_)) => Err(LedgerError::Gone {
+            code: "REPORT_EXPIRED",
+            message: format!(
+                "The result of this report job expired: results are kept {retention_days} \
+                 days (RETENTION_DAYS). Ask for the report again with POST /api/report-jobs."
+            ),
+        }),
+        (None, None) => Err(LedgerError::Conflict {
             code: "REPORT_NOT_READY",
             message: format!(
                 "The report is not ready yet (its job is {}); retry when GET \
@@ -375,11 +439,15 @@ pub async fn report_result(
 /// The job of a report: computes it from `source` (the primary, or the
 /// standby reports read from) and stores the result in `db` (once: a second
 /// run finds it stored).
+/// A result that would take the organization's stored results beyond
+/// `storage`'s quota is not stored: the job is dead with
+/// `REPORT_QUOTA_EXCEEDED`.
 pub async fn generate(
     db: &Database,
     source: &Database,
     organization: &str,
     job_id: i64,
+    storage: Storage,
 ) -> Result<(), JobFailure> {
     let owned = organization.to_owned();
     let row: Option<(i64, String, String, Option<String>)> = db
@@ -404,16 +472,30 @@ pub async fn generate(
         serde_json::from_str(&params).map_err(|_| JobFailure::permanent("INVALID_JOB_PAYLOAD"))?;
     let csv = format == "csv";
     let text = render(source, organization, &query, csv).await?;
+    let bytes = u64::try_from(text.len()).unwrap_or(u64::MAX);
+    let stored = stored_bytes(db, organization).await?;
+    if stored.saturating_add(bytes) > storage.quota {
+        tracing::info!(
+            organization,
+            job = job_id,
+            bytes,
+            stored,
+            quota = storage.quota,
+            "a report result was not stored: beyond the organization's quota"
+        );
+        return Err(JobFailure::permanent("REPORT_QUOTA_EXCEEDED"));
+    }
     let owned = organization.to_owned();
     let finished = now_ms();
     db.run(|pool| async move {
         on_pool!(pool, p => in_scope!(p, &owned, tx => {
             sqlx::query(
-                "UPDATE report_jobs SET result = $1, finished_ms = $2 \
-                 WHERE organization_id = $3 AND id = $4 AND result IS NULL",
+                "UPDATE report_jobs SET result = $1, finished_ms = $2, result_bytes = $3 \
+                 WHERE organization_id = $4 AND id = $5 AND result IS NULL",
             )
             .bind(&text)
             .bind(finished)
+            .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
             .bind(&owned)
             .bind(id)
             .execute(&mut *tx)

@@ -167,7 +167,8 @@ impl Books<'_> {
                     .as_ref()
                     .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
                 let db = self.app.database();
-                Ok(report_jobs::create_report_job(db, &org(caller), new, key).await?)
+                let storage = self.app.report_storage();
+                Ok(report_jobs::create_report_job(db, &org(caller), new, storage, key).await?)
             })
             .await?;
         self.app.jobs().wake(Queue::ReportGeneration);
@@ -182,14 +183,16 @@ impl Books<'_> {
         .await
     }
 
-    /// The stored result of a report job (`409 REPORT_NOT_READY` before).
+    /// The stored result of a report job (`409 REPORT_NOT_READY` before,
+    /// `410 REPORT_EXPIRED` once purged after `RETENTION_DAYS`).
     pub async fn report_result(
         &self,
         caller: &Principal,
         id: i64,
     ) -> Result<(ResultFormat, String)> {
         self.run("report_result", Some(caller), Role::Viewer, async {
-            Ok(report_jobs::report_result(self.app.database(), &org(caller), id).await?)
+            let days = self.app.jobs().config().retention_days;
+            Ok(report_jobs::report_result(self.app.database(), &org(caller), id, days).await?)
         })
         .await
     }
