@@ -219,6 +219,33 @@ impl Books {
         }
     }
 
+    /// Creates a USD account with the organization's token.
+    pub async fn create_account(&self, token: &str, code: &str, name: &str, kind: &str) {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/accounts",
+                Some(token),
+                Some(json!({"code": code, "name": name, "type": kind, "currency": "USD"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// Logs a user in with the suites' password; answers the token.
+    pub async fn login(&self, email: &str) -> String {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/auth/login",
+                None,
+                Some(json!({"email": email, "password": "correct horse battery"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
     /// Posts an entry; returns its id.
     pub async fn post(&self, token: &str, date: &str, lines: Value) -> i64 {
         let (status, body) = self

@@ -649,19 +649,6 @@ async fn user_call(
     books.call(method, path, Some(token), body).await
 }
 
-async fn login(books: &Books, email: &str) -> String {
-    let (status, body) = books
-        .call(
-            "POST",
-            "/api/auth/login",
-            None,
-            Some(json!({"email": email, "password": "correct horse battery"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["token"].as_str().unwrap().to_owned()
-}
-
 async fn add_user(books: &Books, owner: &str, email: &str, role: &str) -> String {
     let (status, body) = user_call(
         books,
@@ -685,7 +672,7 @@ async fn tokens_follow_their_user(store: Store) {
     let books = Books::start(store).await;
     let owner = books.register("owner@follow.test", "USD").await;
     let accountant_id = add_user(&books, &owner, "acct@follow.test", "accountant").await;
-    let accountant = login(&books, "acct@follow.test").await;
+    let accountant = books.login("acct@follow.test").await;
     let entry = json!({"date": "2026-01-31", "lines": [
         {"account": "1000", "debit": "1.00"}, {"account": "4000", "credit": "1.00"}]});
     let post = |token: String| {
@@ -756,7 +743,7 @@ async fn tokens_follow_their_user(store: Store) {
 
     // A second owner demotes the first: the first's token loses its powers.
     let second_id = add_user(&books, &owner, "second@follow.test", "owner").await;
-    let second = login(&books, "second@follow.test").await;
+    let second = books.login("second@follow.test").await;
     let (status, _) = put_role(&books, &second, &owner_id, "viewer").await;
     assert_eq!(status, StatusCode::OK);
     for (method, path, body) in [
@@ -835,7 +822,7 @@ async fn two_owners_demoting_each_other_leave_one_owner(store: Store) {
             .await;
         let second_id =
             add_user(&books, &first, &format!("second{round}@race.test"), "owner").await;
-        let second = login(&books, &format!("second{round}@race.test")).await;
+        let second = books.login(&format!("second{round}@race.test")).await;
         let (_, users) = user_call(&books, "GET", "/api/users", &first, None).await;
         let first_id = users
             .as_array()

@@ -566,15 +566,7 @@ async fn pay_runs_post_one_balanced_entry_and_stop_at_caps(carrier: Carrier) {
         ("2200", "Withholding payable", "liability"),
         ("2300", "Employer taxes payable", "liability"),
     ] {
-        let (status, body) = books
-            .call(
-                "POST",
-                "/api/accounts",
-                Some(token),
-                Some(json!({"code": code, "name": name, "type": kind, "currency": "USD"})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        books.create_account(token, code, name, kind).await;
     }
     let rules = json!([
         {"name": "Social security", "kind": "deduction", "rate": "0.062", "annual_cap": "500.00", "account": "2200"},

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use accubooks_core::auth::{Principal, Role};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::books::{Books, Store};
 
@@ -72,7 +72,9 @@ async fn a_pay_run_over_the_employee_limit_is_refused_and_hurts_no_one(store: St
     let books = Books::start(store).await;
     let (hostile, organization) = books.register_organization("hostile@acme.test").await;
     let other = books.register("other@acme.test", "USD").await;
-    create_account(&books, &hostile, "5100", "Wages", "expense").await;
+    books
+        .create_account(&hostile, "5100", "Wages", "expense")
+        .await;
     insert_employees(&books, &organization, HOSTILE_EMPLOYEES).await;
 
     let run = json!({"period_start": "2026-03-01", "period_end": "2026-03-31", "pay_date": "2026-03-31", "hours": {}});
@@ -125,7 +127,9 @@ async fn a_slow_statement_is_its_own_request_s_failure_not_an_outage() {
     .await;
     let (slow, organization) = books.register_organization("slow@acme.test").await;
     let other = books.register("other@acme.test", "USD").await;
-    create_account(&books, &slow, "5100", "Wages", "expense").await;
+    books
+        .create_account(&slow, "5100", "Wages", "expense")
+        .await;
     let (status, body) = books
         .call(
             "POST",
@@ -291,18 +295,6 @@ async fn payroll_data_is_not_for_viewers() {
     assert_eq!((status, rules), (StatusCode::OK, json!([])));
 }
 
-async fn create_account(books: &Books, token: &str, code: &str, name: &str, kind: &str) {
-    let (status, body) = books
-        .call(
-            "POST",
-            "/api/accounts",
-            Some(token),
-            Some(json!({"code": code, "name": name, "type": kind, "currency": "USD"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-}
-
 /// Adds a user of `role` with the owner's token; answers the user's token.
 async fn user_token(books: &Books, owner: &str, role: &str) -> String {
     let email = format!("{role}@acme.test");
@@ -315,16 +307,7 @@ async fn user_token(books: &Books, owner: &str, role: &str) -> String {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, login): (StatusCode, Value) = books
-        .call(
-            "POST",
-            "/api/auth/login",
-            None,
-            Some(json!({"email": email, "password": "correct horse battery"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{login}");
-    login["token"].as_str().unwrap().to_owned()
+    books.login(&email).await
 }
 
 /// Inserts `count` salaried employees straight into the store (the API
