@@ -662,6 +662,10 @@ where
             }
             let ids: Vec<i64> = jobs.iter().map(|(id, _)| *id).collect();
             if let Err(fault) = send(jobs).await {
+                // Release the rows now: a dropped transaction rolls back only
+                // when its connection is next used, and until then a worker
+                // that read one of these messages waits on the row to claim it.
+                tx.rollback().await?;
                 return Ok(Err(fault));
             }
             let update = format!(

@@ -32,6 +32,11 @@ const RELAY_BATCH: usize = 1000;
 const ORGANIZATION_SHARE_PER_SLOT: usize = 16;
 /// The least share, for small `JOB_CONCURRENCY` settings.
 const ORGANIZATION_SHARE_MIN: usize = 128;
+/// How long the relay sleeps between passes unless woken by new work, while
+/// the last pass relayed something (an organization's share refills as its
+/// jobs end) and while it did not.
+const RELAY_FLOWING: Duration = Duration::from_millis(20);
+const RELAY_IDLE: Duration = Duration::from_millis(250);
 /// Most endings the finisher records in one transaction.
 const FINISH_BATCH: usize = 500;
 
@@ -235,9 +240,6 @@ async fn finisher(app: AccuBooks, mut endings: mpsc::UnboundedReceiver<Finish>) 
                 for (finish, recorded) in batch.drain(..).zip(recorded) {
                     let _ = finish.answer.send(Ok(recorded));
                 }
-                // Ended jobs free their organizations' shares of the
-                // streams: the relay may send what it held back.
-                app.jobs().inner.wake_relay.notify_one();
             }
             Err(err) => {
                 let err = err.to_string();
@@ -437,12 +439,19 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
     // on a lost stream are still to be put back into the outbox.
     let mut ready = [false; Queue::COUNT];
     let mut owed = [false; Queue::COUNT];
+    // Whether the last pass relayed anything: an organization with a
+    // backlog gets its share refilled as its jobs end, so the relay looks
+    // again soon while there is traffic (never while Redis refuses: a
+    // relay that keeps re-sending holds the rows workers want to claim).
+    let mut flowing = false;
     loop {
+        let idle = if flowing { RELAY_FLOWING } else { RELAY_IDLE };
         tokio::select! {
             () = jobs.inner.wake_relay.notified() => {}
-            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            () = tokio::time::sleep(idle) => {}
             _ = stopped.changed() => return,
         }
+        flowing = false;
         if !carrier_up(&app) {
             ready = [false; Queue::COUNT];
             continue;
@@ -456,6 +465,9 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
                 streams::append(&redis, &batch).await
             })
             .await;
+            if let Ok(Ok(n)) = relayed {
+                flowing |= n > 0;
+            }
             match relayed {
                 Ok(Ok(n)) if n == RELAY_BATCH => continue,
                 Ok(Err(fault)) => {
