@@ -219,6 +219,50 @@ impl Books {
         }
     }
 
+    /// Runs one statement past row-level security (as the superuser on
+    /// PostgreSQL, through the server's own pool on SQLite): what a test
+    /// sets up or reads behind the API's back. Answers the rows affected.
+    pub async fn execute_as_admin(&self, sql: &str) -> u64 {
+        let sql = || sqlx::AssertSqlSafe(sql.to_owned());
+        match self.postgres() {
+            Some(pg) => {
+                let admin = sqlx::PgPool::connect(&pg.admin_url()).await.unwrap();
+                let done = sqlx::query(sql()).execute(&admin).await.unwrap();
+                admin.close().await;
+                done.rows_affected()
+            }
+            None => sqlx::query(sql())
+                .execute(self.sqlite_pool())
+                .await
+                .unwrap()
+                .rows_affected(),
+        }
+    }
+
+    /// One count read past row-level security, as [`Books::execute_as_admin`].
+    pub async fn count_as_admin(&self, sql: &str) -> i64 {
+        let sql = || sqlx::AssertSqlSafe(sql.to_owned());
+        match self.postgres() {
+            Some(pg) => {
+                let admin = sqlx::PgPool::connect(&pg.admin_url()).await.unwrap();
+                let count = sqlx::query_scalar(sql()).fetch_one(&admin).await.unwrap();
+                admin.close().await;
+                count
+            }
+            None => sqlx::query_scalar(sql())
+                .fetch_one(self.sqlite_pool())
+                .await
+                .unwrap(),
+        }
+    }
+
+    fn sqlite_pool(&self) -> &sqlx::SqlitePool {
+        match self.server.app.database().pool() {
+            accubooks_core::db::Pool::Sqlite(pool) => pool,
+            accubooks_core::db::Pool::Postgres(_) => panic!("a store without PostgreSQL is SQLite"),
+        }
+    }
+
     /// Creates a USD account with the organization's token.
     pub async fn create_account(&self, token: &str, code: &str, name: &str, kind: &str) {
         let (status, body) = self

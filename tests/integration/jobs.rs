@@ -888,30 +888,12 @@ async fn another_s_job_runs_behind_a_backlog(books: &Books, carrier: &str) {
 /// The jobs of `organization` not yet succeeded, read past row-level
 /// security (as the superuser on PostgreSQL).
 async fn open_jobs(books: &Books, organization: &str) -> i64 {
-    const OPEN: &str =
-        "SELECT count(*) FROM jobs WHERE organization_id = $1 AND status <> 'succeeded'";
-    match books.postgres() {
-        Some(pg) => {
-            let admin = sqlx::PgPool::connect(&pg.admin_url()).await.unwrap();
-            let open = sqlx::query_scalar(OPEN)
-                .bind(organization)
-                .fetch_one(&admin)
-                .await
-                .unwrap();
-            admin.close().await;
-            open
-        }
-        None => {
-            let accubooks_core::db::Pool::Sqlite(pool) = books.server.app.database().pool() else {
-                panic!("a store without PostgreSQL is SQLite");
-            };
-            sqlx::query_scalar(OPEN)
-                .bind(organization)
-                .fetch_one(pool)
-                .await
-                .unwrap()
-        }
-    }
+    books
+        .count_as_admin(&format!(
+            "SELECT count(*) FROM jobs WHERE organization_id = '{organization}' \
+             AND status <> 'succeeded'"
+        ))
+        .await
 }
 
 /// Redis killed while work is asked for: the API keeps accepting it, the

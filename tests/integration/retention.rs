@@ -20,31 +20,6 @@ async fn start(store: Store, extra: &[(&str, &str)]) -> Books {
     Books::start_with(store, &vars).await
 }
 
-/// Runs one statement past row-level security.
-async fn execute(books: &Books, sql: &str) -> u64 {
-    match books.postgres() {
-        Some(pg) => {
-            let admin = sqlx::PgPool::connect(&pg.admin_url()).await.unwrap();
-            let done = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-                .execute(&admin)
-                .await
-                .unwrap();
-            admin.close().await;
-            done.rows_affected()
-        }
-        None => {
-            let accubooks_core::db::Pool::Sqlite(pool) = books.server.app.database().pool() else {
-                panic!("a store without PostgreSQL is SQLite");
-            };
-            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-                .execute(pool)
-                .await
-                .unwrap()
-                .rows_affected()
-        }
-    }
-}
-
 /// Milliseconds since the epoch, `hours` ago.
 fn ms_ago(hours: i64) -> i64 {
     chrono::Utc::now().timestamp_millis() - hours * 3600 * 1000
@@ -59,7 +34,7 @@ async fn backdate_key(books: &Books, key: &str, hours: i64) {
         None => format!("'{then}'"),
     };
     let sql = format!("UPDATE idempotency_keys SET created_at = {value} WHERE key = '{key}'");
-    assert_eq!(execute(books, &sql).await, 1, "{key}");
+    assert_eq!(books.execute_as_admin(&sql).await, 1, "{key}");
 }
 
 /// Posts a journal entry with an `Idempotency-Key`; answers its id.
@@ -160,14 +135,12 @@ async fn expired_answers_are_purged_and_younger_ones_kept(store: Store) {
     let young_entry = keyed_entry(&books, token, "young-key").await;
 
     let month_ago = ms_ago(31 * 24);
-    execute(
-        &books,
-        &format!(
+    books
+        .execute_as_admin(&format!(
             "UPDATE jobs SET updated_ms = {month_ago} WHERE id IN ({}, {})",
             old["job_id"], dead_ids[0]
-        ),
-    )
-    .await;
+        ))
+        .await;
     backdate_key(&books, "old-key", 31 * 24).await;
 
     let purged = app.purge_expired().await.unwrap();
@@ -218,14 +191,12 @@ async fn expired_answers_are_purged_and_younger_ones_kept(store: Store) {
 
     // One retention after its result expired, the report job and its job
     // are forgotten.
-    execute(
-        &books,
-        &format!(
+    books
+        .execute_as_admin(&format!(
             "UPDATE report_jobs SET expired_ms = {month_ago} WHERE id = {}",
             old["id"]
-        ),
-    )
-    .await;
+        ))
+        .await;
     let purged = app.purge_expired().await.unwrap();
     assert_eq!((purged.report_jobs, purged.jobs), (1, 1), "{purged:?}");
     let (status, _) = result(&books, token, &old).await;
@@ -306,14 +277,12 @@ async fn the_report_quota_refuses_and_spares_other_organizations(store: Store) {
     // Once the stored results reach the quota (as if more had been stored:
     // the first result's size is set to the whole quota), a new ask is
     // refused at once.
-    execute(
-        &books,
-        &format!(
+    books
+        .execute_as_admin(&format!(
             "UPDATE report_jobs SET result_bytes = 2000 WHERE id = {}",
             first["id"]
-        ),
-    )
-    .await;
+        ))
+        .await;
     let refused = ask(&books, &token, trial_balance()).await;
     assert_eq!(refused.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.1);
     assert_eq!(refused.1["code"], "REPORT_QUOTA_EXCEEDED");

@@ -311,43 +311,30 @@ async fn user_token(books: &Books, owner: &str, role: &str) -> String {
 }
 
 /// Inserts `count` salaried employees straight into the store (the API
-/// would take minutes): on PostgreSQL as the superuser, on SQLite through
-/// the server's own pool.
+/// would take minutes), past row-level security.
 async fn insert_employees(books: &Books, organization: &str, count: i64) {
-    use accubooks_core::db::Pool;
-    match books.postgres() {
-        Some(pg) => {
-            let admin = sqlx::PgPool::connect(&pg.admin_url()).await.unwrap();
-            sqlx::query(
-                "INSERT INTO employees (organization_id, name, pay_type, pay_amount, frequency, \
-                 start_date, end_date, created_ms) \
-                 SELECT $1, 'E' || g, 'salary', 5200000, 'monthly', DATE '2026-01-01', NULL, 0 \
-                 FROM generate_series(1, $2) g",
-            )
-            .bind(organization)
-            .bind(count)
-            .execute(&admin)
-            .await
-            .unwrap();
-            admin.close().await;
-        }
-        None => {
-            let Pool::Sqlite(pool) = books.server.app.database().pool() else {
-                panic!("a store without PostgreSQL is SQLite");
-            };
-            sqlx::query(
-                "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < $2) \
-                 INSERT INTO employees (organization_id, name, pay_type, pay_amount, frequency, \
-                 start_date, end_date, created_ms) \
-                 SELECT $1, 'E' || n, 'salary', 5200000, 'monthly', '2026-01-01', NULL, 0 FROM g",
-            )
-            .bind(organization)
-            .bind(count)
-            .execute(pool)
-            .await
-            .unwrap();
-        }
-    }
+    let (numbers, start) = match books.postgres() {
+        Some(_) => (
+            format!("(SELECT g AS n FROM generate_series(1, {count}) g)"),
+            "DATE '2026-01-01'",
+        ),
+        None => (
+            format!(
+                "(WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {count}) \
+                 SELECT n FROM g)"
+            ),
+            "'2026-01-01'",
+        ),
+    };
+    let inserted = books
+        .execute_as_admin(&format!(
+            "INSERT INTO employees (organization_id, name, pay_type, pay_amount, frequency, \
+             start_date, end_date, created_ms) \
+             SELECT '{organization}', 'E' || n, 'salary', 5200000, 'monthly', {start}, NULL, 0 \
+             FROM {numbers} numbers"
+        ))
+        .await;
+    assert_eq!(inserted, u64::try_from(count).unwrap());
 }
 
 /// Ten wrong passwords for someone else's e-mail lock out only the address
