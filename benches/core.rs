@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use accubooks_core::auth::{Principal, Role};
+use accubooks_core::identity::{Principal, Role};
 use accubooks_core::{AccuBooks, Config};
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -189,7 +189,7 @@ async fn main() {
     }))
     .expect("a registration");
     let owner =
-        accubooks_core::ledger::register(app.database(), app.password_hashing(), registration)
+        accubooks_core::identity::register(app.database(), app.password_hashing(), registration)
             .await
             .expect("registration succeeds");
     let org = owner.organization.to_string();
@@ -283,7 +283,7 @@ async fn main() {
             after: None,
         };
         loop {
-            let filter = accubooks_core::ledger::InvoiceFilter::default();
+            let filter = accubooks_core::invoicing::InvoiceFilter::default();
             let read = books
                 .invoices(&owner, filter, page.clone())
                 .await

@@ -10,17 +10,17 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::{AuthLimits, MemberCache, PasswordHashing, RequestLimits, Tokens};
 use crate::config::Config;
 use crate::db::Database;
 use crate::deps::{self, DependencySpec, PlaidProbe, Registry, StripeProbe};
 use crate::health::report::{DependencyView, HealthInputs};
 use crate::health::{HealthReport, Overall, ProbePolicy};
 use crate::http::{Route, RouteTable};
+use crate::identity::{AuthLimits, MemberCache, PasswordHashing, RequestLimits, Tokens};
+use crate::jobs::redis_client::RedisClient;
 use crate::jobs::{JobHandler, Jobs, Queue};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
-use crate::redis_client::RedisClient;
 use crate::resources::Resources;
 
 /// Where the instance is in its life, as `/ready` reports it.
@@ -116,7 +116,7 @@ fn core_job_handlers() -> JobHandlers {
         app: &'a AccuBooks,
         job: &'a crate::jobs::JobContext,
     ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
-        Box::pin(crate::ledger::recurring::generate(
+        Box::pin(crate::invoicing::recurring::generate(
             app.ledger(),
             &job.organization,
             &job.payload,
@@ -126,7 +126,7 @@ fn core_job_handlers() -> JobHandlers {
         app: &'a AccuBooks,
         job: &'a crate::jobs::JobContext,
     ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
-        Box::pin(crate::ledger::report_jobs::generate(
+        Box::pin(crate::reporting::generate(
             app.database(),
             app.reports_database(),
             &job.organization,
@@ -138,7 +138,7 @@ fn core_job_handlers() -> JobHandlers {
         app: &'a AccuBooks,
         job: &'a crate::jobs::JobContext,
     ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
-        Box::pin(crate::ledger::payroll::process(
+        Box::pin(crate::payroll::process(
             app.ledger(),
             &job.organization,
             job.id,
@@ -148,7 +148,7 @@ fn core_job_handlers() -> JobHandlers {
         app: &'a AccuBooks,
         job: &'a crate::jobs::JobContext,
     ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
-        Box::pin(crate::ledger::payments::process(
+        Box::pin(crate::invoicing::payments::process(
             app.ledger(),
             &job.organization,
             &job.payload,
@@ -158,7 +158,7 @@ fn core_job_handlers() -> JobHandlers {
         app: &'a AccuBooks,
         job: &'a crate::jobs::JobContext,
     ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
-        Box::pin(crate::ledger::bank::sync(
+        Box::pin(crate::banking::sync(
             app.ledger(),
             app.sealer(),
             app.plaid(),
@@ -167,32 +167,32 @@ fn core_job_handlers() -> JobHandlers {
     }
     let mut handlers = JobHandlers::new();
     handlers.insert(
-        crate::ledger::payments::JOB_KIND,
+        crate::invoicing::payments::JOB_KIND,
         (
             Queue::Payments,
             Arc::new(stripe_event) as Arc<dyn JobHandler>,
         ),
     );
     handlers.insert(
-        crate::ledger::bank::JOB_KIND,
+        crate::banking::JOB_KIND,
         (Queue::BankFeeds, Arc::new(bank_sync) as Arc<dyn JobHandler>),
     );
     handlers.insert(
-        crate::ledger::payroll::JOB_KIND,
+        crate::payroll::JOB_KIND,
         (
             Queue::PayrollProcessing,
             Arc::new(payroll) as Arc<dyn JobHandler>,
         ),
     );
     handlers.insert(
-        crate::ledger::recurring::JOB_KIND,
+        crate::invoicing::recurring::JOB_KIND,
         (
             Queue::RecurringInvoices,
             Arc::new(recurring) as Arc<dyn JobHandler>,
         ),
     );
     handlers.insert(
-        crate::ledger::report_jobs::JOB_KIND,
+        crate::reporting::JOB_KIND,
         (
             Queue::ReportGeneration,
             Arc::new(report) as Arc<dyn JobHandler>,
@@ -569,9 +569,9 @@ impl AccuBooks {
 
     /// What bounds an organization's stored report results
     /// (`REPORT_STORAGE_PER_ORGANIZATION_BYTES`, `RETENTION_DAYS`).
-    pub fn report_storage(&self) -> crate::ledger::report_jobs::Storage {
+    pub fn report_storage(&self) -> crate::reporting::Storage {
         let config = self.jobs().config();
-        crate::ledger::report_jobs::Storage {
+        crate::reporting::Storage {
             quota: config.report_storage_per_organization,
             retention_days: config.retention_days,
         }

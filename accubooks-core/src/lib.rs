@@ -19,7 +19,7 @@
 //! ```
 
 pub mod app;
-pub mod auth;
+pub mod banking;
 pub mod config;
 pub mod connections;
 pub mod db;
@@ -27,6 +27,9 @@ pub mod deps;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod idempotency;
+pub mod identity;
+pub mod invoicing;
 pub mod jobs;
 pub mod ledger;
 pub mod lifecycle;
@@ -34,7 +37,8 @@ pub mod limits;
 pub mod metrics;
 pub mod money;
 pub mod paging;
-pub mod redis_client;
+pub mod payroll;
+pub mod reporting;
 pub mod resources;
 pub mod retention;
 pub mod saas;

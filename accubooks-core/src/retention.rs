@@ -15,9 +15,9 @@
 
 use std::time::Duration;
 
+use crate::db::sql::{BeginScoped, on_pool};
 use crate::db::{Database, Pool};
 use crate::error::Result;
-use crate::ledger::sql::{BeginScoped, on_pool};
 
 /// Most rows one statement purges.
 pub const BATCH: i64 = 1000;

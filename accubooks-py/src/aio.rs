@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use accubooks_core::Config;
-use accubooks_core::ledger::{Credentials, Registration};
+use accubooks_core::identity::{Credentials, Registration};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3_async_runtimes::tokio::future_into_py;

@@ -11,7 +11,8 @@
 
 use std::sync::Arc;
 
-use accubooks_core::ledger::{EntryInput, LineInput, NewLine};
+use accubooks_core::invoicing::NewLine;
+use accubooks_core::ledger::{EntryInput, LineInput};
 use accubooks_core::money::AmountText;
 use chrono::NaiveDate;
 use pyo3::exceptions::PyTypeError;

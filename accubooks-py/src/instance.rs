@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use accubooks_core::auth::{Principal, Role};
 use accubooks_core::http::ApiError;
-use accubooks_core::ledger::{Credentials, Registration};
+use accubooks_core::identity::{Credentials, Registration};
+use accubooks_core::identity::{Principal, Role};
 use accubooks_core::usecases::{self, Books, Client, ClientKey};
 use accubooks_core::{AccuBooks, Config, Phase};
 use serde_json::Value;

@@ -11,17 +11,17 @@
 
 use std::sync::Arc;
 
+use accubooks_core::banking::{AccountMapping, LineStatus, MatchInput, NewLink};
 use accubooks_core::http::ApiError;
+use accubooks_core::identity::NewUser;
+use accubooks_core::invoicing::recurring::NewRecurringInvoice;
+use accubooks_core::invoicing::totals::TaxRounding;
+use accubooks_core::invoicing::{NewCreditNote, NewCustomer, NewInvoice, SettingsChange};
 use accubooks_core::jobs::{JobStatus, Queue};
-use accubooks_core::ledger::bank::{AccountMapping, LineStatus, MatchInput, NewLink};
-use accubooks_core::ledger::invoice_totals::TaxRounding;
-use accubooks_core::ledger::payroll::{NewEmployee, NewPayrollRun, PayrollRule};
-use accubooks_core::ledger::recurring::NewRecurringInvoice;
-use accubooks_core::ledger::report_jobs::NewReportJob;
-use accubooks_core::ledger::{
-    ExportFormat, NewCreditNote, NewCustomer, NewInvoice, NewUser, SettingsChange,
-};
+use accubooks_core::ledger::ExportFormat;
 use accubooks_core::paging::PageRequest;
+use accubooks_core::payroll::{NewEmployee, NewPayrollRun, PayrollRule};
+use accubooks_core::reporting::NewReportJob;
 use accubooks_core::usecases::{Batch, Dated, Payment};
 use pyo3::prelude::*;
 use pyo3_async_runtimes::tokio::future_into_py;
@@ -404,9 +404,9 @@ organization_classes! {
     #[pyo3(signature = (*, status = None, customer_id = None, limit = None, after = None))]
     fn invoices [instance, org] (status: Option<String>, customer_id: Option<i64>, limit: Option<i64>, after: Option<String>) {
         let status = status
-            .map(|name| accubooks_core::ledger::InvoiceStatus::from_name(&name).ok_or_else(|| invalid("INVALID_FIELD", format!("{name:?} is not an invoice status."))))
+            .map(|name| accubooks_core::invoicing::InvoiceStatus::from_name(&name).ok_or_else(|| invalid("INVALID_FIELD", format!("{name:?} is not an invoice status."))))
             .transpose()?;
-        let filter = accubooks_core::ledger::InvoiceFilter { status, customer_id };
+        let filter = accubooks_core::invoicing::InvoiceFilter { status, customer_id };
         let page = page(limit, after.as_deref())?;
         async move {
             let caller = instance.caller(&org).await?;

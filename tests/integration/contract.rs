@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use accubooks_core::auth::Role;
+use accubooks_core::identity::Role;
 use http::StatusCode;
 use serde_json::{Value, json};
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use accubooks_core::auth::Role;
+use accubooks_core::identity::Role;
 use http::StatusCode;
 use serde_json::{Value, json};
 

@@ -1214,7 +1214,7 @@ mod host_jobs {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    use accubooks_core::auth::Principal;
+    use accubooks_core::identity::Principal;
     use accubooks_core::jobs::{self, JobFailure, JobStatus, NewJob, Queue};
     use accubooks_core::{AccuBooks, Config};
 
@@ -1256,7 +1256,7 @@ mod host_jobs {
             "organization": "Host jobs",
         }))
         .unwrap();
-        accubooks_core::ledger::register(app.database(), app.password_hashing(), registration)
+        accubooks_core::identity::register(app.database(), app.password_hashing(), registration)
             .await
             .unwrap()
     }

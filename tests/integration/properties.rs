@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
-use accubooks_core::auth::Principal;
-use accubooks_core::ledger::{
-    self, EntryInput, LedgerError, LineInput, NewCustomer, NewInvoice, Registration,
-};
+use accubooks_core::identity;
+use accubooks_core::identity::Principal;
+use accubooks_core::identity::Registration;
+use accubooks_core::invoicing;
+use accubooks_core::invoicing::{NewCustomer, NewInvoice};
+use accubooks_core::ledger::{self, EntryInput, LedgerError, LineInput};
 use accubooks_core::money::AmountText;
 use accubooks_core::{AccuBooks, Config};
 use proptest::prelude::*;
@@ -72,7 +74,7 @@ async fn run(ops: Vec<Op>) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let db = app.database();
-    let principal: Principal = ledger::register(
+    let principal: Principal = identity::register(
         db,
         app.password_hashing(),
         Registration {
@@ -85,7 +87,7 @@ async fn run(ops: Vec<Op>) {
     .await
     .unwrap();
     let org = principal.organization.to_string();
-    let customer = ledger::create_customer(
+    let customer = invoicing::create_customer(
         db,
         &org,
         NewCustomer {
@@ -180,7 +182,7 @@ async fn run(ops: Vec<Op>) {
                 } else {
                     "line"
                 };
-                ledger::put_settings(
+                invoicing::put_settings(
                     db,
                     &org,
                     serde_json::from_value(serde_json::json!({"tax_rounding": rounding})).unwrap(),
@@ -198,12 +200,17 @@ async fn run(ops: Vec<Op>) {
                     })).collect::<Vec<_>>(),
                 }))
                 .unwrap();
-                let draft = ledger::create_invoice(app.ledger(), &org, new, None)
+                let draft = invoicing::create_invoice(app.ledger(), &org, new, None)
                     .await
                     .unwrap();
-                let issued =
-                    ledger::issue_invoice(app.ledger(), &org, draft.id, Some("2026-02-01"), None)
-                        .await;
+                let issued = invoicing::issue_invoice(
+                    app.ledger(),
+                    &org,
+                    draft.id,
+                    Some("2026-02-01"),
+                    None,
+                )
+                .await;
                 // Only an invoice totalling zero (every price zero) is refused.
                 match issued {
                     Ok(_) => invoices.push(draft.id),
@@ -220,12 +227,12 @@ async fn run(ops: Vec<Op>) {
                     continue;
                 }
                 let id = invoices[nth % invoices.len()];
-                let invoice = ledger::get_invoice(db, &org, id).await.unwrap();
+                let invoice = invoicing::get_invoice(db, &org, id).await.unwrap();
                 let outstanding =
                     accubooks_core::money::parse_minor(&invoice.outstanding, 2).unwrap();
                 let amount = outstanding * i64::from(percent) / 100;
                 if amount > 0 {
-                    ledger::record_payment(
+                    invoicing::record_payment(
                         app.ledger(),
                         &org,
                         id,
@@ -257,7 +264,7 @@ async fn run(ops: Vec<Op>) {
     }
     // Every invoice equals its posting to the cent, and what was paid.
     for id in invoices {
-        let invoice = ledger::get_invoice(db, &org, id).await.unwrap();
+        let invoice = invoicing::get_invoice(db, &org, id).await.unwrap();
         let entry = ledger::get_entry(db, &org, invoice.issue_entry_id.unwrap())
             .await
             .unwrap();

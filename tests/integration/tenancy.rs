@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use accubooks_core::auth::{Principal, Role};
+use accubooks_core::identity::{Principal, Role};
 use reqwest::StatusCode;
 use serde_json::json;
 

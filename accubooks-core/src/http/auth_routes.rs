@@ -7,9 +7,9 @@ use super::{
     Access, ApiError, NoFilter, Request, Response, Route, json_response, list_query, page_response,
 };
 use crate::app::AccuBooks;
-use crate::auth::Role;
 use crate::deps::DATABASE;
-use crate::ledger::{Credentials, NewUser, Registration, RoleChange, User};
+use crate::identity::Role;
+use crate::identity::{Credentials, NewUser, Registration, RoleChange, User};
 use crate::usecases::Client;
 use uuid::Uuid;
 

@@ -11,12 +11,12 @@ use super::{
     list_query, page_response,
 };
 use crate::app::AccuBooks;
-use crate::auth::Role;
-use crate::deps::{DATABASE, PLAID};
-use crate::ledger::bank::{
+use crate::banking::{
     AccountMapping, BankAccount, BankLine, LineStatus, LinkedItem, MatchInput, NewLink,
     SyncRequested,
 };
+use crate::deps::{DATABASE, PLAID};
+use crate::identity::Role;
 
 pub(crate) fn routes() -> Vec<Route> {
     fn write(method: Method, path: &'static str, handler: impl Handler) -> Route {

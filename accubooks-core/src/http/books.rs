@@ -7,8 +7,8 @@ use super::{
     list_query, page_response,
 };
 use crate::app::AccuBooks;
-use crate::auth::Role;
 use crate::deps::DATABASE;
+use crate::identity::Role;
 use crate::ledger::{self, EntryInput};
 use crate::usecases::{Batch, Dated, Posted};
 

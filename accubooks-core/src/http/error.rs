@@ -234,7 +234,7 @@ impl From<LedgerError> for ApiError {
             LedgerError::Throttled(throttled) => throttled.into(),
             LedgerError::HashingBusy(_) => ApiError::Unavailable {
                 code: "SERVER_BUSY",
-                message: crate::auth::HashingBusy::MESSAGE,
+                message: crate::identity::HashingBusy::MESSAGE,
                 retry_after: 1,
             },
             LedgerError::Storage(err) => err.into(),
@@ -279,16 +279,16 @@ impl From<crate::paging::PagingError> for ApiError {
     }
 }
 
-impl From<crate::auth::Throttled> for ApiError {
-    fn from(throttled: crate::auth::Throttled) -> Self {
+impl From<crate::identity::Throttled> for ApiError {
+    fn from(throttled: crate::identity::Throttled) -> Self {
         ApiError::RateLimited {
             retry_after: throttled.retry_after,
         }
     }
 }
 
-impl From<crate::auth::TokenError> for ApiError {
-    fn from(err: crate::auth::TokenError) -> Self {
+impl From<crate::identity::TokenError> for ApiError {
+    fn from(err: crate::identity::TokenError) -> Self {
         ApiError::Unauthorized(err.message())
     }
 }

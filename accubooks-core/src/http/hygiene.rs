@@ -17,8 +17,8 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use super::route::Lookup;
 use super::{Body, Response};
 use crate::app::AccuBooks;
-use crate::auth::canonical_ip;
 use crate::config::Environment;
+use crate::identity::canonical_ip;
 
 /// The request headers a browser page may send.
 const ALLOWED_HEADERS: &str = "authorization, content-type, idempotency-key, x-request-id";

@@ -8,9 +8,10 @@ use super::{
     list_query, page_response,
 };
 use crate::app::AccuBooks;
-use crate::auth::Role;
 use crate::deps::DATABASE;
-use crate::ledger::{self, NewCreditNote, NewCustomer, NewInvoice};
+use crate::identity::Role;
+use crate::invoicing;
+use crate::invoicing::{NewCreditNote, NewCustomer, NewInvoice};
 use crate::usecases::{Dated, Payment};
 
 pub(crate) fn routes() -> Vec<Route> {
@@ -27,11 +28,11 @@ pub(crate) fn routes() -> Vec<Route> {
         read("/api/customers", list_customers)
             .summary("Customers, oldest first")
             .paged()
-            .returns_list::<ledger::Customer>(200),
+            .returns_list::<invoicing::Customer>(200),
         write("/api/customers", create_customer)
             .summary("Add a customer")
             .body::<NewCustomer>()
-            .returns::<ledger::Customer>(201),
+            .returns::<invoicing::Customer>(201),
         read("/api/invoices", list_invoices)
             .summary(
                 "Invoices and credit notes with their lines, newest first; a page holds at most \
@@ -44,43 +45,43 @@ pub(crate) fn routes() -> Vec<Route> {
             )
             .query("customer_id", "Only this customer's", false)
             .paged()
-            .returns_list::<ledger::Invoice>(200),
+            .returns_list::<invoicing::Invoice>(200),
         write("/api/invoices", create_invoice)
             .summary("Create a draft invoice; totals are computed once, here")
             .body::<NewInvoice>()
-            .returns::<ledger::Invoice>(201),
+            .returns::<invoicing::Invoice>(201),
         read("/api/invoices/{id}", get_invoice)
             .summary("An invoice or credit note")
-            .returns::<ledger::Invoice>(200),
+            .returns::<invoicing::Invoice>(200),
         write("/api/invoices/{id}/issue", issue)
             .summary("Issue a draft: posts receivables, revenue and tax payable")
             .body::<Dated>()
-            .returns::<ledger::Invoice>(200),
+            .returns::<invoicing::Invoice>(200),
         write("/api/invoices/{id}/payments", pay)
             .summary("Record a (partial) payment: posts cash against receivables")
             .body::<Payment>()
-            .returns::<ledger::Invoice>(201),
+            .returns::<invoicing::Invoice>(201),
         write("/api/invoices/{id}/void", void)
             .summary("Void a draft, or an issued invoice without payments (reverses its posting)")
             .body::<Dated>()
-            .returns::<ledger::Invoice>(200),
+            .returns::<invoicing::Invoice>(200),
         write("/api/invoices/{id}/credit-notes", credit)
             .summary("Credit part of an open invoice: posts returns and tax against receivables")
             .body::<NewCreditNote>()
-            .returns::<ledger::Invoice>(201),
+            .returns::<invoicing::Invoice>(201),
         read("/api/reports/ar-aging", ar_aging)
             .summary("Receivables outstanding by days past due")
             .query_date("as_of", "Default today (UTC)", false)
-            .returns::<ledger::ArAging>(200),
+            .returns::<invoicing::ArAging>(200),
         read("/api/settings", get_settings)
             .summary("The organization's settings")
-            .returns::<ledger::Settings>(200),
+            .returns::<invoicing::Settings>(200),
         Route::new(Method::PUT, "/api/settings", put_settings)
             .needs(DATABASE)
             .access(Access::Role(Role::Owner))
             .summary("Change the organization's settings (owners only); fields left out keep their value")
-            .body::<ledger::SettingsChange>()
-            .returns::<ledger::Settings>(200),
+            .body::<invoicing::SettingsChange>()
+            .returns::<invoicing::Settings>(200),
     ]
 }
 
@@ -116,7 +117,7 @@ async fn list_invoices(app: AccuBooks, request: Request) -> Result<Response, Api
     let status = query
         .status
         .map(|name| {
-            ledger::InvoiceStatus::from_name(&name).ok_or_else(|| {
+            invoicing::InvoiceStatus::from_name(&name).ok_or_else(|| {
                 ApiError::invalid(
                     "INVALID_QUERY",
                     "status is draft, issued, partially_paid, paid or void.",
@@ -132,7 +133,7 @@ async fn list_invoices(app: AccuBooks, request: Request) -> Result<Response, Api
             })
         })
         .transpose()?;
-    let filter = ledger::InvoiceFilter {
+    let filter = invoicing::InvoiceFilter {
         status,
         customer_id,
     };

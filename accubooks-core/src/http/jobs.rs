@@ -10,12 +10,12 @@ use super::{
     list_query, page_response,
 };
 use crate::app::AccuBooks;
-use crate::auth::Role;
 use crate::deps::DATABASE;
+use crate::identity::Role;
+use crate::invoicing::recurring::{NewRecurringInvoice, Preview, RecurringInvoice};
 use crate::jobs::{Job, JobStatus, Queue};
-use crate::ledger::payroll::{Employee, NewEmployee, NewPayrollRun, PayrollRule, PayrollRun};
-use crate::ledger::recurring::{NewRecurringInvoice, Preview, RecurringInvoice};
-use crate::ledger::report_jobs::{NewReportJob, ReportJob};
+use crate::payroll::{Employee, NewEmployee, NewPayrollRun, PayrollRule, PayrollRun};
+use crate::reporting::{NewReportJob, ReportJob};
 
 pub(crate) fn routes() -> Vec<Route> {
     fn read(path: &'static str, handler: impl Handler) -> Route {

@@ -35,7 +35,7 @@ pub use openapi::document as openapi_document;
 pub use pipeline::REQUEST_ID_HEADER;
 pub use route::{Access, Handler, Route, RouteDoc, RouteTable, SchemaFn};
 
-use crate::auth::Principal;
+use crate::identity::Principal;
 use crate::paging::{Page, PageRequest};
 use crate::usecases::{Answer, ClientKey};
 

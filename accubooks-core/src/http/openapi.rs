@@ -221,9 +221,9 @@ pub fn document(routes: &RouteTable) -> OpenApi {
                 .response(
                     "403",
                     error_response(match role {
-                        crate::auth::Role::Viewer => "Never for a valid token",
-                        crate::auth::Role::Accountant => "The token's role is viewer",
-                        crate::auth::Role::Owner => "The token's role is not owner",
+                        crate::identity::Role::Viewer => "Never for a valid token",
+                        crate::identity::Role::Accountant => "The token's role is viewer",
+                        crate::identity::Role::Owner => "The token's role is not owner",
                     }),
                 );
         }
@@ -257,8 +257,8 @@ pub fn document(routes: &RouteTable) -> OpenApi {
                         "This client address sent more than {} requests with a refused \
                          signature (one more is allowed every {} s); refused before any \
                          signature is checked; retry after Retry-After (RATE_LIMITED)",
-                        crate::auth::WEBHOOK_SIGNATURE_FAILURES,
-                        crate::auth::WEBHOOK_SIGNATURE_REFILL.as_secs()
+                        crate::identity::WEBHOOK_SIGNATURE_FAILURES,
+                        crate::identity::WEBHOOK_SIGNATURE_REFILL.as_secs()
                     )),
                 );
         }

@@ -4,9 +4,9 @@ use http::{Method, StatusCode};
 
 use super::{Access, ApiError, Request, Response, Route, json_response};
 use crate::app::AccuBooks;
-use crate::auth::Role;
 use crate::deps::{DATABASE, STRIPE};
-use crate::ledger::payments::PaymentIntent;
+use crate::identity::Role;
+use crate::invoicing::payments::PaymentIntent;
 use crate::usecases::{Client, WebhookReceipt};
 
 /// The largest body Stripe's webhook takes (256 KiB, or `BODY_LIMIT_BYTES`

@@ -237,8 +237,8 @@ impl AccuBooks {
     /// (briefly cached), not the role claimed; 401 when the user was removed.
     async fn current_principal(
         &self,
-        claimed: crate::auth::Principal,
-    ) -> Result<crate::auth::Principal, ApiError> {
+        claimed: crate::identity::Principal,
+    ) -> Result<crate::identity::Principal, ApiError> {
         Ok(self.books().current_principal(claimed).await?)
     }
 

@@ -16,7 +16,7 @@ use utoipa::openapi::{Ref, RefOr};
 
 use super::{ApiError, Request, Response};
 use crate::app::AccuBooks;
-use crate::auth::Role;
+use crate::identity::Role;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

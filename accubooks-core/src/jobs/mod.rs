@@ -22,6 +22,7 @@
 //! end `dead` when they are not, or after `JOB_MAX_ATTEMPTS`; a dead job is
 //! queued again by `POST /api/jobs/{id}/retry`.
 
+pub mod redis_client;
 pub(crate) mod store;
 pub(crate) mod streams;
 mod worker;

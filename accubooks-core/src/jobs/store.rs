@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use super::{Counts, Job, JobError, JobFailure, JobStatus, NewJob, Queue, QueueCounts};
+use crate::db::sql::{BeginScoped, List, in_list, in_scope, on_pool};
 use crate::db::{Database, Pool};
 use crate::error::{Result, Transience};
-use crate::ledger::sql::{BeginScoped, List, in_list, in_scope, on_pool};
 use crate::paging::{Page, PageRequest};
 
 /// Milliseconds since the Unix epoch, the table's clock.

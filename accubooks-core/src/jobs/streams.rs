@@ -12,7 +12,7 @@ use redis::streams::{
 
 use super::Queue;
 use crate::error::Fault;
-use crate::redis_client::{Connection, RedisClient, classify};
+use crate::jobs::redis_client::{Connection, RedisClient, classify};
 
 /// The consumer group of every AccuBooks process.
 pub(crate) const GROUP: &str = "accubooks";

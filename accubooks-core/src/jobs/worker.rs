@@ -598,7 +598,8 @@ async fn scheduler(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
     let scan = app.jobs().config().recurring_scan;
     loop {
         if available(&app, deps::DATABASE) && app.database().is_migrated() {
-            match crate::ledger::recurring::ask_for_due(app.database(), chrono::Utc::now()).await {
+            match crate::invoicing::recurring::ask_for_due(app.database(), chrono::Utc::now()).await
+            {
                 Ok(0) => {}
                 Ok(asked) => {
                     tracing::info!(jobs = asked, "recurring invoices came due");

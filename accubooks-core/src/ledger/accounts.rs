@@ -6,10 +6,10 @@ use std::sync::{PoisonError, RwLock};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::idempotency::{self, IdempotencyKey};
-use super::sql::{BeginScoped, List, in_list, on_pool};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
+use crate::db::sql::{BeginScoped, List, in_list, on_pool};
+use crate::idempotency::{self, IdempotencyKey};
 use crate::money;
 use crate::paging::{Page, PageRequest};
 
@@ -406,7 +406,7 @@ pub async fn create_account(
                 match result {
                     Ok(account) => Ok(Ok(account)),
                     Err(err) if idempotency::is_key_violation(&err) => Ok(Err(idempotency::key_in_use())),
-                    Err(err) if super::sql::unique_violation(&err) == Some(super::sql::Unique::AccountCode) => Ok(Err(LedgerError::Conflict {
+                    Err(err) if crate::db::sql::unique_violation(&err) == Some(crate::db::sql::Unique::AccountCode) => Ok(Err(LedgerError::Conflict {
                         code: "ACCOUNT_EXISTS",
                         message: "An account with this code already exists.".to_owned(),
                     })),

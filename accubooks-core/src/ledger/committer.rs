@@ -22,11 +22,11 @@ use chrono::NaiveDate;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::entries::ValidEntry;
-use super::idempotency::{self, IdempotencyKey};
-use super::sql::{BeginScoped, Unique, value_rows};
 use super::{LedgerError, LedgerResult};
+use crate::db::sql::{BeginScoped, Unique, value_rows};
 use crate::db::{Database, Pool};
 use crate::error::Error;
+use crate::idempotency::{self, IdempotencyKey};
 
 /// The most postings one group carries; larger groups would hold locks longer
 /// than they save in flushes.
@@ -40,7 +40,7 @@ const POSTGRES_GROUPS_IN_FLIGHT: usize = 2;
 /// entries received: its stored status ([`idempotency::ANSWERED`], or the
 /// pending mark) and its JSON.
 ///
-/// [`idempotency::ANSWERED`]: super::idempotency::ANSWERED
+/// [`idempotency::ANSWERED`]: crate::idempotency::ANSWERED
 pub type Render = Box<dyn Fn(&[i64]) -> (u16, String) + Send + Sync>;
 
 /// A change to other records that must commit with a job's entries. Each
@@ -407,7 +407,7 @@ async fn write(db: &Database, jobs: &[&Job]) -> Result<Vec<Vec<i64>>, WriteError
         {
             Err(WriteError::OutOfRange)
         }
-        Ok(Err(Refused::Sql(err))) => match super::sql::unique_violation(&err) {
+        Ok(Err(Refused::Sql(err))) => match crate::db::sql::unique_violation(&err) {
             Some(Unique::IdempotencyKey) => Err(WriteError::IdempotencyRace),
             Some(Unique::Reversal) => Err(WriteError::AlreadyReversed),
             _ => Err(WriteError::Storage(Error::Query(err))),

@@ -10,10 +10,10 @@ use sqlx::Row;
 use super::Ledger;
 use super::accounts::{Account, accounts_for_posting};
 use super::committer::Render;
-use super::idempotency::IdempotencyKey;
-use super::sql::{BeginScoped, on_pool};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
+use crate::db::sql::{BeginScoped, on_pool};
+use crate::idempotency::IdempotencyKey;
 use crate::money::{self, AmountText, MoneyError};
 
 /// Most lines one entry may have.

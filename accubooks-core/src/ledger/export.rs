@@ -27,9 +27,9 @@ use chrono::NaiveDate;
 use futures::TryStreamExt;
 
 use super::accounts::AccountType;
-use super::sql::{BeginScoped, on_pool};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
+use crate::db::sql::{BeginScoped, on_pool};
 use crate::money;
 
 /// The journal dialect of an export.

@@ -6,24 +6,12 @@
 //! those that post take the [`Ledger`], which adds what the ledger keeps
 //! beside it: the account cache and the committer.
 
-mod accounts;
-pub mod bank;
-mod committer;
-mod entries;
+pub(crate) mod accounts;
+pub(crate) mod committer;
+pub(crate) mod entries;
 mod export;
-pub mod idempotency;
-pub mod invoice_totals;
-mod invoices;
-pub mod payments;
-pub mod payroll;
-pub mod payroll_calc;
-pub mod recurring;
-mod report_csv;
-pub mod report_jobs;
-mod reports;
-pub mod schedule;
-pub(crate) mod sql;
-mod users;
+pub(crate) mod report_csv;
+pub(crate) mod reports;
 
 use crate::db::Database;
 
@@ -37,20 +25,9 @@ pub use entries::{
     parse_date, post_reversal, prepare, prepare_batch, reverse_entry,
 };
 pub use export::{EXPORT_TIME_LIMIT, ExportFormat, ExportStream, export_ledger};
-pub use invoices::{
-    ArAging, Customer, INVOICE_LINES_PER_PAGE, Invoice, InvoiceFilter, InvoiceKind, InvoiceStatus,
-    NewCreditNote, NewCustomer, NewInvoice, NewLine, Settings, SettingsChange, ar_aging,
-    create_customer, create_invoice, create_recurring_invoice, credit_note, get_invoice,
-    get_settings, issue_invoice, list_customers, list_invoices, parse_timezone, put_settings,
-    record_payment, void_invoice,
-};
 pub use reports::{
     BalanceLine, BalanceSheet, GeneralLedger, IncomeStatement, LedgerKey, LedgerRow, TrialBalance,
     balance_sheet, general_ledger, income_statement, trial_balance,
-};
-pub use users::{
-    Credentials, MAX_EMAIL_LEN, NewUser, Registration, RoleChange, User, create_user, list_users,
-    login, member_role, normalize_email, register, remove_user, set_role,
 };
 
 /// The ledger's handle: the database it keeps the books in, the accounts
@@ -125,10 +102,10 @@ pub enum LedgerError {
     InvalidCredentials,
     /// Too many attempts from this client or for this key (429).
     #[error(transparent)]
-    Throttled(#[from] crate::auth::Throttled),
+    Throttled(#[from] crate::identity::Throttled),
     /// Every password-hashing worker is busy (503, retry shortly).
     #[error(transparent)]
-    HashingBusy(#[from] crate::auth::HashingBusy),
+    HashingBusy(#[from] crate::identity::HashingBusy),
     /// The storage failed.
     #[error(transparent)]
     Storage(#[from] crate::Error),

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::report_jobs::ReportQuery;
+use crate::reporting::ReportQuery;
 
 /// A cell as a spreadsheet must read it: text starting with `=`, `+`, `-`,
 /// `@`, a tab or a carriage return (what Excel, LibreOffice and Google

@@ -7,9 +7,9 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use super::accounts::AccountType;
-use super::sql::{BeginScoped, on_pool};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
+use crate::db::sql::{BeginScoped, on_pool};
 use crate::money;
 use crate::paging::{Page, PageRequest};
 

@@ -2,13 +2,13 @@
 
 use super::idempotent::{Keyed, stored};
 use super::{Answer, Books, ClientKey, Result, org};
-use crate::auth::{Principal, Role};
+use crate::identity::{Principal, Role};
+use crate::invoicing::recurring::{self, NewRecurringInvoice, Preview, RecurringInvoice};
 use crate::jobs::{self, Job, JobStatus, Queue};
-use crate::ledger::payroll::{self, Employee, NewEmployee, NewPayrollRun, PayrollRule, PayrollRun};
-use crate::ledger::recurring::{self, NewRecurringInvoice, Preview, RecurringInvoice};
-use crate::ledger::report_jobs::{self, NewReportJob, ReportJob, ResultFormat};
 use crate::ledger::{self, LedgerError};
 use crate::paging::{Page, PageRequest};
+use crate::payroll::{self, Employee, NewEmployee, NewPayrollRun, PayrollRule, PayrollRun};
+use crate::reporting::{self, NewReportJob, ReportJob, ResultFormat};
 
 /// The most occurrences a preview shows: no answer holds more items than a
 /// list's largest page (contract §4).
@@ -168,7 +168,7 @@ impl Books<'_> {
                     .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
                 let db = self.app.database();
                 let storage = self.app.report_storage();
-                Ok(report_jobs::create_report_job(db, &org(caller), new, storage, key).await?)
+                Ok(reporting::create_report_job(db, &org(caller), new, storage, key).await?)
             })
             .await?;
         self.app.jobs().wake(Queue::ReportGeneration);
@@ -178,7 +178,7 @@ impl Books<'_> {
     /// A report job.
     pub async fn report_job(&self, caller: &Principal, id: i64) -> Result<ReportJob> {
         self.run("report_job", Some(caller), Role::Viewer, async {
-            Ok(report_jobs::get_report_job(self.app.database(), &org(caller), id).await?)
+            Ok(reporting::get_report_job(self.app.database(), &org(caller), id).await?)
         })
         .await
     }
@@ -192,7 +192,7 @@ impl Books<'_> {
     ) -> Result<(ResultFormat, String)> {
         self.run("report_result", Some(caller), Role::Viewer, async {
             let days = self.app.jobs().config().retention_days;
-            Ok(report_jobs::report_result(self.app.database(), &org(caller), id, days).await?)
+            Ok(reporting::report_result(self.app.database(), &org(caller), id, days).await?)
         })
         .await
     }

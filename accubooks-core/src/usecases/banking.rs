@@ -7,12 +7,12 @@
 
 use super::idempotent::{Keyed, stored};
 use super::{Answer, Books, ClientKey, Error, Result, org};
-use crate::auth::{Principal, Role};
-use crate::jobs::Queue;
-use crate::ledger::bank::{
+use crate::banking::{
     self, AccountMapping, BankAccount, BankLine, LineStatus, LinkedItem, MatchInput, NewLink,
     SyncRequested,
 };
+use crate::identity::{Principal, Role};
+use crate::jobs::Queue;
 use crate::ledger::{self, LedgerError};
 use crate::paging::{Page, PageRequest};
 use crate::saas::plaid::{Plaid, PlaidError};
@@ -97,7 +97,7 @@ impl Books<'_> {
                 .as_ref()
                 .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
             let organization = org(caller);
-            let linked = bank::save_link(
+            let linked = banking::save_link(
                 self.app.database(),
                 self.app.sealer(),
                 &organization,
@@ -124,7 +124,7 @@ impl Books<'_> {
         page: PageRequest<i64>,
     ) -> Result<Page<Vec<BankAccount>>> {
         self.run("bank_accounts", Some(caller), Role::Viewer, async {
-            Ok(bank::list_bank_accounts(self.app.database(), &org(caller), &page).await?)
+            Ok(banking::list_bank_accounts(self.app.database(), &org(caller), &page).await?)
         })
         .await
     }
@@ -137,7 +137,7 @@ impl Books<'_> {
         mapping: AccountMapping,
     ) -> Result<BankAccount> {
         self.run("map_bank_account", Some(caller), Role::Accountant, async {
-            Ok(bank::map_bank_account(self.app.ledger(), &org(caller), id, &mapping).await?)
+            Ok(banking::map_bank_account(self.app.ledger(), &org(caller), id, &mapping).await?)
         })
         .await
     }
@@ -157,7 +157,7 @@ impl Books<'_> {
         let requested = self
             .run_keyed(caller, Role::Accountant, key, keyed, |_key| async move {
                 self.plaid()?;
-                Ok(bank::request_sync(self.app.database(), &org(caller)).await?)
+                Ok(banking::request_sync(self.app.database(), &org(caller)).await?)
             })
             .await?;
         self.app.jobs().wake(Queue::BankFeeds);
@@ -173,7 +173,7 @@ impl Books<'_> {
         page: PageRequest<i64>,
     ) -> Result<Page<Vec<BankLine>>> {
         self.run("bank_transactions", Some(caller), Role::Viewer, async {
-            Ok(bank::list_lines(self.app.database(), &org(caller), status, &page).await?)
+            Ok(banking::list_lines(self.app.database(), &org(caller), status, &page).await?)
         })
         .await
     }
@@ -195,7 +195,7 @@ impl Books<'_> {
         let input = &input;
         self.run_keyed(caller, Role::Accountant, key, keyed, |key| async move {
             let ledger = self.app.ledger();
-            Ok(bank::match_line(ledger, &org(caller), id, input, key).await?)
+            Ok(banking::match_line(ledger, &org(caller), id, input, key).await?)
         })
         .await
     }

@@ -11,9 +11,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Books, Error};
-use crate::auth::{Principal, Role};
+use crate::idempotency::{self, IdempotencyKey, Stored};
+use crate::identity::{Principal, Role};
 use crate::ledger::LedgerError;
-use crate::ledger::idempotency::{self, IdempotencyKey, Stored};
 
 /// How long a retry waits for the answer of its twin whose write committed
 /// but whose answer is still being written.

@@ -6,8 +6,10 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{Books, Error, Result};
-use crate::auth::{Principal, Role};
-use crate::ledger::{self, Credentials, LedgerError, NewUser, Registration, User};
+use crate::identity;
+use crate::identity::{Credentials, NewUser, Registration, User};
+use crate::identity::{Principal, Role};
+use crate::ledger::LedgerError;
 use crate::paging::{Page, PageRequest};
 
 /// How long a token from [`Books::token`] is valid.
@@ -35,7 +37,7 @@ impl Books<'_> {
                     .map_err(LedgerError::from)?;
             }
             let (db, hashing) = (self.app.database(), self.app.password_hashing());
-            Ok(ledger::register(db, hashing, registration).await?)
+            Ok(identity::register(db, hashing, registration).await?)
         })
         .await
     }
@@ -49,7 +51,7 @@ impl Books<'_> {
                 Client::Host => None,
             };
             let app = &self.app;
-            Ok(ledger::login(
+            Ok(identity::login(
                 app.database(),
                 app.password_hashing(),
                 app.auth_limits(),
@@ -94,7 +96,7 @@ impl Books<'_> {
     ) -> Result<Page<Vec<User>>> {
         self.run("users", Some(caller), Role::Owner, async {
             let db = self.app.database();
-            Ok(ledger::list_users(db, caller.organization, &page).await?)
+            Ok(identity::list_users(db, caller.organization, &page).await?)
         })
         .await
     }
@@ -103,7 +105,7 @@ impl Books<'_> {
     pub async fn create_user(&self, caller: &Principal, new: NewUser) -> Result<User> {
         self.run("create_user", Some(caller), Role::Owner, async {
             let (db, hashing) = (self.app.database(), self.app.password_hashing());
-            Ok(ledger::create_user(db, hashing, caller.organization, new).await?)
+            Ok(identity::create_user(db, hashing, caller.organization, new).await?)
         })
         .await
     }
@@ -113,7 +115,7 @@ impl Books<'_> {
     pub async fn set_role(&self, caller: &Principal, user: Uuid, role: Role) -> Result<User> {
         self.run("set_role", Some(caller), Role::Owner, async {
             let changed =
-                ledger::set_role(self.app.database(), caller.organization, user, role).await;
+                identity::set_role(self.app.database(), caller.organization, user, role).await;
             self.app.members().invalidate(user);
             Ok(changed?)
         })
@@ -124,7 +126,8 @@ impl Books<'_> {
     /// working at once. The last owner cannot be removed.
     pub async fn remove_user(&self, caller: &Principal, user: Uuid) -> Result<()> {
         self.run("remove_user", Some(caller), Role::Owner, async {
-            let removed = ledger::remove_user(self.app.database(), caller.organization, user).await;
+            let removed =
+                identity::remove_user(self.app.database(), caller.organization, user).await;
             self.app.members().invalidate(user);
             removed.map(drop).map_err(Error::from)
         })

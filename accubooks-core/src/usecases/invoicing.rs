@@ -5,11 +5,13 @@ use serde::{Deserialize, Serialize};
 
 use super::idempotent::{Keyed, stored};
 use super::{Answer, Books, ClientKey, Result, org};
-use crate::auth::{Principal, Role};
-use crate::ledger::{
-    self, ArAging, Customer, Invoice, InvoiceFilter, NewCreditNote, NewCustomer, NewInvoice,
-    Settings, SettingsChange,
+use crate::identity::{Principal, Role};
+use crate::invoicing;
+use crate::invoicing::{
+    ArAging, Customer, Invoice, InvoiceFilter, NewCreditNote, NewCustomer, NewInvoice, Settings,
+    SettingsChange,
 };
+use crate::ledger::{self};
 use crate::money::AmountText;
 use crate::paging::{Page, PageRequest};
 
@@ -48,7 +50,7 @@ impl Books<'_> {
         page: PageRequest<i64>,
     ) -> Result<Page<Vec<Customer>>> {
         self.run("customers", Some(caller), Role::Viewer, async {
-            Ok(ledger::list_customers(self.app.database(), &org(caller), &page).await?)
+            Ok(invoicing::list_customers(self.app.database(), &org(caller), &page).await?)
         })
         .await
     }
@@ -72,13 +74,13 @@ impl Books<'_> {
                 .as_ref()
                 .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
             let db = self.app.database();
-            Ok(ledger::create_customer(db, &org(caller), new.clone(), key).await?)
+            Ok(invoicing::create_customer(db, &org(caller), new.clone(), key).await?)
         })
         .await
     }
 
     /// A page of the invoices and credit notes, newest first, with their
-    /// lines (at most [`ledger::INVOICE_LINES_PER_PAGE`] lines a page).
+    /// lines (at most [`invoicing::INVOICE_LINES_PER_PAGE`] lines a page).
     pub async fn invoices(
         &self,
         caller: &Principal,
@@ -86,7 +88,7 @@ impl Books<'_> {
         page: PageRequest<i64>,
     ) -> Result<Page<Vec<Invoice>>> {
         self.run("invoices", Some(caller), Role::Viewer, async {
-            Ok(ledger::list_invoices(self.app.database(), &org(caller), filter, &page).await?)
+            Ok(invoicing::list_invoices(self.app.database(), &org(caller), filter, &page).await?)
         })
         .await
     }
@@ -94,7 +96,7 @@ impl Books<'_> {
     /// An invoice or credit note.
     pub async fn invoice(&self, caller: &Principal, id: i64) -> Result<Invoice> {
         self.run("invoice", Some(caller), Role::Viewer, async {
-            Ok(ledger::get_invoice(self.app.database(), &org(caller), id).await?)
+            Ok(invoicing::get_invoice(self.app.database(), &org(caller), id).await?)
         })
         .await
     }
@@ -118,7 +120,7 @@ impl Books<'_> {
                 .as_ref()
                 .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
             let books = self.app.ledger();
-            Ok(ledger::create_invoice(books, &org(caller), new.clone(), key).await?)
+            Ok(invoicing::create_invoice(books, &org(caller), new.clone(), key).await?)
         })
         .await
     }
@@ -166,8 +168,12 @@ impl Books<'_> {
             let (books, date) = (self.app.ledger(), input.date.as_deref());
             let organization = org(caller);
             Ok(match action {
-                Action::Issue => ledger::issue_invoice(books, &organization, id, date, key).await?,
-                Action::Void => ledger::void_invoice(books, &organization, id, date, key).await?,
+                Action::Issue => {
+                    invoicing::issue_invoice(books, &organization, id, date, key).await?
+                }
+                Action::Void => {
+                    invoicing::void_invoice(books, &organization, id, date, key).await?
+                }
             })
         })
         .await
@@ -187,7 +193,7 @@ impl Books<'_> {
             input: &payment,
         };
         self.run_keyed(caller, Role::Accountant, key, keyed, |key| async {
-            Ok(ledger::record_payment(
+            Ok(invoicing::record_payment(
                 self.app.ledger(),
                 &org(caller),
                 id,
@@ -216,7 +222,7 @@ impl Books<'_> {
         };
         self.run_keyed(caller, Role::Accountant, key, keyed, |key| async {
             let books = self.app.ledger();
-            Ok(ledger::credit_note(books, &org(caller), id, new.clone(), key).await?)
+            Ok(invoicing::credit_note(books, &org(caller), id, new.clone(), key).await?)
         })
         .await
     }
@@ -226,7 +232,7 @@ impl Books<'_> {
     pub async fn ar_aging(&self, caller: &Principal, as_of: Option<NaiveDate>) -> Result<ArAging> {
         self.run("ar_aging", Some(caller), Role::Viewer, async {
             let as_of = super::reports::or_today(as_of);
-            Ok(ledger::ar_aging(self.app.reports_database(), &org(caller), as_of).await?)
+            Ok(invoicing::ar_aging(self.app.reports_database(), &org(caller), as_of).await?)
         })
         .await
     }
@@ -234,7 +240,7 @@ impl Books<'_> {
     /// The organization's settings.
     pub async fn settings(&self, caller: &Principal) -> Result<Settings> {
         self.run("settings", Some(caller), Role::Viewer, async {
-            Ok(ledger::get_settings(self.app.database(), &org(caller)).await?)
+            Ok(invoicing::get_settings(self.app.database(), &org(caller)).await?)
         })
         .await
     }
@@ -246,7 +252,7 @@ impl Books<'_> {
         settings: SettingsChange,
     ) -> Result<Settings> {
         self.run("put_settings", Some(caller), Role::Owner, async {
-            Ok(ledger::put_settings(self.app.database(), &org(caller), settings).await?)
+            Ok(invoicing::put_settings(self.app.database(), &org(caller), settings).await?)
         })
         .await
     }

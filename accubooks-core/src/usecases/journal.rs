@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::idempotent::{Keyed, stored};
 use super::{Answer, Books, ClientKey, Dated, Error, Result, org};
-use crate::auth::{Principal, Role};
+use crate::identity::{Principal, Role};
 use crate::ledger::{self, Account, Entry, EntryInput, NewAccount};
 use crate::paging::{Page, PageRequest};
 

@@ -38,7 +38,7 @@ pub use journal::{Batch, MAX_BATCH, Posted};
 pub use payments::{WebhookOutcome, WebhookReceipt};
 
 use crate::app::AccuBooks;
-use crate::auth::{Principal, Role};
+use crate::identity::{Principal, Role};
 
 /// The use cases of one AccuBooks instance, from
 /// [`AccuBooks::books`].
@@ -136,7 +136,7 @@ impl Books<'_> {
             Some(role) => role,
             None => {
                 let role =
-                    crate::ledger::member_role(self.app.database(), organization, user).await?;
+                    crate::identity::member_role(self.app.database(), organization, user).await?;
                 self.app.members().put(user, organization, role);
                 role
             }

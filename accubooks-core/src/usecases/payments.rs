@@ -4,13 +4,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Books, Error, Result, org};
-use crate::auth::{Principal, Role};
 use crate::deps;
 use crate::error::Fault;
 use crate::health::Event;
+use crate::identity::{Principal, Role};
+use crate::invoicing::payments::{self, EventJob, EventKind, PaymentIntent};
 use crate::jobs::Queue;
 use crate::ledger::LedgerError;
-use crate::ledger::payments::{self, EventJob, EventKind, PaymentIntent};
 use crate::saas::CallError;
 use crate::saas::stripe::{self, NewIntent};
 use crate::usecases::Client;
@@ -148,7 +148,7 @@ impl Books<'_> {
     /// a job. Needs only the database (and the webhook secret), not Stripe.
     ///
     /// A refused signature costs the `client` one of its failures
-    /// ([`crate::auth::AuthLimits::webhook_signatures`]); a client over that
+    /// ([`crate::identity::AuthLimits::webhook_signatures`]); a client over that
     /// budget is refused (`RATE_LIMITED`) before its signature is checked.
     /// Valid signatures spend nothing, so Stripe's bursts always land.
     /// Refusals are counted in `accubooks_webhook_refused_total` and logged

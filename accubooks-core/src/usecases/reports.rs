@@ -3,7 +3,7 @@
 use chrono::NaiveDate;
 
 use super::{Books, Result, org};
-use crate::auth::{Principal, Role};
+use crate::identity::{Principal, Role};
 use crate::ledger::{
     self, BalanceSheet, EXPORT_TIME_LIMIT, ExportFormat, ExportStream, GeneralLedger,
     IncomeStatement, LedgerKey, TrialBalance,

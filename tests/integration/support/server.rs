@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use accubooks_core::auth::{Principal, Role};
 use accubooks_core::http::{Access, ApiError, Request, Response, Route, json_response};
+use accubooks_core::identity::{Principal, Role};
 use accubooks_core::{AccuBooks, Config};
 use http::{Method, StatusCode};
 use serde_json::Value;
@@ -221,10 +221,13 @@ impl TestServer {
             "organization": "Test Books",
         }))
         .unwrap();
-        let owner =
-            accubooks_core::ledger::register(app.database(), app.password_hashing(), registration)
-                .await
-                .expect("registration succeeds (is the database up?)");
+        let owner = accubooks_core::identity::register(
+            app.database(),
+            app.password_hashing(),
+            registration,
+        )
+        .await
+        .expect("registration succeeds (is the database up?)");
         let principal = if role == Role::Owner {
             owner
         } else {
@@ -234,7 +237,7 @@ impl TestServer {
                 "role": role,
             }))
             .unwrap();
-            let user = accubooks_core::ledger::create_user(
+            let user = accubooks_core::identity::create_user(
                 app.database(),
                 app.password_hashing(),
                 owner.organization,

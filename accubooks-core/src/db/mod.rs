@@ -22,6 +22,8 @@
 //! do, and its probe fails while it replays more than `REPORTS_MAX_LAG_MS`
 //! behind what it has received, so reports go to the primary meanwhile.
 
+pub mod sql;
+
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;

@@ -14,16 +14,14 @@
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::idempotency::{self, IdempotencyKey};
 use super::invoices::{check_invoice, create_recurring_invoice, get_invoice, issue_invoice};
 use super::schedule::{Frequency, Schedule};
-use super::sql::{BeginScoped, in_scope, on_pool};
-use super::{
-    InvoiceStatus, Ledger, LedgerError, LedgerResult, NewInvoice, NewLine, RenderRecord,
-    parse_date, parse_timezone,
-};
+use crate::db::sql::{BeginScoped, in_scope, on_pool};
 use crate::db::{Database, Pool};
+use crate::idempotency::{self, IdempotencyKey};
+use crate::invoicing::{InvoiceStatus, NewInvoice, NewLine, parse_timezone};
 use crate::jobs::{JobFailure, NewJob, Queue, insert_jobs, now_ms};
+use crate::ledger::{Ledger, LedgerError, LedgerResult, RenderRecord, parse_date};
 use crate::paging::{Page, PageRequest};
 
 /// The kind of the job that generates one occurrence.
@@ -237,7 +235,7 @@ pub async fn create_recurring(
     )
     .await?;
     let db = ledger.database();
-    let settings = super::get_settings(db, organization).await?;
+    let settings = super::invoices::get_settings(db, organization).await?;
     let today = day_in(&settings.timezone, now);
     let earliest = today
         .checked_sub_months(chrono::Months::new(12 * MAX_YEARS_BACK))

@@ -12,7 +12,7 @@
 use chrono::{Datelike, Days, Months, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use super::{LedgerError, LedgerResult};
+use crate::ledger::{LedgerError, LedgerResult};
 
 /// How often a schedule repeats, before its interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

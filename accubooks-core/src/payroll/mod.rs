@@ -4,26 +4,28 @@
 //! A run is checked when it is asked for (dates, hours, accounts, an
 //! overlap with another run of the same employees: 409) and keeps the
 //! employees, hours and rules it was asked with. Its job computes the
-//! payslips ([`payroll_calc`](super::payroll_calc): proration by working
+//! payslips ([`payroll_calc`](calc): proration by working
 //! days, caps by calendar year of the pay date, largest-remainder rounding)
 //! and posts one balanced entry: wages expense `5100` (gross and employer
 //! contributions), one liability line per rule account, cash `1000` (net).
 //! The entry's transaction turns the run from `pending` to `posted`, which
 //! only one transaction can do: a job run again never posts twice.
 
+pub mod calc;
+
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use super::accounts::accounts_for_posting;
-use super::committer::Effect;
-use super::idempotency::{self, IdempotencyKey};
-use super::payroll_calc::{self, Pay, PayFrequency, Rule, RuleAmount, RuleKind, SlipInput};
-use super::sql::{BeginScoped, List, in_list, in_scope, on_pool};
-use super::{Ledger, LedgerError, LedgerResult, RenderRecord, parse_date};
+use self::calc::{Pay, PayFrequency, Rule, RuleAmount, RuleKind, SlipInput};
+use crate::db::sql::{BeginScoped, List, in_list, in_scope, on_pool};
 use crate::db::{Database, Pool};
+use crate::idempotency::{self, IdempotencyKey};
 use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
+use crate::ledger::accounts::accounts_for_posting;
+use crate::ledger::committer::Effect;
+use crate::ledger::{Ledger, LedgerError, LedgerResult, RenderRecord, parse_date};
 use crate::money::{self, AmountText, Decimal};
 use crate::paging::{Page, PageRequest};
 
@@ -212,8 +214,8 @@ struct RunEmployee {
 }
 
 impl RunEmployee {
-    fn terms(&self) -> payroll_calc::Employee {
-        payroll_calc::Employee {
+    fn terms(&self) -> calc::Employee {
+        calc::Employee {
             pay: if self.pay_type == "hourly" {
                 Pay::Hourly {
                     rate: self.pay_amount,
@@ -440,7 +442,7 @@ fn calc_rules(rules: &[PayrollRule], digits: u32) -> LedgerResult<Vec<Rule>> {
             }
             let amount = match (&rule.rate, &rule.amount) {
                 (Some(rate), None) => RuleAmount::Rate(
-                    Decimal::parse(&rate.0, payroll_calc::RATE_DIGITS).map_err(|_| {
+                    Decimal::parse(&rate.0, calc::RATE_DIGITS).map_err(|_| {
                         invalid(
                             "INVALID_PAYROLL_RULE",
                             format!("The rate of {name} is a fraction such as \"0.062\", at most 6 digits."),
@@ -603,7 +605,7 @@ pub async fn create_run(
                 format!("The hours of employee {id} are a decimal such as \"80.00\"."),
             ));
         }
-        payroll_calc::gross(&employee.terms(), start, end, employee.hours())
+        calc::gross(&employee.terms(), start, end, employee.hours())
             .map_err(|err| invalid("INVALID_PAYROLL", format!("Employee {id} ({name}): {err}")))?;
         employees.push(employee);
     }
@@ -844,7 +846,7 @@ pub async fn process(ledger: &Ledger, organization: &str, job_id: i64) -> Result
     let taken = year_to_date(db, organization, pay_date.year(), run).await?;
     let mut slips_in = Vec::with_capacity(inputs.employees.len());
     for employee in &inputs.employees {
-        let gross = payroll_calc::gross(
+        let gross = calc::gross(
             &employee.terms(),
             period.period_start,
             period.period_end,
@@ -865,8 +867,8 @@ pub async fn process(ledger: &Ledger, organization: &str, job_id: i64) -> Result
             year_to_date,
         });
     }
-    let slips = payroll_calc::payslips(&slips_in, &rules)
-        .map_err(|_| JobFailure::permanent("INVALID_PAYROLL"))?;
+    let slips =
+        calc::payslips(&slips_in, &rules).map_err(|_| JobFailure::permanent("INVALID_PAYROLL"))?;
     let d = inputs.digits;
     let format = |minor: i64| money::format_minor(minor, d);
     let deduction_rules: Vec<&Rule> = rules
@@ -926,8 +928,14 @@ pub async fn process(ledger: &Ledger, organization: &str, job_id: i64) -> Result
         .map(|(code, amount)| (code.as_str(), *amount))
         .collect();
     let memo = format!("Payroll {} to {}", period.period_start, period.period_end);
-    let entry =
-        super::invoices::posting(organization, &accounts, &currency, pay_date, memo, &signed)?;
+    let entry = crate::invoicing::invoices::posting(
+        organization,
+        &accounts,
+        &currency,
+        pay_date,
+        memo,
+        &signed,
+    )?;
     // Payslips as stored: with what each rule took, for later runs' caps.
     let stored: Vec<serde_json::Value> = views
         .iter()

@@ -10,11 +10,11 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::accounts::{AccountType, validate_currency, validate_name};
-use super::sql::{BeginScoped, Unique, in_scope, on_pool};
-use super::{LedgerError, LedgerResult};
-use crate::auth::{AuthLimits, PasswordHashing, Principal, Role};
 use crate::db::Database;
+use crate::db::sql::{BeginScoped, Unique, in_scope, on_pool};
+use crate::identity::{AuthLimits, PasswordHashing, Principal, Role};
+use crate::ledger::accounts::{AccountType, validate_currency, validate_name};
+use crate::ledger::{LedgerError, LedgerResult};
 use crate::paging::{Page, PageRequest};
 
 /// `POST /api/auth/register`.
@@ -201,7 +201,7 @@ pub async fn register(
             .await;
             match result {
                 Ok(()) => Ok(true),
-                Err(err) if super::sql::unique_violation(&err) == Some(Unique::Email) => Ok(false),
+                Err(err) if crate::db::sql::unique_violation(&err) == Some(Unique::Email) => Ok(false),
                 Err(err) => Err(err),
             }
         })
@@ -292,7 +292,7 @@ pub async fn create_user(
             .await;
             match result {
                 Ok(_) => Ok(true),
-                Err(err) if super::sql::unique_violation(&err) == Some(Unique::Email) => Ok(false),
+                Err(err) if crate::db::sql::unique_violation(&err) == Some(Unique::Email) => Ok(false),
                 Err(err) => Err(err),
             }
         })

@@ -1,6 +1,13 @@
 //! Bearer tokens: HS256 JWTs signed with `JWT_SECRET`, as in section 4 of
 //! the contract.
 
+mod users;
+
+pub use users::{
+    Credentials, MAX_EMAIL_LEN, NewUser, Registration, RoleChange, User, create_user, list_users,
+    login, member_role, normalize_email, register, remove_user, set_role,
+};
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;

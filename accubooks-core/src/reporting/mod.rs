@@ -7,12 +7,12 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::idempotency::{self, IdempotencyKey};
-use super::sql::{in_scope, on_pool};
-use super::{LedgerError, LedgerResult, RenderRecord, parse_date};
 use crate::db::Database;
+use crate::db::sql::{in_scope, on_pool};
+use crate::idempotency::{self, IdempotencyKey};
 use crate::jobs::store::rfc3339;
 use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
+use crate::ledger::{LedgerError, LedgerResult, RenderRecord, parse_date};
 
 /// The kind of the job that computes a report.
 pub const JOB_KIND: &str = "report";
@@ -515,30 +515,30 @@ async fn render(
 ) -> LedgerResult<String> {
     let report: Box<dyn erased::Report> = match query {
         ReportQuery::TrialBalance { as_of } => {
-            Box::new(super::trial_balance(db, organization, *as_of).await?)
+            Box::new(crate::ledger::trial_balance(db, organization, *as_of).await?)
         }
         ReportQuery::BalanceSheet { as_of } => {
-            Box::new(super::balance_sheet(db, organization, *as_of).await?)
+            Box::new(crate::ledger::balance_sheet(db, organization, *as_of).await?)
         }
         ReportQuery::IncomeStatement { from, to } => {
-            Box::new(super::income_statement(db, organization, *from, *to).await?)
+            Box::new(crate::ledger::income_statement(db, organization, *from, *to).await?)
         }
         ReportQuery::GeneralLedger { account, from, to } => {
             Box::new(whole_general_ledger(db, organization, account, *from, *to).await?)
         }
         ReportQuery::ArAging { as_of } => {
-            Box::new(super::ar_aging(db, organization, *as_of).await?)
+            Box::new(crate::invoicing::ar_aging(db, organization, *as_of).await?)
         }
     };
     if !csv {
         return Ok(report.json());
     }
     let value: Value = serde_json::from_str(&report.json()).unwrap_or_default();
-    Ok(super::report_csv::to_csv(query, &value))
+    Ok(crate::ledger::report_csv::to_csv(query, &value))
 }
 
 /// The general ledger of a report job: the API's pages, joined up to
-/// [`GENERAL_LEDGER_LIMIT`](super::reports::GENERAL_LEDGER_LIMIT) rows
+/// [`GENERAL_LEDGER_LIMIT`](crate::ledger::reports::GENERAL_LEDGER_LIMIT) rows
 /// (`truncated` beyond), so the job holds no more than it did before the
 /// API paged.
 async fn whole_general_ledger(
@@ -547,22 +547,24 @@ async fn whole_general_ledger(
     account: &str,
     from: chrono::NaiveDate,
     to: chrono::NaiveDate,
-) -> LedgerResult<super::GeneralLedger> {
+) -> LedgerResult<crate::ledger::GeneralLedger> {
     use crate::paging::{Limit, PageRequest};
     let mut request = PageRequest {
         limit: Limit::MAX,
         after: None,
     };
-    let first = super::general_ledger(db, organization, account, from, to, &request).await?;
+    let first =
+        crate::ledger::general_ledger(db, organization, account, from, to, &request).await?;
     let mut report = first.items;
     let mut next = first.next;
     while let Some(cursor) = next.take() {
-        if report.rows.len() as i64 >= super::reports::GENERAL_LEDGER_LIMIT {
+        if report.rows.len() as i64 >= crate::ledger::reports::GENERAL_LEDGER_LIMIT {
             report.truncated = true;
             break;
         }
         request.after = Some(crate::paging::Cursor::key(cursor.as_str())?);
-        let page = super::general_ledger(db, organization, account, from, to, &request).await?;
+        let page =
+            crate::ledger::general_ledger(db, organization, account, from, to, &request).await?;
         report.rows.extend(page.items.rows);
         report.closing_balance = page.items.closing_balance;
         report.truncated = page.items.truncated;

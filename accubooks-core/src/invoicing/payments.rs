@@ -16,13 +16,13 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::committer::Effect;
 use super::invoices::{self, CASH, InvoiceKind, RECEIVABLE};
 use super::recurring::day_in;
-use super::sql::{BeginScoped, in_scope, on_pool};
-use super::{Ledger, LedgerError, LedgerResult};
 use crate::db::Database;
+use crate::db::sql::{BeginScoped, in_scope, on_pool};
 use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
+use crate::ledger::committer::Effect;
+use crate::ledger::{Ledger, LedgerError, LedgerResult};
 use crate::saas::stripe;
 
 /// The kind of the jobs that post what Stripe's events report.

@@ -21,7 +21,7 @@ pub(crate) use on_pool;
 /// evaluates to `Ok(rows)`.
 macro_rules! in_scope {
     ($p:ident, $organization:expr, $tx:ident => $body:expr) => {{
-        let mut $tx = $crate::ledger::sql::BeginScoped::begin_for(&$p, $organization).await?;
+        let mut $tx = $crate::db::sql::BeginScoped::begin_for(&$p, $organization).await?;
         let value = $body;
         $tx.commit().await?;
         Ok(value)

@@ -9,7 +9,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::db::Database;
-use crate::ledger::sql::{BeginScoped, on_pool};
+use crate::db::sql::{BeginScoped, on_pool};
 use crate::ledger::{LedgerError, LedgerResult};
 
 /// A key sent by a client, with the fingerprint of the request it came with.
@@ -102,7 +102,7 @@ pub const ANSWERED: u16 = 1;
 /// A placeholder answer for the committer to store with a job's write: the
 /// key is taken atomically with the write, so a retry can never write twice,
 /// and [`store`] fills in the answer after the commit.
-pub fn pending(key: IdempotencyKey) -> (IdempotencyKey, super::committer::Render) {
+pub fn pending(key: IdempotencyKey) -> (IdempotencyKey, crate::ledger::committer::Render) {
     (key, Box::new(|_: &[i64]| (PENDING, String::new())))
 }
 
@@ -168,7 +168,7 @@ pub async fn store(db: &Database, key: &IdempotencyKey, body: &str) -> crate::Re
 /// its own type.
 macro_rules! store_answer {
     ($executor:expr, $key:expr, $status:expr, $body:expr) => {
-        sqlx::query($crate::ledger::idempotency::INSERT)
+        sqlx::query($crate::idempotency::INSERT)
             .bind(&$key.organization)
             .bind(&$key.key)
             .bind(&$key.request_hash)
@@ -208,7 +208,7 @@ pub(crate) fn settle<T>(result: Result<T, sqlx::Error>) -> Result<LedgerResult<T
 /// Whether a unique violation came from the idempotency table (rather than
 /// from the write itself).
 pub(crate) fn is_key_violation(err: &sqlx::Error) -> bool {
-    super::sql::unique_violation(err) == Some(super::sql::Unique::IdempotencyKey)
+    crate::db::sql::unique_violation(err) == Some(crate::db::sql::Unique::IdempotencyKey)
 }
 
 #[cfg(test)]

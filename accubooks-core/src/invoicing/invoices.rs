@@ -13,15 +13,17 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::Ledger;
-use super::accounts::{Account, RenderRecord, accounts_for_posting, validate_name};
-use super::committer::{CreditNoteRows, Effect};
-use super::entries::{EntryInput, LineInput, ValidEntry, parse_date, validate, validate_memo};
-use super::idempotency::{self, IdempotencyKey};
-use super::invoice_totals::{self, LineFigures, TaxRounding};
-use super::sql::{BeginScoped, in_scope, on_pool};
-use super::{LedgerError, LedgerResult};
+use super::totals::{self, LineFigures, TaxRounding};
 use crate::db::Database;
+use crate::db::sql::{BeginScoped, in_scope, on_pool};
+use crate::idempotency::{self, IdempotencyKey};
+use crate::ledger::Ledger;
+use crate::ledger::accounts::{Account, RenderRecord, accounts_for_posting, validate_name};
+use crate::ledger::committer::{CreditNoteRows, Effect};
+use crate::ledger::entries::{
+    EntryInput, LineInput, ValidEntry, parse_date, validate, validate_memo,
+};
+use crate::ledger::{LedgerError, LedgerResult};
 use crate::money::{self, AmountText, Decimal};
 use crate::paging::{Cursor, Page, PageRequest};
 
@@ -647,7 +649,7 @@ async fn insert_draft(
             tax_rate: l.tax_rate,
         })
         .collect();
-    let totals = invoice_totals::compute(&figures, draft.rounding)
+    let totals = totals::compute(&figures, draft.rounding)
         .map_err(|_| invalid("AMOUNT_TOO_LARGE", "The invoice amounts are too large."))?;
     let draft = &draft;
     let totals = &totals;
@@ -787,7 +789,7 @@ async fn draft_of(
                 )
             })?,
     };
-    let currency_digits = super::accounts::validate_currency(&currency)?;
+    let currency_digits = crate::ledger::accounts::validate_currency(&currency)?;
     let lines = parse_lines(&new.lines, currency_digits)?;
     Ok(Draft {
         organization: organization.to_owned(),
@@ -900,7 +902,7 @@ fn lines_query(count: usize) -> String {
     format!(
         "SELECT invoice_id, description, quantity, unit_price, tax_rate, amount, tax FROM invoice_lines \
          WHERE invoice_id IN ({}) ORDER BY invoice_id, id",
-        super::sql::placeholders(1, count)
+        crate::db::sql::placeholders(1, count)
     )
 }
 
@@ -1170,7 +1172,8 @@ pub async fn void_invoice(
         }
         (InvoiceKind::Invoice, InvoiceStatus::Issued, Some(entry_id)) => {
             let mirror =
-                super::entries::reverse_entry(ledger, organization, entry_id, Some(date)).await?;
+                crate::ledger::entries::reverse_entry(ledger, organization, entry_id, Some(date))
+                    .await?;
             committer
                 .post_with_effects(
                     vec![mirror],
@@ -1226,7 +1229,7 @@ pub async fn credit_note(
             tax_rate: l.tax_rate,
         })
         .collect();
-    let totals = invoice_totals::compute(&figures, rounding)
+    let totals = totals::compute(&figures, rounding)
         .map_err(|_| invalid("AMOUNT_TOO_LARGE", "The credit note amounts are too large."))?;
     if totals.total == 0 || totals.total > invoice.outstanding_minor {
         return Err(invalid(
