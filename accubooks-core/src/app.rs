@@ -16,12 +16,13 @@ use crate::deps::{self, DependencySpec, PlaidProbe, Registry, StripeProbe};
 use crate::health::report::{DependencyView, HealthInputs};
 use crate::health::{HealthReport, Overall, ProbePolicy};
 use crate::http::{Route, RouteTable};
-use crate::identity::{AuthLimits, MemberCache, PasswordHashing, RequestLimits, Tokens};
+use crate::identity::{MemberCache, PasswordHashing, Tokens};
 use crate::jobs::redis_client::RedisClient;
 use crate::jobs::{JobHandler, Jobs, Queue};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::resources::Resources;
+use crate::throttle::{AuthLimits, RequestLimits};
 
 /// Where the instance is in its life, as `/ready` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -585,7 +586,7 @@ impl AccuBooks {
     pub async fn purge_expired(&self) -> crate::Result<crate::retention::Purged> {
         let days = self.jobs().config().retention_days;
         let purged = crate::retention::purge(self.database(), days, crate::jobs::now_ms()).await?;
-        self.metrics().count_purged(&purged);
+        self.metrics().count_purged(&purged.by_kind());
         if !purged.is_empty() {
             tracing::info!(
                 retention_days = days,

@@ -566,7 +566,7 @@ impl Config {
 
         let database_url = match r.get("DATABASE_URL") {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                if crate::db::postgres_hosts(url).is_none() {
+                if postgres_hosts(url).is_none() {
                     r.problem(
                         "DATABASE_URL",
                         "is not a valid PostgreSQL URL (postgres://user:password@host[:port][,host2[:port]]/db)",
@@ -602,7 +602,7 @@ impl Config {
                 );
                 None
             }
-            Some(url) if crate::db::postgres_hosts(url).is_some() => Some(ReportsDatabase {
+            Some(url) if postgres_hosts(url).is_some() => Some(ReportsDatabase {
                 url: SecretString::from(url.to_owned()),
                 max_lag,
             }),
@@ -835,12 +835,74 @@ impl Config {
     }
 }
 
+/// The hosts of a PostgreSQL URL with libpq's list of hosts
+/// (`postgres://u:p@h1:5432,h2:5433/db?…`): one set of options per host,
+/// in order. `target_session_attrs` is dropped (sqlx does not know it):
+/// AccuBooks always looks for the host that accepts writes.
+pub(crate) fn postgres_hosts(url: &str) -> Option<Vec<sqlx::postgres::PgConnectOptions>> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => authority.split_at(at + 1),
+        None => ("", authority),
+    };
+    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("target_session_attrs="))
+        .collect();
+    let tail = if kept.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    };
+    hosts
+        .split(',')
+        .map(|host| {
+            <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(&format!(
+                "{scheme}://{userinfo}{host}{tail}"
+            ))
+            .ok()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn a_url_may_list_several_hosts() {
+        let hosts = postgres_hosts(
+            "postgres://app:pw@db1:5432,db2:5433/books?target_session_attrs=read-write&sslmode=disable",
+        )
+        .unwrap();
+        let shown: Vec<_> = hosts
+            .iter()
+            .map(|o| {
+                (
+                    o.get_host().to_owned(),
+                    o.get_port(),
+                    o.get_database().map(str::to_owned),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("db1".to_owned(), 5432, Some("books".to_owned())),
+                ("db2".to_owned(), 5433, Some("books".to_owned()))
+            ]
+        );
+        assert!(hosts.iter().all(|o| o.get_username() == "app"));
+        let one = postgres_hosts("postgres://app@db/books").unwrap();
+        assert_eq!((one.len(), one[0].get_host()), (1, "db"));
+        assert!(postgres_hosts("not a url").is_none());
     }
 
     #[test]

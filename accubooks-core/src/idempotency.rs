@@ -10,7 +10,6 @@ use sha2::{Digest, Sha256};
 
 use crate::db::Database;
 use crate::db::sql::{BeginScoped, on_pool};
-use crate::ledger::{LedgerError, LedgerResult};
 
 /// A key sent by a client, with the fingerprint of the request it came with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,20 +186,28 @@ pub(crate) const INSERT: &str = "INSERT INTO idempotency_keys \
 
 /// The conflict of a request whose twin (same key) committed first; the
 /// pipeline answers it with the twin's stored answer.
-pub(crate) fn key_in_use() -> LedgerError {
-    LedgerError::Conflict {
-        code: "IDEMPOTENCY_KEY_IN_USE",
-        message: "Another request with this Idempotency-Key was committed first.".to_owned(),
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Another request with this Idempotency-Key was committed first.")]
+pub struct KeyInUse;
+
+impl KeyInUse {
+    /// The machine code of the conflict.
+    pub const CODE: &'static str = "IDEMPOTENCY_KEY_IN_USE";
+}
+
+pub(crate) fn key_in_use() -> KeyInUse {
+    KeyInUse
 }
 
 /// Sorts out a write whose transaction stored an idempotency answer: a key
 /// violation means a concurrent twin won the race. Other errors stay
 /// storage errors, for the database guard.
-pub(crate) fn settle<T>(result: Result<T, sqlx::Error>) -> Result<LedgerResult<T>, sqlx::Error> {
+pub(crate) fn settle<T, E: From<KeyInUse>>(
+    result: Result<T, sqlx::Error>,
+) -> Result<Result<T, E>, sqlx::Error> {
     match result {
         Ok(value) => Ok(Ok(value)),
-        Err(err) if is_key_violation(&err) => Ok(Err(key_in_use())),
+        Err(err) if is_key_violation(&err) => Ok(Err(KeyInUse.into())),
         Err(err) => Err(err),
     }
 }

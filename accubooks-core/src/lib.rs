@@ -19,6 +19,8 @@
 //! ```
 
 pub mod app;
+#[cfg(test)]
+mod architecture;
 pub mod banking;
 pub mod config;
 pub mod connections;
@@ -44,6 +46,7 @@ pub mod retention;
 pub mod saas;
 pub mod sealed;
 pub mod telemetry;
+pub mod throttle;
 pub mod usecases;
 
 pub use app::{AccuBooks, Builder, Phase};

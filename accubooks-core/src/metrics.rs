@@ -76,8 +76,13 @@ pub const WEBHOOK_REFUSALS: [&str; 6] = [
     "too_large",
 ];
 
-/// The providers whose webhooks the core verifies.
-pub const WEBHOOK_PROVIDERS: [&str; 1] = [crate::deps::STRIPE];
+/// The providers whose webhooks the core verifies (their dependency names).
+pub const WEBHOOK_PROVIDERS: [&str; 1] = ["stripe"];
+
+/// What a retention purge removes, as `accubooks_retention_purged_rows_total`
+/// counts it: report results, report jobs, finished jobs and idempotency
+/// answers.
+pub const PURGE_KINDS: [&str; 4] = ["report_results", "report_jobs", "jobs", "idempotency_keys"];
 
 /// The outcomes of a job attempt, as `accubooks_jobs_total` counts them.
 pub const JOB_OUTCOMES: [&str; 3] = ["succeeded", "failed", "dead"];
@@ -225,8 +230,8 @@ impl Metrics {
         )
         .expect("valid metric");
         reg(Box::new(retention_purged.clone()));
-        for kind in crate::retention::Purged::default().by_kind() {
-            retention_purged.with_label_values(&[kind.0]);
+        for kind in PURGE_KINDS {
+            retention_purged.with_label_values(&[kind]);
         }
         let job_outbox = gauge(
             &registry,
@@ -403,9 +408,9 @@ impl Metrics {
         self.jobs.with_label_values(&[queue, outcome]).inc();
     }
 
-    /// Counts the rows one purge removed (see [`crate::retention`]).
-    pub fn count_purged(&self, purged: &crate::retention::Purged) {
-        for (kind, rows) in purged.by_kind() {
+    /// Counts the rows one purge removed, per kind (one of [`PURGE_KINDS`]).
+    pub fn count_purged(&self, by_kind: &[(&'static str, u64)]) {
+        for &(kind, rows) in by_kind {
             self.retention_purged
                 .with_label_values(&[kind])
                 .inc_by(rows);
@@ -455,9 +460,9 @@ mod tests {
     #[test]
     fn renders_the_contract_series() {
         let metrics = Metrics::new();
-        metrics.set_dependency_status(crate::deps::DATABASE, Status::Unavailable, true);
-        metrics.set_dependency_status(crate::deps::REDIS, Status::Connected, true);
-        metrics.set_dependency_status(crate::deps::REPORTS_DATABASE, Status::Disabled, false);
+        metrics.set_dependency_status("database", Status::Unavailable, true);
+        metrics.set_dependency_status("redis", Status::Connected, true);
+        metrics.set_dependency_status("reportsDatabase", Status::Disabled, false);
         metrics.observe_request(
             "GET",
             "/api/monitoring/live",

@@ -45,11 +45,12 @@ pub struct Purged {
 impl Purged {
     /// The counts with their metric labels.
     pub fn by_kind(&self) -> [(&'static str, u64); 4] {
+        let [report_results, report_jobs, jobs, idempotency_keys] = crate::metrics::PURGE_KINDS;
         [
-            ("report_results", self.report_results),
-            ("report_jobs", self.report_jobs),
-            ("jobs", self.jobs),
-            ("idempotency_keys", self.idempotency_keys),
+            (report_results, self.report_results),
+            (report_jobs, self.report_jobs),
+            (jobs, self.jobs),
+            (idempotency_keys, self.idempotency_keys),
         ]
     }
 

@@ -394,7 +394,7 @@ async fn a_flood_of_bad_webhook_signatures_is_refused_and_stripes_events_still_l
     let event = s.saas.stripe.succeeded_event("evt_paid", &id);
     let payload = serde_json::to_vec(&event).unwrap();
     let forged = signature(&["whsec_guess"], Utc::now().timestamp(), &payload);
-    let budget = accubooks_core::identity::WEBHOOK_SIGNATURE_FAILURES;
+    let budget = accubooks_core::throttle::WEBHOOK_SIGNATURE_FAILURES;
     for n in 0..budget {
         let (status, _, body) = webhook_from(books, flood, payload.clone(), Some(&forged)).await;
         assert_eq!(

@@ -123,7 +123,7 @@ impl Database {
         let switched = Arc::new(std::sync::Mutex::new(None::<Instant>));
         let pool = match url {
             DatabaseUrl::Postgres(url) => {
-                hosts = postgres_hosts(url.expose_secret()).ok_or_else(|| {
+                hosts = crate::config::postgres_hosts(url.expose_secret()).ok_or_else(|| {
                     Error::Setup("DATABASE_URL is not a valid PostgreSQL URL".to_owned())
                 })?;
                 let since = switched.clone();
@@ -492,34 +492,6 @@ async fn writable(options: &PgConnectOptions, limit: Duration) -> Result<bool, s
         .unwrap_or(Err(sqlx::Error::PoolTimedOut))
 }
 
-/// The hosts of a PostgreSQL URL with libpq's list of hosts
-/// (`postgres://u:p@h1:5432,h2:5433/db?…`): one set of options per host,
-/// in order. `target_session_attrs` is dropped (sqlx does not know it):
-/// AccuBooks always looks for the host that accepts writes.
-pub(crate) fn postgres_hosts(url: &str) -> Option<Vec<PgConnectOptions>> {
-    let (scheme, rest) = url.split_once("://")?;
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let (userinfo, hosts) = match authority.rfind('@') {
-        Some(at) => authority.split_at(at + 1),
-        None => ("", authority),
-    };
-    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| !pair.is_empty() && !pair.starts_with("target_session_attrs="))
-        .collect();
-    let tail = if kept.is_empty() {
-        path.to_owned()
-    } else {
-        format!("{path}?{}", kept.join("&"))
-    };
-    hosts
-        .split(',')
-        .map(|host| PgConnectOptions::from_str(&format!("{scheme}://{userinfo}{host}{tail}")).ok())
-        .collect()
-}
-
 fn fault_of(err: &sqlx::Error) -> Fault {
     classify(err).unwrap_or(Fault::temporary("QUERY_FAILED"))
 }
@@ -615,35 +587,6 @@ fn classify_sqlstate(code: &str) -> Option<Fault> {
 mod tests {
     use super::*;
     use crate::error::Transience;
-
-    #[test]
-    fn a_url_may_list_several_hosts() {
-        let hosts = postgres_hosts(
-            "postgres://app:pw@db1:5432,db2:5433/books?target_session_attrs=read-write&sslmode=disable",
-        )
-        .unwrap();
-        let shown: Vec<_> = hosts
-            .iter()
-            .map(|o| {
-                (
-                    o.get_host().to_owned(),
-                    o.get_port(),
-                    o.get_database().map(str::to_owned),
-                )
-            })
-            .collect();
-        assert_eq!(
-            shown,
-            [
-                ("db1".to_owned(), 5432, Some("books".to_owned())),
-                ("db2".to_owned(), 5433, Some("books".to_owned()))
-            ]
-        );
-        assert!(hosts.iter().all(|o| o.get_username() == "app"));
-        let one = postgres_hosts("postgres://app@db/books").unwrap();
-        assert_eq!((one.len(), one[0].get_host()), (1, "db"));
-        assert!(postgres_hosts("not a url").is_none());
-    }
 
     #[test]
     fn connection_errors_are_classified_with_transience() {

@@ -392,6 +392,11 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
+    #[test]
+    fn webhook_providers_are_dependencies() {
+        assert_eq!(crate::metrics::WEBHOOK_PROVIDERS, [STRIPE]);
+    }
+
     /// A probe whose answer the test sets.
     struct Switch {
         up: AtomicBool,

@@ -228,15 +228,6 @@ impl From<LedgerError> for ApiError {
             LedgerError::NotFound(message) => ApiError::NotFound(message),
             LedgerError::Conflict { code, message } => ApiError::Conflict { code, message },
             LedgerError::Gone { code, message } => ApiError::Gone { code, message },
-            LedgerError::InvalidCredentials => {
-                ApiError::Unauthorized("The e-mail address or the password is wrong.")
-            }
-            LedgerError::Throttled(throttled) => throttled.into(),
-            LedgerError::HashingBusy(_) => ApiError::Unavailable {
-                code: "SERVER_BUSY",
-                message: crate::identity::HashingBusy::MESSAGE,
-                retry_after: 1,
-            },
             LedgerError::Storage(err) => err.into(),
         }
     }
@@ -247,6 +238,15 @@ impl From<crate::usecases::Error> for ApiError {
         use crate::usecases::Error as E;
         match err {
             E::Ledger(err) => err.into(),
+            E::InvalidCredentials => {
+                ApiError::Unauthorized("The e-mail address or the password is wrong.")
+            }
+            E::Throttled(throttled) => throttled.into(),
+            E::HashingBusy(_) => ApiError::Unavailable {
+                code: "SERVER_BUSY",
+                message: crate::identity::HashingBusy::MESSAGE,
+                retry_after: 1,
+            },
             E::Forbidden => ApiError::Forbidden(crate::usecases::error::FORBIDDEN),
             E::UnknownUser => ApiError::Unauthorized(crate::usecases::error::UNKNOWN_USER),
             E::Unavailable(unavailable) => ApiError::Unavailable {
@@ -279,8 +279,8 @@ impl From<crate::paging::PagingError> for ApiError {
     }
 }
 
-impl From<crate::identity::Throttled> for ApiError {
-    fn from(throttled: crate::identity::Throttled) -> Self {
+impl From<crate::throttle::Throttled> for ApiError {
+    fn from(throttled: crate::throttle::Throttled) -> Self {
         ApiError::RateLimited {
             retry_after: throttled.retry_after,
         }

@@ -18,7 +18,7 @@ use super::route::Lookup;
 use super::{Body, Response};
 use crate::app::AccuBooks;
 use crate::config::Environment;
-use crate::identity::canonical_ip;
+use crate::throttle::canonical_ip;
 
 /// The request headers a browser page may send.
 const ALLOWED_HEADERS: &str = "authorization, content-type, idempotency-key, x-request-id";

@@ -257,8 +257,8 @@ pub fn document(routes: &RouteTable) -> OpenApi {
                         "This client address sent more than {} requests with a refused \
                          signature (one more is allowed every {} s); refused before any \
                          signature is checked; retry after Retry-After (RATE_LIMITED)",
-                        crate::identity::WEBHOOK_SIGNATURE_FAILURES,
-                        crate::identity::WEBHOOK_SIGNATURE_REFILL.as_secs()
+                        crate::throttle::WEBHOOK_SIGNATURE_FAILURES,
+                        crate::throttle::WEBHOOK_SIGNATURE_REFILL.as_secs()
                     )),
                 );
         }

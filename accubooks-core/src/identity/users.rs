@@ -10,12 +10,40 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::{HashingBusy, PasswordHashing, Principal, Role};
 use crate::db::Database;
 use crate::db::sql::{BeginScoped, Unique, in_scope, on_pool};
-use crate::identity::{AuthLimits, PasswordHashing, Principal, Role};
 use crate::ledger::accounts::{AccountType, validate_currency, validate_name};
 use crate::ledger::{LedgerError, LedgerResult};
 use crate::paging::{Page, PageRequest};
+use crate::throttle::{AuthLimits, Throttled};
+
+/// Why registration, login or adding a user did not go through.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// What the books refused or failed at (bad input, a conflict, storage).
+    #[error(transparent)]
+    Books(#[from] LedgerError),
+    /// Login with an unknown e-mail address or a wrong password (401).
+    #[error("The e-mail address or the password is wrong.")]
+    InvalidCredentials,
+    /// Too many attempts from this client or for this key (429).
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
+    /// Every password-hashing worker is busy (503, retry shortly).
+    #[error(transparent)]
+    HashingBusy(#[from] HashingBusy),
+}
+
+impl From<crate::Error> for IdentityError {
+    fn from(err: crate::Error) -> Self {
+        IdentityError::Books(LedgerError::Storage(err))
+    }
+}
+
+/// Shorthand for the results of the password-checking functions.
+type IdentityResult<T> = Result<T, IdentityError>;
 
 /// `POST /api/auth/register`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -113,7 +141,7 @@ fn check_password(password: &str) -> LedgerResult<()> {
     }
 }
 
-async fn hash_password(hashing: &PasswordHashing, password: String) -> LedgerResult<String> {
+async fn hash_password(hashing: &PasswordHashing, password: String) -> IdentityResult<String> {
     hashing
         .run(move || {
             Argon2::default()
@@ -121,9 +149,7 @@ async fn hash_password(hashing: &PasswordHashing, password: String) -> LedgerRes
                 .map(|hash| hash.to_string())
         })
         .await?
-        .map_err(|_| {
-            LedgerError::Storage(crate::Error::Setup("password hashing failed".to_owned()))
-        })
+        .map_err(|_| crate::Error::Setup("password hashing failed".to_owned()).into())
 }
 
 /// A valid hash of a random password: verifying against it when the e-mail
@@ -134,7 +160,7 @@ async fn verify_password(
     hashing: &PasswordHashing,
     password: String,
     hash: String,
-) -> LedgerResult<bool> {
+) -> IdentityResult<bool> {
     Ok(hashing
         .run(move || {
             PasswordHash::new(&hash)
@@ -153,7 +179,7 @@ pub async fn register(
     db: &Database,
     hashing: &PasswordHashing,
     registration: Registration,
-) -> LedgerResult<Principal> {
+) -> IdentityResult<Principal> {
     let email = normalize_email(&registration.email)?;
     check_password(&registration.password)?;
     validate_name(&registration.organization)?;
@@ -209,23 +235,23 @@ pub async fn register(
     if created {
         Ok(principal)
     } else {
-        Err(LedgerError::Conflict {
+        Err(IdentityError::Books(LedgerError::Conflict {
             code: "EMAIL_TAKEN",
             message: "An account with this e-mail address exists; log in instead.".to_owned(),
-        })
+        }))
     }
 }
 
 /// Checks credentials, spending an attempt of the client's and the e-mail
 /// address's budgets first. Fails the same way for an unknown e-mail and a
-/// wrong password ([`LedgerError::InvalidCredentials`]).
+/// wrong password ([`IdentityError::InvalidCredentials`]).
 pub async fn login(
     db: &Database,
     hashing: &PasswordHashing,
     limits: &AuthLimits,
     client: Option<IpAddr>,
     credentials: Credentials,
-) -> LedgerResult<Principal> {
+) -> IdentityResult<Principal> {
     let email = normalize_email(&credentials.email)?;
     limits.check_login(client, &email)?;
     let looked_up = email.clone();
@@ -246,7 +272,7 @@ pub async fn login(
         .as_ref()
         .map_or(DECOY_HASH.to_owned(), |f| f.2.clone());
     let matches = verify_password(hashing, credentials.password, hash).await?;
-    let rejected = || LedgerError::InvalidCredentials;
+    let rejected = || IdentityError::InvalidCredentials;
     if found.is_none() || !matches {
         limits.login_failed(client, &email);
     }
@@ -265,7 +291,7 @@ pub async fn create_user(
     hashing: &PasswordHashing,
     organization: Uuid,
     new: NewUser,
-) -> LedgerResult<User> {
+) -> IdentityResult<User> {
     let email = normalize_email(&new.email)?;
     check_password(&new.password)?;
     let hash = hash_password(hashing, new.password).await?;
@@ -304,10 +330,10 @@ pub async fn create_user(
             role,
         })
     } else {
-        Err(LedgerError::Conflict {
+        Err(IdentityError::Books(LedgerError::Conflict {
             code: "EMAIL_TAKEN",
             message: "A user with this e-mail address exists.".to_owned(),
-        })
+        }))
     }
 }
 

@@ -241,7 +241,6 @@ impl From<LedgerError> for JobFailure {
                 tracing::warn!(error = %err, "a job's query failed");
                 JobFailure::temporary("STORAGE_FAILED")
             }
-            _ => JobFailure::temporary("JOB_FAILED"),
         }
     }
 }

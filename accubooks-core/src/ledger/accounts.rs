@@ -405,7 +405,7 @@ pub async fn create_account(
                 .await;
                 match result {
                     Ok(account) => Ok(Ok(account)),
-                    Err(err) if idempotency::is_key_violation(&err) => Ok(Err(idempotency::key_in_use())),
+                    Err(err) if idempotency::is_key_violation(&err) => Ok(Err(idempotency::key_in_use().into())),
                     Err(err) if crate::db::sql::unique_violation(&err) == Some(crate::db::sql::Unique::AccountCode) => Ok(Err(LedgerError::Conflict {
                         code: "ACCOUNT_EXISTS",
                         message: "An account with this code already exists.".to_owned(),

@@ -271,7 +271,7 @@ async fn commit_group(db: &Database, group: Vec<Job>) {
 impl From<WriteError> for LedgerError {
     fn from(err: WriteError) -> Self {
         match err {
-            WriteError::IdempotencyRace => idempotency::key_in_use(),
+            WriteError::IdempotencyRace => idempotency::key_in_use().into(),
             WriteError::AlreadyReversed => LedgerError::Conflict {
                 code: "ALREADY_REVERSED",
                 message: "This journal entry was already reversed.".to_owned(),

@@ -10,7 +10,6 @@ pub(crate) mod accounts;
 pub(crate) mod committer;
 pub(crate) mod entries;
 mod export;
-pub(crate) mod report_csv;
 pub(crate) mod reports;
 
 use crate::db::Database;
@@ -97,18 +96,20 @@ pub enum LedgerError {
         /// What expired and how to get it again.
         message: String,
     },
-    /// Login with an unknown e-mail address or a wrong password (401).
-    #[error("The e-mail address or the password is wrong.")]
-    InvalidCredentials,
-    /// Too many attempts from this client or for this key (429).
-    #[error(transparent)]
-    Throttled(#[from] crate::identity::Throttled),
-    /// Every password-hashing worker is busy (503, retry shortly).
-    #[error(transparent)]
-    HashingBusy(#[from] crate::identity::HashingBusy),
     /// The storage failed.
     #[error(transparent)]
     Storage(#[from] crate::Error),
+}
+
+/// A request whose twin (the same `Idempotency-Key`) committed first: a
+/// conflict, answered by the pipeline with the twin's stored answer.
+impl From<crate::idempotency::KeyInUse> for LedgerError {
+    fn from(err: crate::idempotency::KeyInUse) -> Self {
+        LedgerError::Conflict {
+            code: crate::idempotency::KeyInUse::CODE,
+            message: err.to_string(),
+        }
+    }
 }
 
 /// A page request the books cannot serve is invalid input (422), as at

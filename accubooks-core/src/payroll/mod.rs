@@ -716,7 +716,7 @@ pub async fn create_run(
                 if let Some((key, render)) = idempotency {
                     let (status, body) = render(&created);
                     if let Err(err) = idempotency::store_answer!(&mut *tx, key, status, body) {
-                        return idempotency::settle::<PayrollRun>(Err(err));
+                        return idempotency::settle::<PayrollRun, LedgerError>(Err(err));
                     }
                 }
                 tx.commit().await?;

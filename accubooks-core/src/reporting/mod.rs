@@ -1,7 +1,9 @@
 //! Reports asked for as jobs (contract section 7): the request is checked
 //! and recorded with its job in one transaction; the job computes the
-//! report and stores it, as JSON or as CSV (see [`super::report_csv`]), to
+//! report and stores it, as JSON or as CSV (see [`csv`]), to
 //! be fetched by id.
+
+mod csv;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -534,7 +536,7 @@ async fn render(
         return Ok(report.json());
     }
     let value: Value = serde_json::from_str(&report.json()).unwrap_or_default();
-    Ok(crate::ledger::report_csv::to_csv(query, &value))
+    Ok(csv::to_csv(query, &value))
 }
 
 /// The general ledger of a report job: the API's pages, joined up to

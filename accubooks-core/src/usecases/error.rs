@@ -16,6 +16,15 @@ pub enum Error {
     /// What the books refused or failed at.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// Login with an unknown e-mail address or a wrong password.
+    #[error("The e-mail address or the password is wrong.")]
+    InvalidCredentials,
+    /// Too many attempts from this client or for this key.
+    #[error(transparent)]
+    Throttled(#[from] crate::throttle::Throttled),
+    /// Every password-hashing worker is busy; retry shortly.
+    #[error(transparent)]
+    HashingBusy(#[from] crate::identity::HashingBusy),
     /// The caller's role may not do this.
     #[error("{FORBIDDEN}")]
     Forbidden,
@@ -54,6 +63,18 @@ pub enum Error {
 impl From<crate::Error> for Error {
     fn from(err: crate::Error) -> Self {
         Error::Ledger(LedgerError::Storage(err))
+    }
+}
+
+impl From<crate::identity::IdentityError> for Error {
+    fn from(err: crate::identity::IdentityError) -> Self {
+        use crate::identity::IdentityError as E;
+        match err {
+            E::Books(err) => Error::Ledger(err),
+            E::InvalidCredentials => Error::InvalidCredentials,
+            E::Throttled(throttled) => Error::Throttled(throttled),
+            E::HashingBusy(busy) => Error::HashingBusy(busy),
+        }
     }
 }
 

@@ -34,7 +34,7 @@ impl Books<'_> {
                 self.app
                     .auth_limits()
                     .check_register(address)
-                    .map_err(LedgerError::from)?;
+                    .map_err(Error::from)?;
             }
             let (db, hashing) = (self.app.database(), self.app.password_hashing());
             Ok(identity::register(db, hashing, registration).await?)

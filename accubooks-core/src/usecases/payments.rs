@@ -148,7 +148,7 @@ impl Books<'_> {
     /// a job. Needs only the database (and the webhook secret), not Stripe.
     ///
     /// A refused signature costs the `client` one of its failures
-    /// ([`crate::identity::AuthLimits::webhook_signatures`]); a client over that
+    /// ([`crate::throttle::AuthLimits::webhook_signatures`]); a client over that
     /// budget is refused (`RATE_LIMITED`) before its signature is checked.
     /// Valid signatures spend nothing, so Stripe's bursts always land.
     /// Refusals are counted in `accubooks_webhook_refused_total` and logged
@@ -175,7 +175,7 @@ impl Books<'_> {
                     reason = "rate_limited",
                     "webhook refused"
                 );
-                return Err(LedgerError::from(throttled).into());
+                return Err(throttled.into());
             }
             if let Err(bad) = stripe.verify(payload, signature, chrono::Utc::now().timestamp()) {
                 metrics.count_webhook_refused(PROVIDER, bad.reason());

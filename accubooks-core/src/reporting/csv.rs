@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::reporting::ReportQuery;
+use super::ReportQuery;
 
 /// A cell as a spreadsheet must read it: text starting with `=`, `+`, `-`,
 /// `@`, a tab or a carriage return (what Excel, LibreOffice and Google
