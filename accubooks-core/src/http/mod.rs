@@ -6,20 +6,19 @@
 //! panics, and records logs and metrics. Status codes and error bodies are
 //! decided in [`ApiError`] alone.
 
-mod auth_routes;
-mod bank;
+mod banking;
 mod body;
-mod books;
 mod error;
-mod export;
 mod hygiene;
-mod invoices;
+mod identity;
+mod invoicing;
 mod jobs;
+mod ledger;
 mod monitoring;
 mod openapi;
-mod payments;
+mod payroll;
 mod pipeline;
-mod reports;
+mod reporting;
 mod route;
 
 use std::net::SocketAddr;
@@ -223,13 +222,12 @@ pub(crate) fn answer_response<T: Serialize>(status: StatusCode, answer: &Answer<
 pub(crate) fn core_routes() -> Vec<Route> {
     let mut routes = monitoring::routes();
     routes.extend(openapi::routes());
-    routes.extend(auth_routes::routes());
-    routes.extend(books::routes());
-    routes.extend(reports::routes());
-    routes.extend(export::routes());
-    routes.extend(invoices::routes());
+    routes.extend(identity::routes());
+    routes.extend(ledger::routes());
+    routes.extend(reporting::routes());
+    routes.extend(invoicing::routes());
     routes.extend(jobs::routes());
-    routes.extend(payments::routes());
-    routes.extend(bank::routes());
+    routes.extend(payroll::routes());
+    routes.extend(banking::routes());
     routes
 }

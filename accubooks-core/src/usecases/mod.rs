@@ -16,26 +16,24 @@
 //! The methods take the caller's [`Principal`], typed input and an optional
 //! [`ClientKey`], and answer typed output or one [`Error`].
 
-mod background;
 mod banking;
 pub(crate) mod error;
 mod idempotent;
 mod identity;
 mod invoicing;
-mod journal;
-mod payments;
-mod reports;
+mod jobs;
+mod ledger;
+mod payroll;
+mod reporting;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-pub use background::MAX_PREVIEW;
 pub use error::{Error, Result};
 pub use idempotent::{Answer, ClientKey};
 pub use identity::{Client, TOKEN_LIFETIME};
-pub use invoicing::{Dated, Payment};
-pub use journal::{Batch, MAX_BATCH, Posted};
-pub use payments::{WebhookOutcome, WebhookReceipt};
+pub use invoicing::{Dated, MAX_PREVIEW, Payment, WebhookOutcome, WebhookReceipt};
+pub use ledger::{Batch, MAX_BATCH, Posted};
 
 use crate::app::AccuBooks;
 use crate::identity::{Principal, Role};

@@ -1,20 +1,31 @@
-//! Routes of customers, invoices, payments and credit notes.
+//! Routes of invoicing: customers, invoices, payments and credit notes,
+//! recurring invoices, and card payments through Stripe with its webhook.
 
 use http::{Method, StatusCode};
 use serde::Deserialize;
 
+use super::reporting::query;
 use super::{
     Access, ApiError, Handler, NoFilter, Request, Response, Route, answer_response, json_response,
     list_query, page_response,
 };
 use crate::app::AccuBooks;
-use crate::deps::DATABASE;
+use crate::deps::{DATABASE, STRIPE};
 use crate::identity::Role;
 use crate::invoicing;
+use crate::invoicing::payments::PaymentIntent;
+use crate::invoicing::recurring::{NewRecurringInvoice, Preview, RecurringInvoice};
 use crate::invoicing::{NewCreditNote, NewCustomer, NewInvoice};
-use crate::usecases::{Dated, Payment};
+use crate::usecases::{Client, Dated, Payment, WebhookReceipt};
 
 pub(crate) fn routes() -> Vec<Route> {
+    let mut routes = invoice_routes();
+    routes.extend(recurring_routes());
+    routes.extend(payment_routes());
+    routes
+}
+
+fn invoice_routes() -> Vec<Route> {
     fn read(path: &'static str, handler: impl Handler) -> Route {
         Route::new(Method::GET, path, handler).needs(DATABASE)
     }
@@ -196,8 +207,150 @@ struct AsOf {
 }
 
 async fn ar_aging(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let q: AsOf = super::reports::query(&request)?;
-    let as_of = super::reports::optional_date(q.as_of.as_deref())?;
+    let q: AsOf = super::reporting::query(&request)?;
+    let as_of = super::reporting::optional_date(q.as_of.as_deref())?;
     let report = app.books().ar_aging(&request.principal()?, as_of).await?;
     Ok(json_response(StatusCode::OK, &report))
+}
+
+fn recurring_routes() -> Vec<Route> {
+    fn read(path: &'static str, handler: impl Handler) -> Route {
+        Route::new(Method::GET, path, handler).needs(DATABASE)
+    }
+    fn write(path: &'static str, handler: impl Handler) -> Route {
+        Route::new(Method::POST, path, handler)
+            .needs(DATABASE)
+            .access(Access::Role(Role::Accountant))
+    }
+    vec![
+        write("/api/recurring-invoices", create_recurring)
+            .idempotent()
+            .summary(
+                "Create a recurring invoice; each occurrence on or before today (in the \
+                 organization's time zone) becomes one invoice, missed ones included",
+            )
+            .body::<NewRecurringInvoice>()
+            .returns::<RecurringInvoice>(201),
+        read("/api/recurring-invoices", list_recurring)
+            .summary("The organization's recurring invoices, oldest first")
+            .paged()
+            .returns_list::<RecurringInvoice>(200),
+        read("/api/recurring-invoices/{id}", get_recurring)
+            .summary("A recurring invoice")
+            .returns::<RecurringInvoice>(200),
+        read("/api/recurring-invoices/{id}/preview", preview)
+            .summary("The next occurrences not yet generated")
+            .query("count", "How many, 1 to 500; default 12", false)
+            .returns::<Preview>(200),
+    ]
+}
+
+const NO_SUCH_RECURRING: &str = "There is no such recurring invoice.";
+
+async fn create_recurring(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let (caller, new, key) = (request.principal()?, request.json()?, request.key()?);
+    let recurring = app
+        .books()
+        .create_recurring_invoice(&caller, new, key)
+        .await?;
+    Ok(answer_response(StatusCode::CREATED, &recurring))
+}
+
+async fn list_recurring(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let (page, NoFilter {}) = list_query(&request)?;
+    let recurring = app
+        .books()
+        .recurring_invoices(&request.principal()?, page)
+        .await?;
+    Ok(page_response(&request, &recurring))
+}
+
+async fn get_recurring(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let (caller, id) = (request.principal()?, request.id(NO_SUCH_RECURRING)?);
+    let recurring = app.books().recurring_invoice(&caller, id).await?;
+    Ok(json_response(StatusCode::OK, &recurring))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Count {
+    count: Option<String>,
+}
+
+async fn preview(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let (caller, id) = (request.principal()?, request.id(NO_SUCH_RECURRING)?);
+    let count: Count = query(&request)?;
+    let count = match count.count {
+        None => 12,
+        Some(text) => text.parse().map_err(|_| {
+            ApiError::invalid("INVALID_QUERY", "count is a whole number from 1 to 500.")
+        })?,
+    };
+    let preview = app
+        .books()
+        .preview_recurring_invoice(&caller, id, count)
+        .await?;
+    Ok(json_response(StatusCode::OK, &preview))
+}
+
+/// The largest body Stripe's webhook takes (256 KiB, or `BODY_LIMIT_BYTES`
+/// when that is smaller): Stripe's events are a few KiB, so a larger body
+/// is refused (413) before it is read, let alone signed.
+pub const STRIPE_WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
+
+fn payment_routes() -> Vec<Route> {
+    vec![
+        Route::new(
+            Method::POST,
+            "/api/invoices/{id}/payment-intent",
+            payment_intent,
+        )
+        .needs(DATABASE)
+        .needs(STRIPE)
+        .access(Access::Role(Role::Accountant))
+        .summary(
+            "A Stripe PaymentIntent for an issued invoice's open amount; asked again for \
+                 the same open amount, the same intent",
+        )
+        .returns::<PaymentIntent>(201)
+        .answers(409, "The invoice is not open (INVOICE_NOT_OPEN)")
+        .answers(
+            422,
+            "Stripe cannot charge the amount exactly (AMOUNT_NOT_PAYABLE), or refused it \
+                 (PAYMENT_REJECTED)",
+        ),
+        Route::new(Method::POST, "/api/webhooks/stripe", stripe_webhook)
+            .needs(DATABASE)
+            .access(Access::Public)
+            .signed_webhook(STRIPE, STRIPE_WEBHOOK_BODY_LIMIT)
+            .summary(
+                "Stripe's webhook: the raw body signed in Stripe-Signature with \
+                 STRIPE_WEBHOOK_SECRET; payments and refunds are posted once per event and \
+                 per PaymentIntent",
+            )
+            .returns::<WebhookReceipt>(200)
+            .answers(
+                400,
+                "A missing, forged or stale Stripe-Signature (INVALID_SIGNATURE)",
+            ),
+    ]
+}
+
+async fn payment_intent(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let (caller, id) = (
+        request.principal()?,
+        request.id("There is no such invoice.")?,
+    );
+    let intent = app.books().payment_intent(&caller, id).await?;
+    Ok(json_response(StatusCode::CREATED, &intent))
+}
+
+async fn stripe_webhook(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let signature = request.header(http::HeaderName::from_static("stripe-signature"));
+    let client = Client::Remote(request.client);
+    let receipt = app
+        .books()
+        .stripe_webhook(&request.body, signature, client)
+        .await?;
+    Ok(json_response(StatusCode::OK, &receipt))
 }

@@ -1,18 +1,26 @@
-//! Routes of the books: accounts and journal entries.
+//! Routes of the ledger: accounts, journal entries and the export.
 
-use http::{Method, StatusCode};
+use futures::StreamExt;
+use http::{HeaderValue, Method, StatusCode, header};
+use serde::Deserialize;
 
 use super::{
-    ApiError, Handler, NoFilter, Request, Response, Route, answer_response, json_response,
+    ApiError, Body, Handler, NoFilter, Request, Response, Route, answer_response, json_response,
     list_query, page_response,
 };
 use crate::app::AccuBooks;
 use crate::deps::DATABASE;
 use crate::identity::Role;
-use crate::ledger::{self, EntryInput};
+use crate::ledger::{self, EntryInput, ExportFormat};
 use crate::usecases::{Batch, Dated, Posted};
 
 pub(crate) fn routes() -> Vec<Route> {
+    let mut routes = books_routes();
+    routes.extend(export_routes());
+    routes
+}
+
+fn books_routes() -> Vec<Route> {
     fn read(method: Method, path: &'static str, handler: impl Handler) -> Route {
         Route::new(method, path, handler).needs(DATABASE)
     }
@@ -94,4 +102,62 @@ async fn reverse_entry(app: AccuBooks, request: Request) -> Result<Response, Api
     let (input, key) = (request.optional_json()?, request.key()?);
     let entry = app.books().reverse_entry(&caller, id, input, key).await?;
     Ok(answer_response(StatusCode::CREATED, &entry))
+}
+
+fn export_routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::GET, "/api/export/ledger", export_ledger)
+            .needs(DATABASE)
+            .timeout(crate::ledger::EXPORT_TIME_LIMIT)
+            .summary("The books as an hledger or beancount journal with exact balance assertions")
+            .query("format", "hledger or beancount", true)
+            .query_date("as_of", "Default today (UTC)", false)
+            .answers(
+                429,
+                "Too many exports run at once (EXPORTS_PER_ORGANIZATION, EXPORTS_MAX)",
+            ),
+    ]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    format: String,
+    as_of: Option<String>,
+}
+
+fn file_name(format: ExportFormat) -> &'static str {
+    match format {
+        ExportFormat::Hledger => "attachment; filename=\"books.journal\"",
+        ExportFormat::Beancount => "attachment; filename=\"books.beancount\"",
+    }
+}
+
+async fn export_ledger(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let q: ExportQuery = super::reporting::query(&request)?;
+    let format = ExportFormat::from_name(&q.format)?;
+    let as_of = super::reporting::optional_date(q.as_of.as_deref())?;
+    let books = app.books();
+    let stream = books
+        .export_ledger(&request.principal()?, format, as_of)
+        .await?;
+    // A failure midway aborts the response (the client sees it incomplete);
+    // it is logged here, with the request id of the span.
+    let chunks = stream.map(|chunk| {
+        chunk.map_err(|err| {
+            tracing::warn!(error = %err, "the export failed midway");
+            std::io::Error::other("the export failed midway")
+        })
+    });
+    let mut response = http::Response::new(Body::stream(chunks));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static(file_name(format)),
+    );
+    Ok(response)
 }

@@ -1,16 +1,23 @@
-//! Report routes.
+//! Routes of reporting: the reports, and reports asked for as jobs.
 
 use chrono::NaiveDate;
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::{ApiError, Handler, Request, Response, Route, json_response};
+use super::{ApiError, Handler, Request, Response, Route, answer_response, json_response};
 use crate::app::AccuBooks;
 use crate::deps::DATABASE;
 use crate::ledger;
+use crate::reporting::{NewReportJob, ReportJob};
 
 pub(crate) fn routes() -> Vec<Route> {
+    let mut routes = report_routes();
+    routes.extend(report_job_routes());
+    routes
+}
+
+fn report_routes() -> Vec<Route> {
     fn read(path: &'static str, handler: impl Handler) -> Route {
         Route::new(Method::GET, path, handler).needs(DATABASE)
     }
@@ -112,4 +119,66 @@ async fn general_ledger(app: AccuBooks, request: Request) -> Result<Response, Ap
         .general_ledger(&request.principal()?, &q.account, from, to, page)
         .await?;
     Ok(super::page_response(&request, &report))
+}
+
+fn report_job_routes() -> Vec<Route> {
+    fn read(path: &'static str, handler: impl Handler) -> Route {
+        Route::new(Method::GET, path, handler).needs(DATABASE)
+    }
+    vec![
+        Route::new(Method::POST, "/api/report-jobs", create_report_job)
+            .needs(DATABASE)
+            .idempotent()
+            .summary("Ask for a report as a job (report-generation queue), in JSON or CSV")
+            .body::<NewReportJob>()
+            .returns::<ReportJob>(202)
+            .answers(
+                422,
+                "The organization's stored report results reach \
+                 REPORT_STORAGE_PER_ORGANIZATION_BYTES (REPORT_QUOTA_EXCEEDED); results are \
+                 freed as they expire after RETENTION_DAYS. A job whose result would go \
+                 beyond the quota ends dead with the same code, storing nothing",
+            ),
+        read("/api/report-jobs/{id}", get_report_job)
+            .summary("A report job and its status")
+            .returns::<ReportJob>(200),
+        read("/api/report-jobs/{id}/result", report_result)
+            .summary(
+                "The stored result: the report's JSON, or a CSV table (RFC 4180) whose cells \
+                 starting like a formula (= + - @ tab CR, numbers such as -12.50 aside) carry \
+                 a leading ' so a spreadsheet shows them as text",
+            )
+            .answers(200, "The report, as application/json or text/csv")
+            .answers(409, "The result does not exist yet (REPORT_NOT_READY)")
+            .answers(
+                410,
+                "The result was purged RETENTION_DAYS after it was made (REPORT_EXPIRED); \
+                 ask for the report again. One retention later the report job is gone (404)",
+            ),
+    ]
+}
+
+const NO_SUCH_REPORT_JOB: &str = "There is no such report job.";
+
+async fn create_report_job(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let (caller, new, key) = (request.principal()?, request.json()?, request.key()?);
+    let job = app.books().create_report_job(&caller, new, key).await?;
+    Ok(answer_response(StatusCode::ACCEPTED, &job))
+}
+
+async fn get_report_job(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let (caller, id) = (request.principal()?, request.id(NO_SUCH_REPORT_JOB)?);
+    let job = app.books().report_job(&caller, id).await?;
+    Ok(json_response(StatusCode::OK, &job))
+}
+
+async fn report_result(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let (caller, id) = (request.principal()?, request.id(NO_SUCH_REPORT_JOB)?);
+    let (format, text) = app.books().report_result(&caller, id).await?;
+    let mut response = http::Response::new(super::Body::from(text.into_bytes()));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(format.content_type()),
+    );
+    Ok(response)
 }

@@ -1,15 +1,19 @@
-//! The reports and the export.
+//! Reporting: the reports, the export, and reports asked for as jobs.
 
 use chrono::NaiveDate;
 
+use super::idempotent::{Keyed, stored};
+use super::{Answer, ClientKey};
 use super::{Books, Result, org};
 use crate::identity::{Principal, Role};
+use crate::jobs::Queue;
 use crate::ledger::{
     self, BalanceSheet, EXPORT_TIME_LIMIT, ExportFormat, ExportStream, GeneralLedger,
     IncomeStatement, LedgerKey, TrialBalance,
 };
 use crate::limits::Work;
 use crate::paging::{Page, PageRequest};
+use crate::reporting::{self, NewReportJob, ReportJob, ResultFormat};
 
 /// A report's day: the one given, else today (UTC).
 pub(crate) fn or_today(date: Option<NaiveDate>) -> NaiveDate {
@@ -105,6 +109,59 @@ impl Books<'_> {
             EXPORT_TIME_LIMIT,
             work,
         )
+        .await
+    }
+}
+
+impl Books<'_> {
+    /// Asks for a report as a job; its query is checked now (`422`), and
+    /// recorded with the job in one transaction.
+    pub async fn create_report_job(
+        &self,
+        caller: &Principal,
+        new: NewReportJob,
+        key: Option<ClientKey>,
+    ) -> Result<Answer<ReportJob>> {
+        let keyed = Keyed {
+            operation: "create_report_job",
+            target: None,
+            input: &new,
+        };
+        let new = &new;
+        let job = self
+            .run_keyed(caller, Role::Viewer, key, keyed, |key| async move {
+                let render = |job: &ReportJob| stored(job);
+                let key = key
+                    .as_ref()
+                    .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
+                let db = self.app.database();
+                let storage = self.app.report_storage();
+                Ok(reporting::create_report_job(db, &org(caller), new, storage, key).await?)
+            })
+            .await?;
+        self.app.jobs().wake(Queue::ReportGeneration);
+        Ok(job)
+    }
+
+    /// A report job.
+    pub async fn report_job(&self, caller: &Principal, id: i64) -> Result<ReportJob> {
+        self.run("report_job", Some(caller), Role::Viewer, async {
+            Ok(reporting::get_report_job(self.app.database(), &org(caller), id).await?)
+        })
+        .await
+    }
+
+    /// The stored result of a report job (`409 REPORT_NOT_READY` before,
+    /// `410 REPORT_EXPIRED` once purged after `RETENTION_DAYS`).
+    pub async fn report_result(
+        &self,
+        caller: &Principal,
+        id: i64,
+    ) -> Result<(ResultFormat, String)> {
+        self.run("report_result", Some(caller), Role::Viewer, async {
+            let days = self.app.jobs().config().retention_days;
+            Ok(reporting::report_result(self.app.database(), &org(caller), id, days).await?)
+        })
         .await
     }
 }
