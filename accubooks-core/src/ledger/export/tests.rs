@@ -1,3 +1,4 @@
+
 use std::collections::HashSet;
 
 use proptest::prelude::*;
@@ -197,25 +198,25 @@ account income:4000  ; Account \"4000\"\u{FF1A} x; y
 account expenses:5000  ; Account \"5000\"\u{FF1A} x; y
 
 2026-01-31 (7) '\u{FF1B} DROP TABLE x\u{FF1B} --\"
-assets:1000  100.00 USD
-income:4000  -100.00 USD
+    assets:1000  100.00 USD
+    income:4000  -100.00 USD
 
 2026-02-01 (9)
-expenses:5000  1.005 KWD
-liabilities:2000  -1.005 KWD
-assets:1100.a  1500 JPY
-assets:1100.a  -1500 JPY
+    expenses:5000  1.005 KWD
+    liabilities:2000  -1.005 KWD
+    assets:1100.a  1500 JPY
+    assets:1100.a  -1500 JPY
 
 2026-02-02 (11) Reversal of entry 9  ; reverses:9
-assets:1100.a  1500 JPY
-assets:1100.a  -1500 JPY
+    assets:1100.a  1500 JPY
+    assets:1100.a  -1500 JPY
 
 2026-02-28 AccuBooks balances at the end of 2026-02-28
-assets:1000  0.00 USD == 100.00 USD
-assets:1100.a  0 JPY == 1500 JPY
-liabilities:2000  0.000 KWD == -1.005 KWD
-income:4000  0.00 USD == -100.00 USD
-expenses:5000  0.000 KWD == 1.005 KWD
+    assets:1000  0.00 USD == 100.00 USD
+    assets:1100.a  0 JPY == 1500 JPY
+    liabilities:2000  0.000 KWD == -1.005 KWD
+    income:4000  0.00 USD == -100.00 USD
+    expenses:5000  0.000 KWD == 1.005 KWD
 ";
     assert_eq!(text, expected);
 }
@@ -224,27 +225,27 @@ expenses:5000  0.000 KWD == 1.005 KWD
 fn beancount_ledger() {
     let text = sample(ExportFormat::Beancount);
     assert!(text.starts_with(
-        "; AccuBooks ledger export of organization org-1, as of 2026-02-28.\n\
-         ; Accounts are named <Type>:C<code> with '-' written -H, '.' -D and '_' -U.\n\n\
-         option \"operating_currency\" \"KWD\"\n\n\
-         2026-01-31 open Assets:C1000 USD\n  name: \"Account \\\"1000\\\": x; y\"\n  code: \"1000\"\n"
-    ), "{text}");
+            "; AccuBooks ledger export of organization org-1, as of 2026-02-28.\n\
+             ; Accounts are named <Type>:C<code> with '-' written -H, '.' -D and '_' -U.\n\n\
+             option \"operating_currency\" \"KWD\"\n\n\
+             2026-01-31 open Assets:C1000 USD\n  name: \"Account \\\"1000\\\": x; y\"\n  code: \"1000\"\n"
+        ), "{text}");
     assert!(text.contains(
-        "2026-01-31 open Assets:C1100-Da JPY\n  name: \"Account \\\"1100.a\\\": x; y\"\n  code: \"1100.a\"\n"
-    ));
+            "2026-01-31 open Assets:C1100-Da JPY\n  name: \"Account \\\"1100.a\\\": x; y\"\n  code: \"1100.a\"\n"
+        ));
     assert!(text.contains(
-        "\n2026-01-31 * \"'; DROP TABLE x; --\\\"\"\n  entry: 7\n  Assets:C1000  100.00 USD\n  Income:C4000  -100.00 USD\n"
-    ));
+            "\n2026-01-31 * \"'; DROP TABLE x; --\\\"\"\n  entry: 7\n  Assets:C1000  100.00 USD\n  Income:C4000  -100.00 USD\n"
+        ));
     assert!(text.contains(
-        "\n2026-02-02 * \"Reversal of entry 9\"\n  entry: 11\n  reverses: 9\n  Assets:C1100-Da  1500 JPY\n"
-    ));
+            "\n2026-02-02 * \"Reversal of entry 9\"\n  entry: 11\n  reverses: 9\n  Assets:C1100-Da  1500 JPY\n"
+        ));
     assert!(
         text.ends_with(
             "\n2026-03-01 balance Assets:C1000  100.00 ~ 0.00 USD\n\
-         2026-03-01 balance Assets:C1100-Da  1500 ~ 0 JPY\n\
-         2026-03-01 balance Liabilities:C2000  -1.005 ~ 0.000 KWD\n\
-         2026-03-01 balance Income:C4000  -100.00 ~ 0.00 USD\n\
-         2026-03-01 balance Expenses:C5000  1.005 ~ 0.000 KWD\n"
+             2026-03-01 balance Assets:C1100-Da  1500 ~ 0 JPY\n\
+             2026-03-01 balance Liabilities:C2000  -1.005 ~ 0.000 KWD\n\
+             2026-03-01 balance Income:C4000  -100.00 ~ 0.00 USD\n\
+             2026-03-01 balance Expenses:C5000  1.005 ~ 0.000 KWD\n"
         ),
         "{text}"
     );

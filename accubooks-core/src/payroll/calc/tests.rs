@@ -1,3 +1,4 @@
+
 use super::*;
 use chrono::{Days, TimeDelta, Weekday};
 use proptest::prelude::*;
