@@ -97,7 +97,7 @@ impl Books<'_> {
                 Ok(recurring)
             })
             .await?;
-        self.app.jobs().wake(Queue::RecurringInvoices);
+        self.app.jobs().wake(recurring::QUEUE);
         Ok(answer)
     }
 
@@ -171,7 +171,7 @@ impl Books<'_> {
                 Ok(reporting::create_report_job(db, &org(caller), new, storage, key).await?)
             })
             .await?;
-        self.app.jobs().wake(Queue::ReportGeneration);
+        self.app.jobs().wake(reporting::QUEUE);
         Ok(job)
     }
 
@@ -278,7 +278,7 @@ impl Books<'_> {
                 Ok(payroll::create_run(ledger, &org(caller), new.clone(), key).await?)
             })
             .await?;
-        self.app.jobs().wake(Queue::PayrollProcessing);
+        self.app.jobs().wake(payroll::QUEUE);
         Ok(run)
     }
 

@@ -9,7 +9,6 @@ use crate::error::Fault;
 use crate::health::Event;
 use crate::identity::{Principal, Role};
 use crate::invoicing::payments::{self, EventJob, EventKind, PaymentIntent};
-use crate::jobs::Queue;
 use crate::ledger::LedgerError;
 use crate::saas::CallError;
 use crate::saas::stripe::{self, NewIntent};
@@ -212,7 +211,7 @@ impl Books<'_> {
                 });
             };
             let job_id = payments::record_event(db, &organization, &job).await?;
-            self.app.jobs().wake(Queue::Payments);
+            self.app.jobs().wake(payments::QUEUE);
             Ok(WebhookReceipt {
                 event: id,
                 outcome: WebhookOutcome::Queued,
