@@ -1308,6 +1308,42 @@ fn already_matched(id: i64) -> LedgerError {
     )
 }
 
+/// What a sync needs beyond the engine: the ledger, the sealer of the
+/// items' tokens and the Plaid client (none when Plaid is not configured:
+/// the job is then dead with `BANK_INTEGRATION_DISABLED`).
+struct SyncState {
+    ledger: Ledger,
+    sealer: Sealer,
+    plaid: Option<std::sync::Arc<Plaid>>,
+}
+
+/// Registers the sync's job.
+pub(crate) fn register(
+    registry: &mut crate::jobs::JobRegistry,
+    ledger: &Ledger,
+    sealer: &Sealer,
+    plaid: Option<std::sync::Arc<Plaid>>,
+) {
+    fn run<'a>(
+        state: &'a SyncState,
+        _: &'a crate::jobs::JobEnv,
+        job: &'a crate::jobs::JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), JobFailure>> {
+        Box::pin(sync(
+            &state.ledger,
+            &state.sealer,
+            state.plaid.as_deref(),
+            &job.organization,
+        ))
+    }
+    let state = SyncState {
+        ledger: ledger.clone(),
+        sealer: sealer.clone(),
+        plaid,
+    };
+    registry.kind(JOB_KIND, QUEUE, crate::jobs::with_state(state, run));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1416,40 +1452,4 @@ mod tests {
     fn tokens_are_sealed_for_their_organization_and_item() {
         assert_eq!(token_context("o1", "item-9"), "plaid-item:o1:item-9");
     }
-}
-
-/// What a sync needs beyond the engine: the ledger, the sealer of the
-/// items' tokens and the Plaid client (none when Plaid is not configured:
-/// the job is then dead with `BANK_INTEGRATION_DISABLED`).
-struct SyncState {
-    ledger: Ledger,
-    sealer: Sealer,
-    plaid: Option<std::sync::Arc<Plaid>>,
-}
-
-/// Registers the sync's job.
-pub(crate) fn register(
-    registry: &mut crate::jobs::JobRegistry,
-    ledger: &Ledger,
-    sealer: &Sealer,
-    plaid: Option<std::sync::Arc<Plaid>>,
-) {
-    fn run<'a>(
-        state: &'a SyncState,
-        _: &'a crate::jobs::JobEnv,
-        job: &'a crate::jobs::JobContext,
-    ) -> futures::future::BoxFuture<'a, Result<(), JobFailure>> {
-        Box::pin(sync(
-            &state.ledger,
-            &state.sealer,
-            state.plaid.as_deref(),
-            &job.organization,
-        ))
-    }
-    let state = SyncState {
-        ledger: ledger.clone(),
-        sealer: sealer.clone(),
-        plaid,
-    };
-    registry.kind(JOB_KIND, QUEUE, crate::jobs::with_state(state, run));
 }

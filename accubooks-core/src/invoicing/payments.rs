@@ -562,6 +562,22 @@ async fn post_cash(
     Ok(())
 }
 
+/// Registers the job that posts what a Stripe event reports.
+pub(crate) fn register(registry: &mut crate::jobs::JobRegistry, ledger: &Ledger) {
+    fn run<'a>(
+        ledger: &'a Ledger,
+        _: &'a crate::jobs::JobEnv,
+        job: &'a crate::jobs::JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), JobFailure>> {
+        Box::pin(process(ledger, &job.organization, &job.payload))
+    }
+    registry.kind(
+        JOB_KIND,
+        QUEUE,
+        crate::jobs::with_state(ledger.clone(), run),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
@@ -617,16 +633,4 @@ mod tests {
             );
         }
     }
-}
-
-/// Registers the job that posts what a Stripe event reports.
-pub(crate) fn register(registry: &mut crate::jobs::JobRegistry, ledger: &Ledger) {
-    fn run<'a>(
-        ledger: &'a Ledger,
-        _: &'a crate::jobs::JobEnv,
-        job: &'a crate::jobs::JobContext,
-    ) -> futures::future::BoxFuture<'a, Result<(), JobFailure>> {
-        Box::pin(process(ledger, &job.organization, &job.payload))
-    }
-    registry.kind(JOB_KIND, QUEUE, crate::jobs::with_state(ledger.clone(), run));
 }

@@ -576,6 +576,42 @@ pub async fn generate(
     Ok(())
 }
 
+/// Registers the occurrences' job and the scheduler that asks for the
+/// occurrences come due, at start and every `scan` (`RECURRING_SCAN_MS`).
+pub(crate) fn register(
+    registry: &mut crate::jobs::JobRegistry,
+    ledger: &Ledger,
+    scan: std::time::Duration,
+) {
+    fn run<'a>(
+        ledger: &'a Ledger,
+        _: &'a crate::jobs::JobEnv,
+        job: &'a crate::jobs::JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), JobFailure>> {
+        Box::pin(generate(ledger, &job.organization, &job.payload))
+    }
+    registry.kind(
+        JOB_KIND,
+        QUEUE,
+        crate::jobs::with_state(ledger.clone(), run),
+    );
+    registry.periodic(
+        "recurring-scheduler",
+        std::time::Duration::ZERO,
+        scan,
+        |env| async move {
+            match ask_for_due(env.database(), Utc::now()).await {
+                Ok(0) => {}
+                Ok(asked) => {
+                    tracing::info!(jobs = asked, "recurring invoices came due");
+                    env.jobs().wake(QUEUE);
+                }
+                Err(err) => tracing::warn!(error = %err, "the recurring scheduler failed"),
+            }
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,36 +691,4 @@ mod tests {
     }
 
     use chrono::Datelike;
-}
-
-/// Registers the occurrences' job and the scheduler that asks for the
-/// occurrences come due, at start and every `scan` (`RECURRING_SCAN_MS`).
-pub(crate) fn register(
-    registry: &mut crate::jobs::JobRegistry,
-    ledger: &Ledger,
-    scan: std::time::Duration,
-) {
-    fn run<'a>(
-        ledger: &'a Ledger,
-        _: &'a crate::jobs::JobEnv,
-        job: &'a crate::jobs::JobContext,
-    ) -> futures::future::BoxFuture<'a, Result<(), JobFailure>> {
-        Box::pin(generate(ledger, &job.organization, &job.payload))
-    }
-    registry.kind(JOB_KIND, QUEUE, crate::jobs::with_state(ledger.clone(), run));
-    registry.periodic(
-        "recurring-scheduler",
-        std::time::Duration::ZERO,
-        scan,
-        |env| async move {
-            match ask_for_due(env.database(), Utc::now()).await {
-                Ok(0) => {}
-                Ok(asked) => {
-                    tracing::info!(jobs = asked, "recurring invoices came due");
-                    env.jobs().wake(QUEUE);
-                }
-                Err(err) => tracing::warn!(error = %err, "the recurring scheduler failed"),
-            }
-        },
-    );
 }

@@ -39,10 +39,10 @@ use crate::config::{JobTransport, JobsConfig};
 use crate::error::Transience;
 use crate::health::report::{JobQueuesView, QueueView, QueuesStatus};
 
+pub use registry::{JobEnv, JobHandler, JobRegistry, Queue, from_fn, with_state};
 pub(crate) use store::{
     get_job, hand_back, insert_job, insert_jobs, list_jobs, now_ms, record, retry_job,
 };
-pub use registry::{JobEnv, JobHandler, JobRegistry, Queue, from_fn, with_state};
 pub(crate) use worker::{carrier_up, spawn};
 
 /// Where a job is in its life.
@@ -492,7 +492,11 @@ mod tests {
         }
     }
 
-    const QUEUES: [Queue; 3] = [Queue::new("first"), Queue::new("second"), Queue::new("third")];
+    const QUEUES: [Queue; 3] = [
+        Queue::new("first"),
+        Queue::new("second"),
+        Queue::new("third"),
+    ];
 
     fn noop<'a>(
         _: &'a JobEnv,

@@ -268,8 +268,13 @@ impl JobRegistry {
     /// Registers a task run `first` after start, then again `every` after
     /// each run ended, while the database is available and migrated, until
     /// the instance stops. The task reports its own failures.
-    pub fn periodic<F, Fut>(&mut self, name: &'static str, first: Duration, every: Duration, task: F)
-    where
+    pub fn periodic<F, Fut>(
+        &mut self,
+        name: &'static str,
+        first: Duration,
+        every: Duration,
+        task: F,
+    ) where
         F: Fn(JobEnv) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {

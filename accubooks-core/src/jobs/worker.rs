@@ -515,12 +515,7 @@ async fn relay(env: JobEnv, mut stopped: watch::Receiver<bool>) {
 /// here, or a worker that finds it gone) puts the jobs queued on the lost
 /// stream back into the outbox, and the relay sends nothing to that queue
 /// until that has succeeded. Answers whether every queue is ready.
-async fn make_groups(
-    env: &JobEnv,
-    lease_ms: i64,
-    ready: &mut [bool],
-    owed: &mut [bool],
-) -> bool {
+async fn make_groups(env: &JobEnv, lease_ms: i64, ready: &mut [bool], owed: &mut [bool]) -> bool {
     let mut connection = env.redis().connection();
     for (i, &queue) in env.jobs().queues().iter().enumerate() {
         if !ready[i] {

@@ -980,5 +980,9 @@ pub(crate) fn register(registry: &mut crate::jobs::JobRegistry, ledger: &Ledger)
     ) -> futures::future::BoxFuture<'a, Result<(), JobFailure>> {
         Box::pin(process(ledger, &job.organization, job.id))
     }
-    registry.kind(JOB_KIND, QUEUE, crate::jobs::with_state(ledger.clone(), run));
+    registry.kind(
+        JOB_KIND,
+        QUEUE,
+        crate::jobs::with_state(ledger.clone(), run),
+    );
 }

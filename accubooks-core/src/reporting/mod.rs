@@ -588,6 +588,43 @@ mod erased {
     }
 }
 
+/// The database reports read from: the standby (`DATABASE_REPORTS_URL`)
+/// while it is available and not lagging, else the primary.
+pub(crate) fn source<'a>(primary: &'a Database, standby: Option<&'a Database>) -> &'a Database {
+    match standby {
+        Some(standby) if standby.is_available() => standby,
+        _ => primary,
+    }
+}
+
+/// Registers the report's job: it reads from the `standby` while it is
+/// available, stores in the primary, within `storage`.
+pub(crate) fn register(
+    registry: &mut crate::jobs::JobRegistry,
+    standby: Option<Database>,
+    storage: Storage,
+) {
+    fn run<'a>(
+        (standby, storage): &'a (Option<Database>, Storage),
+        env: &'a crate::jobs::JobEnv,
+        job: &'a crate::jobs::JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), JobFailure>> {
+        let db = env.database();
+        Box::pin(generate(
+            db,
+            source(db, standby.as_ref()),
+            &job.organization,
+            job.id,
+            *storage,
+        ))
+    }
+    registry.kind(
+        JOB_KIND,
+        QUEUE,
+        crate::jobs::with_state((standby, storage), run),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,41 +669,4 @@ mod tests {
             }
         );
     }
-}
-
-/// The database reports read from: the standby (`DATABASE_REPORTS_URL`)
-/// while it is available and not lagging, else the primary.
-pub(crate) fn source<'a>(primary: &'a Database, standby: Option<&'a Database>) -> &'a Database {
-    match standby {
-        Some(standby) if standby.is_available() => standby,
-        _ => primary,
-    }
-}
-
-/// Registers the report's job: it reads from the `standby` while it is
-/// available, stores in the primary, within `storage`.
-pub(crate) fn register(
-    registry: &mut crate::jobs::JobRegistry,
-    standby: Option<Database>,
-    storage: Storage,
-) {
-    fn run<'a>(
-        (standby, storage): &'a (Option<Database>, Storage),
-        env: &'a crate::jobs::JobEnv,
-        job: &'a crate::jobs::JobContext,
-    ) -> futures::future::BoxFuture<'a, Result<(), JobFailure>> {
-        let db = env.database();
-        Box::pin(generate(
-            db,
-            source(db, standby.as_ref()),
-            &job.organization,
-            job.id,
-            *storage,
-        ))
-    }
-    registry.kind(
-        JOB_KIND,
-        QUEUE,
-        crate::jobs::with_state((standby, storage), run),
-    );
 }
