@@ -31,18 +31,18 @@
 
 use std::time::{Duration, Instant};
 
-use accubooks_core::jobs::{JobContext, JobFailure, NewJob, Queue};
+use accubooks_core::jobs::{JobContext, JobEnv, JobFailure, NewJob, Queue};
 use accubooks_core::usecases::Answer;
 use accubooks_core::{AccuBooks, Config, telemetry};
 use futures::future::BoxFuture;
 use serde_json::json;
 
 const KIND: &str = "bench-noop";
-const QUEUE: Queue = Queue::ReportGeneration;
+const QUEUE: Queue = accubooks_core::reporting::QUEUE;
 /// How long any wait may last before the run gives up.
 const LIMIT: Duration = Duration::from_secs(600);
 
-fn noop<'a>(_: &'a AccuBooks, _: &'a JobContext) -> BoxFuture<'a, Result<(), JobFailure>> {
+fn noop<'a>(_: &'a JobEnv, _: &'a JobContext) -> BoxFuture<'a, Result<(), JobFailure>> {
     Box::pin(async { Ok(()) })
 }
 

@@ -18,7 +18,7 @@ use crate::health::{HealthReport, Overall, ProbePolicy};
 use crate::http::{Route, RouteTable};
 use crate::identity::{MemberCache, PasswordHashing, Tokens};
 use crate::jobs::redis_client::RedisClient;
-use crate::jobs::{JobHandler, Jobs, Queue};
+use crate::jobs::{JobEnv, JobHandler, JobRegistry, Jobs, Queue};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::resources::Resources;
@@ -63,7 +63,7 @@ pub struct AccuBooks {
 
 struct Inner {
     config: Config,
-    registry: Registry,
+    registry: Arc<Registry>,
     database: Database,
     reports: Option<Database>,
     redis: RedisClient,
@@ -72,6 +72,8 @@ struct Inner {
     tokens: Tokens,
     ledger: Ledger,
     jobs: Jobs,
+    /// What the job handlers and periodic tasks get.
+    job_env: JobEnv,
     auth_limits: AuthLimits,
     request_limits: RequestLimits,
     password_hashing: PasswordHashing,
@@ -80,7 +82,7 @@ struct Inner {
     resources: Resources,
     sealer: crate::sealed::Sealer,
     stripe: Option<crate::saas::stripe::Stripe>,
-    plaid: Option<crate::saas::plaid::Plaid>,
+    plaid: Option<Arc<crate::saas::plaid::Plaid>>,
     openapi: std::sync::OnceLock<serde_json::Value>,
     phase: AtomicU8,
     phase_changed: watch::Sender<Phase>,
@@ -109,97 +111,77 @@ pub struct Builder {
     job_handlers: JobHandlers,
 }
 
-type JobHandlers = std::collections::HashMap<&'static str, (Queue, Arc<dyn JobHandler>)>;
+/// A host's own kinds of job, in the order it registered them.
+type JobHandlers = Vec<(&'static str, Queue, Arc<dyn JobHandler>)>;
 
-/// The handlers of the jobs the core itself asks for.
-fn core_job_handlers() -> JobHandlers {
-    fn recurring<'a>(
-        app: &'a AccuBooks,
-        job: &'a crate::jobs::JobContext,
-    ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
-        Box::pin(crate::invoicing::recurring::generate(
-            app.ledger(),
-            &job.organization,
-            &job.payload,
-        ))
-    }
-    fn report<'a>(
-        app: &'a AccuBooks,
-        job: &'a crate::jobs::JobContext,
-    ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
-        Box::pin(crate::reporting::generate(
-            app.database(),
-            app.reports_database(),
-            &job.organization,
-            job.id,
-            app.report_storage(),
-        ))
-    }
-    fn payroll<'a>(
-        app: &'a AccuBooks,
-        job: &'a crate::jobs::JobContext,
-    ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
-        Box::pin(crate::payroll::process(
-            app.ledger(),
-            &job.organization,
-            job.id,
-        ))
-    }
-    fn stripe_event<'a>(
-        app: &'a AccuBooks,
-        job: &'a crate::jobs::JobContext,
-    ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
-        Box::pin(crate::invoicing::payments::process(
-            app.ledger(),
-            &job.organization,
-            &job.payload,
-        ))
-    }
-    fn bank_sync<'a>(
-        app: &'a AccuBooks,
-        job: &'a crate::jobs::JobContext,
-    ) -> futures::future::BoxFuture<'a, Result<(), crate::jobs::JobFailure>> {
-        Box::pin(crate::banking::sync(
-            app.ledger(),
-            app.sealer(),
-            app.plaid(),
-            &job.organization,
-        ))
-    }
-    let mut handlers = JobHandlers::new();
-    handlers.insert(
-        crate::invoicing::payments::JOB_KIND,
-        (
-            Queue::Payments,
-            Arc::new(stripe_event) as Arc<dyn JobHandler>,
-        ),
+/// How long after start the first purge runs: late enough not to compete
+/// with start-up, early enough that a process restarted often still purges.
+const PURGE_FIRST: Duration = Duration::from_secs(60);
+/// How often expired stored answers are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// What the features need to register their jobs.
+struct JobDeps<'a> {
+    config: &'a Config,
+    ledger: &'a Ledger,
+    reports: Option<&'a Database>,
+    sealer: &'a crate::sealed::Sealer,
+    plaid: Option<Arc<crate::saas::plaid::Plaid>>,
+}
+
+/// The one place where every feature registers its jobs and periodic
+/// tasks (their order is the order health lists the queues in), then the
+/// instance its purge, then the host its own kinds (a host's kind replaces
+/// a core one of the same name).
+fn register_jobs(deps: JobDeps<'_>, host: JobHandlers) -> JobRegistry {
+    let mut registry = JobRegistry::new();
+    let jobs_config = &deps.config.jobs;
+    crate::invoicing::recurring::register(&mut registry, deps.ledger, jobs_config.recurring_scan);
+    crate::payroll::register(&mut registry, deps.ledger);
+    crate::reporting::register(
+        &mut registry,
+        deps.reports.cloned(),
+        crate::reporting::Storage {
+            quota: jobs_config.report_storage_per_organization,
+            retention_days: jobs_config.retention_days,
+        },
     );
-    handlers.insert(
-        crate::banking::JOB_KIND,
-        (Queue::BankFeeds, Arc::new(bank_sync) as Arc<dyn JobHandler>),
-    );
-    handlers.insert(
-        crate::payroll::JOB_KIND,
-        (
-            Queue::PayrollProcessing,
-            Arc::new(payroll) as Arc<dyn JobHandler>,
-        ),
-    );
-    handlers.insert(
-        crate::invoicing::recurring::JOB_KIND,
-        (
-            Queue::RecurringInvoices,
-            Arc::new(recurring) as Arc<dyn JobHandler>,
-        ),
-    );
-    handlers.insert(
-        crate::reporting::JOB_KIND,
-        (
-            Queue::ReportGeneration,
-            Arc::new(report) as Arc<dyn JobHandler>,
-        ),
-    );
-    handlers
+    crate::invoicing::payments::register(&mut registry, deps.ledger);
+    crate::banking::register(&mut registry, deps.ledger, deps.sealer, deps.plaid);
+    // Every process purges: the statements are idempotent, so two at once
+    // only share the work.
+    let days = jobs_config.retention_days;
+    registry.periodic("retention-purge", PURGE_FIRST, PURGE_EVERY, move |env| async move {
+        if let Err(err) = purge(env.database(), env.metrics(), days).await {
+            tracing::warn!(error = %err, "the purge of expired stored answers failed; it runs again within the hour");
+        }
+    });
+    for (kind, queue, handler) in host {
+        registry.kind_arc(kind, queue, handler);
+    }
+    registry
+}
+
+/// Purges what expired after `days` and counts it (see
+/// [`AccuBooks::purge_expired`]).
+async fn purge(
+    database: &Database,
+    metrics: &Metrics,
+    days: u32,
+) -> crate::Result<crate::retention::Purged> {
+    let purged = crate::retention::purge(database, days, crate::jobs::now_ms()).await?;
+    metrics.count_purged(&purged.by_kind());
+    if !purged.is_empty() {
+        tracing::info!(
+            retention_days = days,
+            report_results = purged.report_results,
+            report_jobs = purged.report_jobs,
+            jobs = purged.jobs,
+            idempotency_keys = purged.idempotency_keys,
+            "expired stored answers purged"
+        );
+    }
+    Ok(purged)
 }
 
 impl Builder {
@@ -211,7 +193,7 @@ impl Builder {
         queue: Queue,
         handler: impl JobHandler,
     ) -> Self {
-        self.job_handlers.insert(kind, (queue, Arc::new(handler)));
+        self.job_handlers.push((kind, queue, Arc::new(handler)));
         self
     }
 
@@ -343,7 +325,7 @@ impl Builder {
                 s.critical(is_critical)
             })
             .collect();
-        let registry = Registry::new(specs, &metrics)?;
+        let registry = Arc::new(Registry::new(specs, &metrics)?);
         if let Some(db) = registry.get(deps::DATABASE) {
             database.attach(Arc::clone(db));
         }
@@ -378,10 +360,6 @@ impl Builder {
         let password_hashing = PasswordHashing::new(config.limits.password_hashing_workers);
         let work_limits = crate::limits::WorkLimits::new(&config.limits);
 
-        let mut handlers = core_job_handlers();
-        handlers.extend(job_handlers);
-        let jobs = Jobs::new(config.jobs.clone(), handlers);
-
         let sealer = crate::sealed::Sealer::new(&config.session_secret);
         let provider = |name, credentials: &Option<crate::config::ApiCredentials>| {
             let dependency = registry.get(name).expect("built in").clone();
@@ -392,7 +370,28 @@ impl Builder {
         let stripe = provider(deps::STRIPE, &config.stripe)
             .map(|(c, t, d)| crate::saas::stripe::Stripe::new(c, t, d));
         let plaid = provider(deps::PLAID, &config.plaid)
-            .map(|(c, t, d)| crate::saas::plaid::Plaid::new(c, t, d));
+            .map(|(c, t, d)| Arc::new(crate::saas::plaid::Plaid::new(c, t, d)));
+
+        let ledger = Ledger::start(database.clone());
+        let job_registry = register_jobs(
+            JobDeps {
+                config: &config,
+                ledger: &ledger,
+                reports: reports.as_ref(),
+                sealer: &sealer,
+                plaid: plaid.clone(),
+            },
+            job_handlers,
+        );
+        let jobs = Jobs::new(config.jobs.clone(), job_registry);
+        redis.check_queues(jobs.queues());
+        let job_env = JobEnv::new(
+            database.clone(),
+            jobs.clone(),
+            metrics.clone(),
+            Arc::clone(&registry),
+            redis.clone(),
+        );
 
         let (shutdown, _) = watch::channel(false);
         let app = AccuBooks {
@@ -405,8 +404,9 @@ impl Builder {
                 metrics,
                 routes,
                 tokens,
-                ledger: Ledger::start(database.clone()),
+                ledger,
                 jobs,
+                job_env,
                 auth_limits,
                 request_limits,
                 password_hashing,
@@ -447,7 +447,7 @@ impl AccuBooks {
     fn start_background_tasks(&self) {
         let stopped = self.inner.shutdown.subscribe();
         let mut tasks = self.inner.registry.spawn_monitors(&stopped);
-        tasks.extend(crate::jobs::spawn(self, &stopped));
+        tasks.extend(crate::jobs::spawn(&self.inner.job_env, &stopped));
 
         let app = self.clone();
         tasks.push(tokio::spawn(async move {
@@ -514,10 +514,7 @@ impl AccuBooks {
     /// `DATABASE_REPORTS_URL` while it is available and not lagging, else
     /// the primary.
     pub fn reports_database(&self) -> &Database {
-        match &self.inner.reports {
-            Some(standby) if standby.is_available() => standby,
-            _ => &self.inner.database,
-        }
+        crate::reporting::source(&self.inner.database, self.inner.reports.as_ref())
     }
 
     /// The Redis connection.
@@ -560,7 +557,7 @@ impl AccuBooks {
         jobs: Vec<crate::jobs::NewJob>,
     ) -> crate::Result<Vec<i64>> {
         let ids = crate::jobs::record(self.database(), organization, &jobs).await?;
-        for queue in Queue::ALL {
+        for &queue in self.jobs().queues() {
             if jobs.iter().any(|job| job.queue == queue) {
                 self.jobs().wake(queue);
             }
@@ -584,20 +581,12 @@ impl AccuBooks {
     /// `accubooks_retention_purged_rows_total`. A background task calls it
     /// shortly after start and every hour; hosts and tests may call it too.
     pub async fn purge_expired(&self) -> crate::Result<crate::retention::Purged> {
-        let days = self.jobs().config().retention_days;
-        let purged = crate::retention::purge(self.database(), days, crate::jobs::now_ms()).await?;
-        self.metrics().count_purged(&purged.by_kind());
-        if !purged.is_empty() {
-            tracing::info!(
-                retention_days = days,
-                report_results = purged.report_results,
-                report_jobs = purged.report_jobs,
-                jobs = purged.jobs,
-                idempotency_keys = purged.idempotency_keys,
-                "expired stored answers purged"
-            );
-        }
-        Ok(purged)
+        purge(
+            self.database(),
+            self.metrics(),
+            self.jobs().config().retention_days,
+        )
+        .await
     }
 
     /// Seals the provider tokens kept in the database.
@@ -612,7 +601,7 @@ impl AccuBooks {
 
     /// The Plaid client, when Plaid is configured.
     pub(crate) fn plaid(&self) -> Option<&crate::saas::plaid::Plaid> {
-        self.inner.plaid.as_ref()
+        self.inner.plaid.as_deref()
     }
 
     /// The attempt budgets of login and registration.
@@ -726,7 +715,7 @@ impl AccuBooks {
             resources: self.inner.resources.latest(),
             dependencies,
             job_queues: self.jobs().view(
-                crate::jobs::carrier_up(self),
+                crate::jobs::carrier_up(&self.inner.job_env),
                 self.phase() == Phase::Draining,
             ),
         })

@@ -337,14 +337,15 @@ async fn bad_templates_are_refused_and_change_nothing(carrier: Carrier) {
 /// an earlier call, is the first job (its id answered again); every job
 /// runs, once.
 async fn enqueued_jobs_are_recorded_once_per_key_and_run_once(carrier: Carrier) {
-    use accubooks_core::jobs::{NewJob, Queue};
+    use accubooks_core::jobs::NewJob;
+    use accubooks_core::reporting;
     let setup = start(carrier).await;
     let books = &setup.books;
     let (token, organization) = books
         .register_organization(&format!("enqueue-{}@acme.test", uuid::Uuid::new_v4()))
         .await;
     let job = |key: String| NewJob {
-        queue: Queue::ReportGeneration,
+        queue: reporting::QUEUE,
         kind: crate::support::server::TEST_JOB_KIND,
         unique_key: key,
         payload: json!({"n": 1}),
@@ -841,12 +842,13 @@ async fn the_database_transport_on_postgres_takes_turns_too() {
 }
 
 async fn another_s_job_runs_behind_a_backlog(books: &Books, carrier: &str) {
-    use accubooks_core::jobs::{NewJob, Queue};
+    use accubooks_core::jobs::NewJob;
+    use accubooks_core::reporting;
     const BACKLOG: usize = 20_000;
     let (_, hostile) = books.register_organization("backlog@acme.test").await;
     let (other_token, other) = books.register_organization("other@acme.test").await;
     let job = |key: String| NewJob {
-        queue: Queue::ReportGeneration,
+        queue: reporting::QUEUE,
         kind: crate::support::server::TEST_JOB_KIND,
         unique_key: key,
         payload: json!({}),
@@ -1028,7 +1030,8 @@ async fn two_instances_share_the_work_and_generate_each_occurrence_once() {
 async fn a_job_whose_message_was_lost_is_sent_again() {
     use crate::support::server::{Host, TestServer, base_vars, set};
     use crate::support::services::Postgres;
-    use accubooks_core::jobs::{NewJob, Queue};
+    use accubooks_core::jobs::NewJob;
+    use accubooks_core::reporting;
 
     let (pg, redis) = tokio::join!(Postgres::start(), Redis::start());
     let mut vars = base_vars();
@@ -1053,7 +1056,7 @@ async fn a_job_whose_message_was_lost_is_sent_again() {
         .wait_for_dependency("redis", "unavailable", Duration::from_secs(10))
         .await;
     let job = NewJob {
-        queue: Queue::ReportGeneration,
+        queue: reporting::QUEUE,
         kind: crate::support::server::TEST_JOB_KIND,
         unique_key: "lost".to_owned(),
         payload: json!({}),
@@ -1118,7 +1121,8 @@ async fn wait_succeeded(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queues_run_on_redis_cluster_and_lose_no_job_when_a_master_fails() {
     use crate::support::services::RedisCluster;
-    use accubooks_core::jobs::{NewJob, Queue};
+    use accubooks_core::jobs::NewJob;
+    use accubooks_core::reporting;
 
     let mut cluster = RedisCluster::start(3, 1).await;
     let vars = [
@@ -1144,7 +1148,7 @@ async fn the_queues_run_on_redis_cluster_and_lose_no_job_when_a_master_fails() {
     let enqueue = |phase: &'static str| {
         let jobs = (0..200)
             .map(|i| NewJob {
-                queue: Queue::ReportGeneration,
+                queue: reporting::QUEUE,
                 kind: crate::support::server::TEST_JOB_KIND,
                 unique_key: format!("{phase}-{i}"),
                 payload: json!({"phase": phase}),
@@ -1215,7 +1219,8 @@ mod host_jobs {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use accubooks_core::identity::Principal;
-    use accubooks_core::jobs::{self, JobFailure, JobStatus, NewJob, Queue};
+    use accubooks_core::jobs::{self, JobFailure, JobStatus, NewJob};
+    use accubooks_core::reporting;
     use accubooks_core::{AccuBooks, Config};
 
     use super::*;
@@ -1275,7 +1280,7 @@ mod host_jobs {
 
     fn job(kind: &'static str) -> NewJob {
         NewJob {
-            queue: Queue::ReportGeneration,
+            queue: reporting::QUEUE,
             kind,
             unique_key: uuid::Uuid::new_v4().to_string(),
             payload: json!({}),
@@ -1306,8 +1311,8 @@ mod host_jobs {
         });
         let permanent = jobs::from_fn(|_, _| async { Err(JobFailure::permanent("BAD_INPUT")) });
         let app = AccuBooks::builder(config)
-            .job_handler("flaky", Queue::ReportGeneration, flaky)
-            .job_handler("permanent", Queue::ReportGeneration, permanent)
+            .job_handler("flaky", reporting::QUEUE, flaky)
+            .job_handler("permanent", reporting::QUEUE, permanent)
             .build()
             .await
             .unwrap();
@@ -1331,7 +1336,7 @@ mod host_jobs {
             .books()
             .jobs(
                 &caller,
-                Some(Queue::ReportGeneration),
+                Some(reporting::QUEUE),
                 Some(JobStatus::Dead),
                 accubooks_core::paging::PageRequest::default(),
             )
@@ -1366,7 +1371,7 @@ mod host_jobs {
         });
         let config = Config::from_vars(vars(&dir, &[("DRAIN_TIMEOUT_MS", "300")])).unwrap();
         let first = AccuBooks::builder(config)
-            .job_handler("work", Queue::ReportGeneration, slow)
+            .job_handler("work", reporting::QUEUE, slow)
             .build()
             .await
             .unwrap();
@@ -1388,7 +1393,7 @@ mod host_jobs {
             async { Ok(()) }
         });
         let second = AccuBooks::builder(second_config)
-            .job_handler("work", Queue::ReportGeneration, quick)
+            .job_handler("work", reporting::QUEUE, quick)
             .build()
             .await
             .unwrap();

@@ -102,7 +102,8 @@ async fn result(books: &Books, token: &str, job: &Value) -> (StatusCode, Value) 
 /// RETENTION_DAYS go; younger ones stay. A purged result answers 410
 /// REPORT_EXPIRED, and one retention later its report job is gone.
 async fn expired_answers_are_purged_and_younger_ones_kept(store: Store) {
-    use accubooks_core::jobs::{NewJob, Queue};
+    use accubooks_core::invoicing::recurring;
+    use accubooks_core::jobs::NewJob;
     let books = start(store, &[("RETENTION_DAYS", "30")]).await;
     let (token, organization) = books
         .register_organization(&format!("retention-{}@acme.test", uuid::Uuid::new_v4()))
@@ -117,7 +118,7 @@ async fn expired_answers_are_purged_and_younger_ones_kept(store: Store) {
     // Two jobs that die at once (no handler knows their kind), as a
     // user's failed work does; dead jobs go after their last update.
     let dead = |key: &str| NewJob {
-        queue: Queue::RecurringInvoices,
+        queue: recurring::QUEUE,
         kind: "no-such-kind",
         unique_key: key.to_owned(),
         payload: json!({}),

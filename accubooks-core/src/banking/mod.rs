@@ -39,6 +39,8 @@ use crate::sealed::Sealer;
 
 /// The kind of a bank sync's job.
 pub const JOB_KIND: &str = "bank-sync";
+/// The queue of the imports of bank transactions from Plaid.
+pub const QUEUE: Queue = Queue::new("bank-feeds");
 /// How far (in days, either way) a bank line's date may be from an entry's
 /// for the entry to be suggested.
 pub const SUGGESTION_WINDOW_DAYS: i64 = 7;
@@ -480,7 +482,7 @@ pub async fn request_sync(db: &Database, organization: &str) -> LedgerResult<Syn
                         Some(active) => Some(active),
                         None => {
                             let job = NewJob {
-                                queue: Queue::BankFeeds,
+                                queue: QUEUE,
                                 kind: JOB_KIND,
                                 unique_key: format!("bank-sync:{}", uuid::Uuid::new_v4()),
                                 payload: serde_json::Value::Null,
@@ -1304,6 +1306,42 @@ fn already_matched(id: i64) -> LedgerError {
         "BANK_TRANSACTION_MATCHED",
         format!("Bank transaction {id} is already matched; it posts once."),
     )
+}
+
+/// What a sync needs beyond the engine: the ledger, the sealer of the
+/// items' tokens and the Plaid client (none when Plaid is not configured:
+/// the job is then dead with `BANK_INTEGRATION_DISABLED`).
+struct SyncState {
+    ledger: Ledger,
+    sealer: Sealer,
+    plaid: Option<std::sync::Arc<Plaid>>,
+}
+
+/// Registers the sync's job.
+pub(crate) fn register(
+    registry: &mut crate::jobs::JobRegistry,
+    ledger: &Ledger,
+    sealer: &Sealer,
+    plaid: Option<std::sync::Arc<Plaid>>,
+) {
+    fn run<'a>(
+        state: &'a SyncState,
+        _: &'a crate::jobs::JobEnv,
+        job: &'a crate::jobs::JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), JobFailure>> {
+        Box::pin(sync(
+            &state.ledger,
+            &state.sealer,
+            state.plaid.as_deref(),
+            &job.organization,
+        ))
+    }
+    let state = SyncState {
+        ledger: ledger.clone(),
+        sealer: sealer.clone(),
+        plaid,
+    };
+    registry.kind(JOB_KIND, QUEUE, crate::jobs::with_state(state, run));
 }
 
 #[cfg(test)]

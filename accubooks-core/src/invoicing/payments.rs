@@ -27,6 +27,9 @@ use crate::saas::stripe;
 
 /// The kind of the jobs that post what Stripe's events report.
 pub const JOB_KIND: &str = "stripe-event";
+/// The queue of the follow-ups of Stripe's webhooks: payments and refunds
+/// to post.
+pub const QUEUE: Queue = Queue::new("payments");
 
 /// A PaymentIntent of an invoice, as the caller gets it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -266,7 +269,7 @@ pub(crate) async fn record_event(
 ) -> LedgerResult<i64> {
     let org = organization.to_owned();
     let job = NewJob {
-        queue: Queue::Payments,
+        queue: QUEUE,
         kind: JOB_KIND,
         unique_key: format!("stripe-event:{}", event.event),
         payload: serde_json::to_value(event).expect("an event job serializes"),
@@ -557,6 +560,22 @@ async fn post_cash(
         .post_with_effects(vec![posting], None, effects)
         .await?;
     Ok(())
+}
+
+/// Registers the job that posts what a Stripe event reports.
+pub(crate) fn register(registry: &mut crate::jobs::JobRegistry, ledger: &Ledger) {
+    fn run<'a>(
+        ledger: &'a Ledger,
+        _: &'a crate::jobs::JobEnv,
+        job: &'a crate::jobs::JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), JobFailure>> {
+        Box::pin(process(ledger, &job.organization, &job.payload))
+    }
+    registry.kind(
+        JOB_KIND,
+        QUEUE,
+        crate::jobs::with_state(ledger.clone(), run),
+    );
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ use crate::paging::{Page, PageRequest};
 
 /// The kind of the job that generates one occurrence.
 pub const JOB_KIND: &str = "recurring-invoice";
+/// The queue of the occurrences' jobs.
+pub const QUEUE: Queue = Queue::new("recurring-invoices");
 
 /// Most occurrences one pass of the scheduler asks for per organization,
 /// all its templates together (and a new template for itself); a schedule
@@ -155,7 +157,7 @@ fn due_now(
 
 fn occurrence_job(recurring_id: i64, period: NaiveDate) -> NewJob {
     NewJob {
-        queue: Queue::RecurringInvoices,
+        queue: QUEUE,
         kind: JOB_KIND,
         unique_key: format!("recurring:{recurring_id}:{period}"),
         payload: serde_json::to_value(Occurrence {
@@ -572,6 +574,42 @@ pub async fn generate(
         }
     }
     Ok(())
+}
+
+/// Registers the occurrences' job and the scheduler that asks for the
+/// occurrences come due, at start and every `scan` (`RECURRING_SCAN_MS`).
+pub(crate) fn register(
+    registry: &mut crate::jobs::JobRegistry,
+    ledger: &Ledger,
+    scan: std::time::Duration,
+) {
+    fn run<'a>(
+        ledger: &'a Ledger,
+        _: &'a crate::jobs::JobEnv,
+        job: &'a crate::jobs::JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), JobFailure>> {
+        Box::pin(generate(ledger, &job.organization, &job.payload))
+    }
+    registry.kind(
+        JOB_KIND,
+        QUEUE,
+        crate::jobs::with_state(ledger.clone(), run),
+    );
+    registry.periodic(
+        "recurring-scheduler",
+        std::time::Duration::ZERO,
+        scan,
+        |env| async move {
+            match ask_for_due(env.database(), Utc::now()).await {
+                Ok(0) => {}
+                Ok(asked) => {
+                    tracing::info!(jobs = asked, "recurring invoices came due");
+                    env.jobs().wake(QUEUE);
+                }
+                Err(err) => tracing::warn!(error = %err, "the recurring scheduler failed"),
+            }
+        },
+    );
 }
 
 #[cfg(test)]

@@ -23,83 +23,27 @@
 //! queued again by `POST /api/jobs/{id}/retry`.
 
 pub mod redis_client;
+mod registry;
 pub(crate) mod store;
 pub(crate) mod streams;
 mod worker;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::app::AccuBooks;
 use crate::config::{JobTransport, JobsConfig};
 use crate::error::Transience;
 use crate::health::report::{JobQueuesView, QueueView, QueuesStatus};
-use crate::ledger::LedgerError;
 
+pub use registry::{JobEnv, JobHandler, JobRegistry, Queue, from_fn, with_state};
 pub(crate) use store::{
     get_job, hand_back, insert_job, insert_jobs, list_jobs, now_ms, record, retry_job,
 };
 pub(crate) use worker::{carrier_up, spawn};
-
-/// The queues of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-pub enum Queue {
-    /// Occurrences of recurring invoices.
-    #[serde(rename = "recurring-invoices")]
-    RecurringInvoices,
-    /// Pay runs.
-    #[serde(rename = "payroll-processing")]
-    PayrollProcessing,
-    /// Reports asked for as jobs.
-    #[serde(rename = "report-generation")]
-    ReportGeneration,
-    /// Follow-ups of Stripe's webhooks: payments and refunds to post.
-    #[serde(rename = "payments")]
-    Payments,
-    /// Imports of bank transactions from Plaid.
-    #[serde(rename = "bank-feeds")]
-    BankFeeds,
-}
-
-impl Queue {
-    /// Every queue, in the order health lists them.
-    pub const ALL: [Queue; Queue::COUNT] = [
-        Queue::RecurringInvoices,
-        Queue::PayrollProcessing,
-        Queue::ReportGeneration,
-        Queue::Payments,
-        Queue::BankFeeds,
-    ];
-
-    /// How many queues there are.
-    pub const COUNT: usize = 5;
-
-    /// The queue's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Queue::RecurringInvoices => "recurring-invoices",
-            Queue::PayrollProcessing => "payroll-processing",
-            Queue::ReportGeneration => "report-generation",
-            Queue::Payments => "payments",
-            Queue::BankFeeds => "bank-feeds",
-        }
-    }
-
-    /// The queue of a name.
-    pub fn parse(name: &str) -> Option<Queue> {
-        Queue::ALL.into_iter().find(|q| q.as_str() == name)
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -221,33 +165,21 @@ impl JobFailure {
     }
 }
 
-impl From<LedgerError> for JobFailure {
-    fn from(err: LedgerError) -> Self {
+impl From<crate::Error> for JobFailure {
+    fn from(err: crate::Error) -> Self {
         match err {
-            LedgerError::Invalid { code, .. }
-            | LedgerError::Conflict { code, .. }
-            | LedgerError::Gone { code, .. } => JobFailure::permanent(code),
-            LedgerError::NotFound(_) => JobFailure::permanent("NOT_FOUND"),
-            LedgerError::Storage(crate::Error::DatabaseUnavailable(fault)) => JobFailure {
+            crate::Error::DatabaseUnavailable(fault) => JobFailure {
                 code: fault.code,
                 transience: Transience::Temporary,
             },
-            LedgerError::Storage(crate::Error::StatementTimedOut { .. }) => {
-                JobFailure::temporary("STATEMENT_TIMEOUT")
-            }
+            crate::Error::StatementTimedOut { .. } => JobFailure::temporary("STATEMENT_TIMEOUT"),
             // A query error may be a serialization conflict or a deadlock:
             // worth the bounded retries. Its text is for the log only.
-            LedgerError::Storage(err) => {
+            err => {
                 tracing::warn!(error = %err, "a job's query failed");
                 JobFailure::temporary("STORAGE_FAILED")
             }
         }
-    }
-}
-
-impl From<crate::Error> for JobFailure {
-    fn from(err: crate::Error) -> Self {
-        LedgerError::Storage(err).into()
     }
 }
 
@@ -266,58 +198,6 @@ pub struct JobContext {
     pub attempt: u32,
 }
 
-/// Runs the jobs of one kind. Must be idempotent: a job can run again after
-/// its worker died, so its effect must be keyed by its unit of work.
-pub trait JobHandler: Send + Sync + 'static {
-    /// Runs one job.
-    fn run<'a>(
-        &'a self,
-        app: &'a AccuBooks,
-        job: &'a JobContext,
-    ) -> BoxFuture<'a, Result<(), JobFailure>>;
-}
-
-impl<F> JobHandler for F
-where
-    F: for<'a> Fn(&'a AccuBooks, &'a JobContext) -> BoxFuture<'a, Result<(), JobFailure>>
-        + Send
-        + Sync
-        + 'static,
-{
-    fn run<'a>(
-        &'a self,
-        app: &'a AccuBooks,
-        job: &'a JobContext,
-    ) -> BoxFuture<'a, Result<(), JobFailure>> {
-        self(app, job)
-    }
-}
-
-/// A handler from an async function of owned arguments (simpler to write
-/// than a [`JobHandler`] with borrowed ones):
-/// `jobs::from_fn(|app, job| async move { … })`.
-pub fn from_fn<F, Fut>(f: F) -> impl JobHandler
-where
-    F: Fn(AccuBooks, JobContext) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), JobFailure>> + Send + 'static,
-{
-    struct FromFn<F>(F);
-    impl<F, Fut> JobHandler for FromFn<F>
-    where
-        F: Fn(AccuBooks, JobContext) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Result<(), JobFailure>> + Send + 'static,
-    {
-        fn run<'a>(
-            &'a self,
-            app: &'a AccuBooks,
-            job: &'a JobContext,
-        ) -> BoxFuture<'a, Result<(), JobFailure>> {
-            Box::pin((self.0)(app.clone(), job.clone()))
-        }
-    }
-    FromFn(f)
-}
-
 /// The counts of one queue, as the monitor last read them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct QueueCounts {
@@ -327,9 +207,10 @@ pub(crate) struct QueueCounts {
     pub oldest_waiting_seconds: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+/// The counts of every queue (by registered position) and of the outbox.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Counts {
-    pub queues: [QueueCounts; Queue::COUNT],
+    pub queues: Vec<QueueCounts>,
     pub outbox: i64,
 }
 
@@ -344,12 +225,16 @@ struct Inner {
     config: JobsConfig,
     /// This process's name as a job holder and stream consumer.
     owner: String,
-    handlers: HashMap<&'static str, (Queue, Arc<dyn JobHandler>)>,
+    /// The registered queues, in registration order: per-queue state below
+    /// is indexed by position in it.
+    queues: Vec<Queue>,
+    handlers: registry::Kinds,
+    periodic: Vec<registry::Periodic>,
     /// Nudges the relay (redis) or the queue's workers (database).
-    wake: [Notify; Queue::COUNT],
+    wake: Vec<Notify>,
     wake_relay: Notify,
     /// Whether each queue's worker loop is running now.
-    working: [AtomicBool; Queue::COUNT],
+    working: Vec<AtomicBool>,
     /// The jobs this process holds.
     held: Mutex<std::collections::HashSet<i64>>,
     in_flight: AtomicUsize,
@@ -363,10 +248,8 @@ struct Inner {
 }
 
 impl Jobs {
-    pub(crate) fn new(
-        config: JobsConfig,
-        handlers: HashMap<&'static str, (Queue, Arc<dyn JobHandler>)>,
-    ) -> Self {
+    pub(crate) fn new(config: JobsConfig, registry: JobRegistry) -> Self {
+        let (queues, handlers, periodic) = registry.into_parts();
         let owner = format!(
             "{}-{}-{}",
             hostname(),
@@ -378,10 +261,12 @@ impl Jobs {
             inner: Arc::new(Inner {
                 config,
                 owner,
-                handlers,
-                wake: Default::default(),
+                wake: queues.iter().map(|_| Notify::new()).collect(),
                 wake_relay: Notify::new(),
-                working: Default::default(),
+                working: queues.iter().map(|_| AtomicBool::new(false)).collect(),
+                queues,
+                handlers,
+                periodic,
                 held: Mutex::default(),
                 in_flight: AtomicUsize::new(0),
                 idle: Notify::new(),
@@ -403,12 +288,26 @@ impl Jobs {
         &self.inner.owner
     }
 
+    /// The registered queues, in registration order.
+    pub fn queues(&self) -> &[Queue] {
+        &self.inner.queues
+    }
+
+    /// Where `queue` is among the registered queues.
+    fn position(&self, queue: Queue) -> Option<usize> {
+        self.inner.queues.iter().position(|q| *q == queue)
+    }
+
     /// Tells the relay or the workers that `queue` has new work (call after
     /// the transaction that recorded it has committed).
     pub fn wake(&self, queue: Queue) {
         match self.inner.config.transport {
             JobTransport::Redis => self.inner.wake_relay.notify_one(),
-            JobTransport::Database => self.inner.wake[queue.index()].notify_one(),
+            JobTransport::Database => {
+                if let Some(i) = self.position(queue) {
+                    self.inner.wake[i].notify_one();
+                }
+            }
         }
     }
 
@@ -490,7 +389,9 @@ impl Jobs {
     }
 
     fn set_working(&self, queue: Queue, working: bool) {
-        self.inner.working[queue.index()].store(working, Ordering::Release);
+        if let Some(i) = self.position(queue) {
+            self.inner.working[i].store(working, Ordering::Release);
+        }
     }
 
     fn set_counts(&self, counts: Counts) {
@@ -505,17 +406,24 @@ impl Jobs {
     /// transport needs (the database, and Redis on the redis transport) is
     /// connected now.
     pub(crate) fn view(&self, carrier_up: bool, draining: bool) -> JobQueuesView {
-        let counts = *self
+        let counts = self
             .inner
             .counts
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let backlog = self.inner.config.backlog.as_secs();
-        let queues: Vec<QueueView> = Queue::ALL
-            .into_iter()
-            .map(|queue| {
-                let c = counts.map(|c| c.queues[queue.index()]).unwrap_or_default();
-                let working = self.inner.working[queue.index()].load(Ordering::Acquire);
+        let queues: Vec<QueueView> = self
+            .inner
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(i, queue)| {
+                let c = counts
+                    .as_ref()
+                    .and_then(|c| c.queues.get(i).copied())
+                    .unwrap_or_default();
+                let working = self.inner.working[i].load(Ordering::Acquire);
                 QueueView {
                     name: queue.as_str(),
                     accepting: carrier_up && working && !draining,
@@ -526,7 +434,7 @@ impl Jobs {
                 }
             })
             .collect();
-        let status = match counts {
+        let status = match &counts {
             None if carrier_up => QueuesStatus::Initializing,
             _ if !carrier_up => QueuesStatus::Degraded,
             _ if queues
@@ -541,7 +449,7 @@ impl Jobs {
             status,
             transport: self.inner.config.transport.as_str(),
             queues,
-            outbox: counts.map_or(0, |c| c.outbox),
+            outbox: counts.as_ref().map_or(0, |c| c.outbox),
         }
     }
 }
@@ -584,14 +492,31 @@ mod tests {
         }
     }
 
+    const QUEUES: [Queue; 3] = [
+        Queue::new("first"),
+        Queue::new("second"),
+        Queue::new("third"),
+    ];
+
+    fn noop<'a>(
+        _: &'a JobEnv,
+        _: &'a JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), JobFailure>> {
+        Box::pin(async { Ok(()) })
+    }
+
     fn jobs(backlog_seconds: u64) -> Jobs {
         let config = crate::Config::from_vars([(
             "JOB_BACKLOG_SECONDS".to_owned(),
             backlog_seconds.to_string(),
         )])
         .unwrap();
-        let jobs = Jobs::new(config.jobs, HashMap::new());
-        for queue in Queue::ALL {
+        let mut registry = JobRegistry::new();
+        for queue in QUEUES {
+            registry.kind(queue.as_str(), queue, noop);
+        }
+        let jobs = Jobs::new(config.jobs, registry);
+        for queue in QUEUES {
             jobs.set_working(queue, true);
         }
         jobs
@@ -601,21 +526,24 @@ mod tests {
     fn a_growing_backlog_or_a_stopped_worker_degrades_the_queues() {
         let jobs = jobs(60);
         assert_eq!(jobs.view(true, false).status, QueuesStatus::Initializing);
-        let mut counts = Counts::default();
+        let mut counts = Counts {
+            queues: vec![QueueCounts::default(); QUEUES.len()],
+            outbox: 0,
+        };
         counts.queues[1].waiting = 40;
         counts.queues[1].oldest_waiting_seconds = 60;
-        jobs.set_counts(counts);
+        jobs.set_counts(counts.clone());
         let view = jobs.view(true, false);
         assert_eq!(view.status, QueuesStatus::Healthy);
         assert_eq!(view.queues[1].waiting, 40);
         counts.queues[1].oldest_waiting_seconds = 61;
-        jobs.set_counts(counts);
+        jobs.set_counts(counts.clone());
         assert_eq!(jobs.view(true, false).status, QueuesStatus::Degraded);
         // Still accepting work: a backlog is late, not refused.
         assert!(jobs.view(true, false).queues.iter().all(|q| q.accepting));
         counts.queues[1].oldest_waiting_seconds = 0;
-        jobs.set_counts(counts);
-        jobs.set_working(Queue::ReportGeneration, false);
+        jobs.set_counts(counts.clone());
+        jobs.set_working(QUEUES[2], false);
         let view = jobs.view(true, false);
         assert_eq!(view.status, QueuesStatus::Degraded);
         assert!(!view.queues[2].accepting && view.queues[0].accepting);
@@ -626,7 +554,10 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for queue in Queue::ALL {
+        let view = jobs(60).view(true, false);
+        let names: Vec<&str> = view.queues.iter().map(|q| q.name).collect();
+        assert_eq!(names, ["first", "second", "third"], "in registration order");
+        for queue in QUEUES {
             assert_eq!(Queue::parse(queue.as_str()), Some(queue));
         }
         for status in JobStatus::ALL {

@@ -7,6 +7,7 @@
 //! failover (a replica promoted in a master's place) when the old master
 //! stops answering or a node answers `MOVED`.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -29,6 +30,9 @@ pub struct RedisClient {
     timeout: Duration,
     shared: Connection,
     wait_replicas: u32,
+    /// The registered queues, whose streams the cluster check looks at
+    /// (set once the jobs are registered, before the first probe).
+    queues: Arc<OnceLock<Vec<Queue>>>,
 }
 
 /// What the client connects to.
@@ -72,7 +76,14 @@ impl RedisClient {
             timeout,
             shared,
             wait_replicas: config.wait_replicas,
+            queues: Arc::default(),
         })
+    }
+
+    /// Sets the queues whose streams the health check of a cluster looks
+    /// at: the registered ones. Only the first call counts.
+    pub(crate) fn check_queues(&self, queues: &[Queue]) {
+        let _ = self.queues.set(queues.to_vec());
     }
 
     /// A connection of its own, for a command that blocks (a stream read
@@ -190,7 +201,8 @@ impl Probe for RedisClient {
                 // queue's slot answers (a PING would go to every node,
                 // replicas and failed masters included).
                 Connection::Cluster(_) => {
-                    let checks = Queue::ALL.map(|queue| {
+                    let queues = self.queues.get().map_or(&[][..], Vec::as_slice);
+                    let checks = queues.iter().map(|&queue| {
                         let mut connection = self.shared.clone();
                         async move {
                             redis::cmd("EXISTS")

@@ -610,7 +610,8 @@ pub(crate) async fn hand_back(db: &Database, owner: &str) -> Result<u64> {
 /// Moves up to `limit` due jobs from the outbox to their streams: `send`
 /// gets `(id, queue)` pairs and appends them to Redis; only once it has
 /// succeeded are the jobs marked `queued` (if it fails, they stay in the
-/// outbox). Answers how many were relayed, or why Redis refused them.
+/// outbox). Only jobs of `queues` (those registered) are relayed.
+/// Answers how many were relayed, or why Redis refused them.
 ///
 /// A stream is first come, first served, so the relay is where turns are
 /// taken: each organization has at most `share` jobs of a queue on its
@@ -619,6 +620,7 @@ pub(crate) async fn hand_back(db: &Database, owner: &str) -> Result<u64> {
 /// job then waits behind at most `share` jobs of one with a backlog.
 pub(crate) async fn relay<F, Fut>(
     db: &Database,
+    queues: &[Queue],
     limit: usize,
     share: usize,
     send: F,
@@ -655,7 +657,10 @@ where
                 .await?;
             let jobs: Vec<(i64, Queue)> = rows
                 .into_iter()
-                .filter_map(|(id, queue)| Queue::parse(&queue).map(|q| (id, q)))
+                .filter_map(|(id, name)| {
+                    let queue = queues.iter().find(|q| q.as_str() == name)?;
+                    Some((id, *queue))
+                })
                 .collect();
             if jobs.is_empty() {
                 return Ok(Ok(0));
@@ -751,8 +756,9 @@ pub(crate) async fn resend_stale(db: &Database, after_ms: i64) -> Result<u64> {
     .await
 }
 
-/// The counts of every queue, for health and metrics.
-pub(crate) async fn counts(db: &Database) -> Result<Counts> {
+/// The counts of every queue of `queues` (in their order), for health and
+/// metrics.
+pub(crate) async fn counts(db: &Database, queues: &[Queue]) -> Result<Counts> {
     let now = now_ms();
     db.run(|pool| async move {
         on_pool!(pool, p => {
@@ -766,10 +772,15 @@ pub(crate) async fn counts(db: &Database) -> Result<Counts> {
             .fetch_all(&mut *tx)
             .await?;
             tx.commit().await?;
-            let mut counts = Counts::default();
+            let mut counts = Counts {
+                queues: vec![QueueCounts::default(); queues.len()],
+                outbox: 0,
+            };
             for (queue, status, count, oldest) in rows {
-                let Some(queue) = Queue::parse(&queue) else { continue };
-                let c: &mut QueueCounts = &mut counts.queues[queue.index()];
+                let Some(i) = queues.iter().position(|q| q.as_str() == queue) else {
+                    continue;
+                };
+                let c: &mut QueueCounts = &mut counts.queues[i];
                 match status.as_str() {
                     "running" => c.running += count,
                     "dead" => c.dead += count,

@@ -38,10 +38,15 @@ fn message(entry: StreamId) -> Message {
 /// stream may live on another cluster node. With `REDIS_WAIT_REPLICAS` set,
 /// each round trip ends with a `WAIT` for that many replicas, and fewer
 /// answers fail the append: the jobs stay in the outbox and are sent again
-/// (a duplicate message is harmless, the claim runs a job once).
-pub(crate) async fn append(redis: &RedisClient, jobs: &[(i64, Queue)]) -> Result<(), Fault> {
+/// (a duplicate message is harmless, the claim runs a job once). `queues`:
+/// the registered queues, in the order they are sent to.
+pub(crate) async fn append(
+    redis: &RedisClient,
+    queues: &[Queue],
+    jobs: &[(i64, Queue)],
+) -> Result<(), Fault> {
     let wanted = redis.wait_replicas();
-    for queue in Queue::ALL {
+    for &queue in queues {
         let key = stream_key(queue);
         let mut pipe = redis::pipe();
         for (id, _) in jobs.iter().filter(|(_, q)| *q == queue) {

@@ -1,5 +1,6 @@
 //! The background tasks of the job machinery: the relay, the workers of
-//! each queue, the lease renewer, the monitor and the recurring scheduler.
+//! each registered queue, the lease renewer, the monitor and the periodic
+//! tasks the features registered.
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
@@ -12,8 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::store::{self, Claimed, Ending};
 use super::streams::{self, ReadError};
-use super::{JobContext, JobFailure, Queue, backoff};
-use crate::app::AccuBooks;
+use super::{JobContext, JobEnv, JobFailure, Queue, backoff};
 use crate::config::JobTransport;
 use crate::deps;
 use crate::error::Transience;
@@ -53,10 +53,11 @@ fn millis(duration: Duration) -> i64 {
 }
 
 /// Starts every task of the job machinery.
-pub(crate) fn spawn(app: &AccuBooks, stopped: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    app.metrics()
-        .init_job_queues(&Queue::ALL.map(Queue::as_str));
-    let endings = app
+pub(crate) fn spawn(env: &JobEnv, stopped: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let queues = env.jobs().queues().to_vec();
+    let names: Vec<&str> = queues.iter().map(|q| q.as_str()).collect();
+    env.metrics().init_job_queues(&names);
+    let endings = env
         .jobs()
         .inner
         .endings_rx
@@ -64,29 +65,30 @@ pub(crate) fn spawn(app: &AccuBooks, stopped: &watch::Receiver<bool>) -> Vec<Joi
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take();
     let mut tasks = vec![
-        tokio::spawn(monitor(app.clone(), stopped.clone())),
-        tokio::spawn(renewer(app.clone(), stopped.clone())),
-        tokio::spawn(scheduler(app.clone(), stopped.clone())),
-        tokio::spawn(purger(app.clone(), stopped.clone())),
+        tokio::spawn(monitor(env.clone(), stopped.clone())),
+        tokio::spawn(renewer(env.clone(), stopped.clone())),
     ];
-    if let Some(endings) = endings {
-        tasks.push(tokio::spawn(finisher(app.clone(), endings)));
+    for task in 0..env.jobs().inner.periodic.len() {
+        tasks.push(tokio::spawn(periodic(env.clone(), task, stopped.clone())));
     }
-    match app.jobs().config().transport {
+    if let Some(endings) = endings {
+        tasks.push(tokio::spawn(finisher(env.clone(), endings)));
+    }
+    match env.jobs().config().transport {
         JobTransport::Redis => {
-            tasks.push(tokio::spawn(relay(app.clone(), stopped.clone())));
-            for queue in Queue::ALL {
+            tasks.push(tokio::spawn(relay(env.clone(), stopped.clone())));
+            for &queue in &queues {
                 tasks.push(tokio::spawn(redis_worker(
-                    app.clone(),
+                    env.clone(),
                     queue,
                     stopped.clone(),
                 )));
             }
         }
         JobTransport::Database => {
-            for queue in Queue::ALL {
+            for &queue in &queues {
                 tasks.push(tokio::spawn(database_worker(
-                    app.clone(),
+                    env.clone(),
                     queue,
                     stopped.clone(),
                 )));
@@ -96,23 +98,17 @@ pub(crate) fn spawn(app: &AccuBooks, stopped: &watch::Receiver<bool>) -> Vec<Joi
     tasks
 }
 
-fn available(app: &AccuBooks, dependency: &str) -> bool {
-    app.registry()
+fn available(env: &JobEnv, dependency: &str) -> bool {
+    env.registry()
         .get(dependency)
         .is_some_and(|d| d.is_available())
 }
 
 /// Whether what the transport needs is connected now.
-pub(crate) fn carrier_up(app: &AccuBooks) -> bool {
-    available(app, deps::DATABASE)
-        && (app.jobs().config().transport == JobTransport::Database || available(app, deps::REDIS))
+pub(crate) fn carrier_up(env: &JobEnv) -> bool {
+    available(env, deps::DATABASE)
+        && (env.jobs().config().transport == JobTransport::Database || available(env, deps::REDIS))
 }
-
-/// How long after start the first purge runs: late enough not to compete
-/// with start-up, early enough that a process restarted often still purges.
-const PURGE_FIRST: Duration = Duration::from_secs(60);
-/// How often expired stored answers are purged.
-const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Sleeps `duration`, or less when the instance stops. Answers whether it
 /// stopped.
@@ -140,8 +136,8 @@ async fn permits(semaphore: &Arc<Semaphore>, most: usize) -> Vec<OwnedSemaphoreP
 }
 
 /// Runs one claimed job and records how it ended.
-async fn execute(app: &AccuBooks, job: Claimed) {
-    let jobs = app.jobs();
+async fn execute(env: &JobEnv, job: Claimed) {
+    let jobs = env.jobs();
     let started = Instant::now();
     let result = match jobs.handler(&job.kind) {
         None => Err(JobFailure::permanent("UNKNOWN_JOB_KIND")),
@@ -153,7 +149,7 @@ async fn execute(app: &AccuBooks, job: Claimed) {
                 payload: serde_json::from_str(&job.payload).unwrap_or_default(),
                 attempt: job.attempts,
             };
-            AssertUnwindSafe(handler.run(app, &context))
+            AssertUnwindSafe(handler.run(env, &context))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| {
@@ -184,7 +180,7 @@ async fn execute(app: &AccuBooks, job: Claimed) {
     for attempt in 0..3 {
         match record_ending(jobs, job.id, ending).await {
             Ok(true) => {
-                app.metrics().count_job(job.queue.as_str(), outcome);
+                env.metrics().count_job(job.queue.as_str(), outcome);
                 match ending {
                     Ending::Succeeded => tracing::debug!(
                         job = job.id, queue = job.queue.as_str(), kind = %job.kind,
@@ -231,11 +227,11 @@ async fn record_ending(jobs: &super::Jobs, id: i64, ending: Ending) -> Result<bo
 /// longer than its own transaction. An ending is answered only once its
 /// transaction has committed, so a job's message is acknowledged only after
 /// its ending is durable, as before.
-async fn finisher(app: AccuBooks, mut endings: mpsc::UnboundedReceiver<Finish>) {
+async fn finisher(env: JobEnv, mut endings: mpsc::UnboundedReceiver<Finish>) {
     let mut batch = Vec::with_capacity(FINISH_BATCH);
     while endings.recv_many(&mut batch, FINISH_BATCH).await > 0 {
         let rows: Vec<(i64, Ending)> = batch.iter().map(|f| (f.id, f.ending)).collect();
-        match store::finish(app.database(), app.jobs().owner(), &rows).await {
+        match store::finish(env.database(), env.jobs().owner(), &rows).await {
             Ok(recorded) => {
                 for (finish, recorded) in batch.drain(..).zip(recorded) {
                     let _ = finish.answer.send(Ok(recorded));
@@ -253,26 +249,26 @@ async fn finisher(app: AccuBooks, mut endings: mpsc::UnboundedReceiver<Finish>) 
 
 /// Runs `job` in a task of its own, holding `permit` until it has ended;
 /// `then` runs after (the acknowledgement of its message).
-fn run_in_task<F>(app: &AccuBooks, job: Claimed, permit: OwnedSemaphorePermit, then: F)
+fn run_in_task<F>(env: &JobEnv, job: Claimed, permit: OwnedSemaphorePermit, then: F)
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    let app = app.clone();
-    app.jobs().hold(job.id);
+    let env = env.clone();
+    env.jobs().hold(job.id);
     tokio::spawn(async move {
         let id = job.id;
-        execute(&app, job).await;
-        app.jobs().release(id);
+        execute(&env, job).await;
+        env.jobs().release(id);
         then.await;
         drop(permit);
     });
 }
 
 /// The worker of one queue on the redis transport.
-async fn redis_worker(app: AccuBooks, queue: Queue, mut stopped: watch::Receiver<bool>) {
-    let jobs = app.jobs().clone();
+async fn redis_worker(env: JobEnv, queue: Queue, mut stopped: watch::Receiver<bool>) {
+    let jobs = env.jobs().clone();
     let config = jobs.config().clone();
-    let Ok(mut reader) = app.redis().dedicated(BLOCK) else {
+    let Ok(mut reader) = env.redis().dedicated(BLOCK) else {
         tracing::error!(
             queue = queue.as_str(),
             "no Redis connection could be configured"
@@ -288,7 +284,7 @@ async fn redis_worker(app: AccuBooks, queue: Queue, mut stopped: watch::Receiver
             jobs.set_working(queue, false);
             return;
         }
-        if !carrier_up(&app) {
+        if !carrier_up(&env) {
             jobs.set_working(queue, false);
             group_ready = false;
             if pause(Duration::from_millis(250), &mut stopped).await {
@@ -301,7 +297,7 @@ async fn redis_worker(app: AccuBooks, queue: Queue, mut stopped: watch::Receiver
                 Ok(created) => {
                     if created
                         && let Ok(requeued) =
-                            store::requeue_lost(app.database(), Some(queue), lease_ms).await
+                            store::requeue_lost(env.database(), Some(queue), lease_ms).await
                         && requeued > 0
                     {
                         tracing::info!(
@@ -353,7 +349,7 @@ async fn redis_worker(app: AccuBooks, queue: Queue, mut stopped: watch::Receiver
             continue;
         }
         let ids: Vec<i64> = messages.iter().filter_map(|m| m.job).collect();
-        let claimed = match store::claim_ids(app.database(), &ids, jobs.owner(), lease_ms).await {
+        let claimed = match store::claim_ids(env.database(), &ids, jobs.owner(), lease_ms).await {
             Ok(claimed) => claimed,
             // The messages stay pending: taken over once their idle time
             // passes the lease.
@@ -372,13 +368,13 @@ async fn redis_worker(app: AccuBooks, queue: Queue, mut stopped: watch::Receiver
                 _ => unclaimed.push(message.id),
             }
         }
-        let mut shared = app.redis().connection();
+        let mut shared = env.redis().connection();
         let _ = streams::done(&mut shared, queue, &unclaimed).await;
         for job in claimed {
             let Some(permit) = permits.pop() else { break };
             let message = message_of.remove(&job.id).unwrap_or_default();
-            let mut connection = app.redis().connection();
-            run_in_task(&app, job, permit, async move {
+            let mut connection = env.redis().connection();
+            run_in_task(&env, job, permit, async move {
                 let _ = streams::done(&mut connection, queue, &[message]).await;
             });
         }
@@ -386,8 +382,11 @@ async fn redis_worker(app: AccuBooks, queue: Queue, mut stopped: watch::Receiver
 }
 
 /// The worker of one queue on the database transport.
-async fn database_worker(app: AccuBooks, queue: Queue, mut stopped: watch::Receiver<bool>) {
-    let jobs = app.jobs().clone();
+async fn database_worker(env: JobEnv, queue: Queue, mut stopped: watch::Receiver<bool>) {
+    let jobs = env.jobs().clone();
+    let Some(position) = jobs.position(queue) else {
+        return;
+    };
     let config = jobs.config().clone();
     let lease_ms = millis(config.lease);
     let semaphore = Arc::new(Semaphore::new(config.concurrency));
@@ -396,7 +395,7 @@ async fn database_worker(app: AccuBooks, queue: Queue, mut stopped: watch::Recei
             jobs.set_working(queue, false);
             return;
         }
-        if !carrier_up(&app) {
+        if !carrier_up(&env) {
             jobs.set_working(queue, false);
             if pause(Duration::from_millis(250), &mut stopped).await {
                 return;
@@ -404,10 +403,10 @@ async fn database_worker(app: AccuBooks, queue: Queue, mut stopped: watch::Recei
             continue;
         }
         jobs.set_working(queue, true);
-        let woken = jobs.inner.wake[queue.index()].notified();
+        let woken = jobs.inner.wake[position].notified();
         let mut permits = permits(&semaphore, config.concurrency).await;
         let claimed =
-            store::claim_due(app.database(), queue, jobs.owner(), lease_ms, permits.len())
+            store::claim_due(env.database(), queue, jobs.owner(), lease_ms, permits.len())
                 .await
                 .unwrap_or_default();
         if claimed.is_empty() {
@@ -421,15 +420,15 @@ async fn database_worker(app: AccuBooks, queue: Queue, mut stopped: watch::Recei
         }
         for job in claimed {
             let Some(permit) = permits.pop() else { break };
-            run_in_task(&app, job, permit, async {});
+            run_in_task(&env, job, permit, async {});
         }
     }
 }
 
 /// Moves due jobs from the outbox to their streams (redis transport), and
 /// now and then puts back into the outbox the jobs whose messages were lost.
-async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
-    let jobs = app.jobs().clone();
+async fn relay(env: JobEnv, mut stopped: watch::Receiver<bool>) {
+    let jobs = env.jobs().clone();
     let lease_ms = millis(jobs.config().lease);
     let resend_ms = millis(jobs.config().resend_after);
     let share =
@@ -437,8 +436,9 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
     let mut last_sweep = Instant::now();
     // The queues whose group is known to exist, and those whose jobs queued
     // on a lost stream are still to be put back into the outbox.
-    let mut ready = [false; Queue::COUNT];
-    let mut owed = [false; Queue::COUNT];
+    let count = jobs.queues().len();
+    let mut ready = vec![false; count];
+    let mut owed = vec![false; count];
     // Whether the last pass relayed anything: an organization with a
     // backlog gets its share refilled as its jobs end, so the relay looks
     // again soon while there is traffic (never while Redis refuses: a
@@ -452,18 +452,23 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
             _ = stopped.changed() => return,
         }
         flowing = false;
-        if !carrier_up(&app) {
-            ready = [false; Queue::COUNT];
+        if !carrier_up(&env) {
+            ready.fill(false);
             continue;
         }
-        if !make_groups(&app, lease_ms, &mut ready, &mut owed).await {
+        if !make_groups(&env, lease_ms, &mut ready, &mut owed).await {
             continue;
         }
         loop {
-            let redis = app.redis().clone();
-            let relayed = store::relay(app.database(), RELAY_BATCH, share, |batch| async move {
-                streams::append(&redis, &batch).await
-            })
+            let redis = env.redis().clone();
+            let queues = jobs.queues();
+            let relayed = store::relay(
+                env.database(),
+                queues,
+                RELAY_BATCH,
+                share,
+                |batch| async move { streams::append(&redis, queues, &batch).await },
+            )
             .await;
             if let Ok(Ok(n)) = relayed {
                 flowing |= n > 0;
@@ -475,7 +480,7 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
                         code = fault.code,
                         "relay: Redis refused; jobs stay in the outbox"
                     );
-                    ready = [false; Queue::COUNT];
+                    ready.fill(false);
                     break;
                 }
                 _ => break,
@@ -483,12 +488,12 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
         }
         if last_sweep.elapsed() >= jobs.config().lease {
             last_sweep = Instant::now();
-            if let Ok(requeued) = store::requeue_lost(app.database(), None, lease_ms).await
+            if let Ok(requeued) = store::requeue_lost(env.database(), None, lease_ms).await
                 && requeued > 0
             {
                 tracing::info!(jobs = requeued, "jobs whose worker died are sent again");
             }
-            if let Ok(resent) = store::resend_stale(app.database(), resend_ms).await
+            if let Ok(resent) = store::resend_stale(env.database(), resend_ms).await
                 && resent > 0
             {
                 tracing::warn!(
@@ -510,15 +515,9 @@ async fn relay(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
 /// here, or a worker that finds it gone) puts the jobs queued on the lost
 /// stream back into the outbox, and the relay sends nothing to that queue
 /// until that has succeeded. Answers whether every queue is ready.
-async fn make_groups(
-    app: &AccuBooks,
-    lease_ms: i64,
-    ready: &mut [bool; Queue::COUNT],
-    owed: &mut [bool; Queue::COUNT],
-) -> bool {
-    let mut connection = app.redis().connection();
-    for queue in Queue::ALL {
-        let i = queue.index();
+async fn make_groups(env: &JobEnv, lease_ms: i64, ready: &mut [bool], owed: &mut [bool]) -> bool {
+    let mut connection = env.redis().connection();
+    for (i, &queue) in env.jobs().queues().iter().enumerate() {
         if !ready[i] {
             match streams::ensure_group(&mut connection, queue).await {
                 Ok(created) => {
@@ -529,7 +528,7 @@ async fn make_groups(
             }
         }
         if owed[i] {
-            match store::requeue_lost(app.database(), Some(queue), lease_ms).await {
+            match store::requeue_lost(env.database(), Some(queue), lease_ms).await {
                 Ok(requeued) => {
                     owed[i] = false;
                     if requeued > 0 {
@@ -548,8 +547,8 @@ async fn make_groups(
 }
 
 /// Extends the leases of the jobs this process runs.
-async fn renewer(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
-    let jobs = app.jobs().clone();
+async fn renewer(env: JobEnv, mut stopped: watch::Receiver<bool>) {
+    let jobs = env.jobs().clone();
     let lease = jobs.config().lease;
     loop {
         if pause(lease / 3, &mut stopped).await {
@@ -557,28 +556,27 @@ async fn renewer(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
         }
         let held = jobs.held_ids();
         if !held.is_empty() {
-            let _ = store::renew(app.database(), &held, jobs.owner(), millis(lease)).await;
+            let _ = store::renew(env.database(), &held, jobs.owner(), millis(lease)).await;
         }
     }
 }
 
 /// Counts every queue once a second (every tenth of one until the first
 /// count is in), for health and metrics.
-async fn monitor(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
+async fn monitor(env: JobEnv, mut stopped: watch::Receiver<bool>) {
     let mut counted = false;
     loop {
-        if available(&app, deps::DATABASE)
-            && app.database().is_migrated()
-            && let Ok(counts) = store::counts(app.database()).await
+        if available(&env, deps::DATABASE)
+            && env.database().is_migrated()
+            && let Ok(counts) = store::counts(env.database(), env.jobs().queues()).await
         {
             counted = true;
-            for queue in Queue::ALL {
-                let c = counts.queues[queue.index()];
-                app.metrics()
+            for (queue, c) in env.jobs().queues().iter().zip(&counts.queues) {
+                env.metrics()
                     .set_job_queue(queue.as_str(), c.waiting, c.running, c.dead);
             }
-            app.metrics().set_job_outbox(counts.outbox);
-            app.jobs().set_counts(counts);
+            env.metrics().set_job_outbox(counts.outbox);
+            env.jobs().set_counts(counts);
         }
         let every = if counted {
             Duration::from_secs(1)
@@ -591,44 +589,20 @@ async fn monitor(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-/// Asks for the occurrences of recurring invoices that have come due, every
-/// `RECURRING_SCAN_MS` (a template's first occurrences are asked for when
-/// it is created).
-async fn scheduler(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
-    let scan = app.jobs().config().recurring_scan;
-    loop {
-        if available(&app, deps::DATABASE) && app.database().is_migrated() {
-            match crate::invoicing::recurring::ask_for_due(app.database(), chrono::Utc::now()).await
-            {
-                Ok(0) => {}
-                Ok(asked) => {
-                    tracing::info!(jobs = asked, "recurring invoices came due");
-                    app.jobs().wake(Queue::RecurringInvoices);
-                }
-                Err(err) => tracing::warn!(error = %err, "the recurring scheduler failed"),
-            }
-        }
-        if pause(scan, &mut stopped).await {
-            return;
-        }
-    }
-}
-
-/// Purges expired stored answers ([`AccuBooks::purge_expired`]) a minute
-/// after start, then every hour. Every process purges: the statements are
-/// idempotent, so two at once only share the work.
-async fn purger(app: AccuBooks, mut stopped: watch::Receiver<bool>) {
-    let mut wait = PURGE_FIRST;
+/// Runs the periodic task at `task` (by registration): its first wait,
+/// then a run whenever the database is available and migrated, then its
+/// interval; it stops with the instance.
+async fn periodic(env: JobEnv, task: usize, mut stopped: watch::Receiver<bool>) {
+    let periodic = &env.jobs().inner.periodic[task];
+    let mut wait = periodic.first;
     loop {
         if pause(wait, &mut stopped).await {
             return;
         }
-        wait = PURGE_EVERY;
-        if available(&app, deps::DATABASE)
-            && app.database().is_migrated()
-            && let Err(err) = app.purge_expired().await
-        {
-            tracing::warn!(error = %err, "the purge of expired stored answers failed; it runs again within the hour");
+        wait = periodic.every;
+        if available(&env, deps::DATABASE) && env.database().is_migrated() {
+            tracing::trace!(task = periodic.name, "periodic task runs");
+            (periodic.task)(env.clone()).await;
         }
     }
 }

@@ -129,5 +129,20 @@ impl LedgerError {
     }
 }
 
+/// How a job that failed on the books ends: what the client got wrong is
+/// permanent (no retry fixes it), a storage fault is retried.
+impl From<LedgerError> for crate::jobs::JobFailure {
+    fn from(err: LedgerError) -> Self {
+        use crate::jobs::JobFailure;
+        match err {
+            LedgerError::Invalid { code, .. }
+            | LedgerError::Conflict { code, .. }
+            | LedgerError::Gone { code, .. } => JobFailure::permanent(code),
+            LedgerError::NotFound(_) => JobFailure::permanent("NOT_FOUND"),
+            LedgerError::Storage(err) => err.into(),
+        }
+    }
+}
+
 /// Shorthand for ledger results.
 pub type LedgerResult<T> = Result<T, LedgerError>;

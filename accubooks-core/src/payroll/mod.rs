@@ -31,6 +31,8 @@ use crate::paging::{Page, PageRequest};
 
 /// The kind of a pay run's job.
 pub const JOB_KIND: &str = "payroll-run";
+/// The queue of pay runs' jobs.
+pub const QUEUE: Queue = Queue::new("payroll-processing");
 /// Wages expense: gross pay and employer contributions.
 pub const WAGES: &str = "5100";
 /// Cash: net pay.
@@ -675,7 +677,7 @@ pub async fn create_run(
                     }));
                 }
                 let job = NewJob {
-                    queue: Queue::PayrollProcessing,
+                    queue: QUEUE,
                     kind: JOB_KIND,
                     unique_key: format!("payroll-run:{}", uuid::Uuid::new_v4()),
                     payload: serde_json::Value::Null,
@@ -967,4 +969,20 @@ pub async fn process(ledger: &Ledger, organization: &str, job_id: i64) -> Result
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// Registers the pay run's job.
+pub(crate) fn register(registry: &mut crate::jobs::JobRegistry, ledger: &Ledger) {
+    fn run<'a>(
+        ledger: &'a Ledger,
+        _: &'a crate::jobs::JobEnv,
+        job: &'a crate::jobs::JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), JobFailure>> {
+        Box::pin(process(ledger, &job.organization, job.id))
+    }
+    registry.kind(
+        JOB_KIND,
+        QUEUE,
+        crate::jobs::with_state(ledger.clone(), run),
+    );
 }

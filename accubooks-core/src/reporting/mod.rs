@@ -18,6 +18,8 @@ use crate::ledger::{LedgerError, LedgerResult, RenderRecord, parse_date};
 
 /// The kind of the job that computes a report.
 pub const JOB_KIND: &str = "report";
+/// The queue of reports asked for as jobs.
+pub const QUEUE: Queue = Queue::new("report-generation");
 
 /// Which report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -288,7 +290,7 @@ pub async fn create_report_job(
         let created: Result<ReportJob, sqlx::Error> = async {
             on_pool!(pool, p => in_scope!(p, &owned, tx => {
                 let job = NewJob {
-                    queue: Queue::ReportGeneration,
+                    queue: QUEUE,
                     kind: JOB_KIND,
                     unique_key: format!("report:{}", uuid::Uuid::new_v4()),
                     payload: Value::Null,
@@ -586,6 +588,43 @@ mod erased {
             serde_json::to_string(self).expect("reports serialize")
         }
     }
+}
+
+/// The database reports read from: the standby (`DATABASE_REPORTS_URL`)
+/// while it is available and not lagging, else the primary.
+pub(crate) fn source<'a>(primary: &'a Database, standby: Option<&'a Database>) -> &'a Database {
+    match standby {
+        Some(standby) if standby.is_available() => standby,
+        _ => primary,
+    }
+}
+
+/// Registers the report's job: it reads from the `standby` while it is
+/// available, stores in the primary, within `storage`.
+pub(crate) fn register(
+    registry: &mut crate::jobs::JobRegistry,
+    standby: Option<Database>,
+    storage: Storage,
+) {
+    fn run<'a>(
+        (standby, storage): &'a (Option<Database>, Storage),
+        env: &'a crate::jobs::JobEnv,
+        job: &'a crate::jobs::JobContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), JobFailure>> {
+        let db = env.database();
+        Box::pin(generate(
+            db,
+            source(db, standby.as_ref()),
+            &job.organization,
+            job.id,
+            *storage,
+        ))
+    }
+    registry.kind(
+        JOB_KIND,
+        QUEUE,
+        crate::jobs::with_state((standby, storage), run),
+    );
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use crate::banking::{
     SyncRequested,
 };
 use crate::identity::{Principal, Role};
-use crate::jobs::Queue;
 use crate::ledger::{self, LedgerError};
 use crate::paging::{Page, PageRequest};
 use crate::saas::plaid::{Plaid, PlaidError};
@@ -160,7 +159,7 @@ impl Books<'_> {
                 Ok(banking::request_sync(self.app.database(), &org(caller)).await?)
             })
             .await?;
-        self.app.jobs().wake(Queue::BankFeeds);
+        self.app.jobs().wake(crate::banking::QUEUE);
         Ok(requested)
     }
 

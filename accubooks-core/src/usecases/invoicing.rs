@@ -18,7 +18,6 @@ use crate::invoicing::{
     ArAging, Customer, Invoice, InvoiceFilter, NewCreditNote, NewCustomer, NewInvoice, Settings,
     SettingsChange,
 };
-use crate::jobs::Queue;
 use crate::ledger::LedgerError;
 use crate::ledger::{self};
 use crate::money::AmountText;
@@ -306,7 +305,7 @@ impl Books<'_> {
                 Ok(recurring)
             })
             .await?;
-        self.app.jobs().wake(Queue::RecurringInvoices);
+        self.app.jobs().wake(recurring::QUEUE);
         Ok(answer)
     }
 
@@ -553,7 +552,7 @@ impl Books<'_> {
                 });
             };
             let job_id = payments::record_event(db, &organization, &job).await?;
-            self.app.jobs().wake(Queue::Payments);
+            self.app.jobs().wake(payments::QUEUE);
             Ok(WebhookReceipt {
                 event: id,
                 outcome: WebhookOutcome::Queued,

@@ -3,7 +3,6 @@
 use super::idempotent::{Keyed, stored};
 use super::{Answer, Books, ClientKey, Result, org};
 use crate::identity::{Principal, Role};
-use crate::jobs::Queue;
 use crate::ledger;
 use crate::paging::{Page, PageRequest};
 use crate::payroll::{self, Employee, NewEmployee, NewPayrollRun, PayrollRule, PayrollRun};
@@ -90,7 +89,7 @@ impl Books<'_> {
                 Ok(payroll::create_run(ledger, &org(caller), new.clone(), key).await?)
             })
             .await?;
-        self.app.jobs().wake(Queue::PayrollProcessing);
+        self.app.jobs().wake(payroll::QUEUE);
         Ok(run)
     }
 

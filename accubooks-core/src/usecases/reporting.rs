@@ -6,7 +6,6 @@ use super::idempotent::{Keyed, stored};
 use super::{Answer, ClientKey};
 use super::{Books, Result, org};
 use crate::identity::{Principal, Role};
-use crate::jobs::Queue;
 use crate::ledger::{
     self, BalanceSheet, EXPORT_TIME_LIMIT, ExportFormat, ExportStream, GeneralLedger,
     IncomeStatement, LedgerKey, TrialBalance,
@@ -139,7 +138,7 @@ impl Books<'_> {
                 Ok(reporting::create_report_job(db, &org(caller), new, storage, key).await?)
             })
             .await?;
-        self.app.jobs().wake(Queue::ReportGeneration);
+        self.app.jobs().wake(reporting::QUEUE);
         Ok(job)
     }
 

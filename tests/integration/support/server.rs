@@ -92,7 +92,7 @@ async fn sleep(_: AccuBooks, request: Request) -> Result<Response, ApiError> {
 pub const TEST_JOB_KIND: &str = "test-noop";
 
 fn test_job<'a>(
-    _: &'a AccuBooks,
+    _: &'a accubooks_core::jobs::JobEnv,
     _: &'a accubooks_core::jobs::JobContext,
 ) -> futures::future::BoxFuture<'a, Result<(), accubooks_core::jobs::JobFailure>> {
     Box::pin(async { Ok(()) })
@@ -117,7 +117,7 @@ impl TestServer {
         let config = Config::from_vars(vars).expect("test configuration is valid");
         let mut builder = AccuBooks::builder(config).job_handler(
             TEST_JOB_KIND,
-            accubooks_core::jobs::Queue::ReportGeneration,
+            accubooks_core::reporting::QUEUE,
             test_job,
         );
         for route in test_routes() {
