@@ -195,3 +195,60 @@ where
     }
     query
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_guarded_update_holds_once_with_the_job_s_entry_and_organization() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::query(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, organization_id TEXT, status TEXT, \
+             entry_id INTEGER, other INTEGER, note TEXT, day TEXT)",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        let mut tx = EffectTx::new(Connection::Sqlite(&mut conn), "o", 42);
+        let id = tx
+            .fetch_id(
+                "INSERT INTO t (organization_id, status) VALUES ($1, 'open') RETURNING id",
+                &[Bind::Organization],
+            )
+            .await
+            .unwrap();
+        let close = GuardedUpdate::new(
+            "UPDATE t SET status = 'closed', entry_id = $1, other = $2, note = $3, day = $4 \
+             WHERE id = $5 AND organization_id = $6 AND status = 'open'",
+            vec![
+                Bind::EntryId,
+                Bind::OptI64(None),
+                Bind::Text("n".to_owned()),
+                Bind::Date(NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()),
+                Bind::I64(id),
+                Bind::Organization,
+            ],
+        );
+        assert_eq!(close.apply(&mut tx).await.unwrap(), Guard::Held);
+        // The state it guards is gone: a second application is refused.
+        assert_eq!(close.apply(&mut tx).await.unwrap(), Guard::StateChanged);
+        // Another organization's row is never matched.
+        let mut other = EffectTx::new(Connection::Sqlite(&mut conn), "p", 43);
+        let reopen = GuardedUpdate::new(
+            "UPDATE t SET status = 'open' WHERE id = $1 AND organization_id = $2",
+            vec![Bind::I64(id), Bind::Organization],
+        );
+        assert_eq!(reopen.apply(&mut other).await.unwrap(), Guard::StateChanged);
+        let row: (String, i64, Option<i64>, String, String) =
+            sqlx::query_as("SELECT status, entry_id, other, note, day FROM t")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        assert_eq!(
+            row,
+            ("closed".into(), 42, None, "n".into(), "2026-03-01".into())
+        );
+    }
+}
