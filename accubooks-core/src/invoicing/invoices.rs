@@ -23,8 +23,7 @@ use crate::ledger::accounts::{Account, RenderRecord, accounts_for_posting, valid
 use crate::ledger::entries::{
     EntryInput, LineInput, ValidEntry, parse_date, validate, validate_memo,
 };
-use crate::ledger::{Bind, Effect, EffectTx, Guard, GuardedUpdate};
-use crate::ledger::{LedgerError, LedgerResult};
+use crate::ledger::{Bind, Effect, EffectTx, Guard, GuardedUpdate, LedgerError, LedgerResult};
 use crate::money::{self, AmountText, Decimal};
 use crate::paging::{Cursor, Page, PageRequest};
 
