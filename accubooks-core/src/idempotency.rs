@@ -11,6 +11,11 @@ use sha2::{Digest, Sha256};
 use crate::db::Database;
 use crate::db::sql::{BeginScoped, on_pool};
 
+/// Renders the answer stored under an idempotency key, from the ids the
+/// entries received: its stored status ([`ANSWERED`], or the pending mark)
+/// and its JSON.
+pub type Render = Box<dyn Fn(&[i64]) -> (u16, String) + Send + Sync>;
+
 /// A key sent by a client, with the fingerprint of the request it came with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey {
@@ -101,7 +106,7 @@ pub const ANSWERED: u16 = 1;
 /// A placeholder answer for the committer to store with a job's write: the
 /// key is taken atomically with the write, so a retry can never write twice,
 /// and [`store`] fills in the answer after the commit.
-pub fn pending(key: IdempotencyKey) -> (IdempotencyKey, crate::ledger::committer::Render) {
+pub fn pending(key: IdempotencyKey) -> (IdempotencyKey, Render) {
     (key, Box::new(|_: &[i64]| (PENDING, String::new())))
 }
 

@@ -13,7 +13,7 @@
 //!   removes is updated or deleted while unmatched; once matched it keeps
 //!   its posting and is flagged (`bank_change`).
 //! - **Match**: a line posts once: the posting's transaction turns it from
-//!   `unmatched` to `matched` ([`Effect::BankMatch`]), which only one
+//!   `unmatched` to `matched` (the `matched` guard), which only one
 //!   transaction can do.
 //!
 //! Amounts keep Plaid's sign: positive is money leaving the account.
@@ -30,8 +30,8 @@ use crate::idempotency::{self, IdempotencyKey};
 use crate::invoicing::invoices::{self, RECEIVABLE};
 use crate::jobs::{JobFailure, JobStatus, NewJob, Queue, insert_job, now_ms};
 use crate::ledger::accounts::accounts_for_posting;
-use crate::ledger::committer::Effect;
 use crate::ledger::{AccountType, Ledger, LedgerError, LedgerResult, RenderRecord};
+use crate::ledger::{Bind, Effect, GuardedUpdate};
 use crate::money;
 use crate::paging::{Page, PageRequest};
 use crate::saas::plaid::{Plaid, PlaidAccount, PlaidError, PlaidTransaction, SyncPage};
@@ -1140,6 +1140,22 @@ fn suggest(stored: &Stored, candidates: &Candidates) -> Vec<Suggestion> {
 
 // --------------------------------------------------------------- match
 
+/// An unmatched bank line becomes matched to the posting's entry (which
+/// posts it, or, with `invoice_id`, the invoice's payment): only one
+/// posting can take it from `unmatched`.
+fn matched(transaction_id: i64, invoice_id: Option<i64>) -> GuardedUpdate {
+    GuardedUpdate::new(
+        "UPDATE bank_transactions SET status = 'matched', entry_id = $1, invoice_id = $2 \
+         WHERE id = $3 AND organization_id = $4 AND status = 'unmatched'",
+        vec![
+            Bind::EntryId,
+            Bind::OptI64(invoice_id),
+            Bind::I64(transaction_id),
+            Bind::Organization,
+        ],
+    )
+}
+
 /// Matches an unmatched line: to an open invoice (records the payment and
 /// posts the mapped bank account against receivables) or to an account
 /// (posts the line between the mapped bank account and it). Posts once: a
@@ -1232,16 +1248,13 @@ pub async fn match_line(
                 memo,
                 &[(&bank, incoming), (RECEIVABLE, -incoming)],
             )?;
-            let effects = vec![
-                Effect::Pay {
+            let effects: Vec<Box<dyn Effect>> = vec![
+                Box::new(invoices::Payment {
                     invoice_id,
                     amount: incoming,
                     date: line.date,
-                },
-                Effect::BankMatch {
-                    transaction_id: id,
-                    invoice_id: Some(invoice_id),
-                },
+                }),
+                Box::new(matched(id, Some(invoice_id))),
             ];
             (entry, effects)
         }
@@ -1266,10 +1279,7 @@ pub async fn match_line(
                     (account, stored.amount_minor),
                 ],
             )?;
-            let effects = vec![Effect::BankMatch {
-                transaction_id: id,
-                invoice_id: None,
-            }];
+            let effects: Vec<Box<dyn Effect>> = vec![Box::new(matched(id, None))];
             (entry, effects)
         }
         _ => {

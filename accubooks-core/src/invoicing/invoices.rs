@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -19,11 +20,10 @@ use crate::db::sql::{BeginScoped, in_scope, on_pool};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::ledger::Ledger;
 use crate::ledger::accounts::{Account, RenderRecord, accounts_for_posting, validate_name};
-use crate::ledger::committer::{CreditNoteRows, Effect};
 use crate::ledger::entries::{
     EntryInput, LineInput, ValidEntry, parse_date, validate, validate_memo,
 };
-use crate::ledger::{LedgerError, LedgerResult};
+use crate::ledger::{Bind, Effect, EffectTx, Guard, GuardedUpdate, LedgerError, LedgerResult};
 use crate::money::{self, AmountText, Decimal};
 use crate::paging::{Cursor, Page, PageRequest};
 
@@ -1020,6 +1020,166 @@ fn date_or_today(date: Option<&str>) -> LedgerResult<NaiveDate> {
     date.map_or_else(|| Ok(chrono::Utc::now().date_naive()), parse_date)
 }
 
+// What invoices' postings change in the same transaction, through the
+// committer's effects: each guards the state it expects of the invoice.
+
+/// A draft invoice or credit note becomes issued by the posting's entry.
+fn issue(invoice_id: i64, date: NaiveDate) -> GuardedUpdate {
+    GuardedUpdate::new(
+        "UPDATE invoices SET status = 'issued', issue_date = $1, issue_entry_id = $2 \
+         WHERE id = $3 AND organization_id = $4 AND status = 'draft'",
+        vec![
+            Bind::Date(date),
+            Bind::EntryId,
+            Bind::I64(invoice_id),
+            Bind::Organization,
+        ],
+    )
+}
+
+/// An issued credit note reduces what is owed on an open invoice.
+fn credit(invoice_id: i64, amount: i64) -> GuardedUpdate {
+    GuardedUpdate::new(
+        "UPDATE invoices SET credited = credited + $1, status = CASE \
+         WHEN total - credited - paid - $1 = 0 THEN 'paid' ELSE status END \
+         WHERE id = $2 AND organization_id = $3 AND status IN ('issued', 'partially_paid') \
+         AND total - credited - paid >= $1",
+        vec![Bind::I64(amount), Bind::I64(invoice_id), Bind::Organization],
+    )
+}
+
+/// A refund takes back part of what was paid on an invoice, by the
+/// posting's entry (receivables against cash).
+pub(crate) fn unpay(invoice_id: i64, amount: i64) -> GuardedUpdate {
+    GuardedUpdate::new(
+        "UPDATE invoices SET paid = paid - $1, status = CASE \
+         WHEN paid - $1 = 0 THEN 'issued' ELSE 'partially_paid' END \
+         WHERE id = $2 AND organization_id = $3 \
+         AND status IN ('partially_paid', 'paid') AND paid >= $1",
+        vec![Bind::I64(amount), Bind::I64(invoice_id), Bind::Organization],
+    )
+}
+
+/// An issued, unsettled invoice is voided by the posting's (reversing) entry.
+fn void(invoice_id: i64, date: NaiveDate) -> GuardedUpdate {
+    GuardedUpdate::new(
+        "UPDATE invoices SET status = 'void', void_date = $1, void_entry_id = $2 \
+         WHERE id = $3 AND organization_id = $4 AND status = 'issued' AND paid = 0 AND credited = 0",
+        vec![
+            Bind::Date(date),
+            Bind::EntryId,
+            Bind::I64(invoice_id),
+            Bind::Organization,
+        ],
+    )
+}
+
+/// A payment settles part of an open invoice, posted by the posting's
+/// entry, and is recorded among the invoice's payments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Payment {
+    /// The invoice.
+    pub(crate) invoice_id: i64,
+    /// Minor units.
+    pub(crate) amount: i64,
+    /// The payment date.
+    pub(crate) date: NaiveDate,
+}
+
+impl Effect for Payment {
+    fn apply<'a>(&'a self, tx: &'a mut EffectTx<'_>) -> BoxFuture<'a, Result<Guard, sqlx::Error>> {
+        Box::pin(async move {
+            let settled = GuardedUpdate::new(
+                "UPDATE invoices SET paid = paid + $1, status = CASE \
+                 WHEN total - credited - paid - $1 = 0 THEN 'paid' ELSE 'partially_paid' END \
+                 WHERE id = $2 AND organization_id = $3 AND status IN ('issued', 'partially_paid') \
+                 AND total - credited - paid >= $1",
+                vec![
+                    Bind::I64(self.amount),
+                    Bind::I64(self.invoice_id),
+                    Bind::Organization,
+                ],
+            )
+            .apply(tx)
+            .await?;
+            if settled == Guard::Held {
+                tx.execute(
+                    "INSERT INTO payments (organization_id, invoice_id, amount, payment_date, entry_id) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        Bind::Organization,
+                        Bind::I64(self.invoice_id),
+                        Bind::I64(self.amount),
+                        Bind::Date(self.date),
+                        Bind::EntryId,
+                    ],
+                )
+                .await?;
+            }
+            Ok(settled)
+        })
+    }
+}
+
+/// A credit note, created issued by the posting's entry in the same
+/// transaction (so no draft is ever left behind by a failed posting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CreditNoteRows {
+    customer_id: i64,
+    credits_invoice: i64,
+    currency: String,
+    date: NaiveDate,
+    tax_rounding: &'static str,
+    subtotal: i64,
+    tax: i64,
+    total: i64,
+    /// Description, quantity, unit price, tax rate, amount and tax per line.
+    lines: Vec<(String, String, i64, String, i64, i64)>,
+}
+
+impl Effect for CreditNoteRows {
+    fn apply<'a>(&'a self, tx: &'a mut EffectTx<'_>) -> BoxFuture<'a, Result<Guard, sqlx::Error>> {
+        Box::pin(async move {
+            let id = tx
+                .fetch_id(
+                    "INSERT INTO invoices (organization_id, customer_id, kind, credits_invoice, currency, \
+                     status, due_date, issue_date, issue_entry_id, tax_rounding, subtotal, tax, total) \
+                     VALUES ($1, $2, 'credit_note', $3, $4, 'issued', $5, $5, $6, $7, $8, $9, $10) RETURNING id",
+                    &[
+                        Bind::Organization,
+                        Bind::I64(self.customer_id),
+                        Bind::I64(self.credits_invoice),
+                        Bind::Text(self.currency.clone()),
+                        Bind::Date(self.date),
+                        Bind::EntryId,
+                        Bind::Text(self.tax_rounding.to_owned()),
+                        Bind::I64(self.subtotal),
+                        Bind::I64(self.tax),
+                        Bind::I64(self.total),
+                    ],
+                )
+                .await?;
+            for (description, quantity, unit_price, tax_rate, amount, tax) in &self.lines {
+                tx.execute(
+                    "INSERT INTO invoice_lines (invoice_id, description, quantity, unit_price, tax_rate, amount, tax) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    &[
+                        Bind::I64(id),
+                        Bind::Text(description.clone()),
+                        Bind::Text(quantity.clone()),
+                        Bind::I64(*unit_price),
+                        Bind::Text(tax_rate.clone()),
+                        Bind::I64(*amount),
+                        Bind::I64(*tax),
+                    ],
+                )
+                .await?;
+            }
+            Ok(Guard::Held)
+        })
+    }
+}
+
 /// Issues a draft invoice: posts receivables against revenue and tax.
 pub async fn issue_invoice(
     ledger: &Ledger,
@@ -1063,10 +1223,7 @@ pub async fn issue_invoice(
         .post_with_effects(
             vec![posting],
             idempotency.map(idempotency::pending),
-            vec![Effect::Issue {
-                invoice_id: id,
-                date,
-            }],
+            vec![Box::new(issue(id, date))],
         )
         .await?;
     get_invoice(db, organization, id).await
@@ -1125,11 +1282,11 @@ pub async fn record_payment(
         .post_with_effects(
             vec![posting],
             idempotency.map(idempotency::pending),
-            vec![Effect::Pay {
+            vec![Box::new(Payment {
                 invoice_id: id,
                 amount: minor,
                 date,
-            }],
+            })],
         )
         .await?;
     get_invoice(db, organization, id).await
@@ -1178,10 +1335,7 @@ pub async fn void_invoice(
                 .post_with_effects(
                     vec![mirror],
                     idempotency.map(idempotency::pending),
-                    vec![Effect::Void {
-                        invoice_id: id,
-                        date,
-                    }],
+                    vec![Box::new(void(id, date))],
                 )
                 .await?;
         }
@@ -1283,13 +1437,7 @@ pub async fn credit_note(
         .post_with_effects(
             vec![posting],
             idempotency.map(idempotency::pending),
-            vec![
-                Effect::CreditNote(Box::new(note)),
-                Effect::Credit {
-                    invoice_id: id,
-                    amount: totals.total,
-                },
-            ],
+            vec![Box::new(note), Box::new(credit(id, totals.total))],
         )
         .await?;
     let entry_id = ids.first().copied().ok_or_else(|| {

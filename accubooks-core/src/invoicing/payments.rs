@@ -6,11 +6,11 @@
 //! - an event is recorded as a job keyed by its id, so a replayed event is
 //!   the same job;
 //! - a payment is posted only by the transaction that takes its intent from
-//!   `open` to `succeeded` (an [`Effect::StripePaid`] guard), so two events
+//!   `open` to `succeeded` (the `paid` guard), so two events
 //!   of one intent (`payment_intent.succeeded`, then `charge.refunded`
 //!   carrying the charge) post it once;
 //! - refunds are posted from the refunded total the job read to the
-//!   charge's new total (an [`Effect::StripeRefunded`] guard), so each
+//!   charge's new total (the `refunded_to` guard), so each
 //!   refunded amount is posted once, and an older event finds nothing left.
 
 use chrono::NaiveDate;
@@ -21,7 +21,7 @@ use super::recurring::day_in;
 use crate::db::Database;
 use crate::db::sql::{BeginScoped, in_scope, on_pool};
 use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
-use crate::ledger::committer::Effect;
+use crate::ledger::{Bind, Effect, GuardedUpdate};
 use crate::ledger::{Ledger, LedgerError, LedgerResult};
 use crate::saas::stripe;
 
@@ -482,15 +482,12 @@ async fn post_payment(
         format!("Stripe payment {} for {}", intent.id, invoice.number),
         amount,
         vec![
-            Effect::Pay {
+            Box::new(invoices::Payment {
                 invoice_id: invoice.id,
                 amount,
                 date,
-            },
-            Effect::StripePaid {
-                intent_id: intent.id.clone(),
-                received: amount,
-            },
+            }),
+            Box::new(paid(&intent.id, amount)),
         ],
     )
     .await
@@ -521,18 +518,45 @@ async fn post_refund(
         format!("Stripe refund of {} for {}", intent.id, invoice.number),
         -amount,
         vec![
-            Effect::Unpay {
-                invoice_id: invoice.id,
-                amount,
-            },
-            Effect::StripeRefunded {
-                intent_id: intent.id.clone(),
-                from: intent.refunded,
-                to: refunded,
-            },
+            Box::new(invoices::unpay(invoice.id, amount)),
+            Box::new(refunded_to(&intent.id, intent.refunded, refunded)),
         ],
     )
     .await
+}
+
+/// An open PaymentIntent is paid by the posting's entry: only one posting
+/// can take it from `open` to `succeeded`. `received` is the payment posted,
+/// in the invoice's minor units.
+fn paid(intent_id: &str, received: i64) -> GuardedUpdate {
+    GuardedUpdate::new(
+        "UPDATE stripe_payment_intents SET status = 'succeeded', received = $1, \
+         payment_entry_id = $2 \
+         WHERE id = $3 AND organization_id = $4 AND status = 'open'",
+        vec![
+            Bind::I64(received),
+            Bind::EntryId,
+            Bind::Text(intent_id.to_owned()),
+            Bind::Organization,
+        ],
+    )
+}
+
+/// Refunds of a paid PaymentIntent are posted by the posting's entry, from
+/// the refunded total the job read (`from`) to the charge's new one (`to`,
+/// Stripe's minor units): only one posting can move it from `from`.
+fn refunded_to(intent_id: &str, from: i64, to: i64) -> GuardedUpdate {
+    GuardedUpdate::new(
+        "UPDATE stripe_payment_intents SET refunded = $1 \
+         WHERE id = $2 AND organization_id = $3 AND status = 'succeeded' \
+         AND refunded = $4",
+        vec![
+            Bind::I64(to),
+            Bind::Text(intent_id.to_owned()),
+            Bind::Organization,
+            Bind::I64(from),
+        ],
+    )
 }
 
 /// Posts `cash` (minor units; negative: paid back) to cash against the
@@ -544,7 +568,7 @@ async fn post_cash(
     date: NaiveDate,
     memo: String,
     cash: i64,
-    effects: Vec<Effect>,
+    effects: Vec<Box<dyn Effect>>,
 ) -> LedgerResult<()> {
     let accounts = invoices::posting_accounts(ledger, organization).await?;
     let posting = invoices::posting(

@@ -21,12 +21,13 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::effects::{Connection, Effect, EffectTx, Guard};
 use super::entries::ValidEntry;
 use super::{LedgerError, LedgerResult};
 use crate::db::sql::{BeginScoped, Unique, value_rows};
 use crate::db::{Database, Pool};
 use crate::error::Error;
-use crate::idempotency::{self, IdempotencyKey};
+use crate::idempotency::{self, IdempotencyKey, Render};
 
 /// The most postings one group carries; larger groups would hold locks longer
 /// than they save in flushes.
@@ -36,114 +37,10 @@ const MAX_GROUP_LINES: usize = 50_000;
 /// holds the account locks and commits. More would only queue on the locks.
 const POSTGRES_GROUPS_IN_FLIGHT: usize = 2;
 
-/// Renders the answer stored under an idempotency key, from the ids the
-/// entries received: its stored status ([`idempotency::ANSWERED`], or the
-/// pending mark) and its JSON.
-///
-/// [`idempotency::ANSWERED`]: crate::idempotency::ANSWERED
-pub type Render = Box<dyn Fn(&[i64]) -> (u16, String) + Send + Sync>;
-
-/// A change to other records that must commit with a job's entries. Each
-/// guards the state it expects; if that state has changed meanwhile, the job
-/// fails with a conflict and nothing of it is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    /// A draft invoice or credit note becomes issued by the job's entry.
-    Issue {
-        /// The invoice or credit note.
-        invoice_id: i64,
-        /// The issue date.
-        date: NaiveDate,
-    },
-    /// A payment settles part of an open invoice, posted by the job's entry.
-    Pay {
-        /// The invoice.
-        invoice_id: i64,
-        /// Minor units.
-        amount: i64,
-        /// The payment date.
-        date: NaiveDate,
-    },
-    /// An issued credit note reduces what is owed on an open invoice.
-    Credit {
-        /// The invoice credited.
-        invoice_id: i64,
-        /// Minor units.
-        amount: i64,
-    },
-    /// A credit note is created, issued by the job's entry, in the same
-    /// transaction (so no draft is ever left behind by a failed posting).
-    CreditNote(Box<CreditNoteRows>),
-    /// A pending pay run is posted by the job's entry, with its payslips.
-    PayrollRun {
-        /// The run.
-        run_id: i64,
-        /// The payslips, as stored (JSON).
-        payslips: String,
-    },
-    /// A refund takes back part of what was paid on an invoice, by the job's
-    /// entry (receivables against cash).
-    Unpay {
-        /// The invoice.
-        invoice_id: i64,
-        /// Minor units.
-        amount: i64,
-    },
-    /// An open Stripe PaymentIntent is paid by the job's entry: only one
-    /// posting can take it from `open` to `succeeded`.
-    StripePaid {
-        /// `pi_…`.
-        intent_id: String,
-        /// The payment posted, in the invoice's minor units.
-        received: i64,
-    },
-    /// Refunds of a paid PaymentIntent are posted by the job's entry, from
-    /// the refunded total the job read to the charge's new one (Stripe's
-    /// minor units): only one posting can move it from `from`.
-    StripeRefunded {
-        /// `pi_…`.
-        intent_id: String,
-        /// The refunded total already posted.
-        from: i64,
-        /// The refunded total posted with this entry.
-        to: i64,
-    },
-    /// An unmatched bank line becomes matched to the job's entry (which
-    /// posts it, or, with an invoice, the invoice's payment).
-    BankMatch {
-        /// The bank line.
-        transaction_id: i64,
-        /// The invoice it pays, if any.
-        invoice_id: Option<i64>,
-    },
-    /// An issued, unsettled invoice is voided by the job's (reversing) entry.
-    Void {
-        /// The invoice.
-        invoice_id: i64,
-        /// The void date.
-        date: NaiveDate,
-    },
-}
-
-/// The rows of a credit note, computed by the invoices module.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreditNoteRows {
-    pub(crate) customer_id: i64,
-    pub(crate) credits_invoice: i64,
-    pub(crate) currency: String,
-    pub(crate) date: NaiveDate,
-    pub(crate) tax_rounding: &'static str,
-    pub(crate) subtotal: i64,
-    pub(crate) tax: i64,
-    pub(crate) total: i64,
-    /// Description, quantity, unit price, tax rate, amount and tax per line.
-    pub(crate) lines: Vec<(String, String, i64, String, i64, i64)>,
-}
-
 struct Job {
     entries: Vec<ValidEntry>,
     idempotency: Option<(IdempotencyKey, Render)>,
-    effects: Vec<Effect>,
+    effects: Vec<Box<dyn Effect>>,
     reply: oneshot::Sender<LedgerResult<Vec<i64>>>,
 }
 
@@ -180,12 +77,14 @@ impl Committer {
     }
 
     /// Like [`Committer::post`], with changes to other records committed in
-    /// the same transaction. Effects refer to the job's first entry.
+    /// the same transaction, in order. Effects refer to the job's first
+    /// entry; one whose guard does not hold fails the job with a conflict
+    /// and nothing of it is written.
     pub async fn post_with_effects(
         &self,
         entries: Vec<ValidEntry>,
         idempotency: Option<(IdempotencyKey, Render)>,
-        effects: Vec<Effect>,
+        effects: Vec<Box<dyn Effect>>,
     ) -> LedgerResult<Vec<i64>> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -311,7 +210,7 @@ enum Refused {
     /// An account a line names is not there: journal_lines has no foreign
     /// key to accounts (migration 0003), the writer's check stands in for it.
     AccountMissing,
-    /// An effect's guard matched no row: the invoice changed meanwhile.
+    /// An effect's guard did not hold: its record changed meanwhile.
     StateChanged,
     /// A balance (or a day's movement) would leave the range of a 64-bit
     /// count of minor units.
@@ -440,196 +339,26 @@ fn answers<'a>(jobs: &[&'a Job], per_job: &[Vec<i64>]) -> Vec<(&'a IdempotencyKe
         .collect()
 }
 
-/// Applies the jobs' effects inside the open transaction `$tx`, each to a
-/// row of the organization of the job's entry (every statement names it:
-/// SQLite has no row-level security). A guard that matches no row fails the
-/// transaction with [`Refused::StateChanged`], a state conflict. (A macro: the body is the same SQL for
-/// both backends' transaction types.)
-macro_rules! apply_effects {
-    ($tx:expr, $jobs:expr, $per_job:expr) => {
-        for (job, ids) in $jobs.iter().zip($per_job.iter()) {
-            let Some(entry_id) = ids.first().copied() else { continue };
-            let organization = &job.entries[0].organization;
-            for effect in &job.effects {
-                let changed = match effect {
-                    Effect::Issue { invoice_id, date } => {
-                        sqlx::query(
-                            "UPDATE invoices SET status = 'issued', issue_date = $1, issue_entry_id = $2 \
-                             WHERE id = $3 AND organization_id = $4 AND status = 'draft'",
-                        )
-                        .bind(date)
-                        .bind(entry_id)
-                        .bind(invoice_id)
-                        .bind(organization)
-                        .execute(&mut *$tx)
-                        .await?
-                        .rows_affected()
-                    }
-                    Effect::Pay { invoice_id, amount, date } => {
-                        let changed = sqlx::query(
-                            "UPDATE invoices SET paid = paid + $1, status = CASE \
-                             WHEN total - credited - paid - $1 = 0 THEN 'paid' ELSE 'partially_paid' END \
-                             WHERE id = $2 AND organization_id = $3 AND status IN ('issued', 'partially_paid') \
-                             AND total - credited - paid >= $1",
-                        )
-                        .bind(amount)
-                        .bind(invoice_id)
-                        .bind(organization)
-                        .execute(&mut *$tx)
-                        .await?
-                        .rows_affected();
-                        if changed == 1 {
-                            sqlx::query(
-                                "INSERT INTO payments (organization_id, invoice_id, amount, payment_date, entry_id) \
-                                 VALUES ($1, $2, $3, $4, $5)",
-                            )
-                            .bind(organization)
-                            .bind(invoice_id)
-                            .bind(amount)
-                            .bind(date)
-                            .bind(entry_id)
-                            .execute(&mut *$tx)
-                            .await?;
-                        }
-                        changed
-                    }
-                    Effect::Credit { invoice_id, amount } => {
-                        sqlx::query(
-                            "UPDATE invoices SET credited = credited + $1, status = CASE \
-                             WHEN total - credited - paid - $1 = 0 THEN 'paid' ELSE status END \
-                             WHERE id = $2 AND organization_id = $3 AND status IN ('issued', 'partially_paid') \
-                             AND total - credited - paid >= $1",
-                        )
-                        .bind(amount)
-                        .bind(invoice_id)
-                        .bind(organization)
-                        .execute(&mut *$tx)
-                        .await?
-                        .rows_affected()
-                    }
-                    Effect::CreditNote(note) => {
-                        let id: i64 = sqlx::query_scalar(
-                            "INSERT INTO invoices (organization_id, customer_id, kind, credits_invoice, currency, \
-                             status, due_date, issue_date, issue_entry_id, tax_rounding, subtotal, tax, total) \
-                             VALUES ($1, $2, 'credit_note', $3, $4, 'issued', $5, $5, $6, $7, $8, $9, $10) RETURNING id",
-                        )
-                        .bind(organization)
-                        .bind(note.customer_id)
-                        .bind(note.credits_invoice)
-                        .bind(&note.currency)
-                        .bind(note.date)
-                        .bind(entry_id)
-                        .bind(note.tax_rounding)
-                        .bind(note.subtotal)
-                        .bind(note.tax)
-                        .bind(note.total)
-                        .fetch_one(&mut *$tx)
-                        .await?;
-                        for (description, quantity, unit_price, tax_rate, amount, tax) in &note.lines {
-                            sqlx::query(
-                                "INSERT INTO invoice_lines (invoice_id, description, quantity, unit_price, tax_rate, amount, tax) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                            )
-                            .bind(id)
-                            .bind(description)
-                            .bind(quantity)
-                            .bind(unit_price)
-                            .bind(tax_rate)
-                            .bind(amount)
-                            .bind(tax)
-                            .execute(&mut *$tx)
-                            .await?;
-                        }
-                        1
-                    }
-                    Effect::PayrollRun { run_id, payslips } => {
-                        sqlx::query(
-                            "UPDATE payroll_runs SET status = 'posted', entry_id = $1, payslips = $2 \
-                             WHERE id = $3 AND organization_id = $4 AND status = 'pending'",
-                        )
-                        .bind(entry_id)
-                        .bind(payslips)
-                        .bind(run_id)
-                        .bind(organization)
-                        .execute(&mut *$tx)
-                        .await?
-                        .rows_affected()
-                    }
-                    Effect::Unpay { invoice_id, amount } => {
-                        sqlx::query(
-                            "UPDATE invoices SET paid = paid - $1, status = CASE \
-                             WHEN paid - $1 = 0 THEN 'issued' ELSE 'partially_paid' END \
-                             WHERE id = $2 AND organization_id = $3 \
-                             AND status IN ('partially_paid', 'paid') AND paid >= $1",
-                        )
-                        .bind(amount)
-                        .bind(invoice_id)
-                        .bind(organization)
-                        .execute(&mut *$tx)
-                        .await?
-                        .rows_affected()
-                    }
-                    Effect::StripePaid { intent_id, received } => {
-                        sqlx::query(
-                            "UPDATE stripe_payment_intents SET status = 'succeeded', received = $1, \
-                             payment_entry_id = $2 \
-                             WHERE id = $3 AND organization_id = $4 AND status = 'open'",
-                        )
-                        .bind(received)
-                        .bind(entry_id)
-                        .bind(intent_id)
-                        .bind(organization)
-                        .execute(&mut *$tx)
-                        .await?
-                        .rows_affected()
-                    }
-                    Effect::BankMatch { transaction_id, invoice_id } => {
-                        sqlx::query(
-                            "UPDATE bank_transactions SET status = 'matched', entry_id = $1, invoice_id = $2 \
-                             WHERE id = $3 AND organization_id = $4 AND status = 'unmatched'",
-                        )
-                        .bind(entry_id)
-                        .bind(invoice_id)
-                        .bind(transaction_id)
-                        .bind(organization)
-                        .execute(&mut *$tx)
-                        .await?
-                        .rows_affected()
-                    }
-                    Effect::StripeRefunded { intent_id, from, to } => {
-                        sqlx::query(
-                            "UPDATE stripe_payment_intents SET refunded = $1 \
-                             WHERE id = $2 AND organization_id = $3 AND status = 'succeeded' \
-                             AND refunded = $4",
-                        )
-                        .bind(to)
-                        .bind(intent_id)
-                        .bind(organization)
-                        .bind(from)
-                        .execute(&mut *$tx)
-                        .await?
-                        .rows_affected()
-                    }
-                    Effect::Void { invoice_id, date } => {
-                        sqlx::query(
-                            "UPDATE invoices SET status = 'void', void_date = $1, void_entry_id = $2 \
-                             WHERE id = $3 AND organization_id = $4 AND status = 'issued' AND paid = 0 AND credited = 0",
-                        )
-                        .bind(date)
-                        .bind(entry_id)
-                        .bind(invoice_id)
-                        .bind(organization)
-                        .execute(&mut *$tx)
-                        .await?
-                        .rows_affected()
-                    }
-                };
-                if changed != 1 {
-                    return Err(Refused::StateChanged);
-                }
+/// Applies the jobs' effects inside the group's open transaction, each for
+/// the organization and first entry of its job. A guard that does not hold
+/// fails the transaction with [`Refused::StateChanged`], a state conflict.
+async fn apply_effects(
+    mut conn: Connection<'_>,
+    jobs: &[&Job],
+    per_job: &[Vec<i64>],
+) -> Result<(), Refused> {
+    for (job, ids) in jobs.iter().zip(per_job) {
+        let Some(entry_id) = ids.first().copied() else {
+            continue;
+        };
+        let mut tx = EffectTx::new(conn.reborrow(), &job.entries[0].organization, entry_id);
+        for effect in &job.effects {
+            if effect.apply(&mut tx).await? == Guard::StateChanged {
+                return Err(Refused::StateChanged);
             }
         }
-    };
+    }
+    Ok(())
 }
 
 async fn write_postgres(
@@ -726,7 +455,7 @@ async fn write_postgres(
     .execute(&mut *tx)
     .await?;
     let per_job = split_ids(jobs, &ids);
-    apply_effects!(tx, jobs, per_job);
+    apply_effects(Connection::Postgres(&mut tx), jobs, &per_job).await?;
     for (key, status, body) in answers(jobs, &per_job) {
         idempotency::store_answer!(&mut *tx, key, status, body)?;
     }
@@ -835,7 +564,7 @@ async fn write_sqlite(
         }
     }
     let per_job = split_ids(jobs, &ids);
-    apply_effects!(tx, jobs, per_job);
+    apply_effects(Connection::Sqlite(&mut tx), jobs, &per_job).await?;
     for (key, status, body) in answers(jobs, &per_job) {
         idempotency::store_answer!(&mut *tx, key, status, body)?;
     }

@@ -9,11 +9,10 @@ use sqlx::Row;
 
 use super::Ledger;
 use super::accounts::{Account, accounts_for_posting};
-use super::committer::Render;
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
 use crate::db::sql::{BeginScoped, on_pool};
-use crate::idempotency::IdempotencyKey;
+use crate::idempotency::{IdempotencyKey, Render};
 use crate::money::{self, AmountText, MoneyError};
 
 /// Most lines one entry may have.

@@ -8,6 +8,7 @@
 
 pub(crate) mod accounts;
 pub(crate) mod committer;
+mod effects;
 pub(crate) mod entries;
 mod export;
 pub(crate) mod reports;
@@ -18,7 +19,9 @@ pub(crate) use accounts::AccountShown;
 pub use accounts::{
     Account, AccountCache, AccountType, NewAccount, RenderRecord, create_account, list_accounts,
 };
-pub use committer::{Committer, CreditNoteRows, Effect, Render};
+pub use committer::Committer;
+pub use effects::{Bind, Effect, EffectTx, Guard, GuardedUpdate};
+// Still reachable here for the callers that name it so (usecases/journal.rs).
 pub use entries::{
     Entry, EntryInput, EntryLine, LineInput, RenderEntry, ValidEntry, ValidLine, get_entry,
     parse_date, post_reversal, prepare, prepare_batch, reverse_entry,

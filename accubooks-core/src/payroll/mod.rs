@@ -24,7 +24,7 @@ use crate::db::{Database, Pool};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
 use crate::ledger::accounts::accounts_for_posting;
-use crate::ledger::committer::Effect;
+use crate::ledger::{Bind, GuardedUpdate};
 use crate::ledger::{Ledger, LedgerError, LedgerResult, RenderRecord, parse_date};
 use crate::money::{self, AmountText, Decimal};
 use crate::paging::{Page, PageRequest};
@@ -818,6 +818,21 @@ async fn year_to_date(
     Ok(taken)
 }
 
+/// A pending pay run is posted by the posting's entry, with its payslips
+/// (as stored, JSON): only one posting can take it from `pending`.
+fn posted(run_id: i64, payslips: String) -> GuardedUpdate {
+    GuardedUpdate::new(
+        "UPDATE payroll_runs SET status = 'posted', entry_id = $1, payslips = $2 \
+         WHERE id = $3 AND organization_id = $4 AND status = 'pending'",
+        vec![
+            Bind::EntryId,
+            Bind::Text(payslips),
+            Bind::I64(run_id),
+            Bind::Organization,
+        ],
+    )
+}
+
 /// The job of a pay run: computes the payslips and posts the run's entry,
 /// once.
 pub async fn process(ledger: &Ledger, organization: &str, job_id: i64) -> Result<(), JobFailure> {
@@ -950,14 +965,7 @@ pub async fn process(ledger: &Ledger, organization: &str, job_id: i64) -> Result
     let payslips = serde_json::to_string(&stored).unwrap_or_default();
     match ledger
         .committer()
-        .post_with_effects(
-            vec![entry],
-            None,
-            vec![Effect::PayrollRun {
-                run_id: run,
-                payslips,
-            }],
-        )
+        .post_with_effects(vec![entry], None, vec![Box::new(posted(run, payslips))])
         .await
     {
         Ok(_) => Ok(()),

@@ -80,7 +80,7 @@ impl Books<'_> {
             let entry = ledger::prepare(self.app.ledger(), &org(caller), &input).await?;
             let shown = entry.clone();
             let key = key.map(|key| {
-                let render: ledger::Render =
+                let render: crate::idempotency::Render =
                     Box::new(move |ids: &[i64]| stored(&shown.posted(ids[0])));
                 (key, render)
             });
@@ -127,7 +127,7 @@ impl Books<'_> {
                     .await
                     .map_err(|(index, err)| Error::in_entry(err, index))?;
                 let key = key.map(|key| {
-                    let render: ledger::Render =
+                    let render: crate::idempotency::Render =
                         Box::new(|ids: &[i64]| stored(&Posted { ids: ids.to_vec() }));
                     (key, render)
                 });

@@ -1,0 +1,254 @@
+//! Effects: changes to a feature's records that must commit in the same
+//! transaction as a posting's entries.
+//!
+//! The [`Committer`](super::Committer) knows no feature's tables. A feature
+//! hands it [`Effect`]s; each runs its own SQL inside the group's
+//! transaction, through an [`EffectTx`] that speaks to PostgreSQL and SQLite
+//! alike, and says whether it found the state its guard expects
+//! ([`Guard`]). If not, the job fails with a conflict and nothing of it is
+//! written. The common shape, one guarded statement that must change exactly
+//! one row, is [`GuardedUpdate`]: a feature declares it as data (its SQL and
+//! its binds) next to its other SQL.
+//!
+//! Every statement names the organization ([`Bind::Organization`]): SQLite
+//! has no row-level security to scope it.
+
+use std::fmt::Debug;
+
+use chrono::NaiveDate;
+use futures::future::BoxFuture;
+use sqlx::query::Query;
+use sqlx::{Encode, PgConnection, Row, SqliteConnection, Type};
+
+/// A value bound to a `$n` placeholder of an effect's SQL, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bind {
+    /// An integer (ids, minor units).
+    I64(i64),
+    /// An integer or NULL.
+    OptI64(Option<i64>),
+    /// Text.
+    Text(String),
+    /// A date.
+    Date(NaiveDate),
+    /// The id of the job's first entry, known only inside the transaction.
+    EntryId,
+    /// The organization of the job's entries.
+    Organization,
+}
+
+/// Whether an effect found the state its guard expects.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// It did, and its change is written.
+    Held,
+    /// The record changed meanwhile (or is not there): the job fails with a
+    /// state conflict and its transaction rolls back.
+    StateChanged,
+}
+
+/// A change to other records, committed with a job's entries.
+pub trait Effect: Send + Sync + Debug {
+    /// Runs the change in the group's transaction, for the job's
+    /// organization and first entry ([`EffectTx::organization`],
+    /// [`EffectTx::entry_id`]).
+    fn apply<'a>(&'a self, tx: &'a mut EffectTx<'_>) -> BoxFuture<'a, Result<Guard, sqlx::Error>>;
+}
+
+/// One statement whose guard (in its `WHERE`) must match exactly one row,
+/// say a draft invoice becoming issued. Any other count is
+/// [`Guard::StateChanged`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardedUpdate {
+    sql: &'static str,
+    binds: Vec<Bind>,
+}
+
+impl GuardedUpdate {
+    /// `sql` with `binds` for its `$1…` placeholders, in order; they must
+    /// include [`Bind::Organization`].
+    pub fn new(sql: &'static str, binds: Vec<Bind>) -> Self {
+        debug_assert!(
+            binds.contains(&Bind::Organization),
+            "an effect's statement must name the organization: {sql}"
+        );
+        GuardedUpdate { sql, binds }
+    }
+}
+
+impl Effect for GuardedUpdate {
+    fn apply<'a>(&'a self, tx: &'a mut EffectTx<'_>) -> BoxFuture<'a, Result<Guard, sqlx::Error>> {
+        Box::pin(async move {
+            Ok(match tx.execute(self.sql, &self.binds).await? {
+                1 => Guard::Held,
+                _ => Guard::StateChanged,
+            })
+        })
+    }
+}
+
+/// The connection of the group's open transaction, on either store.
+pub(crate) enum Connection<'c> {
+    Postgres(&'c mut PgConnection),
+    Sqlite(&'c mut SqliteConnection),
+}
+
+impl Connection<'_> {
+    /// The same connection, for a shorter while (one job's effects).
+    pub(crate) fn reborrow(&mut self) -> Connection<'_> {
+        match self {
+            Connection::Postgres(conn) => Connection::Postgres(conn),
+            Connection::Sqlite(conn) => Connection::Sqlite(conn),
+        }
+    }
+}
+
+/// The group's transaction as one job's effects see it: statements run in
+/// it on either store, with [`Bind::EntryId`] and [`Bind::Organization`]
+/// standing for the job's.
+pub struct EffectTx<'t> {
+    conn: Connection<'t>,
+    organization: &'t str,
+    entry_id: i64,
+}
+
+impl<'t> EffectTx<'t> {
+    pub(crate) fn new(conn: Connection<'t>, organization: &'t str, entry_id: i64) -> Self {
+        EffectTx {
+            conn,
+            organization,
+            entry_id,
+        }
+    }
+
+    /// The organization of the job's entries.
+    pub fn organization(&self) -> &str {
+        self.organization
+    }
+
+    /// The id of the job's first entry.
+    pub fn entry_id(&self) -> i64 {
+        self.entry_id
+    }
+
+    /// Runs `sql` with `binds`; returns the number of rows it affected.
+    pub async fn execute(&mut self, sql: &'static str, binds: &[Bind]) -> Result<u64, sqlx::Error> {
+        let (organization, entry_id) = (self.organization, self.entry_id);
+        Ok(match &mut self.conn {
+            Connection::Postgres(conn) => bound(sqlx::query(sql), binds, organization, entry_id)
+                .execute(&mut **conn)
+                .await?
+                .rows_affected(),
+            Connection::Sqlite(conn) => bound(sqlx::query(sql), binds, organization, entry_id)
+                .execute(&mut **conn)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    /// Runs `sql` (an `INSERT … RETURNING id`, say) with `binds`; returns
+    /// the integer in the first column of its one row.
+    pub async fn fetch_id(
+        &mut self,
+        sql: &'static str,
+        binds: &[Bind],
+    ) -> Result<i64, sqlx::Error> {
+        let (organization, entry_id) = (self.organization, self.entry_id);
+        match &mut self.conn {
+            Connection::Postgres(conn) => bound(sqlx::query(sql), binds, organization, entry_id)
+                .fetch_one(&mut **conn)
+                .await?
+                .try_get(0),
+            Connection::Sqlite(conn) => bound(sqlx::query(sql), binds, organization, entry_id)
+                .fetch_one(&mut **conn)
+                .await?
+                .try_get(0),
+        }
+    }
+}
+
+/// Binds `binds` to `query` in order, the job's entry and organization in
+/// place of [`Bind::EntryId`] and [`Bind::Organization`].
+fn bound<'q, DB>(
+    mut query: Query<'q, DB, DB::Arguments>,
+    binds: &[Bind],
+    organization: &str,
+    entry_id: i64,
+) -> Query<'q, DB, DB::Arguments>
+where
+    DB: sqlx::Database,
+    for<'e> i64: Encode<'e, DB> + Type<DB>,
+    for<'e> Option<i64>: Encode<'e, DB> + Type<DB>,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    for<'e> NaiveDate: Encode<'e, DB> + Type<DB>,
+{
+    for bind in binds {
+        query = match bind {
+            Bind::I64(value) => query.bind(*value),
+            Bind::OptI64(value) => query.bind(*value),
+            Bind::Text(value) => query.bind(value.as_str()),
+            Bind::Date(value) => query.bind(*value),
+            Bind::EntryId => query.bind(entry_id),
+            Bind::Organization => query.bind(organization),
+        };
+    }
+    query
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_guarded_update_holds_once_with_the_job_s_entry_and_organization() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::query(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, organization_id TEXT, status TEXT, \
+             entry_id INTEGER, other INTEGER, note TEXT, day TEXT)",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        let mut tx = EffectTx::new(Connection::Sqlite(&mut conn), "o", 42);
+        let id = tx
+            .fetch_id(
+                "INSERT INTO t (organization_id, status) VALUES ($1, 'open') RETURNING id",
+                &[Bind::Organization],
+            )
+            .await
+            .unwrap();
+        let close = GuardedUpdate::new(
+            "UPDATE t SET status = 'closed', entry_id = $1, other = $2, note = $3, day = $4 \
+             WHERE id = $5 AND organization_id = $6 AND status = 'open'",
+            vec![
+                Bind::EntryId,
+                Bind::OptI64(None),
+                Bind::Text("n".to_owned()),
+                Bind::Date(NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()),
+                Bind::I64(id),
+                Bind::Organization,
+            ],
+        );
+        assert_eq!(close.apply(&mut tx).await.unwrap(), Guard::Held);
+        // The state it guards is gone: a second application is refused.
+        assert_eq!(close.apply(&mut tx).await.unwrap(), Guard::StateChanged);
+        // Another organization's row is never matched.
+        let mut other = EffectTx::new(Connection::Sqlite(&mut conn), "p", 43);
+        let reopen = GuardedUpdate::new(
+            "UPDATE t SET status = 'open' WHERE id = $1 AND organization_id = $2",
+            vec![Bind::I64(id), Bind::Organization],
+        );
+        assert_eq!(reopen.apply(&mut other).await.unwrap(), Guard::StateChanged);
+        let row: (String, i64, Option<i64>, String, String) =
+            sqlx::query_as("SELECT status, entry_id, other, note, day FROM t")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        assert_eq!(
+            row,
+            ("closed".into(), 42, None, "n".into(), "2026-03-01".into())
+        );
+    }
+}
