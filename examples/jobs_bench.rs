@@ -120,7 +120,7 @@ async fn wait_succeeded(app: &AccuBooks, from: u64, target: u64) -> (Instant, In
 /// Records `count` no-op jobs in batches; answers the time it took.
 async fn enqueue(
     app: &AccuBooks,
-    organization: &str,
+    organization: &accubooks_core::OrganizationId,
     tag: &str,
     count: usize,
     batch: usize,
@@ -192,7 +192,7 @@ async fn main() {
         accubooks_core::identity::register(app.database(), app.password_hashing(), registration)
             .await
             .expect("registration succeeds");
-    let org = owner.organization.to_string();
+    let org = accubooks_core::OrganizationId::from(owner.organization);
     let run = uuid::Uuid::new_v4().simple().to_string();
 
     // Warm-up (connections, prepared statements, the streams and group).

@@ -21,6 +21,7 @@ use crate::jobs::redis_client::RedisClient;
 use crate::jobs::{JobEnv, JobHandler, JobRegistry, Jobs, Queue};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
+use crate::organization::OrganizationId;
 use crate::resources::Resources;
 use crate::throttle::{AuthLimits, RequestLimits};
 
@@ -553,7 +554,7 @@ impl AccuBooks {
     /// again: its existing id is answered.
     pub async fn enqueue(
         &self,
-        organization: &str,
+        organization: &OrganizationId,
         jobs: Vec<crate::jobs::NewJob>,
     ) -> crate::Result<Vec<i64>> {
         let ids = crate::jobs::record(self.database(), organization, &jobs).await?;

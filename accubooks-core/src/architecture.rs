@@ -23,6 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "lifecycle",
             "limits",
             "money",
+            "organization",
             "paging",
             "resources",
             "sealed",

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::db::Database;
 use crate::db::sql::{BeginScoped, on_pool};
+use crate::organization::OrganizationId;
 
 /// Renders the answer stored under an idempotency key, from the ids the
 /// entries received: its stored status ([`ANSWERED`], or the pending mark)
@@ -20,7 +21,7 @@ pub type Render = Box<dyn Fn(&[i64]) -> (u16, String) + Send + Sync>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey {
     /// The organization it belongs to (keys are per organization).
-    pub organization: String,
+    pub organization: OrganizationId,
     /// The client's key.
     pub key: String,
     /// SHA-256 of the operation, its target and its canonical input.
@@ -49,7 +50,7 @@ impl IdempotencyKey {
     /// Fingerprints a request from its operation's name, the record it acts
     /// on and the JSON of its typed input.
     pub fn for_operation(
-        organization: &str,
+        organization: &OrganizationId,
         key: &str,
         operation: &str,
         target: Option<i64>,
@@ -230,7 +231,8 @@ mod tests {
     #[test]
     fn fingerprints_depend_on_everything() {
         let key = |operation, target, input: &[u8]| {
-            IdempotencyKey::for_operation("org", "k", operation, target, input).request_hash
+            IdempotencyKey::for_operation(&OrganizationId::nth(1), "k", operation, target, input)
+                .request_hash
         };
         let a = key("post_entry", None, b"{}");
         assert_eq!(a.len(), 64);

@@ -1291,7 +1291,7 @@ fn raw_entry(organization: &str, debit: i64, credit: i64) -> accubooks_core::led
         amount,
     };
     accubooks_core::ledger::ValidEntry {
-        organization: organization.to_owned(),
+        organization: accubooks_core::OrganizationId::parse(organization).unwrap(),
         date: chrono::NaiveDate::from_ymd_opt(2026, 5, 2).unwrap(),
         memo: "raw".to_owned(),
         reverses: None,

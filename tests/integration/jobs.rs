@@ -352,13 +352,22 @@ async fn enqueued_jobs_are_recorded_once_per_key_and_run_once(carrier: Carrier) 
     };
     let app = &books.server.app;
     let first = app
-        .enqueue(&organization, vec![job("early".to_owned())])
+        .enqueue(
+            &accubooks_core::OrganizationId::parse(&organization).unwrap(),
+            vec![job("early".to_owned())],
+        )
         .await
         .unwrap();
     let mut jobs: Vec<NewJob> = (0..700).map(|i| job(format!("job-{i}"))).collect();
     jobs.push(job("job-3".to_owned()));
     jobs.push(job("early".to_owned()));
-    let ids = app.enqueue(&organization, jobs).await.unwrap();
+    let ids = app
+        .enqueue(
+            &accubooks_core::OrganizationId::parse(&organization).unwrap(),
+            jobs,
+        )
+        .await
+        .unwrap();
     assert_eq!(ids.len(), 702);
     assert_eq!(ids[700], ids[3]);
     assert_eq!(ids[701], first[0]);
@@ -855,11 +864,19 @@ async fn another_s_job_runs_behind_a_backlog(books: &Books, carrier: &str) {
     };
     let app = &books.server.app;
     let backlog = (0..BACKLOG).map(|n| job(format!("backlog-{n}"))).collect();
-    app.enqueue(&hostile, backlog).await.unwrap();
+    app.enqueue(
+        &accubooks_core::OrganizationId::parse(&hostile).unwrap(),
+        backlog,
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     let id = app
-        .enqueue(&other, vec![job("due-today".to_owned())])
+        .enqueue(
+            &accubooks_core::OrganizationId::parse(&other).unwrap(),
+            vec![job("due-today".to_owned())],
+        )
         .await
         .unwrap()[0];
     loop {
@@ -1064,7 +1081,10 @@ async fn a_job_whose_message_was_lost_is_sent_again() {
     let ids = books
         .server
         .app
-        .enqueue(&organization, vec![job])
+        .enqueue(
+            &accubooks_core::OrganizationId::parse(&organization).unwrap(),
+            vec![job],
+        )
         .await
         .unwrap();
     let admin = sqlx::PgPool::connect(&pg.admin_url()).await.unwrap();
@@ -1145,6 +1165,7 @@ async fn the_queues_run_on_redis_cluster_and_lose_no_job_when_a_master_fails() {
         .await;
     let customer = create_customer(&books, &token, "Pied Piper").await;
     let app = &books.server.app;
+    let organization = accubooks_core::OrganizationId::parse(&organization).unwrap();
     let enqueue = |phase: &'static str| {
         let jobs = (0..200)
             .map(|i| NewJob {
@@ -1319,7 +1340,10 @@ mod host_jobs {
         let caller = owner(&app).await;
         let organization = caller.organization.to_string();
         let ids = app
-            .enqueue(&organization, vec![job("flaky"), job("permanent")])
+            .enqueue(
+                &accubooks_core::OrganizationId::parse(&organization).unwrap(),
+                vec![job("flaky"), job("permanent")],
+            )
             .await
             .unwrap();
         // Three attempts, then dead, with the last failure's code.
@@ -1377,7 +1401,7 @@ mod host_jobs {
             .unwrap();
         let caller = owner(&first).await;
         let ids = first
-            .enqueue(&caller.organization.to_string(), vec![job("work")])
+            .enqueue(&caller.organization.into(), vec![job("work")])
             .await
             .unwrap();
         wait_status(&first, &caller, ids[0], JobStatus::Running).await;

@@ -86,7 +86,7 @@ async fn run(ops: Vec<Op>) {
     )
     .await
     .unwrap();
-    let org = principal.organization.to_string();
+    let org = accubooks_core::OrganizationId::from(principal.organization);
     let customer = invoicing::create_customer(
         db,
         &org,

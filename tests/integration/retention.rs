@@ -124,7 +124,10 @@ async fn expired_answers_are_purged_and_younger_ones_kept(store: Store) {
         payload: json!({}),
     };
     let dead_ids = app
-        .enqueue(&organization, vec![dead("old-dead"), dead("young-dead")])
+        .enqueue(
+            &accubooks_core::OrganizationId::parse(&organization).unwrap(),
+            vec![dead("old-dead"), dead("young-dead")],
+        )
         .await
         .unwrap();
     let started = Instant::now();

@@ -7,6 +7,7 @@ use crate::db::Database;
 use crate::db::sql::{in_scope, on_pool};
 use crate::ledger::{LedgerError, LedgerResult};
 use crate::money;
+use crate::organization::OrganizationId;
 use crate::paging::{Page, PageRequest};
 
 /// Flags a matched line the bank changed (`$1`: `modified` or `removed`);
@@ -92,7 +93,7 @@ pub(super) fn stored_of(row: LineRow) -> Stored {
 
 pub(super) async fn read_lines(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     filter: &'static str,
     value: LineFilter,
 ) -> LedgerResult<Vec<Stored>> {
@@ -127,7 +128,11 @@ pub(super) enum LineFilter {
     },
 }
 
-pub(super) async fn read_line(db: &Database, organization: &str, id: i64) -> LedgerResult<Stored> {
+pub(super) async fn read_line(
+    db: &Database,
+    organization: &OrganizationId,
+    id: i64,
+) -> LedgerResult<Stored> {
     read_lines(db, organization, "AND t.id = $2", LineFilter::Id(id))
         .await?
         .pop()
@@ -140,7 +145,7 @@ pub(super) async fn read_line(db: &Database, organization: &str, id: i64) -> Led
 /// pending line, and a page boundary on it could then skip or repeat it.
 pub async fn list_lines(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     status: LineStatus,
     page: &PageRequest<i64>,
 ) -> LedgerResult<Page<Vec<BankLine>>> {

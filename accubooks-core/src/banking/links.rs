@@ -10,6 +10,7 @@ use crate::idempotency::{self, IdempotencyKey};
 use crate::jobs::now_ms;
 use crate::ledger::accounts::accounts_for_posting;
 use crate::ledger::{AccountType, Ledger, LedgerError, LedgerResult, RenderRecord};
+use crate::organization::OrganizationId;
 use crate::paging::{Page, PageRequest};
 use crate::saas::plaid::PlaidAccount;
 use crate::sealed::Sealer;
@@ -21,7 +22,7 @@ use crate::sealed::Sealer;
 pub(crate) async fn save_link(
     db: &Database,
     sealer: &Sealer,
-    organization: &str,
+    organization: &OrganizationId,
     item_id: &str,
     access_token: &SecretString,
     accounts: &[PlaidAccount],
@@ -107,7 +108,7 @@ pub(super) fn account_of(row: AccountRow) -> BankAccount {
 /// A page of the organization's bank accounts, by id.
 pub async fn list_bank_accounts(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     page: &PageRequest<i64>,
 ) -> LedgerResult<Page<Vec<BankAccount>>> {
     let owned = organization.to_owned();
@@ -131,7 +132,7 @@ pub async fn list_bank_accounts(
 
 pub(super) async fn bank_account(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     id: i64,
 ) -> LedgerResult<BankAccount> {
     let owned = organization.to_owned();
@@ -154,7 +155,7 @@ pub(super) async fn bank_account(
 /// of the chart in the bank account's currency (`422` otherwise).
 pub async fn map_bank_account(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     id: i64,
     mapping: &AccountMapping,
 ) -> LedgerResult<BankAccount> {

@@ -12,6 +12,7 @@ use crate::invoicing::invoices::{self, RECEIVABLE};
 use crate::ledger::accounts::accounts_for_posting;
 use crate::ledger::{Bind, Effect, GuardedUpdate, Ledger, LedgerError, LedgerResult};
 use crate::money;
+use crate::organization::OrganizationId;
 
 /// An open invoice: (id, currency, outstanding, issue date).
 pub(super) type OpenInvoice = (i64, String, i64, Option<NaiveDate>);
@@ -27,7 +28,7 @@ pub(super) struct Candidates {
 /// Everything the lines' suggestions may name, in two queries.
 pub(super) async fn candidates(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     lines: &[Stored],
 ) -> LedgerResult<Candidates> {
     let mut mapped: Vec<i64> = lines.iter().filter_map(|s| s.ledger_account_id).collect();
@@ -194,7 +195,7 @@ pub(super) fn matched(transaction_id: i64, invoice_id: Option<i64>) -> GuardedUp
 /// second match is `409 BANK_TRANSACTION_MATCHED`.
 pub async fn match_line(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     id: i64,
     input: &MatchInput,
     idempotency: Option<IdempotencyKey>,

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::jobs::{JobFailure, JobStatus, Queue};
 use crate::ledger::{Ledger, LedgerError};
+use crate::organization::OrganizationId;
 use crate::saas::plaid::Plaid;
 use crate::sealed::Sealer;
 
@@ -43,7 +44,7 @@ const MAX_NAME_CHARS: usize = 500;
 
 /// The context a Plaid access token is sealed under: it opens only for this
 /// organization's row of this item.
-pub fn token_context(organization: &str, item_id: &str) -> String {
+pub fn token_context(organization: &OrganizationId, item_id: &str) -> String {
     format!("plaid-item:{organization}:{item_id}")
 }
 
@@ -405,6 +406,9 @@ mod tests {
 
     #[test]
     fn tokens_are_sealed_for_their_organization_and_item() {
-        assert_eq!(token_context("o1", "item-9"), "plaid-item:o1:item-9");
+        assert_eq!(
+            token_context(&OrganizationId::nth(1), "item-9"),
+            format!("plaid-item:{}:item-9", OrganizationId::nth(1))
+        );
     }
 }

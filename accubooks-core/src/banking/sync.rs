@@ -11,6 +11,7 @@ use crate::db::sql::{BeginScoped, in_scope, on_pool};
 use crate::jobs::{JobFailure, JobStatus, NewJob, insert_job, now_ms};
 use crate::ledger::{Ledger, LedgerResult};
 use crate::money;
+use crate::organization::OrganizationId;
 use crate::saas::plaid::{Plaid, PlaidAccount, PlaidError, PlaidTransaction, SyncPage};
 use crate::sealed::Sealer;
 
@@ -18,7 +19,10 @@ use crate::sealed::Sealer;
 /// While a sync job of the organization is waiting, running or to be
 /// retried, asking again answers that job: two clicks never run two
 /// overlapping syncs.
-pub async fn request_sync(db: &Database, organization: &str) -> LedgerResult<SyncRequested> {
+pub async fn request_sync(
+    db: &Database,
+    organization: &OrganizationId,
+) -> LedgerResult<SyncRequested> {
     let owned = organization.to_owned();
     let now = now_ms();
     let asked: Option<(i64, String)> = db
@@ -97,7 +101,7 @@ pub(crate) async fn sync(
     ledger: &Ledger,
     sealer: &Sealer,
     plaid: Option<&Plaid>,
-    organization: &str,
+    organization: &OrganizationId,
 ) -> Result<(), JobFailure> {
     let plaid = plaid.ok_or(JobFailure::permanent("BANK_INTEGRATION_DISABLED"))?;
     let db = ledger.database();
@@ -119,7 +123,7 @@ pub(crate) async fn sync(
     for (id, item_id, sealed, cursor) in items {
         let Ok(token) = sealer.open(&sealed, &token_context(organization, &item_id)) else {
             tracing::warn!(
-                organization,
+                organization = %organization,
                 item = id,
                 "a bank item's access token does not open (SESSION_SECRET changed?); link it again"
             );
@@ -133,10 +137,10 @@ pub(crate) async fn sync(
         };
         match sync_item(ledger, plaid, &item, cursor).await {
             Ok(imported) => {
-                tracing::info!(organization, item = id, imported, "bank item synced");
+                tracing::info!(organization = %organization, item = id, imported, "bank item synced");
             }
             Err(err) => {
-                tracing::warn!(organization, item = id, code = err.code, transience = %err.transience, "bank item sync failed");
+                tracing::warn!(organization = %organization, item = id, code = err.code, transience = %err.transience, "bank item sync failed");
                 if failure.is_none_or(|f| f.transience == crate::error::Transience::Permanent) {
                     failure = Some(err);
                 }

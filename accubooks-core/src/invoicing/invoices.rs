@@ -15,6 +15,7 @@ use crate::db::Database;
 use crate::db::sql::{in_scope, on_pool};
 use crate::ledger::{LedgerError, LedgerResult};
 use crate::money::{self, AmountText, Decimal};
+use crate::organization::OrganizationId;
 
 /// The accounts invoices post to (from the default chart).
 pub const CASH: &str = "1000";
@@ -307,7 +308,7 @@ fn parse_lines(lines: &[NewLine], currency_digits: u32) -> LedgerResult<Vec<Pars
 
 async fn customer_exists(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     customer_id: i64,
 ) -> LedgerResult<bool> {
     let organization = organization.to_owned();
@@ -327,7 +328,7 @@ async fn customer_exists(
 
 /// What a new draft invoice holds.
 struct Draft {
-    organization: String,
+    organization: OrganizationId,
     customer_id: i64,
     currency: String,
     due_date: NaiveDate,

@@ -23,6 +23,7 @@ use crate::db::sql::{BeginScoped, in_scope, on_pool};
 use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
 use crate::ledger::{Bind, Effect, GuardedUpdate};
 use crate::ledger::{Ledger, LedgerError, LedgerResult};
+use crate::organization::OrganizationId;
 use crate::saas::stripe;
 
 /// The kind of the jobs that post what Stripe's events report.
@@ -80,7 +81,7 @@ fn from_row(row: IntentRow) -> StoredIntent {
 const INTENT_COLUMNS: &str = "SELECT id, invoice_id, amount, currency, client_secret, status, received, refunded FROM stripe_payment_intents";
 
 /// The sealing context of an intent's client secret.
-pub(crate) fn secret_context(organization: &str, intent_id: &str) -> String {
+pub(crate) fn secret_context(organization: &OrganizationId, intent_id: &str) -> String {
     format!("stripe-intent:{organization}:{intent_id}")
 }
 
@@ -89,7 +90,7 @@ pub(crate) fn secret_context(organization: &str, intent_id: &str) -> String {
 /// amount Stripe cannot charge exactly.
 pub(crate) async fn payable(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     invoice_id: i64,
 ) -> LedgerResult<(super::Invoice, i64)> {
     let invoice = invoices::get_invoice(db, organization, invoice_id).await?;
@@ -121,7 +122,7 @@ pub(crate) async fn payable(
 /// how many intents the invoice has had.
 pub(crate) async fn open_intent(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     invoice_id: i64,
     amount: i64,
 ) -> LedgerResult<(Option<StoredIntent>, i64)> {
@@ -152,7 +153,7 @@ pub(crate) async fn open_intent(
 /// kept already (two requests got the same one) is left as it is.
 pub(crate) async fn store_intent(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     invoice_id: i64,
     intent: &stripe::PaymentIntent,
     sealed_secret: &str,
@@ -185,7 +186,7 @@ pub(crate) async fn store_intent(
 /// An intent by id, in its organization.
 async fn find_intent(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     id: &str,
 ) -> LedgerResult<Option<StoredIntent>> {
     let (org, id) = (organization.to_owned(), id.to_owned());
@@ -207,13 +208,16 @@ async fn find_intent(
 /// The organization an intent was asked for, looked up across
 /// organizations (a webhook arrives with no caller), or `None` for an
 /// intent this server never asked for.
-pub(crate) async fn intent_owner(db: &Database, intent_id: &str) -> LedgerResult<Option<String>> {
+pub(crate) async fn intent_owner(
+    db: &Database,
+    intent_id: &str,
+) -> LedgerResult<Option<OrganizationId>> {
     let id = intent_id.to_owned();
     Ok(db
         .run(|pool| async move {
             on_pool!(pool, p => {
                 let mut tx = p.begin_for_worker().await?;
-                let owner: Option<String> = sqlx::query_scalar(
+                let owner: Option<OrganizationId> = sqlx::query_scalar(
                     "SELECT organization_id FROM stripe_payment_intents WHERE id = $1",
                 )
                 .bind(&id)
@@ -264,7 +268,7 @@ pub(crate) enum EventKind {
 /// finds the job recorded the first time. Answers its id.
 pub(crate) async fn record_event(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     event: &EventJob,
 ) -> LedgerResult<i64> {
     let org = organization.to_owned();
@@ -291,7 +295,7 @@ pub(crate) async fn record_event(
 /// true, and its job stays listed for someone to look at.
 pub(crate) async fn process(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     payload: &serde_json::Value,
 ) -> Result<(), JobFailure> {
     let event: EventJob = serde_json::from_value(payload.clone())
@@ -404,7 +408,7 @@ pub(crate) fn posting_date(
 /// retried as if the invoice might change.
 async fn check_refund(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     event: &EventJob,
     intent: &StoredIntent,
 ) -> LedgerResult<()> {
@@ -434,7 +438,7 @@ async fn check_refund(
 
 async fn post_payment(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     intent: &StoredIntent,
     received: i64,
     date: NaiveDate,
@@ -495,7 +499,7 @@ async fn post_payment(
 
 async fn post_refund(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     intent: &StoredIntent,
     refunded: i64,
     date: NaiveDate,
@@ -563,7 +567,7 @@ fn refunded_to(intent_id: &str, from: i64, to: i64) -> GuardedUpdate {
 /// invoice's receivable, with `effects` in the same transaction.
 async fn post_cash(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     invoice: &super::Invoice,
     date: NaiveDate,
     memo: String,

@@ -22,6 +22,7 @@ use crate::idempotency::{self, IdempotencyKey};
 use crate::invoicing::{InvoiceStatus, NewInvoice, NewLine, parse_timezone};
 use crate::jobs::{JobFailure, NewJob, Queue, insert_jobs, now_ms};
 use crate::ledger::{Ledger, LedgerError, LedgerResult, RenderRecord, parse_date};
+use crate::organization::OrganizationId;
 use crate::paging::{Page, PageRequest};
 
 /// The kind of the job that generates one occurrence.
@@ -212,7 +213,7 @@ pub(crate) fn day_in(timezone: &str, now: DateTime<Utc>) -> NaiveDate {
 /// With `idempotency`, the rendered answer is stored in the same transaction.
 pub async fn create_recurring(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     new: NewRecurringInvoice,
     now: DateTime<Utc>,
     idempotency: Option<(&IdempotencyKey, RenderRecord<'_, RecurringInvoice>)>,
@@ -388,7 +389,7 @@ fn from_row(row: TemplateRow) -> RecurringInvoice {
 /// One recurring invoice of the organization.
 pub async fn get_recurring(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     id: i64,
 ) -> LedgerResult<RecurringInvoice> {
     let organization = organization.to_owned();
@@ -413,7 +414,7 @@ pub async fn get_recurring(
 /// A page of the organization's recurring invoices, oldest first (by id).
 pub async fn list_recurring(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     page: &PageRequest<i64>,
 ) -> LedgerResult<Page<Vec<RecurringInvoice>>> {
     let organization = organization.to_owned();
@@ -439,7 +440,7 @@ pub async fn list_recurring(
 /// The next `count` occurrences of a recurring invoice not yet asked for.
 pub async fn preview(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     id: i64,
     count: usize,
 ) -> LedgerResult<Preview> {
@@ -483,10 +484,10 @@ pub async fn ask_for_due(db: &Database, now: DateTime<Utc>) -> crate::Result<usi
             let mut tx = p.begin_for_worker().await?;
             let rows = sqlx::query(sqlx::AssertSqlSafe(select.as_str())).bind(horizon).fetch_all(&mut *tx).await?;
             let mut asked = 0;
-            let mut asked_of: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+            let mut asked_of: std::collections::HashMap<OrganizationId, usize> = std::collections::HashMap::new();
             for row in &rows {
                 use sqlx::Row;
-                let organization: String = row.try_get("organization_id")?;
+                let organization: OrganizationId = row.try_get("organization_id")?;
                 let timezone: String = row.try_get("timezone")?;
                 let template = from_row((
                     row.try_get("id")?,
@@ -524,7 +525,7 @@ pub async fn ask_for_due(db: &Database, now: DateTime<Utc>) -> crate::Result<usi
 /// period, however often it runs) and issues it if the template says so.
 pub async fn generate(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     payload: &serde_json::Value,
 ) -> Result<(), JobFailure> {
     let occurrence: Occurrence = serde_json::from_value(payload.clone())

@@ -38,6 +38,7 @@ use tokio::sync::Notify;
 use crate::config::{JobTransport, JobsConfig};
 use crate::error::Transience;
 use crate::health::report::{JobQueuesView, QueueView, QueuesStatus};
+use crate::organization::OrganizationId;
 
 pub use registry::{JobEnv, JobHandler, JobRegistry, Queue, from_fn, with_state};
 pub(crate) use store::{
@@ -189,7 +190,7 @@ pub struct JobContext {
     /// The job's id.
     pub id: i64,
     /// The organization it works for.
-    pub organization: String,
+    pub organization: OrganizationId,
     /// Its kind.
     pub kind: String,
     /// Its input.

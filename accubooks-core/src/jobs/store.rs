@@ -8,6 +8,7 @@ use super::{Counts, Job, JobError, JobFailure, JobStatus, NewJob, Queue, QueueCo
 use crate::db::sql::{BeginScoped, List, in_list, in_scope, on_pool};
 use crate::db::{Database, Pool};
 use crate::error::{Result, Transience};
+use crate::organization::OrganizationId;
 use crate::paging::{Page, PageRequest};
 
 /// Milliseconds since the Unix epoch, the table's clock.
@@ -134,7 +135,11 @@ const RECORD_CHUNK: usize = 500;
 /// would one by one, but with one multi-row `INSERT` per [`RECORD_CHUNK`]
 /// jobs (and one `SELECT` for the keys that were already used): answers
 /// their ids, in order.
-pub(crate) async fn record(db: &Database, organization: &str, jobs: &[NewJob]) -> Result<Vec<i64>> {
+pub(crate) async fn record(
+    db: &Database,
+    organization: &OrganizationId,
+    jobs: &[NewJob],
+) -> Result<Vec<i64>> {
     let organization = organization.to_owned();
     let now = now_ms();
     db.run(|pool| async move {
@@ -231,7 +236,11 @@ where
 }
 
 /// One job of the organization.
-pub(crate) async fn get_job(db: &Database, organization: &str, id: i64) -> Result<Option<Job>> {
+pub(crate) async fn get_job(
+    db: &Database,
+    organization: &OrganizationId,
+    id: i64,
+) -> Result<Option<Job>> {
     let organization = organization.to_owned();
     db.run(|pool| async move {
         on_pool!(pool, p => in_scope!(p, &organization, tx => {
@@ -252,7 +261,7 @@ pub(crate) async fn get_job(db: &Database, organization: &str, id: i64) -> Resul
 /// one queue and one status.
 pub(crate) async fn list_jobs(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     queue: Option<Queue>,
     status: Option<JobStatus>,
     page: &PageRequest<i64>,
@@ -285,7 +294,7 @@ pub(crate) async fn list_jobs(
 /// organization has no such job; the job as it is when it is not dead.
 pub(crate) async fn retry_job(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     id: i64,
 ) -> Result<Option<(Job, bool)>> {
     let organization = organization.to_owned();
@@ -323,7 +332,7 @@ pub(crate) async fn retry_job(
 #[derive(Debug, Clone)]
 pub(crate) struct Claimed {
     pub id: i64,
-    pub organization: String,
+    pub organization: OrganizationId,
     pub queue: Queue,
     pub kind: String,
     pub payload: String,

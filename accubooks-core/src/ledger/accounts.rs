@@ -11,6 +11,7 @@ use crate::db::Database;
 use crate::db::sql::{BeginScoped, List, in_list, on_pool};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::money;
+use crate::organization::OrganizationId;
 use crate::paging::{Page, PageRequest};
 
 /// The five account types of double-entry bookkeeping.
@@ -202,7 +203,7 @@ where
 /// organization, and never changed).
 pub async fn list_accounts(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     page: &PageRequest<String>,
 ) -> LedgerResult<Page<Vec<Account>>> {
     let sql = format!(
@@ -233,7 +234,7 @@ pub async fn list_accounts(
 /// simply absent.
 pub async fn accounts_by_code(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     codes: &[&str],
 ) -> LedgerResult<HashMap<String, Account>> {
     if codes.is_empty() {
@@ -268,14 +269,18 @@ pub async fn accounts_by_code(
 /// restoring its database from a backup.
 #[derive(Debug, Default)]
 pub struct AccountCache {
-    accounts: RwLock<HashMap<(String, String), Account>>,
+    accounts: RwLock<HashMap<(OrganizationId, String), Account>>,
 }
 
 /// Beyond this many accounts the cache starts over.
 const ACCOUNT_CACHE_LIMIT: usize = 100_000;
 
 impl AccountCache {
-    fn get(&self, organization: &str, codes: &[&str]) -> (HashMap<String, Account>, Vec<String>) {
+    fn get(
+        &self,
+        organization: &OrganizationId,
+        codes: &[&str],
+    ) -> (HashMap<String, Account>, Vec<String>) {
         let accounts = self.accounts.read().unwrap_or_else(PoisonError::into_inner);
         let mut found = HashMap::with_capacity(codes.len());
         let mut missing = Vec::new();
@@ -290,7 +295,7 @@ impl AccountCache {
         (found, missing)
     }
 
-    fn insert(&self, organization: &str, found: &HashMap<String, Account>) {
+    fn insert(&self, organization: &OrganizationId, found: &HashMap<String, Account>) {
         let mut accounts = self
             .accounts
             .write()
@@ -313,7 +318,7 @@ impl AccountCache {
 /// balances are zero, not current. Unknown codes are simply absent.
 pub async fn accounts_for_posting(
     ledger: &super::Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     codes: &[&str],
 ) -> LedgerResult<HashMap<String, Account>> {
     let (db, cache) = (ledger.database(), ledger.accounts());
@@ -341,7 +346,7 @@ pub type RenderRecord<'a, T> = &'a (dyn Fn(&T) -> (u16, String) + Send + Sync);
 /// the same transaction.
 pub async fn create_account(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     new: NewAccount,
     idempotency: Option<(&IdempotencyKey, RenderRecord<'_, Account>)>,
 ) -> LedgerResult<Account> {
@@ -434,14 +439,14 @@ mod tests {
         };
         let cache = AccountCache::default();
         cache.insert(
-            "org-a",
+            &OrganizationId::nth(1),
             &HashMap::from([("1000".to_owned(), account(1, "1000"))]),
         );
-        let (found, missing) = cache.get("org-a", &["1000", "4000"]);
+        let (found, missing) = cache.get(&OrganizationId::nth(1), &["1000", "4000"]);
         assert_eq!(found["1000"].id, 1);
         assert_eq!(found["1000"].balance_minor, 0);
         assert_eq!(missing, vec!["4000".to_owned()]);
-        let (found, missing) = cache.get("org-b", &["1000"]);
+        let (found, missing) = cache.get(&OrganizationId::nth(2), &["1000"]);
         assert!(found.is_empty());
         assert_eq!(missing, vec!["1000".to_owned()]);
     }

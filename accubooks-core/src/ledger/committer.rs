@@ -579,7 +579,7 @@ mod tests {
 
     fn entry(date: &str, lines: &[(i64, i64)]) -> ValidEntry {
         ValidEntry {
-            organization: "o".into(),
+            organization: crate::organization::OrganizationId::nth(1),
             date: NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap(),
             memo: String::new(),
             reverses: None,
@@ -620,7 +620,7 @@ mod tests {
         assert_eq!(plan.accounts, vec![1, 2, 3]);
         assert_eq!(
             plan.organizations.into_iter().collect::<Vec<_>>(),
-            vec!["o"]
+            vec![crate::organization::OrganizationId::nth(1).as_str()]
         );
         // Account 1 nets to zero and is not touched; the rest are in id order.
         assert_eq!(

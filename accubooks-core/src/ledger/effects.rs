@@ -15,6 +15,7 @@
 
 use std::fmt::Debug;
 
+use crate::organization::OrganizationId;
 use chrono::NaiveDate;
 use futures::future::BoxFuture;
 use sqlx::query::Query;
@@ -109,12 +110,16 @@ impl Connection<'_> {
 /// standing for the job's.
 pub struct EffectTx<'t> {
     conn: Connection<'t>,
-    organization: &'t str,
+    organization: &'t OrganizationId,
     entry_id: i64,
 }
 
 impl<'t> EffectTx<'t> {
-    pub(crate) fn new(conn: Connection<'t>, organization: &'t str, entry_id: i64) -> Self {
+    pub(crate) fn new(
+        conn: Connection<'t>,
+        organization: &'t OrganizationId,
+        entry_id: i64,
+    ) -> Self {
         EffectTx {
             conn,
             organization,
@@ -123,7 +128,7 @@ impl<'t> EffectTx<'t> {
     }
 
     /// The organization of the job's entries.
-    pub fn organization(&self) -> &str {
+    pub fn organization(&self) -> &OrganizationId {
         self.organization
     }
 
@@ -173,7 +178,7 @@ impl<'t> EffectTx<'t> {
 fn bound<'q, DB>(
     mut query: Query<'q, DB, DB::Arguments>,
     binds: &[Bind],
-    organization: &str,
+    organization: &OrganizationId,
     entry_id: i64,
 ) -> Query<'q, DB, DB::Arguments>
 where
@@ -190,7 +195,7 @@ where
             Bind::Text(value) => query.bind(value.as_str()),
             Bind::Date(value) => query.bind(*value),
             Bind::EntryId => query.bind(entry_id),
-            Bind::Organization => query.bind(organization),
+            Bind::Organization => query.bind(organization.as_str()),
         };
     }
     query
@@ -211,7 +216,8 @@ mod tests {
         .execute(&mut *conn)
         .await
         .unwrap();
-        let mut tx = EffectTx::new(Connection::Sqlite(&mut conn), "o", 42);
+        let (first, second) = (OrganizationId::nth(1), OrganizationId::nth(2));
+        let mut tx = EffectTx::new(Connection::Sqlite(&mut conn), &first, 42);
         let id = tx
             .fetch_id(
                 "INSERT INTO t (organization_id, status) VALUES ($1, 'open') RETURNING id",
@@ -235,7 +241,7 @@ mod tests {
         // The state it guards is gone: a second application is refused.
         assert_eq!(close.apply(&mut tx).await.unwrap(), Guard::StateChanged);
         // Another organization's row is never matched.
-        let mut other = EffectTx::new(Connection::Sqlite(&mut conn), "p", 43);
+        let mut other = EffectTx::new(Connection::Sqlite(&mut conn), &second, 43);
         let reopen = GuardedUpdate::new(
             "UPDATE t SET status = 'open' WHERE id = $1 AND organization_id = $2",
             vec![Bind::I64(id), Bind::Organization],

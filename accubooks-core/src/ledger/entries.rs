@@ -14,6 +14,7 @@ use crate::db::Database;
 use crate::db::sql::{BeginScoped, on_pool};
 use crate::idempotency::{IdempotencyKey, Render};
 use crate::money::{self, AmountText, MoneyError};
+use crate::organization::OrganizationId;
 
 /// Most lines one entry may have.
 pub const MAX_LINES: usize = 1000;
@@ -63,7 +64,7 @@ pub struct ValidLine {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidEntry {
     /// The organization.
-    pub organization: String,
+    pub organization: OrganizationId,
     /// The entry date.
     pub date: NaiveDate,
     /// The memo.
@@ -158,7 +159,7 @@ pub(crate) fn validate_memo(memo: &str) -> LedgerResult<()> {
 
 /// Checks an entry against the organization's accounts (by code). Pure.
 pub fn validate(
-    organization: &str,
+    organization: &OrganizationId,
     input: &EntryInput,
     accounts: &HashMap<String, Account>,
 ) -> LedgerResult<ValidEntry> {
@@ -257,7 +258,7 @@ pub fn validate(
 /// Validates an entry, looking its accounts up.
 pub async fn prepare(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     input: &EntryInput,
 ) -> LedgerResult<ValidEntry> {
     let mut codes: Vec<&str> = input.lines.iter().map(|l| l.account.as_str()).collect();
@@ -277,7 +278,7 @@ pub async fn prepare(
 /// entry (by index) is at fault.
 pub async fn prepare_batch(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     inputs: &[EntryInput],
 ) -> Result<Vec<ValidEntry>, (usize, LedgerError)> {
     // Deduplicated through a set: a batch names few accounts on many lines,
@@ -307,7 +308,11 @@ pub async fn prepare_batch(
 }
 
 /// Reads an entry of the organization.
-pub async fn get_entry(db: &Database, organization: &str, id: i64) -> LedgerResult<Entry> {
+pub async fn get_entry(
+    db: &Database,
+    organization: &OrganizationId,
+    id: i64,
+) -> LedgerResult<Entry> {
     let organization = organization.to_owned();
     let found = db
         .run(|pool| async move {
@@ -366,7 +371,7 @@ pub type RenderEntry = fn(&Entry) -> (u16, String);
 /// when a concurrent reversal won.
 pub async fn post_reversal(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     id: i64,
     date: Option<NaiveDate>,
     idempotency: Option<(IdempotencyKey, RenderEntry)>,
@@ -398,7 +403,7 @@ pub async fn post_reversal(
 /// absent, already reversed, or itself a reversal.
 pub async fn reverse_entry(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     id: i64,
     date: Option<NaiveDate>,
 ) -> LedgerResult<ValidEntry> {
@@ -493,7 +498,7 @@ mod tests {
     #[test]
     fn a_balanced_entry_is_accepted() {
         let valid = validate(
-            "o",
+            &OrganizationId::nth(1),
             &entry(vec![
                 line("1000", Some("100.00"), None),
                 line("4000", None, Some("100")),
@@ -517,13 +522,16 @@ mod tests {
             line("1200", Some("150"), None),
             line("4200", None, Some("150")),
         ]);
-        assert!(validate("o", &ok, &chart()).is_ok());
+        assert!(validate(&OrganizationId::nth(1), &ok, &chart()).is_ok());
         // 100 cents against 100 yen does not balance.
         let mixed = entry(vec![
             line("1000", Some("1.00"), None),
             line("4200", None, Some("100")),
         ]);
-        assert_eq!(code_of(validate("o", &mixed, &chart())), "UNBALANCED_ENTRY");
+        assert_eq!(
+            code_of(validate(&OrganizationId::nth(1), &mixed, &chart())),
+            "UNBALANCED_ENTRY"
+        );
     }
 
     #[test]
@@ -531,7 +539,7 @@ mod tests {
         let c = chart();
         assert_eq!(
             code_of(validate(
-                "o",
+                &OrganizationId::nth(1),
                 &entry(vec![
                     line("1000", Some("1.00"), None),
                     line("4000", None, Some("0.99"))
@@ -542,16 +550,19 @@ mod tests {
         );
         assert_eq!(
             code_of(validate(
-                "o",
+                &OrganizationId::nth(1),
                 &entry(vec![line("1000", Some("1.00"), None)]),
                 &c
             )),
             "TOO_FEW_LINES"
         );
-        assert_eq!(code_of(validate("o", &entry(vec![]), &c)), "TOO_FEW_LINES");
+        assert_eq!(
+            code_of(validate(&OrganizationId::nth(1), &entry(vec![]), &c)),
+            "TOO_FEW_LINES"
+        );
         assert_eq!(
             code_of(validate(
-                "o",
+                &OrganizationId::nth(1),
                 &entry(vec![
                     line("1000", Some("1.001"), None),
                     line("4000", None, Some("1.001"))
@@ -562,7 +573,7 @@ mod tests {
         );
         assert_eq!(
             code_of(validate(
-                "o",
+                &OrganizationId::nth(1),
                 &entry(vec![
                     line("1200", Some("1.5"), None),
                     line("4200", None, Some("1.5"))
@@ -573,7 +584,7 @@ mod tests {
         );
         assert_eq!(
             code_of(validate(
-                "o",
+                &OrganizationId::nth(1),
                 &entry(vec![
                     line("1000", Some("-1.00"), None),
                     line("4000", Some("1.00"), None)
@@ -584,7 +595,7 @@ mod tests {
         );
         assert_eq!(
             code_of(validate(
-                "o",
+                &OrganizationId::nth(1),
                 &entry(vec![
                     line("1000", Some("0"), None),
                     line("4000", None, Some("0"))
@@ -595,7 +606,7 @@ mod tests {
         );
         assert_eq!(
             code_of(validate(
-                "o",
+                &OrganizationId::nth(1),
                 &entry(vec![
                     line("1000", Some("1"), Some("1")),
                     line("4000", None, Some("1"))
@@ -606,7 +617,7 @@ mod tests {
         );
         assert_eq!(
             code_of(validate(
-                "o",
+                &OrganizationId::nth(1),
                 &entry(vec![
                     line("9999", Some("1"), None),
                     line("4000", None, Some("1"))
@@ -628,7 +639,7 @@ mod tests {
         ] {
             bad_date.date = date.to_owned();
             assert_eq!(
-                code_of(validate("o", &bad_date, &c)),
+                code_of(validate(&OrganizationId::nth(1), &bad_date, &c)),
                 "INVALID_DATE",
                 "{date}"
             );

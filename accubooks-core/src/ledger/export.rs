@@ -31,6 +31,7 @@ use super::{LedgerError, LedgerResult};
 use crate::db::Database;
 use crate::db::sql::{BeginScoped, on_pool};
 use crate::money;
+use crate::organization::OrganizationId;
 
 /// The journal dialect of an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +97,7 @@ const CHUNKS_AHEAD: usize = 4;
 /// [`EXPORT_TIME_LIMIT`].
 pub async fn export_ledger(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     format: ExportFormat,
     as_of: NaiveDate,
 ) -> LedgerResult<ExportStream> {
@@ -299,7 +300,7 @@ impl From<LineRow> for Line {
 /// Builds the journal text from accounts and lines fed in journal order.
 struct Journal {
     format: ExportFormat,
-    organization: String,
+    organization: OrganizationId,
     as_of: NaiveDate,
     accounts: Vec<ExportAccount>,
     /// The journal's name of each of `accounts`.
@@ -317,7 +318,7 @@ struct Journal {
 impl Journal {
     fn new(
         format: ExportFormat,
-        organization: &str,
+        organization: &OrganizationId,
         as_of: NaiveDate,
         accounts: Vec<ExportAccount>,
     ) -> Self {

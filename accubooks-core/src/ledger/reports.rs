@@ -11,6 +11,7 @@ use super::{LedgerError, LedgerResult};
 use crate::db::Database;
 use crate::db::sql::{BeginScoped, on_pool};
 use crate::money;
+use crate::organization::OrganizationId;
 use crate::paging::{Page, PageRequest};
 
 /// One account's balance in a report.
@@ -87,7 +88,7 @@ fn balance_line(
 /// Every account's balance at the end of `as_of`.
 pub(crate) async fn balances_as_of(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     as_of: NaiveDate,
 ) -> LedgerResult<Vec<BalanceLine>> {
     let organization = organization.to_owned();
@@ -142,7 +143,7 @@ fn totals(lines: &[BalanceLine]) -> Vec<CurrencyTotals> {
 /// The trial balance at the end of `as_of`.
 pub async fn trial_balance(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     as_of: NaiveDate,
 ) -> LedgerResult<TrialBalance> {
     let accounts = balances_as_of(db, organization, as_of).await?;
@@ -217,7 +218,7 @@ pub struct BalanceSheet {
 /// The balance sheet at the end of `as_of`.
 pub async fn balance_sheet(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     as_of: NaiveDate,
 ) -> LedgerResult<BalanceSheet> {
     let lines = balances_as_of(db, organization, as_of).await?;
@@ -293,7 +294,7 @@ pub struct IncomeStatement {
 /// Revenue and expenses between `from` and `to`, inclusive.
 pub async fn income_statement(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     from: NaiveDate,
     to: NaiveDate,
 ) -> LedgerResult<IncomeStatement> {
@@ -426,7 +427,7 @@ type PostingRow = (i64, NaiveDate, String, i64, i32);
 /// every posting before it.
 pub async fn general_ledger(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     code: &str,
     from: NaiveDate,
     to: NaiveDate,

@@ -1,8 +1,8 @@
 //! Employees and the payroll rules (deductions and employer contributions).
 
-use self::calc::{PayFrequency, Rule, RuleAmount, RuleKind};
 use chrono::NaiveDate;
 
+use super::calc::{PayFrequency, Rule, RuleAmount, RuleKind};
 use super::*;
 use crate::db::Database;
 use crate::db::sql::{in_scope, on_pool};
@@ -11,13 +11,14 @@ use crate::jobs::now_ms;
 use crate::ledger::accounts::accounts_for_posting;
 use crate::ledger::{Ledger, LedgerResult, RenderRecord, parse_date};
 use crate::money::{self, AmountText, Decimal};
+use crate::organization::OrganizationId;
 use crate::paging::{Page, PageRequest};
 
 /// Adds an employee. With `idempotency`, the rendered answer is stored in
 /// the same transaction.
 pub async fn create_employee(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     new: NewEmployee,
     idempotency: Option<(&IdempotencyKey, RenderRecord<'_, Employee>)>,
 ) -> LedgerResult<Employee> {
@@ -121,7 +122,7 @@ pub(super) type EmployeeRow = (
 /// `fetch` of them.
 pub(super) async fn employee_rows(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     after: i64,
     fetch: i64,
 ) -> LedgerResult<Vec<EmployeeRow>> {
@@ -146,7 +147,7 @@ pub(super) async fn employee_rows(
 /// A page of the organization's employees, by id.
 pub async fn list_employees(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     page: &PageRequest<i64>,
 ) -> LedgerResult<Page<Vec<Employee>>> {
     let (after, fetch) = (page.after.unwrap_or(0), page.limit.fetch());
@@ -229,7 +230,10 @@ pub(super) fn calc_rules(rules: &[PayrollRule], digits: u32) -> LedgerResult<Vec
 }
 
 /// The organization's payroll rules.
-pub async fn get_rules(db: &Database, organization: &str) -> LedgerResult<Vec<PayrollRule>> {
+pub async fn get_rules(
+    db: &Database,
+    organization: &OrganizationId,
+) -> LedgerResult<Vec<PayrollRule>> {
     let owned = organization.to_owned();
     let text: Option<String> = db
         .run(|pool| async move {
@@ -250,7 +254,7 @@ pub async fn get_rules(db: &Database, organization: &str) -> LedgerResult<Vec<Pa
 /// account. Runs already asked for keep the rules they were asked with.
 pub async fn put_rules(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     rules: Vec<PayrollRule>,
 ) -> LedgerResult<Vec<PayrollRule>> {
     let digits = digits(ledger, organization).await?;

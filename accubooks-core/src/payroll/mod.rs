@@ -23,6 +23,7 @@ use crate::jobs::{JobFailure, Queue};
 use crate::ledger::accounts::accounts_for_posting;
 use crate::ledger::{Ledger, LedgerError, LedgerResult};
 use crate::money::{self, AmountText, Decimal};
+use crate::organization::OrganizationId;
 
 mod employees;
 mod runs;
@@ -242,7 +243,7 @@ impl RunEmployee {
 }
 
 /// The organization's currency digits: those of its cash account.
-async fn digits(ledger: &Ledger, organization: &str) -> LedgerResult<u32> {
+async fn digits(ledger: &Ledger, organization: &OrganizationId) -> LedgerResult<u32> {
     let accounts = accounts_for_posting(ledger, organization, &[CASH]).await?;
     let cash = accounts.get(CASH).ok_or_else(|| {
         invalid(

@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use self::calc::{Rule, RuleKind, SlipInput};
 use chrono::{Datelike, NaiveDate};
 
+use super::calc::{Rule, RuleKind, SlipInput};
 use super::*;
 use crate::db::sql::{BeginScoped, List, in_list, in_scope, on_pool};
 use crate::db::{Database, Pool};
@@ -17,14 +17,15 @@ use crate::ledger::accounts::accounts_for_posting;
 use crate::ledger::{
     Bind, GuardedUpdate, Ledger, LedgerError, LedgerResult, RenderRecord, parse_date,
 };
-use crate::money::{self};
+use crate::money;
+use crate::organization::OrganizationId;
 
 /// Asks for a pay run of every employee employed in the period: checked
 /// now, recorded with its job in one transaction. With `idempotency`, the
 /// rendered answer is stored in the same transaction.
 pub async fn create_run(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     new: NewPayrollRun,
     idempotency: Option<(&IdempotencyKey, RenderRecord<'_, PayrollRun>)>,
 ) -> LedgerResult<PayrollRun> {
@@ -228,7 +229,11 @@ pub(super) type RunRow = (
 );
 
 /// A pay run of the organization.
-pub async fn get_run(db: &Database, organization: &str, id: i64) -> LedgerResult<PayrollRun> {
+pub async fn get_run(
+    db: &Database,
+    organization: &OrganizationId,
+    id: i64,
+) -> LedgerResult<PayrollRun> {
     let owned = organization.to_owned();
     let row: Option<RunRow> = db
         .run(|pool| async move {
@@ -266,7 +271,7 @@ pub async fn get_run(db: &Database, organization: &str, id: i64) -> LedgerResult
 /// and rule name.
 pub(super) async fn year_to_date(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     year: i32,
     except: i64,
 ) -> LedgerResult<HashMap<(i64, String), i64>> {
@@ -320,7 +325,11 @@ pub(super) fn posted(run_id: i64, payslips: String) -> GuardedUpdate {
 
 /// The job of a pay run: computes the payslips and posts the run's entry,
 /// once.
-pub async fn process(ledger: &Ledger, organization: &str, job_id: i64) -> Result<(), JobFailure> {
+pub async fn process(
+    ledger: &Ledger,
+    organization: &OrganizationId,
+    job_id: i64,
+) -> Result<(), JobFailure> {
     let db = ledger.database();
     let owned = organization.to_owned();
     let row: Option<(i64, String, NaiveDate, String)> = db

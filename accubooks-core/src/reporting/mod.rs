@@ -15,6 +15,7 @@ use crate::idempotency::{self, IdempotencyKey};
 use crate::jobs::store::rfc3339;
 use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
 use crate::ledger::{LedgerError, LedgerResult, RenderRecord, parse_date};
+use crate::organization::OrganizationId;
 
 /// The kind of the job that computes a report.
 pub const JOB_KIND: &str = "report";
@@ -246,7 +247,7 @@ impl Storage {
 }
 
 /// The bytes of the report results `organization` keeps stored.
-pub async fn stored_bytes(db: &Database, organization: &str) -> LedgerResult<u64> {
+pub async fn stored_bytes(db: &Database, organization: &OrganizationId) -> LedgerResult<u64> {
     let owned = organization.to_owned();
     let bytes: i64 = db
         .run(|pool| async move {
@@ -270,7 +271,7 @@ pub async fn stored_bytes(db: &Database, organization: &str) -> LedgerResult<u64
 /// results already reach `storage`'s quota.
 pub async fn create_report_job(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     new: &NewReportJob,
     storage: Storage,
     idempotency: Option<(&IdempotencyKey, RenderRecord<'_, ReportJob>)>,
@@ -360,7 +361,11 @@ const SELECT: &str = "SELECT r.id, r.job_id, r.report, r.params, r.format, j.sta
      WHERE r.organization_id = $1 AND r.id = $2";
 
 /// A report job of the organization.
-pub async fn get_report_job(db: &Database, organization: &str, id: i64) -> LedgerResult<ReportJob> {
+pub async fn get_report_job(
+    db: &Database,
+    organization: &OrganizationId,
+    id: i64,
+) -> LedgerResult<ReportJob> {
     let organization = organization.to_owned();
     let row: Option<Row> = db
         .run(|pool| async move {
@@ -400,7 +405,7 @@ fn no_such_report_job() -> LedgerError {
 /// it is purged (`retention_days` after it was made).
 pub async fn report_result(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     id: i64,
     retention_days: u32,
 ) -> LedgerResult<(ResultFormat, String)> {
@@ -449,7 +454,7 @@ pub async fn report_result(
 pub async fn generate(
     db: &Database,
     source: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     job_id: i64,
     storage: Storage,
 ) -> Result<(), JobFailure> {
@@ -480,7 +485,7 @@ pub async fn generate(
     let stored = stored_bytes(db, organization).await?;
     if stored.saturating_add(bytes) > storage.quota {
         tracing::info!(
-            organization,
+            organization = %organization,
             job = job_id,
             bytes,
             stored,
@@ -513,7 +518,7 @@ pub async fn generate(
 /// Computes a report and renders it.
 async fn render(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     query: &ReportQuery,
     csv: bool,
 ) -> LedgerResult<String> {
@@ -547,7 +552,7 @@ async fn render(
 /// API paged.
 async fn whole_general_ledger(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     account: &str,
     from: chrono::NaiveDate,
     to: chrono::NaiveDate,

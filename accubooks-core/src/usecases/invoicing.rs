@@ -432,7 +432,7 @@ impl Books<'_> {
                     currency: &invoice.currency,
                     description: format!("Invoice {}", invoice.number),
                     metadata: vec![
-                        ("organization", organization.clone()),
+                        ("organization", organization.to_string()),
                         ("invoice_id", invoice_id.to_string()),
                         ("invoice_number", invoice.number.clone()),
                     ],

@@ -37,6 +37,7 @@ pub use ledger::{Batch, MAX_BATCH, Posted};
 
 use crate::app::AccuBooks;
 use crate::identity::{Principal, Role};
+use crate::organization::OrganizationId;
 
 /// The use cases of one AccuBooks instance, from
 /// [`AccuBooks::books`].
@@ -157,6 +158,6 @@ fn outcome<T>(result: &Result<T>) -> &'static str {
 }
 
 /// The organization id as the storage layer keys it.
-fn org(caller: &Principal) -> String {
-    caller.organization.to_string()
+fn org(caller: &Principal) -> OrganizationId {
+    OrganizationId::from(caller.organization)
 }

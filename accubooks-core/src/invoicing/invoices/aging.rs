@@ -10,6 +10,7 @@ use crate::db::Database;
 use crate::db::sql::{in_scope, on_pool};
 use crate::ledger::LedgerResult;
 use crate::money::{self};
+use crate::organization::OrganizationId;
 
 /// One customer's (or the total's) receivables by age.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -67,7 +68,7 @@ pub(super) fn buckets(sums: [i64; 5], d: u32) -> AgingBuckets {
 /// Receivables outstanding at the end of `as_of`, by days past due.
 pub async fn ar_aging(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     as_of: NaiveDate,
 ) -> LedgerResult<ArAging> {
     let organization = organization.to_owned();

@@ -6,13 +6,14 @@ use crate::db::sql::{in_scope, on_pool};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::ledger::LedgerResult;
 use crate::ledger::accounts::{RenderRecord, validate_name};
+use crate::organization::OrganizationId;
 use crate::paging::{Page, PageRequest};
 
 /// Adds a customer. With `idempotency`, the rendered answer is stored in
 /// the same transaction.
 pub async fn create_customer(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     new: NewCustomer,
     idempotency: Option<(&IdempotencyKey, RenderRecord<'_, Customer>)>,
 ) -> LedgerResult<Customer> {
@@ -57,7 +58,7 @@ pub async fn create_customer(
 /// A page of the organization's customers, oldest first (by id).
 pub async fn list_customers(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     page: &PageRequest<i64>,
 ) -> LedgerResult<Page<Vec<Customer>>> {
     let organization = organization.to_owned();

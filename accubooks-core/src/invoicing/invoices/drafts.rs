@@ -15,6 +15,7 @@ use crate::ledger::accounts::{Account, RenderRecord, accounts_for_posting};
 use crate::ledger::entries::parse_date;
 use crate::ledger::{Ledger, LedgerResult};
 use crate::money::{self};
+use crate::organization::OrganizationId;
 
 /// Inserts a draft and reads it back; with `idempotency`, stores the
 /// rendered answer in the same transaction.
@@ -113,7 +114,7 @@ pub(super) async fn insert_draft(
 /// With `idempotency`, the rendered answer is stored in the same transaction.
 pub async fn create_invoice(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     new: NewInvoice,
     idempotency: Option<(&IdempotencyKey, RenderRecord<'_, Invoice>)>,
 ) -> LedgerResult<Invoice> {
@@ -126,7 +127,7 @@ pub async fn create_invoice(
 /// however often this runs.
 pub async fn create_recurring_invoice(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     recurring_id: i64,
     period: NaiveDate,
     new: NewInvoice,
@@ -138,7 +139,7 @@ pub async fn create_recurring_invoice(
 /// Checks a new invoice as [`create_invoice`] would, without creating it.
 pub(crate) async fn check_invoice(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     new: NewInvoice,
 ) -> LedgerResult<()> {
     draft_of(ledger, organization, new, None).await.map(drop)
@@ -147,7 +148,7 @@ pub(crate) async fn check_invoice(
 /// Checks a new invoice and computes what its draft holds.
 pub(super) async fn draft_of(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     new: NewInvoice,
     recurring: Option<(i64, NaiveDate)>,
 ) -> LedgerResult<Draft> {
@@ -187,7 +188,7 @@ pub(super) async fn draft_of(
 
 pub(crate) async fn posting_accounts(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
 ) -> LedgerResult<HashMap<String, Account>> {
     accounts_for_posting(
         ledger,

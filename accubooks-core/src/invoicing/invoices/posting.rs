@@ -20,13 +20,14 @@ use crate::ledger::{
     Bind, Effect, EffectTx, Guard, GuardedUpdate, Ledger, LedgerError, LedgerResult,
 };
 use crate::money::{self, AmountText};
+use crate::organization::OrganizationId;
 
 /// Builds a balanced entry from (account code, signed minor units) lines,
 /// skipping zero amounts, and validates it like any client entry.
 /// A balanced entry of `lines` (account code, minor units: positive for a
 /// debit, negative for a credit; zeros left out), all in `currency`.
 pub(crate) fn posting(
-    organization: &str,
+    organization: &OrganizationId,
     accounts: &HashMap<String, Account>,
     currency: &str,
     date: NaiveDate,
@@ -37,7 +38,7 @@ pub(crate) fn posting(
 }
 
 pub(super) fn entry(
-    organization: &str,
+    organization: &OrganizationId,
     accounts: &HashMap<String, Account>,
     currency: &str,
     date: NaiveDate,
@@ -243,7 +244,7 @@ impl Effect for CreditNoteRows {
 /// Issues a draft invoice: posts receivables against revenue and tax.
 pub async fn issue_invoice(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     id: i64,
     date: Option<&str>,
     idempotency: Option<IdempotencyKey>,
@@ -292,7 +293,7 @@ pub async fn issue_invoice(
 /// Records a payment against an issued invoice: cash against receivables.
 pub async fn record_payment(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     id: i64,
     amount: &str,
     date: Option<&str>,
@@ -356,7 +357,7 @@ pub async fn record_payment(
 /// credits by reversing its issuing entry.
 pub async fn void_invoice(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     id: i64,
     date: Option<&str>,
     idempotency: Option<IdempotencyKey>,
@@ -416,7 +417,7 @@ pub async fn void_invoice(
 /// against receivables, reducing what the customer owes.
 pub async fn credit_note(
     ledger: &Ledger,
-    organization: &str,
+    organization: &OrganizationId,
     id: i64,
     new: NewCreditNote,
     idempotency: Option<IdempotencyKey>,
@@ -512,7 +513,7 @@ pub async fn credit_note(
 /// The credit note the entry `entry_id` issued.
 pub(super) async fn credit_note_of_entry(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     entry_id: i64,
 ) -> LedgerResult<i64> {
     let organization = organization.to_owned();

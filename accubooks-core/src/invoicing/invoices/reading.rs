@@ -11,6 +11,7 @@ use crate::db::Database;
 use crate::db::sql::{BeginScoped, on_pool};
 use crate::ledger::{LedgerError, LedgerResult};
 use crate::money::{self};
+use crate::organization::OrganizationId;
 use crate::paging::{Cursor, Page, PageRequest};
 
 pub(super) const SELECT_INVOICE: &str = "SELECT id, kind, customer_id, credits_invoice, currency, status, due_date, issue_date, \
@@ -106,7 +107,11 @@ pub(super) fn lines_query(count: usize) -> String {
 }
 
 /// Reads an invoice or credit note of the organization, with its lines.
-pub async fn get_invoice(db: &Database, organization: &str, id: i64) -> LedgerResult<Invoice> {
+pub async fn get_invoice(
+    db: &Database,
+    organization: &OrganizationId,
+    id: i64,
+) -> LedgerResult<Invoice> {
     let (found, _) = read_invoices(db, organization, InvoiceSelection::One(id)).await?;
     found
         .into_iter()
@@ -119,7 +124,7 @@ pub async fn get_invoice(db: &Database, organization: &str, id: i64) -> LedgerRe
 /// [`INVOICE_LINES_PER_PAGE`] lines.
 pub async fn list_invoices(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     filter: InvoiceFilter,
     page: &PageRequest<i64>,
 ) -> LedgerResult<Page<Vec<Invoice>>> {
@@ -141,7 +146,7 @@ pub async fn list_invoices(
 
 pub(super) async fn read_invoices(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     selection: InvoiceSelection,
 ) -> LedgerResult<(Vec<Invoice>, bool)> {
     let organization = organization.to_owned();

@@ -7,6 +7,7 @@ use super::*;
 use crate::db::Database;
 use crate::db::sql::{in_scope, on_pool};
 use crate::ledger::LedgerResult;
+use crate::organization::OrganizationId;
 
 /// The organization's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -48,7 +49,7 @@ pub fn parse_timezone(name: &str) -> LedgerResult<chrono_tz::Tz> {
 }
 
 /// Reads the organization's settings.
-pub async fn get_settings(db: &Database, organization: &str) -> LedgerResult<Settings> {
+pub async fn get_settings(db: &Database, organization: &OrganizationId) -> LedgerResult<Settings> {
     let organization = organization.to_owned();
     let row: Option<(String, String)> = db
         .run(|pool| async move {
@@ -71,7 +72,7 @@ pub async fn get_settings(db: &Database, organization: &str) -> LedgerResult<Set
 /// they were computed with.
 pub async fn put_settings(
     db: &Database,
-    organization: &str,
+    organization: &OrganizationId,
     change: SettingsChange,
 ) -> LedgerResult<Settings> {
     if let Some(name) = &change.timezone {

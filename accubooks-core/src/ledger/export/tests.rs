@@ -151,7 +151,12 @@ fn sample(format: ExportFormat) -> String {
         account(4, "4000", AccountType::Revenue, "USD", -10_000),
         account(5, "5000", AccountType::Expense, "KWD", 1005),
     ];
-    let mut journal = Journal::new(format, "org-1", date("2026-02-28"), accounts);
+    let mut journal = Journal::new(
+        format,
+        &OrganizationId::nth(1),
+        date("2026-02-28"),
+        accounts,
+    );
     let lines = [
         (7, "2026-01-31", EVIL_MEMO, None, 1, 10_000),
         (7, "2026-01-31", EVIL_MEMO, None, 4, -10_000),
@@ -181,7 +186,7 @@ fn sample(format: ExportFormat) -> String {
 fn hledger_journal() {
     let text = sample(ExportFormat::Hledger);
     let expected = "\
-; AccuBooks ledger export of organization org-1, as of 2026-02-28.
+; AccuBooks ledger export of organization 00000000-0000-0000-0000-000000000001, as of 2026-02-28.
 ; Accounts are named <type>:<code>; the account's name follows it.
 
 decimal-mark .
@@ -224,7 +229,7 @@ account expenses:5000  ; Account \"5000\"\u{FF1A} x; y
 fn beancount_ledger() {
     let text = sample(ExportFormat::Beancount);
     assert!(text.starts_with(
-            "; AccuBooks ledger export of organization org-1, as of 2026-02-28.\n\
+            "; AccuBooks ledger export of organization 00000000-0000-0000-0000-000000000001, as of 2026-02-28.\n\
              ; Accounts are named <Type>:C<code> with '-' written -H, '.' -D and '_' -U.\n\n\
              option \"operating_currency\" \"KWD\"\n\n\
              2026-01-31 open Assets:C1000 USD\n  name: \"Account \\\"1000\\\": x; y\"\n  code: \"1000\"\n"
@@ -263,7 +268,12 @@ fn main_currency_is_the_most_used() {
 
 #[test]
 fn lines_of_unknown_accounts_are_refused() {
-    let mut journal = Journal::new(ExportFormat::Hledger, "org", NaiveDate::MIN, vec![]);
+    let mut journal = Journal::new(
+        ExportFormat::Hledger,
+        &OrganizationId::nth(1),
+        NaiveDate::MIN,
+        vec![],
+    );
     let line = Line {
         entry: 1,
         date: NaiveDate::MIN,

@@ -1,0 +1,119 @@
+//! The id of an organization, the tenant every row and every query belongs
+//! to.
+//!
+//! It is parsed once, at the door (a token's `org` claim, a stored row), and
+//! travels typed from there: a function of the books takes an
+//! [`OrganizationId`], so a caller cannot hand it a customer's name or an
+//! e-mail address by mistake. It reads as `&str` (the form the storage keys
+//! rows by and row-level security compares), but no `&str` becomes one
+//! without [`OrganizationId::parse`].
+
+use std::fmt;
+use std::ops::Deref;
+
+use uuid::Uuid;
+
+/// An organization's id: a UUID, held in its canonical text (lower-case,
+/// hyphenated), the form every table keys its rows by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct OrganizationId(String);
+
+/// A text that is not an organization id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an organization id (a UUID).")]
+pub struct InvalidOrganizationId(String);
+
+impl OrganizationId {
+    /// Parses an id in any form a UUID is written in; keeps the canonical one.
+    pub fn parse(text: &str) -> Result<Self, InvalidOrganizationId> {
+        Uuid::parse_str(text)
+            .map(Self::from)
+            .map_err(|_| InvalidOrganizationId(text.chars().take(64).collect()))
+    }
+
+    /// The id as the storage keys it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id as a UUID.
+    pub fn uuid(&self) -> Uuid {
+        Uuid::parse_str(&self.0).expect("an OrganizationId holds a UUID")
+    }
+}
+
+impl From<Uuid> for OrganizationId {
+    fn from(id: Uuid) -> Self {
+        OrganizationId(id.hyphenated().to_string())
+    }
+}
+
+impl Deref for OrganizationId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for OrganizationId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OrganizationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for OrganizationId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl serde::Serialize for OrganizationId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OrganizationId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        OrganizationId::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+impl OrganizationId {
+    /// The `n`th organization of a unit test.
+    pub(crate) fn nth(n: u128) -> Self {
+        Uuid::from_u128(n).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_is_a_uuid_in_its_canonical_text() {
+        let id = Uuid::new_v4();
+        let parsed = OrganizationId::parse(&id.simple().to_string().to_uppercase()).unwrap();
+        assert_eq!(parsed.as_str(), id.to_string());
+        assert_eq!(parsed, OrganizationId::from(id));
+        assert_eq!(parsed.uuid(), id);
+        assert!(OrganizationId::parse("Acme Ltd").is_err());
+        assert!(OrganizationId::parse("").is_err());
+        let json = serde_json::to_string(&parsed).unwrap();
+        assert_eq!(
+            serde_json::from_str::<OrganizationId>(&json).unwrap(),
+            parsed
+        );
+        assert!(serde_json::from_str::<OrganizationId>("\"org-1\"").is_err());
+    }
+}
