@@ -7,8 +7,8 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::{
-    Access, ApiError, Handler, NoFilter, Request, Response, Route, answer_response, json_response,
-    list_query, page_response,
+    ApiError, NoFilter, Request, Response, Route, answer_response, json_response, list_query,
+    page_response,
 };
 use crate::app::AccuBooks;
 use crate::banking::{
@@ -16,16 +16,10 @@ use crate::banking::{
     SyncRequested,
 };
 use crate::deps::{DATABASE, PLAID};
-use crate::identity::Role;
 
 pub(crate) fn routes() -> Vec<Route> {
-    fn write(method: Method, path: &'static str, handler: impl Handler) -> Route {
-        Route::new(method, path, handler)
-            .needs(DATABASE)
-            .access(Access::Role(Role::Accountant))
-    }
     vec![
-        write(Method::POST, "/api/bank/link", link)
+        Route::change(Method::POST, "/api/bank/link", link)
             .needs(PLAID)
             .idempotent()
             .summary(
@@ -43,11 +37,11 @@ pub(crate) fn routes() -> Vec<Route> {
             .summary("The linked bank accounts and the ledger accounts they map to, by id")
             .paged()
             .returns_list::<BankAccount>(200),
-        write(Method::PUT, "/api/bank/accounts/{id}", map_account)
+        Route::change(Method::PUT, "/api/bank/accounts/{id}", map_account)
             .summary("Map a bank account to a ledger account (asset or liability, same currency)")
             .body::<AccountMapping>()
             .returns::<BankAccount>(200),
-        write(Method::POST, "/api/bank/sync", sync)
+        Route::change(Method::POST, "/api/bank/sync", sync)
             .needs(PLAID)
             .idempotent()
             .summary(
@@ -65,7 +59,7 @@ pub(crate) fn routes() -> Vec<Route> {
             .query("status", "unmatched (default) or matched", false)
             .paged()
             .returns_list::<BankLine>(200),
-        write(
+        Route::change(
             Method::POST,
             "/api/bank/transactions/{id}/match",
             match_transaction,

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::reporting::query;
 use super::{
-    Access, ApiError, Handler, NoFilter, Request, Response, Route, answer_response, json_response,
+    Access, ApiError, NoFilter, Request, Response, Route, answer_response, json_response,
     list_query, page_response,
 };
 use crate::app::AccuBooks;
@@ -26,25 +26,17 @@ pub(crate) fn routes() -> Vec<Route> {
 }
 
 fn invoice_routes() -> Vec<Route> {
-    fn read(path: &'static str, handler: impl Handler) -> Route {
-        Route::new(Method::GET, path, handler).needs(DATABASE)
-    }
-    fn write(path: &'static str, handler: impl Handler) -> Route {
-        Route::new(Method::POST, path, handler)
-            .needs(DATABASE)
-            .access(Access::Role(Role::Accountant))
-            .idempotent()
-    }
     vec![
-        read("/api/customers", list_customers)
+        Route::read("/api/customers", list_customers)
             .summary("Customers, oldest first")
             .paged()
             .returns_list::<invoicing::Customer>(200),
-        write("/api/customers", create_customer)
+        Route::change(Method::POST, "/api/customers", create_customer)
+            .idempotent()
             .summary("Add a customer")
             .body::<NewCustomer>()
             .returns::<invoicing::Customer>(201),
-        read("/api/invoices", list_invoices)
+        Route::read("/api/invoices", list_invoices)
             .summary(
                 "Invoices and credit notes with their lines, newest first; a page holds at most \
                  5000 lines (INVOICE_LINES_PER_PAGE), fewer invoices than limit if need be",
@@ -57,34 +49,39 @@ fn invoice_routes() -> Vec<Route> {
             .query("customer_id", "Only this customer's", false)
             .paged()
             .returns_list::<invoicing::Invoice>(200),
-        write("/api/invoices", create_invoice)
+        Route::change(Method::POST, "/api/invoices", create_invoice)
+            .idempotent()
             .summary("Create a draft invoice; totals are computed once, here")
             .body::<NewInvoice>()
             .returns::<invoicing::Invoice>(201),
-        read("/api/invoices/{id}", get_invoice)
+        Route::read("/api/invoices/{id}", get_invoice)
             .summary("An invoice or credit note")
             .returns::<invoicing::Invoice>(200),
-        write("/api/invoices/{id}/issue", issue)
+        Route::change(Method::POST, "/api/invoices/{id}/issue", issue)
+            .idempotent()
             .summary("Issue a draft: posts receivables, revenue and tax payable")
             .body::<Dated>()
             .returns::<invoicing::Invoice>(200),
-        write("/api/invoices/{id}/payments", pay)
+        Route::change(Method::POST, "/api/invoices/{id}/payments", pay)
+            .idempotent()
             .summary("Record a (partial) payment: posts cash against receivables")
             .body::<Payment>()
             .returns::<invoicing::Invoice>(201),
-        write("/api/invoices/{id}/void", void)
+        Route::change(Method::POST, "/api/invoices/{id}/void", void)
+            .idempotent()
             .summary("Void a draft, or an issued invoice without payments (reverses its posting)")
             .body::<Dated>()
             .returns::<invoicing::Invoice>(200),
-        write("/api/invoices/{id}/credit-notes", credit)
+        Route::change(Method::POST, "/api/invoices/{id}/credit-notes", credit)
+            .idempotent()
             .summary("Credit part of an open invoice: posts returns and tax against receivables")
             .body::<NewCreditNote>()
             .returns::<invoicing::Invoice>(201),
-        read("/api/reports/ar-aging", ar_aging)
+        Route::read("/api/reports/ar-aging", ar_aging)
             .summary("Receivables outstanding by days past due")
             .query_date("as_of", "Default today (UTC)", false)
             .returns::<invoicing::ArAging>(200),
-        read("/api/settings", get_settings)
+        Route::read("/api/settings", get_settings)
             .summary("The organization's settings")
             .returns::<invoicing::Settings>(200),
         Route::new(Method::PUT, "/api/settings", put_settings)
@@ -214,16 +211,8 @@ async fn ar_aging(app: AccuBooks, request: Request) -> Result<Response, ApiError
 }
 
 fn recurring_routes() -> Vec<Route> {
-    fn read(path: &'static str, handler: impl Handler) -> Route {
-        Route::new(Method::GET, path, handler).needs(DATABASE)
-    }
-    fn write(path: &'static str, handler: impl Handler) -> Route {
-        Route::new(Method::POST, path, handler)
-            .needs(DATABASE)
-            .access(Access::Role(Role::Accountant))
-    }
     vec![
-        write("/api/recurring-invoices", create_recurring)
+        Route::change(Method::POST, "/api/recurring-invoices", create_recurring)
             .idempotent()
             .summary(
                 "Create a recurring invoice; each occurrence on or before today (in the \
@@ -231,14 +220,14 @@ fn recurring_routes() -> Vec<Route> {
             )
             .body::<NewRecurringInvoice>()
             .returns::<RecurringInvoice>(201),
-        read("/api/recurring-invoices", list_recurring)
+        Route::read("/api/recurring-invoices", list_recurring)
             .summary("The organization's recurring invoices, oldest first")
             .paged()
             .returns_list::<RecurringInvoice>(200),
-        read("/api/recurring-invoices/{id}", get_recurring)
+        Route::read("/api/recurring-invoices/{id}", get_recurring)
             .summary("A recurring invoice")
             .returns::<RecurringInvoice>(200),
-        read("/api/recurring-invoices/{id}/preview", preview)
+        Route::read("/api/recurring-invoices/{id}/preview", preview)
             .summary("The next occurrences not yet generated")
             .query("count", "How many, 1 to 500; default 12", false)
             .returns::<Preview>(200),

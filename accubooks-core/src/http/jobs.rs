@@ -1,27 +1,15 @@
 //! Routes of background jobs. They need only the database: while Redis is
 //! down, work asked for waits in the outbox.
 
-use super::{
-    Access, ApiError, Handler, Request, Response, Route, json_response, list_query, page_response,
-};
+use super::{ApiError, Request, Response, Route, json_response, list_query, page_response};
 use crate::app::AccuBooks;
-use crate::deps::DATABASE;
-use crate::identity::Role;
 use crate::jobs::{Job, JobStatus, Queue};
 use http::{Method, StatusCode};
 use serde::Deserialize;
 
 pub(crate) fn routes() -> Vec<Route> {
-    fn read(path: &'static str, handler: impl Handler) -> Route {
-        Route::new(Method::GET, path, handler).needs(DATABASE)
-    }
-    fn write(path: &'static str, handler: impl Handler) -> Route {
-        Route::new(Method::POST, path, handler)
-            .needs(DATABASE)
-            .access(Access::Role(Role::Accountant))
-    }
     vec![
-        read("/api/jobs", list_jobs)
+        Route::read("/api/jobs", list_jobs)
             .summary("The organization's background jobs, newest first")
             .query(
                 "queue",
@@ -35,10 +23,10 @@ pub(crate) fn routes() -> Vec<Route> {
             )
             .paged()
             .returns_list::<Job>(200),
-        read("/api/jobs/{id}", get_job)
+        Route::read("/api/jobs/{id}", get_job)
             .summary("A background job")
             .returns::<Job>(200),
-        write("/api/jobs/{id}/retry", retry_job)
+        Route::change(Method::POST, "/api/jobs/{id}/retry", retry_job)
             .summary("Queue a dead job again, its attempts counted afresh")
             .returns::<Job>(200)
             .answers(409, "The job is not dead"),

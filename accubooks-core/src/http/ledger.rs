@@ -5,12 +5,11 @@ use http::{HeaderValue, Method, StatusCode, header};
 use serde::Deserialize;
 
 use super::{
-    ApiError, Body, Handler, NoFilter, Request, Response, Route, answer_response, json_response,
-    list_query, page_response,
+    ApiError, Body, NoFilter, Request, Response, Route, answer_response, json_response, list_query,
+    page_response,
 };
 use crate::app::AccuBooks;
 use crate::deps::DATABASE;
-use crate::identity::Role;
 use crate::ledger::{self, EntryInput, ExportFormat};
 use crate::usecases::{Batch, Dated, Posted};
 
@@ -21,29 +20,23 @@ pub(crate) fn routes() -> Vec<Route> {
 }
 
 fn books_routes() -> Vec<Route> {
-    fn read(method: Method, path: &'static str, handler: impl Handler) -> Route {
-        Route::new(method, path, handler).needs(DATABASE)
-    }
-    fn write(method: Method, path: &'static str, handler: impl Handler) -> Route {
-        Route::new(method, path, handler)
-            .needs(DATABASE)
-            .access(super::Access::Role(Role::Accountant))
-            .idempotent()
-    }
     vec![
-        read(Method::GET, "/api/accounts", list_accounts)
+        Route::read("/api/accounts", list_accounts)
             .summary("The chart of accounts with current balances, by code")
             .paged()
             .returns_list::<ledger::AccountShown<'static>>(200),
-        write(Method::POST, "/api/accounts", create_account)
+        Route::change(Method::POST, "/api/accounts", create_account)
+            .idempotent()
             .summary("Open an account")
             .body::<ledger::NewAccount>()
             .returns::<ledger::AccountShown<'static>>(201),
-        write(Method::POST, "/api/journal-entries", post_entry)
+        Route::change(Method::POST, "/api/journal-entries", post_entry)
+            .idempotent()
             .summary("Post a balanced journal entry")
             .body::<EntryInput>()
             .returns::<ledger::Entry>(201),
-        write(Method::POST, "/api/journal-entries/batch", post_batch)
+        Route::change(Method::POST, "/api/journal-entries/batch", post_batch)
+            .idempotent()
             .summary("Post many entries atomically, in one transaction")
             .body::<Batch>()
             .returns::<Posted>(201)
@@ -51,14 +44,15 @@ fn books_routes() -> Vec<Route> {
                 429,
                 "Too many large batches run at once (LARGE_BATCHES_PER_ORGANIZATION, LARGE_BATCHES_MAX)",
             ),
-        read(Method::GET, "/api/journal-entries/{id}", get_entry)
+        Route::read("/api/journal-entries/{id}", get_entry)
             .summary("A posted entry")
             .returns::<ledger::Entry>(200),
-        write(
+        Route::change(
             Method::POST,
             "/api/journal-entries/{id}/reverse",
             reverse_entry,
         )
+            .idempotent()
         .summary("Post the mirror entry of a posted one (once)")
         .body::<Dated>()
         .returns::<ledger::Entry>(201),

@@ -12,20 +12,12 @@ use crate::payroll::{Employee, NewEmployee, NewPayrollRun, PayrollRule, PayrollR
 use http::{Method, StatusCode};
 
 pub(crate) fn routes() -> Vec<Route> {
-    fn read(path: &'static str, handler: impl Handler) -> Route {
-        Route::new(Method::GET, path, handler).needs(DATABASE)
-    }
-    fn write(path: &'static str, handler: impl Handler) -> Route {
-        Route::new(Method::POST, path, handler)
-            .needs(DATABASE)
-            .access(Access::Role(Role::Accountant))
-    }
     /// Payroll data (salaries, payslips) is for accountants and owners.
     fn payroll_read(path: &'static str, handler: impl Handler) -> Route {
-        read(path, handler).access(Access::Role(Role::Accountant))
+        Route::read(path, handler).access(Access::Role(Role::Accountant))
     }
     vec![
-        write("/api/employees", create_employee)
+        Route::change(Method::POST, "/api/employees", create_employee)
             .idempotent()
             .summary("Add an employee (salaried or hourly)")
             .body::<NewEmployee>()
@@ -43,7 +35,7 @@ pub(crate) fn routes() -> Vec<Route> {
             .summary("Replace the payroll rules (runs already asked for keep theirs)")
             .body::<Vec<PayrollRule>>()
             .returns_list::<PayrollRule>(200),
-        write("/api/payroll-runs", create_run)
+        Route::change(Method::POST, "/api/payroll-runs", create_run)
             .idempotent()
             .summary(
                 "Ask for a pay run of every employee employed in the period, worked on the \

@@ -5,7 +5,7 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::{ApiError, Handler, Request, Response, Route, answer_response, json_response};
+use super::{ApiError, Request, Response, Route, answer_response, json_response};
 use crate::app::AccuBooks;
 use crate::deps::DATABASE;
 use crate::ledger;
@@ -18,24 +18,21 @@ pub(crate) fn routes() -> Vec<Route> {
 }
 
 fn report_routes() -> Vec<Route> {
-    fn read(path: &'static str, handler: impl Handler) -> Route {
-        Route::new(Method::GET, path, handler).needs(DATABASE)
-    }
     vec![
-        read("/api/reports/trial-balance", trial_balance)
+        Route::read("/api/reports/trial-balance", trial_balance)
             .summary("Every account's debit or credit balance at the end of a day")
             .query_date("as_of", "Default today (UTC)", false)
             .returns::<ledger::TrialBalance>(200),
-        read("/api/reports/balance-sheet", balance_sheet)
+        Route::read("/api/reports/balance-sheet", balance_sheet)
             .summary("Assets, liabilities and equity, with current earnings")
             .query_date("as_of", "Default today (UTC)", false)
             .returns::<ledger::BalanceSheet>(200),
-        read("/api/reports/income-statement", income_statement)
+        Route::read("/api/reports/income-statement", income_statement)
             .summary("Revenue and expenses of a period")
             .query_date("from", "Inclusive", true)
             .query_date("to", "Inclusive", true)
             .returns::<ledger::IncomeStatement>(200),
-        read("/api/reports/general-ledger", general_ledger)
+        Route::read("/api/reports/general-ledger", general_ledger)
             .summary(
                 "One account's postings with running balances, a page of rows at a time \
                  (truncated is true while the Link header names a next page)",
@@ -122,9 +119,6 @@ async fn general_ledger(app: AccuBooks, request: Request) -> Result<Response, Ap
 }
 
 fn report_job_routes() -> Vec<Route> {
-    fn read(path: &'static str, handler: impl Handler) -> Route {
-        Route::new(Method::GET, path, handler).needs(DATABASE)
-    }
     vec![
         Route::new(Method::POST, "/api/report-jobs", create_report_job)
             .needs(DATABASE)
@@ -139,10 +133,10 @@ fn report_job_routes() -> Vec<Route> {
                  freed as they expire after RETENTION_DAYS. A job whose result would go \
                  beyond the quota ends dead with the same code, storing nothing",
             ),
-        read("/api/report-jobs/{id}", get_report_job)
+        Route::read("/api/report-jobs/{id}", get_report_job)
             .summary("A report job and its status")
             .returns::<ReportJob>(200),
-        read("/api/report-jobs/{id}/result", report_result)
+        Route::read("/api/report-jobs/{id}/result", report_result)
             .summary(
                 "The stored result: the report's JSON, or a CSV table (RFC 4180) whose cells \
                  starting like a formula (= + - @ tab CR, numbers such as -12.50 aside) carry \

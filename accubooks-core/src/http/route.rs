@@ -111,6 +111,20 @@ pub struct Route {
 }
 
 impl Route {
+    /// A read of the books: `GET path`, which needs the database and is open
+    /// to every member of the organization.
+    pub(crate) fn read(path: &'static str, handler: impl Handler) -> Self {
+        Route::new(Method::GET, path, handler).needs(crate::deps::DATABASE)
+    }
+
+    /// A change of the books: `method path`, which needs the database and
+    /// is for accountants and owners.
+    pub(crate) fn change(method: Method, path: &'static str, handler: impl Handler) -> Self {
+        Route::new(method, path, handler)
+            .needs(crate::deps::DATABASE)
+            .access(Access::Role(Role::Accountant))
+    }
+
     /// A route for `method` and `path` (`{name}` marks a parameter), open to
     /// any authenticated user until [`Route::access`] says otherwise.
     pub fn new(method: Method, path: &'static str, handler: impl Handler) -> Self {
