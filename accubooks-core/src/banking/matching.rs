@@ -241,13 +241,14 @@ pub async fn match_line(
                 other => other?,
             };
             if invoice.kind != invoices::InvoiceKind::Invoice || !invoice.status.is_open() {
-                return Err(conflict(
+                let refusal = conflict(
                     "INVOICE_NOT_OPEN",
                     format!(
                         "Invoice {invoice_id} is {}; a bank line pays issued, unpaid invoices.",
                         invoice.status
                     ),
-                ));
+                );
+                return Err(unless_matched(db, organization, id, refusal).await);
             }
             if invoice.currency != line.currency {
                 return Err(LedgerError::invalid(
@@ -260,7 +261,7 @@ pub async fn match_line(
             }
             let digits = invoices::digits(&invoice.currency);
             if incoming > invoice.outstanding_minor {
-                return Err(LedgerError::invalid(
+                let refusal = LedgerError::invalid(
                     "OVERPAYMENT",
                     format!(
                         "The bank line ({} {}) exceeds what is outstanding on {} ({} {}).",
@@ -270,7 +271,8 @@ pub async fn match_line(
                         invoice.outstanding,
                         invoice.currency
                     ),
-                ));
+                );
+                return Err(unless_matched(db, organization, id, refusal).await);
             }
             let accounts = accounts_for_posting(ledger, organization, &[&bank, RECEIVABLE]).await?;
             let entry = invoices::posting(
@@ -342,6 +344,21 @@ pub async fn match_line(
         Err(err) => return Err(err),
     }
     Ok(read_line(db, organization, id).await?.line)
+}
+
+/// `refusal` (about the invoice a line was to pay), unless a twin request
+/// has matched the line since it was read, and paid the invoice with it:
+/// then the line's state is the answer, `BANK_TRANSACTION_MATCHED`.
+async fn unless_matched(
+    db: &Database,
+    organization: &OrganizationId,
+    id: i64,
+    refusal: LedgerError,
+) -> LedgerError {
+    match read_line(db, organization, id).await {
+        Ok(stored) if stored.line.status == LineStatus::Matched => already_matched(id),
+        _ => refusal,
+    }
 }
 
 pub(super) fn already_matched(id: i64) -> LedgerError {
