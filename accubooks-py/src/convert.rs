@@ -27,8 +27,8 @@ use pyo3::types::{
 use serde_json::Value;
 
 use crate::error::{Failure, Outcome, invalid};
-use crate::schema::{Kind, Schema};
 use crate::instance::{Instance, Org};
+use crate::schema::{Kind, Schema};
 use crate::server::{Server, ServerTask};
 
 static DECIMAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();

@@ -124,20 +124,20 @@ impl Schema {
             return None;
         }
         let node = self.resolve(node)?;
-        find(node).or_else(|| {
-            Self::parts(node).find_map(|part| self.search(part, depth + 1, find))
-        })
+        find(node).or_else(|| Self::parts(node).find_map(|part| self.search(part, depth + 1, find)))
     }
 
     /// What a string described by `node` is.
     pub(crate) fn kind(&self, node: &Value) -> Kind {
-        self.search(node, 0, &|node| {
-            match node.get("format").and_then(Value::as_str)? {
+        self.search(
+            node,
+            0,
+            &|node| match node.get("format").and_then(Value::as_str)? {
                 "date" => Some(Kind::Date),
                 format if format == MONEY_FORMAT => Some(Kind::Money),
                 _ => None,
-            }
-        })
+            },
+        )
         .unwrap_or(Kind::Text)
     }
 
@@ -155,25 +155,6 @@ impl Schema {
                     node.get("additionalProperties").filter(|a| a.is_object())
                 })
             })
-    }
-
-    /// Every string property of every schema here whose kind is `kind`, as
-    /// `(schema name, property)`: what a test checks the conversion against.
-    #[cfg(test)]
-    pub(crate) fn properties_of_kind(&self, kind: Kind) -> Vec<(String, String)> {
-        let mut found = Vec::new();
-        for (name, schema) in &self.components {
-            let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
-                continue;
-            };
-            for (property, node) in properties {
-                if self.kind(node) == kind {
-                    found.push((name.clone(), property.clone()));
-                }
-            }
-        }
-        found.sort();
-        found
     }
 }
 
@@ -208,15 +189,141 @@ mod tests {
         })
     }
 
+    /// Words that, as a property's name or a `_`-separated part of it, say
+    /// the property holds money (or a decimal figure with it: quantity,
+    /// tax rate).
+    const MONEY_WORDS: &[&str] = &[
+        "amount",
+        "annual",
+        "assets",
+        "balance",
+        "credit",
+        "credited",
+        "current",
+        "debit",
+        "earnings",
+        "equity",
+        "expenses",
+        "gross",
+        "income",
+        "liabilities",
+        "net",
+        "outstanding",
+        "over",
+        "paid",
+        "price",
+        "quantity",
+        "rate",
+        "revenue",
+        "subtotal",
+        "tax",
+        "total",
+    ];
+
+    /// Properties whose names have a money word but hold no money.
+    const NOT_MONEY: &[&str] = &[
+        // `line` or `document`: how tax is rounded (a plain string on Invoice).
+        "tax_rounding",
+    ];
+
+    /// Whether `node` (followed through references) is a free string, or
+    /// a free string or null (not one of an enumeration's names).
+    fn is_string(schema: &Schema, node: &Value) -> bool {
+        schema
+            .search(node, 0, &|node| match node.get("type")? {
+                _ if node.get("enum").is_some() => Some(false),
+                Value::String(kind) => Some(kind == "string"),
+                Value::Array(kinds) => Some(kinds.iter().any(|k| k == "string")),
+                _ => None,
+            })
+            .unwrap_or(false)
+    }
+
+    /// A money field declared as a plain `String` (without
+    /// `#[schema(value_type = AmountText)]`) would reach Python as `str`:
+    /// every string property of the document whose name says money must
+    /// carry the money format.
     #[test]
-    fn dump() {
+    fn every_string_named_like_money_has_the_money_format() {
         let doc = document();
         let components = doc["components"]["schemas"].as_object().unwrap().clone();
-        let all = Schema::from_parts(Value::Null, components);
-        for kind in [Kind::Date, Kind::Money, Kind::Text] {
-            for (name, property) in all.properties_of_kind(kind) {
-                println!("{kind:?} {name}.{property}");
+        let all = Schema::from_parts(Value::Null, components.clone());
+        let mut untyped = Vec::new();
+        let mut typed = 0;
+        for (name, component) in &components {
+            let Some(properties) = component.get("properties").and_then(Value::as_object) else {
+                continue;
+            };
+            for (property, node) in properties {
+                let money_named = property.split('_').any(|word| MONEY_WORDS.contains(&word));
+                let exempt = NOT_MONEY.contains(&property.as_str());
+                if !money_named || exempt || !is_string(&all, node) {
+                    continue;
+                }
+                match all.kind(node) {
+                    Kind::Money => typed += 1,
+                    _ => untyped.push(format!("{name}.{property}")),
+                }
             }
         }
+        assert!(untyped.is_empty(), "money as a plain string: {untyped:?}");
+        assert!(typed > 40, "only {typed} money properties found");
+    }
+
+    fn at<'a>(schema: &'a Schema, path: &[&str]) -> &'a Value {
+        let mut node = schema.root();
+        for step in path {
+            node = match *step {
+                "[]" => schema.items(node),
+                key => schema.property(node, key),
+            }
+            .unwrap_or_else(|| panic!("no {step} in {path:?}"));
+        }
+        node
+    }
+
+    #[test]
+    fn answers_are_typed_through_references_lists_options_and_variants() {
+        use accubooks_core::invoicing::Invoice;
+        use accubooks_core::ledger::{Account, GeneralLedger, TrialBalance};
+        use accubooks_core::payroll::Employee;
+        use accubooks_core::usecases::Answer;
+
+        let invoice = Schema::of::<Answer<Invoice>>();
+        assert_eq!(invoice.kind(at(&invoice, &["total"])), Kind::Money);
+        assert_eq!(invoice.kind(at(&invoice, &["due_date"])), Kind::Date);
+        assert_eq!(invoice.kind(at(&invoice, &["void_date"])), Kind::Date);
+        assert_eq!(invoice.kind(at(&invoice, &["number"])), Kind::Text);
+        let line = ["lines", "[]", "unit_price"];
+        assert_eq!(invoice.kind(at(&invoice, &line)), Kind::Money);
+
+        let accounts = Schema::list_of::<Account>();
+        assert_eq!(
+            accounts.kind(at(&accounts, &["[]", "balance"])),
+            Kind::Money
+        );
+        assert_eq!(accounts.kind(at(&accounts, &["[]", "code"])), Kind::Text);
+
+        let ledger = Schema::of::<GeneralLedger>();
+        let debit = ["rows", "[]", "debit"];
+        assert_eq!(ledger.kind(at(&ledger, &debit)), Kind::Money);
+        assert_eq!(
+            ledger.kind(at(&ledger, &["rows", "[]", "date"])),
+            Kind::Date
+        );
+        assert_eq!(ledger.kind(at(&ledger, &["from"])), Kind::Date);
+
+        let trial = Schema::of::<TrialBalance>();
+        assert_eq!(trial.kind(at(&trial, &["total_debit"])), Kind::Money);
+
+        let employee = Schema::of::<Employee>();
+        assert_eq!(
+            employee.kind(at(&employee, &["pay", "annual"])),
+            Kind::Money
+        );
+        assert_eq!(employee.kind(at(&employee, &["start_date"])), Kind::Date);
+
+        // Built once per type.
+        assert!(Arc::ptr_eq(&trial, &Schema::of::<TrialBalance>()));
     }
 }

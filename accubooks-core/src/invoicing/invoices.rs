@@ -111,14 +111,19 @@ pub struct InvoiceLine {
     /// Description.
     pub description: String,
     /// Quantity.
+    #[schema(value_type = crate::money::AmountText)]
     pub quantity: String,
     /// Unit price.
+    #[schema(value_type = crate::money::AmountText)]
     pub unit_price: String,
     /// Tax rate.
+    #[schema(value_type = crate::money::AmountText)]
     pub tax_rate: String,
     /// Quantity × unit price.
+    #[schema(value_type = crate::money::AmountText)]
     pub amount: String,
     /// The line's tax.
+    #[schema(value_type = crate::money::AmountText)]
     pub tax: String,
 }
 
@@ -242,16 +247,22 @@ pub struct Invoice {
     /// `line` or `document`.
     pub tax_rounding: String,
     /// Sum of line amounts.
+    #[schema(value_type = crate::money::AmountText)]
     pub subtotal: String,
     /// Tax.
+    #[schema(value_type = crate::money::AmountText)]
     pub tax: String,
     /// Subtotal + tax.
+    #[schema(value_type = crate::money::AmountText)]
     pub total: String,
     /// Paid so far.
+    #[schema(value_type = crate::money::AmountText)]
     pub paid: String,
     /// Credited by credit notes.
+    #[schema(value_type = crate::money::AmountText)]
     pub credited: String,
     /// Still owed.
+    #[schema(value_type = crate::money::AmountText)]
     pub outstanding: String,
     /// The entry that issued it.
     pub issue_entry_id: Option<i64>,
@@ -1330,16 +1341,22 @@ async fn credit_note_of_entry(
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AgingBuckets {
     /// Not yet due.
+    #[schema(value_type = crate::money::AmountText)]
     pub current: String,
     /// 1 to 30 days past due.
+    #[schema(value_type = crate::money::AmountText)]
     pub days_1_30: String,
     /// 31 to 60 days past due.
+    #[schema(value_type = crate::money::AmountText)]
     pub days_31_60: String,
     /// 61 to 90 days past due.
+    #[schema(value_type = crate::money::AmountText)]
     pub days_61_90: String,
     /// More than 90 days past due.
+    #[schema(value_type = crate::money::AmountText)]
     pub over_90: String,
     /// All of them.
+    #[schema(value_type = crate::money::AmountText)]
     pub total: String,
 }
 
