@@ -158,7 +158,7 @@ def throughput(bin_dir: Path, log_dir: Path, pg: sv.Postgres, loadgen, interleav
     before = [served(s) for s in servers]
     share_run, share_xids = with_xids(pg, lambda: loadgen(
         "scale-shares", "post-entries", proxies[2].base, token, "--duration", 2, "--concurrency", CONCURRENCY))
-    shares = [served(s) - b for s, b in zip(servers, before)]
+    shares = [served(s) - b for s, b in zip(servers, before, strict=False)]
     for s in servers:
         s.stop()
     for proxy in proxies:
@@ -203,7 +203,7 @@ def postgres_failover(bin_dir: Path, log_dir: Path, background, finish) -> dict:
     for p in (load, *watches):
         p.terminate()
     posting = finish("scale-failover-posting", load)
-    health = [finish(f"scale-failover-health-{s.name}", w) for s, w in zip(servers, watches)]
+    health = [finish(f"scale-failover-health-{s.name}", w) for s, w in zip(servers, watches, strict=False)]
     entries_after = int(standby.psql(count, sv.APP_DATABASE).strip())
     for s in servers:
         s.stop()
@@ -227,7 +227,7 @@ def postgres_failover(bin_dir: Path, log_dir: Path, background, finish) -> dict:
         "health": [{"name": s.name,
                     "down_ms": first_at(h["transitions"], t_kill, lambda v: not v.endswith(":connected")),
                     "up_ms": first_at(h["transitions"], t_promoted, lambda v: v.endswith(":connected"))}
-                   for s, h in zip(servers, health)],
+                   for s, h in zip(servers, health, strict=False)],
         "posting": {k: v for k, v in posting.items() if k != "timeline"},
         "acknowledged": acknowledged,
         "on_standby": entries_after - entries_before,
