@@ -40,6 +40,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import services as sv
 from bench_sections import replace_section
@@ -367,7 +368,7 @@ def run(bin_dir: Path, log_dir: Path, loadgen, interleaved, background, finish) 
         raise RuntimeError("haproxy is missing (Debian's package haproxy)")
     started = time.time()
     pg = sv.Postgres(log_dir=log_dir)
-    out = {"throughput": throughput(bin_dir, log_dir, pg, loadgen, interleaved)}
+    out: dict[str, Any] = {"throughput": throughput(bin_dir, log_dir, pg, loadgen, interleaved)}
     out["postgres"] = postgres_failover(bin_dir, log_dir, background, finish)
     out["redis"] = redis_failover(bin_dir, log_dir, pg, background, finish)
     pg.close()

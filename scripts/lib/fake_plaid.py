@@ -91,16 +91,16 @@ class FakePlaid:
                     return 400, error("INVALID_PUBLIC_TOKEN", "provided public token is in an invalid format")
                 return 200, {"access_token": self.items[item]["access_token"], "item_id": item,
                              "request_id": "fake"}
-            item_id, item = next(((k, i) for k, i in self.items.items()
-                                  if i["access_token"] == body.get("access_token")), (None, None))
-            if item is None:
+            item_id, found = next(((k, i) for k, i in self.items.items()
+                                   if i["access_token"] == body.get("access_token")), (None, None))
+            if found is None:
                 return 400, error("INVALID_ACCESS_TOKEN", "provided access token is invalid")
             if path == "/accounts/get":
-                return 200, {"accounts": item["accounts"], "item": {"item_id": item_id}, "request_id": "fake"}
+                return 200, {"accounts": found["accounts"], "item": {"item_id": item_id}, "request_id": "fake"}
             if path == "/transactions/sync":
                 start = int((body.get("cursor") or "c0")[1:])
-                added = item["transactions"][start:]
+                added = found["transactions"][start:]
                 return 200, {"added": added, "modified": [], "removed": [],
-                             "next_cursor": f"c{len(item['transactions'])}", "has_more": False,
+                             "next_cursor": f"c{len(found['transactions'])}", "has_more": False,
                              "request_id": "fake"}
         return 404, error("NOT_FOUND", "unknown path", "INVALID_REQUEST")

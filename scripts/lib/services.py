@@ -496,6 +496,7 @@ class Process:
         """SIGTERM, then SIGKILL after `timeout`."""
         if not self.alive():
             return
+        assert self.proc is not None  # alive
         self.expected_exit = True
         _signal(self.proc.pid, signal.SIGTERM)
         try:
@@ -506,6 +507,7 @@ class Process:
     def pause(self) -> None:
         if not self.alive():
             return
+        assert self.proc is not None  # alive
         pid = self.proc.pid
         _signal(-pid, signal.SIGSTOP)
         for c in children(pid):
@@ -614,7 +616,7 @@ class Postgres:
         self.dir = make_dir(prefix)
         self.data = init_standby(self.dir, standby_of.port) if standby_of else init_postgres(self.dir)
         self.settings = postgres_settings(fast, settings)
-        self.port = free_port()
+        self.port: int = free_port()
         name = "postgres-standby" if standby_of else "postgres"
         self.process = Process(name, [], (log_dir or self.dir) / f"{name}.log")
         self._started = False
