@@ -313,6 +313,82 @@ const MIN_DISTINCT_SECRET_CHARS: usize = 12;
 /// The exit code for a configuration error, as in the contract.
 pub const CONFIG_EXIT_CODE: i32 = 2;
 
+/// Every variable [`Config::from_vars`] reads (besides the `<NAME>_FILE`
+/// forms of [`FILE_VARIABLES`]): the one list a door that takes the
+/// configuration another way (the Python `AccuBooks(**config)`) checks names
+/// against. The reader refuses, in debug builds, a name missing here, and a
+/// unit test proves every name here is read.
+pub const VARIABLES: [&str; 59] = [
+    "ACCUBOOKS_ENV",
+    "NODE_ENV",
+    "PORT",
+    "HOSTNAME",
+    "DATABASE_URL",
+    "DATABASE_REPORTS_URL",
+    "REPORTS_MAX_LAG_MS",
+    "JWT_SECRET",
+    "SESSION_SECRET",
+    "FRONTEND_URL",
+    "REDIS_URL",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_PASSWORD",
+    "REDIS_MODE",
+    "REDIS_WAIT_REPLICAS",
+    "SLOW_REQUEST_MS",
+    "DB_POOL_MIN",
+    "DB_POOL_MAX",
+    "DB_IDLE_TIMEOUT_MS",
+    "DB_CONNECT_TIMEOUT_MS",
+    "DB_INIT_TIMEOUT_MS",
+    "DB_STATEMENT_TIMEOUT_MS",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_API_BASE",
+    "PLAID_CLIENT_ID",
+    "PLAID_SECRET",
+    "PLAID_API_BASE",
+    "METRICS_TOKEN",
+    "REQUEST_TIMEOUT_MS",
+    "PROVIDER_TIMEOUT_MS",
+    "BODY_LIMIT_BYTES",
+    "DRAIN_TIMEOUT_MS",
+    "SHUTDOWN_DELAY_MS",
+    "TRUSTED_PROXIES",
+    "HEADER_READ_TIMEOUT_MS",
+    "IDLE_TIMEOUT_MS",
+    "MAX_CONNECTIONS",
+    "REGISTRATIONS_PER_HOUR",
+    "RATE_LIMIT_PER_ADDRESS",
+    "RATE_LIMIT_PER_TOKEN",
+    "PASSWORD_HASHING_WORKERS",
+    "EXPORTS_PER_ORGANIZATION",
+    "EXPORTS_MAX",
+    "LARGE_BATCH_ENTRIES",
+    "LARGE_BATCHES_PER_ORGANIZATION",
+    "LARGE_BATCHES_MAX",
+    "JOB_TRANSPORT",
+    "JOB_CONCURRENCY",
+    "JOB_LEASE_MS",
+    "JOB_RESEND_AFTER_MS",
+    "JOB_MAX_ATTEMPTS",
+    "JOB_RETRY_BASE_MS",
+    "JOB_RETRY_MAX_MS",
+    "JOB_BACKLOG_SECONDS",
+    "RECURRING_SCAN_MS",
+    "RETENTION_DAYS",
+    "REPORT_STORAGE_PER_ORGANIZATION_BYTES",
+];
+
+/// Every name [`Config::from_vars`] reads: [`VARIABLES`] and the
+/// `<NAME>_FILE` forms of [`FILE_VARIABLES`].
+pub fn variables() -> impl Iterator<Item = &'static str> {
+    VARIABLES
+        .iter()
+        .copied()
+        .chain(FILE_VARIABLES.iter().map(|(_, file_name)| *file_name))
+}
+
 /// The variables that may also come from a file, as `<NAME>_FILE` (the
 /// convention of Docker and Kubernetes secrets): the secrets, and the URLs
 /// that may carry a password.
@@ -372,7 +448,13 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn get(&self, name: &str) -> Option<&'a str> {
+    fn get(&self, name: &'static str) -> Option<&'a str> {
+        debug_assert!(
+            VARIABLES.contains(&name),
+            "{name} is read but missing from config::VARIABLES"
+        );
+        #[cfg(test)]
+        tests::LOOKED_UP.with(|names| names.borrow_mut().insert(name));
         self.vars
             .get(name)
             .map(|v| v.trim())
@@ -870,7 +952,36 @@ pub(crate) fn postgres_hosts(url: &str) -> Option<Vec<sqlx::postgres::PgConnectO
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+
     use super::*;
+
+    thread_local! {
+        /// The names [`Reader::get`] looked up on this thread.
+        pub(super) static LOOKED_UP: RefCell<BTreeSet<&'static str>> =
+            const { RefCell::new(BTreeSet::new()) };
+    }
+
+    #[test]
+    fn variables_are_exactly_the_names_the_reader_reads() {
+        LOOKED_UP.with(|names| names.borrow_mut().clear());
+        // Nothing set: every fallback is looked at too (NODE_ENV after
+        // ACCUBOOKS_ENV, the REDIS_* parts without REDIS_URL).
+        load(&[]).unwrap();
+        let _ = load(&[("ACCUBOOKS_ENV", "production"), ("REDIS_URL", "redis://r")]);
+        let read = LOOKED_UP.with(|names| names.borrow().clone());
+        let listed: BTreeSet<&str> = VARIABLES.iter().copied().collect();
+        assert_eq!(listed.len(), VARIABLES.len(), "a name is listed twice");
+        let unread: Vec<_> = listed.difference(&read).collect();
+        let unlisted: Vec<_> = read.difference(&listed).collect();
+        assert!(unread.is_empty(), "listed but never read: {unread:?}");
+        assert!(unlisted.is_empty(), "read but not listed: {unlisted:?}");
+        for (name, file_name) in FILE_VARIABLES {
+            assert!(VARIABLES.contains(&name), "{name}");
+            assert!(variables().any(|v| v == file_name), "{file_name}");
+        }
+    }
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))

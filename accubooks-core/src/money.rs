@@ -203,6 +203,11 @@ pub fn allocate(total: i64, weights: &[i128]) -> Vec<i64> {
         .collect()
 }
 
+/// The OpenAPI `format` of a money amount (a decimal string): the one mark
+/// by which the schema tells money from other strings, so a door (the
+/// Python one) can turn exactly the money fields into exact decimals.
+pub const MONEY_FORMAT: &str = "decimal";
+
 /// A money amount as it crosses the API: always a JSON string. A JSON
 /// number is refused while parsing, so floats never reach money code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,6 +239,9 @@ impl utoipa::PartialSchema for AmountText {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::schema::SchemaFormat::Custom(
+                MONEY_FORMAT.to_owned(),
+            )))
             .pattern(Some(r"^-?[0-9]+(\.[0-9]+)?$"))
             .description(Some(
                 "A decimal string such as \"1234.56\", with no more fraction digits than the \

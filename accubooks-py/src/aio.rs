@@ -16,7 +16,7 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3_async_runtimes::tokio::future_into_py;
 
 use crate::blocking::{config_from_args, start};
-use crate::convert::{Mode, Payload, Reply, to_py};
+use crate::convert::{Payload, Reply, to_py};
 use crate::instance::{Instance, Org};
 use crate::server::{ServerTask, seconds};
 
@@ -51,7 +51,7 @@ impl AsyncAccuBooks {
 
     /// The body of `GET /api/monitoring/health` (never waits).
     fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.instance.health(), Mode::Plain)
+        to_py(py, &self.instance.health())
     }
 
     /// Whether `/ready` answers 200.

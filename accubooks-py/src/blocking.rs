@@ -11,7 +11,7 @@ use accubooks_core::identity::{Credentials, Registration};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use crate::convert::{self, Mode, to_py};
+use crate::convert::{self, to_py};
 use crate::error::Failure;
 use crate::instance::{Instance, Org};
 use crate::runtime::block_on;
@@ -69,7 +69,7 @@ impl AccuBooks {
 
     /// The body of `GET /api/monitoring/health`.
     fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.instance.health(), Mode::Plain)
+        to_py(py, &self.instance.health())
     }
 
     /// Whether `/ready` answers 200.
@@ -176,7 +176,7 @@ impl AccuBooks {
                     .await,
             )
         })?;
-        to_py(py, &receipt, Mode::Plain)
+        to_py(py, &receipt.value)
     }
 
     /// Serves the whole HTTP contract on `host:port` (0: a free port) in the

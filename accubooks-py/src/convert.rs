@@ -2,8 +2,9 @@
 //!
 //! Out: the core's answers are serialized with serde_json exactly as the HTTP
 //! API sends them, then turned into plain Python objects. In book answers the
-//! known date fields become `datetime.date` and the known money fields
-//! `decimal.Decimal` (exact: built from the decimal string, never a float).
+//! strings the core's schema of the answer type marks as dates become
+//! `datetime.date` and those it marks as money `decimal.Decimal` (exact:
+//! built from the decimal string, never a float); see [`crate::schema`].
 //!
 //! In: dates are `datetime.date` or `"YYYY-MM-DD"`; money is `Decimal` or a
 //! decimal string. A `float` is refused (money is never a float), and so is
@@ -11,6 +12,7 @@
 
 use std::sync::Arc;
 
+use accubooks_core::config;
 use accubooks_core::invoicing::NewLine;
 use accubooks_core::ledger::{EntryInput, LineInput};
 use accubooks_core::money::AmountText;
@@ -26,124 +28,8 @@ use serde_json::Value;
 
 use crate::error::{Failure, Outcome, invalid};
 use crate::instance::{Instance, Org};
+use crate::schema::{Kind, Schema};
 use crate::server::{Server, ServerTask};
-
-/// Fields of book answers that hold a `YYYY-MM-DD` date.
-const DATE_FIELDS: &[&str] = &[
-    "date",
-    "as_of",
-    "from",
-    "to",
-    "due_date",
-    "issue_date",
-    "void_date",
-    "period",
-    "start",
-    "end",
-    "next_date",
-    "period_start",
-    "period_end",
-    "pay_date",
-    "start_date",
-    "end_date",
-];
-
-/// Fields of book answers that hold money as a decimal string.
-const MONEY_FIELDS: &[&str] = &[
-    "amount",
-    "annual",
-    "annual_cap",
-    "gross",
-    "net",
-    "rate",
-    "assets",
-    "balance",
-    "closing_balance",
-    "credit",
-    "credited",
-    "current",
-    "current_earnings",
-    "days_1_30",
-    "days_31_60",
-    "days_61_90",
-    "debit",
-    "equity",
-    "expenses",
-    "liabilities",
-    "liabilities_and_equity",
-    "net_income",
-    "opening_balance",
-    "outstanding",
-    "over_90",
-    "paid",
-    "quantity",
-    "revenue",
-    "subtotal",
-    "tax",
-    "tax_rate",
-    "total",
-    "total_credit",
-    "total_debit",
-    "unit_price",
-];
-
-/// The variables of the contract that `AccuBooks(**config)` accepts, in
-/// lower case.
-pub(crate) const VARIABLES: &[&str] = &[
-    "ACCUBOOKS_ENV",
-    "NODE_ENV",
-    "PORT",
-    "HOSTNAME",
-    "DATABASE_URL",
-    "DATABASE_REPORTS_URL",
-    "REPORTS_MAX_LAG_MS",
-    "JWT_SECRET",
-    "SESSION_SECRET",
-    "FRONTEND_URL",
-    "REDIS_URL",
-    "REDIS_HOST",
-    "REDIS_PORT",
-    "REDIS_PASSWORD",
-    "REDIS_MODE",
-    "REDIS_WAIT_REPLICAS",
-    "SLOW_REQUEST_MS",
-    "DB_POOL_MIN",
-    "DB_POOL_MAX",
-    "DB_IDLE_TIMEOUT_MS",
-    "DB_CONNECT_TIMEOUT_MS",
-    "DB_INIT_TIMEOUT_MS",
-    "DB_STATEMENT_TIMEOUT_MS",
-    "STRIPE_SECRET_KEY",
-    "STRIPE_WEBHOOK_SECRET",
-    "STRIPE_API_BASE",
-    "PLAID_CLIENT_ID",
-    "PLAID_SECRET",
-    "PLAID_API_BASE",
-    "METRICS_TOKEN",
-    "REQUEST_TIMEOUT_MS",
-    "BODY_LIMIT_BYTES",
-    "DRAIN_TIMEOUT_MS",
-    "JOB_TRANSPORT",
-    "JOB_CONCURRENCY",
-    "JOB_LEASE_MS",
-    "JOB_RESEND_AFTER_MS",
-    "JOB_MAX_ATTEMPTS",
-    "JOB_RETRY_BASE_MS",
-    "JOB_RETRY_MAX_MS",
-    "JOB_BACKLOG_SECONDS",
-    "RECURRING_SCAN_MS",
-    "RETENTION_DAYS",
-    "REPORT_STORAGE_PER_ORGANIZATION_BYTES",
-];
-
-/// How an answer is turned into Python objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// As JSON says, nothing more (health).
-    Plain,
-    /// Known date fields become `datetime.date`, money fields `Decimal`.
-    Books,
-}
 
 static DECIMAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static PAGE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -152,20 +38,27 @@ fn decimal_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     DECIMAL.import(py, "decimal", "Decimal")
 }
 
-/// A JSON value as Python objects.
-pub(crate) fn to_py<'py>(
-    py: Python<'py>,
-    value: &Value,
-    mode: Mode,
-) -> PyResult<Bound<'py, PyAny>> {
-    convert(py, value, mode, None)
+/// A JSON value as plain Python objects (health, a webhook's receipt).
+pub(crate) fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    convert(py, value, None)
 }
 
+/// A book answer as Python objects, its dates and money typed as `schema`
+/// (the schema of the answer's type) says.
+pub(crate) fn typed_to_py<'py>(
+    py: Python<'py>,
+    value: &Value,
+    schema: &Schema,
+) -> PyResult<Bound<'py, PyAny>> {
+    convert(py, value, Some((schema, schema.root())))
+}
+
+/// `value` as Python objects; `at` is the schema that describes it, when
+/// known.
 fn convert<'py>(
     py: Python<'py>,
     value: &Value,
-    mode: Mode,
-    field: Option<&str>,
+    at: Option<(&Schema, &Value)>,
 ) -> PyResult<Bound<'py, PyAny>> {
     Ok(match value {
         Value::Null => py.None().into_bound(py),
@@ -185,29 +78,27 @@ fn convert<'py>(
                     .into_any()
             }
         }
-        Value::String(text) => match (mode, field) {
-            (Mode::Books, Some(field)) if DATE_FIELDS.contains(&field) => {
-                match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-                    Ok(date) => date.into_pyobject(py)?.into_any(),
-                    Err(_) => PyString::new(py, text).into_any(),
-                }
-            }
-            (Mode::Books, Some(field)) if MONEY_FIELDS.contains(&field) => {
-                decimal_type(py)?.call1((text.as_str(),))?
-            }
-            _ => PyString::new(py, text).into_any(),
+        Value::String(text) => match at.map(|(schema, node)| schema.kind(node)) {
+            Some(Kind::Date) => match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+                Ok(date) => date.into_pyobject(py)?.into_any(),
+                Err(_) => PyString::new(py, text).into_any(),
+            },
+            Some(Kind::Money) => decimal_type(py)?.call1((text.as_str(),))?,
+            Some(Kind::Text) | None => PyString::new(py, text).into_any(),
         },
         Value::Array(items) => {
+            let at = at.and_then(|(schema, node)| Some((schema, schema.items(node)?)));
             let items = items
                 .iter()
-                .map(|item| convert(py, item, mode, None))
+                .map(|item| convert(py, item, at))
                 .collect::<PyResult<Vec<_>>>()?;
             PyList::new(py, items)?.into_any()
         }
         Value::Object(map) => {
             let dict = PyDict::new(py);
             for (key, item) in map {
-                dict.set_item(key, convert(py, item, mode, Some(key))?)?;
+                let at = at.and_then(|(schema, node)| Some((schema, schema.property(node, key)?)));
+                dict.set_item(key, convert(py, item, at)?)?;
             }
             dict.into_any()
         }
@@ -556,7 +447,7 @@ pub(crate) fn config_vars(
     for (key, value) in config.into_iter().flat_map(|c| c.iter()) {
         let key = text_arg(&key, "a configuration keyword")?;
         let name = key.to_ascii_uppercase();
-        if key != key.to_ascii_lowercase() || !VARIABLES.contains(&name.as_str()) {
+        if key != key.to_ascii_lowercase() || !config::variables().any(|v| v == name) {
             return Err(PyTypeError::new_err(format!(
                 "AccuBooks() got an unexpected keyword argument {key:?}: configuration keywords are the contract's variables in lower case, such as jwt_secret or redis_url"
             )));
@@ -588,12 +479,14 @@ pub(crate) fn config_vars(
 
 /// What an operation answers, before it becomes Python objects.
 pub(crate) enum Payload {
-    /// A book answer (dates and money converted).
-    Books(Value),
+    /// A book answer (dates and money converted as its schema says).
+    Books(Typed),
     /// One page of a list (or a report's rows) and the cursor of the next:
     /// an `accubooks.types.Page` (a `list` with `next_cursor`), or for a
     /// report its dict with a `next_cursor` key.
-    Page(Value, Option<String>),
+    Page(Typed, Option<String>),
+    /// JSON without dates or money (the ids of a batch), as JSON says.
+    Plain(Value),
     /// `True` or `False`.
     Flag(bool),
     /// `None`.
@@ -611,7 +504,7 @@ pub(crate) struct Reply(Outcome<Payload>);
 
 impl Reply {
     /// A book answer.
-    pub(crate) fn books(outcome: Outcome<Value>) -> Self {
+    pub(crate) fn books(outcome: Outcome<Typed>) -> Self {
         Reply(outcome.map(Payload::Books))
     }
 
@@ -634,9 +527,9 @@ impl<'py> IntoPyObject<'py> for Reply {
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         match self.0 {
             Err(failure) => Err(failure.into_pyerr(py)),
-            Ok(Payload::Books(value)) => to_py(py, &value, Mode::Books),
+            Ok(Payload::Books(answer)) => answer.to_py(py),
             Ok(Payload::Page(items, next)) => {
-                let items = to_py(py, &items, Mode::Books)?;
+                let items = items.to_py(py)?;
                 if let Ok(report) = items.cast::<pyo3::types::PyDict>() {
                     report.set_item("next_cursor", next)?;
                     return Ok(items);
@@ -644,6 +537,7 @@ impl<'py> IntoPyObject<'py> for Reply {
                 let page = PAGE.import(py, "accubooks.types", "Page")?;
                 page.call1((items, next))
             }
+            Ok(Payload::Plain(value)) => to_py(py, &value),
             Ok(Payload::Flag(flag)) => Ok(PyBool::new(py, flag).to_owned().into_any()),
             Ok(Payload::Unit) => Ok(py.None().into_bound(py)),
             Ok(Payload::AsyncOrg(instance, org)) => {
@@ -654,9 +548,30 @@ impl<'py> IntoPyObject<'py> for Reply {
     }
 }
 
+/// A book answer's JSON with the schema of its type.
+pub(crate) struct Typed {
+    /// The JSON the HTTP API would send.
+    pub(crate) value: Value,
+    /// The schema of the answer's type.
+    pub(crate) schema: Arc<Schema>,
+}
+
+impl Typed {
+    /// The answer as Python objects.
+    pub(crate) fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        typed_to_py(py, &self.value, &self.schema)
+    }
+}
+
+impl From<Typed> for Payload {
+    fn from(answer: Typed) -> Self {
+        Payload::Books(answer)
+    }
+}
+
 impl From<Value> for Payload {
     fn from(value: Value) -> Self {
-        Payload::Books(value)
+        Payload::Plain(value)
     }
 }
 

@@ -15,10 +15,12 @@ use accubooks_core::identity::{Principal, Role};
 use accubooks_core::usecases::{self, Books, Client, ClientKey};
 use accubooks_core::{AccuBooks, Config, Phase};
 use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::convert::Payload;
+use crate::convert::{Payload, Typed};
 use crate::error::{Failure, Outcome, invalid};
+use crate::schema::Schema;
 use crate::server::ServerTask;
 
 /// One AccuBooks instance and what the bindings keep beside it.
@@ -78,18 +80,42 @@ pub(crate) fn key(text: Option<String>) -> Option<ClientKey> {
 
 /// A page of a list as the JSON the HTTP API would send, with the cursor
 /// of the next page (the HTTP API's `Link` header).
-pub(crate) fn paged<T: serde::Serialize>(
-    result: usecases::Result<accubooks_core::paging::Page<T>>,
+pub(crate) fn paged<T: serde::Serialize + ToSchema + 'static>(
+    result: usecases::Result<accubooks_core::paging::Page<Vec<T>>>,
 ) -> Outcome<Payload> {
-    let page = result.map_err(ApiError::from)?;
-    let items = serde_json::to_value(page.items).map_err(|_| Failure::Api(ApiError::Internal))?;
-    Ok(Payload::Page(items, page.next.map(|next| next.to_string())))
+    page_of(result, Schema::list_of::<T>())
 }
 
-/// A use case's answer as the JSON value the HTTP API would send.
-pub(crate) fn json<T: serde::Serialize>(result: usecases::Result<T>) -> Outcome<Value> {
+/// A page of a report (the report with this page's rows).
+pub(crate) fn report_page<T: serde::Serialize + ToSchema + 'static>(
+    result: usecases::Result<accubooks_core::paging::Page<T>>,
+) -> Outcome<Payload> {
+    page_of(result, Schema::of::<T>())
+}
+
+fn page_of<T: serde::Serialize>(
+    result: usecases::Result<accubooks_core::paging::Page<T>>,
+    schema: Arc<Schema>,
+) -> Outcome<Payload> {
+    let page = result.map_err(ApiError::from)?;
+    let value = serde_json::to_value(page.items).map_err(|_| Failure::Api(ApiError::Internal))?;
+    Ok(Payload::Page(
+        Typed { value, schema },
+        page.next.map(|next| next.to_string()),
+    ))
+}
+
+/// A use case's answer as the JSON value the HTTP API would send, with the
+/// schema of its type.
+pub(crate) fn json<T: serde::Serialize + ToSchema + 'static>(
+    result: usecases::Result<T>,
+) -> Outcome<Typed> {
     let value = result.map_err(ApiError::from)?;
-    serde_json::to_value(value).map_err(|_| Failure::Api(ApiError::Internal))
+    let value = serde_json::to_value(value).map_err(|_| Failure::Api(ApiError::Internal))?;
+    Ok(Typed {
+        value,
+        schema: Schema::of::<T>(),
+    })
 }
 
 impl Instance {

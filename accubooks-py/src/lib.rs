@@ -20,6 +20,7 @@ mod error;
 mod instance;
 mod organization;
 mod runtime;
+mod schema;
 mod server;
 
 use pyo3::prelude::*;

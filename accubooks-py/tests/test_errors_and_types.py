@@ -49,6 +49,26 @@ def test_configuration_keywords_are_checked() -> None:
     assert "hunter2" not in str(bad_url.value)
 
 
+def test_every_variable_the_core_reads_is_a_keyword() -> None:
+    # Variables the binding's own list once lacked: the core owns the list
+    # now, so they reach the core (which names their bad values).
+    with pytest.raises(accubooks.ConfigError) as raised:
+        accubooks.AccuBooks(
+            trusted_proxies="haproxy",
+            shutdown_delay_ms="soon",
+            rate_limit_per_address="many",
+            jwt_secret_file="/nonexistent/accubooks-jwt",
+        )
+    assert sorted(raised.value.variables) == [
+        "JWT_SECRET_FILE",
+        "RATE_LIMIT_PER_ADDRESS",
+        "SHUTDOWN_DELAY_MS",
+        "TRUSTED_PROXIES",
+    ]
+    with pytest.raises(TypeError, match="TRUSTED_PROXIES"):
+        accubooks.AccuBooks(TRUSTED_PROXIES="10.0.0.0/8")
+
+
 def test_errors_are_a_hierarchy_and_pickle() -> None:
     assert issubclass(accubooks.DatabaseUnavailable, accubooks.ServiceUnavailable)
     for cls in (

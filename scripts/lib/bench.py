@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_bullmq  # noqa: E402
@@ -134,7 +135,8 @@ def background(*args) -> subprocess.Popen:
 def finish(name: str, p: subprocess.Popen) -> dict:
     out, err = p.communicate(timeout=300)
     if p.returncode != 0:
-        raise RuntimeError(f"{shlex.join(p.args)} failed: {err.strip()}")
+        # background() starts it from loadgen_argv(), a list of strings.
+        raise RuntimeError(f"{shlex.join(cast(list[str], p.args))} failed: {err.strip()}")
     return record(name, parse_json_line(out, p.args))
 
 
@@ -315,7 +317,7 @@ def row_outage(kind: str, dep, server, token):
     return out
 
 
-def measure_startup(binary: Path, env: dict, name: str) -> tuple[float, float]:
+def measure_startup(binary: Path, env: dict, name: str) -> tuple[float | None, float | None]:
     """exec → first /live 200 and → first /ready 200, in ms."""
     port = sv.free_port()
     env = dict(env, PORT=str(port))
@@ -365,7 +367,9 @@ def pgbench(pg) -> dict:
     run = ["pgbench", *base, "-N", "-c", "8", "-j", "2", "-T", "10", "pgbench"]
     subprocess.run(init, capture_output=True, text=True, check=True, timeout=600)
     r = subprocess.run(run, capture_output=True, text=True, check=True, timeout=120)
-    tps = float(re.search(r"tps = ([0-9.]+)", r.stdout).group(1))
+    found = re.search(r"tps = ([0-9.]+)", r.stdout)
+    assert found, f"pgbench printed no tps: {r.stdout}"
+    tps = float(found.group(1))
     lat = re.search(r"latency average = ([0-9.]+) ms", r.stdout)
     commands.append(shlex.join(init).replace(str(pg.port), "$PGPORT"))
     commands.append(shlex.join(run).replace(str(pg.port), "$PGPORT"))
@@ -520,6 +524,7 @@ def run_jobs_bench(pg, redis, database: str) -> dict:
             "--backlog", str(JOB_BACKLOG)]
     with open(LOG_DIR / "jobs_bench.log", "ab") as err:
         p = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+    assert p.stdin is not None and p.stdout is not None  # PIPEs
     result = None
     try:
         for line in p.stdout:
@@ -900,8 +905,8 @@ def render(r1, r2, r3, r4, r5, r6, r7) -> str:
             f"32 {pct(py['threads']['entries_per_s'], h['threads']['ok_rps'])}, batches "
             f"{pct(py['batch']['postings_per_s'], h['batch']['postings_per_s'])} |")
     for name, slots in memory.items():
-        cells = ", ".join(f"{k}: {v / 1024:.0f} MB" for k, v in slots.items() if v)
-        rows.append(f"| 8 | RSS (VmRSS, peak per phase) of `{name}` | {cells} | | |")
+        sizes = ", ".join(f"{k}: {v / 1024:.0f} MB" for k, v in slots.items() if v)
+        rows.append(f"| 8 | RSS (VmRSS, peak per phase) of `{name}` | {sizes} | | |")
     missed = [r.split(" | ")[1] for r in rows[2:] if "❌" in r]
     for m in missed:
         notes.append(f"Aim missed in this run: {m.strip()}.")

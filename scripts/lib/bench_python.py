@@ -13,10 +13,12 @@ import sys
 import threading
 import time
 from decimal import Decimal
+from typing import Any
 
 import accubooks
+from accubooks.types import EntryInput, LineInput
 
-LINES = [{"account": "1000", "debit": Decimal("1.00")}, {"account": "4000", "credit": Decimal("1.00")}]
+LINES: list[LineInput] = [{"account": "1000", "debit": Decimal("1.00")}, {"account": "4000", "credit": Decimal("1.00")}]
 
 
 def percentile(samples, p):
@@ -35,7 +37,7 @@ def main() -> None:
         frontend_url="https://books.example.com",
         redis_url=cfg["redis_url"],
     )
-    out = {}
+    out: dict[str, Any] = {}
     with books:
         if not books.wait_ready(15):
             raise SystemExit("the instance did not become ready")
@@ -68,21 +70,23 @@ def main() -> None:
                 n += 1
             counts.append(n)
 
-        counts, lats, stop = [], [], threading.Event()
+        counts: list[int] = []
+        lats: list[float] = []
+        stop = threading.Event()
         threads = [threading.Thread(target=poster, args=(counts, lats, stop)) for _ in range(int(cfg["threads"]))]
         started = time.perf_counter()
-        for t in threads:
-            t.start()
+        for thread in threads:
+            thread.start()
         time.sleep(seconds)
         stop.set()
-        for t in threads:
-            t.join()
+        for thread in threads:
+            thread.join()
         elapsed = time.perf_counter() - started
         out["threads"] = {"entries_per_s": sum(counts) / elapsed, "p50_ms": percentile(lats, 50),
                           "p99_ms": percentile(lats, 99), "threads": len(threads)}
 
         # Batches of 100 entries from one caller.
-        batch = [{"date": "2026-01-31", "lines": LINES}] * 100
+        batch: list[EntryInput] = [{"date": "2026-01-31", "lines": LINES}] * 100
         n = 0
         started = time.perf_counter()
         while time.perf_counter() - started < seconds:

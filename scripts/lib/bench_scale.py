@@ -40,6 +40,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import services as sv
 from bench_sections import replace_section
@@ -158,7 +159,7 @@ def throughput(bin_dir: Path, log_dir: Path, pg: sv.Postgres, loadgen, interleav
     before = [served(s) for s in servers]
     share_run, share_xids = with_xids(pg, lambda: loadgen(
         "scale-shares", "post-entries", proxies[2].base, token, "--duration", 2, "--concurrency", CONCURRENCY))
-    shares = [served(s) - b for s, b in zip(servers, before)]
+    shares = [served(s) - b for s, b in zip(servers, before, strict=False)]
     for s in servers:
         s.stop()
     for proxy in proxies:
@@ -203,7 +204,7 @@ def postgres_failover(bin_dir: Path, log_dir: Path, background, finish) -> dict:
     for p in (load, *watches):
         p.terminate()
     posting = finish("scale-failover-posting", load)
-    health = [finish(f"scale-failover-health-{s.name}", w) for s, w in zip(servers, watches)]
+    health = [finish(f"scale-failover-health-{s.name}", w) for s, w in zip(servers, watches, strict=False)]
     entries_after = int(standby.psql(count, sv.APP_DATABASE).strip())
     for s in servers:
         s.stop()
@@ -227,7 +228,7 @@ def postgres_failover(bin_dir: Path, log_dir: Path, background, finish) -> dict:
         "health": [{"name": s.name,
                     "down_ms": first_at(h["transitions"], t_kill, lambda v: not v.endswith(":connected")),
                     "up_ms": first_at(h["transitions"], t_promoted, lambda v: v.endswith(":connected"))}
-                   for s, h in zip(servers, health)],
+                   for s, h in zip(servers, health, strict=False)],
         "posting": {k: v for k, v in posting.items() if k != "timeline"},
         "acknowledged": acknowledged,
         "on_standby": entries_after - entries_before,
@@ -367,7 +368,7 @@ def run(bin_dir: Path, log_dir: Path, loadgen, interleaved, background, finish) 
         raise RuntimeError("haproxy is missing (Debian's package haproxy)")
     started = time.time()
     pg = sv.Postgres(log_dir=log_dir)
-    out = {"throughput": throughput(bin_dir, log_dir, pg, loadgen, interleaved)}
+    out: dict[str, Any] = {"throughput": throughput(bin_dir, log_dir, pg, loadgen, interleaved)}
     out["postgres"] = postgres_failover(bin_dir, log_dir, background, finish)
     out["redis"] = redis_failover(bin_dir, log_dir, pg, background, finish)
     pg.close()

@@ -14,21 +14,21 @@ import json
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 CLIENT_ID = "fake-plaid-client-id"
 SECRET = "fake-plaid-s3cr3t"
 
 
-def error(code: str, message: str, kind: str = "INVALID_INPUT") -> Dict[str, Any]:
+def error(code: str, message: str, kind: str = "INVALID_INPUT") -> dict[str, Any]:
     return {"error_type": kind, "error_code": code, "error_message": message,
             "display_message": None, "request_id": "fake"}
 
 
 class FakePlaid:
     def __init__(self) -> None:
-        self.public_tokens: Dict[str, str] = {}
-        self.items: Dict[str, Dict[str, Any]] = {}
+        self.public_tokens: dict[str, str] = {}
+        self.items: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
         fake = self
 
@@ -55,7 +55,7 @@ class FakePlaid:
         self.server.shutdown()
         self.server.server_close()
 
-    def issue_public_token(self, accounts: List[Tuple[str, str, str]]) -> str:
+    def issue_public_token(self, accounts: list[tuple[str, str, str]]) -> str:
         """A public token for a new item with these (account id, name, mask), in USD."""
         with self.lock:
             item = f"item-{uuid.uuid4().hex[:8]}"
@@ -79,7 +79,7 @@ class FakePlaid:
                                          "merchant_name": None, "pending": False})
             return tid
 
-    def handle(self, path: str, body: Dict[str, Any]) -> Tuple[int, Dict[str, Any]]:
+    def handle(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if body.get("client_id") != CLIENT_ID or body.get("secret") != SECRET:
             return 400, error("INVALID_API_KEYS", "invalid client_id or secret provided")
         with self.lock:
@@ -91,16 +91,16 @@ class FakePlaid:
                     return 400, error("INVALID_PUBLIC_TOKEN", "provided public token is in an invalid format")
                 return 200, {"access_token": self.items[item]["access_token"], "item_id": item,
                              "request_id": "fake"}
-            item_id, item = next(((k, i) for k, i in self.items.items()
-                                  if i["access_token"] == body.get("access_token")), (None, None))
-            if item is None:
+            item_id, found = next(((k, i) for k, i in self.items.items()
+                                   if i["access_token"] == body.get("access_token")), (None, None))
+            if found is None:
                 return 400, error("INVALID_ACCESS_TOKEN", "provided access token is invalid")
             if path == "/accounts/get":
-                return 200, {"accounts": item["accounts"], "item": {"item_id": item_id}, "request_id": "fake"}
+                return 200, {"accounts": found["accounts"], "item": {"item_id": item_id}, "request_id": "fake"}
             if path == "/transactions/sync":
                 start = int((body.get("cursor") or "c0")[1:])
-                added = item["transactions"][start:]
+                added = found["transactions"][start:]
                 return 200, {"added": added, "modified": [], "removed": [],
-                             "next_cursor": f"c{len(item['transactions'])}", "has_more": False,
+                             "next_cursor": f"c{len(found['transactions'])}", "has_more": False,
                              "request_id": "fake"}
         return 404, error("NOT_FOUND", "unknown path", "INVALID_REQUEST")

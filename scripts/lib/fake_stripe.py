@@ -18,8 +18,9 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 KEY = "sk_test_s3cr3t_stripe_key"
 WEBHOOK_SECRET = "whsec_s3cr3t_stripe_signing"
@@ -28,11 +29,11 @@ WEBHOOK_SECRET = "whsec_s3cr3t_stripe_signing"
 class FakeStripe:
     def __init__(self, key: str = KEY) -> None:
         self.key = key
-        self.intents: Dict[str, Dict[str, Any]] = {}
-        self.replays: Dict[str, Tuple[str, Dict[str, Any]]] = {}
+        self.intents: dict[str, dict[str, Any]] = {}
+        self.replays: dict[str, tuple[str, dict[str, Any]]] = {}
         self.lock = threading.Lock()
         self.port = 0
-        self.server: Optional[ThreadingHTTPServer] = None
+        self.server: ThreadingHTTPServer | None = None
         self.start()
 
     @property
@@ -47,7 +48,7 @@ class FakeStripe:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def answer(self, status: int, body: Dict[str, Any]) -> None:
+            def answer(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -89,7 +90,7 @@ class FakeStripe:
             self.server.server_close()
             self.server = None
 
-    def create_intent(self, body: str, key: Optional[str]) -> Tuple[int, Dict[str, Any]]:
+    def create_intent(self, body: str, key: str | None) -> tuple[int, dict[str, Any]]:
         form = dict(urllib.parse.parse_qsl(body))
         with self.lock:
             if key is not None and key in self.replays:
@@ -113,7 +114,7 @@ class FakeStripe:
                 self.replays[key] = (body, intent)
             return 200, intent
 
-    def event(self, kind: str, obj: Dict[str, Any], event_id: Optional[str] = None) -> bytes:
+    def event(self, kind: str, obj: dict[str, Any], event_id: str | None = None) -> bytes:
         return json.dumps({
             "id": event_id or f"evt_{uuid.uuid4().hex}",
             "object": "event",
@@ -124,13 +125,13 @@ class FakeStripe:
             "data": {"object": obj},
         }).encode()
 
-    def succeeded(self, intent_id: str, event_id: Optional[str] = None) -> bytes:
+    def succeeded(self, intent_id: str, event_id: str | None = None) -> bytes:
         """``payment_intent.succeeded`` for all of the intent's amount."""
         intent = self.intents[intent_id]
         obj = {**intent, "status": "succeeded", "amount_received": intent["amount"]}
         return self.event("payment_intent.succeeded", obj, event_id)
 
-    def refunded(self, intent_id: str, amount_refunded: int, event_id: Optional[str] = None) -> bytes:
+    def refunded(self, intent_id: str, amount_refunded: int, event_id: str | None = None) -> bytes:
         """``charge.refunded`` of the intent's charge, with its refunded total."""
         intent = self.intents[intent_id]
         obj = {"id": "ch_" + intent_id[3:], "object": "charge", "amount": intent["amount"],
@@ -140,7 +141,7 @@ class FakeStripe:
         return self.event("charge.refunded", obj, event_id)
 
 
-def sign(payload: bytes, secrets: List[str] = [WEBHOOK_SECRET], timestamp: Optional[int] = None) -> str:
+def sign(payload: bytes, secrets: Sequence[str] = (WEBHOOK_SECRET,), timestamp: int | None = None) -> str:
     """The ``Stripe-Signature`` header of ``payload``, signed with each secret."""
     t = int(time.time()) if timestamp is None else timestamp
     parts = [f"t={t}"]

@@ -78,9 +78,9 @@ FAST_SETTINGS = {"fsync": "off", "full_page_writes": "off", "synchronous_commit"
 # How many fresh ports a first start tries when the chosen one was taken.
 START_ATTEMPTS = 5
 
-_processes: list["Process"] = []
+_processes: list[Process] = []
 _dirs: list[Path] = []
-_clusters: list["Postgres"] = []
+_clusters: list[Postgres] = []
 
 
 def log(message: str) -> None:
@@ -496,6 +496,7 @@ class Process:
         """SIGTERM, then SIGKILL after `timeout`."""
         if not self.alive():
             return
+        assert self.proc is not None  # alive
         self.expected_exit = True
         _signal(self.proc.pid, signal.SIGTERM)
         try:
@@ -506,6 +507,7 @@ class Process:
     def pause(self) -> None:
         if not self.alive():
             return
+        assert self.proc is not None  # alive
         pid = self.proc.pid
         _signal(-pid, signal.SIGSTOP)
         for c in children(pid):
@@ -608,13 +610,13 @@ class Postgres:
     file's `postgres` command line."""
 
     def __init__(self, settings: dict[str, str] | None = None, log_dir: Path | None = None,
-                 fast: bool = False, prefix: str = "accubooks-pg-", standby_of: "Postgres | None" = None):
+                 fast: bool = False, prefix: str = "accubooks-pg-", standby_of: Postgres | None = None):
         """With `standby_of`, a streaming standby of that primary (a base
         backup taken now, `pg_basebackup -R`), which has its database."""
         self.dir = make_dir(prefix)
         self.data = init_standby(self.dir, standby_of.port) if standby_of else init_postgres(self.dir)
         self.settings = postgres_settings(fast, settings)
-        self.port = free_port()
+        self.port: int = free_port()
         name = "postgres-standby" if standby_of else "postgres"
         self.process = Process(name, [], (log_dir or self.dir) / f"{name}.log")
         self._started = False
@@ -772,7 +774,7 @@ class RedisCluster:
         """Every node's URL, comma-separated (REDIS_URL with REDIS_MODE=cluster)."""
         return ",".join(node.url() for node in self.nodes)
 
-    def master_of(self, key: str, asked: "Redis | None" = None) -> "Redis | None":
+    def master_of(self, key: str, asked: Redis | None = None) -> Redis | None:
         """The node that `asked` (default: the first node that answers) sees
         as the live master serving `key`."""
         for node in [asked] if asked else self.nodes:
@@ -793,7 +795,7 @@ class RedisCluster:
             return None
         return None
 
-    def wait_failover(self, key: str, dead: "Redis", timeout: float = 30) -> float:
+    def wait_failover(self, key: str, dead: Redis, timeout: float = 30) -> float:
         """Waits until a node other than `dead` serves `key` as a live master
         (as another node sees it); returns the wait."""
         started = time.time()
@@ -850,7 +852,7 @@ class Haproxy:
         header = lines[0].lstrip("# ").split(",")
         states = {}
         for line in lines[1:]:
-            row = dict(zip(header, line.split(",")))
+            row = dict(zip(header, line.split(","), strict=False))
             if row.get("svname") not in (None, "FRONTEND", "BACKEND"):
                 states[row["svname"]] = row.get("status", "")
         return states

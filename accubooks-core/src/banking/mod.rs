@@ -159,6 +159,7 @@ pub struct Suggestion {
     /// The invoice number or the entry's memo.
     pub label: String,
     /// The invoice's outstanding amount, or the entry line's amount.
+    #[schema(value_type = crate::money::AmountText)]
     pub amount: String,
     /// The entry's date, or the invoice's issue date.
     pub date: Option<NaiveDate>,
@@ -183,6 +184,7 @@ pub struct BankLine {
     pub name: String,
     /// Decimal string with Plaid's sign: positive is money leaving the
     /// account, negative money received.
+    #[schema(value_type = crate::money::AmountText)]
     pub amount: String,
     /// `in` (received) or `out` (paid).
     pub direction: &'static str,

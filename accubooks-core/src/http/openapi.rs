@@ -92,6 +92,51 @@ fn next_link_header() -> utoipa::openapi::header::Header {
         .build()
 }
 
+/// A creating use case's answer has the schema of what it created: a
+/// replay answers the first call's JSON of the same type.
+impl<T: utoipa::ToSchema> utoipa::PartialSchema for crate::usecases::Answer<T> {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        T::schema()
+    }
+}
+
+impl<T: utoipa::ToSchema> utoipa::ToSchema for crate::usecases::Answer<T> {
+    fn name() -> std::borrow::Cow<'static, str> {
+        T::name()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        T::schemas(schemas);
+    }
+}
+
+/// An account is serialized as `AccountShown`, so that is its schema.
+impl utoipa::PartialSchema for crate::ledger::Account {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <crate::ledger::AccountShown<'static> as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for crate::ledger::Account {
+    fn name() -> std::borrow::Cow<'static, str> {
+        <crate::ledger::AccountShown<'static> as utoipa::ToSchema>::name()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <crate::ledger::AccountShown<'static> as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
 /// Builds the document.
 pub fn document(routes: &RouteTable) -> OpenApi {
     let mut schemas = Vec::new();

@@ -101,14 +101,19 @@ pub struct InvoiceLine {
     /// Description.
     pub description: String,
     /// Quantity.
+    #[schema(value_type = crate::money::AmountText)]
     pub quantity: String,
     /// Unit price.
+    #[schema(value_type = crate::money::AmountText)]
     pub unit_price: String,
     /// Tax rate.
+    #[schema(value_type = crate::money::AmountText)]
     pub tax_rate: String,
     /// Quantity × unit price.
+    #[schema(value_type = crate::money::AmountText)]
     pub amount: String,
     /// The line's tax.
+    #[schema(value_type = crate::money::AmountText)]
     pub tax: String,
 }
 
@@ -232,16 +237,22 @@ pub struct Invoice {
     /// `line` or `document`.
     pub tax_rounding: String,
     /// Sum of line amounts.
+    #[schema(value_type = crate::money::AmountText)]
     pub subtotal: String,
     /// Tax.
+    #[schema(value_type = crate::money::AmountText)]
     pub tax: String,
     /// Subtotal + tax.
+    #[schema(value_type = crate::money::AmountText)]
     pub total: String,
     /// Paid so far.
+    #[schema(value_type = crate::money::AmountText)]
     pub paid: String,
     /// Credited by credit notes.
+    #[schema(value_type = crate::money::AmountText)]
     pub credited: String,
     /// Still owed.
+    #[schema(value_type = crate::money::AmountText)]
     pub outstanding: String,
     /// The entry that issued it.
     pub issue_entry_id: Option<i64>,

@@ -40,6 +40,7 @@ pub struct PaymentIntent {
     /// What the browser confirms the payment with (Stripe.js).
     pub client_secret: String,
     /// Decimal string in the invoice's currency: what was open when asked.
+    #[schema(value_type = crate::money::AmountText)]
     pub amount: String,
     /// The invoice's currency.
     pub currency: String,

@@ -51,9 +51,11 @@ pub struct ScheduleSpec {
     #[serde(default = "one")]
     pub interval: u32,
     /// The first occurrence, `YYYY-MM-DD`; later ones are computed from it.
+    #[schema(format = Date)]
     pub start: String,
     /// The last day an occurrence may fall on, or null.
     #[serde(default)]
+    #[schema(format = Date)]
     pub end: Option<String>,
     /// How many occurrences at most, or null.
     #[serde(default)]

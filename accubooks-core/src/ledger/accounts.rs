@@ -102,6 +102,7 @@ pub(crate) struct AccountShown<'a> {
     kind: AccountType,
     currency: &'a str,
     parent: Option<&'a str>,
+    #[schema(value_type = crate::money::AmountText)]
     balance: String,
 }
 

@@ -82,9 +82,11 @@ pub struct EntryLine {
     pub account: String,
     /// The debit, if this line is one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::money::AmountText>)]
     pub debit: Option<String>,
     /// The credit, if this line is one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::money::AmountText>)]
     pub credit: Option<String>,
 }
 

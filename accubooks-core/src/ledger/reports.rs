@@ -27,8 +27,10 @@ pub struct BalanceLine {
     /// Currency.
     pub currency: String,
     /// The debit balance, or "0.00".
+    #[schema(value_type = crate::money::AmountText)]
     pub debit: String,
     /// The credit balance, or "0.00".
+    #[schema(value_type = crate::money::AmountText)]
     pub credit: String,
     /// The signed balance in minor units (debits positive); not serialized.
     #[serde(skip)]
@@ -41,8 +43,10 @@ pub struct CurrencyTotals {
     /// Currency.
     pub currency: String,
     /// Sum of debit balances.
+    #[schema(value_type = crate::money::AmountText)]
     pub debit: String,
     /// Sum of credit balances.
+    #[schema(value_type = crate::money::AmountText)]
     pub credit: String,
 }
 
@@ -54,8 +58,10 @@ pub struct TrialBalance {
     /// Every account, by code.
     pub accounts: Vec<BalanceLine>,
     /// Total debits, when the books have one currency.
+    #[schema(value_type = Option<crate::money::AmountText>)]
     pub total_debit: Option<String>,
     /// Total credits, when the books have one currency.
+    #[schema(value_type = Option<crate::money::AmountText>)]
     pub total_credit: Option<String>,
     /// Totals per currency.
     pub totals: Vec<CurrencyTotals>,
@@ -171,6 +177,7 @@ pub struct StatementLine {
     /// Currency.
     pub currency: String,
     /// The amount, positive when the balance is on the account's normal side.
+    #[schema(value_type = crate::money::AmountText)]
     pub amount: String,
 }
 
@@ -189,14 +196,19 @@ pub struct BalanceSheetTotals {
     /// Currency.
     pub currency: String,
     /// Total assets.
+    #[schema(value_type = crate::money::AmountText)]
     pub assets: String,
     /// Total liabilities.
+    #[schema(value_type = crate::money::AmountText)]
     pub liabilities: String,
     /// Total equity accounts.
+    #[schema(value_type = crate::money::AmountText)]
     pub equity: String,
     /// Revenue less expenses not yet closed into equity.
+    #[schema(value_type = crate::money::AmountText)]
     pub current_earnings: String,
     /// Liabilities + equity + current earnings; equals `assets`.
+    #[schema(value_type = crate::money::AmountText)]
     pub liabilities_and_equity: String,
 }
 
@@ -269,10 +281,13 @@ pub struct IncomeTotals {
     /// Currency.
     pub currency: String,
     /// Total revenue.
+    #[schema(value_type = crate::money::AmountText)]
     pub revenue: String,
     /// Total expenses.
+    #[schema(value_type = crate::money::AmountText)]
     pub expenses: String,
     /// Revenue less expenses.
+    #[schema(value_type = crate::money::AmountText)]
     pub net_income: String,
 }
 
@@ -380,11 +395,14 @@ pub struct LedgerRow {
     pub memo: String,
     /// Debit, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::money::AmountText>)]
     pub debit: Option<String>,
     /// Credit, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::money::AmountText>)]
     pub credit: Option<String>,
     /// Balance after this posting (debits positive).
+    #[schema(value_type = crate::money::AmountText)]
     pub balance: String,
 }
 
@@ -400,9 +418,11 @@ pub struct GeneralLedger {
     /// Last day.
     pub to: NaiveDate,
     /// Balance at the start of `from`.
+    #[schema(value_type = crate::money::AmountText)]
     pub opening_balance: String,
     /// Balance after the last row of this page (at the end of `to` on the
     /// last page).
+    #[schema(value_type = crate::money::AmountText)]
     pub closing_balance: String,
     /// This page's postings in date order (then entry, then line).
     pub rows: Vec<LedgerRow>,

@@ -152,6 +152,7 @@ pub struct SlipLine {
     /// The rule.
     pub name: String,
     /// Decimal string.
+    #[schema(value_type = crate::money::AmountText)]
     pub amount: String,
 }
 
@@ -161,12 +162,14 @@ pub struct PayslipView {
     /// The employee.
     pub employee_id: i64,
     /// Gross pay.
+    #[schema(value_type = crate::money::AmountText)]
     pub gross: String,
     /// Withheld, per rule.
     pub deductions: Vec<SlipLine>,
     /// Employer contributions, per rule.
     pub employer: Vec<SlipLine>,
     /// Gross less deductions.
+    #[schema(value_type = crate::money::AmountText)]
     pub net: String,
     /// Minor units per rule name (for the year-to-date of later runs).
     #[serde(skip_serializing, default)]

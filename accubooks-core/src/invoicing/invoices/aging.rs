@@ -16,16 +16,22 @@ use crate::organization::OrganizationId;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AgingBuckets {
     /// Not yet due.
+    #[schema(value_type = crate::money::AmountText)]
     pub current: String,
     /// 1 to 30 days past due.
+    #[schema(value_type = crate::money::AmountText)]
     pub days_1_30: String,
     /// 31 to 60 days past due.
+    #[schema(value_type = crate::money::AmountText)]
     pub days_31_60: String,
     /// 61 to 90 days past due.
+    #[schema(value_type = crate::money::AmountText)]
     pub days_61_90: String,
     /// More than 90 days past due.
+    #[schema(value_type = crate::money::AmountText)]
     pub over_90: String,
     /// All of them.
+    #[schema(value_type = crate::money::AmountText)]
     pub total: String,
 }
 
