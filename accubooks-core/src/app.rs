@@ -259,12 +259,16 @@ impl Builder {
                     timeout: policy.timeout.max(config.pool.connect_timeout),
                     ..policy
                 }),
-            DependencySpec::new(deps::REDIS, Arc::new(redis.clone()))
-                .unavailable(
-                    "JOBS_UNAVAILABLE",
-                    "Background jobs are unavailable. Please retry shortly.",
-                )
-                .policy(policy),
+            if config.uses_redis() {
+                DependencySpec::new(deps::REDIS, Arc::new(redis.clone()))
+                    .unavailable(
+                        "JOBS_UNAVAILABLE",
+                        "Background jobs are unavailable. Please retry shortly.",
+                    )
+                    .policy(policy)
+            } else {
+                DependencySpec::disabled(deps::REDIS).policy(policy)
+            },
             match &reports {
                 Some(standby) => {
                     DependencySpec::new(deps::REPORTS_DATABASE, Arc::new(standby.clone()))

@@ -391,6 +391,61 @@ async fn enqueued_jobs_are_recorded_once_per_key_and_run_once(carrier: Carrier) 
     }
 }
 
+/// The embedded default, as the README's first command starts it: SQLite and
+/// no Redis variable. Redis is `disabled` (not configured, never probed), not
+/// `unavailable`, so the instance is `healthy`; its jobs run on the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_default_is_healthy_without_redis() {
+    use crate::support::server::{Host, TestServer, base_vars, set};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = base_vars();
+    vars.retain(|(name, _)| name != "REDIS_URL");
+    let books_db = format!("sqlite://{}/books.db", dir.path().display());
+    set(&mut vars, "DATABASE_URL", books_db);
+    let books = Books::around(TestServer::start(Host::Axum, vars).await);
+    books
+        .server
+        .wait_for_dependency("database", "connected", Duration::from_secs(10))
+        .await;
+    let token = books
+        .register(
+            &format!("embedded-{}@acme.test", uuid::Uuid::new_v4()),
+            "USD",
+        )
+        .await;
+    let (status, job) = books
+        .call(
+            "POST",
+            "/api/report-jobs",
+            Some(&token),
+            Some(json!({"report": "trial-balance", "params": {"as_of": "2026-02-01"}, "format": "json"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    report_result(&books, &token, &job).await;
+    let started = Instant::now();
+    loop {
+        let health = books.server.health().await;
+        let dependencies = &health["dependencies"];
+        assert_eq!(dependencies["redis"]["status"], "disabled", "{health}");
+        assert_eq!(
+            dependencies["jobQueues"]["transport"], "database",
+            "{health}"
+        );
+        if health["status"] == "healthy" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the embedded default stays {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A Redis variable set means Redis is wanted: then it is probed, and
+    // a closed port is `unavailable` as before (the other tests' servers).
+}
+
 /// Polls a report job until it has succeeded; answers its result's content
 /// type and text.
 pub(crate) async fn report_result(books: &Books, token: &str, job: &Value) -> (String, String) {

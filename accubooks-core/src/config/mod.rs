@@ -171,6 +171,19 @@ pub struct RedisConfig {
     /// before it counts as sent (Redis `WAIT`), so a failover to one of them
     /// cannot lose it. 0 (the default) waits for none.
     pub wait_replicas: u32,
+    /// Whether a Redis variable (`REDIS_URL`, `REDIS_HOST`, `REDIS_PORT`) is
+    /// set; otherwise the URL is the default `redis://localhost:6379`.
+    pub configured: bool,
+}
+
+impl Config {
+    /// Whether this instance uses Redis: it carries the jobs
+    /// (`JOB_TRANSPORT=redis`), or a Redis variable is set. Otherwise (the
+    /// embedded default: SQLite and no Redis variable) Redis is `disabled`
+    /// in health and never probed.
+    pub fn uses_redis(&self) -> bool {
+        self.redis.configured || self.jobs.transport == JobTransport::Redis
+    }
 }
 
 impl RedisConfig {

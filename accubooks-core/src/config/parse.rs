@@ -183,6 +183,7 @@ impl Config {
             url: redis_url,
             cluster,
             wait_replicas: r.number("REDIS_WAIT_REPLICAS", 0u32, 0, 16),
+            configured: redis_configured,
         };
 
         let slow_request = r.millis("SLOW_REQUEST_MS", 1500);

@@ -301,3 +301,41 @@ fn production_refuses_guessable_and_shared_secrets() {
     // Development takes what it is given.
     assert!(Config::from_vars([("JWT_SECRET", "a".repeat(40))]).is_ok());
 }
+
+#[test]
+fn redis_is_used_when_it_carries_the_jobs_or_is_configured() {
+    let config = |pairs: &[(&str, &str)]| {
+        Config::from_vars(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+        .unwrap()
+    };
+    let embedded = config(&[("DATABASE_URL", "sqlite://books.db")]);
+    assert_eq!(embedded.jobs.transport, JobTransport::Database);
+    assert!(
+        !embedded.uses_redis(),
+        "the embedded default needs no Redis"
+    );
+    let with_host = config(&[
+        ("DATABASE_URL", "sqlite://books.db"),
+        ("REDIS_HOST", "cache"),
+    ]);
+    assert!(with_host.uses_redis());
+    let database_jobs = config(&[
+        ("DATABASE_URL", "sqlite://books.db"),
+        ("JOB_TRANSPORT", "database"),
+        ("REDIS_URL", "redis://cache:6379"),
+    ]);
+    assert!(
+        database_jobs.uses_redis(),
+        "a Redis variable set means Redis is wanted"
+    );
+    let postgres = config(&[("DATABASE_URL", "postgres://app@db/books")]);
+    assert_eq!(postgres.jobs.transport, JobTransport::Redis);
+    assert!(
+        postgres.uses_redis(),
+        "the redis transport at the default localhost:6379"
+    );
+}
