@@ -339,20 +339,36 @@ pub(crate) struct Claimed {
     pub attempts: u32,
 }
 
+/// The jobs that may still run, word for word the predicate of the partial
+/// indexes `jobs_claim` and `jobs_claim_by_organization` (migration 0011),
+/// so that both PostgreSQL and SQLite read only those: succeeded and dead
+/// jobs, however many the table keeps, cost a claim nothing.
+macro_rules! open {
+    () => {
+        "status IN ('pending', 'queued', 'running', 'failed')"
+    };
+}
+const OPEN: &str = open!();
+
 /// What a claim may take: a job not yet taken whose time has come, or one
 /// whose holder's lease has passed.
-/// (`status <> 'succeeded'` lets PostgreSQL use the partial index of open
-/// jobs.)
-const CLAIMABLE: &str = "status <> 'succeeded' AND (status IN ('pending', 'queued') \
+const CLAIMABLE: &str = concat!(
+    open!(),
+    " AND (status IN ('pending', 'queued') \
      OR (status = 'failed' AND run_after_ms <= $3) \
-     OR (status = 'running' AND lease_until_ms < $3))";
+     OR (status = 'running' AND lease_until_ms < $3))"
+);
 
 /// Whether the open jobs of the queue `q.name` belong to more than one
-/// organization: two probes of the index `jobs_open_by_organization` (one
+/// organization: two probes of the index `jobs_claim_by_organization` (one
 /// sub-select each, as SQLite answers a lone `min` or `max` from an index).
-const SEVERAL_ORGANIZATIONS: &str = "COALESCE((SELECT min(organization_id) FROM jobs \
-     WHERE queue = q.name AND status <> 'succeeded') <> (SELECT max(organization_id) FROM jobs \
-     WHERE queue = q.name AND status <> 'succeeded'), false)";
+const SEVERAL_ORGANIZATIONS: &str = concat!(
+    "COALESCE((SELECT min(organization_id) FROM jobs WHERE queue = q.name AND ",
+    open!(),
+    ") <> (SELECT max(organization_id) FROM jobs WHERE queue = q.name AND ",
+    open!(),
+    "), false)"
+);
 
 const CLAIMED_COLUMNS: &str = "id, organization_id, queue, kind, payload, attempts";
 
@@ -415,8 +431,9 @@ pub(crate) async fn claim_ids(
 }
 
 /// Claims up to `limit` due jobs of `queue` straight from the table (the
-/// database transport), taking turns between organizations: the oldest due
-/// job of each organization first, then the second of each, and so on, so
+/// database transport), in the order they fell due, taking turns between
+/// organizations: the oldest due job of each organization first, then the
+/// second of each, and so on, so
 /// one organization's backlog of thousands delays another's due job by one
 /// claim, not by the whole backlog.
 pub(crate) async fn claim_due(
@@ -438,20 +455,51 @@ pub(crate) async fn claim_due(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
              lease_until_ms = $2, updated_ms = $3 \
              WHERE id IN (SELECT id FROM jobs WHERE queue = $4 AND {CLAIMABLE} \
-             ORDER BY id LIMIT $5{lock}) RETURNING {CLAIMED_COLUMNS}"
+             ORDER BY run_after_ms, id LIMIT $5{lock}) RETURNING {CLAIMED_COLUMNS}"
         );
         // Window functions cannot be locked, so the turns are chosen first
         // and locked (skipping those another claim holds) by id.
-        let in_turns = format!(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
-             lease_until_ms = $2, updated_ms = $3 \
-             WHERE id IN (SELECT id FROM jobs WHERE queue = $4 AND {CLAIMABLE} AND id IN \
-                 (SELECT id FROM (SELECT id, row_number() OVER \
-                     (PARTITION BY organization_id ORDER BY id) AS turn \
-                     FROM jobs WHERE queue = $4 AND {CLAIMABLE}) due \
-                  ORDER BY turn, id LIMIT $5){lock}) \
-             RETURNING {CLAIMED_COLUMNS}"
-        );
+        let in_turns = match pool {
+            // The organizations with open jobs are found by skipping
+            // through the index (one probe each, at most `limit` of them),
+            // and each gives its `limit` oldest due jobs: a claim reads
+            // `limit × limit` rows at most, however long the backlog.
+            Pool::Postgres(_) => format!(
+                "WITH RECURSIVE orgs(organization_id) AS ( \
+                     (SELECT organization_id FROM jobs WHERE queue = $4 AND {OPEN} \
+                      ORDER BY organization_id LIMIT 1) \
+                     UNION ALL \
+                     SELECT (SELECT organization_id FROM jobs WHERE queue = $4 AND {OPEN} \
+                             AND organization_id > o.organization_id \
+                             ORDER BY organization_id LIMIT 1) \
+                     FROM orgs o WHERE o.organization_id IS NOT NULL), \
+                 turns AS (SELECT due.id, due.run_after_ms, due.turn \
+                     FROM (SELECT organization_id FROM orgs WHERE organization_id IS NOT NULL \
+                           LIMIT $5) o \
+                     CROSS JOIN LATERAL (SELECT id, run_after_ms, \
+                             row_number() OVER (ORDER BY run_after_ms, id) AS turn \
+                         FROM (SELECT id, run_after_ms FROM jobs WHERE queue = $4 \
+                               AND organization_id = o.organization_id AND {CLAIMABLE} \
+                               ORDER BY run_after_ms, id LIMIT $5) oldest) due) \
+                 UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
+                 lease_until_ms = $2, updated_ms = $3 \
+                 WHERE id IN (SELECT id FROM jobs WHERE queue = $4 AND {CLAIMABLE} AND id IN \
+                     (SELECT id FROM turns ORDER BY turn, run_after_ms, id LIMIT $5){lock}) \
+                 RETURNING {CLAIMED_COLUMNS}"
+            ),
+            // One process writes at a time; the window reads the queue's
+            // open jobs from the partial index, in organization and id order.
+            Pool::Sqlite(_) => format!(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
+                 lease_until_ms = $2, updated_ms = $3 \
+                 WHERE id IN (SELECT id FROM jobs WHERE queue = $4 AND {CLAIMABLE} AND id IN \
+                     (SELECT id FROM (SELECT id, run_after_ms, row_number() OVER \
+                         (PARTITION BY organization_id ORDER BY run_after_ms, id) AS turn \
+                         FROM jobs WHERE queue = $4 AND {CLAIMABLE}) due \
+                      ORDER BY turn, run_after_ms, id LIMIT $5){lock}) \
+                 RETURNING {CLAIMED_COLUMNS}"
+            ),
+        };
         on_pool!(pool, p => {
             let mut tx = p.begin_for_worker_writing().await?;
             // Turns cost a sort of the queue's open jobs. With one
