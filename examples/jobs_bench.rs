@@ -178,7 +178,9 @@ async fn main() {
         .await
         .expect("the instance builds");
     available(&app, "database", true).await;
-    available(&app, "redis", true).await;
+    if transport == "redis" {
+        available(&app, "redis", true).await;
+    }
     while !app.database().is_migrated() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -3,7 +3,7 @@
 
 use super::{ApiError, Request, Response, Route, json_response, list_query, page_response};
 use crate::app::AccuBooks;
-use crate::jobs::{Job, JobStatus, Queue};
+use crate::jobs::{Job, JobStatus};
 use http::{Method, StatusCode};
 use serde::Deserialize;
 
@@ -13,7 +13,8 @@ pub(crate) fn routes() -> Vec<Route> {
             .summary("The organization's background jobs, newest first")
             .query(
                 "queue",
-                "recurring-invoices, payroll-processing or report-generation",
+                "A queue's name: recurring-invoices, payroll-processing, report-generation, \
+                 payments, bank-feeds, or one a host registered",
                 false,
             )
             .query(
@@ -47,12 +48,18 @@ async fn list_jobs(app: AccuBooks, request: Request) -> Result<Response, ApiErro
     let queue = filter
         .queue
         .map(|name| {
-            Queue::parse(&name).ok_or_else(|| {
-                ApiError::invalid(
-                    "INVALID_QUERY",
-                    "queue is recurring-invoices, payroll-processing or report-generation.",
-                )
-            })
+            let known = app.jobs().queues();
+            known
+                .iter()
+                .copied()
+                .find(|queue| queue.as_str() == name)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = known.iter().map(|queue| queue.as_str()).collect();
+                    ApiError::invalid(
+                        "INVALID_QUERY",
+                        format!("queue is one of {}.", names.join(", ")),
+                    )
+                })
         })
         .transpose()?;
     let status = filter
