@@ -442,6 +442,17 @@ async fn the_embedded_default_is_healthy_without_redis() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The queue filter names the queues this instance has registered.
+    let (status, refused) = books
+        .call("GET", "/api/jobs?queue=nope", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["code"], "INVALID_QUERY");
+    let said = refused["error"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("bank-feeds") && said.contains("recurring-invoices"),
+        "{refused}"
+    );
     // A Redis variable set means Redis is wanted: then it is probed, and
     // a closed port is `unavailable` as before (the other tests' servers).
 }
