@@ -36,11 +36,6 @@ impl OrganizationId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// The id as a UUID.
-    pub fn uuid(&self) -> Uuid {
-        Uuid::parse_str(&self.0).expect("an OrganizationId holds a UUID")
-    }
 }
 
 impl From<Uuid> for OrganizationId {
@@ -57,34 +52,9 @@ impl Deref for OrganizationId {
     }
 }
 
-impl AsRef<str> for OrganizationId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
 impl fmt::Display for OrganizationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-impl PartialEq<str> for OrganizationId {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl serde::Serialize for OrganizationId {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for OrganizationId {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        OrganizationId::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -106,14 +76,7 @@ mod tests {
         let parsed = OrganizationId::parse(&id.simple().to_string().to_uppercase()).unwrap();
         assert_eq!(parsed.as_str(), id.to_string());
         assert_eq!(parsed, OrganizationId::from(id));
-        assert_eq!(parsed.uuid(), id);
         assert!(OrganizationId::parse("Acme Ltd").is_err());
         assert!(OrganizationId::parse("").is_err());
-        let json = serde_json::to_string(&parsed).unwrap();
-        assert_eq!(
-            serde_json::from_str::<OrganizationId>(&json).unwrap(),
-            parsed
-        );
-        assert!(serde_json::from_str::<OrganizationId>("\"org-1\"").is_err());
     }
 }
