@@ -916,12 +916,53 @@ async fn the_database_transport_on_postgres_takes_turns_too() {
     another_s_job_runs_behind_a_backlog(&books, "database transport on PostgreSQL").await;
 }
 
+/// With more organizations holding backlogs than one claim takes (the
+/// claim's `limit` is the free slots, here 4), the organization of the
+/// highest id still gets its turn: the turns start after the last
+/// organization served. (Starting at the lowest id each time, it waited
+/// until the lower organizations' 12,000 jobs had run.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_turns_on_postgres_reach_more_organizations_than_a_claim_takes() {
+    let books = Books::start_with(
+        Store::Postgres,
+        &[
+            ("JOB_TRANSPORT", "database".to_owned()),
+            ("JOB_CONCURRENCY", "4".to_owned()),
+        ],
+    )
+    .await;
+    let mut organizations = Vec::new();
+    for n in 0..12 {
+        organizations.push(
+            books
+                .register_organization(&format!("org{n}@acme.test"))
+                .await,
+        );
+    }
+    organizations.sort_by(|a, b| a.1.cmp(&b.1));
+    let last = organizations.pop().unwrap();
+    let hostile: Vec<String> = organizations.into_iter().map(|(_, id)| id).collect();
+    a_job_runs_behind_backlogs(&books, "11 organizations, 4 slots", &hostile, 1_500, &last).await;
+}
+
 async fn another_s_job_runs_behind_a_backlog(books: &Books, carrier: &str) {
+    let (_, hostile) = books.register_organization("backlog@acme.test").await;
+    let other = books.register_organization("other@acme.test").await;
+    a_job_runs_behind_backlogs(books, carrier, &[hostile], 20_000, &other).await;
+}
+
+/// While each of `hostile` has `backlog` jobs waiting on a queue, the job
+/// `other` (token, organization) enqueues behind them runs within 2 s.
+async fn a_job_runs_behind_backlogs(
+    books: &Books,
+    carrier: &str,
+    hostile: &[String],
+    backlog: usize,
+    other: &(String, String),
+) {
     use accubooks_core::jobs::NewJob;
     use accubooks_core::reporting;
-    const BACKLOG: usize = 20_000;
-    let (_, hostile) = books.register_organization("backlog@acme.test").await;
-    let (other_token, other) = books.register_organization("other@acme.test").await;
+    let (other_token, other) = other;
     let job = |key: String| NewJob {
         queue: reporting::QUEUE,
         kind: crate::support::server::TEST_JOB_KIND,
@@ -929,25 +970,27 @@ async fn another_s_job_runs_behind_a_backlog(books: &Books, carrier: &str) {
         payload: json!({}),
     };
     let app = &books.server.app;
-    let backlog = (0..BACKLOG).map(|n| job(format!("backlog-{n}"))).collect();
-    app.enqueue(
-        &accubooks_core::OrganizationId::parse(&hostile).unwrap(),
-        backlog,
-    )
-    .await
-    .unwrap();
+    for organization in hostile {
+        let jobs = (0..backlog).map(|n| job(format!("backlog-{n}"))).collect();
+        app.enqueue(
+            &accubooks_core::OrganizationId::parse(organization).unwrap(),
+            jobs,
+        )
+        .await
+        .unwrap();
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     let id = app
         .enqueue(
-            &accubooks_core::OrganizationId::parse(&other).unwrap(),
+            &accubooks_core::OrganizationId::parse(other).unwrap(),
             vec![job("due-today".to_owned())],
         )
         .await
         .unwrap()[0];
     loop {
         let (status, answer) = books
-            .call("GET", &format!("/api/jobs/{id}"), Some(&other_token), None)
+            .call("GET", &format!("/api/jobs/{id}"), Some(other_token), None)
             .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         if answer["status"] == "succeeded" {
@@ -962,12 +1005,16 @@ async fn another_s_job_runs_behind_a_backlog(books: &Books, carrier: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let waited = started.elapsed();
-    let left = open_jobs(books, &hostile).await;
+    let mut left = 0;
+    for organization in hostile {
+        left += open_jobs(books, organization).await;
+    }
+    let total = backlog * hostile.len();
     eprintln!(
         "figure: fairness ({carrier}): another organization's job ran {waited:?} after it was \
-         asked for, with {left} of the {BACKLOG}-job backlog still open"
+         asked for, with {left} of the {total} backlogged jobs still open"
     );
-    assert!(left > 1_000, "the backlog was nearly done ({left} open)");
+    assert!(left > 1_000, "the backlogs were nearly done ({left} open)");
 }
 
 /// The jobs of `organization` not yet succeeded, read past row-level

@@ -390,6 +390,7 @@ async fn database_worker(env: JobEnv, queue: Queue, mut stopped: watch::Receiver
     let config = jobs.config().clone();
     let lease_ms = millis(config.lease);
     let semaphore = Arc::new(Semaphore::new(config.concurrency));
+    let mut turns = store::Turns::default();
     loop {
         if *stopped.borrow() || jobs.is_draining() {
             jobs.set_working(queue, false);
@@ -405,10 +406,16 @@ async fn database_worker(env: JobEnv, queue: Queue, mut stopped: watch::Receiver
         jobs.set_working(queue, true);
         let woken = jobs.inner.wake[position].notified();
         let mut permits = permits(&semaphore, config.concurrency).await;
-        let claimed =
-            store::claim_due(env.database(), queue, jobs.owner(), lease_ms, permits.len())
-                .await
-                .unwrap_or_default();
+        let claimed = store::claim_due(
+            env.database(),
+            queue,
+            jobs.owner(),
+            lease_ms,
+            permits.len(),
+            &mut turns,
+        )
+        .await
+        .unwrap_or_default();
         if claimed.is_empty() {
             drop(permits);
             tokio::select! {
