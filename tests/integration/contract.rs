@@ -563,7 +563,8 @@ async fn browsers_of_the_frontend_origin_and_only_them_may_call(host: Host) {
         headers["access-control-allow-origin"],
         "https://books.example.com"
     );
-    assert_eq!(headers["access-control-allow-methods"], "POST");
+    // The path's methods: the journal is listed (GET) and posted to (POST).
+    assert_eq!(headers["access-control-allow-methods"], "GET, POST");
     let allowed = headers["access-control-allow-headers"].to_str().unwrap();
     for name in [
         "authorization",

@@ -84,6 +84,7 @@ mod hardening;
 mod hygiene;
 mod invoices;
 mod jobs;
+mod journal;
 mod paging;
 mod payments;
 mod process;

@@ -4,6 +4,7 @@ use futures::StreamExt;
 use http::{HeaderValue, Method, StatusCode, header};
 use serde::Deserialize;
 
+use super::reporting::optional_date;
 use super::{
     ApiError, Body, NoFilter, Request, Response, Route, answer_response, json_response, list_query,
     page_response,
@@ -44,6 +45,31 @@ fn books_routes() -> Vec<Route> {
                 429,
                 "Too many large batches run at once (LARGE_BATCHES_PER_ORGANIZATION, LARGE_BATCHES_MAX)",
             ),
+        Route::read("/api/journal-entries", list_entries)
+            .summary(
+                "The journal: entries with their lines, by date (order=date, the default) or \
+                 newest first (order=newest)",
+            )
+            .query_date("from", "Dated on or after this day", false)
+            .query_date("to", "Dated on or before this day", false)
+            .query("account", "Only entries with a line on the account of this code", false)
+            .query("reversed", "true: only entries reversed since; false: only those not", false)
+            .query("order", "date (default) or newest", false)
+            .paged()
+            .returns_list::<ledger::Entry>(200),
+        Route::read("/api/accounts/{code}/entries", account_history)
+            .summary(
+                "An account's postings in date order, each with the account's balance after it \
+                 (debits positive)",
+            )
+            .query_date("from", "From this day (default: the first posting)", false)
+            .query_date("to", "To this day (default: the last posting)", false)
+            .paged()
+            .returns_list::<ledger::LedgerRow>(200),
+        Route::read("/api/accounts/{code}/balance", account_balance)
+            .summary("An account's balance at the end of a day (debits positive)")
+            .query_date("as_of", "Default today (UTC)", false)
+            .returns::<ledger::AccountBalance>(200),
         Route::read("/api/journal-entries/{id}", get_entry)
             .summary("A posted entry")
             .returns::<ledger::Entry>(200),
@@ -83,6 +109,100 @@ async fn post_batch(app: AccuBooks, request: Request) -> Result<Response, ApiErr
     let (caller, batch, key) = (request.principal()?, request.json()?, request.key()?);
     let posted = app.books().post_batch(&caller, batch, key).await?;
     Ok(answer_response(StatusCode::CREATED, &posted))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntriesQuery {
+    from: Option<String>,
+    to: Option<String>,
+    account: Option<String>,
+    reversed: Option<String>,
+    order: Option<String>,
+}
+
+async fn list_entries(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let (page, q): (_, EntriesQuery) = list_query(&request)?;
+    let reversed = match q.reversed.as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "INVALID_QUERY",
+                "reversed is true or false.",
+            ));
+        }
+    };
+    let order = match q.order.as_deref() {
+        None | Some("date") => ledger::EntryOrder::Date,
+        Some("newest") => ledger::EntryOrder::Newest,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "INVALID_QUERY",
+                "order is date (the default) or newest.",
+            ));
+        }
+    };
+    let filter = ledger::EntryFilter {
+        from: optional_date(q.from.as_deref())?,
+        to: optional_date(q.to.as_deref())?,
+        account: q.account,
+        reversed,
+        order,
+    };
+    let entries = app
+        .books()
+        .entries(&request.principal()?, filter, page)
+        .await?;
+    Ok(page_response(&request, &entries))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// The account code of the path (`{code}`).
+fn account_code(request: &Request) -> &str {
+    request.param("code").unwrap_or_default()
+}
+
+async fn account_history(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let (page, q): (_, HistoryQuery) = list_query(&request)?;
+    let (from, to) = (
+        optional_date(q.from.as_deref())?,
+        optional_date(q.to.as_deref())?,
+    );
+    let rows = app
+        .books()
+        .account_history(
+            &request.principal()?,
+            account_code(&request),
+            from,
+            to,
+            page,
+        )
+        .await?;
+    Ok(page_response(&request, &rows))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BalanceQuery {
+    as_of: Option<String>,
+}
+
+async fn account_balance(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let q: BalanceQuery = super::reporting::query(&request)?;
+    let as_of = optional_date(q.as_of.as_deref())?;
+    let balance = app
+        .books()
+        .account_balance(&request.principal()?, account_code(&request), as_of)
+        .await?;
+    Ok(json_response(StatusCode::OK, &balance))
 }
 
 async fn get_entry(app: AccuBooks, request: Request) -> Result<Response, ApiError> {

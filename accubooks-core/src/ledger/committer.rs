@@ -407,14 +407,16 @@ async fn write_postgres(
     let line_numbers: Vec<i32> = plan.lines.iter().map(|l| l.1).collect();
     let line_accounts: Vec<i64> = plan.lines.iter().map(|l| l.2).collect();
     let line_amounts: Vec<i64> = plan.lines.iter().map(|l| l.3).collect();
+    let line_dates: Vec<NaiveDate> = plan.lines.iter().map(|l| dates[l.0]).collect();
     sqlx::query(
-        "INSERT INTO journal_lines (entry_id, line_no, account_id, amount) \
-         SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::bigint[], $4::bigint[])",
+        "INSERT INTO journal_lines (entry_id, line_no, account_id, amount, entry_date) \
+         SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::date[])",
     )
     .bind(&line_entries)
     .bind(&line_numbers)
     .bind(&line_accounts)
     .bind(&line_amounts)
+    .bind(&line_dates)
     .execute(&mut *tx)
     .await?;
     // Lock the accounts in id order: concurrent committers then queue instead
@@ -509,8 +511,9 @@ async fn write_sqlite(
     }
     for chunk in plan.lines.chunks(SQLITE_ROWS) {
         let sql = format!(
-            "INSERT INTO journal_lines (entry_id, line_no, account_id, amount) VALUES {}",
-            value_rows(1, chunk.len(), 4)
+            "INSERT INTO journal_lines (entry_id, line_no, account_id, amount, entry_date) \
+             VALUES {}",
+            value_rows(1, chunk.len(), 5)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (entry, number, account, amount) in chunk {
@@ -518,7 +521,8 @@ async fn write_sqlite(
                 .bind(ids[*entry])
                 .bind(number)
                 .bind(account)
-                .bind(amount);
+                .bind(amount)
+                .bind(plan.entries[*entry].date);
         }
         query.execute(&mut *tx).await?;
     }

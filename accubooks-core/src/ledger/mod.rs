@@ -23,13 +23,15 @@ pub use committer::Committer;
 pub use effects::{Bind, Effect, EffectTx, Guard, GuardedUpdate};
 // Still reachable here for the callers that name it so (usecases/journal.rs).
 pub use entries::{
-    Entry, EntryInput, EntryLine, LineInput, RenderEntry, ValidEntry, ValidLine, get_entry,
-    parse_date, post_reversal, prepare, prepare_batch, reverse_entry,
+    Entry, EntryFilter, EntryInput, EntryKey, EntryLine, EntryOrder, LineInput, RenderEntry,
+    ValidEntry, ValidLine, get_entry, list_entries, parse_date, post_reversal, prepare,
+    prepare_batch, reverse_entry,
 };
 pub use export::{EXPORT_TIME_LIMIT, ExportFormat, ExportStream, export_ledger};
 pub use reports::{
-    BalanceLine, BalanceSheet, GeneralLedger, IncomeStatement, LedgerKey, LedgerRow, TrialBalance,
-    balance_sheet, general_ledger, income_statement, trial_balance,
+    AccountBalance, BalanceLine, BalanceSheet, GeneralLedger, IncomeStatement, LedgerKey,
+    LedgerRow, TrialBalance, account_balance, account_history, balance_sheet, general_ledger,
+    income_statement, trial_balance,
 };
 
 /// The ledger's handle: the database it keeps the books in, the accounts

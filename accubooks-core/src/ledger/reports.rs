@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::accounts::AccountType;
+use super::accounts::{Account, AccountType};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
 use crate::db::sql::{BeginScoped, on_pool};
@@ -442,28 +442,45 @@ pub type LedgerKey = (NaiveDate, i64, i32);
 /// line number.
 type PostingRow = (i64, NaiveDate, String, i64, i32);
 
-/// One page of the postings of one account between two dates, with running
-/// balances: the rows after `page.after`, the first row's balance counting
-/// every posting before it.
-pub async fn general_ledger(
+/// The first day an account's history shows when no period is asked for.
+pub const EARLIEST: NaiveDate = NaiveDate::from_ymd_opt(1900, 1, 1).expect("a valid date");
+/// The last day an account's history shows when no period is asked for.
+pub const LATEST: NaiveDate = NaiveDate::from_ymd_opt(9999, 12, 31).expect("a valid date");
+
+/// One page of one account's postings between two dates.
+struct Postings {
+    account: Account,
+    /// The balance at the start of `from`.
+    opening: i64,
+    /// The balance after the page's last row.
+    closing: i64,
+    rows: Page<Vec<LedgerRow>>,
+}
+
+/// One page of the postings of account `code` from `from` to `to`, in
+/// (date, entry, line) order, with running balances. The rows come from the
+/// index `journal_lines_by_account_date` starting at the cursor, and the
+/// balance before the page is the account's balance less the day movements
+/// from the cursor's date on, plus that day's lines up to the cursor: a page
+/// costs its rows and the days after it, however long the history.
+async fn postings(
     db: &Database,
     organization: &OrganizationId,
     code: &str,
     from: NaiveDate,
     to: NaiveDate,
     page: &PageRequest<LedgerKey>,
-) -> LedgerResult<Page<GeneralLedger>> {
+) -> LedgerResult<Postings> {
     if from > to {
         return Err(LedgerError::invalid(
             "INVALID_PERIOD",
             "\"from\" must not be after \"to\".",
         ));
     }
-    let accounts = super::accounts::accounts_by_code(db, organization, &[code]).await?;
-    let account = accounts
-        .get(code)
-        .ok_or_else(|| LedgerError::NotFound(format!("There is no account {code:?}.")))?
-        .clone();
+    let account = super::accounts::accounts_by_code(db, organization, &[code])
+        .await?
+        .remove(code)
+        .ok_or_else(|| LedgerError::NotFound(format!("There is no account {code:?}.")))?;
     let id = account.id;
     let organization = organization.to_owned();
     // Before `from`, every id is greater than 0 and every line number
@@ -473,22 +490,18 @@ pub async fn general_ledger(
     let (opening, before, rows): (i64, i64, Vec<PostingRow>) = db
         .run(|pool| async move {
             on_pool!(pool, p => {
-                let mut tx = p.begin_for(&organization).await?;
-                let opening: i64 = sqlx::query_scalar(
+                // One snapshot: the balance, the day movements and the rows
+                // agree while others post.
+                let mut tx = p.begin_snapshot_for(&organization).await?;
+                let (opening, before): (i64, i64) = sqlx::query_as(
                     "SELECT CAST(a.balance - COALESCE((SELECT SUM(d.delta) FROM account_days d \
-                     WHERE d.account_id = a.id AND d.day >= $2), 0) AS BIGINT) FROM accounts a WHERE a.id = $1",
-                )
-                .bind(id)
-                .bind(from)
-                .fetch_one(&mut *tx)
-                .await?;
-                // The postings of the period shown on earlier pages, for the
-                // running balance of this one.
-                let before: i64 = sqlx::query_scalar(
-                    "SELECT CAST(COALESCE(SUM(l.amount), 0) AS BIGINT) FROM journal_lines l \
-                     JOIN journal_entries e ON e.id = l.entry_id \
-                     WHERE l.account_id = $1 AND e.entry_date >= $2 \
-                     AND (e.entry_date, e.id, l.line_no) <= ($3, $4, $5)",
+                         WHERE d.account_id = a.id AND d.day >= $2), 0) AS BIGINT), \
+                     CAST(a.balance - COALESCE((SELECT SUM(d.delta) FROM account_days d \
+                         WHERE d.account_id = a.id AND d.day >= $3), 0) \
+                     + COALESCE((SELECT SUM(l.amount) FROM journal_lines l \
+                         WHERE l.account_id = a.id AND l.entry_date = $3 \
+                         AND (l.entry_id, l.line_no) <= ($4, $5)), 0) AS BIGINT) \
+                     FROM accounts a WHERE a.id = $1",
                 )
                 .bind(id)
                 .bind(from)
@@ -498,14 +511,13 @@ pub async fn general_ledger(
                 .fetch_one(&mut *tx)
                 .await?;
                 let rows = sqlx::query_as(
-                    "SELECT e.id, e.entry_date, e.memo, l.amount, l.line_no FROM journal_lines l \
-                     JOIN journal_entries e ON e.id = l.entry_id \
-                     WHERE l.account_id = $1 AND e.entry_date >= $2 AND e.entry_date <= $3 \
-                     AND (e.entry_date, e.id, l.line_no) > ($4, $5, $6) \
-                     ORDER BY e.entry_date, e.id, l.line_no LIMIT $7",
+                    "SELECT l.entry_id, l.entry_date, e.memo, l.amount, l.line_no \
+                     FROM journal_lines l JOIN journal_entries e ON e.id = l.entry_id \
+                     WHERE l.account_id = $1 AND l.entry_date <= $2 \
+                     AND (l.entry_date, l.entry_id, l.line_no) > ($3, $4, $5) \
+                     ORDER BY l.entry_date, l.entry_id, l.line_no LIMIT $6",
                 )
                 .bind(id)
-                .bind(from)
                 .bind(to)
                 .bind(after_date)
                 .bind(after_entry)
@@ -522,8 +534,8 @@ pub async fn general_ledger(
     let Page { items, next, limit } = page.page(rows, |(entry_id, date, _, _, line_no)| {
         (*date, *entry_id, *line_no)
     });
-    let mut balance = opening + before;
-    let rows = items
+    let mut balance = before;
+    let items = items
         .into_iter()
         .map(|(entry_id, date, memo, amount, _)| {
             balance += amount;
@@ -538,19 +550,114 @@ pub async fn general_ledger(
             }
         })
         .collect();
+    Ok(Postings {
+        account,
+        opening,
+        closing: balance,
+        rows: Page { items, next, limit },
+    })
+}
+
+/// One page of the postings of one account between two dates, with running
+/// balances: the rows after `page.after`, the first row's balance counting
+/// every posting before it.
+pub async fn general_ledger(
+    db: &Database,
+    organization: &OrganizationId,
+    code: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    page: &PageRequest<LedgerKey>,
+) -> LedgerResult<Page<GeneralLedger>> {
+    let Postings {
+        account,
+        opening,
+        closing,
+        rows: Page { items, next, limit },
+    } = postings(db, organization, code, from, to, page).await?;
+    let d = account.digits();
     let report = GeneralLedger {
         account: account.code,
         currency: account.currency,
         from,
         to,
         opening_balance: money::format_minor(opening, d),
-        closing_balance: money::format_minor(balance, d),
-        rows,
+        closing_balance: money::format_minor(closing, d),
+        rows: items,
         truncated: next.is_some(),
     };
     Ok(Page {
         items: report,
         next,
         limit,
+    })
+}
+
+/// One page of an account's history: its postings in date order (then
+/// entry, then line), each with the balance after it, from `from` (default
+/// the beginning) to `to` (default the end).
+pub async fn account_history(
+    db: &Database,
+    organization: &OrganizationId,
+    code: &str,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    page: &PageRequest<LedgerKey>,
+) -> LedgerResult<Page<Vec<LedgerRow>>> {
+    let (from, to) = (from.unwrap_or(EARLIEST), to.unwrap_or(LATEST));
+    Ok(postings(db, organization, code, from, to, page).await?.rows)
+}
+
+/// One account's balance at the end of a day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AccountBalance {
+    /// The account's code.
+    pub code: String,
+    /// The day.
+    pub as_of: NaiveDate,
+    /// The balance at the end of that day (debits positive).
+    #[schema(value_type = crate::money::AmountText)]
+    pub balance: String,
+    /// The account's currency.
+    pub currency: String,
+}
+
+/// Account `code`'s balance at the end of `as_of`: its balance less the day
+/// movements after it, as the trial balance reads it (O(days after)).
+pub async fn account_balance(
+    db: &Database,
+    organization: &OrganizationId,
+    code: &str,
+    as_of: NaiveDate,
+) -> LedgerResult<AccountBalance> {
+    let account = super::accounts::accounts_by_code(db, organization, &[code])
+        .await?
+        .remove(code)
+        .ok_or_else(|| LedgerError::NotFound(format!("There is no account {code:?}.")))?;
+    let id = account.id;
+    let organization = organization.to_owned();
+    let balance: i64 = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                let mut tx = p.begin_snapshot_for(&organization).await?;
+                let balance = sqlx::query_scalar(
+                    "SELECT CAST(a.balance - COALESCE((SELECT SUM(d.delta) FROM account_days d \
+                     WHERE d.account_id = a.id AND d.day > $2), 0) AS BIGINT) \
+                     FROM accounts a WHERE a.id = $1",
+                )
+                .bind(id)
+                .bind(as_of)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(balance)
+            })
+        })
+        .await?;
+    Ok(AccountBalance {
+        balance: money::format_minor(balance, account.digits()),
+        code: account.code,
+        as_of,
+        currency: account.currency,
     })
 }

@@ -1,11 +1,15 @@
 //! The chart of accounts and the journal.
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::idempotent::{Keyed, stored};
 use super::{Answer, Books, ClientKey, Dated, Error, Result, org};
 use crate::identity::{Principal, Role};
-use crate::ledger::{self, Account, Entry, EntryInput, NewAccount};
+use crate::ledger::{
+    self, Account, AccountBalance, Entry, EntryFilter, EntryInput, EntryKey, LedgerKey, LedgerRow,
+    NewAccount,
+};
 use crate::paging::{Page, PageRequest};
 
 /// Most entries one batch may carry.
@@ -143,6 +147,52 @@ impl Books<'_> {
     pub async fn entry(&self, caller: &Principal, id: i64) -> Result<Entry> {
         self.run("entry", Some(caller), Role::Viewer, async {
             Ok(ledger::get_entry(self.app.database(), &org(caller), id).await?)
+        })
+        .await
+    }
+
+    /// A page of the journal: the entries `filter` keeps, in its order.
+    pub async fn entries(
+        &self,
+        caller: &Principal,
+        filter: EntryFilter,
+        page: PageRequest<EntryKey>,
+    ) -> Result<Page<Vec<Entry>>> {
+        self.run("entries", Some(caller), Role::Viewer, async {
+            let db = self.app.reports_database();
+            Ok(ledger::list_entries(db, &org(caller), &filter, &page).await?)
+        })
+        .await
+    }
+
+    /// A page of an account's history: its postings in date order with the
+    /// balance after each, from `from` to `to` (default: all of it).
+    pub async fn account_history(
+        &self,
+        caller: &Principal,
+        code: &str,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+        page: PageRequest<LedgerKey>,
+    ) -> Result<Page<Vec<LedgerRow>>> {
+        self.run("account_history", Some(caller), Role::Viewer, async {
+            let db = self.app.reports_database();
+            Ok(ledger::account_history(db, &org(caller), code, from, to, &page).await?)
+        })
+        .await
+    }
+
+    /// An account's balance at the end of `as_of` (default: today, UTC).
+    pub async fn account_balance(
+        &self,
+        caller: &Principal,
+        code: &str,
+        as_of: Option<NaiveDate>,
+    ) -> Result<AccountBalance> {
+        self.run("account_balance", Some(caller), Role::Viewer, async {
+            let db = self.app.reports_database();
+            let as_of = super::reporting::or_today(as_of);
+            Ok(ledger::account_balance(db, &org(caller), code, as_of).await?)
         })
         .await
     }

@@ -1,0 +1,354 @@
+//! Reading the journal back (issue 24, contract §5): the entries list with
+//! its filters, an account's history with running balances, and an
+//! account's balance on a day. Every case through a real server on
+//! PostgreSQL (row-level security on) and SQLite.
+
+use std::collections::HashSet;
+
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::books::{Books, Door, Store};
+
+/// Posts `entries` (JSON entry inputs) in one batch; answers their ids.
+async fn batch(books: &Books, token: &str, entries: Vec<Value>) -> Vec<i64> {
+    let (status, body) = books
+        .call(
+            "POST",
+            "/api/journal-entries/batch",
+            Some(token),
+            Some(json!({ "entries": entries })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_i64().unwrap())
+        .collect()
+}
+
+/// A sale of `cents` on `date`: cash 1000 against revenue 4000, or, every
+/// fifth, against expense 5000 (so that account filters keep some only).
+fn sale(n: usize, date: &str, cents: i64) -> Value {
+    let amount = format!("{}.{:02}", cents / 100, cents % 100);
+    let other = if n.is_multiple_of(5) { "5000" } else { "4000" };
+    json!({"date": date, "memo": format!("sale {n}"),
+           "lines": [{"account": "1000", "debit": amount}, {"account": other, "credit": amount}]})
+}
+
+/// Day `n` of 2026 spread over the year, as `YYYY-MM-DD`.
+fn day(n: usize) -> String {
+    format!("2026-{:02}-{:02}", 1 + n % 12, 1 + (n * 7) % 28)
+}
+
+/// Reads every page of `path`; after each page runs `between`. Answers the
+/// items in the order read and the number of pages.
+async fn read_all(
+    books: &Books,
+    token: &str,
+    path: &str,
+    mut between: impl AsyncFnMut(),
+) -> (Vec<Value>, usize) {
+    let (mut items, mut pages, mut path) = (Vec::new(), 0, path.to_owned());
+    loop {
+        let (status, page, next) = books.page(&path, token).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        let page = page
+            .as_array()
+            .unwrap_or_else(|| panic!("not a list: {page}"));
+        assert!(page.len() <= 500, "{path}: {} items", page.len());
+        items.extend(page.iter().cloned());
+        pages += 1;
+        between().await;
+        match next {
+            Some(next) => path = next,
+            None => return (items, pages),
+        }
+    }
+}
+
+fn key(entry: &Value) -> (String, i64) {
+    (
+        entry["date"].as_str().unwrap().to_owned(),
+        entry["id"].as_i64().unwrap(),
+    )
+}
+
+/// 3,000 entries read 500 at a time while 20 more are posted after every
+/// page: each entry that existed is read exactly once, in (date, id) order,
+/// newest first when asked; with `account` only entries with a line there,
+/// with `from`/`to` only those of the period, with `reversed` only those
+/// reversed since (or not).
+async fn the_journal_pages_without_gaps_while_entries_are_posted(store: Store) {
+    let books = Books::start(store).await;
+    let token = books.register("journal@acme.test", "USD").await;
+    let mut existing = Vec::new();
+    for chunk in 0..3 {
+        let entries = (0..1_000)
+            .map(|i| chunk * 1_000 + i)
+            .map(|n| sale(n, &day(n), 100 + n as i64))
+            .collect();
+        existing.extend(batch(&books, &token, entries).await);
+    }
+    let mut posted = 3_000;
+    let (seen, pages) = read_all(
+        &books,
+        &token,
+        "/api/journal-entries?limit=500",
+        async || {
+            let more = (posted..posted + 20).map(|n| sale(n, &day(n), 1)).collect();
+            batch(&books, &token, more).await;
+            posted += 20;
+        },
+    )
+    .await;
+    let ids: Vec<i64> = seen.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    let unique: HashSet<i64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "an entry was answered twice");
+    let missing: Vec<&i64> = existing.iter().filter(|id| !unique.contains(id)).collect();
+    assert!(missing.is_empty(), "skipped: {missing:?}");
+    assert!(pages >= 6, "{pages} pages");
+    let keys: Vec<(String, i64)> = seen.iter().map(key).collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "not in (date, id) order"
+    );
+    // Each entry comes with its lines, as GET /api/journal-entries/{id}.
+    let (status, one) = books
+        .call(
+            "GET",
+            &format!("/api/journal-entries/{}", ids[0]),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one, seen[0]);
+
+    // Newest first.
+    let (newest, _) = read_all(
+        &books,
+        &token,
+        "/api/journal-entries?order=newest&limit=500",
+        async || {},
+    )
+    .await;
+    let keys: Vec<(String, i64)> = newest.iter().map(key).collect();
+    assert!(keys.windows(2).all(|w| w[0] > w[1]), "not newest first");
+    assert_eq!(newest.len(), posted);
+
+    // One account's entries: every fifth is an expense.
+    let (expenses, _) = read_all(
+        &books,
+        &token,
+        "/api/journal-entries?account=5000&limit=100",
+        async || {},
+    )
+    .await;
+    assert_eq!(expenses.len(), posted / 5);
+    assert!(expenses.iter().all(|e| {
+        e["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["account"] == "5000")
+    }));
+    let keys: Vec<(String, i64)> = expenses.iter().map(key).collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "not in (date, id) order"
+    );
+
+    // A period, newest first, of one account.
+    let (march, _) = read_all(
+        &books,
+        &token,
+        "/api/journal-entries?account=5000&from=2026-03-01&to=2026-03-31&order=newest&limit=7",
+        async || {},
+    )
+    .await;
+    let expected = (0..posted)
+        .filter(|n: &usize| n.is_multiple_of(5) && day(*n).starts_with("2026-03-"))
+        .count();
+    assert_eq!(march.len(), expected);
+    assert!(
+        march
+            .iter()
+            .all(|e| e["date"].as_str().unwrap().starts_with("2026-03-"))
+    );
+
+    // Reversed or not.
+    for id in &existing[..3] {
+        let (status, body) = books
+            .call(
+                "POST",
+                &format!("/api/journal-entries/{id}/reverse"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (reversed, _) = read_all(
+        &books,
+        &token,
+        "/api/journal-entries?reversed=true",
+        async || {},
+    )
+    .await;
+    let mut reversed: Vec<i64> = reversed.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    reversed.sort_unstable();
+    let mut expected = existing[..3].to_vec();
+    expected.sort_unstable();
+    assert_eq!(reversed, expected);
+    let (standing, _) = read_all(
+        &books,
+        &token,
+        "/api/journal-entries?reversed=false&limit=500",
+        async || {},
+    )
+    .await;
+    // Every entry but the three reversed ones (the reversals included).
+    assert_eq!(standing.len(), posted + 3 - 3);
+
+    // Bad filters change nothing and say why.
+    for (query, code) in [
+        ("account=9999", "UNKNOWN_ACCOUNT"),
+        ("from=2026-13-01", "INVALID_DATE"),
+        ("from=2026-05-01&to=2026-04-01", "INVALID_PERIOD"),
+        ("order=oldest", "INVALID_QUERY"),
+        ("reversed=maybe", "INVALID_QUERY"),
+        ("colour=red", "INVALID_QUERY"),
+    ] {
+        let (status, body) = books
+            .call(
+                "GET",
+                &format!("/api/journal-entries?{query}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
+        assert_eq!(body["code"], code, "{query}: {body}");
+    }
+}
+
+/// An account's history pages in date order with the balance after each
+/// posting, continuous across pages and ending at the account's balance;
+/// its balance on a day is the sum of its postings up to that day; another
+/// organization's account does not exist.
+async fn an_account_history_runs_its_balance_across_pages(door: Door) {
+    let books = Books::start(door).await;
+    let token = books.register("history@acme.test", "USD").await;
+    // Posted out of date order, several on a day.
+    let entries: Vec<Value> = (0..450)
+        .rev()
+        .map(|n| sale(n, &day(n), 100 + n as i64))
+        .collect();
+    batch(&books, &token, entries).await;
+
+    let (rows, pages) = read_all(
+        &books,
+        &token,
+        "/api/accounts/1000/entries?limit=100",
+        async || {},
+    )
+    .await;
+    assert_eq!((rows.len(), pages), (450, 5));
+    let cents = |text: &Value| -> i64 {
+        let (units, fraction) = text.as_str().unwrap().split_once('.').unwrap();
+        units.parse::<i64>().unwrap() * 100 + fraction.parse::<i64>().unwrap()
+    };
+    let mut balance = 0;
+    let mut keys = Vec::new();
+    for row in &rows {
+        balance += cents(&row["debit"]);
+        assert_eq!(cents(&row["balance"]), balance, "{row}");
+        keys.push((
+            row["date"].as_str().unwrap().to_owned(),
+            row["entry_id"].as_i64().unwrap(),
+        ));
+    }
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "not in date order");
+    let total: i64 = (0..450).map(|n| 100 + n as i64).sum();
+    assert_eq!(balance, total);
+    assert_eq!(
+        books.balance(&token, "1000").await,
+        format!("{}.{:02}", total / 100, total % 100)
+    );
+
+    // A period: its first row's balance counts every posting before it.
+    let (june, _) = read_all(
+        &books,
+        &token,
+        "/api/accounts/1000/entries?from=2026-06-01&to=2026-06-30&limit=10",
+        async || {},
+    )
+    .await;
+    let before_june: i64 = (0..450)
+        .filter(|n| day(*n).as_str() < "2026-06-01")
+        .map(|n| 100 + n as i64)
+        .sum();
+    assert_eq!(
+        cents(&june[0]["balance"]) - cents(&june[0]["debit"]),
+        before_june
+    );
+    assert!(
+        june.iter()
+            .all(|r| r["date"].as_str().unwrap().starts_with("2026-06-"))
+    );
+
+    // The balance on a day, for days around the postings.
+    for as_of in ["2025-12-31", "2026-03-15", "2026-06-30", "2026-12-31"] {
+        let (status, body) = books
+            .call(
+                "GET",
+                &format!("/api/accounts/4000/balance?as_of={as_of}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let credits: i64 = (0..450)
+            .filter(|n: &usize| !n.is_multiple_of(5) && day(*n).as_str() <= as_of)
+            .map(|n| 100 + n as i64)
+            .sum();
+        assert_eq!(body["code"], "4000");
+        assert_eq!(body["as_of"], as_of);
+        assert_eq!(body["currency"], "USD");
+        assert_eq!(
+            cents(&json!(
+                body["balance"].as_str().unwrap().trim_start_matches('-')
+            )),
+            credits
+        );
+        if credits > 0 {
+            assert!(body["balance"].as_str().unwrap().starts_with('-'), "{body}");
+        }
+    }
+
+    // Another organization has no account 1000 of this one's: its own is empty.
+    let other = books.register("other@acme.test", "USD").await;
+    let (status, page, next) = books.page("/api/accounts/1000/entries", &other).await;
+    assert_eq!((status, page, next), (StatusCode::OK, json!([]), None));
+    for path in ["/api/accounts/9999/entries", "/api/accounts/9999/balance"] {
+        let (status, body) = books.call("GET", path, Some(&token), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+    let (status, body) = books
+        .call(
+            "GET",
+            "/api/accounts/1000/balance?as_of=yesterday",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "INVALID_DATE");
+}
+
+on_every_store!(the_journal_pages_without_gaps_while_entries_are_posted);
+
+on_every_door!(an_account_history_runs_its_balance_across_pages);
