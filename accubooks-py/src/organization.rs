@@ -279,6 +279,71 @@ organization_classes! {
         }
     }
 
+    /// The journal: entries with their lines, in date order (`order="date"`)
+    /// or newest first (`order="newest"`), dated from `from_` to `to`, with a
+    /// line on `account`, reversed since (`reversed=True`) or not.
+    ///
+    /// One page: at most `limit` (1 to 500, default 100) items after the
+    /// cursor `after`; the answer's `next_cursor` names the next page
+    /// (`None` on the last). `accubooks.iterate` follows it.
+    #[pyo3(signature = (*, from_ = None, to = None, account = None, reversed = None, order = "date", limit = None, after = None))]
+    fn entries [instance, org] (
+        from_: Option<&Bound<'_, PyAny>>,
+        to: Option<&Bound<'_, PyAny>>,
+        account: Option<String>,
+        reversed: Option<bool>,
+        order: &str,
+        limit: Option<i64>,
+        after: Option<String>,
+    ) {
+        let filter = accubooks_core::ledger::EntryFilter {
+            from: optional_date_value(from_, "from_")?,
+            to: optional_date_value(to, "to")?,
+            account,
+            reversed,
+            order: accubooks_core::ledger::EntryOrder::from_name(order)
+                .map_err(|err| invalid("INVALID_QUERY", err.to_string()))?,
+        };
+        let page = page(limit, after.as_deref())?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            paged(instance.books().entries(&caller, filter, page).await)
+        }
+    }
+
+    /// An account's postings in date order, each with the account's balance
+    /// after it, from `from_` to `to` (default: all of them).
+    ///
+    /// One page: at most `limit` (1 to 500, default 100) items after the
+    /// cursor `after`; the answer's `next_cursor` names the next page
+    /// (`None` on the last). `accubooks.iterate` follows it.
+    #[pyo3(signature = (code, *, from_ = None, to = None, limit = None, after = None))]
+    fn account_history [instance, org] (
+        code: String,
+        from_: Option<&Bound<'_, PyAny>>,
+        to: Option<&Bound<'_, PyAny>>,
+        limit: Option<i64>,
+        after: Option<String>,
+    ) {
+        let from = optional_date_value(from_, "from_")?;
+        let to = optional_date_value(to, "to")?;
+        let page = page(limit, after.as_deref())?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            paged(instance.books().account_history(&caller, &code, from, to, page).await)
+        }
+    }
+
+    /// An account's balance at the end of `as_of` (default: today, UTC).
+    #[pyo3(signature = (code, as_of = None))]
+    fn account_balance [instance, org] (code: String, as_of: Option<&Bound<'_, PyAny>>) {
+        let as_of = optional_date_value(as_of, "as_of")?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().account_balance(&caller, &code, as_of).await)
+        }
+    }
+
     /// The trial balance at the end of `as_of` (default: today, UTC).
     #[pyo3(signature = (as_of = None))]
     fn trial_balance [instance, org] (as_of: Option<&Bound<'_, PyAny>>) {

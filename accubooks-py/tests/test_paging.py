@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+from decimal import Decimal
 from typing import Callable, List
 
 import pytest
@@ -98,3 +99,48 @@ def test_asyncio_lists_page(tmp_path: object, closed_port: int) -> None:
             assert seen == made
 
     asyncio.run(main())
+
+
+def test_the_journal_and_an_account_history_page(open_books: Open, database_url: str) -> None:
+    books = open_books(database_url)
+    org = books.register(unique_email("journal"), PASSWORD, "Journal")
+    dates = [datetime.date(2026, 1 + i % 12, 1 + i % 28) for i in range(60)]
+    ids = org.post_entries(
+        [
+            {
+                "date": day,
+                "memo": f"sale {i}",
+                "lines": [
+                    {"account": "1000", "debit": f"{i + 1}.00"},
+                    {"account": "5000" if i % 3 == 0 else "4000", "credit": f"{i + 1}.00"},
+                ],
+            }
+            for i, day in enumerate(dates)
+        ]
+    )
+    entries = list(accubooks.iterate(org.entries, limit=7))
+    assert sorted(e["id"] for e in entries) == sorted(ids)
+    keys = [(e["date"], e["id"]) for e in entries]
+    assert keys == sorted(keys) and isinstance(entries[0]["date"], datetime.date)
+    newest = [e["id"] for e in accubooks.iterate(org.entries, order="newest", limit=9)]
+    assert newest == [e["id"] for e in reversed(entries)]
+    expenses = list(accubooks.iterate(org.entries, account="5000", from_="2026-02-01", to=datetime.date(2026, 6, 30)))
+    assert len(expenses) == sum(1 for i, d in enumerate(dates) if i % 3 == 0 and 2 <= d.month <= 6)
+    assert all(any(line["account"] == "5000" for line in e["lines"]) for e in expenses)
+
+    rows = list(accubooks.iterate(org.account_history, "1000", limit=8))
+    assert len(rows) == 60
+    running = Decimal(0)
+    for row in rows:
+        running += row["debit"]
+        assert row["balance"] == running
+    assert org.account_balance("1000")["balance"] == Decimal(sum(range(1, 61)))
+    march = org.account_balance("1000", as_of="2026-03-31")
+    assert march["as_of"] == datetime.date(2026, 3, 31)
+    assert march["balance"] == sum(Decimal(i + 1) for i, d in enumerate(dates) if d <= datetime.date(2026, 3, 31))
+
+    with pytest.raises(accubooks.ValidationError) as refused:
+        org.entries(order="oldest")
+    assert refused.value.code == "INVALID_QUERY"
+    with pytest.raises(accubooks.NotFoundError):
+        org.account_balance("9999")

@@ -134,16 +134,12 @@ async fn list_entries(app: AccuBooks, request: Request) -> Result<Response, ApiE
             ));
         }
     };
-    let order = match q.order.as_deref() {
-        None | Some("date") => ledger::EntryOrder::Date,
-        Some("newest") => ledger::EntryOrder::Newest,
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "INVALID_QUERY",
-                "order is date (the default) or newest.",
-            ));
-        }
-    };
+    let order = q
+        .order
+        .as_deref()
+        .map(ledger::EntryOrder::from_name)
+        .transpose()?
+        .unwrap_or_default();
     let filter = ledger::EntryFilter {
         from: optional_date(q.from.as_deref())?,
         to: optional_date(q.to.as_deref())?,

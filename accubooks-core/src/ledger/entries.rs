@@ -390,6 +390,20 @@ pub enum EntryOrder {
     Newest,
 }
 
+impl EntryOrder {
+    /// The order named `date` or `newest`; anything else is a 422.
+    pub fn from_name(name: &str) -> LedgerResult<Self> {
+        match name {
+            "date" => Ok(EntryOrder::Date),
+            "newest" => Ok(EntryOrder::Newest),
+            _ => Err(LedgerError::invalid(
+                "INVALID_QUERY",
+                "order is date (the default) or newest.",
+            )),
+        }
+    }
+}
+
 /// The sort key of a journal entry in a list: its date, then its id.
 pub type EntryKey = (NaiveDate, i64);
 

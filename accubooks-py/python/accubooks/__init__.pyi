@@ -32,6 +32,7 @@ from ._errors import ServiceUnavailable as ServiceUnavailable
 from ._errors import ValidationError as ValidationError
 from .types import (
     Account,
+    AccountBalance,
     AccountType,
     Amount,
     ArAging,
@@ -45,6 +46,7 @@ from .types import (
     Entry,
     EntryInput,
     GeneralLedger,
+    LedgerRow,
     Health,
     IncomeStatement,
     Invoice,
@@ -356,6 +358,38 @@ class Organization:
         Raises:
             ConflictError: ``ALREADY_REVERSED``, ``CANNOT_REVERSE_REVERSAL``.
         """
+
+    def entries(
+        self,
+        *,
+        from_: DateLike | None = None,
+        to: DateLike | None = None,
+        account: str | None = None,
+        reversed: bool | None = None,
+        order: Literal["date", "newest"] = "date",
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> Page[Entry]:
+        """The journal: entries with their lines, in date order or newest first,
+        dated from ``from_`` to ``to``, with a line on ``account``, reversed since
+        (``reversed=True``) or not. One page (``limit`` 1 to 500, default 100, after
+        the cursor ``after``); ``accubooks.iterate`` follows the pages."""
+
+    def account_history(
+        self,
+        code: str,
+        *,
+        from_: DateLike | None = None,
+        to: DateLike | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> Page[LedgerRow]:
+        """An account's postings in date order, each with the account's balance after
+        it (debits positive), from ``from_`` to ``to`` (default: all of them). One page;
+        ``accubooks.iterate`` follows the pages."""
+
+    def account_balance(self, code: str, as_of: DateLike | None = None) -> AccountBalance:
+        """An account's balance at the end of ``as_of`` (default: today, UTC)."""
 
     def trial_balance(self, as_of: DateLike | None = None) -> TrialBalance:
         """Every account's balance at the end of ``as_of`` (default: today, UTC)."""

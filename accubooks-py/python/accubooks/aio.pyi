@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Sequence, f
 from . import Server
 from .types import (
     Account,
+    AccountBalance,
     AccountType,
     Amount,
     ArAging,
@@ -29,6 +30,7 @@ from .types import (
     Entry,
     EntryInput,
     GeneralLedger,
+    LedgerRow,
     Health,
     IncomeStatement,
     Invoice,
@@ -157,6 +159,12 @@ class AsyncOrganization:
     def entry(self, id: int) -> Awaitable[Entry]:
         ...
     def reverse_entry(self, id: int, date: DateLike | None=None, *, idempotency_key: str | None=None) -> Awaitable[Entry]:
+        ...
+    def entries(self, *, from_: DateLike | None=None, to: DateLike | None=None, account: str | None=None, reversed: bool | None=None, order: Literal['date', 'newest']='date', limit: int | None=None, after: str | None=None) -> Awaitable[Page[Entry]]:
+        ...
+    def account_history(self, code: str, *, from_: DateLike | None=None, to: DateLike | None=None, limit: int | None=None, after: str | None=None) -> Awaitable[Page[LedgerRow]]:
+        ...
+    def account_balance(self, code: str, as_of: DateLike | None=None) -> Awaitable[AccountBalance]:
         ...
     def trial_balance(self, as_of: DateLike | None=None) -> Awaitable[TrialBalance]:
         ...

@@ -33,6 +33,7 @@ __all__ = [
     "IncomeStatement",
     "LedgerRow",
     "GeneralLedger",
+    "AccountBalance",
     "Customer",
     "InvoiceLineInput",
     "InvoiceLine",
@@ -219,6 +220,15 @@ class _LedgerRowBase(TypedDict):
 class LedgerRow(_LedgerRowBase, total=False):
     debit: Decimal
     credit: Decimal
+
+
+class AccountBalance(TypedDict):
+    """One account's balance at the end of a day (debits positive)."""
+
+    code: str
+    as_of: datetime.date
+    balance: Decimal
+    currency: str
 
 
 GeneralLedger = TypedDict(
