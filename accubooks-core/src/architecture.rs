@@ -22,6 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "error",
             "lifecycle",
             "limits",
+            "metadata",
             "money",
             "organization",
             "paging",

@@ -36,6 +36,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod lifecycle;
 pub mod limits;
+pub mod metadata;
 pub mod metrics;
 pub mod money;
 pub mod organization;

@@ -375,28 +375,52 @@ pub(crate) fn invoice_lines_arg(value: &Bound<'_, PyAny>) -> PyResult<Vec<NewLin
         .collect()
 }
 
+/// Metadata from a `dict` of `str` to `str` (or `None`: none), checked as
+/// the HTTP door checks it.
+pub(crate) fn metadata_arg(
+    value: Option<&Bound<'_, PyAny>>,
+    place: &str,
+) -> PyResult<accubooks_core::metadata::Metadata> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(Default::default());
+    };
+    let dict = dict_arg(value, || place.to_owned(), "{\"order\": \"A-1042\"}")?;
+    let mut map = std::collections::BTreeMap::new();
+    for (key, field) in dict.iter() {
+        let key = text_arg(&key, &format!("{place}: a key"))?;
+        let field = text_arg(&field, &format!("{place}: {key:?}"))?;
+        map.insert(key, field);
+    }
+    accubooks_core::metadata::Metadata::try_from(map)
+        .map_err(|err| invalid_input("INVALID_FIELD", format!("{place}: {err}")))
+}
+
 /// One entry from its parts.
 pub(crate) fn entry_input(
     date: &Bound<'_, PyAny>,
     lines: &Bound<'_, PyAny>,
     memo: String,
+    metadata: Option<&Bound<'_, PyAny>>,
     prefix: &str,
 ) -> PyResult<EntryInput> {
     Ok(EntryInput {
         date: date_arg(date, &format!("{prefix}date"))?,
         memo,
         lines: lines_arg(lines, prefix)?,
+        metadata: metadata_arg(metadata, &format!("{prefix}metadata"))?,
     })
 }
 
 /// The entries of a batch: dicts with `date`, `lines` and optionally `memo`.
 pub(crate) fn entries_arg(value: &Bound<'_, PyAny>) -> PyResult<Vec<EntryInput>> {
-    let example = "{\"date\": date(2026, 1, 31), \"lines\": [...], \"memo\": \"...\"}";
+    let example =
+        "{\"date\": date(2026, 1, 31), \"lines\": [...], \"memo\": \"...\", \"metadata\": {...}}";
     let py = value.py();
-    let (date_key, lines_key, memo_key) = (
+    let (date_key, lines_key, memo_key, metadata_key) = (
         intern!(py, "date"),
         intern!(py, "lines"),
         intern!(py, "memo"),
+        intern!(py, "metadata"),
     );
     list_arg(value, "entries")?
         .iter()
@@ -416,19 +440,21 @@ pub(crate) fn entries_arg(value: &Bound<'_, PyAny>) -> PyResult<Vec<EntryInput>>
                 Some(memo) => Some(text_arg(&memo, &format!("{}: \"memo\"", place()))?),
                 None => None,
             };
-            let known = 2 + usize::from(memo.is_some());
+            let metadata = dict.get_item(metadata_key)?;
+            let known = 2 + usize::from(memo.is_some()) + usize::from(metadata.is_some());
             if dict.len() > known {
                 return Err(unknown_field(
                     dict,
                     &place(),
-                    &["date", "lines", "memo"],
-                    "an entry has \"date\", \"lines\" and \"memo\"",
+                    &["date", "lines", "memo", "metadata"],
+                    "an entry has \"date\", \"lines\", \"memo\" and \"metadata\"",
                 ));
             }
             entry_input(
                 &date,
                 &lines,
                 memo.unwrap_or_default(),
+                metadata.as_ref(),
                 &format!("{}: ", place()),
             )
         })

@@ -231,14 +231,15 @@ organization_classes! {
     }
 
     /// Posts one balanced entry.
-    #[pyo3(signature = (date, lines, memo = "", *, idempotency_key = None))]
+    #[pyo3(signature = (date, lines, memo = "", *, metadata = None, idempotency_key = None))]
     fn post_entry [instance, org] (
         date: &Bound<'_, PyAny>,
         lines: &Bound<'_, PyAny>,
         memo: &str,
+        metadata: Option<&Bound<'_, PyAny>>,
         idempotency_key: Option<String>,
     ) {
-        let input = convert::entry_input(date, lines, memo.to_owned(), "")?;
+        let input = convert::entry_input(date, lines, memo.to_owned(), metadata, "")?;
         async move {
             let caller = instance.caller(&org).await?;
             json(instance.books().post_entry(&caller, input, key(idempotency_key)).await)
@@ -281,17 +282,19 @@ organization_classes! {
 
     /// The journal: entries with their lines, in date order (`order="date"`)
     /// or newest first (`order="newest"`), dated from `from_` to `to`, with a
-    /// line on `account`, reversed since (`reversed=True`) or not.
+    /// line on `account`, reversed since (`reversed=True`) or not, with each
+    /// of the `metadata` keys set to its value.
     ///
     /// One page: at most `limit` (1 to 500, default 100) items after the
     /// cursor `after`; the answer's `next_cursor` names the next page
     /// (`None` on the last). `accubooks.iterate` follows it.
-    #[pyo3(signature = (*, from_ = None, to = None, account = None, reversed = None, order = "date", limit = None, after = None))]
+    #[pyo3(signature = (*, from_ = None, to = None, account = None, reversed = None, metadata = None, order = "date", limit = None, after = None))]
     fn entries [instance, org] (
         from_: Option<&Bound<'_, PyAny>>,
         to: Option<&Bound<'_, PyAny>>,
         account: Option<String>,
         reversed: Option<bool>,
+        metadata: Option<&Bound<'_, PyAny>>,
         order: &str,
         limit: Option<i64>,
         after: Option<String>,
@@ -301,6 +304,7 @@ organization_classes! {
             to: optional_date_value(to, "to")?,
             account,
             reversed,
+            metadata: convert::metadata_arg(metadata, "metadata")?,
             order: accubooks_core::ledger::EntryOrder::from_name(order)
                 .map_err(|err| invalid("INVALID_QUERY", err.to_string()))?,
         };

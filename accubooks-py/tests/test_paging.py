@@ -144,3 +144,20 @@ def test_the_journal_and_an_account_history_page(open_books: Open, database_url:
     assert refused.value.code == "INVALID_QUERY"
     with pytest.raises(accubooks.NotFoundError):
         org.account_balance("9999")
+
+
+def test_entries_carry_metadata_and_are_found_by_it(open_books: Open, database_url: str) -> None:
+    books = open_books(database_url)
+    org = books.register(unique_email("tags"), PASSWORD, "Tags")
+    lines = [{"account": "1000", "debit": "5.00"}, {"account": "4000", "credit": "5.00"}]
+    one = org.post_entry("2026-03-01", lines, "tagged", metadata={"order": "A-1", "region.eu": "fr"})
+    assert one["metadata"] == {"order": "A-1", "region.eu": "fr"}
+    [two] = org.post_entries([{"date": "2026-03-02", "lines": lines, "metadata": {"order": "A-2"}}])
+    assert org.entry(two)["metadata"] == {"order": "A-2"}
+    assert org.post_entry("2026-03-03", lines)["metadata"] == {}
+    found = [e["id"] for e in accubooks.iterate(org.entries, metadata={"order": "A-1"})]
+    assert found == [one["id"]]
+    with pytest.raises(accubooks.ValidationError) as refused:
+        org.post_entry("2026-03-04", lines, metadata={"Order": "x"})
+    assert refused.value.code == "INVALID_FIELD"
+    assert len(org.entries(from_="2026-03-04", to="2026-03-04")) == 0

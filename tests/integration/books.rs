@@ -1296,5 +1296,6 @@ fn raw_entry(organization: &str, debit: i64, credit: i64) -> accubooks_core::led
         memo: "raw".to_owned(),
         reverses: None,
         lines: vec![line(debit, 100), line(credit, -100)],
+        metadata: Default::default(),
     }
 }

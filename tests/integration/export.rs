@@ -360,6 +360,21 @@ async fn exports_are_checked_by_hledger_and_beancount(store: Store) {
     }
     let sale = |amount: &str| json!([{"account": "1000", "debit": amount}, {"account": "4000", "credit": amount}]);
     post_entry(&books, &token, "2026-01-05", EVIL_MEMO, sale("100.00")).await;
+    // Metadata whose keys beancount would refuse as they are and whose
+    // values hold what either syntax cares about.
+    let (status, body) = books
+        .call(
+            "POST",
+            "/api/journal-entries",
+            Some(&token),
+            Some(
+                json!({"date": "2026-01-06", "memo": "Tagged sale", "lines": sale("1.00"),
+                        "metadata": {"order": "A-1, \"quoted\"; type:Z", "2nd.key": "back\\slash",
+                                     "entry": "mine", "region.eu": ""}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     post_entry(
         &books,
         &token,
@@ -431,7 +446,7 @@ async fn exports_are_checked_by_hledger_and_beancount(store: Store) {
         );
     }
     let expected = trial_balance_by_hledger_name(&books, &token, "2026-02-28").await;
-    assert_eq!(expected["assets:1000"], "82.09 USD");
+    assert_eq!(expected["assets:1000"], "83.09 USD");
     assert_eq!(expected["assets:1010.jp"], "1700 JPY");
     assert_eq!(expected["equity:3010.kw"], "-1.005 KWD");
     assert_eq!(hledger_balances(&journal_file).await, expected, "{journal}");
@@ -440,6 +455,19 @@ async fn exports_are_checked_by_hledger_and_beancount(store: Store) {
         journal.contains(&format!("  ; reverses:{february}")),
         "{journal}"
     );
+    // Each metadata pair is a tag of its transaction, as hledger reads it.
+    let tags = hledger(&["tags", "--values", "order"], &journal_file).await;
+    assert!(tags.ok, "{}", tags.output);
+    assert!(
+        tags.output
+            .contains("A-1\u{FF0C} \"quoted\"; type\u{FF1A}Z"),
+        "{}",
+        tags.output
+    );
+    for tag in ["2nd.key", "entry", "region.eu"] {
+        let listed = hledger(&["tags", tag], &journal_file).await;
+        assert!(listed.output.contains(tag), "{tag}: {}", listed.output);
+    }
 
     // bean-check accepts the beancount file without a word.
     let ledger = export_ok(&books, &token, "beancount", "2026-02-28").await;
@@ -455,7 +483,15 @@ async fn exports_are_checked_by_hledger_and_beancount(store: Store) {
         "{ledger}"
     );
     assert!(ledger.contains("2026-03-01 balance Equity:C3010-Dkw  -1.005 ~ 0.000 KWD"));
-    assert!(ledger.contains("2026-03-01 balance Assets:C1000  82.09 ~ 0.00 USD"));
+    assert!(ledger.contains("2026-03-01 balance Assets:C1000  83.09 ~ 0.00 USD"));
+    for line in [
+        "  order: \"A-1, \\\"quoted\\\"; type:Z\"",
+        "  meta-2nd_key: \"back\\\\slash\"",
+        "  meta-entry: \"mine\"",
+        "  meta-region_eu: \"\"",
+    ] {
+        assert!(ledger.contains(line), "{line}\n{ledger}");
+    }
 
     // The assertions bite: one cent more on a posting (and on its
     // counter-posting, so the entry still balances) fails both checks.
@@ -503,7 +539,7 @@ async fn exports_are_checked_by_hledger_and_beancount(store: Store) {
     let outcome = hledger(&["check", "--strict"], &january_file).await;
     assert!(outcome.ok, "{}\n{january}", outcome.output);
     let expected = trial_balance_by_hledger_name(&books, &token, "2026-01-31").await;
-    assert_eq!(expected["assets:1000"], "69.75 USD");
+    assert_eq!(expected["assets:1000"], "70.75 USD");
     assert_eq!(hledger_assertions(&january), expected);
     assert_eq!(hledger_balances(&january_file).await, expected);
     let january = export_ok(&books, &token, "beancount", "2026-01-31").await;
@@ -511,7 +547,7 @@ async fn exports_are_checked_by_hledger_and_beancount(store: Store) {
         !january.lines().any(|l| l.starts_with("2026-02-1")),
         "{january}"
     );
-    assert!(january.contains("2026-02-01 balance Assets:C1000  69.75 ~ 0.00 USD"));
+    assert!(january.contains("2026-02-01 balance Assets:C1000  70.75 ~ 0.00 USD"));
     assert!(january.contains("2026-02-01 balance Assets:C1020-Ukw  0.000 ~ 0.000 KWD"));
     let outcome = bean_check(&write(dir.path(), "january.beancount", &january)).await;
     assert!(

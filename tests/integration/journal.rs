@@ -349,6 +349,146 @@ async fn an_account_history_runs_its_balance_across_pages(door: Door) {
     assert_eq!(body["code"], "INVALID_DATE");
 }
 
-on_every_store!(the_journal_pages_without_gaps_while_entries_are_posted);
+/// Entries carry the metadata they were posted with (batches too), answer
+/// it wherever they are, and the journal finds them by it; metadata outside
+/// its bounds is refused and posts nothing; a reversal carries none.
+async fn entries_carry_metadata_and_are_found_by_it(store: Store) {
+    let books = Books::start(store).await;
+    let token = books.register("tags@acme.test", "USD").await;
+    let tagged = |n: usize, order: &str, region: &str| {
+        let mut entry = sale(n, &day(n), 100);
+        entry["metadata"] = json!({"order": order, "region.eu": region});
+        entry
+    };
+    let ids = batch(
+        &books,
+        &token,
+        vec![
+            tagged(1, "A-1", "fr"),
+            tagged(2, "A-2", "fr"),
+            tagged(3, "A-1", "de"),
+            sale(4, &day(4), 100),
+        ],
+    )
+    .await;
+    let (status, single) = books
+        .call(
+            "POST",
+            "/api/journal-entries",
+            Some(&token),
+            Some(json!({"date": "2026-07-01", "memo": "single", "metadata": {"order": "A-1"},
+                        "lines": [{"account": "1000", "debit": "1.00"}, {"account": "4000", "credit": "1.00"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{single}");
+    assert_eq!(single["metadata"], json!({"order": "A-1"}));
+    let (_, read) = books
+        .call(
+            "GET",
+            &format!("/api/journal-entries/{}", ids[0]),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(read["metadata"], json!({"order": "A-1", "region.eu": "fr"}));
+    let (_, plain) = books
+        .call(
+            "GET",
+            &format!("/api/journal-entries/{}", ids[3]),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(plain["metadata"], json!({}));
+
+    let found = |query: &'static str| {
+        let (books, token) = (&books, &token);
+        async move {
+            let (items, _) = read_all(
+                books,
+                token,
+                &format!("/api/journal-entries?{query}"),
+                async || {},
+            )
+            .await;
+            let mut ids: Vec<i64> = items.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+            ids.sort_unstable();
+            ids
+        }
+    };
+    let single = single["id"].as_i64().unwrap();
+    assert_eq!(
+        found("metadata[order]=A-1").await,
+        vec![ids[0], ids[2], single]
+    );
+    assert_eq!(
+        found("metadata[order]=A-1&metadata[region.eu]=de").await,
+        vec![ids[2]]
+    );
+    assert_eq!(
+        found("metadata[order]=A-1&account=4000&limit=1").await,
+        vec![ids[0], ids[2], single]
+    );
+    assert_eq!(found("metadata[order]=nope").await, Vec::<i64>::new());
+
+    // The reversal of a tagged entry carries no metadata of its own.
+    let (status, reversal) = books
+        .call(
+            "POST",
+            &format!("/api/journal-entries/{}/reverse", ids[1]),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reversal}");
+    assert_eq!(reversal["metadata"], json!({}));
+
+    // Out of bounds: refused, and nothing posted.
+    let many: serde_json::Map<String, Value> =
+        (0..21).map(|i| (format!("k{i}"), json!("v"))).collect();
+    for metadata in [
+        Value::Object(many),
+        json!({"Order": "A-1"}),
+        json!({"order": "x".repeat(501)}),
+        json!({"order": 1}),
+    ] {
+        let mut entry = sale(9, "2026-08-01", 100);
+        entry["metadata"] = metadata.clone();
+        let (status, body) = books
+            .call("POST", "/api/journal-entries", Some(&token), Some(entry))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{metadata}: {body}"
+        );
+        assert_eq!(body["code"], "INVALID_FIELD", "{body}");
+    }
+    let (items, _) = read_all(
+        &books,
+        &token,
+        "/api/journal-entries?from=2026-08-01&to=2026-08-01",
+        async || {},
+    )
+    .await;
+    assert!(items.is_empty(), "{items:?}");
+    for query in ["metadata[Order]=x", "metadata[order]=a&metadata[order]=b"] {
+        let (status, body) = books
+            .call(
+                "GET",
+                &format!("/api/journal-entries?{query}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
+        assert_eq!(body["code"], "INVALID_QUERY", "{query}: {body}");
+    }
+}
+
+on_every_store!(
+    the_journal_pages_without_gaps_while_entries_are_posted,
+    entries_carry_metadata_and_are_found_by_it,
+);
 
 on_every_door!(an_account_history_runs_its_balance_across_pages);

@@ -116,6 +116,7 @@ async fn run(ops: Vec<Op>) {
                 let input = EntryInput {
                     date: format!("2026-{:02}-{:02}", 1 + day / 28, 1 + day % 28),
                     memo: String::new(),
+                    metadata: Default::default(),
                     lines: vec![
                         LineInput {
                             account: CODES[to].into(),

@@ -55,6 +55,11 @@ fn books_routes() -> Vec<Route> {
             .query("account", "Only entries with a line on the account of this code", false)
             .query("reversed", "true: only entries reversed since; false: only those not", false)
             .query("order", "date (default) or newest", false)
+            .query(
+                "metadata[KEY]",
+                "Only entries whose metadata has KEY set to this value (each pair at most once)",
+                false,
+            )
             .paged()
             .returns_list::<ledger::Entry>(200),
         Route::read("/api/accounts/{code}/entries", account_history)
@@ -122,7 +127,7 @@ struct EntriesQuery {
 }
 
 async fn list_entries(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let (page, q): (_, EntriesQuery) = list_query(&request)?;
+    let (page, q, metadata): (_, EntriesQuery, _) = super::list_query_with_metadata(&request)?;
     let reversed = match q.reversed.as_deref() {
         None => None,
         Some("true") => Some(true),
@@ -146,6 +151,7 @@ async fn list_entries(app: AccuBooks, request: Request) -> Result<Response, ApiE
         account: q.account,
         reversed,
         order,
+        metadata,
     };
     let entries = app
         .books()

@@ -154,11 +154,39 @@ where
     K: DeserializeOwned,
     F: DeserializeOwned,
 {
+    let (page, filters, _) = parse_list_query(request, false)?;
+    Ok((page, filters))
+}
+
+/// [`list_query`] of a list that also filters on metadata:
+/// `metadata[KEY]=VALUE` pairs (contract §5), each key at most once.
+pub(crate) fn list_query_with_metadata<K, F>(
+    request: &Request,
+) -> Result<(PageRequest<K>, F, crate::metadata::Metadata), ApiError>
+where
+    K: DeserializeOwned,
+    F: DeserializeOwned,
+{
+    parse_list_query(request, true)
+}
+
+/// The page, the filters and, when `with_metadata`, the metadata pairs
+/// (otherwise `metadata[…]` parameters are filters like any other).
+fn parse_list_query<K, F>(
+    request: &Request,
+    with_metadata: bool,
+) -> Result<(PageRequest<K>, F, crate::metadata::Metadata), ApiError>
+where
+    K: DeserializeOwned,
+    F: DeserializeOwned,
+{
     use crate::paging::{AFTER_PARAM, LIMIT_PARAM};
+    let invalid = |err: &dyn std::fmt::Display| {
+        ApiError::invalid("INVALID_QUERY", format!("Invalid query string: {err}."))
+    };
     let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(request.parts.uri.query().unwrap_or("")).map_err(|err| {
-            ApiError::invalid("INVALID_QUERY", format!("Invalid query string: {err}."))
-        })?;
+        serde_urlencoded::from_str(request.parts.uri.query().unwrap_or(""))
+            .map_err(|err| invalid(&err))?;
     let value = |name: &str| {
         pairs
             .iter()
@@ -166,15 +194,29 @@ where
             .map(|(_, value)| value.as_str())
     };
     let page = PageRequest::parse(value(LIMIT_PARAM), value(AFTER_PARAM))?;
-    let filters: Vec<&(String, String)> = pairs
-        .iter()
-        .filter(|(key, _)| key != LIMIT_PARAM && key != AFTER_PARAM)
-        .collect();
+    let mut metadata = std::collections::BTreeMap::new();
+    let mut filters = Vec::new();
+    for (key, value) in &pairs {
+        if key == LIMIT_PARAM || key == AFTER_PARAM {
+            continue;
+        }
+        let name = key
+            .strip_prefix("metadata[")
+            .and_then(|k| k.strip_suffix(']'))
+            .filter(|_| with_metadata);
+        match name {
+            Some(name) => {
+                if metadata.insert(name.to_owned(), value.clone()).is_some() {
+                    return Err(invalid(&format_args!("metadata[{name}] is given twice")));
+                }
+            }
+            None => filters.push((key, value)),
+        }
+    }
+    let metadata = crate::metadata::Metadata::try_from(metadata).map_err(|err| invalid(&err))?;
     let filters = serde_urlencoded::to_string(filters).map_err(|_| ApiError::Internal)?;
-    let filters = serde_urlencoded::from_str(&filters).map_err(|err| {
-        ApiError::invalid("INVALID_QUERY", format!("Invalid query string: {err}."))
-    })?;
-    Ok((page, filters))
+    let filters = serde_urlencoded::from_str(&filters).map_err(|err| invalid(&err))?;
+    Ok((page, filters, metadata))
 }
 
 /// A list route's filters when it has none: other query parameters are

@@ -392,15 +392,23 @@ async fn write_postgres(
     let dates: Vec<NaiveDate> = plan.entries.iter().map(|e| e.date).collect();
     let memos: Vec<&str> = plan.entries.iter().map(|e| e.memo.as_str()).collect();
     let reverses: Vec<Option<i64>> = plan.entries.iter().map(|e| e.reverses).collect();
+    let metadata: Vec<Option<String>> = plan
+        .entries
+        .iter()
+        .map(|e| e.metadata.to_stored())
+        .collect();
     sqlx::query(
-        "INSERT INTO journal_entries (id, organization_id, entry_date, memo, reverses) \
-         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::text[], $5::bigint[])",
+        "INSERT INTO journal_entries (id, organization_id, entry_date, memo, reverses, metadata) \
+         SELECT id, org, day, memo, reverses, CAST(metadata AS JSONB) FROM UNNEST($1::bigint[], \
+         $2::text[], $3::date[], $4::text[], $5::bigint[], $6::text[]) \
+         AS u(id, org, day, memo, reverses, metadata)",
     )
     .bind(&ids)
     .bind(&orgs)
     .bind(&dates)
     .bind(&memos)
     .bind(&reverses)
+    .bind(&metadata)
     .execute(&mut *tx)
     .await?;
     let line_entries: Vec<i64> = plan.lines.iter().map(|l| ids[l.0]).collect();
@@ -495,8 +503,9 @@ async fn write_sqlite(
     let ids: Vec<i64> = (1..=plan.entries.len() as i64).map(|i| last + i).collect();
     for (chunk_index, chunk) in plan.entries.chunks(SQLITE_ROWS).enumerate() {
         let sql = format!(
-            "INSERT INTO journal_entries (id, organization_id, entry_date, memo, reverses) VALUES {}",
-            value_rows(1, chunk.len(), 5)
+            "INSERT INTO journal_entries (id, organization_id, entry_date, memo, reverses, metadata) \
+             VALUES {}",
+            value_rows(1, chunk.len(), 6)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (offset, entry) in chunk.iter().enumerate() {
@@ -505,7 +514,8 @@ async fn write_sqlite(
                 .bind(&entry.organization)
                 .bind(entry.date)
                 .bind(&entry.memo)
-                .bind(entry.reverses);
+                .bind(entry.reverses)
+                .bind(entry.metadata.to_stored());
         }
         query.execute(&mut *tx).await?;
     }
@@ -596,6 +606,7 @@ mod tests {
                     amount: *amount,
                 })
                 .collect(),
+            metadata: Default::default(),
         }
     }
 

@@ -11,8 +11,9 @@ use super::Ledger;
 use super::accounts::{Account, accounts_for_posting};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
-use crate::db::sql::{BeginScoped, List, in_list, on_pool};
+use crate::db::sql::{Backend, BeginScoped, List, in_list, on_pool};
 use crate::idempotency::{IdempotencyKey, Render};
+use crate::metadata::Metadata;
 use crate::money::{self, AmountText, MoneyError};
 use crate::organization::OrganizationId;
 use crate::paging::{Page, PageRequest};
@@ -45,6 +46,9 @@ pub struct EntryInput {
     pub memo: String,
     /// Two or more lines, balanced per currency.
     pub lines: Vec<LineInput>,
+    /// String keys and values kept with the entry (contract §5).
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
 }
 
 /// One validated line: the account and a signed amount (debit positive).
@@ -74,6 +78,8 @@ pub struct ValidEntry {
     pub reverses: Option<i64>,
     /// The lines.
     pub lines: Vec<ValidLine>,
+    /// Its metadata.
+    pub metadata: Metadata,
 }
 
 /// A posted line as the API shows it.
@@ -106,6 +112,8 @@ pub struct Entry {
     pub reversed_by: Option<i64>,
     /// Its lines.
     pub lines: Vec<EntryLine>,
+    /// Its metadata (`{}` when none was given).
+    pub metadata: Metadata,
 }
 
 impl ValidEntry {
@@ -118,6 +126,7 @@ impl ValidEntry {
             reverses: self.reverses,
             reversed_by: None,
             lines: self.lines.iter().map(show_line).collect(),
+            metadata: self.metadata.clone(),
         }
     }
 }
@@ -255,6 +264,7 @@ pub fn validate(
         memo: input.memo.clone(),
         reverses: None,
         lines,
+        metadata: input.metadata.clone(),
     })
 }
 
@@ -322,7 +332,8 @@ pub async fn get_entry(
             on_pool!(pool, p => {
                 let mut tx = p.begin_for(&organization).await?;
                 let head = sqlx::query(
-                    "SELECT e.id, e.entry_date, e.memo, e.reverses, r.id AS reversed_by \
+                    "SELECT e.id, e.entry_date, e.memo, e.reverses, r.id AS reversed_by, \
+                     CAST(e.metadata AS TEXT) AS metadata \
                      FROM journal_entries e LEFT JOIN journal_entries r ON r.reverses = e.id \
                      WHERE e.id = $1 AND e.organization_id = $2",
                 )
@@ -357,6 +368,7 @@ pub async fn get_entry(
                     reverses: head.try_get("reverses")?,
                     reversed_by: head.try_get("reversed_by")?,
                     lines,
+                    metadata: Metadata::from_stored(head.try_get("metadata")?),
                 }))
             })
         })
@@ -375,6 +387,8 @@ pub struct EntryFilter {
     pub account: Option<String>,
     /// Reversed by another entry (`true`) or not (`false`).
     pub reversed: Option<bool>,
+    /// With each of these metadata keys set to its value.
+    pub metadata: Metadata,
     /// The order of the list.
     pub order: EntryOrder,
 }
@@ -447,6 +461,25 @@ pub async fn list_entries(
         page.after
             .unwrap_or(if newest { (to, i64::MAX) } else { (from, 0) });
     let (past, direction) = if newest { ("<", "DESC") } else { (">", "ASC") };
+    // The metadata pairs: one containment test on PostgreSQL (answered by
+    // the GIN index), one `json_extract` per pair on SQLite; bound from $7.
+    let meta = |alias: &str| -> String {
+        if filter.metadata.is_empty() {
+            String::new()
+        } else if db.pool().is_postgres() {
+            format!("AND {alias}.metadata @> CAST($7 AS JSONB)")
+        } else {
+            (0..filter.metadata.iter().count())
+                .map(|n| {
+                    format!(
+                        " AND json_extract({alias}.metadata, ${}) = ${}",
+                        7 + 2 * n,
+                        8 + 2 * n
+                    )
+                })
+                .collect()
+        }
+    };
     let reversed = match filter.reversed {
         Some(true) => "AND EXISTS (SELECT 1 FROM journal_entries r WHERE r.reverses = k.id)",
         Some(false) => "AND NOT EXISTS (SELECT 1 FROM journal_entries r WHERE r.reverses = k.id)",
@@ -459,22 +492,33 @@ pub async fn list_entries(
             "SELECT DISTINCT k.entry_date, k.id FROM (SELECT l.entry_date, l.entry_id AS id \
              FROM journal_lines l WHERE l.account_id = $1 AND l.entry_date >= $2 \
              AND l.entry_date <= $3 AND (l.entry_date, l.entry_id) {past} ($4, $5)) k \
-             WHERE true {reversed} \
-             ORDER BY k.entry_date {direction}, k.id {direction} LIMIT $6"
+             WHERE true {reversed} {} \
+             ORDER BY k.entry_date {direction}, k.id {direction} LIMIT $6",
+            if filter.metadata.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "AND EXISTS (SELECT 1 FROM journal_entries m WHERE m.id = k.id {})",
+                    meta("m")
+                )
+            }
         ),
         None => format!(
             "SELECT k.entry_date, k.id FROM journal_entries k WHERE k.organization_id = $1 \
              AND k.entry_date >= $2 AND k.entry_date <= $3 \
-             AND (k.entry_date, k.id) {past} ($4, $5) {reversed} \
-             ORDER BY k.entry_date {direction}, k.id {direction} LIMIT $6"
+             AND (k.entry_date, k.id) {past} ($4, $5) {reversed} {} \
+             ORDER BY k.entry_date {direction}, k.id {direction} LIMIT $6",
+            meta("k")
         ),
     };
     let owned = organization.to_owned();
     let fetch = page.limit.fetch();
+    let (metadata, postgres) = (filter.metadata.clone(), db.pool().is_postgres());
     let entries: Vec<Entry> = db
         .run(|pool| async move {
             let heads_sql = format!(
-                "SELECT e.id, e.entry_date, e.memo, e.reverses, r.id AS reversed_by \
+                "SELECT e.id, e.entry_date, e.memo, e.reverses, r.id AS reversed_by, \
+                 CAST(e.metadata AS TEXT) AS metadata \
                  FROM journal_entries e LEFT JOIN journal_entries r ON r.reverses = e.id \
                  WHERE e.organization_id = $1 AND {}",
                 in_list(&pool, "e.id", 2)
@@ -491,14 +535,22 @@ pub async fn list_entries(
                     Some(account) => keys.bind(account),
                     None => keys.bind(&owned),
                 };
-                let keys: Vec<(NaiveDate, i64)> = keys
+                let mut keys = keys
                     .bind(from)
                     .bind(to)
                     .bind(after_date)
                     .bind(after_id)
-                    .bind(fetch)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                    .bind(fetch);
+                if !metadata.is_empty() {
+                    if postgres {
+                        keys = keys.bind(metadata.to_stored());
+                    } else {
+                        for (key, value) in metadata.iter() {
+                            keys = keys.bind(format!("$.\"{key}\"")).bind(value.to_owned());
+                        }
+                    }
+                }
+                let keys: Vec<(NaiveDate, i64)> = keys.fetch_all(&mut *tx).await?;
                 let ids: Vec<i64> = keys.iter().map(|(_, id)| *id).collect();
                 let heads = sqlx::query(sqlx::AssertSqlSafe(heads_sql.as_str()))
                     .bind(&owned)
@@ -529,6 +581,7 @@ pub async fn list_entries(
                         reverses: head.try_get("reverses")?,
                         reversed_by: head.try_get("reversed_by")?,
                         lines: by_entry.remove(&id).unwrap_or_default(),
+                        metadata: Metadata::from_stored(head.try_get("metadata")?),
                     });
                 }
                 Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
@@ -603,6 +656,7 @@ pub async fn reverse_entry(
     let mirrored = EntryInput {
         date: date.unwrap_or(entry.date).format("%Y-%m-%d").to_string(),
         memo: format!("Reversal of entry {id}"),
+        metadata: Metadata::default(),
         lines: entry
             .lines
             .iter()
@@ -662,6 +716,7 @@ mod tests {
             date: "2026-01-31".to_owned(),
             memo: "test".to_owned(),
             lines,
+            metadata: Metadata::default(),
         }
     }
 

@@ -30,6 +30,7 @@ use super::accounts::AccountType;
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
 use crate::db::sql::{BeginScoped, on_pool};
+use crate::metadata::Metadata;
 use crate::money;
 use crate::organization::OrganizationId;
 
@@ -65,13 +66,22 @@ const ACCOUNTS_SQL: &str = "SELECT a.id, a.code, a.name, a.type, a.currency, \
      FROM accounts a WHERE a.organization_id = $1 ORDER BY a.code";
 
 /// Every journal line up to `$2`, in the order the journal lists them.
-const LINES_SQL: &str = "SELECT e.id, e.entry_date, e.memo, e.reverses, l.account_id, l.amount \
+const LINES_SQL: &str = "SELECT e.id, e.entry_date, e.memo, e.reverses, l.account_id, l.amount, \
+     CAST(e.metadata AS TEXT) \
      FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id \
      WHERE e.organization_id = $1 AND e.entry_date <= $2 \
      ORDER BY e.entry_date, e.id, l.line_no";
 
 type AccountRow = (i64, String, String, String, String, i64);
-type LineRow = (i64, NaiveDate, String, Option<i64>, i64, i64);
+type LineRow = (
+    i64,
+    NaiveDate,
+    String,
+    Option<i64>,
+    i64,
+    i64,
+    Option<String>,
+);
 
 /// How long an export may read the database: whole books take longer
 /// than one statement may (`DB_STATEMENT_TIMEOUT_MS`).
@@ -282,10 +292,12 @@ struct Line {
     reverses: Option<i64>,
     account: i64,
     amount: i64,
+    /// The entry's metadata as stored.
+    metadata: Option<String>,
 }
 
 impl From<LineRow> for Line {
-    fn from((entry, date, memo, reverses, account, amount): LineRow) -> Self {
+    fn from((entry, date, memo, reverses, account, amount, metadata): LineRow) -> Self {
         Line {
             entry,
             date,
@@ -293,6 +305,7 @@ impl From<LineRow> for Line {
             reverses,
             account,
             amount,
+            metadata,
         }
     }
 }
@@ -372,6 +385,10 @@ impl Journal {
                         let _ = write!(out, "  ; reverses:{reversed}");
                     }
                     out.push('\n');
+                    let metadata = Metadata::from_stored(line.metadata.as_deref());
+                    for (key, value) in metadata.iter() {
+                        let _ = writeln!(out, "    ; {key}: {}", hledger_tag_value(value));
+                    }
                 }
                 ExportFormat::Beancount => {
                     let _ = writeln!(
@@ -383,6 +400,11 @@ impl Journal {
                     );
                     if let Some(reversed) = line.reverses {
                         let _ = writeln!(out, "  reverses: {reversed}");
+                    }
+                    let metadata = Metadata::from_stored(line.metadata.as_deref());
+                    for (key, value) in metadata.iter() {
+                        let _ =
+                            writeln!(out, "  {}: {}", beancount_key(key), beancount_string(value));
                     }
                 }
             }
@@ -605,6 +627,27 @@ fn hledger_description(memo: &str) -> String {
 /// file, so `:` is written as the full-width `：`.
 fn hledger_comment(text: &str) -> String {
     one_line(text).replace(':', "\u{FF1A}")
+}
+
+/// A metadata value as an hledger tag value, which ends at a comma or the
+/// end of the line: a comment's text (so a `word:` in it is not read as
+/// another tag), with `,` written as the full-width `，`.
+fn hledger_tag_value(value: &str) -> String {
+    hledger_comment(value).replace(',', "\u{FF0C}")
+}
+
+/// A metadata key as a beancount metadata key (`[a-z][a-zA-Z0-9-_]*`, and
+/// not `entry` or `reverses`, which the export writes itself): as it is
+/// when it is one, else `meta-` and the key with `.` as `_`.
+fn beancount_key(key: &str) -> String {
+    let usable = key.starts_with(|c: char| c.is_ascii_lowercase())
+        && !key.contains('.')
+        && !matches!(key, "entry" | "reverses");
+    if usable {
+        key.to_owned()
+    } else {
+        format!("meta-{}", key.replace('.', "_"))
+    }
 }
 
 /// A quoted beancount string: one line, with `\` and `"` escaped.

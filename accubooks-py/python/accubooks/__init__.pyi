@@ -322,9 +322,13 @@ class Organization:
         lines: Sequence[LineInput],
         memo: str = "",
         *,
+        metadata: dict[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> Entry:
         """Posts a balanced journal entry; answers it with its ``id``.
+
+        ``metadata``: at most 20 keys of ``[a-z0-9_.-]{1,40}``, string values of at
+        most 500 characters, kept with the entry (immutable, like the entry).
 
         ``lines`` name accounts by code, each with exactly one of ``debit`` and
         ``credit``. The same ``idempotency_key`` with the same entry answers the
@@ -366,13 +370,14 @@ class Organization:
         to: DateLike | None = None,
         account: str | None = None,
         reversed: bool | None = None,
+        metadata: dict[str, str] | None = None,
         order: Literal["date", "newest"] = "date",
         limit: int | None = None,
         after: str | None = None,
     ) -> Page[Entry]:
         """The journal: entries with their lines, in date order or newest first,
         dated from ``from_`` to ``to``, with a line on ``account``, reversed since
-        (``reversed=True``) or not. One page (``limit`` 1 to 500, default 100, after
+        (``reversed=True``) or not, with each ``metadata`` key set to its value. One page (``limit`` 1 to 500, default 100, after
         the cursor ``after``); ``accubooks.iterate`` follows the pages."""
 
     def account_history(

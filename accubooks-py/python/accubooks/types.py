@@ -107,6 +107,7 @@ class EntryInput(_EntryInputBase, total=False):
     """An entry of a batch for ``post_entries``."""
 
     memo: str
+    metadata: Dict[str, str]
 
 
 class User(TypedDict):
@@ -141,6 +142,8 @@ class Entry(TypedDict):
     reverses: Optional[int]
     reversed_by: Optional[int]
     lines: List[EntryLine]
+    #: String keys and values given when it was posted (``{}`` if none).
+    metadata: Dict[str, str]
 
 
 class BalanceLine(TypedDict):

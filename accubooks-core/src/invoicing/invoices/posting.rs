@@ -72,6 +72,7 @@ pub(super) fn entry(
                 }
             })
             .collect(),
+        metadata: Default::default(),
     };
     validate_memo(&input.memo)?;
     validate(organization, &input, accounts)

@@ -176,6 +176,7 @@ fn sample(format: ExportFormat) -> String {
                 reverses,
                 account,
                 amount,
+                metadata: None,
             })
             .unwrap();
     }
@@ -281,6 +282,7 @@ fn lines_of_unknown_accounts_are_refused() {
         reverses: None,
         account: 9,
         amount: 1,
+        metadata: None,
     };
     assert!(journal.line(line).is_err());
 }
