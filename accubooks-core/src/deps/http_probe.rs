@@ -126,3 +126,29 @@ impl Probe for PlaidProbe {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn stripe_refusing_a_permission_is_reachable_an_unknown_key_is_not() {
+        assert_eq!(classify_stripe(StatusCode::OK), Ok(()));
+        assert_eq!(classify_stripe(StatusCode::FORBIDDEN), Ok(()));
+        assert_eq!(
+            classify_stripe(StatusCode::UNAUTHORIZED),
+            Err(Fault::permanent("AUTHENTICATION_FAILED"))
+        );
+        assert_eq!(
+            classify_stripe(StatusCode::INTERNAL_SERVER_ERROR),
+            Err(Fault::temporary("UPSTREAM_ERROR"))
+        );
+        // Plaid's refusals keep their meaning.
+        assert_eq!(
+            classify_status(StatusCode::FORBIDDEN),
+            Err(Fault::permanent("AUTHENTICATION_FAILED"))
+        );
+    }
+}

@@ -829,6 +829,22 @@ mod tests {
     }
 
     #[test]
+    fn the_key_moves_on_only_with_its_attempt() {
+        let org = OrganizationId::parse("5f0c1a52-8d6e-4c1b-9a53-2b4c8e7d9f10").unwrap();
+        let first = idempotency_key(&org, 7, 0, 10_000, 0);
+        // The key used before attempts were counted: intents asked for then
+        // are still found under it.
+        assert_eq!(
+            first,
+            "accubooks:5f0c1a52-8d6e-4c1b-9a53-2b4c8e7d9f10:invoice:7:intent:0:10000"
+        );
+        assert_eq!(first, idempotency_key(&org, 7, 0, 10_000, 0));
+        let second = idempotency_key(&org, 7, 0, 10_000, 1);
+        assert_ne!(second, first);
+        assert_ne!(second, idempotency_key(&org, 7, 0, 10_000, 2));
+    }
+
+    #[test]
     fn events_are_dated_in_the_organizations_time_zone_within_reason() {
         let now = Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 0).unwrap();
         let at = |d, h| {
