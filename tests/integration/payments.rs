@@ -9,7 +9,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::books::{Books, Door, Store};
-use crate::support::saas::stripe::{API_VERSION, RESTRICTED_KEY, signature};
+use crate::support::saas::stripe::{API_VERSION, NO_INTENTS_KEY, RESTRICTED_KEY, signature};
 use crate::support::saas::{FakeSaas, Mode, STRIPE_KEY, WEBHOOK_SECRET};
 use crate::support::server::Host;
 use crate::support::services::Redis;
@@ -772,6 +772,43 @@ async fn a_restricted_key_with_payment_intents_write_keeps_payments_online() {
     assert!(!health.to_string().contains(RESTRICTED_KEY));
 }
 
+/// A key Stripe knows but refuses PaymentIntents (403, a missing
+/// permission) is not an outage: the probe keeps Stripe `connected`, and a
+/// PaymentIntent is answered 503 (the operator's to fix, logged as an
+/// error naming the permission), never `PAYMENT_REJECTED`. A 401 stays a
+/// permanent `AUTHENTICATION_FAILED` (`faults::stripe_and_plaid_outages_are_seen_and_healed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_without_the_permission_is_answered_503_and_stripe_stays_connected() {
+    let s = start(
+        Store::Sqlite,
+        &[("STRIPE_SECRET_KEY", NO_INTENTS_KEY.to_owned())],
+    )
+    .await;
+    let (books, token) = (&s.books, s.token.as_str());
+    let invoice = issued(books, token, s.customer, "42.00").await;
+    let (status, body) = intent(books, token, invoice).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!("PAYMENTS_UNAVAILABLE")
+        ),
+        "{body}"
+    );
+    assert_eq!(
+        s.saas
+            .stripe
+            .calls
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    let health = books.server.health().await;
+    assert_eq!(
+        health["dependencies"]["stripe"]["status"], "connected",
+        "{health}"
+    );
+}
+
 /// Stripe keeps a key's answer, a 500 included, and replays it: the fake
 /// does too. The retries of the failed request (same key) meet the replayed
 /// 500 and create nothing; the request after it asks under a new key and
@@ -975,10 +1012,24 @@ async fn the_fake_stripe_answers_as_stripes_published_schemas_say() {
             "sk_test_unknown",
             StatusCode::UNAUTHORIZED,
         ),
+        (
+            Method::GET,
+            "/v1/payment_intents",
+            NO_INTENTS_KEY,
+            StatusCode::FORBIDDEN,
+        ),
     ] {
         let (status, body) = call(method, path, key, None).await;
         assert_eq!(status, expected, "{path}: {body}");
     }
+    // A request that does not name the pinned version is refused.
+    let unversioned = client
+        .get(format!("{base}/v1/payment_intents"))
+        .bearer_auth(STRIPE_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unversioned.status(), StatusCode::BAD_REQUEST);
     stripe.fail_next_creations(1, Some(false));
     for _ in 0..2 {
         let (status, body) =
@@ -1003,5 +1054,5 @@ async fn the_fake_stripe_answers_as_stripes_published_schemas_say() {
     stripe.refund_failed_event("evt_s3", "charge.refund.updated", "re_1", id, 200);
     stripe.refund_failed_event("evt_s4", "refund.updated", "re_1", id, 200);
     let checked = stripe.assert_schemas_held();
-    assert_eq!(checked, 14, "answers and events checked");
+    assert_eq!(checked, 16, "answers and events checked");
 }

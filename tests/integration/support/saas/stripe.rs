@@ -31,6 +31,9 @@ pub const STRIPE_KEY: &str = "sk_test_s3cr3t_0123456789";
 /// A restricted key with only PaymentIntents write, the README's minimal
 /// key: other resources (`/v1/balance`) answer Stripe's 403.
 pub const RESTRICTED_KEY: &str = "rk_test_r3str1ct3d_0123456789";
+/// A restricted key without PaymentIntents permissions: every resource
+/// here answers Stripe's 403.
+pub const NO_INTENTS_KEY: &str = "rk_test_n0_1nt3nts_0123456789";
 /// The webhook signing secret the tests configure.
 pub const WEBHOOK_SECRET: &str = "whsec_s3cr3t_test_signing_42";
 /// The Stripe API version the fake speaks (that of its schemas); a request
@@ -286,6 +289,7 @@ pub fn signature(secrets: &[&str], timestamp: i64, payload: &[u8]) -> String {
 enum Key {
     Secret,
     Restricted,
+    NoIntents,
 }
 
 /// The request's key, or the answer refusing it: Stripe's 401 for an
@@ -296,6 +300,7 @@ fn admit(stripe: &FakeStripe, headers: &HeaderMap) -> Result<Key, Box<Response>>
     let key = match header("authorization") {
         Some(value) if value == format!("Bearer {STRIPE_KEY}") => Key::Secret,
         Some(value) if value == format!("Bearer {RESTRICTED_KEY}") => Key::Restricted,
+        Some(value) if value == format!("Bearer {NO_INTENTS_KEY}") => Key::NoIntents,
         _ => {
             return Err(Box::new(stripe.error(
                 StatusCode::UNAUTHORIZED,
@@ -318,14 +323,7 @@ fn admit(stripe: &FakeStripe, headers: &HeaderMap) -> Result<Key, Box<Response>>
 async fn balance(State(stripe): State<Arc<FakeStripe>>, headers: HeaderMap) -> Response {
     match admit(&stripe, &headers) {
         Err(refused) => *refused,
-        // Stripe's answer to a restricted key without the permission.
-        Ok(Key::Restricted) => stripe.error(
-            StatusCode::FORBIDDEN,
-            json!({"error": {"type": "invalid_request_error",
-                "message": "The provided key 'rk_test_*********************6789' does not have the \
-                    required permissions for this endpoint on account 'acct_1FakeAccount0001'. \
-                    Having the 'rak_balance_read' permission would allow this request to continue."}}),
-        ),
+        Ok(Key::Restricted | Key::NoIntents) => forbidden(&stripe, "rak_balance_read"),
         Ok(Key::Secret) => stripe.answer(
             "balance",
             StatusCode::OK,
@@ -335,9 +333,22 @@ async fn balance(State(stripe): State<Arc<FakeStripe>>, headers: HeaderMap) -> R
     }
 }
 
+/// Stripe's answer to a restricted key without `permission`.
+fn forbidden(stripe: &FakeStripe, permission: &str) -> Response {
+    stripe.error(
+        StatusCode::FORBIDDEN,
+        json!({"error": {"type": "invalid_request_error",
+            "message": format!("The provided key 'rk_test_*********************6789' does not have \
+                the required permissions for this endpoint on account 'acct_1FakeAccount0001'. \
+                Having the '{permission}' permission would allow this request to continue.")}}),
+    )
+}
+
 async fn list_intents(State(stripe): State<Arc<FakeStripe>>, headers: HeaderMap) -> Response {
-    if let Err(refused) = admit(&stripe, &headers) {
-        return *refused;
+    match admit(&stripe, &headers) {
+        Err(refused) => return *refused,
+        Ok(Key::NoIntents) => return forbidden(&stripe, "rak_payment_intent_read"),
+        Ok(_) => {}
     }
     let data: Vec<Value> = stripe
         .intents
@@ -380,8 +391,10 @@ async fn create_intent(
     body: String,
 ) -> Response {
     stripe.calls.fetch_add(1, Ordering::SeqCst);
-    if let Err(refused) = admit(&stripe, &headers) {
-        return *refused;
+    match admit(&stripe, &headers) {
+        Err(refused) => return *refused,
+        Ok(Key::NoIntents) => return forbidden(&stripe, "rak_payment_intent_write"),
+        Ok(_) => {}
     }
     let is_form = headers
         .get("content-type")
