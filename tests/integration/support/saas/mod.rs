@@ -170,7 +170,12 @@ impl FakeSaas {
 }
 
 impl Drop for FakeSaas {
+    /// Stops it, and fails the test if the fake Stripe gave an answer or
+    /// made an event that Stripe's published schemas refuse.
     fn drop(&mut self) {
         self.stop();
+        if !std::thread::panicking() {
+            self.stripe.assert_schemas_held();
+        }
     }
 }
