@@ -409,7 +409,6 @@ impl Books<'_> {
             let (invoice, amount) = payments::payable(db, &organization, invoice_id).await?;
             let (open, count) =
                 payments::open_intent(db, &organization, invoice_id, amount).await?;
-            let attempt = payments::key_attempt(db, &organization, invoice_id).await?;
             let answer = |id: String, client_secret: String| PaymentIntent {
                 payment_intent_id: id,
                 client_secret,
@@ -427,6 +426,7 @@ impl Books<'_> {
                 use secrecy::ExposeSecret;
                 return Ok(answer(intent.id, secret.expose_secret().to_owned()));
             }
+            let attempt = payments::key_attempt(db, &organization, invoice_id).await?;
             let created = match stripe
                 .create_payment_intent(&NewIntent {
                     amount,
