@@ -20,7 +20,7 @@ import pytest
 import accubooks
 from accubooks.aio import AsyncAccuBooks
 from conftest import PASSWORD, settings, unique_email
-from fake_stripe import KEY, WEBHOOK_SECRET, FakeStripe, sign  # scripts/lib, on the path by conftest
+from fake_stripe import KEY, RESTRICTED_KEY, WEBHOOK_SECRET, FakeStripe, sign  # scripts/lib, on the path by conftest
 
 
 @pytest.fixture
@@ -30,10 +30,10 @@ def stripe() -> Iterator[FakeStripe]:
     fake.stop()
 
 
-def config(stripe: FakeStripe) -> Dict[str, Any]:
+def config(stripe: FakeStripe, key: str = KEY) -> Dict[str, Any]:
     return {
         "job_transport": "database",
-        "stripe_secret_key": KEY,
+        "stripe_secret_key": key,
         "stripe_webhook_secret": WEBHOOK_SECRET,
         "stripe_api_base": stripe.base,
     }
@@ -117,3 +117,66 @@ def test_the_asyncio_class_takes_webhooks_too(closed_port: int, tmp_path: Any, s
             assert (await org.invoice(invoice["id"]))["paid"] == Decimal("80.00")
 
     asyncio.run(main())
+
+
+def issued(org: Any) -> Any:
+    customer = org.create_customer("Globex")
+    invoice = org.create_invoice(customer["id"], "2026-12-31", LINES)
+    org.issue_invoice(invoice["id"])
+    return invoice
+
+
+def stripe_connected(books: accubooks.AccuBooks) -> bool:
+    return bool(books.health()["dependencies"]["stripe"]["status"] == "connected")
+
+
+def test_a_restricted_key_and_a_stripe_5xx_through_python(
+    open_books: Callable[..., accubooks.AccuBooks], tmp_path: Any, stripe: FakeStripe
+) -> None:
+    # The README's minimal key: connected, and it makes intents.
+    books = open_books(f"sqlite://{tmp_path}/books.db", **config(stripe, RESTRICTED_KEY))
+    wait_until(lambda: stripe_connected(books))
+    org = books.register(unique_email("rk"), PASSWORD, "Restricted")
+    invoice = issued(org)
+
+    # Stripe answers 500 and keeps that answer under the key: the next
+    # request asks under a new key and gets its intent.
+    stripe.fail_next(1)
+    with pytest.raises(accubooks.ServiceUnavailable) as unavailable:
+        org.payment_intent(invoice["id"])
+    assert unavailable.value.code == "PAYMENTS_UNAVAILABLE"
+    failed = list(stripe.keys)
+    assert len(failed) == 3 and len(set(failed)) == 1 and not stripe.intents
+    wait_until(lambda: stripe_connected(books))
+    intent = org.payment_intent(invoice["id"])
+    assert stripe.keys[-1] != failed[0]
+    assert list(stripe.intents) == [intent["payment_intent_id"]]
+    assert org.payment_intent(invoice["id"]) == intent
+
+
+def test_a_failed_refund_is_reversed_once_through_python(
+    open_books: Callable[..., accubooks.AccuBooks], tmp_path: Any, stripe: FakeStripe
+) -> None:
+    books = open_books(f"sqlite://{tmp_path}/books.db", **config(stripe))
+    wait_until(lambda: stripe_connected(books))
+    org = books.register(unique_email("refund"), PASSWORD, "Refunds")
+    invoice = issued(org)
+    intent_id = org.payment_intent(invoice["id"])["payment_intent_id"]
+
+    def settled() -> bool:
+        return all(j["status"] in ("succeeded", "dead") for j in org.jobs(queue="payments"))
+
+    for payload in [stripe.succeeded(intent_id), stripe.refunded(intent_id, 3000)]:
+        books.stripe_webhook(payload, sign(payload))
+        wait_until(settled)
+    assert org.invoice(invoice["id"])["paid"] == Decimal("50.00")
+    kinds = ("charge.refund.updated", "refund.updated")
+    failures = [stripe.refund_failed(intent_id, "re_py_1", 3000, kind) for kind in kinds]
+    for payload in failures * 2:
+        assert books.stripe_webhook(payload, sign(payload))["outcome"] == "queued"
+    wait_until(settled)
+    assert all(j["status"] == "succeeded" for j in org.jobs(queue="payments"))
+    paid = org.invoice(invoice["id"])
+    assert paid["status"] == "paid" and paid["paid"] == Decimal("80.00")
+    cash = next(a for a in org.accounts() if a["code"] == "1000")
+    assert cash["balance"] == Decimal("80.00")

@@ -9,7 +9,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::books::{Books, Door, Store};
-use crate::support::saas::stripe::signature;
+use crate::support::saas::stripe::{API_VERSION, NO_INTENTS_KEY, RESTRICTED_KEY, signature};
 use crate::support::saas::{FakeSaas, Mode, STRIPE_KEY, WEBHOOK_SECRET};
 use crate::support::server::Host;
 use crate::support::services::Redis;
@@ -34,6 +34,7 @@ pub(crate) async fn start(door: impl Into<Door>, extra: &[(&str, String)]) -> Se
         ("JOB_RETRY_BASE_MS", "100".to_owned()),
         ("JOB_RETRY_MAX_MS", "500".to_owned()),
     ];
+    vars.retain(|(name, _)| !extra.iter().any(|(set, _)| set == name));
     vars.extend(extra.iter().cloned());
     let redis = match door.store {
         Store::Postgres => {
@@ -196,6 +197,8 @@ async fn stripe_cash_lines(books: &Books, token: &str) -> Vec<i64> {
 on_every_store!(
     a_card_payment_is_posted_once_whatever_stripe_retries,
     refunds_are_posted_once_in_any_order,
+    after_a_stripe_5xx_the_next_request_asks_under_a_new_key,
+    a_refund_that_fails_is_reversed_once,
 );
 
 /// The job of a delivered event, once it has ended.
@@ -715,4 +718,331 @@ async fn stripe_outages_touch_only_payment_intents() {
         .await;
     let (status, body) = intent(books, token, other).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// The README's minimal key, a restricted key with PaymentIntents write
+/// only, keeps payments online: the fake refuses it `/v1/balance` with
+/// Stripe's own 403 (what the probe read before), yet the probe sees
+/// Stripe connected and a PaymentIntent is created. The fake refuses any
+/// request that does not name the pinned `Stripe-Version`, so the probe
+/// and the creation both sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restricted_key_with_payment_intents_write_keeps_payments_online() {
+    let s = start(
+        Store::Sqlite,
+        &[("STRIPE_SECRET_KEY", RESTRICTED_KEY.to_owned())],
+    )
+    .await;
+    let (books, token) = (&s.books, s.token.as_str());
+    let refused = reqwest::Client::new()
+        .get(format!("{}/v1/balance", s.saas.base()))
+        .bearer_auth(RESTRICTED_KEY)
+        .header("Stripe-Version", API_VERSION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not have the required permissions"),
+        "{body}"
+    );
+
+    let invoice = issued(books, token, s.customer, "42.00").await;
+    let (status, answer) = intent(books, token, invoice).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let health = books.server.health().await;
+    assert_eq!(
+        health["dependencies"]["stripe"]["status"], "connected",
+        "{health}"
+    );
+    assert!(!health.to_string().contains(RESTRICTED_KEY));
+}
+
+/// A key Stripe knows but refuses PaymentIntents (403, a missing
+/// permission) is not an outage: the probe keeps Stripe `connected`, and a
+/// PaymentIntent is answered 503 (the operator's to fix, logged as an
+/// error naming the permission), never `PAYMENT_REJECTED`. A 401 stays a
+/// permanent `AUTHENTICATION_FAILED` (`faults::stripe_and_plaid_outages_are_seen_and_healed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_without_the_permission_is_answered_503_and_stripe_stays_connected() {
+    let s = start(
+        Store::Sqlite,
+        &[("STRIPE_SECRET_KEY", NO_INTENTS_KEY.to_owned())],
+    )
+    .await;
+    let (books, token) = (&s.books, s.token.as_str());
+    let invoice = issued(books, token, s.customer, "42.00").await;
+    let (status, body) = intent(books, token, invoice).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!("PAYMENTS_UNAVAILABLE")
+        ),
+        "{body}"
+    );
+    assert_eq!(
+        s.saas
+            .stripe
+            .calls
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    let health = books.server.health().await;
+    assert_eq!(
+        health["dependencies"]["stripe"]["status"], "connected",
+        "{health}"
+    );
+}
+
+/// Stripe keeps a key's answer, a 500 included, and replays it: the fake
+/// does too. The retries of the failed request (same key) meet the replayed
+/// 500 and create nothing; the request after it asks under a new key and
+/// gets its intent; asked again, the same intent. `Stripe-Should-Retry:
+/// false` is honoured: one call, no retries.
+async fn after_a_stripe_5xx_the_next_request_asks_under_a_new_key(store: Store) {
+    let s = start(store, &[]).await;
+    let (books, token) = (&s.books, s.token.as_str());
+    let stripe = &s.saas.stripe;
+    let invoice = issued(books, token, s.customer, "100.00").await;
+
+    stripe.fail_next_creations(1, None);
+    let (status, body) = intent(books, token, invoice).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!("PAYMENTS_UNAVAILABLE")
+        ),
+        "{body}"
+    );
+    let failed = stripe.idempotency_keys();
+    assert_eq!(failed.len(), 3, "the call and its two retries: {failed:?}");
+    assert!(failed.iter().all(|k| *k == failed[0]), "{failed:?}");
+    assert_eq!(stripe.created.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    books
+        .server
+        .wait_for_dependency("stripe", "connected", Duration::from_secs(10))
+        .await;
+    let (status, first) = intent(books, token, invoice).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let keys = stripe.idempotency_keys();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert_ne!(keys[3], failed[0], "a new key after the 5xx");
+    assert_eq!(stripe.created.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let (status, again) = intent(books, token, invoice).await;
+    assert_eq!((status, &again), (StatusCode::CREATED, &first));
+    assert_eq!(stripe.created.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // Stripe says not to retry: one call, then a new key.
+    let other = issued(books, token, s.customer, "30.00").await;
+    stripe.fail_next_creations(1, Some(false));
+    let before = stripe.idempotency_keys().len();
+    let (status, _) = intent(books, token, other).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(stripe.idempotency_keys().len(), before + 1);
+    books
+        .server
+        .wait_for_dependency("stripe", "connected", Duration::from_secs(10))
+        .await;
+    let (status, body) = intent(books, token, other).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let keys = stripe.idempotency_keys();
+    assert_ne!(keys[keys.len() - 1], keys[before]);
+    assert_eq!(stripe.created.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// Twin requests for one invoice share one key: while the first runs at
+/// Stripe, the second is answered `409 idempotency_key_in_use`, waits and
+/// asks again, and both get the one intent (not `PAYMENT_REJECTED`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twin_requests_wait_out_idempotency_key_in_use_and_share_one_intent() {
+    let s = start(Store::Postgres, &[]).await;
+    let (books, token) = (&s.books, s.token.as_str());
+    let stripe = &s.saas.stripe;
+    let invoice = issued(books, token, s.customer, "75.00").await;
+    stripe.set_create_delay(Duration::from_millis(400));
+    let (a, b) = tokio::join!(intent(books, token, invoice), intent(books, token, invoice));
+    assert_eq!(a.0, StatusCode::CREATED, "{}", a.1);
+    assert_eq!(b.0, StatusCode::CREATED, "{}", b.1);
+    assert_eq!(a.1["payment_intent_id"], b.1["payment_intent_id"]);
+    assert!(
+        stripe.keys_in_use.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the twins met at Stripe"
+    );
+    assert_eq!(stripe.created.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// A refund that fails after it was posted (Stripe sends both
+/// `charge.refund.updated` and `refund.updated`, and retries them) is given
+/// back once: the cash comes back, the invoice is paid again; a later
+/// refund, whose charge total Stripe lowered by the failed one, posts as
+/// usual. A refund update that did not fail posts nothing.
+async fn a_refund_that_fails_is_reversed_once(store: Store) {
+    let s = start(store, &[]).await;
+    let (books, token) = (&s.books, s.token.as_str());
+    let stripe = &s.saas.stripe;
+    let invoice = issued(books, token, s.customer, "100.00").await;
+    let (_, first) = intent(books, token, invoice).await;
+    let id = first["payment_intent_id"].as_str().unwrap().to_owned();
+    deliver(books, &stripe.succeeded_event("evt_f_paid", &id)).await;
+    deliver(books, &stripe.refunded_event("evt_f_ref30", &id, 3_000)).await;
+    settled_jobs(books, token).await;
+    assert_eq!(
+        invoice_of(books, token, invoice).await["status"],
+        "partially_paid"
+    );
+
+    let refund = crate::support::saas::stripe::refund_id(&stripe.intent(&id), 3_000);
+    let mut succeeded =
+        stripe.refund_failed_event("evt_f_ok", "refund.updated", &refund, &id, 3_000);
+    succeeded["data"]["object"]["status"] = json!("succeeded");
+    let (status, body) = deliver(books, &succeeded).await;
+    assert_eq!(
+        (status, body["outcome"].clone()),
+        (StatusCode::OK, json!("ignored")),
+        "{body}"
+    );
+    let failed_charge =
+        stripe.refund_failed_event("evt_f_fail1", "charge.refund.updated", &refund, &id, 3_000);
+    let failed_refund =
+        stripe.refund_failed_event("evt_f_fail2", "refund.updated", &refund, &id, 3_000);
+    let deliveries = [
+        &failed_charge,
+        &failed_refund,
+        &failed_charge,
+        &failed_refund,
+    ]
+    .map(|event| deliver(books, event));
+    for (status, body) in futures::future::join_all(deliveries).await {
+        assert_eq!(
+            (status, body["outcome"].clone()),
+            (StatusCode::OK, json!("queued")),
+            "{body}"
+        );
+    }
+    let jobs = settled_jobs(books, token).await;
+    assert!(jobs.iter().all(|j| j["status"] == "succeeded"), "{jobs:?}");
+    assert_eq!(
+        stripe_cash_lines(books, token).await,
+        vec![10_000, -3_000, 3_000]
+    );
+    let paid = invoice_of(books, token, invoice).await;
+    assert_eq!(
+        (paid["status"].clone(), paid["paid"].clone()),
+        (json!("paid"), json!("100.00"))
+    );
+    assert_eq!(books.balance(token, "1000").await, "100.00");
+
+    // A new refund of 20.00: the charge's total is 20.00, not 50.00.
+    deliver(books, &stripe.refunded_event("evt_f_ref20", &id, 2_000)).await;
+    settled_jobs(books, token).await;
+    assert_eq!(
+        stripe_cash_lines(books, token).await,
+        vec![10_000, -3_000, 3_000, -2_000]
+    );
+    assert_eq!(invoice_of(books, token, invoice).await["paid"], "80.00");
+}
+
+/// Every kind of answer the fake Stripe gives (objects, lists, errors:
+/// 400, 401, 403, 409, a saved 500 and its replay) and every event it
+/// makes is checked against Stripe's published schemas
+/// (`support/saas/schemas/stripe.json`, trimmed from `github:stripe/openapi`
+/// `openapi/spec3.json`); so are the answers of every test that uses the
+/// fake, when it is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_stripe_answers_as_stripes_published_schemas_say() {
+    let saas = FakeSaas::start().await;
+    let stripe = &saas.stripe;
+    let client = reqwest::Client::new();
+    let base = saas.base();
+    let call = |method: reqwest::Method, path: &str, key: &str, idempotency: Option<&str>| {
+        let mut request = client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(key)
+            .header("Stripe-Version", API_VERSION)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("amount=500&currency=usd&metadata[invoice_id]=1");
+        if let Some(key) = idempotency {
+            request = request.header("Idempotency-Key", key);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    use reqwest::Method;
+    let (status, created) = call(Method::POST, "/v1/payment_intents", STRIPE_KEY, Some("k1")).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let (status, replayed) =
+        call(Method::POST, "/v1/payment_intents", STRIPE_KEY, Some("k1")).await;
+    assert_eq!((status, &replayed), (StatusCode::OK, &created));
+    for (method, path, key, expected) in [
+        (
+            Method::GET,
+            "/v1/payment_intents?limit=1",
+            RESTRICTED_KEY,
+            StatusCode::OK,
+        ),
+        (Method::GET, "/v1/balance", STRIPE_KEY, StatusCode::OK),
+        (
+            Method::GET,
+            "/v1/balance",
+            RESTRICTED_KEY,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::GET,
+            "/v1/balance",
+            "sk_test_unknown",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Method::GET,
+            "/v1/payment_intents",
+            NO_INTENTS_KEY,
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let (status, body) = call(method, path, key, None).await;
+        assert_eq!(status, expected, "{path}: {body}");
+    }
+    // A request that does not name the pinned version is refused.
+    let unversioned = client
+        .get(format!("{base}/v1/payment_intents"))
+        .bearer_auth(STRIPE_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unversioned.status(), StatusCode::BAD_REQUEST);
+    stripe.fail_next_creations(1, Some(false));
+    for _ in 0..2 {
+        let (status, body) =
+            call(Method::POST, "/v1/payment_intents", STRIPE_KEY, Some("k2")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        assert_eq!(body["error"]["type"], "api_error");
+    }
+    stripe.set_create_delay(Duration::from_millis(300));
+    let (first, twin) = tokio::join!(
+        call(Method::POST, "/v1/payment_intents", STRIPE_KEY, Some("k3")),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            call(Method::POST, "/v1/payment_intents", STRIPE_KEY, Some("k3")).await
+        }
+    );
+    assert_eq!(first.0, StatusCode::OK);
+    assert_eq!(twin.0, StatusCode::CONFLICT, "{}", twin.1);
+    assert_eq!(twin.1["error"]["code"], "idempotency_key_in_use");
+    let id = created["id"].as_str().unwrap();
+    stripe.succeeded_event("evt_s1", id);
+    stripe.refunded_event("evt_s2", id, 200);
+    stripe.refund_failed_event("evt_s3", "charge.refund.updated", "re_1", id, 200);
+    stripe.refund_failed_event("evt_s4", "refund.updated", "re_1", id, 200);
+    let checked = stripe.assert_schemas_held();
+    assert_eq!(checked, 16, "answers and events checked");
 }

@@ -56,6 +56,13 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// The Stripe API version every call to Stripe names in `Stripe-Version`
+/// (the probe's too), so that an account's older default version never
+/// changes what is sent or read. It is the version of the Stripe OpenAPI
+/// spec the fake Stripe's answers are checked against
+/// (`tests/integration/support/saas/schemas/stripe.json`).
+pub const STRIPE_API_VERSION: &str = "2020-08-27";
+
 /// Credentials of a third-party API. Present only when configured.
 #[derive(Clone, Debug)]
 pub struct ApiCredentials {

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use secrecy::ExposeSecret;
 
 use super::Probe;
-use crate::config::ApiCredentials;
+use crate::config::{ApiCredentials, STRIPE_API_VERSION};
 use crate::error::Fault;
 
 fn client(timeout: Duration) -> reqwest::Client {
@@ -41,7 +41,9 @@ fn classify_status(status: reqwest::StatusCode) -> Result<(), Fault> {
     }
 }
 
-/// Probes Stripe with `GET /v1/balance`.
+/// Probes Stripe with `GET /v1/payment_intents?limit=1`: a read the
+/// minimal key the README recommends (a restricted key with PaymentIntents
+/// write) may make.
 pub struct StripeProbe {
     client: reqwest::Client,
     credentials: ApiCredentials,
@@ -57,17 +59,32 @@ impl StripeProbe {
     }
 }
 
+/// Stripe's answer to the probe. A 403 is Stripe refusing a valid key a
+/// permission (a restricted key): Stripe is reachable and the key
+/// authenticated, which is all a probe asks; a missing permission shows on
+/// the call that needs it. A 401 is a key Stripe does not know.
+fn classify_stripe(status: reqwest::StatusCode) -> Result<(), Fault> {
+    match status.as_u16() {
+        403 => Ok(()),
+        _ => classify_status(status),
+    }
+}
+
 impl Probe for StripeProbe {
     fn check(&self) -> BoxFuture<'_, Result<(), Fault>> {
         Box::pin(async move {
             let response = self
                 .client
-                .get(format!("{}/v1/balance", self.credentials.api_base))
+                .get(format!(
+                    "{}/v1/payment_intents?limit=1",
+                    self.credentials.api_base
+                ))
                 .bearer_auth(self.credentials.key.expose_secret())
+                .header("Stripe-Version", STRIPE_API_VERSION)
                 .send()
                 .await
                 .map_err(|e| classify_transport(&e))?;
-            classify_status(response.status())
+            classify_stripe(response.status())
         })
     }
 }
@@ -107,5 +124,31 @@ impl Probe for PlaidProbe {
                 .map_err(|e| classify_transport(&e))?;
             classify_status(response.status())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn stripe_refusing_a_permission_is_reachable_an_unknown_key_is_not() {
+        assert_eq!(classify_stripe(StatusCode::OK), Ok(()));
+        assert_eq!(classify_stripe(StatusCode::FORBIDDEN), Ok(()));
+        assert_eq!(
+            classify_stripe(StatusCode::UNAUTHORIZED),
+            Err(Fault::permanent("AUTHENTICATION_FAILED"))
+        );
+        assert_eq!(
+            classify_stripe(StatusCode::INTERNAL_SERVER_ERROR),
+            Err(Fault::temporary("UPSTREAM_ERROR"))
+        );
+        // Plaid's refusals keep their meaning.
+        assert_eq!(
+            classify_status(StatusCode::FORBIDDEN),
+            Err(Fault::permanent("AUTHENTICATION_FAILED"))
+        );
     }
 }

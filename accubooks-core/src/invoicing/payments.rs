@@ -11,7 +11,11 @@
 //!   carrying the charge) post it once;
 //! - refunds are posted from the refunded total the job read to the
 //!   charge's new total (the `refunded_to` guard), so each
-//!   refunded amount is posted once, and an older event finds nothing left.
+//!   refunded amount is posted once, and an older event finds nothing left;
+//! - a refund that failed later is reversed by the transaction that records
+//!   its id in `stripe_failed_refunds` (the `refund_failed` guard), so each
+//!   failed refund is given back once, whichever of Stripe's two events
+//!   about it comes, and however often.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -150,6 +154,83 @@ pub(crate) async fn open_intent(
     Ok((open, count))
 }
 
+/// The attempt number of an invoice's PaymentIntent key: 0 until Stripe
+/// answered 5xx to a request under the key, then one more after each.
+pub(crate) async fn key_attempt(
+    db: &Database,
+    organization: &OrganizationId,
+    invoice_id: i64,
+) -> LedgerResult<i64> {
+    let org = organization.to_owned();
+    let attempt: Option<i64> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => in_scope!(p, &org, tx => {
+                sqlx::query_scalar(
+                    "SELECT attempt FROM stripe_intent_attempts \
+                     WHERE organization_id = $1 AND invoice_id = $2",
+                )
+                .bind(&org)
+                .bind(invoice_id)
+                .fetch_optional(&mut *tx)
+                .await?
+            }))
+        })
+        .await?;
+    Ok(attempt.unwrap_or(0))
+}
+
+/// Moves an invoice's key attempt on from `failed`, the attempt whose key
+/// Stripe answered 5xx (and keeps that answer under for 24 hours). Only
+/// from `failed`: twin requests that met the same failure move it once, so
+/// they share the next key too.
+pub(crate) async fn next_key_attempt(
+    db: &Database,
+    organization: &OrganizationId,
+    invoice_id: i64,
+    failed: i64,
+) -> LedgerResult<()> {
+    let org = organization.to_owned();
+    db.run(|pool| async move {
+        on_pool!(pool, p => in_scope!(p, &org, tx => {
+            sqlx::query(
+                "INSERT INTO stripe_intent_attempts (organization_id, invoice_id, attempt) \
+                 VALUES ($1, $2, $3 + 1) ON CONFLICT (organization_id, invoice_id) \
+                 DO UPDATE SET attempt = stripe_intent_attempts.attempt + 1 \
+                 WHERE stripe_intent_attempts.attempt = $3",
+            )
+            .bind(&org)
+            .bind(invoice_id)
+            .bind(failed)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        }))
+    })
+    .await?;
+    Ok(())
+}
+
+/// The `Idempotency-Key` of an invoice's PaymentIntent: the same request
+/// (invoice, its how-manieth intent, amount, key attempt) is the same
+/// intent at Stripe, so a retry after a lost answer, or a twin request,
+/// creates no second; after a 5xx the attempt moves on (see
+/// [`next_key_attempt`]). The first attempt's key is the one used before
+/// attempts were counted.
+pub(crate) fn idempotency_key(
+    organization: &OrganizationId,
+    invoice_id: i64,
+    intents: i64,
+    amount: i64,
+    attempt: i64,
+) -> String {
+    let key = format!("accubooks:{organization}:invoice:{invoice_id}:intent:{intents}:{amount}");
+    if attempt == 0 {
+        key
+    } else {
+        format!("{key}:attempt:{attempt}")
+    }
+}
+
 /// Keeps an intent Stripe created (its client secret sealed). An intent
 /// kept already (two requests got the same one) is left as it is.
 pub(crate) async fn store_intent(
@@ -250,8 +331,12 @@ pub(crate) struct EventJob {
     /// What the intent received (`amount_received`), or the charge
     /// captured (`amount_captured`), in Stripe's minor units.
     pub received: i64,
-    /// The charge's refunded total (`amount_refunded`); 0 for a payment.
+    /// The charge's refunded total (`amount_refunded`); 0 for a payment;
+    /// for a failed refund, the refund's amount.
     pub refunded: i64,
+    /// The failed refund, `re_…` (only for [`EventKind::RefundFailed`]).
+    #[serde(default)]
+    pub refund: Option<String>,
 }
 
 /// The events that post.
@@ -263,6 +348,10 @@ pub(crate) enum EventKind {
     /// `charge.refunded`.
     #[serde(rename = "charge.refunded")]
     Refunded,
+    /// `charge.refund.updated` or `refund.updated` of a refund whose
+    /// status is `failed`: the money went back to the payment.
+    #[serde(rename = "refund.failed")]
+    RefundFailed,
 }
 
 /// Records an event's job for `organization`: a replay of the same event id
@@ -318,6 +407,9 @@ pub(crate) async fn process(
             return Err(err.into());
         }
     };
+    if event.kind == EventKind::RefundFailed {
+        return reverse_failed_refund(ledger, organization, &event, &intent, date).await;
+    }
     let outcome = async {
         if intent.status == "open" && event.received > 0 {
             post_payment(ledger, organization, &intent, event.received, date).await?;
@@ -435,6 +527,98 @@ async fn check_refund(
             invoice.currency
         ),
     ))
+}
+
+/// Gives a failed refund back to its payment, once: cash against the
+/// invoice's receivable for the refund's amount, the invoice paid again by
+/// it, the intent's posted refunds lowered by it (Stripe lowers the
+/// charge's `amount_refunded` too), and the refund's id recorded, all in
+/// the posting's transaction. A refund already given back posts nothing;
+/// one not posted yet (its `charge.refunded` still on the way) is retried.
+async fn reverse_failed_refund(
+    ledger: &Ledger,
+    organization: &OrganizationId,
+    event: &EventJob,
+    intent: &StoredIntent,
+    date: NaiveDate,
+) -> Result<(), JobFailure> {
+    let refund = event
+        .refund
+        .as_deref()
+        .ok_or(JobFailure::permanent("INVALID_PAYLOAD"))?;
+    let db = ledger.database();
+    if refund_reversed(db, organization, refund).await? {
+        return Ok(());
+    }
+    if intent.status != "succeeded" || intent.refunded < event.refunded {
+        tracing::info!(event = %event.event, refund, payment_intent = %intent.id,
+            "a failed refund is not posted yet; its reversal waits for it");
+        return Err(JobFailure::temporary("REFUND_NOT_POSTED"));
+    }
+    let invoice = invoices::get_invoice(db, organization, intent.invoice_id).await?;
+    let digits = invoices::digits(&invoice.currency);
+    let amount = stripe::from_stripe(event.refunded, digits, &invoice.currency)
+        .filter(|amount| *amount > 0)
+        .ok_or(JobFailure::permanent("PAYMENT_CURRENCY_MISMATCH"))?;
+    let posted = post_cash(
+        ledger,
+        organization,
+        &invoice,
+        date,
+        format!(
+            "Stripe refund {refund} of {} failed, for {}",
+            intent.id, invoice.number
+        ),
+        amount,
+        vec![
+            Box::new(invoices::Payment {
+                invoice_id: invoice.id,
+                amount,
+                date,
+            }),
+            Box::new(refunded_to(
+                &intent.id,
+                intent.refunded,
+                intent.refunded - event.refunded,
+            )),
+            Box::new(refund_failed(refund, &intent.id, event.refunded)),
+        ],
+    )
+    .await;
+    match posted {
+        Ok(()) => Ok(()),
+        // A twin event's job came first, or a refund was posted meanwhile:
+        // read again.
+        Err(LedgerError::Conflict {
+            code: "INVOICE_STATE_CHANGED",
+            ..
+        }) => Err(JobFailure::temporary("PAYMENT_STATE_CHANGED")),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Whether a failed refund was given back already.
+async fn refund_reversed(
+    db: &Database,
+    organization: &OrganizationId,
+    refund: &str,
+) -> LedgerResult<bool> {
+    let (org, refund) = (organization.to_owned(), refund.to_owned());
+    let found: Option<i64> = db
+        .run(|pool| async move {
+            on_pool!(pool, p => in_scope!(p, &org, tx => {
+                sqlx::query_scalar(
+                    "SELECT amount FROM stripe_failed_refunds \
+                     WHERE organization_id = $1 AND refund_id = $2",
+                )
+                .bind(&org)
+                .bind(&refund)
+                .fetch_optional(&mut *tx)
+                .await?
+            }))
+        })
+        .await?;
+    Ok(found.is_some())
 }
 
 async fn post_payment(
@@ -564,6 +748,24 @@ fn refunded_to(intent_id: &str, from: i64, to: i64) -> GuardedUpdate {
     )
 }
 
+/// A failed refund is given back by the posting's entry: only one posting
+/// can record its id.
+fn refund_failed(refund: &str, intent_id: &str, amount: i64) -> GuardedUpdate {
+    GuardedUpdate::new(
+        "INSERT INTO stripe_failed_refunds (refund_id, organization_id, payment_intent_id, \
+         amount, entry_id, created_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (refund_id) DO NOTHING",
+        vec![
+            Bind::Text(refund.to_owned()),
+            Bind::Organization,
+            Bind::Text(intent_id.to_owned()),
+            Bind::I64(amount),
+            Bind::EntryId,
+            Bind::I64(now_ms()),
+        ],
+    )
+}
+
 /// Posts `cash` (minor units; negative: paid back) to cash against the
 /// invoice's receivable, with `effects` in the same transaction.
 async fn post_cash(
@@ -622,7 +824,24 @@ mod tests {
             created,
             received: 100,
             refunded: 0,
+            refund: None,
         }
+    }
+
+    #[test]
+    fn the_key_moves_on_only_with_its_attempt() {
+        let org = OrganizationId::parse("5f0c1a52-8d6e-4c1b-9a53-2b4c8e7d9f10").unwrap();
+        let first = idempotency_key(&org, 7, 0, 10_000, 0);
+        // The key used before attempts were counted: intents asked for then
+        // are still found under it.
+        assert_eq!(
+            first,
+            "accubooks:5f0c1a52-8d6e-4c1b-9a53-2b4c8e7d9f10:invoice:7:intent:0:10000"
+        );
+        assert_eq!(first, idempotency_key(&org, 7, 0, 10_000, 0));
+        let second = idempotency_key(&org, 7, 0, 10_000, 1);
+        assert_ne!(second, first);
+        assert_ne!(second, idempotency_key(&org, 7, 0, 10_000, 2));
     }
 
     #[test]

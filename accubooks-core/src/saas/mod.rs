@@ -52,11 +52,42 @@ pub(crate) enum CallError {
     },
 }
 
+/// What [`Api::send`] met, in more detail than [`CallError`]: whether a
+/// failure was an answer (5xx) the provider gave to this very request, which
+/// a provider with idempotency keys (Stripe) keeps and replays under the
+/// request's key.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// No usable answer: see [`CallError::Unavailable`].
+    Unavailable(Fault),
+    /// The provider answered 5xx (each attempt, when retried).
+    Failed(Fault),
+    /// See [`CallError::Refused`].
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The answer's JSON (`null` when it was not JSON).
+        body: serde_json::Value,
+    },
+}
+
+impl From<Failure> for CallError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Unavailable(fault) | Failure::Failed(fault) => CallError::Unavailable(fault),
+            Failure::Refused { status, body } => CallError::Refused { status, body },
+        }
+    }
+}
+
 /// A client of one provider's HTTP API.
 pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     dependency: Arc<Dependency>,
+    /// The header in which the provider says whether a failed request may
+    /// be retried (`Stripe-Should-Retry`), when it has one.
+    retry_advice: Option<&'static str>,
 }
 
 impl Api {
@@ -72,7 +103,16 @@ impl Api {
             http,
             base: base.trim_end_matches('/').to_owned(),
             dependency,
+            retry_advice: None,
         }
+    }
+
+    /// The same client, following the provider's advice in `header`
+    /// (`true`/`false`) on whether a failed request may be retried: `false`
+    /// stops the retries of a 5xx, which would only meet the same answer.
+    pub(crate) fn with_retry_advice(mut self, header: &'static str) -> Self {
+        self.retry_advice = Some(header);
+        self
     }
 
     /// The dependency this client reports to.
@@ -88,50 +128,66 @@ impl Api {
         retry: Retry,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
     ) -> Result<serde_json::Value, CallError> {
+        Ok(self.send(retry, build).await?)
+    }
+
+    /// [`Api::call`], telling a 5xx answer ([`Failure::Failed`]) from no
+    /// answer.
+    pub(crate) async fn send(
+        &self,
+        retry: Retry,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<serde_json::Value, Failure> {
         if !self.dependency.is_available() {
             let fault = self
                 .dependency
                 .state()
                 .last_error
                 .unwrap_or(Fault::temporary("UNAVAILABLE"));
-            return Err(CallError::Unavailable(fault));
+            return Err(Failure::Unavailable(fault));
         }
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
-        let fault = loop {
-            let (fault, retryable) = match build(&self.http, &self.base).send().await {
+        let (fault, answered) = loop {
+            let (fault, retryable, answered) = match build(&self.http, &self.base).send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
+                    let advice = self.advice(&response);
                     match status {
                         200..=299 => match response.json::<serde_json::Value>().await {
                             Ok(body) => {
                                 self.dependency.report_success();
                                 return Ok(body);
                             }
-                            Err(err) => (transport_fault(&err), false),
+                            Err(err) => (transport_fault(&err), false, false),
                         },
-                        429 => (Fault::temporary("RATE_LIMITED"), retry == Retry::Idempotent),
+                        429 => (
+                            Fault::temporary("RATE_LIMITED"),
+                            retry == Retry::Idempotent,
+                            false,
+                        ),
                         400..=499 => {
                             let body = response.json().await.unwrap_or(serde_json::Value::Null);
                             self.dependency.report_success();
-                            return Err(CallError::Refused { status, body });
+                            return Err(Failure::Refused { status, body });
                         }
                         _ => (
                             Fault::temporary("UPSTREAM_ERROR"),
-                            retry == Retry::Idempotent,
+                            retry == Retry::Idempotent && advice != Some(false),
+                            true,
                         ),
                     }
                 }
                 // Never sent: always safe to try again.
                 Err(err) if err.is_connect() && !err.is_timeout() => {
-                    (Fault::temporary("CONNECTION_REFUSED"), true)
+                    (Fault::temporary("CONNECTION_REFUSED"), true, false)
                 }
                 // A slow provider stays slow for a while: the caller (or the
                 // job's retry) tries again later, not now.
-                Err(err) => (transport_fault(&err), false),
+                Err(err) => (transport_fault(&err), false, false),
             };
             if !retryable || attempt == ATTEMPTS {
-                break fault;
+                break (fault, answered);
             }
             tokio::time::sleep(backoff).await;
             backoff *= 2;
@@ -142,7 +198,22 @@ impl Api {
         } else {
             Event::TrafficFailed(fault)
         });
-        Err(CallError::Unavailable(fault))
+        Err(if answered {
+            Failure::Failed(fault)
+        } else {
+            Failure::Unavailable(fault)
+        })
+    }
+
+    /// The provider's advice on retrying, from its header: `Some(true)`,
+    /// `Some(false)`, or `None` when it gives none.
+    fn advice(&self, response: &reqwest::Response) -> Option<bool> {
+        let value = response.headers().get(self.retry_advice?)?.to_str().ok()?;
+        match value.trim() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }
     }
 }
 

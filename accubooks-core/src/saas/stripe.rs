@@ -10,13 +10,20 @@ use hmac::{KeyInit, Mac};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::{Api, CallError, Retry};
-use crate::config::ApiCredentials;
+use super::{Api, Failure, Retry};
+use crate::config::{ApiCredentials, STRIPE_API_VERSION};
 use crate::deps::Dependency;
+use crate::error::Fault;
 
 /// How old a webhook's signature may be, in seconds (Stripe's libraries'
 /// default), either way: an older one is a replay.
 pub(crate) const SIGNATURE_TOLERANCE_SECONDS: i64 = 300;
+
+/// How often a request whose `Idempotency-Key` a concurrent twin is still
+/// using (Stripe's `409 idempotency_key_in_use`) is sent, in all.
+const KEY_IN_USE_ATTEMPTS: u32 = 5;
+/// The pause before its second attempt; doubled before each further one.
+const KEY_IN_USE_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A Stripe client.
 pub(crate) struct Stripe {
@@ -59,7 +66,8 @@ impl Stripe {
         dependency: Arc<Dependency>,
     ) -> Self {
         Stripe {
-            api: Api::new(&credentials.api_base, timeout, dependency),
+            api: Api::new(&credentials.api_base, timeout, dependency)
+                .with_retry_advice("Stripe-Should-Retry"),
             credentials,
         }
     }
@@ -69,11 +77,17 @@ impl Stripe {
         self.api.dependency()
     }
 
-    /// `POST /v1/payment_intents`. Idempotent by its key, so it is retried.
+    /// `POST /v1/payment_intents`. Idempotent by its key, so it is retried
+    /// (unless Stripe says `Stripe-Should-Retry: false`); a 5xx that
+    /// remains is [`Failure::Failed`]: Stripe keeps that answer under the
+    /// key, so the caller asks again under a new one. A `409
+    /// idempotency_key_in_use` (a twin request under the same key still
+    /// running at Stripe) is sent again after a pause, and ends
+    /// `IDEMPOTENCY_KEY_IN_USE` (temporary) if the twin never finishes.
     pub(crate) async fn create_payment_intent(
         &self,
         new: &NewIntent<'_>,
-    ) -> Result<PaymentIntent, CallError> {
+    ) -> Result<PaymentIntent, Failure> {
         let mut form: Vec<(String, String)> = vec![
             ("amount".to_owned(), new.amount.to_string()),
             ("currency".to_owned(), new.currency.to_ascii_lowercase()),
@@ -90,20 +104,41 @@ impl Stripe {
         );
         let body = serde_urlencoded::to_string(&form).expect("pairs of strings always encode");
         let key = self.credentials.key.expose_secret();
-        let answer = self
-            .api
-            .call(Retry::Idempotent, |client, base| {
-                client
-                    .post(format!("{base}/v1/payment_intents"))
-                    .bearer_auth(key)
-                    .header("Idempotency-Key", &new.idempotency_key)
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .body(body.clone())
-            })
-            .await?;
-        serde_json::from_value(answer).map_err(|_| {
-            CallError::Unavailable(crate::error::Fault::temporary("UNEXPECTED_ANSWER"))
-        })
+        let mut backoff = KEY_IN_USE_BACKOFF;
+        let mut attempt = 1;
+        let answer = loop {
+            let sent = self
+                .api
+                .send(Retry::Idempotent, |client, base| {
+                    client
+                        .post(format!("{base}/v1/payment_intents"))
+                        .bearer_auth(key)
+                        .header("Stripe-Version", STRIPE_API_VERSION)
+                        .header("Idempotency-Key", &new.idempotency_key)
+                        .header("Content-Type", "application/x-www-form-urlencoded")
+                        .body(body.clone())
+                })
+                .await;
+            match sent {
+                Err(Failure::Refused { status: 409, body }) if key_in_use(&body) => {
+                    if attempt == KEY_IN_USE_ATTEMPTS {
+                        tracing::warn!(
+                            "a twin request kept Stripe's idempotency key busy; giving up"
+                        );
+                        return Err(Failure::Unavailable(Fault::temporary(
+                            "IDEMPOTENCY_KEY_IN_USE",
+                        )));
+                    }
+                    tracing::debug!(attempt, "Stripe's idempotency key is in use by a twin");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
+        serde_json::from_value(answer)
+            .map_err(|_| Failure::Unavailable(Fault::temporary("UNEXPECTED_ANSWER")))
     }
 
     /// Checks a webhook's `Stripe-Signature` header against the raw body,
@@ -129,6 +164,12 @@ pub(crate) fn error_message(status: u16, body: &serde_json::Value) -> String {
     body["error"]["message"]
         .as_str()
         .map_or_else(|| format!("Stripe answered {status}."), str::to_owned)
+}
+
+/// Whether a Stripe error object is `idempotency_key_in_use`: another
+/// request with the same key is still running at Stripe.
+fn key_in_use(body: &serde_json::Value) -> bool {
+    body["error"]["code"] == "idempotency_key_in_use"
 }
 
 /// Why a webhook's signature was refused.

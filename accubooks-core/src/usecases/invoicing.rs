@@ -22,7 +22,7 @@ use crate::ledger::LedgerError;
 use crate::ledger::{self};
 use crate::money::AmountText;
 use crate::paging::{Page, PageRequest};
-use crate::saas::CallError;
+use crate::saas::Failure;
 use crate::saas::stripe::{self, NewIntent};
 use crate::usecases::Client;
 
@@ -426,7 +426,8 @@ impl Books<'_> {
                 use secrecy::ExposeSecret;
                 return Ok(answer(intent.id, secret.expose_secret().to_owned()));
             }
-            let created = stripe
+            let attempt = payments::key_attempt(db, &organization, invoice_id).await?;
+            let created = match stripe
                 .create_payment_intent(&NewIntent {
                     amount,
                     currency: &invoice.currency,
@@ -436,15 +437,25 @@ impl Books<'_> {
                         ("invoice_id", invoice_id.to_string()),
                         ("invoice_number", invoice.number.clone()),
                     ],
-                    // The same request (invoice, its how-manieth intent,
-                    // amount) is the same intent at Stripe, so a retry after
-                    // a lost answer, or a twin request, creates no second.
-                    idempotency_key: format!(
-                        "accubooks:{organization}:invoice:{invoice_id}:intent:{count}:{amount}"
+                    idempotency_key: payments::idempotency_key(
+                        &organization,
+                        invoice_id,
+                        count,
+                        amount,
+                        attempt,
                     ),
                 })
                 .await
-                .map_err(|err| self.stripe_error(err))?;
+            {
+                Ok(created) => created,
+                Err(Failure::Failed(fault)) => {
+                    // Stripe keeps this answer under the key for 24 hours and
+                    // would replay it: the next request asks under a new key.
+                    payments::next_key_attempt(db, &organization, invoice_id, attempt).await?;
+                    return Err(self.stripe_error(Failure::Failed(fault)));
+                }
+                Err(err) => return Err(self.stripe_error(err)),
+            };
             let sealed = sealer.seal(
                 &created.client_secret,
                 &payments::secret_context(&organization, &created.id),
@@ -456,11 +467,9 @@ impl Books<'_> {
     }
 
     /// What a failed Stripe call means for the caller.
-    fn stripe_error(&self, err: CallError) -> Error {
+    fn stripe_error(&self, err: Failure) -> Error {
         match err {
-            CallError::Refused {
-                status: 401 | 403, ..
-            } => {
+            Failure::Refused { status: 401, .. } => {
                 tracing::error!("Stripe refused the secret key; check STRIPE_SECRET_KEY");
                 if let Some(dependency) = self.app.registry().get(deps::STRIPE) {
                     dependency.report(Event::TrafficFailed(Fault::permanent(
@@ -469,14 +478,24 @@ impl Books<'_> {
                 }
                 self.unavailable(deps::STRIPE)
             }
-            CallError::Refused { status, body } => Error::Ledger(LedgerError::invalid(
+            // The key is valid (Stripe is reachable, the probe stays
+            // green) but lacks a permission: the operator's to give.
+            Failure::Refused { status: 403, body } => {
+                tracing::error!(
+                    stripe_message = %stripe::error_message(403, &body),
+                    "Stripe refused the key a permission; give STRIPE_SECRET_KEY \
+                     (a restricted key) PaymentIntents write"
+                );
+                self.unavailable(deps::STRIPE)
+            }
+            Failure::Refused { status, body } => Error::Ledger(LedgerError::invalid(
                 "PAYMENT_REJECTED",
                 format!(
                     "Stripe refused the payment intent: {}",
                     stripe::error_message(status, &body)
                 ),
             )),
-            CallError::Unavailable(fault) => {
+            Failure::Unavailable(fault) | Failure::Failed(fault) => {
                 tracing::warn!(code = fault.code, "a Stripe call failed");
                 self.unavailable(deps::STRIPE)
             }
@@ -564,7 +583,7 @@ impl Books<'_> {
 }
 
 /// The postings an event asks for, from Stripe's event object: a succeeded
-/// PaymentIntent, or a refunded charge of one.
+/// PaymentIntent, a refunded charge of one, or a refund of one that failed.
 fn event_job(event: &serde_json::Value) -> Option<EventJob> {
     let object = &event["data"]["object"];
     let (kind, intent, received, refunded) = match event["type"].as_str()? {
@@ -580,7 +599,19 @@ fn event_job(event: &serde_json::Value) -> Option<EventJob> {
             object["amount_captured"].as_i64().unwrap_or(0),
             object["amount_refunded"].as_i64()?,
         ),
+        // Stripe sends both about a refund; only a failure posts (the
+        // refund was posted when its charge was refunded).
+        "charge.refund.updated" | "refund.updated" if object["status"] == "failed" => (
+            EventKind::RefundFailed,
+            object["payment_intent"].as_str()?,
+            0,
+            object["amount"].as_i64()?,
+        ),
         _ => return None,
+    };
+    let refund = match kind {
+        EventKind::RefundFailed => Some(object["id"].as_str()?.to_owned()),
+        EventKind::Succeeded | EventKind::Refunded => None,
     };
     Some(EventJob {
         event: event["id"].as_str()?.to_owned(),
@@ -590,5 +621,6 @@ fn event_job(event: &serde_json::Value) -> Option<EventJob> {
         created: event["created"].as_i64(),
         received,
         refunded,
+        refund,
     })
 }

@@ -4,6 +4,7 @@
 //! made slow or failing while the other keeps answering.
 
 pub mod plaid;
+pub mod schema;
 pub mod stripe;
 
 use std::net::SocketAddr;
@@ -169,7 +170,12 @@ impl FakeSaas {
 }
 
 impl Drop for FakeSaas {
+    /// Stops it, and fails the test if the fake Stripe gave an answer or
+    /// made an event that Stripe's published schemas refuse.
     fn drop(&mut self) {
         self.stop();
+        if !std::thread::panicking() {
+            self.stripe.assert_schemas_held();
+        }
     }
 }
