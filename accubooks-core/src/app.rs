@@ -277,6 +277,16 @@ impl Builder {
             }
             .policy(policy),
         ];
+        // Providers limit calls per client (Plaid: 50 `/institutions/get` a
+        // minute, all instances together): probed slowly while idle, not at
+        // all while traffic succeeds, and no faster than every sixth of that
+        // interval while down (so three instances stay within 50 a minute
+        // even when the provider answers 5xx), however fast the policy is.
+        let provider_policy = ProbePolicy {
+            interval_up: config.provider_probe_interval,
+            retry_max: policy.retry_max.max(config.provider_probe_interval / 6),
+            ..policy
+        };
         specs.push(
             match &config.stripe {
                 Some(credentials) => DependencySpec::new(
@@ -294,7 +304,8 @@ impl Builder {
                 "Payments are not configured on this server: its operator sets \
                  STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET and restarts it.",
             )
-            .policy(policy),
+            .policy(provider_policy)
+            .learns_from_traffic(),
         );
         specs.push(
             match &config.plaid {
@@ -313,7 +324,8 @@ impl Builder {
                 "Bank integration is not configured on this server: its operator sets \
                  PLAID_CLIENT_ID and PLAID_SECRET and restarts it.",
             )
-            .policy(policy),
+            .policy(provider_policy)
+            .learns_from_traffic(),
         );
         specs.extend(checks);
         for name in &critical {

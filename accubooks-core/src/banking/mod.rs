@@ -123,6 +123,11 @@ pub enum LineStatus {
     Unmatched,
     /// Posted (or matched to a payment) once.
     Matched,
+    /// Set aside: Plaid sent it in a form that cannot be booked (see
+    /// `review_reason`); review it, then dismiss it.
+    Review,
+    /// Dismissed by a user: kept, never suggested nor booked.
+    Dismissed,
 }
 
 impl LineStatus {
@@ -131,7 +136,20 @@ impl LineStatus {
         match self {
             LineStatus::Unmatched => "unmatched",
             LineStatus::Matched => "matched",
+            LineStatus::Review => "review",
+            LineStatus::Dismissed => "dismissed",
         }
+    }
+
+    /// The status of its stored name (`unmatched` for an unknown one).
+    pub fn parse(text: &str) -> Option<LineStatus> {
+        Some(match text {
+            "unmatched" => LineStatus::Unmatched,
+            "matched" => LineStatus::Matched,
+            "review" => LineStatus::Review,
+            "dismissed" => LineStatus::Dismissed,
+            _ => return None,
+        })
     }
 }
 
@@ -183,17 +201,23 @@ pub struct BankLine {
     /// The bank's description.
     pub name: String,
     /// Decimal string with Plaid's sign: positive is money leaving the
-    /// account, negative money received.
+    /// account, negative money received. For a line set aside because its
+    /// amount is not exact in its currency: Plaid's amount as sent.
     #[schema(value_type = crate::money::AmountText)]
     pub amount: String,
     /// `in` (received) or `out` (paid).
     pub direction: &'static str,
-    /// ISO 4217.
+    /// ISO 4217, or Plaid's unofficial code (say `BTC`) for a line set
+    /// aside with `UNOFFICIAL_CURRENCY`.
     pub currency: String,
     /// Not yet settled at the bank (cannot be matched yet).
     pub pending: bool,
-    /// `unmatched` or `matched`.
+    /// `unmatched`, `matched`, `review` (set aside) or `dismissed`.
     pub status: LineStatus,
+    /// Why a line was set aside (`INEXACT_AMOUNT`, `INVALID_AMOUNT`,
+    /// `UNKNOWN_CURRENCY`, `UNOFFICIAL_CURRENCY`, `ZERO_AMOUNT`); kept once
+    /// it is dismissed.
+    pub review_reason: Option<String>,
     /// The entry that posted it, once matched.
     pub entry_id: Option<i64>,
     /// The invoice it paid, if it was matched to one.
@@ -313,7 +337,7 @@ mod tests {
             "t".into(),
             NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap(),
             name.into(),
-            amount,
+            Some(amount),
             "USD".into(),
             false,
             "unmatched".into(),
@@ -322,6 +346,8 @@ mod tests {
             None,
             mapped,
             mapped.map(|_| "1000".to_owned()),
+            None,
+            None,
         ))
     }
 

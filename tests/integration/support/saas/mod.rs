@@ -4,8 +4,10 @@
 //! made slow or failing while the other keeps answering.
 
 pub mod plaid;
+pub mod schema;
 pub mod stripe;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,14 +56,22 @@ impl Provider {
     }
 }
 
-/// The modes of both providers, read by the middleware.
+/// The modes of both providers, read by the middleware, and the calls
+/// each path received.
 #[derive(Clone)]
 struct Modes {
     stripe: Arc<Provider>,
     plaid: Arc<Provider>,
+    calls: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 async fn apply_mode(State(modes): State<Modes>, request: Request, next: Next) -> Response {
+    *modes
+        .calls
+        .lock()
+        .unwrap()
+        .entry(request.uri().path().to_owned())
+        .or_default() += 1;
     let is_stripe = request.uri().path().starts_with("/v1/");
     let provider = if is_stripe {
         &modes.stripe
@@ -114,6 +124,7 @@ impl FakeSaas {
             modes: Modes {
                 stripe: Provider::new(),
                 plaid: Provider::new(),
+                calls: Arc::default(),
             },
         };
         fake.serve(listener);
@@ -141,6 +152,18 @@ impl FakeSaas {
     /// How the fake Plaid answers from now on.
     pub fn plaid_mode(&self, mode: Mode) {
         self.modes.plaid.set_mode(mode);
+    }
+
+    /// The calls `path` (say `/institutions/get`) received so far, whatever
+    /// the answer.
+    pub fn calls(&self, path: &str) -> usize {
+        self.modes
+            .calls
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// `http://127.0.0.1:PORT`, the API base for both.
@@ -171,5 +194,14 @@ impl FakeSaas {
 impl Drop for FakeSaas {
     fn drop(&mut self) {
         self.stop();
+        // Every answer the fake Plaid gave in the test conformed to Plaid's
+        // published schemas (unless the test failed already).
+        let violations = self.plaid.violations();
+        if !std::thread::panicking() {
+            assert!(
+                violations.is_empty(),
+                "the fake Plaid answered outside Plaid's schemas: {violations:#?}"
+            );
+        }
     }
 }
