@@ -497,6 +497,41 @@ mod tests {
         panic!("{} never became {status:?}", dep.name());
     }
 
+    /// While real traffic succeeds, a provider is not probed; idle, it is
+    /// probed every `interval_up` again.
+    #[tokio::test]
+    async fn succeeding_traffic_stands_in_for_probes() {
+        let switch = Arc::new(Switch {
+            up: AtomicBool::new(true),
+            calls: AtomicUsize::new(0),
+        });
+        let registry = Registry::new(
+            vec![
+                DependencySpec::new(PLAID, switch.clone())
+                    .policy(fast())
+                    .learns_from_traffic(),
+            ],
+            &Metrics::new(),
+        )
+        .unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let _tasks = registry.spawn_monitors(&stopped);
+        registry.first_round().await;
+        let plaid = registry.get(PLAID).unwrap();
+        assert_eq!(plaid.state().status, Status::Connected);
+        let probed = switch.calls.load(Ordering::SeqCst);
+        // Traffic every 50 ms for 1 s (five intervals): no probe.
+        for _ in 0..20 {
+            plaid.report_success();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(switch.calls.load(Ordering::SeqCst), probed);
+        // Idle: probed again within an interval (and a little).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(switch.calls.load(Ordering::SeqCst) > probed);
+        stop.send(true).unwrap();
+    }
+
     #[tokio::test]
     async fn monitor_follows_the_probe_and_traffic() {
         let switch = Arc::new(Switch {
