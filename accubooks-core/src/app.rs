@@ -279,12 +279,15 @@ impl Builder {
         ];
         // Providers limit calls per client (Plaid: 50 `/institutions/get` a
         // minute, all instances together): probed slowly while idle, not at
-        // all while traffic succeeds, and no faster than every sixth of that
-        // interval while down (so three instances stay within 50 a minute
-        // even when the provider answers 5xx), however fast the policy is.
+        // all while traffic succeeds, and while down backing off from a
+        // thirtieth of that interval to a fifth (1 s to 6 s: with jitter,
+        // three instances make at most 45 probes in an outage's first
+        // minute, 38 a minute after, even when every answer is a 5xx),
+        // however fast the policy is.
         let provider_policy = ProbePolicy {
             interval_up: config.provider_probe_interval,
-            retry_max: policy.retry_max.max(config.provider_probe_interval / 6),
+            retry_min: policy.retry_min.max(config.provider_probe_interval / 30),
+            retry_max: policy.retry_max.max(config.provider_probe_interval / 5),
             ..policy
         };
         specs.push(
