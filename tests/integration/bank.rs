@@ -732,7 +732,8 @@ async fn a_pass_is_saved_whole_and_sync_answers_name_new_accounts(store: Store) 
     assert_eq!(lines(&books, &token, "unmatched").await.len(), 3);
 
     // An account that /accounts/get does not list, but the sync answer's
-    // `accounts` does: its lines are kept, and it is listed.
+    // `accounts` does (only on the page of its line: each page lists the
+    // accounts of its own lines): its lines are kept, and it is listed.
     saas.plaid
         .open_account(&item, "acc-new", "New savings", Some("USD"), None, false);
     saas.plaid.add(
@@ -743,6 +744,8 @@ async fn a_pass_is_saved_whole_and_sync_answers_name_new_accounts(store: Store) 
         "2026-03-09",
         "TRANSFER IN",
     );
+    saas.plaid
+        .add(&item, "t-after", "acc-1", "1.00", "2026-03-09", "CARD");
     sync(&books, &token).await;
     let now = lines(&books, &token, "unmatched").await;
     let kept = by_plaid_id(&now, "t-new");

@@ -199,11 +199,16 @@ pub(super) async fn sync_item(
             }
         }
     };
-    // Every answer lists the item's accounts (the last one as it stands):
-    // lines of an account opened since the link are kept.
-    if let Some(last) = pages.last() {
-        save_accounts(db, item, &last.accounts).await?;
+    // Each answer lists the accounts of its own lines (Plaid's schema):
+    // lines of an account opened since the link, or one `/accounts/get`
+    // leaves out, are kept. The latest listing of an account wins.
+    let mut listed: Vec<PlaidAccount> = Vec::new();
+    for account in pages.iter().rev().flat_map(|p| &p.accounts) {
+        if !listed.iter().any(|a| a.account_id == account.account_id) {
+            listed.push(account.clone());
+        }
     }
+    save_accounts(db, item, &listed).await?;
     let accounts = item_accounts(db, item).await?;
     match save_pass(db, item, &cursor, &pages, &accounts).await? {
         Some(saved) => Ok(saved),

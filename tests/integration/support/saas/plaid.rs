@@ -12,7 +12,8 @@
 //! `iso_currency_code` with an `unofficial_currency_code`, a pending
 //! transaction posted (the posted one names it in `pending_transaction_id`,
 //! the pending one is removed), and accounts that only the sync answers'
-//! `accounts` list.
+//! `accounts` list (each answer lists the accounts of its own transactions,
+//! as Plaid documents).
 //!
 //! Every request must carry the `Plaid-Version` of the vendored schemas
 //! (`schemas/plaid.json`), and every answer is checked against them: what
@@ -479,12 +480,24 @@ async fn sync(State(plaid): State<Arc<FakePlaid>>, Json(body): Json<Value>) -> A
             }
         }
     }
+    // As Plaid documents: only the accounts of this answer's transactions.
+    let mentioned: HashSet<&str> = added
+        .iter()
+        .chain(&modified)
+        .chain(&removed)
+        .filter_map(|t| t["account_id"].as_str())
+        .collect();
+    let accounts: Vec<&Value> = item
+        .accounts
+        .iter()
+        .filter(|a| mentioned.contains(a["account_id"].as_str().unwrap_or_default()))
+        .collect();
     let has_more = to < item.updates.len();
     if has_more {
         item.continuations.insert(format!("c{to}"));
     }
     ok(json!({
-        "accounts": item.accounts, "added": added, "modified": modified, "removed": removed,
+        "accounts": accounts, "added": added, "modified": modified, "removed": removed,
         "next_cursor": format!("c{to}"), "has_more": has_more,
         "transactions_update_status": "HISTORICAL_UPDATE_COMPLETE", "request_id": "fake",
     }))
