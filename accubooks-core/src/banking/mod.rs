@@ -5,13 +5,21 @@
 //!   ([`Sealer`](crate::sealed::Sealer)) under the context
 //!   `plaid-item:<organization>:<item id>`, so it opens only for its own row.
 //! - **Sync** (a job on the `bank-feeds` queue): `/transactions/sync` from
-//!   the stored cursor, page by page. Each page's lines and the next cursor
-//!   are saved in one transaction, which first moves the cursor from the
-//!   value this run last saved (compare and set): two syncs of one item
-//!   never both save a page. Lines are keyed by Plaid's transaction id, so
-//!   a page saved twice imports nothing twice. A line the bank modifies or
-//!   removes is updated or deleted while unmatched; once matched it keeps
-//!   its posting and is flagged (`bank_change`).
+//!   the stored cursor, page by page until `has_more` is false. The whole
+//!   pass (its lines and its last cursor) is saved in one transaction, which
+//!   first moves the cursor from where the pass began (compare and set): two
+//!   syncs of one item never both save a pass, and a pass Plaid interrupts
+//!   (`TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION`) is discarded and paged
+//!   again from its first cursor, saving nothing. Accounts are learnt from
+//!   the answers' `accounts`. Lines are keyed by Plaid's transaction id, so
+//!   a pass saved twice imports nothing twice. A line the bank modifies or
+//!   removes is updated or deleted while not matched; once matched it keeps
+//!   its posting and is flagged (`bank_change`). A posted transaction
+//!   deletes the pending line it names (`pending_transaction_id`).
+//! - **Review**: a transaction that cannot be booked as Plaid sent it (an
+//!   amount inexact in its currency, an unofficial or unknown currency,
+//!   zero) is kept with status `review` and a `review_reason`, never
+//!   stopping the feed; a user may dismiss it (`dismissed`).
 //! - **Match**: a line posts once: the posting's transaction turns it from
 //!   `unmatched` to `matched` (the `matched` guard), which only one
 //!   transaction can do.

@@ -1,5 +1,7 @@
-//! The sync job: `/transactions/sync` page by page, each page's lines and
-//! the next cursor saved in one transaction (compare and set on the cursor).
+//! The sync job: `/transactions/sync` page by page until a pass completes,
+//! then the pass's lines and its last cursor saved in one transaction
+//! (compare and set on the cursor); lines that cannot be booked are set
+//! aside for review.
 
 use std::collections::HashMap;
 
