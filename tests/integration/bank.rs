@@ -1022,3 +1022,30 @@ async fn probes_stay_within_the_providers_limits() {
         }
     }
 }
+
+/// The fake Plaid holds AccuBooks to its pinned API version: a request
+/// without `Plaid-Version: 2020-09-14` is refused (and counted against the
+/// test), one with it answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_plaid_refuses_requests_without_the_pinned_version() {
+    let saas = FakeSaas::start().await;
+    let body = json!({"client_id": PLAID_CLIENT.0, "secret": PLAID_CLIENT.1, "count": 1,
+                      "offset": 0, "country_codes": ["US"]});
+    let url = format!("{}/institutions/get", saas.base());
+    let client = reqwest::Client::new();
+    let unversioned = client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(unversioned.status(), StatusCode::BAD_REQUEST);
+    let refused: Value = unversioned.json().await.unwrap();
+    assert_eq!(refused["error_code"], "INVALID_HEADERS");
+    let versioned = client
+        .post(&url)
+        .header("Plaid-Version", accubooks_core::deps::PLAID_VERSION)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versioned.status(), StatusCode::OK);
+    let violations = saas.plaid.take_violations();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert!(violations[0].contains("Plaid-Version"), "{violations:?}");
+}

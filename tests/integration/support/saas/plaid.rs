@@ -297,6 +297,11 @@ impl FakePlaid {
         self.state.lock().unwrap().violations.clone()
     }
 
+    /// The violations so far, forgotten (for a test that provokes one).
+    pub fn take_violations(&self) -> Vec<String> {
+        std::mem::take(&mut self.state.lock().unwrap().violations)
+    }
+
     /// Sync calls answered (or refused) so far.
     pub fn sync_calls(&self) -> usize {
         self.state.lock().unwrap().sync_calls
