@@ -277,6 +277,19 @@ impl Builder {
             }
             .policy(policy),
         ];
+        // Providers limit calls per client (Plaid: 50 `/institutions/get` a
+        // minute, all instances together): probed slowly while idle, not at
+        // all while traffic succeeds, and while down backing off from a
+        // thirtieth of that interval to a fifth (1 s to 6 s: with jitter,
+        // three instances make at most 45 probes in an outage's first
+        // minute, 38 a minute after, even when every answer is a 5xx),
+        // however fast the policy is.
+        let provider_policy = ProbePolicy {
+            interval_up: config.provider_probe_interval,
+            retry_min: policy.retry_min.max(config.provider_probe_interval / 30),
+            retry_max: policy.retry_max.max(config.provider_probe_interval / 5),
+            ..policy
+        };
         specs.push(
             match &config.stripe {
                 Some(credentials) => DependencySpec::new(
@@ -294,7 +307,8 @@ impl Builder {
                 "Payments are not configured on this server: its operator sets \
                  STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET and restarts it.",
             )
-            .policy(policy),
+            .policy(provider_policy)
+            .learns_from_traffic(),
         );
         specs.push(
             match &config.plaid {
@@ -313,7 +327,8 @@ impl Builder {
                 "Bank integration is not configured on this server: its operator sets \
                  PLAID_CLIENT_ID and PLAID_SECRET and restarts it.",
             )
-            .policy(policy),
+            .policy(provider_policy)
+            .learns_from_traffic(),
         );
         specs.extend(checks);
         for name in &critical {

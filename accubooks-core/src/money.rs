@@ -144,6 +144,22 @@ pub fn parse_minor(text: &str, digits: u32) -> Result<i64, MoneyError> {
     i64::try_from(minor).map_err(|_| MoneyError::TooLarge(text.to_owned()))
 }
 
+/// Quantizes a decimal text to minor units of a currency with `digits`
+/// fraction digits, exactly: `"1500.0"` in JPY is 1500 and `"12.50"` in
+/// USD 1250, but `"0.123"` in USD is [`MoneyError::TooPrecise`] (rounding
+/// would change the amount). For amounts others wrote (a bank's JSON
+/// number), where trailing zeros carry no meaning.
+pub fn quantize_minor(text: &str, digits: u32) -> Result<i64, MoneyError> {
+    let decimal = Decimal::parse(text, 30)?;
+    let minor = decimal
+        .rescale(digits)
+        .ok_or_else(|| MoneyError::TooPrecise {
+            text: text.to_owned(),
+            digits,
+        })?;
+    i64::try_from(minor).map_err(|_| MoneyError::TooLarge(text.to_owned()))
+}
+
 /// Formats `minor` units of a currency with `digits` fraction digits.
 pub fn format_minor(minor: i64, digits: u32) -> String {
     Decimal {
@@ -257,6 +273,25 @@ impl utoipa::ToSchema for AmountText {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantizes_exactly_or_not_at_all() {
+        assert_eq!(quantize_minor("1500.0", 0), Ok(1500));
+        assert_eq!(quantize_minor("-25.5", 2), Ok(-2550));
+        assert_eq!(quantize_minor("0.120", 2), Ok(12));
+        assert!(matches!(
+            quantize_minor("0.123", 2),
+            Err(MoneyError::TooPrecise { digits: 2, .. })
+        ));
+        assert!(matches!(
+            quantize_minor("1e21", 2),
+            Err(MoneyError::NotDecimal(_))
+        ));
+        assert!(matches!(
+            quantize_minor("99999999999999999999", 2),
+            Err(MoneyError::TooLarge(_))
+        ));
+    }
 
     #[test]
     fn digits_follow_iso_4217() {

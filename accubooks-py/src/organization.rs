@@ -574,8 +574,9 @@ organization_classes! {
         }
     }
 
-    /// Imported bank lines, `"unmatched"` (with match suggestions) or
-    /// `"matched"`, newest imported first.
+    /// Imported bank lines, `"unmatched"` (with match suggestions),
+    /// `"matched"`, `"review"` (set aside: they cannot be booked as the bank
+    /// sent them) or `"dismissed"`, newest imported first.
     ///
     /// One page: at most `limit` (1 to 500, default 100) items after the
     /// cursor `after`; the answer's `next_cursor` names the next page
@@ -583,11 +584,12 @@ organization_classes! {
     #[pyo3(signature = (status = "unmatched", *, limit = None, after = None))]
     fn bank_transactions [instance, org] (status: &str, limit: Option<i64>, after: Option<String>) {
         let page = page(limit, after.as_deref())?;
-        let status = match status {
-            "unmatched" => LineStatus::Unmatched,
-            "matched" => LineStatus::Matched,
-            other => return Err(invalid("INVALID_FIELD", format!("{other:?} is not \"unmatched\" or \"matched\".")).into()),
-        };
+        let status = LineStatus::parse(status).ok_or_else(|| {
+            invalid(
+                "INVALID_FIELD",
+                format!("{status:?} is not \"unmatched\", \"matched\", \"review\" or \"dismissed\"."),
+            )
+        })?;
         async move {
             let caller = instance.caller(&org).await?;
             paged(instance.books().bank_transactions(&caller, status, page).await)
@@ -602,6 +604,16 @@ organization_classes! {
         async move {
             let caller = instance.caller(&org).await?;
             json(instance.books().match_bank_transaction(&caller, id, input, key(idempotency_key)).await)
+        }
+    }
+
+    /// Dismisses a bank line that is not matched (one set aside for review,
+    /// a zero amount): it is kept under `"dismissed"`, never booked.
+    #[pyo3(signature = (id))]
+    fn dismiss_bank_transaction [instance, org] (id: i64) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().dismiss_bank_transaction(&caller, id).await)
         }
     }
 

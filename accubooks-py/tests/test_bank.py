@@ -92,6 +92,34 @@ def test_link_sync_and_reconcile(open_books: Callable[..., accubooks.AccuBooks],
     assert org.bank_transactions() == [] and len(org.bank_transactions("matched")) == 2
 
 
+def test_lines_that_cannot_be_booked_are_set_aside_and_dismissed(
+        open_books: Callable[..., accubooks.AccuBooks], tmp_path: Any, plaid: FakePlaid) -> None:
+    books = open_books(f"sqlite://{tmp_path}/books.db", **config(plaid))
+    wait_until(lambda: books.health()["dependencies"]["plaid"]["status"] == "connected")
+    org = books.register(unique_email("review"), PASSWORD, "Review")
+    org.link_bank(plaid.issue_public_token([("acc-review", "Checking", "0001")]))
+    today = datetime.date.today().isoformat()
+    plaid.add_transaction("acc-review", "0.123", today, "FX fee")
+    plaid.add_transaction("acc-review", "0.00012", today, "Coin", iso_currency_code=None,
+                          unofficial_currency_code="BTC")
+    plaid.add_transaction("acc-review", "12.5", today, "Coffee")
+    job = org.sync_banks()
+    wait_until(lambda: org.job(job["job_id"])["status"] == "succeeded")
+    [coffee] = org.bank_transactions()
+    assert coffee["amount"] == Decimal("12.50")
+    review = {line["name"]: line for line in org.bank_transactions("review")}
+    assert {name: (line["review_reason"], line["amount"], line["currency"]) for name, line in review.items()} == {
+        "FX fee": ("INEXACT_AMOUNT", Decimal("0.123"), "USD"),
+        "Coin": ("UNOFFICIAL_CURRENCY", Decimal("0.00012"), "BTC"),
+    }
+    with pytest.raises(accubooks.ConflictError) as in_review:
+        org.match_bank_transaction(review["FX fee"]["id"], account="5000")
+    assert in_review.value.code == "BANK_TRANSACTION_IN_REVIEW"
+    assert org.dismiss_bank_transaction(review["FX fee"]["id"])["status"] == "dismissed"
+    assert [line["name"] for line in org.bank_transactions("dismissed")] == ["FX fee"]
+    assert [line["name"] for line in org.bank_transactions("review")] == ["Coin"]
+
+
 def test_without_plaid_bank_routes_are_unavailable(open_books: Callable[..., accubooks.AccuBooks], tmp_path: Any) -> None:
     books = open_books(f"sqlite://{tmp_path}/books.db", job_transport="database")
     org = books.register(unique_email("noplaid"), PASSWORD, "No Plaid")

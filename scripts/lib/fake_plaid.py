@@ -69,13 +69,18 @@ class FakePlaid:
             }
             return public
 
-    def add_transaction(self, account_id: str, amount: str, date: str, name: str) -> str:
-        """Adds a posted transaction (Plaid's sign: negative is money in)."""
+    def add_transaction(self, account_id: str, amount: str, date: str, name: str,
+                        iso_currency_code: str | None = "USD", unofficial_currency_code: str | None = None) -> str:
+        """Adds a posted transaction (Plaid's sign: negative is money in). Its amount is
+        a JSON double, as Plaid sends it; with ``iso_currency_code=None``, the currency is
+        ``unofficial_currency_code`` (a crypto account)."""
         with self.lock:
             item = next(i for i in self.items.values() if any(a["account_id"] == account_id for a in i["accounts"]))
             tid = f"tx-{uuid.uuid4().hex[:12]}"
             item["transactions"].append({"transaction_id": tid, "account_id": account_id, "amount": float(amount),
-                                         "iso_currency_code": "USD", "date": date, "name": name,
+                                         "iso_currency_code": iso_currency_code,
+                                         "unofficial_currency_code": unofficial_currency_code,
+                                         "date": date, "name": name,
                                          "merchant_name": None, "pending": False})
             return tid
 
@@ -100,7 +105,10 @@ class FakePlaid:
             if path == "/transactions/sync":
                 start = int((body.get("cursor") or "c0")[1:])
                 added = found["transactions"][start:]
-                return 200, {"added": added, "modified": [], "removed": [],
+                # `accounts` and `transactions_update_status` are required by
+                # Plaid's schema (and AccuBooks reads the accounts).
+                return 200, {"accounts": found["accounts"], "added": added, "modified": [], "removed": [],
                              "next_cursor": f"c{len(found['transactions'])}", "has_more": False,
+                             "transactions_update_status": "HISTORICAL_UPDATE_COMPLETE",
                              "request_id": "fake"}
         return 404, error("NOT_FOUND", "unknown path", "INVALID_REQUEST")

@@ -1,7 +1,10 @@
 //! Bank feeds over HTTP against the fake Plaid, on PostgreSQL and SQLite:
 //! link (the access token sealed, never answered), map, sync (idempotent,
 //! paged, restarted on a mutation during pagination), suggestions, matching
-//! once, and Plaid outages.
+//! once, and Plaid outages; Plaid's amounts and currencies as it sends
+//! them (lines set aside for review, dismissed), pending lines posted, and
+//! probes within the providers' rate limits. Every answer of the fake Plaid
+//! is checked against Plaid's published schemas (`support::saas::schema`).
 
 use std::time::{Duration, Instant};
 
@@ -167,6 +170,9 @@ on_every_store!(
     linking_keeps_the_access_token_sealed_and_maps_accounts,
     syncs_import_once_follow_changes_and_restart_on_mutation,
     matching_posts_once_and_suggestions_rank_the_invoice_first,
+    a_pass_is_saved_whole_and_sync_answers_name_new_accounts,
+    amounts_and_currencies_as_plaid_sends_them,
+    a_posted_transaction_replaces_its_pending_line,
 );
 
 async fn linking_keeps_the_access_token_sealed_and_maps_accounts(store: Store) {
@@ -659,4 +665,387 @@ async fn plaid_outages_answer_503_and_heal_by_themselves() {
         plain.server.health().await["dependencies"]["plaid"]["status"],
         "disabled"
     );
+}
+
+/// The job of a sync asked for now (not waited for).
+async fn ask_sync(books: &Books, token: &str) -> Value {
+    let (status, asked) = books
+        .call("POST", "/api/bank/sync", Some(token), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{asked}");
+    asked["job_id"].clone()
+}
+
+async fn a_pass_is_saved_whole_and_sync_answers_name_new_accounts(store: Store) {
+    let saas = FakeSaas::start().await;
+    let (books, token, _) = start(store, &saas).await;
+    let (item, _) = link(&books, &token, &saas).await;
+    // Three pages; Plaid's data changes under every pass that goes past
+    // its first page, so no pass completes while that lasts.
+    saas.plaid.set_page_size(1);
+    for n in 1..=3 {
+        saas.plaid.add(
+            &item,
+            &format!("t{n}"),
+            "acc-1",
+            &format!("{n}.00"),
+            "2026-03-08",
+            "CARD",
+        );
+    }
+    saas.plaid.mutating(true);
+    let before = saas.plaid.sync_calls();
+    let job = ask_sync(&books, &token).await;
+    // A run pages twice per attempt (the first page, then the refusal),
+    // restarts three times, and the job retries: wait for a retry.
+    let started = Instant::now();
+    while saas.plaid.sync_calls() - before < 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} sync calls",
+            saas.plaid.sync_calls() - before
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nothing of the abandoned passes was saved, and the job is not done.
+    assert_eq!(
+        lines(&books, &token, "unmatched").await,
+        Vec::<Value>::new()
+    );
+    let (_, pending) = books
+        .call("GET", &format!("/api/jobs/{job}"), Some(&token), None)
+        .await;
+    assert!(
+        ["pending", "running", "failed"].contains(&pending["status"].as_str().unwrap()),
+        "{pending}"
+    );
+    // Plaid settles: the next pass completes and saves every line once.
+    saas.plaid.mutating(false);
+    wait_job(&books, &token, &job, Duration::from_secs(20)).await;
+    let saved = lines(&books, &token, "unmatched").await;
+    assert_eq!(saved.len(), 3, "{saved:?}");
+    // The cursor was saved with the pass: a sync now pages once, imports
+    // nothing again.
+    let calls = saas.plaid.sync_calls();
+    sync(&books, &token).await;
+    assert_eq!(saas.plaid.sync_calls() - calls, 1);
+    assert_eq!(lines(&books, &token, "unmatched").await.len(), 3);
+
+    // An account that /accounts/get does not list, but the sync answer's
+    // `accounts` does (only on the page of its line: each page lists the
+    // accounts of its own lines): its lines are kept, and it is listed.
+    saas.plaid
+        .open_account(&item, "acc-new", "New savings", Some("USD"), None, false);
+    saas.plaid.add(
+        &item,
+        "t-new",
+        "acc-new",
+        "-7.25",
+        "2026-03-09",
+        "TRANSFER IN",
+    );
+    saas.plaid
+        .add(&item, "t-after", "acc-1", "1.00", "2026-03-09", "CARD");
+    sync(&books, &token).await;
+    let now = lines(&books, &token, "unmatched").await;
+    let kept = by_plaid_id(&now, "t-new");
+    assert_eq!(kept["amount"], "-7.25");
+    let accounts = books.list("/api/bank/accounts", &token).await;
+    let savings = accounts
+        .iter()
+        .find(|a| a["plaid_account_id"] == "acc-new")
+        .unwrap_or_else(|| panic!("acc-new is not listed: {accounts:?}"));
+    assert_eq!(savings["name"], "New savings");
+    assert_eq!(kept["account_id"], savings["id"]);
+    assert_eq!(saas.plaid.violations(), Vec::<String>::new());
+}
+
+async fn amounts_and_currencies_as_plaid_sends_them(store: Store) {
+    let saas = FakeSaas::start().await;
+    let (books, token, _) = start(store, &saas).await;
+    let (item, _) = link(&books, &token, &saas).await;
+    saas.plaid
+        .open_account(&item, "acc-jpy", "Yen", Some("JPY"), None, true);
+    saas.plaid
+        .open_account(&item, "acc-btc", "Crypto", None, Some("BTC"), true);
+    let jpy = json!({"iso_currency_code": "JPY"});
+    let btc = json!({"iso_currency_code": null, "unofficial_currency_code": "BTC"});
+    saas.plaid.add_with(
+        &item,
+        "yen",
+        "acc-jpy",
+        "1500.0",
+        "2026-03-05",
+        "KONBINI",
+        jpy,
+    );
+    saas.plaid
+        .add(&item, "inexact", "acc-1", "0.123", "2026-03-05", "FX FEE");
+    saas.plaid.add_with(
+        &item,
+        "coin",
+        "acc-btc",
+        "0.00012",
+        "2026-03-05",
+        "BTC BUY",
+        btc,
+    );
+    saas.plaid
+        .add(&item, "zero", "acc-1", "0.0", "2026-03-05", "CARD CHECK");
+    saas.plaid
+        .add(&item, "usd", "acc-1", "12.5", "2026-03-05", "COFFEE");
+    sync(&books, &token).await;
+
+    // Exact amounts are booked as their currency has them.
+    let unmatched = lines(&books, &token, "unmatched").await;
+    assert_eq!(unmatched.len(), 2, "{unmatched:?}");
+    let yen = by_plaid_id(&unmatched, "yen");
+    assert_eq!(
+        (yen["amount"].as_str(), yen["currency"].as_str()),
+        (Some("1500"), Some("JPY"))
+    );
+    assert_eq!(by_plaid_id(&unmatched, "usd")["amount"], "12.50");
+
+    // The others are set aside with the reason, Plaid's amount as sent.
+    let review = lines(&books, &token, "review").await;
+    let seen: Vec<(&str, &str, &str, &str)> = ["inexact", "coin", "zero"]
+        .iter()
+        .map(|id| {
+            let line = by_plaid_id(&review, id);
+            (
+                *id,
+                line["review_reason"].as_str().unwrap(),
+                line["amount"].as_str().unwrap(),
+                line["currency"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("inexact", "INEXACT_AMOUNT", "0.123", "USD"),
+            ("coin", "UNOFFICIAL_CURRENCY", "0.00012", "BTC"),
+            ("zero", "ZERO_AMOUNT", "0.00", "USD"),
+        ]
+    );
+    assert_eq!(review.len(), 3);
+    assert!(review.iter().all(|l| l["status"] == "review"));
+
+    // The feed goes on: the cursor moved past them.
+    saas.plaid
+        .add(&item, "later", "acc-1", "3", "2026-03-06", "PARKING");
+    sync(&books, &token).await;
+    assert_eq!(
+        by_plaid_id(&lines(&books, &token, "unmatched").await, "later")["amount"],
+        "3.00"
+    );
+
+    // A line set aside cannot be booked; it can be dismissed, once.
+    let inexact = by_plaid_id(&review, "inexact")["id"].clone();
+    let (status, refused) = books
+        .call(
+            "POST",
+            &format!("/api/bank/transactions/{inexact}/match"),
+            Some(&token),
+            Some(json!({"account": "5000"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["code"], "BANK_TRANSACTION_IN_REVIEW");
+    let zero = by_plaid_id(&review, "zero")["id"].clone();
+    for _ in 0..2 {
+        let (status, dismissed) = books
+            .call(
+                "POST",
+                &format!("/api/bank/transactions/{zero}/dismiss"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{dismissed}");
+        assert_eq!(dismissed["status"], "dismissed");
+        assert_eq!(dismissed["review_reason"], "ZERO_AMOUNT");
+    }
+    assert_eq!(lines(&books, &token, "review").await.len(), 2);
+    let dismissed = lines(&books, &token, "dismissed").await;
+    assert_eq!(dismissed.len(), 1);
+    assert_eq!(dismissed[0]["plaid_transaction_id"], "zero");
+
+    // A matched line is not dismissed; an unknown status is refused.
+    let usd = by_plaid_id(&unmatched, "usd")["id"].clone();
+    let (status, matched) = books
+        .call(
+            "POST",
+            &format!("/api/bank/transactions/{usd}/match"),
+            Some(&token),
+            Some(json!({"account": "5000"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{matched}");
+    let (status, refused) = books
+        .call(
+            "POST",
+            &format!("/api/bank/transactions/{usd}/dismiss"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["code"], "BANK_TRANSACTION_MATCHED");
+    let (status, refused) = books
+        .call(
+            "GET",
+            "/api/bank/transactions?status=odd",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(saas.plaid.violations(), Vec::<String>::new());
+}
+
+async fn a_posted_transaction_replaces_its_pending_line(store: Store) {
+    let saas = FakeSaas::start().await;
+    let (books, token, _) = start(store, &saas).await;
+    let (item, _) = link(&books, &token, &saas).await;
+    let pending = json!({"pending": true});
+    saas.plaid.add_with(
+        &item,
+        "p1",
+        "acc-1",
+        "-40.00",
+        "2026-03-05",
+        "DEPOSIT",
+        pending.clone(),
+    );
+    saas.plaid.add_with(
+        &item,
+        "p2",
+        "acc-1",
+        "9.99",
+        "2026-03-05",
+        "STREAMING",
+        pending,
+    );
+    sync(&books, &token).await;
+    let before = lines(&books, &token, "unmatched").await;
+    assert!(before.iter().all(|l| l["pending"] == true), "{before:?}");
+
+    // p1 posts; Plaid reports the pending one's removal only later. p2
+    // posts with its removal in the same answer (on another page).
+    saas.plaid.set_page_size(1);
+    saas.plaid.post_pending(&item, "p1", "t1", false);
+    saas.plaid.post_pending(&item, "p2", "t2", true);
+    sync(&books, &token).await;
+    let after = lines(&books, &token, "unmatched").await;
+    let mut ids: Vec<(&str, bool)> = after
+        .iter()
+        .map(|l| {
+            (
+                l["plaid_transaction_id"].as_str().unwrap(),
+                l["pending"] == true,
+            )
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![("t1", false), ("t2", false)]);
+    assert_eq!(by_plaid_id(&after, "t1")["amount"], "-40.00");
+
+    // The late removal changes nothing.
+    saas.plaid.remove(&item, "p1");
+    sync(&books, &token).await;
+    assert_eq!(lines(&books, &token, "unmatched").await.len(), 2);
+    assert_eq!(saas.plaid.violations(), Vec::<String>::new());
+}
+
+/// Probes stay within what the providers allow per client, with one and
+/// with three instances: Plaid allows 50 `/institutions/get` a minute.
+/// Idle, an instance probes each provider every `PROVIDER_PROBE_INTERVAL_MS`
+/// (30 s); a successful call of real traffic counts as a probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_stay_within_the_providers_limits() {
+    use crate::support::saas::{STRIPE_KEY, WEBHOOK_SECRET};
+    use crate::support::server::{Host, TestServer, base_vars, set};
+    const PLAID_LIMIT_PER_MINUTE: f64 = 50.0;
+    let window = Duration::from_secs(
+        std::env::var("PROBE_WINDOW_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(12),
+    );
+    for instances in [1usize, 3] {
+        // A fake of their own: only these instances' calls count.
+        let saas = FakeSaas::start().await;
+        let mut servers = Vec::new();
+        for _ in 0..instances {
+            let mut vars = base_vars();
+            set(&mut vars, "STRIPE_SECRET_KEY", STRIPE_KEY);
+            set(&mut vars, "STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET);
+            set(&mut vars, "STRIPE_API_BASE", saas.base());
+            set(&mut vars, "PLAID_CLIENT_ID", PLAID_CLIENT.0);
+            set(&mut vars, "PLAID_SECRET", PLAID_CLIENT.1);
+            set(&mut vars, "PLAID_API_BASE", saas.base());
+            servers.push(TestServer::start(Host::Axum, vars).await);
+        }
+        for server in &servers {
+            for provider in ["stripe", "plaid"] {
+                server
+                    .wait_for_dependency(provider, "connected", Duration::from_secs(5))
+                    .await;
+            }
+        }
+        let (plaid, stripe) = (saas.calls("/institutions/get"), saas.calls("/v1/balance"));
+        let started = Instant::now();
+        tokio::time::sleep(window).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let per_minute = |calls: usize| calls as f64 * 60.0 / elapsed;
+        let plaid = per_minute(saas.calls("/institutions/get") - plaid);
+        let stripe = per_minute(saas.calls("/v1/balance") - stripe);
+        eprintln!(
+            "figure: idle probes with {instances} instance(s) over {elapsed:.0} s: \
+             Plaid {plaid:.1}/min, Stripe {stripe:.1}/min"
+        );
+        // At most one probe per instance and provider per 30 s interval
+        // begun in the window, however the window falls.
+        let intervals = (elapsed / 30.0).floor() + 1.0;
+        let bound = instances as f64 * intervals * 60.0 / elapsed;
+        assert!(
+            plaid <= bound && plaid <= PLAID_LIMIT_PER_MINUTE,
+            "Plaid {plaid}/min"
+        );
+        assert!(stripe <= bound, "Stripe {stripe}/min");
+        for server in &servers {
+            assert_eq!(
+                server.health().await["dependencies"]["plaid"]["status"],
+                "connected"
+            );
+        }
+    }
+}
+
+/// The fake Plaid holds AccuBooks to its pinned API version: a request
+/// without `Plaid-Version: 2020-09-14` is refused (and counted against the
+/// test), one with it answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fake_plaid_refuses_requests_without_the_pinned_version() {
+    let saas = FakeSaas::start().await;
+    let body = json!({"client_id": PLAID_CLIENT.0, "secret": PLAID_CLIENT.1, "count": 1,
+                      "offset": 0, "country_codes": ["US"]});
+    let url = format!("{}/institutions/get", saas.base());
+    let client = reqwest::Client::new();
+    let unversioned = client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(unversioned.status(), StatusCode::BAD_REQUEST);
+    let refused: Value = unversioned.json().await.unwrap();
+    assert_eq!(refused["error_code"], "INVALID_HEADERS");
+    let versioned = client
+        .post(&url)
+        .header("Plaid-Version", accubooks_core::deps::PLAID_VERSION)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versioned.status(), StatusCode::OK);
+    let violations = saas.plaid.take_violations();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert!(violations[0].contains("Plaid-Version"), "{violations:?}");
 }

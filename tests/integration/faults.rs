@@ -389,6 +389,11 @@ async fn stripe_and_plaid_outages_are_seen_and_healed() {
     set(&mut vars, "PLAID_CLIENT_ID", PLAID_CLIENT.0);
     set(&mut vars, "PLAID_SECRET", PLAID_CLIENT.1);
     set(&mut vars, "PLAID_API_BASE", saas.base());
+    // Idle, nothing calls the providers: only probes can see an outage, and
+    // by default they come every 30 s (the providers' rate limits). Probed
+    // every second here; `bank::probes_stay_within_the_providers_limits`
+    // holds the default's rate.
+    set(&mut vars, "PROVIDER_PROBE_INTERVAL_MS", "1000");
     let server = TestServer::start(Host::Axum, vars).await;
     server
         .wait_for_dependency("stripe", "connected", Duration::from_secs(5))

@@ -18,7 +18,8 @@ pub(super) const FLAG_MATCHED: &str = "UPDATE bank_transactions SET bank_change 
 // --------------------------------------------------------------- lines
 
 pub(super) const SELECT_LINES: &str = "SELECT t.id, t.account_id, t.plaid_transaction_id, t.posted_on, t.name, t.amount, \
-     t.currency, t.pending, t.status, t.entry_id, t.invoice_id, t.bank_change, a.ledger_account_id, l.code \
+     t.currency, t.pending, t.status, t.entry_id, t.invoice_id, t.bank_change, a.ledger_account_id, l.code, \
+     t.review_reason, t.plaid_amount \
      FROM bank_transactions t JOIN bank_accounts a ON a.id = t.account_id \
      LEFT JOIN accounts l ON l.id = a.ledger_account_id WHERE t.organization_id = $1";
 
@@ -28,7 +29,7 @@ pub(super) type LineRow = (
     String,
     NaiveDate,
     String,
-    i64,
+    Option<i64>,
     String,
     bool,
     String,
@@ -36,6 +37,8 @@ pub(super) type LineRow = (
     Option<i64>,
     Option<String>,
     Option<i64>,
+    Option<String>,
+    Option<String>,
     Option<String>,
 );
 
@@ -62,8 +65,20 @@ pub(super) fn stored_of(row: LineRow) -> Stored {
         bank_change,
         ledger_account_id,
         ledger_account,
+        review_reason,
+        plaid_amount,
     ) = row;
-    let digits = money::minor_digits(&currency).unwrap_or(2);
+    let digits = money::minor_digits(&currency);
+    // A line set aside may have no exact amount: then Plaid's as sent.
+    let amount_text = match (amount, digits) {
+        (Some(minor), Some(digits)) => money::format_minor(minor, digits),
+        _ => plaid_amount.unwrap_or_default(),
+    };
+    let direction = if amount_text.starts_with('-') {
+        "in"
+    } else {
+        "out"
+    };
     Stored {
         line: BankLine {
             id,
@@ -71,22 +86,19 @@ pub(super) fn stored_of(row: LineRow) -> Stored {
             plaid_transaction_id,
             date,
             name,
-            amount: money::format_minor(amount, digits),
-            direction: if amount < 0 { "in" } else { "out" },
+            amount: amount_text,
+            direction,
             currency,
             pending,
-            status: if status == "matched" {
-                LineStatus::Matched
-            } else {
-                LineStatus::Unmatched
-            },
+            status: LineStatus::parse(&status).unwrap_or(LineStatus::Unmatched),
+            review_reason,
             entry_id,
             invoice_id,
             ledger_account,
             bank_change,
             suggestions: Vec::new(),
         },
-        amount_minor: amount,
+        amount_minor: amount.unwrap_or(0),
         ledger_account_id,
     }
 }
@@ -166,7 +178,7 @@ pub async fn list_lines(
         limit,
     } = page.page(fetched, |stored| stored.line.id);
     let page_of = |items| Page { items, next, limit };
-    if status == LineStatus::Matched || lines.is_empty() {
+    if status != LineStatus::Unmatched || lines.is_empty() {
         return Ok(page_of(lines.into_iter().map(|s| s.line).collect()));
     }
     let candidates = candidates(db, organization, &lines).await?;
@@ -182,4 +194,34 @@ pub async fn list_lines(
             })
             .collect(),
     ))
+}
+
+/// Dismisses a line that is not matched (one set aside for review, or any
+/// unmatched one): it is kept, listed under `dismissed`, and never
+/// suggested nor booked. Dismissing it again answers it as it is; a matched
+/// line is `409 BANK_TRANSACTION_MATCHED`.
+pub async fn dismiss_line(
+    db: &Database,
+    organization: &OrganizationId,
+    id: i64,
+) -> LedgerResult<BankLine> {
+    let owned = organization.to_owned();
+    db.run(|pool| async move {
+        on_pool!(pool, p => in_scope!(p, &owned, tx => {
+            sqlx::query(
+                "UPDATE bank_transactions SET status = 'dismissed' WHERE id = $1 AND organization_id = $2 \
+                 AND status IN ('unmatched', 'review')",
+            )
+            .bind(id)
+            .bind(&owned)
+            .execute(&mut *tx)
+            .await?;
+        }))
+    })
+    .await?;
+    let stored = read_line(db, organization, id).await?;
+    if stored.line.status == LineStatus::Matched {
+        return Err(super::matching::already_matched(id));
+    }
+    Ok(stored.line)
 }

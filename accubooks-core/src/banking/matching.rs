@@ -203,8 +203,25 @@ pub async fn match_line(
     let db = ledger.database();
     let stored = read_line(db, organization, id).await?;
     let line = &stored.line;
-    if line.status == LineStatus::Matched {
-        return Err(already_matched(id));
+    match line.status {
+        LineStatus::Unmatched => {}
+        LineStatus::Matched => return Err(already_matched(id)),
+        LineStatus::Review => {
+            return Err(conflict(
+                "BANK_TRANSACTION_IN_REVIEW",
+                format!(
+                    "Bank transaction {id} was set aside ({}): it cannot be booked as the bank sent it; \
+                     record it by hand and dismiss it (POST /api/bank/transactions/{id}/dismiss).",
+                    line.review_reason.as_deref().unwrap_or("review")
+                ),
+            ));
+        }
+        LineStatus::Dismissed => {
+            return Err(conflict(
+                "BANK_TRANSACTION_DISMISSED",
+                format!("Bank transaction {id} was dismissed; it is not booked."),
+            ));
+        }
     }
     if line.pending {
         return Err(conflict(

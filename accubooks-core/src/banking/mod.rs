@@ -5,13 +5,21 @@
 //!   ([`Sealer`](crate::sealed::Sealer)) under the context
 //!   `plaid-item:<organization>:<item id>`, so it opens only for its own row.
 //! - **Sync** (a job on the `bank-feeds` queue): `/transactions/sync` from
-//!   the stored cursor, page by page. Each page's lines and the next cursor
-//!   are saved in one transaction, which first moves the cursor from the
-//!   value this run last saved (compare and set): two syncs of one item
-//!   never both save a page. Lines are keyed by Plaid's transaction id, so
-//!   a page saved twice imports nothing twice. A line the bank modifies or
-//!   removes is updated or deleted while unmatched; once matched it keeps
-//!   its posting and is flagged (`bank_change`).
+//!   the stored cursor, page by page until `has_more` is false. The whole
+//!   pass (its lines and its last cursor) is saved in one transaction, which
+//!   first moves the cursor from where the pass began (compare and set): two
+//!   syncs of one item never both save a pass, and a pass Plaid interrupts
+//!   (`TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION`) is discarded and paged
+//!   again from its first cursor, saving nothing. Accounts are learnt from
+//!   the answers' `accounts`. Lines are keyed by Plaid's transaction id, so
+//!   a pass saved twice imports nothing twice. A line the bank modifies or
+//!   removes is updated or deleted while not matched; once matched it keeps
+//!   its posting and is flagged (`bank_change`). A posted transaction
+//!   deletes the pending line it names (`pending_transaction_id`).
+//! - **Review**: a transaction that cannot be booked as Plaid sent it (an
+//!   amount inexact in its currency, an unofficial or unknown currency,
+//!   zero) is kept with status `review` and a `review_reason`, never
+//!   stopping the feed; a user may dismiss it (`dismissed`).
 //! - **Match**: a line posts once: the posting's transaction turns it from
 //!   `unmatched` to `matched` (the `matched` guard), which only one
 //!   transaction can do.
@@ -123,6 +131,11 @@ pub enum LineStatus {
     Unmatched,
     /// Posted (or matched to a payment) once.
     Matched,
+    /// Set aside: Plaid sent it in a form that cannot be booked (see
+    /// `review_reason`); review it, then dismiss it.
+    Review,
+    /// Dismissed by a user: kept, never suggested nor booked.
+    Dismissed,
 }
 
 impl LineStatus {
@@ -131,7 +144,20 @@ impl LineStatus {
         match self {
             LineStatus::Unmatched => "unmatched",
             LineStatus::Matched => "matched",
+            LineStatus::Review => "review",
+            LineStatus::Dismissed => "dismissed",
         }
+    }
+
+    /// The status of its stored name (`unmatched` for an unknown one).
+    pub fn parse(text: &str) -> Option<LineStatus> {
+        Some(match text {
+            "unmatched" => LineStatus::Unmatched,
+            "matched" => LineStatus::Matched,
+            "review" => LineStatus::Review,
+            "dismissed" => LineStatus::Dismissed,
+            _ => return None,
+        })
     }
 }
 
@@ -183,17 +209,23 @@ pub struct BankLine {
     /// The bank's description.
     pub name: String,
     /// Decimal string with Plaid's sign: positive is money leaving the
-    /// account, negative money received.
+    /// account, negative money received. For a line set aside because its
+    /// amount is not exact in its currency: Plaid's amount as sent.
     #[schema(value_type = crate::money::AmountText)]
     pub amount: String,
     /// `in` (received) or `out` (paid).
     pub direction: &'static str,
-    /// ISO 4217.
+    /// ISO 4217, or Plaid's unofficial code (say `BTC`) for a line set
+    /// aside with `UNOFFICIAL_CURRENCY`.
     pub currency: String,
     /// Not yet settled at the bank (cannot be matched yet).
     pub pending: bool,
-    /// `unmatched` or `matched`.
+    /// `unmatched`, `matched`, `review` (set aside) or `dismissed`.
     pub status: LineStatus,
+    /// Why a line was set aside (`INEXACT_AMOUNT`, `INVALID_AMOUNT`,
+    /// `UNKNOWN_CURRENCY`, `UNOFFICIAL_CURRENCY`, `ZERO_AMOUNT`); kept once
+    /// it is dismissed.
+    pub review_reason: Option<String>,
     /// The entry that posted it, once matched.
     pub entry_id: Option<i64>,
     /// The invoice it paid, if it was matched to one.
@@ -313,7 +345,7 @@ mod tests {
             "t".into(),
             NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap(),
             name.into(),
-            amount,
+            Some(amount),
             "USD".into(),
             false,
             "unmatched".into(),
@@ -322,6 +354,8 @@ mod tests {
             None,
             mapped,
             mapped.map(|_| "1000".to_owned()),
+            None,
+            None,
         ))
     }
 

@@ -1,5 +1,7 @@
-//! The sync job: `/transactions/sync` page by page, each page's lines and
-//! the next cursor saved in one transaction (compare and set on the cursor).
+//! The sync job: `/transactions/sync` page by page until a pass completes,
+//! then the pass's lines and its last cursor saved in one transaction
+//! (compare and set on the cursor); lines that cannot be booked are set
+//! aside for review.
 
 use std::collections::HashMap;
 
@@ -157,7 +159,12 @@ pub(super) struct Item<'a> {
     token: SecretString,
 }
 
-/// Pages through one item's updates; answers how many lines it saved.
+/// Syncs one item as Plaid specifies: pages from the stored cursor until
+/// `has_more` is false, then saves the whole pass (its lines and its last
+/// cursor) in one transaction. After `TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION`
+/// the pass is discarded and paged again from its first cursor: no line of
+/// an abandoned pass is saved, and the stored cursor only ever names the
+/// end of a complete pass. Answers how many lines it saved.
 pub(super) async fn sync_item(
     ledger: &Ledger,
     plaid: &Plaid,
@@ -165,51 +172,57 @@ pub(super) async fn sync_item(
     cursor: String,
 ) -> Result<usize, JobFailure> {
     let db = ledger.database();
-    let begun = cursor.clone();
-    let (mut request, mut saved) = (cursor.clone(), cursor);
     let mut restarts = 0;
-    let mut accounts = item_accounts(db, item).await?;
-    let mut imported = 0;
-    loop {
-        let page = match plaid.sync(&item.token, &request).await {
-            Ok(page) => page,
-            Err(PlaidError::MutationDuringPagination) if restarts < MAX_RESTARTS => {
-                // Plaid's rule: the whole pagination again, from where it began.
-                restarts += 1;
-                tracing::info!(
-                    organization = item.organization,
-                    item = item.id,
-                    restarts,
-                    "bank data changed during pagination; restarting from the run's first cursor"
-                );
-                request = begun.clone();
-                continue;
+    let pages = 'pass: loop {
+        let mut pages: Vec<SyncPage> = Vec::new();
+        let mut request = cursor.clone();
+        loop {
+            match plaid.sync(&item.token, &request).await {
+                Ok(page) => {
+                    let more = page.has_more;
+                    request.clone_from(&page.next_cursor);
+                    pages.push(page);
+                    if !more {
+                        break 'pass pages;
+                    }
+                }
+                Err(PlaidError::MutationDuringPagination) if restarts < MAX_RESTARTS => {
+                    restarts += 1;
+                    tracing::info!(
+                        organization = item.organization,
+                        item = item.id,
+                        restarts,
+                        discarded_pages = pages.len(),
+                        "bank data changed during pagination; the pass is discarded and restarts from its first cursor"
+                    );
+                    continue 'pass;
+                }
+                Err(err) => return Err(job_failure(&err)),
             }
-            Err(err) => return Err(job_failure(&err)),
-        };
-        let unknown = page
-            .added
-            .iter()
-            .chain(&page.modified)
-            .any(|t| !accounts.contains_key(&t.account_id));
-        if unknown {
-            // An account opened at the bank since the link.
-            let listed = plaid
-                .accounts(&item.token)
-                .await
-                .map_err(|err| job_failure(&err))?;
-            save_accounts(db, item, &listed).await?;
-            accounts = item_accounts(db, item).await?;
         }
-        let Some(count) = save_page(db, item, &saved, &page, &accounts).await? else {
-            // Another sync of this item saved a page meanwhile: it goes on.
-            return Ok(imported);
-        };
-        imported += count;
-        saved.clone_from(&page.next_cursor);
-        request = page.next_cursor;
-        if !page.has_more {
-            return Ok(imported);
+    };
+    // Each answer lists the accounts of its own lines (Plaid's schema):
+    // lines of an account opened since the link, or one `/accounts/get`
+    // leaves out, are kept. The latest listing of an account wins.
+    let mut listed: Vec<PlaidAccount> = Vec::new();
+    for account in pages.iter().rev().flat_map(|p| &p.accounts) {
+        if !listed.iter().any(|a| a.account_id == account.account_id) {
+            listed.push(account.clone());
+        }
+    }
+    save_accounts(db, item, &listed).await?;
+    let accounts = item_accounts(db, item).await?;
+    match save_pass(db, item, &cursor, &pages, &accounts).await? {
+        Some(saved) => Ok(saved),
+        None => {
+            // Another sync of this item saved a pass meanwhile: it holds
+            // the same updates.
+            tracing::info!(
+                organization = item.organization,
+                item = item.id,
+                "another sync saved this item's updates first"
+            );
+            Ok(0)
         }
     }
 }
@@ -255,63 +268,159 @@ pub(super) async fn save_accounts(
     Ok(())
 }
 
-/// A line as stored: (account id, amount in minor units, currency, name).
+/// Why a line is set aside for review rather than booked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Review {
+    /// More fraction digits than its currency has (`0.123` USD).
+    InexactAmount,
+    /// Not a decimal number we can read exactly (say `1e21`).
+    InvalidAmount,
+    /// An ISO code we know no exponent of, or no currency at all.
+    UnknownCurrency,
+    /// Only an unofficial currency code (a crypto account).
+    UnofficialCurrency,
+    /// Zero: nothing to book; dismiss it.
+    ZeroAmount,
+}
+
+impl Review {
+    /// The stored and answered name.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Review::InexactAmount => "INEXACT_AMOUNT",
+            Review::InvalidAmount => "INVALID_AMOUNT",
+            Review::UnknownCurrency => "UNKNOWN_CURRENCY",
+            Review::UnofficialCurrency => "UNOFFICIAL_CURRENCY",
+            Review::ZeroAmount => "ZERO_AMOUNT",
+        }
+    }
+}
+
+/// A Plaid transaction as a line to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct NewLine {
+    pub(super) account: i64,
+    /// Minor units, when the amount is exact in its currency.
+    pub(super) amount: Option<i64>,
+    /// Plaid's amount as sent.
+    pub(super) plaid_amount: String,
+    pub(super) currency: String,
+    pub(super) name: String,
+    /// Set when the line cannot be booked as it is.
+    pub(super) review: Option<Review>,
+}
+
+/// The line of a transaction, or `None` for an account the item does not
+/// list. A transaction that cannot be booked (an inexact amount, an
+/// unofficial or unknown currency, zero) becomes a line set aside for
+/// review: one odd line never stops the item's feed.
 pub(super) fn line_of(
     transaction: &PlaidTransaction,
     accounts: &HashMap<String, (i64, String)>,
-) -> Result<Option<(i64, i64, String, String)>, JobFailure> {
-    let Some((account, account_currency)) = accounts.get(&transaction.account_id) else {
-        return Ok(None);
+) -> Option<NewLine> {
+    let (account, account_currency) = accounts.get(&transaction.account_id)?;
+    let plaid_amount = transaction.amount.to_string();
+    let (currency, mut review) = match (
+        &transaction.iso_currency_code,
+        &transaction.unofficial_currency_code,
+    ) {
+        (Some(iso), _) => (iso.clone(), None),
+        (None, Some(unofficial)) => (unofficial.clone(), Some(Review::UnofficialCurrency)),
+        (None, None) => (account_currency.clone(), None),
     };
-    let currency = transaction
-        .iso_currency_code
-        .clone()
-        .unwrap_or_else(|| account_currency.clone());
-    let digits = money::minor_digits(&currency).unwrap_or(2);
-    let amount = money::parse_minor(&transaction.amount.to_string(), digits)
-        .map_err(|_| JobFailure::permanent("INVALID_BANK_AMOUNT"))?;
+    let amount = match money::minor_digits(&currency) {
+        _ if review.is_some() => None,
+        None => {
+            review = Some(Review::UnknownCurrency);
+            None
+        }
+        Some(digits) => match money::quantize_minor(&plaid_amount, digits) {
+            Ok(0) => {
+                review = Some(Review::ZeroAmount);
+                Some(0)
+            }
+            Ok(minor) => Some(minor),
+            Err(money::MoneyError::TooPrecise { .. }) => {
+                review = Some(Review::InexactAmount);
+                None
+            }
+            Err(_) => {
+                review = Some(Review::InvalidAmount);
+                None
+            }
+        },
+    };
     let name = transaction
         .name
         .as_deref()
         .or(transaction.merchant_name.as_deref())
         .unwrap_or_default();
-    Ok(Some((*account, amount, currency, truncate(name))))
+    Some(NewLine {
+        account: *account,
+        amount,
+        plaid_amount,
+        currency: currency.chars().take(16).collect(),
+        name: truncate(name),
+        review,
+    })
 }
 
-/// Saves one page and the cursor after it, in one transaction that first
-/// moves the item's cursor from `saved` (what this run saved last). Answers
-/// the lines saved, or `None` when the cursor had moved (another sync).
-pub(super) async fn save_page(
+/// Deletes a line that is not matched (removed by the bank, or the pending
+/// line a posted one replaces); a matched one keeps its posting.
+const DELETE_UNMATCHED: &str = "DELETE FROM bank_transactions WHERE organization_id = $1 \
+     AND plaid_transaction_id = $2 AND status IN ('unmatched', 'review', 'dismissed')";
+
+/// Saves a complete pass (its pages in order) and the cursor after it, in
+/// one transaction that first moves the item's cursor from `begun` (where
+/// the pass began). Answers the lines saved, or `None` when the cursor had
+/// moved (another sync saved a pass meanwhile).
+pub(super) async fn save_pass(
     db: &Database,
     item: &Item<'_>,
-    saved: &str,
-    page: &SyncPage,
+    begun: &str,
+    pages: &[SyncPage],
     accounts: &HashMap<String, (i64, String)>,
 ) -> Result<Option<usize>, JobFailure> {
-    let mut lines = Vec::with_capacity(page.added.len() + page.modified.len());
-    for (transaction, modified) in page
-        .added
-        .iter()
-        .map(|t| (t, false))
-        .chain(page.modified.iter().map(|t| (t, true)))
-    {
-        match line_of(transaction, accounts)? {
-            Some(line) => lines.push((transaction, modified, line)),
-            None => tracing::warn!(
-                organization = item.organization,
-                item = item.id,
-                "a bank line of an account Plaid does not list was skipped"
-            ),
+    let mut lines = Vec::new();
+    let mut removed: Vec<&str> = Vec::new();
+    for page in pages {
+        for (transaction, modified) in page
+            .added
+            .iter()
+            .map(|t| (t, false))
+            .chain(page.modified.iter().map(|t| (t, true)))
+        {
+            match line_of(transaction, accounts) {
+                Some(line) => lines.push((transaction, modified, line)),
+                None => tracing::warn!(
+                    organization = item.organization,
+                    item = item.id,
+                    "a bank line of an account Plaid does not list was skipped"
+                ),
+            }
         }
+        removed.extend(page.removed.iter().map(|r| r.transaction_id.as_str()));
     }
+    let set_aside = lines.iter().filter(|l| l.2.review.is_some()).count();
+    if set_aside > 0 {
+        tracing::info!(
+            organization = item.organization,
+            item = item.id,
+            set_aside,
+            "bank lines that cannot be booked as sent were set aside for review"
+        );
+    }
+    let Some(next) = pages.last().map(|p| p.next_cursor.as_str()) else {
+        return Ok(Some(0));
+    };
     let (owned, id, now) = (item.organization.to_owned(), item.id, now_ms());
-    let saved = saved.to_owned();
-    let (lines, removed, next) = (&lines, &page.removed, &page.next_cursor);
+    let begun = begun.to_owned();
+    let (lines, removed) = (&lines, &removed);
     let count = db
         .run(|pool| async move {
             on_pool!(pool, p => {
                 let mut tx = p.begin_for(&owned).await?;
-                // First: on PostgreSQL this locks the item's row, so pages of
+                // First: on PostgreSQL this locks the item's row, so passes of
                 // two syncs of one item are saved one after the other.
                 let moved = sqlx::query(
                     "UPDATE bank_items SET sync_cursor = $1 WHERE id = $2 AND organization_id = $3 AND sync_cursor = $4",
@@ -319,32 +428,37 @@ pub(super) async fn save_page(
                 .bind(next)
                 .bind(id)
                 .bind(&owned)
-                .bind(&saved)
+                .bind(&begun)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
                 if moved != 1 {
                     return Ok(None);
                 }
-                for (transaction, modified, (account, amount, currency, name)) in lines {
+                for (transaction, modified, line) in lines {
                     sqlx::query(
                         "INSERT INTO bank_transactions (organization_id, account_id, plaid_transaction_id, amount, \
-                         currency, posted_on, name, pending, status, created_ms) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'unmatched', $9) \
+                         currency, posted_on, name, pending, status, created_ms, review_reason, plaid_amount) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                          ON CONFLICT (organization_id, plaid_transaction_id) DO UPDATE SET \
                          account_id = excluded.account_id, amount = excluded.amount, currency = excluded.currency, \
-                         posted_on = excluded.posted_on, name = excluded.name, pending = excluded.pending \
-                         WHERE bank_transactions.status = 'unmatched'",
+                         posted_on = excluded.posted_on, name = excluded.name, pending = excluded.pending, \
+                         status = excluded.status, review_reason = excluded.review_reason, \
+                         plaid_amount = excluded.plaid_amount \
+                         WHERE bank_transactions.status IN ('unmatched', 'review')",
                     )
                     .bind(&owned)
-                    .bind(*account)
+                    .bind(line.account)
                     .bind(&transaction.transaction_id)
-                    .bind(*amount)
-                    .bind(currency)
+                    .bind(line.amount)
+                    .bind(&line.currency)
                     .bind(transaction.date)
-                    .bind(name)
+                    .bind(&line.name)
                     .bind(transaction.pending)
+                    .bind(if line.review.is_some() { "review" } else { "unmatched" })
                     .bind(now)
+                    .bind(line.review.map(Review::as_str))
+                    .bind(&line.plaid_amount)
                     .execute(&mut *tx)
                     .await?;
                     if *modified {
@@ -355,20 +469,27 @@ pub(super) async fn save_page(
                             .execute(&mut *tx)
                             .await?;
                     }
+                    // A posted transaction replaces its pending one, which
+                    // Plaid removes in this answer or a later one: never
+                    // both at once.
+                    if let Some(pending) = &transaction.pending_transaction_id {
+                        sqlx::query(DELETE_UNMATCHED)
+                            .bind(&owned)
+                            .bind(pending)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                 }
                 for gone in removed {
-                    sqlx::query(
-                        "DELETE FROM bank_transactions WHERE organization_id = $1 AND plaid_transaction_id = $2 \
-                         AND status = 'unmatched'",
-                    )
-                    .bind(&owned)
-                    .bind(&gone.transaction_id)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query(DELETE_UNMATCHED)
+                        .bind(&owned)
+                        .bind(*gone)
+                        .execute(&mut *tx)
+                        .await?;
                     sqlx::query(FLAG_MATCHED)
                         .bind("removed")
                         .bind(&owned)
-                        .bind(&gone.transaction_id)
+                        .bind(*gone)
                         .execute(&mut *tx)
                         .await?;
                 }

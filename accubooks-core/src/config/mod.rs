@@ -277,6 +277,11 @@ pub struct Config {
     pub request_timeout: Duration,
     /// `PROVIDER_TIMEOUT_MS`: the longest one call to Stripe or Plaid may take.
     pub provider_timeout: Duration,
+    /// `PROVIDER_PROBE_INTERVAL_MS` (30000): how often Stripe and Plaid are
+    /// probed while connected and idle (a successful call of real traffic
+    /// counts as a probe). Providers limit calls per client: Plaid allows
+    /// 50 `/institutions/get` a minute, for all instances together.
+    pub provider_probe_interval: Duration,
     /// `BODY_LIMIT_BYTES`: larger bodies are refused with 413.
     pub body_limit: usize,
     /// `DRAIN_TIMEOUT_MS`: how long a graceful shutdown waits for in-flight requests.

@@ -219,6 +219,7 @@ impl Config {
 
         let request_timeout = r.millis("REQUEST_TIMEOUT_MS", 10_000);
         let provider_timeout = r.millis("PROVIDER_TIMEOUT_MS", 5_000);
+        let provider_probe_interval = r.millis("PROVIDER_PROBE_INTERVAL_MS", 30_000);
         let body_limit = r.number("BODY_LIMIT_BYTES", 1_048_576usize, 1024, 1 << 30);
         let drain_timeout = r.millis("DRAIN_TIMEOUT_MS", 10_000);
         let shutdown_delay = Duration::from_millis(r.number("SHUTDOWN_DELAY_MS", 0u64, 0, 600_000));
@@ -298,6 +299,7 @@ impl Config {
             metrics_token,
             request_timeout,
             provider_timeout,
+            provider_probe_interval,
             body_limit,
             drain_timeout,
             shutdown_delay,

@@ -24,7 +24,7 @@ pub const CONFIG_EXIT_CODE: i32 = 2;
 /// configuration another way (the Python `AccuBooks(**config)`) checks names
 /// against. The reader refuses, in debug builds, a name missing here, and a
 /// unit test proves every name here is read.
-pub const VARIABLES: [&str; 59] = [
+pub const VARIABLES: [&str; 60] = [
     "ACCUBOOKS_ENV",
     "NODE_ENV",
     "PORT",
@@ -57,6 +57,7 @@ pub const VARIABLES: [&str; 59] = [
     "METRICS_TOKEN",
     "REQUEST_TIMEOUT_MS",
     "PROVIDER_TIMEOUT_MS",
+    "PROVIDER_PROBE_INTERVAL_MS",
     "BODY_LIMIT_BYTES",
     "DRAIN_TIMEOUT_MS",
     "SHUTDOWN_DELAY_MS",

@@ -41,6 +41,11 @@ fn classify_status(status: reqwest::StatusCode) -> Result<(), Fault> {
     }
 }
 
+/// The Plaid API version every request names in its `Plaid-Version` header
+/// (the probe's and the client's): what AccuBooks sends and reads follows
+/// this version's schemas, whatever the account's default version is.
+pub const PLAID_VERSION: &str = "2020-09-14";
+
 /// Probes Stripe with `GET /v1/payment_intents?limit=1`: a read the
 /// minimal key the README recommends (a restricted key with PaymentIntents
 /// write) may make.
@@ -118,6 +123,7 @@ impl Probe for PlaidProbe {
             let response = self
                 .client
                 .post(format!("{}/institutions/get", self.credentials.api_base))
+                .header("Plaid-Version", PLAID_VERSION)
                 .json(&body)
                 .send()
                 .await

@@ -4,13 +4,16 @@
 //! Each dependency gets a background monitor task that probes it with its own
 //! timeout, quickly while it is down and at a steady interval while it is up.
 //! Real traffic reports into the same state machine through
-//! [`Dependency::report`].
+//! [`Dependency::report`]. For a dependency that learns from traffic (the
+//! third-party APIs, whose providers limit calls per client), a call of
+//! real traffic that succeeded counts as a probe: while traffic succeeds,
+//! the monitor does not probe at all.
 
 mod http_probe;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::future::BoxFuture;
@@ -22,7 +25,7 @@ use crate::error::Fault;
 use crate::health::{DepState, Event, ProbePolicy, Status, Transition};
 use crate::metrics::Metrics;
 
-pub use http_probe::{PlaidProbe, StripeProbe};
+pub use http_probe::{PLAID_VERSION, PlaidProbe, StripeProbe};
 
 /// The name of the database dependency.
 pub const DATABASE: &str = "database";
@@ -69,6 +72,7 @@ pub struct DependencySpec {
     unavailable: Unavailable,
     not_configured: Unavailable,
     policy: ProbePolicy,
+    learns_from_traffic: bool,
 }
 
 impl DependencySpec {
@@ -89,7 +93,16 @@ impl DependencySpec {
                 retry_after: NOT_CONFIGURED_RETRY_AFTER,
             },
             policy: ProbePolicy::default(),
+            learns_from_traffic: false,
         }
+    }
+
+    /// A call of real traffic that succeeded counts as a probe while the
+    /// dependency is connected: the next probe waits a whole
+    /// `interval_up` from it. For providers that limit calls per client.
+    pub fn learns_from_traffic(mut self) -> Self {
+        self.learns_from_traffic = true;
+        self
     }
 
     /// A dependency that is not configured: always `disabled`, never probed.
@@ -164,6 +177,10 @@ pub struct Dependency {
     // Wakes every operation waiting on this dependency when it goes down.
     went_down: Notify,
     metrics: Metrics,
+    learns_from_traffic: bool,
+    // Since `started`, in ms, when real traffic last succeeded (0: never).
+    traffic_succeeded_ms: AtomicU64,
+    started: Instant,
 }
 
 impl Dependency {
@@ -261,9 +278,36 @@ impl Dependency {
     /// Reports a successful use by real traffic. Cheap while connected: only
     /// a success seen during an outage reaches the state machine.
     pub fn report_success(&self) {
+        if self.learns_from_traffic {
+            let at = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.traffic_succeeded_ms
+                .store(at.max(1), Ordering::Relaxed);
+        }
         if !self.is_available() && self.is_enabled() {
             self.report(Event::TrafficSucceeded);
         }
+    }
+
+    /// How much longer a recent success of real traffic stands in for a
+    /// probe: `None` when a probe is due (no such success within
+    /// `interval_up`, the dependency not connected, or it does not learn
+    /// from traffic).
+    fn traffic_covers(&self) -> Option<Duration> {
+        if !self.learns_from_traffic || !self.is_available() {
+            return None;
+        }
+        let at = self.traffic_succeeded_ms.load(Ordering::Relaxed);
+        if at == 0 {
+            return None;
+        }
+        let since = self
+            .started
+            .elapsed()
+            .saturating_sub(Duration::from_millis(at));
+        self.policy
+            .interval_up
+            .checked_sub(since)
+            .filter(|left| !left.is_zero())
     }
 
     async fn monitor(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, first: FirstRound) {
@@ -288,13 +332,27 @@ impl Dependency {
             let delay = self
                 .policy
                 .next_delay(&transition.state, transition.reprobe_now, jitter);
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = self.wake.notified() => {}
+            let woken = tokio::select! {
+                () = tokio::time::sleep(delay) => false,
+                () = self.wake.notified() => true,
                 _ = shutdown.changed() => return,
-            }
+            };
             if *shutdown.borrow() {
                 return;
+            }
+            // Traffic that succeeded since the last probe said as much as
+            // this probe would: wait on from it. Not when this probe was
+            // asked for (traffic met a fault, or a failure is re-checked).
+            let asked = woken || transition.reprobe_now;
+            while let Some(left) = self.traffic_covers().filter(|_| !asked) {
+                tokio::select! {
+                    () = tokio::time::sleep(left) => {}
+                    () = self.wake.notified() => break,
+                    _ = shutdown.changed() => return,
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
             }
         }
     }
@@ -346,6 +404,9 @@ impl Registry {
                 wake: Notify::new(),
                 went_down: Notify::new(),
                 metrics: metrics.clone(),
+                learns_from_traffic: spec.learns_from_traffic,
+                traffic_succeeded_ms: AtomicU64::new(0),
+                started: Instant::now(),
             }));
         }
         let probed = deps.iter().filter(|d| d.is_enabled()).count();
@@ -434,6 +495,41 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("{} never became {status:?}", dep.name());
+    }
+
+    /// While real traffic succeeds, a provider is not probed; idle, it is
+    /// probed every `interval_up` again.
+    #[tokio::test]
+    async fn succeeding_traffic_stands_in_for_probes() {
+        let switch = Arc::new(Switch {
+            up: AtomicBool::new(true),
+            calls: AtomicUsize::new(0),
+        });
+        let registry = Registry::new(
+            vec![
+                DependencySpec::new(PLAID, switch.clone())
+                    .policy(fast())
+                    .learns_from_traffic(),
+            ],
+            &Metrics::new(),
+        )
+        .unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let _tasks = registry.spawn_monitors(&stopped);
+        registry.first_round().await;
+        let plaid = registry.get(PLAID).unwrap();
+        assert_eq!(plaid.state().status, Status::Connected);
+        let probed = switch.calls.load(Ordering::SeqCst);
+        // Traffic every 50 ms for 1 s (five intervals): no probe.
+        for _ in 0..20 {
+            plaid.report_success();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(switch.calls.load(Ordering::SeqCst), probed);
+        // Idle: probed again within an interval (and a little).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(switch.calls.load(Ordering::SeqCst) > probed);
+        stop.send(true).unwrap();
     }
 
     #[tokio::test]

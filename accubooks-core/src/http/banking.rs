@@ -56,7 +56,12 @@ pub(crate) fn routes() -> Vec<Route> {
                 "Imported bank lines, newest imported first (by id: a line's date changes when \
                  the bank posts it); unmatched ones with match suggestions, best first",
             )
-            .query("status", "unmatched (default) or matched", false)
+            .query(
+                "status",
+                "unmatched (default), matched, review (set aside: cannot be booked as the bank \
+                 sent it) or dismissed",
+                false,
+            )
             .paged()
             .returns_list::<BankLine>(200),
         Route::change(
@@ -76,6 +81,17 @@ pub(crate) fn routes() -> Vec<Route> {
             "Already matched (BANK_TRANSACTION_MATCHED), pending, its bank account not \
                  mapped, or the invoice not open",
         ),
+        Route::change(
+            Method::POST,
+            "/api/bank/transactions/{id}/dismiss",
+            dismiss_transaction,
+        )
+        .summary(
+            "Dismiss a bank line that is not matched (one set aside for review, a zero \
+                 amount): it is kept under status=dismissed and never booked",
+        )
+        .returns::<BankLine>(200)
+        .answers(409, "Already matched (BANK_TRANSACTION_MATCHED)"),
     ]
 }
 
@@ -119,14 +135,13 @@ struct StatusFilter {
 async fn list_transactions(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
     let (page, filter): (_, StatusFilter) = list_query(&request)?;
     let status = match filter.status.as_deref() {
-        None | Some("unmatched") => LineStatus::Unmatched,
-        Some("matched") => LineStatus::Matched,
-        Some(_) => {
-            return Err(ApiError::invalid(
+        None => LineStatus::Unmatched,
+        Some(text) => LineStatus::parse(text).ok_or_else(|| {
+            ApiError::invalid(
                 "INVALID_QUERY",
-                "status is unmatched or matched.",
-            ));
-        }
+                "status is unmatched, matched, review or dismissed.",
+            )
+        })?,
     };
     let lines = app
         .books()
@@ -143,4 +158,10 @@ async fn match_transaction(app: AccuBooks, request: Request) -> Result<Response,
         .match_bank_transaction(&caller, id, input, key)
         .await?;
     Ok(answer_response(StatusCode::OK, &line))
+}
+
+async fn dismiss_transaction(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let (caller, id) = (request.principal()?, request.id(NO_SUCH_TRANSACTION)?);
+    let line = app.books().dismiss_bank_transaction(&caller, id).await?;
+    Ok(json_response(StatusCode::OK, &line))
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::{Api, CallError, Retry};
 use crate::config::ApiCredentials;
-use crate::deps::Dependency;
+use crate::deps::{Dependency, PLAID_VERSION};
 use crate::error::Fault;
 
 /// The most transaction updates one `/transactions/sync` page carries
@@ -107,11 +107,14 @@ pub(crate) struct PlaidAccount {
     pub(crate) balances: Balances,
 }
 
-/// The part of an account's balances that names its currency.
+/// The part of an account's balances that names its currency: an ISO 4217
+/// code, or null and then Plaid's unofficial code (a crypto account).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub(crate) struct Balances {
     #[serde(default)]
     pub(crate) iso_currency_code: Option<String>,
+    #[serde(default)]
+    pub(crate) unofficial_currency_code: Option<String>,
 }
 
 /// A transaction, as `/transactions/sync` adds or modifies it.
@@ -119,11 +122,20 @@ pub(crate) struct Balances {
 pub(crate) struct PlaidTransaction {
     pub(crate) transaction_id: String,
     pub(crate) account_id: String,
-    /// A JSON number, positive when money leaves the account; read from its
-    /// decimal text, never as a float.
+    /// A JSON number (a double in Plaid's schema: `0.123`, `1500.0`),
+    /// positive when money leaves the account; read from its shortest
+    /// decimal text, never computed with as a float.
     pub(crate) amount: serde_json::Number,
+    /// Null when the currency has no ISO code; then
+    /// `unofficial_currency_code` names it.
     #[serde(default)]
     pub(crate) iso_currency_code: Option<String>,
+    #[serde(default)]
+    pub(crate) unofficial_currency_code: Option<String>,
+    /// For a posted transaction: the pending one it replaces (which Plaid
+    /// removes).
+    #[serde(default)]
+    pub(crate) pending_transaction_id: Option<String>,
     pub(crate) date: NaiveDate,
     #[serde(default)]
     pub(crate) name: Option<String>,
@@ -148,6 +160,9 @@ pub(crate) struct SyncPage {
     pub(crate) modified: Vec<PlaidTransaction>,
     #[serde(default)]
     pub(crate) removed: Vec<Removed>,
+    /// The item's accounts (required by Plaid's schema): a line's account
+    /// is learnt here, even one opened since the link.
+    pub(crate) accounts: Vec<PlaidAccount>,
     pub(crate) next_cursor: String,
     pub(crate) has_more: bool,
 }
@@ -181,7 +196,10 @@ impl Plaid {
         Ok(self
             .api
             .call(retry, |client, base| {
-                client.post(format!("{base}{path}")).json(&body)
+                client
+                    .post(format!("{base}{path}"))
+                    .header("Plaid-Version", PLAID_VERSION)
+                    .json(&body)
             })
             .await?)
     }
@@ -295,11 +313,20 @@ mod tests {
                        "iso_currency_code": "USD", "date": "2026-01-31", "name": "INV-000001 ACME",
                        "pending": false, "category": null}],
             "modified": [], "removed": [{"transaction_id": "t0"}],
+            "accounts": [{"account_id": "a1", "name": "Checking", "mask": null,
+                          "balances": {"iso_currency_code": null, "unofficial_currency_code": "BTC"}}],
             "next_cursor": "c1", "has_more": true, "request_id": "r"
         }))
         .unwrap();
         assert_eq!(page.added[0].amount.to_string(), "-25.5");
         assert_eq!(page.removed[0].transaction_id, "t0");
+        assert_eq!(
+            page.accounts[0]
+                .balances
+                .unofficial_currency_code
+                .as_deref(),
+            Some("BTC")
+        );
         assert!(page.has_more);
         assert_eq!(
             parse::<SyncPage>(json!({"added": "x"})).unwrap_err(),

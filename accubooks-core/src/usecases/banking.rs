@@ -177,6 +177,18 @@ impl Books<'_> {
         .await
     }
 
+    /// Dismisses a bank line that is not matched (one set aside for
+    /// review, a zero amount): kept, never booked.
+    pub async fn dismiss_bank_transaction(&self, caller: &Principal, id: i64) -> Result<BankLine> {
+        self.run(
+            "dismiss_bank_transaction",
+            Some(caller),
+            Role::Accountant,
+            async { Ok(banking::dismiss_line(self.app.database(), &org(caller), id).await?) },
+        )
+        .await
+    }
+
     /// Matches a bank line to an invoice or categorises it to an account:
     /// posts it once (`409 BANK_TRANSACTION_MATCHED` the second time).
     pub async fn match_bank_transaction(

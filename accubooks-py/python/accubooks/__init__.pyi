@@ -524,11 +524,12 @@ class Organization:
 
     def bank_transactions(
         self,
-        status: Literal["unmatched", "matched"] = "unmatched",
+        status: Literal["unmatched", "matched", "review", "dismissed"] = "unmatched",
         *, limit: int | None = None, after: str | None = None,
     ) -> Page[BankLine]:
         """Imported bank lines, newest imported first; unmatched ones carry ranked match
-        suggestions.
+        suggestions. ``"review"``: lines set aside because they cannot be booked as the
+        bank sent them (``review_reason``); ``"dismissed"``: lines a user dismissed.
 
         One page (``limit`` 1 to 500, default 100, after the cursor ``after``); its
         ``next_cursor`` names the next. ``accubooks.iterate`` reads them all.
@@ -546,7 +547,17 @@ class Organization:
         invoice, with ``account`` by posting it against that account.
 
         Raises:
-            ConflictError: ``BANK_TRANSACTION_MATCHED``, ``BANK_TRANSACTION_PENDING``.
+            ConflictError: ``BANK_TRANSACTION_MATCHED``, ``BANK_TRANSACTION_PENDING``,
+                ``BANK_TRANSACTION_IN_REVIEW``, ``BANK_TRANSACTION_DISMISSED``.
+        """
+
+    def dismiss_bank_transaction(self, id: int) -> BankLine:
+        """Dismisses a bank line that is not matched (one set aside for review, a zero
+        amount): it is kept under ``"dismissed"`` and never booked. Dismissing it again
+        answers it as it is.
+
+        Raises:
+            ConflictError: ``BANK_TRANSACTION_MATCHED``.
         """
 
     def pay_invoice(

@@ -494,12 +494,17 @@ class BankLine(TypedDict):
     plaid_transaction_id: str
     date: datetime.date
     name: str
-    #: Plaid's sign: positive is money out of the account.
+    #: Plaid's sign: positive is money out of the account. For a line set aside
+    #: because its amount is not exact in its currency: Plaid's amount as sent.
     amount: Decimal
     direction: Literal["in", "out"]
+    #: ISO 4217, or Plaid's unofficial code (``BTC``) for ``UNOFFICIAL_CURRENCY``.
     currency: str
     pending: bool
-    status: Literal["unmatched", "matched"]
+    status: Literal["unmatched", "matched", "review", "dismissed"]
+    #: Why a line was set aside: ``INEXACT_AMOUNT``, ``INVALID_AMOUNT``,
+    #: ``UNKNOWN_CURRENCY``, ``UNOFFICIAL_CURRENCY``, ``ZERO_AMOUNT``.
+    review_reason: Optional[str]
     entry_id: Optional[int]
     invoice_id: Optional[int]
     ledger_account: Optional[str]

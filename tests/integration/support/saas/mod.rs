@@ -7,6 +7,7 @@ pub mod plaid;
 pub mod schema;
 pub mod stripe;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,14 +56,22 @@ impl Provider {
     }
 }
 
-/// The modes of both providers, read by the middleware.
+/// The modes of both providers, read by the middleware, and the calls
+/// each path received.
 #[derive(Clone)]
 struct Modes {
     stripe: Arc<Provider>,
     plaid: Arc<Provider>,
+    calls: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 async fn apply_mode(State(modes): State<Modes>, request: Request, next: Next) -> Response {
+    *modes
+        .calls
+        .lock()
+        .unwrap()
+        .entry(request.uri().path().to_owned())
+        .or_default() += 1;
     let is_stripe = request.uri().path().starts_with("/v1/");
     let provider = if is_stripe {
         &modes.stripe
@@ -115,6 +124,7 @@ impl FakeSaas {
             modes: Modes {
                 stripe: Provider::new(),
                 plaid: Provider::new(),
+                calls: Arc::default(),
             },
         };
         fake.serve(listener);
@@ -144,6 +154,18 @@ impl FakeSaas {
         self.modes.plaid.set_mode(mode);
     }
 
+    /// The calls `path` (say `/institutions/get`) received so far, whatever
+    /// the answer.
+    pub fn calls(&self, path: &str) -> usize {
+        self.modes
+            .calls
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// `http://127.0.0.1:PORT`, the API base for both.
     pub fn base(&self) -> String {
         format!("http://{}", self.addr)
@@ -170,12 +192,19 @@ impl FakeSaas {
 }
 
 impl Drop for FakeSaas {
-    /// Stops it, and fails the test if the fake Stripe gave an answer or
-    /// made an event that Stripe's published schemas refuse.
+    /// Stops it, and fails the test if a fake gave an answer (or the fake
+    /// Stripe made an event) that the provider's published schemas refuse.
     fn drop(&mut self) {
         self.stop();
+        // Every answer the fake Plaid gave in the test conformed to Plaid's
+        // published schemas (unless the test failed already).
+        let violations = self.plaid.violations();
         if !std::thread::panicking() {
             self.stripe.assert_schemas_held();
+            assert!(
+                violations.is_empty(),
+                "the fake Plaid answered outside Plaid's schemas: {violations:#?}"
+            );
         }
     }
 }

@@ -1,9 +1,13 @@
 //! A small checker of JSON answers against a provider's published OpenAPI
-//! component schemas (the trimmed copies in `schemas/`), so a fake cannot
-//! drift from the provider: required fields present, types, `nullable`,
-//! `enum`, `anyOf`, arrays, `$ref`s, and no field the schema does not name
-//! (an object schema without `additionalProperties` is closed here, so a
-//! fake cannot send a field of another API version).
+//! component schemas (the trimmed copies in `schemas/`, each naming its
+//! source, commit and version at its top), so a fake cannot drift from the
+//! provider: required fields present, types, `nullable`, `enum`, `anyOf`,
+//! `allOf`, string lengths, arrays, `$ref`s, and no field the schema does
+//! not name (an object schema without `additionalProperties` is closed
+//! here, so a fake cannot send a field of another API version). `format`
+//! is not checked. One checker for both providers: Stripe's copy keeps
+//! OpenAPI's `components.schemas`; Plaid's keeps `schemas` and an `answers`
+//! map from each path to the schema of its success and of its errors.
 
 use std::sync::OnceLock;
 
@@ -11,6 +15,8 @@ use serde_json::Value;
 
 /// Component schemas of one provider's spec.
 pub struct Schemas {
+    /// The vendored document.
+    document: Value,
     schemas: Value,
 }
 
@@ -23,8 +29,56 @@ impl Schemas {
                 .expect("schemas/stripe.json is JSON");
             Schemas {
                 schemas: spec["components"]["schemas"].clone(),
+                document: spec,
             }
         })
+    }
+
+    /// Plaid's, from `schemas/plaid.json` (trimmed from `plaid/plaid-openapi`
+    /// `2020-09-14.yml`).
+    pub fn plaid() -> &'static Schemas {
+        static PLAID: OnceLock<Schemas> = OnceLock::new();
+        PLAID.get_or_init(|| {
+            let spec: Value = serde_json::from_str(include_str!("schemas/plaid.json"))
+                .expect("schemas/plaid.json is JSON");
+            Schemas {
+                schemas: spec["schemas"].clone(),
+                document: spec,
+            }
+        })
+    }
+
+    /// The vendored document (its `version`, its `answers`).
+    pub fn document(&self) -> &Value {
+        &self.document
+    }
+
+    /// What in `body`, answered by `path` with `status`, the document's
+    /// `answers` do not allow (the schema of its 2xx answer, or of its
+    /// errors). A path the document does not name is itself a violation:
+    /// every answer a fake gives must be checkable.
+    pub fn check_answer(&self, path: &str, status: u16, body: &Value) -> Vec<String> {
+        let answers = &self.document["answers"][path];
+        let schema = if (200..300).contains(&status) {
+            &answers["200"]
+        } else {
+            &answers["default"]
+        };
+        match schema.as_str() {
+            Some(name) if self.schemas.get(name).is_some() => {
+                let mut errors = Vec::new();
+                self.node(
+                    self.named(name),
+                    body,
+                    &format!("{path} {status}"),
+                    &mut errors,
+                );
+                errors
+            }
+            _ => vec![format!(
+                "{path} {status}: no schema vendored for this answer"
+            )],
+        }
     }
 
     /// What in `value` the schema `name` does not allow, one sentence each
@@ -52,6 +106,9 @@ impl Schemas {
                 errors.push(format!("{path}: null, but not nullable"));
             }
             return;
+        }
+        for part in schema["allOf"].as_array().into_iter().flatten() {
+            self.node(part, value, path, errors);
         }
         if let Some(branches) = schema["anyOf"].as_array() {
             let fits = branches.iter().any(|branch| {
@@ -84,6 +141,15 @@ impl Schemas {
         {
             errors.push(format!("{path}: {value} is not one of {allowed:?}"));
         }
+        if let Some(text) = value.as_str() {
+            let length = text.chars().count() as u64;
+            if schema["minLength"].as_u64().is_some_and(|min| length < min) {
+                errors.push(format!("{path}: {value} is shorter than minLength"));
+            }
+            if schema["maxLength"].as_u64().is_some_and(|max| length > max) {
+                errors.push(format!("{path}: {value} is longer than maxLength"));
+            }
+        }
         if let Some(items) = value.as_array() {
             for (i, item) in items.iter().enumerate() {
                 self.node(&schema["items"], item, &format!("{path}[{i}]"), errors);
@@ -107,6 +173,7 @@ impl Schemas {
                     Value::Object(_) => {
                         self.node(&schema["additionalProperties"], field, &path, errors)
                     }
+                    Value::Bool(true) => {}
                     _ if properties.is_some() => {
                         errors.push(format!("{path}: not a field of the schema"))
                     }
@@ -161,5 +228,46 @@ mod tests {
             let errors = schemas.check("error", &bad);
             assert!(errors.iter().any(|e| e.contains(what)), "{bad}: {errors:?}");
         }
+    }
+
+    #[test]
+    fn the_checker_finds_what_does_not_conform_to_plaid() {
+        let plaid = Schemas::plaid();
+        assert_eq!(
+            plaid.document()["version"]
+                .as_str()
+                .map(|v| v.starts_with("2020-09-14")),
+            Some(true)
+        );
+        let error = json!({
+            "error_type": "ITEM_ERROR", "error_code": "ITEM_LOGIN_REQUIRED",
+            "error_message": "m", "display_message": null, "request_id": "r",
+        });
+        assert_eq!(
+            plaid.check_answer("/accounts/get", 400, &error),
+            Vec::<String>::new()
+        );
+        let mut wrong = error.clone();
+        wrong["error_type"] = "NOT_A_TYPE".into();
+        wrong.as_object_mut().unwrap().remove("display_message");
+        let found = plaid.check_answer("/accounts/get", 400, &wrong);
+        assert_eq!(found.len(), 2, "{found:?}");
+        // A sync answer without the accounts Plaid's schema requires.
+        let found = plaid.check_answer(
+            "/transactions/sync",
+            200,
+            &json!({"added": [], "modified": [], "removed": [], "next_cursor": "c",
+                    "has_more": false, "request_id": "r",
+                    "transactions_update_status": "HISTORICAL_UPDATE_COMPLETE"}),
+        );
+        assert_eq!(
+            found,
+            vec!["/transactions/sync 200: required field accounts is missing".to_owned()]
+        );
+        assert!(
+            !plaid
+                .check_answer("/no/such/path", 200, &Value::Null)
+                .is_empty()
+        );
     }
 }
