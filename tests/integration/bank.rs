@@ -669,7 +669,9 @@ async fn plaid_outages_answer_503_and_heal_by_themselves() {
 /// status, removal, errors by their meaning, and Plaid's signed webhooks.
 mod link_flow {
     use super::*;
-    use crate::support::saas::plaid::{INSTITUTION, ItemFailure};
+    use crate::support::saas::PLAID_CLIENT;
+    use crate::support::saas::plaid::{INSTITUTION, ItemFailure, webhooks};
+    use crate::support::saas::schema::Schemas;
 
     on_every_store!(
         link_tokens_and_update_mode_keep_the_items_accounts_mappings_and_lines,
@@ -920,11 +922,7 @@ mod link_flow {
         let (item, _) = link(&books, &token, &saas).await;
         saas.plaid
             .add(&item, "t1", "acc-1", "-10.00", "2026-03-05", "DEPOSIT");
-        let updates = json!({
-            "webhook_type": "TRANSACTIONS", "webhook_code": "SYNC_UPDATES_AVAILABLE",
-            "item_id": item, "initial_update_complete": true,
-            "historical_update_complete": true, "environment": "sandbox",
-        });
+        let updates = webhooks::sync_updates_available(&item);
 
         // Refused: no header, another signer, another body, too old, too new.
         let raw = serde_json::to_vec(&updates).unwrap();
@@ -953,29 +951,37 @@ mod link_flow {
         wait_job(&books, &token, &receipt["job_id"], Duration::from_secs(20)).await;
         assert_eq!(lines(&books, &token, "unmatched").await.len(), 1);
         // The key is fetched once and kept.
-        plaid_sends(&books, &saas, updates).await;
+        let receipt = plaid_sends(&books, &saas, updates).await;
         assert_eq!(saas.plaid.key_fetches(), 1);
+        wait_job(&books, &token, &receipt["job_id"], Duration::from_secs(20)).await;
 
         // ITEM webhooks set the item's status.
-        let item_hook = |code: &str| {
-            json!({"webhook_type": "ITEM", "webhook_code": code, "item_id": item,
-                   "error": null, "environment": "sandbox"})
-        };
-        let mut error = item_hook("ERROR");
-        error["error"] = json!({
-            "error_type": "ITEM_ERROR", "error_code": "ITEM_LOGIN_REQUIRED",
-            "error_message": "the login details of this item have changed",
-            "display_message": null, "status": 400,
-        });
-        let receipt = plaid_sends(&books, &saas, error).await;
+        let receipt = plaid_sends(
+            &books,
+            &saas,
+            webhooks::error(&item, ItemFailure::LoginRequired),
+        )
+        .await;
         assert_eq!(receipt["outcome"], "status_set", "{receipt}");
         let listed = items(&books, &token).await;
         assert_eq!(listed[0]["status"], "login_required", "{listed:?}");
         assert_eq!(listed[0]["status_code"], "ITEM_LOGIN_REQUIRED");
-        plaid_sends(&books, &saas, item_hook("LOGIN_REPAIRED")).await;
+        plaid_sends(&books, &saas, webhooks::login_repaired(&item)).await;
         assert_eq!(items(&books, &token).await[0]["status"], "active");
-        for code in ["PENDING_EXPIRATION", "PENDING_DISCONNECT"] {
-            plaid_sends(&books, &saas, item_hook(code)).await;
+        // The bank being down is no news for the item.
+        let receipt = plaid_sends(
+            &books,
+            &saas,
+            webhooks::error(&item, ItemFailure::InstitutionDown),
+        )
+        .await;
+        assert_eq!(receipt["outcome"], "ignored", "{receipt}");
+        assert_eq!(items(&books, &token).await[0]["status"], "active");
+        for (hook, code) in [
+            (webhooks::pending_expiration(&item), "PENDING_EXPIRATION"),
+            (webhooks::pending_disconnect(&item), "PENDING_DISCONNECT"),
+        ] {
+            plaid_sends(&books, &saas, hook).await;
             let listed = items(&books, &token).await;
             assert_eq!(listed[0]["status"], "login_required", "{listed:?}");
             assert_eq!(listed[0]["status_code"], code);
@@ -987,9 +993,7 @@ mod link_flow {
         assert_eq!(lines(&books, &token, "unmatched").await.len(), 2);
 
         // About an item this server does not hold: acknowledged.
-        let mut unknown = item_hook("LOGIN_REPAIRED");
-        unknown["item_id"] = json!("item-elsewhere");
-        let receipt = plaid_sends(&books, &saas, unknown).await;
+        let receipt = plaid_sends(&books, &saas, webhooks::login_repaired("item-elsewhere")).await;
         assert_eq!(receipt["outcome"], "unknown_item", "{receipt}");
     }
 
@@ -1048,6 +1052,98 @@ mod link_flow {
             saas.plaid.fail(&item, None);
             wait_job(&books, &token, &job["id"], Duration::from_secs(20)).await;
             assert_eq!(lines(&books, &token, "unmatched").await.len(), n + 1);
+        }
+    }
+
+    /// The fake Plaid's answers for the link flow, the requests AccuBooks
+    /// sends for it and the webhooks the tests send, checked against Plaid's
+    /// published schemas (a trimmed copy, `schemas/plaid-link.json`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_fake_plaids_link_flow_speaks_plaids_schemas() {
+        let schemas = Schemas::plaid_link();
+        let saas = FakeSaas::start().await;
+        let (books, token, _) = start(Store::Sqlite, &saas).await;
+        let (item, _) = link(&books, &token, &saas).await;
+        for asked in [Value::Null, json!(item)] {
+            let (status, issued) = link_token(&books, &token, asked).await;
+            assert_eq!(status, StatusCode::CREATED, "{issued}");
+        }
+        let client = reqwest::Client::new();
+        let call = |path: &'static str, mut body: Value| {
+            body["client_id"] = json!(PLAID_CLIENT.0);
+            body["secret"] = json!(PLAID_CLIENT.1);
+            let request = client.post(format!("{}{path}", saas.base())).json(&body);
+            async move {
+                let response = request.send().await.unwrap();
+                (response.status(), response.json::<Value>().await.unwrap())
+            }
+        };
+        // What AccuBooks asked (a new item, then update mode), and answers.
+        let requests = saas.plaid.link_token_requests();
+        assert_eq!(requests.len(), 2);
+        for request in requests {
+            schemas.assert_valid(&schemas.name("requests", "/link/token/create"), &request);
+            let (status, answer) = call("/link/token/create", request).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            schemas.assert_valid(&schemas.name("answers", "/link/token/create"), &answer);
+        }
+        let access = json!({"access_token": saas.plaid.access_token(&item)});
+        let (status, answer) = call("/accounts/get", access.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        schemas.assert_valid(&schemas.name("answers", "/accounts/get"), &answer);
+        let key = json!({"key_id": crate::support::saas::plaid::WEBHOOK_KEY_ID});
+        schemas.assert_valid(
+            &schemas.name("requests", "/webhook_verification_key/get"),
+            &key,
+        );
+        let (status, answer) = call("/webhook_verification_key/get", key).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        schemas.assert_valid(
+            &schemas.name("answers", "/webhook_verification_key/get"),
+            &answer,
+        );
+        // Plaid's error objects, for each failure the fake can put an item in.
+        let error = schemas.name("answers", "error");
+        for failure in [
+            ItemFailure::LoginRequired,
+            ItemFailure::InstitutionDown,
+            ItemFailure::ProductNotReady,
+        ] {
+            saas.plaid.fail(&item, Some(failure));
+            let (status, answer) = call("/accounts/get", access.clone()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+            schemas.assert_valid(&error, &answer);
+            let hook = webhooks::error(&item, failure);
+            schemas.assert_valid(&schemas.name("webhooks", "ITEM.ERROR"), &hook);
+        }
+        let (status, answer) =
+            call("/webhook_verification_key/get", json!({"key_id": "nope"})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        schemas.assert_valid(&error, &answer);
+        schemas.assert_valid(&schemas.name("requests", "/item/remove"), &access);
+        let (status, answer) = call("/item/remove", access.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        schemas.assert_valid(&schemas.name("answers", "/item/remove"), &answer);
+        let (status, answer) = call("/item/remove", access).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        schemas.assert_valid(&error, &answer);
+        // The webhooks the tests send.
+        for (kind, hook) in [
+            (
+                "TRANSACTIONS.SYNC_UPDATES_AVAILABLE",
+                webhooks::sync_updates_available(&item),
+            ),
+            ("ITEM.LOGIN_REPAIRED", webhooks::login_repaired(&item)),
+            (
+                "ITEM.PENDING_EXPIRATION",
+                webhooks::pending_expiration(&item),
+            ),
+            (
+                "ITEM.PENDING_DISCONNECT",
+                webhooks::pending_disconnect(&item),
+            ),
+        ] {
+            schemas.assert_valid(&schemas.name("webhooks", kind), &hook);
         }
     }
 }

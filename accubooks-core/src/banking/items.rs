@@ -108,7 +108,8 @@ pub struct LinkTokenRequest {
 pub struct LinkTokenIssued {
     /// Plaid's `link-…` token.
     pub link_token: String,
-    /// When it stops working (ISO 8601, Plaid's; 4 hours after it was made).
+    /// When it stops working (ISO 8601, Plaid's): 4 hours after it was made
+    /// for a new bank, 30 minutes in update mode.
     pub expiration: String,
 }
 

@@ -167,7 +167,8 @@ pub(crate) struct ItemAccounts {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub(crate) struct LinkToken {
     pub(crate) link_token: String,
-    /// ISO 8601, when the token stops working (4 hours after creation).
+    /// ISO 8601, when the token stops working (4 hours after creation; 30
+    /// minutes in update mode).
     pub(crate) expiration: String,
 }
 

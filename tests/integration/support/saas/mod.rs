@@ -4,6 +4,7 @@
 //! made slow or failing while the other keeps answering.
 
 pub mod plaid;
+pub mod schema;
 pub mod stripe;
 
 use std::net::SocketAddr;

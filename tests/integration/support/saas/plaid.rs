@@ -78,6 +78,58 @@ pub enum ItemFailure {
     ProductNotReady,
 }
 
+/// Plaid's webhooks, as its documentation and schemas describe them.
+pub mod webhooks {
+    use serde_json::{Value, json};
+
+    use super::ItemFailure;
+
+    /// `TRANSACTIONS` / `SYNC_UPDATES_AVAILABLE`: new updates to sync.
+    pub fn sync_updates_available(item: &str) -> Value {
+        json!({
+            "webhook_type": "TRANSACTIONS", "webhook_code": "SYNC_UPDATES_AVAILABLE",
+            "item_id": item, "initial_update_complete": true,
+            "historical_update_complete": true, "environment": "sandbox",
+        })
+    }
+
+    /// `ITEM` / `ERROR` with the item's error object.
+    pub fn error(item: &str, failure: ItemFailure) -> Value {
+        let mut error = failure.answer().1.0;
+        error["status"] = json!(400);
+        json!({
+            "webhook_type": "ITEM", "webhook_code": "ERROR", "item_id": item,
+            "error": error, "environment": "sandbox",
+        })
+    }
+
+    /// `ITEM` / `LOGIN_REPAIRED`: the user logged in again (in update mode
+    /// in another app, or the bank lifted its requirement).
+    pub fn login_repaired(item: &str) -> Value {
+        json!({
+            "webhook_type": "ITEM", "webhook_code": "LOGIN_REPAIRED", "item_id": item,
+            "environment": "sandbox",
+        })
+    }
+
+    /// `ITEM` / `PENDING_EXPIRATION`: the user's consent ends in 7 days.
+    pub fn pending_expiration(item: &str) -> Value {
+        json!({
+            "webhook_type": "ITEM", "webhook_code": "PENDING_EXPIRATION", "item_id": item,
+            "consent_expiration_time": "2026-12-14T00:00:00Z", "environment": "sandbox",
+        })
+    }
+
+    /// `ITEM` / `PENDING_DISCONNECT`: the item stops working soon.
+    pub fn pending_disconnect(item: &str) -> Value {
+        json!({
+            "webhook_type": "ITEM", "webhook_code": "PENDING_DISCONNECT", "item_id": item,
+            "reason": "INSTITUTION_TOKEN_EXPIRATION", "disconnect_time": "2026-12-14T00:00:00Z",
+            "environment": "sandbox",
+        })
+    }
+}
+
 impl ItemFailure {
     fn answer(self) -> Answer {
         match self {
