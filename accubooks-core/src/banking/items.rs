@@ -29,12 +29,15 @@ pub(super) const ITEM_LOGIN_REQUIRED: &str = "BANK_ITEM_LOGIN_REQUIRED";
 /// A sync's failure that needs the user to remove the item and link again.
 pub(super) const ITEM_ERROR: &str = "BANK_ITEM_ERROR";
 
+/// An item whose access token no longer opens (`SESSION_SECRET` changed).
+pub const ITEM_UNREADABLE: &str = "BANK_ITEM_UNREADABLE";
+
 /// The status a failed sync leaves its item in, when the failure needs the
 /// user (`None`: the item stays as it is, the job is retried or reports it).
 pub(super) fn item_status_after(failure: &crate::jobs::JobFailure) -> Option<ItemStatus> {
     match failure.code {
         ITEM_LOGIN_REQUIRED => Some(ItemStatus::LoginRequired),
-        ITEM_ERROR => Some(ItemStatus::Error),
+        ITEM_ERROR | ITEM_UNREADABLE => Some(ItemStatus::Error),
         _ => None,
     }
 }
@@ -210,7 +213,7 @@ pub(crate) async fn item_token(
     sealer
         .open(&sealed, &token_context(organization, item_id))
         .map_err(|_| LedgerError::Conflict {
-            code: "BANK_ITEM_UNREADABLE",
+            code: ITEM_UNREADABLE,
             message: "The item's access token no longer opens (SESSION_SECRET changed?); \
                       remove the item and link the bank again."
                 .to_owned(),

@@ -133,9 +133,17 @@ pub(crate) async fn sync(
             tracing::warn!(
                 organization = %organization,
                 item = id,
-                "a bank item's access token does not open (SESSION_SECRET changed?); link it again"
+                "a bank item's access token does not open (SESSION_SECRET changed?); remove it and link the bank again"
             );
-            failure = failure.or(Some(JobFailure::permanent("BANK_ITEM_UNREADABLE")));
+            set_item_status(
+                db,
+                organization,
+                &item_id,
+                ItemStatus::Error,
+                Some(ITEM_UNREADABLE),
+            )
+            .await?;
+            failure = failure.or(Some(JobFailure::permanent(ITEM_UNREADABLE)));
             continue;
         };
         let item = Item {

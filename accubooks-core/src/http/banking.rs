@@ -42,7 +42,8 @@ fn link_routes() -> Vec<Route> {
             .returns::<LinkedItem>(201)
             .answers(
                 409,
-                "The bank asks the user to log in again (BANK_ITEM_LOGIN_REQUIRED)",
+                "The bank asks the user to log in again (BANK_ITEM_LOGIN_REQUIRED), or this \
+                 bank login is already linked (BANK_ITEM_ALREADY_LINKED: use update mode)",
             ),
         Route::new(Method::GET, "/api/bank/accounts", list_accounts)
             .needs(DATABASE)
@@ -101,7 +102,12 @@ fn item_routes() -> Vec<Route> {
             )
             .body::<LinkTokenRequest>()
             .returns::<LinkTokenIssued>(201)
-            .answers_too(404, "No such item (or it was removed)"),
+            .answers_too(404, "No such item (or it was removed)")
+            .answers(
+                409,
+                "The item cannot be used (BANK_ITEM_ERROR, BANK_ITEM_UNREADABLE): remove it \
+                 and link the bank again",
+            ),
         Route::new(Method::GET, "/api/bank/items", list_items)
             .needs(DATABASE)
             .summary(
@@ -117,7 +123,11 @@ fn item_routes() -> Vec<Route> {
                  lines, matched or not, stay",
             )
             .returns_empty(204)
-            .answers_too(404, "No such item (or it was removed)"),
+            .answers_too(404, "No such item (or it was removed)")
+            .answers(
+                409,
+                "The item's access token no longer opens (BANK_ITEM_UNREADABLE)",
+            ),
         Route::change(
             Method::POST,
             "/api/bank/items/{id}/reconnected",

@@ -214,13 +214,29 @@ impl Books<'_> {
         self.run("remove_bank_item", Some(caller), Role::Accountant, async {
             let plaid = self.plaid()?;
             let (db, organization) = (self.app.database(), org(caller));
-            let token = banking::item_token(db, self.app.sealer(), &organization, item_id).await?;
-            plaid
-                .remove_item(&token)
-                .await
-                .map_err(|e| self.plaid_error(e))?;
+            match banking::item_token(db, self.app.sealer(), &organization, item_id).await {
+                Ok(token) => {
+                    plaid
+                        .remove_item(&token)
+                        .await
+                        .map_err(|e| self.plaid_error(e))?;
+                    tracing::info!(organization = %organization, "bank item removed at Plaid");
+                }
+                // Sealed under another SESSION_SECRET: Plaid cannot be told,
+                // but the user must be able to drop it and link the bank again.
+                Err(LedgerError::Conflict {
+                    code: banking::ITEM_UNREADABLE,
+                    ..
+                }) => {
+                    tracing::warn!(
+                        organization = %organization,
+                        "a bank item whose access token no longer opens was removed here only; \
+                         remove it in Plaid's dashboard too"
+                    );
+                }
+                Err(err) => return Err(err.into()),
+            }
             banking::mark_removed(db, &organization, item_id).await?;
-            tracing::info!(organization = %organization, "bank item removed");
             Ok(())
         })
         .await
