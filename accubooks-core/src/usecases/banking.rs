@@ -67,11 +67,21 @@ impl Books<'_> {
                     error_code,
                 } = &other
                 {
-                    tracing::warn!(
-                        error_type = %error_type,
-                        error_code = %error_code,
-                        "Plaid refused a request (check PLAID_CLIENT_ID and PLAID_SECRET)"
-                    );
+                    // Name the real cause: only refused keys point at the
+                    // configuration.
+                    if error_code.contains("API_KEYS") || error_code.contains("CLIENT_ID") {
+                        tracing::warn!(
+                            error_type = %error_type,
+                            error_code = %error_code,
+                            "Plaid refused our keys (check PLAID_CLIENT_ID and PLAID_SECRET)"
+                        );
+                    } else {
+                        tracing::warn!(
+                            error_type = %error_type,
+                            error_code = %error_code,
+                            "Plaid refused a request"
+                        );
+                    }
                 }
                 self.unavailable(crate::deps::PLAID)
             }
