@@ -133,10 +133,11 @@ class FakePlaid:
                 status, kind = FAILURES[found["failing"]]
                 return status, error(found["failing"], "the item cannot be used now", kind)
             if path == "/accounts/get":
-                item = {"item_id": item_id, "institution_id": INSTITUTION, "webhook": None, "error": None,
-                        "available_products": [], "billed_products": ["transactions"],
-                        "consent_expiration_time": None, "update_type": "background"}
-                return 200, {"accounts": found["accounts"], "item": item, "request_id": "fake"}
+                described: dict[str, Any] = {
+                    "item_id": item_id, "institution_id": INSTITUTION, "webhook": None, "error": None,
+                    "available_products": [], "billed_products": ["transactions"],
+                    "consent_expiration_time": None, "update_type": "background"}
+                return 200, {"accounts": found["accounts"], "item": described, "request_id": "fake"}
             if path == "/transactions/sync":
                 start = int((body.get("cursor") or "c0")[1:])
                 added = found["transactions"][start:]
