@@ -77,7 +77,7 @@ pub const WEBHOOK_REFUSALS: [&str; 6] = [
 ];
 
 /// The providers whose webhooks the core verifies (their dependency names).
-pub const WEBHOOK_PROVIDERS: [&str; 1] = ["stripe"];
+pub const WEBHOOK_PROVIDERS: [&str; 2] = ["stripe", "plaid"];
 
 /// What a retention purge removes, as `accubooks_retention_purged_rows_total`
 /// counts it: report results, report jobs, finished jobs and idempotency

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use accubooks_core::banking::{AccountMapping, LineStatus, MatchInput, NewLink};
+use accubooks_core::banking::{AccountMapping, LineStatus, LinkTokenRequest, MatchInput, NewLink};
 use accubooks_core::http::ApiError;
 use accubooks_core::identity::NewUser;
 use accubooks_core::invoicing::recurring::NewRecurringInvoice;
@@ -536,6 +536,54 @@ organization_classes! {
         async move {
             let caller = instance.caller(&org).await?;
             json(instance.books().link_bank(&caller, link, key(idempotency_key)).await)
+        }
+    }
+
+    /// A Plaid Link token, made server side: for a new bank (`item_id`
+    /// `None`), or for update mode of a linked item (the user logs in to
+    /// it again; it keeps its accounts, mappings and lines):
+    /// `{"link_token", "expiration"}`.
+    #[pyo3(signature = (item_id = None))]
+    fn bank_link_token [instance, org] (item_id: Option<String>) {
+        let request = LinkTokenRequest { item_id };
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().bank_link_token(&caller, request).await)
+        }
+    }
+
+    /// The linked bank items with their status (`active`,
+    /// `login_required`, `error`) and when each last synced, oldest first.
+    ///
+    /// One page: at most `limit` (1 to 500, default 100) items after the
+    /// cursor `after`; the answer's `next_cursor` names the next page
+    /// (`None` on the last). `accubooks.iterate` follows it.
+    #[pyo3(signature = (*, limit = None, after = None))]
+    fn bank_items [instance, org] (limit: Option<i64>, after: Option<String>) {
+        let page = page(limit, after.as_deref())?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            paged(instance.books().bank_items(&caller, page).await)
+        }
+    }
+
+    /// Removes a bank item at Plaid and stops its sync; its accounts and
+    /// lines (matched or not) stay.
+    #[pyo3(signature = (item_id))]
+    fn remove_bank_item [instance, org] (item_id: String) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().remove_bank_item(&caller, &item_id).await)
+        }
+    }
+
+    /// After Plaid Link in update mode: checks with Plaid that the item
+    /// works again, makes it `active` and asks for a sync. Answers the item.
+    #[pyo3(signature = (item_id))]
+    fn bank_item_reconnected [instance, org] (item_id: String) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().bank_item_reconnected(&caller, &item_id).await)
         }
     }
 

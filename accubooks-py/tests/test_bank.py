@@ -119,6 +119,61 @@ def test_lines_that_cannot_be_booked_are_set_aside_and_dismissed(
     assert [line["name"] for line in org.bank_transactions("dismissed")] == ["FX fee"]
     assert [line["name"] for line in org.bank_transactions("review")] == ["Coin"]
 
+WEBHOOK_URL = "https://books.example.test/api/webhooks/plaid"
+
+
+def test_link_tokens_update_mode_items_and_removal(
+    open_books: Callable[..., accubooks.AccuBooks], tmp_path: Any, plaid: FakePlaid
+) -> None:
+    books = open_books(f"sqlite://{tmp_path}/books.db", plaid_webhook_url=WEBHOOK_URL, **config(plaid))
+    wait_until(lambda: books.health()["dependencies"]["plaid"]["status"] == "connected")
+    org = books.register(unique_email("link"), PASSWORD, "Link")
+
+    # A Link token for a new bank, made server side with the webhook URL.
+    issued = org.bank_link_token()
+    assert issued["link_token"].startswith("link-") and issued["expiration"]
+    [asked] = plaid.link_token_requests
+    assert asked["products"] == ["transactions"] and asked["webhook"] == WEBHOOK_URL
+    assert asked["user"]["client_user_id"] and "access_token" not in asked
+
+    public_token = plaid.issue_public_token([("acc-link", "Checking", "0001")])
+    item = plaid.item_of(public_token)
+    linked = org.link_bank(public_token)
+    org.map_bank_account(linked["accounts"][0]["id"], "1000")
+    plaid.add_transaction("acc-link", "-10.00", datetime.date.today().isoformat(), "DEPOSIT")
+    job = org.sync_banks()
+    wait_until(lambda: org.job(job["job_id"])["status"] == "succeeded")
+    [listed] = org.bank_items()
+    assert (listed["id"], listed["status"], listed["institution"]) == (item, "active", "ins_109508")
+    assert listed["last_synced_at"]
+
+    # The bank asks the user to log in again: the sync ends once, the item says so.
+    plaid.fail(item, "ITEM_LOGIN_REQUIRED")
+    job = org.sync_banks()
+    dead = wait_until(lambda: (found := org.job(job["job_id"]))["status"] == "dead" and found)
+    assert dead["error"]["code"] == "BANK_ITEM_LOGIN_REQUIRED"
+    assert org.bank_items()[0]["status"] == "login_required"
+
+    # Update mode: a Link token made with the item's access token, never answered.
+    update = org.bank_link_token(item)
+    access_token = plaid.items[item]["access_token"]
+    assert plaid.link_token_requests[-1]["access_token"] == access_token
+    assert "products" not in plaid.link_token_requests[-1] and access_token not in str(update)
+    with pytest.raises(accubooks.ConflictError) as still:
+        org.bank_item_reconnected(item)
+    assert still.value.code == "BANK_ITEM_LOGIN_REQUIRED"
+    plaid.fail(item, None)
+    back = org.bank_item_reconnected(item)
+    assert (back["status"], back["status_code"]) == ("active", None)
+    assert org.bank_accounts()[0]["ledger_account"] == "1000"
+
+    # Removed at Plaid; its lines stay.
+    assert org.remove_bank_item(item) is None
+    assert plaid.items[item]["removed"]
+    assert org.bank_items() == [] and len(org.bank_transactions()) == 1
+    with pytest.raises(accubooks.NotFoundError):
+        org.remove_bank_item(item)
+
 
 def test_without_plaid_bank_routes_are_unavailable(open_books: Callable[..., accubooks.AccuBooks], tmp_path: Any) -> None:
     books = open_books(f"sqlite://{tmp_path}/books.db", job_transport="database")
@@ -141,5 +196,11 @@ def test_the_asyncio_class_links_too(closed_port: int, tmp_path: Any, plaid: Fak
             linked = await org.link_bank(plaid.issue_public_token([("acc-1", "Savings", "1111")]))
             assert [a["name"] for a in await org.bank_accounts()] == ["Savings"]
             assert linked["accounts"][0]["mask"] == "1111"
+            assert (await org.bank_link_token())["link_token"].startswith("link-")
+            [item] = await org.bank_items()
+            assert item["id"] == linked["item_id"] and item["status"] == "active"
+            assert (await org.bank_item_reconnected(item["id"]))["status"] == "active"
+            assert await org.remove_bank_item(item["id"]) is None
+            assert await org.bank_items() == []
 
     asyncio.run(main())

@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 use crate::books::{Books, Store};
 use crate::support::saas::{FakeSaas, Mode, PLAID_CLIENT};
 
+/// The public URL of the server's Plaid webhook, as configured.
+const WEBHOOK_URL: &str = "https://books.example.test/api/webhooks/plaid";
+
 async fn start(store: Store, saas: &FakeSaas) -> (Books, String, String) {
     let books = Books::start_with(
         store,
@@ -22,6 +25,7 @@ async fn start(store: Store, saas: &FakeSaas) -> (Books, String, String) {
             ("PLAID_CLIENT_ID", PLAID_CLIENT.0.to_owned()),
             ("PLAID_SECRET", PLAID_CLIENT.1.to_owned()),
             ("PLAID_API_BASE", saas.base()),
+            ("PLAID_WEBHOOK_URL", WEBHOOK_URL.to_owned()),
             ("PROVIDER_TIMEOUT_MS", "400".to_owned()),
             ("JOB_TRANSPORT", "database".to_owned()),
             ("JOB_RETRY_BASE_MS", "100".to_owned()),
@@ -1048,4 +1052,490 @@ async fn the_fake_plaid_refuses_requests_without_the_pinned_version() {
     let violations = saas.plaid.take_violations();
     assert_eq!(violations.len(), 1, "{violations:?}");
     assert!(violations[0].contains("Plaid-Version"), "{violations:?}");
+}
+
+/// Plaid's link flow (issue 23): Link tokens, update mode, items with their
+/// status, removal, errors by their meaning, and Plaid's signed webhooks.
+mod link_flow {
+    use super::*;
+    use crate::support::saas::PLAID_CLIENT;
+    use crate::support::saas::plaid::{INSTITUTION, ItemFailure, webhooks};
+    use crate::support::saas::schema::Schemas;
+
+    on_every_store!(
+        link_tokens_and_update_mode_keep_the_items_accounts_mappings_and_lines,
+        removing_an_item_at_plaid_stops_its_sync_and_keeps_its_lines,
+        plaid_webhooks_are_verified_then_sync_and_set_the_items_status,
+    );
+
+    async fn items(books: &Books, token: &str) -> Vec<Value> {
+        let (status, items) = books
+            .call("GET", "/api/bank/items", Some(token), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{items}");
+        items.as_array().unwrap().clone()
+    }
+
+    async fn link_token(books: &Books, token: &str, item: Value) -> (StatusCode, Value) {
+        books
+            .call(
+                "POST",
+                "/api/bank/link-token",
+                Some(token),
+                Some(json!({"item_id": item})),
+            )
+            .await
+    }
+
+    /// Asks for a sync and waits for its job to fail (`failed` or `dead`).
+    async fn sync_failing(books: &Books, token: &str) -> Value {
+        let (status, asked) = books
+            .call("POST", "/api/bank/sync", Some(token), None)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{asked}");
+        let started = Instant::now();
+        loop {
+            let (_, job) = books
+                .call(
+                    "GET",
+                    &format!("/api/jobs/{}", asked["job_id"]),
+                    Some(token),
+                    None,
+                )
+                .await;
+            if job["status"] == "failed" || job["status"] == "dead" {
+                return job;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "{job}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn post_webhook(
+        books: &Books,
+        body: &[u8],
+        header: Option<String>,
+    ) -> (StatusCode, Value) {
+        let mut request = books
+            .server
+            .client
+            .post(format!("{}/api/webhooks/plaid", books.server.base))
+            .header("Content-Type", "application/json")
+            .body(body.to_vec());
+        if let Some(header) = header {
+            request = request.header("Plaid-Verification", header);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A webhook Plaid sends, signed now.
+    async fn plaid_sends(books: &Books, saas: &FakeSaas, body: Value) -> Value {
+        let raw = serde_json::to_vec(&body).unwrap();
+        let header = saas
+            .plaid
+            .sign_webhook(&raw, chrono::Utc::now().timestamp());
+        let (status, receipt) = post_webhook(books, &raw, Some(header)).await;
+        assert_eq!(status, StatusCode::OK, "{receipt}");
+        receipt
+    }
+
+    async fn link_tokens_and_update_mode_keep_the_items_accounts_mappings_and_lines(store: Store) {
+        let saas = FakeSaas::start().await;
+        let (books, token, organization) = start(store, &saas).await;
+
+        // A Link token for a new bank: made server side with the products,
+        // the organization as Plaid's user and the webhook URL.
+        let (status, issued) = link_token(&books, &token, Value::Null).await;
+        assert_eq!(status, StatusCode::CREATED, "{issued}");
+        assert!(
+            issued["link_token"].as_str().unwrap().starts_with("link-"),
+            "{issued}"
+        );
+        assert!(issued["expiration"].is_string(), "{issued}");
+        let asked = saas.plaid.link_token_requests();
+        assert_eq!(asked[0]["user"]["client_user_id"], organization.as_str());
+        assert_eq!(asked[0]["products"], json!(["transactions"]));
+        assert_eq!(asked[0]["webhook"], WEBHOOK_URL);
+        assert!(asked[0].get("access_token").is_none(), "{}", asked[0]);
+
+        let (item, linked) = link(&books, &token, &saas).await;
+        let account = linked["accounts"][0]["id"].clone();
+        saas.plaid
+            .add(&item, "t1", "acc-1", "-10.00", "2026-03-05", "DEPOSIT");
+        sync(&books, &token).await;
+        let listed = items(&books, &token).await;
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0]["id"], item);
+        assert_eq!(listed[0]["institution"], INSTITUTION);
+        assert_eq!(listed[0]["status"], "active");
+        assert!(listed[0]["last_synced_at"].is_string(), "{listed:?}");
+
+        // The bank asks the user to log in again: the sync ends (dead, not
+        // retried) and the item says what it needs.
+        saas.plaid.revoke(&item);
+        let job = sync_failing(&books, &token).await;
+        assert_eq!(job["status"], "dead", "{job}");
+        assert_eq!(job["error"]["code"], "BANK_ITEM_LOGIN_REQUIRED");
+        let listed = items(&books, &token).await;
+        assert_eq!(listed[0]["status"], "login_required", "{listed:?}");
+        // Later syncs leave the item alone until the user is back.
+        let calls = saas.plaid.sync_calls();
+        sync(&books, &token).await;
+        assert_eq!(saas.plaid.sync_calls(), calls);
+
+        // Linking the same bank login again would import its history twice:
+        // refused, pointing to update mode, and Plaid's new item removed.
+        let (public, duplicate) =
+            saas.plaid
+                .issue_public_token(&[("acc-1-again", "Checking", "0001")]);
+        let (status, refused) = books
+            .call(
+                "POST",
+                "/api/bank/link",
+                Some(&token),
+                Some(json!({"public_token": public})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+        assert_eq!(refused["code"], "BANK_ITEM_ALREADY_LINKED");
+        let message = refused["error"].as_str().unwrap();
+        assert!(
+            message.contains(&item) && message.contains("update mode"),
+            "{message}"
+        );
+        assert!(saas.plaid.is_removed(&duplicate));
+        assert_eq!(items(&books, &token).await.len(), 1);
+
+        // Update mode: a Link token made with the item's access token, which
+        // never reaches the client.
+        let (status, issued) = link_token(&books, &token, json!(item)).await;
+        assert_eq!(status, StatusCode::CREATED, "{issued}");
+        let asked = saas.plaid.link_token_requests();
+        let update = asked.last().unwrap();
+        assert_eq!(update["access_token"], saas.plaid.access_token(&item));
+        assert!(update.get("products").is_none(), "{update}");
+        assert!(!issued.to_string().contains(&saas.plaid.access_token(&item)));
+        // Before the user finished, Plaid still refuses the item.
+        let reconnected = format!("/api/bank/items/{item}/reconnected");
+        let (status, refused) = books.call("POST", &reconnected, Some(&token), None).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+        assert_eq!(refused["code"], "BANK_ITEM_LOGIN_REQUIRED");
+
+        // The user logged in again in Link: no public token to exchange; the
+        // item is active again with its accounts, mapping and lines.
+        saas.plaid.fail(&item, None);
+        saas.plaid
+            .add(&item, "t2", "acc-1", "-20.00", "2026-03-06", "DEPOSIT 2");
+        let (status, back) = books.call("POST", &reconnected, Some(&token), None).await;
+        assert_eq!(status, StatusCode::OK, "{back}");
+        assert_eq!(back["status"], "active");
+        assert_eq!(back["status_code"], Value::Null);
+        sync(&books, &token).await;
+        let (_, accounts) = books
+            .call("GET", "/api/bank/accounts", Some(&token), None)
+            .await;
+        assert_eq!(accounts.as_array().unwrap().len(), 1, "{accounts}");
+        assert_eq!(accounts[0]["id"], account);
+        assert_eq!(accounts[0]["ledger_account"], "1000");
+        let unmatched = lines(&books, &token, "unmatched").await;
+        assert_eq!(unmatched.len(), 2, "{unmatched:?}");
+        assert!(unmatched.iter().all(|l| l["account_id"] == account));
+        assert_eq!(items(&books, &token).await[0]["status"], "active");
+
+        // Unknown items, and another organization's.
+        let (status, _) = link_token(&books, &token, json!("item-unknown")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let stranger = books.register("stranger-link@other.test", "USD").await;
+        let (status, _) = link_token(&books, &stranger, json!(item)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = books
+            .call("POST", &reconnected, Some(&stranger), None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(items(&books, &stranger).await.is_empty());
+    }
+
+    async fn removing_an_item_at_plaid_stops_its_sync_and_keeps_its_lines(store: Store) {
+        let saas = FakeSaas::start().await;
+        let (books, token, _) = start(store, &saas).await;
+        let (item, _) = link(&books, &token, &saas).await;
+        saas.plaid
+            .add(&item, "t1", "acc-1", "-10.00", "2026-03-05", "DEPOSIT");
+        saas.plaid
+            .add(&item, "t2", "acc-1", "12.00", "2026-03-06", "COFFEE");
+        sync(&books, &token).await;
+        let coffee = by_plaid_id(&lines(&books, &token, "unmatched").await, "t2")["id"].clone();
+        let (status, matched) = books
+            .call(
+                "POST",
+                &format!("/api/bank/transactions/{coffee}/match"),
+                Some(&token),
+                Some(json!({"account": "5000"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{matched}");
+
+        let path = format!("/api/bank/items/{item}");
+        let stranger = books.register("stranger-remove@other.test", "USD").await;
+        let (status, _) = books.call("DELETE", &path, Some(&stranger), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(!saas.plaid.is_removed(&item));
+
+        let (status, body) = books.call("DELETE", &path, Some(&token), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        assert!(saas.plaid.is_removed(&item));
+        assert!(items(&books, &token).await.is_empty());
+        // Its lines stay, the matched one with its posting.
+        let kept = lines(&books, &token, "matched").await;
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert!(kept[0]["entry_id"].is_i64(), "{kept:?}");
+        assert_eq!(lines(&books, &token, "unmatched").await.len(), 1);
+        // Nothing is left to sync; the item is gone for every route.
+        let (status, refused) = books
+            .call("POST", "/api/bank/sync", Some(&token), None)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+        assert_eq!(refused["code"], "NO_BANK_ITEMS");
+        let (status, _) = books.call("DELETE", &path, Some(&token), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = link_token(&books, &token, json!(item)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    async fn plaid_webhooks_are_verified_then_sync_and_set_the_items_status(store: Store) {
+        let saas = FakeSaas::start().await;
+        let (books, token, _) = start(store, &saas).await;
+        let (item, _) = link(&books, &token, &saas).await;
+        saas.plaid
+            .add(&item, "t1", "acc-1", "-10.00", "2026-03-05", "DEPOSIT");
+        let updates = webhooks::sync_updates_available(&item);
+
+        // Refused: no header, another signer, another body, too old, too new.
+        let raw = serde_json::to_vec(&updates).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let other = br#"{"webhook_type":"TRANSACTIONS","webhook_code":"SYNC_UPDATES_AVAILABLE","item_id":"x"}"#;
+        for header in [
+            None,
+            Some("not-a-jwt".to_owned()),
+            Some(saas.plaid.forge_webhook(&raw, now)),
+            Some(saas.plaid.sign_webhook(other, now)),
+            Some(saas.plaid.sign_webhook(&raw, now - 301)),
+            Some(saas.plaid.sign_webhook(&raw, now + 301)),
+        ] {
+            let (status, refused) = post_webhook(&books, &raw, header.clone()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{header:?}: {refused}");
+            assert_eq!(refused["code"], "INVALID_SIGNATURE");
+        }
+        assert!(lines(&books, &token, "unmatched").await.is_empty());
+        // A body past the bound is refused before it is read.
+        let (status, _) = post_webhook(&books, &vec![b' '; 70 * 1024], None).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+        // Plaid's SYNC_UPDATES_AVAILABLE starts a sync.
+        let receipt = plaid_sends(&books, &saas, updates.clone()).await;
+        assert_eq!(receipt["outcome"], "sync_requested", "{receipt}");
+        wait_job(&books, &token, &receipt["job_id"], Duration::from_secs(20)).await;
+        assert_eq!(lines(&books, &token, "unmatched").await.len(), 1);
+        // The key is fetched once and kept.
+        let receipt = plaid_sends(&books, &saas, updates).await;
+        assert_eq!(saas.plaid.key_fetches(), 1);
+        wait_job(&books, &token, &receipt["job_id"], Duration::from_secs(20)).await;
+
+        // ITEM webhooks set the item's status.
+        let receipt = plaid_sends(
+            &books,
+            &saas,
+            webhooks::error(&item, ItemFailure::LoginRequired),
+        )
+        .await;
+        assert_eq!(receipt["outcome"], "status_set", "{receipt}");
+        let listed = items(&books, &token).await;
+        assert_eq!(listed[0]["status"], "login_required", "{listed:?}");
+        assert_eq!(listed[0]["status_code"], "ITEM_LOGIN_REQUIRED");
+        plaid_sends(&books, &saas, webhooks::login_repaired(&item)).await;
+        assert_eq!(items(&books, &token).await[0]["status"], "active");
+        // The bank being down is no news for the item.
+        let receipt = plaid_sends(
+            &books,
+            &saas,
+            webhooks::error(&item, ItemFailure::InstitutionDown),
+        )
+        .await;
+        assert_eq!(receipt["outcome"], "ignored", "{receipt}");
+        assert_eq!(items(&books, &token).await[0]["status"], "active");
+        for (hook, code) in [
+            (webhooks::pending_expiration(&item), "PENDING_EXPIRATION"),
+            (webhooks::pending_disconnect(&item), "PENDING_DISCONNECT"),
+        ] {
+            plaid_sends(&books, &saas, hook).await;
+            let listed = items(&books, &token).await;
+            assert_eq!(listed[0]["status"], "login_required", "{listed:?}");
+            assert_eq!(listed[0]["status_code"], code);
+        }
+        // Until it expires the item still works, so it still syncs.
+        saas.plaid
+            .add(&item, "t2", "acc-1", "-5.00", "2026-03-07", "DEPOSIT 2");
+        sync(&books, &token).await;
+        assert_eq!(lines(&books, &token, "unmatched").await.len(), 2);
+
+        // About an item this server does not hold: acknowledged.
+        let receipt = plaid_sends(&books, &saas, webhooks::login_repaired("item-elsewhere")).await;
+        assert_eq!(receipt["outcome"], "unknown_item", "{receipt}");
+    }
+
+    /// Plaid's errors by their meaning: what passes (the bank down, the
+    /// first pull not ready) is retried with backoff and the item stays
+    /// active; what needs the user is covered above.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn plaid_errors_that_pass_are_retried_and_leave_the_item_active() {
+        let saas = FakeSaas::start().await;
+        let (books, token, _) = start(Store::Sqlite, &saas).await;
+        let (item, _) = link(&books, &token, &saas).await;
+        for (n, (failure, code)) in [
+            (ItemFailure::InstitutionDown, "BANK_INSTITUTION_DOWN"),
+            (ItemFailure::ProductNotReady, "BANK_PRODUCT_NOT_READY"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            saas.plaid.add(
+                &item,
+                &format!("t{n}"),
+                "acc-1",
+                "-10.00",
+                "2026-03-05",
+                "DEPOSIT",
+            );
+            saas.plaid.fail(&item, Some(failure));
+            let job = sync_failing(&books, &token).await;
+            assert_eq!(job["status"], "failed", "{job}");
+            assert_eq!(job["error"], json!({"code": code, "kind": "temporary"}));
+            // Retried with backoff while it lasts.
+            let started = Instant::now();
+            loop {
+                let (_, now) = books
+                    .call(
+                        "GET",
+                        &format!("/api/jobs/{}", job["id"]),
+                        Some(&token),
+                        None,
+                    )
+                    .await;
+                if now["attempts"].as_u64().unwrap() >= 3 {
+                    assert_ne!(now["status"], "dead", "{now}");
+                    break;
+                }
+                assert!(started.elapsed() < Duration::from_secs(10), "{now}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let listed = items(&books, &token).await;
+            assert_eq!(listed[0]["status"], "active", "{listed:?}");
+            assert_eq!(
+                books.server.health().await["dependencies"]["plaid"]["status"],
+                "connected"
+            );
+            // Once it passes, the same job completes.
+            saas.plaid.fail(&item, None);
+            wait_job(&books, &token, &job["id"], Duration::from_secs(20)).await;
+            assert_eq!(lines(&books, &token, "unmatched").await.len(), n + 1);
+        }
+    }
+
+    /// The fake Plaid's answers for the link flow, the requests AccuBooks
+    /// sends for it and the webhooks the tests send, checked against Plaid's
+    /// published schemas (a trimmed copy, `schemas/plaid-link.json`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_fake_plaids_link_flow_speaks_plaids_schemas() {
+        let schemas = Schemas::plaid_link();
+        let saas = FakeSaas::start().await;
+        let (books, token, _) = start(Store::Sqlite, &saas).await;
+        let (item, _) = link(&books, &token, &saas).await;
+        for asked in [Value::Null, json!(item)] {
+            let (status, issued) = link_token(&books, &token, asked).await;
+            assert_eq!(status, StatusCode::CREATED, "{issued}");
+        }
+        let client = reqwest::Client::new();
+        let call = |path: &'static str, mut body: Value| {
+            body["client_id"] = json!(PLAID_CLIENT.0);
+            body["secret"] = json!(PLAID_CLIENT.1);
+            let request = client
+                .post(format!("{}{path}", saas.base()))
+                .header("Plaid-Version", accubooks_core::deps::PLAID_VERSION)
+                .json(&body);
+            async move {
+                let response = request.send().await.unwrap();
+                (response.status(), response.json::<Value>().await.unwrap())
+            }
+        };
+        // What AccuBooks asked (a new item, then update mode), and answers.
+        let requests = saas.plaid.link_token_requests();
+        assert_eq!(requests.len(), 2);
+        for request in requests {
+            schemas.assert_valid(&schemas.name("requests", "/link/token/create"), &request);
+            let (status, answer) = call("/link/token/create", request).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            schemas.assert_valid(&schemas.name("answers", "/link/token/create"), &answer);
+        }
+        let access = json!({"access_token": saas.plaid.access_token(&item)});
+        let (status, answer) = call("/accounts/get", access.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        schemas.assert_valid(&schemas.name("answers", "/accounts/get"), &answer);
+        let key = json!({"key_id": crate::support::saas::plaid::WEBHOOK_KEY_ID});
+        schemas.assert_valid(
+            &schemas.name("requests", "/webhook_verification_key/get"),
+            &key,
+        );
+        let (status, answer) = call("/webhook_verification_key/get", key).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        schemas.assert_valid(
+            &schemas.name("answers", "/webhook_verification_key/get"),
+            &answer,
+        );
+        // Plaid's error objects, for each failure the fake can put an item in.
+        let error = schemas.name("answers", "error");
+        for failure in [
+            ItemFailure::LoginRequired,
+            ItemFailure::InstitutionDown,
+            ItemFailure::ProductNotReady,
+        ] {
+            saas.plaid.fail(&item, Some(failure));
+            let (status, answer) = call("/accounts/get", access.clone()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+            schemas.assert_valid(&error, &answer);
+            let hook = webhooks::error(&item, failure);
+            schemas.assert_valid(&schemas.name("webhooks", "ITEM.ERROR"), &hook);
+        }
+        let (status, answer) =
+            call("/webhook_verification_key/get", json!({"key_id": "nope"})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        schemas.assert_valid(&error, &answer);
+        schemas.assert_valid(&schemas.name("requests", "/item/remove"), &access);
+        let (status, answer) = call("/item/remove", access.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        schemas.assert_valid(&schemas.name("answers", "/item/remove"), &answer);
+        let (status, answer) = call("/item/remove", access).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        schemas.assert_valid(&error, &answer);
+        // The webhooks the tests send.
+        for (kind, hook) in [
+            (
+                "TRANSACTIONS.SYNC_UPDATES_AVAILABLE",
+                webhooks::sync_updates_available(&item),
+            ),
+            ("ITEM.LOGIN_REPAIRED", webhooks::login_repaired(&item)),
+            (
+                "ITEM.PENDING_EXPIRATION",
+                webhooks::pending_expiration(&item),
+            ),
+            (
+                "ITEM.PENDING_DISCONNECT",
+                webhooks::pending_disconnect(&item),
+            ),
+        ] {
+            schemas.assert_valid(&schemas.name("webhooks", kind), &hook);
+        }
+    }
 }

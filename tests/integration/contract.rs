@@ -757,7 +757,7 @@ async fn the_alerting_rules_read_series_that_exist_from_start_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_needs_a_token_and_writing_needs_more_than_a_viewer() {
     // The public routes of the contract (sections 2, 3 and 8).
-    const PUBLIC: [&str; 8] = [
+    const PUBLIC: [&str; 9] = [
         "GET /api/monitoring/live",
         "GET /api/monitoring/ready",
         "GET /api/monitoring/health",
@@ -766,6 +766,7 @@ async fn every_route_needs_a_token_and_writing_needs_more_than_a_viewer() {
         "POST /api/auth/register",
         "POST /api/auth/login",
         "POST /api/webhooks/stripe",
+        "POST /api/webhooks/plaid",
     ];
     let dir = tempfile::tempdir().unwrap();
     let mut vars = base_vars();

@@ -17,13 +17,16 @@ use crate::sealed::Sealer;
 
 /// Stores a linked item, its access token sealed, and its accounts, in one
 /// transaction. Linking an item again (say after `SESSION_SECRET` changed)
-/// replaces its token and keeps its accounts' mappings. With `idempotency`,
-/// the rendered answer is stored in the same transaction.
+/// replaces its token, makes it `active` again and keeps its accounts'
+/// mappings. With `idempotency`, the rendered answer is stored in the same
+/// transaction.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn save_link(
     db: &Database,
     sealer: &Sealer,
     organization: &OrganizationId,
     item_id: &str,
+    institution: Option<&str>,
     access_token: &SecretString,
     accounts: &[PlaidAccount],
     idempotency: Option<(&IdempotencyKey, RenderRecord<'_, LinkedItem>)>,
@@ -39,14 +42,16 @@ pub(crate) async fn save_link(
         let saved: Result<LinkedItem, sqlx::Error> = async {
             on_pool!(pool, p => in_scope!(p, &owned, tx => {
                 let item: i64 = sqlx::query_scalar(
-                    "INSERT INTO bank_items (organization_id, item_id, access_token, created_ms) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (organization_id, item_id) \
-                     DO UPDATE SET access_token = excluded.access_token RETURNING id",
+                    "INSERT INTO bank_items (organization_id, item_id, access_token, created_ms, institution) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (organization_id, item_id) \
+                     DO UPDATE SET access_token = excluded.access_token, institution = excluded.institution, \
+                     status = 'active', status_code = NULL, removed_ms = NULL RETURNING id",
                 )
                 .bind(&owned)
                 .bind(item_id)
                 .bind(&sealed)
                 .bind(now)
+                .bind(institution)
                 .fetch_one(&mut *tx)
                 .await?;
                 save_accounts_in!(tx, &owned, item, accounts);

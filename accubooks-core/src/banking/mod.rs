@@ -287,11 +287,13 @@ macro_rules! save_accounts_in {
 
 // The rooms of the feature, after the macro they share (macros are
 // textually scoped).
+mod items;
 mod lines;
 mod links;
 mod matching;
 mod sync;
 
+pub use items::*;
 pub use lines::*;
 pub use links::*;
 pub use matching::*;
@@ -431,6 +433,27 @@ mod tests {
             kind(PlaidError::LoginRequired("ITEM_LOGIN_REQUIRED".into())),
             Transience::Permanent
         );
+        let temporary = PlaidError::Temporary {
+            code: "BANK_INSTITUTION_DOWN",
+            plaid_code: "INSTITUTION_DOWN".into(),
+        };
+        assert_eq!(
+            job_failure(&temporary),
+            JobFailure::temporary("BANK_INSTITUTION_DOWN")
+        );
+        assert_eq!(
+            item_status_after(&job_failure(&PlaidError::LoginRequired(
+                "ITEM_LOGIN_REQUIRED".into()
+            ))),
+            Some(ItemStatus::LoginRequired)
+        );
+        assert_eq!(
+            item_status_after(&job_failure(&PlaidError::ItemError(
+                "ITEM_NOT_FOUND".into()
+            ))),
+            Some(ItemStatus::Error)
+        );
+        assert_eq!(item_status_after(&job_failure(&temporary)), None);
         assert_eq!(
             kind(PlaidError::Refused {
                 error_type: "INVALID_INPUT".into(),

@@ -33,7 +33,7 @@ pub async fn request_sync(
                 // A write first: it locks the items (PostgreSQL) or the
                 // database (SQLite), so two requests cannot both find no
                 // active job and both record one.
-                let items = sqlx::query("UPDATE bank_items SET sync_cursor = sync_cursor WHERE organization_id = $1")
+                let items = sqlx::query("UPDATE bank_items SET sync_cursor = sync_cursor WHERE organization_id = $1 AND removed_ms IS NULL")
                     .bind(&owned)
                     .execute(&mut *tx)
                     .await?
@@ -82,18 +82,26 @@ pub async fn request_sync(
     })
 }
 
-/// What a failed Plaid call means for a sync job.
+/// What a failed Plaid call means for a sync job, by its meaning: what
+/// passes (Plaid or the bank down, not ready, rate limited) is retried with
+/// the job's backoff; what needs the user (a login, a broken item) ends the
+/// job and sets the item's status ([`item_status_after`]), so later syncs
+/// leave the item alone until the user fixes it. Plaid's own code is logged.
 pub(super) fn job_failure(err: &PlaidError) -> JobFailure {
-    match err {
+    let failure = match err {
         PlaidError::Unavailable(fault) => JobFailure::temporary(fault.code),
+        PlaidError::Temporary { code, .. } => JobFailure::temporary(code),
         PlaidError::MutationDuringPagination => {
             JobFailure::temporary("BANK_SYNC_MUTATION_DURING_PAGINATION")
         }
         PlaidError::LoginRequired(_) | PlaidError::InvalidPublicToken => {
-            JobFailure::permanent("BANK_ITEM_LOGIN_REQUIRED")
+            JobFailure::permanent(ITEM_LOGIN_REQUIRED)
         }
+        PlaidError::ItemError(_) => JobFailure::permanent(ITEM_ERROR),
         PlaidError::Refused { .. } => JobFailure::permanent("BANK_SYNC_REFUSED"),
-    }
+    };
+    tracing::info!(plaid_code = err.plaid_code(), code = failure.code, transience = %failure.transience, "a Plaid call of a bank sync failed");
+    failure
 }
 
 /// The job of a sync: imports every item's updates. An item that fails
@@ -111,10 +119,10 @@ pub(crate) async fn sync(
     let items: Vec<(i64, String, String, String)> = db
         .run(|pool| async move {
             on_pool!(pool, p => in_scope!(p, &owned, tx => {
-                sqlx::query_as(
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT id, item_id, access_token, sync_cursor FROM bank_items \
-                     WHERE organization_id = $1 ORDER BY id",
-                )
+                     WHERE organization_id = $1 AND {SYNCABLE} ORDER BY id",
+                )))
                 .bind(&owned)
                 .fetch_all(&mut *tx)
                 .await?
@@ -127,9 +135,17 @@ pub(crate) async fn sync(
             tracing::warn!(
                 organization = %organization,
                 item = id,
-                "a bank item's access token does not open (SESSION_SECRET changed?); link it again"
+                "a bank item's access token does not open (SESSION_SECRET changed?); remove it and link the bank again"
             );
-            failure = failure.or(Some(JobFailure::permanent("BANK_ITEM_UNREADABLE")));
+            set_item_status(
+                db,
+                organization,
+                &item_id,
+                ItemStatus::Error,
+                Some(ITEM_UNREADABLE),
+            )
+            .await?;
+            failure = failure.or(Some(JobFailure::permanent(ITEM_UNREADABLE)));
             continue;
         };
         let item = Item {
@@ -139,10 +155,14 @@ pub(crate) async fn sync(
         };
         match sync_item(ledger, plaid, &item, cursor).await {
             Ok(imported) => {
+                mark_synced(db, organization, id).await?;
                 tracing::info!(organization = %organization, item = id, imported, "bank item synced");
             }
             Err(err) => {
                 tracing::warn!(organization = %organization, item = id, code = err.code, transience = %err.transience, "bank item sync failed");
+                if let Some(status) = item_status_after(&err) {
+                    set_item_status(db, organization, &item_id, status, Some(err.code)).await?;
+                }
                 if failure.is_none_or(|f| f.transience == crate::error::Transience::Permanent) {
                     failure = Some(err);
                 }

@@ -72,6 +72,10 @@ pub struct ApiCredentials {
     pub secret: SecretString,
     /// The API base URL (a fake server in tests).
     pub api_base: String,
+    /// Where the provider sends its webhooks, when it is told per request
+    /// (Plaid: `PLAID_WEBHOOK_URL`, given to each Link token, so each item
+    /// sends its webhooks there); `None` for Stripe (set in its dashboard).
+    pub webhook_url: Option<String>,
 }
 
 /// Pool settings of the contract.
@@ -269,7 +273,8 @@ pub struct Config {
     pub pool: PoolConfig,
     /// `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET`, `STRIPE_API_BASE`.
     pub stripe: Option<ApiCredentials>,
-    /// `PLAID_CLIENT_ID`, `PLAID_SECRET`, `PLAID_API_BASE`.
+    /// `PLAID_CLIENT_ID`, `PLAID_SECRET`, `PLAID_API_BASE`,
+    /// `PLAID_WEBHOOK_URL`.
     pub plaid: Option<ApiCredentials>,
     /// `METRICS_TOKEN`.
     pub metrics_token: Option<SecretString>,

@@ -213,6 +213,20 @@ impl Config {
             "PLAID_API_BASE",
             "https://production.plaid.com",
         );
+        // The public URL of `POST /api/webhooks/plaid`, given to Plaid with
+        // each Link token; without it Plaid sends no webhooks and syncs
+        // happen only when asked (`POST /api/bank/sync`).
+        let plaid_webhook = r.get("PLAID_WEBHOOK_URL").map(str::to_owned);
+        if plaid_webhook
+            .as_deref()
+            .is_some_and(|url| !(url.starts_with("https://") || url.starts_with("http://")))
+        {
+            r.problem("PLAID_WEBHOOK_URL", "must be an http:// or https:// URL");
+        }
+        let plaid = plaid.map(|credentials| ApiCredentials {
+            webhook_url: plaid_webhook,
+            ..credentials
+        });
         let metrics_token = r
             .get("METRICS_TOKEN")
             .map(|t| SecretString::from(t.to_owned()));

@@ -24,7 +24,7 @@ pub const CONFIG_EXIT_CODE: i32 = 2;
 /// configuration another way (the Python `AccuBooks(**config)`) checks names
 /// against. The reader refuses, in debug builds, a name missing here, and a
 /// unit test proves every name here is read.
-pub const VARIABLES: [&str; 60] = [
+pub const VARIABLES: [&str; 61] = [
     "ACCUBOOKS_ENV",
     "NODE_ENV",
     "PORT",
@@ -54,6 +54,7 @@ pub const VARIABLES: [&str; 60] = [
     "PLAID_CLIENT_ID",
     "PLAID_SECRET",
     "PLAID_API_BASE",
+    "PLAID_WEBHOOK_URL",
     "METRICS_TOKEN",
     "REQUEST_TIMEOUT_MS",
     "PROVIDER_TIMEOUT_MS",
@@ -282,6 +283,7 @@ impl<'a> Reader<'a> {
                 key: key.into(),
                 secret: secret.into(),
                 api_base,
+                webhook_url: None,
             }),
             _ => None,
         }

@@ -455,7 +455,7 @@ mod tests {
 
     #[test]
     fn webhook_providers_are_dependencies() {
-        assert_eq!(crate::metrics::WEBHOOK_PROVIDERS, [STRIPE]);
+        assert_eq!(crate::metrics::WEBHOOK_PROVIDERS, [STRIPE, PLAID]);
     }
 
     /// A probe whose answer the test sets.

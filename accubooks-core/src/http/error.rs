@@ -262,6 +262,10 @@ impl From<crate::usecases::Error> for ApiError {
                 code: "INVALID_SIGNATURE",
                 message: bad.to_string(),
             },
+            E::InvalidPlaidSignature(bad) => ApiError::BadRequest {
+                code: "INVALID_SIGNATURE",
+                message: bad.to_string(),
+            },
             err @ E::InvalidKey => ApiError::malformed(err.to_string()),
             err @ E::KeyReused => ApiError::invalid("IDEMPOTENCY_KEY_REUSED", err.to_string()),
             err @ E::KeyInProgress => ApiError::Conflict {

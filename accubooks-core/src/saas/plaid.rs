@@ -13,6 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+pub(crate) mod webhook;
+
 use super::{Api, CallError, Retry};
 use crate::config::ApiCredentials;
 use crate::deps::{Dependency, PLAID_VERSION};
@@ -22,10 +24,17 @@ use crate::error::Fault;
 /// (Plaid's maximum is 500).
 pub(crate) const SYNC_PAGE: u32 = 500;
 
+/// The name Plaid Link shows the user.
+const LINK_CLIENT_NAME: &str = "AccuBooks";
+/// The countries whose banks Plaid Link offers.
+const LINK_COUNTRY_CODES: [&str; 1] = ["US"];
+
 /// A Plaid client.
 pub(crate) struct Plaid {
     pub(crate) api: Api,
     pub(crate) credentials: ApiCredentials,
+    /// The keys Plaid signs webhooks with, fetched once each.
+    webhook_keys: webhook::KeyCache,
 }
 
 /// Why a Plaid call gave nothing to use.
@@ -37,10 +46,26 @@ pub(crate) enum PlaidError {
     /// The public token is invalid, expired or already exchanged.
     #[error("the public token is invalid or expired")]
     InvalidPublicToken,
-    /// The item's access token no longer works: the user must link the
-    /// bank again (`ITEM_LOGIN_REQUIRED`, `INVALID_ACCESS_TOKEN`, …).
-    #[error("the bank item needs to be linked again ({0})")]
+    /// The bank or Plaid cannot serve the item now (`INSTITUTION_DOWN`,
+    /// `PRODUCT_NOT_READY`, a rate limit, an API error): a later attempt may
+    /// succeed. `code` is ours (a job's error code), `plaid_code` Plaid's.
+    #[error("Plaid cannot serve the item now ({plaid_code}); a later attempt may succeed")]
+    Temporary {
+        /// Our code for it, e.g. `BANK_INSTITUTION_DOWN`.
+        code: &'static str,
+        /// Plaid's `error_code`.
+        plaid_code: String,
+    },
+    /// The bank asks the user to log in again (`ITEM_LOGIN_REQUIRED`, a
+    /// revoked consent, a locked account, …): Plaid Link in update mode
+    /// fixes it.
+    #[error("the bank asks the user to log in again ({0})")]
     LoginRequired(String),
+    /// The item itself is broken (`INVALID_ACCESS_TOKEN`, `ITEM_NOT_FOUND`,
+    /// another `ITEM_ERROR`): no retry fixes it; the user removes it and
+    /// links the bank again.
+    #[error("the bank item cannot be used ({0})")]
+    ItemError(String),
     /// The item's data changed while a sync paged through it: restart
     /// from the cursor the pagination began with.
     #[error("the transactions changed during pagination")]
@@ -65,21 +90,56 @@ impl From<CallError> for PlaidError {
 }
 
 impl PlaidError {
+    /// Plaid's own code of the error, for logs (never its message).
+    pub(crate) fn plaid_code(&self) -> &str {
+        match self {
+            PlaidError::Unavailable(fault) => fault.code,
+            PlaidError::InvalidPublicToken => "INVALID_PUBLIC_TOKEN",
+            PlaidError::MutationDuringPagination => "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION",
+            PlaidError::Temporary { plaid_code, .. } => plaid_code,
+            PlaidError::LoginRequired(code) | PlaidError::ItemError(code) => code,
+            PlaidError::Refused { error_code, .. } => error_code,
+        }
+    }
+
     /// Reads Plaid's error object (`error_type`, `error_code`); its
     /// `error_message` is not kept, so nothing Plaid echoes reaches a log.
-    fn from_error_object(body: &Value) -> Self {
+    pub(crate) fn from_error_object(body: &Value) -> Self {
         let text = |field: &str| body[field].as_str().unwrap_or("UNKNOWN").to_owned();
         let (error_type, error_code) = (text("error_type"), text("error_code"));
-        match error_code.as_str() {
-            "INVALID_PUBLIC_TOKEN" => PlaidError::InvalidPublicToken,
-            "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION" => PlaidError::MutationDuringPagination,
-            "ITEM_LOGIN_REQUIRED"
-            | "INVALID_ACCESS_TOKEN"
-            | "ITEM_NOT_FOUND"
-            | "ACCESS_NOT_GRANTED"
-            | "ITEM_LOCKED"
-            | "USER_PERMISSION_REVOKED" => PlaidError::LoginRequired(error_code),
-            _ if error_type == "ITEM_ERROR" => PlaidError::LoginRequired(error_code),
+        let temporary = |code| PlaidError::Temporary {
+            code,
+            plaid_code: error_code.clone(),
+        };
+        match (error_type.as_str(), error_code.as_str()) {
+            (_, "INVALID_PUBLIC_TOKEN") => PlaidError::InvalidPublicToken,
+            (_, "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION") => {
+                PlaidError::MutationDuringPagination
+            }
+            (_, "PRODUCT_NOT_READY") => temporary("BANK_PRODUCT_NOT_READY"),
+            ("INSTITUTION_ERROR", _)
+            | (
+                _,
+                "INSTITUTION_DOWN" | "INSTITUTION_NOT_RESPONDING" | "INSTITUTION_NOT_AVAILABLE",
+            ) => temporary("BANK_INSTITUTION_DOWN"),
+            ("RATE_LIMIT_EXCEEDED", _) => temporary("BANK_RATE_LIMITED"),
+            ("API_ERROR", _) => temporary("BANK_PROVIDER_ERROR"),
+            (
+                _,
+                "ITEM_LOGIN_REQUIRED"
+                | "PENDING_EXPIRATION"
+                | "PENDING_DISCONNECT"
+                | "ACCESS_NOT_GRANTED"
+                | "ITEM_LOCKED"
+                | "INVALID_CREDENTIALS"
+                | "INVALID_MFA"
+                | "INSUFFICIENT_CREDENTIALS"
+                | "USER_SETUP_REQUIRED"
+                | "USER_PERMISSION_REVOKED",
+            ) => PlaidError::LoginRequired(error_code),
+            ("ITEM_ERROR", _) | (_, "INVALID_ACCESS_TOKEN" | "ITEM_NOT_FOUND") => {
+                PlaidError::ItemError(error_code)
+            }
             _ => PlaidError::Refused {
                 error_type,
                 error_code,
@@ -94,6 +154,37 @@ pub(crate) struct Exchanged {
     pub(crate) item_id: String,
     /// The item's access token.
     pub(crate) access_token: SecretString,
+}
+
+/// An item's accounts and institution, as `/accounts/get` answers.
+pub(crate) struct ItemAccounts {
+    pub(crate) accounts: Vec<PlaidAccount>,
+    /// Plaid's institution id (`ins_…`), when Plaid names one.
+    pub(crate) institution_id: Option<String>,
+}
+
+/// A Link token, as `/link/token/create` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct LinkToken {
+    pub(crate) link_token: String,
+    /// ISO 8601, when the token stops working (4 hours after creation; 30
+    /// minutes in update mode).
+    pub(crate) expiration: String,
+}
+
+/// A key Plaid signs webhooks with, as `/webhook_verification_key/get`
+/// answers (a JWK of an EC P-256 key).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct WebhookKey {
+    pub(crate) kid: String,
+    pub(crate) alg: String,
+    pub(crate) crv: String,
+    pub(crate) kty: String,
+    pub(crate) x: String,
+    pub(crate) y: String,
+    /// Set once Plaid rotated the key out: it no longer verifies webhooks.
+    #[serde(default)]
+    pub(crate) expired_at: Option<i64>,
 }
 
 /// An account of an item, as `/accounts/get` lists it.
@@ -185,6 +276,7 @@ impl Plaid {
         Plaid {
             api: Api::new(&credentials.api_base, timeout, dependency),
             credentials,
+            webhook_keys: webhook::KeyCache::default(),
         }
     }
 
@@ -230,14 +322,20 @@ impl Plaid {
         })
     }
 
-    /// The item's accounts.
-    pub(crate) async fn accounts(
+    /// The item's accounts and its institution.
+    pub(crate) async fn item_accounts(
         &self,
         access_token: &SecretString,
-    ) -> Result<Vec<PlaidAccount>, PlaidError> {
+    ) -> Result<ItemAccounts, PlaidError> {
+        #[derive(Deserialize)]
+        struct Item {
+            #[serde(default)]
+            institution_id: Option<String>,
+        }
         #[derive(Deserialize)]
         struct Answer {
             accounts: Vec<PlaidAccount>,
+            item: Item,
         }
         let body = self
             .post(
@@ -246,7 +344,80 @@ impl Plaid {
                 json!({"access_token": access_token.expose_secret()}),
             )
             .await?;
-        Ok(parse::<Answer>(body)?.accounts)
+        let answer: Answer = parse(body)?;
+        Ok(ItemAccounts {
+            accounts: answer.accounts,
+            institution_id: answer.item.institution_id,
+        })
+    }
+
+    /// A Link token for `client_user_id` (the organization): for a new item
+    /// (products `transactions`), or with an item's access token for update
+    /// mode (the user logs in again; the item, its accounts and its
+    /// transaction ids stay). Plaid sends the item's webhooks to `webhook`.
+    pub(crate) async fn link_token(
+        &self,
+        client_user_id: &str,
+        update: Option<&SecretString>,
+        webhook: Option<&str>,
+    ) -> Result<LinkToken, PlaidError> {
+        let mut fields = json!({
+            "client_name": LINK_CLIENT_NAME,
+            "language": "en",
+            "country_codes": LINK_COUNTRY_CODES,
+            "user": {"client_user_id": client_user_id},
+        });
+        match update {
+            // Update mode: the item's own products; none may be named.
+            Some(token) => fields["access_token"] = json!(token.expose_secret()),
+            None => fields["products"] = json!(["transactions"]),
+        }
+        if let Some(url) = webhook {
+            fields["webhook"] = json!(url);
+        }
+        // A token nobody used costs nothing: safe to ask again.
+        let body = self
+            .post(Retry::Idempotent, "/link/token/create", fields)
+            .await?;
+        parse(body)
+    }
+
+    /// Removes the item at Plaid: its access token stops working and Plaid
+    /// stops billing and updating it. An item Plaid no longer knows counts
+    /// as removed (a retry after a lost answer meets that).
+    pub(crate) async fn remove_item(&self, access_token: &SecretString) -> Result<(), PlaidError> {
+        match self
+            .post(
+                Retry::Idempotent,
+                "/item/remove",
+                json!({"access_token": access_token.expose_secret()}),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(PlaidError::ItemError(code))
+                if code == "ITEM_NOT_FOUND" || code == "INVALID_ACCESS_TOKEN" =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The public key `key_id` that Plaid signs webhooks with.
+    pub(crate) async fn webhook_key(&self, key_id: &str) -> Result<WebhookKey, PlaidError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            key: WebhookKey,
+        }
+        let body = self
+            .post(
+                Retry::Idempotent,
+                "/webhook_verification_key/get",
+                json!({"key_id": key_id}),
+            )
+            .await?;
+        Ok(parse::<Answer>(body)?.key)
     }
 
     /// One page of the item's transaction updates since `cursor` (empty:
@@ -291,7 +462,31 @@ mod tests {
         );
         assert_eq!(
             PlaidError::from_error_object(&object("INVALID_INPUT", "INVALID_ACCESS_TOKEN")),
-            PlaidError::LoginRequired("INVALID_ACCESS_TOKEN".into())
+            PlaidError::ItemError("INVALID_ACCESS_TOKEN".into())
+        );
+        let temporary = |code, plaid: &str| PlaidError::Temporary {
+            code,
+            plaid_code: plaid.into(),
+        };
+        assert_eq!(
+            PlaidError::from_error_object(&object("INSTITUTION_ERROR", "INSTITUTION_DOWN")),
+            temporary("BANK_INSTITUTION_DOWN", "INSTITUTION_DOWN")
+        );
+        assert_eq!(
+            PlaidError::from_error_object(&object("ITEM_ERROR", "PRODUCT_NOT_READY")),
+            temporary("BANK_PRODUCT_NOT_READY", "PRODUCT_NOT_READY")
+        );
+        assert_eq!(
+            PlaidError::from_error_object(&object("RATE_LIMIT_EXCEEDED", "TRANSACTIONS_LIMIT")),
+            temporary("BANK_RATE_LIMITED", "TRANSACTIONS_LIMIT")
+        );
+        assert_eq!(
+            PlaidError::from_error_object(&object("API_ERROR", "INTERNAL_SERVER_ERROR")),
+            temporary("BANK_PROVIDER_ERROR", "INTERNAL_SERVER_ERROR")
+        );
+        assert_eq!(
+            PlaidError::from_error_object(&object("ITEM_ERROR", "NO_ACCOUNTS")),
+            PlaidError::ItemError("NO_ACCOUNTS".into())
         );
         assert_eq!(
             PlaidError::from_error_object(&object("INVALID_INPUT", "INVALID_API_KEYS")),

@@ -8,9 +8,10 @@
 use super::idempotent::{Keyed, stored};
 use super::{Answer, Books, ClientKey, Error, Result, org};
 use crate::banking::{
-    self, AccountMapping, BankAccount, BankLine, LineStatus, LinkedItem, MatchInput, NewLink,
-    SyncRequested,
+    self, AccountMapping, BankAccount, BankItem, BankLine, ItemStatus, LineStatus, LinkTokenIssued,
+    LinkTokenRequest, LinkedItem, MatchInput, NewLink, SyncRequested,
 };
+use crate::deps::Unavailable;
 use crate::identity::{Principal, Role};
 use crate::ledger::{self, LedgerError};
 use crate::paging::{Page, PageRequest};
@@ -37,22 +38,50 @@ impl Books<'_> {
             .into(),
             PlaidError::LoginRequired(_) => LedgerError::Conflict {
                 code: "BANK_ITEM_LOGIN_REQUIRED",
-                message:
-                    "The bank asks the user to log in again; link the bank again with Plaid Link."
-                        .to_owned(),
+                message: "The bank asks the user to log in again: open Plaid Link in update mode \
+                          (POST /api/bank/link-token with the item's id), then \
+                          POST /api/bank/items/{id}/reconnected."
+                    .to_owned(),
             }
             .into(),
+            PlaidError::ItemError(code) => LedgerError::Conflict {
+                code: "BANK_ITEM_ERROR",
+                message: format!(
+                    "Plaid cannot use this bank item ({code}); remove it \
+                     (DELETE /api/bank/items/{{id}}) and link the bank again."
+                ),
+            }
+            .into(),
+            PlaidError::Temporary { code, plaid_code } => {
+                tracing::warn!(plaid_code = %plaid_code, code, "Plaid cannot serve the item now");
+                Error::Unavailable(Unavailable {
+                    code: "BANK_INSTITUTION_UNAVAILABLE",
+                    message: "The bank (or Plaid) cannot serve this bank connection right now; \
+                              try again in a few minutes.",
+                    retry_after: 60,
+                })
+            }
             other => {
                 if let PlaidError::Refused {
                     error_type,
                     error_code,
                 } = &other
                 {
-                    tracing::warn!(
-                        error_type = %error_type,
-                        error_code = %error_code,
-                        "Plaid refused a request (check PLAID_CLIENT_ID and PLAID_SECRET)"
-                    );
+                    // Name the real cause: only refused keys point at the
+                    // configuration.
+                    if error_code.contains("API_KEYS") || error_code.contains("CLIENT_ID") {
+                        tracing::warn!(
+                            error_type = %error_type,
+                            error_code = %error_code,
+                            "Plaid refused our keys (check PLAID_CLIENT_ID and PLAID_SECRET)"
+                        );
+                    } else {
+                        tracing::warn!(
+                            error_type = %error_type,
+                            error_code = %error_code,
+                            "Plaid refused a request"
+                        );
+                    }
                 }
                 self.unavailable(crate::deps::PLAID)
             }
@@ -87,22 +116,49 @@ impl Books<'_> {
                 .exchange_public_token(token)
                 .await
                 .map_err(|e| self.plaid_error(e))?;
-            let accounts = plaid
-                .accounts(&exchanged.access_token)
+            let found = plaid
+                .item_accounts(&exchanged.access_token)
                 .await
                 .map_err(|e| self.plaid_error(e))?;
+            let organization = org(caller);
+            let institution = found.institution_id.as_deref();
+            let db = self.app.database();
+            if let Some(existing) = banking::same_login(
+                db,
+                &organization,
+                &exchanged.item_id,
+                institution,
+                &found.accounts,
+            )
+            .await?
+            {
+                // The same bank login linked twice would import its history
+                // twice: undo the new item at Plaid and point to update mode.
+                if let Err(err) = plaid.remove_item(&exchanged.access_token).await {
+                    tracing::warn!(organization = %organization, plaid_code = err.plaid_code(), "a duplicate bank item could not be removed at Plaid");
+                }
+                return Err(LedgerError::Conflict {
+                    code: "BANK_ITEM_ALREADY_LINKED",
+                    message: format!(
+                        "This bank login is already linked as item {existing}; to log in to it \
+                         again use Plaid Link in update mode (POST /api/bank/link-token with \
+                         {{\"item_id\": \"{existing}\"}}), which keeps its accounts, mappings and lines."
+                    ),
+                }
+                .into());
+            }
             let render = |linked: &LinkedItem| stored(linked);
             let key = key
                 .as_ref()
                 .map(|k| (k, &render as ledger::RenderRecord<'_, _>));
-            let organization = org(caller);
             let linked = banking::save_link(
-                self.app.database(),
+                db,
                 self.app.sealer(),
                 &organization,
                 &exchanged.item_id,
+                institution,
                 &exchanged.access_token,
-                &accounts,
+                &found.accounts,
                 key,
             )
             .await?;
@@ -114,6 +170,146 @@ impl Books<'_> {
             Ok(linked)
         })
         .await
+    }
+
+    /// A Plaid Link token: for a new bank (`item_id` null), or for update
+    /// mode of a linked item (the user logs in to it again).
+    pub async fn bank_link_token(
+        &self,
+        caller: &Principal,
+        request: LinkTokenRequest,
+    ) -> Result<LinkTokenIssued> {
+        self.run("bank_link_token", Some(caller), Role::Accountant, async {
+            let plaid = self.plaid()?;
+            let organization = org(caller);
+            let update = match request.item_id.as_deref() {
+                Some(id) => Some(
+                    banking::item_token(self.app.database(), self.app.sealer(), &organization, id)
+                        .await?,
+                ),
+                None => None,
+            };
+            let issued = plaid
+                .link_token(
+                    organization.as_str(),
+                    update.as_ref(),
+                    plaid.credentials.webhook_url.as_deref(),
+                )
+                .await
+                .map_err(|e| self.plaid_error(e))?;
+            tracing::info!(organization = %organization, update = update.is_some(), "Plaid Link token made");
+            Ok(LinkTokenIssued {
+                link_token: issued.link_token,
+                expiration: issued.expiration,
+            })
+        })
+        .await
+    }
+
+    /// A page of the organization's linked bank items, with their status.
+    pub async fn bank_items(
+        &self,
+        caller: &Principal,
+        page: PageRequest<i64>,
+    ) -> Result<Page<Vec<BankItem>>> {
+        self.run("bank_items", Some(caller), Role::Viewer, async {
+            Ok(banking::list_items(self.app.database(), &org(caller), &page).await?)
+        })
+        .await
+    }
+
+    /// Removes a linked item at Plaid and stops its sync; its accounts and
+    /// lines (matched or not) stay.
+    pub async fn remove_bank_item(&self, caller: &Principal, item_id: &str) -> Result<()> {
+        self.run("remove_bank_item", Some(caller), Role::Accountant, async {
+            let plaid = self.plaid()?;
+            let (db, organization) = (self.app.database(), org(caller));
+            match banking::item_token(db, self.app.sealer(), &organization, item_id).await {
+                Ok(token) => {
+                    plaid
+                        .remove_item(&token)
+                        .await
+                        .map_err(|e| self.plaid_error(e))?;
+                    tracing::info!(organization = %organization, "bank item removed at Plaid");
+                }
+                // Sealed under another SESSION_SECRET: Plaid cannot be told,
+                // but the user must be able to drop it and link the bank again.
+                Err(LedgerError::Conflict {
+                    code: banking::ITEM_UNREADABLE,
+                    ..
+                }) => {
+                    tracing::warn!(
+                        organization = %organization,
+                        "a bank item whose access token no longer opens was removed here only; \
+                         remove it in Plaid's dashboard too"
+                    );
+                }
+                Err(err) => return Err(err.into()),
+            }
+            banking::mark_removed(db, &organization, item_id).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// After Plaid Link in update mode: checks with Plaid that the item
+    /// works again, saves its accounts (the user may have shared more),
+    /// makes it `active` and asks for a sync.
+    pub async fn bank_item_reconnected(
+        &self,
+        caller: &Principal,
+        item_id: &str,
+    ) -> Result<BankItem> {
+        let item = self
+            .run(
+                "bank_item_reconnected",
+                Some(caller),
+                Role::Accountant,
+                async {
+                    let plaid = self.plaid()?;
+                    let (db, organization) = (self.app.database(), org(caller));
+                    let token =
+                        banking::item_token(db, self.app.sealer(), &organization, item_id).await?;
+                    let found = match plaid.item_accounts(&token).await {
+                        Ok(found) => found,
+                        Err(err) => {
+                            let status = match &err {
+                                PlaidError::LoginRequired(_) => Some(ItemStatus::LoginRequired),
+                                PlaidError::ItemError(_) => Some(ItemStatus::Error),
+                                _ => None,
+                            };
+                            if let Some(status) = status {
+                                banking::set_item_status(
+                                    db,
+                                    &organization,
+                                    item_id,
+                                    status,
+                                    Some(err.plaid_code()),
+                                )
+                                .await?;
+                            }
+                            return Err(self.plaid_error(err));
+                        }
+                    };
+                    banking::save_link(
+                        db,
+                        self.app.sealer(),
+                        &organization,
+                        item_id,
+                        found.institution_id.as_deref(),
+                        &token,
+                        &found.accounts,
+                        None,
+                    )
+                    .await?;
+                    banking::request_sync(db, &organization).await?;
+                    tracing::info!(organization = %organization, "bank item reconnected");
+                    Ok(banking::get_item(db, &organization, item_id).await?)
+                },
+            )
+            .await?;
+        self.app.jobs().wake(crate::banking::QUEUE);
+        Ok(item)
     }
 
     /// A page of the organization's bank accounts, by id.

@@ -46,6 +46,9 @@ pub enum Error {
     /// A webhook's signature is missing, forged or stale.
     #[error(transparent)]
     InvalidSignature(#[from] crate::saas::stripe::BadSignature),
+    /// A Plaid webhook's `Plaid-Verification` is missing, forged or stale.
+    #[error(transparent)]
+    InvalidPlaidSignature(crate::saas::plaid::webhook::BadPlaidSignature),
     /// The `Idempotency-Key` is not 1 to 200 visible ASCII characters.
     #[error("An Idempotency-Key has 1 to 200 visible ASCII characters.")]
     InvalidKey,

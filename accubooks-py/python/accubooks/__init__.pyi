@@ -38,6 +38,7 @@ from .types import (
     ArAging,
     BalanceSheet,
     BankAccount,
+    BankItem,
     BankLine,
     BankSync,
     Customer,
@@ -53,6 +54,7 @@ from .types import (
     InvoiceLineInput,
     Job,
     LineInput,
+    LinkToken,
     LinkedItem,
     Page,
     PaymentIntent,
@@ -505,6 +507,41 @@ class Organization:
             ServiceUnavailable: ``BANK_INTEGRATION_UNAVAILABLE`` while Plaid is down,
                 ``BANK_INTEGRATION_NOT_CONFIGURED`` when it is not configured.
             ValidationError: ``INVALID_PUBLIC_TOKEN``.
+        """
+
+    def bank_link_token(self, item_id: str | None = None) -> LinkToken:
+        """A Plaid Link token, made server side: for a new bank (``item_id`` ``None``),
+        or for update mode of a linked item (the user logs in to it again; it keeps its
+        accounts, mappings and lines).
+
+        Raises:
+            NotFoundError: no such item (or it was removed).
+            ServiceUnavailable: ``BANK_INTEGRATION_UNAVAILABLE`` while Plaid is down,
+                ``BANK_INTEGRATION_NOT_CONFIGURED`` when it is not configured.
+        """
+
+    def bank_items(self, *, limit: int | None = None, after: str | None = None) -> Page[BankItem]:
+        """The linked bank items with their status and when each last synced, oldest first.
+
+        One page (``limit`` 1 to 500, default 100, after the cursor ``after``); its
+        ``next_cursor`` names the next. ``accubooks.iterate`` reads them all.
+        """
+
+    def remove_bank_item(self, item_id: str) -> None:
+        """Removes a bank item at Plaid and stops its sync; its accounts and lines
+        (matched or not) stay.
+
+        Raises:
+            NotFoundError: no such item (or it was removed already).
+        """
+
+    def bank_item_reconnected(self, item_id: str) -> BankItem:
+        """After Plaid Link in update mode: checks with Plaid that the item works again,
+        makes it ``active`` and asks for a sync.
+
+        Raises:
+            ConflictError: ``BANK_ITEM_LOGIN_REQUIRED`` (the bank still asks the user to
+                log in).
         """
 
     def bank_accounts(self, *, limit: int | None = None, after: str | None = None) -> Page[BankAccount]:

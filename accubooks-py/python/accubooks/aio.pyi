@@ -23,6 +23,7 @@ from .types import (
     ArAging,
     BalanceSheet,
     BankAccount,
+    BankItem,
     BankLine,
     BankSync,
     Customer,
@@ -36,6 +37,7 @@ from .types import (
     Invoice,
     InvoiceLineInput,
     LineInput,
+    LinkToken,
     LinkedItem,
     Page,
     PaymentIntent,
@@ -195,6 +197,14 @@ class AsyncOrganization:
     def payment_intent(self, id: int) -> Awaitable[PaymentIntent]:
         ...
     def link_bank(self, public_token: str, *, idempotency_key: str | None=None) -> Awaitable[LinkedItem]:
+        ...
+    def bank_link_token(self, item_id: str | None=None) -> Awaitable[LinkToken]:
+        ...
+    def bank_items(self, *, limit: int | None=None, after: str | None=None) -> Awaitable[Page[BankItem]]:
+        ...
+    def remove_bank_item(self, item_id: str) -> Awaitable[None]:
+        ...
+    def bank_item_reconnected(self, item_id: str) -> Awaitable[BankItem]:
         ...
     def bank_accounts(self, *, limit: int | None=None, after: str | None=None) -> Awaitable[Page[BankAccount]]:
         ...

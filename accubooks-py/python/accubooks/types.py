@@ -472,6 +472,29 @@ class LinkedItem(TypedDict):
     accounts: List[BankAccount]
 
 
+class LinkToken(TypedDict):
+    """A Plaid Link token: the client opens Plaid Link with it."""
+
+    link_token: str
+    #: ISO 8601 (4 hours after it was made for a new bank, 30 minutes in update mode).
+    expiration: str
+
+
+class BankItem(TypedDict):
+    """A linked Plaid item; ``id`` is Plaid's item id."""
+
+    id: str
+    #: Plaid's institution id (``ins_…``).
+    institution: Optional[str]
+    #: ``login_required``: open Plaid Link in update mode (``bank_link_token(item_id)``),
+    #: then ``bank_item_reconnected``; ``error``: remove it and link the bank again.
+    status: Literal["active", "login_required", "error"]
+    #: What set a status other than ``active`` (e.g. ``ITEM_LOGIN_REQUIRED``).
+    status_code: Optional[str]
+    #: RFC 3339, when a sync last completed for it.
+    last_synced_at: Optional[str]
+
+
 class BankSync(TypedDict):
     job_id: int
     status: JobStatus

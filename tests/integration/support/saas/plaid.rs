@@ -18,7 +18,15 @@
 //! Every request must carry the `Plaid-Version` of the vendored schemas
 //! (`schemas/plaid.json`), and every answer is checked against them: what
 //! does not conform is kept in [`FakePlaid::violations`], and a
-//! [`FakeSaas`](super::FakeSaas) that served any fails its test when dropped.
+//! [`FakeSaas`](super::FakeSaas) that served any fails its test when dropped
+//! (the link flow's answers against `schemas/plaid-link.json`).
+//!
+//! The link flow: `/link/token/create` (new items and update mode, the
+//! requests kept for tests to read), `/item/remove`, and webhooks signed as
+//! Plaid signs them (an ES256 JWT in `Plaid-Verification`, its key served
+//! by `/webhook_verification_key/get`). An item can be put into Plaid's
+//! documented errors (`ITEM_LOGIN_REQUIRED`, `INSTITUTION_DOWN`,
+//! `PRODUCT_NOT_READY`) and repaired (the user finished update mode).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -58,7 +66,10 @@ struct Item {
     continuations: HashSet<String>,
     /// The transactions as they stand, by id.
     current: HashMap<String, Value>,
-    revoked: bool,
+    /// The error every call about the item answers, until repaired.
+    failing: Option<ItemFailure>,
+    /// Removed with `/item/remove`: its access token no longer works.
+    removed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +89,10 @@ struct Kept {
     /// Answers that did not conform to Plaid's schemas, and requests without
     /// the pinned `Plaid-Version`.
     violations: Vec<String>,
+    /// The bodies of `/link/token/create` requests, secrets removed.
+    link_token_requests: Vec<Value>,
+    /// `/webhook_verification_key/get` calls answered.
+    key_fetches: usize,
 }
 
 /// The Plaid API version of the vendored schemas (`2020-09-14_…`: the date
@@ -127,6 +142,121 @@ fn transaction(
 /// stays a double and `0.123` what Plaid would send.
 fn number(amount: &str) -> serde_json::Number {
     serde_json::from_str(amount).expect("an amount is a JSON number")
+}
+
+/// An error Plaid answers for an item, as its docs describe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemFailure {
+    /// `ITEM_ERROR` / `ITEM_LOGIN_REQUIRED` (400): the user must log in again.
+    LoginRequired,
+    /// `INSTITUTION_ERROR` / `INSTITUTION_DOWN` (400): the bank is down.
+    InstitutionDown,
+    /// `ITEM_ERROR` / `PRODUCT_NOT_READY` (400): the first pull is not done.
+    ProductNotReady,
+}
+
+/// Plaid's webhooks, as its documentation and schemas describe them.
+pub mod webhooks {
+    use serde_json::{Value, json};
+
+    use super::ItemFailure;
+
+    /// `TRANSACTIONS` / `SYNC_UPDATES_AVAILABLE`: new updates to sync.
+    pub fn sync_updates_available(item: &str) -> Value {
+        json!({
+            "webhook_type": "TRANSACTIONS", "webhook_code": "SYNC_UPDATES_AVAILABLE",
+            "item_id": item, "initial_update_complete": true,
+            "historical_update_complete": true, "environment": "sandbox",
+        })
+    }
+
+    /// `ITEM` / `ERROR` with the item's error object.
+    pub fn error(item: &str, failure: ItemFailure) -> Value {
+        let mut error = failure.answer().1.0;
+        error["status"] = json!(400);
+        json!({
+            "webhook_type": "ITEM", "webhook_code": "ERROR", "item_id": item,
+            "error": error, "environment": "sandbox",
+        })
+    }
+
+    /// `ITEM` / `LOGIN_REPAIRED`: the user logged in again (in update mode
+    /// in another app, or the bank lifted its requirement).
+    pub fn login_repaired(item: &str) -> Value {
+        json!({
+            "webhook_type": "ITEM", "webhook_code": "LOGIN_REPAIRED", "item_id": item,
+            "environment": "sandbox",
+        })
+    }
+
+    /// `ITEM` / `PENDING_EXPIRATION`: the user's consent ends in 7 days.
+    pub fn pending_expiration(item: &str) -> Value {
+        json!({
+            "webhook_type": "ITEM", "webhook_code": "PENDING_EXPIRATION", "item_id": item,
+            "consent_expiration_time": "2026-12-14T00:00:00Z", "environment": "sandbox",
+        })
+    }
+
+    /// `ITEM` / `PENDING_DISCONNECT`: the item stops working soon.
+    pub fn pending_disconnect(item: &str) -> Value {
+        json!({
+            "webhook_type": "ITEM", "webhook_code": "PENDING_DISCONNECT", "item_id": item,
+            "reason": "INSTITUTION_TOKEN_EXPIRATION", "disconnect_time": "2026-12-14T00:00:00Z",
+            "environment": "sandbox",
+        })
+    }
+}
+
+impl ItemFailure {
+    fn answer(self) -> Answer {
+        match self {
+            ItemFailure::LoginRequired => error(
+                StatusCode::BAD_REQUEST,
+                "ITEM_ERROR",
+                "ITEM_LOGIN_REQUIRED",
+                "the login details of this item have changed (credentials, MFA, or required user action) and a user login is required to update this information. use Link's update mode to restore the item to a good state",
+            ),
+            ItemFailure::InstitutionDown => error(
+                StatusCode::BAD_REQUEST,
+                "INSTITUTION_ERROR",
+                "INSTITUTION_DOWN",
+                "this institution is not currently responding to this request. please try again soon",
+            ),
+            ItemFailure::ProductNotReady => error(
+                StatusCode::BAD_REQUEST,
+                "ITEM_ERROR",
+                "PRODUCT_NOT_READY",
+                "the requested product is not yet ready. please provide a webhook or try the request again later",
+            ),
+        }
+    }
+}
+
+/// The institution of every item the fake issues (Plaid's sandbox
+/// "First Platypus Bank").
+pub const INSTITUTION: &str = "ins_109508";
+/// The id of the key the fake signs webhooks with.
+pub const WEBHOOK_KEY_ID: &str = "6c5516e1-92dc-479e-a8ff-5a51992e0001";
+/// The fake's webhook signing key (P-256, PKCS #8 DER, made for these
+/// tests) and the public point `/webhook_verification_key/get` answers.
+const WEBHOOK_PRIVATE_KEY: &str = "308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b0201010420f8b1bace5c5d025a5d0b5836da373164de57809fa8c1db1e66d5c398d6a81f55a14403420004e289a11738bedde414ee5a5895d47f236c1d1da1a00963ae2826e0ba443c0482da8b1dda46d06c95dad3b2c52483483b869f0b80a18fe91a852937306ca1f243";
+const WEBHOOK_KEY_X: &str = "4omhFzi-3eQU7lpYldR_I2wdHaGgCWOuKCbgukQ8BII";
+const WEBHOOK_KEY_Y: &str = "2osd2kbQbJXa07LFJINIO4afC4Chj-kahSk3MGyh8kM";
+/// A key that is not Plaid's: what a forger signs with.
+const FORGER_PRIVATE_KEY: &str = "308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b0201010420846506e147b122f3e3e5b09c9ba987b2f9133653d68cb3fa908627f2f4d9f2cca14403420004b223f2b306709f0cfb9d76d51852217875242e4ac14c9b05f61f70770d4f727c165361d3f47f35a3ceaef4c2be6ffa489cb03a3b0380de9cc932bd2d25d36e13";
+
+/// A `Plaid-Verification` header for `body`: an ES256 JWT whose header
+/// names the key (`kid`) and whose claims are `iat` and the body's SHA-256.
+fn sign(private_key: &str, body: &[u8], iat: i64) -> String {
+    use sha2::Digest;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(WEBHOOK_KEY_ID.to_owned());
+    let claims = json!({
+        "iat": iat,
+        "request_body_sha256": hex::encode(sha2::Sha256::digest(body)),
+    });
+    let key = jsonwebtoken::EncodingKey::from_ec_der(&hex::decode(private_key).unwrap());
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
 
 /// The fake Plaid's state and controls.
@@ -265,13 +395,47 @@ impl FakePlaid {
 
     /// The item's access token stops working (`ITEM_LOGIN_REQUIRED`).
     pub fn revoke(&self, item: &str) {
+        self.fail(item, Some(ItemFailure::LoginRequired));
+    }
+
+    /// Every call about the item answers this error (`None`: none; as
+    /// after the user finished Link's update mode, which keeps the item,
+    /// its access token, accounts and transaction ids).
+    pub fn fail(&self, item: &str, failure: Option<ItemFailure>) {
         self.state
             .lock()
             .unwrap()
             .items
             .get_mut(item)
             .unwrap()
-            .revoked = true;
+            .failing = failure;
+    }
+
+    /// Whether the item was removed (`/item/remove`).
+    pub fn is_removed(&self, item: &str) -> bool {
+        self.state.lock().unwrap().items[item].removed
+    }
+
+    /// The `/link/token/create` requests so far, `client_id` and `secret`
+    /// left out.
+    pub fn link_token_requests(&self) -> Vec<Value> {
+        self.state.lock().unwrap().link_token_requests.clone()
+    }
+
+    /// `/webhook_verification_key/get` calls answered so far.
+    pub fn key_fetches(&self) -> usize {
+        self.state.lock().unwrap().key_fetches
+    }
+
+    /// The `Plaid-Verification` header Plaid sends with `body`, issued at
+    /// `iat` (Unix seconds).
+    pub fn sign_webhook(&self, body: &[u8], iat: i64) -> String {
+        sign(WEBHOOK_PRIVATE_KEY, body, iat)
+    }
+
+    /// A header like Plaid's, signed with another key.
+    pub fn forge_webhook(&self, body: &[u8], iat: i64) -> String {
+        sign(FORGER_PRIVATE_KEY, body, iat)
     }
 
     /// Pages carry at most this many updates.
@@ -352,18 +516,19 @@ fn item_of<'a>(state: &'a mut Kept, body: &Value) -> Result<(&'a str, &'a mut It
         .iter_mut()
         .find(|(_, item)| item.access_token == token);
     match found {
+        Some((_, item)) if item.removed => Err(error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+            "INVALID_ACCESS_TOKEN",
+            "provided access token is for an item that was removed",
+        )),
         None => Err(error(
             StatusCode::BAD_REQUEST,
             "INVALID_INPUT",
             "INVALID_ACCESS_TOKEN",
             "provided access token is in an invalid format",
         )),
-        Some((_, item)) if item.revoked => Err(error(
-            StatusCode::BAD_REQUEST,
-            "ITEM_ERROR",
-            "ITEM_LOGIN_REQUIRED",
-            "the login details of this item have changed",
-        )),
+        Some((_, item)) if item.failing.is_some() => Err(item.failing.expect("checked").answer()),
         Some((id, item)) => Ok((id.as_str(), item)),
     }
 }
@@ -414,11 +579,7 @@ async fn accounts(State(plaid): State<Arc<FakePlaid>>, Json(body): Json<Value>) 
                 })
                 .collect();
             ok(json!({
-                "accounts": listed,
-                "item": {"item_id": id, "webhook": null, "error": null, "institution_id": "ins_109508",
-                         "available_products": ["balance"], "billed_products": ["transactions"],
-                         "consent_expiration_time": null, "update_type": "background"},
-                "request_id": "fake",
+                "accounts": listed, "item": item_object(id), "request_id": "fake",
             }))
         }
         Err(refused) => refused,
@@ -540,9 +701,135 @@ async fn checked(State(plaid): State<Arc<FakePlaid>>, request: Request, next: Ne
         .await
         .expect("the fake's own answer reads");
     let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let found = schema::Schemas::plaid().check_answer(&path, parts.status.as_u16(), &answer);
+    let (plaid_schemas, link) = (schema::Schemas::plaid(), schema::Schemas::plaid_link());
+    let found = if plaid_schemas.document()["answers"].get(&path).is_some() {
+        plaid_schemas.check_answer(&path, parts.status.as_u16(), &answer)
+    } else {
+        // The link flow's answers are in its own vendored copy.
+        let key = if parts.status.is_success() {
+            path.as_str()
+        } else {
+            "error"
+        };
+        let errors = link.check(&link.name("answers", key), &answer);
+        errors.into_iter().map(|e| format!("{path}: {e}")).collect()
+    };
     plaid.state.lock().unwrap().violations.extend(found);
     Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Plaid's `Item` object, as `/accounts/get` answers it.
+fn item_object(id: &str) -> Value {
+    json!({
+        "item_id": id, "institution_id": INSTITUTION, "webhook": null, "error": null,
+        "available_products": ["balance"], "billed_products": ["transactions"],
+        "products": ["transactions"], "consented_products": ["transactions"],
+        "consent_expiration_time": null, "update_type": "background",
+    })
+}
+
+async fn link_token(State(plaid): State<Arc<FakePlaid>>, Json(body): Json<Value>) -> Answer {
+    if let Err(refused) = authorized(&body) {
+        return refused;
+    }
+    let mut state = plaid.state.lock().unwrap();
+    let missing = ["client_name", "language", "country_codes", "user"]
+        .into_iter()
+        .find(|field| body[*field].is_null());
+    if let Some(field) = missing.or(body["user"]["client_user_id"]
+        .is_null()
+        .then_some("user.client_user_id"))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+            "MISSING_FIELDS",
+            &format!("the following required fields are missing: {field}"),
+        );
+    }
+    if body.get("access_token").is_some() {
+        // Update mode: the item must exist (a failing item is what it is for).
+        let token = body["access_token"].as_str().unwrap_or_default();
+        if !state
+            .items
+            .values()
+            .any(|i| i.access_token == token && !i.removed)
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_INPUT",
+                "INVALID_ACCESS_TOKEN",
+                "provided access token is in an invalid format",
+            );
+        }
+    } else if body["products"].as_array().is_none_or(Vec::is_empty) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+            "MISSING_FIELDS",
+            "the following required fields are missing: products",
+        );
+    }
+    let mut kept = body.clone();
+    if let Some(fields) = kept.as_object_mut() {
+        fields.remove("client_id");
+        fields.remove("secret");
+    }
+    state.link_token_requests.push(kept);
+    ok(json!({
+        "link_token": format!("link-sandbox-{}", uuid::Uuid::new_v4()),
+        "expiration": "2026-12-07T18:00:00Z",
+        "request_id": "fake",
+    }))
+}
+
+async fn item_remove(State(plaid): State<Arc<FakePlaid>>, Json(body): Json<Value>) -> Answer {
+    if let Err(refused) = authorized(&body) {
+        return refused;
+    }
+    let mut state = plaid.state.lock().unwrap();
+    let token = body["access_token"].as_str().unwrap_or_default();
+    // A failing item can be removed: removal is how a user gives up on it.
+    match state
+        .items
+        .values_mut()
+        .find(|item| item.access_token == token && !item.removed)
+    {
+        Some(item) => {
+            item.removed = true;
+            ok(json!({"request_id": "fake"}))
+        }
+        None => error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+            "INVALID_ACCESS_TOKEN",
+            "provided access token is in an invalid format",
+        ),
+    }
+}
+
+async fn webhook_key(State(plaid): State<Arc<FakePlaid>>, Json(body): Json<Value>) -> Answer {
+    if let Err(refused) = authorized(&body) {
+        return refused;
+    }
+    let mut state = plaid.state.lock().unwrap();
+    state.key_fetches += 1;
+    if body["key_id"] != WEBHOOK_KEY_ID {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+            "INVALID_WEBHOOK_VERIFICATION_KEY_ID",
+            "invalid key_id provided",
+        );
+    }
+    ok(json!({
+        "key": {
+            "alg": "ES256", "created_at": 1_560_466_143, "crv": "P-256", "expired_at": null,
+            "kid": WEBHOOK_KEY_ID, "kty": "EC", "use": "sig",
+            "x": WEBHOOK_KEY_X, "y": WEBHOOK_KEY_Y,
+        },
+        "request_id": "fake",
+    }))
 }
 
 /// The fake Plaid's routes.
@@ -552,6 +839,9 @@ pub fn routes(state: Arc<FakePlaid>) -> Router {
         .route("/item/public_token/exchange", post(exchange))
         .route("/accounts/get", post(accounts))
         .route("/transactions/sync", post(sync))
+        .route("/link/token/create", post(link_token))
+        .route("/item/remove", post(item_remove))
+        .route("/webhook_verification_key/get", post(webhook_key))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             checked,

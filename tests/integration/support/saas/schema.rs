@@ -1,23 +1,37 @@
-//! A small checker of JSON answers against a provider's published OpenAPI
-//! component schemas (the trimmed copies in `schemas/`, each naming its
-//! source, commit and version at its top), so a fake cannot drift from the
-//! provider: required fields present, types, `nullable`, `enum`, `anyOf`,
-//! `allOf`, string lengths, arrays, `$ref`s, and no field the schema does
-//! not name (an object schema without `additionalProperties` is closed
-//! here, so a fake cannot send a field of another API version). `format`
-//! is not checked. One checker for both providers: Stripe's copy keeps
-//! OpenAPI's `components.schemas`; Plaid's keeps `schemas` and an `answers`
-//! map from each path to the schema of its success and of its errors.
+//! One checker of JSON against the providers' published OpenAPI 3.0
+//! schemas (the trimmed copies in `schemas/`, each naming its source,
+//! commit and version at its top), so a fake cannot drift from the
+//! provider: `$ref`, `type`, `nullable`, `required`, `properties`,
+//! `additionalProperties`, `items`, `allOf`, `oneOf`, `anyOf`, `enum`,
+//! string and array bounds, and the `date` and `date-time` formats.
+//!
+//! Stripe's copy keeps OpenAPI's `components.schemas`, and its object
+//! schemas are closed (a field the schema does not name is refused, so a
+//! fake cannot send a field of another API version). Plaid's copies keep
+//! `schemas` and say `additionalProperties` where it matters, with maps of
+//! each path's answers (`answers`), requests and webhooks to their schema.
 
 use std::sync::OnceLock;
 
 use serde_json::Value;
 
-/// Component schemas of one provider's spec.
+/// The schemas of one vendored document.
 pub struct Schemas {
-    /// The vendored document.
     document: Value,
     schemas: Value,
+    /// Whether an object schema that names its properties and says nothing
+    /// of others refuses others (Stripe's spec); else they are allowed.
+    closed: bool,
+}
+
+fn load(text: &str, schemas: &[&str], closed: bool) -> Schemas {
+    let document: Value = serde_json::from_str(text).expect("a vendored schema file is JSON");
+    let schemas = schemas.iter().fold(&document, |v, key| &v[key]).clone();
+    Schemas {
+        document,
+        schemas,
+        closed,
+    }
 }
 
 impl Schemas {
@@ -25,38 +39,62 @@ impl Schemas {
     pub fn stripe() -> &'static Schemas {
         static STRIPE: OnceLock<Schemas> = OnceLock::new();
         STRIPE.get_or_init(|| {
-            let spec: Value = serde_json::from_str(include_str!("schemas/stripe.json"))
-                .expect("schemas/stripe.json is JSON");
-            Schemas {
-                schemas: spec["components"]["schemas"].clone(),
-                document: spec,
-            }
+            load(
+                include_str!("schemas/stripe.json"),
+                &["components", "schemas"],
+                true,
+            )
         })
     }
 
-    /// Plaid's, from `schemas/plaid.json` (trimmed from `plaid/plaid-openapi`
-    /// `2020-09-14.yml`).
+    /// Plaid's of the transaction sync (`schemas/plaid.json`).
     pub fn plaid() -> &'static Schemas {
         static PLAID: OnceLock<Schemas> = OnceLock::new();
-        PLAID.get_or_init(|| {
-            let spec: Value = serde_json::from_str(include_str!("schemas/plaid.json"))
-                .expect("schemas/plaid.json is JSON");
-            Schemas {
-                schemas: spec["schemas"].clone(),
-                document: spec,
-            }
-        })
+        PLAID.get_or_init(|| load(include_str!("schemas/plaid.json"), &["schemas"], false))
     }
 
-    /// The vendored document (its `version`, its `answers`).
+    /// Plaid's of the link flow and webhooks (`schemas/plaid-link.json`).
+    pub fn plaid_link() -> &'static Schemas {
+        static LINK: OnceLock<Schemas> = OnceLock::new();
+        LINK.get_or_init(|| load(include_str!("schemas/plaid-link.json"), &["schemas"], false))
+    }
+
+    /// The vendored document (its `version`, its maps).
     pub fn document(&self) -> &Value {
         &self.document
     }
 
+    /// The schema name listed under `group` (`answers`, `requests`,
+    /// `webhooks`) for `key` (an endpoint or a webhook's `TYPE.CODE`).
+    pub fn name(&self, group: &str, key: &str) -> String {
+        self.document[group][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {group} schema for {key}"))
+            .to_owned()
+    }
+
+    /// What in `value` the schema `name` does not allow, one sentence each
+    /// with its path; empty when it conforms.
+    pub fn check(&self, name: &str, value: &Value) -> Vec<String> {
+        let mut errors = Vec::new();
+        self.node(self.named(name), value, name, &mut errors);
+        errors
+    }
+
+    /// Panics naming every place where `value` breaks the schema `name`.
+    pub fn assert_valid(&self, name: &str, value: &Value) {
+        let errors = self.check(name, value);
+        assert!(
+            errors.is_empty(),
+            "{name} does not accept {value}:\n{}",
+            errors.join("\n")
+        );
+    }
+
     /// What in `body`, answered by `path` with `status`, the document's
-    /// `answers` do not allow (the schema of its 2xx answer, or of its
-    /// errors). A path the document does not name is itself a violation:
-    /// every answer a fake gives must be checkable.
+    /// `answers` do not allow (`{"200": …, "default": …}` per path). A path
+    /// the document does not name is itself a violation: every answer a
+    /// fake gives must be checkable.
     pub fn check_answer(&self, path: &str, status: u16, body: &Value) -> Vec<String> {
         let answers = &self.document["answers"][path];
         let schema = if (200..300).contains(&status) {
@@ -81,12 +119,17 @@ impl Schemas {
         }
     }
 
-    /// What in `value` the schema `name` does not allow, one sentence each
-    /// with its path; empty when it conforms.
-    pub fn check(&self, name: &str, value: &Value) -> Vec<String> {
-        let mut errors = Vec::new();
-        let schema = self.named(name);
-        self.node(schema, value, name, &mut errors);
+    /// An event, and the object in its `data.object` against the schema its
+    /// `object` field names (Stripe).
+    pub fn check_event(&self, event: &Value) -> Vec<String> {
+        let mut errors = self.check("event", event);
+        let object = &event["data"]["object"];
+        match object["object"].as_str() {
+            Some(name) if self.schemas.get(name).is_some() => {
+                errors.extend(self.check(name, object));
+            }
+            other => errors.push(format!("event.data.object: no schema for {other:?}")),
+        }
         errors
     }
 
@@ -101,25 +144,33 @@ impl Schemas {
             let name = reference.rsplit('/').next().unwrap();
             return self.node(self.named(name), value, path, errors);
         }
+        for part in schema["allOf"].as_array().into_iter().flatten() {
+            self.node(part, value, path, errors);
+        }
+        for key in ["oneOf", "anyOf"] {
+            if let Some(branches) = schema[key].as_array() {
+                let fits = branches.iter().any(|branch| {
+                    let mut inner = Vec::new();
+                    self.node(branch, value, path, &mut inner);
+                    inner.is_empty()
+                });
+                if !fits {
+                    errors.push(format!("{path}: {value} fits none of its {key}"));
+                }
+                return;
+            }
+        }
         if value.is_null() {
-            if schema["nullable"] != true {
+            let typed = schema.get("type").is_some() || schema.get("enum").is_some();
+            if typed && schema["nullable"] != true {
                 errors.push(format!("{path}: null, but not nullable"));
             }
             return;
         }
-        for part in schema["allOf"].as_array().into_iter().flatten() {
-            self.node(part, value, path, errors);
-        }
-        if let Some(branches) = schema["anyOf"].as_array() {
-            let fits = branches.iter().any(|branch| {
-                let mut inner = Vec::new();
-                self.node(branch, value, path, &mut inner);
-                inner.is_empty()
-            });
-            if !fits {
-                errors.push(format!("{path}: {value} fits none of {branches:?}"));
-            }
-            return;
+        if let Some(allowed) = schema["enum"].as_array()
+            && !allowed.contains(value)
+        {
+            errors.push(format!("{path}: {value} is not one of {allowed:?}"));
         }
         if let Some(kind) = schema["type"].as_str() {
             let fits = match kind {
@@ -129,28 +180,36 @@ impl Schemas {
                 "boolean" => value.is_boolean(),
                 "object" => value.is_object(),
                 "array" => value.is_array(),
-                _ => true,
+                other => panic!("{path}: the checker does not know the type {other}"),
             };
             if !fits {
                 errors.push(format!("{path}: {value} is not of type {kind}"));
                 return;
             }
         }
-        if let Some(allowed) = schema["enum"].as_array()
-            && !allowed.contains(value)
-        {
-            errors.push(format!("{path}: {value} is not one of {allowed:?}"));
-        }
         if let Some(text) = value.as_str() {
             let length = text.chars().count() as u64;
-            if schema["minLength"].as_u64().is_some_and(|min| length < min) {
-                errors.push(format!("{path}: {value} is shorter than minLength"));
+            if schema["minLength"].as_u64().is_some_and(|min| length < min)
+                || schema["maxLength"].as_u64().is_some_and(|max| length > max)
+            {
+                errors.push(format!("{path}: {value} has a length out of bounds"));
             }
-            if schema["maxLength"].as_u64().is_some_and(|max| length > max) {
-                errors.push(format!("{path}: {value} is longer than maxLength"));
+            let formatted = match schema["format"].as_str() {
+                Some("date-time") => chrono::DateTime::parse_from_rfc3339(text).is_ok(),
+                Some("date") => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok(),
+                _ => true,
+            };
+            if !formatted {
+                errors.push(format!("{path}: {value} is not a {}", schema["format"]));
             }
         }
         if let Some(items) = value.as_array() {
+            let count = items.len() as u64;
+            if schema["minItems"].as_u64().is_some_and(|min| count < min)
+                || schema["maxItems"].as_u64().is_some_and(|max| count > max)
+            {
+                errors.push(format!("{path}: {count} items is out of bounds"));
+            }
             for (i, item) in items.iter().enumerate() {
                 self.node(&schema["items"], item, &format!("{path}[{i}]"), errors);
             }
@@ -170,31 +229,15 @@ impl Schemas {
             match properties.and_then(|p| p.get(key)) {
                 Some(property) => self.node(property, field, &path, errors),
                 None => match &schema["additionalProperties"] {
-                    Value::Object(_) => {
-                        self.node(&schema["additionalProperties"], field, &path, errors)
-                    }
-                    Value::Bool(true) => {}
-                    _ if properties.is_some() => {
+                    extra @ Value::Object(_) => self.node(extra, field, &path, errors),
+                    Value::Bool(false) => errors.push(format!("{path}: not a field of the schema")),
+                    Value::Null if self.closed && properties.is_some() => {
                         errors.push(format!("{path}: not a field of the schema"))
                     }
                     _ => {}
                 },
             }
         }
-    }
-
-    /// An event, and the object in its `data.object` against the schema its
-    /// `object` field names.
-    pub fn check_event(&self, event: &Value) -> Vec<String> {
-        let mut errors = self.check("event", event);
-        let object = &event["data"]["object"];
-        match object["object"].as_str() {
-            Some(name) if self.schemas.get(name).is_some() => {
-                errors.extend(self.check(name, object));
-            }
-            other => errors.push(format!("event.data.object: no schema for {other:?}")),
-        }
-        errors
     }
 }
 
@@ -204,8 +247,10 @@ mod tests {
 
     use super::*;
 
+    /// The checker itself finds what it should: a check that cannot fail
+    /// proves nothing.
     #[test]
-    fn the_checker_finds_what_a_schema_refuses() {
+    fn the_checker_finds_what_stripes_schemas_refuse() {
         let schemas = Schemas::stripe();
         let error = json!({"error": {"type": "api_error", "message": "x"}});
         assert_eq!(schemas.check("error", &error), Vec::<String>::new());
@@ -231,7 +276,7 @@ mod tests {
     }
 
     #[test]
-    fn the_checker_finds_what_does_not_conform_to_plaid() {
+    fn the_checker_finds_what_plaids_schemas_refuse() {
         let plaid = Schemas::plaid();
         assert_eq!(
             plaid.document()["version"]
@@ -269,5 +314,26 @@ mod tests {
                 .check_answer("/no/such/path", 200, &Value::Null)
                 .is_empty()
         );
+
+        let link = Schemas::plaid_link();
+        let error = json!({"error_type": "ITEM_ERROR", "error_code": "ITEM_LOGIN_REQUIRED",
+                           "error_message": "m", "display_message": null});
+        link.assert_valid("PlaidError", &error);
+        for broken in [
+            json!({"error_type": "ITEM_ERROR", "error_code": "X", "display_message": null}),
+            json!({"error_type": "NOT_A_TYPE", "error_code": "X", "error_message": "m", "display_message": null}),
+            json!({"error_type": "ITEM_ERROR", "error_code": 7, "error_message": "m", "display_message": null}),
+        ] {
+            assert!(
+                !link.check("PlaidError", &broken).is_empty(),
+                "{broken} passed"
+            );
+        }
+        let key = json!({"alg": "ES256", "kid": "k", "kty": "EC", "crv": "P-256", "x": "x", "y": "y",
+                         "use": "sig", "created_at": 1, "expired_at": null});
+        link.assert_valid("JWKPublicKey", &key);
+        let mut stale = key.clone();
+        stale["created_at"] = json!("yesterday");
+        assert!(!link.check("JWKPublicKey", &stale).is_empty());
     }
 }
