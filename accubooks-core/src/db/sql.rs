@@ -336,6 +336,22 @@ pub(crate) fn unique_violation(err: &sqlx::Error) -> Option<Unique> {
     })
 }
 
+/// `column` (a record's metadata) holds every key and value of the
+/// metadata bound as `$n` (its JSON object as text): containment on
+/// PostgreSQL (which a GIN index on the column answers), each pair of the
+/// object compared with `json_extract` on SQLite. Keys are
+/// `[a-z0-9_.-]` (`crate::metadata`), so they quote safely in a JSON path.
+pub(crate) fn has_metadata(pool: &impl Backend, column: &str, n: usize) -> String {
+    if pool.is_postgres() {
+        format!("{column} @> CAST(${n} AS JSONB)")
+    } else {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM json_each(${n}) f \
+             WHERE json_extract({column}, '$.\"' || f.key || '\"') IS NOT f.value)"
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

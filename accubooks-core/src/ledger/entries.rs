@@ -11,7 +11,7 @@ use super::Ledger;
 use super::accounts::{Account, accounts_for_posting};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
-use crate::db::sql::{Backend, BeginScoped, List, in_list, on_pool};
+use crate::db::sql::{BeginScoped, List, has_metadata, in_list, on_pool};
 use crate::idempotency::{IdempotencyKey, Render};
 use crate::metadata::Metadata;
 use crate::money::{self, AmountText, MoneyError};
@@ -461,23 +461,16 @@ pub async fn list_entries(
         page.after
             .unwrap_or(if newest { (to, i64::MAX) } else { (from, 0) });
     let (past, direction) = if newest { ("<", "DESC") } else { (">", "ASC") };
-    // The metadata pairs: one containment test on PostgreSQL (answered by
-    // the GIN index), one `json_extract` per pair on SQLite; bound from $7.
+    // The metadata pairs, bound as one JSON object ($7).
+    let pool = db.pool();
     let meta = |alias: &str| -> String {
         if filter.metadata.is_empty() {
             String::new()
-        } else if db.pool().is_postgres() {
-            format!("AND {alias}.metadata @> CAST($7 AS JSONB)")
         } else {
-            (0..filter.metadata.iter().count())
-                .map(|n| {
-                    format!(
-                        " AND json_extract({alias}.metadata, ${}) = ${}",
-                        7 + 2 * n,
-                        8 + 2 * n
-                    )
-                })
-                .collect()
+            format!(
+                "AND {}",
+                has_metadata(pool, &format!("{alias}.metadata"), 7)
+            )
         }
     };
     let reversed = match filter.reversed {
@@ -513,7 +506,7 @@ pub async fn list_entries(
     };
     let owned = organization.to_owned();
     let fetch = page.limit.fetch();
-    let (metadata, postgres) = (filter.metadata.clone(), db.pool().is_postgres());
+    let metadata = filter.metadata.clone();
     let entries: Vec<Entry> = db
         .run(|pool| async move {
             let heads_sql = format!(
@@ -542,13 +535,7 @@ pub async fn list_entries(
                     .bind(after_id)
                     .bind(fetch);
                 if !metadata.is_empty() {
-                    if postgres {
-                        keys = keys.bind(metadata.to_stored());
-                    } else {
-                        for (key, value) in metadata.iter() {
-                            keys = keys.bind(format!("$.\"{key}\"")).bind(value.to_owned());
-                        }
-                    }
+                    keys = keys.bind(metadata.to_stored());
                 }
                 let keys: Vec<(NaiveDate, i64)> = keys.fetch_all(&mut *tx).await?;
                 let ids: Vec<i64> = keys.iter().map(|(_, id)| *id).collect();
