@@ -194,13 +194,14 @@ organization_classes! {
     }
 
     /// Opens an account.
-    #[pyo3(signature = (code, name, r#type, currency, parent = None, *, idempotency_key = None))]
+    #[pyo3(signature = (code, name, r#type, currency, parent = None, *, metadata = None, idempotency_key = None))]
     fn create_account [instance, org] (
         code: String,
         name: String,
         r#type: &str,
         currency: String,
         parent: Option<String>,
+        metadata: Option<&Bound<'_, PyAny>>,
         idempotency_key: Option<String>,
     ) {
         let kind = accubooks_core::ledger::AccountType::parse(r#type).ok_or_else(|| {
@@ -209,7 +210,8 @@ organization_classes! {
                 format!("{type:?} is not an account type: use asset, liability, equity, revenue or expense.", type = r#type),
             )
         })?;
-        let new = accubooks_core::ledger::NewAccount { code, name, kind, currency, parent };
+        let metadata = convert::metadata_arg(metadata, "metadata")?;
+        let new = accubooks_core::ledger::NewAccount { code, name, kind, currency, parent, metadata };
         async move {
             let caller = instance.caller(&org).await?;
             json(instance.books().create_account(&caller, new, key(idempotency_key)).await)
@@ -221,12 +223,23 @@ organization_classes! {
     /// One page: at most `limit` (1 to 500, default 100) items after the
     /// cursor `after`; the answer's `next_cursor` names the next page
     /// (`None` on the last). `accubooks.iterate` follows it.
-    #[pyo3(signature = (*, limit = None, after = None))]
-    fn accounts [instance, org] (limit: Option<i64>, after: Option<String>) {
+    #[pyo3(signature = (*, metadata = None, limit = None, after = None))]
+    fn accounts [instance, org] (metadata: Option<&Bound<'_, PyAny>>, limit: Option<i64>, after: Option<String>) {
+        let metadata = convert::metadata_arg(metadata, "metadata")?;
         let page = page(limit, after.as_deref())?;
         async move {
             let caller = instance.caller(&org).await?;
-            paged(instance.books().accounts(&caller, page).await)
+            paged(instance.books().accounts(&caller, metadata, page).await)
+        }
+    }
+
+    /// Replaces an account's metadata (`{}` removes it); answers the account.
+    #[pyo3(signature = (code, metadata))]
+    fn set_account_metadata [instance, org] (code: String, metadata: &Bound<'_, PyAny>) {
+        let metadata = convert::metadata_arg(Some(metadata), "metadata")?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().replace_account_metadata(&caller, &code, metadata).await)
         }
     }
 

@@ -161,3 +161,15 @@ def test_entries_carry_metadata_and_are_found_by_it(open_books: Open, database_u
         org.post_entry("2026-03-04", lines, metadata={"Order": "x"})
     assert refused.value.code == "INVALID_FIELD"
     assert len(org.entries(from_="2026-03-04", to="2026-03-04")) == 0
+
+
+def test_accounts_carry_replaceable_metadata(open_books: Open, database_url: str) -> None:
+    books = open_books(database_url)
+    org = books.register(unique_email("chart"), PASSWORD, "Chart")
+    opened = org.create_account("1010", "Bank EU", "asset", "USD", metadata={"region": "eu"})
+    assert opened["metadata"] == {"region": "eu"}
+    assert [a["code"] for a in org.accounts(metadata={"region": "eu"})] == ["1010"]
+    assert org.set_account_metadata("1010", {"region": "us", "bank": "x"})["metadata"] == {"bank": "x", "region": "us"}
+    assert org.accounts(metadata={"region": "eu"}) == []
+    with pytest.raises(accubooks.NotFoundError):
+        org.set_account_metadata("9999", {})

@@ -486,9 +486,140 @@ async fn entries_carry_metadata_and_are_found_by_it(store: Store) {
     }
 }
 
+/// Accounts carry metadata given when they are opened, answered in the
+/// chart of accounts; an accountant replaces it (a viewer may not), and the
+/// chart filters on it; another organization's account is not there.
+async fn accounts_carry_replaceable_metadata(store: Store) {
+    let books = Books::start(store).await;
+    let token = books.register("chart@acme.test", "USD").await;
+    let (status, opened) = books
+        .call(
+            "POST",
+            "/api/accounts",
+            Some(&token),
+            Some(
+                json!({"code": "1010", "name": "Bank EU", "type": "asset", "currency": "USD",
+                        "metadata": {"region": "eu", "iban.last4": "1234"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{opened}");
+    assert_eq!(
+        opened["metadata"],
+        json!({"region": "eu", "iban.last4": "1234"})
+    );
+    let codes = |query: &'static str| {
+        let (books, token) = (&books, &token);
+        async move {
+            let (items, _) =
+                read_all(books, token, &format!("/api/accounts?{query}"), async || {}).await;
+            items
+                .iter()
+                .map(|a| a["code"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(codes("metadata[region]=eu").await, vec!["1010"]);
+    let all = codes("limit=500").await;
+    assert!(all.len() > 5 && all.contains(&"1000".to_owned()), "{all:?}");
+
+    // Replaced, whole: keys not given are gone.
+    let (status, replaced) = books
+        .call(
+            "PUT",
+            "/api/accounts/1000/metadata",
+            Some(&token),
+            Some(json!({"region": "us"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replaced}");
+    assert_eq!(replaced["metadata"], json!({"region": "us"}));
+    assert_eq!(replaced["code"], "1000");
+    let (status, cleared) = books
+        .call(
+            "PUT",
+            "/api/accounts/1010/metadata",
+            Some(&token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cleared}");
+    assert_eq!(cleared["metadata"], json!({}));
+    assert_eq!(codes("metadata[region]=eu").await, Vec::<String>::new());
+    assert_eq!(codes("metadata[region]=us").await, vec!["1000"]);
+
+    // Bounds, roles, tenants.
+    let (status, body) = books
+        .call(
+            "PUT",
+            "/api/accounts/1000/metadata",
+            Some(&token),
+            Some(json!({"Region": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        codes("metadata[region]=us").await,
+        vec!["1000"],
+        "unchanged"
+    );
+    let (status, _) = books
+        .call(
+            "PUT",
+            "/api/accounts/9999/metadata",
+            Some(&token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = books
+        .call(
+            "POST",
+            "/api/users",
+            Some(&token),
+            Some(json!({"email": "viewer@acme.test", "password": "viewer password", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, login) = books
+        .call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"email": "viewer@acme.test", "password": "viewer password"})),
+        )
+        .await;
+    let viewer = login["token"].as_str().unwrap().to_owned();
+    let (status, _) = books
+        .call(
+            "PUT",
+            "/api/accounts/1000/metadata",
+            Some(&viewer),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let other = books.register("neighbour@acme.test", "USD").await;
+    let (status, theirs) = books
+        .call(
+            "PUT",
+            "/api/accounts/1000/metadata",
+            Some(&other),
+            Some(json!({"x": "y"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{theirs}");
+    assert_eq!(
+        codes("metadata[region]=us").await,
+        vec!["1000"],
+        "their 1000 is theirs"
+    );
+}
+
 on_every_store!(
     the_journal_pages_without_gaps_while_entries_are_posted,
     entries_carry_metadata_and_are_found_by_it,
+    accounts_carry_replaceable_metadata,
 );
 
 on_every_door!(an_account_history_runs_its_balance_across_pages);

@@ -352,6 +352,16 @@ pub(crate) fn has_metadata(pool: &impl Backend, column: &str, n: usize) -> Strin
     }
 }
 
+/// The placeholder `$n` of a JSON value stored in a metadata column: cast
+/// to `JSONB` on PostgreSQL, as it is (text) on SQLite.
+pub(crate) fn json_param(pool: &impl Backend, n: usize) -> String {
+    if pool.is_postgres() {
+        format!("CAST(${n} AS JSONB)")
+    } else {
+        format!("${n}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,11 @@ fn books_routes() -> Vec<Route> {
     vec![
         Route::read("/api/accounts", list_accounts)
             .summary("The chart of accounts with current balances, by code")
+            .query(
+                "metadata[KEY]",
+                "Only accounts whose metadata has KEY set to this value (each pair at most once)",
+                false,
+            )
             .paged()
             .returns_list::<ledger::AccountShown<'static>>(200),
         Route::change(Method::POST, "/api/accounts", create_account)
@@ -62,6 +67,14 @@ fn books_routes() -> Vec<Route> {
             )
             .paged()
             .returns_list::<ledger::Entry>(200),
+        Route::change(
+            Method::PUT,
+            "/api/accounts/{code}/metadata",
+            replace_account_metadata,
+        )
+        .summary("Replace an account's metadata ({} removes it)")
+        .body::<crate::metadata::Metadata>()
+        .returns::<ledger::AccountShown<'static>>(200),
         Route::read("/api/accounts/{code}/entries", account_history)
             .summary(
                 "An account's postings in date order, each with the account's balance after it \
@@ -93,9 +106,21 @@ fn books_routes() -> Vec<Route> {
 const NO_SUCH_ENTRY: &str = "There is no such journal entry.";
 
 async fn list_accounts(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let (page, NoFilter {}) = list_query(&request)?;
-    let accounts = app.books().accounts(&request.principal()?, page).await?;
+    let (page, NoFilter {}, metadata) = super::list_query_with_metadata(&request)?;
+    let accounts = app
+        .books()
+        .accounts(&request.principal()?, metadata, page)
+        .await?;
     Ok(page_response(&request, &accounts))
+}
+
+async fn replace_account_metadata(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let (caller, metadata) = (request.principal()?, request.json()?);
+    let account = app
+        .books()
+        .replace_account_metadata(&caller, account_code(&request), metadata)
+        .await?;
+    Ok(json_response(StatusCode::OK, &account))
 }
 
 async fn create_account(app: AccuBooks, request: Request) -> Result<Response, ApiError> {

@@ -8,8 +8,9 @@ use sqlx::Row;
 
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
-use crate::db::sql::{BeginScoped, List, in_list, on_pool};
+use crate::db::sql::{BeginScoped, List, has_metadata, in_list, json_param, on_pool};
 use crate::idempotency::{self, IdempotencyKey};
+use crate::metadata::Metadata;
 use crate::money;
 use crate::organization::OrganizationId;
 use crate::paging::{Page, PageRequest};
@@ -77,6 +78,8 @@ pub struct Account {
     pub parent: Option<String>,
     /// Balance in minor units, debits positive.
     pub balance_minor: i64,
+    /// Its metadata (contract §5).
+    pub metadata: Metadata,
 }
 
 impl Account {
@@ -104,6 +107,7 @@ pub(crate) struct AccountShown<'a> {
     parent: Option<&'a str>,
     #[schema(value_type = crate::money::AmountText)]
     balance: String,
+    metadata: &'a Metadata,
 }
 
 impl Serialize for Account {
@@ -116,6 +120,7 @@ impl Serialize for Account {
             currency: &self.currency,
             parent: self.parent.as_deref(),
             balance: self.balance_text(),
+            metadata: &self.metadata,
         }
         .serialize(serializer)
     }
@@ -137,6 +142,9 @@ pub struct NewAccount {
     /// Code of the parent account (same type), if any.
     #[serde(default)]
     pub parent: Option<String>,
+    /// String keys and values kept with the account (contract §5).
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
 }
 
 /// Checks an account code: short and free of characters that would make
@@ -177,8 +185,8 @@ pub(crate) fn validate_currency(currency: &str) -> LedgerResult<u32> {
     })
 }
 
-const SELECT_ACCOUNT: &str = "SELECT a.id, a.code, a.name, a.type, a.currency, p.code AS parent, a.balance \
-     FROM accounts a LEFT JOIN accounts p ON p.id = a.parent_id";
+const SELECT_ACCOUNT: &str = "SELECT a.id, a.code, a.name, a.type, a.currency, p.code AS parent, a.balance, \
+     CAST(a.metadata AS TEXT) AS metadata FROM accounts a LEFT JOIN accounts p ON p.id = a.parent_id";
 
 fn account_from_row<R: Row>(row: &R) -> Result<Account, sqlx::Error>
 where
@@ -197,38 +205,92 @@ where
         currency: row.try_get("currency")?,
         parent: row.try_get("parent")?,
         balance_minor: row.try_get("balance")?,
+        metadata: Metadata::from_stored(row.try_get::<Option<String>, _>("metadata")?.as_deref()),
     })
 }
 
 /// A page of the organization's accounts, ordered by code (unique in the
-/// organization, and never changed).
+/// organization, and never changed), with every pair of `metadata`.
 pub async fn list_accounts(
     db: &Database,
     organization: &OrganizationId,
+    metadata: &Metadata,
     page: &PageRequest<String>,
 ) -> LedgerResult<Page<Vec<Account>>> {
+    let filter = if metadata.is_empty() {
+        String::new()
+    } else {
+        format!("AND {}", has_metadata(db.pool(), "a.metadata", 4))
+    };
     let sql = format!(
-        "{SELECT_ACCOUNT} WHERE a.organization_id = $1 AND a.code > $2 ORDER BY a.code LIMIT $3"
+        "{SELECT_ACCOUNT} WHERE a.organization_id = $1 AND a.code > $2 {filter} \
+         ORDER BY a.code LIMIT $3"
     );
     let organization = organization.to_owned();
     let after = page.after.clone().unwrap_or_default();
     let fetch = page.limit.fetch();
+    let metadata = metadata.to_stored();
     let accounts: Vec<Account> = db
         .run(|pool| async move {
             on_pool!(pool, p => {
                 let mut tx = p.begin_for(&organization).await?;
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                     .bind(&organization)
                     .bind(&after)
-                    .bind(fetch)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                    .bind(fetch);
+                if metadata.is_some() {
+                    query = query.bind(&metadata);
+                }
+                let rows = query.fetch_all(&mut *tx).await?;
                 tx.commit().await?;
                 rows.iter().map(account_from_row).collect()
             })
         })
         .await?;
     Ok(page.page(accounts, |account| account.code.clone()))
+}
+
+/// Replaces the metadata of account `code` (an empty map removes it).
+pub async fn replace_account_metadata(
+    db: &Database,
+    organization: &OrganizationId,
+    code: &str,
+    metadata: &Metadata,
+) -> LedgerResult<Account> {
+    let sql = format!(
+        "UPDATE accounts SET metadata = {} WHERE organization_id = $2 AND code = $3",
+        json_param(db.pool(), 1)
+    );
+    let (owned, stored, code_owned) = (
+        organization.to_owned(),
+        metadata.to_stored(),
+        code.to_owned(),
+    );
+    let changed: u64 = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                let mut tx = p.begin_for(&owned).await?;
+                let changed = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(&stored)
+                    .bind(&owned)
+                    .bind(&code_owned)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(changed)
+            })
+        })
+        .await?;
+    if changed == 0 {
+        return Err(LedgerError::NotFound(format!(
+            "There is no account {code:?}."
+        )));
+    }
+    accounts_by_code(db, organization, &[code])
+        .await?
+        .remove(code)
+        .ok_or_else(|| LedgerError::NotFound(format!("There is no account {code:?}.")))
 }
 
 /// The organization's accounts with these codes, by code. Unknown codes are
@@ -305,8 +367,11 @@ impl AccountCache {
             accounts.clear();
         }
         for account in found.values() {
+            // Postings need ids, types and currencies: not balances, nor
+            // metadata (up to 10 KB an account).
             let kept = Account {
                 balance_minor: 0,
+                metadata: Metadata::default(),
                 ..account.clone()
             };
             accounts.insert((organization.to_owned(), account.code.clone()), kept);
@@ -331,6 +396,7 @@ pub async fn accounts_for_posting(
         found.extend(fetched.into_iter().map(|(code, account)| {
             let account = Account {
                 balance_minor: 0,
+                metadata: Metadata::default(),
                 ..account
             };
             (code, account)
@@ -377,18 +443,22 @@ pub async fn create_account(
     db.run(|pool| {
             let new = new.clone();
             async move {
-                let sql = "INSERT INTO accounts (organization_id, code, name, type, currency, parent_id) \
-                           VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
+                let sql = format!(
+                    "INSERT INTO accounts (organization_id, code, name, type, currency, parent_id, metadata) \
+                     VALUES ($1, $2, $3, $4, $5, $6, {}) RETURNING id",
+                    json_param(&pool, 7)
+                );
                 let result: Result<Account, sqlx::Error> = async {
                     on_pool!(pool, p => {
                     let mut tx = p.begin_for(&organization_owned).await?;
-                    let id: i64 = sqlx::query_scalar(sql)
+                    let id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
                         .bind(&organization_owned)
                         .bind(&new.code)
                         .bind(&new.name)
                         .bind(new.kind.as_str())
                         .bind(&new.currency)
                         .bind(parent_id)
+                        .bind(new.metadata.to_stored())
                         .fetch_one(&mut *tx)
                         .await?;
                     let account = Account {
@@ -399,6 +469,7 @@ pub async fn create_account(
                         currency: new.currency,
                         parent: new.parent,
                         balance_minor: 0,
+                        metadata: new.metadata,
                     };
                     if let Some((key, render)) = idempotency {
                         let (status, body) = render(&account);
@@ -437,6 +508,7 @@ mod tests {
             currency: "USD".to_owned(),
             parent: None,
             balance_minor: 1234,
+            metadata: Metadata::default(),
         };
         let cache = AccountCache::default();
         cache.insert(

@@ -684,6 +684,7 @@ mod tests {
                     currency: (*currency).to_owned(),
                     parent: None,
                     balance_minor: 0,
+                    metadata: Metadata::default(),
                 },
             )
         })

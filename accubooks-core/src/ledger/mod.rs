@@ -18,6 +18,7 @@ use crate::db::Database;
 pub(crate) use accounts::AccountShown;
 pub use accounts::{
     Account, AccountCache, AccountType, NewAccount, RenderRecord, create_account, list_accounts,
+    replace_account_metadata,
 };
 pub use committer::Committer;
 pub use effects::{Bind, Effect, EffectTx, Guard, GuardedUpdate};

@@ -81,7 +81,7 @@ impl Books<'_> {
             limit: crate::paging::Limit::new(1).expect("1 is a valid limit"),
             after: None,
         };
-        let accounts = self.accounts(&principal, first).await?;
+        let accounts = self.accounts(&principal, Default::default(), first).await?;
         if accounts.items.is_empty() {
             return Err(LedgerError::NotFound(format!("There is no organization {id}.")).into());
         }

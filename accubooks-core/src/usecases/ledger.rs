@@ -10,6 +10,7 @@ use crate::ledger::{
     self, Account, AccountBalance, Entry, EntryFilter, EntryInput, EntryKey, LedgerKey, LedgerRow,
     NewAccount,
 };
+use crate::metadata::Metadata;
 use crate::paging::{Page, PageRequest};
 
 /// Most entries one batch may carry.
@@ -32,15 +33,37 @@ pub struct Posted {
 }
 
 impl Books<'_> {
-    /// A page of the chart of accounts with current balances, by code.
+    /// A page of the chart of accounts with current balances, by code: those
+    /// with every pair of `metadata` (all when empty).
     pub async fn accounts(
         &self,
         caller: &Principal,
+        metadata: Metadata,
         page: PageRequest<String>,
     ) -> Result<Page<Vec<Account>>> {
         self.run("accounts", Some(caller), Role::Viewer, async {
-            Ok(ledger::list_accounts(self.app.database(), &org(caller), &page).await?)
+            let db = self.app.database();
+            Ok(ledger::list_accounts(db, &org(caller), &metadata, &page).await?)
         })
+        .await
+    }
+
+    /// Replaces an account's metadata.
+    pub async fn replace_account_metadata(
+        &self,
+        caller: &Principal,
+        code: &str,
+        metadata: Metadata,
+    ) -> Result<Account> {
+        self.run(
+            "replace_account_metadata",
+            Some(caller),
+            Role::Accountant,
+            async {
+                let db = self.app.database();
+                Ok(ledger::replace_account_metadata(db, &org(caller), code, &metadata).await?)
+            },
+        )
         .await
     }
 

@@ -302,6 +302,7 @@ class Organization:
         currency: str,
         parent: str | None = None,
         *,
+        metadata: dict[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> Account:
         """Opens an account. ``parent`` is the code of an account of the same type.
@@ -311,12 +312,18 @@ class Organization:
             ValidationError: ``INVALID_ACCOUNT_CODE``, ``UNKNOWN_CURRENCY``...
         """
 
-    def accounts(self, *, limit: int | None = None, after: str | None = None) -> Page[Account]:
-        """The accounts with their balances (debits positive), by code.
+    def accounts(
+        self, *, metadata: dict[str, str] | None = None, limit: int | None = None, after: str | None = None
+    ) -> Page[Account]:
+        """The accounts with their balances (debits positive), by code; with
+        ``metadata``, those with each of its keys set to its value.
 
         One page (``limit`` 1 to 500, default 100, after the cursor ``after``); its
         ``next_cursor`` names the next. ``accubooks.iterate`` reads them all.
         """
+
+    def set_account_metadata(self, code: str, metadata: dict[str, str]) -> Account:
+        """Replaces an account's metadata (``{}`` removes it); answers the account."""
 
     def post_entry(
         self,

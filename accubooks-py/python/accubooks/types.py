@@ -124,6 +124,8 @@ class Account(TypedDict):
     currency: str
     parent: Optional[str]
     balance: Decimal
+    #: String keys and values (``{}`` if none); ``set_account_metadata`` replaces them.
+    metadata: Dict[str, str]
 
 
 class _EntryLineBase(TypedDict):
