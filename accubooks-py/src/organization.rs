@@ -432,9 +432,10 @@ organization_classes! {
     }
 
     /// Adds a customer.
-    #[pyo3(signature = (name, email = None, *, idempotency_key = None))]
-    fn create_customer [instance, org] (name: String, email: Option<String>, idempotency_key: Option<String>) {
-        let new = NewCustomer { name, email };
+    #[pyo3(signature = (name, email = None, *, metadata = None, idempotency_key = None))]
+    fn create_customer [instance, org] (name: String, email: Option<String>, metadata: Option<&Bound<'_, PyAny>>, idempotency_key: Option<String>) {
+        let metadata = convert::metadata_arg(metadata, "metadata")?;
+        let new = NewCustomer { name, email, metadata };
         async move {
             let caller = instance.caller(&org).await?;
             json(instance.books().create_customer(&caller, new, key(idempotency_key)).await)
@@ -446,12 +447,23 @@ organization_classes! {
     /// One page: at most `limit` (1 to 500, default 100) items after the
     /// cursor `after`; the answer's `next_cursor` names the next page
     /// (`None` on the last). `accubooks.iterate` follows it.
-    #[pyo3(signature = (*, limit = None, after = None))]
-    fn customers [instance, org] (limit: Option<i64>, after: Option<String>) {
+    #[pyo3(signature = (*, metadata = None, limit = None, after = None))]
+    fn customers [instance, org] (metadata: Option<&Bound<'_, PyAny>>, limit: Option<i64>, after: Option<String>) {
+        let metadata = convert::metadata_arg(metadata, "metadata")?;
         let page = page(limit, after.as_deref())?;
         async move {
             let caller = instance.caller(&org).await?;
-            paged(instance.books().customers(&caller, page).await)
+            paged(instance.books().customers(&caller, metadata, page).await)
+        }
+    }
+
+    /// Replaces a customer's metadata (`{}` removes it); answers the customer.
+    #[pyo3(signature = (id, metadata))]
+    fn set_customer_metadata [instance, org] (id: i64, metadata: &Bound<'_, PyAny>) {
+        let metadata = convert::metadata_arg(Some(metadata), "metadata")?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().replace_customer_metadata(&caller, id, metadata).await)
         }
     }
 

@@ -173,3 +173,14 @@ def test_accounts_carry_replaceable_metadata(open_books: Open, database_url: str
     assert org.accounts(metadata={"region": "eu"}) == []
     with pytest.raises(accubooks.NotFoundError):
         org.set_account_metadata("9999", {})
+
+
+def test_customers_carry_replaceable_metadata(open_books: Open, database_url: str) -> None:
+    books = open_books(database_url)
+    org = books.register(unique_email("crm"), PASSWORD, "CRM")
+    ann = org.create_customer("Ann", metadata={"crm.id": "c-1"})
+    org.create_customer("Bob")
+    assert ann["metadata"] == {"crm.id": "c-1"}
+    assert [c["id"] for c in org.customers(metadata={"crm.id": "c-1"})] == [ann["id"]]
+    assert org.set_customer_metadata(ann["id"], {})["metadata"] == {}
+    assert org.customers(metadata={"crm.id": "c-1"}) == []

@@ -616,8 +616,93 @@ async fn accounts_carry_replaceable_metadata(store: Store) {
     );
 }
 
+/// Customers carry metadata given when they are added, answered in the
+/// list; an accountant replaces it, and the list filters on it.
+async fn customers_carry_replaceable_metadata(store: Store) {
+    let books = Books::start(store).await;
+    let token = books.register("crm@acme.test", "USD").await;
+    let mut ids = Vec::new();
+    for (name, crm) in [("Ann", "c-1"), ("Bob", "c-2"), ("Cy", "c-1")] {
+        let (status, added) = books
+            .call(
+                "POST",
+                "/api/customers",
+                Some(&token),
+                Some(json!({"name": name, "metadata": {"crm.id": crm}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{added}");
+        assert_eq!(added["metadata"], json!({"crm.id": crm}));
+        ids.push(added["id"].as_i64().unwrap());
+    }
+    let found = |query: &'static str| {
+        let (books, token) = (&books, &token);
+        async move {
+            let (items, _) = read_all(
+                books,
+                token,
+                &format!("/api/customers?{query}"),
+                async || {},
+            )
+            .await;
+            items
+                .iter()
+                .map(|c| c["id"].as_i64().unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        found("metadata[crm.id]=c-1&limit=1").await,
+        vec![ids[0], ids[2]]
+    );
+    let (status, replaced) = books
+        .call(
+            "PUT",
+            &format!("/api/customers/{}/metadata", ids[2]),
+            Some(&token),
+            Some(json!({"crm.id": "c-3", "tier": "gold"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replaced}");
+    assert_eq!(
+        replaced["metadata"],
+        json!({"crm.id": "c-3", "tier": "gold"})
+    );
+    assert_eq!(replaced["name"], "Cy");
+    assert_eq!(found("metadata[crm.id]=c-1").await, vec![ids[0]]);
+    assert_eq!(
+        found("metadata[tier]=gold&metadata[crm.id]=c-3").await,
+        vec![ids[2]]
+    );
+    let (status, body) = books
+        .call(
+            "PUT",
+            &format!("/api/customers/{}/metadata", ids[0]),
+            Some(&token),
+            Some(json!({"crm.id": 7})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let other = books.register("rival@acme.test", "USD").await;
+    let (status, _) = books
+        .call(
+            "PUT",
+            &format!("/api/customers/{}/metadata", ids[0]),
+            Some(&other),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another organization's customer"
+    );
+    assert_eq!(found("metadata[crm.id]=c-1").await, vec![ids[0]]);
+}
+
 on_every_store!(
     the_journal_pages_without_gaps_while_entries_are_posted,
+    customers_carry_replaceable_metadata,
     entries_carry_metadata_and_are_found_by_it,
     accounts_carry_replaceable_metadata,
 );

@@ -93,6 +93,7 @@ async fn run(ops: Vec<Op>) {
         NewCustomer {
             name: "C".into(),
             email: None,
+            metadata: Default::default(),
         },
         None,
     )

@@ -29,6 +29,11 @@ fn invoice_routes() -> Vec<Route> {
     vec![
         Route::read("/api/customers", list_customers)
             .summary("Customers, oldest first")
+            .query(
+                "metadata[KEY]",
+                "Only customers whose metadata has KEY set to this value (each pair at most once)",
+                false,
+            )
             .paged()
             .returns_list::<invoicing::Customer>(200),
         Route::change(Method::POST, "/api/customers", create_customer)
@@ -36,6 +41,14 @@ fn invoice_routes() -> Vec<Route> {
             .summary("Add a customer")
             .body::<NewCustomer>()
             .returns::<invoicing::Customer>(201),
+        Route::change(
+            Method::PUT,
+            "/api/customers/{id}/metadata",
+            replace_customer_metadata,
+        )
+        .summary("Replace a customer's metadata ({} removes it)")
+        .body::<crate::metadata::Metadata>()
+        .returns::<invoicing::Customer>(200),
         Route::read("/api/invoices", list_invoices)
             .summary(
                 "Invoices and credit notes with their lines, newest first; a page holds at most \
@@ -102,9 +115,22 @@ async fn create_customer(app: AccuBooks, request: Request) -> Result<Response, A
 }
 
 async fn list_customers(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let (page, NoFilter {}) = list_query(&request)?;
-    let customers = app.books().customers(&request.principal()?, page).await?;
+    let (page, NoFilter {}, metadata) = super::list_query_with_metadata(&request)?;
+    let customers = app
+        .books()
+        .customers(&request.principal()?, metadata, page)
+        .await?;
     Ok(page_response(&request, &customers))
+}
+
+async fn replace_customer_metadata(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let caller = request.principal()?;
+    let id = request.id("There is no such customer.")?;
+    let customer = app
+        .books()
+        .replace_customer_metadata(&caller, id, request.json()?)
+        .await?;
+    Ok(json_response(StatusCode::OK, &customer))
 }
 
 async fn create_invoice(app: AccuBooks, request: Request) -> Result<Response, ApiError> {

@@ -7,6 +7,7 @@
 //! the same transaction as the invoice's change of state, through the
 //! committer's effects. "Overdue" is derived from the due date.
 
+use crate::metadata::Metadata;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,9 @@ pub struct NewCustomer {
     /// E-mail address, optional.
     #[serde(default)]
     pub email: Option<String>,
+    /// String keys and values kept with the customer (contract §5).
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
 }
 
 /// A customer.
@@ -48,6 +52,8 @@ pub struct Customer {
     pub name: String,
     /// E-mail address.
     pub email: Option<String>,
+    /// Its metadata (`{}` when none).
+    pub metadata: Metadata,
 }
 
 /// An invoice line as a client sends it.

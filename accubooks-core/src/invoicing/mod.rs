@@ -13,5 +13,5 @@ pub use invoices::{
     NewCreditNote, NewCustomer, NewInvoice, NewLine, Settings, SettingsChange, ar_aging,
     create_customer, create_invoice, create_recurring_invoice, credit_note, get_invoice,
     get_settings, issue_invoice, list_customers, list_invoices, parse_timezone, put_settings,
-    record_payment, void_invoice,
+    record_payment, replace_customer_metadata, void_invoice,
 };

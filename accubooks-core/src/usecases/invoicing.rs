@@ -20,6 +20,7 @@ use crate::invoicing::{
 };
 use crate::ledger::LedgerError;
 use crate::ledger::{self};
+use crate::metadata::Metadata;
 use crate::money::AmountText;
 use crate::paging::{Page, PageRequest};
 use crate::saas::Failure;
@@ -54,15 +55,37 @@ enum Action {
 }
 
 impl Books<'_> {
-    /// A page of the organization's customers, oldest first.
+    /// A page of the organization's customers, oldest first: those with
+    /// every pair of `metadata` (all when empty).
     pub async fn customers(
         &self,
         caller: &Principal,
+        metadata: Metadata,
         page: PageRequest<i64>,
     ) -> Result<Page<Vec<Customer>>> {
         self.run("customers", Some(caller), Role::Viewer, async {
-            Ok(invoicing::list_customers(self.app.database(), &org(caller), &page).await?)
+            let db = self.app.database();
+            Ok(invoicing::list_customers(db, &org(caller), &metadata, &page).await?)
         })
+        .await
+    }
+
+    /// Replaces a customer's metadata.
+    pub async fn replace_customer_metadata(
+        &self,
+        caller: &Principal,
+        id: i64,
+        metadata: Metadata,
+    ) -> Result<Customer> {
+        self.run(
+            "replace_customer_metadata",
+            Some(caller),
+            Role::Accountant,
+            async {
+                let db = self.app.database();
+                Ok(invoicing::replace_customer_metadata(db, &org(caller), id, &metadata).await?)
+            },
+        )
         .await
     }
 

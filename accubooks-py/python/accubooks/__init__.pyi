@@ -436,12 +436,23 @@ class Organization:
         per account (the trial balance's figures)."""
 
     def create_customer(
-        self, name: str, email: str | None = None, *, idempotency_key: str | None = None
+        self,
+        name: str,
+        email: str | None = None,
+        *,
+        metadata: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> Customer:
         """Adds a customer."""
 
-    def customers(self, *, limit: int | None = None, after: str | None = None) -> Page[Customer]:
-        """The organization's customers, oldest first.
+    def set_customer_metadata(self, id: int, metadata: dict[str, str]) -> Customer:
+        """Replaces a customer's metadata (``{}`` removes it); answers the customer."""
+
+    def customers(
+        self, *, metadata: dict[str, str] | None = None, limit: int | None = None, after: str | None = None
+    ) -> Page[Customer]:
+        """The organization's customers, oldest first; with ``metadata``, those with each
+        of its keys set to its value.
 
         One page (``limit`` 1 to 500, default 100, after the cursor ``after``); its
         ``next_cursor`` names the next. ``accubooks.iterate`` reads them all.

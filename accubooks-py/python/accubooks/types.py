@@ -256,6 +256,8 @@ class Customer(TypedDict):
     id: int
     name: str
     email: Optional[str]
+    #: String keys and values (``{}`` if none); ``set_customer_metadata`` replaces them.
+    metadata: Dict[str, str]
 
 
 class _InvoiceLineInputBase(TypedDict):
