@@ -126,6 +126,31 @@ impl Books {
         (text("token"), text("organization_id"))
     }
 
+    /// Adds a user with `role` to the owner's organization and answers the
+    /// token the user gets by logging in.
+    pub async fn member_token(&self, owner: &str, email: &str, role: &str) -> String {
+        let password = "member password";
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/users",
+                Some(owner),
+                Some(json!({"email": email, "password": password, "role": role})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, login) = self
+            .call(
+                "POST",
+                "/api/auth/login",
+                None,
+                Some(json!({"email": email, "password": password})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{login}");
+        login["token"].as_str().unwrap().to_owned()
+    }
+
     /// Registers a new organization and returns the owner's token.
     pub async fn register(&self, email: &str, currency: &str) -> String {
         let (status, body) = self
@@ -876,24 +901,7 @@ async fn tokens_roles_and_organizations_are_walls(door: Door) {
         StatusCode::UNAUTHORIZED
     );
     // A viewer reads but cannot write.
-    let (status, _) = books
-        .call(
-            "POST",
-            "/api/users",
-            Some(&owner),
-            Some(json!({"email": "v@acme.test", "password": "viewer password", "role": "viewer"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let (_, login) = books
-        .call(
-            "POST",
-            "/api/auth/login",
-            None,
-            Some(json!({"email": "v@acme.test", "password": "viewer password"})),
-        )
-        .await;
-    let viewer = login["token"].as_str().unwrap().to_owned();
+    let viewer = books.member_token(&owner, "v@acme.test", "viewer").await;
     assert_eq!(
         books
             .call(

@@ -572,24 +572,9 @@ async fn accounts_carry_replaceable_metadata(store: Store) {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = books
-        .call(
-            "POST",
-            "/api/users",
-            Some(&token),
-            Some(json!({"email": "viewer@acme.test", "password": "viewer password", "role": "viewer"})),
-        )
+    let viewer = books
+        .member_token(&token, "viewer@acme.test", "viewer")
         .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let (_, login) = books
-        .call(
-            "POST",
-            "/api/auth/login",
-            None,
-            Some(json!({"email": "viewer@acme.test", "password": "viewer password"})),
-        )
-        .await;
-    let viewer = login["token"].as_str().unwrap().to_owned();
     let (status, _) = books
         .call(
             "PUT",
