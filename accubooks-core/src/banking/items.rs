@@ -10,7 +10,7 @@ use secrecy::SecretString;
 
 use super::*;
 use crate::db::Database;
-use crate::db::sql::{BeginScoped, in_scope, on_pool};
+use crate::db::sql::{in_scope, on_pool};
 use crate::jobs::now_ms;
 use crate::ledger::{LedgerError, LedgerResult};
 use crate::organization::OrganizationId;
@@ -303,22 +303,12 @@ pub(crate) async fn item_owner(
     db: &Database,
     item_id: &str,
 ) -> LedgerResult<Option<OrganizationId>> {
-    let id = item_id.to_owned();
-    Ok(db
-        .run(|pool| async move {
-            on_pool!(pool, p => {
-                let mut tx = p.begin_for_worker().await?;
-                let owner: Option<OrganizationId> = sqlx::query_scalar(
-                    "SELECT organization_id FROM bank_items WHERE item_id = $1 AND removed_ms IS NULL",
-                )
-                .bind(&id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(owner)
-            })
-        })
-        .await?)
+    Ok(crate::db::sql::owner_of(
+        db,
+        "SELECT organization_id FROM bank_items WHERE item_id = $1 AND removed_ms IS NULL",
+        item_id,
+    )
+    .await?)
 }
 
 /// A linked item of the organization, other than `item_id`, at the same

@@ -362,6 +362,30 @@ pub(crate) fn json_param(pool: &impl Backend, n: usize) -> String {
     }
 }
 
+/// The organization a record belongs to, looked up across organizations
+/// (a provider's webhook names only its own id, and arrives with no
+/// caller): `sql` selects `organization_id` by the record's key `$1`.
+/// `None` when no such record is there.
+pub(crate) async fn owner_of(
+    db: &crate::db::Database,
+    sql: &'static str,
+    key: &str,
+) -> crate::error::Result<Option<crate::organization::OrganizationId>> {
+    let key = key.to_owned();
+    db.run(|pool| async move {
+        on_pool!(pool, p => {
+            let mut tx = p.begin_for_worker().await?;
+            let owner = sqlx::query_scalar(sql)
+                .bind(&key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(owner)
+        })
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::invoices::{self, CASH, InvoiceKind, RECEIVABLE};
 use super::recurring::day_in;
 use crate::db::Database;
-use crate::db::sql::{BeginScoped, in_scope, on_pool};
+use crate::db::sql::{in_scope, on_pool};
 use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
 use crate::ledger::{Bind, Effect, GuardedUpdate};
 use crate::ledger::{Ledger, LedgerError, LedgerResult};
@@ -294,22 +294,12 @@ pub(crate) async fn intent_owner(
     db: &Database,
     intent_id: &str,
 ) -> LedgerResult<Option<OrganizationId>> {
-    let id = intent_id.to_owned();
-    Ok(db
-        .run(|pool| async move {
-            on_pool!(pool, p => {
-                let mut tx = p.begin_for_worker().await?;
-                let owner: Option<OrganizationId> = sqlx::query_scalar(
-                    "SELECT organization_id FROM stripe_payment_intents WHERE id = $1",
-                )
-                .bind(&id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(owner)
-            })
-        })
-        .await?)
+    Ok(crate::db::sql::owner_of(
+        db,
+        "SELECT organization_id FROM stripe_payment_intents WHERE id = $1",
+        intent_id,
+    )
+    .await?)
 }
 
 /// What a webhook event asks to post, kept as its job's payload.
