@@ -304,7 +304,6 @@ pub async fn match_line(
                 Box::new(invoices::Payment {
                     invoice_id,
                     amount: incoming,
-                    date: line.date,
                 }),
                 Box::new(matched(id, Some(invoice_id))),
             ];

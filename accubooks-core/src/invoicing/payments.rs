@@ -564,7 +564,6 @@ async fn reverse_failed_refund(
             Box::new(invoices::Payment {
                 invoice_id: invoice.id,
                 amount,
-                date,
             }),
             Box::new(refunded_to(
                 &intent.id,
@@ -664,7 +663,6 @@ async fn post_payment(
             Box::new(invoices::Payment {
                 invoice_id: invoice.id,
                 amount,
-                date,
             }),
             Box::new(paid(&intent.id, amount)),
         ],

@@ -348,10 +348,10 @@ async fn apply_effects(
     per_job: &[Vec<i64>],
 ) -> Result<(), Refused> {
     for (job, ids) in jobs.iter().zip(per_job) {
-        let Some(entry_id) = ids.first().copied() else {
+        let (Some(&entry_id), Some(entry)) = (ids.first(), job.entries.first()) else {
             continue;
         };
-        let mut tx = EffectTx::new(conn.reborrow(), &job.entries[0].organization, entry_id);
+        let mut tx = EffectTx::new(conn.reborrow(), &entry.organization, (entry_id, entry.date));
         for effect in &job.effects {
             if effect.apply(&mut tx).await? == Guard::StateChanged {
                 return Err(Refused::StateChanged);

@@ -34,6 +34,10 @@ pub enum Bind {
     Date(NaiveDate),
     /// The id of the job's first entry, known only inside the transaction.
     EntryId,
+    /// The date of the job's first entry as committed: an outside posting
+    /// dated in a locked period is moved to the first open day, so effects
+    /// that record "when" bind this rather than the date they asked for.
+    EntryDate,
     /// The organization of the job's entries.
     Organization,
 }
@@ -111,19 +115,20 @@ impl Connection<'_> {
 pub struct EffectTx<'t> {
     conn: Connection<'t>,
     organization: &'t OrganizationId,
-    entry_id: i64,
+    entry: (i64, NaiveDate),
 }
 
 impl<'t> EffectTx<'t> {
+    /// `entry` is the job's first entry: its id and date.
     pub(crate) fn new(
         conn: Connection<'t>,
         organization: &'t OrganizationId,
-        entry_id: i64,
+        entry: (i64, NaiveDate),
     ) -> Self {
         EffectTx {
             conn,
             organization,
-            entry_id,
+            entry,
         }
     }
 
@@ -134,18 +139,23 @@ impl<'t> EffectTx<'t> {
 
     /// The id of the job's first entry.
     pub fn entry_id(&self) -> i64 {
-        self.entry_id
+        self.entry.0
+    }
+
+    /// The date of the job's first entry as committed.
+    pub fn entry_date(&self) -> NaiveDate {
+        self.entry.1
     }
 
     /// Runs `sql` with `binds`; returns the number of rows it affected.
     pub async fn execute(&mut self, sql: &'static str, binds: &[Bind]) -> Result<u64, sqlx::Error> {
-        let (organization, entry_id) = (self.organization, self.entry_id);
+        let (organization, entry) = (self.organization, self.entry);
         Ok(match &mut self.conn {
-            Connection::Postgres(conn) => bound(sqlx::query(sql), binds, organization, entry_id)
+            Connection::Postgres(conn) => bound(sqlx::query(sql), binds, organization, entry)
                 .execute(&mut **conn)
                 .await?
                 .rows_affected(),
-            Connection::Sqlite(conn) => bound(sqlx::query(sql), binds, organization, entry_id)
+            Connection::Sqlite(conn) => bound(sqlx::query(sql), binds, organization, entry)
                 .execute(&mut **conn)
                 .await?
                 .rows_affected(),
@@ -159,13 +169,13 @@ impl<'t> EffectTx<'t> {
         sql: &'static str,
         binds: &[Bind],
     ) -> Result<i64, sqlx::Error> {
-        let (organization, entry_id) = (self.organization, self.entry_id);
+        let (organization, entry) = (self.organization, self.entry);
         match &mut self.conn {
-            Connection::Postgres(conn) => bound(sqlx::query(sql), binds, organization, entry_id)
+            Connection::Postgres(conn) => bound(sqlx::query(sql), binds, organization, entry)
                 .fetch_one(&mut **conn)
                 .await?
                 .try_get(0),
-            Connection::Sqlite(conn) => bound(sqlx::query(sql), binds, organization, entry_id)
+            Connection::Sqlite(conn) => bound(sqlx::query(sql), binds, organization, entry)
                 .fetch_one(&mut **conn)
                 .await?
                 .try_get(0),
@@ -174,12 +184,12 @@ impl<'t> EffectTx<'t> {
 }
 
 /// Binds `binds` to `query` in order, the job's entry and organization in
-/// place of [`Bind::EntryId`] and [`Bind::Organization`].
+/// place of [`Bind::EntryId`], [`Bind::EntryDate`] and [`Bind::Organization`].
 fn bound<'q, DB>(
     mut query: Query<'q, DB, DB::Arguments>,
     binds: &[Bind],
     organization: &OrganizationId,
-    entry_id: i64,
+    (entry_id, entry_date): (i64, NaiveDate),
 ) -> Query<'q, DB, DB::Arguments>
 where
     DB: sqlx::Database,
@@ -195,6 +205,7 @@ where
             Bind::Text(value) => query.bind(value.as_str()),
             Bind::Date(value) => query.bind(*value),
             Bind::EntryId => query.bind(entry_id),
+            Bind::EntryDate => query.bind(entry_date),
             Bind::Organization => query.bind(organization.as_str()),
         };
     }
@@ -217,7 +228,8 @@ mod tests {
         .await
         .unwrap();
         let (first, second) = (OrganizationId::nth(1), OrganizationId::nth(2));
-        let mut tx = EffectTx::new(Connection::Sqlite(&mut conn), &first, 42);
+        let day = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let mut tx = EffectTx::new(Connection::Sqlite(&mut conn), &first, (42, day));
         let id = tx
             .fetch_id(
                 "INSERT INTO t (organization_id, status) VALUES ($1, 'open') RETURNING id",
@@ -232,7 +244,7 @@ mod tests {
                 Bind::EntryId,
                 Bind::OptI64(None),
                 Bind::Text("n".to_owned()),
-                Bind::Date(NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()),
+                Bind::EntryDate,
                 Bind::I64(id),
                 Bind::Organization,
             ],
@@ -241,7 +253,7 @@ mod tests {
         // The state it guards is gone: a second application is refused.
         assert_eq!(close.apply(&mut tx).await.unwrap(), Guard::StateChanged);
         // Another organization's row is never matched.
-        let mut other = EffectTx::new(Connection::Sqlite(&mut conn), &second, 43);
+        let mut other = EffectTx::new(Connection::Sqlite(&mut conn), &second, (43, day));
         let reopen = GuardedUpdate::new(
             "UPDATE t SET status = 'open' WHERE id = $1 AND organization_id = $2",
             vec![Bind::I64(id), Bind::Organization],

@@ -86,12 +86,12 @@ pub(super) fn date_or_today(date: Option<&str>) -> LedgerResult<NaiveDate> {
 // committer's effects: each guards the state it expects of the invoice.
 
 /// A draft invoice or credit note becomes issued by the posting's entry.
-pub(super) fn issue(invoice_id: i64, date: NaiveDate) -> GuardedUpdate {
+pub(super) fn issue(invoice_id: i64) -> GuardedUpdate {
     GuardedUpdate::new(
         "UPDATE invoices SET status = 'issued', issue_date = $1, issue_entry_id = $2 \
          WHERE id = $3 AND organization_id = $4 AND status = 'draft'",
         vec![
-            Bind::Date(date),
+            Bind::EntryDate,
             Bind::EntryId,
             Bind::I64(invoice_id),
             Bind::Organization,
@@ -123,12 +123,12 @@ pub(crate) fn unpay(invoice_id: i64, amount: i64) -> GuardedUpdate {
 }
 
 /// An issued, unsettled invoice is voided by the posting's (reversing) entry.
-pub(super) fn void(invoice_id: i64, date: NaiveDate) -> GuardedUpdate {
+pub(super) fn void(invoice_id: i64) -> GuardedUpdate {
     GuardedUpdate::new(
         "UPDATE invoices SET status = 'void', void_date = $1, void_entry_id = $2 \
          WHERE id = $3 AND organization_id = $4 AND status = 'issued' AND paid = 0 AND credited = 0",
         vec![
-            Bind::Date(date),
+            Bind::EntryDate,
             Bind::EntryId,
             Bind::I64(invoice_id),
             Bind::Organization,
@@ -144,8 +144,6 @@ pub(crate) struct Payment {
     pub(crate) invoice_id: i64,
     /// Minor units.
     pub(crate) amount: i64,
-    /// The payment date.
-    pub(crate) date: NaiveDate,
 }
 
 impl Effect for Payment {
@@ -172,7 +170,7 @@ impl Effect for Payment {
                         Bind::Organization,
                         Bind::I64(self.invoice_id),
                         Bind::I64(self.amount),
-                        Bind::Date(self.date),
+                        Bind::EntryDate,
                         Bind::EntryId,
                     ],
                 )
@@ -190,7 +188,6 @@ pub(super) struct CreditNoteRows {
     customer_id: i64,
     credits_invoice: i64,
     currency: String,
-    date: NaiveDate,
     tax_rounding: &'static str,
     subtotal: i64,
     tax: i64,
@@ -212,7 +209,7 @@ impl Effect for CreditNoteRows {
                         Bind::I64(self.customer_id),
                         Bind::I64(self.credits_invoice),
                         Bind::Text(self.currency.clone()),
-                        Bind::Date(self.date),
+                        Bind::EntryDate,
                         Bind::EntryId,
                         Bind::Text(self.tax_rounding.to_owned()),
                         Bind::I64(self.subtotal),
@@ -285,7 +282,7 @@ pub async fn issue_invoice(
         .post_with_effects(
             vec![posting],
             idempotency.map(idempotency::pending),
-            vec![Box::new(issue(id, date))],
+            vec![Box::new(issue(id))],
         )
         .await?;
     get_invoice(db, organization, id).await
@@ -347,7 +344,6 @@ pub async fn record_payment(
             vec![Box::new(Payment {
                 invoice_id: id,
                 amount: minor,
-                date,
             })],
         )
         .await?;
@@ -397,7 +393,7 @@ pub async fn void_invoice(
                 .post_with_effects(
                     vec![mirror],
                     idempotency.map(idempotency::pending),
-                    vec![Box::new(void(id, date))],
+                    vec![Box::new(void(id))],
                 )
                 .await?;
         }
@@ -473,7 +469,6 @@ pub async fn credit_note(
         customer_id: invoice.customer_id,
         credits_invoice: id,
         currency: invoice.currency.clone(),
-        date,
         tax_rounding: rounding.as_str(),
         subtotal: totals.subtotal,
         tax: totals.tax,
