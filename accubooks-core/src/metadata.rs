@@ -90,6 +90,20 @@ impl Metadata {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// Adds `key` unless it is there already; `false` when there is no room
+    /// for another key. `key` must be a valid key.
+    pub(crate) fn insert_if_room(&mut self, key: &str, value: String) -> bool {
+        debug_assert!(check_key(key).is_ok(), "{key:?} is not a metadata key");
+        if self.0.contains_key(key) {
+            return true;
+        }
+        if self.0.len() >= MAX_KEYS {
+            return false;
+        }
+        self.0.insert(key.to_owned(), value);
+        true
+    }
+
     /// As stored: the JSON object, or `None` when empty (no bytes for the
     /// records that carry none).
     pub fn to_stored(&self) -> Option<String> {

@@ -16,13 +16,13 @@ use accubooks_core::http::ApiError;
 use accubooks_core::identity::NewUser;
 use accubooks_core::invoicing::recurring::NewRecurringInvoice;
 use accubooks_core::invoicing::totals::TaxRounding;
-use accubooks_core::invoicing::{NewCreditNote, NewCustomer, NewInvoice, SettingsChange};
+use accubooks_core::invoicing::{NewCreditNote, NewCustomer, NewInvoice};
 use accubooks_core::jobs::{JobStatus, Queue};
 use accubooks_core::ledger::ExportFormat;
 use accubooks_core::paging::PageRequest;
 use accubooks_core::payroll::{NewEmployee, NewPayrollRun, PayrollRule};
 use accubooks_core::reporting::NewReportJob;
-use accubooks_core::usecases::{Batch, Dated, Payment};
+use accubooks_core::usecases::{Batch, Close, Dated, Payment, SettingsChange};
 use pyo3::prelude::*;
 use pyo3_async_runtimes::tokio::future_into_py;
 use serde_json::Value;
@@ -985,10 +985,48 @@ organization_classes! {
                 TaxRounding::parse(name).ok_or_else(|| invalid("INVALID_FIELD", format!("{name:?} is not a tax rounding: use \"line\" or \"document\".")))
             })
             .transpose()?;
-        let settings = SettingsChange { tax_rounding, timezone };
+        let settings = SettingsChange { tax_rounding, timezone, lock_date: None };
         async move {
             let caller = instance.caller(&org).await?;
             json(instance.books().put_settings(&caller, settings).await)
+        }
+    }
+
+    /// Locks the books through `lock_date` (a `datetime.date`; owners only):
+    /// no change dated on or before it is posted. `None` unlocks them; an
+    /// earlier date reopens the days between. Answers the settings.
+    #[pyo3(signature = (lock_date))]
+    fn set_lock_date [instance, org] (lock_date: Option<&Bound<'_, PyAny>>) {
+        let lock_date = optional_date_value(lock_date, "lock_date")?;
+        let settings = SettingsChange { lock_date: Some(lock_date), ..SettingsChange::default() };
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().put_settings(&caller, settings).await)
+        }
+    }
+
+    /// The changes of the lock date, oldest first: who, when, from, to and
+    /// why (`locked`, `reopened`, `unlocked`, `closed`). One page, as
+    /// `entries` pages.
+    #[pyo3(signature = (*, limit = None, after = None))]
+    fn settings_history [instance, org] (limit: Option<i64>, after: Option<String>) {
+        let page = page(limit, after.as_deref())?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            paged(instance.books().settings_history(&caller, page).await)
+        }
+    }
+
+    /// Closes the books through `through` (a `datetime.date`; owners only):
+    /// posts the closing entry (revenue and expense balances into retained
+    /// earnings 3900) and sets the lock date. Answers the closing entry.
+    #[pyo3(signature = (through, idempotency_key = None))]
+    fn close_period [instance, org] (through: &Bound<'_, PyAny>, idempotency_key: Option<String>) {
+        let through = convert::optional_date(Some(through), "through")?.unwrap_or_default();
+        let input = Close { through };
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().close_period(&caller, input, key(idempotency_key)).await)
         }
     }
 }

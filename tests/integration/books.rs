@@ -1305,5 +1305,6 @@ fn raw_entry(organization: &str, debit: i64, credit: i64) -> accubooks_core::led
         reverses: None,
         lines: vec![line(debit, 100), line(credit, -100)],
         metadata: Default::default(),
+        kind: Default::default(),
     }
 }

@@ -340,7 +340,7 @@ async fn document_rounding_is_an_organization_setting(door: Door) {
         (status, settings),
         (
             StatusCode::OK,
-            json!({"tax_rounding": "document", "timezone": "UTC"})
+            json!({"tax_rounding": "document", "timezone": "UTC", "lock_date": null})
         )
     );
     let per_document = invoice(&books, &token, customer, "2026-05-31", lines).await;

@@ -314,7 +314,7 @@ async fn bad_templates_are_refused_and_change_nothing(carrier: Carrier) {
     assert_eq!(status, StatusCode::OK, "{settings}");
     assert_eq!(
         settings,
-        json!({"tax_rounding": "line", "timezone": "America/New_York"})
+        json!({"tax_rounding": "line", "timezone": "America/New_York", "lock_date": null})
     );
     let (_, templates) = books
         .call("GET", "/api/recurring-invoices", Some(token), None)

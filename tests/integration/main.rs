@@ -87,6 +87,7 @@ mod jobs;
 mod journal;
 mod paging;
 mod payments;
+mod periods;
 mod process;
 mod properties;
 mod retention;

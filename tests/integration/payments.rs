@@ -199,6 +199,7 @@ on_every_store!(
     refunds_are_posted_once_in_any_order,
     after_a_stripe_5xx_the_next_request_asks_under_a_new_key,
     a_refund_that_fails_is_reversed_once,
+    a_card_payment_in_a_locked_period_is_posted_on_the_first_open_day,
 );
 
 /// The job of a delivered event, once it has ended.
@@ -1045,4 +1046,59 @@ async fn the_fake_stripe_answers_as_stripes_published_schemas_say() {
     stripe.refund_failed_event("evt_s4", "refund.updated", "re_1", id, 200);
     let checked = stripe.assert_schemas_held();
     assert_eq!(checked, 16, "answers and events checked");
+}
+
+/// Stripe's money moved whatever the books say: a payment whose day is in
+/// a locked period is posted on the first open day, its own day kept in
+/// the entry's metadata, and the invoice is paid; a payment typed in by a
+/// user for that day is refused instead.
+async fn a_card_payment_in_a_locked_period_is_posted_on_the_first_open_day(store: Store) {
+    let s = start(store, &[]).await;
+    let (books, token) = (&s.books, s.token.as_str());
+    let invoice = issued(books, token, s.customer, "42.00").await;
+    let (status, intent) = intent(books, token, invoice).await;
+    assert_eq!(status, StatusCode::CREATED, "{intent}");
+    let today = chrono::Utc::now().date_naive();
+    let lock = today + chrono::Days::new(30);
+    let (status, settings) = books
+        .call(
+            "PUT",
+            "/api/settings",
+            Some(token),
+            Some(json!({"lock_date": lock.to_string()})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{settings}");
+    let (status, typed) = books
+        .call(
+            "POST",
+            &format!("/api/invoices/{invoice}/payments"),
+            Some(token),
+            Some(json!({"amount": "1.00", "date": today.to_string()})),
+        )
+        .await;
+    assert_eq!(
+        (status, typed["code"].as_str()),
+        (StatusCode::CONFLICT, Some("PERIOD_LOCKED")),
+        "{typed}"
+    );
+
+    let id = intent["payment_intent_id"].as_str().unwrap();
+    let (status, body) = deliver(books, &s.saas.stripe.succeeded_event("evt_locked", id)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let jobs = settled_jobs(books, token).await;
+    assert!(jobs.iter().all(|j| j["status"] == "succeeded"), "{jobs:?}");
+    assert_eq!(invoice_of(books, token, invoice).await["status"], "paid");
+    let cash = books
+        .list("/api/journal-entries?account=1000&limit=500", token)
+        .await;
+    let stripe: Vec<&Value> = cash
+        .iter()
+        .filter(|e| e["memo"].as_str().unwrap_or_default().starts_with("Stripe"))
+        .collect();
+    assert_eq!(stripe.len(), 1, "{cash:?}");
+    let first_open = lock + chrono::Days::new(1);
+    assert_eq!(stripe[0]["date"], first_open.to_string());
+    assert_eq!(stripe[0]["metadata"]["original_date"], today.to_string());
+    assert_eq!(stripe_cash_lines(books, token).await, vec![4_200]);
 }

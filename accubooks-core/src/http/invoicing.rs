@@ -94,15 +94,6 @@ fn invoice_routes() -> Vec<Route> {
             .summary("Receivables outstanding by days past due")
             .query_date("as_of", "Default today (UTC)", false)
             .returns::<invoicing::ArAging>(200),
-        Route::read("/api/settings", get_settings)
-            .summary("The organization's settings")
-            .returns::<invoicing::Settings>(200),
-        Route::new(Method::PUT, "/api/settings", put_settings)
-            .needs(DATABASE)
-            .access(Access::Role(Role::Owner))
-            .summary("Change the organization's settings (owners only); fields left out keep their value")
-            .body::<invoicing::SettingsChange>()
-            .returns::<invoicing::Settings>(200),
     ]
 }
 
@@ -210,17 +201,6 @@ async fn credit(app: AccuBooks, request: Request) -> Result<Response, ApiError> 
     let (new, key) = (request.json()?, request.key()?);
     let note = app.books().credit_note(&caller, id, new, key).await?;
     Ok(answer_response(StatusCode::CREATED, &note))
-}
-
-async fn get_settings(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let settings = app.books().settings(&request.principal()?).await?;
-    Ok(json_response(StatusCode::OK, &settings))
-}
-
-async fn put_settings(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let (caller, settings) = (request.principal()?, request.json()?);
-    let settings = app.books().put_settings(&caller, settings).await?;
-    Ok(json_response(StatusCode::OK, &settings))
 }
 
 #[derive(Deserialize)]

@@ -17,6 +17,7 @@ mod ledger;
 mod monitoring;
 mod openapi;
 mod payroll;
+mod periods;
 mod pipeline;
 mod reporting;
 mod route;
@@ -268,6 +269,7 @@ pub(crate) fn core_routes() -> Vec<Route> {
     routes.extend(ledger::routes());
     routes.extend(reporting::routes());
     routes.extend(invoicing::routes());
+    routes.extend(periods::routes());
     routes.extend(jobs::routes());
     routes.extend(payroll::routes());
     routes.extend(banking::routes());

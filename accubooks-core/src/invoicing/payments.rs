@@ -25,7 +25,7 @@ use super::recurring::day_in;
 use crate::db::Database;
 use crate::db::sql::{in_scope, on_pool};
 use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
-use crate::ledger::{Bind, Effect, GuardedUpdate};
+use crate::ledger::{Bind, Effect, GuardedUpdate, WhenLocked};
 use crate::ledger::{Ledger, LedgerError, LedgerResult};
 use crate::organization::OrganizationId;
 use crate::saas::stripe;
@@ -755,7 +755,9 @@ fn refund_failed(refund: &str, intent_id: &str, amount: i64) -> GuardedUpdate {
 }
 
 /// Posts `cash` (minor units; negative: paid back) to cash against the
-/// invoice's receivable, with `effects` in the same transaction.
+/// invoice's receivable, with `effects` in the same transaction. Stripe's
+/// money moved whatever the books say: dated in a locked period, it is
+/// posted on the first open day instead (its date kept as `original_date`).
 async fn post_cash(
     ledger: &Ledger,
     organization: &OrganizationId,
@@ -776,7 +778,7 @@ async fn post_cash(
     )?;
     ledger
         .committer()
-        .post_with_effects(vec![posting], None, effects)
+        .post_when_locked(vec![posting], None, effects, WhenLocked::PostOnFirstOpenDay)
         .await?;
     Ok(())
 }

@@ -14,6 +14,14 @@
 //! accounts are locked only after the group's entries and lines are inserted,
 //! so one group's inserts run (on another core) while the previous group
 //! holds the locks and waits for its flush.
+//!
+//! The committer is also where the lock date holds (contract §5): it reads
+//! each organization's lock date inside the group's transaction and refuses
+//! a job dated on or before it, or, for what comes from outside, posts it on
+//! the first open day ([`WhenLocked`]). On PostgreSQL each group holds a
+//! shared advisory lock per organization while it writes, which a change of
+//! the lock date takes exclusively ([`LOCK_DATE_TOPIC`]), so a change never
+//! commits under a lock date it did not see.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -37,16 +45,58 @@ const MAX_GROUP_LINES: usize = 50_000;
 /// holds the account locks and commits. More would only queue on the locks.
 const POSTGRES_GROUPS_IN_FLIGHT: usize = 2;
 
+/// The advisory lock, per organization, that postings hold shared and a
+/// change of the lock date holds exclusively (on PostgreSQL; the key is
+/// `hashtextextended(topic || ':' || organization, 0)`).
+pub const LOCK_DATE_TOPIC: &str = "accubooks.lock_date";
+
+/// How often an outside posting is moved forward before giving up: each move
+/// follows a lock date (or invoice date) that moved meanwhile.
+const MAX_REDATES: usize = 4;
+
+/// What the committer does with a job dated on or before its organization's
+/// lock date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenLocked {
+    /// Refuses it with `409 PERIOD_LOCKED`: a change someone asks for, who
+    /// can date it otherwise.
+    Refuse,
+    /// Posts it on the first open day, its own date kept in the entry's
+    /// metadata as `original_date`: what comes from outside and cannot be
+    /// refused (a card payment, a recurring occurrence). The same holds when
+    /// an effect refuses the date as too early ([`Guard::TooEarly`]).
+    PostOnFirstOpenDay,
+    /// Posts it on this date although the period is locked through it: the
+    /// closing entry of the period its close has just locked.
+    CloseThrough(NaiveDate),
+}
+
 struct Job {
     entries: Vec<ValidEntry>,
     idempotency: Option<(IdempotencyKey, Render)>,
     effects: Vec<Box<dyn Effect>>,
+    when_locked: WhenLocked,
     reply: oneshot::Sender<LedgerResult<Vec<i64>>>,
 }
 
 impl Job {
     fn lines(&self) -> usize {
         self.entries.iter().map(|e| e.lines.len()).sum()
+    }
+
+    /// Moves the entries dated before `earliest` to it, keeping each one's
+    /// first date in its metadata.
+    fn redate(&mut self, earliest: NaiveDate) {
+        for entry in self.entries.iter_mut().filter(|e| e.date < earliest) {
+            let original = entry.date.format("%Y-%m-%d").to_string();
+            if !entry.metadata.insert_if_room("original_date", original) {
+                tracing::warn!(
+                    organization = %entry.organization,
+                    "an outside posting moved past the lock date has no room left in its metadata for original_date"
+                );
+            }
+            entry.date = earliest;
+        }
     }
 }
 
@@ -86,11 +136,25 @@ impl Committer {
         idempotency: Option<(IdempotencyKey, Render)>,
         effects: Vec<Box<dyn Effect>>,
     ) -> LedgerResult<Vec<i64>> {
+        self.post_when_locked(entries, idempotency, effects, WhenLocked::Refuse)
+            .await
+    }
+
+    /// Like [`Committer::post_with_effects`], saying what happens to a job
+    /// dated in a locked period.
+    pub async fn post_when_locked(
+        &self,
+        entries: Vec<ValidEntry>,
+        idempotency: Option<(IdempotencyKey, Render)>,
+        effects: Vec<Box<dyn Effect>>,
+        when_locked: WhenLocked,
+    ) -> LedgerResult<Vec<i64>> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             entries,
             idempotency,
             effects,
+            when_locked,
             reply,
         };
         self.sender.send(job).await.map_err(|_| {
@@ -136,33 +200,49 @@ async fn run(db: Database, mut receiver: mpsc::Receiver<Job>) {
 }
 
 async fn commit_group(db: &Database, group: Vec<Job>) {
-    let refs: Vec<&Job> = group.iter().collect();
-    match write(db, &refs).await {
-        Ok(ids) => {
-            for (job, ids) in group.into_iter().zip(ids) {
-                let _ = job.reply.send(Ok(ids));
+    if group.len() > 1 {
+        let refs: Vec<&Job> = group.iter().collect();
+        match write(db, &refs).await {
+            Ok(ids) => {
+                for (job, ids) in group.into_iter().zip(ids) {
+                    let _ = job.reply.send(Ok(ids));
+                }
+                return;
             }
-        }
-        Err(WriteError::Storage(Error::DatabaseUnavailable(fault))) => {
-            for job in group {
-                let _ = job
-                    .reply
-                    .send(Err(LedgerError::Storage(Error::DatabaseUnavailable(fault))));
+            Err(WriteError::Storage(Error::DatabaseUnavailable(fault))) => {
+                for job in group {
+                    let _ = job
+                        .reply
+                        .send(Err(LedgerError::Storage(Error::DatabaseUnavailable(fault))));
+                }
+                return;
             }
+            // Something in the group is faulty (or dated in a locked
+            // period): commit each job on its own below, so that only the
+            // faulty one fails.
+            Err(_) => {}
         }
-        Err(err) if group.len() == 1 => {
-            let job = group.into_iter().next().expect("one job");
-            let _ = job.reply.send(Err(err.into()));
-        }
-        Err(_) => {
-            // Something in the group is faulty: commit each job on its own
-            // so that only the faulty one fails.
-            for job in group {
-                let answer = write(db, &[&job])
-                    .await
-                    .map(|mut ids| ids.pop().expect("one job"));
-                let _ = job.reply.send(answer.map_err(LedgerError::from));
+    }
+    for mut job in group {
+        let answer = write_alone(db, &mut job).await;
+        let _ = job.reply.send(answer);
+    }
+}
+
+/// Commits one job; an outside posting refused as too early is moved to the
+/// first date it may have and committed again.
+async fn write_alone(db: &Database, job: &mut Job) -> LedgerResult<Vec<i64>> {
+    let mut redated = 0;
+    loop {
+        match write(db, &[&*job]).await {
+            Ok(mut ids) => return Ok(ids.pop().expect("one job")),
+            Err(WriteError::TooEarly { earliest, .. })
+                if job.when_locked == WhenLocked::PostOnFirstOpenDay && redated < MAX_REDATES =>
+            {
+                job.redate(earliest);
+                redated += 1;
             }
+            Err(err) => return Err(err.into()),
         }
     }
 }
@@ -191,6 +271,7 @@ impl From<WriteError> for LedgerError {
                 "This would take an account's balance beyond what the books can hold \
                  (92,233,720,368,547,758.07 in a two-decimal currency); check the amounts.",
             ),
+            WriteError::TooEarly { code, message, .. } => LedgerError::Conflict { code, message },
             WriteError::Storage(err) => LedgerError::Storage(err),
         }
     }
@@ -202,6 +283,11 @@ enum WriteError {
     StateChanged,
     AccountMissing,
     OutOfRange,
+    TooEarly {
+        earliest: NaiveDate,
+        code: &'static str,
+        message: String,
+    },
     Storage(Error),
 }
 
@@ -215,6 +301,13 @@ enum Refused {
     /// A balance (or a day's movement) would leave the range of a 64-bit
     /// count of minor units.
     OutOfRange,
+    /// A job is dated before what its organization's lock date (or one of
+    /// its effects) allows.
+    TooEarly {
+        earliest: NaiveDate,
+        code: &'static str,
+        message: String,
+    },
     /// The database refused a statement (or the connection failed).
     Sql(sqlx::Error),
 }
@@ -300,6 +393,15 @@ async fn write(db: &Database, jobs: &[&Job]) -> Result<Vec<Vec<i64>>, WriteError
         Ok(Err(Refused::StateChanged)) => Err(WriteError::StateChanged),
         Ok(Err(Refused::AccountMissing)) => Err(WriteError::AccountMissing),
         Ok(Err(Refused::OutOfRange)) => Err(WriteError::OutOfRange),
+        Ok(Err(Refused::TooEarly {
+            earliest,
+            code,
+            message,
+        })) => Err(WriteError::TooEarly {
+            earliest,
+            code,
+            message,
+        }),
         // PostgreSQL's bigint arithmetic refuses an overflow itself.
         Ok(Err(Refused::Sql(sqlx::Error::Database(db))))
             if db.code().as_deref() == Some("22003") =>
@@ -339,6 +441,35 @@ fn answers<'a>(jobs: &[&'a Job], per_job: &[Vec<i64>]) -> Vec<(&'a IdempotencyKe
         .collect()
 }
 
+/// Refuses the first job dated on or before its organization's lock date,
+/// given the organizations that have one.
+fn check_locks(jobs: &[&Job], locks: &[(String, NaiveDate)]) -> Result<(), Refused> {
+    if locks.is_empty() {
+        return Ok(());
+    }
+    for job in jobs {
+        for entry in &job.entries {
+            let Some(&(_, lock)) = locks.iter().find(|(o, _)| o == entry.organization.as_str())
+            else {
+                continue;
+            };
+            let closing = job.when_locked == WhenLocked::CloseThrough(lock) && entry.date == lock;
+            if entry.date <= lock && !closing {
+                return Err(Refused::TooEarly {
+                    earliest: lock.succ_opt().unwrap_or(lock),
+                    code: "PERIOD_LOCKED",
+                    message: format!(
+                        "The books are locked through {lock}, so nothing dated {} can be posted. \
+                         Date the change after {lock}, or ask an owner to move the lock date back.",
+                        entry.date
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Applies the jobs' effects inside the group's open transaction, each for
 /// the organization and first entry of its job. A guard that does not hold
 /// fails the transaction with [`Refused::StateChanged`], a state conflict.
@@ -353,8 +484,20 @@ async fn apply_effects(
         };
         let mut tx = EffectTx::new(conn.reborrow(), &entry.organization, (entry_id, entry.date));
         for effect in &job.effects {
-            if effect.apply(&mut tx).await? == Guard::StateChanged {
-                return Err(Refused::StateChanged);
+            match effect.apply(&mut tx).await? {
+                Guard::Held => {}
+                Guard::StateChanged => return Err(Refused::StateChanged),
+                Guard::TooEarly {
+                    earliest,
+                    code,
+                    message,
+                } => {
+                    return Err(Refused::TooEarly {
+                        earliest,
+                        code,
+                        message,
+                    });
+                }
             }
         }
     }
@@ -378,12 +521,27 @@ async fn write_postgres(
     let ids: Vec<i64> = sqlx::query_scalar(
         // The sequence is looked up once: pg_get_serial_sequence is only
         // stable, so in the select list it ran (with catalog scans) per id.
-        "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence('journal_entries', 'id')::regclass AS seq) \
-         SELECT nextval(s.seq) FROM s, generate_series(1, $1)",
+        // The lock-date locks are taken first, in organization order (the
+        // plan's set is sorted), as a one-time filter.
+        "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence('journal_entries', 'id')::regclass AS seq), \
+         l AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(hashtextextended($3 || ':' || o, 0)) \
+                            FROM unnest($2::text[]) AS o) \
+         SELECT nextval(s.seq) FROM s, generate_series(1, $1) WHERE (SELECT count(*) FROM l) >= 0",
     )
     .bind(count)
+    .bind(&organizations)
+    .bind(LOCK_DATE_TOPIC)
     .fetch_all(&mut *tx)
     .await?;
+    // A new statement, so a new snapshot: it sees any lock date committed
+    // before the locks above were granted.
+    let locks: Vec<(String, NaiveDate)> = sqlx::query_as(
+        "SELECT id, lock_date FROM organizations WHERE id = ANY($1) AND lock_date IS NOT NULL",
+    )
+    .bind(&organizations)
+    .fetch_all(&mut *tx)
+    .await?;
+    check_locks(jobs, &locks)?;
     let orgs: Vec<&str> = plan
         .entries
         .iter()
@@ -397,11 +555,12 @@ async fn write_postgres(
         .iter()
         .map(|e| e.metadata.to_stored())
         .collect();
+    let kinds: Vec<Option<&str>> = plan.entries.iter().map(|e| e.kind.to_stored()).collect();
     sqlx::query(
-        "INSERT INTO journal_entries (id, organization_id, entry_date, memo, reverses, metadata) \
-         SELECT id, org, day, memo, reverses, CAST(metadata AS JSONB) FROM UNNEST($1::bigint[], \
-         $2::text[], $3::date[], $4::text[], $5::bigint[], $6::text[]) \
-         AS u(id, org, day, memo, reverses, metadata)",
+        "INSERT INTO journal_entries (id, organization_id, entry_date, memo, reverses, metadata, kind) \
+         SELECT id, org, day, memo, reverses, CAST(metadata AS JSONB), kind FROM UNNEST($1::bigint[], \
+         $2::text[], $3::date[], $4::text[], $5::bigint[], $6::text[], $7::text[]) \
+         AS u(id, org, day, memo, reverses, metadata, kind)",
     )
     .bind(&ids)
     .bind(&orgs)
@@ -409,6 +568,7 @@ async fn write_postgres(
     .bind(&memos)
     .bind(&reverses)
     .bind(&metadata)
+    .bind(&kinds)
     .execute(&mut *tx)
     .await?;
     let line_entries: Vec<i64> = plan.lines.iter().map(|l| ids[l.0]).collect();
@@ -486,6 +646,15 @@ async fn write_sqlite(
     let mut tx = db
         .begin_unless_down(pool.begin_with("BEGIN IMMEDIATE"))
         .await?;
+    let organizations: Vec<&str> = plan.organizations.iter().copied().collect();
+    let locks: Vec<(String, NaiveDate)> = sqlx::query_as(
+        "SELECT id, lock_date FROM organizations \
+         WHERE id IN (SELECT value FROM json_each($1)) AND lock_date IS NOT NULL",
+    )
+    .bind(serde_json::to_string(&organizations).expect("names serialize"))
+    .fetch_all(&mut *tx)
+    .await?;
+    check_locks(jobs, &locks)?;
     // Stands in for journal_lines' foreign key to accounts, as on PostgreSQL.
     let accounts = serde_json::to_string(&plan.accounts).expect("ids serialize");
     let found: i64 = sqlx::query_scalar(
@@ -503,9 +672,9 @@ async fn write_sqlite(
     let ids: Vec<i64> = (1..=plan.entries.len() as i64).map(|i| last + i).collect();
     for (chunk_index, chunk) in plan.entries.chunks(SQLITE_ROWS).enumerate() {
         let sql = format!(
-            "INSERT INTO journal_entries (id, organization_id, entry_date, memo, reverses, metadata) \
+            "INSERT INTO journal_entries (id, organization_id, entry_date, memo, reverses, metadata, kind) \
              VALUES {}",
-            value_rows(1, chunk.len(), 6)
+            value_rows(1, chunk.len(), 7)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (offset, entry) in chunk.iter().enumerate() {
@@ -515,7 +684,8 @@ async fn write_sqlite(
                 .bind(entry.date)
                 .bind(&entry.memo)
                 .bind(entry.reverses)
-                .bind(entry.metadata.to_stored());
+                .bind(entry.metadata.to_stored())
+                .bind(entry.kind.to_stored());
         }
         query.execute(&mut *tx).await?;
     }
@@ -607,6 +777,7 @@ mod tests {
                 })
                 .collect(),
             metadata: Default::default(),
+            kind: Default::default(),
         }
     }
 
@@ -616,6 +787,7 @@ mod tests {
             entries,
             idempotency: None,
             effects: Vec::new(),
+            when_locked: WhenLocked::Refuse,
             reply: oneshot::channel().0,
         };
         let a = job(vec![entry("2026-01-01", &[(2, 100), (1, -100)])]);

@@ -44,13 +44,22 @@ pub enum Bind {
 
 /// Whether an effect found the state its guard expects.
 #[must_use]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Guard {
     /// It did, and its change is written.
     Held,
     /// The record changed meanwhile (or is not there): the job fails with a
     /// state conflict and its transaction rolls back.
     StateChanged,
+    /// The change may not be dated before earliest: refused with code and message, unless the posting came from outside (then re-dated by the committer).
+    TooEarly {
+        /// The first date the change may have.
+        earliest: NaiveDate,
+        /// The error code the refusal answers.
+        code: &'static str,
+        /// What the user can do about it.
+        message: String,
+    },
 }
 
 /// A change to other records, committed with a job's entries.
@@ -145,6 +154,21 @@ impl<'t> EffectTx<'t> {
     /// The date of the job's first entry as committed.
     pub fn entry_date(&self) -> NaiveDate {
         self.entry.1
+    }
+
+    /// Makes the rest of the transaction wait for, and then exclude, any
+    /// other transaction that serializes on the same `topic` for the same
+    /// organization (a PostgreSQL advisory lock held until commit). SQLite
+    /// has one writer: there, transactions never overlap anyway.
+    pub async fn serialize(&mut self, topic: &'static str) -> Result<(), sqlx::Error> {
+        if let Connection::Postgres(conn) = &mut self.conn {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))")
+                .bind(topic)
+                .bind(self.organization.as_str())
+                .execute(&mut **conn)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Runs `sql` with `binds`; returns the number of rows it affected.

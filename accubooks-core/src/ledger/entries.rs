@@ -64,6 +64,36 @@ pub struct ValidLine {
     pub amount: i64,
 }
 
+/// What an entry is: an ordinary one, or a period's closing entry (which
+/// income statements leave out).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// Any entry but a closing one.
+    #[default]
+    Standard,
+    /// The year-end (or period-end) closing entry: revenue and expense
+    /// balances moved into retained earnings.
+    Closing,
+}
+
+impl EntryKind {
+    /// As stored: `NULL` for a standard entry.
+    pub(crate) fn to_stored(self) -> Option<&'static str> {
+        match self {
+            EntryKind::Standard => None,
+            EntryKind::Closing => Some("closing"),
+        }
+    }
+
+    fn from_stored(text: Option<&str>) -> Self {
+        match text {
+            Some("closing") => EntryKind::Closing,
+            _ => EntryKind::Standard,
+        }
+    }
+}
+
 /// An entry that is balanced, dated and names existing accounts of its
 /// organization: ready to be posted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +110,8 @@ pub struct ValidEntry {
     pub lines: Vec<ValidLine>,
     /// Its metadata.
     pub metadata: Metadata,
+    /// Standard, or a closing entry.
+    pub kind: EntryKind,
 }
 
 /// A posted line as the API shows it.
@@ -114,6 +146,8 @@ pub struct Entry {
     pub lines: Vec<EntryLine>,
     /// Its metadata (`{}` when none was given).
     pub metadata: Metadata,
+    /// `standard`, or `closing` for a period's closing entry.
+    pub kind: EntryKind,
 }
 
 impl ValidEntry {
@@ -127,6 +161,7 @@ impl ValidEntry {
             reversed_by: None,
             lines: self.lines.iter().map(show_line).collect(),
             metadata: self.metadata.clone(),
+            kind: self.kind,
         }
     }
 }
@@ -265,6 +300,7 @@ pub fn validate(
         reverses: None,
         lines,
         metadata: input.metadata.clone(),
+        kind: EntryKind::Standard,
     })
 }
 
@@ -333,7 +369,7 @@ pub async fn get_entry(
                 let mut tx = p.begin_for(&organization).await?;
                 let head = sqlx::query(
                     "SELECT e.id, e.entry_date, e.memo, e.reverses, r.id AS reversed_by, \
-                     CAST(e.metadata AS TEXT) AS metadata \
+                     CAST(e.metadata AS TEXT) AS metadata, e.kind \
                      FROM journal_entries e LEFT JOIN journal_entries r ON r.reverses = e.id \
                      WHERE e.id = $1 AND e.organization_id = $2",
                 )
@@ -369,6 +405,7 @@ pub async fn get_entry(
                     reversed_by: head.try_get("reversed_by")?,
                     lines,
                     metadata: Metadata::from_stored(head.try_get("metadata")?),
+                    kind: EntryKind::from_stored(head.try_get("kind")?),
                 }))
             })
         })
@@ -511,7 +548,7 @@ pub async fn list_entries(
         .run(|pool| async move {
             let heads_sql = format!(
                 "SELECT e.id, e.entry_date, e.memo, e.reverses, r.id AS reversed_by, \
-                 CAST(e.metadata AS TEXT) AS metadata \
+                 CAST(e.metadata AS TEXT) AS metadata, e.kind \
                  FROM journal_entries e LEFT JOIN journal_entries r ON r.reverses = e.id \
                  WHERE e.organization_id = $1 AND {}",
                 in_list(&pool, "e.id", 2)
@@ -569,6 +606,7 @@ pub async fn list_entries(
                         reversed_by: head.try_get("reversed_by")?,
                         lines: by_entry.remove(&id).unwrap_or_default(),
                         metadata: Metadata::from_stored(head.try_get("metadata")?),
+                        kind: EntryKind::from_stored(head.try_get("kind")?),
                     });
                 }
                 Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
@@ -636,6 +674,16 @@ pub async fn reverse_entry(
         return Err(LedgerError::Conflict {
             code: "CANNOT_REVERSE_REVERSAL",
             message: format!("Journal entry {id} is a reversal; post a new entry instead."),
+        });
+    }
+    if entry.kind == EntryKind::Closing {
+        return Err(LedgerError::Conflict {
+            code: "CANNOT_REVERSE_CLOSING",
+            message: format!(
+                "Journal entry {id} closes a period. To change a closed period, move the lock \
+                 date back, post the corrections and close it again: that close moves only \
+                 what changed."
+            ),
         });
     }
     let codes: Vec<&str> = entry.lines.iter().map(|l| l.account.as_str()).collect();

@@ -11,6 +11,7 @@ pub(crate) mod committer;
 mod effects;
 pub(crate) mod entries;
 mod export;
+pub(crate) mod periods;
 pub(crate) mod reports;
 
 use crate::db::Database;
@@ -20,15 +21,19 @@ pub use accounts::{
     Account, AccountCache, AccountType, NewAccount, RenderRecord, create_account, list_accounts,
     replace_account_metadata,
 };
-pub use committer::Committer;
+pub use committer::{Committer, WhenLocked};
 pub use effects::{Bind, Effect, EffectTx, Guard, GuardedUpdate};
 // Still reachable here for the callers that name it so (usecases/journal.rs).
 pub use entries::{
-    Entry, EntryFilter, EntryInput, EntryKey, EntryLine, EntryOrder, LineInput, RenderEntry,
-    ValidEntry, ValidLine, get_entry, list_entries, parse_date, post_reversal, prepare,
-    prepare_batch, reverse_entry,
+    Entry, EntryFilter, EntryInput, EntryKey, EntryKind, EntryLine, EntryOrder, LineInput,
+    RenderEntry, ValidEntry, ValidLine, get_entry, list_entries, parse_date, post_reversal,
+    prepare, prepare_batch, reverse_entry,
 };
 pub use export::{EXPORT_TIME_LIMIT, ExportFormat, ExportStream, export_ledger};
+pub use periods::{
+    LockChange, RETAINED_EARNINGS, SettingChange, close_period, lock_date, set_lock_date,
+    settings_history,
+};
 pub use reports::{
     AccountBalance, BalanceLine, BalanceSheet, GeneralLedger, IncomeStatement, LedgerKey,
     LedgerRow, TrialBalance, account_balance, account_history, balance_sheet, general_ledger,

@@ -306,7 +306,8 @@ pub struct IncomeStatement {
     pub totals: Vec<IncomeTotals>,
 }
 
-/// Revenue and expenses between `from` and `to`, inclusive.
+/// Revenue and expenses between `from` and `to`, inclusive, without the
+/// closing entries of the period (they move the result into equity).
 pub async fn income_statement(
     db: &Database,
     organization: &OrganizationId,
@@ -327,7 +328,12 @@ pub async fn income_statement(
                 let rows = sqlx::query_as(
                     "SELECT a.code, a.name, a.type, a.currency, \
                      CAST(COALESCE((SELECT SUM(d.delta) FROM account_days d \
-                               WHERE d.account_id = a.id AND d.day >= $2 AND d.day <= $3), 0) AS BIGINT) \
+                               WHERE d.account_id = a.id AND d.day >= $2 AND d.day <= $3), 0) \
+                          - COALESCE((SELECT SUM(l.amount) FROM journal_entries e \
+                               JOIN journal_lines l ON l.entry_id = e.id \
+                               WHERE e.organization_id = $1 AND e.kind IS NOT NULL \
+                               AND e.entry_date >= $2 AND e.entry_date <= $3 \
+                               AND l.account_id = a.id), 0) AS BIGINT) \
                      FROM accounts a WHERE a.organization_id = $1 AND a.type IN ('revenue', 'expense') \
                      ORDER BY a.code",
                 )

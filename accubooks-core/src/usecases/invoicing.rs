@@ -15,8 +15,7 @@ use crate::invoicing;
 use crate::invoicing::payments::{self, EventJob, EventKind, PaymentIntent};
 use crate::invoicing::recurring::{self, NewRecurringInvoice, Preview, RecurringInvoice};
 use crate::invoicing::{
-    ArAging, Customer, Invoice, InvoiceFilter, NewCreditNote, NewCustomer, NewInvoice, Settings,
-    SettingsChange,
+    ArAging, Customer, Invoice, InvoiceFilter, NewCreditNote, NewCustomer, NewInvoice,
 };
 use crate::ledger::LedgerError;
 use crate::ledger::{self};
@@ -267,26 +266,6 @@ impl Books<'_> {
         self.run("ar_aging", Some(caller), Role::Viewer, async {
             let as_of = super::reporting::or_today(as_of);
             Ok(invoicing::ar_aging(self.app.reports_database(), &org(caller), as_of).await?)
-        })
-        .await
-    }
-
-    /// The organization's settings.
-    pub async fn settings(&self, caller: &Principal) -> Result<Settings> {
-        self.run("settings", Some(caller), Role::Viewer, async {
-            Ok(invoicing::get_settings(self.app.database(), &org(caller)).await?)
-        })
-        .await
-    }
-
-    /// Replaces the organization's settings (owners only).
-    pub async fn put_settings(
-        &self,
-        caller: &Principal,
-        settings: SettingsChange,
-    ) -> Result<Settings> {
-        self.run("put_settings", Some(caller), Role::Owner, async {
-            Ok(invoicing::put_settings(self.app.database(), &org(caller), settings).await?)
         })
         .await
     }

@@ -24,6 +24,7 @@ mod invoicing;
 mod jobs;
 mod ledger;
 mod payroll;
+mod periods;
 mod plaid_webhook;
 mod reporting;
 
@@ -35,6 +36,7 @@ pub use idempotent::{Answer, ClientKey};
 pub use identity::{Client, TOKEN_LIFETIME};
 pub use invoicing::{Dated, MAX_PREVIEW, Payment, WebhookOutcome, WebhookReceipt};
 pub use ledger::{Batch, MAX_BATCH, Posted};
+pub use periods::{Close, Settings, SettingsChange};
 pub use plaid_webhook::{PlaidWebhookOutcome, PlaidWebhookReceipt};
 
 use crate::app::AccuBooks;
