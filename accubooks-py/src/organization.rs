@@ -1020,7 +1020,7 @@ organization_classes! {
     /// Closes the books through `through` (a `datetime.date`; owners only):
     /// posts the closing entry (revenue and expense balances into retained
     /// earnings 3900) and sets the lock date. Answers the closing entry.
-    #[pyo3(signature = (through, idempotency_key = None))]
+    #[pyo3(signature = (through, *, idempotency_key = None))]
     fn close_period [instance, org] (through: &Bound<'_, PyAny>, idempotency_key: Option<String>) {
         let through = convert::optional_date(Some(through), "through")?.unwrap_or_default();
         let input = Close { through };

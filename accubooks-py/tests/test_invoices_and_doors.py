@@ -92,8 +92,8 @@ def test_invoices_payments_credit_notes_and_aging(open_books: Open, database_url
     with pytest.raises(accubooks.NotFoundError):
         org.invoice(10**12)
 
-    assert org.settings() == {"tax_rounding": "line", "timezone": "UTC"}
-    assert org.put_settings("document") == {"tax_rounding": "document", "timezone": "UTC"}
+    assert org.settings() == {"tax_rounding": "line", "timezone": "UTC", "lock_date": None}
+    assert org.put_settings("document") == {"tax_rounding": "document", "timezone": "UTC", "lock_date": None}
     with pytest.raises(accubooks.ValidationError):
         org.put_settings("upwards")
 

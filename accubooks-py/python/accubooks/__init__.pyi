@@ -67,6 +67,7 @@ from .types import (
     Schedule,
     Role,
     Settings,
+    SettingChange,
     TrialBalance,
     User,
     WebhookReceipt,
@@ -759,6 +760,25 @@ class Organization:
         """Changes the organization's settings (owners only); those left out keep
         their value. Existing invoices keep the rounding they were computed with;
         ``timezone`` (IANA) decides which day it is for recurring invoices."""
+
+    def set_lock_date(self, lock_date: DateLike | None) -> Settings:
+        """Locks the books through ``lock_date`` (owners only): no change dated on or
+        before it is posted (``PERIOD_LOCKED``); what comes from outside (a card
+        payment) is posted on the first open day with ``original_date`` in its
+        metadata. ``None`` unlocks; an earlier date reopens the days between."""
+
+    def settings_history(
+        self, *, limit: int | None = None, after: str | None = None
+    ) -> Page[SettingChange]:
+        """The changes of the lock date, oldest first: who, when, from, to and why.
+        One page; ``accubooks.iterate`` follows the pages."""
+
+    def close_period(
+        self, through: DateLike, *, idempotency_key: str | None = None
+    ) -> Entry:
+        """Closes the books through ``through`` (owners only): posts the closing entry
+        (every revenue and expense balance into retained earnings ``3900``) and sets
+        the lock date. ``PERIOD_ALREADY_CLOSED`` if closed and still locked."""
 
 __all__ = [
     "__version__",

@@ -41,6 +41,7 @@ __all__ = [
     "AgingRow",
     "ArAging",
     "Settings",
+    "SettingChange",
     "Job",
     "JobError",
     "Schedule",
@@ -146,6 +147,8 @@ class Entry(TypedDict):
     lines: List[EntryLine]
     #: String keys and values given when it was posted (``{}`` if none).
     metadata: Dict[str, str]
+    #: ``"closing"`` for a period's closing entry, else ``"standard"``.
+    kind: Literal["standard", "closing"]
 
 
 class BalanceLine(TypedDict):
@@ -326,6 +329,24 @@ class Settings(TypedDict):
     tax_rounding: Literal["line", "document"]
     #: An IANA time zone name, e.g. ``"America/New_York"``.
     timezone: str
+    #: The books are locked through this day (``None``: not locked).
+    lock_date: Optional[datetime.date]
+
+
+#: One change of the lock date: ``from`` and ``to`` are ``YYYY-MM-DD`` or
+#: ``None``; ``changed_at`` is RFC 3339 (UTC); ``changed_by`` the user's id.
+SettingChange = TypedDict(
+    "SettingChange",
+    {
+        "id": int,
+        "changed_at": str,
+        "changed_by": str,
+        "setting": Literal["lock_date"],
+        "from": Optional[str],
+        "to": Optional[str],
+        "reason": Literal["locked", "reopened", "unlocked", "closed"],
+    },
+)
 
 
 JobStatus = Literal["pending", "queued", "running", "succeeded", "failed", "dead"]

@@ -1,0 +1,59 @@
+"""Closing a period through Python: the lock date, its history and the year-end close.
+
+The same use cases as ``PUT /api/settings``, ``GET /api/settings/history`` and
+``POST /api/periods/close``; dates come back as ``datetime.date``, money as
+``Decimal``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+from typing import Callable, Dict, List
+
+import pytest
+
+import accubooks
+from conftest import PASSWORD, unique_email
+
+Open = Callable[..., accubooks.AccuBooks]
+DEC_31 = datetime.date(2025, 12, 31)
+
+
+def moved(amount: str, debit: str, credit: str) -> List[Dict[str, object]]:
+    return [{"account": debit, "debit": amount}, {"account": credit, "credit": amount}]
+
+
+def test_a_lock_refuses_a_change_and_a_close_moves_the_result(open_books: Open, database_url: str) -> None:
+    books = open_books(database_url)
+    org = books.register(unique_email("close"), PASSWORD, "Closing Co")
+    org.post_entry("2025-04-01", moved("500.25", "1000", "4000"))
+    org.post_entry("2025-09-30", moved("120.05", "5000", "1000"))
+
+    assert org.set_lock_date(datetime.date(2025, 6, 30))["lock_date"] == datetime.date(2025, 6, 30)
+    with pytest.raises(accubooks.ConflictError) as refused:
+        org.post_entry("2025-06-30", moved("1.00", "1000", "4000"))
+    assert refused.value.code == "PERIOD_LOCKED"
+    assert org.set_lock_date(None)["lock_date"] is None
+
+    closing = org.close_period(DEC_31)
+    assert closing["kind"] == "closing" and closing["date"] == DEC_31
+    assert [(line["account"], line.get("debit"), line.get("credit")) for line in closing["lines"]] == [
+        ("4000", Decimal("500.25"), None),
+        ("5000", None, Decimal("120.05")),
+        ("3900", None, Decimal("380.20")),
+    ]
+    assert org.settings()["lock_date"] == DEC_31
+    with pytest.raises(accubooks.ConflictError) as again:
+        org.close_period(DEC_31)
+    assert again.value.code == "PERIOD_ALREADY_CLOSED"
+    # The closed year's income statement is what it was.
+    assert org.income_statement("2025-01-01", DEC_31)["totals"][0]["net_income"] == Decimal("380.20")
+
+    history = list(accubooks.iterate(org.settings_history, limit=2))
+    assert [(c["from"], c["to"], c["reason"]) for c in history] == [
+        (None, "2025-06-30", "locked"),
+        ("2025-06-30", None, "unlocked"),
+        (None, "2025-12-31", "closed"),
+    ]
+    assert {c["changed_by"] for c in history} == {org.user_id}
