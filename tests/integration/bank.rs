@@ -469,6 +469,34 @@ async fn matching_posts_once_and_suggestions_rank_the_invoice_first(store: Store
     // Categorise money out: posted once between 1000 and 5000.
     let out = by_plaid_id(&unmatched, "out-1");
     let path = format!("/api/bank/transactions/{}/match", out["id"]);
+    // A match posts on the line's day: refused while that day is locked.
+    let lock = async |date: Value| {
+        let (status, body) = books
+            .call(
+                "PUT",
+                "/api/settings",
+                Some(&token),
+                Some(json!({ "lock_date": date })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    };
+    lock(json!("2026-03-06")).await;
+    let (status, refused) = books
+        .call(
+            "POST",
+            &path,
+            Some(&token),
+            Some(json!({"account": "5000"})),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (StatusCode::CONFLICT, Some("PERIOD_LOCKED")),
+        "{refused}"
+    );
+    assert_eq!(books.balance(&token, "5000").await, "0.00");
+    lock(Value::Null).await;
     let (status, matched) = books
         .call(
             "POST",

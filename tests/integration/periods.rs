@@ -177,6 +177,33 @@ async fn a_locked_period_refuses_each_kind_of_change(store: Store) {
         "PERIOD_LOCKED",
         "a credit note",
     );
+    let (status, employee) = books
+        .call(
+            "POST",
+            "/api/employees",
+            Some(&token),
+            Some(
+                json!({"name": "Ada", "pay": {"type": "salary", "annual": "60000.00"},
+                        "frequency": "monthly", "start_date": "2026-01-01"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{employee}");
+    refused(
+        books
+            .call(
+                "POST",
+                "/api/payroll-runs",
+                Some(&token),
+                Some(
+                    json!({"period_start": "2026-03-01", "period_end": "2026-03-31",
+                            "pay_date": "2026-03-31", "hours": {}}),
+                ),
+            )
+            .await,
+        "PERIOD_LOCKED",
+        "a pay run paid in the period",
+    );
     // Nothing of any of them was written.
     assert_eq!(books.trial_balance(&token, "2026-12-31").await, before);
     assert_eq!(entry_count(&books, &token).await, entries_before);

@@ -441,6 +441,17 @@ fn answers<'a>(jobs: &[&'a Job], per_job: &[Vec<i64>]) -> Vec<(&'a IdempotencyKe
         .collect()
 }
 
+/// The code of a change refused for its date in a locked period.
+pub(crate) const PERIOD_LOCKED: &str = "PERIOD_LOCKED";
+
+/// Why a change dated `date` is refused under lock date `lock`.
+pub(crate) fn locked_message(lock: NaiveDate, date: NaiveDate) -> String {
+    format!(
+        "The books are locked through {lock}, so nothing dated {date} can be posted. Date the \
+         change after {lock}, or ask an owner to move the lock date back."
+    )
+}
+
 /// Refuses the first job dated on or before its organization's lock date,
 /// given the organizations that have one.
 fn check_locks(jobs: &[&Job], locks: &[(String, NaiveDate)]) -> Result<(), Refused> {
@@ -457,12 +468,8 @@ fn check_locks(jobs: &[&Job], locks: &[(String, NaiveDate)]) -> Result<(), Refus
             if entry.date <= lock && !closing {
                 return Err(Refused::TooEarly {
                     earliest: lock.succ_opt().unwrap_or(lock),
-                    code: "PERIOD_LOCKED",
-                    message: format!(
-                        "The books are locked through {lock}, so nothing dated {} can be posted. \
-                         Date the change after {lock}, or ask an owner to move the lock date back.",
-                        entry.date
-                    ),
+                    code: PERIOD_LOCKED,
+                    message: locked_message(lock, entry.date),
                 });
             }
         }

@@ -31,8 +31,8 @@ pub use entries::{
 };
 pub use export::{EXPORT_TIME_LIMIT, ExportFormat, ExportStream, export_ledger};
 pub use periods::{
-    LockChange, RETAINED_EARNINGS, SettingChange, close_period, lock_date, set_lock_date,
-    settings_history,
+    LockChange, RETAINED_EARNINGS, SettingChange, close_period, ensure_open, lock_date,
+    set_lock_date, settings_history,
 };
 pub use reports::{
     AccountBalance, BalanceLine, BalanceSheet, GeneralLedger, IncomeStatement, LedgerKey,

@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::accounts::{AccountType, NewAccount, accounts_for_posting, create_account};
-use super::committer::{LOCK_DATE_TOPIC, WhenLocked};
+use super::committer::{LOCK_DATE_TOPIC, PERIOD_LOCKED, WhenLocked, locked_message};
 use super::effects::{Bind, Effect, EffectTx, Guard};
 use super::entries::{Entry, EntryKind, RenderEntry, ValidEntry, ValidLine};
 use super::reports::balances_as_of;
@@ -111,6 +111,23 @@ pub async fn lock_date(
         })
         .await?;
     Ok(found.flatten())
+}
+
+/// `409 PERIOD_LOCKED` now for a change dated `date` that the committer
+/// would refuse when it posts later (a pay run, posted by a job): the caller
+/// hears at once. The committer's check stays the one that holds.
+pub async fn ensure_open(
+    db: &Database,
+    organization: &OrganizationId,
+    date: NaiveDate,
+) -> LedgerResult<()> {
+    match lock_date(db, organization).await? {
+        Some(lock) if date <= lock => Err(LedgerError::Conflict {
+            code: PERIOD_LOCKED,
+            message: locked_message(lock, date),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Sets (or with `None` removes) the organization's lock date on behalf of
@@ -319,7 +336,7 @@ pub async fn close_period(
     match lock_date(db, organization).await? {
         Some(lock) if lock > through => {
             return Err(LedgerError::Conflict {
-                code: "PERIOD_LOCKED",
+                code: PERIOD_LOCKED,
                 message: format!(
                     "The books are locked through {lock}, after {through}: move the lock date \
                      back to {through} or earlier to close that period."

@@ -44,6 +44,8 @@ pub async fn create_run(
             "A pay period is at most a year long.",
         ));
     }
+    // Posted later by a job: a locked pay date is refused now, not then.
+    crate::ledger::ensure_open(ledger.database(), organization, pay_date).await?;
     let digits = digits(ledger, organization).await?;
     let rules = get_rules(ledger.database(), organization).await?;
     calc_rules(&rules, digits)?;
