@@ -10,7 +10,7 @@ use crate::db::sql::{List, in_list, in_scope, on_pool};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::invoicing::invoices::{self, RECEIVABLE};
 use crate::ledger::accounts::accounts_for_posting;
-use crate::ledger::{Bind, Effect, GuardedUpdate, Ledger, LedgerError, LedgerResult};
+use crate::ledger::{Bind, Effect, GuardedUpdate, Ledger, LedgerError, LedgerResult, WhenLocked};
 use crate::money;
 use crate::organization::OrganizationId;
 
@@ -340,9 +340,16 @@ pub async fn match_line(
             ));
         }
     };
+    // The money moved at the bank on the line's day whatever the books
+    // say: in a locked period the match posts on the first open day.
     match ledger
         .committer()
-        .post_with_effects(vec![entry], idempotency.map(idempotency::pending), effects)
+        .post_when_locked(
+            vec![entry],
+            idempotency.map(idempotency::pending),
+            effects,
+            WhenLocked::PostOnFirstOpenDay,
+        )
         .await
     {
         Ok(_) => {}
