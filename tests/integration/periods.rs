@@ -13,9 +13,14 @@ fn line(account: &str, side: &str, amount: &str) -> Value {
     json!({"account": account, side: amount})
 }
 
+/// `amount` from `credit` to `debit`: the lines of an entry.
+fn moved(debit: &str, credit: &str, amount: &str) -> Value {
+    json!([line(debit, "debit", amount), line(credit, "credit", amount)])
+}
+
 fn entry(date: &str, debit: &str, credit: &str, amount: &str) -> Value {
     json!({"date": date, "memo": format!("{debit} against {credit}"),
-           "lines": [line(debit, "debit", amount), line(credit, "credit", amount)]})
+           "lines": moved(debit, credit, amount)})
 }
 
 /// Asserts a 409 with `code`.
@@ -86,14 +91,7 @@ async fn a_locked_period_refuses_each_kind_of_change(store: Store) {
     assert_eq!(status, StatusCode::OK, "{body}");
     let still_draft = draft().await;
     let sale = books
-        .post(
-            &token,
-            "2026-03-15",
-            json!([
-                line("1000", "debit", "50.00"),
-                line("4000", "credit", "50.00")
-            ]),
-        )
+        .post(&token, "2026-03-15", moved("1000", "4000", "50.00"))
         .await;
 
     // Only an owner sets the lock date.
@@ -285,13 +283,7 @@ async fn a_year_end_close_moves_the_result_into_retained_earnings(store: Store) 
         ("2025-12-31", "5000", "1000", "400.10"),
         ("2026-01-15", "1000", "4000", "100.00"),
     ] {
-        books
-            .post(
-                &token,
-                date,
-                json!([line(debit, "debit", amount), line(credit, "credit", amount)]),
-            )
-            .await;
+        books.post(&token, date, moved(debit, credit, amount)).await;
     }
     let statement = async |from: &str, to: &str| {
         let (status, body) = books
@@ -428,14 +420,7 @@ async fn a_year_end_close_moves_the_result_into_retained_earnings(store: Store) 
     let (status, _) = lock(&books, &token, json!("2025-11-30")).await;
     assert_eq!(status, StatusCode::OK);
     books
-        .post(
-            &token,
-            "2025-12-20",
-            json!([
-                line("5000", "debit", "10.00"),
-                line("1000", "credit", "10.00")
-            ]),
-        )
+        .post(&token, "2025-12-20", moved("5000", "1000", "10.00"))
         .await;
     let (status, again) = close(&token, "2025-12-31").await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
