@@ -446,7 +446,68 @@ async fn a_year_end_close_moves_the_result_into_retained_earnings(store: Store) 
     assert_eq!(books.balance(&token, "3900").await, "-789.90");
 }
 
+/// The lock date holds from the moment its change is answered: postings
+/// racing it either committed before (and count in the balance read right
+/// after the answer) or are refused; none commits under it afterwards.
+async fn no_posting_commits_under_a_lock_date_once_it_is_answered(store: Store) {
+    let books = Books::start(store).await;
+    let token = books.register("race@acme.test", "USD").await;
+    let day = "2026-05-31";
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let posters = (0..6).map(|_| async {
+        let (mut posted, mut refused) = (0, 0);
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let (status, body) = books
+                .call(
+                    "POST",
+                    "/api/journal-entries",
+                    Some(&token),
+                    Some(entry(day, "1000", "4000", "1.00")),
+                )
+                .await;
+            match status {
+                StatusCode::CREATED => posted += 1,
+                StatusCode::CONFLICT if body["code"] == "PERIOD_LOCKED" => refused += 1,
+                other => panic!("{other}: {body}"),
+            }
+        }
+        (posted, refused)
+    });
+    let balance = async || {
+        let (status, body) = books
+            .call(
+                "GET",
+                &format!("/api/accounts/1000/balance?as_of={day}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["balance"].as_str().unwrap().to_owned()
+    };
+    let locker = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let (status, body) = lock(&books, &token, json!(day)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let at_lock = balance().await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        at_lock
+    };
+    let (at_lock, counts) = tokio::join!(locker, futures::future::join_all(posters));
+    let posted: i64 = counts.iter().map(|c| c.0).sum();
+    let refused: i64 = counts.iter().map(|c| c.1).sum();
+    assert!(posted > 0 && refused > 0, "{counts:?}");
+    assert_eq!(
+        balance().await,
+        at_lock,
+        "a posting committed under the lock"
+    );
+    assert_eq!(at_lock, format!("{posted}.00"));
+}
+
 on_every_store!(
+    no_posting_commits_under_a_lock_date_once_it_is_answered,
     a_locked_period_refuses_each_kind_of_change,
     a_year_end_close_moves_the_result_into_retained_earnings,
 );

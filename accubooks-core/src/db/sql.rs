@@ -73,6 +73,17 @@ pub(crate) trait BeginScoped {
         self.begin_scoped(Scope::Organizations(organizations))
     }
 
+    /// A transaction of `organizations` that reads, then writes on what it
+    /// read; on SQLite it takes the write lock up front, as
+    /// [`BeginScoped::begin_for_worker_writing`] does.
+    fn begin_writing_for(
+        &self,
+        organizations: &str,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send
+    {
+        self.begin_scoped(Scope::OrganizationsWriting(organizations))
+    }
+
     /// A read-only transaction over one consistent snapshot of the rows of
     /// `organization`, for reads made of several queries (an export).
     fn begin_snapshot_for(
@@ -118,6 +129,8 @@ pub(crate) trait BeginScoped {
 pub(crate) enum Scope<'a> {
     /// The rows of these organizations (ids joined by commas).
     Organizations(&'a str),
+    /// The same, for a read followed by a write.
+    OrganizationsWriting(&'a str),
     /// One organization's rows, read-only, on one snapshot.
     Snapshot(&'a str),
     /// The user rows of one e-mail address.
@@ -137,7 +150,9 @@ impl BeginScoped for sqlx::PgPool {
     ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send
     {
         let (setting, value, snapshot) = match scope {
-            Scope::Organizations(ids) => (ORGANIZATION_SETTING, ids, false),
+            Scope::Organizations(ids) | Scope::OrganizationsWriting(ids) => {
+                (ORGANIZATION_SETTING, ids, false)
+            }
             Scope::Snapshot(id) => (ORGANIZATION_SETTING, id, true),
             Scope::Login(email) => (LOGIN_SETTING, email, false),
             Scope::Worker | Scope::WorkerWriting => (WORKER_SETTING, "on", false),
@@ -186,7 +201,9 @@ impl BeginScoped for sqlx::SqlitePool {
         let pool = self.clone();
         async move {
             match scope {
-                Scope::WorkerWriting => pool.begin_with("BEGIN IMMEDIATE").await,
+                Scope::WorkerWriting | Scope::OrganizationsWriting(_) => {
+                    pool.begin_with("BEGIN IMMEDIATE").await
+                }
                 _ => pool.begin().await,
             }
         }

@@ -156,7 +156,7 @@ async fn change_lock_date(
     db.run(|pool| async move {
         let exclusive = matches!(pool, Pool::Postgres(_));
         on_pool!(pool, p => {
-            let mut tx = p.begin_for(&owned).await?;
+            let mut tx = p.begin_writing_for(&owned).await?;
             if exclusive {
                 // Waits for the groups holding it shared (postings being
                 // written): they commit under the old date, or see the new.
