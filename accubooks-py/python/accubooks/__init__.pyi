@@ -311,7 +311,9 @@ class Organization:
 
         Raises:
             ConflictError: ``ACCOUNT_EXISTS``.
-            ValidationError: ``INVALID_ACCOUNT_CODE``, ``UNKNOWN_CURRENCY``...
+            ValidationError: ``INVALID_ACCOUNT_CODE``, ``UNKNOWN_CURRENCY``...; for ``parent``:
+                ``UNKNOWN_ACCOUNT``, ``PARENT_TYPE_MISMATCH``, ``PARENT_CURRENCY_MISMATCH``,
+                ``ACCOUNT_TREE_TOO_DEEP``.
         """
 
     def accounts(
