@@ -392,6 +392,18 @@ organization_classes! {
         }
     }
 
+    /// Cash in and out from `from_` to `to`, inclusive, by counterpart
+    /// account, with opening and closing cash (direct method).
+    #[pyo3(signature = (from_, to))]
+    fn cash_flow [instance, org] (from_: &Bound<'_, PyAny>, to: &Bound<'_, PyAny>) {
+        let from = date_value(&convert::date_arg(from_, "from_")?)?;
+        let to = date_value(&convert::date_arg(to, "to")?)?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().cash_flow(&caller, from, to).await)
+        }
+    }
+
     /// One account's postings from `from_` to `to`, with running balances.
     ///
     /// One page of rows: at most `limit` (1 to 500, default 100) after the
@@ -831,7 +843,7 @@ organization_classes! {
     }
 
     /// Asks for a report as a job (`"trial-balance"`, `"balance-sheet"`,
-    /// `"income-statement"`, `"general-ledger"`, `"ar-aging"`) with the
+    /// `"income-statement"`, `"general-ledger"`, `"ar-aging"`, `"cash-flow"`) with the
     /// report's query as `params`, in `"json"` or `"csv"`.
     #[pyo3(signature = (report, params = None, format = "json", *, idempotency_key = None))]
     fn create_report_job [instance, org] (report: &str, params: Option<&Bound<'_, PyAny>>, format: &str, idempotency_key: Option<String>) {

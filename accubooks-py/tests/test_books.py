@@ -178,3 +178,53 @@ def test_accounts_batches_users_and_export(open_books: Open, database_url: str) 
         books.organization(str(uuid.uuid4()))
     with pytest.raises(accubooks.NotFoundError):
         books.organization("not-a-uuid")
+
+
+def test_account_tree_roll_ups_and_cash_flow(open_books: Open, database_url: str) -> None:
+    books = open_books(database_url)
+    org = books.register(unique_email("tree"), PASSWORD, "Tree")
+    org.create_account("1010", "Bank", "asset", "USD", parent="1000")
+    org.create_account("1011", "Bank savings", "asset", "USD", parent="1010")
+    org.create_account("4010", "Services", "revenue", "USD", parent="4000")
+    for code, kind, parent, error in [
+        ("1020", "asset", "1999", "UNKNOWN_ACCOUNT"),
+        ("1020", "asset", "4000", "PARENT_TYPE_MISMATCH"),
+    ]:
+        with pytest.raises(accubooks.ValidationError) as refused:
+            org.create_account(code, "Refused", kind, "USD", parent=parent)
+        assert refused.value.code == error
+    assert [a["parent"] for a in org.accounts() if a["code"] in ("1000", "1010", "1011")] == [
+        None,
+        "1000",
+        "1010",
+    ]
+
+    org.post_entry("2025-12-31", sale("1000.00", credit="3000"))
+    org.post_entry("2026-01-10", sale("250.25", debit="1011", credit="4010"))
+    org.post_entry("2026-01-11", sale("40.00", debit="5000", credit="1010"))
+    org.post_entry("2026-01-12", sale("100.00", debit="1010", credit="1000"))
+
+    tb = org.trial_balance("2026-01-31")
+    rows = {r["code"]: r for r in tb["accounts"]}
+    assert [r["code"] for r in tb["accounts"]][:4] == ["1000", "1010", "1011", "1100"]
+    assert rows["1000"]["debit"] == Decimal("900.00")
+    assert rows["1000"]["subtotal_debit"] == Decimal("1210.25")
+    assert rows["1010"]["subtotal_debit"] == Decimal("310.25") and rows["1010"]["level"] == 1
+    assert rows["1011"]["subtotal_debit"] is None and rows["1011"]["parent"] == "1010"
+    assert tb["total_debit"] == Decimal("1250.25")
+    income = org.income_statement("2026-01-01", JAN)
+    assert income["revenue"][0]["subtotal"] == Decimal("250.25")
+
+    flow = org.cash_flow(datetime.date(2026, 1, 1), JAN)
+    assert [c["code"] for c in flow["cash"]] == ["1000", "1010", "1011"]
+    assert flow["customers"] == [
+        {"code": "4010", "name": "Services", "currency": "USD", "parent": "4000", "amount": Decimal("250.25")}
+    ]
+    assert [(s["code"], s["amount"]) for s in flow["suppliers"]] == [("5000", Decimal("-40.00"))]
+    assert flow["opening_cash"] == Decimal("1000.00")
+    assert flow["net_change"] == Decimal("210.25")
+    assert flow["closing_cash"] == flow["opening_cash"] + flow["net_change"] == Decimal("1210.25")
+    assert flow["from"] == datetime.date(2026, 1, 1)
+    with pytest.raises(accubooks.ValidationError) as backwards:
+        org.cash_flow(JAN, "2026-01-01")
+    assert backwards.value.code == "INVALID_PERIOD"

@@ -123,8 +123,19 @@ def test_reports_and_pay_runs_as_jobs(open_books: Open, database_url: str) -> No
     job = org.create_report_job("trial-balance", {"as_of": "2026-12-31"}, "csv")
     wait_until(lambda: org.report_job(job["id"])["status"] == "succeeded")
     rows = list(csv.reader(io.StringIO(org.report_result(job["id"]))))
-    assert rows[0] == ["code", "name", "type", "currency", "debit", "credit"]
-    assert ["5100", "Wages", "expense", "USD", "1000.00", "0.00"] in rows
+    assert rows[0] == [
+        "code",
+        "name",
+        "type",
+        "currency",
+        "debit",
+        "credit",
+        "parent",
+        "level",
+        "subtotal_debit",
+        "subtotal_credit",
+    ]
+    assert ["5100", "Wages", "expense", "USD", "1000.00", "0.00", "", "0", "", ""] in rows
     as_json = org.create_report_job("trial-balance", {"as_of": datetime.date(2026, 12, 31)})
     wait_until(lambda: org.report_job(as_json["id"])["status"] == "succeeded")
     assert json.loads(org.report_result(as_json["id"]))["total_debit"] == "1000.00"

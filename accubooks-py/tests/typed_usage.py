@@ -30,6 +30,7 @@ from accubooks.aio import AsyncAccuBooks, AsyncOrganization
 from accubooks.types import (
     Account,
     BalanceSheet,
+    CashFlowStatement,
     Entry,
     EntryInput,
     GeneralLedger,
@@ -87,6 +88,10 @@ def books_api(books: AccuBooks) -> Decimal:
     trial: TrialBalance = org.trial_balance(as_of=datetime.date(2026, 12, 31))
     sheet: BalanceSheet = org.balance_sheet("2026-12-31")
     income: IncomeStatement = org.income_statement(datetime.date(2026, 1, 1), "2026-12-31")
+    flow: CashFlowStatement = org.cash_flow("2026-01-01", datetime.date(2026, 12, 31))
+    closing: Optional[Decimal] = flow["closing_cash"]
+    subtotal: Optional[Decimal] = trial["accounts"][0]["subtotal_debit"]
+    assert closing is not None and trial["accounts"][0]["level"] == 0 and subtotal is not None
     ledger: GeneralLedger = org.general_ledger("1010", "2026-01-01", datetime.date(2026, 12, 31))
     journal: str = org.export_ledger("beancount", as_of=datetime.date(2026, 12, 31))
     assert sheet["totals"] and income["from"] and ledger["rows"] and journal
@@ -151,6 +156,8 @@ async def async_api(database_url: str) -> Decimal:
         trial: TrialBalance = await org.trial_balance("2026-12-31")
         sheet: BalanceSheet = await org.balance_sheet()
         income: IncomeStatement = await org.income_statement("2026-01-01", "2026-12-31")
+        flow: CashFlowStatement = await org.cash_flow("2026-01-01", "2026-12-31")
+        assert flow["totals"] is not None
         ledger: GeneralLedger = await org.general_ledger("1010", "2026-01-01", "2026-12-31")
         journal: str = await org.export_ledger("hledger")
         assert accounts and entry and reversal and sheet and income and ledger and journal

@@ -579,7 +579,8 @@ async fn reports_run_as_jobs_in_json_and_csv(carrier: Carrier) {
         ask("trial-balance", json!({"from": "2026-01-01"}), "csv"),
         ask("income-statement", json!({"from": "2026-01-01"}), "json"),
         ask("balance-sheet", json!({}), "xlsx"),
-        ask("cash-flow", json!({}), "json"),
+        ask("cash-flow", json!({"from": "2026-01-01"}), "json"),
+        ask("profit-and-loss", json!({}), "json"),
     ] {
         let (status, body) = books
             .call("POST", "/api/report-jobs", Some(token), Some(bad.clone()))

@@ -81,6 +81,7 @@ mod contract;
 mod export;
 mod faults;
 mod hardening;
+mod hierarchy;
 mod hygiene;
 mod invoices;
 mod jobs;

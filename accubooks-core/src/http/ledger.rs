@@ -35,7 +35,13 @@ fn books_routes() -> Vec<Route> {
             .idempotent()
             .summary("Open an account")
             .body::<ledger::NewAccount>()
-            .returns::<ledger::AccountShown<'static>>(201),
+            .returns::<ledger::AccountShown<'static>>(201)
+            .answers(
+                422,
+                "Invalid content; for \"parent\": UNKNOWN_ACCOUNT (no such account), \
+                 PARENT_TYPE_MISMATCH, PARENT_CURRENCY_MISMATCH, ACCOUNT_TREE_TOO_DEEP (a tree \
+                 has at most 8 levels)",
+            ),
         Route::change(Method::POST, "/api/journal-entries", post_entry)
             .idempotent()
             .summary("Post a balanced journal entry")

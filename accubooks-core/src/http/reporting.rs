@@ -32,6 +32,15 @@ fn report_routes() -> Vec<Route> {
             .query_date("from", "Inclusive", true)
             .query_date("to", "Inclusive", true)
             .returns::<ledger::IncomeStatement>(200),
+        Route::read("/api/reports/cash-flow", cash_flow)
+            .summary(
+                "Cash in and out of a period by counterpart account (direct method): cash \
+                 accounts are 1000, the accounts linked bank accounts post to, and their \
+                 descendants; opening cash + net change = closing cash",
+            )
+            .query_date("from", "Inclusive", true)
+            .query_date("to", "Inclusive", true)
+            .returns::<crate::reporting::CashFlowStatement>(200),
         Route::read("/api/reports/general-ledger", general_ledger)
             .summary(
                 "One account's postings with running balances, a page of rows at a time \
@@ -104,6 +113,16 @@ async fn income_statement(app: AccuBooks, request: Request) -> Result<Response, 
     let books = app.books();
     let report = books
         .income_statement(&request.principal()?, from, to)
+        .await?;
+    Ok(json_response(StatusCode::OK, &report))
+}
+
+async fn cash_flow(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
+    let q: Period = query(&request)?;
+    let (from, to) = (ledger::parse_date(&q.from)?, ledger::parse_date(&q.to)?);
+    let report = app
+        .books()
+        .cash_flow(&request.principal()?, from, to)
         .await?;
     Ok(json_response(StatusCode::OK, &report))
 }

@@ -6,6 +6,7 @@ use std::sync::{PoisonError, RwLock};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use super::hierarchy::MAX_DEPTH;
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
 use crate::db::sql::{BeginScoped, List, has_metadata, in_list, json_param, on_pool};
@@ -139,7 +140,9 @@ pub struct NewAccount {
     pub kind: AccountType,
     /// ISO 4217 code.
     pub currency: String,
-    /// Code of the parent account (same type), if any.
+    /// Code of the parent account, if any: an account of the organization
+    /// with the same type and currency, at most 7 levels deep (a tree has
+    /// at most 8). Fixed once the account is opened.
     #[serde(default)]
     pub parent: Option<String>,
     /// String keys and values kept with the account (contract §5).
@@ -405,6 +408,87 @@ pub async fn accounts_for_posting(
     Ok(found)
 }
 
+/// The id of `parent`, the parent `new` names, once checked: it exists in
+/// the organization (`422 UNKNOWN_ACCOUNT`), has `new`'s type
+/// (`PARENT_TYPE_MISMATCH`) and currency (`PARENT_CURRENCY_MISMATCH`: a
+/// subtotal adds amounts of one currency), and is less than
+/// [`MAX_DEPTH`] levels deep (`ACCOUNT_TREE_TOO_DEEP`). A parent is
+/// fixed when the account is opened and exists before its child, so the
+/// accounts form a tree and no loop can arise.
+async fn check_parent(
+    db: &Database,
+    organization: &OrganizationId,
+    new: &NewAccount,
+    parent: &str,
+) -> LedgerResult<i64> {
+    let found = accounts_by_code(db, organization, &[parent]).await?;
+    let parent = found.get(parent).ok_or_else(|| {
+        LedgerError::invalid(
+            "UNKNOWN_ACCOUNT",
+            format!(
+                "There is no account {parent:?} to be the parent; open it first, or leave \
+                 \"parent\" out."
+            ),
+        )
+    })?;
+    if parent.kind != new.kind {
+        return Err(LedgerError::invalid(
+            "PARENT_TYPE_MISMATCH",
+            format!(
+                "A parent account must have the same type as its child: {:?} is {}, not {}.",
+                parent.code,
+                parent.kind.as_str(),
+                new.kind.as_str()
+            ),
+        ));
+    }
+    if parent.currency != new.currency {
+        return Err(LedgerError::invalid(
+            "PARENT_CURRENCY_MISMATCH",
+            format!(
+                "A parent account must have the same currency as its child (reports add them \
+                 up): {:?} is in {}, not {}.",
+                parent.code, parent.currency, new.currency
+            ),
+        ));
+    }
+    let (owned, id) = (organization.to_owned(), parent.id);
+    // The parent's level: 1 for a root. The walk stops past the bound.
+    let levels: i64 = db
+        .run(|pool| async move {
+            on_pool!(pool, p => {
+                let mut tx = p.begin_for(&owned).await?;
+                let levels = sqlx::query_scalar(
+                    "WITH RECURSIVE up (id, parent_id, level) AS ( \
+                         SELECT id, parent_id, 1 FROM accounts WHERE id = $1 AND organization_id = $2 \
+                         UNION ALL \
+                         SELECT a.id, a.parent_id, up.level + 1 FROM accounts a \
+                         JOIN up ON a.id = up.parent_id WHERE up.level <= $3) \
+                     SELECT CAST(MAX(level) AS BIGINT) FROM up",
+                )
+                .bind(id)
+                .bind(&owned)
+                .bind(i64::from(MAX_DEPTH))
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(levels)
+            })
+        })
+        .await?;
+    if levels >= i64::from(MAX_DEPTH) {
+        return Err(LedgerError::invalid(
+            "ACCOUNT_TREE_TOO_DEEP",
+            format!(
+                "An account tree has at most {MAX_DEPTH} levels, and {:?} is already on level \
+                 {levels}: choose a parent higher up.",
+                parent.code
+            ),
+        ));
+    }
+    Ok(parent.id)
+}
+
 /// Renders the answer (stored status, JSON) stored under an idempotency key
 /// for a newly created record, inside the transaction that creates it.
 pub type RenderRecord<'a, T> = &'a (dyn Fn(&T) -> (u16, String) + Send + Sync);
@@ -422,22 +506,7 @@ pub async fn create_account(
     validate_currency(&new.currency)?;
     let parent_id = match &new.parent {
         None => None,
-        Some(parent) => {
-            let found = accounts_by_code(db, organization, &[parent.as_str()]).await?;
-            let parent = found.get(parent.as_str()).ok_or_else(|| {
-                LedgerError::invalid(
-                    "UNKNOWN_ACCOUNT",
-                    format!("There is no account {parent:?} to be the parent."),
-                )
-            })?;
-            if parent.kind != new.kind {
-                return Err(LedgerError::invalid(
-                    "PARENT_TYPE_MISMATCH",
-                    "A parent account must have the same type as its child.",
-                ));
-            }
-            Some(parent.id)
-        }
+        Some(parent) => Some(check_parent(db, organization, &new, parent).await?),
     };
     let organization_owned = organization.to_owned();
     db.run(|pool| {

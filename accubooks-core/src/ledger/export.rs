@@ -27,6 +27,7 @@ use chrono::NaiveDate;
 use futures::TryStreamExt;
 
 use super::accounts::AccountType;
+use super::balances::{Boundary, balance_sql};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
 use crate::db::sql::{BeginScoped, on_pool};
@@ -57,13 +58,15 @@ impl ExportFormat {
     }
 }
 
-/// Every account with its balance at the end of `$2`, as `reports.rs`
-/// computes it (current balance less later day movements); repeated here so
-/// it runs in the same snapshot as the journal query.
-const ACCOUNTS_SQL: &str = "SELECT a.id, a.code, a.name, a.type, a.currency, \
-     CAST(a.balance - COALESCE((SELECT SUM(d.delta) FROM account_days d \
-                           WHERE d.account_id = a.id AND d.day > $2), 0) AS BIGINT) \
-     FROM accounts a WHERE a.organization_id = $1 ORDER BY a.code";
+/// Every account with its balance at the end of `$2`, as the reports read
+/// it ([`balance_sql`]), in the same snapshot as the journal query.
+fn accounts_sql() -> String {
+    format!(
+        "SELECT a.id, a.code, a.name, a.type, a.currency, {} \
+         FROM accounts a WHERE a.organization_id = $1 ORDER BY a.code",
+        balance_sql("a", Boundary::EndOf, "$2")
+    )
+}
 
 /// Every journal line up to `$2`, in the order the journal lists them.
 const LINES_SQL: &str = "SELECT e.id, e.entry_date, e.memo, e.reverses, l.account_id, l.amount, \
@@ -125,7 +128,7 @@ pub async fn export_ledger(
             .run_within(EXPORT_TIME_LIMIT, |pool| async move {
                 on_pool!(pool, p => {
                     let mut tx = p.begin_snapshot_for(&organization).await?;
-                    let accounts: Vec<AccountRow> = sqlx::query_as(ACCOUNTS_SQL)
+                    let accounts: Vec<AccountRow> = sqlx::query_as(sqlx::AssertSqlSafe(accounts_sql()))
                         .bind(&organization)
                         .bind(as_of)
                         .fetch_all(&mut *tx)

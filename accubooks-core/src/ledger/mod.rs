@@ -7,10 +7,12 @@
 //! beside it: the account cache and the committer.
 
 pub(crate) mod accounts;
+pub(crate) mod balances;
 pub(crate) mod committer;
 mod effects;
 pub(crate) mod entries;
 mod export;
+pub(crate) mod hierarchy;
 pub(crate) mod periods;
 pub(crate) mod reports;
 

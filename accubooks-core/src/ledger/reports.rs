@@ -7,6 +7,8 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use super::accounts::{Account, AccountType};
+use super::balances::{Boundary, balance_sql, movement_sql};
+use super::hierarchy::{Node, roll_up};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
 use crate::db::sql::{BeginScoped, on_pool};
@@ -32,9 +34,25 @@ pub struct BalanceLine {
     /// The credit balance, or "0.00".
     #[schema(value_type = crate::money::AmountText)]
     pub credit: String,
+    /// The parent account's code, or null.
+    pub parent: Option<String>,
+    /// Depth in the account tree: 0 for an account without a parent, 1 for
+    /// its children, and so on (children follow their parent).
+    pub level: u32,
+    /// For an account with children: the debit side of its balance plus
+    /// all its descendants' ("0.00" when that sum is a credit); null for
+    /// an account without children. Not counted again in the totals.
+    #[schema(value_type = Option<crate::money::AmountText>)]
+    pub subtotal_debit: Option<String>,
+    /// The credit side of the same sum, or null.
+    #[schema(value_type = Option<crate::money::AmountText>)]
+    pub subtotal_credit: Option<String>,
     /// The signed balance in minor units (debits positive); not serialized.
     #[serde(skip)]
     pub balance_minor: i64,
+    /// The signed subtotal in minor units, for an account with children.
+    #[serde(skip)]
+    pub subtotal_minor: Option<i64>,
 }
 
 /// Totals of one currency.
@@ -71,60 +89,99 @@ fn digits(currency: &str) -> u32 {
     money::minor_digits(currency).unwrap_or(2)
 }
 
+/// An account and an amount of it, as the reports' queries read them:
+/// code, name, type, currency, parent's code, amount.
+type AmountRow = (String, String, String, String, Option<String>, i64);
+
+/// The columns of an [`AmountRow`] before its amount, `a` being the
+/// account and `p` its parent (`LEFT JOIN accounts p ON p.id = a.parent_id`).
+const ACCOUNT_COLUMNS: &str = "a.code, a.name, a.type, a.currency, p.code";
+
 fn balance_line(
-    code: String,
-    name: String,
-    kind: &str,
-    currency: String,
-    balance: i64,
+    (code, name, kind, currency, parent, balance): AmountRow,
 ) -> Result<BalanceLine, sqlx::Error> {
     let d = digits(&currency);
     Ok(BalanceLine {
         code,
         name,
-        kind: AccountType::parse(kind)
+        kind: AccountType::parse(&kind)
             .ok_or_else(|| sqlx::Error::Decode(format!("unknown account type {kind:?}").into()))?,
         debit: money::format_minor(balance.max(0), d),
         credit: money::format_minor((-balance).max(0), d),
         currency,
+        parent,
+        level: 0,
+        subtotal_debit: None,
+        subtotal_credit: None,
         balance_minor: balance,
+        subtotal_minor: None,
     })
 }
 
-/// Every account's balance at the end of `as_of`.
+/// `lines` (by code) in tree order, children after their parent, with
+/// their levels and, for parents, their subtotals.
+fn in_tree(lines: Vec<BalanceLine>) -> Vec<BalanceLine> {
+    let nodes: Vec<Node<'_>> = lines
+        .iter()
+        .map(|l| Node {
+            code: &l.code,
+            parent: l.parent.as_deref(),
+            currency: &l.currency,
+            amount: l.balance_minor,
+        })
+        .collect();
+    let places = roll_up(&nodes);
+    let mut slots: Vec<Option<BalanceLine>> = lines.into_iter().map(Some).collect();
+    places
+        .into_iter()
+        .filter_map(|place| {
+            let mut line = slots[place.index].take()?;
+            line.level = place.level;
+            line.subtotal_minor = place.subtotal;
+            if let Some(sum) = place.subtotal {
+                let d = digits(&line.currency);
+                line.subtotal_debit = Some(money::format_minor(sum.max(0), d));
+                line.subtotal_credit = Some(money::format_minor((-sum).max(0), d));
+            }
+            Some(line)
+        })
+        .collect()
+}
+
+fn decode(rows: Vec<AmountRow>) -> LedgerResult<Vec<BalanceLine>> {
+    rows.into_iter()
+        .map(balance_line)
+        .collect::<Result<_, _>>()
+        .map_err(|e| LedgerError::Storage(crate::Error::Query(e)))
+}
+
+/// Every account's balance at the end of `as_of`, in tree order.
 pub(crate) async fn balances_as_of(
     db: &Database,
     organization: &OrganizationId,
     as_of: NaiveDate,
 ) -> LedgerResult<Vec<BalanceLine>> {
     let organization = organization.to_owned();
-    // Current balance minus what moved after the date: for a recent date
-    // that touches only a few day rows per account.
-    let rows: Vec<(String, String, String, String, i64)> = db
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS}, {} FROM accounts a LEFT JOIN accounts p ON p.id = a.parent_id \
+         WHERE a.organization_id = $1 ORDER BY a.code",
+        balance_sql("a", Boundary::EndOf, "$2")
+    );
+    let rows: Vec<AmountRow> = db
         .run(|pool| async move {
             on_pool!(pool, p => {
                 let mut tx = p.begin_for(&organization).await?;
-                let rows = sqlx::query_as(
-                    "SELECT a.code, a.name, a.type, a.currency, \
-                     CAST(a.balance - COALESCE((SELECT SUM(d.delta) FROM account_days d \
-                                           WHERE d.account_id = a.id AND d.day > $2), 0) AS BIGINT) \
-                     FROM accounts a WHERE a.organization_id = $1 ORDER BY a.code",
-                )
-                .bind(&organization)
-                .bind(as_of)
-                .fetch_all(&mut *tx)
-                .await?;
+                let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(&organization)
+                    .bind(as_of)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(rows)
             })
         })
         .await?;
-    rows.into_iter()
-        .map(|(code, name, kind, currency, balance)| {
-            balance_line(code, name, &kind, currency, balance)
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|e| LedgerError::Storage(crate::Error::Query(e)))
+    Ok(in_tree(decode(rows)?))
 }
 
 fn totals(lines: &[BalanceLine]) -> Vec<CurrencyTotals> {
@@ -179,15 +236,41 @@ pub struct StatementLine {
     /// The amount, positive when the balance is on the account's normal side.
     #[schema(value_type = crate::money::AmountText)]
     pub amount: String,
+    /// The parent account's code, or null.
+    pub parent: Option<String>,
+    /// Depth in the account tree: 0 for an account without a parent
+    /// (children follow their parent).
+    pub level: u32,
+    /// For an account with children: its amount plus all its descendants',
+    /// in the same sign; null for an account without children. Not counted
+    /// again in the totals.
+    #[schema(value_type = Option<crate::money::AmountText>)]
+    pub subtotal: Option<String>,
 }
 
-fn statement_line(line: &BalanceLine, normal_sign: i64) -> StatementLine {
-    StatementLine {
-        code: line.code.clone(),
-        name: line.name.clone(),
-        currency: line.currency.clone(),
-        amount: money::format_minor(line.balance_minor * normal_sign, digits(&line.currency)),
-    }
+/// The statement lines of the accounts of `kind` among `lines` (in tree
+/// order, so the section is too), in their normal sign.
+fn section(lines: &[BalanceLine], kind: AccountType, normal_sign: i64) -> Vec<StatementLine> {
+    let picked: Vec<BalanceLine> = lines.iter().filter(|l| l.kind == kind).cloned().collect();
+    // The tree again, within the section: a parent has its children's type,
+    // so the section holds whole trees.
+    in_tree(picked)
+        .into_iter()
+        .map(|line| {
+            let d = digits(&line.currency);
+            StatementLine {
+                amount: money::format_minor(line.balance_minor * normal_sign, d),
+                subtotal: line
+                    .subtotal_minor
+                    .map(|sum| money::format_minor(sum * normal_sign, d)),
+                code: line.code,
+                name: line.name,
+                currency: line.currency,
+                parent: line.parent,
+                level: line.level,
+            }
+        })
+        .collect()
 }
 
 /// Balance sheet totals of one currency.
@@ -234,13 +317,6 @@ pub async fn balance_sheet(
     as_of: NaiveDate,
 ) -> LedgerResult<BalanceSheet> {
     let lines = balances_as_of(db, organization, as_of).await?;
-    let pick = |kind: AccountType, sign: i64| -> Vec<StatementLine> {
-        lines
-            .iter()
-            .filter(|l| l.kind == kind)
-            .map(|l| statement_line(l, sign))
-            .collect()
-    };
     // (assets, liabilities, equity, earnings) in normal sign, per currency.
     let mut sums: BTreeMap<&str, [i64; 4]> = BTreeMap::new();
     for line in &lines {
@@ -268,9 +344,9 @@ pub async fn balance_sheet(
         .collect();
     Ok(BalanceSheet {
         as_of,
-        assets: pick(AccountType::Asset, 1),
-        liabilities: pick(AccountType::Liability, -1),
-        equity: pick(AccountType::Equity, -1),
+        assets: section(&lines, AccountType::Asset, 1),
+        liabilities: section(&lines, AccountType::Liability, -1),
+        equity: section(&lines, AccountType::Equity, -1),
         totals,
     })
 }
@@ -306,8 +382,26 @@ pub struct IncomeStatement {
     pub totals: Vec<IncomeTotals>,
 }
 
+/// The one query of the income statement: every revenue and expense
+/// account of organization `$1` (with its parent's code) and what moved on
+/// it from the start of `$2` to the end of `$3`, by code, less the closing
+/// entries of those days (they move the result into equity; found by the
+/// partial index `journal_entries_closing`, so they cost nothing when there
+/// are none).
+fn income_statement_sql() -> String {
+    format!(
+        "SELECT {ACCOUNT_COLUMNS}, CAST({} - COALESCE((SELECT SUM(l.amount) \
+         FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id \
+         WHERE e.organization_id = $1 AND e.kind IS NOT NULL \
+         AND e.entry_date >= $2 AND e.entry_date <= $3 AND l.account_id = a.id), 0) AS BIGINT) \
+         FROM accounts a LEFT JOIN accounts p ON p.id = a.parent_id \
+         WHERE a.organization_id = $1 AND a.type IN ('revenue', 'expense') ORDER BY a.code",
+        movement_sql("a", "$2", "$3")
+    )
+}
+
 /// Revenue and expenses between `from` and `to`, inclusive, without the
-/// closing entries of the period (they move the result into equity).
+/// closing entries of the period.
 pub async fn income_statement(
     db: &Database,
     organization: &OrganizationId,
@@ -321,39 +415,23 @@ pub async fn income_statement(
         ));
     }
     let organization = organization.to_owned();
-    let rows: Vec<(String, String, String, String, i64)> = db
+    let sql = income_statement_sql();
+    let rows: Vec<AmountRow> = db
         .run(|pool| async move {
             on_pool!(pool, p => {
                 let mut tx = p.begin_for(&organization).await?;
-                let rows = sqlx::query_as(
-                    "SELECT a.code, a.name, a.type, a.currency, \
-                     CAST(COALESCE((SELECT SUM(d.delta) FROM account_days d \
-                               WHERE d.account_id = a.id AND d.day >= $2 AND d.day <= $3), 0) \
-                          - COALESCE((SELECT SUM(l.amount) FROM journal_entries e \
-                               JOIN journal_lines l ON l.entry_id = e.id \
-                               WHERE e.organization_id = $1 AND e.kind IS NOT NULL \
-                               AND e.entry_date >= $2 AND e.entry_date <= $3 \
-                               AND l.account_id = a.id), 0) AS BIGINT) \
-                     FROM accounts a WHERE a.organization_id = $1 AND a.type IN ('revenue', 'expense') \
-                     ORDER BY a.code",
-                )
-                .bind(&organization)
-                .bind(from)
-                .bind(to)
-                .fetch_all(&mut *tx)
-                .await?;
+                let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(&organization)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(rows)
             })
         })
         .await?;
-    let lines: Vec<BalanceLine> = rows
-        .into_iter()
-        .map(|(code, name, kind, currency, movement)| {
-            balance_line(code, name, &kind, currency, movement)
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|e| LedgerError::Storage(crate::Error::Query(e)))?;
+    let lines = decode(rows)?;
     let mut sums: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
     for line in &lines {
         let slot = sums.entry(line.currency.as_str()).or_default();
@@ -365,16 +443,8 @@ pub async fn income_statement(
     Ok(IncomeStatement {
         from,
         to,
-        revenue: lines
-            .iter()
-            .filter(|l| l.kind == AccountType::Revenue)
-            .map(|l| statement_line(l, -1))
-            .collect(),
-        expenses: lines
-            .iter()
-            .filter(|l| l.kind == AccountType::Expense)
-            .map(|l| statement_line(l, 1))
-            .collect(),
+        revenue: section(&lines, AccountType::Revenue, -1),
+        expenses: section(&lines, AccountType::Expense, 1),
         totals: sums
             .into_iter()
             .map(|(currency, (revenue, expenses))| {
@@ -493,22 +563,23 @@ async fn postings(
     // greater than -1: the first page starts after this key.
     let (after_date, after_entry, after_line) = page.after.unwrap_or((from, 0, -1));
     let fetch = page.limit.fetch();
+    // The balance at the start of `from`, and at the start of the cursor's
+    // day plus that day's lines up to the cursor.
+    let opening_sql = format!(
+        "SELECT {}, CAST({} + COALESCE((SELECT SUM(l.amount) FROM journal_lines l \
+             WHERE l.account_id = a.id AND l.entry_date = $3 \
+             AND (l.entry_id, l.line_no) <= ($4, $5)), 0) AS BIGINT) \
+         FROM accounts a WHERE a.id = $1",
+        balance_sql("a", Boundary::StartOf, "$2"),
+        balance_sql("a", Boundary::StartOf, "$3"),
+    );
     let (opening, before, rows): (i64, i64, Vec<PostingRow>) = db
         .run(|pool| async move {
             on_pool!(pool, p => {
                 // One snapshot: the balance, the day movements and the rows
                 // agree while others post.
                 let mut tx = p.begin_snapshot_for(&organization).await?;
-                let (opening, before): (i64, i64) = sqlx::query_as(
-                    "SELECT CAST(a.balance - COALESCE((SELECT SUM(d.delta) FROM account_days d \
-                         WHERE d.account_id = a.id AND d.day >= $2), 0) AS BIGINT), \
-                     CAST(a.balance - COALESCE((SELECT SUM(d.delta) FROM account_days d \
-                         WHERE d.account_id = a.id AND d.day >= $3), 0) \
-                     + COALESCE((SELECT SUM(l.amount) FROM journal_lines l \
-                         WHERE l.account_id = a.id AND l.entry_date = $3 \
-                         AND (l.entry_id, l.line_no) <= ($4, $5)), 0) AS BIGINT) \
-                     FROM accounts a WHERE a.id = $1",
-                )
+                let (opening, before): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(opening_sql.as_str()))
                 .bind(id)
                 .bind(from)
                 .bind(after_date)
@@ -642,15 +713,15 @@ pub async fn account_balance(
         .ok_or_else(|| LedgerError::NotFound(format!("There is no account {code:?}.")))?;
     let id = account.id;
     let organization = organization.to_owned();
+    let sql = format!(
+        "SELECT {} FROM accounts a WHERE a.id = $1",
+        balance_sql("a", Boundary::EndOf, "$2")
+    );
     let balance: i64 = db
         .run(|pool| async move {
             on_pool!(pool, p => {
                 let mut tx = p.begin_snapshot_for(&organization).await?;
-                let balance = sqlx::query_scalar(
-                    "SELECT CAST(a.balance - COALESCE((SELECT SUM(d.delta) FROM account_days d \
-                     WHERE d.account_id = a.id AND d.day > $2), 0) AS BIGINT) \
-                     FROM accounts a WHERE a.id = $1",
-                )
+                let balance = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(id)
                 .bind(as_of)
                 .fetch_one(&mut *tx)

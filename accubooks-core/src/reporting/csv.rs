@@ -40,6 +40,11 @@ fn is_decimal(text: &str) -> bool {
     all_digits(whole) && all_digits(fraction)
 }
 
+/// The columns of a statement's rows (balance sheet, income statement).
+const STATEMENT_COLUMNS: &[&str] = &[
+    "code", "name", "currency", "amount", "parent", "level", "subtotal",
+];
+
 /// The table of a report: which arrays hold its rows (with a `section`
 /// column when there are several), and which fields make the columns
 /// (named as in the report's JSON, whose rows are flat: the AR aging's
@@ -48,15 +53,35 @@ pub(crate) fn to_csv(query: &ReportQuery, report: &Value) -> String {
     let (sections, columns): (&[&str], &[&str]) = match query {
         ReportQuery::TrialBalance { .. } => (
             &["accounts"],
-            &["code", "name", "type", "currency", "debit", "credit"],
+            &[
+                "code",
+                "name",
+                "type",
+                "currency",
+                "debit",
+                "credit",
+                "parent",
+                "level",
+                "subtotal_debit",
+                "subtotal_credit",
+            ],
         ),
-        ReportQuery::BalanceSheet { .. } => (
-            &["assets", "liabilities", "equity"],
-            &["code", "name", "currency", "amount"],
-        ),
-        ReportQuery::IncomeStatement { .. } => (
-            &["revenue", "expenses"],
-            &["code", "name", "currency", "amount"],
+        ReportQuery::BalanceSheet { .. } => {
+            (&["assets", "liabilities", "equity"], STATEMENT_COLUMNS)
+        }
+        ReportQuery::IncomeStatement { .. } => (&["revenue", "expenses"], STATEMENT_COLUMNS),
+        ReportQuery::CashFlow { .. } => (
+            &[
+                "cash",
+                "customers",
+                "suppliers",
+                "liabilities",
+                "equity",
+                "assets",
+            ],
+            &[
+                "code", "name", "currency", "parent", "opening", "closing", "amount",
+            ],
         ),
         ReportQuery::GeneralLedger { .. } => (
             &["rows"],
@@ -141,8 +166,9 @@ mod tests {
         };
         assert_eq!(
             to_csv(&query, &report),
-            "section,code,name,currency,amount\r\nrevenue,4000,Sales,USD,10.00\r\n\
-             expenses,5000,Rent,USD,4.00\r\n"
+            "section,code,name,currency,amount,parent,level,subtotal\r\n\
+             revenue,4000,Sales,USD,10.00,,,\r\n\
+             expenses,5000,Rent,USD,4.00,,,\r\n"
         );
     }
 

@@ -3,7 +3,10 @@
 //! report and stores it, as JSON or as CSV (see [`csv`]), to
 //! be fetched by id.
 
+pub mod cash_flow;
 mod csv;
+
+pub use cash_flow::{CashAccountLine, CashFlowLine, CashFlowStatement, CashFlowTotals, cash_flow};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -36,6 +39,8 @@ pub enum ReportName {
     GeneralLedger,
     /// `GET /api/reports/ar-aging`.
     ArAging,
+    /// `GET /api/reports/cash-flow`.
+    CashFlow,
 }
 
 /// The stored form of a result.
@@ -74,7 +79,7 @@ pub struct NewReportJob {
     pub report: ReportName,
     /// The report's query, as its route takes it: `as_of` (trial balance,
     /// balance sheet, AR aging; default today, UTC, fixed when asked),
-    /// `from` and `to` (income statement, general ledger), `account`
+    /// `from` and `to` (income statement, cash flow, general ledger), `account`
     /// (general ledger).
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -119,6 +124,13 @@ pub enum ReportQuery {
         /// The day.
         as_of: NaiveDate,
     },
+    /// Cash in and out of a period, by counterpart.
+    CashFlow {
+        /// Inclusive.
+        from: NaiveDate,
+        /// Inclusive.
+        to: NaiveDate,
+    },
 }
 
 impl NewReportJob {
@@ -127,7 +139,7 @@ impl NewReportJob {
     pub fn query(&self) -> LedgerResult<ReportQuery> {
         let allowed: &[&str] = match self.report {
             ReportName::TrialBalance | ReportName::BalanceSheet | ReportName::ArAging => &["as_of"],
-            ReportName::IncomeStatement => &["from", "to"],
+            ReportName::IncomeStatement | ReportName::CashFlow => &["from", "to"],
             ReportName::GeneralLedger => &["account", "from", "to"],
         };
         if let Some(unknown) = self.params.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -163,6 +175,10 @@ impl NewReportJob {
             ReportName::BalanceSheet => ReportQuery::BalanceSheet { as_of: as_of()? },
             ReportName::ArAging => ReportQuery::ArAging { as_of: as_of()? },
             ReportName::IncomeStatement => ReportQuery::IncomeStatement {
+                from: parse_date(required("from")?)?,
+                to: parse_date(required("to")?)?,
+            },
+            ReportName::CashFlow => ReportQuery::CashFlow {
                 from: parse_date(required("from")?)?,
                 to: parse_date(required("to")?)?,
             },
@@ -206,6 +222,7 @@ impl ReportName {
             ReportName::IncomeStatement => "income-statement",
             ReportName::GeneralLedger => "general-ledger",
             ReportName::ArAging => "ar-aging",
+            ReportName::CashFlow => "cash-flow",
         }
     }
 
@@ -216,6 +233,7 @@ impl ReportName {
             ReportName::IncomeStatement,
             ReportName::GeneralLedger,
             ReportName::ArAging,
+            ReportName::CashFlow,
         ]
         .into_iter()
         .find(|r| r.as_str() == name)
@@ -537,6 +555,9 @@ async fn render(
         }
         ReportQuery::ArAging { as_of } => {
             Box::new(crate::invoicing::ar_aging(db, organization, *as_of).await?)
+        }
+        ReportQuery::CashFlow { from, to } => {
+            Box::new(cash_flow(db, organization, *from, *to).await?)
         }
     };
     if !csv {

@@ -12,7 +12,7 @@ use crate::ledger::{
 };
 use crate::limits::Work;
 use crate::paging::{Page, PageRequest};
-use crate::reporting::{self, NewReportJob, ReportJob, ResultFormat};
+use crate::reporting::{self, CashFlowStatement, NewReportJob, ReportJob, ResultFormat};
 
 /// A report's day: the one given, else today (UTC).
 pub(crate) fn or_today(date: Option<NaiveDate>) -> NaiveDate {
@@ -58,6 +58,21 @@ impl Books<'_> {
         self.run("income_statement", Some(caller), Role::Viewer, async {
             let db = self.app.reports_database();
             Ok(ledger::income_statement(db, &org(caller), from, to).await?)
+        })
+        .await
+    }
+
+    /// Cash in and out from `from` to `to`, inclusive, by counterpart
+    /// account, with opening and closing cash (direct method).
+    pub async fn cash_flow(
+        &self,
+        caller: &Principal,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<CashFlowStatement> {
+        self.run("cash_flow", Some(caller), Role::Viewer, async {
+            let db = self.app.reports_database();
+            Ok(reporting::cash_flow(db, &org(caller), from, to).await?)
         })
         .await
     }

@@ -41,6 +41,7 @@ from .types import (
     BankItem,
     BankLine,
     BankSync,
+    CashFlowStatement,
     Customer,
     DateLike,
     Employee,
@@ -306,11 +307,14 @@ class Organization:
         metadata: dict[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> Account:
-        """Opens an account. ``parent`` is the code of an account of the same type.
+        """Opens an account. ``parent`` is the code of an account of the same type and
+        currency (fixed once opened; a tree has at most 8 levels).
 
         Raises:
             ConflictError: ``ACCOUNT_EXISTS``.
-            ValidationError: ``INVALID_ACCOUNT_CODE``, ``UNKNOWN_CURRENCY``...
+            ValidationError: ``INVALID_ACCOUNT_CODE``, ``UNKNOWN_CURRENCY``...; for ``parent``:
+                ``UNKNOWN_ACCOUNT``, ``PARENT_TYPE_MISMATCH``, ``PARENT_CURRENCY_MISMATCH``,
+                ``ACCOUNT_TREE_TOO_DEEP``.
         """
 
     def accounts(
@@ -414,6 +418,12 @@ class Organization:
 
     def income_statement(self, from_: DateLike, to: DateLike) -> IncomeStatement:
         """Revenue and expenses from ``from_`` to ``to``, inclusive."""
+
+    def cash_flow(self, from_: DateLike, to: DateLike) -> CashFlowStatement:
+        """Cash in and out from ``from_`` to ``to``, inclusive, by counterpart account
+        (direct method; positive is cash in), with opening and closing cash. Cash
+        accounts are ``1000``, the accounts linked bank accounts post to, and their
+        descendants."""
 
     def general_ledger(
         self, account: str, from_: DateLike, to: DateLike, *, limit: int | None = None, after: str | None = None
@@ -694,7 +704,7 @@ class Organization:
 
     def create_report_job(
         self,
-        report: Literal["trial-balance", "balance-sheet", "income-statement", "general-ledger", "ar-aging"],
+        report: Literal["trial-balance", "balance-sheet", "income-statement", "general-ledger", "ar-aging", "cash-flow"],
         params: dict[str, str] | None = None,
         format: Literal["json", "csv"] = "json",
         *,

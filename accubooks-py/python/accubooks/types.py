@@ -31,6 +31,10 @@ __all__ = [
     "BalanceSheet",
     "IncomeTotals",
     "IncomeStatement",
+    "CashAccountLine",
+    "CashFlowLine",
+    "CashFlowTotals",
+    "CashFlowStatement",
     "LedgerRow",
     "GeneralLedger",
     "AccountBalance",
@@ -158,6 +162,13 @@ class BalanceLine(TypedDict):
     currency: str
     debit: Decimal
     credit: Decimal
+    parent: Optional[str]
+    #: 0 for an account without a parent; children follow their parent.
+    level: int
+    #: For an account with children: its balance plus its descendants', on the
+    #: debit or the credit side (the other is ``0``); ``None`` for a leaf.
+    subtotal_debit: Optional[Decimal]
+    subtotal_credit: Optional[Decimal]
 
 
 class CurrencyTotals(TypedDict):
@@ -180,6 +191,11 @@ class StatementLine(TypedDict):
     name: str
     currency: str
     amount: Decimal
+    parent: Optional[str]
+    #: 0 for an account without a parent; children follow their parent.
+    level: int
+    #: For an account with children: its amount plus its descendants'; ``None`` for a leaf.
+    subtotal: Optional[Decimal]
 
 
 class BalanceSheetTotals(TypedDict):
@@ -214,6 +230,58 @@ IncomeStatement = TypedDict(
         "revenue": List[StatementLine],
         "expenses": List[StatementLine],
         "totals": List[IncomeTotals],
+    },
+)
+
+
+class CashAccountLine(TypedDict):
+    code: str
+    name: str
+    currency: str
+    parent: Optional[str]
+    opening: Decimal
+    closing: Decimal
+    #: ``closing - opening``.
+    amount: Decimal
+
+
+class CashFlowLine(TypedDict):
+    code: str
+    name: str
+    currency: str
+    parent: Optional[str]
+    #: Cash in (positive) or out (negative) against this account.
+    amount: Decimal
+
+
+class CashFlowTotals(TypedDict):
+    currency: str
+    opening_cash: Decimal
+    customers: Decimal
+    suppliers: Decimal
+    liabilities: Decimal
+    equity: Decimal
+    assets: Decimal
+    net_change: Decimal
+    closing_cash: Decimal
+
+
+CashFlowStatement = TypedDict(
+    "CashFlowStatement",
+    {
+        "from": datetime.date,
+        "to": datetime.date,
+        "cash": List[CashAccountLine],
+        "customers": List[CashFlowLine],
+        "suppliers": List[CashFlowLine],
+        "liabilities": List[CashFlowLine],
+        "equity": List[CashFlowLine],
+        "assets": List[CashFlowLine],
+        #: Set when the books have one currency; otherwise see ``totals``.
+        "opening_cash": Optional[Decimal],
+        "net_change": Optional[Decimal],
+        "closing_cash": Optional[Decimal],
+        "totals": List[CashFlowTotals],
     },
 )
 
@@ -399,7 +467,7 @@ class Preview(TypedDict):
 class ReportJob(TypedDict):
     id: int
     job_id: int
-    report: Literal["trial-balance", "balance-sheet", "income-statement", "general-ledger", "ar-aging"]
+    report: Literal["trial-balance", "balance-sheet", "income-statement", "general-ledger", "ar-aging", "cash-flow"]
     params: Dict[str, Any]
     format: Literal["json", "csv"]
     status: JobStatus
