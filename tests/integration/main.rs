@@ -85,6 +85,7 @@ mod hygiene;
 mod invoices;
 mod jobs;
 mod journal;
+mod numbering;
 mod paging;
 mod payments;
 mod process;

@@ -191,6 +191,7 @@ impl From<WriteError> for LedgerError {
                 "This would take an account's balance beyond what the books can hold \
                  (92,233,720,368,547,758.07 in a two-decimal currency); check the amounts.",
             ),
+            WriteError::TooEarly(code, message) => LedgerError::Conflict { code, message },
             WriteError::Storage(err) => LedgerError::Storage(err),
         }
     }
@@ -200,6 +201,7 @@ enum WriteError {
     IdempotencyRace,
     AlreadyReversed,
     StateChanged,
+    TooEarly(&'static str, String),
     AccountMissing,
     OutOfRange,
     Storage(Error),
@@ -212,6 +214,8 @@ enum Refused {
     AccountMissing,
     /// An effect's guard did not hold: its record changed meanwhile.
     StateChanged,
+    /// An effect refused a date before the earliest it allows ([`Guard::TooEarly`]).
+    TooEarly(&'static str, String),
     /// A balance (or a day's movement) would leave the range of a 64-bit
     /// count of minor units.
     OutOfRange,
@@ -298,6 +302,7 @@ async fn write(db: &Database, jobs: &[&Job]) -> Result<Vec<Vec<i64>>, WriteError
     match outcome {
         Ok(Ok(ids)) => Ok(ids),
         Ok(Err(Refused::StateChanged)) => Err(WriteError::StateChanged),
+        Ok(Err(Refused::TooEarly(code, message))) => Err(WriteError::TooEarly(code, message)),
         Ok(Err(Refused::AccountMissing)) => Err(WriteError::AccountMissing),
         Ok(Err(Refused::OutOfRange)) => Err(WriteError::OutOfRange),
         // PostgreSQL's bigint arithmetic refuses an overflow itself.
@@ -353,8 +358,12 @@ async fn apply_effects(
         };
         let mut tx = EffectTx::new(conn.reborrow(), &entry.organization, (entry_id, entry.date));
         for effect in &job.effects {
-            if effect.apply(&mut tx).await? == Guard::StateChanged {
-                return Err(Refused::StateChanged);
+            match effect.apply(&mut tx).await? {
+                Guard::Held => {}
+                Guard::StateChanged => return Err(Refused::StateChanged),
+                Guard::TooEarly { code, message, .. } => {
+                    return Err(Refused::TooEarly(code, message));
+                }
             }
         }
     }

@@ -44,13 +44,22 @@ pub enum Bind {
 
 /// Whether an effect found the state its guard expects.
 #[must_use]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Guard {
     /// It did, and its change is written.
     Held,
     /// The record changed meanwhile (or is not there): the job fails with a
     /// state conflict and its transaction rolls back.
     StateChanged,
+    /// The change may not be dated before earliest: refused with code and message, unless the posting came from outside (then re-dated by the committer).
+    TooEarly {
+        /// The earliest date the change may have.
+        earliest: chrono::NaiveDate,
+        /// The conflict's code.
+        code: &'static str,
+        /// The sentence that says why, naming `earliest`.
+        message: String,
+    },
 }
 
 /// A change to other records, committed with a job's entries.
@@ -180,6 +189,31 @@ impl<'t> EffectTx<'t> {
                 .await?
                 .try_get(0),
         }
+    }
+}
+
+impl EffectTx<'_> {
+    /// Runs `sql` (a `SELECT` of one date column) with `binds`; returns the
+    /// date of its first row, if there is one.
+    pub async fn fetch_date(
+        &mut self,
+        sql: &'static str,
+        binds: &[Bind],
+    ) -> Result<Option<NaiveDate>, sqlx::Error> {
+        let (organization, entry) = (self.organization, self.entry);
+        let row = match &mut self.conn {
+            Connection::Postgres(conn) => bound(sqlx::query(sql), binds, organization, entry)
+                .fetch_optional(&mut **conn)
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?,
+            Connection::Sqlite(conn) => bound(sqlx::query(sql), binds, organization, entry)
+                .fetch_optional(&mut **conn)
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?,
+        };
+        Ok(row)
     }
 }
 
