@@ -16,6 +16,7 @@ on_every_store!(
     concurrent_issues_are_numbered_without_gaps_in_date_order,
     metadata_is_given_answered_filtered_and_bounded,
     recurring_metadata_is_copied_onto_each_occurrence,
+    existing_invoices_are_numbered_by_the_migration,
 );
 
 async fn organization(books: &Books) -> (String, i64) {
@@ -486,4 +487,120 @@ async fn a_catch_up_on_two_instances_is_numbered_in_date_order() {
     );
     assert!(invoices.iter().all(|i| i["issue_date"] == i["period"]));
     drop((b, pg));
+}
+
+/// What the migration found issued is numbered per organization and kind in
+/// (issue date, id) order, drafts stay unnumbered, and each counter starts
+/// at the last number given.
+async fn existing_invoices_are_numbered_by_the_migration(store: Store) {
+    use sqlx::migrate::Migrator;
+    use std::borrow::Cow;
+
+    let backend = match store {
+        Store::Postgres => "postgres",
+        Store::Sqlite => "sqlite",
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("accubooks-core/migrations")
+        .join(backend);
+    let all = Migrator::new(dir.as_path()).await.unwrap();
+    let mut before = Migrator::new(dir.as_path()).await.unwrap();
+    before.migrations = Cow::Owned(
+        all.migrations
+            .iter()
+            .filter(|m| m.version < 20)
+            .cloned()
+            .collect(),
+    );
+    // Two organizations' documents as they stood, ids out of date order:
+    // (organization, kind, issue date or a draft).
+    let rows = [
+        ("org-a", "invoice", Some("2026-02-10")),
+        ("org-a", "invoice", Some("2026-01-31")),
+        ("org-b", "invoice", Some("2026-01-15")),
+        ("org-a", "invoice", None),
+        ("org-a", "credit_note", Some("2026-02-11")),
+        ("org-a", "invoice", Some("2026-01-31")),
+    ];
+    let setup = |n: usize| {
+        let (org, kind, date) = rows[n];
+        format!(
+            "INSERT INTO invoices (organization_id, customer_id, kind, currency, status, due_date, \
+             issue_date, tax_rounding, subtotal, tax, total) VALUES ('{org}', \
+             (SELECT id FROM customers WHERE organization_id = '{org}'), '{kind}', 'USD', '{}', \
+             '2026-12-31', {}, 'line', 100, 0, 100)",
+            if date.is_some() { "issued" } else { "draft" },
+            date.map_or("NULL".to_owned(), |d| format!("'{d}'")),
+        )
+    };
+    let mut statements = vec![
+        "INSERT INTO organizations (id, name) VALUES ('org-a', 'A'), ('org-b', 'B')".to_owned(),
+        "INSERT INTO customers (organization_id, name) VALUES ('org-a', 'X'), ('org-b', 'Y')"
+            .to_owned(),
+    ];
+    statements.extend((0..rows.len()).map(setup));
+    let read = "SELECT organization_id, kind, number FROM invoices ORDER BY id";
+    let counters = "SELECT organization_id, kind, last_number FROM invoice_numbers \
+                    ORDER BY organization_id, kind";
+    type Numbered = Vec<(String, String, Option<i64>)>;
+    let (numbered, last): (Numbered, Vec<(String, String, i64)>) = match store {
+        Store::Postgres => {
+            let pg = crate::support::services::Postgres::start().await;
+            let app = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+            let admin = sqlx::PgPool::connect(&pg.admin_url()).await.unwrap();
+            before.run(&app).await.unwrap();
+            for sql in &statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.as_str()))
+                    .execute(&admin)
+                    .await
+                    .unwrap();
+            }
+            all.run(&app).await.unwrap();
+            let found = (
+                sqlx::query_as(read).fetch_all(&admin).await.unwrap(),
+                sqlx::query_as(counters).fetch_all(&admin).await.unwrap(),
+            );
+            drop(pg);
+            found
+        }
+        Store::Sqlite => {
+            let file = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}/books.db?mode=rwc", file.path().display());
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            before.run(&pool).await.unwrap();
+            for sql in &statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.as_str()))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            all.run(&pool).await.unwrap();
+            (
+                sqlx::query_as(read).fetch_all(&pool).await.unwrap(),
+                sqlx::query_as(counters).fetch_all(&pool).await.unwrap(),
+            )
+        }
+    };
+    let row =
+        |org: &str, kind: &str, number: Option<i64>| (org.to_owned(), kind.to_owned(), number);
+    assert_eq!(
+        numbered,
+        vec![
+            row("org-a", "invoice", Some(3)),
+            row("org-a", "invoice", Some(1)),
+            row("org-b", "invoice", Some(1)),
+            row("org-a", "invoice", None),
+            row("org-a", "credit_note", Some(1)),
+            row("org-a", "invoice", Some(2)),
+        ]
+    );
+    let counter = |org: &str, kind: &str, n: i64| (org.to_owned(), kind.to_owned(), n);
+    assert_eq!(
+        last,
+        vec![
+            counter("org-a", "credit_note", 1),
+            counter("org-a", "invoice", 3),
+            counter("org-b", "invoice", 1),
+        ]
+    );
 }
