@@ -3,13 +3,15 @@
 //!
 //! A template keeps the index and date of its next occurrence not yet asked
 //! for. Asking for occurrences (when the template is created, then by the
-//! scheduler) records one job per occurrence that has come due in the
-//! organization's time zone, in the same transaction that advances the
-//! template, each keyed `recurring:<template>:<date>`: a second scheduler
-//! asking at the same moment inserts nothing new, and an occurrence missed
-//! while the server or Redis was down is asked for on the next pass. The
-//! job creates the occurrence's invoice, unique per (template, date), and
-//! issues it when the template says so.
+//! scheduler) records the occurrences that have come due in the
+//! organization's time zone as one job per organization (all its templates
+//! a pass found due), in the same transaction that advances the templates,
+//! keyed `recurring:<template>:<date>` by its oldest occurrence: a second
+//! scheduler asking at the same moment inserts nothing new, and an
+//! occurrence missed while the server or Redis was down is asked for on the
+//! next pass. The job creates each occurrence's invoice, unique per
+//! (template, date), and issues it when the template says so, oldest first,
+//! so invoice numbers follow the occurrences' dates.
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
