@@ -217,6 +217,10 @@ async fn concurrent_issues_are_numbered_without_gaps_in_date_order(store: Store)
             other => panic!("an issue answered {other}: {body}"),
         }
     }
+    eprintln!(
+        "figure: 20 concurrent issues over 4 dates, {} refused as dated before the last",
+        refused.len()
+    );
     for d in &refused {
         let (status, body) = issue(&books, &token, &d["id"], "2026-05-04").await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -469,7 +473,12 @@ async fn a_catch_up_on_two_instances_is_numbered_in_date_order() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{template}");
     assert_eq!(template["occurrences"], 11);
+    let started = Instant::now();
     let mut invoices = wait_for_issued(&books, &token, 11, Duration::from_secs(60)).await;
+    eprintln!(
+        "figure: 11 occurrences generated and issued in {:?} on two instances",
+        started.elapsed()
+    );
     invoices.sort_by(|x, y| x["number"].as_str().cmp(&y["number"].as_str()));
     let numbers: Vec<&str> = invoices
         .iter()
