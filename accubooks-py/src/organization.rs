@@ -480,12 +480,14 @@ organization_classes! {
     }
 
     /// Creates a draft invoice from lines of `description`, `quantity`, `unit_price` and `tax_rate`.
-    #[pyo3(signature = (customer_id, due_date, lines, currency = None, *, idempotency_key = None))]
+    /// `metadata` (a dict of strings) is kept with the invoice.
+    #[pyo3(signature = (customer_id, due_date, lines, currency = None, *, metadata = None, idempotency_key = None))]
     fn create_invoice [instance, org] (
         customer_id: i64,
         due_date: &Bound<'_, PyAny>,
         lines: &Bound<'_, PyAny>,
         currency: Option<String>,
+        metadata: Option<&Bound<'_, PyAny>>,
         idempotency_key: Option<String>,
     ) {
         let new = NewInvoice {
@@ -493,6 +495,7 @@ organization_classes! {
             due_date: convert::date_arg(due_date, "due_date")?,
             currency,
             lines: convert::invoice_lines_arg(lines)?,
+            metadata: convert::metadata_arg(metadata, "metadata")?,
         };
         async move {
             let caller = instance.caller(&org).await?;
@@ -502,17 +505,19 @@ organization_classes! {
 
     /// Invoices and credit notes with their lines, newest first; `status`
     /// (`"draft"`, `"issued"`, `"partially_paid"`, `"paid"`, `"void"`) and
-    /// `customer_id` filter them. A page holds at most 5000 lines.
+    /// `customer_id` filter them, and `metadata` (a dict: every pair must
+    /// match). A page holds at most 5000 lines.
     ///
     /// One page: at most `limit` (1 to 500, default 100) items after the
     /// cursor `after`; the answer's `next_cursor` names the next page
     /// (`None` on the last). `accubooks.iterate` follows it.
-    #[pyo3(signature = (*, status = None, customer_id = None, limit = None, after = None))]
-    fn invoices [instance, org] (status: Option<String>, customer_id: Option<i64>, limit: Option<i64>, after: Option<String>) {
+    #[pyo3(signature = (*, status = None, customer_id = None, metadata = None, limit = None, after = None))]
+    fn invoices [instance, org] (status: Option<String>, customer_id: Option<i64>, metadata: Option<&Bound<'_, PyAny>>, limit: Option<i64>, after: Option<String>) {
         let status = status
             .map(|name| accubooks_core::invoicing::InvoiceStatus::from_name(&name).ok_or_else(|| invalid("INVALID_FIELD", format!("{name:?} is not an invoice status."))))
             .transpose()?;
-        let filter = accubooks_core::invoicing::InvoiceFilter { status, customer_id };
+        let metadata = convert::metadata_arg(metadata, "metadata")?;
+        let filter = accubooks_core::invoicing::InvoiceFilter { status, customer_id, metadata };
         let page = page(limit, after.as_deref())?;
         async move {
             let caller = instance.caller(&org).await?;
@@ -781,8 +786,9 @@ organization_classes! {
     /// Creates a recurring invoice: `schedule` is a dict of `frequency`
     /// (`"weekly"`, `"monthly"`, `"quarterly"`, `"yearly"`), `interval`, `start`,
     /// `end` and `count`; every occurrence on or before today (in the
-    /// organization's time zone) becomes one invoice.
-    #[pyo3(signature = (customer_id, lines, schedule, due_days = 30, auto_issue = false, currency = None, *, idempotency_key = None))]
+    /// organization's time zone) becomes one invoice, with `metadata` (a
+    /// dict of strings) copied onto it.
+    #[pyo3(signature = (customer_id, lines, schedule, due_days = 30, auto_issue = false, currency = None, *, metadata = None, idempotency_key = None))]
     fn create_recurring_invoice [instance, org] (
         customer_id: i64,
         lines: &Bound<'_, PyAny>,
@@ -790,6 +796,7 @@ organization_classes! {
         due_days: u32,
         auto_issue: bool,
         currency: Option<String>,
+        metadata: Option<&Bound<'_, PyAny>>,
         idempotency_key: Option<String>,
     ) {
         let new = NewRecurringInvoice {
@@ -799,6 +806,7 @@ organization_classes! {
             schedule: convert::json_arg(schedule, "schedule")?,
             due_days,
             auto_issue,
+            metadata: convert::metadata_arg(metadata, "metadata")?,
         };
         async move {
             let caller = instance.caller(&org).await?;

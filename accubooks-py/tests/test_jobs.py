@@ -71,9 +71,14 @@ def test_recurring_invoices_are_caught_up_once(open_books: Open, database_url: s
     assert org.preview_recurring_invoice(template["id"], 2)["dates"] == [
         str(today + datetime.timedelta(weeks=w)) for w in (1, 2)
     ]
-    # Each job is recorded succeeded just after its invoice is issued.
+    # Numbered in the order of their dates: the catch-up is one job, which
+    # issues its occurrences oldest first.
+    by_number = sorted(invoices, key=lambda i: i["number"] or "")
+    assert [i["number"] for i in by_number] == [f"INV-{n:06d}" for n in range(1, 10)]
+    assert [i["period"] for i in by_number] == sorted(i["period"] for i in invoices)
+    # The job is recorded succeeded just after its last invoice is issued.
     jobs = wait_until(lambda: (js := org.jobs(queue="recurring-invoices")) and all(j["status"] == "succeeded" for j in js) and js)
-    assert len(jobs) == 9
+    assert len(jobs) == 1
     assert org.job(jobs[0]["id"]) == jobs[0]
     with pytest.raises(accubooks.ConflictError) as not_dead:
         org.retry_job(jobs[0]["id"])

@@ -184,3 +184,32 @@ def test_customers_carry_replaceable_metadata(open_books: Open, database_url: st
     assert [c["id"] for c in org.customers(metadata={"crm.id": "c-1"})] == [ann["id"]]
     assert org.set_customer_metadata(ann["id"], {})["metadata"] == {}
     assert org.customers(metadata={"crm.id": "c-1"}) == []
+
+
+def test_invoices_carry_metadata_and_numbers_follow_issue_dates(open_books: Open, database_url: str) -> None:
+    books = open_books(database_url)
+    org = books.register(unique_email("numbers"), PASSWORD, "Numbers")
+    customer = org.create_customer("Globex")
+    lines: List[InvoiceLineInput] = [{"description": "Hosting", "quantity": "1", "unit_price": "10.00"}]
+    tagged = org.create_invoice(customer["id"], "2026-12-31", lines, metadata={"order": "A-1"})
+    plain = org.create_invoice(customer["id"], "2026-12-31", lines)
+    assert (tagged["metadata"], plain["metadata"]) == ({"order": "A-1"}, {})
+    assert tagged["number"] is None
+    found = [i["id"] for i in accubooks.iterate(org.invoices, metadata={"order": "A-1"})]
+    assert found == [tagged["id"]]
+
+    first = org.issue_invoice(plain["id"], "2026-03-02")
+    assert first["number"] == "INV-000001"
+    with pytest.raises(accubooks.ConflictError) as backdated:
+        org.issue_invoice(tagged["id"], "2026-03-01")
+    assert backdated.value.code == "INVOICE_DATE_ORDER"
+    assert "2026-03-02" in str(backdated.value)
+    assert org.invoice(tagged["id"])["number"] is None
+    second = org.issue_invoice(tagged["id"], "2026-03-02")
+    assert (second["number"], second["metadata"]) == ("INV-000002", {"order": "A-1"})
+    note = org.credit_note(plain["id"], lines, "2026-03-03")
+    assert (note["number"], note["metadata"]) == ("CN-000001", {})
+
+    with pytest.raises(accubooks.ValidationError) as refused:
+        org.create_invoice(customer["id"], "2026-12-31", lines, metadata={f"k{i}": "v" for i in range(21)})
+    assert refused.value.code == "INVALID_FIELD"

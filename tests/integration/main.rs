@@ -86,6 +86,7 @@ mod hygiene;
 mod invoices;
 mod jobs;
 mod journal;
+mod numbering;
 mod paging;
 mod payments;
 mod periods;

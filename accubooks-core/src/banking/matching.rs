@@ -14,8 +14,8 @@ use crate::ledger::{Bind, Effect, GuardedUpdate, Ledger, LedgerError, LedgerResu
 use crate::money;
 use crate::organization::OrganizationId;
 
-/// An open invoice: (id, currency, outstanding, issue date).
-pub(super) type OpenInvoice = (i64, String, i64, Option<NaiveDate>);
+/// An open invoice: (id, currency, outstanding, issue date, number).
+pub(super) type OpenInvoice = (i64, String, i64, Option<NaiveDate>, Option<i64>);
 /// A journal line on a mapped account: (account id, amount, entry id, date,
 /// memo, the invoice it pays if it is a payment).
 pub(super) type EntryLine = (i64, i64, i64, NaiveDate, String, Option<i64>);
@@ -51,7 +51,7 @@ pub(super) async fn candidates(
             );
             on_pool!(pool, p => in_scope!(p, &owned, tx => {
                 let invoices: Vec<OpenInvoice> = sqlx::query_as(
-                    "SELECT id, currency, total - credited - paid, issue_date FROM invoices \
+                    "SELECT id, currency, total - credited - paid, issue_date, number FROM invoices \
                      WHERE organization_id = $1 AND kind = 'invoice' AND status IN ('issued', 'partially_paid') \
                      ORDER BY id LIMIT 10000",
                 )
@@ -95,11 +95,14 @@ pub(super) fn suggest(stored: &Stored, candidates: &Candidates) -> Vec<Suggestio
     let mut found: Vec<(u32, i64, i64, Suggestion)> = Vec::new();
     if stored.amount_minor < 0 {
         let incoming = -stored.amount_minor;
-        for (id, currency, outstanding, issued) in &candidates.invoices {
+        for (id, currency, outstanding, issued, number) in &candidates.invoices {
             if *currency != line.currency {
                 continue;
             }
-            let number = format!("INV-{id:06}");
+            let number = number.map_or_else(
+                || format!("invoice {id}"),
+                |n| invoices::number_label(invoices::InvoiceKind::Invoice, n),
+            );
             let mut reasons = Vec::new();
             let mut score = 0;
             if *outstanding == incoming {
@@ -272,7 +275,9 @@ pub async fn match_line(
                     "CURRENCY_MISMATCH",
                     format!(
                         "The bank line is in {} and invoice {} in {}.",
-                        line.currency, invoice.number, invoice.currency
+                        line.currency,
+                        invoice.name(),
+                        invoice.currency
                     ),
                 ));
             }
@@ -284,7 +289,7 @@ pub async fn match_line(
                         "The bank line ({} {}) exceeds what is outstanding on {} ({} {}).",
                         money::format_minor(incoming, digits),
                         line.currency,
-                        invoice.number,
+                        invoice.name(),
                         invoice.outstanding,
                         invoice.currency
                     ),

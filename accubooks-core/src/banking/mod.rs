@@ -369,10 +369,10 @@ mod tests {
     fn suggestions_rank_reference_and_amount_first() {
         let candidates = Candidates {
             invoices: vec![
-                (7, "USD".into(), 12_500, Some(day("2026-01-02"))),
-                (8, "USD".into(), 12_500, Some(day("2026-01-20"))),
-                (9, "USD".into(), 99, Some(day("2026-01-20"))),
-                (10, "EUR".into(), 12_500, Some(day("2026-01-20"))),
+                (7, "USD".into(), 12_500, Some(day("2026-01-02")), Some(1)),
+                (8, "USD".into(), 12_500, Some(day("2026-01-20")), Some(2)),
+                (9, "USD".into(), 99, Some(day("2026-01-20")), Some(9)),
+                (10, "EUR".into(), 12_500, Some(day("2026-01-20")), Some(4)),
             ],
             entries: vec![
                 (3, 12_500, 40, day("2026-01-22"), "Deposit".into(), None),
@@ -409,7 +409,7 @@ mod tests {
     #[test]
     fn money_out_suggests_no_invoice_and_unmapped_lines_no_entry() {
         let candidates = Candidates {
-            invoices: vec![(7, "USD".into(), 500, None)],
+            invoices: vec![(7, "USD".into(), 500, None, Some(7))],
             entries: vec![(3, -500, 40, day("2026-01-21"), "Rent".into(), None)],
         };
         let out = suggest(

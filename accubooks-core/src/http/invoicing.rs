@@ -60,6 +60,11 @@ fn invoice_routes() -> Vec<Route> {
                 false,
             )
             .query("customer_id", "Only this customer's", false)
+            .query(
+                "metadata[KEY]",
+                "Only invoices whose metadata has KEY set to this value (each pair at most once)",
+                false,
+            )
             .paged()
             .returns_list::<invoicing::Invoice>(200),
         Route::change(Method::POST, "/api/invoices", create_invoice)
@@ -72,8 +77,15 @@ fn invoice_routes() -> Vec<Route> {
             .returns::<invoicing::Invoice>(200),
         Route::change(Method::POST, "/api/invoices/{id}/issue", issue)
             .idempotent()
-            .summary("Issue a draft: posts receivables, revenue and tax payable")
+            .summary(
+                "Issue a draft: posts receivables, revenue and tax payable, and gives it the \
+                 organization's next number (INV-000001, …) in the order of issue dates",
+            )
             .body::<Dated>()
+            .answers(
+                409,
+                "INVOICE_DATE_ORDER: dated before the organization's last issued invoice",
+            )
             .returns::<invoicing::Invoice>(200),
         Route::change(Method::POST, "/api/invoices/{id}/payments", pay)
             .idempotent()
@@ -87,8 +99,15 @@ fn invoice_routes() -> Vec<Route> {
             .returns::<invoicing::Invoice>(200),
         Route::change(Method::POST, "/api/invoices/{id}/credit-notes", credit)
             .idempotent()
-            .summary("Credit part of an open invoice: posts returns and tax against receivables")
+            .summary(
+                "Credit part of an open invoice: posts returns and tax against receivables; the \
+                 credit note is numbered CN-000001, … in the order of issue dates",
+            )
             .body::<NewCreditNote>()
+            .answers(
+                409,
+                "INVOICE_DATE_ORDER: dated before the organization's last credit note",
+            )
             .returns::<invoicing::Invoice>(201),
         Route::read("/api/reports/ar-aging", ar_aging)
             .summary("Receivables outstanding by days past due")
@@ -138,7 +157,7 @@ struct InvoiceQuery {
 }
 
 async fn list_invoices(app: AccuBooks, request: Request) -> Result<Response, ApiError> {
-    let (page, query): (_, InvoiceQuery) = list_query(&request)?;
+    let (page, query, metadata): (_, InvoiceQuery, _) = super::list_query_with_metadata(&request)?;
     let status = query
         .status
         .map(|name| {
@@ -161,6 +180,7 @@ async fn list_invoices(app: AccuBooks, request: Request) -> Result<Response, Api
     let filter = invoicing::InvoiceFilter {
         status,
         customer_id,
+        metadata,
     };
     let invoices = app
         .books()

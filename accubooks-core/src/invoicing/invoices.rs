@@ -88,6 +88,9 @@ pub struct NewInvoice {
     pub currency: Option<String>,
     /// One or more lines.
     pub lines: Vec<NewLine>,
+    /// String keys and values kept with the invoice (contract §5).
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
 }
 
 /// `POST /api/invoices/{id}/credit-notes`.
@@ -220,8 +223,9 @@ fn unknown_value(column: &str, value: &str) -> sqlx::Error {
 pub struct Invoice {
     /// Id.
     pub id: i64,
-    /// `INV-000001` or `CN-000002`.
-    pub number: String,
+    /// `INV-000001` or `CN-000001`: consecutive per organization and kind in
+    /// the order of issue dates, given at issue; null for a draft.
+    pub number: Option<String>,
     /// `invoice` or `credit_note`.
     pub kind: InvoiceKind,
     /// The customer.
@@ -268,6 +272,8 @@ pub struct Invoice {
     pub period: Option<NaiveDate>,
     /// Lines.
     pub lines: Vec<InvoiceLine>,
+    /// Its metadata (`{}` when none; credit notes have none).
+    pub metadata: Metadata,
     #[serde(skip)]
     pub(crate) total_minor: i64,
     #[serde(skip)]
@@ -276,6 +282,15 @@ pub struct Invoice {
     subtotal_minor: i64,
     #[serde(skip)]
     tax_minor: i64,
+}
+
+impl Invoice {
+    /// Its number, or `invoice <id>` for a draft (which has none).
+    pub fn name(&self) -> String {
+        self.number
+            .clone()
+            .unwrap_or_else(|| format!("invoice {}", self.id))
+    }
 }
 
 pub(crate) fn digits(currency: &str) -> u32 {
@@ -354,26 +369,30 @@ struct Draft {
     /// For an occurrence of a recurring invoice: the template and the
     /// occurrence's date, of which there is one invoice at most.
     recurring: Option<(i64, NaiveDate)>,
+    metadata: Metadata,
 }
 
 /// Reads invoices with their lines inside the open transaction `$tx`: the
 /// ones `$selection` (an [`InvoiceSelection`]) names, in two queries
-/// whatever their number. Evaluates to `(Vec<Invoice>, bool)`: the invoices
+/// whatever their number (`$backend`: the pool, for the SQL dialect).
+/// Evaluates to `(Vec<Invoice>, bool)`: the invoices
 /// in the selection's order, and whether more follow them (a page cut by
 /// its limit or its line budget). `?` on query errors. (A macro: each
 /// backend's transaction is its own type.)
 macro_rules! read_invoices_in {
-    ($tx:expr, $organization:expr, $selection:expr, $today:expr) => {{
+    ($tx:expr, $backend:expr, $organization:expr, $selection:expr, $today:expr) => {{
         let selection: &InvoiceSelection = $selection;
         let (id, status, customer, fetch) = selection.binds();
-        let mut rows = sqlx::query(sqlx::AssertSqlSafe(selection.query()))
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(selection.query($backend)))
             .bind($organization)
             .bind(id)
             .bind(status)
             .bind(customer)
-            .bind(fetch)
-            .fetch_all(&mut *$tx)
-            .await?;
+            .bind(fetch);
+        if let Some(metadata) = selection.metadata() {
+            query = query.bind(metadata);
+        }
+        let mut rows = query.fetch_all(&mut *$tx).await?;
         let kept = selection.keep(
             &rows
                 .iter()
@@ -431,12 +450,11 @@ macro_rules! read_invoices_in {
             let lines = lines_of.remove(&id).unwrap_or_default();
             invoices.push(Invoice {
                 id,
-                number: format!(
-                    "{}-{id:06}",
-                    match kind {
-                        InvoiceKind::Invoice => "INV",
-                        InvoiceKind::CreditNote => "CN",
-                    }
+                number: row
+                    .try_get::<Option<i64>, _>("number")?
+                    .map(|n| numbering::label(kind, n)),
+                metadata: Metadata::from_stored(
+                    row.try_get::<Option<String>, _>("metadata")?.as_deref(),
                 ),
                 overdue: outstanding > 0 && due_date < $today,
                 kind,
@@ -485,6 +503,7 @@ macro_rules! read_invoices_in {
 mod aging;
 mod customers;
 mod drafts;
+mod numbering;
 mod posting;
 mod reading;
 mod settings;
@@ -492,6 +511,7 @@ mod settings;
 pub use aging::*;
 pub use customers::*;
 pub use drafts::*;
+pub(crate) use numbering::label as number_label;
 pub use posting::*;
 pub use reading::*;
 pub use settings::*;

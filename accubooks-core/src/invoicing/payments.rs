@@ -557,7 +557,8 @@ async fn reverse_failed_refund(
         date,
         format!(
             "Stripe refund {refund} of {} failed, for {}",
-            intent.id, invoice.number
+            intent.id,
+            invoice.name()
         ),
         amount,
         vec![
@@ -648,7 +649,11 @@ async fn post_payment(
             code: "PAYMENT_NOT_APPLICABLE",
             message: format!(
                 "Stripe payment {} cannot be applied to invoice {} ({}, {} {} outstanding).",
-                intent.id, invoice.number, invoice.status, invoice.outstanding, invoice.currency
+                intent.id,
+                invoice.name(),
+                invoice.status,
+                invoice.outstanding,
+                invoice.currency
             ),
         });
     }
@@ -657,7 +662,7 @@ async fn post_payment(
         organization,
         &invoice,
         date,
-        format!("Stripe payment {} for {}", intent.id, invoice.number),
+        format!("Stripe payment {} for {}", intent.id, invoice.name()),
         amount,
         vec![
             Box::new(invoices::Payment {
@@ -692,7 +697,7 @@ async fn post_refund(
         organization,
         &invoice,
         date,
-        format!("Stripe refund of {} for {}", intent.id, invoice.number),
+        format!("Stripe refund of {} for {}", intent.id, invoice.name()),
         -amount,
         vec![
             Box::new(invoices::unpay(invoice.id, amount)),

@@ -3,18 +3,20 @@
 //!
 //! A template keeps the index and date of its next occurrence not yet asked
 //! for. Asking for occurrences (when the template is created, then by the
-//! scheduler) records one job per occurrence that has come due in the
-//! organization's time zone, in the same transaction that advances the
-//! template, each keyed `recurring:<template>:<date>`: a second scheduler
-//! asking at the same moment inserts nothing new, and an occurrence missed
-//! while the server or Redis was down is asked for on the next pass. The
-//! job creates the occurrence's invoice, unique per (template, date), and
-//! issues it when the template says so.
+//! scheduler) records the occurrences that have come due in the
+//! organization's time zone as one job per organization (all its templates
+//! a pass found due), in the same transaction that advances the templates,
+//! keyed `recurring:<template>:<date>` by its oldest occurrence: a second
+//! scheduler asking at the same moment inserts nothing new, and an
+//! occurrence missed while the server or Redis was down is asked for on the
+//! next pass. The job creates each occurrence's invoice, unique per
+//! (template, date), and issues it when the template says so, oldest first,
+//! so invoice numbers follow the occurrences' dates.
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::invoices::{check_invoice, create_recurring_invoice, get_invoice, issue_invoice};
+use super::invoices::{check_invoice, create_recurring_invoice, get_invoice, issue_occurrence};
 use super::schedule::{Frequency, Schedule};
 use crate::db::sql::{BeginScoped, in_scope, on_pool};
 use crate::db::{Database, Pool};
@@ -22,6 +24,7 @@ use crate::idempotency::{self, IdempotencyKey};
 use crate::invoicing::{InvoiceStatus, NewInvoice, NewLine, parse_timezone};
 use crate::jobs::{JobFailure, NewJob, Queue, insert_jobs, now_ms};
 use crate::ledger::{Ledger, LedgerError, LedgerResult, RenderRecord, parse_date};
+use crate::metadata::Metadata;
 use crate::organization::OrganizationId;
 use crate::paging::{Page, PageRequest};
 
@@ -99,6 +102,10 @@ pub struct NewRecurringInvoice {
     /// than left a draft.
     #[serde(default)]
     pub auto_issue: bool,
+    /// String keys and values copied onto every occurrence's invoice
+    /// (contract §5).
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
 }
 
 /// A recurring invoice as the API shows it.
@@ -118,6 +125,8 @@ pub struct RecurringInvoice {
     pub due_days: u32,
     /// Whether occurrences are issued.
     pub auto_issue: bool,
+    /// The metadata every occurrence's invoice gets (`{}` when none).
+    pub metadata: Metadata,
     /// Occurrences asked for so far.
     pub occurrences: u32,
     /// The next occurrence not yet asked for; null once the schedule ended.
@@ -136,13 +145,26 @@ pub struct Preview {
 struct Template {
     currency: Option<String>,
     lines: Vec<NewLine>,
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    metadata: Metadata,
 }
 
-/// The payload of an occurrence's job.
-#[derive(Serialize, Deserialize)]
+/// One occurrence of a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 struct Occurrence {
-    recurring_id: i64,
+    // Field order is the sort order: oldest first, then by template.
     period: NaiveDate,
+    recurring_id: i64,
+}
+
+/// The payload of an occurrences' job: the occurrences one pass asked for
+/// of one organization (all its templates), or, from before invoice
+/// numbers followed issue dates, one occurrence.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Payload {
+    Many { occurrences: Vec<Occurrence> },
+    One(Occurrence),
 }
 
 /// The occurrences of `schedule` from the `from`-th that are due on `today`
@@ -158,24 +180,27 @@ fn due_now(
     (due, next, schedule.occurrence(next))
 }
 
-fn occurrence_job(recurring_id: i64, period: NaiveDate) -> NewJob {
-    NewJob {
+/// The one job of an organization's occurrences asked for together: it
+/// generates (and issues) them one after the other, oldest first across the
+/// organization's templates, so their numbers follow their dates. Keyed by
+/// its oldest occurrence, which is asked for once only.
+fn occurrences_job(mut occurrences: Vec<Occurrence>) -> Option<NewJob> {
+    occurrences.sort();
+    let first = *occurrences.first()?;
+    Some(NewJob {
         queue: QUEUE,
         kind: JOB_KIND,
-        unique_key: format!("recurring:{recurring_id}:{period}"),
-        payload: serde_json::to_value(Occurrence {
-            recurring_id,
-            period,
-        })
-        .unwrap_or_default(),
-    }
+        unique_key: format!("recurring:{}:{}", first.recurring_id, first.period),
+        payload: serde_json::to_value(Payload::Many { occurrences }).unwrap_or_default(),
+    })
 }
 
-/// Records the jobs of `$due` occurrences of template `$id` and advances the
-/// template to `$next`/`$next_date`, in `$tx`, if it is still at `$from`.
-/// Evaluates to the number of jobs recorded, with `?` on query errors.
+/// Advances template `$id` past `$due` occurrences to `$next`/`$next_date`,
+/// in `$tx`, if it is still at `$from`. Evaluates to the occurrences so
+/// asked for (none if another pass advanced it first), with `?` on query
+/// errors; their job is recorded by the caller, one per organization.
 macro_rules! ask_in {
-    ($tx:expr, $organization:expr, $id:expr, $from:expr, $due:expr, $next:expr, $next_date:expr, $now:expr) => {{
+    ($tx:expr, $id:expr, $from:expr, $due:expr, $next:expr, $next_date:expr) => {{
         let advanced = sqlx::query(
             "UPDATE recurring_invoices SET next_index = $1, next_date = $2 \
              WHERE id = $3 AND next_index = $4",
@@ -187,14 +212,12 @@ macro_rules! ask_in {
         .execute(&mut *$tx)
         .await?
         .rows_affected();
-        let mut asked = 0usize;
+        let mut asked = Vec::new();
         if advanced == 1 {
-            let jobs: Vec<NewJob> = $due
-                .iter()
-                .map(|(_, period)| occurrence_job($id, *period))
-                .collect();
-            insert_jobs!($tx, $organization, &jobs, $now)?;
-            asked = jobs.len();
+            asked.extend($due.iter().map(|(_, period)| Occurrence {
+                recurring_id: $id,
+                period: *period,
+            }));
         }
         asked
     }};
@@ -236,6 +259,7 @@ pub async fn create_recurring(
             due_date: new.schedule.start.clone(),
             currency: new.currency.clone(),
             lines: new.lines.clone(),
+            metadata: new.metadata.clone(),
         },
     )
     .await?;
@@ -258,6 +282,7 @@ pub async fn create_recurring(
     let template = serde_json::to_string(&Template {
         currency: new.currency.clone(),
         lines: new.lines.clone(),
+        metadata: new.metadata.clone(),
     })
     .unwrap_or_default();
     let organization_id = organization.to_owned();
@@ -288,7 +313,10 @@ pub async fn create_recurring(
                 .bind(now_ms)
                 .fetch_one(&mut *tx)
                 .await?;
-                let asked = ask_in!(tx, &organization_id, id, 0u32, &due, next, next_date, now_ms);
+                let occurrences = ask_in!(tx, id, 0u32, &due, next, next_date);
+                let asked = occurrences.len();
+                let jobs: Vec<NewJob> = occurrences_job(occurrences).into_iter().collect();
+                insert_jobs!(tx, &organization_id, &jobs, now_ms)?;
                 let recurring = RecurringInvoice {
                     id,
                     customer_id: new.customer_id,
@@ -297,6 +325,7 @@ pub async fn create_recurring(
                     schedule: spec.clone(),
                     due_days: new.due_days,
                     auto_issue: new.auto_issue,
+                    metadata: new.metadata.clone(),
                     occurrences: next,
                     next_date,
                 };
@@ -367,6 +396,7 @@ fn from_row(row: TemplateRow) -> RecurringInvoice {
     let template: Template = serde_json::from_str(&template).unwrap_or(Template {
         currency: None,
         lines: Vec::new(),
+        metadata: Metadata::default(),
     });
     let small = |n: i64| u32::try_from(n).unwrap_or(0);
     RecurringInvoice {
@@ -383,6 +413,7 @@ fn from_row(row: TemplateRow) -> RecurringInvoice {
         },
         due_days: small(due_days),
         auto_issue: auto,
+        metadata: template.metadata,
         occurrences: small(next),
         next_date,
     }
@@ -486,7 +517,7 @@ pub async fn ask_for_due(db: &Database, now: DateTime<Utc>) -> crate::Result<usi
             let mut tx = p.begin_for_worker().await?;
             let rows = sqlx::query(sqlx::AssertSqlSafe(select.as_str())).bind(horizon).fetch_all(&mut *tx).await?;
             let mut asked = 0;
-            let mut asked_of: std::collections::HashMap<OrganizationId, usize> = std::collections::HashMap::new();
+            let mut asked_of: std::collections::BTreeMap<OrganizationId, Vec<Occurrence>> = std::collections::BTreeMap::new();
             for row in &rows {
                 use sqlx::Row;
                 let organization: OrganizationId = row.try_get("organization_id")?;
@@ -507,14 +538,18 @@ pub async fn ask_for_due(db: &Database, now: DateTime<Utc>) -> crate::Result<usi
                 ));
                 let Ok(schedule) = template.schedule.schedule() else { continue };
                 let from = template.occurrences;
-                let budget = MAX_PER_PASS.saturating_sub(asked_of.get(&organization).copied().unwrap_or(0));
+                let budget = MAX_PER_PASS.saturating_sub(asked_of.get(&organization).map_or(0, Vec::len));
                 let (due, next, next_date) = due_now(&schedule, from, day_in(&timezone, now), budget);
                 if due.is_empty() {
                     continue;
                 }
-                let recorded = ask_in!(tx, &organization, template.id, from, &due, next, next_date, now_ms);
-                *asked_of.entry(organization).or_default() += recorded;
-                asked += recorded;
+                let occurrences = ask_in!(tx, template.id, from, &due, next, next_date);
+                asked += occurrences.len();
+                asked_of.entry(organization).or_default().extend(occurrences);
+            }
+            for (organization, occurrences) in asked_of {
+                let jobs: Vec<NewJob> = occurrences_job(occurrences).into_iter().collect();
+                insert_jobs!(tx, &organization, &jobs, now_ms)?;
             }
             tx.commit().await?;
             Ok(asked)
@@ -523,16 +558,43 @@ pub async fn ask_for_due(db: &Database, now: DateTime<Utc>) -> crate::Result<usi
     .await
 }
 
-/// The job of one occurrence: creates its invoice (once per template and
-/// period, however often it runs) and issues it if the template says so.
+/// The job of an organization's occurrences: generates them one after the
+/// other, oldest first (see [`generate_one`]). One that fails stops the
+/// job before the later ones, so none is issued ahead of an earlier one;
+/// the job's retry starts over, and what was done is not done again.
 pub async fn generate(
     ledger: &Ledger,
     organization: &OrganizationId,
     payload: &serde_json::Value,
 ) -> Result<(), JobFailure> {
-    let occurrence: Occurrence = serde_json::from_value(payload.clone())
-        .map_err(|_| JobFailure::permanent("INVALID_JOB_PAYLOAD"))?;
-    let template = get_recurring(ledger.database(), organization, occurrence.recurring_id).await?;
+    let mut occurrences = match serde_json::from_value(payload.clone()) {
+        Ok(Payload::Many { occurrences }) => occurrences,
+        Ok(Payload::One(occurrence)) => vec![occurrence],
+        Err(_) => return Err(JobFailure::permanent("INVALID_JOB_PAYLOAD")),
+    };
+    occurrences.sort();
+    let mut templates = std::collections::HashMap::new();
+    for occurrence in occurrences {
+        let template = match templates.entry(occurrence.recurring_id) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => slot.insert(
+                get_recurring(ledger.database(), organization, occurrence.recurring_id).await?,
+            ),
+        };
+        generate_one(ledger, organization, template, occurrence).await?;
+    }
+    Ok(())
+}
+
+/// One occurrence: creates its invoice (once per template and period,
+/// however often it runs) and issues it, dated on the occurrence, if the
+/// template says so.
+async fn generate_one(
+    ledger: &Ledger,
+    organization: &OrganizationId,
+    template: &RecurringInvoice,
+    occurrence: Occurrence,
+) -> Result<(), JobFailure> {
     let due = occurrence
         .period
         .checked_add_days(Days::new(u64::from(template.due_days)))
@@ -547,6 +609,7 @@ pub async fn generate(
             due_date: due.to_string(),
             currency: template.currency.clone(),
             lines: template.lines.clone(),
+            metadata: template.metadata.clone(),
         },
     )
     .await?;
@@ -556,25 +619,29 @@ pub async fn generate(
         invoice = invoice.id,
         "recurring invoice generated"
     );
-    if template.auto_issue && invoice.status == InvoiceStatus::Draft {
-        let date = occurrence.period.to_string();
-        match issue_invoice(ledger, organization, invoice.id, Some(&date), None).await {
-            Ok(_) => {}
-            // Issued meanwhile by another run of this job: seen before
-            // posting (INVOICE_NOT_DRAFT), or, when the other run committed
-            // between this run's check and its posting, by the posting's
-            // guard (INVOICE_STATE_CHANGED, the posting rolled back). Two
-            // runs overlap when a worker stalls past its lease; matching on
-            // the first code only ended such a job `dead` although its
-            // invoice was issued, once (found by scripts/chaos, fault
-            // jobs_worker_pause). As in payroll: decide from the state.
-            Err(LedgerError::Conflict { .. })
-                if get_invoice(ledger.database(), organization, invoice.id)
-                    .await?
-                    .status
-                    != InvoiceStatus::Draft => {}
-            Err(err) => return Err(err.into()),
-        }
+    if !template.auto_issue || invoice.status != InvoiceStatus::Draft {
+        return Ok(());
+    }
+    // Due whatever the books say: in a locked period, or after a later
+    // issue of another job of the organization (a template created at the
+    // same moment, a pass on another instance), the committer issues it on
+    // the first day it may have, so numbers still follow issue dates.
+    match issue_occurrence(ledger, organization, invoice.id, occurrence.period).await {
+        Ok(_) => {}
+        // Issued meanwhile by another run of this job: seen before
+        // posting (INVOICE_NOT_DRAFT), or, when the other run committed
+        // between this run's check and its posting, by the posting's
+        // guard (INVOICE_STATE_CHANGED, the posting rolled back). Two
+        // runs overlap when a worker stalls past its lease; matching on
+        // the first code only ended such a job `dead` although its
+        // invoice was issued, once (found by scripts/chaos, fault
+        // jobs_worker_pause). As in payroll: decide from the state.
+        Err(LedgerError::Conflict { .. })
+            if get_invoice(ledger.database(), organization, invoice.id)
+                .await?
+                .status
+                != InvoiceStatus::Draft => {}
+        Err(err) => return Err(err.into()),
     }
     Ok(())
 }

@@ -207,6 +207,31 @@ impl<'t> EffectTx<'t> {
     }
 }
 
+impl EffectTx<'_> {
+    /// Runs `sql` (a `SELECT` of one date column) with `binds`; returns the
+    /// date of its first row, if there is one.
+    pub async fn fetch_date(
+        &mut self,
+        sql: &'static str,
+        binds: &[Bind],
+    ) -> Result<Option<NaiveDate>, sqlx::Error> {
+        let (organization, entry) = (self.organization, self.entry);
+        let row = match &mut self.conn {
+            Connection::Postgres(conn) => bound(sqlx::query(sql), binds, organization, entry)
+                .fetch_optional(&mut **conn)
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?,
+            Connection::Sqlite(conn) => bound(sqlx::query(sql), binds, organization, entry)
+                .fetch_optional(&mut **conn)
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?,
+        };
+        Ok(row)
+    }
+}
+
 /// Binds `binds` to `query` in order, the job's entry and organization in
 /// place of [`Bind::EntryId`], [`Bind::EntryDate`] and [`Bind::Organization`].
 fn bound<'q, DB>(

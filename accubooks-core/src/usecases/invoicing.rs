@@ -433,11 +433,11 @@ impl Books<'_> {
                 .create_payment_intent(&NewIntent {
                     amount,
                     currency: &invoice.currency,
-                    description: format!("Invoice {}", invoice.number),
+                    description: format!("Invoice {}", invoice.name()),
                     metadata: vec![
                         ("organization", organization.to_string()),
                         ("invoice_id", invoice_id.to_string()),
-                        ("invoice_number", invoice.number.clone()),
+                        ("invoice_number", invoice.name()),
                     ],
                     idempotency_key: payments::idempotency_key(
                         &organization,

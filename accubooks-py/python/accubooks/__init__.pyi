@@ -476,21 +476,24 @@ class Organization:
         lines: Sequence[InvoiceLineInput],
         currency: str | None = None,
         *,
+        metadata: dict[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> Invoice:
-        """Creates a draft invoice; its totals are computed once, here, with the
-        organization's tax rounding. ``currency`` defaults to the receivables account's."""
+        """Creates a draft invoice (no ``number`` until it is issued); its totals are
+        computed once, here, with the organization's tax rounding. ``currency`` defaults
+        to the receivables account's; ``metadata`` is kept with it."""
 
     def invoices(
         self,
         *,
         status: Literal["draft", "issued", "partially_paid", "paid", "void"] | None = None,
         customer_id: int | None = None,
+        metadata: dict[str, str] | None = None,
         limit: int | None = None,
         after: str | None = None,
     ) -> Page[Invoice]:
         """Invoices and credit notes with their lines, newest first, optionally of one
-        status and one customer. A page holds at most 5000 lines (fewer invoices than
+        status and one customer, and with each key of ``metadata`` set to its value. A page holds at most 5000 lines (fewer invoices than
         ``limit`` if need be).
 
         One page (``limit`` 1 to 500, default 100, after the cursor ``after``); its
@@ -684,10 +687,12 @@ class Organization:
         auto_issue: bool = False,
         currency: str | None = None,
         *,
+        metadata: dict[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> RecurringInvoice:
         """Creates a recurring invoice; each occurrence on or before today (in the
-        organization's time zone) becomes one invoice, missed ones included."""
+        organization's time zone) becomes one invoice, missed ones included, with
+        ``metadata`` copied onto it."""
 
     def recurring_invoices(self, *, limit: int | None = None, after: str | None = None) -> Page[RecurringInvoice]:
         """The organization's recurring invoices, oldest first.

@@ -354,7 +354,9 @@ class InvoiceLine(TypedDict):
 
 class Invoice(TypedDict):
     id: int
-    number: str
+    #: ``INV-000001`` / ``CN-000001``, consecutive per organization in the order of
+    #: issue dates; ``None`` for a draft.
+    number: Optional[str]
     kind: Literal["invoice", "credit_note"]
     customer_id: int
     credits_invoice: Optional[int]
@@ -373,6 +375,7 @@ class Invoice(TypedDict):
     outstanding: Decimal
     issue_entry_id: Optional[int]
     lines: List[InvoiceLine]
+    metadata: Dict[str, str]
 
 
 class AgingRow(TypedDict, total=False):
@@ -455,6 +458,7 @@ class RecurringInvoice(TypedDict):
     schedule: Schedule
     due_days: int
     auto_issue: bool
+    metadata: Dict[str, str]
     occurrences: int
     next_date: Optional[datetime.date]
 

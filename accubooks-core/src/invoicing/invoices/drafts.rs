@@ -9,7 +9,7 @@ use sqlx::Row;
 use super::totals::{self, LineFigures};
 use super::*;
 use crate::db::Database;
-use crate::db::sql::{BeginScoped, on_pool};
+use crate::db::sql::{BeginScoped, json_param, on_pool};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::ledger::accounts::{Account, RenderRecord, accounts_for_posting};
 use crate::ledger::entries::parse_date;
@@ -38,18 +38,21 @@ pub(super) async fn insert_draft(
     let draft = &draft;
     let totals = &totals;
     let today = chrono::Utc::now().date_naive();
+    let insert = format!(
+        "INSERT INTO invoices (organization_id, customer_id, kind, currency, status, \
+         due_date, tax_rounding, subtotal, tax, total, recurring_id, period, metadata) \
+         VALUES ($1, $2, 'invoice', $3, 'draft', $4, $5, $6, $7, $8, $9, $10, {}) \
+         ON CONFLICT (recurring_id, period) WHERE recurring_id IS NOT NULL DO NOTHING \
+         RETURNING id",
+        json_param(db.pool(), 11)
+    );
+    let insert = &insert;
     db.run(|pool| async move {
         let inserted: Result<Invoice, sqlx::Error> = async {
             on_pool!(pool, p => {
                 let mut tx = p.begin_for(&draft.organization).await?;
                 let (recurring_id, period) = draft.recurring.unzip();
-                let inserted: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO invoices (organization_id, customer_id, kind, currency, status, \
-                     due_date, tax_rounding, subtotal, tax, total, recurring_id, period) \
-                     VALUES ($1, $2, 'invoice', $3, 'draft', $4, $5, $6, $7, $8, $9, $10) \
-                     ON CONFLICT (recurring_id, period) WHERE recurring_id IS NOT NULL DO NOTHING \
-                     RETURNING id",
-                )
+                let inserted: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(insert.as_str()))
                 .bind(&draft.organization)
                 .bind(draft.customer_id)
                 .bind(&draft.currency)
@@ -60,6 +63,7 @@ pub(super) async fn insert_draft(
                 .bind(totals.total)
                 .bind(recurring_id)
                 .bind(period)
+                .bind(draft.metadata.to_stored())
                 .fetch_optional(&mut *tx)
                 .await?;
                 let (id, new) = match inserted {
@@ -91,7 +95,7 @@ pub(super) async fn insert_draft(
                     .execute(&mut *tx)
                     .await?;
                 }
-                let invoice = read_invoices_in!(tx, &draft.organization, &InvoiceSelection::One(id), today)
+                let invoice = read_invoices_in!(tx, &p, &draft.organization, &InvoiceSelection::One(id), today)
                     .0
                     .pop()
                     .ok_or(sqlx::Error::RowNotFound)?;
@@ -183,6 +187,7 @@ pub(super) async fn draft_of(
         rounding: get_settings(db, organization).await?.tax_rounding,
         lines,
         recurring,
+        metadata: new.metadata,
     })
 }
 

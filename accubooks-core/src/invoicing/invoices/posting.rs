@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use futures::future::BoxFuture;
 
+use super::numbering;
 use super::totals::{self, LineFigures, TaxRounding};
 use super::*;
 use crate::db::Database;
@@ -17,7 +18,7 @@ use crate::ledger::entries::{
     EntryInput, LineInput, ValidEntry, parse_date, validate, validate_memo,
 };
 use crate::ledger::{
-    Bind, Effect, EffectTx, Guard, GuardedUpdate, Ledger, LedgerError, LedgerResult,
+    Bind, Effect, EffectTx, Guard, GuardedUpdate, Ledger, LedgerError, LedgerResult, WhenLocked,
 };
 use crate::money::{self, AmountText};
 use crate::organization::OrganizationId;
@@ -84,20 +85,6 @@ pub(super) fn date_or_today(date: Option<&str>) -> LedgerResult<NaiveDate> {
 
 // What invoices' postings change in the same transaction, through the
 // committer's effects: each guards the state it expects of the invoice.
-
-/// A draft invoice or credit note becomes issued by the posting's entry.
-pub(super) fn issue(invoice_id: i64) -> GuardedUpdate {
-    GuardedUpdate::new(
-        "UPDATE invoices SET status = 'issued', issue_date = $1, issue_entry_id = $2 \
-         WHERE id = $3 AND organization_id = $4 AND status = 'draft'",
-        vec![
-            Bind::EntryDate,
-            Bind::EntryId,
-            Bind::I64(invoice_id),
-            Bind::Organization,
-        ],
-    )
-}
 
 /// An issued credit note reduces what is owed on an open invoice.
 pub(super) fn credit(invoice_id: i64, amount: i64) -> GuardedUpdate {
@@ -199,11 +186,15 @@ pub(super) struct CreditNoteRows {
 impl Effect for CreditNoteRows {
     fn apply<'a>(&'a self, tx: &'a mut EffectTx<'_>) -> BoxFuture<'a, Result<Guard, sqlx::Error>> {
         Box::pin(async move {
+            let number = match numbering::next_number(tx, InvoiceKind::CreditNote).await? {
+                Ok(number) => number,
+                Err(refused) => return Ok(refused),
+            };
             let id = tx
                 .fetch_id(
                     "INSERT INTO invoices (organization_id, customer_id, kind, credits_invoice, currency, \
-                     status, due_date, issue_date, issue_entry_id, tax_rounding, subtotal, tax, total) \
-                     VALUES ($1, $2, 'credit_note', $3, $4, 'issued', $5, $5, $6, $7, $8, $9, $10) RETURNING id",
+                     status, due_date, issue_date, issue_entry_id, tax_rounding, subtotal, tax, total, number) \
+                     VALUES ($1, $2, 'credit_note', $3, $4, 'issued', $5, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
                     &[
                         Bind::Organization,
                         Bind::I64(self.customer_id),
@@ -215,6 +206,7 @@ impl Effect for CreditNoteRows {
                         Bind::I64(self.subtotal),
                         Bind::I64(self.tax),
                         Bind::I64(self.total),
+                        Bind::I64(number),
                     ],
                 )
                 .await?;
@@ -247,8 +239,48 @@ pub async fn issue_invoice(
     date: Option<&str>,
     idempotency: Option<IdempotencyKey>,
 ) -> LedgerResult<Invoice> {
-    let (db, committer) = (ledger.database(), ledger.committer());
     let date = date_or_today(date)?;
+    issue(
+        ledger,
+        organization,
+        id,
+        date,
+        idempotency,
+        WhenLocked::Refuse,
+    )
+    .await
+}
+
+/// Issues a recurring occurrence on its date, or, when that day is locked
+/// or another invoice was issued later meanwhile, on the first day it may
+/// have (its date kept as the entry's `original_date`, its `period` too):
+/// an occurrence is due whatever the books say, so it is never refused.
+pub(crate) async fn issue_occurrence(
+    ledger: &Ledger,
+    organization: &OrganizationId,
+    id: i64,
+    date: NaiveDate,
+) -> LedgerResult<Invoice> {
+    issue(
+        ledger,
+        organization,
+        id,
+        date,
+        None,
+        WhenLocked::PostOnFirstOpenDay,
+    )
+    .await
+}
+
+async fn issue(
+    ledger: &Ledger,
+    organization: &OrganizationId,
+    id: i64,
+    date: NaiveDate,
+    idempotency: Option<IdempotencyKey>,
+    when_locked: WhenLocked,
+) -> LedgerResult<Invoice> {
+    let (db, committer) = (ledger.database(), ledger.committer());
     let invoice = get_invoice(db, organization, id).await?;
     if invoice.kind != InvoiceKind::Invoice || invoice.status != InvoiceStatus::Draft {
         return Err(LedgerError::Conflict {
@@ -271,7 +303,10 @@ pub async fn issue_invoice(
         &accounts,
         &invoice.currency,
         date,
-        format!("Invoice {}", invoice.number),
+        // The number is taken in the posting's own transaction, after the
+        // entry is written (and entries are immutable): the memo names the
+        // invoice by its id, the invoice shows its number.
+        format!("Invoice id {id}"),
         &[
             (RECEIVABLE, invoice.total_minor),
             (REVENUE, -invoice.subtotal_minor),
@@ -279,10 +314,11 @@ pub async fn issue_invoice(
         ],
     )?;
     committer
-        .post_with_effects(
+        .post_when_locked(
             vec![posting],
             idempotency.map(idempotency::pending),
-            vec![Box::new(issue(id))],
+            vec![Box::new(numbering::Issue { invoice_id: id })],
+            when_locked,
         )
         .await?;
     get_invoice(db, organization, id).await
@@ -334,7 +370,7 @@ pub async fn record_payment(
         &accounts,
         &invoice.currency,
         date,
-        format!("Payment for {}", invoice.number),
+        format!("Payment for {}", invoice.name()),
         &[(CASH, minor), (RECEIVABLE, -minor)],
     )?;
     committer
@@ -458,7 +494,7 @@ pub async fn credit_note(
         &accounts,
         &invoice.currency,
         date,
-        format!("Credit note for {}", invoice.number),
+        format!("Credit note for {}", invoice.name()),
         &[
             (RETURNS, totals.subtotal),
             (TAX_PAYABLE, totals.tax),

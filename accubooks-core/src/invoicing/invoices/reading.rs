@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use super::*;
 use crate::db::Database;
-use crate::db::sql::{BeginScoped, on_pool};
+use crate::db::sql::{Backend, BeginScoped, has_metadata, on_pool};
 use crate::ledger::{LedgerError, LedgerResult};
 use crate::money::{self};
 use crate::organization::OrganizationId;
@@ -16,7 +16,7 @@ use crate::paging::{Cursor, Page, PageRequest};
 
 pub(super) const SELECT_INVOICE: &str = "SELECT id, kind, customer_id, credits_invoice, currency, status, due_date, issue_date, \
      void_date, tax_rounding, subtotal, tax, total, paid, credited, issue_entry_id, recurring_id, period, \
-     (SELECT COUNT(*) FROM invoice_lines l WHERE l.invoice_id = invoices.id) AS line_count FROM invoices";
+     number, CAST(metadata AS TEXT) AS metadata, (SELECT COUNT(*) FROM invoice_lines l WHERE l.invoice_id = invoices.id) AS line_count FROM invoices";
 
 /// Most invoice lines one page of invoices carries. With at most 500 lines
 /// of at most 500 characters per invoice, 500 invoices could otherwise make
@@ -26,12 +26,14 @@ pub(super) const SELECT_INVOICE: &str = "SELECT id, kind, customer_id, credits_i
 pub const INVOICE_LINES_PER_PAGE: i64 = 5_000;
 
 /// Filters of the invoice list.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InvoiceFilter {
     /// Only invoices in this state.
     pub status: Option<InvoiceStatus>,
     /// Only this customer's invoices.
     pub customer_id: Option<i64>,
+    /// Only invoices whose metadata holds every one of these pairs.
+    pub metadata: Metadata,
 }
 
 /// The invoices [`read_invoices_in`] reads.
@@ -48,16 +50,29 @@ pub(super) enum InvoiceSelection {
 }
 
 impl InvoiceSelection {
-    /// The header query; its binds are the organization and [`Self::binds`].
-    pub(super) fn query(&self) -> String {
+    /// The header query on `backend`; its binds are the organization,
+    /// [`Self::binds`] and, when there is one, [`Self::metadata`].
+    pub(super) fn query(&self, backend: &impl Backend) -> String {
         let filter = match self {
             InvoiceSelection::One(_) => "WHERE organization_id = $1 AND id = $2",
             InvoiceSelection::Page { .. } => "WHERE organization_id = $1 AND id < $2",
         };
+        let metadata = match self.metadata() {
+            Some(_) => format!("AND {}", has_metadata(backend, "metadata", 6)),
+            None => String::new(),
+        };
         format!(
             "{SELECT_INVOICE} {filter} AND ($3 = '' OR status = $3) AND ($4 = 0 OR customer_id = $4) \
-             ORDER BY id DESC LIMIT $5"
+             {metadata} ORDER BY id DESC LIMIT $5"
         )
+    }
+
+    /// The metadata filter (its JSON object as text), if any.
+    pub(super) fn metadata(&self) -> Option<String> {
+        match self {
+            InvoiceSelection::Page { filter, .. } => filter.metadata.to_stored(),
+            InvoiceSelection::One(_) => None,
+        }
     }
 
     /// The id, status, customer and row count binds of [`Self::query`].
@@ -156,7 +171,7 @@ pub(super) async fn read_invoices(
         .run(|pool| async move {
             on_pool!(pool, p => {
                 let mut tx = p.begin_for(&organization).await?;
-                let invoices = read_invoices_in!(tx, &organization, selection, today);
+                let invoices = read_invoices_in!(tx, &p, &organization, selection, today);
                 tx.commit().await?;
                 Ok(invoices)
             })
