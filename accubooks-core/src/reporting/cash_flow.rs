@@ -29,6 +29,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::NaiveDate;
+use futures::TryStreamExt;
 use serde::Serialize;
 
 use crate::db::Database;
@@ -248,7 +249,38 @@ fn with_descendants(parents: &HashMap<i64, Option<i64>>, roots: &HashSet<i64>) -
 struct Read {
     accounts: Vec<AccountRow>,
     cash: HashSet<i64>,
-    lines: Vec<LineRow>,
+    /// Cash moved against each (non-cash) account in the period.
+    flows: HashMap<i64, i64>,
+}
+
+/// Adds one entry's cash movements (its lines, in order) to `flows`:
+/// currency by currency, its cash lines' sum split over its other lines.
+fn add_entry(
+    flows: &mut HashMap<i64, i64>,
+    entry: &[LineRow],
+    currency_of: &HashMap<i64, &str>,
+    cash: &HashSet<i64>,
+) {
+    let mut by_currency: EntryByCurrency<'_> = BTreeMap::new();
+    for &(_, account, amount) in entry {
+        let Some(currency) = currency_of.get(&account) else {
+            continue;
+        };
+        let slot = by_currency.entry(currency).or_default();
+        if cash.contains(&account) {
+            slot.0 += amount;
+        } else {
+            slot.1.push((account, amount));
+        }
+    }
+    for (cash, others) in by_currency.values() {
+        let amounts: Vec<i64> = others.iter().map(|o| o.1).collect();
+        for ((account, _), part) in others.iter().zip(split(*cash, &amounts)) {
+            if part != 0 {
+                *flows.entry(*account).or_default() += part;
+            }
+        }
+    }
 }
 
 /// The cash-flow statement of `from` to `to`, inclusive.
@@ -309,14 +341,30 @@ pub async fn cash_flow(
                 let parents: HashMap<i64, Option<i64>> =
                     accounts.iter().map(|a| (a.0, a.5)).collect();
                 let cash = with_descendants(&parents, &roots);
-                let lines: Vec<LineRow> = sqlx::query_as(sqlx::AssertSqlSafe(lines_sql.as_str()))
-                    .bind(List(cash.iter().copied().collect::<Vec<i64>>()))
+                // Streamed in entry order and folded entry by entry: the
+                // memory held is one entry's lines and one sum per account,
+                // however many postings the period has.
+                let currency_of: HashMap<i64, &str> =
+                    accounts.iter().map(|a| (a.0, a.4.as_str())).collect();
+                let mut flows = HashMap::new();
+                let mut entry: Vec<LineRow> = Vec::new();
+                let ids = List(cash.iter().copied().collect::<Vec<i64>>());
+                let mut rows = sqlx::query_as::<_, LineRow>(sqlx::AssertSqlSafe(lines_sql.as_str()))
+                    .bind(ids)
                     .bind(from)
                     .bind(to)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                    .fetch(&mut *tx);
+                while let Some(row) = rows.try_next().await? {
+                    if entry.last().is_some_and(|last| last.0 != row.0) {
+                        add_entry(&mut flows, &entry, &currency_of, &cash);
+                        entry.clear();
+                    }
+                    entry.push(row);
+                }
+                add_entry(&mut flows, &entry, &currency_of, &cash);
+                drop(rows);
                 tx.rollback().await?;
-                Ok(Read { accounts, cash, lines })
+                Ok(Read { accounts, cash, flows })
             })
         })
         .await?;
@@ -325,7 +373,6 @@ pub async fn cash_flow(
 
 /// The statement from what was read.
 fn statement(from: NaiveDate, to: NaiveDate, read: &Read) -> CashFlowStatement {
-    let by_id: HashMap<i64, &AccountRow> = read.accounts.iter().map(|a| (a.0, a)).collect();
     let parents: HashMap<i64, Option<i64>> = read.accounts.iter().map(|a| (a.0, a.5)).collect();
     let code_roots = |code: &str| -> HashSet<i64> {
         read.accounts
@@ -351,31 +398,7 @@ fn statement(from: NaiveDate, to: NaiveDate, read: &Read) -> CashFlowStatement {
         }
     };
 
-    // Cash moved against each account, entry by entry, currency by currency.
-    let mut flows: HashMap<i64, i64> = HashMap::new();
-    for entry in read.lines.chunk_by(|a, b| a.0 == b.0) {
-        let mut by_currency: EntryByCurrency<'_> = BTreeMap::new();
-        for &(_, account, amount) in entry {
-            let Some(row) = by_id.get(&account) else {
-                continue;
-            };
-            let slot = by_currency.entry(row.4.as_str()).or_default();
-            if read.cash.contains(&account) {
-                slot.0 += amount;
-            } else {
-                slot.1.push((account, amount));
-            }
-        }
-        for (cash, others) in by_currency.values() {
-            let amounts: Vec<i64> = others.iter().map(|o| o.1).collect();
-            for ((account, _), part) in others.iter().zip(split(*cash, &amounts)) {
-                if part != 0 {
-                    *flows.entry(*account).or_default() += part;
-                }
-            }
-        }
-    }
-
+    let flows = &read.flows;
     let digits = |currency: &str| money::minor_digits(currency).unwrap_or(2);
     // Per currency: opening, the five sections, closing.
     let mut sums: BTreeMap<&str, (i64, [i64; 5], i64)> = BTreeMap::new();
