@@ -1,9 +1,10 @@
 -- Closing a period (contract §5, issue 24).
 --
 -- The lock date: no change dated on or before it is posted. The committer
--- reads it inside each group's transaction, holding a shared advisory lock
--- per organization that a change of the lock date takes exclusively, so a
--- posting never slips in under a lock date being set.
+-- reads it inside each group's transaction, after locking the group's
+-- accounts; a change of the lock date locks every account of its
+-- organization first, so a posting never slips in under a lock date being
+-- set.
 ALTER TABLE organizations ADD COLUMN lock_date DATE;
 
 -- Every change of the lock date, by whom and why: a reopened period shows.

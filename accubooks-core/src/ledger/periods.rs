@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::accounts::{AccountType, NewAccount, accounts_for_posting, create_account};
-use super::committer::{LOCK_DATE_TOPIC, PERIOD_LOCKED, WhenLocked, locked_message};
+use super::committer::{PERIOD_LOCKED, WhenLocked, locked_message};
 use super::effects::{Bind, Effect, EffectTx, Guard};
 use super::entries::{Entry, EntryKind, RenderEntry, ValidEntry, ValidLine};
 use super::reports::balances_as_of;
@@ -158,13 +158,23 @@ async fn change_lock_date(
         on_pool!(pool, p => {
             let mut tx = p.begin_writing_for(&owned).await?;
             if exclusive {
-                // Waits for the groups holding it shared (postings being
-                // written): they commit under the old date, or see the new.
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))")
-                    .bind(LOCK_DATE_TOPIC)
+                // The committer reads lock dates after locking the accounts
+                // it posts to. Locking every account of the organization
+                // (in id order, as the committer does) waits for the
+                // postings being written, which commit under the old date;
+                // those after it see the new one. The organization's row
+                // first: no account is opened meanwhile (its foreign key
+                // to the row waits).
+                sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR UPDATE")
                     .bind(&owned)
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query(
+                    "SELECT id FROM accounts WHERE organization_id = $1 ORDER BY id FOR UPDATE",
+                )
+                .bind(&owned)
+                .execute(&mut *tx)
+                .await?;
             }
             let old: Option<NaiveDate> =
                 sqlx::query_scalar("SELECT lock_date FROM organizations WHERE id = $1")
