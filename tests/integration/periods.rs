@@ -105,6 +105,12 @@ async fn a_locked_period_refuses_each_kind_of_change(store: Store) {
     assert_eq!(settings["lock_date"], "2026-03-31");
     assert_eq!(settings["timezone"], "UTC", "other settings are kept");
 
+    // Accounts opened after the lock date was set are locked too.
+    for (code, kind) in [("1010", "asset"), ("4010", "revenue")] {
+        books
+            .create_account(&token, code, "Opened later", kind)
+            .await;
+    }
     let before = books.trial_balance(&token, "2026-12-31").await;
     let entries_before = entry_count(&books, &token).await;
     let post = async |body: Value| {
@@ -201,6 +207,11 @@ async fn a_locked_period_refuses_each_kind_of_change(store: Store) {
             .await,
         "PERIOD_LOCKED",
         "a pay run paid in the period",
+    );
+    refused(
+        post(entry("2026-03-31", "1010", "4010", "1.00")).await,
+        "PERIOD_LOCKED",
+        "an entry between accounts opened after the lock",
     );
     // Nothing of any of them was written.
     assert_eq!(books.trial_balance(&token, "2026-12-31").await, before);

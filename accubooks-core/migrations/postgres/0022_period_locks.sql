@@ -1,11 +1,15 @@
 -- Closing a period (contract §5, issue 24).
 --
--- The lock date: no change dated on or before it is posted. The committer
--- reads it inside each group's transaction, after locking the group's
--- accounts; a change of the lock date locks every account of its
--- organization first, so a posting never slips in under a lock date being
--- set.
+-- The lock date: no change dated on or before it is posted. It is kept on
+-- the organization and copied onto each of its accounts: the committer
+-- locks the accounts it posts to (SELECT … FOR UPDATE), which answers the
+-- latest committed version of each row, so it reads the lock date at no
+-- cost; a change of the lock date updates every account of its
+-- organization in the same transaction, after locking the organization's
+-- row (no account is opened meanwhile), so a posting never slips in under
+-- a lock date being set.
 ALTER TABLE organizations ADD COLUMN lock_date DATE;
+ALTER TABLE accounts ADD COLUMN lock_date DATE;
 
 -- Every change of the lock date, by whom and why: a reopened period shows.
 CREATE TABLE settings_history (

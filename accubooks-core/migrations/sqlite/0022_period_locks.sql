@@ -2,6 +2,9 @@
 -- has one writer, so the committer reads the lock date inside its
 -- transaction without further locks.
 ALTER TABLE organizations ADD COLUMN lock_date TEXT;
+-- Kept on accounts too, as on PostgreSQL (SQLite's committer reads the
+-- organization's: it is the only writer).
+ALTER TABLE accounts ADD COLUMN lock_date TEXT;
 
 CREATE TABLE settings_history (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,

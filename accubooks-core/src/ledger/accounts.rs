@@ -512,14 +512,27 @@ pub async fn create_account(
     db.run(|pool| {
             let new = new.clone();
             async move {
+                // The organization's lock date is copied onto the account
+                // (the committer reads it there). On PostgreSQL the
+                // organization's row is locked (KEY SHARE) first, in its own
+                // statement: a change of the lock date holding it is waited
+                // for, and the insert's statement then reads the new date.
+                let share = matches!(pool, crate::db::Pool::Postgres(_));
                 let sql = format!(
-                    "INSERT INTO accounts (organization_id, code, name, type, currency, parent_id, metadata) \
-                     VALUES ($1, $2, $3, $4, $5, $6, {}) RETURNING id",
+                    "INSERT INTO accounts (organization_id, code, name, type, currency, parent_id, metadata, \
+                     lock_date) VALUES ($1, $2, $3, $4, $5, $6, {}, \
+                     (SELECT lock_date FROM organizations WHERE id = $1)) RETURNING id",
                     json_param(&pool, 7)
                 );
                 let result: Result<Account, sqlx::Error> = async {
                     on_pool!(pool, p => {
                     let mut tx = p.begin_for(&organization_owned).await?;
+                    if share {
+                        sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR KEY SHARE")
+                            .bind(&organization_owned)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     let id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
                         .bind(&organization_owned)
                         .bind(&new.code)

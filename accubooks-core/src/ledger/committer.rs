@@ -18,11 +18,13 @@
 //! The committer is also where the lock date holds (contract §5): it reads
 //! each organization's lock date inside the group's transaction and refuses
 //! a job dated on or before it, or, for what comes from outside, posts it on
-//! the first open day ([`WhenLocked`]). On PostgreSQL it reads them after
-//! locking the group's accounts, and a change of the lock date locks every
-//! account of its organization, so a posting never commits under a lock
-//! date it did not see, at no cost to postings (the shared advisory lock
-//! tried first cost 9 % of the posting rate).
+//! the first open day ([`WhenLocked`]). On PostgreSQL the lock date is
+//! copied onto every account of its organization and read by the statement
+//! that locks the group's accounts (a locked row is answered in its latest
+//! committed version), and a change of the lock date updates those rows, so
+//! a posting never commits under a lock date it did not see, at no cost to
+//! postings (a shared advisory lock per group, tried first, cost 9 % of the
+//! posting rate, and a read after the account locks 12 %).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -581,32 +583,42 @@ async fn write_postgres(
     // inserts overlap this one's flush. Every named account is locked, also
     // those whose movements cancel out, because this stands in for
     // journal_lines' foreign key to accounts (dropped by migration 0003).
-    let locked: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(&plan.accounts)
-            .fetch_all(&mut *tx)
-            .await?;
+    // Each locked row is answered in its latest committed version, with
+    // the lock date of its organization (see ledger::periods).
+    let locked: Vec<(i64, Option<NaiveDate>)> = sqlx::query_as(
+        "SELECT id, lock_date FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(&plan.accounts)
+    .fetch_all(&mut *tx)
+    .await?;
     if locked.len() != plan.accounts.len() {
         return Err(Refused::AccountMissing);
     }
+    let mut locks: Vec<(String, NaiveDate)> = Vec::new();
+    for entry in &plan.entries {
+        let lock = entry
+            .lines
+            .iter()
+            .filter_map(|line| locked.iter().find(|(id, _)| *id == line.account_id))
+            .filter_map(|(_, lock)| *lock)
+            .max();
+        if let Some(lock) = lock
+            && !locks.iter().any(|(o, _)| o == entry.organization.as_str())
+        {
+            locks.push((entry.organization.to_string(), lock));
+        }
+    }
+    check_locks(jobs, &locks)?;
     let balance_accounts: Vec<i64> = plan.balances.keys().copied().collect();
     let deltas: Vec<i64> = plan.balances.values().copied().collect();
-    // The balances' update also reads the lock dates. It is the statement
-    // after the account locks, so its snapshot sees a lock date committed
-    // by a change that held them (a change of the lock date locks every
-    // account of its organization: see ledger::periods). Folded in, it
-    // costs no round trip; a refusal rolls the group back.
-    let locks: Vec<(String, NaiveDate)> = sqlx::query_as(
-        "WITH updated AS (UPDATE accounts AS a SET balance = a.balance + d.delta \
-         FROM UNNEST($1::bigint[], $2::bigint[]) AS d(id, delta) WHERE a.id = d.id) \
-         SELECT id, lock_date FROM organizations WHERE id = ANY($3) AND lock_date IS NOT NULL",
+    sqlx::query(
+        "UPDATE accounts AS a SET balance = a.balance + d.delta \
+         FROM UNNEST($1::bigint[], $2::bigint[]) AS d(id, delta) WHERE a.id = d.id",
     )
     .bind(&balance_accounts)
     .bind(&deltas)
-    .bind(&organizations)
-    .fetch_all(&mut *tx)
+    .execute(&mut *tx)
     .await?;
-    check_locks(jobs, &locks)?;
     let day_accounts: Vec<i64> = plan.days.keys().map(|(a, _)| *a).collect();
     let day_dates: Vec<NaiveDate> = plan.days.keys().map(|(_, d)| *d).collect();
     let day_deltas: Vec<i64> = plan.days.values().copied().collect();

@@ -158,13 +158,14 @@ async fn change_lock_date(
         on_pool!(pool, p => {
             let mut tx = p.begin_writing_for(&owned).await?;
             if exclusive {
-                // The committer reads lock dates after locking the accounts
-                // it posts to. Locking every account of the organization
-                // (in id order, as the committer does) waits for the
-                // postings being written, which commit under the old date;
-                // those after it see the new one. The organization's row
-                // first: no account is opened meanwhile (its foreign key
-                // to the row waits).
+                // The committer reads the lock date from the account rows
+                // it locks. Locking every account of the organization (in
+                // id order, as the committer does, so neither waits on the
+                // other in a circle) waits for the postings being written,
+                // which commit under the old date; the rows are then updated
+                // below, and later postings read the new date. The
+                // organization's row first: an account being opened reads
+                // the date from it (ledger::accounts) and waits.
                 sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR UPDATE")
                     .bind(&owned)
                     .execute(&mut *tx)
@@ -184,6 +185,11 @@ async fn change_lock_date(
                     .flatten();
             if let Some(change) = LockChange::between(old, lock) {
                 sqlx::query("UPDATE organizations SET lock_date = $1 WHERE id = $2")
+                    .bind(lock)
+                    .bind(&owned)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE accounts SET lock_date = $1 WHERE organization_id = $2")
                     .bind(lock)
                     .bind(&owned)
                     .execute(&mut *tx)
