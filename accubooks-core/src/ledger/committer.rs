@@ -26,7 +26,7 @@
 //! postings (a shared advisory lock per group, tried first, cost 9 % of the
 //! posting rate, and a read after the account locks 12 %).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -594,21 +594,22 @@ async fn write_postgres(
     if locked.len() != plan.accounts.len() {
         return Err(Refused::AccountMissing);
     }
-    let mut locks: Vec<(String, NaiveDate)> = Vec::new();
-    for entry in &plan.entries {
-        let lock = entry
-            .lines
-            .iter()
-            .filter_map(|line| locked.iter().find(|(id, _)| *id == line.account_id))
-            .filter_map(|(_, lock)| *lock)
-            .max();
-        if let Some(lock) = lock
-            && !locks.iter().any(|(o, _)| o == entry.organization.as_str())
-        {
-            locks.push((entry.organization.to_string(), lock));
+    // An account's lock date is its organization's: one per organization.
+    let lock_of: HashMap<i64, NaiveDate> = locked
+        .iter()
+        .filter_map(|&(id, lock)| Some((id, lock?)))
+        .collect();
+    if !lock_of.is_empty() {
+        let mut locks: HashMap<&str, NaiveDate> = HashMap::new();
+        for entry in &plan.entries {
+            if let Some(lock) = entry.lines.iter().find_map(|l| lock_of.get(&l.account_id)) {
+                locks.insert(entry.organization.as_str(), *lock);
+            }
         }
+        let locks: Vec<(String, NaiveDate)> =
+            locks.into_iter().map(|(o, d)| (o.to_owned(), d)).collect();
+        check_locks(jobs, &locks)?;
     }
-    check_locks(jobs, &locks)?;
     let balance_accounts: Vec<i64> = plan.balances.keys().copied().collect();
     let deltas: Vec<i64> = plan.balances.values().copied().collect();
     sqlx::query(
