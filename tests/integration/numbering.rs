@@ -28,6 +28,25 @@ async fn organization(books: &Books) -> (String, i64) {
     (token, customer)
 }
 
+/// A credit note of `amount` on `invoice`, dated `date`.
+async fn credit_note(
+    books: &Books,
+    token: &str,
+    invoice: &Value,
+    date: &str,
+    amount: &str,
+) -> (StatusCode, Value) {
+    books
+        .call(
+            "POST",
+            &format!("/api/invoices/{invoice}/credit-notes"),
+            Some(token),
+            Some(json!({"date": date,
+                        "lines": [{"description": "Refund", "quantity": "1", "unit_price": amount}]})),
+        )
+        .await
+}
+
 /// A draft of `amount` (one line, no tax), with `metadata` if not null.
 async fn draft(books: &Books, token: &str, customer: i64, amount: &str, metadata: Value) -> Value {
     let mut body = json!({
@@ -93,19 +112,7 @@ async fn two_organizations_interleaving_are_each_numbered_from_one(store: Store)
         .into_iter()
         .find(|i| i["number"] == "INV-000003")
         .unwrap();
-    let credit = |date: &'static str| {
-        let (books, a, id) = (&books, &a, last["id"].clone());
-        async move {
-            books
-                .call(
-                    "POST",
-                    &format!("/api/invoices/{id}/credit-notes"),
-                    Some(a),
-                    Some(json!({"date": date, "lines": [{"description": "Refund", "quantity": "1", "unit_price": "10.00"}]})),
-                )
-                .await
-        }
-    };
+    let credit = |date: &'static str| credit_note(&books, &a, &last["id"], date, "10.00");
     let (status, first) = credit("2026-03-04").await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
     let (status, second) = credit("2026-03-05").await;
@@ -167,19 +174,7 @@ async fn a_backdated_issue_is_refused_and_changes_nothing(store: Store) {
     assert_eq!(entry["memo"], format!("Invoice id {}", late["id"]));
 
     // Credit notes likewise, against their own last date.
-    let note = |date: &'static str| {
-        let (books, token, id) = (&books, &token, first["id"].clone());
-        async move {
-            books
-                .call(
-                    "POST",
-                    &format!("/api/invoices/{id}/credit-notes"),
-                    Some(token),
-                    Some(json!({"date": date, "lines": [{"description": "Refund", "quantity": "1", "unit_price": "5.00"}]})),
-                )
-                .await
-        }
-    };
+    let note = |date: &'static str| credit_note(&books, &token, &first["id"], date, "5.00");
     let (status, body) = note("2026-03-20").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, body) = note("2026-03-19").await;
