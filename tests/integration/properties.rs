@@ -180,14 +180,17 @@ async fn run(ops: Vec<Op>) {
                 document_rounding,
             } => {
                 let rounding = if document_rounding {
-                    "document"
+                    invoicing::totals::TaxRounding::Document
                 } else {
-                    "line"
+                    invoicing::totals::TaxRounding::Line
                 };
                 invoicing::put_settings(
                     db,
                     &org,
-                    serde_json::from_value(serde_json::json!({"tax_rounding": rounding})).unwrap(),
+                    invoicing::SettingsChange {
+                        tax_rounding: Some(rounding),
+                        timezone: None,
+                    },
                 )
                 .await
                 .unwrap();

@@ -20,16 +20,13 @@ pub struct Settings {
     pub timezone: String,
 }
 
-/// `PUT /api/settings`: the settings to change; those left out keep their
-/// value.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Invoicing's part of a settings change (the wire form, with the lock
+/// date, is `usecases::SettingsChange`); `None` keeps a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SettingsChange {
     /// How invoice tax is rounded.
-    #[serde(default)]
     pub tax_rounding: Option<TaxRounding>,
     /// An IANA time zone name, e.g. `Europe/Paris`.
-    #[serde(default)]
     pub timezone: Option<String>,
 }
 
