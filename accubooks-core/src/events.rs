@@ -21,7 +21,7 @@ use sqlx::Row;
 
 use crate::clock::rfc3339;
 use crate::db::Database;
-use crate::db::sql::{Connection, in_scope, on_pool, value_rows};
+use crate::db::sql::{Connection, List, in_list, in_scope, on_pool, value_rows};
 use crate::error::Result;
 use crate::organization::OrganizationId;
 use crate::paging::{Cursor, Page, PageRequest};
@@ -263,31 +263,22 @@ pub async fn list(
     let organization = organization.to_owned();
     let after = page.after.unwrap_or(0);
     let fetch = page.limit.fetch();
-    // The types as a JSON array, read by each store's JSON functions: one
-    // statement text whatever their number.
-    let types = serde_json::to_string(&filter.types).expect("names serialize");
+    let types: Vec<String> = filter.types.iter().map(|t| (*t).to_owned()).collect();
     let rows = db
         .run(|pool| async move {
-            let sql = match &pool {
-                crate::db::Pool::Postgres(_) => {
-                    "SELECT sequence, id, type, created_ms, data FROM events \
-                     WHERE organization_id = $1 AND sequence > $2 \
-                     AND ($3 = '[]' OR type IN (SELECT jsonb_array_elements_text(CAST($3 AS JSONB)))) \
-                     ORDER BY sequence LIMIT $4"
-                }
-                crate::db::Pool::Sqlite(_) => {
-                    "SELECT sequence, id, type, created_ms, data FROM events \
-                     WHERE organization_id = $1 AND sequence > $2 \
-                     AND ($3 = '[]' OR type IN (SELECT value FROM json_each($3))) \
-                     ORDER BY sequence LIMIT $4"
-                }
-            };
             on_pool!(pool, p => in_scope!(p, &organization, tx => {
-                sqlx::query(sql)
+                let sql = format!(
+                    "SELECT sequence, id, type, created_ms, data FROM events \
+                     WHERE organization_id = $1 AND sequence > $2 AND ($3 OR {}) \
+                     ORDER BY sequence LIMIT $4",
+                    in_list(&p, "type", 5)
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(&organization)
                     .bind(after)
-                    .bind(&types)
+                    .bind(types.is_empty())
                     .bind(fetch)
+                    .bind(List(types))
                     .fetch_all(&mut *tx)
                     .await?
                     .iter()

@@ -80,9 +80,15 @@ pub const WEBHOOK_REFUSALS: [&str; 6] = [
 pub const WEBHOOK_PROVIDERS: [&str; 2] = ["stripe", "plaid"];
 
 /// What a retention purge removes, as `accubooks_retention_purged_rows_total`
-/// counts it: report results, report jobs, finished jobs and idempotency
-/// answers.
-pub const PURGE_KINDS: [&str; 4] = ["report_results", "report_jobs", "jobs", "idempotency_keys"];
+/// counts it: report results, report jobs, finished jobs, idempotency
+/// answers and events.
+pub const PURGE_KINDS: [&str; 5] = [
+    "report_results",
+    "report_jobs",
+    "jobs",
+    "idempotency_keys",
+    "events",
+];
 
 /// The outcomes of a job attempt, as `accubooks_jobs_total` counts them.
 pub const JOB_OUTCOMES: [&str; 3] = ["succeeded", "failed", "dead"];

@@ -27,6 +27,11 @@ pub const BATCH: i64 = 1000;
 /// first answer.
 pub const IDEMPOTENCY_MINIMUM: Duration = Duration::from_secs(24 * 3600);
 
+/// The least time an event is kept, whatever `RETENTION_DAYS` says: its
+/// webhooks are retried for three days, and a client polling the feed
+/// after a long weekend must still find it.
+pub const EVENT_MINIMUM: Duration = Duration::from_secs(7 * 24 * 3600);
+
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// How many rows one purge removed, per kind.
@@ -40,17 +45,21 @@ pub struct Purged {
     pub jobs: u64,
     /// Idempotency answers deleted.
     pub idempotency_keys: u64,
+    /// Events deleted (contract §10).
+    pub events: u64,
 }
 
 impl Purged {
     /// The counts with their metric labels.
-    pub fn by_kind(&self) -> [(&'static str, u64); 4] {
-        let [report_results, report_jobs, jobs, idempotency_keys] = crate::metrics::PURGE_KINDS;
+    pub fn by_kind(&self) -> [(&'static str, u64); 5] {
+        let [report_results, report_jobs, jobs, idempotency_keys, events] =
+            crate::metrics::PURGE_KINDS;
         [
             (report_results, self.report_results),
             (report_jobs, self.report_jobs),
             (jobs, self.jobs),
             (idempotency_keys, self.idempotency_keys),
+            (events, self.events),
         ]
     }
 
@@ -87,6 +96,10 @@ const PURGE_KEYS_POSTGRES: &str = "DELETE FROM idempotency_keys WHERE (organizat
       WHERE created_at < CAST($1 AS TIMESTAMPTZ) LIMIT $2)";
 const PURGE_KEYS_SQLITE: &str = "DELETE FROM idempotency_keys WHERE (organization_id, key) IN \
      (SELECT organization_id, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)";
+
+/// Deletes events written before `cutoff_ms`.
+const PURGE_EVENTS: &str = "DELETE FROM events WHERE (organization_id, sequence) IN \
+     (SELECT organization_id, sequence FROM events WHERE created_ms < $1 LIMIT $2)";
 
 /// Runs one batch statement (`$1`…: `binds`, then the batch size) in its
 /// own worker transaction; answers how many rows it touched.
@@ -135,6 +148,9 @@ pub async fn purge(db: &Database, retention_days: u32, now_ms: i64) -> Result<Pu
     let key_age = i64::from(retention_days.max(1))
         .saturating_mul(DAY_MS)
         .max(i64::try_from(IDEMPOTENCY_MINIMUM.as_millis()).unwrap_or(DAY_MS));
+    let event_age = i64::from(retention_days.max(1))
+        .saturating_mul(DAY_MS)
+        .max(i64::try_from(EVENT_MINIMUM.as_millis()).unwrap_or(DAY_MS));
     let key_cutoff = chrono::DateTime::from_timestamp_millis(now_ms - key_age)
         .unwrap_or_default()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
@@ -150,6 +166,7 @@ pub async fn purge(db: &Database, retention_days: u32, now_ms: i64) -> Result<Pu
         report_jobs: drain(db, FORGET_REPORT_JOBS, &[Bind::Int(cutoff)]).await?,
         jobs: drain(db, PURGE_JOBS, &[Bind::Int(cutoff)]).await?,
         idempotency_keys: drain(db, keys_sql, &[Bind::Text(key_cutoff)]).await?,
+        events: drain(db, PURGE_EVENTS, &[Bind::Int(now_ms - event_age)]).await?,
     })
 }
 
@@ -168,7 +185,13 @@ mod tests {
         let labels: Vec<_> = purged.by_kind().iter().map(|(k, _)| *k).collect();
         assert_eq!(
             labels,
-            ["report_results", "report_jobs", "jobs", "idempotency_keys"]
+            [
+                "report_results",
+                "report_jobs",
+                "jobs",
+                "idempotency_keys",
+                "events"
+            ]
         );
     }
 }

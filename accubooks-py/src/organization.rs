@@ -765,6 +765,22 @@ organization_classes! {
         }
     }
 
+    /// The organization's events in commit order (contract §10;
+    /// accountants and owners): `types` a list of event types (all when
+    /// `None`). Give the `cursor` of the last event you processed as
+    /// `after` to read only what followed. An event's `data` is the object
+    /// as the HTTP API answers it, as plain JSON (money and dates as
+    /// strings). One page, as `entries` pages.
+    #[pyo3(signature = (types = None, *, limit = None, after = None))]
+    fn events [instance, org] (types: Option<Vec<String>>, limit: Option<i64>, after: Option<String>) {
+        let page = page(limit, after.as_deref())?;
+        let types = types.map(|types| types.join(","));
+        async move {
+            let caller = instance.caller(&org).await?;
+            paged(instance.books().events(&caller, types.as_deref(), page).await)
+        }
+    }
+
     /// A background job.
     #[pyo3(signature = (id))]
     fn job [instance, org] (id: i64) {

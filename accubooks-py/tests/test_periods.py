@@ -57,3 +57,24 @@ def test_a_lock_refuses_a_change_and_a_close_moves_the_result(open_books: Open, 
         (None, "2025-12-31", "closed"),
     ]
     assert {c["changed_by"] for c in history} == {org.user_id}
+
+
+def test_events_follow_the_changes_in_commit_order(open_books: Open, database_url: str) -> None:
+    books = open_books(database_url)
+    org = books.register(unique_email("events"), PASSWORD, "Events Co")
+    first = org.post_entry("2025-04-01", moved("10.00", "1000", "4000"))
+    org.set_lock_date(datetime.date(2025, 4, 30))
+
+    events = list(accubooks.iterate(org.events, limit=1))
+    assert [(e["sequence"], e["type"]) for e in events] == [(1, "entry.posted"), (2, "period.locked")]
+    # The data is the JSON the HTTP API answers: money and dates as strings.
+    assert events[0]["data"]["id"] == first["id"]
+    assert events[0]["data"]["lines"][0] == {"account": "1000", "debit": "10.00"}
+    assert events[1]["data"]["to"] == "2025-04-30"
+    # From the last cursor: only what followed.
+    org.set_lock_date(None)
+    after = org.events(["period.locked"], after=events[1]["cursor"])
+    assert [e["data"]["reason"] for e in after] == ["unlocked"]
+    with pytest.raises(accubooks.ValidationError) as refused:
+        org.events(["entry.exploded"])  # type: ignore[list-item]
+    assert refused.value.code == "UNKNOWN_EVENT_TYPE"

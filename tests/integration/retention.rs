@@ -146,6 +146,14 @@ async fn expired_answers_are_purged_and_younger_ones_kept(store: Store) {
         ))
         .await;
     backdate_key(&books, "old-key", 31 * 24).await;
+    // The organization's first event is a month old; the rest are young.
+    let events_before = books.list("/api/events", token).await;
+    books
+        .execute_as_admin(&format!(
+            "UPDATE events SET created_ms = {month_ago} WHERE organization_id = '{organization}' \
+             AND sequence = 1"
+        ))
+        .await;
 
     let purged = app.purge_expired().await.unwrap();
     assert_eq!(
@@ -153,10 +161,16 @@ async fn expired_answers_are_purged_and_younger_ones_kept(store: Store) {
             purged.report_results,
             purged.report_jobs,
             purged.jobs,
-            purged.idempotency_keys
+            purged.idempotency_keys,
+            purged.events
         ),
-        (1, 0, 1, 1),
+        (1, 0, 1, 1, 1),
         "{purged:?}"
+    );
+    assert_eq!(
+        books.list("/api/events", token).await,
+        events_before[1..].to_vec(),
+        "only the old event is gone"
     );
     let (status, body) = result(&books, token, &old).await;
     assert_eq!(status, StatusCode::GONE, "{body}");

@@ -46,6 +46,8 @@ from .types import (
     DateLike,
     Employee,
     Entry,
+    Event,
+    EventType,
     EntryInput,
     GeneralLedger,
     LedgerRow,
@@ -671,6 +673,19 @@ class Organization:
         One page (``limit`` 1 to 500, default 100, after the cursor ``after``); its
         ``next_cursor`` names the next. ``accubooks.iterate`` reads them all.
         """
+
+    def events(
+        self,
+        types: Sequence[EventType] | None = None,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> Page[Event]:
+        """The organization's events in commit order (accountants and owners), of
+        ``types`` (all when ``None``). Keep the ``cursor`` of the last event you
+        processed and give it as ``after`` to read only what followed: none is
+        missed or repeated. ``data`` is the object as the HTTP API answers it, as
+        plain JSON. One page; ``accubooks.iterate`` follows the pages."""
 
     def job(self, id: int) -> Job:
         """A background job."""

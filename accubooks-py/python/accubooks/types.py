@@ -46,6 +46,8 @@ __all__ = [
     "ArAging",
     "Settings",
     "SettingChange",
+    "Event",
+    "EventType",
     "Job",
     "JobError",
     "Schedule",
@@ -416,6 +418,42 @@ SettingChange = TypedDict(
         "from": Optional[str],
         "to": Optional[str],
         "reason": Literal["locked", "reopened", "unlocked", "closed"],
+    },
+)
+
+
+EventType = Literal[
+    "entry.posted",
+    "entry.reversed",
+    "invoice.issued",
+    "invoice.paid",
+    "invoice.voided",
+    "credit_note.issued",
+    "payment.succeeded",
+    "payment.refunded",
+    "payroll_run.posted",
+    "bank_transaction.imported",
+    "bank_transaction.matched",
+    "report.ready",
+    "job.dead",
+    "period.locked",
+]
+
+
+#: What happened in the books (contract §10): ``sequence`` numbers the
+#: organization's events 1, 2, 3… in commit order; give ``cursor`` as
+#: ``after`` to read what followed; ``data`` is the object after the change
+#: as the HTTP API answers it (plain JSON: money and dates as strings).
+Event = TypedDict(
+    "Event",
+    {
+        "id": str,
+        "type": EventType,
+        "timestamp": str,
+        "organization": str,
+        "sequence": int,
+        "cursor": str,
+        "data": dict[str, Any],
     },
 )
 
