@@ -16,6 +16,7 @@ Environment:
   BENCH_ONLY       `jobs`: run only row 9 (background jobs next to BullMQ) on a private
                    PostgreSQL and Redis, and rewrite only its section of BENCH_OUT;
                    `webhooks`: only the Stripe webhook figures (scripts/lib/bench_webhooks.py);
+                   `events`: only outgoing webhooks' throughput and delay (scripts/lib/bench_events.py);
                    `scale`: only row 10, instances behind HAProxy and the PostgreSQL and Redis
                    Cluster failovers (scripts/lib/bench_scale.py; needs haproxy)
   BENCH_WEBHOOK_INVOICES  invoices (one PaymentIntent, three deliveries each) of `webhooks` (1000)
@@ -43,6 +44,7 @@ from typing import cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_bullmq  # noqa: E402
+import bench_events  # noqa: E402
 import bench_scale  # noqa: E402
 import bench_webhooks  # noqa: E402
 import services as sv  # noqa: E402
@@ -708,10 +710,12 @@ def main() -> int:
         return main_only_jobs()
     if ONLY == "webhooks":
         return bench_webhooks.main_only(BIN, LOG_DIR, OUT, loadgen)
+    if ONLY == "events":
+        return bench_events.main_only(BIN, LOG_DIR, OUT, loadgen)
     if ONLY == "scale":
         return bench_scale.main_only(BIN, LOG_DIR, OUT, loadgen, interleaved, background, finish)
     if ONLY:
-        raise SystemExit(f"BENCH_ONLY={ONLY!r}: only `jobs`, `webhooks` and `scale` are known")
+        raise SystemExit(f"BENCH_ONLY={ONLY!r}: only `jobs`, `webhooks`, `events` and `scale` are known")
     started = time.time()
     load_at_start = loadavg()
     for name in ("loadgen", "server", "warp_server", "hello_axum", "jobs_bench"):
