@@ -45,6 +45,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "payroll",
             "reporting",
             "retention",
+            "webhooks",
         ],
     ),
     ("use cases", &["usecases"]),

@@ -21,6 +21,7 @@ mod periods;
 mod pipeline;
 mod reporting;
 mod route;
+mod webhooks;
 
 use std::net::SocketAddr;
 
@@ -273,5 +274,6 @@ pub(crate) fn core_routes() -> Vec<Route> {
     routes.extend(jobs::routes());
     routes.extend(payroll::routes());
     routes.extend(banking::routes());
+    routes.extend(webhooks::routes());
     routes
 }
