@@ -18,6 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "base",
         &[
+            "clock",
             "config",
             "error",
             "lifecycle",
@@ -34,7 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("observation", &["deps", "health", "metrics"]),
     ("connections", &["connections", "db", "saas"]),
-    ("kernel services", &["idempotency", "jobs"]),
+    ("kernel services", &["events", "idempotency", "jobs"]),
     ("books kernel", &["ledger"]),
     (
         "features",

@@ -22,11 +22,13 @@ pub mod app;
 #[cfg(test)]
 mod architecture;
 pub mod banking;
+mod clock;
 pub mod config;
 pub mod connections;
 pub mod db;
 pub mod deps;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod http;
 pub mod idempotency;

@@ -78,6 +78,7 @@ macro_rules! on_every_host {
 mod bank;
 mod books;
 mod contract;
+mod events;
 mod export;
 mod faults;
 mod hardening;

@@ -39,3 +39,9 @@ CREATE POLICY organization_scope ON event_counters
     USING (organization_id = ANY (accubooks_scope()));
 CREATE POLICY organization_scope ON events
     USING (organization_id = ANY (accubooks_scope()));
+-- The job machinery writes `job.dead` in its own transactions
+-- (`accubooks.worker`), and the retention purge runs in them too.
+CREATE POLICY worker_write ON event_counters
+    USING (current_setting('accubooks.worker', true) = 'on');
+CREATE POLICY worker_write ON events
+    USING (current_setting('accubooks.worker', true) = 'on');

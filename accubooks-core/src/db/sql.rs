@@ -29,6 +29,38 @@ macro_rules! in_scope {
 }
 pub(crate) use in_scope;
 
+/// The connection of an open transaction, on either store: for code that
+/// runs inside a transaction it did not open (the committer's effects,
+/// events written with the change that made them).
+pub(crate) enum Connection<'c> {
+    /// PostgreSQL.
+    Postgres(&'c mut sqlx::PgConnection),
+    /// SQLite.
+    Sqlite(&'c mut sqlx::SqliteConnection),
+}
+
+impl Connection<'_> {
+    /// The same connection, for a shorter while.
+    pub(crate) fn reborrow(&mut self) -> Connection<'_> {
+        match self {
+            Connection::Postgres(conn) => Connection::Postgres(conn),
+            Connection::Sqlite(conn) => Connection::Sqlite(conn),
+        }
+    }
+}
+
+impl<'c> From<&'c mut sqlx::PgConnection> for Connection<'c> {
+    fn from(conn: &'c mut sqlx::PgConnection) -> Self {
+        Connection::Postgres(conn)
+    }
+}
+
+impl<'c> From<&'c mut sqlx::SqliteConnection> for Connection<'c> {
+    fn from(conn: &'c mut sqlx::SqliteConnection) -> Self {
+        Connection::Sqlite(conn)
+    }
+}
+
 /// The PostgreSQL setting the row-level security policies read: the
 /// organization ids (comma-separated) a transaction may see and write.
 const ORGANIZATION_SETTING: &str = "accubooks.organization";
@@ -274,6 +306,12 @@ pub(crate) trait Backend {
 impl Backend for crate::db::Pool {
     fn is_postgres(&self) -> bool {
         matches!(self, crate::db::Pool::Postgres(_))
+    }
+}
+
+impl Backend for Connection<'_> {
+    fn is_postgres(&self) -> bool {
+        matches!(self, Connection::Postgres(_))
     }
 }
 

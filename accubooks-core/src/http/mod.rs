@@ -9,6 +9,7 @@
 mod banking;
 mod body;
 mod error;
+mod events;
 mod hygiene;
 mod identity;
 mod invoicing;
@@ -272,6 +273,7 @@ pub(crate) fn core_routes() -> Vec<Route> {
     routes.extend(invoicing::routes());
     routes.extend(periods::routes());
     routes.extend(jobs::routes());
+    routes.extend(events::routes());
     routes.extend(payroll::routes());
     routes.extend(banking::routes());
     routes.extend(webhooks::routes());

@@ -11,17 +11,7 @@ use crate::error::{Result, Transience};
 use crate::organization::OrganizationId;
 use crate::paging::{Page, PageRequest};
 
-/// Milliseconds since the Unix epoch, the table's clock.
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// A table time (ms since the epoch) as RFC 3339 with milliseconds, UTC.
-pub(crate) fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub(crate) use crate::clock::{now_ms, rfc3339};
 
 /// Records `job` for `organization` in the transaction `tx` (an
 /// `&mut *tx`-able transaction of either backend), unless a job with its

@@ -33,11 +33,13 @@ use chrono::NaiveDate;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::effects::{Connection, Effect, EffectTx, Guard};
-use super::entries::ValidEntry;
+use super::entries::{ValidEntry, read_entry};
 use super::{LedgerError, LedgerResult};
+use crate::clock::now_ms;
 use crate::db::sql::{BeginScoped, Unique, value_rows};
 use crate::db::{Database, Pool};
 use crate::error::Error;
+use crate::events::{self, NewEvent};
 use crate::idempotency::{self, IdempotencyKey, Render};
 
 /// The most postings one group carries; larger groups would hold locks longer
@@ -478,13 +480,16 @@ fn check_locks(jobs: &[&Job], locks: &[(String, NaiveDate)]) -> Result<(), Refus
 /// Applies the jobs' effects inside the group's open transaction, each for
 /// the organization and first entry of its job. A guard that does not hold
 /// fails the transaction with [`Refused::StateChanged`], a state conflict.
+/// Answers the events each job's effects emitted.
 async fn apply_effects(
     mut conn: Connection<'_>,
     jobs: &[&Job],
     per_job: &[Vec<i64>],
-) -> Result<(), Refused> {
+) -> Result<Vec<Vec<NewEvent>>, Refused> {
+    let mut emitted = Vec::with_capacity(jobs.len());
     for (job, ids) in jobs.iter().zip(per_job) {
         let (Some(&entry_id), Some(entry)) = (ids.first(), job.entries.first()) else {
+            emitted.push(Vec::new());
             continue;
         };
         let mut tx = EffectTx::new(conn.reborrow(), &entry.organization, (entry_id, entry.date));
@@ -505,8 +510,49 @@ async fn apply_effects(
                 }
             }
         }
+        emitted.push(tx.take_emitted());
     }
-    Ok(())
+    Ok(emitted)
+}
+
+/// Writes the group's events (contract §10) in its open transaction, job
+/// by job: `entry.posted` for each entry, `entry.reversed` for each entry
+/// it reverses (read back as it now stands, reversed), then the events its
+/// effects emitted.
+async fn write_events(
+    mut conn: Connection<'_>,
+    jobs: &[&Job],
+    per_job: &[Vec<i64>],
+    emitted: Vec<Vec<NewEvent>>,
+) -> Result<(), sqlx::Error> {
+    let mut events: Vec<(&str, NewEvent)> = Vec::new();
+    for ((job, ids), emitted) in jobs.iter().zip(per_job).zip(emitted) {
+        for (entry, id) in job.entries.iter().zip(ids) {
+            let organization = entry.organization.as_str();
+            events.push((
+                organization,
+                NewEvent::new(events::ENTRY_POSTED, &entry.posted(*id)),
+            ));
+            if let Some(reversed) = entry.reverses {
+                let reversed = read_entry(conn.reborrow(), &entry.organization, reversed)
+                    .await?
+                    .ok_or(sqlx::Error::RowNotFound)?;
+                events.push((
+                    organization,
+                    NewEvent::new(events::ENTRY_REVERSED, &reversed),
+                ));
+            }
+        }
+        if let Some(entry) = job.entries.first() {
+            events.extend(
+                emitted
+                    .into_iter()
+                    .map(|e| (entry.organization.as_str(), e)),
+            );
+        }
+    }
+    let events: Vec<(&str, &NewEvent)> = events.iter().map(|(o, e)| (*o, e)).collect();
+    events::write(conn, &events, now_ms()).await
 }
 
 async fn write_postgres(
@@ -634,7 +680,8 @@ async fn write_postgres(
     .execute(&mut *tx)
     .await?;
     let per_job = split_ids(jobs, &ids);
-    apply_effects(Connection::Postgres(&mut tx), jobs, &per_job).await?;
+    let emitted = apply_effects(Connection::Postgres(&mut tx), jobs, &per_job).await?;
+    write_events(Connection::Postgres(&mut tx), jobs, &per_job, emitted).await?;
     for (key, status, body) in answers(jobs, &per_job) {
         idempotency::store_answer!(&mut *tx, key, status, body)?;
     }
@@ -757,7 +804,8 @@ async fn write_sqlite(
         }
     }
     let per_job = split_ids(jobs, &ids);
-    apply_effects(Connection::Sqlite(&mut tx), jobs, &per_job).await?;
+    let emitted = apply_effects(Connection::Sqlite(&mut tx), jobs, &per_job).await?;
+    write_events(Connection::Sqlite(&mut tx), jobs, &per_job, emitted).await?;
     for (key, status, body) in answers(jobs, &per_job) {
         idempotency::store_answer!(&mut *tx, key, status, body)?;
     }

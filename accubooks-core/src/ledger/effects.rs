@@ -15,11 +15,14 @@
 
 use std::fmt::Debug;
 
+use crate::events::NewEvent;
 use crate::organization::OrganizationId;
 use chrono::NaiveDate;
 use futures::future::BoxFuture;
 use sqlx::query::Query;
-use sqlx::{Encode, PgConnection, Row, SqliteConnection, Type};
+use sqlx::{Encode, Row, Type};
+
+pub(crate) use crate::db::sql::Connection;
 
 /// A value bound to a `$n` placeholder of an effect's SQL, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,22 +105,6 @@ impl Effect for GuardedUpdate {
     }
 }
 
-/// The connection of the group's open transaction, on either store.
-pub(crate) enum Connection<'c> {
-    Postgres(&'c mut PgConnection),
-    Sqlite(&'c mut SqliteConnection),
-}
-
-impl Connection<'_> {
-    /// The same connection, for a shorter while (one job's effects).
-    pub(crate) fn reborrow(&mut self) -> Connection<'_> {
-        match self {
-            Connection::Postgres(conn) => Connection::Postgres(conn),
-            Connection::Sqlite(conn) => Connection::Sqlite(conn),
-        }
-    }
-}
-
 /// The group's transaction as one job's effects see it: statements run in
 /// it on either store, with [`Bind::EntryId`] and [`Bind::Organization`]
 /// standing for the job's.
@@ -125,6 +112,7 @@ pub struct EffectTx<'t> {
     conn: Connection<'t>,
     organization: &'t OrganizationId,
     entry: (i64, NaiveDate),
+    emitted: Vec<NewEvent>,
 }
 
 impl<'t> EffectTx<'t> {
@@ -138,7 +126,25 @@ impl<'t> EffectTx<'t> {
             conn,
             organization,
             entry,
+            emitted: Vec::new(),
         }
+    }
+
+    /// Records `event` (contract §10) with the job's changes: written in
+    /// the same transaction, after the job's `entry.posted` events.
+    pub fn emit(&mut self, event: NewEvent) {
+        self.emitted.push(event);
+    }
+
+    /// The events emitted so far, taken out.
+    pub(crate) fn take_emitted(&mut self) -> Vec<NewEvent> {
+        std::mem::take(&mut self.emitted)
+    }
+
+    /// The transaction's connection, for reading back (in the state the
+    /// job's changes left) what an event shows.
+    pub(crate) fn connection(&mut self) -> Connection<'_> {
+        self.conn.reborrow()
     }
 
     /// The organization of the job's entries.

@@ -11,7 +11,7 @@ use super::Ledger;
 use super::accounts::{Account, accounts_for_posting};
 use super::{LedgerError, LedgerResult};
 use crate::db::Database;
-use crate::db::sql::{BeginScoped, List, has_metadata, in_list, on_pool};
+use crate::db::sql::{BeginScoped, Connection, List, has_metadata, in_list, in_scope, on_pool};
 use crate::idempotency::{IdempotencyKey, Render};
 use crate::metadata::Metadata;
 use crate::money::{self, AmountText, MoneyError};
@@ -365,52 +365,63 @@ pub async fn get_entry(
     let organization = organization.to_owned();
     let found = db
         .run(|pool| async move {
-            on_pool!(pool, p => {
-                let mut tx = p.begin_for(&organization).await?;
-                let head = sqlx::query(
-                    "SELECT e.id, e.entry_date, e.memo, e.reverses, r.id AS reversed_by, \
-                     CAST(e.metadata AS TEXT) AS metadata, e.kind \
-                     FROM journal_entries e LEFT JOIN journal_entries r ON r.reverses = e.id \
-                     WHERE e.id = $1 AND e.organization_id = $2",
-                )
-                .bind(id)
-                .bind(&organization)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(head) = head else { return Ok(None) };
-                let lines = sqlx::query(
-                    "SELECT a.code, a.currency, l.amount FROM journal_lines l \
-                     JOIN accounts a ON a.id = l.account_id WHERE l.entry_id = $1 ORDER BY l.line_no",
-                )
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                let lines = lines
-                    .iter()
-                    .map(|row| {
-                        Ok(show_line(&ValidLine {
-                            account_id: 0,
-                            account_code: row.try_get("code")?,
-                            currency: row.try_get("currency")?,
-                            amount: row.try_get("amount")?,
-                        }))
-                    })
-                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                Ok(Some(Entry {
-                    id: head.try_get("id")?,
-                    date: head.try_get("entry_date")?,
-                    memo: head.try_get("memo")?,
-                    reverses: head.try_get("reverses")?,
-                    reversed_by: head.try_get("reversed_by")?,
-                    lines,
-                    metadata: Metadata::from_stored(head.try_get("metadata")?),
-                    kind: EntryKind::from_stored(head.try_get("kind")?),
-                }))
-            })
+            on_pool!(pool, p => in_scope!(p, &organization, tx => {
+                read_entry((&mut *tx).into(), &organization, id).await?
+            }))
         })
         .await?;
     found.ok_or_else(|| LedgerError::NotFound(format!("There is no journal entry {id}.")))
+}
+
+/// Reads entry `id` of `organization` in the open transaction `conn`, as
+/// it stands there.
+pub(crate) async fn read_entry(
+    conn: Connection<'_>,
+    organization: &OrganizationId,
+    id: i64,
+) -> Result<Option<Entry>, sqlx::Error> {
+    const HEAD: &str = "SELECT e.id, e.entry_date, e.memo, e.reverses, r.id AS reversed_by, \
+         CAST(e.metadata AS TEXT) AS metadata, e.kind \
+         FROM journal_entries e LEFT JOIN journal_entries r ON r.reverses = e.id \
+         WHERE e.id = $1 AND e.organization_id = $2";
+    const LINES: &str = "SELECT a.code, a.currency, l.amount FROM journal_lines l \
+         JOIN accounts a ON a.id = l.account_id WHERE l.entry_id = $1 ORDER BY l.line_no";
+    macro_rules! read {
+        ($conn:expr) => {{
+            let head = sqlx::query(HEAD)
+                .bind(id)
+                .bind(organization.as_str())
+                .fetch_optional(&mut *$conn)
+                .await?;
+            let Some(head) = head else { return Ok(None) };
+            let lines = sqlx::query(LINES).bind(id).fetch_all(&mut *$conn).await?;
+            let lines = lines
+                .iter()
+                .map(|row| {
+                    Ok(show_line(&ValidLine {
+                        account_id: 0,
+                        account_code: row.try_get("code")?,
+                        currency: row.try_get("currency")?,
+                        amount: row.try_get("amount")?,
+                    }))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            Entry {
+                id: head.try_get("id")?,
+                date: head.try_get("entry_date")?,
+                memo: head.try_get("memo")?,
+                reverses: head.try_get("reverses")?,
+                reversed_by: head.try_get("reversed_by")?,
+                lines,
+                metadata: Metadata::from_stored(head.try_get("metadata")?),
+                kind: EntryKind::from_stored(head.try_get("kind")?),
+            }
+        }};
+    }
+    Ok(Some(match conn {
+        Connection::Postgres(conn) => read!(conn),
+        Connection::Sqlite(conn) => read!(conn),
+    }))
 }
 
 /// Which journal entries a list shows.

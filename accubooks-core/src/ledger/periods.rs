@@ -16,6 +16,7 @@ use super::effects::{Bind, Effect, EffectTx, Guard};
 use super::entries::{Entry, EntryKind, RenderEntry, ValidEntry, ValidLine};
 use super::reports::balances_as_of;
 use super::{Ledger, LedgerError, LedgerResult};
+use crate::clock::now_ms;
 use crate::db::sql::{BeginScoped, in_scope, on_pool};
 use crate::db::{Database, Pool};
 use crate::idempotency::{IdempotencyKey, Render};
@@ -88,10 +89,6 @@ pub struct SettingChange {
     pub to: Option<String>,
     /// `locked`, `reopened`, `unlocked` or `closed`.
     pub reason: LockChange,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// The organization's lock date, if it has one.

@@ -18,6 +18,7 @@
 
 mod banking;
 pub(crate) mod error;
+mod events;
 mod idempotent;
 mod identity;
 mod invoicing;
