@@ -465,6 +465,26 @@ async fn matching_posts_once_and_suggestions_rank_the_invoice_first(store: Store
         .await;
     assert_eq!(paid["status"], "paid", "{paid}");
     assert_eq!(books.balance(&token, "1000").await, "125.00");
+    // One event per line the feed brought, and one match, whatever the
+    // concurrent requests: the line as matched, then the invoice paid.
+    let imported = books.events(&token, "bank_transaction.imported").await;
+    let mut brought: Vec<&str> = imported
+        .iter()
+        .map(|e| e["data"]["plaid_transaction_id"].as_str().unwrap())
+        .collect();
+    brought.sort();
+    assert_eq!(brought, ["in-1", "in-2", "out-1"]);
+    let matched = books
+        .events(&token, "bank_transaction.matched,invoice.paid")
+        .await;
+    let kinds: Vec<&str> = matched
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["bank_transaction.matched", "invoice.paid"]);
+    assert_eq!(matched[0]["data"]["status"], "matched");
+    assert_eq!(matched[0]["data"]["invoice_id"], invoice["id"]);
+    assert_eq!(matched[1]["data"], paid);
 
     // Categorise money out: posted once between 1000 and 5000.
     let out = by_plaid_id(&unmatched, "out-1");

@@ -244,6 +244,13 @@ impl Books {
         }
     }
 
+    /// Every event of the organization of these `types` (comma-separated),
+    /// in commit order.
+    pub async fn events(&self, token: &str, types: &str) -> Vec<Value> {
+        self.list(&format!("/api/events?types={types}&limit=500"), token)
+            .await
+    }
+
     /// Runs one statement past row-level security (as the superuser on
     /// PostgreSQL, through the server's own pool on SQLite): what a test
     /// sets up or reads behind the API's back. Answers the rows affected.

@@ -212,7 +212,205 @@ async fn a_poller_never_misses_or_repeats_an_event(store: Store) {
     assert_eq!(announced, posted, "one event per committed entry");
 }
 
+async fn call_ok(books: &Books, token: &str, method: &str, path: &str, body: Value) -> Value {
+    let (status, answer) = books.call(method, path, Some(token), Some(body)).await;
+    assert!(status.is_success(), "{method} {path}: {status} {answer}");
+    answer
+}
+
+/// Invoices, a pay run and the lock date: each change announces the
+/// object as the API answers it just after, once.
+async fn invoices_pay_runs_and_lock_dates_announce_what_changed(store: Store) {
+    // Jobs from the database outbox: the pay run's job needs no Redis.
+    let books = Books::start_with(store, &[("JOB_TRANSPORT", "database".to_owned())]).await;
+    let token = books.register("news@acme.test", "USD").await;
+    let customer = call_ok(
+        &books,
+        &token,
+        "POST",
+        "/api/customers",
+        json!({"name": "Globex"}),
+    )
+    .await;
+    let draft = async || {
+        call_ok(
+            &books,
+            &token,
+            "POST",
+            "/api/invoices",
+            json!({"customer_id": customer["id"], "due_date": "2026-06-30",
+                   "lines": [{"description": "Audit", "quantity": "1", "unit_price": "100.00"}]}),
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let act = async |id: i64, action: &str, body: Value| {
+        call_ok(
+            &books,
+            &token,
+            "POST",
+            &format!("/api/invoices/{id}/{action}"),
+            body,
+        )
+        .await
+    };
+    // Issued, paid in two parts (paid in full once), and one credited to
+    // the end (paid in full by its credit note).
+    let paid = draft().await;
+    let issued = act(paid, "issue", json!({"date": "2026-03-10"})).await;
+    act(
+        paid,
+        "payments",
+        json!({"amount": "40.00", "date": "2026-03-11"}),
+    )
+    .await;
+    let settled = act(
+        paid,
+        "payments",
+        json!({"amount": "60.00", "date": "2026-03-12"}),
+    )
+    .await;
+    assert_eq!(settled["status"], "paid");
+    let credited = draft().await;
+    act(credited, "issue", json!({"date": "2026-03-10"})).await;
+    let note = act(
+        credited,
+        "credit-notes",
+        json!({"date": "2026-03-13",
+        "lines": [{"description": "Refund", "quantity": "1", "unit_price": "100.00"}]}),
+    )
+    .await;
+    // Voided: one issued (its entry reversed), one still a draft.
+    let voided = draft().await;
+    act(voided, "issue", json!({"date": "2026-03-10"})).await;
+    let void_issued = act(voided, "void", json!({"date": "2026-03-14"})).await;
+    let never_issued = draft().await;
+    let void_draft = act(never_issued, "void", json!({})).await;
+
+    let news = books
+        .events(
+            &token,
+            "invoice.issued,invoice.paid,invoice.voided,credit_note.issued",
+        )
+        .await;
+    let seen: Vec<(&str, i64)> = news
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["data"]["id"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let note_id = note["id"].as_i64().unwrap();
+    assert_eq!(
+        seen,
+        [
+            ("invoice.issued", paid),
+            ("invoice.paid", paid),
+            ("invoice.issued", credited),
+            ("credit_note.issued", note_id),
+            ("invoice.paid", credited),
+            ("invoice.issued", voided),
+            ("invoice.voided", voided),
+            ("invoice.voided", never_issued),
+        ]
+    );
+    assert_eq!(news[0]["data"]["status"], "issued");
+    assert_eq!(
+        news[0]["data"]["number"], issued["number"],
+        "numbered when issued"
+    );
+    assert_eq!(news[1]["data"], settled);
+    assert_eq!(news[3]["data"]["kind"], "credit_note");
+    assert_eq!(news[6]["data"], void_issued);
+    assert_eq!(news[7]["data"], void_draft);
+    // The void of an issued invoice reversed its issuing entry.
+    let reversed = books.events(&token, "entry.reversed").await;
+    assert_eq!(reversed.len(), 1);
+    assert_eq!(reversed[0]["data"]["id"], void_issued["issue_entry_id"]);
+
+    // A pay run, posted by its job.
+    books
+        .create_account(&token, "5100", "Wages", "expense")
+        .await;
+    call_ok(
+        &books,
+        &token,
+        "POST",
+        "/api/employees",
+        json!({"name": "Ada", "pay": {"type": "salary", "annual": "60000.00"},
+               "frequency": "monthly", "start_date": "2026-01-01"}),
+    )
+    .await;
+    let run = call_ok(
+        &books,
+        &token,
+        "POST",
+        "/api/payroll-runs",
+        json!({"period_start": "2026-03-01", "period_end": "2026-03-31",
+               "pay_date": "2026-03-31", "hours": {}}),
+    )
+    .await;
+    let run_path = format!("/api/payroll-runs/{}", run["id"]);
+    let mut posted = Value::Null;
+    for _ in 0..300 {
+        let (_, now) = books.call("GET", &run_path, Some(&token), None).await;
+        if now["status"] == "posted" {
+            posted = now;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        posted["status"], "posted",
+        "the pay run was not posted in 30 s"
+    );
+    let runs = books.events(&token, "payroll_run.posted").await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["data"]["id"], run["id"]);
+    assert_eq!(runs[0]["data"]["entry_id"], posted["entry_id"]);
+    assert_eq!(runs[0]["data"]["payslips"], posted["payslips"]);
+
+    // The lock date: locked, then unlocked; a change to the same date is
+    // no change.
+    for date in [json!("2026-03-31"), json!("2026-03-31"), Value::Null] {
+        call_ok(
+            &books,
+            &token,
+            "PUT",
+            "/api/settings",
+            json!({"lock_date": date}),
+        )
+        .await;
+    }
+    let locks = books.events(&token, "period.locked").await;
+    let moves: Vec<(Value, Value)> = locks
+        .iter()
+        .map(|e| (e["data"]["to"].clone(), e["data"]["reason"].clone()))
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            (json!("2026-03-31"), json!("locked")),
+            (Value::Null, json!("unlocked"))
+        ]
+    );
+    let (_, history) = books
+        .call("GET", "/api/settings/history", Some(&token), None)
+        .await;
+    assert_eq!(
+        locks[0]["data"], history[0],
+        "the change as the history shows it"
+    );
+
+    // Every event is numbered in commit order, whatever its type.
+    numbered_from_one(&all_events(&books, &token).await);
+}
+
 on_every_store!(
+    invoices_pay_runs_and_lock_dates_announce_what_changed,
     entries_and_reversals_write_one_event_each,
     a_poller_never_misses_or_repeats_an_event,
 );

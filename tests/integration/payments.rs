@@ -406,6 +406,26 @@ async fn a_card_payment_is_posted_once_whatever_stripe_retries(store: Store) {
         (status, body["code"].clone()),
         (StatusCode::CONFLICT, json!("INVOICE_NOT_OPEN"))
     );
+
+    // One payment, so one event of it, whatever Stripe retried: the
+    // payment with the invoice it paid, then the invoice paid.
+    let events = books
+        .events(token, "payment.succeeded,payment.refunded,invoice.paid")
+        .await;
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["payment.succeeded", "invoice.paid"], "{events:?}");
+    let payment = &events[0]["data"];
+    assert_eq!(payment["payment_intent_id"], id.as_str());
+    assert_eq!(
+        (payment["amount"].clone(), payment["currency"].clone()),
+        (json!("100.00"), json!("USD"))
+    );
+    assert_eq!(payment["invoice"], paid);
+    assert!(
+        payment.get("client_secret").is_none(),
+        "no secret in an event: {payment}"
+    );
+    assert_eq!(events[1]["data"], paid);
 }
 
 async fn refunds_are_posted_once_in_any_order(store: Store) {
@@ -471,6 +491,27 @@ async fn refunds_are_posted_once_in_any_order(store: Store) {
         vec![10_000, -3_000, -7_000, 4_000, -1_500]
     );
     assert_eq!(books.balance(token, "1000").await, "25.00");
+
+    // Each refund posted has its one event, with what it took back.
+    let refunds: Vec<(Value, Value)> = books
+        .events(token, "payment.refunded")
+        .await
+        .iter()
+        .map(|e| {
+            (
+                e["data"]["payment_intent_id"].clone(),
+                e["data"]["amount"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refunds,
+        [
+            (json!(id), json!("30.00")),
+            (json!(id), json!("70.00")),
+            (json!(id_b), json!("15.00"))
+        ]
+    );
 }
 
 on_every_host!(webhooks_refuse_unsigned_forged_and_stale_events);

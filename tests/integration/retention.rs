@@ -278,6 +278,15 @@ async fn the_report_quota_refuses_and_spares_other_organizations(store: Store) {
     assert_eq!(job["error"]["code"], "REPORT_QUOTA_EXCEEDED", "{job}");
     let (status, body) = result(&books, &token, &second).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // The stored result and the dead job have one event each.
+    let news = books.events(&token, "report.ready,job.dead").await;
+    let kinds: Vec<&str> = news.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["report.ready", "job.dead"], "{news:?}");
+    assert_eq!(news[0]["data"]["id"], first["id"]);
+    assert!(news[0]["data"]["finished_at"].is_string(), "{news:?}");
+    assert_eq!(news[1]["data"]["id"], second["job_id"]);
+    assert_eq!(news[1]["data"]["status"], "dead");
+    assert_eq!(news[1]["data"]["error"]["code"], "REPORT_QUOTA_EXCEEDED");
     // Once the stored results reach the quota (as if more had been stored:
     // the first result's size is set to the whole quota), a new ask is
     // refused at once.

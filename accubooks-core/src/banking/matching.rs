@@ -6,13 +6,18 @@ use chrono::NaiveDate;
 
 use super::*;
 use crate::db::Database;
+use crate::db::sql::Connection;
 use crate::db::sql::{List, in_list, in_scope, on_pool};
+use crate::events::{self, NewEvent};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::invoicing::invoices::{self, RECEIVABLE};
 use crate::ledger::accounts::accounts_for_posting;
-use crate::ledger::{Bind, Effect, GuardedUpdate, Ledger, LedgerError, LedgerResult, WhenLocked};
+use crate::ledger::{
+    Bind, Effect, EffectTx, Guard, GuardedUpdate, Ledger, LedgerError, LedgerResult, WhenLocked,
+};
 use crate::money;
 use crate::organization::OrganizationId;
+use futures::future::BoxFuture;
 
 /// An open invoice: (id, currency, outstanding, issue date, number).
 pub(super) type OpenInvoice = (i64, String, i64, Option<NaiveDate>, Option<i64>);
@@ -192,6 +197,42 @@ pub(super) fn matched(transaction_id: i64, invoice_id: Option<i64>) -> GuardedUp
     )
 }
 
+/// Emits `bank_transaction.matched` with the line as its match left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Announce {
+    line_id: i64,
+}
+
+impl Effect for Announce {
+    fn apply<'a>(&'a self, tx: &'a mut EffectTx<'_>) -> BoxFuture<'a, Result<Guard, sqlx::Error>> {
+        Box::pin(async move {
+            let sql = format!("{SELECT_LINES} AND t.id = $2");
+            let organization = tx.organization().as_str().to_owned();
+            let row: LineRow = match tx.connection() {
+                Connection::Postgres(conn) => {
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .bind(&organization)
+                        .bind(self.line_id)
+                        .fetch_one(conn)
+                        .await?
+                }
+                Connection::Sqlite(conn) => {
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .bind(&organization)
+                        .bind(self.line_id)
+                        .fetch_one(conn)
+                        .await?
+                }
+            };
+            tx.emit(NewEvent::new(
+                events::BANK_TRANSACTION_MATCHED,
+                &stored_of(row).line,
+            ));
+            Ok(Guard::Held)
+        })
+    }
+}
+
 /// Matches an unmatched line: to an open invoice (records the payment and
 /// posts the mapped bank account against receivables) or to an account
 /// (posts the line between the mapped bank account and it). Posts once: a
@@ -311,6 +352,12 @@ pub async fn match_line(
                     amount: incoming,
                 }),
                 Box::new(matched(id, Some(invoice_id))),
+                Box::new(Announce { line_id: id }),
+                Box::new(invoices::Announce {
+                    kind: events::INVOICE_PAID,
+                    invoice_id,
+                    when: invoices::When::Paid,
+                }),
             ];
             (entry, effects)
         }
@@ -335,7 +382,10 @@ pub async fn match_line(
                     (account, stored.amount_minor),
                 ],
             )?;
-            let effects: Vec<Box<dyn Effect>> = vec![Box::new(matched(id, None))];
+            let effects: Vec<Box<dyn Effect>> = vec![
+                Box::new(matched(id, None)),
+                Box::new(Announce { line_id: id }),
+            ];
             (entry, effects)
         }
         _ => {

@@ -9,7 +9,8 @@ use secrecy::SecretString;
 
 use super::*;
 use crate::db::Database;
-use crate::db::sql::{BeginScoped, in_scope, on_pool};
+use crate::db::sql::{BeginScoped, List, in_list, in_scope, on_pool};
+use crate::events::{self, NewEvent};
 use crate::jobs::{JobFailure, JobStatus, NewJob, insert_job, now_ms};
 use crate::ledger::{Ledger, LedgerResult};
 use crate::money;
@@ -455,8 +456,11 @@ pub(super) async fn save_pass(
                 if moved != 1 {
                     return Ok(None);
                 }
+                // The lines written (new, or unmatched ones the bank changed):
+                // each has its event.
+                let mut imported: Vec<i64> = Vec::new();
                 for (transaction, modified, line) in lines {
-                    sqlx::query(
+                    let written: Option<i64> = sqlx::query_scalar(
                         "INSERT INTO bank_transactions (organization_id, account_id, plaid_transaction_id, amount, \
                          currency, posted_on, name, pending, status, created_ms, review_reason, plaid_amount) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
@@ -465,7 +469,7 @@ pub(super) async fn save_pass(
                          posted_on = excluded.posted_on, name = excluded.name, pending = excluded.pending, \
                          status = excluded.status, review_reason = excluded.review_reason, \
                          plaid_amount = excluded.plaid_amount \
-                         WHERE bank_transactions.status IN ('unmatched', 'review')",
+                         WHERE bank_transactions.status IN ('unmatched', 'review') RETURNING id",
                     )
                     .bind(&owned)
                     .bind(line.account)
@@ -479,8 +483,9 @@ pub(super) async fn save_pass(
                     .bind(now)
                     .bind(line.review.map(Review::as_str))
                     .bind(&line.plaid_amount)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
+                    imported.extend(written);
                     if *modified {
                         sqlx::query(FLAG_MATCHED)
                             .bind("modified")
@@ -512,6 +517,21 @@ pub(super) async fn save_pass(
                         .bind(*gone)
                         .execute(&mut *tx)
                         .await?;
+                }
+                if !imported.is_empty() {
+                    let sql = format!("{SELECT_LINES} AND {} ORDER BY t.id", in_list(&p, "t.id", 2));
+                    let rows: Vec<LineRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .bind(&owned)
+                        .bind(List(imported))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let news: Vec<NewEvent> = rows
+                        .into_iter()
+                        .map(|row| NewEvent::new(events::BANK_TRANSACTION_IMPORTED, &stored_of(row).line))
+                        .collect();
+                    let news: Vec<(&str, &NewEvent)> =
+                        news.iter().map(|event| (owned.as_str(), event)).collect();
+                    events::write((&mut *tx).into(), &news, now).await?;
                 }
                 tx.commit().await?;
                 Ok(Some(lines.len()))

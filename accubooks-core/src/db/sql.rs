@@ -315,6 +315,18 @@ impl Backend for Connection<'_> {
     }
 }
 
+impl Backend for sqlx::PgConnection {
+    fn is_postgres(&self) -> bool {
+        true
+    }
+}
+
+impl Backend for sqlx::SqliteConnection {
+    fn is_postgres(&self) -> bool {
+        false
+    }
+}
+
 impl Backend for sqlx::PgPool {
     fn is_postgres(&self) -> bool {
         true

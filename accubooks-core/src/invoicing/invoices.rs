@@ -501,6 +501,7 @@ macro_rules! read_invoices_in {
 // The rooms of invoices, after the macro they share (macros are textually
 // scoped).
 mod aging;
+mod announce;
 mod customers;
 mod drafts;
 mod numbering;
@@ -509,6 +510,7 @@ mod reading;
 mod settings;
 
 pub use aging::*;
+pub(crate) use announce::{Announce, When, read_in};
 pub use customers::*;
 pub use drafts::*;
 pub(crate) use numbering::label as number_label;

@@ -24,6 +24,7 @@ use super::invoices::{self, CASH, InvoiceKind, RECEIVABLE};
 use super::recurring::day_in;
 use crate::db::Database;
 use crate::db::sql::{in_scope, on_pool};
+use crate::events;
 use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
 use crate::ledger::{Bind, Effect, GuardedUpdate, WhenLocked};
 use crate::ledger::{Ledger, LedgerError, LedgerResult};
@@ -48,6 +49,58 @@ pub struct PaymentIntent {
     pub amount: String,
     /// The invoice's currency.
     pub currency: String,
+}
+
+/// A card payment or refund as its event (`payment.succeeded`,
+/// `payment.refunded`) shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct CardPayment {
+    /// Stripe's id, `pi_…`.
+    pub payment_intent_id: String,
+    /// Decimal string in the invoice's currency: what this posting moved
+    /// (the payment received, or this refund).
+    #[schema(value_type = crate::money::AmountText)]
+    pub amount: String,
+    /// The invoice's currency.
+    pub currency: String,
+    /// The journal entry that posted it.
+    pub entry_id: i64,
+    /// The invoice, as the payment or refund left it.
+    pub invoice: super::Invoice,
+}
+
+/// Emits a card payment's or refund's event, with the invoice as the
+/// job's earlier effects left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CardMoved {
+    kind: &'static str,
+    payment_intent_id: String,
+    /// In the invoice's minor units.
+    amount: i64,
+    invoice_id: i64,
+}
+
+impl Effect for CardMoved {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut crate::ledger::EffectTx<'_>,
+    ) -> futures::future::BoxFuture<'a, Result<crate::ledger::Guard, sqlx::Error>> {
+        Box::pin(async move {
+            let invoice = invoices::read_in(tx, self.invoice_id).await?;
+            let payment = CardPayment {
+                payment_intent_id: self.payment_intent_id.clone(),
+                amount: crate::money::format_minor(
+                    self.amount,
+                    invoices::digits(&invoice.currency),
+                ),
+                currency: invoice.currency.clone(),
+                entry_id: tx.entry_id(),
+                invoice,
+            };
+            tx.emit(crate::events::NewEvent::new(self.kind, &payment));
+            Ok(crate::ledger::Guard::Held)
+        })
+    }
 }
 
 /// The stored intent of an invoice.
@@ -572,6 +625,11 @@ async fn reverse_failed_refund(
                 intent.refunded - event.refunded,
             )),
             Box::new(refund_failed(refund, &intent.id, event.refunded)),
+            Box::new(invoices::Announce {
+                kind: events::INVOICE_PAID,
+                invoice_id: invoice.id,
+                when: invoices::When::Paid,
+            }),
         ],
     )
     .await;
@@ -670,6 +728,17 @@ async fn post_payment(
                 amount,
             }),
             Box::new(paid(&intent.id, amount)),
+            Box::new(CardMoved {
+                kind: events::PAYMENT_SUCCEEDED,
+                payment_intent_id: intent.id.clone(),
+                amount,
+                invoice_id: invoice.id,
+            }),
+            Box::new(invoices::Announce {
+                kind: events::INVOICE_PAID,
+                invoice_id: invoice.id,
+                when: invoices::When::Paid,
+            }),
         ],
     )
     .await
@@ -702,6 +771,12 @@ async fn post_refund(
         vec![
             Box::new(invoices::unpay(invoice.id, amount)),
             Box::new(refunded_to(&intent.id, intent.refunded, refunded)),
+            Box::new(CardMoved {
+                kind: events::PAYMENT_REFUNDED,
+                payment_intent_id: intent.id.clone(),
+                amount,
+                invoice_id: invoice.id,
+            }),
         ],
     )
     .await

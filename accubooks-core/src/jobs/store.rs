@@ -8,6 +8,7 @@ use super::{Counts, Job, JobError, JobFailure, JobStatus, NewJob, Queue, QueueCo
 use crate::db::sql::{BeginScoped, List, in_list, in_scope, on_pool};
 use crate::db::{Database, Pool};
 use crate::error::{Result, Transience};
+use crate::events::{self, NewEvent};
 use crate::organization::OrganizationId;
 use crate::paging::{Page, PageRequest};
 
@@ -639,6 +640,7 @@ pub(crate) async fn finish(
             on_pool!(pool, p => {
                 let mut tx = p.begin_for_worker().await?;
                 let mut changed = std::collections::HashSet::new();
+                let mut died: Vec<(String, NewEvent)> = Vec::new();
                 if !succeeded.is_empty() {
                     let sql = format!(
                         "UPDATE jobs SET status = 'succeeded', run_after_ms = $1, updated_ms = $1, \
@@ -662,25 +664,34 @@ pub(crate) async fn finish(
                         Transience::Temporary => "temporary",
                         Transience::Permanent => "permanent",
                     };
-                    let rows = sqlx::query(
+                    let sql = format!(
                         "UPDATE jobs SET status = $1, run_after_ms = $2, updated_ms = $3, \
                          error_code = $4, error_kind = $5, lease_owner = NULL, lease_until_ms = NULL \
-                         WHERE id = $6 AND lease_owner = $7 AND status = 'running'",
-                    )
-                    .bind(status)
-                    .bind(run_after)
-                    .bind(now)
-                    .bind(failure.code)
-                    .bind(kind)
-                    .bind(*id)
-                    .bind(owner)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if rows == 1 {
+                         WHERE id = $6 AND lease_owner = $7 AND status = 'running' \
+                         RETURNING organization_id, {JOB_COLUMNS}"
+                    );
+                    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(status)
+                        .bind(run_after)
+                        .bind(now)
+                        .bind(failure.code)
+                        .bind(kind)
+                        .bind(*id)
+                        .bind(owner)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(row) = row {
                         changed.insert(*id);
+                        if status == "dead" {
+                            let organization: String = row.try_get("organization_id")?;
+                            died.push((organization, NewEvent::new(events::JOB_DEAD, &job_from_row(&row)?)));
+                        }
                     }
                 }
+                // A dead job is news (contract §10), written with its ending.
+                let died: Vec<(&str, &NewEvent)> =
+                    died.iter().map(|(o, e)| (o.as_str(), e)).collect();
+                events::write((&mut *tx).into(), &died, now).await?;
                 tx.commit().await?;
                 Ok(changed)
             })

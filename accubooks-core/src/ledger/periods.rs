@@ -19,6 +19,7 @@ use super::{Ledger, LedgerError, LedgerResult};
 use crate::clock::now_ms;
 use crate::db::sql::{BeginScoped, in_scope, on_pool};
 use crate::db::{Database, Pool};
+use crate::events::{self, NewEvent};
 use crate::idempotency::{IdempotencyKey, Render};
 use crate::metadata::Metadata;
 use crate::organization::OrganizationId;
@@ -191,19 +192,33 @@ async fn change_lock_date(
                     .bind(&owned)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(
+                let changed_ms = now_ms();
+                let reason = reason.unwrap_or(change);
+                let (from, to) = (old.map(|d| d.to_string()), lock.map(|d| d.to_string()));
+                let id: i64 = sqlx::query_scalar(
                     "INSERT INTO settings_history (organization_id, changed_ms, changed_by, \
                      setting, old_value, new_value, reason) \
-                     VALUES ($1, $2, $3, 'lock_date', $4, $5, $6)",
+                     VALUES ($1, $2, $3, 'lock_date', $4, $5, $6) RETURNING id",
                 )
                 .bind(&owned)
-                .bind(now_ms())
+                .bind(changed_ms)
                 .bind(&by)
-                .bind(old.map(|d| d.to_string()))
-                .bind(lock.map(|d| d.to_string()))
-                .bind(reason.unwrap_or(change).as_str())
-                .execute(&mut *tx)
+                .bind(&from)
+                .bind(&to)
+                .bind(reason.as_str())
+                .fetch_one(&mut *tx)
                 .await?;
+                let shown = SettingChange {
+                    id,
+                    changed_at: crate::clock::rfc3339(changed_ms),
+                    changed_by: by.clone(),
+                    setting: "lock_date".to_owned(),
+                    from,
+                    to,
+                    reason,
+                };
+                let event = NewEvent::new(events::PERIOD_LOCKED, &shown);
+                events::write((&mut *tx).into(), &[(owned.as_str(), &event)], changed_ms).await?;
             }
             tx.commit().await?;
             Ok(lock)

@@ -9,16 +9,19 @@ use chrono::{Datelike, NaiveDate};
 
 use super::calc::{Rule, RuleKind, SlipInput};
 use super::*;
-use crate::db::sql::{BeginScoped, List, in_list, in_scope, on_pool};
+use crate::db::sql::{BeginScoped, Connection, List, in_list, in_scope, on_pool};
 use crate::db::{Database, Pool};
+use crate::events::{self, NewEvent};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::jobs::{JobFailure, NewJob, insert_job, now_ms};
 use crate::ledger::accounts::accounts_for_posting;
 use crate::ledger::{
-    Bind, GuardedUpdate, Ledger, LedgerError, LedgerResult, RenderRecord, parse_date,
+    Bind, Effect, EffectTx, Guard, GuardedUpdate, Ledger, LedgerError, LedgerResult, RenderRecord,
+    parse_date,
 };
 use crate::money;
 use crate::organization::OrganizationId;
+use futures::future::BoxFuture;
 
 /// Asks for a pay run of every employee employed in the period: checked
 /// now, recorded with its job in one transaction. With `idempotency`, the
@@ -230,6 +233,11 @@ pub(super) type RunRow = (
     String,
 );
 
+/// The query of one pay run: `$1` the organization, `$2` the run.
+const SELECT_RUN: &str = "SELECT r.id, r.job_id, r.status, r.period_start, r.period_end, r.pay_date, \
+     r.payslips, r.entry_id, j.status, r.inputs FROM payroll_runs r \
+     JOIN jobs j ON j.id = r.job_id WHERE r.organization_id = $1 AND r.id = $2";
+
 /// A pay run of the organization.
 pub async fn get_run(
     db: &Database,
@@ -240,21 +248,22 @@ pub async fn get_run(
     let row: Option<RunRow> = db
         .run(|pool| async move {
             on_pool!(pool, p => in_scope!(p, &owned, tx => {
-                sqlx::query_as(
-                    "SELECT r.id, r.job_id, r.status, r.period_start, r.period_end, r.pay_date, \
-                     r.payslips, r.entry_id, j.status, r.inputs FROM payroll_runs r \
-                     JOIN jobs j ON j.id = r.job_id WHERE r.organization_id = $1 AND r.id = $2",
-                )
-                .bind(&owned)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?
+                sqlx::query_as(SELECT_RUN)
+                    .bind(&owned)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
             }))
         })
         .await?;
-    let (id, job_id, status, period_start, period_end, pay_date, payslips, entry_id, job, _) =
-        row.ok_or_else(|| LedgerError::NotFound("There is no such pay run.".to_owned()))?;
-    Ok(PayrollRun {
+    row.map(shown)
+        .ok_or_else(|| LedgerError::NotFound("There is no such pay run.".to_owned()))
+}
+
+/// A pay run's row as the API shows it.
+fn shown(row: RunRow) -> PayrollRun {
+    let (id, job_id, status, period_start, period_end, pay_date, payslips, entry_id, job, _) = row;
+    PayrollRun {
         id,
         job_id,
         status,
@@ -266,7 +275,39 @@ pub async fn get_run(
             .and_then(|p| serde_json::from_str(&p).ok())
             .unwrap_or_default(),
         entry_id,
-    })
+    }
+}
+
+/// Emits `payroll_run.posted` with the run as its posting left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Announce {
+    run_id: i64,
+}
+
+impl Effect for Announce {
+    fn apply<'a>(&'a self, tx: &'a mut EffectTx<'_>) -> BoxFuture<'a, Result<Guard, sqlx::Error>> {
+        Box::pin(async move {
+            let organization = tx.organization().as_str().to_owned();
+            let row: RunRow = match tx.connection() {
+                Connection::Postgres(conn) => {
+                    sqlx::query_as(SELECT_RUN)
+                        .bind(&organization)
+                        .bind(self.run_id)
+                        .fetch_one(conn)
+                        .await?
+                }
+                Connection::Sqlite(conn) => {
+                    sqlx::query_as(SELECT_RUN)
+                        .bind(&organization)
+                        .bind(self.run_id)
+                        .fetch_one(conn)
+                        .await?
+                }
+            };
+            tx.emit(NewEvent::new(events::PAYROLL_RUN_POSTED, &shown(row)));
+            Ok(Guard::Held)
+        })
+    }
 }
 
 /// What posted runs of the same calendar year already took, per employee
@@ -461,7 +502,14 @@ pub async fn process(
     let payslips = serde_json::to_string(&stored).unwrap_or_default();
     match ledger
         .committer()
-        .post_with_effects(vec![entry], None, vec![Box::new(posted(run, payslips))])
+        .post_with_effects(
+            vec![entry],
+            None,
+            vec![
+                Box::new(posted(run, payslips)),
+                Box::new(Announce { run_id: run }),
+            ],
+        )
         .await
     {
         Ok(_) => Ok(()),

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::db::Database;
 use crate::db::sql::{in_scope, on_pool};
+use crate::events::{self, NewEvent};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::jobs::store::rfc3339;
 use crate::jobs::{JobFailure, NewJob, Queue, insert_job, now_ms};
@@ -396,9 +397,13 @@ pub async fn get_report_job(
             }))
         })
         .await?;
-    let (id, job_id, report, params, format, status, _, created, finished) =
-        row.ok_or_else(no_such_report_job)?;
-    Ok(ReportJob {
+    row.map(shown).ok_or_else(no_such_report_job)
+}
+
+/// A report job's row as the API shows it.
+fn shown(row: Row) -> ReportJob {
+    let (id, job_id, report, params, format, status, _, created, finished) = row;
+    ReportJob {
         id,
         job_id,
         report: ReportName::parse(&report).unwrap_or(ReportName::TrialBalance),
@@ -411,7 +416,7 @@ pub async fn get_report_job(
         status: crate::jobs::JobStatus::parse(&status).unwrap_or(crate::jobs::JobStatus::Pending),
         created_at: rfc3339(created),
         finished_at: finished.map(rfc3339),
-    })
+    }
 }
 
 fn no_such_report_job() -> LedgerError {
@@ -516,7 +521,7 @@ pub async fn generate(
     let finished = now_ms();
     db.run(|pool| async move {
         on_pool!(pool, p => in_scope!(p, &owned, tx => {
-            sqlx::query(
+            let stored = sqlx::query(
                 "UPDATE report_jobs SET result = $1, finished_ms = $2, result_bytes = $3 \
                  WHERE organization_id = $4 AND id = $5 AND result IS NULL",
             )
@@ -527,6 +532,16 @@ pub async fn generate(
             .bind(id)
             .execute(&mut *tx)
             .await?;
+            // Once: a run of the job again (its ending lost) stores nothing.
+            if stored.rows_affected() == 1 {
+                let row: Row = sqlx::query_as(SELECT)
+                    .bind(&owned)
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let ready = NewEvent::new(events::REPORT_READY, &shown(row));
+                events::write((&mut *tx).into(), &[(owned.as_str(), &ready)], finished).await?;
+            }
         }))
     })
     .await?;

@@ -6,12 +6,15 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use futures::future::BoxFuture;
+use sqlx::Row;
 
+use super::announce::{Announce, When};
 use super::numbering;
 use super::totals::{self, LineFigures, TaxRounding};
 use super::*;
 use crate::db::Database;
 use crate::db::sql::{in_scope, on_pool};
+use crate::events::{self, NewEvent};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::ledger::accounts::Account;
 use crate::ledger::entries::{
@@ -226,6 +229,8 @@ impl Effect for CreditNoteRows {
                 )
                 .await?;
             }
+            let note = super::announce::read_in(tx, id).await?;
+            tx.emit(NewEvent::new(events::CREDIT_NOTE_ISSUED, &note));
             Ok(Guard::Held)
         })
     }
@@ -317,7 +322,14 @@ async fn issue(
         .post_when_locked(
             vec![posting],
             idempotency.map(idempotency::pending),
-            vec![Box::new(numbering::Issue { invoice_id: id })],
+            vec![
+                Box::new(numbering::Issue { invoice_id: id }),
+                Box::new(Announce {
+                    kind: events::INVOICE_ISSUED,
+                    invoice_id: id,
+                    when: When::Always,
+                }),
+            ],
             when_locked,
         )
         .await?;
@@ -377,10 +389,17 @@ pub async fn record_payment(
         .post_with_effects(
             vec![posting],
             idempotency.map(idempotency::pending),
-            vec![Box::new(Payment {
-                invoice_id: id,
-                amount: minor,
-            })],
+            vec![
+                Box::new(Payment {
+                    invoice_id: id,
+                    amount: minor,
+                }),
+                Box::new(Announce {
+                    kind: events::INVOICE_PAID,
+                    invoice_id: id,
+                    when: When::Paid,
+                }),
+            ],
         )
         .await?;
     get_invoice(db, organization, id).await
@@ -404,13 +423,24 @@ pub async fn void_invoice(
             let changed = db
                 .run(|pool| async move {
                     on_pool!(pool, p => in_scope!(p, &org, tx => {
-                        sqlx::query("UPDATE invoices SET status = 'void', void_date = $1 WHERE id = $2 AND organization_id = $3 AND status = 'draft'")
+                        let changed = sqlx::query("UPDATE invoices SET status = 'void', void_date = $1 WHERE id = $2 AND organization_id = $3 AND status = 'draft'")
                             .bind(date)
                             .bind(id)
                             .bind(&org)
                             .execute(&mut *tx)
                             .await?
-                            .rows_affected()
+                            .rows_affected();
+                        if changed == 1 {
+                            let today = chrono::Utc::now().date_naive();
+                            let (voided, _) = read_invoices_in!(tx, &p, &org, &InvoiceSelection::One(id), today);
+                            let event = voided
+                                .first()
+                                .map(|invoice| NewEvent::new(events::INVOICE_VOIDED, invoice));
+                            let event: Vec<(&str, &NewEvent)> =
+                                event.iter().map(|e| (org.as_str(), e)).collect();
+                            events::write((&mut *tx).into(), &event, crate::clock::now_ms()).await?;
+                        }
+                        changed
                     }))
                 })
                 .await?;
@@ -429,7 +459,14 @@ pub async fn void_invoice(
                 .post_with_effects(
                     vec![mirror],
                     idempotency.map(idempotency::pending),
-                    vec![Box::new(void(id))],
+                    vec![
+                        Box::new(void(id)),
+                        Box::new(Announce {
+                            kind: events::INVOICE_VOIDED,
+                            invoice_id: id,
+                            when: When::Always,
+                        }),
+                    ],
                 )
                 .await?;
         }
@@ -530,7 +567,15 @@ pub async fn credit_note(
         .post_with_effects(
             vec![posting],
             idempotency.map(idempotency::pending),
-            vec![Box::new(note), Box::new(credit(id, totals.total))],
+            vec![
+                Box::new(note),
+                Box::new(credit(id, totals.total)),
+                Box::new(Announce {
+                    kind: events::INVOICE_PAID,
+                    invoice_id: id,
+                    when: When::Paid,
+                }),
+            ],
         )
         .await?;
     let entry_id = ids.first().copied().ok_or_else(|| {
