@@ -8,6 +8,11 @@
 -- unique key guards a second fan-out too). A delivery row is durable: an
 -- event committed is delivered even if the process dies between fan-out
 -- and send.
+-- Their jobs run on a new queue, `webhooks`.
+ALTER TABLE jobs DROP CONSTRAINT jobs_queue_check,
+    ADD CONSTRAINT jobs_queue_check CHECK (queue IN ('recurring-invoices', 'payroll-processing',
+        'report-generation', 'payments', 'bank-feeds', 'webhooks'));
+
 CREATE TABLE webhook_endpoints (
     id                  BIGSERIAL   PRIMARY KEY,
     organization_id     TEXT        NOT NULL REFERENCES organizations (id),
@@ -65,7 +70,8 @@ CREATE INDEX webhook_deliveries_pending_age ON webhook_deliveries (created_ms)
 
 -- Row-level security as in 0022; the delivery scheduler (worker scope)
 -- reads every organization's endpoints, their pending deliveries and
--- whether events came after their cursor, and numbers its jobs.
+-- whether events came after their cursor (0023's worker policy on
+-- events), and numbers its jobs.
 ALTER TABLE webhook_endpoints ENABLE ROW LEVEL SECURITY;
 ALTER TABLE webhook_endpoints FORCE ROW LEVEL SECURITY;
 ALTER TABLE webhook_deliveries ENABLE ROW LEVEL SECURITY;
@@ -76,6 +82,4 @@ CREATE POLICY organization_scope ON webhook_endpoints
 CREATE POLICY organization_scope ON webhook_deliveries
     USING (organization_id = ANY (accubooks_scope()));
 CREATE POLICY worker_read ON webhook_deliveries FOR SELECT
-    USING (current_setting('accubooks.worker', true) = 'on');
-CREATE POLICY webhooks_worker_read ON events FOR SELECT
     USING (current_setting('accubooks.worker', true) = 'on');

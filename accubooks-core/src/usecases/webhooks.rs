@@ -32,7 +32,7 @@ impl Books<'_> {
                     &org(caller),
                     input,
                     app.config().webhook_allow_private,
-                    crate::jobs::now_ms(),
+                    crate::clock::now_ms(),
                 )
                 .await?;
                 *secret
@@ -98,7 +98,7 @@ impl Books<'_> {
                 app.sealer(),
                 &org(caller),
                 id,
-                crate::jobs::now_ms(),
+                crate::clock::now_ms(),
             )
             .await?)
         })
@@ -131,7 +131,7 @@ impl Books<'_> {
     ) -> Result<Delivery> {
         self.run("retry_webhook_delivery", Some(caller), Role::Owner, async {
             let db = self.app.database();
-            let now = crate::jobs::now_ms();
+            let now = crate::clock::now_ms();
             let retried =
                 webhooks::retry_delivery(db, &org(caller), endpoint, delivery, now).await?;
             if webhooks::ask_for_endpoint(db, &org(caller), endpoint, now).await? {

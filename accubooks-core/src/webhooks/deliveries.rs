@@ -320,7 +320,10 @@ pub(super) struct Taken {
 }
 
 /// Takes up to `limit` due pending deliveries of an endpoint, in event
-/// order, by pushing their next attempt past the attempt's time limit (a
+/// order; for a failing endpoint (whose own step has come), the one pending
+/// delivery tried longest ago, due or not, so that one step is one attempt
+/// and a delivery the receiver keeps refusing does not block the others.
+/// Takes them by pushing their next attempt past the attempt's time limit (a
 /// lease: another pass skips them; a process that dies mid-attempt leaves
 /// them due again soon after). Answers them with their events' bodies.
 pub(super) async fn take_due(
@@ -328,11 +331,16 @@ pub(super) async fn take_due(
     organization: &OrganizationId,
     endpoint: i64,
     limit: usize,
+    failing: bool,
     now_ms: i64,
     lease_ms: i64,
 ) -> crate::Result<Vec<Taken>> {
     let owned = organization.to_owned();
-    let limit = i64::try_from(limit).unwrap_or(1);
+    let (limit, due_by, order) = if failing {
+        (1, i64::MAX, "next_attempt_ms, event_sequence")
+    } else {
+        (i64::try_from(limit).unwrap_or(1), now_ms, "event_sequence")
+    };
     db.run(|pool| async move {
         let lock = match pool {
             crate::db::Pool::Postgres(_) => " FOR UPDATE SKIP LOCKED",
@@ -343,11 +351,11 @@ pub(super) async fn take_due(
             let rows: Vec<(i64, i64, String, i32, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT id, event_sequence, event_id, attempts, first_attempt_ms FROM webhook_deliveries \
                  WHERE endpoint_id = $1 AND organization_id = $2 AND status = 'pending' \
-                 AND next_attempt_ms <= $3 ORDER BY event_sequence LIMIT $4{lock}"
+                 AND next_attempt_ms <= $3 ORDER BY {order} LIMIT $4{lock}"
             )))
             .bind(endpoint)
             .bind(&owned)
-            .bind(now_ms)
+            .bind(due_by)
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;

@@ -6,8 +6,10 @@
 //! its due deliveries in event order, at most [`MAX_IN_FLIGHT`] at once,
 //! and records each outcome, until nothing is due. While an endpoint is
 //! *failing* (no success since its last failed attempt) the pass tries one
-//! delivery per backoff step of the endpoint and holds the others: a dead
-//! receiver costs one attempt per step, not one per event. The clock is a
+//! delivery per backoff step of the endpoint (the one tried longest ago)
+//! and holds the others: a dead receiver costs one attempt per step, not
+//! one per event, and one event the receiver keeps refusing does not hold
+//! up the rest. The clock is a
 //! parameter (`now_ms`), so tests can be three or five days later at once.
 
 use std::time::{Duration, Instant};
@@ -101,9 +103,16 @@ pub async fn run_endpoint(
         if failing && row.retry_at_ms.is_some_and(|at| at > now_ms) {
             break;
         }
-        let limit = if failing { 1 } else { MAX_IN_FLIGHT };
-        let taken =
-            deliveries::take_due(db, organization, endpoint, limit, now_ms, LEASE_MS).await?;
+        let taken = deliveries::take_due(
+            db,
+            organization,
+            endpoint,
+            MAX_IN_FLIGHT,
+            failing,
+            now_ms,
+            LEASE_MS,
+        )
+        .await?;
         if taken.is_empty() {
             break;
         }
@@ -219,13 +228,15 @@ pub async fn run_endpoint(
 }
 
 /// The endpoints with work at `now`: enabled, not waiting out a failing
-/// step, with events after their cursor or a due delivery. `$1` is now.
+/// step, with events after their cursor or a due delivery (any pending one
+/// when failing: its step has come). `$1` is now.
 const WITH_WORK: &str = "e.status = 'enabled' \
      AND (e.failing_since_ms IS NULL OR e.retry_at_ms IS NULL OR e.retry_at_ms <= $1) \
      AND (EXISTS (SELECT 1 FROM events v WHERE v.organization_id = e.organization_id \
                   AND v.sequence > e.event_cursor) \
           OR EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = e.id \
-                  AND d.status = 'pending' AND d.next_attempt_ms <= $1))";
+                  AND d.status = 'pending' \
+                  AND (d.next_attempt_ms <= $1 OR e.failing_since_ms IS NOT NULL)))";
 
 /// The unique key of an endpoint's job of a round.
 fn job_key(endpoint: i64, round: i64) -> String {
@@ -292,7 +303,7 @@ async fn ask(
                 .bind(endpoint)
                 .fetch_all(&mut *tx)
                 .await?;
-            let real_now = crate::jobs::now_ms();
+            let real_now = crate::clock::now_ms();
             for (id, organization, round) in &due {
                 sqlx::query("UPDATE webhook_endpoints SET job_round = $1 WHERE id = $2")
                     .bind(round + 1)

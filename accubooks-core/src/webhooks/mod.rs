@@ -54,34 +54,15 @@ pub const DISABLE_AFTER_MS: i64 = 5 * 24 * 3600 * 1000;
 /// How long the previous secret still signs after a rotation.
 pub const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
 
-/// The event types of contract §10, in its order. The events module owns
-/// the list once it exists; until then it is spelled here.
-pub const EVENT_TYPES: [&str; 14] = [
-    "entry.posted",
-    "entry.reversed",
-    "invoice.issued",
-    "invoice.paid",
-    "invoice.voided",
-    "credit_note.issued",
-    "payment.succeeded",
-    "payment.refunded",
-    "payroll_run.posted",
-    "bank_transaction.imported",
-    "bank_transaction.matched",
-    "report.ready",
-    "job.dead",
-    "period.locked",
-];
+/// The event types an endpoint may ask for ([`crate::events::TYPES`]).
+pub use crate::events::TYPES as EVENT_TYPES;
 
 /// The sentence of a 404 for an endpoint.
 pub const NO_SUCH_ENDPOINT: &str = "There is no such webhook endpoint.";
 /// The sentence of a 404 for a delivery.
 pub const NO_SUCH_DELIVERY: &str = "There is no such delivery of this webhook endpoint.";
 
-/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.
-fn rfc3339(ms: i64) -> String {
-    crate::jobs::store::rfc3339(ms)
-}
+use crate::clock::rfc3339;
 
 /// The wire form of an event, the body of its deliveries:
 /// `{"id","type","timestamp","data"}`, `data` answered byte for byte.
@@ -138,7 +119,7 @@ pub(crate) fn register(
                 &state.sender,
                 &job.organization,
                 endpoint,
-                crate::jobs::now_ms(),
+                crate::clock::now_ms(),
             )
             .await?;
             Ok(())
@@ -154,7 +135,7 @@ pub(crate) fn register(
         std::time::Duration::ZERO,
         SCAN_EVERY,
         |env| async move {
-            match dispatch::ask_for_due(env.database(), env.metrics(), crate::jobs::now_ms()).await
+            match dispatch::ask_for_due(env.database(), env.metrics(), crate::clock::now_ms()).await
             {
                 Ok(0) => {}
                 Ok(_) => env.jobs().wake(QUEUE),
