@@ -151,9 +151,13 @@ async fn every_event_arrives_verified_once(store: Store) {
     let expected: Vec<String> = (1..=12).map(|n| format!("{n}.00")).collect();
     assert_eq!(amounts, expected);
 
-    // The delivery log: newest first, each delivered at the first attempt.
-    let log = deliveries(&books, &token, &created).await;
-    assert_eq!(log.len(), 12);
+    // The delivery log (once the last outcome is recorded, which follows
+    // the receiver's answer): newest first, each delivered at the first
+    // attempt.
+    let log = wait_deliveries(&books, &token, &created, |log| {
+        log.len() == 12 && log.iter().all(|d| d["status"] != "pending")
+    })
+    .await;
     let ids: Vec<i64> = log.iter().map(|d| d["id"].as_i64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
     for delivery in &log {
@@ -170,6 +174,12 @@ async fn every_event_arrives_verified_once(store: Store) {
         assert!(delivery["next_attempt_at"].is_null());
     }
     assert_eq!(log.last().unwrap()["event_id"], json!(events[0]));
+
+    // However many times it was asked for, the endpoint has one job row.
+    let jobs = books
+        .count_as_admin("SELECT COUNT(*) FROM jobs WHERE queue = 'webhooks'")
+        .await;
+    assert_eq!(jobs, 1);
 
     // The list shows the endpoint without its secret.
     let listed = books.list("/api/webhook-endpoints", &token).await;

@@ -56,7 +56,6 @@ CREATE TABLE webhook_endpoints (
     failures            INTEGER     NOT NULL DEFAULT 0,
     retry_at_ms         BIGINT,
     event_cursor        BIGINT      NOT NULL,
-    job_round           BIGINT      NOT NULL DEFAULT 0,
     created_ms          BIGINT      NOT NULL
 );
 CREATE INDEX webhook_endpoints_by_organization ON webhook_endpoints (organization_id, id);

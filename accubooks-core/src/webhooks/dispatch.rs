@@ -238,14 +238,17 @@ const WITH_WORK: &str = "e.status = 'enabled' \
                   AND d.status = 'pending' \
                   AND (d.next_attempt_ms <= $1 OR e.failing_since_ms IS NOT NULL)))";
 
-/// The unique key of an endpoint's job of a round.
-fn job_key(endpoint: i64, round: i64) -> String {
-    format!("webhooks:{endpoint}:{round}")
+/// The unique key of an endpoint's job. Each endpoint has one job row,
+/// asked for again once it has ended (as `POST /api/jobs/{id}/retry` does
+/// for a dead one): a busy endpoint asks every second, and a row per
+/// round would grow the jobs table by 86,400 rows a day per endpoint.
+fn job_key(endpoint: i64) -> String {
+    format!("webhooks:{endpoint}")
 }
 
-/// Asks for one delivery job per endpoint with work that has none open
-/// (the endpoint's round numbers them), across organizations, and sets
-/// the age of the oldest undelivered delivery. Answers the jobs asked for.
+/// Asks for one delivery job per endpoint with work whose job is not open,
+/// across organizations, and sets the age of the oldest undelivered
+/// delivery. Answers the jobs asked for.
 pub(crate) async fn ask_for_due(
     db: &Database,
     metrics: &Metrics,
@@ -282,10 +285,10 @@ async fn ask(
             None => ("AND $2 = $2 AND $3 = $3", ASK_BATCH),
         };
         let select = format!(
-            "SELECT e.id, e.organization_id, e.job_round FROM webhook_endpoints e \
+            "SELECT e.id, e.organization_id FROM webhook_endpoints e \
              WHERE {WITH_WORK} {filter} \
              AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.organization_id = e.organization_id \
-                 AND j.unique_key = 'webhooks:' || e.id || ':' || e.job_round AND {open}) \
+                 AND j.unique_key = 'webhooks:' || e.id AND {open}) \
              ORDER BY e.id LIMIT {limit}"
         );
         on_pool!(pool, p => {
@@ -297,26 +300,35 @@ async fn ask(
                 Some((organization, endpoint)) => (organization.as_str().to_owned(), *endpoint),
                 None => (String::new(), 0),
             };
-            let due: Vec<(i64, OrganizationId, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(select))
+            let due: Vec<(i64, OrganizationId)> = sqlx::query_as(sqlx::AssertSqlSafe(select))
                 .bind(now_ms)
                 .bind(&organization)
                 .bind(endpoint)
                 .fetch_all(&mut *tx)
                 .await?;
             let real_now = crate::clock::now_ms();
-            for (id, organization, round) in &due {
-                sqlx::query("UPDATE webhook_endpoints SET job_round = $1 WHERE id = $2")
-                    .bind(round + 1)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                let job = NewJob {
-                    queue: QUEUE,
-                    kind: JOB_KIND,
-                    unique_key: job_key(*id, round + 1),
-                    payload: serde_json::json!({ "endpoint": id }),
-                };
-                insert_jobs!(tx, organization, std::slice::from_ref(&job), real_now)?;
+            for (id, organization) in &due {
+                let again = sqlx::query(
+                    "UPDATE jobs SET status = 'pending', attempts = 0, run_after_ms = $1, \
+                     updated_ms = $1, error_code = NULL, error_kind = NULL, lease_owner = NULL, \
+                     lease_until_ms = NULL \
+                     WHERE organization_id = $2 AND unique_key = $3 AND status IN ('succeeded', 'dead')",
+                )
+                .bind(real_now)
+                .bind(organization)
+                .bind(job_key(*id))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if again == 0 {
+                    let job = NewJob {
+                        queue: QUEUE,
+                        kind: JOB_KIND,
+                        unique_key: job_key(*id),
+                        payload: serde_json::json!({ "endpoint": id }),
+                    };
+                    insert_jobs!(tx, organization, std::slice::from_ref(&job), real_now)?;
+                }
             }
             let oldest: Option<i64> = match one {
                 Some(_) => None,
