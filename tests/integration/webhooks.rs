@@ -193,18 +193,18 @@ async fn every_event_arrives_verified_once(store: Store) {
         health["dependencies"]["jobQueues"]["queues"]["webhooks"], true,
         "{health}"
     );
-    let metrics = books
-        .server
-        .get("/api/monitoring/metrics")
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("accubooks_webhook_deliveries_total{outcome=\"delivered\"} 12"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("accubooks_webhook_oldest_undelivered_seconds"));
+    // (Counted just after each outcome is recorded.)
+    let started = Instant::now();
+    loop {
+        let metrics = books.server.get("/api/monitoring/metrics").await;
+        let metrics = metrics.text().await.unwrap();
+        assert!(metrics.contains("accubooks_webhook_oldest_undelivered_seconds"));
+        if metrics.contains("accubooks_webhook_deliveries_total{outcome=\"delivered\"} 12") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     receiver.stop();
 }
 
