@@ -149,6 +149,11 @@ fn register_jobs(deps: JobDeps<'_>, host: JobHandlers) -> JobRegistry {
     );
     crate::invoicing::payments::register(&mut registry, deps.ledger);
     crate::banking::register(&mut registry, deps.ledger, deps.sealer, deps.plaid);
+    crate::webhooks::register(
+        &mut registry,
+        deps.sealer,
+        deps.config.webhook_allow_private,
+    );
     // Every process purges: the statements are idempotent, so two at once
     // only share the work.
     let days = jobs_config.retention_days;
@@ -605,6 +610,22 @@ impl AccuBooks {
             self.database(),
             self.metrics(),
             self.jobs().config().retention_days,
+        )
+        .await
+    }
+
+    /// Runs the pass of every webhook endpoint with work as if the clock
+    /// said `now_ms` (fan-out, due deliveries, backoff, giving up after 3
+    /// days, disabling after 5), one endpoint after the other, without the
+    /// `webhooks` queue: what its jobs do, for tests and benchmarks.
+    pub async fn deliver_webhooks(&self, now_ms: i64) -> crate::Result<crate::webhooks::Pass> {
+        let sender = crate::webhooks::Sender::new(self.config().webhook_allow_private);
+        crate::webhooks::deliver_due(
+            self.database(),
+            self.metrics(),
+            &self.inner.sealer,
+            &sender,
+            now_ms,
         )
         .await
     }

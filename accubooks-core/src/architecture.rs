@@ -46,6 +46,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "payroll",
             "reporting",
             "retention",
+            "webhooks",
         ],
     ),
     ("use cases", &["usecases"]),

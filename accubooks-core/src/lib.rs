@@ -52,6 +52,7 @@ pub mod sealed;
 pub mod telemetry;
 pub mod throttle;
 pub mod usecases;
+pub mod webhooks;
 
 pub use app::{AccuBooks, Builder, Phase};
 pub use config::{Config, ConfigError, Environment};

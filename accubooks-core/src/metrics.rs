@@ -60,6 +60,8 @@ pub struct Metrics {
     job_outbox: IntGauge,
     retention_purged: IntCounterVec,
     webhook_refused: IntCounterVec,
+    webhook_deliveries: IntCounterVec,
+    webhook_oldest_undelivered: IntGauge,
 }
 
 /// Why a signed webhook's request was refused, as
@@ -89,6 +91,11 @@ pub const PURGE_KINDS: [&str; 5] = [
     "idempotency_keys",
     "events",
 ];
+
+/// The outcomes of a webhook delivery attempt, as
+/// `accubooks_webhook_deliveries_total` counts them: `delivered` (a 2xx),
+/// `failed_attempt` (will be retried), `failed` (given up).
+pub const WEBHOOK_DELIVERY_OUTCOMES: [&str; 3] = ["delivered", "failed_attempt", "failed"];
 
 /// The outcomes of a job attempt, as `accubooks_jobs_total` counts them.
 pub const JOB_OUTCOMES: [&str; 3] = ["succeeded", "failed", "dead"];
@@ -239,6 +246,24 @@ impl Metrics {
         for kind in PURGE_KINDS {
             retention_purged.with_label_values(&[kind]);
         }
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "accubooks_webhook_deliveries_total",
+                "Outgoing webhook delivery attempts, by outcome (delivered: a 2xx; \
+                 failed_attempt: will be retried; failed: given up after 3 days).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        reg(Box::new(webhook_deliveries.clone()));
+        for outcome in WEBHOOK_DELIVERY_OUTCOMES {
+            webhook_deliveries.with_label_values(&[outcome]);
+        }
+        let webhook_oldest_undelivered = gauge(
+            &registry,
+            "accubooks_webhook_oldest_undelivered_seconds",
+            "Age of the oldest pending outgoing webhook delivery (0 when none).",
+        );
         let job_outbox = gauge(
             &registry,
             "accubooks_job_outbox",
@@ -282,6 +307,8 @@ impl Metrics {
             job_outbox,
             retention_purged,
             webhook_refused,
+            webhook_deliveries,
+            webhook_oldest_undelivered,
         };
         metrics.up.set(1);
         metrics
@@ -421,6 +448,31 @@ impl Metrics {
                 .with_label_values(&[kind])
                 .inc_by(rows);
         }
+    }
+
+    /// Counts a batch of webhook delivery attempts by outcome.
+    pub fn count_webhook_deliveries(
+        &self,
+        delivered: usize,
+        failed_attempts: usize,
+        failed: usize,
+    ) {
+        for (outcome, n) in
+            WEBHOOK_DELIVERY_OUTCOMES
+                .iter()
+                .zip([delivered, failed_attempts, failed])
+        {
+            if n > 0 {
+                self.webhook_deliveries
+                    .with_label_values(&[outcome])
+                    .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+            }
+        }
+    }
+
+    /// Records the age of the oldest pending webhook delivery.
+    pub fn set_webhook_oldest_undelivered(&self, seconds: i64) {
+        self.webhook_oldest_undelivered.set(seconds);
     }
 
     /// Marks the instance as no longer serving (shutdown).

@@ -23,6 +23,7 @@ use accubooks_core::paging::PageRequest;
 use accubooks_core::payroll::{NewEmployee, NewPayrollRun, PayrollRule};
 use accubooks_core::reporting::NewReportJob;
 use accubooks_core::usecases::{Batch, Close, Dated, Payment, SettingsChange};
+use accubooks_core::webhooks::NewEndpoint;
 use pyo3::prelude::*;
 use pyo3_async_runtimes::tokio::future_into_py;
 use serde_json::Value;
@@ -1063,6 +1064,68 @@ organization_classes! {
         async move {
             let caller = instance.caller(&org).await?;
             json(instance.books().close_period(&caller, input, key(idempotency_key)).await)
+        }
+    }
+
+    /// Registers an outgoing webhook endpoint (owners only): `events` are
+    /// event types or `["*"]`. The answer's `secret` (`whsec_…`) is shown
+    /// only here and by `rotate_webhook_secret`.
+    #[pyo3(signature = (url, events, description = String::new(), *, idempotency_key = None))]
+    fn create_webhook_endpoint [instance, org] (url: String, events: Vec<String>, description: String, idempotency_key: Option<String>) {
+        let input = NewEndpoint { url, events, description };
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().create_webhook_endpoint(&caller, input, key(idempotency_key)).await)
+        }
+    }
+
+    /// The organization's webhook endpoints, oldest first (owners only; never
+    /// their secrets). One page, as `entries` pages.
+    #[pyo3(signature = (*, limit = None, after = None))]
+    fn webhook_endpoints [instance, org] (limit: Option<i64>, after: Option<String>) {
+        let page = page(limit, after.as_deref())?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            paged(instance.books().webhook_endpoints(&caller, page).await)
+        }
+    }
+
+    /// Deletes a webhook endpoint and its deliveries (owners only).
+    #[pyo3(signature = (id))]
+    fn delete_webhook_endpoint [instance, org] (id: i64) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().delete_webhook_endpoint(&caller, id).await)
+        }
+    }
+
+    /// Gives an endpoint a new secret, answered once (owners only); the
+    /// previous one keeps signing beside it for 24 hours.
+    #[pyo3(signature = (id))]
+    fn rotate_webhook_secret [instance, org] (id: i64) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().rotate_webhook_secret(&caller, id).await)
+        }
+    }
+
+    /// An endpoint's deliveries, newest first (owners only). One page, as
+    /// `entries` pages.
+    #[pyo3(signature = (endpoint_id, *, limit = None, after = None))]
+    fn webhook_deliveries [instance, org] (endpoint_id: i64, limit: Option<i64>, after: Option<String>) {
+        let page = page(limit, after.as_deref())?;
+        async move {
+            let caller = instance.caller(&org).await?;
+            paged(instance.books().webhook_deliveries(&caller, endpoint_id, page).await)
+        }
+    }
+
+    /// Makes a delivery pending and due now (owners only).
+    #[pyo3(signature = (endpoint_id, delivery_id))]
+    fn retry_webhook_delivery [instance, org] (endpoint_id: i64, delivery_id: i64) {
+        async move {
+            let caller = instance.caller(&org).await?;
+            json(instance.books().retry_webhook_delivery(&caller, endpoint_id, delivery_id).await)
         }
     }
 }

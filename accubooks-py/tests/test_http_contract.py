@@ -69,6 +69,7 @@ def test_monitoring_and_api_conventions(tmp_path: Path, closed_port: int) -> Non
             "report-generation",
             "payments",
             "bank-feeds",
+            "webhooks",
         }
         assert deps["stripe"] == {"status": "disabled", "initialized": False}
         assert deps["plaid"] == {"status": "disabled", "initialized": False}

@@ -740,6 +740,7 @@ async fn the_alerting_rules_read_series_that_exist_from_start_up() {
         "report-generation",
         "payments",
         "bank-feeds",
+        "webhooks",
     ] {
         for series in ["accubooks_job_queue_waiting", "accubooks_job_dead"] {
             assert!(

@@ -96,3 +96,4 @@ mod properties;
 mod retention;
 mod scale;
 mod tenancy;
+mod webhooks;

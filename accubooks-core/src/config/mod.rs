@@ -304,6 +304,10 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Background jobs.
     pub jobs: JobsConfig,
+    /// `WEBHOOK_ALLOW_PRIVATE` (`0`): `1` lets webhook endpoints use
+    /// `http://` and reach loopback, private, link-local and other
+    /// non-public addresses (tests, internal deployments).
+    pub webhook_allow_private: bool,
     /// Warnings found while loading (generated secrets, defaults); logged at startup.
     pub warnings: Vec<String>,
 }

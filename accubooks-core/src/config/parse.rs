@@ -291,6 +291,18 @@ impl Config {
             ),
         };
 
+        let webhook_allow_private = match r.get("WEBHOOK_ALLOW_PRIVATE").unwrap_or("0") {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            _ => {
+                r.problem(
+                    "WEBHOOK_ALLOW_PRIVATE",
+                    "must be 1 (allow private addresses) or 0",
+                );
+                false
+            }
+        };
+
         if !r.problems.is_empty() {
             return Err(ConfigError {
                 problems: r.problems,
@@ -320,6 +332,7 @@ impl Config {
             limits,
             trusted_proxies,
             jobs,
+            webhook_allow_private,
             warnings: r.warnings,
         })
     }

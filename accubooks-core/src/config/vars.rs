@@ -24,7 +24,7 @@ pub const CONFIG_EXIT_CODE: i32 = 2;
 /// configuration another way (the Python `AccuBooks(**config)`) checks names
 /// against. The reader refuses, in debug builds, a name missing here, and a
 /// unit test proves every name here is read.
-pub const VARIABLES: [&str; 61] = [
+pub const VARIABLES: [&str; 62] = [
     "ACCUBOOKS_ENV",
     "NODE_ENV",
     "PORT",
@@ -86,6 +86,7 @@ pub const VARIABLES: [&str; 61] = [
     "RECURRING_SCAN_MS",
     "RETENTION_DAYS",
     "REPORT_STORAGE_PER_ORGANIZATION_BYTES",
+    "WEBHOOK_ALLOW_PRIVATE",
 ];
 
 /// Every name [`Config::from_vars`] reads: [`VARIABLES`] and the

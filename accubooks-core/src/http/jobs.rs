@@ -14,7 +14,7 @@ pub(crate) fn routes() -> Vec<Route> {
             .query(
                 "queue",
                 "A queue's name: recurring-invoices, payroll-processing, report-generation, \
-                 payments, bank-feeds, or one a host registered",
+                 payments, bank-feeds, webhooks, or one a host registered",
                 false,
             )
             .query(

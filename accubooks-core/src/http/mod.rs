@@ -22,6 +22,7 @@ mod periods;
 mod pipeline;
 mod reporting;
 mod route;
+mod webhooks;
 
 use std::net::SocketAddr;
 
@@ -275,5 +276,6 @@ pub(crate) fn core_routes() -> Vec<Route> {
     routes.extend(events::routes());
     routes.extend(payroll::routes());
     routes.extend(banking::routes());
+    routes.extend(webhooks::routes());
     routes
 }

@@ -28,6 +28,7 @@ mod payroll;
 mod periods;
 mod plaid_webhook;
 mod reporting;
+mod webhooks;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -74,6 +74,9 @@ from .types import (
     TrialBalance,
     User,
     WebhookReceipt,
+    WebhookEndpoint,
+    CreatedWebhookEndpoint,
+    WebhookDelivery,
 )
 
 __version__: str
@@ -809,6 +812,41 @@ class Organization:
         """Closes the books through ``through`` (owners only): posts the closing entry
         (every revenue and expense balance into retained earnings ``3900``) and sets
         the lock date. ``PERIOD_ALREADY_CLOSED`` if closed and still locked."""
+
+    def create_webhook_endpoint(
+        self,
+        url: str,
+        events: list[str],
+        description: str = "",
+        *,
+        idempotency_key: str | None = None,
+    ) -> CreatedWebhookEndpoint:
+        """Registers an outgoing webhook endpoint (owners only): ``events`` are
+        event types or ``["*"]``. The ``secret`` (``whsec_…``) is shown only here and
+        by ``rotate_webhook_secret``. ``WEBHOOK_URL_FORBIDDEN`` for a URL that is not
+        ``https://`` or reaches a non-public address (unless ``WEBHOOK_ALLOW_PRIVATE=1``)."""
+
+    def webhook_endpoints(
+        self, *, limit: int | None = None, after: str | None = None
+    ) -> Page[WebhookEndpoint]:
+        """The organization's webhook endpoints, oldest first (owners only).
+        One page; ``accubooks.iterate`` follows the pages."""
+
+    def delete_webhook_endpoint(self, id: int) -> None:
+        """Deletes a webhook endpoint and its deliveries (owners only)."""
+
+    def rotate_webhook_secret(self, id: int) -> CreatedWebhookEndpoint:
+        """Gives an endpoint a new secret, answered once (owners only); the previous
+        one keeps signing beside it for 24 hours."""
+
+    def webhook_deliveries(
+        self, endpoint_id: int, *, limit: int | None = None, after: str | None = None
+    ) -> Page[WebhookDelivery]:
+        """An endpoint's deliveries, newest first (owners only). One page."""
+
+    def retry_webhook_delivery(self, endpoint_id: int, delivery_id: int) -> WebhookDelivery:
+        """Makes a delivery pending and due now (owners only); ``ENDPOINT_DISABLED``
+        (a ``ConflictError``) for a disabled endpoint."""
 
 __all__ = [
     "__version__",

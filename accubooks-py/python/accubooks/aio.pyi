@@ -46,6 +46,9 @@ from .types import (
     TrialBalance,
     User,
     WebhookReceipt,
+    WebhookEndpoint,
+    CreatedWebhookEndpoint,
+    WebhookDelivery,
 )
 
 def iterate(
@@ -271,6 +274,18 @@ class AsyncOrganization:
     def settings_history(self, *, limit: int | None=None, after: str | None=None) -> Awaitable[Page[SettingChange]]:
         ...
     def close_period(self, through: DateLike, *, idempotency_key: str | None=None) -> Awaitable[Entry]:
+        ...
+    def create_webhook_endpoint(self, url: str, events: list[str], description: str='', *, idempotency_key: str | None=None) -> Awaitable[CreatedWebhookEndpoint]:
+        ...
+    def webhook_endpoints(self, *, limit: int | None=None, after: str | None=None) -> Awaitable[Page[WebhookEndpoint]]:
+        ...
+    def delete_webhook_endpoint(self, id: int) -> Awaitable[None]:
+        ...
+    def rotate_webhook_secret(self, id: int) -> Awaitable[CreatedWebhookEndpoint]:
+        ...
+    def webhook_deliveries(self, endpoint_id: int, *, limit: int | None=None, after: str | None=None) -> Awaitable[Page[WebhookDelivery]]:
+        ...
+    def retry_webhook_delivery(self, endpoint_id: int, delivery_id: int) -> Awaitable[WebhookDelivery]:
         ...
     # --- end of generated methods ---
 

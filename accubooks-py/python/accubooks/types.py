@@ -61,6 +61,9 @@ __all__ = [
     "Payslip",
     "PayrollRun",
     "Health",
+    "WebhookEndpoint",
+    "CreatedWebhookEndpoint",
+    "WebhookDelivery",
 ]
 
 #: Money in: a ``Decimal`` or a decimal string such as ``"12.30"``. Never a
@@ -668,3 +671,46 @@ class BankLine(TypedDict):
     ledger_account: Optional[str]
     bank_change: Optional[str]
     suggestions: List[Suggestion]
+
+
+class WebhookEndpoint(TypedDict):
+    """An outgoing webhook endpoint (never with its secret)."""
+
+    id: int
+    url: str
+    #: Event types, or ``["*"]`` for all.
+    events: List[str]
+    description: str
+    #: ``disabled`` after 5 days of failed deliveries: it gets nothing more.
+    status: Literal["enabled", "disabled"]
+    disabled_reason: Optional[str]
+    #: RFC 3339, since when its deliveries fail without a success.
+    failing_since: Optional[str]
+    created_at: str
+
+
+class CreatedWebhookEndpoint(WebhookEndpoint):
+    """An endpoint as created or rotated: with its ``whsec_…`` signing secret,
+    shown only then."""
+
+    secret: str
+
+
+class WebhookDelivery(TypedDict):
+    """One event's delivery to one endpoint."""
+
+    id: int
+    #: The event's id: the ``webhook-id`` header of every attempt.
+    event_id: str
+    event_type: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    #: The HTTP status of the last answer (None: no answer).
+    last_status: Optional[int]
+    last_error: Optional[str]
+    #: At most 256 bytes of the last answer's body.
+    response_excerpt: Optional[str]
+    #: RFC 3339, while pending.
+    next_attempt_at: Optional[str]
+    created_at: str
+    updated_at: str
