@@ -123,6 +123,34 @@ pub struct Event {
     pub data: Box<RawValue>,
 }
 
+impl Event {
+    /// The event as stored: its organization, number, id, type, time
+    /// (ms since the epoch) and data (JSON text, kept verbatim).
+    pub(crate) fn stored(
+        organization: &str,
+        sequence: i64,
+        id: String,
+        kind: String,
+        created_ms: i64,
+        data: String,
+    ) -> std::result::Result<Event, sqlx::Error> {
+        Ok(Event {
+            id,
+            kind,
+            timestamp: rfc3339(created_ms),
+            organization: organization.to_owned(),
+            sequence,
+            cursor: Cursor::after(&sequence).as_str().to_owned(),
+            data: RawValue::from_string(data).map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
+        })
+    }
+
+    /// Its JSON: the body a webhook delivers, the item the feed lists.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("events serialize")
+    }
+}
+
 /// Filters of the event list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
@@ -283,22 +311,45 @@ pub async fn list(
                     .await?
                     .iter()
                     .map(|row| {
-                        let sequence: i64 = row.try_get("sequence")?;
-                        let data: String = row.try_get("data")?;
-                        Ok(Event {
-                            id: row.try_get("id")?,
-                            kind: row.try_get("type")?,
-                            timestamp: rfc3339(row.try_get("created_ms")?),
-                            organization: organization.as_str().to_owned(),
-                            sequence,
-                            cursor: Cursor::after(&sequence).as_str().to_owned(),
-                            data: RawValue::from_string(data)
-                                .map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
-                        })
+                        Event::stored(
+                            organization.as_str(),
+                            row.try_get("sequence")?,
+                            row.try_get("id")?,
+                            row.try_get("type")?,
+                            row.try_get("created_ms")?,
+                            row.try_get("data")?,
+                        )
                     })
                     .collect::<std::result::Result<Vec<_>, sqlx::Error>>()?
             }))
         })
         .await?;
     Ok(page.page(rows, |event| event.sequence))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_form_carries_the_data_verbatim() {
+        let event = Event::stored(
+            "org",
+            7,
+            "evt_1".to_owned(),
+            ENTRY_POSTED.to_owned(),
+            1_796_673_600_123,
+            r#"{"id":7, "memo":"x"}"#.to_owned(),
+        )
+        .unwrap();
+        let cursor = Cursor::after(&7_i64);
+        assert_eq!(
+            event.to_json(),
+            format!(
+                r#"{{"id":"evt_1","type":"entry.posted","timestamp":"2026-12-07T20:00:00.123Z","organization":"org","sequence":7,"cursor":"{cursor}","data":{{"id":7, "memo":"x"}}}}"#
+            )
+        );
+        assert_eq!(Cursor::key::<i64>(&event.cursor).unwrap(), 7);
+        assert!(Event::stored("org", 1, "e".into(), "t".into(), 0, "{".into()).is_err());
+    }
 }

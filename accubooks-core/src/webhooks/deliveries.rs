@@ -388,7 +388,15 @@ pub(super) async fn take_due(
                 };
                 taken.push(Taken {
                     id,
-                    body: super::event_body(&event_id, &kind, created_ms, &data),
+                    body: crate::events::Event::stored(
+                        owned.as_str(),
+                        sequence,
+                        event_id.clone(),
+                        kind,
+                        created_ms,
+                        data,
+                    )?
+                    .to_json(),
                     event_id,
                     attempts,
                     first_attempt_ms,

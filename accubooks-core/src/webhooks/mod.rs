@@ -18,8 +18,6 @@ mod endpoints;
 mod sender;
 pub mod signing;
 
-use serde::Serialize;
-
 pub use deliveries::{Delivery, DeliveryStatus, list_deliveries, retry_delivery};
 pub use dispatch::{Pass, ask_for_endpoint, deliver_due, run_endpoint};
 pub use endpoints::{
@@ -63,26 +61,6 @@ pub const NO_SUCH_ENDPOINT: &str = "There is no such webhook endpoint.";
 pub const NO_SUCH_DELIVERY: &str = "There is no such delivery of this webhook endpoint.";
 
 use crate::clock::rfc3339;
-
-/// The wire form of an event, the body of its deliveries:
-/// `{"id","type","timestamp","data"}`, `data` answered byte for byte.
-pub fn event_body(id: &str, kind: &str, created_ms: i64, data: &str) -> String {
-    #[derive(Serialize)]
-    struct Head<'a> {
-        id: &'a str,
-        #[serde(rename = "type")]
-        kind: &'a str,
-        timestamp: String,
-    }
-    let head = serde_json::to_string(&Head {
-        id,
-        kind,
-        timestamp: rfc3339(created_ms),
-    })
-    .expect("strings serialize");
-    // `{"id":…,"type":…,"timestamp":…}` + `,"data":…}`
-    format!("{},\"data\":{data}}}", &head[..head.len() - 1])
-}
 
 /// What delivery needs beyond the engine: the sealer of the secrets and
 /// the HTTP client.
@@ -143,25 +121,4 @@ pub(crate) fn register(
             }
         },
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_body_is_the_event_s_wire_form_with_its_data_verbatim() {
-        let body = event_body(
-            "evt_1",
-            "entry.posted",
-            1_796_673_600_123,
-            r#"{"id":7, "memo":"x"}"#,
-        );
-        assert_eq!(
-            body,
-            r#"{"id":"evt_1","type":"entry.posted","timestamp":"2026-12-07T20:00:00.123Z","data":{"id":7, "memo":"x"}}"#
-        );
-        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(parsed["data"]["id"], 7);
-    }
 }
