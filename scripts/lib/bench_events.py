@@ -119,6 +119,14 @@ class Receiver:
         return time.time() - started
 
     def stop(self) -> None:
+        async def shutdown() -> None:
+            current = asyncio.current_task()
+            for task in asyncio.all_tasks():
+                if task is not current:
+                    task.cancel()
+            await asyncio.sleep(0.05)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 

@@ -513,6 +513,7 @@ pub use aging::*;
 pub(crate) use announce::{Announce, When, read_in};
 pub use customers::*;
 pub use drafts::*;
+pub(crate) use numbering::DATE_ORDER as INVOICE_DATE_ORDER;
 pub(crate) use numbering::label as number_label;
 pub use posting::*;
 pub use reading::*;

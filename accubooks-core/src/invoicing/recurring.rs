@@ -16,7 +16,9 @@
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::invoices::{check_invoice, create_recurring_invoice, get_invoice, issue_occurrence};
+use super::invoices::{
+    INVOICE_DATE_ORDER, check_invoice, create_recurring_invoice, get_invoice, issue_occurrence,
+};
 use super::schedule::{Frequency, Schedule};
 use crate::db::sql::{BeginScoped, in_scope, on_pool};
 use crate::db::{Database, Pool};
@@ -636,11 +638,21 @@ async fn generate_one(
         // the first code only ended such a job `dead` although its
         // invoice was issued, once (found by scripts/chaos, fault
         // jobs_worker_pause). As in payroll: decide from the state.
-        Err(LedgerError::Conflict { .. })
-            if get_invoice(ledger.database(), organization, invoice.id)
-                .await?
-                .status
-                != InvoiceStatus::Draft => {}
+        Err(LedgerError::Conflict { code, message }) => {
+            let now = get_invoice(ledger.database(), organization, invoice.id).await?;
+            if now.status != InvoiceStatus::Draft {
+                return Ok(());
+            }
+            // The other run is still issuing later occurrences, moving the
+            // organization's last issue date past each date this run moves
+            // to (the committer moves it a few times, then gives up): try
+            // again once it has finished, rather than die (found by
+            // scripts/chaos, fault jobs_worker_pause).
+            if code == INVOICE_DATE_ORDER {
+                return Err(JobFailure::temporary(INVOICE_DATE_ORDER));
+            }
+            return Err(LedgerError::Conflict { code, message }.into());
+        }
         Err(err) => return Err(err.into()),
     }
     Ok(())
