@@ -514,9 +514,11 @@ pub async fn create_account(
             async move {
                 // The organization's lock date is copied onto the account
                 // (the committer reads it there). On PostgreSQL the
-                // organization's row is locked (KEY SHARE) first, in its own
-                // statement: a change of the lock date holding it is waited
-                // for, and the insert's statement then reads the new date.
+                // organization's row is locked (SHARE, which waits for the
+                // NO KEY UPDATE of a change of the lock date) first, in its
+                // own statement: a change of the lock date holding it is
+                // waited for, and the insert's statement then reads the new
+                // date.
                 let share = matches!(pool, crate::db::Pool::Postgres(_));
                 let sql = format!(
                     "INSERT INTO accounts (organization_id, code, name, type, currency, parent_id, metadata, \
@@ -528,7 +530,7 @@ pub async fn create_account(
                     on_pool!(pool, p => {
                     let mut tx = p.begin_for(&organization_owned).await?;
                     if share {
-                        sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR KEY SHARE")
+                        sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR SHARE")
                             .bind(&organization_owned)
                             .execute(&mut *tx)
                             .await?;

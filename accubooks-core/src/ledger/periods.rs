@@ -163,8 +163,13 @@ async fn change_lock_date(
                 // which commit under the old date; the rows are then updated
                 // below, and later postings read the new date. The
                 // organization's row first: an account being opened reads
-                // the date from it (ledger::accounts) and waits.
-                sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR UPDATE")
+                // the date from it (ledger::accounts) and waits. NO KEY
+                // UPDATE, not UPDATE: the foreign-key checks of rows that
+                // postings insert after their account locks (events, credit
+                // notes) take KEY SHARE on this row, which UPDATE would make
+                // wait on this transaction while it waits on their account
+                // locks: a deadlock.
+                sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR NO KEY UPDATE")
                     .bind(&owned)
                     .execute(&mut *tx)
                     .await?;

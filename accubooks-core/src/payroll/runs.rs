@@ -142,7 +142,9 @@ pub async fn create_run(
             // Runs of one organization are asked for one at a time, so two
             // overlapping runs cannot both pass the check below.
             let lock = match pool {
-                Pool::Postgres(_) => "SELECT id FROM organizations WHERE id = $1 FOR UPDATE",
+                // NO KEY UPDATE: it excludes itself, not the foreign-key
+                // checks (KEY SHARE) of postings (see ledger::periods).
+                Pool::Postgres(_) => "SELECT id FROM organizations WHERE id = $1 FOR NO KEY UPDATE",
                 Pool::Sqlite(_) => "SELECT id FROM organizations WHERE id = $1",
             };
             let overlap = format!(

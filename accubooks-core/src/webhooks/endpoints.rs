@@ -222,7 +222,7 @@ pub async fn create_endpoint(
                 // Counting and inserting under the organization's row lock
                 // keeps two creations at once within the bound.
                 let lock = match pool {
-                    Pool::Postgres(_) => " FOR UPDATE",
+                    Pool::Postgres(_) => " FOR NO KEY UPDATE",
                     Pool::Sqlite(_) => "",
                 };
                 on_pool!(pool, p => {
