@@ -712,3 +712,71 @@ on_every_store!(
     three_days_of_failure_give_up_and_five_disable,
     another_organization_cannot_see_retry_or_delete_endpoints,
 );
+
+/// Figures, not a check (`cargo test --test integration -- --ignored
+/// webhooks::delivery_figures --nocapture`): events delivered per second to
+/// a fast receiver after a burst of 2,000 entries, and the delay from an
+/// event's commit to its arrival (p50/p99) for entries posted one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand"]
+async fn delivery_figures() {
+    let books = start(Store::Postgres, true).await;
+    let token = books.register("figures@acme.test", "USD").await;
+    let receiver = Receiver::start(&[]).await;
+    endpoint(&books, &token, &receiver.url(), json!(["*"])).await;
+    let burst = 2_000;
+    let started = Instant::now();
+    for chunk in 0..burst / 500 {
+        let entries: Vec<Value> = (0..500)
+            .map(|i| json!({"date": "2026-04-01", "memo": format!("sale {chunk}-{i}"), "lines": moved("1.25")}))
+            .collect();
+        let (status, body) = books
+            .call(
+                "POST",
+                "/api/journal-entries/batch",
+                Some(&token),
+                Some(json!({"entries": entries})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let posted = started.elapsed();
+    receiver
+        .wait_for(Duration::from_secs(600), |r| {
+            delivered_ids(r).len() == burst
+        })
+        .await;
+    let elapsed = started.elapsed();
+    eprintln!(
+        "burst: {burst} entries posted in {posted:?}, all delivered after {elapsed:?}: {} events/s",
+        burst as u128 * 1000 / elapsed.as_millis().max(1)
+    );
+    let mut delays: Vec<i64> = Vec::new();
+    for n in 0..100 {
+        books.post(&token, "2026-04-02", moved("2.00")).await;
+        if n % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let received = receiver
+        .wait_for(Duration::from_secs(120), |r| {
+            delivered_ids(r).len() == burst + 100
+        })
+        .await;
+    for request in received.iter().skip(burst).filter(|r| r["answered"] == 200) {
+        let committed =
+            chrono::DateTime::parse_from_rfc3339(request["body"]["timestamp"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis();
+        delays.push(request["arrived_ms"].as_i64().unwrap() - committed);
+    }
+    delays.sort_unstable();
+    let at = |q: usize| delays[(delays.len() * q / 100).min(delays.len() - 1)];
+    eprintln!(
+        "one by one: {} events, commit to arrival p50 {} ms, p99 {} ms, max {} ms",
+        delays.len(),
+        at(50),
+        at(99),
+        delays.last().unwrap()
+    );
+}
