@@ -713,6 +713,51 @@ on_every_store!(
     another_organization_cannot_see_retry_or_delete_endpoints,
 );
 
+/// On the Redis Streams transport (the default with Redis): the endpoint's
+/// one job row is relayed, run, and made pending again for later events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_run_on_the_redis_transport() {
+    let redis = crate::support::services::Redis::start().await;
+    let books = Books::start_with(
+        Store::Postgres,
+        &[
+            ("REDIS_URL", redis.url()),
+            ("JOB_TRANSPORT", "redis".to_owned()),
+            ("WEBHOOK_ALLOW_PRIVATE", "1".to_owned()),
+        ],
+    )
+    .await;
+    books
+        .server
+        .wait_for_dependency("redis", "connected", Duration::from_secs(10))
+        .await;
+    let token = books.register("streams@acme.test", "USD").await;
+    let receiver = Receiver::start(&[]).await;
+    let created = endpoint(&books, &token, &receiver.url(), json!(["*"])).await;
+    receiver.verify_with(&[&secret_of(&created)]).await;
+    for round in 1..=3 {
+        for amount in ["1.00", "2.00"] {
+            books.post(&token, "2026-03-01", moved(amount)).await;
+        }
+        let received = receiver
+            .wait_for(Duration::from_secs(30), |r| {
+                delivered_ids(r).len() == 2 * round
+            })
+            .await;
+        assert!(received.iter().all(|r| r["verified"] == json!([true])));
+        // The job ends before the next round's events.
+        wait_deliveries(&books, &token, &created, |log| {
+            log.len() == 2 * round && log.iter().all(|d| d["status"] == "delivered")
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let jobs = books
+        .count_as_admin("SELECT COUNT(*) FROM jobs WHERE queue = 'webhooks'")
+        .await;
+    assert_eq!(jobs, 1);
+}
+
 /// Figures, not a check (`cargo test --test integration -- --ignored
 /// webhooks::delivery_figures --nocapture`): events delivered per second to
 /// a fast receiver after a burst of 2,000 entries, and the delay from an
