@@ -701,7 +701,56 @@ async fn another_organization_cannot_see_retry_or_delete_endpoints(store: Store)
     );
 }
 
+async fn a_delivery_taken_by_a_process_that_died_is_sent_again(store: Store) {
+    let books = start(store, true).await;
+    let token = books.register("crash@acme.test", "USD").await;
+    let receiver = Receiver::start(&[]).await;
+    let created = endpoint(&books, &token, &receiver.url(), json!(["*"])).await;
+    books.post(&token, "2026-03-01", moved("1.00")).await;
+    let log = wait_deliveries(&books, &token, &created, |log| {
+        log.len() == 1 && log[0]["status"] == "delivered"
+    })
+    .await;
+    // As a process leaves it when it dies after taking the delivery and
+    // before recording its outcome: pending, its next attempt pushed a
+    // minute ahead (the lease).
+    let now = chrono::Utc::now().timestamp_millis();
+    books
+        .execute_as_admin(&format!(
+            "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, \
+             next_attempt_ms = {} WHERE id = {}",
+            now + 60_000,
+            log[0]["id"]
+        ))
+        .await;
+    // Within the lease nobody sends it; once it has passed, it is sent again
+    // under the same webhook-id.
+    let pass = books
+        .server
+        .app
+        .deliver_webhooks(now + 30_000)
+        .await
+        .unwrap();
+    assert_eq!(pass, Default::default());
+    let pass = books
+        .server
+        .app
+        .deliver_webhooks(now + 61_000)
+        .await
+        .unwrap();
+    assert_eq!(pass.delivered, 1, "{pass:?}");
+    let received = receiver.received().await;
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0]["webhook_id"], received[1]["webhook_id"]);
+    let log = deliveries(&books, &token, &created).await;
+    assert_eq!(
+        (&log[0]["status"], &log[0]["attempts"]),
+        (&json!("delivered"), &json!(1))
+    );
+}
+
 on_every_store!(
+    a_delivery_taken_by_a_process_that_died_is_sent_again,
     every_event_arrives_verified_once,
     a_receiver_down_then_failing_gets_every_event_with_the_same_ids,
     a_dead_receiver_costs_one_attempt_per_step,
