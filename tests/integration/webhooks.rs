@@ -701,7 +701,56 @@ async fn another_organization_cannot_see_retry_or_delete_endpoints(store: Store)
     );
 }
 
+async fn a_delivery_taken_by_a_process_that_died_is_sent_again(store: Store) {
+    let books = start(store, true).await;
+    let token = books.register("crash@acme.test", "USD").await;
+    let receiver = Receiver::start(&[]).await;
+    let created = endpoint(&books, &token, &receiver.url(), json!(["*"])).await;
+    books.post(&token, "2026-03-01", moved("1.00")).await;
+    let log = wait_deliveries(&books, &token, &created, |log| {
+        log.len() == 1 && log[0]["status"] == "delivered"
+    })
+    .await;
+    // As a process leaves it when it dies after taking the delivery and
+    // before recording its outcome: pending, its next attempt pushed a
+    // minute ahead (the lease).
+    let now = chrono::Utc::now().timestamp_millis();
+    books
+        .execute_as_admin(&format!(
+            "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, \
+             next_attempt_ms = {} WHERE id = {}",
+            now + 60_000,
+            log[0]["id"]
+        ))
+        .await;
+    // Within the lease nobody sends it; once it has passed, it is sent again
+    // under the same webhook-id.
+    let pass = books
+        .server
+        .app
+        .deliver_webhooks(now + 30_000)
+        .await
+        .unwrap();
+    assert_eq!(pass, Default::default());
+    let pass = books
+        .server
+        .app
+        .deliver_webhooks(now + 61_000)
+        .await
+        .unwrap();
+    assert_eq!(pass.delivered, 1, "{pass:?}");
+    let received = receiver.received().await;
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0]["webhook_id"], received[1]["webhook_id"]);
+    let log = deliveries(&books, &token, &created).await;
+    assert_eq!(
+        (&log[0]["status"], &log[0]["attempts"]),
+        (&json!("delivered"), &json!(1))
+    );
+}
+
 on_every_store!(
+    a_delivery_taken_by_a_process_that_died_is_sent_again,
     every_event_arrives_verified_once,
     a_receiver_down_then_failing_gets_every_event_with_the_same_ids,
     a_dead_receiver_costs_one_attempt_per_step,
@@ -712,3 +761,116 @@ on_every_store!(
     three_days_of_failure_give_up_and_five_disable,
     another_organization_cannot_see_retry_or_delete_endpoints,
 );
+
+/// On the Redis Streams transport (the default with Redis): the endpoint's
+/// one job row is relayed, run, and made pending again for later events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_run_on_the_redis_transport() {
+    let redis = crate::support::services::Redis::start().await;
+    let books = Books::start_with(
+        Store::Postgres,
+        &[
+            ("REDIS_URL", redis.url()),
+            ("JOB_TRANSPORT", "redis".to_owned()),
+            ("WEBHOOK_ALLOW_PRIVATE", "1".to_owned()),
+        ],
+    )
+    .await;
+    books
+        .server
+        .wait_for_dependency("redis", "connected", Duration::from_secs(10))
+        .await;
+    let token = books.register("streams@acme.test", "USD").await;
+    let receiver = Receiver::start(&[]).await;
+    let created = endpoint(&books, &token, &receiver.url(), json!(["*"])).await;
+    receiver.verify_with(&[&secret_of(&created)]).await;
+    for round in 1..=3 {
+        for amount in ["1.00", "2.00"] {
+            books.post(&token, "2026-03-01", moved(amount)).await;
+        }
+        let received = receiver
+            .wait_for(Duration::from_secs(30), |r| {
+                delivered_ids(r).len() == 2 * round
+            })
+            .await;
+        assert!(received.iter().all(|r| r["verified"] == json!([true])));
+        // The job ends before the next round's events.
+        wait_deliveries(&books, &token, &created, |log| {
+            log.len() == 2 * round && log.iter().all(|d| d["status"] == "delivered")
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let jobs = books
+        .count_as_admin("SELECT COUNT(*) FROM jobs WHERE queue = 'webhooks'")
+        .await;
+    assert_eq!(jobs, 1);
+}
+
+/// Figures, not a check (`cargo test --test integration -- --ignored
+/// webhooks::delivery_figures --nocapture`): events delivered per second to
+/// a fast receiver after a burst of 2,000 entries, and the delay from an
+/// event's commit to its arrival (p50/p99) for entries posted one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand"]
+async fn delivery_figures() {
+    let books = start(Store::Postgres, true).await;
+    let token = books.register("figures@acme.test", "USD").await;
+    let receiver = Receiver::start(&[]).await;
+    endpoint(&books, &token, &receiver.url(), json!(["*"])).await;
+    let burst = 2_000;
+    let started = Instant::now();
+    for chunk in 0..burst / 500 {
+        let entries: Vec<Value> = (0..500)
+            .map(|i| json!({"date": "2026-04-01", "memo": format!("sale {chunk}-{i}"), "lines": moved("1.25")}))
+            .collect();
+        let (status, body) = books
+            .call(
+                "POST",
+                "/api/journal-entries/batch",
+                Some(&token),
+                Some(json!({"entries": entries})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let posted = started.elapsed();
+    receiver
+        .wait_for(Duration::from_secs(600), |r| {
+            delivered_ids(r).len() == burst
+        })
+        .await;
+    let elapsed = started.elapsed();
+    eprintln!(
+        "burst: {burst} entries posted in {posted:?}, all delivered after {elapsed:?}: {} events/s",
+        burst as u128 * 1000 / elapsed.as_millis().max(1)
+    );
+    let mut delays: Vec<i64> = Vec::new();
+    for n in 0..100 {
+        books.post(&token, "2026-04-02", moved("2.00")).await;
+        if n % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let received = receiver
+        .wait_for(Duration::from_secs(120), |r| {
+            delivered_ids(r).len() == burst + 100
+        })
+        .await;
+    for request in received.iter().skip(burst).filter(|r| r["answered"] == 200) {
+        let committed =
+            chrono::DateTime::parse_from_rfc3339(request["body"]["timestamp"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis();
+        delays.push(request["arrived_ms"].as_i64().unwrap() - committed);
+    }
+    delays.sort_unstable();
+    let at = |q: usize| delays[(delays.len() * q / 100).min(delays.len() - 1)];
+    eprintln!(
+        "one by one: {} events, commit to arrival p50 {} ms, p99 {} ms, max {} ms",
+        delays.len(),
+        at(50),
+        at(99),
+        delays.last().unwrap()
+    );
+}

@@ -228,6 +228,23 @@ fn third_parties_are_enabled_only_with_both_credentials() {
 }
 
 #[test]
+fn private_webhook_addresses_are_allowed_only_when_asked() {
+    assert!(!load(&[]).unwrap().webhook_allow_private);
+    assert!(
+        load(&[("WEBHOOK_ALLOW_PRIVATE", "1")])
+            .unwrap()
+            .webhook_allow_private
+    );
+    assert!(
+        !load(&[("WEBHOOK_ALLOW_PRIVATE", "0")])
+            .unwrap()
+            .webhook_allow_private
+    );
+    let err = load(&[("WEBHOOK_ALLOW_PRIVATE", "yes")]).unwrap_err();
+    assert_eq!(err.problems[0].variable, "WEBHOOK_ALLOW_PRIVATE");
+}
+
+#[test]
 fn metrics_token_comparison() {
     let config = load(&[("METRICS_TOKEN", "s3cret")]).unwrap();
     assert!(config.metrics_token_matches("s3cret"));

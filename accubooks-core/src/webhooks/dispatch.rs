@@ -292,13 +292,39 @@ async fn ask(
              ORDER BY e.id LIMIT {limit}"
         );
         on_pool!(pool, p => {
-            let mut tx = match &one {
-                Some((organization, _)) => p.begin_writing_for(organization).await?,
-                None => p.begin_for_worker_writing().await?,
-            };
             let (organization, endpoint) = match &one {
                 Some((organization, endpoint)) => (organization.as_str().to_owned(), *endpoint),
                 None => (String::new(), 0),
+            };
+            // Most rounds find nothing to ask for: they only read, and
+            // take no write lock (SQLite has one writer; the postings are
+            // its other users).
+            let mut read = match &one {
+                Some((organization, _)) => p.begin_for(organization).await?,
+                None => p.begin_for_worker().await?,
+            };
+            let any: Option<(i64, OrganizationId)> = sqlx::query_as(sqlx::AssertSqlSafe(select.as_str()))
+                .bind(now_ms)
+                .bind(&organization)
+                .bind(endpoint)
+                .fetch_optional(&mut *read)
+                .await?;
+            if any.is_none() {
+                let oldest: Option<i64> = match one {
+                    Some(_) => None,
+                    None => sqlx::query_scalar(
+                        "SELECT MIN(created_ms) FROM webhook_deliveries WHERE status = 'pending'",
+                    )
+                    .fetch_one(&mut *read)
+                    .await?,
+                };
+                read.commit().await?;
+                return Ok((0, oldest));
+            }
+            read.commit().await?;
+            let mut tx = match &one {
+                Some((organization, _)) => p.begin_writing_for(organization).await?,
+                None => p.begin_for_worker_writing().await?,
             };
             let due: Vec<(i64, OrganizationId)> = sqlx::query_as(sqlx::AssertSqlSafe(select))
                 .bind(now_ms)
