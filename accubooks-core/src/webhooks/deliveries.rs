@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::{NO_SUCH_DELIVERY, NO_SUCH_ENDPOINT, endpoints::wants, rfc3339};
 use crate::db::Database;
-use crate::db::sql::{BeginScoped, in_scope, on_pool};
+use crate::db::sql::{BeginScoped, List, in_list, in_scope, on_pool};
 use crate::ledger::{LedgerError, LedgerResult};
 use crate::organization::OrganizationId;
 use crate::paging::{Page, PageRequest};
@@ -281,21 +281,28 @@ pub(super) async fn fan_out(
             let Some(last) = events.last().map(|e| e.0) else {
                 return Ok(Some(endpoint_row));
             };
-            for (sequence, id, kind) in events.iter().filter(|e| wants(&endpoint_row.events, &e.2)) {
-                sqlx::query(
+            // The subscribed events read, in one statement.
+            let wanted: Vec<i64> = events
+                .iter()
+                .filter(|e| wants(&endpoint_row.events, &e.2))
+                .map(|e| e.0)
+                .collect();
+            if !wanted.is_empty() {
+                let sql = format!(
                     "INSERT INTO webhook_deliveries (organization_id, endpoint_id, event_sequence, \
                      event_id, event_type, status, attempts, next_attempt_ms, created_ms, updated_ms) \
-                     VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6) \
+                     SELECT organization_id, $2, sequence, id, type, 'pending', 0, $3, $3, $3 \
+                     FROM events WHERE organization_id = $1 AND {} \
                      ON CONFLICT (endpoint_id, event_sequence) DO NOTHING",
-                )
-                .bind(&owned)
-                .bind(endpoint)
-                .bind(sequence)
-                .bind(id)
-                .bind(kind)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
+                    in_list(&p, "sequence", 4)
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&owned)
+                    .bind(endpoint)
+                    .bind(now_ms)
+                    .bind(List(wanted))
+                    .execute(&mut *tx)
+                    .await?;
             }
             sqlx::query("UPDATE webhook_endpoints SET event_cursor = $1 WHERE id = $2")
                 .bind(last)
