@@ -366,31 +366,40 @@ pub(super) async fn take_due(
             .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
-            let mut taken = Vec::with_capacity(rows.len());
-            for (id, sequence, event_id, attempts, first_attempt_ms) in rows {
-                sqlx::query("UPDATE webhook_deliveries SET next_attempt_ms = $1 WHERE id = $2")
-                    .bind(now_ms + lease_ms)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                let event: Option<(String, i64, String)> = sqlx::query_as(
-                    "SELECT type, created_ms, data FROM events WHERE organization_id = $1 AND sequence = $2",
-                )
-                .bind(&owned)
-                .bind(sequence)
-                .fetch_optional(&mut *tx)
+            if rows.is_empty() {
+                tx.commit().await?;
+                return Ok(Vec::new());
+            }
+            let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+            let sql = format!(
+                "UPDATE webhook_deliveries SET next_attempt_ms = $1 WHERE {}",
+                in_list(&p, "id", 2)
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(now_ms + lease_ms)
+                .bind(List(ids))
+                .execute(&mut *tx)
                 .await?;
+            let sql = format!(
+                "SELECT sequence, type, created_ms, data FROM events \
+                 WHERE organization_id = $1 AND {}",
+                in_list(&p, "sequence", 2)
+            );
+            let mut found: std::collections::HashMap<i64, (String, i64, String)> =
+                sqlx::query_as::<_, (i64, String, i64, String)>(sqlx::AssertSqlSafe(sql))
+                    .bind(&owned)
+                    .bind(List(rows.iter().map(|r| r.1).collect::<Vec<i64>>()))
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .map(|(sequence, kind, created_ms, data)| (sequence, (kind, created_ms, data)))
+                    .collect();
+            let mut taken = Vec::with_capacity(rows.len());
+            let mut purged = Vec::new();
+            for (id, sequence, event_id, attempts, first_attempt_ms) in rows {
                 // An event purged before its delivery: nothing left to send.
-                let Some((kind, created_ms, data)) = event else {
-                    sqlx::query(
-                        "UPDATE webhook_deliveries SET status = 'failed', \
-                         last_error = 'The event was purged before it could be delivered.', \
-                         updated_ms = $1 WHERE id = $2",
-                    )
-                    .bind(now_ms)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                let Some((kind, created_ms, data)) = found.remove(&sequence) else {
+                    purged.push(id);
                     continue;
                 };
                 taken.push(Taken {
@@ -408,6 +417,19 @@ pub(super) async fn take_due(
                     attempts,
                     first_attempt_ms,
                 });
+            }
+            if !purged.is_empty() {
+                let sql = format!(
+                    "UPDATE webhook_deliveries SET status = 'failed', \
+                     last_error = 'The event was purged before it could be delivered.', \
+                     updated_ms = $1 WHERE {}",
+                    in_list(&p, "id", 2)
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(now_ms)
+                    .bind(List(purged))
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             Ok(taken)
