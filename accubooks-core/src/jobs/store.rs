@@ -351,13 +351,30 @@ macro_rules! open {
 const OPEN: &str = open!();
 
 /// What a claim may take: a job not yet taken whose time has come, or one
-/// whose holder's lease has passed.
-const CLAIMABLE: &str = concat!(
-    open!(),
-    " AND (status IN ('pending', 'queued') \
-     OR (status = 'failed' AND run_after_ms <= $3) \
-     OR (status = 'running' AND lease_until_ms < $3))"
-);
+/// whose holder's lease has passed; of the rows named `$t` (`""` or `"j."`).
+macro_rules! claimable {
+    ($t:literal) => {
+        concat!(
+            $t,
+            "status IN ('pending', 'queued', 'running', 'failed')",
+            " AND (",
+            $t,
+            "status IN ('pending', 'queued') \
+             OR (",
+            $t,
+            "status = 'failed' AND ",
+            $t,
+            "run_after_ms <= $3) \
+             OR (",
+            $t,
+            "status = 'running' AND ",
+            $t,
+            "lease_until_ms < $3))"
+        )
+    };
+}
+const CLAIMABLE: &str = claimable!("");
+const CLAIMABLE_J: &str = claimable!("j.");
 
 /// Whether the open jobs of the queue `q.name` belong to more than one
 /// organization: two probes of the index `jobs_claim_by_organization` (one
@@ -466,10 +483,12 @@ pub(crate) async fn claim_due(
             // The organizations with open jobs are found by skipping
             // through the index (one probe each), starting after the last
             // organization the previous claim served and wrapping around,
-            // until `limit` of them have a job to take; each gives its
-            // `limit` oldest due jobs. A claim reads `limit × limit` rows
-            // at most, however long the backlog, and every organization
-            // gets its turn however many have open jobs.
+            // until `limit` of them have a job to take. A claim reads
+            // `limit + k` rows at most, however long the backlog, and every organization
+            // gets its turn however many have open jobs. Each of the `k`
+            // organizations served gives its `limit / k` (rounded up)
+            // oldest due jobs, so a claim of a few hundred reads about as
+            // many rows, not `limit × limit`.
             Pool::Postgres(_) => format!(
                 "WITH RECURSIVE later(organization_id) AS ( \
                      (SELECT organization_id FROM jobs WHERE queue = $4 AND {OPEN} \
@@ -501,11 +520,15 @@ pub(crate) async fn claim_due(
                              row_number() OVER (ORDER BY run_after_ms, id) AS turn \
                          FROM (SELECT id, run_after_ms FROM jobs WHERE queue = $4 \
                                AND organization_id = o.organization_id AND {CLAIMABLE} \
-                               ORDER BY run_after_ms, id LIMIT $5) oldest) due) \
+                               ORDER BY run_after_ms, id \
+                               LIMIT (SELECT ($5 + count(*) - 1) / count(*) FROM served)) \
+                         oldest) due) \
                  UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
                  lease_until_ms = $2, updated_ms = $3 \
-                 WHERE id IN (SELECT id FROM jobs WHERE queue = $4 AND {CLAIMABLE} AND id IN \
-                     (SELECT id FROM turns ORDER BY turn, run_after_ms, id LIMIT $5){lock}) \
+                 WHERE id IN (SELECT j.id FROM \
+                     (SELECT id FROM turns ORDER BY turn, run_after_ms, id LIMIT $5) t \
+                     JOIN jobs j ON j.id = t.id WHERE j.queue = $4 AND {CLAIMABLE_J} \
+                     FOR UPDATE OF j SKIP LOCKED) \
                  RETURNING {CLAIMED_COLUMNS}"
             ),
             // One process writes at a time; the window reads the queue's
@@ -526,22 +549,29 @@ pub(crate) async fn claim_due(
             // Turns cost a sort of the queue's open jobs. With one
             // organization (the embedded default, a bulk import) there is
             // no one to take turns with, and the claim is oldest first.
+            //
+            // On PostgreSQL the same round trip pins the claim's plans to
+            // the partial indexes, whatever the statistics say: a plan made
+            // while the table was nearly empty (a sequential scan and a
+            // sort, the cheapest at 1,000 rows) must not be reused once it
+            // holds 500,000 (so no cached generic plan either), and each
+            // organization's few oldest jobs are a short walk down
+            // `jobs_claim_by_organization`, where the planner would rather
+            // gather all of its open rows in a bitmap and sort (50 ms
+            // instead of 2 ms a claim at 500,000 rows, 50 organizations).
+            let pin = if rotating {
+                "set_config('enable_seqscan', 'off', true) IS NOT NULL \
+                 AND set_config('enable_bitmapscan', 'off', true) IS NOT NULL \
+                 AND set_config('plan_cache_mode', 'force_custom_plan', true) IS NOT NULL AND "
+            } else {
+                ""
+            };
             let many: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT {SEVERAL_ORGANIZATIONS} FROM (SELECT $1 AS name) q"
+                "SELECT {pin}{SEVERAL_ORGANIZATIONS} FROM (SELECT $1 AS name) q"
             )))
             .bind(queue.as_str())
             .fetch_one(&mut *tx)
             .await?;
-            if many && rotating {
-                // Each organization's few oldest jobs are a short walk down
-                // `jobs_claim_by_organization`; with its open rows spread
-                // over the table the planner would rather gather all of
-                // them in a bitmap and sort (50 ms instead of 2 ms a claim
-                // at 500,000 rows, 50 organizations, in the README).
-                sqlx::query("SET LOCAL enable_bitmapscan = off")
-                    .execute(&mut *tx)
-                    .await?;
-            }
             let sql = if many { &in_turns } else { &oldest_first };
             let mut claim = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(owner)
@@ -625,11 +655,13 @@ pub(crate) enum Ending {
     Dead(JobFailure),
 }
 
-/// Records how attempts of `owner` ended, in one transaction: the
-/// successes with one `UPDATE`, the failures (rare) one by one. Answers, for
-/// each of `endings` in order, whether it was recorded: `false` when the job
-/// was no longer `owner`'s (its lease had passed and another worker took
-/// it), or for an id given twice, its second ending.
+/// Records how attempts of `owner` ended: one statement for all of them,
+/// whatever their endings (PostgreSQL joins the `unnest` of one array per
+/// column, SQLite a `json_each` of one JSON array), so the statement's text
+/// is the same for every batch and stays prepared. Answers, for each of
+/// `endings` in order, whether it was recorded: `false` when the job was no
+/// longer `owner`'s (its lease had passed and another worker took it), or
+/// for an id given twice, its second ending.
 pub(crate) async fn finish(
     db: &Database,
     owner: &str,
@@ -639,61 +671,74 @@ pub(crate) async fn finish(
         return Ok(Vec::new());
     }
     let now = now_ms();
-    let succeeded: Vec<i64> = endings
+    let kind = |failure: JobFailure| match failure.transience {
+        Transience::Temporary => "temporary",
+        Transience::Permanent => "permanent",
+    };
+    // Each ending as the row's new status, run_after_ms and error.
+    type Row = (
+        i64,
+        &'static str,
+        i64,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+    let rows: Vec<Row> = endings
         .iter()
-        .filter(|(_, ending)| matches!(ending, Ending::Succeeded))
-        .map(|(id, _)| *id)
+        .map(|(id, ending)| match *ending {
+            Ending::Succeeded => (*id, "succeeded", now, None, None),
+            Ending::Retry(failure, at) => {
+                (*id, "failed", at, Some(failure.code), Some(kind(failure)))
+            }
+            Ending::Dead(failure) => (*id, "dead", now, Some(failure.code), Some(kind(failure))),
+        })
         .collect();
+    const SET: &str = "UPDATE jobs SET status = v.status, run_after_ms = v.run_after, \
+         updated_ms = $1, error_code = v.code, error_kind = v.kind, lease_owner = NULL, \
+         lease_until_ms = NULL FROM ";
+    const WHERE: &str = " WHERE jobs.id = v.id AND jobs.lease_owner = $2 AND jobs.status = 'running' \
+         RETURNING jobs.id";
     let changed: std::collections::HashSet<i64> = db
         .run(|pool| async move {
-            on_pool!(pool, p => {
-                let mut tx = p.begin_for_worker().await?;
-                let mut changed = std::collections::HashSet::new();
-                if !succeeded.is_empty() {
+            match pool {
+                Pool::Postgres(p) => {
+                    let mut tx = p.begin_for_worker().await?;
                     let sql = format!(
-                        "UPDATE jobs SET status = 'succeeded', run_after_ms = $1, updated_ms = $1, \
-                         error_code = NULL, error_kind = NULL, lease_owner = NULL, lease_until_ms = NULL \
-                         WHERE lease_owner = $2 AND status = 'running' AND {} RETURNING id",
-                        in_list(&p, "id", 3)
+                        "{SET}unnest($3::bigint[], $4::text[], $5::bigint[], $6::text[], \
+                         $7::text[]) AS v(id, status, run_after, code, kind){WHERE}"
                     );
-                    let query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                    let changed = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
                         .bind(now)
                         .bind(owner)
-                        .bind(List(succeeded.clone()));
-                    changed.extend(query.fetch_all(&mut *tx).await?);
+                        .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+                        .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+                        .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
+                        .bind(rows.iter().map(|r| r.3).collect::<Vec<_>>())
+                        .bind(rows.iter().map(|r| r.4).collect::<Vec<_>>())
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(changed.into_iter().collect())
                 }
-                for (id, ending) in endings {
-                    let (status, run_after, failure) = match *ending {
-                        Ending::Succeeded => continue,
-                        Ending::Retry(failure, at) => ("failed", at, failure),
-                        Ending::Dead(failure) => ("dead", now, failure),
-                    };
-                    let kind = match failure.transience {
-                        Transience::Temporary => "temporary",
-                        Transience::Permanent => "permanent",
-                    };
-                    let rows = sqlx::query(
-                        "UPDATE jobs SET status = $1, run_after_ms = $2, updated_ms = $3, \
-                         error_code = $4, error_kind = $5, lease_owner = NULL, lease_until_ms = NULL \
-                         WHERE id = $6 AND lease_owner = $7 AND status = 'running'",
-                    )
-                    .bind(status)
-                    .bind(run_after)
-                    .bind(now)
-                    .bind(failure.code)
-                    .bind(kind)
-                    .bind(*id)
-                    .bind(owner)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if rows == 1 {
-                        changed.insert(*id);
-                    }
+                Pool::Sqlite(p) => {
+                    let mut tx = p.begin_for_worker().await?;
+                    let sql = format!(
+                        "{SET}(SELECT json_extract(value, '$[0]') AS id, \
+                         json_extract(value, '$[1]') AS status, \
+                         json_extract(value, '$[2]') AS run_after, \
+                         json_extract(value, '$[3]') AS code, \
+                         json_extract(value, '$[4]') AS kind FROM json_each($3)) AS v{WHERE}"
+                    );
+                    let changed = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                        .bind(now)
+                        .bind(owner)
+                        .bind(List(rows))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(changed.into_iter().collect())
                 }
-                tx.commit().await?;
-                Ok(changed)
-            })
+            }
         })
         .await?;
     let mut answered = std::collections::HashSet::new();
@@ -701,6 +746,37 @@ pub(crate) async fn finish(
         .iter()
         .map(|(id, _)| changed.contains(id) && answered.insert(*id))
         .collect())
+}
+
+/// Hands back jobs `owner` claimed but never started (the local queue of a
+/// draining or disconnected worker): pending again, their attempt not
+/// counted.
+pub(crate) async fn give_back(db: &Database, owner: &str, ids: &[i64]) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let now = now_ms();
+    db.run(|pool| async move {
+        let sql = format!(
+            "UPDATE jobs SET status = 'pending', attempts = attempts - 1, run_after_ms = $1, \
+             updated_ms = $1, lease_owner = NULL, lease_until_ms = NULL \
+             WHERE lease_owner = $2 AND status = 'running' AND {}",
+            in_list(&pool, "id", 3)
+        );
+        on_pool!(pool, p => {
+            let mut tx = p.begin_for_worker().await?;
+            let changed = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(now)
+                .bind(owner)
+                .bind(List(ids.to_vec()))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(changed)
+        })
+    })
+    .await
 }
 
 /// Hands the jobs `owner` still holds back to the outbox (a shutdown whose
