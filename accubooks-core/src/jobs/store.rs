@@ -559,8 +559,15 @@ pub(crate) async fn claim_due(
             // `jobs_claim_by_organization`, where the planner would rather
             // gather all of its open rows in a bitmap and sort (50 ms
             // instead of 2 ms a claim at 500,000 rows, 50 organizations).
+            //
+            // The claim's commit does not wait for its disk flush
+            // (`synchronous_commit = off`): a claim lost in a crash leaves
+            // its jobs to run again, and whatever a job's handler commits
+            // (synchronously) flushes the claim's earlier commit with it,
+            // so no effect can outlive its claim.
             let pin = if rotating {
-                "set_config('enable_seqscan', 'off', true) IS NOT NULL \
+                "set_config('synchronous_commit', 'off', true) IS NOT NULL \
+                 AND set_config('enable_seqscan', 'off', true) IS NOT NULL \
                  AND set_config('enable_bitmapscan', 'off', true) IS NOT NULL \
                  AND set_config('plan_cache_mode', 'force_custom_plan', true) IS NOT NULL AND "
             } else {

@@ -39,6 +39,10 @@ const RELAY_FLOWING: Duration = Duration::from_millis(20);
 const RELAY_IDLE: Duration = Duration::from_millis(250);
 /// Most endings the finisher records in one transaction.
 const FINISH_BATCH: usize = 500;
+/// Most transactions of endings the finisher has in flight at once: while
+/// one waits for its commit's disk flush, the next batch gathers and is
+/// sent (PostgreSQL flushes concurrent commits together).
+const FINISHERS: usize = 4;
 
 /// An ending for the finisher: the attempt, how it ended, and where the
 /// answer goes once recorded (the redis transport acknowledges the job's
@@ -227,52 +231,71 @@ async fn execute(
 }
 
 /// Records the endings of attempts: those that arrived while the previous
-/// transaction was committing go together in the next one (one statement),
-/// so under load a commit (and its disk flush) serves many jobs, and a lone
-/// ending waits no longer than its own transaction. An ending counts (the
+/// transactions were committing go together in the next one (one
+/// statement), with up to [`FINISHERS`] transactions in flight, so under
+/// load a commit (and its disk flush) serves many jobs, and a lone ending
+/// waits no longer than its own transaction. An ending counts (the
 /// metrics, the log, the answer, the release of the job) only once its
 /// transaction has committed, so a job's message is acknowledged only after
 /// its ending is durable. A short outage while recording: the batch is
 /// tried again briefly; if it cannot be recorded, the leases pass and the
 /// jobs run again (their effects are idempotent).
 async fn finisher(env: JobEnv, mut endings: mpsc::UnboundedReceiver<Finish>) {
-    let mut batch = Vec::with_capacity(FINISH_BATCH);
-    while endings.recv_many(&mut batch, FINISH_BATCH).await > 0 {
-        let rows: Vec<(i64, Ending)> = batch.iter().map(|f| (f.job.id, f.ending)).collect();
-        let mut tries = 0;
-        let recorded = loop {
-            match store::finish(env.database(), env.jobs().owner(), &rows).await {
-                Ok(recorded) => break Some(recorded),
-                Err(_) if tries < 2 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut recording = tokio::task::JoinSet::new();
+    loop {
+        while recording.len() >= FINISHERS {
+            let _ = recording.join_next().await;
+        }
+        let mut batch = Vec::with_capacity(FINISH_BATCH);
+        tokio::select! {
+            received = endings.recv_many(&mut batch, FINISH_BATCH) => {
+                if received == 0 {
+                    break;
                 }
-                Err(err) => {
-                    tracing::warn!(
-                        jobs = rows.len(), error = %err,
-                        "job endings could not be recorded; the jobs run again after their lease"
-                    );
-                    break None;
-                }
+                recording.spawn(record(env.clone(), batch));
             }
-        };
-        let answered = recorded.is_some();
-        let recorded = recorded.unwrap_or_else(|| vec![false; batch.len()]);
-        for (finish, recorded) in batch.drain(..).zip(recorded) {
-            if recorded {
-                count(&env, &finish);
-            } else if answered {
+            Some(_) = recording.join_next(), if !recording.is_empty() => {}
+        }
+    }
+    while recording.join_next().await.is_some() {}
+}
+
+/// Records one batch of endings (see [`finisher`]).
+async fn record(env: JobEnv, mut batch: Vec<Finish>) {
+    let rows: Vec<(i64, Ending)> = batch.iter().map(|f| (f.job.id, f.ending)).collect();
+    let mut tries = 0;
+    let recorded = loop {
+        match store::finish(env.database(), env.jobs().owner(), &rows).await {
+            Ok(recorded) => break Some(recorded),
+            Err(_) if tries < 2 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(err) => {
                 tracing::warn!(
-                    job = finish.job.id,
-                    "job finished after its lease passed; another worker has it"
+                    jobs = rows.len(), error = %err,
+                    "job endings could not be recorded; the jobs run again after their lease"
                 );
+                break None;
             }
-            match finish.answer {
-                Some(answer) => {
-                    let _ = answer.send(recorded);
-                }
-                None => env.jobs().release(finish.job.id),
+        }
+    };
+    let answered = recorded.is_some();
+    let recorded = recorded.unwrap_or_else(|| vec![false; batch.len()]);
+    for (finish, recorded) in batch.drain(..).zip(recorded) {
+        if recorded {
+            count(&env, &finish);
+        } else if answered {
+            tracing::warn!(
+                job = finish.job.id,
+                "job finished after its lease passed; another worker has it"
+            );
+        }
+        match finish.answer {
+            Some(answer) => {
+                let _ = answer.send(recorded);
             }
+            None => env.jobs().release(finish.job.id),
         }
     }
 }
@@ -464,8 +487,8 @@ const FAST_BATCH: Duration = Duration::from_millis(500);
 /// again as soon as its handler returns, while the finisher records the
 /// ending with others. Every job in the local queue is already `running`
 /// under this process's lease (renewed like those that run); a draining or
-/// disconnected worker gives back those it has not started. At most a
-/// local queue and a round of slots of its jobs are claimed and not yet
+/// disconnected worker gives back those it has not started. At most two
+/// local queues and a round of slots of its jobs are claimed and not yet
 /// recorded: a claim waits for the finisher (on SQLite the two take turns
 /// at the one write lock, and claims back to back would starve it).
 async fn database_worker(env: JobEnv, queue: Queue, mut stopped: watch::Receiver<bool>) {
@@ -478,7 +501,7 @@ async fn database_worker(env: JobEnv, queue: Queue, mut stopped: watch::Receiver
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let size = (config.concurrency * LOCAL_QUEUE_PER_SLOT)
         .clamp(config.concurrency, LOCAL_QUEUE_MAX.max(config.concurrency));
-    let unrecorded = Arc::new(Semaphore::new(size + config.concurrency));
+    let unrecorded = Arc::new(Semaphore::new(2 * size + config.concurrency));
     let mut local: VecDeque<Local> = VecDeque::with_capacity(size);
     let mut turns = store::Turns::default();
     // Whether the last claim took all it asked for (more may be due), and
