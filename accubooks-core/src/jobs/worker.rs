@@ -476,7 +476,7 @@ async fn redis_worker(env: JobEnv, queue: Queue, mut stopped: watch::Receiver<bo
 /// one claim takes a batch (graphile-worker's `localQueue`), and the next
 /// is made when fewer than `JOB_CONCURRENCY` are left, so the slots never
 /// wait for a claim.
-const LOCAL_QUEUE_PER_SLOT: usize = 8;
+const LOCAL_QUEUE_PER_SLOT: usize = 20;
 const LOCAL_QUEUE_MAX: usize = 500;
 /// How soon the jobs of one claim must have (nearly) all started for the
 /// next claim to fill the local queue rather than the free slots alone.
