@@ -324,6 +324,9 @@ def section(r9: dict, when: str) -> str:
   `localQueue: {{size: 500}}`, `completeJobBatchDelay: 0`), jobs added with `addJobs` in
   batches of 50, as AccuBooks's `enqueue` of 50; commits per job from
   `pg_stat_database.xact_commit` of the contender's own database over the timed part.
+- Run it: `BENCH_ONLY=jobs scripts/bench`, or with `jobs_bench` built
+  (`cargo build --release --example jobs_bench`):
+  `BENCH_BIN_DIR=$CARGO_TARGET_DIR/release/examples python3 scripts/lib/bench_jobs.py`.
 
 {chr(10).join(rows)}
 """
