@@ -1638,7 +1638,9 @@ mod host_jobs {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // The stuck job and the local queue behind it (JOB_CONCURRENCY=1:
-        // a local queue of 20) are running; 49 succeeded.
+        // a local queue of 20) are running, and so are, until the finisher
+        // has recorded them, jobs already done: at most two local queues
+        // and a slot in all.
         let mut running = 0;
         let started = Instant::now();
         while running < 2 {
@@ -1647,8 +1649,8 @@ mod host_jobs {
             assert!(started.elapsed() < Duration::from_secs(10), "{now:?}");
         }
         assert!(
-            running <= 21,
-            "{running} running with one slot and a local queue of 20"
+            running <= 41,
+            "{running} running with one slot and local queues of 20"
         );
         first.close().await;
         // Read from the file itself: the instance's pools are closed.
