@@ -9,9 +9,12 @@
 //! 1. **enqueue**: `--jobs` no-op jobs recorded through the outbox with
 //!    [`AccuBooks::enqueue`] in batches of `--batch` (one transaction each,
 //!    like BullMQ's `addBulk`), then the time until all have succeeded;
-//! 2. **backlog**: `--backlog` jobs recorded while Redis is down, then the
+//! 2. **drain**: `--drain` jobs recorded while the no-op handler holds the
+//!    jobs the workers took (a gate), then the time from the gate's opening
+//!    until all have succeeded (either transport);
+//! 3. **backlog**: `--backlog` jobs recorded while Redis is down, then the
 //!    time from Redis being back until all have succeeded (aim: under 5 s);
-//! 3. **catch-up**: a weekly recurring invoice starting 52 weeks ago
+//! 4. **catch-up** (unless `--no-catch-up`): a weekly recurring invoice starting 52 weeks ago
 //!    (53 occurrences, issued), the time until its 53 invoices exist
 //!    (aim: under 1 s).
 //!
@@ -19,7 +22,9 @@
 //! `jobs_bench: stop redis` and waits for a line on stdin (sent once Redis
 //! is down), then `jobs_bench: start redis` and waits for a line sent once
 //! Redis answers again; `scripts/lib/bench.py` does both (`--backlog 0`
-//! skips the step). Completions are read from `accubooks_jobs_total` of
+//! skips the step). With `--marks` it also prints `jobs_bench: mark <step>
+//! start|end` around the timed parts of steps 1 and 2 and waits for a line
+//! (the driver reads `pg_stat_database.xact_commit` there). Completions are read from `accubooks_jobs_total` of
 //! `render_metrics()`, which counts an attempt once its `succeeded` row has
 //! committed. The results are one JSON line on stdout.
 //!
@@ -42,8 +47,22 @@ const QUEUE: Queue = accubooks_core::reporting::QUEUE;
 /// How long any wait may last before the run gives up.
 const LIMIT: Duration = Duration::from_secs(600);
 
+/// Whether the no-op handler may return: closed while a drain's backlog
+/// is recorded, so the jobs the workers already took wait in the handler
+/// and the rest wait in the queue.
+fn gate() -> &'static tokio::sync::watch::Sender<bool> {
+    static GATE: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> = std::sync::OnceLock::new();
+    GATE.get_or_init(|| tokio::sync::watch::channel(true).0)
+}
+
 fn noop<'a>(_: &'a JobEnv, _: &'a JobContext) -> BoxFuture<'a, Result<(), JobFailure>> {
-    Box::pin(async { Ok(()) })
+    Box::pin(async {
+        let mut open = gate().subscribe();
+        if !*open.borrow() {
+            let _ = open.wait_for(|open| *open).await;
+        }
+        Ok(())
+    })
 }
 
 struct Args {
@@ -51,6 +70,9 @@ struct Args {
     batch: usize,
     warmup: usize,
     backlog: usize,
+    drain: usize,
+    marks: bool,
+    catch_up: bool,
 }
 
 fn args() -> Args {
@@ -59,6 +81,9 @@ fn args() -> Args {
         batch: 50,
         warmup: 1_000,
         backlog: 10_000,
+        drain: 0,
+        marks: false,
+        catch_up: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,6 +92,15 @@ fn args() -> Args {
             "--batch" => &mut args.batch,
             "--warmup" => &mut args.warmup,
             "--backlog" => &mut args.backlog,
+            "--drain" => &mut args.drain,
+            "--marks" => {
+                args.marks = true;
+                continue;
+            }
+            "--no-catch-up" => {
+                args.catch_up = false;
+                continue;
+            }
             _ => usage(&flag),
         };
         *slot = it
@@ -80,7 +114,10 @@ fn args() -> Args {
 
 fn usage(flag: &str) -> ! {
     eprintln!("jobs_bench: bad argument {flag}");
-    eprintln!("usage: jobs_bench [--jobs N] [--batch B] [--warmup W] [--backlog N]");
+    eprintln!(
+        "usage: jobs_bench [--jobs N] [--batch B] [--warmup W] [--backlog N] [--drain N] \
+         [--marks] [--no-catch-up]"
+    );
     std::process::exit(2)
 }
 
@@ -156,6 +193,14 @@ async fn handshake(say: &str) -> Instant {
     Instant::now()
 }
 
+/// With `--marks`, prints `jobs_bench: mark <what>` and waits for the
+/// driver's answer (it reads PostgreSQL's commit counter there).
+async fn mark(marks: bool, what: &str) {
+    if marks {
+        handshake(&format!("mark {what}")).await;
+    }
+}
+
 async fn available(app: &AccuBooks, name: &str, up: bool) -> Instant {
     let started = Instant::now();
     while app.registry().get(name).is_some_and(|d| d.is_available()) != up {
@@ -210,11 +255,13 @@ async fn main() {
     wait_succeeded(&app, done, done + args.warmup as u64).await;
 
     // 1. Enqueue, then all succeeded.
+    mark(args.marks, "enqueue_run start").await;
     done = succeeded(&app);
     let started = Instant::now();
     let enqueued = enqueue(&app, &org, &format!("{run}-a"), args.jobs, args.batch).await;
     let (_, last) = wait_succeeded(&app, done, done + args.jobs as u64).await;
     let completed = last - started;
+    mark(args.marks, "enqueue_run end").await;
     let mut out = json!({
         "transport": transport,
         "concurrency": concurrency,
@@ -226,7 +273,26 @@ async fn main() {
                              "jobs_per_second": per_second(args.jobs, completed)},
     });
 
-    // 2. A backlog recorded while Redis is down.
+    // 2. A backlog recorded while the handler holds the jobs the workers
+    // took, then drained: from the gate's opening until all succeeded.
+    if args.drain > 0 {
+        gate().send_replace(false);
+        done = succeeded(&app);
+        let recorded = enqueue(&app, &org, &format!("{run}-d"), args.drain, args.batch).await;
+        mark(args.marks, "drain start").await;
+        let opened = Instant::now();
+        gate().send_replace(true);
+        let (_, last) = wait_succeeded(&app, done, done + args.drain as u64).await;
+        mark(args.marks, "drain end").await;
+        out["drain"] = json!({
+            "jobs": args.drain,
+            "recorded_s": recorded.as_secs_f64(),
+            "seconds": (last - opened).as_secs_f64(),
+            "jobs_per_second": per_second(args.drain, last - opened),
+        });
+    }
+
+    // 3. A backlog recorded while Redis is down.
     if args.backlog > 0 {
         handshake("stop redis").await;
         let noticed = Instant::now();
@@ -248,7 +314,12 @@ async fn main() {
         });
     }
 
-    // 3. A year of a weekly recurring invoice, caught up.
+    // 4. A year of a weekly recurring invoice, caught up.
+    if !args.catch_up {
+        println!("{out}");
+        app.close().await;
+        return;
+    }
     let books = app.books();
     let customer = serde_json::from_value(json!({"name": "Initech"})).expect("a customer");
     let Answer::Done(customer) = books

@@ -13,8 +13,10 @@ Environment:
   BENCH_LOG_DIR    where logs and raw JSON results go (default a new /tmp dir)
   BENCH_OUT        the markdown file to write (default BENCHMARKS.md at the repo root;
                    empty to skip)
-  BENCH_ONLY       `jobs`: run only row 9 (background jobs next to BullMQ) on a private
-                   PostgreSQL and Redis, and rewrite only its section of BENCH_OUT;
+  BENCH_ONLY       `jobs`: run only row 9 side by side (scripts/lib/bench_jobs.py: both
+                   transports, graphile-worker and BullMQ at concurrency 24, 10,000 and
+                   50,000 jobs, three rounds) on a private PostgreSQL and Redis, and
+                   rewrite only its section of BENCH_OUT;
                    `webhooks`: only the Stripe webhook figures (scripts/lib/bench_webhooks.py);
                    `events`: only outgoing webhooks' throughput and delay (scripts/lib/bench_events.py);
                    `scale`: only row 10, instances behind HAProxy and the PostgreSQL and Redis
@@ -45,6 +47,7 @@ from typing import cast
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_bullmq  # noqa: E402
 import bench_events  # noqa: E402
+import bench_jobs  # noqa: E402
 import bench_scale  # noqa: E402
 import bench_webhooks  # noqa: E402
 import services as sv  # noqa: E402
@@ -687,17 +690,18 @@ def main_only_jobs() -> int:
     load_at_start = loadavg()
     pg = sv.Postgres(log_dir=LOG_DIR)
     redis = sv.Redis(log_dir=LOG_DIR)
-    log(f"postgres on {pg.port}, redis on {redis.port}; row 9: background jobs next to BullMQ")
-    r9 = row_jobs(pg, redis)
+    log(f"postgres on {pg.port}, redis on {redis.port}; row 9: durable job queues side by side "
+        f"(scripts/lib/bench_jobs.py)")
+    r9 = bench_jobs.row9(pg, redis)
     when = (f"alone (`BENCH_ONLY=jobs`) on {datetime.date.today().isoformat()} in "
             f"{(time.time() - started) / 60:.1f} min; load average at start {load_at_start} (the machine "
             f"is shared)")
-    section = jobs_section(r9, when)
+    section = bench_jobs.section(r9, when)
     print(section)
     if OUT:
         path = Path(OUT)
         text = path.read_text() if path.exists() else "# Benchmarks\n\n## Commands\n"
-        path.write_text(replace_section(text, JOBS_HEADING, section))
+        path.write_text(replace_section(text, bench_jobs.HEADING, section))
         log(f"wrote the row-9 section of {OUT}")
     return 0
 

@@ -1568,4 +1568,155 @@ mod host_jobs {
         assert_eq!(job.attempts, 2, "{job:?}");
         second.close().await;
     }
+
+    /// The status and attempts of every job of the caller's organization on
+    /// the report queue, through the instance.
+    async fn statuses(app: &AccuBooks, caller: &Principal) -> Vec<(JobStatus, u32)> {
+        let mut all = Vec::new();
+        let mut page = accubooks_core::paging::PageRequest {
+            limit: accubooks_core::paging::Limit::MAX,
+            after: None,
+        };
+        loop {
+            let read = app
+                .books()
+                .jobs(caller, Some(reporting::QUEUE), None, page.clone())
+                .await
+                .unwrap();
+            all.extend(read.items.iter().map(|job| (job.status, job.attempts)));
+            match (read.next, read.items.last()) {
+                (Some(_), Some(last)) => page.after = Some(last.id),
+                _ => return all,
+            }
+        }
+    }
+
+    /// A draining process gives back at once the jobs of its local queue
+    /// (claimed in a batch, `running` under its lease, never started):
+    /// `pending` again with their attempt not counted, so another process
+    /// runs them without waiting for the lease, and each job runs once
+    /// (the one stuck in its handler twice: handed back at the drain
+    /// timeout, as before).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_draining_process_gives_back_the_jobs_it_claimed_but_never_started() {
+        init_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let runs = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&runs);
+        // The 50th run never ends (until the process gives up on it).
+        let stuck = jobs::from_fn(move |_, _| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 49 {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                Ok(())
+            }
+        });
+        let config = Config::from_vars(vars(
+            &dir,
+            &[("JOB_CONCURRENCY", "1"), ("DRAIN_TIMEOUT_MS", "300")],
+        ))
+        .unwrap();
+        let first = AccuBooks::builder(config)
+            .job_handler("work", reporting::QUEUE, stuck)
+            .build()
+            .await
+            .unwrap();
+        let caller = owner(&first).await;
+        let jobs: Vec<NewJob> = (0..200).map(|_| job("work")).collect();
+        first
+            .enqueue(&caller.organization.into(), jobs)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        while runs.load(Ordering::SeqCst) < 50 {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "stuck before 50 runs"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The stuck job and the local queue behind it (JOB_CONCURRENCY=1:
+        // a local queue of 20) are running, and so are, until the finisher
+        // has recorded them, jobs already done: at most two local queues
+        // and a slot in all.
+        let mut running = 0;
+        let started = Instant::now();
+        while running < 2 {
+            let now = statuses(&first, &caller).await;
+            running = now.iter().filter(|(s, _)| *s == JobStatus::Running).count();
+            assert!(started.elapsed() < Duration::from_secs(10), "{now:?}");
+        }
+        assert!(
+            running <= 41,
+            "{running} running with one slot and local queues of 20"
+        );
+        first.close().await;
+        // Read from the file itself: the instance's pools are closed.
+        let file =
+            sqlx::SqlitePool::connect(&format!("sqlite://{}/books.db", dir.path().display()))
+                .await
+                .unwrap();
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, attempts FROM jobs WHERE kind = 'work'")
+                .fetch_all(&file)
+                .await
+                .unwrap();
+        file.close().await;
+        let after: Vec<(JobStatus, u32)> = rows
+            .into_iter()
+            .map(|(s, a)| (JobStatus::parse(&s).unwrap(), u32::try_from(a).unwrap()))
+            .collect();
+        assert_eq!(after.len(), 200);
+        assert_eq!(
+            after
+                .iter()
+                .filter(|(s, _)| *s == JobStatus::Succeeded)
+                .count(),
+            49,
+            "{after:?}"
+        );
+        // Nothing left running; of the 151 pending, only the stuck one
+        // counts an attempt.
+        let pending: Vec<u32> = after
+            .iter()
+            .filter(|(s, _)| *s == JobStatus::Pending)
+            .map(|(_, attempts)| *attempts)
+            .collect();
+        assert_eq!(pending.len(), 151, "{after:?}");
+        assert_eq!(
+            pending.iter().filter(|a| **a == 1).count(),
+            1,
+            "{pending:?}"
+        );
+        assert_eq!(
+            pending.iter().filter(|a| **a == 0).count(),
+            150,
+            "{pending:?}"
+        );
+        // Another process runs the rest: each job once more at most.
+        let counter = Arc::clone(&runs);
+        let quick = jobs::from_fn(move |_, _| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok(()) }
+        });
+        let second = AccuBooks::builder(Config::from_vars(vars(&dir, &[])).unwrap())
+            .job_handler("work", reporting::QUEUE, quick)
+            .build()
+            .await
+            .unwrap();
+        connected(&second).await;
+        let started = Instant::now();
+        loop {
+            let now = statuses(&second, &caller).await;
+            if now.iter().all(|(s, _)| *s == JobStatus::Succeeded) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "{now:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 200 + 1);
+        second.close().await;
+    }
 }

@@ -2,7 +2,7 @@
 //! each registered queue, the lease renewer, the monitor and the periodic
 //! tasks the features registered.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,13 +39,31 @@ const RELAY_FLOWING: Duration = Duration::from_millis(20);
 const RELAY_IDLE: Duration = Duration::from_millis(250);
 /// Most endings the finisher records in one transaction.
 const FINISH_BATCH: usize = 500;
+/// Most transactions of endings the finisher has in flight at once: while
+/// one waits for its commit's disk flush, the next batch gathers and is
+/// sent (PostgreSQL flushes concurrent commits together).
+const FINISHERS: usize = 4;
 
-/// An ending for the finisher, and where its answer goes: whether it was
-/// recorded (see [`store::finish`]), or why not (for the log).
+/// An ending for the finisher: the attempt, how it ended, and where the
+/// answer goes once recorded (the redis transport acknowledges the job's
+/// message only then), or `None` when nobody waits (the database transport:
+/// the finisher then releases the job itself).
 pub(crate) struct Finish {
-    id: i64,
+    job: Attempt,
     ending: Ending,
-    answer: oneshot::Sender<Result<bool, String>>,
+    answer: Option<oneshot::Sender<bool>>,
+    /// The database worker's count of its jobs not yet recorded: freed
+    /// with this when the ending has been.
+    _unrecorded: Option<OwnedSemaphorePermit>,
+}
+
+/// What the finisher logs and counts of an attempt.
+struct Attempt {
+    id: i64,
+    queue: Queue,
+    kind: String,
+    attempt: u32,
+    elapsed_ms: u64,
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -135,8 +153,15 @@ async fn permits(semaphore: &Arc<Semaphore>, most: usize) -> Vec<OwnedSemaphoreP
     permits
 }
 
-/// Runs one claimed job and records how it ended.
-async fn execute(env: &JobEnv, job: Claimed) {
+/// Runs one claimed job and hands how it ended to the finisher. With
+/// `wait`, answers once the ending is recorded (whether it was); without,
+/// at once, and the finisher releases the job when it has recorded it.
+async fn execute(
+    env: &JobEnv,
+    job: Claimed,
+    wait: bool,
+    unrecorded: Option<OwnedSemaphorePermit>,
+) -> bool {
     let jobs = env.jobs();
     let started = Instant::now();
     let result = match jobs.handler(&job.kind) {
@@ -159,91 +184,141 @@ async fn execute(env: &JobEnv, job: Claimed) {
         }
     };
     let config = jobs.config();
-    let (ending, outcome) = match result {
-        Ok(()) => (Ending::Succeeded, "succeeded"),
+    let ending = match result {
+        Ok(()) => Ending::Succeeded,
         Err(failure)
             if failure.transience == Transience::Temporary
                 && job.attempts < config.max_attempts =>
         {
             let delay = backoff(job.attempts, config.retry_base, config.retry_max);
-            (
-                Ending::Retry(failure, store::now_ms() + millis(delay)),
-                "failed",
-            )
+            Ending::Retry(failure, store::now_ms() + millis(delay))
         }
-        Err(failure) => (Ending::Dead(failure), "dead"),
+        Err(failure) => Ending::Dead(failure),
     };
-    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    // A short outage while recording the ending: try again briefly. If it
-    // cannot be recorded, the lease passes and the job runs again (its
-    // effect is idempotent).
-    for attempt in 0..3 {
-        match record_ending(jobs, job.id, ending).await {
-            Ok(true) => {
-                env.metrics().count_job(job.queue.as_str(), outcome);
-                match ending {
-                    Ending::Succeeded => tracing::debug!(
-                        job = job.id, queue = job.queue.as_str(), kind = %job.kind,
-                        attempt = job.attempts, elapsed_ms, "job succeeded"
-                    ),
-                    Ending::Retry(failure, _) | Ending::Dead(failure) => tracing::warn!(
-                        job = job.id, queue = job.queue.as_str(), kind = %job.kind,
-                        attempt = job.attempts, code = failure.code, outcome,
-                        "job attempt failed"
-                    ),
+    let attempt = Attempt {
+        id: job.id,
+        queue: job.queue,
+        kind: job.kind,
+        attempt: job.attempts,
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    };
+    let (answer, answered) = if wait {
+        let (answer, answered) = oneshot::channel();
+        (Some(answer), Some(answered))
+    } else {
+        (None, None)
+    };
+    let finish = Finish {
+        job: attempt,
+        ending,
+        answer,
+        _unrecorded: unrecorded,
+    };
+    if let Err(mpsc::error::SendError(finish)) = jobs.inner.endings.send(finish) {
+        tracing::warn!(
+            job = finish.job.id,
+            "the job finisher has stopped; the job runs again after its lease"
+        );
+        if finish.answer.is_none() {
+            jobs.release(finish.job.id);
+        }
+        return false;
+    }
+    match answered {
+        Some(answered) => answered.await.unwrap_or(false),
+        None => true,
+    }
+}
+
+/// Records the endings of attempts: those that arrived while the previous
+/// transactions were committing go together in the next one (one
+/// statement), with up to [`FINISHERS`] transactions in flight, so under
+/// load a commit (and its disk flush) serves many jobs, and a lone ending
+/// waits no longer than its own transaction. An ending counts (the
+/// metrics, the log, the answer, the release of the job) only once its
+/// transaction has committed, so a job's message is acknowledged only after
+/// its ending is durable. A short outage while recording: the batch is
+/// tried again briefly; if it cannot be recorded, the leases pass and the
+/// jobs run again (their effects are idempotent).
+async fn finisher(env: JobEnv, mut endings: mpsc::UnboundedReceiver<Finish>) {
+    let mut recording = tokio::task::JoinSet::new();
+    loop {
+        while recording.len() >= FINISHERS {
+            let _ = recording.join_next().await;
+        }
+        let mut batch = Vec::with_capacity(FINISH_BATCH);
+        tokio::select! {
+            received = endings.recv_many(&mut batch, FINISH_BATCH) => {
+                if received == 0 {
+                    break;
                 }
-                return;
+                recording.spawn(record(env.clone(), batch));
             }
-            Ok(false) => {
+            Some(_) = recording.join_next(), if !recording.is_empty() => {}
+        }
+    }
+    while recording.join_next().await.is_some() {}
+}
+
+/// Records one batch of endings (see [`finisher`]).
+async fn record(env: JobEnv, mut batch: Vec<Finish>) {
+    let rows: Vec<(i64, Ending)> = batch.iter().map(|f| (f.job.id, f.ending)).collect();
+    let mut tries = 0;
+    let recorded = loop {
+        match store::finish(env.database(), env.jobs().owner(), &rows).await {
+            Ok(recorded) => break Some(recorded),
+            Err(_) if tries < 2 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(err) => {
                 tracing::warn!(
-                    job = job.id,
-                    "job finished after its lease passed; another worker has it"
+                    jobs = rows.len(), error = %err,
+                    "job endings could not be recorded; the jobs run again after their lease"
                 );
-                return;
+                break None;
             }
-            Err(_) if attempt < 2 => tokio::time::sleep(Duration::from_millis(200)).await,
-            Err(err) => tracing::warn!(
-                job = job.id, error = %err,
-                "the job's ending could not be recorded; it will run again after its lease"
-            ),
+        }
+    };
+    let answered = recorded.is_some();
+    let recorded = recorded.unwrap_or_else(|| vec![false; batch.len()]);
+    for (finish, recorded) in batch.drain(..).zip(recorded) {
+        if recorded {
+            count(&env, &finish);
+        } else if answered {
+            tracing::warn!(
+                job = finish.job.id,
+                "job finished after its lease passed; another worker has it"
+            );
+        }
+        match finish.answer {
+            Some(answer) => {
+                let _ = answer.send(recorded);
+            }
+            None => env.jobs().release(finish.job.id),
         }
     }
 }
 
-/// Hands an ending to the finisher and waits until it is recorded.
-async fn record_ending(jobs: &super::Jobs, id: i64, ending: Ending) -> Result<bool, String> {
-    let (answer, answered) = oneshot::channel();
-    let stopped = || "the job finisher has stopped".to_owned();
-    jobs.inner
-        .endings
-        .send(Finish { id, ending, answer })
-        .map_err(|_| stopped())?;
-    answered.await.unwrap_or_else(|_| Err(stopped()))
-}
-
-/// Records the endings of attempts: those that arrived while the previous
-/// transaction was committing go together in the next one, so under load a
-/// commit (and its disk flush) serves many jobs, and a lone ending waits no
-/// longer than its own transaction. An ending is answered only once its
-/// transaction has committed, so a job's message is acknowledged only after
-/// its ending is durable, as before.
-async fn finisher(env: JobEnv, mut endings: mpsc::UnboundedReceiver<Finish>) {
-    let mut batch = Vec::with_capacity(FINISH_BATCH);
-    while endings.recv_many(&mut batch, FINISH_BATCH).await > 0 {
-        let rows: Vec<(i64, Ending)> = batch.iter().map(|f| (f.id, f.ending)).collect();
-        match store::finish(env.database(), env.jobs().owner(), &rows).await {
-            Ok(recorded) => {
-                for (finish, recorded) in batch.drain(..).zip(recorded) {
-                    let _ = finish.answer.send(Ok(recorded));
-                }
-            }
-            Err(err) => {
-                let err = err.to_string();
-                for finish in batch.drain(..) {
-                    let _ = finish.answer.send(Err(err.clone()));
-                }
-            }
-        }
+/// Counts and logs a recorded ending.
+fn count(env: &JobEnv, finish: &Finish) {
+    let job = &finish.job;
+    let outcome = match finish.ending {
+        Ending::Succeeded => "succeeded",
+        Ending::Retry(..) => "failed",
+        Ending::Dead(_) => "dead",
+    };
+    env.metrics().count_job(job.queue.as_str(), outcome);
+    match finish.ending {
+        Ending::Succeeded => tracing::debug!(
+            job = job.id, queue = job.queue.as_str(), kind = %job.kind,
+            attempt = job.attempt, elapsed_ms = job.elapsed_ms, "job succeeded"
+        ),
+        Ending::Retry(failure, _) | Ending::Dead(failure) => tracing::warn!(
+            job = job.id, queue = job.queue.as_str(), kind = %job.kind,
+            attempt = job.attempt, code = failure.code, outcome,
+            "job attempt failed"
+        ),
     }
 }
 
@@ -257,12 +332,27 @@ where
     env.jobs().hold(job.id);
     tokio::spawn(async move {
         let id = job.id;
-        execute(&env, job).await;
+        execute(&env, job, true, None).await;
         env.jobs().release(id);
         then.await;
         drop(permit);
     });
 }
+
+/// Runs `job`, claimed from the table (and held since), in a task of its
+/// own, holding `permit` until its handler has returned: the slot is free
+/// while the finisher records the ending with others.
+fn run_claimed(env: &JobEnv, (job, unrecorded): Local, permit: OwnedSemaphorePermit) {
+    let env = env.clone();
+    tokio::spawn(async move {
+        execute(&env, job, false, Some(unrecorded)).await;
+        drop(permit);
+    });
+}
+
+/// A job of a worker's local queue, and its place among the worker's jobs
+/// not yet recorded.
+type Local = (Claimed, OwnedSemaphorePermit);
 
 /// The worker of one queue on the redis transport.
 async fn redis_worker(env: JobEnv, queue: Queue, mut stopped: watch::Receiver<bool>) {
@@ -381,7 +471,26 @@ async fn redis_worker(env: JobEnv, queue: Queue, mut stopped: watch::Receiver<bo
     }
 }
 
-/// The worker of one queue on the database transport.
+/// How many claimed jobs a worker of the database transport keeps in its
+/// local queue, per job it runs at once (`JOB_CONCURRENCY`), and at most:
+/// one claim takes a batch (graphile-worker's `localQueue`), and the next
+/// is made when fewer than `JOB_CONCURRENCY` are left, so the slots never
+/// wait for a claim.
+const LOCAL_QUEUE_PER_SLOT: usize = 20;
+const LOCAL_QUEUE_MAX: usize = 500;
+/// How soon the jobs of one claim must have (nearly) all started for the
+/// next claim to fill the local queue rather than the free slots alone.
+const FAST_BATCH: Duration = Duration::from_millis(500);
+
+/// The worker of one queue on the database transport: claims batches of due
+/// jobs into a local queue and runs them as slots free up; a slot is free
+/// again as soon as its handler returns, while the finisher records the
+/// ending with others. Every job in the local queue is already `running`
+/// under this process's lease (renewed like those that run); a draining or
+/// disconnected worker gives back those it has not started. At most two
+/// local queues and a round of slots of its jobs are claimed and not yet
+/// recorded: a claim waits for the finisher (on SQLite the two take turns
+/// at the one write lock, and claims back to back would starve it).
 async fn database_worker(env: JobEnv, queue: Queue, mut stopped: watch::Receiver<bool>) {
     let jobs = env.jobs().clone();
     let Some(position) = jobs.position(queue) else {
@@ -389,46 +498,133 @@ async fn database_worker(env: JobEnv, queue: Queue, mut stopped: watch::Receiver
     };
     let config = jobs.config().clone();
     let lease_ms = millis(config.lease);
-    let semaphore = Arc::new(Semaphore::new(config.concurrency));
+    let slots = Arc::new(Semaphore::new(config.concurrency));
+    let size = (config.concurrency * LOCAL_QUEUE_PER_SLOT)
+        .clamp(config.concurrency, LOCAL_QUEUE_MAX.max(config.concurrency));
+    let unrecorded = Arc::new(Semaphore::new(2 * size + config.concurrency));
+    let mut local: VecDeque<Local> = VecDeque::with_capacity(size);
     let mut turns = store::Turns::default();
+    // Whether the last claim took all it asked for (more may be due), and
+    // when it was made.
+    let mut more = true;
+    let mut last_claim = Instant::now();
     loop {
         if *stopped.borrow() || jobs.is_draining() {
             jobs.set_working(queue, false);
+            give_back(&env, &mut local).await;
             return;
         }
         if !carrier_up(&env) {
             jobs.set_working(queue, false);
+            give_back(&env, &mut local).await;
             if pause(Duration::from_millis(250), &mut stopped).await {
                 return;
             }
             continue;
         }
         jobs.set_working(queue, true);
+        // Whether the jobs of the last claim went quickly: then the next
+        // claim fills the local queue.
+        let fast = last_claim.elapsed() < FAST_BATCH;
+        // Start what the free slots allow.
+        while !local.is_empty() {
+            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                break;
+            };
+            if let Some(job) = local.pop_front() {
+                run_claimed(&env, job, permit);
+            }
+        }
         let woken = jobs.inner.wake[position].notified();
-        let mut permits = permits(&semaphore, config.concurrency).await;
-        let claimed = store::claim_due(
-            env.database(),
-            queue,
-            jobs.owner(),
-            lease_ms,
-            permits.len(),
-            &mut turns,
-        )
-        .await
-        .unwrap_or_default();
-        if claimed.is_empty() {
-            drop(permits);
+        let free = slots.available_permits();
+        let room = unrecorded.available_permits();
+        if local.len() < config.concurrency
+            && (more || local.is_empty())
+            && (free > 0 || fast)
+            && room > 0
+        {
+            // Jobs that run in a blink (the last batch went within
+            // `FAST_BATCH`) are claimed a local queue at a time; slow ones
+            // only for the free slots, so that another process with free
+            // slots can take the rest.
+            let want = if fast { size - local.len() } else { free }.min(room);
+            last_claim = Instant::now();
+            match store::claim_due(
+                env.database(),
+                queue,
+                jobs.owner(),
+                lease_ms,
+                want,
+                &mut turns,
+            )
+            .await
+            {
+                Ok(claimed) => {
+                    more = claimed.len() == want;
+                    for job in claimed {
+                        jobs.hold(job.id);
+                        match Arc::clone(&unrecorded).try_acquire_owned() {
+                            Ok(place) => local.push_back((job, place)),
+                            // Not reached: this loop alone takes places, at
+                            // most `room`.
+                            Err(_) => {
+                                let _ =
+                                    store::give_back(env.database(), jobs.owner(), &[job.id]).await;
+                                jobs.release(job.id);
+                            }
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(queue = queue.as_str(), error = %err, "claim failed");
+                    more = false;
+                }
+            }
+            if !local.is_empty() {
+                continue;
+            }
+        }
+        if local.is_empty() {
+            // Nothing due, or every slot or place taken: new work, a free
+            // slot or place, a poll or a stop.
             tokio::select! {
                 () = woken => {}
+                _ = slots.acquire(), if free == 0 => {}
+                _ = unrecorded.acquire(), if room == 0 => {}
                 () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = stopped.changed() => return,
+                _ = stopped.changed() => {}
             }
+            more = true;
             continue;
         }
-        for job in claimed {
-            let Some(permit) = permits.pop() else { break };
-            run_in_task(&env, job, permit, async {});
+        // Wait for a slot (a stop or a drain is seen at the top).
+        tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => {
+                if let (Ok(permit), Some(job)) = (permit, local.pop_front()) {
+                    run_claimed(&env, job, permit);
+                }
+            }
+            _ = stopped.changed() => {}
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
+    }
+}
+
+/// Gives back the jobs of a worker's local queue (claimed, never started).
+async fn give_back(env: &JobEnv, local: &mut VecDeque<Local>) {
+    if local.is_empty() {
+        return;
+    }
+    let ids: Vec<i64> = local.drain(..).map(|(job, _)| job.id).collect();
+    let jobs = env.jobs();
+    if let Err(err) = store::give_back(env.database(), jobs.owner(), &ids).await {
+        tracing::warn!(
+            jobs = ids.len(), error = %err,
+            "claimed jobs could not be given back; they run again when their lease passes"
+        );
+    }
+    for id in ids {
+        jobs.release(id);
     }
 }
 
