@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_bullmq  # noqa: E402
@@ -192,7 +193,8 @@ def drive(argv, env, pg, database: str, on_line=None) -> dict:
         p = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                              text=True)
     assert p.stdin is not None and p.stdout is not None
-    result, marks = None, {}
+    result: Any = None
+    marks: dict[str, Any] = {}
     try:
         for line in p.stdout:
             line = line.strip()
@@ -281,7 +283,7 @@ def row9(pg, redis) -> dict:
                 log(f"bench_jobs: {json.dumps(runs[-1]['raw'])}")
     with open(LOG_DIR / "jobs_runs.json", "w") as f:
         json.dump(runs, f, indent=1)
-    medians = {}
+    medians: dict[Any, Any] = {}
     for run in runs:
         key = (run["contender"], run["step"], run["size"])
         medians.setdefault(key, []).append(run)
