@@ -342,10 +342,15 @@ pub fn init_logs() {
         .try_init();
 }
 
-/// An HTTP client for tests: no proxy, bounded waits.
+/// An HTTP client for tests: no proxy, bounded waits. Idle pooled
+/// connections are dropped after 5 s, before the server closes a silent one
+/// (`HEADER_READ_TIMEOUT_MS`, 10 s): reusing one the server is closing at
+/// that moment fails the request with a broken pipe (seen once in a full
+/// run, `bank::link_flow::sqlite::plaid_webhooks_…`).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        .pool_idle_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap()
