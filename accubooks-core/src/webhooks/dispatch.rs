@@ -40,11 +40,16 @@ const BACKOFF_MAX_MS: i64 = 3_600_000;
 /// eight in flight (331 deliveries a second to a fast receiver with 8,
 /// measured by `BENCH_ONLY=events scripts/bench`).
 const TAKE_BATCH: usize = 64;
-/// A delivery taken for an attempt is not taken again for this long (the
-/// time limits of the attempts of a batch sent [`MAX_IN_FLIGHT`] at a time,
-/// and room to record them): if the process dies mid-batch, its deliveries
-/// are due again after this.
-const LEASE_MS: i64 = ATTEMPT_TIMEOUT_MS * (TAKE_BATCH / MAX_IN_FLIGHT) as i64 + 45_000;
+/// A delivery taken for an attempt is not taken again for this long (an
+/// attempt's time limit and room to record it): if the process dies
+/// mid-step, its deliveries are due again after this. Only one pass of an
+/// endpoint runs at a time (its one job row), so the lease matters only
+/// after a crash or a stall past the job's own lease; a step of a slow
+/// receiver may outlast it, and then a stalled worker's delivery may be
+/// sent twice under the same `webhook-id`, which receivers deduplicate. A
+/// lease covering a whole step (3 minutes) kept a killed process's
+/// deliveries back past `scripts/chaos`'s 60 s to settle.
+const LEASE_MS: i64 = ATTEMPT_TIMEOUT_MS + 45_000;
 /// A pass hands its worker back after about this long, so endpoints with
 /// long backlogs take turns with the others; the scheduler asks again.
 const PASS_BUDGET: Duration = Duration::from_secs(10);
