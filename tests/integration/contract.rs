@@ -363,7 +363,7 @@ async fn oversized_bodies_are_refused_with_413(host: Host) {
     assert_eq!(small.json::<Value>().await.unwrap(), json!({"bytes": 1000}));
     // A client that announces 10 MB gets its 413 before sending the body.
     let head = "POST /api/test/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10485760\r\n\r\n";
-    let answer = raw_exchange(&server.base, head.as_bytes()).await;
+    let answer = server.raw_exchange(head.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("PAYLOAD_TOO_LARGE"), "{answer}");
     // Without a Content-Length (chunked), the limit holds as the body streams in.
@@ -374,25 +374,12 @@ async fn oversized_bodies_are_refused_with_413(host: Host) {
         chunked.extend_from_slice(&[b'y'; 1024]);
         chunked.extend_from_slice(b"\r\n");
     }
-    let answer = raw_exchange(&server.base, &chunked).await;
+    let answer = server.raw_exchange(&chunked).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
 
 /// Writes `request` on a fresh connection and reads what the server answers
 /// (tolerating the server closing before taking everything).
-async fn raw_exchange(base: &str, request: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let _ = stream.write_all(request).await;
-    let mut answer = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
-        .await
-        .expect("the server answers without waiting for the rest of the body")
-        .unwrap();
-    String::from_utf8_lossy(&answer[..n]).into_owned()
-}
-
 async fn panics_are_answered_500_and_the_server_goes_on(host: Host) {
     let server = TestServer::start(host, base_vars()).await;
     for _ in 0..3 {

@@ -183,6 +183,31 @@ impl TestServer {
         }
     }
 
+    /// Writes `request` (raw HTTP/1.1 bytes, perhaps a head announcing a
+    /// body that never follows) on a new connection and answers the reply's
+    /// head and body as text: what a client gets before it has sent a body.
+    pub async fn raw_exchange(&self, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // The server may answer and close before reading all of it.
+        let _ = stream.write_all(request).await;
+        let mut answer = Vec::new();
+        let mut buffer = vec![0u8; 4096];
+        // Until the head and as much body as it announces have come.
+        while !whole_reply(&answer) {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+                .await
+                .expect("the server answers without waiting for the rest of the body")
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..n]);
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
     /// A GET request.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
@@ -360,4 +385,22 @@ pub fn client() -> reqwest::Client {
 pub fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
+}
+
+/// Whether `reply` holds an HTTP/1.1 head and the whole body its
+/// `Content-Length` announces.
+fn whole_reply(reply: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(reply);
+    let Some(end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let length = text[..end]
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    reply.len() >= end + 4 + length
 }
