@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::books::{Books, Store};
+use crate::books::{Books, Door, Store};
 
 fn moved(debit: &str, credit: &str, amount: &str) -> Value {
     json!([{"account": debit, "debit": amount}, {"account": credit, "credit": amount}])
@@ -41,8 +41,8 @@ fn numbered_from_one(events: &[Value]) {
     );
 }
 
-async fn entries_and_reversals_write_one_event_each(store: Store) {
-    let books = Books::start(store).await;
+async fn entries_and_reversals_write_one_event_each(door: Door) {
+    let books = Books::start(door).await;
     let token = books.register("events@acme.test", "USD").await;
     let first = books
         .post(&token, "2026-03-01", moved("1000", "4000", "10.00"))
@@ -409,8 +409,10 @@ async fn invoices_pay_runs_and_lock_dates_announce_what_changed(store: Store) {
     numbered_from_one(&all_events(&books, &token).await);
 }
 
+// Through both hosts: the feed's route is declared once in the core.
+on_every_door!(entries_and_reversals_write_one_event_each);
+
 on_every_store!(
     invoices_pay_runs_and_lock_dates_announce_what_changed,
-    entries_and_reversals_write_one_event_each,
     a_poller_never_misses_or_repeats_an_event,
 );
