@@ -345,6 +345,59 @@ async fn a_slow_receiver_does_not_delay_another_endpoint(store: Store) {
         .await;
 }
 
+/// An organization whose receivers are all slow holds two of the queue's
+/// workers at most, however many endpoints it has: its endpoints take
+/// turns, and another organization's events go out meanwhile.
+async fn slow_receivers_of_one_organization_hold_two_workers_at_most(store: Store) {
+    let books = Books::start_with(
+        store,
+        &[
+            ("JOB_TRANSPORT", "database".to_owned()),
+            ("WEBHOOK_ALLOW_PRIVATE", "1".to_owned()),
+            ("JOB_CONCURRENCY", "4".to_owned()),
+        ],
+    )
+    .await;
+    let hostile = books.register("slow-org@acme.test", "USD").await;
+    let other = books.register("fast-org@acme.test", "USD").await;
+    let slow = Receiver::start(&[]).await;
+    slow.control(json!({"delay_ms": 6000})).await;
+    let fast = Receiver::start(&[]).await;
+    for _ in 0..6 {
+        endpoint(&books, &hostile, &slow.url(), json!(["*"])).await;
+    }
+    endpoint(&books, &other, &fast.url(), json!(["*"])).await;
+    books.post(&hostile, "2026-03-01", moved("1.00")).await;
+    slow.wait_for(Duration::from_secs(10), |r| !r.is_empty())
+        .await;
+
+    let posted = Instant::now();
+    books.post(&other, "2026-03-01", moved("2.00")).await;
+    fast.wait_for(Duration::from_secs(10), |r| delivered_ids(r).len() == 1)
+        .await;
+    let fast_after = posted.elapsed();
+    assert!(
+        fast_after < Duration::from_secs(5),
+        "the other organization waited {fast_after:?}"
+    );
+    assert!(slow.received().await.len() < 6);
+
+    // Until the six slow deliveries are in, never more than two passes of
+    // the organization run at once.
+    let started = Instant::now();
+    let mut most = 0;
+    while slow.received().await.len() < 6 {
+        let running = books
+            .list("/api/jobs?queue=webhooks&status=running", &hostile)
+            .await;
+        most = most.max(running.len());
+        assert!(most <= 2, "{running:#?}");
+        assert!(started.elapsed() < Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(most >= 1);
+}
+
 async fn a_rotated_secret_still_verifies_for_a_day(door: Door) {
     let books = start(door, true).await;
     let token = books.register("rotate@acme.test", "USD").await;
@@ -756,6 +809,7 @@ on_every_door!(
 );
 
 on_every_store!(
+    slow_receivers_of_one_organization_hold_two_workers_at_most,
     a_delivery_taken_by_a_process_that_died_is_sent_again,
     every_event_arrives_verified_once,
     a_receiver_down_then_failing_gets_every_event_with_the_same_ids,

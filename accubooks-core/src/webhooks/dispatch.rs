@@ -55,6 +55,12 @@ const LEASE_MS: i64 = ATTEMPT_TIMEOUT_MS + 45_000;
 const PASS_BUDGET: Duration = Duration::from_secs(10);
 /// Most endpoints one scheduler round asks jobs for.
 const ASK_BATCH: i64 = 500;
+/// Most passes (delivery jobs) one organization has open at once, across
+/// every process: an organization whose receivers are all slow holds at
+/// most this many of the `webhooks` queue's workers (and this many times
+/// [`MAX_IN_FLIGHT`] requests), whatever its number of endpoints; its
+/// endpoints take turns.
+pub(super) const PASSES_PER_ORGANIZATION: i64 = 2;
 
 /// The delay before the attempt after the `failures`-th failed one: 1 s
 /// doubling up to 1 h, with jitter (a uniform draw in its upper half), so
@@ -296,17 +302,28 @@ async fn ask(
 ) -> crate::Result<(usize, Option<i64>)> {
     let one = one.map(|(o, e)| (o.to_owned(), e));
     db.run(|pool| async move {
-        let open = "j.status IN ('pending', 'queued', 'running', 'failed')";
+        let open = "status IN ('pending', 'queued', 'running', 'failed')";
         let (filter, limit) = match &one {
             Some(_) => ("AND e.organization_id = $2 AND e.id = $3", 1),
             None => ("AND $2 = $2 AND $3 = $3", ASK_BATCH),
         };
+        // Each organization's endpoints take turns (the one whose pass
+        // ended longest ago first), and no organization has more than
+        // PASSES_PER_ORGANIZATION passes open, its running ones included.
+        let queue = QUEUE.as_str();
         let select = format!(
-            "SELECT e.id, e.organization_id FROM webhook_endpoints e \
-             WHERE {WITH_WORK} {filter} \
-             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.organization_id = e.organization_id \
-                 AND j.unique_key = 'webhooks:' || e.id AND {open}) \
-             ORDER BY e.id LIMIT {limit}"
+            "SELECT id, organization_id FROM ( \
+               SELECT e.id, e.organization_id, \
+                 ROW_NUMBER() OVER (PARTITION BY e.organization_id \
+                   ORDER BY COALESCE(j.updated_ms, 0), e.id) AS turn, \
+                 (SELECT COUNT(*) FROM jobs o WHERE o.queue = '{queue}' \
+                   AND o.organization_id = e.organization_id AND o.{open}) AS open_passes \
+               FROM webhook_endpoints e \
+               LEFT JOIN jobs j ON j.organization_id = e.organization_id \
+                 AND j.unique_key = 'webhooks:' || e.id \
+               WHERE {WITH_WORK} {filter} AND (j.id IS NULL OR NOT (j.{open})) \
+             ) t WHERE turn + open_passes <= {PASSES_PER_ORGANIZATION} \
+             ORDER BY turn, id LIMIT {limit}"
         );
         on_pool!(pool, p => {
             let (organization, endpoint) = match &one {
