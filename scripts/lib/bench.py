@@ -51,7 +51,7 @@ import bench_jobs  # noqa: E402
 import bench_scale  # noqa: E402
 import bench_webhooks  # noqa: E402
 import services as sv  # noqa: E402
-from bench_sections import replace_section  # noqa: E402
+from bench_sections import write_section  # noqa: E402
 from services import log  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
@@ -698,10 +698,7 @@ def main_only_jobs() -> int:
             f"is shared)")
     section = bench_jobs.section(r9, when)
     print(section)
-    if OUT:
-        path = Path(OUT)
-        text = path.read_text() if path.exists() else "# Benchmarks\n\n## Commands\n"
-        path.write_text(replace_section(text, bench_jobs.HEADING, section))
+    if write_section(OUT, bench_jobs.HEADING, section):
         log(f"wrote the row-9 section of {OUT}")
     return 0
 

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import services as sv
-from bench_sections import replace_section
+from bench_sections import write_section
 from services import log
 
 HEADING = "## Outgoing webhooks (issue 25)"
@@ -221,10 +221,7 @@ def main_only(bin_dir: Path, log_dir: Path, out: str, loadgen) -> int:
     text = section(r, when)
     print(text)
     (log_dir / "events.json").write_text(json.dumps(r, indent=2))
-    if out:
-        path = Path(out)
-        old = path.read_text() if path.exists() else "# Benchmarks\n\n## Commands\n"
-        path.write_text(replace_section(old, HEADING, text))
+    if write_section(out, HEADING, text):
         log(f"wrote the events section of {out}")
     t = r["throughput"]
     return 0 if t["delivered"] == t["posted"] and t["repeats"] == 0 and t["refused"] == 0 else 1

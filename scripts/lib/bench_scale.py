@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import services as sv
-from bench_sections import replace_section
+from bench_sections import write_section
 from services import log
 
 HEADING = "## Scale-out: instances behind HAProxy, failovers (row 10)"
@@ -515,9 +515,6 @@ def main_only(bin_dir: Path, log_dir: Path, out: str, loadgen, interleaved, back
     text = section(r, when)
     print(text)
     (log_dir / "scale.json").write_text(json.dumps(r, indent=2))
-    if out:
-        path = Path(out)
-        old = path.read_text() if path.exists() else "# Benchmarks\n\n## Commands\n"
-        path.write_text(replace_section(old, HEADING, text))
+    if write_section(out, HEADING, text):
         log(f"wrote the row-10 section of {out}")
     return 0

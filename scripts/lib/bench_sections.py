@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def replace_section(text: str, heading: str, new: str) -> str:
     """`text` with the section under `heading` (up to the next `## `)
@@ -15,3 +17,14 @@ def replace_section(text: str, heading: str, new: str) -> str:
     end = text.find("\n## ", start + len(heading))
     end = len(text) if end < 0 else end + 1
     return text[:start] + new + "\n" + text[end:]
+
+
+def write_section(out: str, heading: str, new: str) -> bool:
+    """Replaces the section under `heading` of the file `out` with `new` (the
+    file is made when absent). Answers whether there was a file to write."""
+    if not out:
+        return False
+    path = Path(out)
+    old = path.read_text() if path.exists() else "# Benchmarks\n\n## Commands\n"
+    path.write_text(replace_section(old, heading, new))
+    return True

@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import services as sv
-from bench_sections import replace_section
+from bench_sections import write_section
 from fake_stripe import KEY, WEBHOOK_SECRET, FakeStripe, sign
 from services import log
 
@@ -133,9 +133,6 @@ def main_only(bin_dir: Path, log_dir: Path, out: str, loadgen) -> int:
     text = section(r, when)
     print(text)
     (log_dir / "webhooks.json").write_text(json.dumps(r, indent=2))
-    if out:
-        path = Path(out)
-        old = path.read_text() if path.exists() else "# Benchmarks\n\n## Commands\n"
-        path.write_text(replace_section(old, HEADING, text))
+    if write_section(out, HEADING, text):
         log(f"wrote the webhook section of {out}")
     return 0 if r["cash"] == r["cash_expected"] else 1
