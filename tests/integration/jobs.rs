@@ -1215,6 +1215,13 @@ mod through_a_redis_outage {
         let invoices =
             wait_for_occurrences(books, &token, 15 + 2 * 11, true, Duration::from_secs(30)).await;
         assert_unique(&invoices);
+        // Posted: 37 invoices of 49.90 and 10 % tax in receivables, to the
+        // cent.
+        assert!(
+            invoices.iter().all(|i| i["total"] == "54.89"),
+            "{invoices:?}"
+        );
+        assert_eq!(books.balance(&token, "1100").await, "2030.93");
         for report in &reports {
             report_result(books, &token, report).await;
         }
@@ -1257,6 +1264,7 @@ mod through_a_redis_outage {
         );
         assert_eq!(invoices.len(), 15 + 2 * 14);
         assert_unique(&invoices);
+        assert_eq!(books.balance(&token, "1100").await, "2360.27");
         let jobs = every_job_ran_once(books).await;
         let metrics = books.server.app.render_metrics();
         assert!(

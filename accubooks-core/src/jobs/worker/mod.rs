@@ -45,15 +45,15 @@ const FINISH_BATCH: usize = 500;
 const FINISHERS: usize = 4;
 
 /// An ending for the finisher: the attempt, how it ended, and where the
-/// answer goes once recorded (the redis transport acknowledges the job's
-/// message only then), or `None` when nobody waits (the database transport:
-/// the finisher then releases the job itself).
+/// answer goes once recorded (a job read from a stream has its message
+/// acknowledged only then), or `None` when nobody waits (a job claimed from
+/// the table: the finisher then releases the job itself).
 pub(crate) struct Finish {
     job: Attempt,
     ending: Ending,
     answer: Option<oneshot::Sender<bool>>,
-    /// The database worker's count of its jobs not yet recorded: freed
-    /// with this when the ending has been.
+    /// The table side's count of its jobs not yet recorded: freed with
+    /// this when the ending has been.
     _unrecorded: Option<OwnedSemaphorePermit>,
 }
 
