@@ -1987,4 +1987,114 @@ mod host_jobs {
         assert_eq!(runs.load(Ordering::SeqCst), 200 + 1);
         second.close().await;
     }
+
+    /// Whether the instance's registry says `dependency` is available.
+    fn available(app: &AccuBooks, dependency: &str) -> bool {
+        app.registry()
+            .get(dependency)
+            .is_some_and(|d| d.is_available())
+    }
+
+    /// One semaphore for both modes: with `JOB_CONCURRENCY=4`, jobs of
+    /// 1 s on the redis transport, Redis killed while four read from the
+    /// stream run (the queue goes on from the table) and restarted while
+    /// jobs claimed from the table still run (the queue goes back to its
+    /// stream): never more than four run at once, some run while Redis is
+    /// down, and each runs once (counted in the handler itself, not from
+    /// the job's record). With a semaphore per mode, eight ran at once
+    /// (in two runs of three).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queue_runs_at_most_job_concurrency_jobs_across_a_redis_outage() {
+        use std::collections::HashMap;
+        use std::sync::Mutex;
+        use std::sync::atomic::AtomicUsize;
+
+        init_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let mut redis = Redis::start().await;
+        let url = redis.url();
+        let config = Config::from_vars(vars(
+            &dir,
+            &[
+                ("JOB_TRANSPORT", "redis"),
+                ("REDIS_URL", url.as_str()),
+                ("JOB_CONCURRENCY", "4"),
+                ("JOB_LEASE_MS", "2000"),
+            ],
+        ))
+        .unwrap();
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let runs: Arc<Mutex<HashMap<i64, u32>>> = Arc::default();
+        let (r, m, ran) = (Arc::clone(&running), Arc::clone(&most), Arc::clone(&runs));
+        let work = jobs::from_fn(move |_, job| {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            *ran.lock().unwrap().entry(job.id).or_default() += 1;
+            let r = Arc::clone(&r);
+            async move {
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                r.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            }
+        });
+        let app = AccuBooks::builder(config)
+            .job_handler("work", reporting::QUEUE, work)
+            .build()
+            .await
+            .unwrap();
+        let caller = owner(&app).await;
+        let started = Instant::now();
+        while !available(&app, "redis") {
+            assert!(started.elapsed() < Duration::from_secs(10), "no Redis");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let jobs: Vec<NewJob> = (0..24).map(|_| job("work")).collect();
+        let ids = app
+            .enqueue(&caller.organization.into(), jobs)
+            .await
+            .unwrap();
+        let ran = || runs.lock().unwrap().len();
+        let started = Instant::now();
+        while ran() < 4 {
+            assert!(started.elapsed() < Duration::from_secs(10), "nothing ran");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        redis.kill();
+        let started = Instant::now();
+        while available(&app, "redis") {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "Redis still up"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let at_outage = ran();
+        // Jobs start while Redis is down, from the table.
+        let started = Instant::now();
+        while ran() < at_outage + 4 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{} jobs ran while Redis was down",
+                ran() - at_outage
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let during = ran() - at_outage;
+        redis.restart().await;
+        let caller_ref = &caller;
+        for id in &ids {
+            wait_status(&app, caller_ref, *id, JobStatus::Succeeded).await;
+        }
+        let runs = runs.lock().unwrap().clone();
+        assert_eq!(runs.len(), 24, "a job never ran");
+        assert!(runs.values().all(|&n| n == 1), "a job ran twice: {runs:?}");
+        let most = most.load(Ordering::SeqCst);
+        assert!(most <= 4, "{most} jobs ran at once with JOB_CONCURRENCY=4");
+        eprintln!(
+            "figure: 24 jobs of 1 s at JOB_CONCURRENCY=4 across a Redis outage: {during} \
+             started while it was down (at least), at most {most} at once, each once"
+        );
+        app.close().await;
+    }
 }
