@@ -58,6 +58,7 @@ pub struct Metrics {
     job_dead: IntGaugeVec,
     jobs: IntCounterVec,
     job_outbox: IntGauge,
+    job_transport: IntGaugeVec,
     retention_purged: IntCounterVec,
     webhook_refused: IntCounterVec,
     webhook_deliveries: IntCounterVec,
@@ -99,6 +100,9 @@ pub const WEBHOOK_DELIVERY_OUTCOMES: [&str; 3] = ["delivered", "failed_attempt",
 
 /// The outcomes of a job attempt, as `accubooks_jobs_total` counts them.
 pub const JOB_OUTCOMES: [&str; 3] = ["succeeded", "failed", "dead"];
+
+/// What may carry jobs, as `accubooks_job_transport` labels it.
+pub const JOB_TRANSPORTS: [&str; 2] = ["redis", "database"];
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let gauge = IntGauge::new(name, help).expect("metric names are valid");
@@ -269,6 +273,19 @@ impl Metrics {
             "accubooks_job_outbox",
             "Jobs recorded in the database and not yet relayed to their queue.",
         );
+        let job_transport = IntGaugeVec::new(
+            Opts::new(
+                "accubooks_job_transport",
+                "1 for what carries the jobs now (redis: the streams; database: claimed \
+                 straight from the table, the database transport or Redis down), 0 for the other.",
+            ),
+            &["transport"],
+        )
+        .expect("valid metric");
+        reg(Box::new(job_transport.clone()));
+        for transport in JOB_TRANSPORTS {
+            job_transport.with_label_values(&[transport]);
+        }
 
         let metrics = Metrics {
             up: gauge(
@@ -305,6 +322,7 @@ impl Metrics {
             job_dead,
             jobs,
             job_outbox,
+            job_transport,
             retention_purged,
             webhook_refused,
             webhook_deliveries,
@@ -434,6 +452,16 @@ impl Metrics {
     /// Records how many jobs wait in the outbox.
     pub fn set_job_outbox(&self, jobs: i64) {
         self.job_outbox.set(jobs);
+    }
+
+    /// Records what carries the jobs now (one of [`JOB_TRANSPORTS`]): its
+    /// series 1, the other's 0.
+    pub fn set_job_transport(&self, transport: &str) {
+        for t in JOB_TRANSPORTS {
+            self.job_transport
+                .with_label_values(&[t])
+                .set(i64::from(t == transport));
+        }
     }
 
     /// Counts a finished job attempt; `outcome` is one of [`JOB_OUTCOMES`].

@@ -66,10 +66,11 @@ pub struct HealthInputs {
 /// The verdict on the job queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueuesStatus {
-    /// Their carrier is up, every worker runs and no backlog is growing.
+    /// Every worker runs (on Redis, or from the table: the database
+    /// transport, or Redis down) and no backlog is growing.
     Healthy,
-    /// Their carrier (Redis, or the database) is down, a worker is not
-    /// running, or the oldest due job has waited past `JOB_BACKLOG_SECONDS`.
+    /// The database is down, a worker is not running, or the oldest due
+    /// job has waited past `JOB_BACKLOG_SECONDS`.
     Degraded,
     /// The first count of the monitor has not come in yet.
     Initializing,
@@ -91,7 +92,9 @@ impl QueuesStatus {
 pub struct JobQueuesView {
     /// The verdict.
     pub status: QueuesStatus,
-    /// `redis` or `database` (`JOB_TRANSPORT`).
+    /// What carries the jobs now: `redis` (the streams) or `database`
+    /// (claimed from the table: `JOB_TRANSPORT=database`, or Redis down);
+    /// the configured transport while no worker runs.
     pub transport: &'static str,
     /// Each queue.
     pub queues: Vec<QueueView>,

@@ -8,7 +8,9 @@
 //!   every process reads its queues through one consumer group, so several
 //!   processes share the work. A message whose reader died is taken over
 //!   with `XAUTOCLAIM`; a stream lost with a Redis restart is refilled from
-//!   the table. While Redis is down, jobs wait in the outbox.
+//!   the table. While Redis is down, the workers take due jobs straight
+//!   from the table (as on the database transport) and go back to the
+//!   streams when it returns.
 //! - **database**: the workers take due rows straight from the table (the
 //!   embedded default: one process on SQLite, no Redis).
 //!
@@ -28,7 +30,7 @@ pub(crate) mod store;
 pub(crate) mod streams;
 mod worker;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -231,11 +233,12 @@ struct Inner {
     queues: Vec<Queue>,
     handlers: registry::Kinds,
     periodic: Vec<registry::Periodic>,
-    /// Nudges the relay (redis) or the queue's workers (database).
+    /// Nudges the queue's worker while it takes jobs from the table (the
+    /// database transport, or Redis down), and the relay (redis).
     wake: Vec<Notify>,
     wake_relay: Notify,
-    /// Whether each queue's worker loop is running now.
-    working: Vec<AtomicBool>,
+    /// What each queue's worker takes jobs from now (see [`Carried`]).
+    working: Vec<AtomicU8>,
     /// The jobs this process holds.
     held: Mutex<std::collections::HashSet<i64>>,
     in_flight: AtomicUsize,
@@ -264,7 +267,10 @@ impl Jobs {
                 owner,
                 wake: queues.iter().map(|_| Notify::new()).collect(),
                 wake_relay: Notify::new(),
-                working: queues.iter().map(|_| AtomicBool::new(false)).collect(),
+                working: queues
+                    .iter()
+                    .map(|_| AtomicU8::new(Carried::NOTHING))
+                    .collect(),
                 queues,
                 handlers,
                 periodic,
@@ -302,13 +308,14 @@ impl Jobs {
     /// Tells the relay or the workers that `queue` has new work (call after
     /// the transaction that recorded it has committed).
     pub fn wake(&self, queue: Queue) {
-        match self.inner.config.transport {
-            JobTransport::Redis => self.inner.wake_relay.notify_one(),
-            JobTransport::Database => {
-                if let Some(i) = self.position(queue) {
-                    self.inner.wake[i].notify_one();
-                }
-            }
+        if self.inner.config.transport == JobTransport::Redis {
+            self.inner.wake_relay.notify_one();
+        }
+        // The queue's worker too: on the redis transport it takes jobs from
+        // the table while Redis is down (otherwise the nudge costs it one
+        // look round).
+        if let Some(i) = self.position(queue) {
+            self.inner.wake[i].notify_one();
         }
     }
 
@@ -389,9 +396,31 @@ impl Jobs {
         }
     }
 
-    fn set_working(&self, queue: Queue, working: bool) {
+    /// Records what `queue`'s worker takes jobs from now (`None`: it does
+    /// not run).
+    fn set_carrier(&self, queue: Queue, carrier: Option<JobTransport>) {
         if let Some(i) = self.position(queue) {
-            self.inner.working[i].store(working, Ordering::Release);
+            self.inner.working[i].store(Carried::of(carrier), Ordering::Release);
+        }
+    }
+
+    /// What carries the jobs now: `database` while any queue's worker takes
+    /// its jobs from the table (the database transport, or Redis down on
+    /// the redis transport), `redis` while they read their streams, and the
+    /// configured transport while none runs.
+    pub(crate) fn transport_now(&self) -> JobTransport {
+        let carried: Vec<u8> = self
+            .inner
+            .working
+            .iter()
+            .map(|w| w.load(Ordering::Acquire))
+            .collect();
+        if carried.contains(&Carried::DATABASE) {
+            JobTransport::Database
+        } else if carried.contains(&Carried::REDIS) {
+            JobTransport::Redis
+        } else {
+            self.inner.config.transport
         }
     }
 
@@ -403,9 +432,9 @@ impl Jobs {
             .unwrap_or_else(PoisonError::into_inner) = Some(counts);
     }
 
-    /// The job queues for the health report. `carrier_up`: whether what the
-    /// transport needs (the database, and Redis on the redis transport) is
-    /// connected now.
+    /// The job queues for the health report. `carrier_up`: whether anything
+    /// carries jobs now (the database is connected: on the redis transport
+    /// the table carries them while Redis is down).
     pub(crate) fn view(&self, carrier_up: bool, draining: bool) -> JobQueuesView {
         let counts = self
             .inner
@@ -424,7 +453,7 @@ impl Jobs {
                     .as_ref()
                     .and_then(|c| c.queues.get(i).copied())
                     .unwrap_or_default();
-                let working = self.inner.working[i].load(Ordering::Acquire);
+                let working = self.inner.working[i].load(Ordering::Acquire) != Carried::NOTHING;
                 QueueView {
                     name: queue.as_str(),
                     accepting: carrier_up && working && !draining,
@@ -448,9 +477,26 @@ impl Jobs {
         };
         JobQueuesView {
             status,
-            transport: self.inner.config.transport.as_str(),
+            transport: self.transport_now().as_str(),
             queues,
             outbox: counts.as_ref().map_or(0, |c| c.outbox),
+        }
+    }
+}
+
+/// What a queue's worker takes jobs from, as kept in an atomic.
+struct Carried;
+
+impl Carried {
+    const NOTHING: u8 = 0;
+    const REDIS: u8 = 1;
+    const DATABASE: u8 = 2;
+
+    fn of(carrier: Option<JobTransport>) -> u8 {
+        match carrier {
+            None => Carried::NOTHING,
+            Some(JobTransport::Redis) => Carried::REDIS,
+            Some(JobTransport::Database) => Carried::DATABASE,
         }
     }
 }
@@ -507,10 +553,13 @@ mod tests {
     }
 
     fn jobs(backlog_seconds: u64) -> Jobs {
-        let config = crate::Config::from_vars([(
-            "JOB_BACKLOG_SECONDS".to_owned(),
-            backlog_seconds.to_string(),
-        )])
+        let config = crate::Config::from_vars([
+            (
+                "JOB_BACKLOG_SECONDS".to_owned(),
+                backlog_seconds.to_string(),
+            ),
+            ("JOB_TRANSPORT".to_owned(), "redis".to_owned()),
+        ])
         .unwrap();
         let mut registry = JobRegistry::new();
         for queue in QUEUES {
@@ -518,7 +567,7 @@ mod tests {
         }
         let jobs = Jobs::new(config.jobs, registry);
         for queue in QUEUES {
-            jobs.set_working(queue, true);
+            jobs.set_carrier(queue, Some(JobTransport::Redis));
         }
         jobs
     }
@@ -544,13 +593,41 @@ mod tests {
         assert!(jobs.view(true, false).queues.iter().all(|q| q.accepting));
         counts.queues[1].oldest_waiting_seconds = 0;
         jobs.set_counts(counts.clone());
-        jobs.set_working(QUEUES[2], false);
+        jobs.set_carrier(QUEUES[2], None);
         let view = jobs.view(true, false);
         assert_eq!(view.status, QueuesStatus::Degraded);
         assert!(!view.queues[2].accepting && view.queues[0].accepting);
         // The carrier down, or draining: nothing is accepted.
         assert!(jobs.view(false, false).queues.iter().all(|q| !q.accepting));
         assert!(jobs.view(true, true).queues.iter().all(|q| !q.accepting));
+    }
+
+    #[test]
+    fn the_transport_is_what_the_workers_take_jobs_from() {
+        let jobs = jobs(60);
+        jobs.set_counts(Counts {
+            queues: vec![QueueCounts::default(); QUEUES.len()],
+            outbox: 0,
+        });
+        assert_eq!(jobs.view(true, false).transport, "redis");
+        // Redis down: the queues run from the table, and are healthy.
+        for queue in QUEUES {
+            jobs.set_carrier(queue, Some(JobTransport::Database));
+        }
+        let view = jobs.view(true, false);
+        assert_eq!(view.transport, "database");
+        assert_eq!(view.status, QueuesStatus::Healthy);
+        assert!(view.queues.iter().all(|q| q.accepting));
+        // While one queue has not switched yet, the table carries some jobs.
+        jobs.set_carrier(QUEUES[0], Some(JobTransport::Redis));
+        assert_eq!(jobs.view(true, false).transport, "database");
+        // Nothing runs: the configured transport, degraded.
+        for queue in QUEUES {
+            jobs.set_carrier(queue, None);
+        }
+        let view = jobs.view(true, false);
+        assert_eq!(view.transport, "redis");
+        assert_eq!(view.status, QueuesStatus::Degraded);
     }
 
     #[test]

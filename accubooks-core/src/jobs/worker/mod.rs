@@ -1,8 +1,11 @@
-//! The background tasks of the job machinery: the relay, the workers of
-//! each registered queue, the lease renewer, the monitor and the periodic
-//! tasks the features registered.
+//! The background tasks of the job machinery: the relay, the worker of
+//! each registered queue (its stream side in `redis`, its table side in
+//! `database`), the finisher, the lease renewer, the monitor and the
+//! periodic tasks the features registered.
 
-use std::collections::{HashSet, VecDeque};
+mod database;
+mod redis;
+
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,15 +15,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::store::{self, Claimed, Ending};
-use super::streams::{self, ReadError};
+use super::streams;
 use super::{JobContext, JobEnv, JobFailure, Queue, backoff};
 use crate::config::JobTransport;
 use crate::deps;
 use crate::error::Transience;
 
-/// How long a stream read waits for messages before looking around again
-/// (shutdown, take-overs).
-const BLOCK: Duration = Duration::from_millis(1000);
 /// Most jobs the relay moves in one transaction.
 const RELAY_BATCH: usize = 1000;
 /// How many jobs of one organization may be on a queue's stream or running
@@ -45,15 +45,15 @@ const FINISH_BATCH: usize = 500;
 const FINISHERS: usize = 4;
 
 /// An ending for the finisher: the attempt, how it ended, and where the
-/// answer goes once recorded (the redis transport acknowledges the job's
-/// message only then), or `None` when nobody waits (the database transport:
-/// the finisher then releases the job itself).
+/// answer goes once recorded (a job read from a stream has its message
+/// acknowledged only then), or `None` when nobody waits (a job claimed from
+/// the table: the finisher then releases the job itself).
 pub(crate) struct Finish {
     job: Attempt,
     ending: Ending,
     answer: Option<oneshot::Sender<bool>>,
-    /// The database worker's count of its jobs not yet recorded: freed
-    /// with this when the ending has been.
+    /// The table side's count of its jobs not yet recorded: freed with
+    /// this when the ending has been.
     _unrecorded: Option<OwnedSemaphorePermit>,
 }
 
@@ -92,26 +92,15 @@ pub(crate) fn spawn(env: &JobEnv, stopped: &watch::Receiver<bool>) -> Vec<JoinHa
     if let Some(endings) = endings {
         tasks.push(tokio::spawn(finisher(env.clone(), endings)));
     }
-    match env.jobs().config().transport {
-        JobTransport::Redis => {
-            tasks.push(tokio::spawn(relay(env.clone(), stopped.clone())));
-            for &queue in &queues {
-                tasks.push(tokio::spawn(redis_worker(
-                    env.clone(),
-                    queue,
-                    stopped.clone(),
-                )));
-            }
-        }
-        JobTransport::Database => {
-            for &queue in &queues {
-                tasks.push(tokio::spawn(database_worker(
-                    env.clone(),
-                    queue,
-                    stopped.clone(),
-                )));
-            }
-        }
+    if env.jobs().config().transport == JobTransport::Redis {
+        tasks.push(tokio::spawn(relay(env.clone(), stopped.clone())));
+    }
+    for &queue in &queues {
+        tasks.push(tokio::spawn(queue_worker(
+            env.clone(),
+            queue,
+            stopped.clone(),
+        )));
     }
     tasks
 }
@@ -122,10 +111,77 @@ fn available(env: &JobEnv, dependency: &str) -> bool {
         .is_some_and(|d| d.is_available())
 }
 
-/// Whether what the transport needs is connected now.
+/// What carries jobs now: Redis on the redis transport while it is
+/// available, the table otherwise (the database transport, or Redis down:
+/// the workers then claim due jobs straight from the outbox); `None` while
+/// the database is down (nothing runs).
+pub(crate) fn carrier(env: &JobEnv) -> Option<JobTransport> {
+    if !available(env, deps::DATABASE) {
+        return None;
+    }
+    match env.jobs().config().transport {
+        JobTransport::Redis if available(env, deps::REDIS) => Some(JobTransport::Redis),
+        _ => Some(JobTransport::Database),
+    }
+}
+
+/// Whether anything carries jobs now (the database is connected).
 pub(crate) fn carrier_up(env: &JobEnv) -> bool {
-    available(env, deps::DATABASE)
-        && (env.jobs().config().transport == JobTransport::Database || available(env, deps::REDIS))
+    carrier(env).is_some()
+}
+
+/// The worker of one queue: one loop that, at each round, takes jobs from
+/// what carries them now ([`carrier`]): the queue's stream while Redis is
+/// available on the redis transport, the table otherwise. Both modes share
+/// one semaphore of `JOB_CONCURRENCY` slots, so jobs started in one mode
+/// and still running count against the other. Leaving the table (Redis
+/// back, the database lost, a stop) gives back the jobs claimed and not
+/// started; leaving Redis makes the group checked again on return. No job
+/// runs twice across a switch: a message whose job the table already ran
+/// (or runs) misses its claim and is acknowledged and dropped.
+async fn queue_worker(env: JobEnv, queue: Queue, mut stopped: watch::Receiver<bool>) {
+    let jobs = env.jobs().clone();
+    let Some(mut table) = database::Table::new(&env, queue) else {
+        return;
+    };
+    let mut streams = match jobs.config().transport {
+        JobTransport::Redis => redis::Streams::new(&env, queue),
+        JobTransport::Database => None,
+    };
+    let slots = Arc::new(Semaphore::new(jobs.config().concurrency));
+    loop {
+        if *stopped.borrow() || jobs.is_draining() {
+            jobs.set_carrier(queue, None);
+            table.give_back(&env).await;
+            return;
+        }
+        let carrier = match carrier(&env) {
+            // No stream reader: the table carries this queue's jobs.
+            Some(JobTransport::Redis) if streams.is_none() => Some(JobTransport::Database),
+            carrier => carrier,
+        };
+        if carrier != Some(JobTransport::Database) {
+            table.give_back(&env).await;
+        }
+        if carrier != Some(JobTransport::Redis)
+            && let Some(streams) = streams.as_mut()
+        {
+            streams.lost();
+        }
+        jobs.set_carrier(queue, carrier);
+        let stop = match (carrier, streams.as_mut()) {
+            (Some(JobTransport::Redis), Some(streams)) => {
+                streams.step(&env, &slots, &mut stopped).await
+            }
+            (Some(_), _) => table.step(&env, &slots, &mut stopped).await,
+            (None, _) => pause(Duration::from_millis(250), &mut stopped).await,
+        };
+        if stop {
+            jobs.set_carrier(queue, None);
+            table.give_back(&env).await;
+            return;
+        }
+    }
 }
 
 /// Sleeps `duration`, or less when the instance stops. Answers whether it
@@ -135,22 +191,6 @@ async fn pause(duration: Duration, stopped: &mut watch::Receiver<bool>) -> bool 
         () = tokio::time::sleep(duration) => *stopped.borrow(),
         _ = stopped.changed() => true,
     }
-}
-
-/// Waits for one free slot of `semaphore`, then takes every other free one
-/// (up to `most`): how many jobs the next read may ask for.
-async fn permits(semaphore: &Arc<Semaphore>, most: usize) -> Vec<OwnedSemaphorePermit> {
-    let Ok(first) = Arc::clone(semaphore).acquire_owned().await else {
-        return Vec::new();
-    };
-    let mut permits = vec![first];
-    while permits.len() < most {
-        match Arc::clone(semaphore).try_acquire_owned() {
-            Ok(permit) => permits.push(permit),
-            Err(_) => break,
-        }
-    }
-    permits
 }
 
 /// Runs one claimed job and hands how it ended to the finisher. With
@@ -322,314 +362,9 @@ fn count(env: &JobEnv, finish: &Finish) {
     }
 }
 
-/// Runs `job` in a task of its own, holding `permit` until it has ended;
-/// `then` runs after (the acknowledgement of its message).
-fn run_in_task<F>(env: &JobEnv, job: Claimed, permit: OwnedSemaphorePermit, then: F)
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
-    let env = env.clone();
-    env.jobs().hold(job.id);
-    tokio::spawn(async move {
-        let id = job.id;
-        execute(&env, job, true, None).await;
-        env.jobs().release(id);
-        then.await;
-        drop(permit);
-    });
-}
-
-/// Runs `job`, claimed from the table (and held since), in a task of its
-/// own, holding `permit` until its handler has returned: the slot is free
-/// while the finisher records the ending with others.
-fn run_claimed(env: &JobEnv, (job, unrecorded): Local, permit: OwnedSemaphorePermit) {
-    let env = env.clone();
-    tokio::spawn(async move {
-        execute(&env, job, false, Some(unrecorded)).await;
-        drop(permit);
-    });
-}
-
-/// A job of a worker's local queue, and its place among the worker's jobs
-/// not yet recorded.
-type Local = (Claimed, OwnedSemaphorePermit);
-
-/// The worker of one queue on the redis transport.
-async fn redis_worker(env: JobEnv, queue: Queue, mut stopped: watch::Receiver<bool>) {
-    let jobs = env.jobs().clone();
-    let config = jobs.config().clone();
-    let Ok(mut reader) = env.redis().dedicated(BLOCK) else {
-        tracing::error!(
-            queue = queue.as_str(),
-            "no Redis connection could be configured"
-        );
-        return;
-    };
-    let lease_ms = millis(config.lease);
-    let semaphore = Arc::new(Semaphore::new(config.concurrency));
-    let mut group_ready = false;
-    let mut last_take_over = Instant::now();
-    loop {
-        if *stopped.borrow() || jobs.is_draining() {
-            jobs.set_working(queue, false);
-            return;
-        }
-        if !carrier_up(&env) {
-            jobs.set_working(queue, false);
-            group_ready = false;
-            if pause(Duration::from_millis(250), &mut stopped).await {
-                return;
-            }
-            continue;
-        }
-        if !group_ready {
-            match streams::ensure_group(&mut reader, queue).await {
-                Ok(created) => {
-                    if created
-                        && let Ok(requeued) =
-                            store::requeue_lost(env.database(), Some(queue), lease_ms).await
-                        && requeued > 0
-                    {
-                        tracing::info!(
-                            queue = queue.as_str(),
-                            jobs = requeued,
-                            "the queue's stream was new or lost; its queued jobs are sent again"
-                        );
-                        jobs.wake(queue);
-                    }
-                    group_ready = true;
-                }
-                Err(_) => {
-                    if pause(Duration::from_millis(250), &mut stopped).await {
-                        return;
-                    }
-                    continue;
-                }
-            }
-        }
-        jobs.set_working(queue, true);
-        let mut permits = permits(&semaphore, config.concurrency).await;
-        let read = if last_take_over.elapsed() >= config.lease / 2 {
-            last_take_over = Instant::now();
-            let idle = u64::try_from(lease_ms).unwrap_or(u64::MAX);
-            streams::take_over(&mut reader, queue, jobs.owner(), idle, permits.len()).await
-        } else {
-            let block = usize::try_from(BLOCK.as_millis()).unwrap_or(1000);
-            streams::read(&mut reader, queue, jobs.owner(), permits.len(), block).await
-        };
-        let messages = match read {
-            Ok(messages) => messages,
-            Err(ReadError::NoGroup) => {
-                group_ready = false;
-                continue;
-            }
-            Err(ReadError::Failed(fault)) => {
-                tracing::debug!(
-                    queue = queue.as_str(),
-                    code = fault.code,
-                    "stream read failed"
-                );
-                if pause(Duration::from_millis(250), &mut stopped).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        if messages.is_empty() {
-            continue;
-        }
-        let ids: Vec<i64> = messages.iter().filter_map(|m| m.job).collect();
-        let claimed = match store::claim_ids(env.database(), &ids, jobs.owner(), lease_ms).await {
-            Ok(claimed) => claimed,
-            // The messages stay pending: taken over once their idle time
-            // passes the lease.
-            Err(_) => continue,
-        };
-        let mut claimed_ids: HashSet<i64> = claimed.iter().map(|job| job.id).collect();
-        let mut message_of = std::collections::HashMap::new();
-        let mut unclaimed = Vec::new();
-        for message in messages {
-            match message.job {
-                Some(job) if claimed_ids.remove(&job) => {
-                    message_of.insert(job, message.id);
-                }
-                // Another worker holds or finished the job, or the message
-                // is a duplicate: done with.
-                _ => unclaimed.push(message.id),
-            }
-        }
-        let mut shared = env.redis().connection();
-        let _ = streams::done(&mut shared, queue, &unclaimed).await;
-        for job in claimed {
-            let Some(permit) = permits.pop() else { break };
-            let message = message_of.remove(&job.id).unwrap_or_default();
-            let mut connection = env.redis().connection();
-            run_in_task(&env, job, permit, async move {
-                let _ = streams::done(&mut connection, queue, &[message]).await;
-            });
-        }
-    }
-}
-
-/// How many claimed jobs a worker of the database transport keeps in its
-/// local queue, per job it runs at once (`JOB_CONCURRENCY`), and at most:
-/// one claim takes a batch (graphile-worker's `localQueue`), and the next
-/// is made when fewer than `JOB_CONCURRENCY` are left, so the slots never
-/// wait for a claim.
-const LOCAL_QUEUE_PER_SLOT: usize = 20;
-const LOCAL_QUEUE_MAX: usize = 500;
-/// How soon the jobs of one claim must have (nearly) all started for the
-/// next claim to fill the local queue rather than the free slots alone.
-const FAST_BATCH: Duration = Duration::from_millis(500);
-
-/// The worker of one queue on the database transport: claims batches of due
-/// jobs into a local queue and runs them as slots free up; a slot is free
-/// again as soon as its handler returns, while the finisher records the
-/// ending with others. Every job in the local queue is already `running`
-/// under this process's lease (renewed like those that run); a draining or
-/// disconnected worker gives back those it has not started. At most two
-/// local queues and a round of slots of its jobs are claimed and not yet
-/// recorded: a claim waits for the finisher (on SQLite the two take turns
-/// at the one write lock, and claims back to back would starve it).
-async fn database_worker(env: JobEnv, queue: Queue, mut stopped: watch::Receiver<bool>) {
-    let jobs = env.jobs().clone();
-    let Some(position) = jobs.position(queue) else {
-        return;
-    };
-    let config = jobs.config().clone();
-    let lease_ms = millis(config.lease);
-    let slots = Arc::new(Semaphore::new(config.concurrency));
-    let size = (config.concurrency * LOCAL_QUEUE_PER_SLOT)
-        .clamp(config.concurrency, LOCAL_QUEUE_MAX.max(config.concurrency));
-    let unrecorded = Arc::new(Semaphore::new(2 * size + config.concurrency));
-    let mut local: VecDeque<Local> = VecDeque::with_capacity(size);
-    let mut turns = store::Turns::default();
-    // Whether the last claim took all it asked for (more may be due), and
-    // when it was made.
-    let mut more = true;
-    let mut last_claim = Instant::now();
-    loop {
-        if *stopped.borrow() || jobs.is_draining() {
-            jobs.set_working(queue, false);
-            give_back(&env, &mut local).await;
-            return;
-        }
-        if !carrier_up(&env) {
-            jobs.set_working(queue, false);
-            give_back(&env, &mut local).await;
-            if pause(Duration::from_millis(250), &mut stopped).await {
-                return;
-            }
-            continue;
-        }
-        jobs.set_working(queue, true);
-        // Whether the jobs of the last claim went quickly: then the next
-        // claim fills the local queue.
-        let fast = last_claim.elapsed() < FAST_BATCH;
-        // Start what the free slots allow.
-        while !local.is_empty() {
-            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                break;
-            };
-            if let Some(job) = local.pop_front() {
-                run_claimed(&env, job, permit);
-            }
-        }
-        let woken = jobs.inner.wake[position].notified();
-        let free = slots.available_permits();
-        let room = unrecorded.available_permits();
-        if local.len() < config.concurrency
-            && (more || local.is_empty())
-            && (free > 0 || fast)
-            && room > 0
-        {
-            // Jobs that run in a blink (the last batch went within
-            // `FAST_BATCH`) are claimed a local queue at a time; slow ones
-            // only for the free slots, so that another process with free
-            // slots can take the rest.
-            let want = if fast { size - local.len() } else { free }.min(room);
-            last_claim = Instant::now();
-            match store::claim_due(
-                env.database(),
-                queue,
-                jobs.owner(),
-                lease_ms,
-                want,
-                &mut turns,
-            )
-            .await
-            {
-                Ok(claimed) => {
-                    more = claimed.len() == want;
-                    for job in claimed {
-                        jobs.hold(job.id);
-                        match Arc::clone(&unrecorded).try_acquire_owned() {
-                            Ok(place) => local.push_back((job, place)),
-                            // Not reached: this loop alone takes places, at
-                            // most `room`.
-                            Err(_) => {
-                                let _ =
-                                    store::give_back(env.database(), jobs.owner(), &[job.id]).await;
-                                jobs.release(job.id);
-                            }
-                        }
-                    }
-                }
-                Err(err) => {
-                    tracing::debug!(queue = queue.as_str(), error = %err, "claim failed");
-                    more = false;
-                }
-            }
-            if !local.is_empty() {
-                continue;
-            }
-        }
-        if local.is_empty() {
-            // Nothing due, or every slot or place taken: new work, a free
-            // slot or place, a poll or a stop.
-            tokio::select! {
-                () = woken => {}
-                _ = slots.acquire(), if free == 0 => {}
-                _ = unrecorded.acquire(), if room == 0 => {}
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = stopped.changed() => {}
-            }
-            more = true;
-            continue;
-        }
-        // Wait for a slot (a stop or a drain is seen at the top).
-        tokio::select! {
-            permit = Arc::clone(&slots).acquire_owned() => {
-                if let (Ok(permit), Some(job)) = (permit, local.pop_front()) {
-                    run_claimed(&env, job, permit);
-                }
-            }
-            _ = stopped.changed() => {}
-            () = tokio::time::sleep(Duration::from_millis(250)) => {}
-        }
-    }
-}
-
-/// Gives back the jobs of a worker's local queue (claimed, never started).
-async fn give_back(env: &JobEnv, local: &mut VecDeque<Local>) {
-    if local.is_empty() {
-        return;
-    }
-    let ids: Vec<i64> = local.drain(..).map(|(job, _)| job.id).collect();
-    let jobs = env.jobs();
-    if let Err(err) = store::give_back(env.database(), jobs.owner(), &ids).await {
-        tracing::warn!(
-            jobs = ids.len(), error = %err,
-            "claimed jobs could not be given back; they run again when their lease passes"
-        );
-    }
-    for id in ids {
-        jobs.release(id);
-    }
-}
-
-/// Moves due jobs from the outbox to their streams (redis transport), and
-/// now and then puts back into the outbox the jobs whose messages were lost.
+/// Moves due jobs from the outbox to their streams (redis transport, while
+/// Redis is available), and now and then puts back into the outbox the jobs
+/// whose messages were lost.
 async fn relay(env: JobEnv, mut stopped: watch::Receiver<bool>) {
     let jobs = env.jobs().clone();
     let lease_ms = millis(jobs.config().lease);
@@ -655,7 +390,9 @@ async fn relay(env: JobEnv, mut stopped: watch::Receiver<bool>) {
             _ = stopped.changed() => return,
         }
         flowing = false;
-        if !carrier_up(&env) {
+        // Nothing is relayed while the table carries the jobs (Redis down):
+        // the workers claim them from the outbox meanwhile.
+        if carrier(&env) != Some(JobTransport::Redis) {
             ready.fill(false);
             continue;
         }
@@ -765,7 +502,8 @@ async fn renewer(env: JobEnv, mut stopped: watch::Receiver<bool>) {
 }
 
 /// Counts every queue once a second (every tenth of one until the first
-/// count is in), for health and metrics.
+/// count is in), for health and metrics, and tells the metrics what
+/// carries the jobs.
 async fn monitor(env: JobEnv, mut stopped: watch::Receiver<bool>) {
     let mut counted = false;
     loop {
@@ -781,6 +519,8 @@ async fn monitor(env: JobEnv, mut stopped: watch::Receiver<bool>) {
             env.metrics().set_job_outbox(counts.outbox);
             env.jobs().set_counts(counts);
         }
+        env.metrics()
+            .set_job_transport(env.jobs().transport_now().as_str());
         let every = if counted {
             Duration::from_secs(1)
         } else {
