@@ -151,6 +151,7 @@ fn register_jobs(deps: JobDeps<'_>, host: JobHandlers) -> JobRegistry {
     crate::banking::register(&mut registry, deps.ledger, deps.sealer, deps.plaid);
     crate::webhooks::register(
         &mut registry,
+        deps.ledger,
         deps.sealer,
         deps.config.webhook_allow_private,
     );

@@ -86,6 +86,10 @@ class Receiver:
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             writer.close()
+        except asyncio.CancelledError:
+            # Stopped by `stop`: ended here, so asyncio (3.11) does not log the
+            # cancelled handler of each keep-alive connection as an error.
+            writer.close()
 
     def _received(self, headers: dict, body: bytes) -> None:
         now = time.time()

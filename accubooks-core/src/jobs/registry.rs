@@ -227,8 +227,16 @@ pub(crate) struct Periodic {
     pub first: Duration,
     /// The wait between the end of a run and the next.
     pub every: Duration,
+    /// A signal that runs the task before `every` has passed (not sooner
+    /// than [`WOKEN_GAP`] after the last run).
+    pub woken_by: Option<tokio::sync::watch::Receiver<u64>>,
     pub task: Box<dyn Fn(JobEnv) -> BoxFuture<'static, ()> + Send + Sync>,
 }
+
+/// The least time between two runs of a periodic task that a signal woke:
+/// under a stream of signals the task runs about this often, not once per
+/// signal.
+pub(crate) const WOKEN_GAP: Duration = Duration::from_millis(20);
 
 /// The kinds of job, their queues and the periodic tasks of an instance,
 /// as the features and the host register them.
@@ -282,8 +290,27 @@ impl JobRegistry {
             name,
             first,
             every,
+            woken_by: None,
             task: Box::new(move |env| Box::pin(task(env))),
         });
+    }
+
+    /// Like [`JobRegistry::periodic`], also run soon after each change of
+    /// `woken_by` (say, the committer's [`commits`](crate::ledger::Committer::commits)).
+    pub fn periodic_woken<F, Fut>(
+        &mut self,
+        name: &'static str,
+        every: Duration,
+        woken_by: tokio::sync::watch::Receiver<u64>,
+        task: F,
+    ) where
+        F: Fn(JobEnv) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.periodic(name, Duration::ZERO, every, task);
+        if let Some(added) = self.periodic.last_mut() {
+            added.woken_by = Some(woken_by);
+        }
     }
 
     /// The registered queues, in registration order.

@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use super::effects::{Connection, Effect, EffectTx, Guard};
 use super::entries::{ValidEntry, read_entry};
@@ -104,14 +104,24 @@ impl Job {
 #[derive(Clone)]
 pub struct Committer {
     sender: mpsc::Sender<Job>,
+    /// How many groups have committed: changes after each commit.
+    committed: watch::Receiver<u64>,
 }
 
 impl Committer {
     /// Starts the committing task on `db`.
     pub fn start(db: Database) -> Self {
         let (sender, receiver) = mpsc::channel(4096);
-        tokio::spawn(run(db, receiver));
-        Committer { sender }
+        let (commits, committed) = watch::channel(0);
+        tokio::spawn(run(db, receiver, Arc::new(commits)));
+        Committer { sender, committed }
+    }
+
+    /// A receiver that sees a change after every group this committer
+    /// commits (and so after the events it wrote): what a task that follows
+    /// new events waits on instead of polling.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.committed.clone()
     }
 
     /// Posts `entries` atomically (all or none) and returns their ids, once
@@ -166,7 +176,7 @@ impl Committer {
     }
 }
 
-async fn run(db: Database, mut receiver: mpsc::Receiver<Job>) {
+async fn run(db: Database, mut receiver: mpsc::Receiver<Job>, commits: Arc<watch::Sender<u64>>) {
     // SQLite has one writer (BEGIN IMMEDIATE): a second group would only wait.
     let in_flight = match db.pool() {
         Pool::Postgres(_) => POSTGRES_GROUPS_IN_FLIGHT,
@@ -192,14 +202,18 @@ async fn run(db: Database, mut receiver: mpsc::Receiver<Job>) {
             }
         }
         let db = db.clone();
+        let commits = Arc::clone(&commits);
         tokio::spawn(async move {
-            commit_group(&db, group).await;
+            if commit_group(&db, group).await {
+                commits.send_modify(|n| *n = n.wrapping_add(1));
+            }
             drop(slot);
         });
     }
 }
 
-async fn commit_group(db: &Database, group: Vec<Job>) {
+/// Commits a group; answers whether anything of it committed.
+async fn commit_group(db: &Database, group: Vec<Job>) -> bool {
     if group.len() > 1 {
         let refs: Vec<&Job> = group.iter().collect();
         match write(db, &refs).await {
@@ -207,7 +221,7 @@ async fn commit_group(db: &Database, group: Vec<Job>) {
                 for (job, ids) in group.into_iter().zip(ids) {
                     let _ = job.reply.send(Ok(ids));
                 }
-                return;
+                return true;
             }
             Err(WriteError::Storage(Error::DatabaseUnavailable(fault))) => {
                 for job in group {
@@ -215,7 +229,7 @@ async fn commit_group(db: &Database, group: Vec<Job>) {
                         .reply
                         .send(Err(LedgerError::Storage(Error::DatabaseUnavailable(fault))));
                 }
-                return;
+                return false;
             }
             // Something in the group is faulty (or dated in a locked
             // period): commit each job on its own below, so that only the
@@ -223,10 +237,13 @@ async fn commit_group(db: &Database, group: Vec<Job>) {
             Err(_) => {}
         }
     }
+    let mut any = false;
     for mut job in group {
         let answer = write_alone(db, &mut job).await;
+        any |= answer.is_ok();
         let _ = job.reply.send(answer);
     }
+    any
 }
 
 /// Commits one job; an outside posting refused as too early is moved to the

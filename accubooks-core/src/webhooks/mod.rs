@@ -76,6 +76,7 @@ const SCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Registers the delivery job and its scheduler.
 pub(crate) fn register(
     registry: &mut crate::jobs::JobRegistry,
+    ledger: &crate::ledger::Ledger,
     sealer: &crate::sealed::Sealer,
     allow_private: bool,
 ) {
@@ -108,10 +109,12 @@ pub(crate) fn register(
         sender: Sender::new(allow_private),
     };
     registry.kind(JOB_KIND, QUEUE, crate::jobs::with_state(state, run));
-    registry.periodic(
+    // Run at once after each commit of the ledger (entries, invoices,
+    // payments: most events), and every SCAN_EVERY for the others.
+    registry.periodic_woken(
         "webhooks-scheduler",
-        std::time::Duration::ZERO,
         SCAN_EVERY,
+        ledger.committer().commits(),
         |env| async move {
             match dispatch::ask_for_due(env.database(), env.metrics(), crate::clock::now_ms()).await
             {

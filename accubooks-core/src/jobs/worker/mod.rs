@@ -14,6 +14,7 @@ use futures::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::registry::WOKEN_GAP;
 use super::store::{self, Claimed, Ending};
 use super::streams;
 use super::{JobContext, JobEnv, JobFailure, Queue, backoff};
@@ -537,12 +538,31 @@ async fn monitor(env: JobEnv, mut stopped: watch::Receiver<bool>) {
 /// interval; it stops with the instance.
 async fn periodic(env: JobEnv, task: usize, mut stopped: watch::Receiver<bool>) {
     let periodic = &env.jobs().inner.periodic[task];
+    let mut woken_by = periodic.woken_by.clone();
     let mut wait = periodic.first;
+    let mut last_run = Instant::now();
     loop {
-        if pause(wait, &mut stopped).await {
-            return;
+        let woken = async {
+            match woken_by.as_mut() {
+                Some(signal) => signal.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            stop = pause(wait, &mut stopped) => if stop { return },
+            alive = woken => {
+                if !alive {
+                    // The signal's sender is gone: the period alone from now.
+                    woken_by = None;
+                }
+                let since = last_run.elapsed();
+                if since < WOKEN_GAP && pause(WOKEN_GAP - since, &mut stopped).await {
+                    return;
+                }
+            }
         }
         wait = periodic.every;
+        last_run = Instant::now();
         if available(&env, deps::DATABASE) && env.database().is_migrated() {
             tracing::trace!(task = periodic.name, "periodic task runs");
             (periodic.task)(env.clone()).await;
