@@ -16,6 +16,13 @@
 //! back. A write that reaches a read-only server counts as a fault, so a
 //! demoted primary is left the same way.
 //!
+//! Jobs have their own share of the connections (`DB_POOL_JOBS` of
+//! `DB_POOL_MAX`): [`Database::jobs`] is a handle on the same database, with
+//! the same guard, hosts and switch, whose operations take connections from
+//! a sibling pool, so a flood of jobs waits for its own connections and
+//! never for the requests'. Its pool timing out is a reason to probe, not an
+//! outage in itself: it only means the jobs are busy.
+//!
 //! A second [`Database`], made by [`Database::reports`], is the standby
 //! that reports read from (`DATABASE_REPORTS_URL`): no migrations (the
 //! primary's reach it by replication), any listed host that answers will
@@ -69,14 +76,38 @@ impl Pool {
     }
 }
 
-/// The database and its guard.
+/// The database and its guard, through one of its shares of connections.
 #[derive(Clone)]
 pub struct Database {
     inner: Arc<Inner>,
+    share: Share,
+}
+
+/// Whose connections a [`Database`] handle's operations take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Share {
+    /// The requests' (and the committer's, the probe's, the migrations').
+    Requests,
+    /// The jobs' own: their engine's statements and their handlers'.
+    Jobs,
+}
+
+impl Share {
+    /// Its name, as the metrics label it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Share::Requests => "requests",
+            Share::Jobs => "jobs",
+        }
+    }
 }
 
 struct Inner {
+    /// The requests' connections: the probe and the migrations use them.
     pool: Pool,
+    /// The jobs' connections (`None` when `DB_POOL_JOBS` is 0: then they
+    /// take the requests').
+    jobs_pool: Option<Pool>,
     config: PoolConfig,
     migrated: AtomicBool,
     migration: tokio::sync::Mutex<Option<JoinHandle<Result<(), Fault>>>>,
@@ -119,41 +150,56 @@ impl Database {
     }
 
     fn open(url: &DatabaseUrl, config: PoolConfig, role: Role) -> Result<Self> {
-        let mut hosts = Vec::new();
-        let switched = Arc::new(std::sync::Mutex::new(None::<Instant>));
-        let pool = match url {
-            DatabaseUrl::Postgres(url) => {
-                hosts = crate::config::postgres_hosts(url.expose_secret()).ok_or_else(|| {
+        let hosts = match url {
+            DatabaseUrl::Postgres(url) => crate::config::postgres_hosts(url.expose_secret())
+                .ok_or_else(|| {
                     Error::Setup("DATABASE_URL is not a valid PostgreSQL URL".to_owned())
-                })?;
-                let since = switched.clone();
-                let options = pool_options(&config).before_acquire(move |_, meta| {
-                    // A connection opened before the last switch of hosts
-                    // may lead to the old primary: drop it.
-                    let stale = since
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .is_some_and(|at| meta.age > at.elapsed());
-                    Box::pin(async move { Ok(!stale) })
-                });
-                Pool::Postgres(options.connect_lazy_with(hosts[0].clone()))
-            }
-            DatabaseUrl::Sqlite(url) => {
-                let connect = SqliteConnectOptions::from_str(url)
-                    .map_err(|_| Error::Setup("DATABASE_URL is not a valid SQLite URL".to_owned()))?
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    // WAL with NORMAL is durable against process crashes; FULL
-                    // also survives power loss, which acknowledged writes need.
-                    .synchronous(SqliteSynchronous::Full)
-                    .foreign_keys(true)
-                    .busy_timeout(config.statement_timeout);
-                Pool::Sqlite(pool_options(&config).connect_lazy_with(connect))
-            }
+                })?,
+            DatabaseUrl::Sqlite(_) => Vec::new(),
         };
+        let switched = Arc::new(std::sync::Mutex::new(None::<Instant>));
+        let (requests, jobs) = config.shares();
+        // Both shares are built alike: the same hosts, the same discard of
+        // connections older than the last switch, the same SQLite settings
+        // (WAL, one writer at a time, waiting `busy_timeout` for the lock).
+        let open_share = |share: (u32, u32)| -> Result<Pool> {
+            Ok(match url {
+                DatabaseUrl::Postgres(_) => {
+                    let since = switched.clone();
+                    let options = pool_options(&config, share).before_acquire(move |_, meta| {
+                        // A connection opened before the last switch of hosts
+                        // may lead to the old primary: drop it.
+                        let stale = since
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .is_some_and(|at| meta.age > at.elapsed());
+                        Box::pin(async move { Ok(!stale) })
+                    });
+                    Pool::Postgres(options.connect_lazy_with(hosts[0].clone()))
+                }
+                DatabaseUrl::Sqlite(url) => {
+                    let connect = SqliteConnectOptions::from_str(url)
+                        .map_err(|_| {
+                            Error::Setup("DATABASE_URL is not a valid SQLite URL".to_owned())
+                        })?
+                        .create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        // WAL with NORMAL is durable against process crashes; FULL
+                        // also survives power loss, which acknowledged writes need.
+                        .synchronous(SqliteSynchronous::Full)
+                        .foreign_keys(true)
+                        .busy_timeout(config.statement_timeout);
+                    Pool::Sqlite(pool_options(&config, share).connect_lazy_with(connect))
+                }
+            })
+        };
+        let pool = open_share(requests)?;
+        let jobs_pool = jobs.map(open_share).transpose()?;
         Ok(Database {
+            share: Share::Requests,
             inner: Arc::new(Inner {
                 pool,
+                jobs_pool,
                 config,
                 migrated: AtomicBool::new(false),
                 migration: tokio::sync::Mutex::new(None),
@@ -172,9 +218,47 @@ impl Database {
         let _ = self.inner.dependency.set(dependency);
     }
 
-    /// The pool, for code that has already passed the guard.
+    /// The same database, whose operations take the jobs' connections
+    /// (`DB_POOL_JOBS`; the requests' when it is 0). Everything else is
+    /// shared: the guard and its registry entry, the hosts and the switch
+    /// between them, the migrations.
+    pub fn jobs(&self) -> Database {
+        Database {
+            inner: Arc::clone(&self.inner),
+            share: Share::Jobs,
+        }
+    }
+
+    /// Whose connections this handle takes.
+    pub fn share(&self) -> Share {
+        self.share
+    }
+
+    /// The pool of this handle's share, for code that has already passed
+    /// the guard.
     pub fn pool(&self) -> &Pool {
-        &self.inner.pool
+        match (self.share, &self.inner.jobs_pool) {
+            (Share::Jobs, Some(jobs)) => jobs,
+            _ => &self.inner.pool,
+        }
+    }
+
+    /// Each share's connections now: `(share, open, idle, max)`, the
+    /// requests' first (one row when jobs take the requests').
+    pub fn pool_sizes(&self) -> Vec<(Share, u32, u32, u32)> {
+        let (requests, jobs) = self.inner.config.shares();
+        let sizes = |pool: &Pool| match pool {
+            Pool::Postgres(pool) => (pool.size(), u32::try_from(pool.num_idle()).unwrap_or(0)),
+            Pool::Sqlite(pool) => (pool.size(), u32::try_from(pool.num_idle()).unwrap_or(0)),
+        };
+        let mut rows = Vec::with_capacity(2);
+        let (open, idle) = sizes(&self.inner.pool);
+        rows.push((Share::Requests, open, idle, requests.1));
+        if let (Some(pool), Some((_, max))) = (&self.inner.jobs_pool, jobs) {
+            let (open, idle) = sizes(pool);
+            rows.push((Share::Jobs, open, idle, max));
+        }
+        rows
     }
 
     /// Whether the probe last found the database available (false before
@@ -295,6 +379,16 @@ impl Database {
                 }
                 Ok(value)
             }
+            Ok(Err(sqlx::Error::PoolTimedOut)) if self.pool_is_the_jobs() => {
+                // The jobs' own connections were all busy for
+                // DB_CONNECT_TIMEOUT_MS: a flood of jobs, or an outage.
+                // The probe (on the requests' connections) tells which;
+                // requests are not refused on the jobs' word.
+                if let Some(dep) = dependency {
+                    dep.report(Event::TrafficSuspect);
+                }
+                Err(Error::DatabaseUnavailable(Fault::TIMEOUT))
+            }
             Ok(Err(err)) => match classify(&err) {
                 Some(fault) => {
                     if let Some(dep) = dependency {
@@ -323,9 +417,18 @@ impl Database {
         }
     }
 
-    /// Closes the pool.
+    /// Whether this handle's operations take a pool of their own, apart
+    /// from the requests'.
+    fn pool_is_the_jobs(&self) -> bool {
+        self.share == Share::Jobs && self.inner.jobs_pool.is_some()
+    }
+
+    /// Closes the pools of every share.
     pub async fn close(&self) {
         self.inner.pool.close().await;
+        if let Some(jobs) = &self.inner.jobs_pool {
+            jobs.close().await;
+        }
     }
 
     /// Checks the server without waiting inside the pool: an idle pooled
@@ -372,6 +475,9 @@ impl Database {
                     if index != current {
                         self.inner.primary.store(index, Ordering::Release);
                         pool.set_connect_options(hosts[index].clone());
+                        if let Some(Pool::Postgres(jobs)) = &self.inner.jobs_pool {
+                            jobs.set_connect_options(hosts[index].clone());
+                        }
                         tracing::warn!(
                             host = index + 1,
                             hosts = hosts.len(),
@@ -496,10 +602,14 @@ fn fault_of(err: &sqlx::Error) -> Fault {
     classify(err).unwrap_or(Fault::temporary("QUERY_FAILED"))
 }
 
-fn pool_options<DB: sqlx::Database>(config: &PoolConfig) -> PoolOptions<DB> {
+/// The options of one share's pool, `(min, max)` connections.
+fn pool_options<DB: sqlx::Database>(
+    config: &PoolConfig,
+    (min, max): (u32, u32),
+) -> PoolOptions<DB> {
     PoolOptions::new()
-        .min_connections(config.min.min(config.max))
-        .max_connections(config.max)
+        .min_connections(min)
+        .max_connections(max)
         .acquire_timeout(config.connect_timeout)
         .idle_timeout(config.idle_timeout)
 }
@@ -607,6 +717,65 @@ mod tests {
         // Constraint violations are the query's fault, not the connection's.
         assert_eq!(classify_sqlstate("23505"), None);
         assert_eq!(classify(&sqlx::Error::RowNotFound), None);
+    }
+
+    /// The jobs' connections are taken out of `DB_POOL_MAX`: with all of
+    /// them held, a job's statement waits (and gives up after the connect
+    /// timeout) while a request's is answered at once.
+    #[tokio::test]
+    async fn jobs_wait_for_their_own_share_and_requests_do_not() {
+        let dir = std::env::temp_dir().join(format!("accubooks-db-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = DatabaseUrl::Sqlite(format!("sqlite://{}/books.db", dir.display()));
+        let vars = [("DB_POOL_MAX", "3"), ("DB_CONNECT_TIMEOUT_MS", "300")];
+        let config = crate::Config::from_vars(vars.map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .unwrap()
+            .pool;
+        let db = Database::new(&url, config).unwrap();
+        db.check().await.unwrap();
+        let jobs = db.jobs();
+        assert_eq!((db.share(), jobs.share()), (Share::Requests, Share::Jobs));
+        let Pool::Sqlite(jobs_pool) = jobs.pool().clone() else {
+            unreachable!()
+        };
+        let held = [
+            jobs_pool.acquire().await.unwrap(),
+            jobs_pool.acquire().await.unwrap(),
+        ];
+        let sizes: Vec<_> = db
+            .pool_sizes()
+            .iter()
+            .map(|r| (r.0, r.1 - r.2, r.3))
+            .collect();
+        assert_eq!(
+            sizes,
+            [(Share::Requests, 0, 1), (Share::Jobs, 2, 2)],
+            "(share, in use, max)"
+        );
+        let count = |pool: Pool| async move {
+            let Pool::Sqlite(pool) = pool else {
+                unreachable!()
+            };
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM accounts")
+                .fetch_one(&pool)
+                .await
+        };
+        let started = Instant::now();
+        assert_eq!(db.run(count).await.unwrap(), 0);
+        assert!(started.elapsed() < Duration::from_millis(300));
+        let waited = jobs.run(count).await.unwrap_err();
+        assert!(
+            matches!(waited, Error::DatabaseUnavailable(fault) if fault == Fault::TIMEOUT),
+            "{waited:?}"
+        );
+        drop(held);
+        assert_eq!(jobs.run(count).await.unwrap(), 0);
+        db.close().await;
+        assert!(
+            jobs_pool.is_closed(),
+            "closing the database closes every share"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[tokio::test]
