@@ -108,6 +108,9 @@ struct Inner {
     /// The jobs' connections (`None` when `DB_POOL_JOBS` is 0: then they
     /// take the requests').
     jobs_pool: Option<Pool>,
+    /// One turn per connection of the jobs' pool: an operation of theirs
+    /// takes one before its time limit starts.
+    jobs_turns: Option<tokio::sync::Semaphore>,
     config: PoolConfig,
     migrated: AtomicBool,
     migration: tokio::sync::Mutex<Option<JoinHandle<Result<(), Fault>>>>,
@@ -195,11 +198,13 @@ impl Database {
         };
         let pool = open_share(requests)?;
         let jobs_pool = jobs.map(open_share).transpose()?;
+        let jobs_turns = jobs.map(|(_, max)| tokio::sync::Semaphore::new(max as usize));
         Ok(Database {
             share: Share::Requests,
             inner: Arc::new(Inner {
                 pool,
                 jobs_pool,
+                jobs_turns,
                 config,
                 migrated: AtomicBool::new(false),
                 migration: tokio::sync::Mutex::new(None),
@@ -360,6 +365,23 @@ impl Database {
                 .unwrap_or(Fault::temporary("NOT_CONNECTED"));
             return Err(Error::DatabaseUnavailable(fault));
         }
+        // Jobs wait for their turn at their own connections before their
+        // time limit starts: however many run at once, a job's statement is
+        // not abandoned for the queue in front of it, only for itself.
+        let _turn = match (&self.inner.jobs_turns, self.share) {
+            (Some(turns), Share::Jobs) => match dependency {
+                Some(dep) => tokio::select! {
+                    biased;
+                    turn = turns.acquire() => turn.ok(),
+                    () = dep.until_unavailable() => {
+                        let fault = dep.state().last_error.unwrap_or(Fault::temporary("NOT_CONNECTED"));
+                        return Err(Error::DatabaseUnavailable(fault));
+                    }
+                },
+                None => turns.acquire().await.ok(),
+            },
+            _ => None,
+        };
         let work = tokio::time::timeout(limit, operation(self.pool().clone()));
         let outcome = match dependency.filter(|_| abandon_on_outage) {
             Some(dep) => tokio::select! {
@@ -720,14 +742,19 @@ mod tests {
     }
 
     /// The jobs' connections are taken out of `DB_POOL_MAX`: with all of
-    /// them held, a job's statement waits (and gives up after the connect
-    /// timeout) while a request's is answered at once.
+    /// them held outside the guard, a job's statement waits (and gives up
+    /// after the connect timeout) while a request's is answered at once;
+    /// jobs beyond the share wait for their turn without being abandoned.
     #[tokio::test]
     async fn jobs_wait_for_their_own_share_and_requests_do_not() {
         let dir = std::env::temp_dir().join(format!("accubooks-db-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = DatabaseUrl::Sqlite(format!("sqlite://{}/books.db", dir.display()));
-        let vars = [("DB_POOL_MAX", "3"), ("DB_CONNECT_TIMEOUT_MS", "300")];
+        let vars = [
+            ("DB_POOL_MAX", "3"),
+            ("DB_CONNECT_TIMEOUT_MS", "300"),
+            ("DB_STATEMENT_TIMEOUT_MS", "300"),
+        ];
         let config = crate::Config::from_vars(vars.map(|(k, v)| (k.to_owned(), v.to_owned())))
             .unwrap()
             .pool;
@@ -770,6 +797,23 @@ mod tests {
         );
         drop(held);
         assert_eq!(jobs.run(count).await.unwrap(), 0);
+        // Eight jobs' operations of 200 ms each on two connections: the last
+        // waits 600 ms for its turn, beyond the connect timeout and the
+        // statement timeout, and none is abandoned for it.
+        let slow = |pool: Pool| async move {
+            let Pool::Sqlite(pool) = pool else {
+                unreachable!()
+            };
+            let mut connection = pool.acquire().await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM accounts")
+                .fetch_one(&mut *connection)
+                .await
+        };
+        let started = Instant::now();
+        let all = futures::future::join_all((0..8).map(|_| jobs.run(slow))).await;
+        assert!(all.iter().all(|r| matches!(r, Ok(0))), "{all:?}");
+        assert!(started.elapsed() >= Duration::from_millis(800));
         db.close().await;
         assert!(
             jobs_pool.is_closed(),
