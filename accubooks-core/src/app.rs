@@ -775,9 +775,14 @@ impl AccuBooks {
             ("reports", self.inner.reports.as_ref()),
         ];
         for (name, database) in databases {
-            for (share, open, idle, max) in database.map(Database::pool_sizes).unwrap_or_default() {
-                self.metrics()
-                    .set_db_pool(name, share.as_str(), open, idle, max);
+            for size in database.map(Database::pool_sizes).unwrap_or_default() {
+                self.metrics().set_db_pool(
+                    name,
+                    size.share.as_str(),
+                    size.open,
+                    size.idle,
+                    size.max,
+                );
             }
         }
         self.metrics()

@@ -102,6 +102,19 @@ impl Share {
     }
 }
 
+/// A share's connections at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSize {
+    /// Whose they are.
+    pub share: Share,
+    /// Connections open, in use or idle.
+    pub open: u32,
+    /// Of those, idle in the pool.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
+}
+
 struct Inner {
     /// The requests' connections: the probe and the migrations use them.
     pool: Pool,
@@ -248,22 +261,27 @@ impl Database {
         }
     }
 
-    /// Each share's connections now: `(share, open, idle, max)`, the
-    /// requests' first (one row when jobs take the requests').
-    pub fn pool_sizes(&self) -> Vec<(Share, u32, u32, u32)> {
+    /// Each share's connections now, the requests' first (only theirs
+    /// when jobs take the requests').
+    pub fn pool_sizes(&self) -> Vec<PoolSize> {
         let (requests, jobs) = self.inner.config.shares();
-        let sizes = |pool: &Pool| match pool {
-            Pool::Postgres(pool) => (pool.size(), u32::try_from(pool.num_idle()).unwrap_or(0)),
-            Pool::Sqlite(pool) => (pool.size(), u32::try_from(pool.num_idle()).unwrap_or(0)),
+        let size = |share, pool: &Pool, max| {
+            let (open, idle) = match pool {
+                Pool::Postgres(pool) => (pool.size(), pool.num_idle()),
+                Pool::Sqlite(pool) => (pool.size(), pool.num_idle()),
+            };
+            PoolSize {
+                share,
+                open,
+                idle: u32::try_from(idle).unwrap_or(u32::MAX),
+                max,
+            }
         };
-        let mut rows = Vec::with_capacity(2);
-        let (open, idle) = sizes(&self.inner.pool);
-        rows.push((Share::Requests, open, idle, requests.1));
+        let mut sizes = vec![size(Share::Requests, &self.inner.pool, requests.1)];
         if let (Some(pool), Some((_, max))) = (&self.inner.jobs_pool, jobs) {
-            let (open, idle) = sizes(pool);
-            rows.push((Share::Jobs, open, idle, max));
+            sizes.push(size(Share::Jobs, pool, max));
         }
-        rows
+        sizes
     }
 
     /// Whether the probe last found the database available (false before
@@ -772,7 +790,7 @@ mod tests {
         let sizes: Vec<_> = db
             .pool_sizes()
             .iter()
-            .map(|r| (r.0, r.1 - r.2, r.3))
+            .map(|p| (p.share, p.open - p.idle, p.max))
             .collect();
         assert_eq!(
             sizes,
