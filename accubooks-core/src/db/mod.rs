@@ -20,8 +20,10 @@
 //! `DB_POOL_MAX`): [`Database::jobs`] is a handle on the same database, with
 //! the same guard, hosts and switch, whose operations take connections from
 //! a sibling pool, so a flood of jobs waits for its own connections and
-//! never for the requests'. Its pool timing out is a reason to probe, not an
-//! outage in itself: it only means the jobs are busy.
+//! never for the requests'. A job's operation takes a turn (one per
+//! connection of the share) before its time limit starts, so jobs queue
+//! rather than time out; the jobs' pool timing out is a reason to probe,
+//! not an outage in itself.
 //!
 //! A second [`Database`], made by [`Database::reports`], is the standby
 //! that reports read from (`DATABASE_REPORTS_URL`): no migrations (the
@@ -420,10 +422,11 @@ impl Database {
                 Ok(value)
             }
             Ok(Err(sqlx::Error::PoolTimedOut)) if self.pool_is_the_jobs() => {
-                // The jobs' own connections were all busy for
-                // DB_CONNECT_TIMEOUT_MS: a flood of jobs, or an outage.
-                // The probe (on the requests' connections) tells which;
-                // requests are not refused on the jobs' word.
+                // Even with a turn, the jobs' pool gave no connection within
+                // DB_CONNECT_TIMEOUT_MS: they cannot be opened (an outage?)
+                // or are held outside the guard. The probe, on the
+                // requests' connections, tells which: requests are not
+                // refused on the jobs' word.
                 if let Some(dep) = dependency {
                     dep.report(Event::TrafficSuspect);
                 }
