@@ -399,11 +399,17 @@ impl Builder {
             .map(|(c, t, d)| Arc::new(crate::saas::plaid::Plaid::new(c, t, d)));
 
         let ledger = Ledger::start(database.clone());
+        // Jobs read and write through their own share of the connections
+        // (DB_POOL_JOBS), so however many run they never make a request wait
+        // for one; the entries they post still go through the committer.
+        let jobs_database = database.jobs();
+        let jobs_reports = reports.as_ref().map(Database::jobs);
+        let jobs_ledger = ledger.with_database(jobs_database.clone());
         let job_registry = register_jobs(
             JobDeps {
                 config: &config,
-                ledger: &ledger,
-                reports: reports.as_ref(),
+                ledger: &jobs_ledger,
+                reports: jobs_reports.as_ref(),
                 sealer: &sealer,
                 plaid: plaid.clone(),
             },
@@ -412,7 +418,7 @@ impl Builder {
         let jobs = Jobs::new(config.jobs.clone(), job_registry);
         redis.check_queues(jobs.queues());
         let job_env = JobEnv::new(
-            database.clone(),
+            jobs_database,
             jobs.clone(),
             metrics.clone(),
             Arc::clone(&registry),
@@ -765,6 +771,21 @@ impl AccuBooks {
 
     /// The Prometheus text exposition.
     pub fn render_metrics(&self) -> String {
+        let databases = [
+            ("primary", Some(&self.inner.database)),
+            ("reports", self.inner.reports.as_ref()),
+        ];
+        for (name, database) in databases {
+            for size in database.map(Database::pool_sizes).unwrap_or_default() {
+                self.metrics().set_db_pool(
+                    name,
+                    size.share.as_str(),
+                    size.open,
+                    size.idle,
+                    size.max,
+                );
+            }
+        }
         self.metrics()
             .render(self.uptime(), self.inner.resources.latest())
     }
@@ -803,7 +824,7 @@ impl AccuBooks {
         // drain budget, then are handed back (they run again elsewhere, and
         // their effects are idempotent).
         if !self.jobs().wait_idle(self.config().drain_timeout).await {
-            match crate::jobs::hand_back(self.database(), self.jobs().owner()).await {
+            match crate::jobs::hand_back(self.inner.job_env.database(), self.jobs().owner()).await {
                 Ok(jobs) => tracing::warn!(
                     jobs,
                     "jobs still running at the drain timeout were handed back"

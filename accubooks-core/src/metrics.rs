@@ -63,6 +63,8 @@ pub struct Metrics {
     webhook_refused: IntCounterVec,
     webhook_deliveries: IntCounterVec,
     webhook_oldest_undelivered: IntGauge,
+    db_pool_connections: IntGaugeVec,
+    db_pool_max: IntGaugeVec,
 }
 
 /// Why a signed webhook's request was refused, as
@@ -268,6 +270,27 @@ impl Metrics {
             "accubooks_webhook_oldest_undelivered_seconds",
             "Age of the oldest pending outgoing webhook delivery (0 when none).",
         );
+        let db_pool_connections = IntGaugeVec::new(
+            Opts::new(
+                "accubooks_db_pool_connections",
+                "Open database connections, by database (primary, reports), pool (requests: \
+                 requests, the committer and the probe; jobs: the jobs' own, DB_POOL_JOBS) and \
+                 state (in_use, idle).",
+            ),
+            &["database", "pool", "state"],
+        )
+        .expect("valid metric");
+        reg(Box::new(db_pool_connections.clone()));
+        let db_pool_max = IntGaugeVec::new(
+            Opts::new(
+                "accubooks_db_pool_max_connections",
+                "The most connections a pool opens, by database and pool; together they are \
+                 DB_POOL_MAX per database.",
+            ),
+            &["database", "pool"],
+        )
+        .expect("valid metric");
+        reg(Box::new(db_pool_max.clone()));
         let job_outbox = gauge(
             &registry,
             "accubooks_job_outbox",
@@ -327,6 +350,8 @@ impl Metrics {
             webhook_refused,
             webhook_deliveries,
             webhook_oldest_undelivered,
+            db_pool_connections,
+            db_pool_max,
         };
         metrics.up.set(1);
         metrics
@@ -501,6 +526,28 @@ impl Metrics {
     /// Records the age of the oldest pending webhook delivery.
     pub fn set_webhook_oldest_undelivered(&self, seconds: i64) {
         self.webhook_oldest_undelivered.set(seconds);
+    }
+
+    /// Records a database pool's connections (sampled when the metrics
+    /// are rendered). `database` and `pool` come from closed sets
+    /// (`primary`/`reports`, `requests`/`jobs`).
+    pub fn set_db_pool(
+        &self,
+        database: &'static str,
+        pool: &'static str,
+        open: u32,
+        idle: u32,
+        max: u32,
+    ) {
+        let gauge = |state| {
+            self.db_pool_connections
+                .with_label_values(&[database, pool, state])
+        };
+        gauge("in_use").set(i64::from(open.saturating_sub(idle)));
+        gauge("idle").set(i64::from(idle));
+        self.db_pool_max
+            .with_label_values(&[database, pool])
+            .set(i64::from(max));
     }
 
     /// Marks the instance as no longer serving (shutdown).

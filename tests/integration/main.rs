@@ -91,6 +91,7 @@ mod numbering;
 mod paging;
 mod payments;
 mod periods;
+mod pool;
 mod process;
 mod properties;
 mod retention;

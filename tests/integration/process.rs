@@ -200,6 +200,7 @@ async fn production_configuration_errors_exit_2_naming_every_problem() {
             "http://insecure.example".to_owned(),
         ),
         ("DB_POOL_MAX".to_owned(), "lots".to_owned()),
+        ("DB_POOL_JOBS".to_owned(), "20".to_owned()),
     ];
     let child = spawn("server", &vars, dir.path());
     let output = child.wait_with_output().unwrap();
@@ -211,6 +212,7 @@ async fn production_configuration_errors_exit_2_naming_every_problem() {
         "SESSION_SECRET",
         "FRONTEND_URL",
         "DB_POOL_MAX",
+        "DB_POOL_JOBS",
     ] {
         assert!(
             stderr.contains(variable),
@@ -220,7 +222,7 @@ async fn production_configuration_errors_exit_2_naming_every_problem() {
     for secret in ["hunter2", "pa55word"] {
         assert!(!stderr.contains(secret), "secret echoed in:\n{stderr}");
     }
-    assert!(stderr.contains("5 problems"), "{stderr}");
+    assert!(stderr.contains("6 problems"), "{stderr}");
 }
 
 /// In-flight requests finish during a graceful shutdown; new connections

@@ -83,8 +83,11 @@ pub struct ApiCredentials {
 pub struct PoolConfig {
     /// `DB_POOL_MIN`.
     pub min: u32,
-    /// `DB_POOL_MAX`.
+    /// `DB_POOL_MAX`: the connections of requests and jobs together.
     pub max: u32,
+    /// `DB_POOL_JOBS`: how many of `max` are the jobs' own (their engine's
+    /// statements and their handlers'); 0 lets jobs share the requests'.
+    pub jobs: u32,
     /// `DB_IDLE_TIMEOUT_MS`.
     pub idle_timeout: Duration,
     /// `DB_CONNECT_TIMEOUT_MS`: the longest wait for a connection.
@@ -93,6 +96,20 @@ pub struct PoolConfig {
     pub init_timeout: Duration,
     /// `DB_STATEMENT_TIMEOUT_MS`: the longest one database operation may take.
     pub statement_timeout: Duration,
+}
+
+impl PoolConfig {
+    /// The connections of each share, `(min, max)`: the requests' and the
+    /// jobs' (`None` when `jobs` is 0). Together they are at most
+    /// `DB_POOL_MIN` and `DB_POOL_MAX`; the requests' idle minimum is kept
+    /// first.
+    pub fn shares(&self) -> ((u32, u32), Option<(u32, u32)>) {
+        let jobs = self.jobs.min(self.max.saturating_sub(1));
+        let requests = self.max - jobs;
+        let requests_min = self.min.min(requests);
+        let jobs_share = (jobs > 0).then(|| ((self.min - requests_min).min(jobs), jobs));
+        ((requests_min, requests), jobs_share)
+    }
 }
 
 /// Bounds that keep one client, or one organization, from exhausting the

@@ -192,9 +192,23 @@ impl Config {
         if min > max {
             r.problem("DB_POOL_MIN", "must not be larger than DB_POOL_MAX");
         }
+        // Jobs get a quarter of the connections, at least 2 (a claim and a
+        // handler's statement at once), and leave requests at least one.
+        let jobs_default = (max / 4).max(2).min(max - 1);
+        let jobs = r.number("DB_POOL_JOBS", jobs_default, 0, 1000);
+        if jobs >= max && r.get("DB_POOL_JOBS").is_some() {
+            r.problem(
+                "DB_POOL_JOBS",
+                format!(
+                    "must be smaller than DB_POOL_MAX ({max}), so that requests keep at least one \
+                     connection; 0 lets jobs share the requests' connections"
+                ),
+            );
+        }
         let pool = PoolConfig {
             min,
             max,
+            jobs,
             idle_timeout: r.millis("DB_IDLE_TIMEOUT_MS", 30_000),
             connect_timeout: r.millis("DB_CONNECT_TIMEOUT_MS", 2_000),
             init_timeout: r.millis("DB_INIT_TIMEOUT_MS", 5_000),

@@ -356,3 +356,44 @@ fn redis_is_used_when_it_carries_the_jobs_or_is_configured() {
         "the redis transport at the default localhost:6379"
     );
 }
+
+#[test]
+fn jobs_take_their_connections_out_of_the_pool() {
+    // The default: a quarter of DB_POOL_MAX, at least 2, leaving requests one.
+    for (max, jobs) in [("20", 5), ("40", 10), ("6", 2), ("2", 1), ("1", 0)] {
+        let config = load(&[("DB_POOL_MAX", max), ("DB_POOL_MIN", "1")]).unwrap();
+        assert_eq!(config.pool.jobs, jobs, "DB_POOL_MAX={max}");
+    }
+    let config = load(&[]).unwrap();
+    assert_eq!(config.pool.shares(), ((2, 15), Some((0, 5))));
+    let config = load(&[
+        ("DB_POOL_MAX", "8"),
+        ("DB_POOL_MIN", "8"),
+        ("DB_POOL_JOBS", "3"),
+    ])
+    .unwrap();
+    assert_eq!(
+        config.pool.shares(),
+        ((5, 5), Some((3, 3))),
+        "the minimum is split too"
+    );
+    let config = load(&[("DB_POOL_JOBS", "0")]).unwrap();
+    assert_eq!(
+        config.pool.shares(),
+        ((2, 20), None),
+        "0: one pool, as before"
+    );
+
+    for bad in ["20", "25", "-1", "many"] {
+        let err = load(&[("DB_POOL_JOBS", bad)]).unwrap_err();
+        let names: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
+        assert_eq!(names, ["DB_POOL_JOBS"], "DB_POOL_JOBS={bad}");
+    }
+    let err = load(&[("DB_POOL_JOBS", "4"), ("DB_POOL_MAX", "4")]).unwrap_err();
+    assert!(
+        err.problems[0]
+            .message
+            .contains("smaller than DB_POOL_MAX (4)"),
+        "{err}"
+    );
+}

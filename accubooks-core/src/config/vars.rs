@@ -24,7 +24,7 @@ pub const CONFIG_EXIT_CODE: i32 = 2;
 /// configuration another way (the Python `AccuBooks(**config)`) checks names
 /// against. The reader refuses, in debug builds, a name missing here, and a
 /// unit test proves every name here is read.
-pub const VARIABLES: [&str; 62] = [
+pub const VARIABLES: [&str; 63] = [
     "ACCUBOOKS_ENV",
     "NODE_ENV",
     "PORT",
@@ -44,6 +44,7 @@ pub const VARIABLES: [&str; 62] = [
     "SLOW_REQUEST_MS",
     "DB_POOL_MIN",
     "DB_POOL_MAX",
+    "DB_POOL_JOBS",
     "DB_IDLE_TIMEOUT_MS",
     "DB_CONNECT_TIMEOUT_MS",
     "DB_INIT_TIMEOUT_MS",

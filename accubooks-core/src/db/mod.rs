@@ -16,6 +16,15 @@
 //! back. A write that reaches a read-only server counts as a fault, so a
 //! demoted primary is left the same way.
 //!
+//! Jobs have their own share of the connections (`DB_POOL_JOBS` of
+//! `DB_POOL_MAX`): [`Database::jobs`] is a handle on the same database, with
+//! the same guard, hosts and switch, whose operations take connections from
+//! a sibling pool, so a flood of jobs waits for its own connections and
+//! never for the requests'. A job's operation takes a turn (one per
+//! connection of the share) before its time limit starts, so jobs queue
+//! rather than time out; the jobs' pool timing out is a reason to probe,
+//! not an outage in itself.
+//!
 //! A second [`Database`], made by [`Database::reports`], is the standby
 //! that reports read from (`DATABASE_REPORTS_URL`): no migrations (the
 //! primary's reach it by replication), any listed host that answers will
@@ -69,14 +78,54 @@ impl Pool {
     }
 }
 
-/// The database and its guard.
+/// The database and its guard, through one of its shares of connections.
 #[derive(Clone)]
 pub struct Database {
     inner: Arc<Inner>,
+    share: Share,
+}
+
+/// Whose connections a [`Database`] handle's operations take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Share {
+    /// The requests' (and the committer's, the probe's, the migrations').
+    Requests,
+    /// The jobs' own: their engine's statements and their handlers'.
+    Jobs,
+}
+
+impl Share {
+    /// Its name, as the metrics label it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Share::Requests => "requests",
+            Share::Jobs => "jobs",
+        }
+    }
+}
+
+/// A share's connections at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSize {
+    /// Whose they are.
+    pub share: Share,
+    /// Connections open, in use or idle.
+    pub open: u32,
+    /// Of those, idle in the pool.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
 }
 
 struct Inner {
+    /// The requests' connections: the probe and the migrations use them.
     pool: Pool,
+    /// The jobs' connections (`None` when `DB_POOL_JOBS` is 0: then they
+    /// take the requests').
+    jobs_pool: Option<Pool>,
+    /// One turn per connection of the jobs' pool: an operation of theirs
+    /// takes one before its time limit starts.
+    jobs_turns: Option<tokio::sync::Semaphore>,
     config: PoolConfig,
     migrated: AtomicBool,
     migration: tokio::sync::Mutex<Option<JoinHandle<Result<(), Fault>>>>,
@@ -119,41 +168,58 @@ impl Database {
     }
 
     fn open(url: &DatabaseUrl, config: PoolConfig, role: Role) -> Result<Self> {
-        let mut hosts = Vec::new();
-        let switched = Arc::new(std::sync::Mutex::new(None::<Instant>));
-        let pool = match url {
-            DatabaseUrl::Postgres(url) => {
-                hosts = crate::config::postgres_hosts(url.expose_secret()).ok_or_else(|| {
+        let hosts = match url {
+            DatabaseUrl::Postgres(url) => crate::config::postgres_hosts(url.expose_secret())
+                .ok_or_else(|| {
                     Error::Setup("DATABASE_URL is not a valid PostgreSQL URL".to_owned())
-                })?;
-                let since = switched.clone();
-                let options = pool_options(&config).before_acquire(move |_, meta| {
-                    // A connection opened before the last switch of hosts
-                    // may lead to the old primary: drop it.
-                    let stale = since
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .is_some_and(|at| meta.age > at.elapsed());
-                    Box::pin(async move { Ok(!stale) })
-                });
-                Pool::Postgres(options.connect_lazy_with(hosts[0].clone()))
-            }
-            DatabaseUrl::Sqlite(url) => {
-                let connect = SqliteConnectOptions::from_str(url)
-                    .map_err(|_| Error::Setup("DATABASE_URL is not a valid SQLite URL".to_owned()))?
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    // WAL with NORMAL is durable against process crashes; FULL
-                    // also survives power loss, which acknowledged writes need.
-                    .synchronous(SqliteSynchronous::Full)
-                    .foreign_keys(true)
-                    .busy_timeout(config.statement_timeout);
-                Pool::Sqlite(pool_options(&config).connect_lazy_with(connect))
-            }
+                })?,
+            DatabaseUrl::Sqlite(_) => Vec::new(),
         };
+        let switched = Arc::new(std::sync::Mutex::new(None::<Instant>));
+        let (requests, jobs) = config.shares();
+        // Both shares are built alike: the same hosts, the same discard of
+        // connections older than the last switch, the same SQLite settings
+        // (WAL, one writer at a time, waiting `busy_timeout` for the lock).
+        let open_share = |share: (u32, u32)| -> Result<Pool> {
+            Ok(match url {
+                DatabaseUrl::Postgres(_) => {
+                    let since = switched.clone();
+                    let options = pool_options(&config, share).before_acquire(move |_, meta| {
+                        // A connection opened before the last switch of hosts
+                        // may lead to the old primary: drop it.
+                        let stale = since
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .is_some_and(|at| meta.age > at.elapsed());
+                        Box::pin(async move { Ok(!stale) })
+                    });
+                    Pool::Postgres(options.connect_lazy_with(hosts[0].clone()))
+                }
+                DatabaseUrl::Sqlite(url) => {
+                    let connect = SqliteConnectOptions::from_str(url)
+                        .map_err(|_| {
+                            Error::Setup("DATABASE_URL is not a valid SQLite URL".to_owned())
+                        })?
+                        .create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        // WAL with NORMAL is durable against process crashes; FULL
+                        // also survives power loss, which acknowledged writes need.
+                        .synchronous(SqliteSynchronous::Full)
+                        .foreign_keys(true)
+                        .busy_timeout(config.statement_timeout);
+                    Pool::Sqlite(pool_options(&config, share).connect_lazy_with(connect))
+                }
+            })
+        };
+        let pool = open_share(requests)?;
+        let jobs_pool = jobs.map(open_share).transpose()?;
+        let jobs_turns = jobs.map(|(_, max)| tokio::sync::Semaphore::new(max as usize));
         Ok(Database {
+            share: Share::Requests,
             inner: Arc::new(Inner {
                 pool,
+                jobs_pool,
+                jobs_turns,
                 config,
                 migrated: AtomicBool::new(false),
                 migration: tokio::sync::Mutex::new(None),
@@ -172,9 +238,62 @@ impl Database {
         let _ = self.inner.dependency.set(dependency);
     }
 
-    /// The pool, for code that has already passed the guard.
+    /// The same database, whose operations take the jobs' connections
+    /// (`DB_POOL_JOBS`; the requests' when it is 0). Everything else is
+    /// shared: the guard and its registry entry, the hosts and the switch
+    /// between them, the migrations.
+    pub fn jobs(&self) -> Database {
+        Database {
+            inner: Arc::clone(&self.inner),
+            share: Share::Jobs,
+        }
+    }
+
+    /// The same database through the requests' connections: for the few
+    /// small statements that must not wait behind jobs (the renewal of the
+    /// jobs' leases).
+    pub(crate) fn requests(&self) -> Database {
+        Database {
+            inner: Arc::clone(&self.inner),
+            share: Share::Requests,
+        }
+    }
+
+    /// Whose connections this handle takes.
+    pub fn share(&self) -> Share {
+        self.share
+    }
+
+    /// The pool of this handle's share, for code that has already passed
+    /// the guard.
     pub fn pool(&self) -> &Pool {
-        &self.inner.pool
+        match (self.share, &self.inner.jobs_pool) {
+            (Share::Jobs, Some(jobs)) => jobs,
+            _ => &self.inner.pool,
+        }
+    }
+
+    /// Each share's connections now, the requests' first (only theirs
+    /// when jobs take the requests').
+    pub fn pool_sizes(&self) -> Vec<PoolSize> {
+        let (requests, jobs) = self.inner.config.shares();
+        let size = |share, pool: &Pool, max| {
+            let (open, idle) = match pool {
+                Pool::Postgres(pool) => (pool.size(), pool.num_idle()),
+                Pool::Sqlite(pool) => (pool.size(), pool.num_idle()),
+            };
+            PoolSize {
+                share,
+                open,
+                idle: u32::try_from(idle).unwrap_or(u32::MAX),
+                max,
+            }
+        };
+        let mut sizes = vec![size(Share::Requests, &self.inner.pool, requests.1)];
+        if let (Some(pool), Some((_, max))) = (&self.inner.jobs_pool, jobs) {
+            sizes.push(size(Share::Jobs, pool, max));
+        }
+        sizes
     }
 
     /// Whether the probe last found the database available (false before
@@ -276,6 +395,23 @@ impl Database {
                 .unwrap_or(Fault::temporary("NOT_CONNECTED"));
             return Err(Error::DatabaseUnavailable(fault));
         }
+        // Jobs wait for their turn at their own connections before their
+        // time limit starts: however many run at once, a job's statement is
+        // not abandoned for the queue in front of it, only for itself.
+        let _turn = match (&self.inner.jobs_turns, self.share) {
+            (Some(turns), Share::Jobs) => match dependency {
+                Some(dep) => tokio::select! {
+                    biased;
+                    turn = turns.acquire() => turn.ok(),
+                    () = dep.until_unavailable() => {
+                        let fault = dep.state().last_error.unwrap_or(Fault::temporary("NOT_CONNECTED"));
+                        return Err(Error::DatabaseUnavailable(fault));
+                    }
+                },
+                None => turns.acquire().await.ok(),
+            },
+            _ => None,
+        };
         let work = tokio::time::timeout(limit, operation(self.pool().clone()));
         let outcome = match dependency.filter(|_| abandon_on_outage) {
             Some(dep) => tokio::select! {
@@ -294,6 +430,17 @@ impl Database {
                     dep.report_success();
                 }
                 Ok(value)
+            }
+            Ok(Err(sqlx::Error::PoolTimedOut)) if self.pool_is_the_jobs() => {
+                // Even with a turn, the jobs' pool gave no connection within
+                // DB_CONNECT_TIMEOUT_MS: they cannot be opened (an outage?)
+                // or are held outside the guard. The probe, on the
+                // requests' connections, tells which: requests are not
+                // refused on the jobs' word.
+                if let Some(dep) = dependency {
+                    dep.report(Event::TrafficSuspect);
+                }
+                Err(Error::DatabaseUnavailable(Fault::TIMEOUT))
             }
             Ok(Err(err)) => match classify(&err) {
                 Some(fault) => {
@@ -323,9 +470,18 @@ impl Database {
         }
     }
 
-    /// Closes the pool.
+    /// Whether this handle's operations take a pool of their own, apart
+    /// from the requests'.
+    fn pool_is_the_jobs(&self) -> bool {
+        self.share == Share::Jobs && self.inner.jobs_pool.is_some()
+    }
+
+    /// Closes the pools of every share.
     pub async fn close(&self) {
         self.inner.pool.close().await;
+        if let Some(jobs) = &self.inner.jobs_pool {
+            jobs.close().await;
+        }
     }
 
     /// Checks the server without waiting inside the pool: an idle pooled
@@ -372,6 +528,9 @@ impl Database {
                     if index != current {
                         self.inner.primary.store(index, Ordering::Release);
                         pool.set_connect_options(hosts[index].clone());
+                        if let Some(Pool::Postgres(jobs)) = &self.inner.jobs_pool {
+                            jobs.set_connect_options(hosts[index].clone());
+                        }
                         tracing::warn!(
                             host = index + 1,
                             hosts = hosts.len(),
@@ -496,10 +655,14 @@ fn fault_of(err: &sqlx::Error) -> Fault {
     classify(err).unwrap_or(Fault::temporary("QUERY_FAILED"))
 }
 
-fn pool_options<DB: sqlx::Database>(config: &PoolConfig) -> PoolOptions<DB> {
+/// The options of one share's pool, `(min, max)` connections.
+fn pool_options<DB: sqlx::Database>(
+    config: &PoolConfig,
+    (min, max): (u32, u32),
+) -> PoolOptions<DB> {
     PoolOptions::new()
-        .min_connections(config.min.min(config.max))
-        .max_connections(config.max)
+        .min_connections(min)
+        .max_connections(max)
         .acquire_timeout(config.connect_timeout)
         .idle_timeout(config.idle_timeout)
 }
@@ -607,6 +770,87 @@ mod tests {
         // Constraint violations are the query's fault, not the connection's.
         assert_eq!(classify_sqlstate("23505"), None);
         assert_eq!(classify(&sqlx::Error::RowNotFound), None);
+    }
+
+    /// The jobs' connections are taken out of `DB_POOL_MAX`: with all of
+    /// them held outside the guard, a job's statement waits (and gives up
+    /// after the connect timeout) while a request's is answered at once;
+    /// jobs beyond the share wait for their turn without being abandoned.
+    #[tokio::test]
+    async fn jobs_wait_for_their_own_share_and_requests_do_not() {
+        let dir = std::env::temp_dir().join(format!("accubooks-db-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = DatabaseUrl::Sqlite(format!("sqlite://{}/books.db", dir.display()));
+        let vars = [
+            ("DB_POOL_MAX", "3"),
+            ("DB_CONNECT_TIMEOUT_MS", "300"),
+            ("DB_STATEMENT_TIMEOUT_MS", "300"),
+        ];
+        let config = crate::Config::from_vars(vars.map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .unwrap()
+            .pool;
+        let db = Database::new(&url, config).unwrap();
+        db.check().await.unwrap();
+        let jobs = db.jobs();
+        assert_eq!((db.share(), jobs.share()), (Share::Requests, Share::Jobs));
+        let Pool::Sqlite(jobs_pool) = jobs.pool().clone() else {
+            unreachable!()
+        };
+        let held = [
+            jobs_pool.acquire().await.unwrap(),
+            jobs_pool.acquire().await.unwrap(),
+        ];
+        let sizes: Vec<_> = db
+            .pool_sizes()
+            .iter()
+            .map(|p| (p.share, p.open - p.idle, p.max))
+            .collect();
+        assert_eq!(
+            sizes,
+            [(Share::Requests, 0, 1), (Share::Jobs, 2, 2)],
+            "(share, in use, max)"
+        );
+        let count = |pool: Pool| async move {
+            let Pool::Sqlite(pool) = pool else {
+                unreachable!()
+            };
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM accounts")
+                .fetch_one(&pool)
+                .await
+        };
+        let started = Instant::now();
+        assert_eq!(db.run(count).await.unwrap(), 0);
+        assert!(started.elapsed() < Duration::from_millis(300));
+        let waited = jobs.run(count).await.unwrap_err();
+        assert!(
+            matches!(waited, Error::DatabaseUnavailable(fault) if fault == Fault::TIMEOUT),
+            "{waited:?}"
+        );
+        drop(held);
+        assert_eq!(jobs.run(count).await.unwrap(), 0);
+        // Eight jobs' operations of 200 ms each on two connections: the last
+        // waits 600 ms for its turn, beyond the connect timeout and the
+        // statement timeout, and none is abandoned for it.
+        let slow = |pool: Pool| async move {
+            let Pool::Sqlite(pool) = pool else {
+                unreachable!()
+            };
+            let mut connection = pool.acquire().await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM accounts")
+                .fetch_one(&mut *connection)
+                .await
+        };
+        let started = Instant::now();
+        let all = futures::future::join_all((0..8).map(|_| jobs.run(slow))).await;
+        assert!(all.iter().all(|r| matches!(r, Ok(0))), "{all:?}");
+        assert!(started.elapsed() >= Duration::from_millis(800));
+        db.close().await;
+        assert!(
+            jobs_pool.is_closed(),
+            "closing the database closes every share"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[tokio::test]

@@ -108,7 +108,9 @@ impl JobEnv {
         }
     }
 
-    /// The database, where jobs are kept.
+    /// The database, where jobs are kept, through the jobs' own share of
+    /// its connections (`DB_POOL_JOBS`): a handler's statements go here, so
+    /// they never wait for the requests' connections nor make them wait.
     pub fn database(&self) -> &Database {
         &self.inner.database
     }

@@ -62,6 +62,17 @@ impl Ledger {
         }
     }
 
+    /// The same ledger reading through `db` (another share of the same
+    /// database: the jobs'); entries are still posted by this ledger's
+    /// committer, on its connections, and the account cache is shared.
+    pub fn with_database(&self, db: Database) -> Self {
+        Ledger {
+            db,
+            accounts: std::sync::Arc::clone(&self.accounts),
+            committer: self.committer.clone(),
+        }
+    }
+
     /// The database.
     pub fn database(&self) -> &Database {
         &self.db

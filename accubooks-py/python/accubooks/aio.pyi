@@ -79,6 +79,7 @@ class AsyncAccuBooks:
         slow_request_ms: int | str | None = None,
         db_pool_min: int | str | None = None,
         db_pool_max: int | str | None = None,
+        db_pool_jobs: int | str | None = None,
         db_idle_timeout_ms: int | str | None = None,
         db_connect_timeout_ms: int | str | None = None,
         db_init_timeout_ms: int | str | None = None,
