@@ -13,6 +13,7 @@ mod effects;
 pub(crate) mod entries;
 mod export;
 pub(crate) mod hierarchy;
+pub(crate) mod journal;
 pub(crate) mod periods;
 pub(crate) mod reports;
 
@@ -27,11 +28,11 @@ pub use committer::{Committer, WhenLocked};
 pub use effects::{Bind, Effect, EffectTx, Guard, GuardedUpdate};
 // Still reachable here for the callers that name it so (usecases/journal.rs).
 pub use entries::{
-    Entry, EntryFilter, EntryInput, EntryKey, EntryKind, EntryLine, EntryOrder, LineInput,
-    RenderEntry, ValidEntry, ValidLine, get_entry, list_entries, parse_date, post_reversal,
-    prepare, prepare_batch, reverse_entry,
+    Entry, EntryInput, EntryKind, EntryLine, LineInput, RenderEntry, ValidEntry, ValidLine,
+    get_entry, parse_date, post_reversal, prepare, prepare_batch, reverse_entry,
 };
 pub use export::{EXPORT_TIME_LIMIT, ExportFormat, ExportStream, export_ledger};
+pub use journal::{EntryFilter, EntryKey, EntryOrder, list_entries};
 pub use periods::{
     LockChange, RETAINED_EARNINGS, SettingChange, close_period, ensure_open, lock_date,
     set_lock_date, settings_history,
