@@ -336,6 +336,25 @@ impl Books {
         body["id"].as_i64().unwrap()
     }
 
+    /// Posts `entries` (JSON entry inputs) in one batch; answers their ids.
+    pub async fn post_batch(&self, token: &str, entries: Vec<Value>) -> Vec<i64> {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/journal-entries/batch",
+                Some(token),
+                Some(json!({ "entries": entries })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_i64().unwrap())
+            .collect()
+    }
+
     /// Balance of an account by code.
     pub async fn balance(&self, token: &str, code: &str) -> String {
         let (_, accounts) = self.call("GET", "/api/accounts", Some(token), None).await;
@@ -1030,16 +1049,7 @@ async fn batches_post_atomically(door: Door) {
     let entries: Vec<Value> = (0..200)
         .map(|i| json!({"date": "2026-04-01", "memo": format!("sale {i}"), "lines": sale("1.25")}))
         .collect();
-    let (status, body) = books
-        .call(
-            "POST",
-            "/api/journal-entries/batch",
-            Some(&token),
-            Some(json!({"entries": entries})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(body["ids"].as_array().unwrap().len(), 200);
+    assert_eq!(books.post_batch(&token, entries).await.len(), 200);
     assert_eq!(books.balance(&token, "1000").await, "250.00");
     // One bad entry refuses the whole batch and names it.
     let mut entries: Vec<Value> = (0..5)

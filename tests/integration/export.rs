@@ -50,15 +50,7 @@ async fn large_export_streams(host: Host) {
                 })
             })
             .collect();
-        let (status, body) = books
-            .call(
-                "POST",
-                "/api/journal-entries/batch",
-                Some(&token),
-                Some(json!({ "entries": entries })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        books.post_batch(&token, entries).await;
     }
     for format in ["hledger", "beancount"] {
         let mut response = books

@@ -10,25 +10,6 @@ use serde_json::{Value, json};
 
 use crate::books::{Books, Door, Store};
 
-/// Posts `entries` (JSON entry inputs) in one batch; answers their ids.
-async fn batch(books: &Books, token: &str, entries: Vec<Value>) -> Vec<i64> {
-    let (status, body) = books
-        .call(
-            "POST",
-            "/api/journal-entries/batch",
-            Some(token),
-            Some(json!({ "entries": entries })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|id| id.as_i64().unwrap())
-        .collect()
-}
-
 /// A sale of `cents` on `date`: cash 1000 against revenue 4000, or, every
 /// fifth, against expense 5000 (so that account filters keep some only).
 fn sale(n: usize, date: &str, cents: i64) -> Value {
@@ -90,7 +71,7 @@ async fn the_journal_pages_without_gaps_while_entries_are_posted(store: Store) {
             .map(|i| chunk * 1_000 + i)
             .map(|n| sale(n, &day(n), 100 + n as i64))
             .collect();
-        existing.extend(batch(&books, &token, entries).await);
+        existing.extend(books.post_batch(&token, entries).await);
     }
     let mut posted = 3_000;
     let (seen, pages) = read_all(
@@ -99,7 +80,7 @@ async fn the_journal_pages_without_gaps_while_entries_are_posted(store: Store) {
         "/api/journal-entries?limit=500",
         async || {
             let more = (posted..posted + 20).map(|n| sale(n, &day(n), 1)).collect();
-            batch(&books, &token, more).await;
+            books.post_batch(&token, more).await;
             posted += 20;
         },
     )
@@ -247,7 +228,7 @@ async fn an_account_history_runs_its_balance_across_pages(door: Door) {
         .rev()
         .map(|n| sale(n, &day(n), 100 + n as i64))
         .collect();
-    batch(&books, &token, entries).await;
+    books.post_batch(&token, entries).await;
 
     let (rows, pages) = read_all(
         &books,
@@ -360,17 +341,17 @@ async fn entries_carry_metadata_and_are_found_by_it(store: Store) {
         entry["metadata"] = json!({"order": order, "region.eu": region});
         entry
     };
-    let ids = batch(
-        &books,
-        &token,
-        vec![
-            tagged(1, "A-1", "fr"),
-            tagged(2, "A-2", "fr"),
-            tagged(3, "A-1", "de"),
-            sale(4, &day(4), 100),
-        ],
-    )
-    .await;
+    let ids = books
+        .post_batch(
+            &token,
+            vec![
+                tagged(1, "A-1", "fr"),
+                tagged(2, "A-2", "fr"),
+                tagged(3, "A-1", "de"),
+                sale(4, &day(4), 100),
+            ],
+        )
+        .await;
     let (status, single) = books
         .call(
             "POST",

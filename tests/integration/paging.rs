@@ -388,15 +388,7 @@ async fn the_general_ledger_pages(door: Door) {
                    "lines": [{"account": "1000", "debit": "1.25"}, {"account": "4000", "credit": "1.25"}]})
         })
         .collect();
-    let (status, body) = books
-        .call(
-            "POST",
-            "/api/journal-entries/batch",
-            Some(&token),
-            Some(json!({"entries": entries})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    books.post_batch(&token, entries).await;
 
     let mut path =
         "/api/reports/general-ledger?account=1000&from=2026-01-01&to=2026-12-31&limit=100"

@@ -83,15 +83,7 @@ async fn a_flood_of_jobs_leaves_requests_their_connections(store: Store) {
                     {"account": "4000", "credit": "10.00"}]})
             })
             .collect();
-        let (status, body) = books
-            .call(
-                "POST",
-                "/api/journal-entries/batch",
-                Some(&token),
-                Some(json!({ "entries": entries })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        books.post_batch(&token, entries).await;
     }
 
     if let Store::Postgres = store {
