@@ -31,7 +31,7 @@ macro_rules! open {
         "status IN ('pending', 'queued', 'running', 'failed')"
     };
 }
-const OPEN: &str = open!();
+pub(super) const OPEN: &str = open!();
 
 /// What a claim may take: a job not yet taken whose time has come, or one
 /// whose holder's lease has passed; of the rows named `$t` (`""` or `"j."`).

@@ -1,6 +1,9 @@
 //! The outbox relayed to Redis's streams in turns across organizations,
 //! and jobs whose messages were lost put back.
 
+use std::collections::HashMap;
+
+use super::claim::OPEN;
 use super::now_ms;
 use crate::db::sql::{BeginScoped, List, in_list, on_pool};
 use crate::db::{Database, Pool};
@@ -18,6 +21,14 @@ use crate::jobs::Queue;
 /// stream or running, and the outbox is relayed in turns (the oldest of
 /// each organization, then the second of each, …). Another organization's
 /// job then waits behind at most `share` jobs of one with a backlog.
+///
+/// A pass reads what it relays, not the backlog: the jobs in flight are
+/// counted (`jobs_open`, by status), the (queue, organization) pairs with
+/// open jobs found by skipping through `jobs_claim_by_organization` (one
+/// probe per pair on PostgreSQL), and each pair's oldest due jobs read from
+/// that index up to its room. (Numbering every open job in one window, a
+/// pass cost a sort of the whole outbox: a backlog of 50,000 relayed 384
+/// at a time ran at 1,020 jobs/s, against 3,097 for 10,000.)
 pub(crate) async fn relay<F, Fut>(
     db: &Database,
     queues: &[Queue],
@@ -31,28 +42,116 @@ where
 {
     let now = now_ms();
     db.run(|pool| async move {
-        let lock = match pool {
-            Pool::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-            Pool::Sqlite(_) => "",
+        let postgres = matches!(pool, Pool::Postgres(_));
+        let (lock, pin, pairs_sql) = if postgres {
+            (
+                " FOR UPDATE SKIP LOCKED",
+                // Index walks whatever the statistics say (see `claim_due`).
+                "SELECT set_config('enable_seqscan', 'off', true), \
+                 set_config('enable_bitmapscan', 'off', true), \
+                 set_config('plan_cache_mode', 'force_custom_plan', true)",
+                format!(
+                    "WITH RECURSIVE pairs(queue, organization_id) AS ( \
+                         (SELECT queue, organization_id FROM jobs WHERE {OPEN} \
+                          ORDER BY queue, organization_id LIMIT 1) \
+                         UNION ALL \
+                         SELECT n.queue, n.organization_id FROM pairs p CROSS JOIN LATERAL \
+                             (SELECT queue, organization_id FROM jobs WHERE {OPEN} \
+                              AND (queue, organization_id) > (p.queue, p.organization_id) \
+                              ORDER BY queue, organization_id LIMIT 1) n) \
+                     SELECT queue, organization_id FROM pairs"
+                ),
+            )
+        } else {
+            (
+                "",
+                "SELECT 1",
+                format!("SELECT DISTINCT queue, organization_id FROM jobs WHERE {OPEN}"),
+            )
         };
-        const DUE: &str = "(status = 'pending' OR (status = 'failed' AND run_after_ms <= $1))";
-        let select = format!(
-            "SELECT id, queue FROM jobs WHERE {DUE} AND id IN \
-                 (SELECT id FROM (SELECT id, status, run_after_ms, \
-                     row_number() OVER (PARTITION BY organization_id, queue, \
-                         CASE WHEN {DUE} THEN 0 ELSE 1 END ORDER BY id) AS turn, \
-                     sum(CASE WHEN status IN ('queued', 'running') THEN 1 ELSE 0 END) \
-                         OVER (PARTITION BY organization_id, queue) AS in_flight \
-                     FROM jobs WHERE status <> 'succeeded') open \
-                  WHERE {DUE} AND turn + in_flight <= $3 ORDER BY turn, id LIMIT $2) \
-             ORDER BY id{lock}"
-        );
         on_pool!(pool, p => {
             let mut tx = p.begin_for_worker_writing().await?;
-            let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(select.as_str()))
+            sqlx::query(pin).execute(&mut *tx).await?;
+            // Through `jobs_open` (queue, status): the rows in flight only.
+            let names: Vec<&str> = queues.iter().map(|q| q.as_str()).collect();
+            let in_flight_sql = format!(
+                "SELECT queue, organization_id, count(*) FROM jobs \
+                 WHERE {} AND status IN ('queued', 'running') AND status <> 'succeeded' \
+                 GROUP BY queue, organization_id",
+                in_list(&p, "queue", 1)
+            );
+            let in_flight: HashMap<(String, String), i64> =
+                sqlx::query_as::<_, (String, String, i64)>(sqlx::AssertSqlSafe(in_flight_sql))
+            .bind(List(names))
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|(queue, organization, n)| ((queue, organization), n))
+            .collect();
+            let share = i64::try_from(share).unwrap_or(i64::MAX);
+            // The pairs with room, those with the least in flight first.
+            let mut pairs: Vec<(String, String, i64)> =
+                sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(pairs_sql.as_str()))
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .filter(|(queue, _)| queues.iter().any(|q| q.as_str() == queue))
+                    .filter_map(|pair| {
+                        let room = share - in_flight.get(&pair).copied().unwrap_or(0);
+                        (room > 0).then_some((pair.0, pair.1, room))
+                    })
+                    .collect();
+            pairs.sort_by_key(|(_, _, room)| std::cmp::Reverse(*room));
+            pairs.truncate(limit.min(RELAY_PAIRS_MAX));
+            if pairs.is_empty() {
+                return Ok(Ok(0));
+            }
+            // Each pair's oldest due jobs, up to its room and its part of
+            // `limit`, numbered in turns.
+            let part = i64::try_from(limit.div_ceil(pairs.len())).unwrap_or(i64::MAX);
+            let select = pairs
+                .iter()
+                .enumerate()
+                .map(|(n, _)| {
+                    let (q, o, l) = (3 * n + 2, 3 * n + 3, 3 * n + 4);
+                    format!(
+                        "SELECT * FROM (SELECT id, CAST({n} AS BIGINT) AS pair FROM jobs WHERE queue = ${q} \
+                         AND organization_id = ${o} AND {OPEN} AND {DUE} \
+                         ORDER BY run_after_ms, id LIMIT ${l}) p{n}"
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            let mut query = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(select)).bind(now);
+            for (queue, organization, room) in &pairs {
+                query = query.bind(queue.as_str()).bind(organization.as_str()).bind((*room).min(part));
+            }
+            let mut turn: HashMap<i64, usize> = HashMap::new();
+            let mut chosen: Vec<(usize, i64, i64)> = query
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(id, pair)| {
+                    let next = turn.entry(pair).or_default();
+                    *next += 1;
+                    (*next, id, pair)
+                })
+                .collect();
+            chosen.sort_unstable();
+            chosen.truncate(limit);
+            if chosen.is_empty() {
+                return Ok(Ok(0));
+            }
+            // Locked (skipping what another process relays) and checked
+            // still due.
+            let ids: Vec<i64> = chosen.iter().map(|(_, id, _)| *id).collect();
+            let lock_sql = format!(
+                "SELECT id, queue FROM jobs WHERE {DUE} AND {} ORDER BY id{lock}",
+                in_list(&p, "id", 2)
+            );
+            let rows: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(lock_sql))
                 .bind(now)
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                .bind(i64::try_from(share).unwrap_or(i64::MAX))
+                .bind(List(ids))
                 .fetch_all(&mut *tx)
                 .await?;
             let jobs: Vec<(i64, Queue)> = rows
@@ -89,6 +188,13 @@ where
     })
     .await
 }
+
+/// Jobs that may be relayed: pending, or failed and due again (`$1` is now).
+const DUE: &str = "(status = 'pending' OR (status = 'failed' AND run_after_ms <= $1))";
+/// Most (queue, organization) pairs one pass reads from (the statement's
+/// bound values, three per pair, stay far below either backend's limit);
+/// the others come in the next passes, those with the most room first.
+const RELAY_PAIRS_MAX: usize = 500;
 
 /// Puts jobs whose messages may be lost back into the outbox: those queued
 /// on a stream that Redis no longer has (`queue`, after a Redis restart
