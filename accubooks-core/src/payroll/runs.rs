@@ -154,7 +154,10 @@ pub async fn create_run(
                 in_list(&pool, "e.employee_id", 4)
             );
             on_pool!(pool, p => {
-                let mut tx = p.begin_for(&owned).await?;
+                // It reads, then writes: on SQLite the write lock is taken
+                // up front, or a write committed in between (another
+                // request's, a job's) fails it with `database is locked`.
+                let mut tx = p.begin_writing_for(&owned).await?;
                 sqlx::query(lock).bind(&owned).execute(&mut *tx).await?;
                 let query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(overlap.as_str()))
                     .bind(&owned)
