@@ -1,5 +1,5 @@
 //! Routes of background jobs. They need only the database: while Redis is
-//! down, work asked for waits in the outbox.
+//! down, the workers take the jobs asked for straight from it.
 
 use super::{ApiError, Request, Response, Route, json_response, list_query, page_response};
 use crate::app::AccuBooks;

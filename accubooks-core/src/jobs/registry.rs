@@ -288,13 +288,7 @@ impl JobRegistry {
         F: Fn(JobEnv) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        self.periodic.push(Periodic {
-            name,
-            first,
-            every,
-            woken_by: None,
-            task: Box::new(move |env| Box::pin(task(env))),
-        });
+        self.push_periodic(name, first, every, None, task);
     }
 
     /// Like [`JobRegistry::periodic`], also run soon after each change of
@@ -309,10 +303,27 @@ impl JobRegistry {
         F: Fn(JobEnv) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        self.periodic(name, Duration::ZERO, every, task);
-        if let Some(added) = self.periodic.last_mut() {
-            added.woken_by = Some(woken_by);
-        }
+        self.push_periodic(name, Duration::ZERO, every, Some(woken_by), task);
+    }
+
+    fn push_periodic<F, Fut>(
+        &mut self,
+        name: &'static str,
+        first: Duration,
+        every: Duration,
+        woken_by: Option<tokio::sync::watch::Receiver<u64>>,
+        task: F,
+    ) where
+        F: Fn(JobEnv) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.periodic.push(Periodic {
+            name,
+            first,
+            every,
+            woken_by,
+            task: Box::new(move |env| Box::pin(task(env))),
+        });
     }
 
     /// The registered queues, in registration order.

@@ -47,9 +47,11 @@ where
             (
                 " FOR UPDATE SKIP LOCKED",
                 // Index walks whatever the statistics say (see `claim_due`).
-                "SELECT set_config('enable_seqscan', 'off', true), \
+                Some(
+                    "SELECT set_config('enable_seqscan', 'off', true), \
                  set_config('enable_bitmapscan', 'off', true), \
                  set_config('plan_cache_mode', 'force_custom_plan', true)",
+                ),
                 format!(
                     "WITH RECURSIVE pairs(queue, organization_id) AS ( \
                          (SELECT queue, organization_id FROM jobs WHERE {OPEN} \
@@ -65,13 +67,15 @@ where
         } else {
             (
                 "",
-                "SELECT 1",
+                None,
                 format!("SELECT DISTINCT queue, organization_id FROM jobs WHERE {OPEN}"),
             )
         };
         on_pool!(pool, p => {
             let mut tx = p.begin_for_worker_writing().await?;
-            sqlx::query(pin).execute(&mut *tx).await?;
+            if let Some(pin) = pin {
+                sqlx::query(pin).execute(&mut *tx).await?;
+            }
             // Through `jobs_open` (queue, status): the rows in flight only.
             let names: Vec<&str> = queues.iter().map(|q| q.as_str()).collect();
             let in_flight_sql = format!(
